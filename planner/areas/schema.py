@@ -1,0 +1,226 @@
+"""Schema of a therapeutic-area file (``rules/areas/<id>.yaml``), validated once when loaded.
+
+Scale of effects: an area's outcome is modelled on ``outcome.scale``: ``identity`` (HbA1c %, SBP mmHg,
+PHQ-9 points: effects are differences in the outcome's unit) or ``log`` (LDL-C: effects are log-ratios;
+a class prior may be written as ``effect_pct`` (percent change, e.g. -40) and is converted to
+``log(1 + pct/100)`` when loaded). Negative effects lower the outcome.
+
+Dose-response (per class): the effect of a drug at dose d is ``effect * g(d / reference_dose)`` with
+``g`` from :class:`DoseResponse`: ``none`` g=1; ``log2`` g = 1 + per_doubling/|effect| * log2(ratio) (each
+doubling adds ``per_doubling`` on the model scale, e.g. statins' ~6%); ``emax`` g = (1+ed50) r / (ed50 + r)
+(saturating, half of the effect at ``ed50`` x reference); ``linear`` g = r.
+
+Modifiers: the class effect becomes ``effect + per_unit * (feature - center)``; ``center`` is where the
+published effect applies (e.g. the mean baseline of the trials).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ..data import read_yaml, rules_dir
+from ..errors import AreaError
+
+
+class _M(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TargetRule(_M):
+    """A patient-specific target: the first rule whose condition codes match the patient applies."""
+
+    value: float
+    when_conditions: tuple[str, ...] = ()  # SNOMED codes or ICD-10 prefixes
+    when_min_age: float | None = None
+    label: str = ""
+
+
+class Outcome(_M):
+    quantity: str  # name in rules/codes/quantities.yaml, e.g. "hba1c"
+    loinc: tuple[str, ...]
+    unit: str  # canonical UCUM unit
+    direction: Literal["lower", "higher"] = "lower"  # which way is better
+    target: float  # default target: reached when outcome < target (direction lower)
+    target_rules: tuple[TargetRule, ...] = ()
+    scale: Literal["identity", "log"] = "identity"
+    plausible: tuple[float, float]  # physiologically plausible range (simulation clipping, input sanity)
+    noise_sd: float = Field(gt=0)  # prior guess of residual SD on the model scale (visit-to-visit + lab)
+    baseline_window_days: int = 180
+    followup_days: int = 180
+    followup_window: tuple[int, int] = (60, 365)
+
+
+class DoseResponse(_M):
+    kind: Literal["none", "log2", "emax", "linear"] = "none"
+    per_doubling: float | None = None  # log2: effect added per doubling, model scale (negative lowers)
+    ed50: float | None = None  # emax: ratio to reference dose giving half the maximal effect
+    source: str = ""
+
+
+class Modifier(_M):
+    feature: str  # a feature name from the area's features (e.g. "baseline", "egfr", "bmi", "age")
+    per_unit: float  # change in the class effect per unit of the feature above center (model scale)
+    center: float
+    sd: float = Field(default=0.0, ge=0)  # prior SD of per_unit for the model (0: use |per_unit|/2)
+    source: str = ""
+
+
+class ClassPrior(_M):
+    id: str  # class id, e.g. "sglt2_inhibitor"
+    label: str = ""
+    effect: float | None = None  # model scale, at the reference dose, placebo-adjusted
+    effect_pct: float | None = None  # log-scale areas: percent change instead of effect
+    sd: float = Field(gt=0)  # prior SD of the class effect (model scale); spread of published estimates
+    within_class_sd: float = Field(default=0.05, ge=0)  # prior SD of drug effects around the class effect
+    dose_response: DoseResponse = DoseResponse()
+    modifiers: tuple[Modifier, ...] = ()
+    source: str  # citation (author, journal, year) of the prior
+
+    @model_validator(mode="after")
+    def _one_effect(self) -> "ClassPrior":
+        if (self.effect is None) == (self.effect_pct is None):
+            raise ValueError("give exactly one of effect or effect_pct")
+        if self.effect_pct is not None and not -100 < self.effect_pct < 1000:
+            raise ValueError(f"effect_pct {self.effect_pct} out of range (-100, 1000)")
+        return self
+
+    def effect_on_scale(self) -> float:
+        if self.effect is not None:
+            return self.effect
+        return math.log1p(self.effect_pct / 100.0)  # type: ignore[operator]
+
+
+class DrugEntry(_M):
+    ingredient: str
+    rxcui: str
+    drug_class: str = Field(alias="class")
+    doses: tuple[float, ...]  # dose levels offered, mg/day, ascending
+    reference_dose: float  # the dose at which the class prior applies (mg/day)
+    max_dose: float  # label maximum, mg/day
+    relative_potency: float = 1.0  # drug effect relative to its class prior at reference dose
+    first_line: bool = False
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    @field_validator("doses")
+    @classmethod
+    def _ascending(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if not v or list(v) != sorted(v) or v[0] <= 0:
+            raise ValueError("doses must be positive and ascending")
+        return v
+
+
+class Combination(_M):
+    max_drugs: int = 3
+    max_per_class: int = 1
+    subadditivity: float = Field(default=0.85, gt=0, le=1)  # each added drug's effect x this (prior mean)
+    exclusive_classes: tuple[tuple[str, ...], ...] = ()  # classes that must not be combined (e.g. ACEi+ARB)
+
+
+class FeatureSpec(_M):
+    name: str
+    kind: Literal["age", "sex", "quantity", "baseline", "condition", "pgx", "regimen"]
+    quantity: str | None = None  # kind=quantity: name in quantities.yaml
+    unit: str = ""
+    lookback_days: int = 365
+    codes: tuple[str, ...] = ()  # kind=condition: SNOMED codes / ICD-10 prefixes
+    gene: str | None = None  # kind=pgx
+    default: float | None = None  # value used when missing (the missing flag is kept as its own column)
+
+
+class Area(_M):
+    id: str
+    version: str
+    name: str
+    source: str
+    outcome: Outcome
+    condition_codes: tuple[str, ...]  # SNOMED codes that put a patient in the area
+    condition_icd10_prefixes: tuple[str, ...] = ()
+    formulary: tuple[DrugEntry, ...]
+    classes: tuple[ClassPrior, ...]
+    combination: Combination = Combination()
+    features: tuple[FeatureSpec, ...]
+    pgx_genes: tuple[str, ...] = ()  # genes the formulary touches (features, data gaps)
+    notes: str = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Area":
+        class_ids = [c.id for c in self.classes]
+        if len(set(class_ids)) != len(class_ids):
+            raise ValueError("duplicate class id")
+        names = [d.ingredient for d in self.formulary]
+        if len(set(names)) != len(names):
+            raise ValueError("duplicate formulary ingredient")
+        for d in self.formulary:
+            if d.drug_class not in class_ids:
+                raise ValueError(f"formulary drug {d.ingredient!r} has class {d.drug_class!r} with no prior")
+            if d.reference_dose <= 0 or d.max_dose < d.doses[-1]:
+                raise ValueError(f"formulary drug {d.ingredient!r}: max_dose below the highest dose level")
+        feats = {f.name for f in self.features}
+        for c in self.classes:
+            for m in c.modifiers:
+                if m.feature not in feats:
+                    raise ValueError(f"class {c.id!r} modifier on unknown feature {m.feature!r}")
+        return self
+
+    # ---- lookups -------------------------------------------------------------------------------------
+    def drug(self, ingredient: str) -> DrugEntry:
+        for d in self.formulary:
+            if d.ingredient == ingredient or d.rxcui == ingredient:
+                return d
+        raise AreaError("unknown drug", field=f"{self.id}.formulary", value=ingredient,
+                        expected="one of " + ", ".join(d.ingredient for d in self.formulary))
+
+    def class_prior(self, class_id: str) -> ClassPrior:
+        for c in self.classes:
+            if c.id == class_id:
+                return c
+        raise AreaError("unknown class", field=f"{self.id}.classes", value=class_id)
+
+    @property
+    def drug_names(self) -> tuple[str, ...]:
+        return tuple(d.ingredient for d in self.formulary)
+
+    def matches_condition(self, code: str | None, system: str | None = None) -> bool:
+        if not code:
+            return False
+        if system and "icd" in system.lower():
+            c = code.replace(".", "").upper()
+            return any(c.startswith(p.replace(".", "").upper()) for p in self.condition_icd10_prefixes)
+        return code in self.condition_codes
+
+
+def _areas_folder(rules: str | Path | None = None) -> Path:
+    return rules_dir(rules) / "areas"
+
+
+def list_areas(rules: str | Path | None = None) -> list[str]:
+    folder = _areas_folder(rules)
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+@functools.lru_cache(maxsize=32)
+def _load(path: str) -> Area:
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise AreaError("area file must be a mapping", file=path)
+    try:
+        return Area.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"])
+        raise AreaError(err["msg"], file=path, field=loc, value=err.get("input", ...)) from None
+
+
+def load_area(area_id: str, rules: str | Path | None = None) -> Area:
+    """Load and validate one area (cached). Unknown ids raise :class:`AreaError` listing the known ones."""
+    path = _areas_folder(rules) / f"{area_id}.yaml"
+    if not path.is_file():
+        raise AreaError("unknown area", field="area", value=area_id,
+                        expected="one of " + ", ".join(list_areas(rules)))
+    return _load(str(path))

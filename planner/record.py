@@ -1,0 +1,203 @@
+"""The typed objects handed between stages.
+
+Every model here is a frozen pydantic model that round-trips through JSON
+(``Model.model_validate_json(m.model_dump_json()) == m``), so any stage can be run and tested from a saved
+fixture. Collections are tuples so that records are hashable and immutable.
+
+Conventions
+-----------
+* Dates are :class:`datetime.date` (the engine reasons in days).
+* Medications are resolved to ingredient RxCUIs; doses are mg/day where derivable, else ``None``.
+* Observations are kept per *quantity* (``hba1c``, ``ldl``, ``egfr``, ``sbp``, ... as named in
+  ``rules/codes/quantities.yaml``) in the quantity's one canonical UCUM unit, sorted by date.
+* Pharmacogenomic results are kept as reported, one :class:`PgxResult` per source statement; interpretation
+  (diplotype -> phenotype, conflicts, phenoconversion) belongs to :mod:`planner.safety`.
+  A gene with no result is *not tested*: it is simply absent here, never filled in as normal.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "Frozen",
+    "Coding",
+    "Condition",
+    "Medication",
+    "Allergy",
+    "Measurement",
+    "PgxResult",
+    "DataWarning",
+    "PatientRecord",
+]
+
+
+class Frozen(BaseModel):
+    """Base of every hand-off model: immutable, no unknown fields, JSON round-trip."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Coding(Frozen):
+    system: str | None = None
+    code: str | None = None
+    display: str | None = None
+
+
+class Condition(Frozen):
+    id: str | None = None
+    code: str | None = None
+    system: str | None = None  # canonical URI, e.g. http://snomed.info/sct
+    display: str | None = None
+    codings: tuple[Coding, ...] = ()  # every coding the resource gave (SNOMED and ICD-10 may both be present)
+    onset: dt.date | None = None
+    abatement: dt.date | None = None
+    recorded: dt.date | None = None
+    clinical_status: str | None = None  # active | recurrence | relapse | inactive | remission | resolved
+    verification_status: str | None = None
+
+    def is_active(self, on: dt.date) -> bool:
+        """Active on a date: started (or undated) and not abated, and not marked inactive/resolved."""
+        if self.verification_status in {"refuted", "entered-in-error"}:
+            return False
+        start = self.onset or self.recorded
+        if start is not None and start > on:
+            return False
+        if self.abatement is not None and self.abatement <= on:
+            return False
+        if self.abatement is None and self.clinical_status in {"inactive", "remission", "resolved"}:
+            return False
+        return True
+
+
+class Medication(Frozen):
+    id: str | None = None
+    resource_type: Literal["MedicationRequest", "MedicationStatement"] = "MedicationRequest"
+    rxcui: str | None = None  # ingredient RxCUI; None when it could not be resolved (a DataWarning says so)
+    ingredient: str | None = None  # ingredient name, lower case (e.g. "metformin")
+    source_code: str | None = None  # the code as given (clinical drug, branded drug, ...)
+    source_display: str | None = None
+    strength_mg: float | None = None  # per unit (tablet/capsule/mL as labelled)
+    dose_mg_day: float | None = None
+    status: str | None = None  # active | completed | stopped | cancelled | entered-in-error | on-hold | ...
+    intent: str | None = None
+    start: dt.date | None = None  # authoredOn / effectivePeriod.start
+    end: dt.date | None = None  # validityPeriod.end / effectivePeriod.end, as given (episodes refine it)
+
+    def is_active(self, on: dt.date) -> bool:
+        if self.status in {"entered-in-error", "cancelled", "stopped", "completed", "draft"}:
+            if self.end is None or self.end <= on:
+                return False
+        if self.start is not None and self.start > on:
+            return False
+        if self.end is not None and self.end <= on:
+            return False
+        return True
+
+
+class Allergy(Frozen):
+    id: str | None = None
+    code: str | None = None
+    system: str | None = None
+    display: str | None = None
+    rxcui: str | None = None  # ingredient RxCUI when the substance resolves to one
+    ingredient: str | None = None
+    category: tuple[str, ...] = ()  # food | medication | environment | biologic
+    criticality: str | None = None
+    clinical_status: str | None = None
+    verification_status: str | None = None
+    reactions: tuple[str, ...] = ()  # manifestation displays
+    recorded: dt.date | None = None
+
+
+class Measurement(Frozen):
+    date: dt.date
+    value: float
+    unit: str  # the canonical unit of the quantity
+    loinc: str  # the code the resource carried
+    source: str | None = None  # "Observation/<id>"; never patient identifiers
+    original_value: float | None = None  # before unit conversion, when converted
+    original_unit: str | None = None
+
+
+PgxSource = Literal[
+    "fhir-genotype",  # Genomics Reporting IG genotype Observation (84413-4)
+    "fhir-implication",  # Genomics Reporting IG therapeutic-implication / metabolizer Observation
+    "fhir-phenotype-stu1",  # STU1 53040-2 with LA answer codes
+    "pharmcat-json",  # PharmCAT phenotype.json
+    "pharmcat-tsv",  # PharmCAT outside-call TSV
+    "fhir-hla",  # HLA allele status
+]
+
+
+class PgxResult(Frozen):
+    """One pharmacogenomic statement about one gene, as the source made it (not interpreted)."""
+
+    gene: str  # HGNC symbol, e.g. CYP2C19, HLA-B
+    diplotype: str | None = None  # e.g. "*1/*2" (gene prefix removed)
+    phenotype: str | None = None  # CPIC term, e.g. "Poor Metabolizer", "Decreased Function"
+    activity_score: float | None = None
+    allele: str | None = None  # HLA allele, e.g. "*57:01"
+    allele_status: Literal["positive", "negative"] | None = None
+    source: PgxSource
+    source_ref: str | None = None  # "Observation/<id>" or file name
+    date: dt.date | None = None
+
+
+class DataWarning(Frozen):
+    """Something in the record planner could not use, or used with an assumption."""
+
+    code: str  # short machine code, e.g. "unresolved-medication", "dose-not-derivable"
+    message: str
+    resource: str | None = None  # "MedicationRequest/<id>"
+
+
+class PatientRecord(Frozen):
+    """One patient's normalized record: what every later stage reads."""
+
+    patient_id: str
+    birth_date: dt.date | None = None
+    sex: str | None = None  # administrative gender: male | female | other | unknown
+    deceased: dt.date | None = None
+    as_of: dt.date
+    conditions: tuple[Condition, ...] = ()
+    medications: tuple[Medication, ...] = ()
+    allergies: tuple[Allergy, ...] = ()
+    observations: dict[str, tuple[Measurement, ...]] = Field(default_factory=dict)
+    pgx: tuple[PgxResult, ...] = ()
+    warnings: tuple[DataWarning, ...] = ()
+
+    # ---- small, pure helpers every stage uses -------------------------------------------------------
+    def age(self, on: dt.date | None = None) -> float | None:
+        if self.birth_date is None:
+            return None
+        on = on or self.as_of
+        return (on - self.birth_date).days / 365.25
+
+    def series(self, quantity: str, *, until: dt.date | None = None) -> tuple[Measurement, ...]:
+        """Measurements of one quantity dated on or before ``until`` (default: ``as_of``)."""
+        until = until or self.as_of
+        return tuple(m for m in self.observations.get(quantity, ()) if m.date <= until)
+
+    def latest(self, quantity: str, *, until: dt.date | None = None, within_days: int | None = None) -> Measurement | None:
+        values = self.series(quantity, until=until)
+        if not values:
+            return None
+        last = values[-1]
+        if within_days is not None and ((until or self.as_of) - last.date).days > within_days:
+            return None
+        return last
+
+    def active_medications(self, on: dt.date | None = None) -> tuple[Medication, ...]:
+        on = on or self.as_of
+        return tuple(m for m in self.medications if m.is_active(on))
+
+    def active_conditions(self, on: dt.date | None = None) -> tuple[Condition, ...]:
+        on = on or self.as_of
+        return tuple(c for c in self.conditions if c.is_active(on))
+
+    def pgx_for(self, gene: str) -> tuple[PgxResult, ...]:
+        return tuple(p for p in self.pgx if p.gene == gene)
