@@ -32,6 +32,10 @@ __all__ = [
     "PgxResult",
     "DataWarning",
     "PatientRecord",
+    "DrugDose",
+    "Regimen",
+    "Finding",
+    "Action",
 ]
 
 
@@ -201,3 +205,82 @@ class PatientRecord(Frozen):
 
     def pgx_for(self, gene: str) -> tuple[PgxResult, ...]:
         return tuple(p for p in self.pgx if p.gene == gene)
+
+
+# ---- regimens and safety findings: the contract between model, safety layer and ranking -------------------
+
+
+class DrugDose(Frozen):
+    """One drug of a regimen, at an ingredient level."""
+
+    ingredient: str  # lower-case ingredient name, e.g. "metformin"
+    rxcui: str  # ingredient RxCUI, e.g. "6809"
+    dose_mg_day: float | None = None  # None: dose not specified (e.g. a current med whose dose is unknown)
+    drug_class: str | None = None  # class id from the area file, when known
+
+
+class Regimen(Frozen):
+    """A set of drugs with doses. Build with :meth:`of`, which sorts drugs so equal regimens compare equal."""
+
+    drugs: tuple[DrugDose, ...] = ()
+
+    @classmethod
+    def of(cls, drugs: "list[DrugDose] | tuple[DrugDose, ...]") -> "Regimen":
+        return cls(drugs=tuple(sorted(drugs, key=lambda d: d.ingredient)))
+
+    @property
+    def ingredients(self) -> tuple[str, ...]:
+        return tuple(d.ingredient for d in self.drugs)
+
+    def key(self) -> str:
+        """Stable text key, e.g. ``"metformin@2000+sitagliptin@100"`` (``"none"`` for no drug)."""
+        if not self.drugs:
+            return "none"
+        return "+".join(
+            d.ingredient + ("" if d.dose_mg_day is None else f"@{d.dose_mg_day:g}") for d in self.drugs
+        )
+
+    def dose_of(self, ingredient: str) -> float | None:
+        for d in self.drugs:
+            if d.ingredient == ingredient:
+                return d.dose_mg_day
+        return None
+
+
+Action = Literal["exclude", "adjust_dose", "caution", "info"]
+
+FindingKind = Literal[
+    "gene-drug",
+    "drug-drug",
+    "drug-allergy",
+    "drug-condition",
+    "drug-lab",
+    "duplicate-therapy",
+    "max-dose",
+    "data-gap",
+]
+
+
+class Finding(Frozen):
+    """One rule that fired for a patient and a regimen (or the current medications).
+
+    ``exclude`` removes the regimen; ``adjust_dose`` changes ``target_drug``'s dose to ``adjusted_dose_mg_day``
+    (computed from ``dose_factor`` or capped at ``max_dose_mg_day``); ``caution`` and ``info`` inform.
+    """
+
+    rule_id: str
+    rule_version: str
+    kind: FindingKind
+    action: Action
+    strength: str | None = None  # CPIC classification (Strong/Moderate/Optional) or equivalent
+    message: str  # one sentence, <= 140 characters, fit for a CDS card
+    source: str  # guideline URL, PMID or label section
+    data_version: str | None = None
+    drugs: tuple[str, ...] = ()  # ingredients involved
+    genes: tuple[str, ...] = ()  # genes involved
+    phenotype: str | None = None  # effective phenotype / lookup key used (says when phenoconverted)
+    target_drug: str | None = None  # the drug an exclude/adjust_dose applies to
+    dose_factor: float | None = None
+    max_dose_mg_day: float | None = None
+    adjusted_dose_mg_day: float | None = None
+    alternatives: tuple[str, ...] = ()
