@@ -1,0 +1,227 @@
+"""Ranking screened candidate regimens into plans, from joint posterior draws.
+
+Utility (weights and scales in ``rules/ranking.yaml``; ``d`` = +1 when lower is better, -1 otherwise)::
+
+    U = w_target  * P(outcome reaches target)                 # predictive draws (a new measurement)
+      + w_improve * E[d * (target - Y)] / scale               # expected-outcome draws, beyond the target is better
+      - w_caution * (# caution findings on the regimen)
+      - w_adjust  * (# doses a rule adjusted)
+      - w_drug    * (# drugs in the regimen)
+      - w_change  * (# changes against the current regimen)
+
+``scale`` is the area's ``utility_scale`` (one meaningful difference of the outcome). P(best) is computed
+jointly: in each posterior draw of the expected outcomes of *all* ranked candidates, the best one gets the
+draw; P(best) is the share of draws a candidate wins. Candidates excluded by a rule never enter the ranking.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .areas import Area
+from .data import read_yaml, rules_dir
+from .errors import RuleError
+from .recommendation import Plan, PlanDrug, Predicted
+from .record import Finding, Regimen
+
+__all__ = ["RankingConfig", "describe_changes", "rank_plans", "QUANTILE_LEVELS"]
+
+QUANTILE_LEVELS = tuple(round(0.05 * k, 2) for k in range(1, 20))
+
+
+@dataclass(frozen=True)
+class RankingConfig:
+    level: float
+    num_samples: int
+    weights: Mapping[str, float]
+    utility_scale: Mapping[str, float]
+    default_utility_scale_sd: float
+    version: str
+
+    @classmethod
+    def load(cls, rules: str | Path | None = None) -> "RankingConfig":
+        path = rules_dir(rules) / "ranking.yaml"
+        raw = read_yaml(path)
+        try:
+            weights = {k: float(v) for k, v in raw["weights"].items()}
+            cfg = cls(
+                level=float(raw["level"]),
+                num_samples=int(raw["num_samples"]),
+                weights=weights,
+                utility_scale={k: float(v) for k, v in (raw.get("utility_scale") or {}).items()},
+                default_utility_scale_sd=float(raw.get("default_utility_scale_sd", 1.0)),
+                version=str(raw["version"]),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise RuleError(f"invalid ranking configuration ({exc})", file=str(path)) from None
+        missing = {"p_target", "improvement", "caution", "adjusted_dose", "drug", "change"} - set(weights)
+        if missing:
+            raise RuleError("missing weights", file=str(path), field="weights", value=sorted(missing))
+        if not 0.5 < cfg.level < 1 or cfg.num_samples < 100:
+            raise RuleError("level must be in (0.5, 1) and num_samples >= 100", file=str(path))
+        return cfg
+
+    def scale_for(self, area: Area) -> float:
+        if area.id in self.utility_scale:
+            return self.utility_scale[area.id]
+        return self.default_utility_scale_sd * area.outcome.noise_sd
+
+
+def describe_changes(current: Regimen, candidate: Regimen, area: Area) -> tuple[tuple[PlanDrug, ...], tuple[PlanDrug, ...]]:
+    """Label each drug of ``candidate`` against ``current``; return (regimen drugs, stopped drugs)."""
+    cur = {d.ingredient: d for d in current.drugs}
+    cur_classes = {(d.drug_class or _class_of(area, d.ingredient)) for d in current.drugs}
+    out: list[PlanDrug] = []
+    for d in candidate.drugs:
+        klass = d.drug_class or _class_of(area, d.ingredient)
+        before = cur.get(d.ingredient)
+        if before is not None:
+            same = before.dose_mg_day is None or d.dose_mg_day is None or math.isclose(
+                before.dose_mg_day, d.dose_mg_day, rel_tol=1e-6)
+            change = "continue" if same else "dose-change"
+            prev = before.dose_mg_day
+        else:
+            change = "switch" if klass in cur_classes else "add"
+            prev = None
+        out.append(PlanDrug(drug=d.ingredient, rxnorm=d.rxcui, drug_class=klass, dose_mg_day=d.dose_mg_day,
+                            change=change, previous_dose_mg_day=prev))
+    kept = set(candidate.ingredients)
+    stopped = tuple(
+        PlanDrug(drug=d.ingredient, rxnorm=d.rxcui, drug_class=d.drug_class or _class_of(area, d.ingredient),
+                 dose_mg_day=None, change="stop", previous_dose_mg_day=d.dose_mg_day)
+        for d in current.drugs if d.ingredient not in kept
+    )
+    return tuple(out), stopped
+
+
+def _class_of(area: Area, ingredient: str) -> str | None:
+    for d in area.formulary:
+        if d.ingredient == ingredient:
+            return d.drug_class
+    return None
+
+
+def _fmt(x: float, unit: str) -> str:
+    return f"{x:.1f}{'' if unit == '%' else ' '}{unit}" if abs(x) < 1000 else f"{x:.0f} {unit}"
+
+
+def _rationale(
+    *, area: Area, drugs: Sequence[PlanDrug], stopped: Sequence[PlanDrug], pred: Predicted, p_target: float,
+    baseline: float | None, target: float, findings: Sequence[Finding], features: Mapping[str, float | str | None],
+) -> str:
+    unit = area.outcome.unit
+    parts = [
+        f"Predicted {area.outcome.quantity} {_fmt(pred.mean, unit)} "
+        f"({int(round(pred.level * 100))}% interval {_fmt(pred.lower, unit)} to {_fmt(pred.upper, unit)})"
+        + (f" from {_fmt(baseline, unit)}" if baseline is not None else "")
+        + f"; P(target {'<' if area.outcome.direction == 'lower' else '>'} {target:g}) {p_target:.2f}."
+    ]
+    moves = [f"{d.change} {d.drug}" + (f" {d.dose_mg_day:g} mg/day" if d.dose_mg_day else "")
+             for d in drugs if d.change != "continue"]
+    moves += [f"stop {d.drug}" for d in stopped]
+    if moves:
+        parts.append("Changes: " + ", ".join(moves) + ".")
+    else:
+        parts.append("Keeps the current regimen.")
+    mods: list[str] = []
+    seen: set[str] = set()
+    for d in drugs:
+        if not d.drug_class or d.drug_class in seen:
+            continue
+        seen.add(d.drug_class)
+        prior = area.class_prior(d.drug_class)
+        base_eff = prior.effect_on_scale()
+        for m in prior.modifiers:
+            val = features.get(m.feature)
+            if not isinstance(val, (int, float)) or isinstance(val, bool) or math.isnan(float(val)):
+                continue
+            shift = m.per_unit * (float(val) - m.center)
+            if abs(shift) >= 0.15 * abs(base_eff):
+                direction = "larger" if (shift < 0) == (base_eff < 0) else "smaller"
+                mods.append(f"{prior.label or d.drug_class}: {direction} effect expected with {m.feature} {float(val):g}")
+    if mods:
+        parts.append("Modifiers: " + "; ".join(mods) + ".")
+    rules = [f"{f.rule_id} ({f.action})" for f in findings if f.action in {"adjust_dose", "caution"}]
+    if rules:
+        parts.append("Rules: " + ", ".join(rules) + ".")
+    return " ".join(parts)
+
+
+def rank_plans(
+    *,
+    area: Area,
+    current: Regimen,
+    candidates: Sequence[Regimen],
+    findings: Sequence[Sequence[Finding]],
+    mean_draws: np.ndarray,
+    pred_draws: np.ndarray,
+    baseline: float | None,
+    target: float,
+    config: RankingConfig,
+    features: Mapping[str, float | str | None] | None = None,
+    adjusted_by: Sequence[Mapping[str, str]] | None = None,
+) -> list[Plan]:
+    """Rank screened candidates. ``mean_draws``/``pred_draws`` are (num_samples, n_candidates) joint draws."""
+    n = len(candidates)
+    if mean_draws.shape != pred_draws.shape or mean_draws.ndim != 2 or mean_draws.shape[1] != n:
+        raise ValueError(f"draws must be (num_samples, {n}); got {mean_draws.shape} and {pred_draws.shape}")
+    if n == 0:
+        return []
+    features = features or {}
+    d = 1.0 if area.outcome.direction == "lower" else -1.0
+    alpha = (1 - config.level) / 2
+    lo, mid, hi = np.quantile(mean_draws, [alpha, 0.5, 1 - alpha], axis=0)
+    means = mean_draws.mean(axis=0)
+    obs_lo, obs_hi = np.quantile(pred_draws, [alpha, 1 - alpha], axis=0)
+    qs = np.quantile(pred_draws, QUANTILE_LEVELS, axis=0)
+    p_target = (d * (target - pred_draws) > 0).mean(axis=0)
+    winners = np.argmin(d * mean_draws, axis=1)  # ties: lowest index, deterministic
+    p_best = np.bincount(winners, minlength=n) / mean_draws.shape[0]
+    improvement = (d * (target - mean_draws)).mean(axis=0) / config.scale_for(area)
+    w = config.weights
+
+    rows = []
+    for i, (reg, fs) in enumerate(zip(candidates, findings)):
+        drugs, stopped = describe_changes(current, reg, area)
+        if adjusted_by and adjusted_by[i]:
+            drugs = tuple(pd.model_copy(update={"dose_adjusted_by": adjusted_by[i].get(pd.drug)}) for pd in drugs)
+        n_caution = sum(1 for f in fs if f.action == "caution")
+        n_adjust = sum(1 for f in fs if f.action == "adjust_dose")
+        n_change = sum(1 for x in drugs if x.change != "continue") + len(stopped)
+        utility = (
+            w["p_target"] * p_target[i]
+            + w["improvement"] * improvement[i]
+            - w["caution"] * n_caution
+            - w["adjusted_dose"] * n_adjust
+            - w["drug"] * len(drugs)
+            - w["change"] * n_change
+        )
+        rows.append((float(utility), i, drugs, stopped))
+    rows.sort(key=lambda r: (-round(r[0], 12), candidates[r[1]].key()))
+
+    plans: list[Plan] = []
+    for rank, (utility, i, drugs, stopped) in enumerate(rows, start=1):
+        pred = Predicted(
+            mean=_r(means[i]), lower=_r(lo[i]), upper=_r(hi[i]), level=config.level,
+            obs_lower=_r(obs_lo[i]), obs_upper=_r(obs_hi[i]),
+            change_from_baseline=None if baseline is None else _r(means[i] - baseline),
+            quantiles=tuple(_r(q) for q in qs[:, i]),
+        )
+        plans.append(Plan(
+            rank=rank, key=candidates[i].key(), regimen=drugs, stopped=stopped, predicted=pred,
+            p_target=_r(p_target[i], 4), p_best=_r(p_best[i], 4), utility=_r(utility, 4),
+            findings=tuple(findings[i]),
+            rationale=_rationale(area=area, drugs=drugs, stopped=stopped, pred=pred, p_target=float(p_target[i]),
+                                 baseline=baseline, target=target, findings=findings[i], features=features),
+        ))
+    return plans
+
+
+def _r(x: float, nd: int = 3) -> float:
+    """Round for output: stable JSON across platforms and no false precision."""
+    return float(round(float(x), nd))

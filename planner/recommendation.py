@@ -1,0 +1,129 @@
+"""The output every surface renders: :class:`Recommendation`.
+
+A frozen pydantic model in the shape DESIGN.md gives (plus a little more), which round-trips through JSON.
+Rendering (JSON, FHIR, terminal table, HTML, plot) lives in :mod:`planner.render`; the notebook hooks
+(``_repr_html_``) delegate there.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from .record import Finding, Frozen
+
+__all__ = [
+    "OutcomeSummary",
+    "PlanDrug",
+    "Predicted",
+    "Plan",
+    "ExcludedRegimen",
+    "DataGap",
+    "Provenance",
+    "Recommendation",
+]
+
+Change = Literal["continue", "add", "switch", "dose-change", "stop"]
+
+
+class OutcomeSummary(Frozen):
+    quantity: str
+    loinc: str
+    unit: str
+    direction: Literal["lower", "higher"]
+    baseline: float | None
+    baseline_date: dt.date | None
+    target: float
+    target_label: str = ""
+
+
+class PlanDrug(Frozen):
+    drug: str  # ingredient
+    rxnorm: str  # ingredient RxCUI
+    drug_class: str | None = None
+    dose_mg_day: float | None = None
+    change: Change
+    previous_dose_mg_day: float | None = None
+    dose_adjusted_by: str | None = None  # rule id of an adjust_dose finding that set this dose
+
+
+class Predicted(Frozen):
+    """Predicted follow-up outcome of a regimen (at about ``followup_days`` after starting it).
+
+    ``mean``, ``lower`` and ``upper`` describe the patient's *expected* outcome (model uncertainty, the
+    interval checked for coverage against simulated truth); ``obs_lower``/``obs_upper`` widen it by the
+    visit-to-visit noise of a single new measurement.
+    """
+
+    mean: float
+    lower: float
+    upper: float
+    level: float
+    obs_lower: float
+    obs_upper: float
+    change_from_baseline: float | None = None
+    quantiles: tuple[float, ...] = ()  # predictive 5%, 10%, ..., 95% (for plots)
+
+
+class Plan(Frozen):
+    rank: int
+    key: str
+    regimen: tuple[PlanDrug, ...]
+    stopped: tuple[PlanDrug, ...] = ()  # current area drugs this plan stops
+    predicted: Predicted
+    p_target: float
+    p_best: float
+    utility: float
+    findings: tuple[Finding, ...] = ()
+    rationale: str
+
+
+class ExcludedRegimen(Frozen):
+    key: str
+    regimen: tuple[PlanDrug, ...]
+    findings: tuple[Finding, ...]
+
+
+class DataGap(Frozen):
+    code: str  # e.g. "no-recent-outcome", "gene-not-tested", "dose-unknown", "lab-missing"
+    message: str
+    gene: str | None = None
+    quantity: str | None = None
+    suggestion: str | None = None
+
+
+class Provenance(Frozen):
+    planner_version: str
+    rules_version: str
+    area_version: str
+    model: str
+    seed: int
+    as_of: dt.date
+    num_samples: int
+    candidates_considered: int
+
+
+class Recommendation(Frozen):
+    patient_id: str | None  # only what the caller gave; None when identifiers are withheld
+    area: str
+    area_name: str
+    outcome: OutcomeSummary
+    current_regimen: tuple[PlanDrug, ...] = ()
+    plans: tuple[Plan, ...]
+    excluded: tuple[ExcludedRegimen, ...] = ()
+    current_findings: tuple[Finding, ...] = ()
+    data_gaps: tuple[DataGap, ...] = ()
+    provenance: Provenance
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        return self.model_dump_json(indent=indent)
+
+    def _repr_html_(self) -> str:  # Jupyter
+        from .render.html import render_html
+
+        return render_html(self)
+
+    def plot(self, ax=None):  # noqa: ANN001 - matplotlib Axes
+        from .render.plot import plot_recommendation
+
+        return plot_recommendation(self, ax=ax)

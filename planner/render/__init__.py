@@ -1,0 +1,54 @@
+"""Renderers: one function per format behind one small protocol, ``render(rec, fmt) -> str``.
+
+Formats: ``json`` (the canonical Recommendation JSON), ``fhir`` (an R4 Bundle: CarePlan per plan with
+proposed MedicationRequests, a DetectedIssue per finding, a Provenance), ``table`` (a rich terminal table),
+``html`` (for notebooks). ``planner.render.plot.plot_recommendation`` draws the plans' predicted
+distributions against the target.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+from ..errors import ConfigError
+from ..recommendation import Recommendation
+
+__all__ = ["Renderer", "FORMATS", "render"]
+
+
+class Renderer(Protocol):
+    def __call__(self, rec: Recommendation) -> str: ...
+
+
+def _json(rec: Recommendation) -> str:
+    return rec.to_json(indent=2)
+
+
+def _fhir(rec: Recommendation) -> str:
+    from .fhir import render_fhir_json
+
+    return render_fhir_json(rec)
+
+
+def _table(rec: Recommendation) -> str:
+    from .table import render_table
+
+    return render_table(rec)
+
+
+def _html(rec: Recommendation) -> str:
+    from .html import render_html
+
+    return render_html(rec)
+
+
+FORMATS: dict[str, Callable[[Recommendation], str]] = {"json": _json, "fhir": _fhir, "table": _table, "html": _html}
+
+
+def render(rec: Recommendation, fmt: str = "json") -> str:
+    try:
+        fn = FORMATS[fmt]
+    except KeyError:
+        raise ConfigError("unknown output format", field="format", value=fmt,
+                          expected="one of " + ", ".join(FORMATS)) from None
+    return fn(rec)
