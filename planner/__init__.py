@@ -10,4 +10,20 @@ __version__ = "0.1.0"
 
 from .errors import PlannerError  # noqa: E402
 
-__all__ = ["__version__", "PlannerError"]
+__all__ = ["__version__", "PlannerError", "Planner", "Recommendation", "PatientRecord"]
+
+
+def __getattr__(name: str):  # lazy: importing planner must not import torch
+    if name == "Planner":
+        from .api import Planner
+
+        return Planner
+    if name == "Recommendation":
+        from .recommendation import Recommendation
+
+        return Recommendation
+    if name == "PatientRecord":
+        from .record import PatientRecord
+
+        return PatientRecord
+    raise AttributeError(f"module 'planner' has no attribute {name!r}")
