@@ -1,0 +1,201 @@
+"""The Pyro model of the follow-up outcome given features and regimen.
+
+Generative story (one episode i; ``x_i`` the standardized features, ``b_i`` the baseline outcome on the model
+scale (``log`` for LDL-C), regimen ``R_i`` = drugs k with class c(k), dose ratio r_k = dose / reference, sorted
+by prior effect size so that slot s_k = 0, 1, 2)::
+
+    alpha      ~ Normal(0, alpha_sd)                              # change with no drug, at the feature centre
+    beta_j     = mask_j * beta_sd * z_j,  z_j ~ Normal(0, 1)      # prognostic slopes (regression to the mean...)
+    mu_c       = m_c + s_c * u_c,         u_c ~ Normal(0, 1)      # class effect at the reference dose (area prior)
+    eff_d      = potency_d * mu_c(d) + w_c(d) * v_d,  v_d ~ N(0,1)   # drug within class (hierarchical)
+    slope_c    = pd_c + pd_sd_c * q_c,    q_c ~ Normal(0, 1)      # log2 dose-response classes only
+    tau        ~ HalfNormal(shrinkage)                            # shared scale of unknown interactions
+    gamma_cj   = given_cj ? (gm_cj + gs_cj * t_cj) : tau * t_cj,  t_cj ~ Normal(0, 1)   # class x feature
+    rho        ~ Beta(rho_mean * conc, (1 - rho_mean) * conc)     # sub-additivity of added drugs
+    sigma      ~ LogNormal(log noise_sd, noise_sd_log_sd)         # residual SD
+    nu         ~ Gamma(2, 0.1)                                    # Student-t degrees of freedom (robust)
+    for each episode i:
+        effect_i = sum_k rho**s_k * ( eff_d(k) * g_c(k)(r_k) + slope_c(k) * log2 r_k
+                                      + sum_j gamma_c(k)j * (x_ij - offset_c(k)j) )
+        mu_i     = b_i + alpha + beta . x_i + effect_i             # (tabular studies: standardized outcome)
+        y_i      ~ StudentT(nu, mu_i, sigma)
+
+``g`` is the area's dose-response (emax, linear, none); ``offset`` puts each area modifier at its published
+centre. All latent sites are non-centred vectors (one site each), so that the same code serves SVI with an
+:class:`~pyro.infer.autoguide.AutoMultivariateNormal` guide, NUTS, and fast vectorized posterior draws
+(:func:`derived` works on any leading batch of draws). The model and guide share the signature
+``(batch: Batch, y: Tensor | None, subsample: Tensor | None)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import torch
+
+from .spec import Design, ModelSpec
+
+__all__ = [
+    "SITE_ALPHA", "SITE_BETA", "SITE_CLASS", "SITE_DRUG", "SITE_SLOPE", "SITE_TAU", "SITE_MOD", "SITE_RHO",
+    "SITE_SIGMA", "SITE_NU", "SITE_OBS", "PLATE_OBS", "LATENT_SITES", "Batch", "Priors", "response_model",
+    "derived", "priors_for",
+]
+
+SITE_ALPHA = "alpha"
+SITE_BETA = "beta_z"
+SITE_CLASS = "class_z"
+SITE_DRUG = "drug_z"
+SITE_SLOPE = "slope_z"
+SITE_TAU = "interaction_scale"
+SITE_MOD = "interaction_z"
+SITE_RHO = "subadditivity"
+SITE_SIGMA = "sigma"
+SITE_NU = "nu"
+SITE_OBS = "y"
+PLATE_OBS = "episodes"
+LATENT_SITES = (SITE_ALPHA, SITE_BETA, SITE_CLASS, SITE_DRUG, SITE_SLOPE, SITE_TAU, SITE_MOD, SITE_RHO,
+                SITE_SIGMA, SITE_NU)
+
+DTYPE = torch.float64
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Tensors of a data set: standardized features, offset, and the padded regimen design."""
+
+    x: torch.Tensor  # (n, p)
+    offset: torch.Tensor  # (n,) baseline on the model scale (0 without a baseline), standardized
+    drug: torch.Tensor  # (n, K) long
+    cls: torch.Tensor  # (n, K) long
+    g: torch.Tensor  # (n, K)
+    log2r: torch.Tensor  # (n, K)
+    rank: torch.Tensor  # (n, K)
+    mask: torch.Tensor  # (n, K)
+
+    @classmethod
+    def build(cls, x: np.ndarray, offset: np.ndarray, design: Design) -> "Batch":
+        t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=DTYPE)  # noqa: E731
+        return cls(
+            x=t(x), offset=t(offset), drug=torch.as_tensor(design.drug), cls=torch.as_tensor(design.cls),
+            g=t(design.g), log2r=t(design.log2r), rank=t(design.rank), mask=t(design.mask),
+        )
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def take(self, idx: torch.Tensor) -> "Batch":
+        return Batch(*(getattr(self, f)[idx] for f in ("x", "offset", "drug", "cls", "g", "log2r", "rank", "mask")))
+
+
+class Priors:
+    """Prior tensors of a spec (built once per model)."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64), dtype=DTYPE)  # noqa: E731
+        C, D, p = spec.n_classes, spec.n_drugs, spec.n_features
+        self.C, self.D, self.p = C, D, p
+        self.class_mean = t([c.prior_mean for c in spec.classes])
+        self.class_sd = t([c.prior_sd for c in spec.classes])
+        self.within_sd = t([spec.classes[d.class_index].within_sd for d in spec.drugs])
+        self.potency = t([d.potency for d in spec.drugs])
+        self.drug_class = torch.as_tensor([d.class_index for d in spec.drugs], dtype=torch.long)
+        self.slope_mean = t([c.per_doubling for c in spec.classes])
+        self.slope_sd = t([c.per_doubling_sd for c in spec.classes])
+        shape = (C, p)
+        self.mod_mean = t(spec.mod_mean).reshape(shape) if p else torch.zeros(shape, dtype=DTYPE)
+        self.mod_sd = t(spec.mod_sd).reshape(shape) if p else torch.zeros(shape, dtype=DTYPE)
+        self.mod_given = t(spec.mod_given).reshape(shape) if p else torch.zeros(shape, dtype=DTYPE)
+        self.mod_offset = t(spec.mod_offset).reshape(shape) if p else torch.zeros(shape, dtype=DTYPE)
+        self.mod_mask = t(spec.mod_mask).reshape(shape) if p else torch.zeros(shape, dtype=DTYPE)
+        self.beta_mask = t(spec.beta_mask) if p else torch.zeros(0, dtype=DTYPE)
+        self.alpha_sd = float(spec.alpha_sd)
+        self.beta_sd = float(spec.beta_sd)
+        self.shrinkage = float(spec.shrinkage)
+        self.rho_fixed = spec.rho_mean is None
+        rm = spec.rho_mean if spec.rho_mean is not None else 1.0
+        self.rho_a = float(max(rm * spec.rho_conc, 1e-3))
+        self.rho_b = float(max((1.0 - rm) * spec.rho_conc, 1e-3))
+        self.noise_loc = math.log(spec.noise_sd)
+        self.noise_scale = float(spec.noise_sd_log_sd)
+        self.any_unknown_mod = bool(((1 - self.mod_given) * self.mod_mask).sum() > 0)
+
+    def distributions(self) -> dict[str, dist.Distribution]:
+        """The prior of every latent site (vectors as one event)."""
+        one = torch.ones((), dtype=DTYPE)
+        std = lambda k: dist.Normal(torch.zeros(k, dtype=DTYPE), 1.0).to_event(1)  # noqa: E731
+        out: dict[str, dist.Distribution] = {
+            SITE_ALPHA: dist.Normal(0 * one, self.alpha_sd * one),
+            SITE_BETA: std(self.p),
+            SITE_CLASS: std(self.C),
+            SITE_DRUG: std(self.D),
+            SITE_SLOPE: std(self.C),
+            SITE_MOD: std(self.C * self.p),
+            SITE_SIGMA: dist.LogNormal(self.noise_loc * one, self.noise_scale * one),
+            SITE_NU: dist.Gamma(2.0 * one, 0.1 * one),
+        }
+        if self.any_unknown_mod:
+            out[SITE_TAU] = dist.HalfNormal(self.shrinkage * one)
+        if not self.rho_fixed:
+            out[SITE_RHO] = dist.Beta(self.rho_a * one, self.rho_b * one)
+        return out
+
+
+def priors_for(spec: ModelSpec) -> Priors:
+    return Priors(spec)
+
+
+def derived(pr: Priors, v: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Interpretable parameters from latent site values; works on any leading batch shape of draws.
+
+    Returns ``alpha`` (...), ``beta`` (..., p), ``drug_eff`` (..., D), ``class_eff`` (..., C), ``slope`` (..., C),
+    ``gamma`` (..., C, p), ``gamma_off`` (..., C) = sum_j gamma_cj * offset_cj, ``rho``, ``sigma``, ``nu``.
+    """
+    alpha = v[SITE_ALPHA]
+    batch = alpha.shape
+    beta = pr.beta_mask * pr.beta_sd * v[SITE_BETA]
+    class_eff = pr.class_mean + pr.class_sd * v[SITE_CLASS]
+    drug_eff = pr.potency * class_eff[..., pr.drug_class] + pr.within_sd * v[SITE_DRUG]
+    slope = pr.slope_mean + pr.slope_sd * v[SITE_SLOPE]
+    t = v[SITE_MOD].reshape(batch + (pr.C, pr.p))
+    tau = v[SITE_TAU][..., None, None] if SITE_TAU in v else torch.zeros((), dtype=DTYPE)
+    gamma = pr.mod_mask * (pr.mod_given * (pr.mod_mean + pr.mod_sd * t) + (1 - pr.mod_given) * tau * t)
+    gamma_off = (gamma * pr.mod_offset).sum(-1)
+    rho = v[SITE_RHO] if SITE_RHO in v else torch.ones(batch, dtype=DTYPE)
+    return {"alpha": alpha, "beta": beta, "class_eff": class_eff, "drug_eff": drug_eff, "slope": slope,
+            "gamma": gamma, "gamma_off": gamma_off, "rho": rho, "sigma": v[SITE_SIGMA], "nu": v[SITE_NU]}
+
+
+def batch_mean(pr: Priors, par: Mapping[str, torch.Tensor], b: Batch) -> torch.Tensor:
+    """Expected outcome (model scale, standardized) of each row under its own regimen, for one draw."""
+    zero = torch.zeros(1, dtype=DTYPE)
+    eff = torch.cat([par["drug_eff"], zero])[b.drug] * b.g + torch.cat([par["slope"], zero])[b.cls] * b.log2r
+    if pr.p:
+        m = b.x @ par["gamma"].T - par["gamma_off"]  # (n, C)
+        m = torch.cat([m, torch.zeros(m.shape[0], 1, dtype=DTYPE)], dim=1)
+        eff = eff + torch.gather(m, 1, b.cls)
+        prog = b.x @ par["beta"]
+    else:
+        prog = torch.zeros(len(b), dtype=DTYPE)
+    w = b.mask * par["rho"] ** b.rank
+    return b.offset + par["alpha"] + prog + (w * eff).sum(-1)
+
+
+def response_model(pr: Priors, batch: Batch, y: torch.Tensor | None = None,
+                   subsample: torch.Tensor | None = None) -> torch.Tensor:
+    """The Pyro model (see the module docstring). ``subsample``: row indices of a minibatch (drawn by the
+    caller with its own generator, so a step costs O(batch) not O(N))."""
+    priors = pr.distributions()
+    values = {name: pyro.sample(name, d) for name, d in priors.items()}
+    par = derived(pr, values)
+    n = len(batch)
+    with pyro.plate(PLATE_OBS, n, subsample=subsample) as idx:
+        b = batch if subsample is None else batch.take(idx)
+        mean = batch_mean(pr, par, b)
+        obs = None if y is None else (y if subsample is None else y[idx])
+        pyro.sample(SITE_OBS, dist.StudentT(par["nu"], mean, par["sigma"]), obs=obs)
+    return mean

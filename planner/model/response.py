@@ -1,0 +1,550 @@
+"""``ResponseModel``: the Bayesian outcome model behind every prediction, with a scikit-learn-style API.
+
+Two ways to use it:
+
+* **Area model** (``ResponseModel.from_area("t2d")``): priors from the area file (published class effects,
+  dose-response, modifiers, sub-additivity, noise), regimens as :class:`~planner.record.Regimen` objects (with
+  doses) or sets of ingredient names. Untrained it is the literature-prior model; :meth:`fit` updates it on
+  local episodes. The outcome is modelled on the area's scale (log for LDL-C); draws are returned in the
+  outcome's unit (on a log scale, ``kind="mean"`` is the geometric mean ``exp(E log y)``).
+* **Tabular model** (``ResponseModel(seed=0)``): any study given as a DataFrame of numeric features, a
+  sequence of sets of arm names (``set()`` vs ``{"treated"}``) and an outcome. Features and outcome are
+  standardized internally, and the priors are weakly informative on that scale.
+
+After :meth:`fit` (or, for an area model, from the prior) the posterior is cached as ``num_draws`` parameter
+draws, so :meth:`sample` is a few batched matrix products: draws of the expected outcome (``kind="mean"``) or
+of a new observation (``kind="predictive"``) for every row under every listed regimen.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from pathlib import Path
+from typing import Any, Callable, Literal, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError as _SkNotFitted
+
+from .. import __version__
+from ..areas import Area, load_area
+from ..errors import ConfigError, ModelError
+from ..record import Regimen
+from . import infer
+from .model import DTYPE, LATENT_SITES, Batch, Priors, derived
+from .spec import ModelSpec, spec_from_area, spec_from_tabular
+
+__all__ = ["ResponseModel", "NotFittedError", "FORMAT_VERSION"]
+
+FORMAT_VERSION = 1
+Kind = Literal["mean", "predictive"]
+
+
+class NotFittedError(ModelError, _SkNotFitted):
+    """The model has no posterior yet (a tabular model before :meth:`ResponseModel.fit`)."""
+
+
+class ResponseModel(BaseEstimator):
+    """Bayesian model of the follow-up outcome given features and regimen (see :mod:`planner.model.model`).
+
+    Parameters (keyword-only; stored as given, scikit-learn style):
+        area: area id or :class:`~planner.areas.Area` (None: a tabular study with weakly informative priors).
+        seed: seed of every random choice (initialization, minibatches, posterior draws).
+        method: ``"svi"`` (default; minibatches for large data) or ``"nuts"`` (small data, or to check SVI).
+        guide: SVI guide: ``"mvn"`` full-rank Gaussian (default), ``"lowrank"``, ``"diag"`` (mean-field).
+        rank: rank of the low-rank guide (None: Pyro's default).
+        num_steps: SVI steps (None: chosen from the data size).
+        batch_size: SVI minibatch size (data with more rows are subsampled).
+        learning_rate: initial Adam learning rate (decays to 1% over the run).
+        num_draws: posterior (or prior) draws cached for prediction.
+        num_warmup: NUTS warm-up iterations; NUTS keeps ``num_draws`` samples.
+        effect_sd: tabular prior SD of an arm effect, in outcome SDs.
+        shrinkage: HalfNormal scale of the shared SD of feature x arm/class interactions with no area prior
+            (per feature SD; area models multiply it by the area's noise SD).
+        baseline: tabular only: a column used as the offset (outcome = baseline + change).
+        subadditivity: tabular only: prior mean of the factor on each added arm's effect (None: additive).
+        rules: rules folder for ``area`` given as an id (None: the packaged rules).
+
+    Fitted attributes: ``spec_`` (structure and priors), ``draws_`` (latent draws), ``feature_names_in_``,
+    ``n_features_in_``, ``arms_``, ``method_``, ``loss_`` (per-step loss per episode, SVI), ``fit_seconds_``,
+    ``diagnostics_``, ``training_summary_`` (counts and aggregates only, no identifiers).
+    """
+
+    def __init__(
+        self,
+        *,
+        area: str | Area | None = None,
+        seed: int = 0,
+        method: Literal["svi", "nuts"] = "svi",
+        guide: Literal["mvn", "lowrank", "diag"] = "mvn",
+        rank: int | None = None,
+        num_steps: int | None = None,
+        batch_size: int = 2048,
+        learning_rate: float = 0.03,
+        num_draws: int = 1000,
+        num_warmup: int = 500,
+        effect_sd: float = 1.0,
+        shrinkage: float = 0.1,
+        baseline: str | None = None,
+        subadditivity: float | None = None,
+        rules: str | None = None,
+    ) -> None:
+        self.area = area
+        self.seed = seed
+        self.method = method
+        self.guide = guide
+        self.rank = rank
+        self.num_steps = num_steps
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.num_draws = num_draws
+        self.num_warmup = num_warmup
+        self.effect_sd = effect_sd
+        self.shrinkage = shrinkage
+        self.baseline = baseline
+        self.subadditivity = subadditivity
+        self.rules = rules
+
+    # ---- construction --------------------------------------------------------------------------------
+    @classmethod
+    def from_area(cls, area: str | Area, **options: Any) -> "ResponseModel":
+        """An area model; untrained it predicts from the area's literature priors."""
+        return cls(area=area, **options)
+
+    def _area(self) -> Area | None:
+        if self.area is None:
+            return None
+        if isinstance(self.area, Area):
+            return self.area
+        return load_area(str(self.area), self.rules)
+
+    # ---- state ---------------------------------------------------------------------------------------
+    @property
+    def is_fitted(self) -> bool:
+        return hasattr(self, "draws_")
+
+    def _state(self) -> tuple[ModelSpec, dict[str, torch.Tensor]]:
+        """The spec and parameter draws used for prediction: fitted posterior, else the area prior."""
+        if self.is_fitted:
+            return self.spec_, self.draws_
+        area = self._area()
+        if area is None:
+            raise NotFittedError(
+                "this tabular ResponseModel is not fitted yet",
+                field="ResponseModel",
+                hint="call fit(X, regimens, y) first, or build an area model with ResponseModel.from_area(...)",
+            )
+        cached = getattr(self, "_prior_state", None)
+        key = (area.id, area.version, self.seed, self.num_draws)
+        if cached is None or cached[0] != key:
+            spec = spec_from_area(area, trained=False)
+            pr = Priors(spec)
+            draws = infer.prior_draws(pr, seed=self.seed, num_draws=self.num_draws)
+            cached = (key, spec, draws)
+            self._prior_state = cached
+        return cached[1], cached[2]
+
+    def _fast(self, spec: ModelSpec, draws: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        cached = getattr(self, "_fast_cache", None)
+        if cached is not None and cached[0] is draws:
+            return cached[1]
+        with torch.no_grad():
+            par = derived(Priors(spec), draws)
+        fast = {k: v.to(torch.float32).contiguous() for k, v in par.items()}
+        self._fast_cache = (draws, fast)
+        return fast
+
+    # ---- inputs --------------------------------------------------------------------------------------
+    @staticmethod
+    def _check_frame(X: Any, name: str = "X") -> pd.DataFrame:
+        if not isinstance(X, pd.DataFrame):
+            raise ModelError("features must be a pandas DataFrame", field=name, value=type(X).__name__,
+                             expected="pandas.DataFrame with one row per episode/patient")
+        return X
+
+    @staticmethod
+    def _numeric_columns(X: pd.DataFrame) -> list[str]:
+        cols = []
+        for c in X.columns:
+            s = X[c]
+            if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
+                cols.append(str(c))
+            else:
+                raise ModelError(
+                    "feature column is not numeric", field=f"X[{c!r}]", value=str(s.dtype),
+                    expected="numbers or booleans", hint="encode categories as indicator columns first",
+                )
+        return cols
+
+    def _matrix(self, spec: ModelSpec, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Standardized feature matrix (n, p) and offset (n,) on the standardized model scale."""
+        X = self._check_frame(X)
+        n = len(X)
+        cols = []
+        untrained_area = spec.is_area and not self.is_fitted
+        for j, f in enumerate(spec.features):
+            if f in X.columns:
+                s = X[f]
+                if not (pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s)):
+                    raise ModelError("feature column is not numeric", field=f"X[{f!r}]", value=str(s.dtype),
+                                     expected="numbers or booleans")
+                v = s.to_numpy(dtype=np.float64, na_value=np.nan)
+            elif untrained_area and f != spec.baseline:
+                v = np.full(n, np.nan)
+            else:
+                raise ModelError("missing feature column", field="X", value=f,
+                                 expected="columns " + ", ".join(spec.features))
+            v = np.where(np.isfinite(v), v, spec.feat_default[j])
+            cols.append((v - spec.feat_loc[j]) / spec.feat_scale[j])
+        x = np.stack(cols, axis=1) if cols else np.zeros((n, 0))
+        if spec.baseline is not None:
+            if spec.baseline not in X.columns:
+                raise ModelError("missing baseline outcome column", field="X", value=spec.baseline,
+                                 expected=f"a column {spec.baseline!r} with the baseline outcome")
+            b = X[spec.baseline].to_numpy(dtype=np.float64, na_value=np.nan)
+            if not np.all(np.isfinite(b)):
+                raise ModelError("baseline outcome missing or not finite", field=f"X[{spec.baseline!r}]",
+                                 value=int((~np.isfinite(b)).sum()), expected="a value on every row")
+            off = self._to_model_scale(spec, b, f"X[{spec.baseline!r}]")
+        else:
+            off = np.zeros(n)
+        return x, off / spec.y_scale
+
+    @staticmethod
+    def _to_model_scale(spec: ModelSpec, v: np.ndarray, where: str) -> np.ndarray:
+        if spec.scale == "log":
+            if np.any(v <= 0):
+                raise ModelError("log-scale outcome must be positive", field=where, value=float(v[v <= 0][0]),
+                                 expected="> 0")
+            return np.log(v)
+        return v
+
+    # ---- fitting -------------------------------------------------------------------------------------
+    def fit(self, X: pd.DataFrame, regimens: Sequence[Any], y: Any, *,
+            progress: Callable[[int, int, float], None] | None = None) -> "ResponseModel":
+        """Fit the posterior on episodes: features ``X`` (one row each), the regimen each row received, and
+        the follow-up outcome ``y``. ``progress(step, total, loss)`` is called as it goes."""
+        X = self._check_frame(X)
+        n = len(X)
+        if n == 0:
+            raise ModelError("no rows to fit", field="X", value=0, expected="at least one episode")
+        if len(regimens) != n:
+            raise ModelError("regimens and X differ in length", field="regimens", value=len(regimens),
+                             expected=f"{n} (one regimen per row of X)")
+        yv = np.asarray(y, dtype=np.float64).reshape(-1) if not isinstance(y, pd.Series) else \
+            y.to_numpy(dtype=np.float64, na_value=np.nan)
+        if yv.shape[0] != n:
+            raise ModelError("y and X differ in length", field="y", value=int(yv.shape[0]), expected=str(n))
+        if not np.all(np.isfinite(yv)):
+            raise ModelError("outcome missing or not finite", field="y", value=int((~np.isfinite(yv)).sum()),
+                             expected="a finite value on every row")
+        if self.method not in ("svi", "nuts"):
+            raise ConfigError("unknown method", field="method", value=self.method, expected="svi or nuts")
+        if self.guide not in infer.GUIDES:
+            raise ConfigError("unknown guide", field="guide", value=self.guide, expected=", ".join(infer.GUIDES))
+        cols = self._numeric_columns(X)
+        area = self._area()
+        raw = X[cols].to_numpy(dtype=np.float64, na_value=np.nan) if cols else np.zeros((n, 0))
+        loc = np.array([np.nanmean(raw[:, j]) if np.isfinite(raw[:, j]).any() else 0.0 for j in range(len(cols))])
+        sd = np.array([np.nanstd(raw[:, j]) if np.isfinite(raw[:, j]).sum() > 1 else 1.0 for j in range(len(cols))])
+        sd = np.where(np.isfinite(sd) & (sd > 1e-12), sd, 1.0)
+        if area is not None:
+            base = next((f.name for f in area.features if f.kind == "baseline"), None)
+            if base is not None and base not in cols:
+                raise ModelError("missing baseline outcome column", field="X", value=base,
+                                 expected=f"a numeric column {base!r} (area {area.id})")
+            spec = spec_from_area(area, features=cols, feat_loc=loc, feat_scale=sd, trained=True,
+                                  shrinkage=self.shrinkage)
+            spec.feat_default = [float(v) for v in loc]
+        else:
+            arms = sorted({a for r in self._arm_sets(regimens) for a in r})
+            width = max((len(r) for r in self._arm_sets(regimens)), default=1)
+            z = yv.copy()
+            if self.baseline is not None:
+                if self.baseline not in cols:
+                    raise ModelError("baseline column not in X", field="baseline", value=self.baseline,
+                                     expected="one of " + ", ".join(cols))
+                z = z - X[self.baseline].to_numpy(dtype=np.float64)
+            y_loc, y_scale = float(np.mean(z)), float(np.std(z))
+            if not y_scale > 1e-12:
+                y_scale = 1.0
+            spec = spec_from_tabular(arms, cols, loc, sd, y_loc=y_loc, y_scale=y_scale, effect_sd=self.effect_sd,
+                                     shrinkage=self.shrinkage, baseline=self.baseline, max_drugs=width,
+                                     subadditivity=self.subadditivity)
+        design = spec.encode(list(regimens))
+        for attr in ("draws_", "_fast_cache"):
+            if hasattr(self, attr):
+                delattr(self, attr)
+        self.spec_ = spec
+        x, off = self._matrix(spec, X)
+        target = self._to_model_scale(spec, yv, "y")
+        target = (target - spec.y_loc) / spec.y_scale  # the offset T(baseline)/y_scale is in the model
+        batch = Batch.build(x, off, design)
+        yt = torch.as_tensor(target, dtype=DTYPE)
+        pr = Priors(spec)
+        if self.method == "nuts":
+            res = infer.fit_nuts(pr, batch, yt, seed=self.seed, num_warmup=self.num_warmup,
+                                 num_samples=self.num_draws, progress=progress)
+        else:
+            res = infer.fit_svi(pr, batch, yt, seed=self.seed, guide=self.guide, rank=self.rank,
+                                num_steps=self.num_steps, batch_size=self.batch_size,
+                                learning_rate=self.learning_rate, num_draws=self.num_draws, progress=progress)
+        self.draws_ = res.draws
+        self.method_ = self.method
+        self.loss_ = res.losses
+        self.fit_seconds_ = res.seconds
+        self.diagnostics_ = res.diagnostics
+        self.feature_names_in_ = np.array(cols, dtype=object)
+        self.n_features_in_ = len(cols)
+        self.arms_ = [d.name for d in spec.drugs]
+        counts: dict[str, int] = {}
+        for row in range(n):
+            for k in range(design.drug.shape[1]):
+                if design.mask[row, k]:
+                    nm = spec.drugs[int(design.drug[row, k])].name
+                    counts[nm] = counts.get(nm, 0) + 1
+        keys = pd.Series([self._regimen_label(r) for r in regimens]).value_counts()
+        self.training_summary_ = {
+            "episodes": n,
+            "features": cols,
+            "regimens_distinct": int(len(keys)),
+            "rows_per_arm": counts,
+            "rows_without_drug": int((design.mask.sum(1) == 0).sum()),
+            "outcome_mean": float(np.mean(yv)),
+            "outcome_sd": float(np.std(yv)),
+            "method": self.method,
+            "guide": self.guide if self.method == "svi" else None,
+            "steps": res.steps,
+            "final_loss": res.diagnostics.get("final_loss"),
+            "fit_seconds": round(res.seconds, 3),
+        }
+        return self
+
+    @staticmethod
+    def _arm_sets(regimens: Sequence[Any]) -> list[set[str]]:
+        out = []
+        for i, r in enumerate(regimens):
+            if isinstance(r, Regimen):
+                out.append(set(r.ingredients))
+            elif isinstance(r, (set, frozenset, list, tuple)):
+                bad = [a for a in r if not isinstance(a, str)]
+                if bad:
+                    raise ModelError("arm names must be strings", field=f"regimens[{i}]", value=bad[0])
+                out.append(set(r))
+            else:
+                raise ModelError("not a regimen", field=f"regimens[{i}]", value=r,
+                                 expected='a set of arm names, e.g. set() or {"treated"}')
+        return out
+
+    @staticmethod
+    def _regimen_label(r: Any) -> str:
+        if isinstance(r, Regimen):
+            return r.key()
+        if isinstance(r, (set, frozenset, list, tuple)):
+            return "+".join(sorted(str(a) for a in r)) or "none"
+        return str(r)
+
+    # ---- prediction ----------------------------------------------------------------------------------
+    def sample(self, X: pd.DataFrame, regimens: Sequence[Any], num_samples: int | None = None, *,
+               kind: Kind = "mean", seed: int | None = None) -> np.ndarray:
+        """Draws (num_samples, n_rows, n_regimens) of the expected outcome (``kind="mean"``) or of a new
+        observation (``"predictive"``), for every row of ``X`` under every regimen in ``regimens``; in the
+        outcome's unit. ``num_samples`` at most ``num_draws`` (default: all cached draws). The same draw
+        index is one joint posterior draw across rows and regimens (for P(best) and differences)."""
+        out = self._sample_t(X, regimens, num_samples, kind=kind, seed=seed)
+        return out.numpy()
+
+    def _sample_t(self, X: pd.DataFrame, regimens: Sequence[Any], num_samples: int | None, *, kind: Kind,
+                  seed: int | None) -> torch.Tensor:
+        if kind not in ("mean", "predictive"):
+            raise ConfigError("unknown kind", field="kind", value=kind, expected='"mean" or "predictive"')
+        spec, draws = self._state()
+        par = self._fast(spec, draws)
+        S = int(par["alpha"].shape[0])
+        if num_samples is None:
+            num_samples = S
+        if not (isinstance(num_samples, (int, np.integer)) and 1 <= num_samples <= S):
+            raise ModelError("num_samples out of range", field="num_samples", value=num_samples,
+                             expected=f"an integer from 1 to {S} (the cached draws; raise num_draws for more)")
+        if isinstance(regimens, (Regimen, str)) or not hasattr(regimens, "__len__"):
+            raise ModelError("regimens must be a list of regimens", field="regimens", value=regimens,
+                             expected="a list, e.g. [set(), {'treated'}]")
+        if len(regimens) == 0:
+            raise ModelError("no regimens to predict", field="regimens", value=0, expected="at least one")
+        x_np, off_np = self._matrix(spec, X)
+        design = spec.encode(list(regimens))
+        f32 = torch.float32
+        sl = slice(0, int(num_samples))
+        alpha, beta, rho = par["alpha"][sl], par["beta"][sl], par["rho"][sl]
+        drug_eff, slope, gamma = par["drug_eff"][sl], par["slope"][sl], par["gamma"][sl]
+        gamma_off = par["gamma_off"][sl]
+        Sn = int(num_samples)
+        x = torch.as_tensor(x_np, dtype=f32)
+        off = torch.as_tensor(off_np, dtype=f32)
+        C = spec.n_classes
+        dr = torch.as_tensor(design.drug)
+        cl = torch.as_tensor(design.cls)
+        g = torch.as_tensor(design.g, dtype=f32)
+        l2 = torch.as_tensor(design.log2r, dtype=f32)
+        w = torch.as_tensor(design.mask, dtype=f32) * rho[:, None, None] ** torch.as_tensor(design.rank, dtype=f32)
+        zero = torch.zeros(Sn, 1, dtype=f32)
+        eff = torch.cat([drug_eff, zero], 1)[:, dr] * g + torch.cat([slope, zero], 1)[:, cl] * l2  # (S, R, K)
+        base = (w * eff).sum(-1)  # (S, R)
+        with torch.no_grad():
+            mean = alpha[:, None] + base  # (S, R), rows added below
+            mean = mean[:, None, :] + off[None, :, None]
+            if spec.n_features:
+                prog = beta @ x.T  # (S, n)
+                onehot = torch.nn.functional.one_hot(cl, C + 1)[..., :C].to(f32)  # (R, K, C)
+                W = torch.einsum("srk,rkc->scr", w, onehot)  # (S, C, R)
+                M = torch.matmul(x, gamma.transpose(1, 2)) - gamma_off[:, None, :]  # (S, n, C)
+                mean = mean + prog[:, :, None] + torch.bmm(M, W)
+            if kind == "predictive":
+                gen = torch.Generator().manual_seed(self.seed if seed is None else int(seed))
+                nu = par["nu"][sl].to(torch.float64)
+                z = torch.randn(mean.shape, generator=gen, dtype=f32)
+                chi = _gamma(nu / 2.0, mean.shape, gen)  # chi2(nu) / 2
+                t = z / torch.sqrt(chi / (nu / 2.0)[:, None, None].to(f32))
+                mean = mean + par["sigma"][sl][:, None, None] * t
+            out = spec.y_loc + spec.y_scale * mean
+            if spec.scale == "log":
+                out = torch.exp(out)
+        return out
+
+    def predict(self, X: pd.DataFrame, regimens: Sequence[Any], *, level: float = 0.9,
+                kind: Kind = "mean") -> pd.DataFrame:
+        """Posterior mean and central ``level`` interval per row and regimen, as a long DataFrame with
+        columns ``row`` (position in X), ``regimen`` (label), ``mean``, ``lower``, ``upper``."""
+        if not 0 < level < 1:
+            raise ConfigError("level must be between 0 and 1", field="level", value=level)
+        d = self.sample(X, regimens, kind=kind)
+        lo, hi = np.quantile(d, [(1 - level) / 2, (1 + level) / 2], axis=0)
+        n, R = d.shape[1], d.shape[2]
+        labels = [self._regimen_label(r) for r in regimens]
+        return pd.DataFrame({
+            "row": np.repeat(np.arange(n), R),
+            "regimen": np.tile(np.array(labels, dtype=object), n),
+            "mean": d.mean(0).reshape(-1),
+            "lower": lo.reshape(-1),
+            "upper": hi.reshape(-1),
+        })
+
+    def parameter_summary(self) -> pd.DataFrame:
+        """Posterior (or prior) mean and 90% interval of the class and drug effects, on the model scale."""
+        spec, draws = self._state()
+        par = self._fast(spec, draws)
+        rows = []
+        for i, c in enumerate(spec.classes):
+            v = par["class_eff"][:, i].numpy() * spec.y_scale
+            rows.append(("class", c.id, v.mean(), *np.quantile(v, [0.05, 0.95])))
+        for i, d in enumerate(spec.drugs):
+            v = par["drug_eff"][:, i].numpy() * spec.y_scale
+            rows.append(("drug", d.name, v.mean(), *np.quantile(v, [0.05, 0.95])))
+        return pd.DataFrame(rows, columns=["level", "name", "mean", "lower", "upper"])
+
+    # ---- persistence ---------------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """Write ``model.json`` (options, spec, metadata) and ``draws.npz`` (posterior draws) to a folder."""
+        spec, draws = self._state()
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        params = self.get_params()
+        area = self._area()
+        params["area"] = area.id if area is not None else None
+        import pyro
+        import sklearn
+
+        meta = {
+            "format": "planner.model.ResponseModel",
+            "format_version": FORMAT_VERSION,
+            "fitted": self.is_fitted,
+            "params": params,
+            "spec": spec.to_dict(),
+            "area": None if area is None else {"id": area.id, "version": area.version},
+            "feature_spec": {"features": spec.features, "loc": spec.feat_loc, "scale": spec.feat_scale,
+                             "baseline": spec.baseline, "outcome_scale": spec.scale},
+            "versions": {"planner": __version__, "torch": torch.__version__, "pyro": pyro.__version__,
+                         "numpy": np.__version__, "sklearn": sklearn.__version__,
+                         "python": platform.python_version()},
+            "seed": self.seed,
+            "method": getattr(self, "method_", None),
+            "training": getattr(self, "training_summary_", None),
+            "diagnostics": getattr(self, "diagnostics_", None),
+            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        (d / "model.json").write_text(json.dumps(meta, indent=2, default=_json_default), encoding="utf-8")
+        np.savez_compressed(d / "draws.npz", **{k: v.numpy() for k, v in draws.items()})
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path, *, rules: str | None = None) -> "ResponseModel":
+        """Load a model written by :meth:`save`."""
+        d = Path(directory)
+        mj, dz = d / "model.json", d / "draws.npz"
+        if not mj.is_file() or not dz.is_file():
+            raise ModelError("not a saved model folder", file=str(d), expected="model.json and draws.npz")
+        try:
+            meta = json.loads(mj.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ModelError(f"unreadable model.json: {exc}", file=str(mj)) from None
+        if meta.get("format") != "planner.model.ResponseModel":
+            raise ModelError("not a ResponseModel file", file=str(mj), field="format", value=meta.get("format"))
+        if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+            raise ModelError("saved by a newer planner", file=str(mj), field="format_version",
+                             value=meta.get("format_version"), expected=f"<= {FORMAT_VERSION}")
+        params = dict(meta["params"])
+        if rules is not None:
+            params["rules"] = rules
+        model = cls(**params)
+        spec = ModelSpec.from_dict(meta["spec"])
+        with np.load(dz) as z:
+            draws = {k: torch.as_tensor(z[k], dtype=DTYPE) for k in z.files}
+        missing = [s for s in Priors(spec).distributions() if s not in draws]
+        if missing:
+            raise ModelError("draws file lacks sites", file=str(dz), value=missing)
+        area = model._area()
+        if area is not None and meta.get("area") and area.version != meta["area"]["version"]:
+            import warnings
+
+            warnings.warn(f"model was built with area {area.id} version {meta['area']['version']}, "
+                          f"rules now have {area.version}", stacklevel=2)
+        model.spec_ = spec
+        model.draws_ = draws
+        model.method_ = meta.get("method") or "prior"
+        model.training_summary_ = meta.get("training")
+        model.diagnostics_ = meta.get("diagnostics") or {}
+        model.loss_ = []
+        model.fit_seconds_ = float((meta.get("training") or {}).get("fit_seconds") or 0.0)
+        model.feature_names_in_ = np.array(spec.features, dtype=object)
+        model.n_features_in_ = len(spec.features)
+        model.arms_ = [x.name for x in spec.drugs]
+        model.metadata_ = meta
+        return model
+
+
+def _gamma(shape_param: torch.Tensor, out_shape: torch.Size, gen: torch.Generator) -> torch.Tensor:
+    """Gamma(shape_param[s], 1) draws of ``out_shape`` (S, ...) from a seeded generator (Marsaglia-Tsang via
+    numpy, seeded from the generator, to stay deterministic)."""
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
+    rng = np.random.default_rng(seed)
+    k = shape_param.numpy().reshape((-1,) + (1,) * (len(out_shape) - 1))
+    return torch.as_tensor(rng.standard_gamma(np.broadcast_to(k, out_shape)), dtype=torch.float32)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Area):
+        return o.id
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    return str(o)

@@ -1,0 +1,348 @@
+"""The model's fixed structure: classes, drugs (arms), features and priors, and the encoding of regimens.
+
+A :class:`ModelSpec` is everything the Pyro model needs besides the data: it is built either from an area file
+(:func:`spec_from_area`, literature priors) or from a tabular study (:func:`spec_from_tabular`, weakly
+informative priors on standardized scales), and saved with a fitted model as JSON. Nothing here knows about
+Pyro; :mod:`planner.model.model` reads the arrays.
+
+Regimens are encoded as padded slot arrays of width ``max_drugs`` (see :class:`Design`): each slot holds a
+drug index, its class index, the dose-response factor ``g(dose / reference)`` and ``log2(dose / reference)``
+(for log-linear classes), and its rank for sub-additivity. Padding points at a dummy drug and class whose
+effects are zero.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from ..areas import Area
+from ..errors import ModelError
+from ..record import DrugDose, Regimen
+
+__all__ = ["ClassSpec", "DrugSpec", "ModelSpec", "Design", "spec_from_area", "spec_from_tabular", "dose_factor"]
+
+
+@dataclass(frozen=True)
+class ClassSpec:
+    """One class of drugs (in a tabular study: one arm) and its priors on the model's (standardized) scale."""
+
+    id: str
+    prior_mean: float  # class effect at the reference dose
+    prior_sd: float
+    within_sd: float  # SD of drug effects around potency x class effect
+    dose_kind: str = "none"  # none | log2 | emax | linear
+    ed50: float | None = None
+    per_doubling: float = 0.0  # log2 kind: prior mean of the effect added per dose doubling
+    per_doubling_sd: float = 0.0
+
+
+@dataclass(frozen=True)
+class DrugSpec:
+    """One drug (or arm): its class, relative potency, reference dose and RxCUI (area models)."""
+
+    name: str
+    class_index: int
+    potency: float = 1.0
+    reference_dose: float | None = None
+    rxcui: str = ""
+    doses: tuple[float, ...] = ()
+    first_line: bool = False
+
+
+@dataclass
+class ModelSpec:
+    """Structure and priors of a :class:`~planner.model.ResponseModel` (JSON-serializable)."""
+
+    classes: list[ClassSpec]
+    drugs: list[DrugSpec]
+    features: list[str]
+    feat_loc: list[float]
+    feat_scale: list[float]
+    scale: str = "identity"  # outcome scale: identity | log
+    area_id: str | None = None
+    area_version: str | None = None
+    baseline: str | None = None  # feature column used as the offset (follow-up = baseline + change)
+    y_loc: float = 0.0  # tabular: standardization of the (transformed) outcome
+    y_scale: float = 1.0
+    noise_sd: float = 1.0  # prior median of the residual SD (model scale, after standardization)
+    noise_sd_log_sd: float = 0.5
+    alpha_sd: float = 1.0  # intercept (change at the feature centre, no drug)
+    beta_sd: float = 0.5  # prognostic slopes per standardized feature unit
+    beta_mask: list[float] = field(default_factory=list)  # 0 drops a prognostic slope (untrained area model)
+    mod_mean: list[list[float]] = field(default_factory=list)  # (C, p) prior means of class x feature slopes
+    mod_sd: list[list[float]] = field(default_factory=list)  # (C, p) prior SDs where the area gives one
+    mod_given: list[list[float]] = field(default_factory=list)  # (C, p) 1 = area prior, 0 = shrinkage prior
+    mod_offset: list[list[float]] = field(default_factory=list)  # (C, p) (centre - loc) / scale
+    mod_mask: list[list[float]] = field(default_factory=list)  # (C, p) 0 = interaction not in the model
+    shrinkage: float = 0.1  # HalfNormal scale of the shared SD of non-area interactions
+    rho_mean: float | None = 0.85  # prior mean of the sub-additivity factor; None: additive (rho = 1)
+    rho_conc: float = 40.0
+    max_drugs: int = 3
+    max_per_class: int = 1
+    exclusive_classes: list[list[str]] = field(default_factory=list)
+    feat_default: list[float] = field(default_factory=list)  # value used for a missing feature value
+
+    # ---- derived ------------------------------------------------------------------------------------
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def n_drugs(self) -> int:
+        return len(self.drugs)
+
+    @property
+    def n_features(self) -> int:
+        return len(self.features)
+
+    @property
+    def is_area(self) -> bool:
+        return self.area_id is not None
+
+    def drug_index(self, name: str) -> int:
+        idx = self._name_index().get(name)
+        if idx is None:
+            kind = "drug" if self.is_area else "arm"
+            raise ModelError(
+                f"unknown {kind}",
+                field="regimens",
+                value=name,
+                expected="one of " + ", ".join(d.name for d in self.drugs),
+                hint="area models take formulary ingredients or RxCUIs; tabular models the arms seen in fit",
+            )
+        return idx
+
+    def _name_index(self) -> dict[str, int]:
+        cache = getattr(self, "_names_cache", None)
+        if cache is None:
+            cache = {}
+            for i, d in enumerate(self.drugs):
+                cache[d.name] = i
+                if d.rxcui:
+                    cache[d.rxcui] = i
+            object.__setattr__(self, "_names_cache", cache)
+        return cache
+
+    def prior_magnitude(self, drug: int) -> float:
+        d = self.drugs[drug]
+        return abs(d.potency * self.classes[d.class_index].prior_mean)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "ModelSpec":
+        raw = dict(raw)
+        raw["classes"] = [ClassSpec(**c) for c in raw["classes"]]
+        raw["drugs"] = [DrugSpec(**{**d, "doses": tuple(d.get("doses", ()))}) for d in raw["drugs"]]
+        return cls(**raw)
+
+    # ---- regimens -----------------------------------------------------------------------------------
+    def encode(self, regimens: Sequence[Any], *, field_name: str = "regimens") -> "Design":
+        """Encode regimens (``Regimen``, or a set/list of drug or arm names) as padded slot arrays."""
+        n = len(regimens)
+        K = self.max_drugs
+        D, C = self.n_drugs, self.n_classes
+        drug = np.full((n, K), D, dtype=np.int64)
+        cls_ = np.full((n, K), C, dtype=np.int64)
+        g = np.zeros((n, K), dtype=np.float64)
+        l2 = np.zeros((n, K), dtype=np.float64)
+        rank = np.zeros((n, K), dtype=np.float64)
+        mask = np.zeros((n, K), dtype=np.float64)
+        cache: dict[Any, tuple] = {}
+        for i, reg in enumerate(regimens):
+            items = _regimen_items(reg, field_name, i)
+            key = tuple(items)
+            enc = cache.get(key)
+            if enc is None:
+                enc = self._encode_one(items, field_name, i)
+                cache[key] = enc
+            k = len(enc)
+            for j, (di, ci, gi, li) in enumerate(enc):
+                drug[i, j], cls_[i, j], g[i, j], l2[i, j], rank[i, j], mask[i, j] = di, ci, gi, li, j, 1.0
+            del k
+        return Design(drug=drug, cls=cls_, g=g, log2r=l2, rank=rank, mask=mask)
+
+    def _encode_one(self, items: list[tuple[str, float | None]], field_name: str, row: int) -> list[tuple]:
+        if len(items) > self.max_drugs:
+            raise ModelError(
+                "too many drugs in one regimen",
+                field=f"{field_name}[{row}]",
+                value=[n for n, _ in items],
+                expected=f"at most {self.max_drugs}",
+            )
+        out = []
+        seen: set[int] = set()
+        for name, dose in items:
+            di = self.drug_index(name)
+            if di in seen:
+                raise ModelError("drug listed twice in one regimen", field=f"{field_name}[{row}]", value=name)
+            seen.add(di)
+            d = self.drugs[di]
+            c = self.classes[d.class_index]
+            if dose is not None and not (math.isfinite(dose) and dose > 0):
+                raise ModelError("dose must be a positive number of mg/day", field=f"{field_name}[{row}]",
+                                 value=dose)
+            r = 1.0 if (dose is None or d.reference_dose is None) else dose / d.reference_dose
+            out.append((di, d.class_index, dose_factor(c, r), math.log2(r) if c.dose_kind == "log2" else 0.0))
+        # sub-additivity order: larger prior effect first (fixed, so the model stays smooth in its parameters)
+        out.sort(key=lambda t: (-self.prior_magnitude(t[0]), t[0]))
+        return out
+
+
+def dose_factor(c: ClassSpec, ratio: float) -> float:
+    """``g(dose / reference)`` multiplying a drug's effect (log2 classes: 1, their slope is added separately)."""
+    if c.dose_kind == "emax":
+        ed50 = c.ed50 if c.ed50 is not None else 0.5
+        return (1.0 + ed50) * ratio / (ed50 + ratio)
+    if c.dose_kind == "linear":
+        return ratio
+    return 1.0
+
+
+def _regimen_items(reg: Any, field_name: str, row: int) -> list[tuple[str, float | None]]:
+    if isinstance(reg, Regimen):
+        return sorted((d.ingredient, d.dose_mg_day) for d in reg.drugs)
+    if isinstance(reg, DrugDose):
+        return [(reg.ingredient, reg.dose_mg_day)]
+    if isinstance(reg, str):
+        raise ModelError(
+            "a regimen must be a set of arm or drug names, not a string",
+            field=f"{field_name}[{row}]",
+            value=reg,
+            expected='e.g. set() or {"treated"}',
+        )
+    if isinstance(reg, (set, frozenset, list, tuple)):
+        items = []
+        for x in reg:
+            if isinstance(x, DrugDose):
+                items.append((x.ingredient, x.dose_mg_day))
+            elif isinstance(x, str):
+                items.append((x, None))
+            else:
+                raise ModelError("regimen items must be names", field=f"{field_name}[{row}]", value=x)
+        return sorted(items, key=lambda t: (t[0], -1 if t[1] is None else t[1]))
+    raise ModelError(
+        "not a regimen",
+        field=f"{field_name}[{row}]",
+        value=reg,
+        expected="a planner.record.Regimen or a set of arm names",
+    )
+
+
+@dataclass(frozen=True)
+class Design:
+    """Padded slot encoding of one regimen per row (shape (n, max_drugs) each)."""
+
+    drug: np.ndarray
+    cls: np.ndarray
+    g: np.ndarray
+    log2r: np.ndarray
+    rank: np.ndarray
+    mask: np.ndarray
+
+    def __len__(self) -> int:
+        return self.drug.shape[0]
+
+
+# ---- builders ---------------------------------------------------------------------------------------
+
+
+def spec_from_area(area: Area, *, features: Sequence[str] | None = None, feat_loc: Sequence[float] | None = None,
+                   feat_scale: Sequence[float] | None = None, trained: bool = False,
+                   shrinkage: float = 0.1) -> ModelSpec:
+    """The spec of an area model.
+
+    Untrained (``trained=False``): features are the area's modifier features (plus ``baseline``), on their raw
+    units centred at the modifier centres; only the area's modifiers act, and there are no prognostic slopes
+    (the literature gives none). Trained: ``features`` with their data ``feat_loc``/``feat_scale``; every
+    class x feature interaction is in the model, with the area's prior where it gives one and a shared
+    shrinkage prior elsewhere.
+    """
+    classes = []
+    for c in area.classes:
+        dr = c.dose_response
+        pd = float(dr.per_doubling or 0.0) if dr.kind == "log2" else 0.0
+        classes.append(ClassSpec(
+            id=c.id, prior_mean=c.effect_on_scale(), prior_sd=c.sd, within_sd=c.within_class_sd,
+            dose_kind=dr.kind, ed50=dr.ed50, per_doubling=pd, per_doubling_sd=abs(pd) / 2.0 if pd else 0.0,
+        ))
+    class_ids = [c.id for c in area.classes]
+    drugs = [
+        DrugSpec(name=d.ingredient, class_index=class_ids.index(d.drug_class), potency=d.relative_potency,
+                 reference_dose=d.reference_dose, rxcui=d.rxcui, doses=tuple(d.doses), first_line=d.first_line)
+        for d in area.formulary
+    ]
+    baseline = next((f.name for f in area.features if f.kind == "baseline"), None)
+    defaults = {f.name: f.default for f in area.features}
+    if not trained:
+        names: list[str] = []
+        if baseline:
+            names.append(baseline)
+        for c in area.classes:
+            for m in c.modifiers:
+                if m.feature not in names:
+                    names.append(m.feature)
+        features = names
+        centre: dict[str, float] = {}
+        for c in area.classes:
+            for m in c.modifiers:
+                centre.setdefault(m.feature, m.center)
+        feat_loc = [centre.get(f, defaults.get(f) or 0.0) for f in names]
+        feat_scale = [1.0] * len(names)
+    assert features is not None and feat_loc is not None and feat_scale is not None
+    p, C = len(features), len(classes)
+    mod_mean = np.zeros((C, p))
+    mod_sd = np.zeros((C, p))
+    given = np.zeros((C, p))
+    offset = np.zeros((C, p))
+    for ci, c in enumerate(area.classes):
+        for m in c.modifiers:
+            if m.feature not in features:
+                continue
+            j = list(features).index(m.feature)
+            s = float(feat_scale[j])
+            mod_mean[ci, j] = m.per_unit * s
+            mod_sd[ci, j] = (m.sd if m.sd > 0 else abs(m.per_unit) / 2.0) * s
+            given[ci, j] = 1.0
+            offset[ci, j] = (m.center - float(feat_loc[j])) / s
+    mask = np.ones((C, p)) if trained else given.copy()
+    comb = area.combination
+    noise = area.outcome.noise_sd
+    return ModelSpec(
+        classes=classes, drugs=drugs, features=list(features), feat_loc=[float(x) for x in feat_loc],
+        feat_scale=[float(x) for x in feat_scale], scale=area.outcome.scale, area_id=area.id,
+        area_version=area.version, baseline=baseline, noise_sd=noise, noise_sd_log_sd=0.5,
+        alpha_sd=2.0 * noise, beta_sd=noise, beta_mask=[1.0 if trained else 0.0] * p,
+        mod_mean=mod_mean.tolist(), mod_sd=mod_sd.tolist(), mod_given=given.tolist(), mod_offset=offset.tolist(),
+        mod_mask=mask.tolist(), shrinkage=shrinkage * noise, rho_mean=comb.subadditivity, rho_conc=40.0,
+        max_drugs=comb.max_drugs, max_per_class=comb.max_per_class,
+        exclusive_classes=[list(x) for x in comb.exclusive_classes],
+        feat_default=[float(defaults.get(f) if defaults.get(f) is not None else loc)
+                      for f, loc in zip(features, feat_loc)],
+    )
+
+
+def spec_from_tabular(arms: Iterable[str], features: Sequence[str], feat_loc: Sequence[float],
+                      feat_scale: Sequence[float], *, y_loc: float, y_scale: float, effect_sd: float,
+                      shrinkage: float, baseline: str | None, max_drugs: int,
+                      subadditivity: float | None) -> ModelSpec:
+    """A weakly informative spec for any tabular study: one class per arm, standardized outcome and features."""
+    arms = list(arms)
+    classes = [ClassSpec(id=a, prior_mean=0.0, prior_sd=effect_sd, within_sd=0.0) for a in arms]
+    drugs = [DrugSpec(name=a, class_index=i) for i, a in enumerate(arms)]
+    p, C = len(features), len(classes)
+    zeros = np.zeros((C, p)).tolist()
+    return ModelSpec(
+        classes=classes, drugs=drugs, features=list(features), feat_loc=[float(x) for x in feat_loc],
+        feat_scale=[float(x) for x in feat_scale], scale="identity", area_id=None, baseline=baseline,
+        y_loc=float(y_loc), y_scale=float(y_scale), noise_sd=0.7, noise_sd_log_sd=1.0, alpha_sd=2.0,
+        beta_sd=1.0, beta_mask=[1.0] * p, mod_mean=zeros, mod_sd=zeros, mod_given=zeros, mod_offset=zeros,
+        mod_mask=np.ones((C, p)).tolist(), shrinkage=shrinkage, rho_mean=subadditivity, rho_conc=20.0,
+        max_drugs=max(max_drugs, 1), max_per_class=max(max_drugs, 1), feat_default=[float(x) for x in feat_loc],
+    )
