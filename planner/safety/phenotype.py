@@ -1,0 +1,362 @@
+"""Genotype -> phenotype, computed from CPIC allele data (``rules/pgx/``), never from a diplotype lookup table.
+
+* Activity-score genes (CYP2D6, CYP2C9, DPYD): score = sum of the two allele activity values
+  (``allele_function.csv``; copy-number alleles such as ``*1x2`` use their listed value, or ``N x`` the
+  single-copy value; a ``≥`` value keeps ``≥`` on the sum); phenotype = the CPIC score bin (``genes.yaml``).
+  An allele with unknown activity (``n/a``) makes the score ``n/a`` and the phenotype Indeterminate.
+* Function-pair genes (CYP2C19, SLCO1B1, TPMT, NUDT15, UGT1A1, CYP3A5, CYP2B6, ABCG2, VKORC1): phenotype of the
+  unordered pair of allele clinical functions.
+* HLA-A/HLA-B: allele status (positive/negative); "reported" genes (G6PD, MT-RNR1, RYR1, CACNA1S, CFTR): the
+  reported phenotype, checked against the gene's vocabulary.
+
+A gene with no result is ``not-tested``, a diplotype that cannot be translated is ``indeterminate``; neither is
+ever read as normal. A diplotype whose phenotype differs from the phenotype or activity score reported with it,
+or two results that differ, give ``conflict``: every candidate value is kept (``lookup``) and the gene-drug
+lookup takes the most severe recommendation among them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Literal
+
+from ..data import read_csv, read_yaml
+from ..errors import RuleError
+from ..record import Frozen, PgxResult
+
+__all__ = ["GeneResult", "GeneKnowledge", "Translation", "format_score", "NOT_TESTED", "INDETERMINATE"]
+
+GeneStatus = Literal["tested", "not-tested", "indeterminate", "conflict"]
+NOT_TESTED = "No Result"
+INDETERMINATE = "Indeterminate"
+NA_SCORE = "n/a"
+
+
+class GeneResult(Frozen):
+    """The interpreted state of one gene for one patient (after phenoconversion when ``phenoconverted_by``)."""
+
+    gene: str
+    status: GeneStatus
+    phenotype: str | None = None  # CPIC term; "A / B" when in conflict; None when not tested
+    activity_score: str | None = None  # CPIC-formatted ("1.25", "≥3.0", "n/a") for activity-score genes
+    diplotype: str | None = None
+    alleles: tuple[tuple[str, str], ...] = ()  # HLA: (allele, positive|negative)
+    hla_typed: bool = False  # HLA: a full type was given (alleles not listed are negative)
+    lookup: tuple[str, ...] = ()  # key values tried against gene-drug rules (several when uncertain)
+    phenoconverted_by: tuple[str, ...] = ()
+    note: str | None = None
+
+    def allele_status(self, allele: str) -> str:
+        """``positive`` / ``negative`` / ``No Result`` for one HLA allele (e.g. ``*15:02``)."""
+        for a, s in self.alleles:
+            if a == allele:
+                return s
+        if self.hla_typed:
+            return "negative"
+        return NOT_TESTED
+
+
+def format_score(value: float, *, at_least: bool = False) -> str:
+    """CPIC's way of writing an activity score: ``0.0``, ``0.25``, ``1.5``, ``≥3.0``."""
+    v = round(value, 2)
+    text = f"{v:.1f}" if abs(v * 10 - round(v * 10)) < 1e-9 else f"{v:.2f}"
+    return ("≥" if at_least else "") + text
+
+
+def _parse_score(text: str) -> tuple[float, bool] | None:
+    t = text.strip()
+    if not t or t.lower() == NA_SCORE:
+        return None
+    at_least = t.startswith("≥") or t.startswith(">=")
+    t = t.lstrip("≥>=").strip()
+    try:
+        return float(t), at_least
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class Translation:
+    """Phenotype and activity score of one diplotype (``score`` None for function-pair genes)."""
+
+    phenotype: str
+    score: str | None
+    ok: bool  # False: indeterminate (allele or pair not known)
+
+
+@dataclass
+class _AsGene:
+    bins: list[tuple[float, float, str]]
+    step: float
+    factors: dict[str, float] = field(default_factory=dict)
+
+
+class GeneKnowledge:
+    """Allele functions, score bins and function-pair tables, loaded once from ``rules/pgx``."""
+
+    def __init__(self, root: Path) -> None:
+        gpath = root / "pgx" / "genes.yaml"
+        apath = root / "pgx" / "allele_function.csv"
+        data = read_yaml(gpath)
+        try:
+            self.version = str(data["version"])
+            self.data_version = str(data.get("data_version", ""))
+            self.source = str(data["source"])
+            self.as_genes: dict[str, _AsGene] = {
+                g: _AsGene(
+                    bins=[(float(lo), float(hi), str(ph)) for lo, hi, ph in spec["bins"]],
+                    step=float(spec.get("step", 0.25)),
+                    factors={k: float(v) for k, v in (spec.get("inhibitor_factor") or {}).items()},
+                )
+                for g, spec in data["activity_score"].items()
+            }
+            self.pairs: dict[str, dict[frozenset[str] | tuple[str, str], str]] = {}
+            for g, rows in data["function_pairs"].items():
+                table: dict = {}
+                for a, b, ph in rows:
+                    table[tuple(sorted((str(a), str(b))))] = str(ph)
+                self.pairs[g] = table
+            self.step_down: dict[str, dict] = dict(data.get("step_down") or {})
+            self.vocab: dict[str, list[str]] = {g: [str(p) for p in v] for g, v in data["phenotypes"].items()}
+            self.synonyms: dict[str, str] = {str(k).lower(): str(v) for k, v in (data.get("synonyms") or {}).items()}
+            self.hla: set[str] = set(data["allele_status"])
+            self.reported: set[str] = set(data["reported"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RuleError(f"invalid gene knowledge ({exc})", file=str(gpath)) from None
+        self.functions: dict[str, dict[str, tuple[str, str]]] = {}
+        for i, row in enumerate(read_csv(apath), start=2):
+            try:
+                self.functions.setdefault(row["gene"], {})[row["allele"]] = (row["function"], row["activity_value"])
+            except KeyError as exc:
+                raise RuleError("missing column", file=str(apath), field=str(exc), value=f"row {i}") from None
+        for g in list(self.as_genes) + list(self.pairs):
+            if g not in self.functions:
+                raise RuleError("gene has no alleles", file=str(apath), field="gene", value=g)
+        self._cache: dict[tuple[str, str], Translation] = {}
+
+    # ---- genes -------------------------------------------------------------------------------------------
+    @property
+    def genes(self) -> tuple[str, ...]:
+        return tuple(sorted(set(self.as_genes) | set(self.pairs) | self.hla | self.reported))
+
+    def is_activity_gene(self, gene: str) -> bool:
+        return gene in self.as_genes
+
+    def bin_of(self, gene: str, score: str) -> str:
+        parsed = _parse_score(score)
+        if parsed is None:
+            return INDETERMINATE
+        value = parsed[0]
+        for lo, hi, ph in self.as_genes[gene].bins:
+            if lo - 1e-9 <= value <= hi + 1e-9:
+                return ph
+        return INDETERMINATE
+
+    def scores_in_bin(self, gene: str, phenotype: str) -> tuple[str, ...]:
+        """Every score CPIC may write for a phenotype (used when only the phenotype was reported)."""
+        spec = self.as_genes[gene]
+        out: list[str] = []
+        for lo, hi, ph in spec.bins:
+            if ph != phenotype:
+                continue
+            top = min(hi, 4.0)
+            n = int(round((top - lo) / spec.step))
+            out.extend(format_score(lo + i * spec.step) for i in range(n + 1))
+            if hi >= 100:
+                n2 = int(round((6.0 - 3.0) / 0.25))
+                out.extend(format_score(3.0 + i * 0.25, at_least=True) for i in range(n2 + 1))
+        return tuple(dict.fromkeys(out))
+
+    # ---- diplotypes --------------------------------------------------------------------------------------
+    def _allele_value(self, gene: str, allele: str) -> tuple[str, str] | None:
+        table = self.functions.get(gene, {})
+        if allele in table:
+            return table[allele]
+        m = re.fullmatch(r"(.+?)[xX](≥?)(\d+|N)", allele)
+        if not m:
+            return None
+        base, ge, copies = m.groups()
+        if base not in table:
+            return None
+        func, value = table[base]
+        if copies == "N":
+            parsed = _parse_score(value)
+            return (func, value) if parsed is not None and parsed[0] == 0 else None
+        n = int(copies)
+        if n >= 3 and f"{base}x≥3" in table:
+            return table[f"{base}x≥3"]
+        parsed = _parse_score(value)
+        if parsed is None:
+            return func, NA_SCORE
+        return func, format_score(parsed[0] * n, at_least=bool(ge) or parsed[1])
+
+    def split(self, gene: str, diplotype: str) -> tuple[str, str] | None:
+        """``"*2/*1"`` -> ("*2", "*1"); the gene prefix and spaces are removed; None when not two alleles."""
+        text = diplotype.strip()
+        if text.upper().startswith(gene.upper()):
+            text = text[len(gene):].strip()
+        parts = [p.strip() for p in text.split("/")]
+        if len(parts) == 2 and all(parts):
+            return parts[0], parts[1]
+        # an allele name containing '/': try every split point against the allele table
+        table = self.functions.get(gene, {})
+        for i in range(1, len(parts)):
+            a, b = "/".join(parts[:i]).strip(), "/".join(parts[i:]).strip()
+            if a in table and b in table:
+                return a, b
+        return None
+
+    def translate(self, gene: str, diplotype: str) -> Translation:
+        """Phenotype (and activity score) of a diplotype; unknown alleles or pairs give Indeterminate."""
+        key = (gene, diplotype)
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = self._translate(gene, diplotype)
+            if len(self._cache) < 100_000:
+                self._cache[key] = hit
+        return hit
+
+    def _translate(self, gene: str, diplotype: str) -> Translation:
+        is_as = gene in self.as_genes
+        bad = Translation(INDETERMINATE, NA_SCORE if is_as else None, False)
+        pair = self.split(gene, diplotype)
+        if pair is None:
+            return bad
+        values = [self._allele_value(gene, a) for a in pair]
+        if any(v is None for v in values):
+            return bad
+        if is_as:
+            total, at_least = 0.0, False
+            for _func, val in values:  # type: ignore[misc]
+                parsed = _parse_score(val)
+                if parsed is None:
+                    return Translation(INDETERMINATE, NA_SCORE, True)
+                total += parsed[0]
+                at_least = at_least or parsed[1]
+            score = format_score(total, at_least=at_least)
+            return Translation(self.bin_of(gene, score), score, True)
+        funcs = tuple(sorted(v[0] for v in values))  # type: ignore[index]
+        ph = self.pairs.get(gene, {}).get(funcs)
+        if ph is None:
+            return bad
+        return Translation(ph, None, True)
+
+    # ---- reported phenotypes -----------------------------------------------------------------------------
+    def normalize_phenotype(self, gene: str, text: str) -> str | None:
+        vocab = self.vocab.get(gene, [])
+        low = " ".join(text.strip().lower().split())
+        for term in vocab:
+            if term.lower() == low:
+                return term
+        syn = self.synonyms.get(low)
+        if syn and syn in vocab:
+            return syn
+        return None
+
+    # ---- interpretation of a patient's results ----------------------------------------------------------
+    def interpret(self, gene: str, results: Iterable[PgxResult]) -> GeneResult:
+        """Merge every result reported for ``gene`` into one :class:`GeneResult`."""
+        results = list(results)
+        if not results:
+            return GeneResult(gene=gene, status="not-tested", lookup=(NOT_TESTED,))
+        if gene in self.hla:
+            return self._interpret_hla(gene, results)
+        is_as = gene in self.as_genes
+        readings: list[tuple[str, str | None]] = []  # (phenotype, score)
+        notes: list[str] = []
+        diplotypes: list[str] = []
+        indeterminate = False
+        for r in results:
+            own: list[tuple[str, str | None]] = []
+            if r.diplotype:
+                diplotypes.append(r.diplotype)
+                t = self.translate(gene, r.diplotype) if gene not in self.reported else Translation(INDETERMINATE, None, False)
+                if t.ok and t.phenotype != INDETERMINATE:
+                    own.append((t.phenotype, t.score))
+                elif not (r.phenotype or r.activity_score is not None):
+                    indeterminate = True
+                    notes.append(f"diplotype {r.diplotype} not translatable")
+            if r.activity_score is not None and is_as:
+                score = format_score(r.activity_score)
+                own.append((self.bin_of(gene, score), score))
+            if r.phenotype:
+                ph = self.normalize_phenotype(gene, r.phenotype)
+                if ph is None:
+                    if not own:
+                        indeterminate = True
+                    notes.append(f"phenotype '{r.phenotype}' not a {gene} term")
+                elif ph == INDETERMINATE:
+                    if not own:
+                        indeterminate = True
+                else:
+                    own.append((ph, None))
+            readings.extend(own)
+        diplotype = " | ".join(dict.fromkeys(diplotypes)) or None
+        if not readings:
+            return GeneResult(gene=gene, status="indeterminate", phenotype=INDETERMINATE,
+                              activity_score=NA_SCORE if is_as else None, diplotype=diplotype,
+                              lookup=(NA_SCORE,) if is_as else (INDETERMINATE,), note="; ".join(notes) or None)
+        phenos = list(dict.fromkeys(p for p, _ in readings))
+        scores = list(dict.fromkeys(s for _, s in readings if s is not None))
+        # a phenotype-only reading agrees with a scored one when it names the same bin
+        conflict = len(phenos) > 1 or len(scores) > 1
+        if is_as:
+            lookup: list[str] = []
+            if scores:
+                lookup.extend(scores)
+            for ph in phenos:
+                if not any(self.bin_of(gene, s) == ph for s in scores):
+                    lookup.extend(self.scores_in_bin(gene, ph))
+            lookup = list(dict.fromkeys(lookup))
+        else:
+            lookup = phenos
+        if conflict:
+            notes.append("results disagree: " + " vs ".join(phenos + [s for s in scores if s not in phenos]))
+        return GeneResult(
+            gene=gene,
+            status="conflict" if conflict else "tested",
+            phenotype=" / ".join(phenos),
+            activity_score=" / ".join(scores) if scores else (None if not is_as else None),
+            diplotype=diplotype,
+            lookup=tuple(lookup),
+            note="; ".join(notes) or None,
+        )
+
+    def _interpret_hla(self, gene: str, results: list[PgxResult]) -> GeneResult:
+        statuses: dict[str, set[str]] = {}
+        typed = False
+        notes: list[str] = []
+        for r in results:
+            if r.allele and r.allele_status:
+                allele = r.allele if r.allele.startswith("*") else "*" + r.allele.split("*")[-1]
+                statuses.setdefault(allele, set()).add(r.allele_status)
+            elif r.diplotype:
+                pair = self.split(gene, r.diplotype)
+                if pair is None:
+                    notes.append(f"HLA type {r.diplotype} not readable")
+                    continue
+                typed = True
+                for a in pair:
+                    a = a if a.startswith("*") else "*" + a.split("*")[-1]
+                    statuses.setdefault(":".join(a.split(":")[:2]), set()).add("positive")
+        if not statuses and not typed:
+            return GeneResult(gene=gene, status="indeterminate", phenotype=INDETERMINATE,
+                              lookup=(INDETERMINATE,), note="; ".join(notes) or None)
+        alleles = tuple(sorted((a, "conflict" if len(s) > 1 else next(iter(s))) for a, s in statuses.items()))
+        conflict = any(s == "conflict" for _, s in alleles)
+        return GeneResult(
+            gene=gene,
+            status="conflict" if conflict else "tested",
+            phenotype=", ".join(f"{gene}{a} {s}" for a, s in alleles),
+            alleles=alleles,
+            hla_typed=typed,
+            lookup=tuple(f"{a} {s}" for a, s in alleles),
+            note=("allele status reported both positive and negative" if conflict else None),
+        )
+
+
+def floor_to(value: float, step: float) -> float:
+    return math.floor(value / step + 1e-9) * step
