@@ -3,8 +3,23 @@
 Adding an area is adding a file. ``load_area("t2d")`` returns a frozen :class:`Area`; ``list_areas()`` the ids.
 """
 
+from .regimens import (
+    combine_effects,
+    dose_scaled_effect,
+    enumerate_regimens,
+    is_allowed,
+    regimen_of,
+    regimen_violations,
+)
 from .schema import (
     Area,
+    ChoiceTerm,
+    ClassChoice,
+    PgxEffect,
+    SimCondition,
+    SimQuantity,
+    Simulation,
+    code_matches,
     ClassPrior,
     Combination,
     DoseResponse,
@@ -19,6 +34,19 @@ from .schema import (
 
 __all__ = [
     "Area",
+    "ChoiceTerm",
+    "ClassChoice",
+    "PgxEffect",
+    "SimCondition",
+    "SimQuantity",
+    "Simulation",
+    "code_matches",
+    "combine_effects",
+    "dose_scaled_effect",
+    "enumerate_regimens",
+    "is_allowed",
+    "regimen_of",
+    "regimen_violations",
     "ClassPrior",
     "Combination",
     "DoseResponse",

@@ -6,9 +6,17 @@ a class prior may be written as ``effect_pct`` (percent change, e.g. -40) and is
 ``log(1 + pct/100)`` when loaded). Negative effects lower the outcome.
 
 Dose-response (per class): the effect of a drug at dose d is ``effect * g(d / reference_dose)`` with
-``g`` from :class:`DoseResponse`: ``none`` g=1; ``log2`` g = 1 + per_doubling/|effect| * log2(ratio) (each
-doubling adds ``per_doubling`` on the model scale, e.g. statins' ~6%); ``emax`` g = (1+ed50) r / (ed50 + r)
-(saturating, half of the effect at ``ed50`` x reference); ``linear`` g = r.
+``g`` from :class:`DoseResponse`: ``none`` g=1; ``log2`` g = 1 + per_doubling/effect * log2(ratio), i.e. the
+effect becomes ``effect + per_doubling * log2(ratio)`` (each doubling adds ``per_doubling`` on the model scale,
+same sign as the effect, e.g. statins' ~6 percentage points); ``emax`` g = (1+ed50) r / (ed50 + r) (saturating,
+half of the effect at ``ed50`` x reference); ``linear`` g = r. :func:`planner.areas.drug_effect` implements it.
+
+Combinations (``combination.subadditivity`` = s): the drug with the largest absolute effect counts fully and
+every other drug's effect is multiplied by s (:func:`planner.areas.combine_effects`).
+
+Optional blocks read by other stages: ``pgx_effects`` (known gene-drug effects on efficacy and tolerability:
+the simulator's truth uses them, the model may use them as priors) and ``simulation`` (the generative story's
+parameters for :mod:`planner.simulate`: population, visits, clinician behaviour). Both default to empty.
 
 Modifiers: the class effect becomes ``effect + per_unit * (feature - center)``; ``center`` is where the
 published effect applies (e.g. the mean baseline of the trials).
@@ -133,6 +141,97 @@ class FeatureSpec(_M):
     default: float | None = None  # value used when missing (the missing flag is kept as its own column)
 
 
+class PgxEffect(_M):
+    """A known gene-drug effect: efficacy multiplier and/or adverse-effect stopping for some phenotypes."""
+
+    gene: str
+    phenotypes: tuple[str, ...]  # CPIC phenotype terms, e.g. "Poor Metabolizer", "Decreased Function"
+    drugs: tuple[str, ...]  # formulary ingredients
+    efficacy_factor: float = Field(default=1.0, ge=0)  # multiplies the drug's effect
+    stop_probability: float = Field(default=0.0, ge=0, le=1)  # per visit on the drug: adverse effect -> stop
+    label: str = ""
+    source: str
+
+
+class ChoiceTerm(_M):
+    """Adds ``add`` to a class's choice log-weight when a patient feature is above/below a threshold."""
+
+    feature: str
+    above: float | None = None
+    below: float | None = None
+    add: float
+
+
+class ClassChoice(_M):
+    """How clinicians in the simulator prefer a class (log-weight plus feature terms): confounding by design."""
+
+    id: str  # class id
+    weight: float = 0.0  # log-weight
+    terms: tuple[ChoiceTerm, ...] = ()
+    exclude_below: dict[str, float] = Field(default_factory=dict)  # e.g. {egfr: 30}: never chosen below
+
+
+class SimQuantity(_M):
+    """A lab or vital the simulator measures (the outcome is simulated separately)."""
+
+    quantity: str  # name as in PatientRecord.observations (e.g. "egfr", "bmi")
+    loinc: str
+    display: str
+    unit: str  # UCUM unit written to the Observation
+    mean: float
+    sd: float = Field(ge=0)
+    age_slope: float = 0.0  # per year of age above 60
+    per_year: float = 0.0  # drift per year of follow-up
+    noise_sd: float = Field(default=0.0, ge=0)
+    low: float
+    high: float
+    decimals: int = 1
+    measure_probability: float = Field(default=0.7, ge=0, le=1)  # per visit
+    category: Literal["laboratory", "vital-signs", "survey"] = "laboratory"
+
+
+class SimCondition(_M):
+    """A comorbidity the simulator gives (named by an area feature of kind ``condition``)."""
+
+    feature: str
+    code: str  # SNOMED code written to the Condition
+    display: str
+    prevalence: float = Field(ge=0, le=1)
+    incident_share: float = Field(default=0.2, ge=0, le=1)  # share diagnosed during follow-up
+
+
+class Simulation(_M):
+    """Parameters of the cohort simulator's generative story for one area (see :mod:`planner.simulate`)."""
+
+    condition: tuple[str, str]  # (SNOMED code, display) of the area condition written for every patient
+    untreated_mean: float  # model scale, untreated level at index
+    untreated_sd: float = Field(gt=0)
+    drift_per_year: float = 0.0  # model scale
+    drift_sd: float = Field(default=0.0, ge=0)
+    age: tuple[float, float, float, float]  # mean, sd, min, max (years)
+    female_share: float = Field(ge=0, le=1)
+    outcome_display: str
+    outcome_decimals: int = 1
+    outcome_category: Literal["laboratory", "vital-signs", "survey"] = "laboratory"
+    visit_interval_days: tuple[int, int] = (90, 200)
+    followup_years: tuple[float, float] = (2.0, 6.0)
+    missed_lab: float = Field(default=0.15, ge=0, le=1)
+    dropout_per_year: float = Field(default=0.05, ge=0, le=1)
+    prevalent_share: float = Field(default=0.25, ge=0, le=1)  # on a first-line drug before records start
+    act_probability: float = Field(default=0.6, ge=0, le=1)  # chance to intensify when well above target
+    act_gap: float = Field(gt=0)  # gap above target (outcome units) at which acting is ~63% of act_probability
+    deescalate_probability: float = Field(default=0.03, ge=0, le=1)  # below target by act_gap: step down
+    action_weights: dict[str, float] = Field(default_factory=lambda: {"uptitrate": 1.0, "add": 1.0, "switch": 0.3})
+    stop_probability: float = Field(default=0.01, ge=0, le=1)  # per visit per drug: stop for intolerance
+    class_choice: tuple[ClassChoice, ...] = ()
+    quantities: tuple[SimQuantity, ...] = ()
+    conditions: tuple[SimCondition, ...] = ()
+    drug_allergy_share: float = Field(default=0.03, ge=0, le=1)  # allergic to one formulary drug
+    cancelled_order_share: float = Field(default=0.05, ge=0, le=1)  # a cancelled order (no-op) in the record
+    truth_spread: float = Field(default=0.7, gt=0)  # true effects differ from the prior by this x prior SD
+    hidden_modifier_sd: float = Field(default=0.1, ge=0)  # unlisted age modifier, x |effect| per 10 years
+
+
 class Area(_M):
     id: str
     version: str
@@ -146,6 +245,8 @@ class Area(_M):
     combination: Combination = Combination()
     features: tuple[FeatureSpec, ...]
     pgx_genes: tuple[str, ...] = ()  # genes the formulary touches (features, data gaps)
+    pgx_effects: tuple[PgxEffect, ...] = ()
+    simulation: Simulation | None = None
     notes: str = ""
 
     @model_validator(mode="after")
@@ -166,6 +267,36 @@ class Area(_M):
             for m in c.modifiers:
                 if m.feature not in feats:
                     raise ValueError(f"class {c.id!r} modifier on unknown feature {m.feature!r}")
+            if c.dose_response.kind == "log2" and c.dose_response.per_doubling is None:
+                raise ValueError(f"class {c.id!r}: log2 dose-response needs per_doubling")
+            if c.dose_response.kind == "emax" and (c.dose_response.ed50 is None or c.dose_response.ed50 <= 0):
+                raise ValueError(f"class {c.id!r}: emax dose-response needs a positive ed50")
+        for group in self.combination.exclusive_classes:
+            for cid in group:
+                if cid not in class_ids:
+                    raise ValueError(f"combination.exclusive_classes names unknown class {cid!r}")
+        genes = set(self.pgx_genes)
+        for e in self.pgx_effects:
+            if e.gene not in genes:
+                raise ValueError(f"pgx_effects gene {e.gene!r} is not in pgx_genes")
+            for dname in e.drugs:
+                if dname not in names:
+                    raise ValueError(f"pgx_effects drug {dname!r} is not in the formulary")
+        for f in self.features:
+            if f.kind == "pgx" and f.gene not in genes:
+                raise ValueError(f"feature {f.name!r}: gene {f.gene!r} is not in pgx_genes")
+            if f.kind in ("quantity", "baseline") and not f.quantity:
+                raise ValueError(f"feature {f.name!r} of kind {f.kind} needs a quantity")
+        if self.simulation is not None:
+            for ch in self.simulation.class_choice:
+                if ch.id not in class_ids:
+                    raise ValueError(f"simulation.class_choice names unknown class {ch.id!r}")
+                for t in ch.terms:
+                    if t.feature not in feats:
+                        raise ValueError(f"simulation.class_choice {ch.id!r} term on unknown feature {t.feature!r}")
+            for sc in self.simulation.conditions:
+                if sc.feature not in feats:
+                    raise ValueError(f"simulation.conditions names unknown feature {sc.feature!r}")
         return self
 
     # ---- lookups -------------------------------------------------------------------------------------
@@ -183,6 +314,26 @@ class Area(_M):
         raise AreaError("unknown class", field=f"{self.id}.classes", value=class_id)
 
     @property
+    def class_ids(self) -> tuple[str, ...]:
+        return tuple(c.id for c in self.classes)
+
+    def drugs_of_class(self, class_id: str) -> tuple[DrugEntry, ...]:
+        return tuple(d for d in self.formulary if d.drug_class == class_id)
+
+    def target_for(self, condition_codes: "set[str] | frozenset[str]" = frozenset(), age: float | None = None) -> float:
+        """The patient's target: the first ``target_rules`` entry that matches (codes or ICD-10 prefixes), else
+        ``outcome.target``. A rule with both conditions and a minimum age needs both."""
+        for rule in self.outcome.target_rules:
+            if not (rule.when_conditions or rule.when_min_age is not None):
+                continue
+            if rule.when_conditions and not any(code_matches(c, rule.when_conditions) for c in condition_codes):
+                continue
+            if rule.when_min_age is not None and (age is None or age < rule.when_min_age):
+                continue
+            return rule.value
+        return self.outcome.target
+
+    @property
     def drug_names(self) -> tuple[str, ...]:
         return tuple(d.ingredient for d in self.formulary)
 
@@ -193,6 +344,15 @@ class Area(_M):
             c = code.replace(".", "").upper()
             return any(c.startswith(p.replace(".", "").upper()) for p in self.condition_icd10_prefixes)
         return code in self.condition_codes
+
+
+def code_matches(code: str, patterns: "tuple[str, ...] | list[str]") -> bool:
+    """True when ``code`` equals a SNOMED code in ``patterns`` or starts with one of its ICD-10 prefixes
+    (patterns starting with a letter; dots ignored)."""
+    if code in patterns:
+        return True
+    c = code.replace(".", "").upper()
+    return any(p[:1].isalpha() and c.startswith(p.replace(".", "").upper()) for p in patterns)
 
 
 def _areas_folder(rules: str | Path | None = None) -> Path:

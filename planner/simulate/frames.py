@@ -1,0 +1,262 @@
+"""Turn a finished simulation run into the decisions frame, the patients frame and the record logs."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from ..record import DrugDose, Regimen
+from .truth import LATENT, expected_outcome
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .cohort import SimCohort, _Sim
+
+_KEY = 1 << 22  # day offset inside a (patient, day) sort key
+_OFF = 1 << 20
+
+
+def _keys(pid: np.ndarray, day: np.ndarray) -> np.ndarray:
+    return pid.astype(np.int64) * _KEY + (day.astype(np.int64) + _OFF)
+
+
+def _latest(okey: np.ndarray, opid: np.ndarray, oday: np.ndarray, pid: np.ndarray, day: np.ndarray,
+            lookback: int | None) -> np.ndarray:
+    """Index of the latest observation of patient ``pid`` dated <= ``day`` (within ``lookback``), else -1."""
+    if okey.size == 0:
+        return np.full(pid.size, -1)
+    i = np.searchsorted(okey, _keys(pid, day), side="right") - 1
+    ok = (i >= 0)
+    ic = np.maximum(i, 0)
+    ok &= opid[ic] == pid
+    if lookback is not None:
+        ok &= oday[ic] >= day - lookback
+    return np.where(ok, i, -1)
+
+
+def _followup(okey: np.ndarray, opid: np.ndarray, oday: np.ndarray, pid: np.ndarray, t0: np.ndarray,
+              upper: np.ndarray, lower: np.ndarray, aim: np.ndarray) -> np.ndarray:
+    """Index of the observation closest to ``aim`` within [lower, upper] (ties: the earlier), else -1."""
+    if okey.size == 0:
+        return np.full(pid.size, -1)
+    n = okey.size
+    # last observation <= min(aim, upper) (strictly before aim when aim <= upper, to pair with the first >= aim)
+    hi_for_left = np.minimum(aim - 1, upper)
+    i0 = np.searchsorted(okey, _keys(pid, hi_for_left), side="right") - 1
+    i1 = np.searchsorted(okey, _keys(pid, aim), side="left")
+    c0 = np.maximum(i0, 0)
+    c1 = np.minimum(i1, n - 1)
+    ok0 = (i0 >= 0) & (opid[c0] == pid) & (oday[c0] >= lower) & (oday[c0] <= upper)
+    ok1 = (i1 < n) & (opid[c1] == pid) & (oday[c1] <= upper) & (oday[c1] >= lower)
+    d0 = np.where(ok0, aim - oday[c0], np.iinfo(np.int64).max)
+    d1 = np.where(ok1, oday[c1] - aim, np.iinfo(np.int64).max)
+    pick = np.where(d1 < d0, c1, c0)
+    return np.where(ok0 | ok1, pick, -1)
+
+
+def build_outputs(sim: "_Sim", obs_log: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]) -> "SimCohort":
+    from .cohort import SimCohort, _EPOCH, _Logs
+
+    area, n = sim.area, sim.n
+    rng = np.random.default_rng([sim.seed, 15485863, n])
+    # ---- observations, sorted by (patient, day)
+    obs: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    for q, parts in obs_log.items():
+        if parts:
+            pid = np.concatenate([p[0] for p in parts]).astype(np.int64)
+            day = np.concatenate([p[1] for p in parts]).astype(np.int64)
+            val = np.concatenate([p[2] for p in parts]).astype(float)
+        else:
+            pid = day = np.zeros(0, dtype=np.int64)
+            val = np.zeros(0)
+        order = np.lexsort((day, pid))
+        obs[q] = (pid[order], day[order], val[order])
+
+    # ---- decisions
+    cols: dict[str, list[np.ndarray]] = {}
+    for rec in sim.dec:
+        for k, v in rec.items():
+            cols.setdefault(k, []).append(np.asarray(v))
+    D = {k: np.concatenate(v) for k, v in cols.items()} if cols else {}
+    m = D["pid"].size if D else 0
+    order = np.lexsort((D["day"], D["pid"])) if m else np.zeros(0, dtype=int)
+    D = {k: v[order] for k, v in D.items()}
+    pid = D["pid"].astype(np.int64) if m else np.zeros(0, dtype=np.int64)
+    day = D["day"].astype(np.int64) if m else np.zeros(0, dtype=np.int64)
+    same_next = np.zeros(m, dtype=bool)
+    if m > 1:
+        same_next[:-1] = pid[1:] == pid[:-1]
+    next_day = np.where(same_next, np.roll(day, -1), np.iinfo(np.int32).max)
+    decision_no = np.zeros(m, dtype=int)
+    if m:
+        first = np.r_[True, pid[1:] != pid[:-1]]
+        grp_start = np.maximum.accumulate(np.where(first, np.arange(m), 0))
+        decision_no = np.arange(m) - grp_start
+
+    out = area.outcome
+    opid, oday, oval = obs[out.quantity]
+    okey = _keys(opid, oday)
+    bi = _latest(okey, opid, oday, pid, day, out.baseline_window_days)
+    lo_w, hi_w = out.followup_window
+    upper = np.minimum(day + hi_w, next_day)
+    fi = _followup(okey, opid, oday, pid, day, upper, day + lo_w, day + out.followup_days)
+    has_b, has_f = bi >= 0, fi >= 0
+    overlap = next_day < day + lo_w
+    drop = np.where(~has_b, "no-baseline", np.where(overlap, "overlapping-change",
+                                                    np.where(~has_f, "no-follow-up", None))).astype(object)
+    drop[has_b & has_f] = None
+
+    index_date = np.datetime64(_EPOCH, "D") + sim.index_day.astype("timedelta64[D]")
+    t0 = index_date[pid] + day.astype("timedelta64[D]")
+
+    def dates(idx: np.ndarray) -> np.ndarray:
+        res = np.full(idx.size, np.datetime64("NaT"), dtype="datetime64[D]")
+        ok = idx >= 0
+        res[ok] = index_date[pid[ok]] + oday[idx[ok]].astype("timedelta64[D]")
+        return res
+
+    # regimens
+    cache: dict[tuple[int, ...], Regimen] = {}
+
+    def regimen(dr: np.ndarray, lv: np.ndarray) -> Regimen:
+        key = tuple(int(x) for x in dr) + tuple(int(x) for x in lv)
+        r = cache.get(key)
+        if r is None:
+            drugs = []
+            for j, k in zip(dr, lv):
+                if j >= 0:
+                    e = area.formulary[int(j)]
+                    drugs.append(DrugDose(ingredient=e.ingredient, rxcui=e.rxcui,
+                                          dose_mg_day=float(sim.levels[int(j)][int(k)]), drug_class=e.drug_class))
+            r = cache[key] = Regimen.of(drugs)
+        return r
+
+    reg_before = [regimen(D["drug_before"][i], D["lvl_before"][i]) for i in range(m)]
+    reg_after = [regimen(D["drug_after"][i], D["lvl_after"][i]) for i in range(m)]
+    patient_ids = np.array([f"{area.id}-{sim.seed}-{i:06d}" for i in range(n)], dtype=object)
+    frame: dict[str, Any] = {
+        "patient_id": patient_ids[pid] if m else np.zeros(0, dtype=object),
+        "decision": decision_no,
+        "t0": t0.astype("datetime64[ns]"),
+        "day": day,
+        "reason": D["reason"] if m else np.zeros(0, dtype=object),
+        "regimen_before": reg_before,
+        "regimen": reg_after,
+        "regimen_before_key": [r.key() for r in reg_before],
+        "regimen_key": [r.key() for r in reg_after],
+        "baseline": np.where(has_b, oval[np.maximum(bi, 0)] if oval.size else np.nan, np.nan),
+        "baseline_date": dates(bi).astype("datetime64[ns]"),
+        "followup": np.where(has_f, oval[np.maximum(fi, 0)] if oval.size else np.nan, np.nan),
+        "followup_date": dates(fi).astype("datetime64[ns]"),
+        "episode": has_b & has_f,
+        "drop_reason": drop,
+        "next_t0": np.where(same_next, index_date[pid] + np.minimum(next_day, 10**6).astype("timedelta64[D]"),
+                            np.datetime64("NaT")).astype("datetime64[ns]"),
+    }
+    # targets (vectorized over decisions)
+    true_vals = {k[5:]: D[k] for k in D if k.startswith("true_")}
+    frame["target"] = sim.targets(pid, day, true_vals) if m else np.zeros(0)
+    # observed features at t0
+    for f in area.features:
+        if f.kind == "age":
+            birth = index_date[pid] - sim.birth_offset[pid].astype("timedelta64[D]")
+            frame[f.name] = (t0 - birth).astype(int) / 365.25
+        elif f.kind == "sex":
+            frame[f.name] = sim.female[pid].astype(float)
+        elif f.kind in ("quantity", "baseline"):
+            q = f.quantity or ""
+            if q in obs:
+                qp, qd, qv = obs[q]
+                qi = _latest(_keys(qp, qd), qp, qd, pid, day, f.lookback_days)
+                frame[f.name] = np.where(qi >= 0, qv[np.maximum(qi, 0)] if qv.size else np.nan, np.nan)
+            else:
+                frame[f.name] = np.full(m, np.nan)
+        elif f.kind == "condition":
+            onset = sim.cond_onset.get(f.name)
+            frame[f.name] = np.zeros(m) if onset is None else (onset[pid] <= day).astype(float)
+        elif f.kind == "pgx":
+            ph = sim.phenotype.get(f.gene or "")
+            if ph is None:
+                frame[f.name] = np.full(m, "not tested", dtype=object)
+            else:
+                known = sim.tested[pid] & (sim.test_day[pid] <= day)
+                frame[f.name] = np.where(known, ph[pid], "not tested").astype(object)
+    for k, v in true_vals.items():
+        frame["true_" + k] = v
+    for f in area.features:
+        if f.kind == "pgx":
+            ph = sim.phenotype.get(f.gene or "")
+            frame["true_" + f.name] = (ph[pid] if ph is not None else np.full(m, "Normal", dtype=object))
+    frame[LATENT] = D[LATENT] if m else np.zeros(0)
+    decisions = pd.DataFrame(frame)
+    # truth under the chosen and the previous regimen
+    te = np.empty(m)
+    tb = np.empty(m)
+    for col, target in (("regimen_key", te), ("regimen_before_key", tb)):
+        groups = decisions.groupby(col, sort=True).indices
+        regs = reg_after if col == "regimen_key" else reg_before
+        for key, idx in groups.items():
+            target[idx] = expected_outcome(area, decisions.iloc[idx], [regs[idx[0]]], truth_params=sim.truth)[:, 0]
+    decisions["true_expected"] = te
+    decisions["true_expected_before"] = tb
+
+    # ---- record logs
+    last_dec = np.full(n, -10**6)
+    if m:
+        np.maximum.at(last_dec, pid, day)
+    record_end = np.maximum(sim.end_day, last_dec)
+    meds = pd.DataFrame(sim.med_rows, columns=["pid", "drug", "dose", "start", "end", "status", "end_written"])
+    # cancelled orders: a drug not active that day, never active from it (no effect on intervals)
+    cancel_pids = np.nonzero(rng.random(n) < area.simulation.cancelled_order_share)[0]
+    extra = []
+    by_pid = {p: g for p, g in meds.groupby("pid")} if len(meds) else {}
+    for p in cancel_pids.tolist():
+        cday = int(rng.integers(0, max(int(sim.end_day[p]), 1)))
+        j = int(rng.integers(0, sim.D))
+        g = by_pid.get(p)
+        if g is not None:
+            gj = g[g.drug == j]
+            active = ((gj.start <= cday) & (gj.end.isna() | (gj.end.fillna(10**9) > cday))).any()
+            later_same_day = (gj.start == cday).any()
+            if active or later_same_day:
+                continue
+        extra.append([p, j, float(sim.levels[j][0]), cday, None, "cancelled", False])
+    if extra:
+        meds = pd.concat([meds, pd.DataFrame(extra, columns=meds.columns)], ignore_index=True)
+    meds = meds.sort_values(["pid", "start", "drug"], kind="stable").reset_index(drop=True)
+    cond_rows = [(i, area.simulation.condition[0], area.simulation.condition[1], int(sim.area_onset[i]))
+                 for i in range(n)]
+    for c in area.simulation.conditions:
+        onset = sim.cond_onset[c.feature]
+        for i in np.nonzero(onset <= record_end)[0].tolist():
+            cond_rows.append((i, c.code, c.display, int(onset[i])))
+    conditions = pd.DataFrame(cond_rows, columns=["pid", "code", "display", "onset"]).sort_values(
+        ["pid", "onset", "code"], kind="stable").reset_index(drop=True)
+    pgx_rows = []
+    for gene, dip in sim.diplotype.items():
+        ok = np.nonzero(sim.tested & (sim.test_day <= record_end))[0]
+        for i in ok.tolist():
+            pgx_rows.append((i, gene, dip[i], sim.phenotype[gene][i], int(sim.test_day[i])))
+    pgx = pd.DataFrame(pgx_rows, columns=["pid", "gene", "diplotype", "phenotype", "day"]).sort_values(
+        ["pid", "gene"], kind="stable").reset_index(drop=True)
+    al = np.nonzero(sim.allergy >= 0)[0]
+    allergies = pd.DataFrame({"pid": al, "drug": sim.allergy[al], "day": sim.allergy_day[al]})
+    logs = _Logs(obs=obs, meds=meds, conditions=conditions, pgx=pgx, allergies=allergies)
+    birth = index_date - sim.birth_offset.astype("timedelta64[D]")
+    patients = pd.DataFrame({
+        "patient_id": patient_ids,
+        "birth_date": birth.astype("datetime64[ns]"),
+        "sex": np.where(sim.female, "female", "male"),
+        "index_date": index_date.astype("datetime64[ns]"),
+        "end_date": (index_date + record_end.astype("timedelta64[D]")).astype("datetime64[ns]"),
+        "last_visit_day": sim.end_day,
+        "allergy": [area.formulary[j].ingredient if j >= 0 else None for j in sim.allergy],
+        "pgx_tested": sim.tested,
+        "pgx_test_date": (index_date + sim.test_day.astype("timedelta64[D]")).astype("datetime64[ns]"),
+    })
+    for gene, ph in sim.phenotype.items():
+        patients[f"phenotype_{gene}"] = ph
+    return SimCohort(area=area, seed=sim.seed, n=n, truth=sim.truth, decisions=decisions, patients=patients,
+                     logs=logs)
