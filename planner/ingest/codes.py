@@ -1,0 +1,204 @@
+"""Code tables ingest reads, loaded once from ``rules/codes/`` (data, not code).
+
+* ``rxnorm.csv``: RxNorm ingredient rows (with name synonyms: salt forms, brands) and clinical-drug rows that map a
+  product code to its ingredient.
+* ``quantities.yaml``: quantity name -> LOINC codes, canonical UCUM unit, accepted units with their conversion,
+  plausible range; blood pressure panels to unpack.
+* ``pgx.yaml``: the LOINC codes of pharmacogenomic Observations, LA answer codes, CPIC phenotype terms, HGNC ids.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+from pathlib import Path
+from typing import Any
+
+from ..data import read_csv, read_yaml, rules_dir
+from ..errors import RuleError
+
+__all__ = ["Ingredient", "Quantity", "UnitRule", "CodeTables", "code_tables", "RXNORM_SYSTEMS", "LOINC_SYSTEM"]
+
+RXNORM_SYSTEMS = frozenset({
+    "http://www.nlm.nih.gov/research/umls/rxnorm",
+    "http://www.nlm.nih.gov/research/umls/rxnorm/",
+    "urn:oid:2.16.840.1.113883.6.88",
+})
+LOINC_SYSTEM = "http://loinc.org"
+
+
+@dataclasses.dataclass(frozen=True)
+class Ingredient:
+    """One ingredient: lower-case name and RxCUI (``None`` where the source gives none)."""
+
+    name: str
+    rxcui: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class UnitRule:
+    factor: float
+    offset: float = 0.0
+
+    def apply(self, value: float) -> float:
+        return value * self.factor + self.offset
+
+
+@dataclasses.dataclass(frozen=True)
+class Quantity:
+    name: str
+    label: str
+    loinc: tuple[str, ...]
+    unit: str
+    accept: dict[str, UnitRule]
+    plausible: tuple[float, float] | None
+    assume_missing_unit: bool = False
+
+
+_GENE_WORD = re.compile(r"(?:cyp|hla|slco|ugt|nudt|dpyd|tpmt|abcg|vkorc)[a-z0-9-]*")
+_WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
+
+
+def _norm_name(text: str) -> str:
+    """Lower case, words only, single spaces: the key names are matched on."""
+    return " ".join(_WORD.findall(text.lower()))
+
+
+@dataclasses.dataclass(frozen=True)
+class CodeTables:
+    """All code tables ingest uses. Build with :func:`code_tables`."""
+
+    rxcui_to_ingredient: dict[str, Ingredient]
+    name_to_ingredient: dict[str, Ingredient]  # normalised name or synonym -> ingredient
+    max_name_words: int
+    loinc_to_quantity: dict[str, Quantity]
+    quantities: dict[str, Quantity]
+    panels: frozenset[str]
+    pgx: dict[str, Any]
+    versions: dict[str, str]
+
+    # ---- medications ----------------------------------------------------------------------------------
+    def ingredient_for_code(self, code: str | None) -> Ingredient | None:
+        return self.rxcui_to_ingredient.get(code) if code else None
+
+    def ingredients_in_text(self, text: str | None) -> list[Ingredient]:
+        """Ingredients named in a display or text, in order, longest name first at each position."""
+        if not text:
+            return []
+        words = _norm_name(text).split()
+        found: list[Ingredient] = []
+        i = 0
+        while i < len(words):
+            hit = None
+            for n in range(min(self.max_name_words, len(words) - i), 0, -1):
+                ing = self.name_to_ingredient.get(" ".join(words[i : i + n]))
+                if ing is not None:
+                    hit, i = ing, i + n
+                    break
+            if hit is None:
+                i += 1
+            elif hit not in found:
+                found.append(hit)
+        return found
+
+    def ingredient_by_name(self, name: str) -> Ingredient | None:
+        return self.name_to_ingredient.get(_norm_name(name))
+
+    # ---- pgx --------------------------------------------------------------------------------------------
+    def loinc_set(self, key: str) -> frozenset[str]:
+        return frozenset(self.pgx["loinc"][key])
+
+    def phenotype_term(self, text: str | None) -> str | None:
+        """A CPIC phenotype term for free text ("poor metaboliser", "PM", "CYP2C19 Poor Metabolizer")."""
+        if not text:
+            return None
+        t = _norm_name(re.sub(r"\([^)]*\)", " ", text))
+        t = re.sub(r"metabolis(?:er|ers)\b|metabolizers\b", "metabolizer", t)
+        t = " ".join(w for w in t.split() if not _GENE_WORD.fullmatch(w))  # "cyp2c19 poor metabolizer"
+        terms: dict[str, str] = self.pgx["phenotype_terms"]
+        if t in terms:
+            return terms[t]
+        for key in sorted(terms, key=len, reverse=True):  # "... ultrarapid metabolizer ..." -> longest term inside
+            if len(key) > 2 and re.search(r"(?:^| )" + re.escape(key) + r"(?: |$)", t):
+                return terms[key]
+        return None
+
+    def is_no_result(self, text: str | None) -> bool:
+        return text is None or text.strip().lower() in set(self.pgx["no_result"])
+
+
+def _build(root: Path) -> CodeTables:
+    codes = root / "codes"
+    rows = read_csv(codes / "rxnorm.csv")
+    by_code: dict[str, Ingredient] = {}
+    by_name: dict[str, Ingredient] = {}
+    ingredients: dict[str, Ingredient] = {}
+    for row in rows:
+        if row.get("tty") != "IN":
+            continue
+        ing = Ingredient(name=row["ingredient"].strip().lower(), rxcui=(row["ingredient_rxcui"] or "").strip() or None)
+        ingredients[ing.name] = ing
+        if ing.rxcui:
+            by_code[ing.rxcui] = ing
+        for name in [ing.name, *(s for s in (row.get("synonyms") or "").split("|") if s.strip())]:
+            key = _norm_name(name)
+            if key in by_name and by_name[key] != ing:
+                raise RuleError("name maps to two ingredients", file=str(codes / "rxnorm.csv"), value=name)
+            by_name[key] = ing
+    for row in rows:
+        if row.get("tty") == "IN":
+            continue
+        ing = ingredients.get(row["ingredient"].strip().lower())
+        if ing is None:
+            raise RuleError("clinical drug names an ingredient without an IN row", file=str(codes / "rxnorm.csv"),
+                            value=row["ingredient"], expected="an ingredient listed with tty IN")
+        by_code[row["rxcui"].strip()] = ing
+    qdoc = read_yaml(codes / "quantities.yaml")
+    quantities: dict[str, Quantity] = {}
+    by_loinc: dict[str, Quantity] = {}
+    for name, spec in (qdoc.get("quantities") or {}).items():
+        try:
+            accept = {str(u): UnitRule(float(r["factor"]), float(r.get("offset", 0.0))) for u, r in spec["accept"].items()}
+            plaus = spec.get("plausible")
+            q = Quantity(name=name, label=spec.get("label", name), loinc=tuple(str(c) for c in spec["loinc"]),
+                         unit=str(spec["unit"]), accept=accept,
+                         plausible=(float(plaus[0]), float(plaus[1])) if plaus else None,
+                         assume_missing_unit=spec.get("missing_unit") == "assume")
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise RuleError(f"invalid quantity definition ({exc})", file=str(codes / "quantities.yaml"),
+                            field=name) from None
+        if q.unit not in q.accept:
+            raise RuleError("canonical unit is not among the accepted units", file=str(codes / "quantities.yaml"),
+                            field=name, value=q.unit)
+        quantities[name] = q
+        for code in q.loinc:
+            if code in by_loinc:
+                raise RuleError("LOINC code listed under two quantities", file=str(codes / "quantities.yaml"),
+                                value=code)
+            by_loinc[code] = q
+    pgx = read_yaml(codes / "pgx.yaml")
+    versions = {
+        "quantities": str(qdoc.get("version")),
+        "pgx": str(pgx.get("version")),
+    }
+    return CodeTables(
+        rxcui_to_ingredient=by_code,
+        name_to_ingredient=by_name,
+        max_name_words=max((len(k.split()) for k in by_name), default=1),
+        loinc_to_quantity=by_loinc,
+        quantities=quantities,
+        panels=frozenset(str(p) for p in (qdoc.get("panels") or {})),
+        pgx=pgx,
+        versions=versions,
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _cached(root: str) -> CodeTables:
+    return _build(Path(root))
+
+
+def code_tables(rules: str | Path | None = None) -> CodeTables:
+    """The code tables of a rules folder (default: the packaged one), loaded once and cached."""
+    return _cached(str(rules_dir(rules)))

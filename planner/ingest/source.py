@@ -1,0 +1,274 @@
+"""Reading input into raw FHIR resources: paths, folders, bytes, text, dicts; Bundles, NDJSON, single resources.
+
+Everything is checked before any resource is decoded: size limit, UTF-8, JSON well-formedness (NaN, Infinity and
+very deep nesting are refused), top-level shape. Each resource is kept as raw JSON bytes with where it came from,
+so the typed decode of :mod:`planner.ingest.fhir_types` touches only the resource types planner reads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from pathlib import Path
+from typing import Any, Iterator
+
+import msgspec
+import orjson
+
+from ..errors import FhirError, InputError
+from .fhir_types import BUNDLE_DECODER, HEAD_DECODER
+
+__all__ = ["RawResource", "Source", "load_resources", "DEFAULT_MAX_BYTES", "BUNDLE_TYPES"]
+
+DEFAULT_MAX_BYTES = 200_000_000
+BUNDLE_TYPES = frozenset({"collection", "transaction", "searchset", "batch", "document", "message",
+                          "transaction-response", "batch-response", "history"})
+_SUFFIXES = (".json", ".ndjson", ".jsonl")
+_TYPE_AT_START = re.compile(rb'\s*\{\s*"resourceType"\s*:\s*"([A-Za-z]+)"')
+_MAX_DEPTH = 64  # FHIR resources nest far less deeply; deeper input is refused before decoding
+_MAX_NESTED_BUNDLES = 3
+
+Source = "str | bytes | bytearray | memoryview | os.PathLike[str] | dict[str, Any]"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RawResource:
+    """One resource as raw JSON, with its type and where it was found (file name, entry or line number)."""
+
+    resource_type: str
+    raw: bytes | msgspec.Raw
+    where: str  # e.g. "bundle.json entry[3]" or "data.ndjson line 7"
+    full_url: str | None = None
+    file: str | None = None
+
+
+def _label(path: Path | None) -> str:
+    return path.name if path is not None else "<input>"
+
+
+def _check_depth(data: bytes, file: str) -> None:
+    """Refuse JSON nested deeper than FHIR ever needs (no RecursionError later). Cheap: bracket counting."""
+    if data.count(b"[") + data.count(b"{") < _MAX_DEPTH:
+        return
+    depth = 0
+    in_str = False
+    esc = False
+    # Only reached for inputs with many brackets; scans once. Strings are skipped so brackets in text don't count.
+    for b in data:
+        if in_str:
+            if esc:
+                esc = False
+            elif b == 0x5C:
+                esc = True
+            elif b == 0x22:
+                in_str = False
+        elif b == 0x22:
+            in_str = True
+        elif b == 0x7B or b == 0x5B:
+            depth += 1
+            if depth > _MAX_DEPTH:
+                raise InputError("JSON is nested too deeply", file=file, expected=f"at most {_MAX_DEPTH} levels")
+        elif b == 0x7D or b == 0x5D:
+            depth -= 1
+
+
+def _json_error(exc: Exception, data: bytes, file: str, line: int | None = None) -> InputError:
+    msg = str(exc)
+    where = f" line {line}" if line is not None else ""
+    m = re.search(r"\(byte (\d+)\)", msg)
+    if m:
+        pos = int(m.group(1))
+        ahead = data[pos : pos + 12]
+        for token in (b"NaN", b"Infinity", b"-Infinity"):
+            if ahead.startswith(token) or data[max(0, pos - 1) : pos + 12].startswith(token):
+                return InputError(f"{token.decode()} is not valid JSON{where}", file=file,
+                                  expected="finite numbers (JSON has no NaN or Infinity)")
+        snippet = data[max(0, pos - 20) : pos + 20].decode("utf-8", "replace")
+        return InputError(f"not valid JSON{where}: {msg.split(' (byte')[0].replace('JSON is malformed: ', '')} "
+                          f"at byte {pos} near {snippet!r}", file=file, expected="a JSON object")
+    return InputError(f"not valid JSON{where}: {msg}", file=file, expected="a JSON object")
+
+
+def _check_utf8(data: bytes, file: str) -> None:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})", file=file,
+                         expected="UTF-8 encoded JSON") from None
+
+
+def _resource_type(raw: bytes | msgspec.Raw, where: str, file: str) -> tuple[str, str | None]:
+    head = bytes(memoryview(raw)[:200])
+    m = _TYPE_AT_START.match(head)
+    if m:
+        return m.group(1).decode(), None
+    try:
+        h = HEAD_DECODER.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise FhirError(f"{where}: {exc}", file=file, field="resourceType", expected="a JSON object with a string resourceType") from None
+    except msgspec.DecodeError as exc:
+        raise InputError(f"{where}: {exc}", file=file) from None
+    if not h.resourceType:
+        raise FhirError(f"{where} has no resourceType", file=file, field="resourceType",
+                        expected="a FHIR resource type such as Patient or Observation")
+    return h.resourceType, h.id
+
+
+def _from_document(data: bytes, file: str, depth: int = 0) -> Iterator[RawResource]:
+    """Resources of one JSON document: a Bundle (entries, recursively) or a single resource."""
+    stripped = data.lstrip()
+    if not stripped:
+        raise InputError("empty input", file=file, expected="a FHIR resource, Bundle or NDJSON")
+    if stripped[:1] == b"[":
+        raise InputError("a JSON array", file=file, expected="a JSON object (a FHIR resource or Bundle) or NDJSON")
+    if stripped[:1] != b"{":
+        raise InputError(f"not a JSON object (starts with {stripped[:10]!r})", file=file,
+                         expected="a JSON object (a FHIR resource or Bundle) or NDJSON")
+    try:
+        rtype, _ = _resource_type(data, "document", file)
+    except RecursionError:
+        raise InputError("JSON is nested too deeply", file=file, expected=f"at most {_MAX_DEPTH} levels") from None
+    if rtype != "Bundle":
+        yield RawResource(rtype, data, f"{file}", None, file)
+        return
+    yield from _from_bundle(data, file, depth, prefix="")
+
+
+def _from_bundle(data: bytes | msgspec.Raw, file: str, depth: int, prefix: str) -> Iterator[RawResource]:
+    try:
+        bundle = BUNDLE_DECODER.decode(data)
+    except msgspec.ValidationError as exc:
+        path = str(exc).split(" - at ")[-1].strip("`") if " - at " in str(exc) else None
+        raise FhirError(str(exc).split(" - at ")[0], file=file, resource=f"Bundle{prefix}", field=path,
+                        expected="a FHIR Bundle") from None
+    except RecursionError:
+        raise InputError("JSON is nested too deeply", file=file, expected=f"at most {_MAX_DEPTH} levels") from None
+    btype = bundle.type
+    if btype is not None and btype not in BUNDLE_TYPES:
+        raise FhirError("unknown Bundle.type", file=file, resource=f"Bundle{prefix}", field="type", value=btype,
+                        expected="one of " + ", ".join(sorted(BUNDLE_TYPES)))
+    if not bundle.entry:
+        raise FhirError("Bundle has no entries", file=file, resource=f"Bundle{prefix}", field="entry",
+                        expected="at least one entry with a resource (a Patient)")
+    for i, entry in enumerate(bundle.entry):
+        where = f"{prefix}entry[{i}]"
+        if len(entry.resource) == 0 or (len(entry.resource) <= 8 and bytes(entry.resource).strip() == b"null"):
+            raise FhirError("entry has no resource", file=file, resource=f"Bundle{prefix}", field=f"{where}.resource",
+                            expected="a resource in every entry")
+        raw = entry.resource
+        rtype, _ = _resource_type(raw, where, file)
+        if rtype == "Bundle":
+            if depth >= _MAX_NESTED_BUNDLES:
+                raise FhirError("Bundles nested too deeply", file=file, field=where,
+                                expected=f"at most {_MAX_NESTED_BUNDLES} levels of Bundle")
+            yield from _from_bundle(raw, file, depth + 1, prefix=f"{where}.")
+            continue
+        yield RawResource(rtype, raw, f"{file} {where}", entry.fullUrl, file)
+
+
+def _from_ndjson(data: bytes, file: str) -> Iterator[RawResource]:
+    count = 0
+    for n, line in enumerate(data.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        if line.lstrip()[:1] != b"{":
+            raise InputError(f"NDJSON line {n} is not a JSON object", file=file, expected="one FHIR resource per line")
+        try:
+            rtype, _ = _resource_type(line, f"line {n}", file)
+            msgspec.json.decode(line, type=msgspec.Raw)  # well-formed as a whole (Raw skips, validates syntax)
+        except msgspec.DecodeError as exc:
+            raise _json_error(exc, line, file, line=n) from None
+        except RecursionError:
+            raise InputError(f"JSON is nested too deeply on line {n}", file=file) from None
+        if rtype == "Bundle":
+            yield from _from_bundle(line, file, 1, prefix=f"line {n} ")
+        else:
+            yield RawResource(rtype, line, f"{file} line {n}", None, file)
+        count += 1
+    if count == 0:
+        raise InputError("empty input", file=file, expected="a FHIR resource, Bundle or NDJSON")
+
+
+def _parse_bytes(data: bytes, file: str, *, ndjson_hint: bool = False) -> list[RawResource]:
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    _check_utf8(data, file)
+    _check_depth(data, file)
+    if not data.strip():
+        raise InputError("empty input", file=file, expected="a FHIR resource, Bundle or NDJSON")
+    if ndjson_hint and data.strip().count(b"\n") > 0:
+        return list(_from_ndjson(data, file))
+    try:
+        return list(_from_document(data, file))
+    except msgspec.DecodeError as exc:
+        if "trailing characters" in str(exc) and b"\n" in data.strip():
+            return list(_from_ndjson(data, file))
+        raise _json_error(exc, data, file) from None
+    except RecursionError:
+        raise InputError("JSON is nested too deeply", file=file, expected=f"at most {_MAX_DEPTH} levels") from None
+
+
+def _read_file(path: Path, max_bytes: int) -> bytes:
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise InputError(f"cannot read file ({exc.strerror})", file=str(path)) from None
+    if size > max_bytes:
+        raise InputError(f"file is {size:,} bytes, over the size limit", file=str(path),
+                         expected=f"at most {max_bytes:,} bytes", hint="raise max_bytes if this is intended")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read file ({exc.strerror})", file=str(path)) from None
+
+
+def load_resources(source: Any, *, max_bytes: int = DEFAULT_MAX_BYTES) -> list[RawResource]:
+    """All resources in ``source`` (path to a file or folder, bytes, JSON text, or a dict), in input order."""
+    if isinstance(source, dict):
+        try:
+            data = orjson.dumps(source)
+        except (TypeError, orjson.JSONEncodeError) as exc:
+            raise InputError(f"dict is not JSON-serialisable ({exc})", file="<dict>") from None
+        if len(data) > max_bytes:
+            raise InputError(f"input is {len(data):,} bytes, over the size limit", file="<dict>",
+                             expected=f"at most {max_bytes:,} bytes")
+        return _parse_bytes(data, "<dict>")
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        if len(data) > max_bytes:
+            raise InputError(f"input is {len(data):,} bytes, over the size limit", file="<bytes>",
+                             expected=f"at most {max_bytes:,} bytes", hint="raise max_bytes if this is intended")
+        return _parse_bytes(data, "<bytes>")
+    if isinstance(source, str):
+        head = source.lstrip()[:1]
+        if head in ("{", "["):
+            data = source.encode("utf-8", "surrogatepass")
+            if len(data) > max_bytes:
+                raise InputError(f"input is {len(data):,} bytes, over the size limit", file="<text>",
+                                 expected=f"at most {max_bytes:,} bytes")
+            return _parse_bytes(data, "<text>")
+        if not source.strip():
+            raise InputError("empty input", file="<text>", expected="a path, JSON text, bytes or a dict")
+        source = Path(source)
+    if isinstance(source, os.PathLike):
+        path = Path(source)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in _SUFFIXES)
+            if not files:
+                raise InputError("folder holds no .json or .ndjson files", file=str(path))
+            out: list[RawResource] = []
+            total = 0
+            for p in files:
+                data = _read_file(p, max_bytes)
+                total += len(data)
+                if total > max_bytes:
+                    raise InputError(f"folder holds over {max_bytes:,} bytes", file=str(path),
+                                     expected=f"at most {max_bytes:,} bytes in all")
+                out.extend(_parse_bytes(data, str(p), ndjson_hint=p.suffix.lower() in (".ndjson", ".jsonl")))
+            return out
+        if not path.exists():
+            raise InputError("no such file or folder", file=str(path))
+        data = _read_file(path, max_bytes)
+        return _parse_bytes(data, str(path), ndjson_hint=path.suffix.lower() in (".ndjson", ".jsonl"))
+    raise InputError(f"unsupported input type {type(source).__name__}", expected="a path, bytes, JSON text or a dict")
