@@ -1,0 +1,847 @@
+"""The rule set and the screening engine.
+
+``RuleSet.load(path)`` reads and validates every safety rule file under ``rules/`` once per process and folder;
+``prepare(record)`` precomputes what a patient brings (phenotypes, allergies, conditions, labs, current drugs),
+``screen(context, regimen)`` returns the :class:`~planner.record.Finding` list for one candidate regimen.
+Screening is memoized per drug and per drug pair inside a context, so screening the ~200 candidates of one
+patient costs little more than the distinct drugs among them.
+
+Order of evaluation for each drug of a regimen (findings are independent; all are returned, sorted by action
+severity, kind and rule id): gene-drug (after phenoconversion by the other current or candidate drugs),
+drug-allergy, drug-condition and drug-age, drug-lab (a missing lab is a data gap), maximum daily dose; then
+drug-drug pairs (at least one drug in the regimen) and duplicate therapy within a class.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import itertools
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from ..data import read_csv, read_yaml, rules_dir
+from ..errors import RuleError
+from ..record import DrugDose, Finding, Medication, PatientRecord, Regimen
+from .phenotype import INDETERMINATE, NA_SCORE, NOT_TESTED, GeneKnowledge, GeneResult, floor_to, format_score
+from .schema import (
+    ACTION_RANK, AllergyGroup, ConditionRule, DdiRule, DrugClass, GeneDrugRule, LabRule, Population, validate_rule,
+)
+
+__all__ = ["RuleSet", "PatientContext", "apply_findings", "sort_findings"]
+
+_STRENGTH_RANK = {"Strong": 0, "contraindicated": 0, "boxed warning": 0, "Moderate": 1, "major": 1, "label": 1,
+                  "Optional": 2}
+_INACTIVE_ALLERGY = {"inactive", "resolved"}
+_REFUTED = {"refuted", "entered-in-error"}
+
+
+def _severity(f: Finding) -> tuple:
+    return (ACTION_RANK[f.action], _STRENGTH_RANK.get(f.strength or "", 3),
+            f.dose_factor if f.dose_factor is not None else 9.0,
+            f.max_dose_mg_day if f.max_dose_mg_day is not None else 1e9)
+
+
+def sort_findings(findings: Iterable[Finding]) -> list[Finding]:
+    """Deterministic order: most severe action first, then kind, rule id, drugs."""
+    return sorted(findings, key=lambda f: (ACTION_RANK[f.action], f.kind, f.rule_id, f.drugs, f.genes,
+                                           f.target_drug or "", f.message))
+
+
+def _fit(text: str, limit: int = 140) -> str:
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+
+
+@dataclass
+class _Condset:
+    snomed: frozenset[str]
+    icd10: tuple[str, ...]
+    terms: tuple[str, ...]
+
+
+@dataclass
+class PatientContext:
+    """What one patient brings to screening, computed once by :meth:`RuleSet.prepare`."""
+
+    record: PatientRecord
+    on: dt.date
+    age: float | None
+    current: dict[str, Medication]  # active medications by ingredient
+    genes: dict[str, GeneResult]
+    allergies: list[tuple[str, str | None, frozenset[str]]]  # (allergen label, ingredient, matched groups)
+    conditions: frozenset[str]  # names of condition sets the patient's active conditions fall in
+    has_conditions: bool
+    labs: dict[tuple[str, int], float | None]
+    declared_populations: frozenset[str]
+    replaced: frozenset[str]  # current drugs the screened regimen replaces (area formulary drugs)
+    cache: dict = field(default_factory=dict)
+
+
+class RuleSet:
+    """Every safety rule, validated and indexed. Build with :meth:`load` (cached per folder and process)."""
+
+    def __init__(self, root: Path, rules_version: str) -> None:
+        self.root = root
+        self.rules_version = rules_version
+        self.knowledge = GeneKnowledge(root)
+        self._load_classes()
+        self._load_gene_drug()
+        self._load_populations()
+        self._load_inhibitors()
+        self._load_ddi()
+        self._load_conditions()
+        self._load_labs()
+        self._load_allergy()
+        self._load_max_doses()
+
+    # ---- loading -------------------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None = None) -> "RuleSet":
+        """The rule set of a rules folder (default: the packaged one); validated once per process and folder."""
+        root = rules_dir(path).resolve()
+        return _load_cached(str(root))
+
+    def _yaml(self, rel: str) -> tuple[dict, str]:
+        path = self.root / rel
+        data = read_yaml(path)
+        if not isinstance(data, dict) or not all(k in data for k in ("id", "version", "source")):
+            raise RuleError("rule file must be a mapping with id, version and source", file=str(path))
+        return data, str(path)
+
+    def _load_classes(self) -> None:
+        data, file = self._yaml("drugs/classes.yaml")
+        self.classes: dict[str, DrugClass] = {}
+        for cid, spec in (data.get("classes") or {}).items():
+            self.classes[cid] = validate_rule(DrugClass, spec, file=file, rule_id=cid)
+        self.area_max: dict[str, float] = {}
+        self.rxcui_to_ingredient: dict[str, str] = {}
+        members: dict[str, set[str]] = {c: set(v.members) for c, v in self.classes.items()}
+        area_dir = self.root / "areas"
+        for apath in sorted(area_dir.glob("*.yaml")) if area_dir.is_dir() else []:
+            area = read_yaml(apath)
+            for entry in (area or {}).get("formulary", []) or []:
+                try:
+                    ing, cls_id = str(entry["ingredient"]).lower(), str(entry["class"])
+                except (KeyError, TypeError):
+                    raise RuleError("formulary entry needs ingredient and class", file=str(apath)) from None
+                members.setdefault(cls_id, set()).add(ing)
+                if entry.get("max_dose"):
+                    self.area_max[ing] = float(entry["max_dose"])
+                if entry.get("rxcui"):
+                    self.rxcui_to_ingredient[str(entry["rxcui"])] = ing
+        self.class_members: dict[str, frozenset[str]] = {c: frozenset(v) for c, v in members.items()}
+        self.drug_classes: dict[str, frozenset[str]] = {}
+        for c, ms in self.class_members.items():
+            for m in ms:
+                self.drug_classes[m] = self.drug_classes.get(m, frozenset()) | {c}
+
+    def expand(self, items: Iterable[str], *, file: str = "", rule_id: str = "") -> frozenset[str]:
+        """Ingredients named directly or through ``class:<id>``."""
+        out: set[str] = set()
+        for item in items:
+            if item.startswith("class:"):
+                cid = item[6:]
+                if cid not in self.class_members:
+                    raise RuleError("unknown drug class", file=file, resource=rule_id, field="drugs", value=item,
+                                    expected="a class in drugs/classes.yaml or an area formulary")
+                out |= self.class_members[cid]
+            else:
+                out.add(item.lower())
+        return frozenset(out)
+
+    def _load_gene_drug(self) -> None:
+        path = self.root / "pgx" / "gene_drug.csv"
+        self.gene_drug: dict[str, list[GeneDrugRule]] = {}
+        self._gd_index: dict[tuple[str, str], dict[frozenset, GeneDrugRule]] = {}
+        self.gene_drug_version = "unversioned"
+        for line in path.read_text(encoding="utf-8").splitlines()[:6]:
+            if line.startswith("# version:"):
+                self.gene_drug_version = line.split(":", 1)[1].strip()
+        for row in read_csv(path):
+            rid = row.get("id") or "?"
+            try:
+                conds = tuple(tuple(part.split("=", 1)) for part in row["conditions"].split("; "))
+                data = {
+                    **{k: row[k] for k in ("id", "version", "drug", "rxcui", "population", "action", "strength",
+                                           "message", "source", "data_version", "mapping")},
+                    "genes": tuple(g for g in row["genes"].split(";") if g),
+                    "conditions": conds,
+                    "dose_factor": float(row["dose_factor"]) if row["dose_factor"] else None,
+                    "max_dose_mg_day": float(row["max_dose_mg_day"]) if row["max_dose_mg_day"] else None,
+                    "alternatives": tuple(a for a in row["alternatives"].split(";") if a),
+                }
+            except (KeyError, ValueError, AttributeError) as exc:
+                raise RuleError(f"malformed row ({exc})", file=str(path), resource=rid) from None
+            rule = validate_rule(GeneDrugRule, data, file=str(path), rule_id=rid)
+            for locus, _ in rule.conditions:
+                gene = locus.split("*")[0]
+                if gene not in self.knowledge.genes:
+                    raise RuleError("unknown gene", file=str(path), resource=rid, field="conditions", value=locus)
+            self.gene_drug.setdefault(rule.drug, []).append(rule)
+            key = frozenset(rule.conditions)
+            slot = self._gd_index.setdefault((rule.drug, rule.population), {})
+            if key in slot:
+                raise RuleError("two rules for the same drug, population and lookup key", file=str(path),
+                                resource=rid, field="conditions", value=row["conditions"])
+            slot[key] = rule
+            if rule.rxcui:
+                self.rxcui_to_ingredient.setdefault(rule.rxcui, rule.drug)
+        self._loci: dict[str, tuple[str, ...]] = {
+            d: tuple(sorted({loc for r in rs for loc, _ in r.conditions})) for d, rs in self.gene_drug.items()
+        }
+        self._pops: dict[str, tuple[str, ...]] = {
+            d: tuple(sorted({r.population for r in rs})) for d, rs in self.gene_drug.items()
+        }
+
+    def _load_populations(self) -> None:
+        data, file = self._yaml("pgx/populations.yaml")
+        self.populations = {name: validate_rule(Population, spec, file=file, rule_id=name)
+                            for name, spec in (data.get("populations") or {}).items()}
+        for d, pops in self._pops.items():
+            for p in pops:
+                if p not in self.populations:
+                    raise RuleError("population used by a gene-drug rule is not defined", file=file, value=p,
+                                    resource=d)
+
+    def _load_inhibitors(self) -> None:
+        data, file = self._yaml("drugs/cyp_inhibitors.yaml")
+        self.inhibitors: dict[str, dict[str, str]] = {}  # gene -> ingredient -> strong|moderate
+        for gene, spec in (data.get("inhibitors") or {}).items():
+            for strength in ("strong", "moderate"):
+                for ing in spec.get(strength, []) or []:
+                    self.inhibitors.setdefault(gene, {})[str(ing).lower()] = strength
+        self.inhibitors_source = str(data["source"])
+        self.inhibitors_version = str(data["version"])
+
+    def _load_ddi(self) -> None:
+        data, file = self._yaml("interactions/ddi.yaml")
+        self.ddi: list[tuple[DdiRule, frozenset[str], frozenset[str]]] = []
+        self.ddi_data_version = str(data.get("data_version", ""))
+        seen: set[str] = set()
+        for spec in data.get("rules") or []:
+            rule = validate_rule(DdiRule, spec, file=file)
+            if rule.id in seen:
+                raise RuleError("duplicate rule id", file=file, resource=rule.id, field="id")
+            seen.add(rule.id)
+            self.ddi.append((rule, self.expand(rule.a, file=file, rule_id=rule.id),
+                             self.expand(rule.b, file=file, rule_id=rule.id)))
+        self._ddi_by_drug: dict[str, list[int]] = {}
+        for i, (_r, a, b) in enumerate(self.ddi):
+            for d in a | b:
+                self._ddi_by_drug.setdefault(d, []).append(i)
+
+    def _load_conditions(self) -> None:
+        data, file = self._yaml("conditions/condition_sets.yaml")
+        self.condsets: dict[str, _Condset] = {}
+        for name, spec in (data.get("sets") or {}).items():
+            try:
+                self.condsets[name] = _Condset(
+                    frozenset(str(c) for c in spec.get("snomed", [])),
+                    tuple(str(c).replace(".", "").upper() for c in spec.get("icd10", [])),
+                    tuple(str(t).lower() for t in spec.get("terms", [])),
+                )
+            except AttributeError:
+                raise RuleError("condition set must be a mapping", file=file, resource=name) from None
+        data, file = self._yaml("conditions/drug_condition.yaml")
+        self.condition_rules: list[tuple[ConditionRule, frozenset[str]]] = []
+        self.condition_data_version = str(data.get("data_version", ""))
+        for spec in data.get("rules") or []:
+            rule = validate_rule(ConditionRule, spec, file=file)
+            if rule.condition is not None and rule.condition not in self.condsets:
+                raise RuleError("unknown condition set", file=file, resource=rule.id, field="condition",
+                                value=rule.condition, expected="a set in conditions/condition_sets.yaml")
+            self.condition_rules.append((rule, self.expand(rule.drugs, file=file, rule_id=rule.id)))
+        for pname, pop in self.populations.items():
+            for cs in filter(None, [pop.conditions, *pop.without]):
+                if cs not in self.condsets:
+                    raise RuleError("unknown condition set", file="pgx/populations.yaml", resource=pname, value=cs)
+
+    def _load_labs(self) -> None:
+        data, file = self._yaml("conditions/drug_lab.yaml")
+        self.lab_labels = {q: str((spec or {}).get("label", q)) for q, spec in (data.get("labs") or {}).items()}
+        self.lab_rules: list[tuple[LabRule, frozenset[str]]] = []
+        self.lab_data_version = str(data.get("data_version", ""))
+        for spec in data.get("rules") or []:
+            rule = validate_rule(LabRule, spec, file=file)
+            self.lab_rules.append((rule, self.expand(rule.drugs, file=file, rule_id=rule.id)))
+
+    def _load_allergy(self) -> None:
+        data, file = self._yaml("allergy/allergy.yaml")
+        self.allergy_version = str(data["version"])
+        self.allergy_source = str(data["source"])
+        self.allergy_data_version = str(data.get("data_version", ""))
+        self.allergy_groups = {g: validate_rule(AllergyGroup, spec, file=file, rule_id=g)
+                               for g, spec in (data.get("groups") or {}).items()}
+        self.allergy_members = {g: self.expand([f"class:{c}" for c in grp.classes], file=file, rule_id=g)
+                                for g, grp in self.allergy_groups.items()}
+        self.allergy_cross = {g: {c: act for c, act in grp.cross.items()} for g, grp in self.allergy_groups.items()}
+        for g, grp in self.allergy_groups.items():
+            for c in grp.cross:
+                if c not in self.class_members:
+                    raise RuleError("unknown class in cross", file=file, resource=g, field="cross", value=c)
+        self.allergy_messages = {k: str(v) for k, v in (data.get("messages") or {}).items()}
+        for k in ("same", "class", "cross"):
+            if k not in self.allergy_messages:
+                raise RuleError("missing message template", file=file, field=f"messages.{k}")
+
+    def _load_max_doses(self) -> None:
+        path = self.root / "drugs" / "max_doses.csv"
+        self.max_dose: dict[str, tuple[float, str]] = {}
+        for ing, mx in self.area_max.items():
+            self.max_dose[ing] = (mx, "area formulary max_dose (FDA label)")
+        for row in read_csv(path):
+            try:
+                if row["max_mg_day"]:
+                    self.max_dose[row["ingredient"].lower()] = (float(row["max_mg_day"]), row["source"])
+                if row.get("rxcui"):
+                    self.rxcui_to_ingredient.setdefault(row["rxcui"], row["ingredient"].lower())
+            except (KeyError, ValueError) as exc:
+                raise RuleError(f"malformed row ({exc})", file=str(path), resource=row.get("ingredient")) from None
+
+    # ---- public helpers ------------------------------------------------------------------------------------
+    def genes_for(self, ingredient: str) -> tuple[str, ...]:
+        """Genes with CPIC rules for a drug (for data-gap reporting)."""
+        return tuple(sorted({g for r in self.gene_drug.get(ingredient.lower(), ()) for g in r.genes}))
+
+    def all_rules(self) -> list[tuple[str, str, str, str]]:
+        """(id, kind, version, source) of every rule, for ``planner rules list``."""
+        out = [(r.id, "gene-drug", r.version, r.source) for rs in self.gene_drug.values() for r in rs]
+        out += [(r.id, "drug-drug", r.version, r.source) for r, _a, _b in self.ddi]
+        out += [(r.id, "drug-condition", r.version, r.source) for r, _ in self.condition_rules]
+        out += [(r.id, "drug-lab", r.version, r.source) for r, _ in self.lab_rules]
+        out += [(f"allergy.{g}", "drug-allergy", self.allergy_version, self.allergy_source)
+                for g in self.allergy_groups]
+        return sorted(out)
+
+    def rule(self, rule_id: str) -> dict:
+        """One rule as a dict, for ``planner rules show``."""
+        for rs in self.gene_drug.values():
+            for r in rs:
+                if r.id == rule_id:
+                    return {"kind": "gene-drug", **r.model_dump()}
+        for r, _a, _b in self.ddi:
+            if r.id == rule_id:
+                return {"kind": "drug-drug", **r.model_dump()}
+        for r2, _ in self.condition_rules:
+            if r2.id == rule_id:
+                return {"kind": "drug-condition", **r2.model_dump()}
+        for r3, _ in self.lab_rules:
+            if r3.id == rule_id:
+                return {"kind": "drug-lab", **r3.model_dump()}
+        if rule_id.startswith("allergy.") and rule_id[8:] in self.allergy_groups:
+            return {"kind": "drug-allergy", "id": rule_id, **self.allergy_groups[rule_id[8:]].model_dump()}
+        raise RuleError("no such rule", field="id", value=rule_id, hint="list them with: planner rules list")
+
+    # ---- patient context -----------------------------------------------------------------------------------
+    def prepare(
+        self,
+        record: PatientRecord | PatientContext,
+        *,
+        on: dt.date | None = None,
+        area: str | None = None,
+        populations: Iterable[str] = (),
+    ) -> PatientContext:
+        """Precompute a patient's phenotypes, allergies, conditions, labs and current drugs.
+
+        ``area``: the therapeutic area whose complete regimens will be screened; the patient's current drugs of
+        that area's formulary are then treated as replaced by each regimen (not as co-medications).
+        ``populations``: CPIC populations the caller declares (e.g. ``"CBZ-no alternatives"``).
+        """
+        if isinstance(record, PatientContext):
+            return record
+        on = on or record.as_of
+        current: dict[str, Medication] = {}
+        for m in record.active_medications(on):
+            ing = (m.ingredient or self.rxcui_to_ingredient.get(m.rxcui or "", "")).lower()
+            if ing:
+                prev = current.get(ing)
+                if prev is None or (m.start or dt.date.min) < (prev.start or dt.date.min):
+                    current[ing] = m  # keep the earliest start: how long the drug has been taken
+        genes = {g: self.knowledge.interpret(g, record.pgx_for(g)) for g in self.knowledge.genes}
+        for p in record.pgx:
+            if p.gene not in genes:
+                genes[p.gene] = GeneResult(gene=p.gene, status="indeterminate", phenotype=INDETERMINATE,
+                                           lookup=(INDETERMINATE,), note="gene not supported by planner rules")
+        allergies = self._match_allergies(record)
+        conds = self._match_conditions(record, on)
+        labs: dict[tuple[str, int], float | None] = {}
+        for rule, _ in self.lab_rules:
+            key = (rule.quantity, rule.within_days)
+            if key not in labs:
+                m = record.latest(rule.quantity, until=on, within_days=rule.within_days)
+                labs[key] = None if m is None else m.value
+        replaced: frozenset[str] = frozenset()
+        if area is not None:
+            apath = self.root / "areas" / f"{area}.yaml"
+            if not apath.is_file():
+                raise RuleError("unknown area", field="area", value=area, expected="a file in rules/areas/")
+            replaced = frozenset(str(e["ingredient"]).lower() for e in read_yaml(apath).get("formulary", []))
+        declared = frozenset(populations)
+        for p in declared:
+            if p not in self.populations:
+                raise RuleError("unknown population", field="populations", value=p,
+                                expected=", ".join(sorted(self.populations)))
+        return PatientContext(
+            record=record, on=on, age=record.age(on), current=current, genes=genes, allergies=allergies,
+            conditions=conds, has_conditions=bool(record.conditions), labs=labs,
+            declared_populations=declared, replaced=replaced,
+        )
+
+    def _match_allergies(self, record: PatientRecord) -> list[tuple[str, str | None, frozenset[str]]]:
+        out = []
+        for a in record.allergies:
+            if a.verification_status in _REFUTED or a.clinical_status in _INACTIVE_ALLERGY:
+                continue
+            ing = (a.ingredient or self.rxcui_to_ingredient.get(a.rxcui or "", "") or "").lower() or None
+            display = (a.display or "").lower()
+            groups = set()
+            for g, grp in self.allergy_groups.items():
+                if (a.code and a.code in grp.snomed) or (ing and ing in self.allergy_members[g]) \
+                        or any(t in display for t in grp.terms):
+                    groups.add(g)
+            if ing is None and not groups:
+                continue
+            out.append((ing or a.display or a.code or "a substance", ing, frozenset(groups)))
+        return out
+
+    def _match_conditions(self, record: PatientRecord, on: dt.date) -> frozenset[str]:
+        hits: set[str] = set()
+        for c in record.active_conditions(on):
+            codings = [(c.system, c.code, c.display)] + [(x.system, x.code, x.display) for x in c.codings]
+            for name, cs in self.condsets.items():
+                if name in hits:
+                    continue
+                for system, code, display in codings:
+                    sys_l = (system or "").lower()
+                    if code:
+                        if "icd" not in sys_l and code in cs.snomed:
+                            hits.add(name)
+                            break
+                        if "snomed" not in sys_l:
+                            norm = code.replace(".", "").upper()
+                            if any(norm.startswith(p) for p in cs.icd10):
+                                hits.add(name)
+                                break
+                    if display and any(t in display.lower() for t in cs.terms):
+                        hits.add(name)
+                        break
+        return frozenset(hits)
+
+    # ---- phenotypes ----------------------------------------------------------------------------------------
+    def phenotypes(self, record_or_context: PatientRecord | PatientContext) -> dict[str, GeneResult]:
+        """Every gene's interpreted result, after phenoconversion by the patient's current drugs."""
+        ctx = self.prepare(record_or_context)
+        drugs = frozenset(ctx.current)
+        return {g: self._effective(ctx, g, drugs, "") for g in sorted(ctx.genes)}
+
+    def _effective(self, ctx: PatientContext, gene: str, drugs: frozenset[str], subject: str) -> GeneResult:
+        base = ctx.genes.get(gene)
+        if base is None:
+            base = GeneResult(gene=gene, status="not-tested", lookup=(NOT_TESTED,))
+        inh = self.inhibitors.get(gene)
+        if not inh:
+            return base
+        strong = sorted(d for d in drugs if d != subject and inh.get(d) == "strong")
+        moderate = sorted(d for d in drugs if d != subject and inh.get(d) == "moderate")
+        if not strong and not moderate:
+            return base
+        key = ("pheno", gene, tuple(strong), tuple(moderate))
+        hit = ctx.cache.get(key)
+        if hit is not None:
+            return hit
+        kn = self.knowledge
+        if strong:
+            by = tuple(strong)
+            if kn.is_activity_gene(gene):
+                res = base.model_copy(update={"phenotype": kn.bin_of(gene, "0.0"), "activity_score": "0.0",
+                                              "lookup": ("0.0",), "phenoconverted_by": by})
+            else:
+                poor = kn.step_down.get(gene, {}).get("poor", "Poor Metabolizer")
+                res = base.model_copy(update={"phenotype": poor, "lookup": (poor,), "phenoconverted_by": by})
+        else:
+            by = tuple(moderate)
+            if kn.is_activity_gene(gene):
+                spec = kn.as_genes[gene]
+                factor = spec.factors.get("moderate", 0.5)
+                vals = []
+                for v in base.lookup:
+                    if v in (NOT_TESTED, NA_SCORE):
+                        vals.append(v)
+                        continue
+                    num = float(v.lstrip("≥"))
+                    vals.append(format_score(floor_to(num * factor, 0.25)))
+                vals = list(dict.fromkeys(vals))
+                phen = " / ".join(dict.fromkeys(kn.bin_of(gene, v) for v in vals if v not in (NOT_TESTED,)))
+                res = base.model_copy(update={"lookup": tuple(vals), "activity_score": " / ".join(vals),
+                                              "phenotype": phen or base.phenotype, "phenoconverted_by": by})
+            else:
+                steps = kn.step_down.get(gene, {}).get("steps", {})
+                vals = list(dict.fromkeys(steps.get(v, v) for v in base.lookup))
+                res = base.model_copy(update={"lookup": tuple(vals), "phenotype": " / ".join(vals),
+                                              "phenoconverted_by": by})
+        if base.status == "not-tested" and moderate and not strong:
+            res = base  # a moderate inhibitor says nothing about an untested gene
+        ctx.cache[key] = res
+        return res
+
+    # ---- screening -----------------------------------------------------------------------------------------
+    def check(self, record: PatientRecord | PatientContext) -> list[Finding]:
+        """Screen the patient's current medications (what ``planner check`` reports)."""
+        ctx = self.prepare(record)
+        drugs = [DrugDose(ingredient=ing, rxcui=m.rxcui or "", dose_mg_day=m.dose_mg_day)
+                 for ing, m in sorted(ctx.current.items())]
+        return self.screen(ctx, Regimen.of(drugs), new_start=set())
+
+    def screen(
+        self,
+        record_or_context: PatientRecord | PatientContext,
+        regimen: Regimen,
+        *,
+        new_start: set[str] | None = None,
+        stopping: Iterable[str] = (),
+    ) -> list[Finding]:
+        """Findings for one regimen; the record's other current drugs count for interactions.
+
+        ``new_start``: the regimen drugs being started (default: those not currently taken).
+        ``stopping``: current drugs the regimen stops (not counted as co-medications).
+        """
+        ctx = self.prepare(record_or_context)
+        ings = regimen.ingredients
+        stop = frozenset(stopping) | ctx.replaced
+        others = tuple(sorted(d for d in ctx.current if d not in ings and d not in stop))
+        all_drugs = frozenset(ings) | frozenset(others)
+        starts = frozenset(new_start) if new_start is not None else frozenset(d for d in ings if d not in ctx.current)
+        key = (regimen.key(), others, starts)
+        hit = ctx.cache.get(key)
+        if hit is not None:
+            return list(hit)
+        out: list[Finding] = []
+        for dd in regimen.drugs:
+            d = dd.ingredient
+            is_new = d in starts
+            out.extend(self._gene_drug(ctx, d, dd.dose_mg_day, all_drugs, is_new))
+            out.extend(self._drug_findings(ctx, d, is_new))
+            out.extend(self._max_dose(d, dd.dose_mg_day))
+        out.extend(self._pairs(ctx, regimen, ings, all_drugs))
+        out.extend(self._duplicates(ctx, ings, all_drugs))
+        result = sort_findings(dict.fromkeys(out))
+        if len(ctx.cache) < 50_000:
+            ctx.cache[key] = tuple(result)
+        return result
+
+    # -- gene-drug
+    def _population_member(self, ctx: PatientContext, pop: str, d: str, is_new: bool) -> bool | None:
+        spec = self.populations[pop]
+        kind = spec.kind
+        if kind == "always":
+            return True
+        if kind == "declared":
+            return pop in ctx.declared_populations
+        if kind in ("new_start", "established_use"):
+            med = ctx.current.get(d)
+            if is_new or med is None:
+                used = 0
+            elif med.start is None:
+                return None
+            else:
+                used = (ctx.on - med.start).days
+            established = used >= (spec.min_days or 0)
+            return established if kind == "established_use" else not established
+        if kind == "age":
+            if ctx.age is None:
+                return None
+            if spec.min is not None and ctx.age < spec.min:
+                return False
+            if spec.max is not None and ctx.age >= spec.max:
+                return False
+            return True
+        if kind == "conditions":
+            return True if spec.conditions in ctx.conditions else None
+        if kind == "conditions_without":
+            if any(w in ctx.conditions for w in spec.without):
+                return False
+            return True if spec.conditions in ctx.conditions else None
+        return None  # pragma: no cover
+
+    def _gene_drug(self, ctx: PatientContext, d: str, dose: float | None, all_drugs: frozenset[str],
+                   is_new: bool) -> list[Finding]:
+        loci = self._loci.get(d)
+        if not loci:
+            return []
+        genes = sorted({loc.split("*")[0] for loc in loci})
+        inhibitors = tuple(sorted(x for x in all_drugs if x != d and any(x in self.inhibitors.get(g, {})
+                                                                          for g in genes)))
+        key = ("gd", d, dose, inhibitors, is_new)
+        hit = ctx.cache.get(key)
+        if hit is not None:
+            return hit
+        eff = {g: self._effective(ctx, g, all_drugs, d) for g in genes}
+        values: list[list[tuple[str, str]]] = []
+        for loc in loci:
+            gene, _, allele = loc.partition("*")
+            res = eff[gene]
+            if allele:
+                if res.status == "not-tested":
+                    vals = [NOT_TESTED]
+                elif res.status == "indeterminate":
+                    vals = [INDETERMINATE, NOT_TESTED]
+                else:
+                    st = res.allele_status("*" + allele)
+                    vals = ["positive", "negative"] if st == "conflict" else [st]
+            else:
+                vals = list(res.lookup) or [NOT_TESTED]
+            values.append([(loc, v) for v in vals])
+        members = {p: self._population_member(ctx, p, d, is_new) for p in self._pops[d]}
+        chosen = [p for p, m in members.items() if m is True] or [p for p, m in members.items() if m is None] \
+            or list(members)
+        matches: list[tuple[GeneDrugRule, str]] = []
+        for pop in chosen:
+            slot = self._gd_index.get((d, pop), {})
+            for combo in itertools.product(*values):
+                rule = slot.get(frozenset(combo))
+                if rule is not None:
+                    matches.append((rule, pop))
+        uncertain_pop = len(chosen) > 1
+        findings: list[Finding] = []
+        converted = sorted({x for g in genes for x in eff[g].phenoconverted_by})
+        if matches:
+            cands = [self._gd_finding(r, d, dose, eff, converted) for r, _ in matches]
+            best = min(cands, key=_severity)
+            if uncertain_pop or len({f.rule_id for f in cands}) > 1:
+                why = "population not determined" if uncertain_pop else "uncertain genotype"
+                best = best.model_copy(update={"phenotype": f"{best.phenotype}; most severe of {len(cands)} "
+                                                            f"possible recommendations ({why})"})
+            findings.append(best)
+        gaps = [g for g in genes if eff[g].status in ("not-tested", "indeterminate", "conflict")
+                and not eff[g].phenoconverted_by]
+        if gaps and not (findings and findings[0].action == "exclude"):
+            for g in gaps:
+                st = eff[g].status
+                word = {"not-tested": "not tested", "indeterminate": "indeterminate",
+                        "conflict": "reported with conflicting results"}[st]
+                findings.append(Finding(
+                    rule_id=f"gap.pgx.{g}", rule_version=self.knowledge.version, kind="data-gap",
+                    action="caution", strength=None,
+                    message=_fit(f"{g} is {word} while {d} has CPIC rules for it; treat the phenotype as unknown."),
+                    source=self._guideline(d), data_version=self.knowledge.data_version, drugs=(d,), genes=(g,),
+                    phenotype=f"{g} {st}" + (f": {eff[g].phenotype}" if eff[g].phenotype else ""),
+                    target_drug=d,
+                ))
+        ctx.cache[key] = findings
+        return findings
+
+    def _guideline(self, d: str) -> str:
+        rs = self.gene_drug.get(d)
+        return rs[0].source if rs else ""
+
+    def _gd_finding(self, rule: GeneDrugRule, d: str, dose: float | None, eff: dict[str, GeneResult],
+                    converted: list[str]) -> Finding:
+        pheno = "; ".join(
+            f"{loc}={val}" + (f" (phenoconverted by {', '.join(eff[loc.split('*')[0]].phenoconverted_by)})"
+                              if eff[loc.split('*')[0]].phenoconverted_by else "")
+            for loc, val in rule.conditions)
+        msg = rule.message
+        if converted:
+            extra = f" Phenotype set by {', '.join(converted)} (CYP inhibitor)."
+            msg = msg + extra if len(msg + extra) <= 140 else _fit(
+                f"{msg.rstrip('.')}; due to {', '.join(converted)}.")
+        action = rule.action
+        adjusted = None
+        if action == "adjust_dose" and dose is not None:
+            adjusted = dose
+            if rule.dose_factor is not None:
+                adjusted = dose * rule.dose_factor
+            if rule.max_dose_mg_day is not None:
+                adjusted = min(adjusted, rule.max_dose_mg_day)
+            adjusted = round(adjusted, 4)
+            if adjusted == dose:
+                action = "info"  # the regimen's dose already respects the limit
+        return Finding(
+            rule_id=rule.id, rule_version=rule.version, kind="gene-drug", action=action,
+            strength=rule.strength, message=msg, source=rule.source, data_version=rule.data_version,
+            drugs=(d,), genes=rule.genes, phenotype=pheno, target_drug=d, dose_factor=rule.dose_factor,
+            max_dose_mg_day=rule.max_dose_mg_day, adjusted_dose_mg_day=adjusted if action == "adjust_dose" else None,
+            alternatives=rule.alternatives,
+        )
+
+    # -- allergy, condition, lab (per drug, memoized)
+    def _drug_findings(self, ctx: PatientContext, d: str, is_new: bool) -> list[Finding]:
+        key = ("drug", d, is_new)
+        hit = ctx.cache.get(key)
+        if hit is not None:
+            return hit
+        out: list[Finding] = []
+        classes = self.drug_classes.get(d, frozenset())
+        for allergen, ing, groups in ctx.allergies:
+            kind, action, gname = None, None, ""
+            if ing == d:
+                kind, action = "same", "exclude"
+            else:
+                for g in sorted(groups):
+                    if d in self.allergy_members[g]:
+                        kind, action, gname = "class", "exclude", g
+                        break
+                if kind is None:
+                    for g in sorted(groups):
+                        for c, act in self.allergy_cross[g].items():
+                            if c in classes:
+                                kind, action, gname = "cross", act, c
+                                break
+                        if kind:
+                            break
+            if kind is None:
+                continue
+            label = self.classes[gname].label if gname in self.classes else gname
+            out.append(Finding(
+                rule_id=f"allergy.{kind}" + (f".{gname}" if gname else ""), rule_version=self.allergy_version,
+                kind="drug-allergy", action=action, strength="allergy",
+                message=_fit(self.allergy_messages[kind].format(drug=d, allergen=allergen, group=label)),
+                source=self.allergy_source, data_version=self.allergy_data_version, drugs=(d,),
+                target_drug=d,
+            ))
+        for rule, drugs in self.condition_rules:
+            if d not in drugs:
+                continue
+            if rule.condition is not None:
+                if rule.condition not in ctx.conditions:
+                    continue
+            elif rule.min_age is not None and (ctx.age is None or ctx.age < rule.min_age):
+                continue
+            out.append(Finding(
+                rule_id=rule.id, rule_version=rule.version, kind="drug-condition", action=rule.action,
+                strength=rule.strength, message=_fit(rule.message.format(drug=d)), source=rule.source,
+                data_version=self.condition_data_version, drugs=(d,), target_drug=d,
+            ))
+        gap_done: set[str] = set()
+        for rule, drugs in self.lab_rules:
+            if d not in drugs:
+                continue
+            if rule.when == "new_start" and not is_new or rule.when == "continuing" and is_new:
+                continue
+            value = ctx.labs.get((rule.quantity, rule.within_days))
+            if value is None:
+                if rule.quantity not in gap_done:
+                    gap_done.add(rule.quantity)
+                    label = self.lab_labels.get(rule.quantity, rule.quantity)
+                    out.append(Finding(
+                        rule_id=f"gap.lab.{rule.quantity}", rule_version=rule.version, kind="data-gap",
+                        action="caution", message=_fit(f"No {label} in the last {rule.within_days} days; "
+                                                       f"{d} needs it to be checked before use."),
+                        source=rule.source, data_version=self.lab_data_version, drugs=(d,), target_drug=d,
+                    ))
+                continue
+            if rule.below is not None and not value < rule.below:
+                continue
+            if rule.at_least is not None and not value >= rule.at_least:
+                continue
+            out.append(Finding(
+                rule_id=rule.id, rule_version=rule.version, kind="drug-lab", action=rule.action,
+                strength=rule.strength, message=_fit(rule.message.format(drug=d, value=f"{value:g}")),
+                source=rule.source, data_version=self.lab_data_version, drugs=(d,), target_drug=d,
+                phenotype=f"{rule.quantity}={value:g}",
+            ))
+        ctx.cache[key] = out
+        return out
+
+    def _max_dose(self, d: str, dose: float | None) -> list[Finding]:
+        if dose is None or d not in self.max_dose:
+            return []
+        mx, src = self.max_dose[d]
+        if dose <= mx:
+            return []
+        return [Finding(
+            rule_id=f"maxdose.{re.sub(r'[^a-z0-9]+', '-', d)}", rule_version="1.0.0", kind="max-dose",
+            action="adjust_dose", strength="label", message=_fit(f"{d} {dose:g} mg/day is above the labelled "
+                                                                 f"maximum of {mx:g} mg/day; cap it there."),
+            source=src, data_version="FDA labels", drugs=(d,), target_drug=d, max_dose_mg_day=mx,
+            adjusted_dose_mg_day=mx,
+        )]
+
+    # -- pairs
+    def _pairs(self, ctx: PatientContext, regimen: Regimen, ings: tuple[str, ...],
+               all_drugs: frozenset[str]) -> list[Finding]:
+        out: list[Finding] = []
+        for x in ings:
+            for y in sorted(all_drugs):
+                if y == x or (y in ings and y < x):
+                    continue  # each regimen pair once
+                out.extend(self._pair(ctx, x, y, regimen.dose_of(x), regimen.dose_of(y)))
+        return out
+
+    def _pair(self, ctx: PatientContext, x: str, y: str, dx: float | None, dy: float | None) -> list[Finding]:
+        key = ("pair", x, y, dx, dy)
+        hit = ctx.cache.get(key)
+        if hit is not None:
+            return hit
+        out: list[Finding] = []
+        idx = sorted(set(self._ddi_by_drug.get(x, ())) & set(self._ddi_by_drug.get(y, ())))
+        doses = {x: dx, y: dy}
+        for i in idx:
+            rule, a, b = self.ddi[i]
+            for da, db in ((x, y), (y, x)):
+                if da in a and db in b:
+                    break
+            else:
+                continue
+            target = {"a": da, "b": db}.get(rule.target or "", rule.target)
+            action = rule.action
+            adjusted = None
+            if action == "adjust_dose":
+                dose = doses.get(target or "")
+                if dose is not None:
+                    adjusted = min(dose, rule.max_dose_mg_day)  # type: ignore[type-var]
+                    if adjusted == dose:
+                        action, adjusted = "info", None
+            out.append(Finding(
+                rule_id=rule.id, rule_version=rule.version, kind="drug-drug", action=action,
+                strength=rule.strength, message=_fit(rule.message.format(a=da, b=db)), source=rule.source,
+                data_version=self.ddi_data_version, drugs=tuple(sorted((da, db))), target_drug=target,
+                max_dose_mg_day=rule.max_dose_mg_day, adjusted_dose_mg_day=adjusted, alternatives=rule.alternatives,
+            ))
+        ctx.cache[key] = out
+        return out
+
+    def _duplicates(self, ctx: PatientContext, ings: tuple[str, ...], all_drugs: frozenset[str]) -> list[Finding]:
+        out: list[Finding] = []
+        seen: set[str] = set()
+        for x in ings:
+            for c in sorted(self.drug_classes.get(x, ())):
+                spec = self.classes.get(c)
+                if spec is None or spec.duplicate is None or c in seen:
+                    continue
+                members = sorted(self.class_members[c] & all_drugs)
+                if len(members) < 2:
+                    continue
+                seen.add(c)
+                out.append(Finding(
+                    rule_id=f"duplicate.{c}", rule_version="1.0.0", kind="duplicate-therapy",
+                    action=spec.duplicate, strength="duplicate therapy",
+                    message=_fit(f"{' and '.join(members)} are both {spec.label}: use one drug of a class."),
+                    source="rules/drugs/classes.yaml (therapeutic duplication)", data_version=None,
+                    drugs=tuple(members), target_drug=x,
+                ))
+        return out
+
+
+@functools.lru_cache(maxsize=8)
+def _load_cached(root: str) -> RuleSet:
+    from ..manifest import verify
+
+    version = verify(root)
+    return RuleSet(Path(root), version)
+
+
+def apply_findings(regimen: Regimen, findings: Iterable[Finding]) -> Regimen | None:
+    """The regimen after findings: None if any finding excludes it; ``adjust_dose`` applied to its target
+    (the lowest adjusted dose wins when several apply)."""
+    new: dict[str, float | None] = {d.ingredient: d.dose_mg_day for d in regimen.drugs}
+    for f in findings:
+        if f.action == "exclude":
+            return None
+        if f.action == "adjust_dose" and f.target_drug in new and f.adjusted_dose_mg_day is not None:
+            cur = new[f.target_drug]
+            new[f.target_drug] = f.adjusted_dose_mg_day if cur is None else min(cur, f.adjusted_dose_mg_day)
+    return Regimen.of([d.model_copy(update={"dose_mg_day": new[d.ingredient]}) for d in regimen.drugs])
