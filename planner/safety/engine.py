@@ -595,8 +595,9 @@ class RuleSet:
                 vals = list(res.lookup) or [NOT_TESTED]
             values.append([(loc, v) for v in vals])
         members = {p: self._population_member(ctx, p, d, is_new) for p in self._pops[d]}
-        chosen = [p for p, m in members.items() if m is True] or [p for p, m in members.items() if m is None] \
-            or list(members)
+        declared = [p for p in members if p in ctx.declared_populations]
+        chosen = declared or [p for p, m in members.items() if m is True] \
+            or [p for p, m in members.items() if m is None] or list(members)
         matches: list[tuple[GeneDrugRule, str]] = []
         for pop in chosen:
             slot = self._gd_index.get((d, pop), {})

@@ -1,0 +1,118 @@
+"""``planner check BUNDLE`` (safety report on current medications) and ``planner rules list|show|validate``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import ConfigError
+from ..record import PatientRecord
+
+__all__ = ["register", "report", "render_report"]
+
+
+def report(record: PatientRecord, *, rules: Path | None = None) -> dict:
+    """The safety report of a record as a JSON-safe dict: genes, findings on current drugs, rules version."""
+    from . import RuleSet
+
+    rs = RuleSet.load(rules)
+    ctx = rs.prepare(record)
+    findings = rs.check(ctx)
+    genes = rs.phenotypes(ctx)
+    current = sorted(ctx.current)
+    gaps = sorted({g for d in current for g in rs.genes_for(d) if genes.get(g) and genes[g].status != "tested"
+                   and not genes[g].phenoconverted_by})
+    return {
+        "patient_id": record.patient_id,
+        "as_of": record.as_of.isoformat(),
+        "current_medications": current,
+        "genes": {g: r.model_dump(mode="json", exclude_defaults=True) for g, r in genes.items()
+                  if r.status != "not-tested" or r.phenoconverted_by},
+        "untested_genes_for_current_drugs": gaps,
+        "findings": [f.model_dump(mode="json", exclude_none=True) for f in findings],
+        "provenance": {"rules_version": rs.rules_version},
+    }
+
+
+def render_report(data: dict, *, width: int = 120) -> str:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(record=True, width=width, force_terminal=False, color_system=None)
+    console.print(f"Safety report for {data['patient_id']} as of {data['as_of']} "
+                  f"(rules {data['provenance']['rules_version']})")
+    genes = Table(title="Pharmacogenomics (genes not listed: not tested)")
+    for col in ("gene", "status", "diplotype", "phenotype", "activity score", "phenoconverted by"):
+        genes.add_column(col)
+    for g, r in data["genes"].items():
+        genes.add_row(g, r.get("status", ""), r.get("diplotype") or "-", r.get("phenotype") or "-",
+                      r.get("activity_score") or "-", ", ".join(r.get("phenoconverted_by", [])) or "-")
+    console.print(genes)
+    meds = ", ".join(data["current_medications"]) or "none"
+    console.print(f"Current medications: {meds}")
+    table = Table(title="Findings")
+    for col in ("action", "kind", "drugs", "message", "strength", "rule"):
+        table.add_column(col)
+    for f in data["findings"]:
+        table.add_row(f["action"], f["kind"], ", ".join(f.get("drugs", [])), f["message"], f.get("strength") or "-",
+                      f["rule_id"])
+    console.print(table)
+    if not data["findings"]:
+        console.print("No findings.")
+    return console.export_text()
+
+
+def register(app: typer.Typer) -> None:
+    rules_app = typer.Typer(help="List, show and validate safety rules.", no_args_is_help=True)
+
+    @app.command("check")
+    def check(
+        bundle: Path = typer.Argument(..., help="FHIR R4 bundle (JSON) of one patient."),
+        format: str = typer.Option("table", "--format", help="table or json"),
+        rules: Optional[Path] = typer.Option(None, "--rules", help="rules folder (default: packaged)"),
+    ) -> None:
+        """Safety report on the patient's current medications (gene-drug, interactions, allergy, conditions)."""
+        if format not in {"table", "json"}:
+            raise ConfigError("unknown format", field="--format", value=format, expected="table or json")
+        from ..ingest import read_record
+
+        record = read_record(bundle)
+        data = report(record, rules=rules)
+        if format == "json":
+            typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        else:
+            typer.echo(render_report(data))
+
+    @rules_app.command("list")
+    def list_rules(
+        kind: Optional[str] = typer.Option(None, "--kind", help="gene-drug, drug-drug, drug-condition, ..."),
+        rules: Optional[Path] = typer.Option(None, "--rules"),
+    ) -> None:
+        """Every rule: id, kind, version, source."""
+        from . import RuleSet
+
+        rs = RuleSet.load(rules)
+        for rid, k, version, source in rs.all_rules():
+            if kind is None or k == kind:
+                typer.echo(f"{rid}\t{k}\t{version}\t{source}")
+
+    @rules_app.command("show")
+    def show(rule_id: str, rules: Optional[Path] = typer.Option(None, "--rules")) -> None:
+        """One rule as JSON."""
+        from . import RuleSet
+
+        typer.echo(json.dumps(RuleSet.load(rules).rule(rule_id), indent=2, ensure_ascii=False, default=str))
+
+    @rules_app.command("validate")
+    def validate(path: Optional[Path] = typer.Argument(None, help="rules folder (default: packaged)")) -> None:
+        """Check the manifest and validate every rule file; exit 2 naming the first problem."""
+        from . import RuleSet
+
+        rs = RuleSet.load(path)
+        n = len(rs.all_rules())
+        typer.echo(f"ok: {n} rules, rules_version {rs.rules_version}")
+
+    app.add_typer(rules_app, name="rules")
