@@ -112,6 +112,7 @@ class DrugEntry(_M):
     max_dose: float  # label maximum, mg/day
     relative_potency: float = 1.0  # drug effect relative to its class prior at reference dose
     first_line: bool = False
+    share: float = Field(default=1.0, gt=0)  # relative prescribing share within its class (simulator)
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 

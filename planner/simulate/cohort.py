@@ -305,8 +305,9 @@ class _Sim:
         return scores
 
     def pick_drug(self, rows: np.ndarray, cls: np.ndarray) -> np.ndarray:
-        """A drug of class ``cls[i]`` for each row (uniform among the class's non-allergic drugs)."""
-        w = np.where(self.drug_class[None, :] == cls[:, None], 0.0, -np.inf)
+        """A drug of class ``cls[i]`` for each row (by prescribing share among the class's non-allergic drugs)."""
+        share = np.log(np.array([d.share for d in self.area.formulary]))
+        w = np.where(self.drug_class[None, :] == cls[:, None], share[None, :], -np.inf)
         allergic = self.allergy[rows]
         w[np.arange(rows.size)[allergic >= 0], allergic[allergic >= 0]] = -np.inf
         return _gumbel_choice(w, self.rng)
