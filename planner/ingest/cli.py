@@ -1,0 +1,99 @@
+"""``planner inspect FILE``: the normalized patient record, as a rich table or as JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import ConfigError
+from ..record import PatientRecord
+
+__all__ = ["register", "render_table"]
+
+
+def render_table(record: PatientRecord, *, width: int | None = None) -> str:
+    """The record as text tables: patient, conditions, current medications, latest labs, PGx, warnings."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(record=True, width=width or 110, force_terminal=False, color_system=None)
+    age = record.age()
+    head = Table(title="Patient", show_header=False)
+    head.add_row("id", record.patient_id)
+    head.add_row("sex", record.sex or "-")
+    head.add_row("birth date", f"{record.birth_date} (age {age:.0f})" if record.birth_date and age is not None else "-")
+    if record.deceased:
+        head.add_row("deceased", str(record.deceased))
+    head.add_row("as of", str(record.as_of))
+    console.print(head)
+
+    conds = Table(title="Active conditions")
+    for col in ("code", "system", "display", "onset"):
+        conds.add_column(col)
+    for c in record.active_conditions():
+        conds.add_row(c.code or "-", (c.system or "-").rsplit("/", 1)[-1], c.display or "-", str(c.onset or "-"))
+    console.print(conds)
+
+    meds = Table(title="Current medications")
+    for col in ("ingredient", "RxCUI", "dose mg/day", "start", "end", "status", "as given"):
+        meds.add_column(col)
+    for m in record.active_medications():
+        meds.add_row(m.ingredient or "(unresolved)", m.rxcui or "-",
+                     "-" if m.dose_mg_day is None else f"{m.dose_mg_day:g}", str(m.start or "-"),
+                     str(m.end or "-"), m.status or "-", (m.source_display or "-")[:40])
+    console.print(meds)
+
+    labs = Table(title="Latest measurements")
+    for col in ("quantity", "value", "unit", "date", "LOINC", "n"):
+        labs.add_column(col)
+    for name in sorted(record.observations):
+        last = record.latest(name)
+        if last is None:
+            continue
+        labs.add_row(name, f"{last.value:.4g}", last.unit, str(last.date), last.loinc, str(len(record.series(name))))
+    console.print(labs)
+
+    pgx = Table(title="Pharmacogenomics (genes not listed: not tested)")
+    for col in ("gene", "diplotype", "phenotype", "activity", "allele status", "source"):
+        pgx.add_column(col)
+    for p in record.pgx:
+        pgx.add_row(p.gene, p.diplotype or "-", p.phenotype or "-",
+                    "-" if p.activity_score is None else f"{p.activity_score:g}",
+                    f"{p.allele} {p.allele_status}" if p.allele else "-", p.source)
+    console.print(pgx)
+
+    if record.warnings:
+        warn = Table(title=f"Data-quality warnings ({len(record.warnings)})")
+        for col in ("code", "resource", "message"):
+            warn.add_column(col)
+        for w in record.warnings:
+            warn.add_row(w.code, w.resource or "-", w.message)
+        console.print(warn)
+    return console.export_text()
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("inspect")
+    def inspect(
+        file: Path = typer.Argument(..., help="FHIR R4 Bundle, NDJSON, resource file or folder."),
+        as_of: Optional[str] = typer.Option(None, "--as-of", help="Date the record describes (YYYY-MM-DD)."),
+        fmt: str = typer.Option("table", "--format", help="table or json."),
+        strict: bool = typer.Option(False, "--strict", help="Also validate whole resources (fhir.resources R4B)."),
+        pharmcat: list[Path] = typer.Option([], "--pharmcat", help="PharmCAT phenotype JSON / outside-call TSV."),
+    ) -> None:
+        """Show the normalized patient record(s) planner reads from FILE."""
+        from . import read_records
+
+        if fmt not in ("table", "json"):
+            raise ConfigError("unknown format", field="--format", value=fmt, expected="table or json")
+        records = read_records(file, as_of=as_of, strict=strict, pharmcat=pharmcat)
+        if fmt == "json":
+            if len(records) == 1:
+                typer.echo(records[0].model_dump_json(indent=2))
+            else:
+                typer.echo("[" + ",\n".join(r.model_dump_json(indent=2) for r in records) + "]")
+            return
+        for r in records:
+            typer.echo(render_table(r))
