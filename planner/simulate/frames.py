@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -135,7 +136,10 @@ def build_outputs(sim: "_Sim", obs_log: dict[str, list[tuple[np.ndarray, np.ndar
 
     reg_before = [regimen(D["drug_before"][i], D["lvl_before"][i]) for i in range(m)]
     reg_after = [regimen(D["drug_after"][i], D["lvl_after"][i]) for i in range(m)]
-    patient_ids = np.array([f"{area.id}-{sim.seed}-{i:06d}" for i in range(n)], dtype=object)
+    from .fhir import _uuid
+
+    id_seed = hashlib.blake2b(f"planner-sim/{area.id}/{sim.seed}/{n}".encode(), digest_size=8).digest()
+    patient_ids = np.array([_uuid(id_seed, i) for i in range(n)], dtype=object)
     frame: dict[str, Any] = {
         "patient_id": patient_ids[pid] if m else np.zeros(0, dtype=object),
         "decision": decision_no,
