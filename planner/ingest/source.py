@@ -130,7 +130,7 @@ def _from_document(data: bytes, file: str, depth: int = 0) -> Iterator[RawResour
     except RecursionError:
         raise InputError("JSON is nested too deeply", file=file, expected=f"at most {_MAX_DEPTH} levels") from None
     if rtype != "Bundle":
-        yield RawResource(rtype, data, f"{file}", None, file)
+        yield RawResource(rtype, data, rtype, None, file)
         return
     yield from _from_bundle(data, file, depth, prefix="")
 
@@ -164,7 +164,7 @@ def _from_bundle(data: bytes | msgspec.Raw, file: str, depth: int, prefix: str) 
                                 expected=f"at most {_MAX_NESTED_BUNDLES} levels of Bundle")
             yield from _from_bundle(raw, file, depth + 1, prefix=f"{where}.")
             continue
-        yield RawResource(rtype, raw, f"{file} {where}", entry.fullUrl, file)
+        yield RawResource(rtype, raw, where, entry.fullUrl, file)
 
 
 def _from_ndjson(data: bytes, file: str) -> Iterator[RawResource]:
@@ -184,7 +184,7 @@ def _from_ndjson(data: bytes, file: str) -> Iterator[RawResource]:
         if rtype == "Bundle":
             yield from _from_bundle(line, file, 1, prefix=f"line {n} ")
         else:
-            yield RawResource(rtype, line, f"{file} line {n}", None, file)
+            yield RawResource(rtype, line, f"line {n}", None, file)
         count += 1
     if count == 0:
         raise InputError("empty input", file=file, expected="a FHIR resource, Bundle or NDJSON")

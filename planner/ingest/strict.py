@@ -29,6 +29,8 @@ def validate_strict(resources: list[RawResource]) -> None:
     """Validate each resource; the first invalid one raises a FhirError naming it and the first bad field."""
     from pydantic import ValidationError
 
+    from .fhir_types import HEAD_DECODER
+
     for raw in resources:
         model = _model(raw.resource_type)
         if model is None:
@@ -37,9 +39,14 @@ def validate_strict(resources: list[RawResource]) -> None:
         try:
             model.model_validate_json(bytes(raw.raw))
         except ValidationError as exc:
+            try:
+                rid = HEAD_DECODER.decode(raw.raw).id
+            except Exception:  # noqa: BLE001 - only for naming the resource in the message
+                rid = None
+            where = f"{raw.resource_type}/{rid} ({raw.where})" if rid else raw.where
             err = exc.errors()[0]
             loc = ".".join(str(p) for p in err.get("loc", ()) if p != "__root__")
-            raise FhirError(f"not valid FHIR R4 ({err.get('msg')})", file=raw.file, resource=raw.where,
+            raise FhirError(f"not valid FHIR R4 ({err.get('msg')})", file=raw.file, resource=where,
                             field=loc or None, expected=f"a {raw.resource_type} valid against fhir.resources R4B") from None
         except ValueError as exc:  # fhir.resources raises plain ValueErrors for some checks
             raise FhirError(f"not valid FHIR R4 ({str(exc)[:200]})", file=raw.file, resource=raw.where,
