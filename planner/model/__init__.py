@@ -6,7 +6,8 @@ episodes. ``ResponseModel(seed=0)`` works on any tabular study. See :mod:`planne
 generative story and :mod:`planner.model.infer` for SVI / NUTS.
 """
 
+from .generator import MOVE_KINDS, RegimenGenerator
 from .response import NotFittedError, ResponseModel
 from .spec import ModelSpec
 
-__all__ = ["ResponseModel", "NotFittedError", "ModelSpec"]
+__all__ = ["ResponseModel", "RegimenGenerator", "NotFittedError", "ModelSpec", "MOVE_KINDS"]

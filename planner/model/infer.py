@@ -15,7 +15,7 @@ from typing import Callable
 import pyro
 import pyro.optim
 import torch
-from pyro.infer import MCMC, NUTS, SVI, Trace_ELBO
+from pyro.infer import MCMC, NUTS, SVI, JitTrace_ELBO, Trace_ELBO
 from pyro.infer.autoguide import (
     AutoDiagonalNormal,
     AutoLowRankMultivariateNormal,
@@ -69,14 +69,14 @@ def default_steps(n: int, batch_size: int) -> int:
 
 def fit_svi(pr: Priors, batch: Batch, y: torch.Tensor, *, seed: int, guide: str = "mvn", rank: int | None = None,
             num_steps: int | None = None, batch_size: int = 2048, learning_rate: float = 0.03,
-            num_draws: int = 1000, progress: Progress | None = None) -> FitResult:
+            num_draws: int = 1000, progress: Progress | None = None, jit: bool = True) -> FitResult:
     """Fit by SVI and return ``num_draws`` draws from the fitted guide.
 
     Minibatches (when the data has more than ``batch_size`` rows) are indices drawn with replacement from a
     seeded generator and passed to the model's plate as ``subsample`` (Pyro scales the likelihood by N/B).
     The learning rate decays geometrically to 1% over the run, so the final guide is not a noisy iterate.
     """
-    n = len(batch)
+    n = batch.n
     steps = int(num_steps or default_steps(n, batch_size))
     pyro.clear_param_store()
     pyro.set_rng_seed(seed)
@@ -84,13 +84,14 @@ def fit_svi(pr: Priors, batch: Batch, y: torch.Tensor, *, seed: int, guide: str 
     model = _model_fn(pr)
     g = _make_guide(guide, model, rank)
     optim = pyro.optim.ClippedAdam({"lr": learning_rate, "lrd": 0.01 ** (1.0 / steps), "clip_norm": 10.0})
-    svi = SVI(model, g, optim, loss=Trace_ELBO())
+    svi = SVI(model, g, optim, loss=JitTrace_ELBO(ignore_jit_warnings=True) if jit else Trace_ELBO())
     minibatch = n > batch_size
+    full = torch.arange(n)
     losses: list[float] = []
     t0 = time.perf_counter()
     every = max(1, steps // 100)
     for step in range(steps):
-        idx = torch.randint(0, n, (batch_size,), generator=gen) if minibatch else None
+        idx = torch.randint(0, n, (batch_size,), generator=gen) if minibatch else full
         loss = svi.step(batch, y, idx) / n
         losses.append(float(loss))
         if progress is not None and (step % every == 0 or step == steps - 1):

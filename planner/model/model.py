@@ -30,8 +30,7 @@ centre. All latent sites are non-centred vectors (one site each), so that the sa
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Mapping
+from typing import Mapping, NamedTuple
 
 import numpy as np
 import pyro
@@ -64,9 +63,9 @@ LATENT_SITES = (SITE_ALPHA, SITE_BETA, SITE_CLASS, SITE_DRUG, SITE_SLOPE, SITE_T
 DTYPE = torch.float64
 
 
-@dataclass(frozen=True)
-class Batch:
-    """Tensors of a data set: standardized features, offset, and the padded regimen design."""
+class Batch(NamedTuple):
+    """Tensors of a data set: standardized features, offset, and the padded regimen design (a tuple of
+    tensors, so that the traced (JIT) ELBO can take it as an argument)."""
 
     x: torch.Tensor  # (n, p)
     offset: torch.Tensor  # (n,) baseline on the model scale (0 without a baseline), standardized
@@ -85,11 +84,12 @@ class Batch:
             g=t(design.g), log2r=t(design.log2r), rank=t(design.rank), mask=t(design.mask),
         )
 
-    def __len__(self) -> int:
+    @property
+    def n(self) -> int:
         return int(self.x.shape[0])
 
     def take(self, idx: torch.Tensor) -> "Batch":
-        return Batch(*(getattr(self, f)[idx] for f in ("x", "offset", "drug", "cls", "g", "log2r", "rank", "mask")))
+        return Batch(*(t[idx] for t in self))
 
 
 class Priors:
@@ -180,7 +180,7 @@ def batch_mean(pr: Priors, par: Mapping[str, torch.Tensor], b: Batch) -> torch.T
         eff = eff + torch.gather(m, 1, b.cls)
         prog = b.x @ par["beta"]
     else:
-        prog = torch.zeros(len(b), dtype=DTYPE)
+        prog = torch.zeros(b.n, dtype=DTYPE)
     w = b.mask * par["rho"] ** b.rank
     return b.offset + par["alpha"] + prog + (w * eff).sum(-1)
 
@@ -189,10 +189,11 @@ def response_model(pr: Priors, batch: Batch, y: torch.Tensor | None = None,
                    subsample: torch.Tensor | None = None) -> torch.Tensor:
     """The Pyro model (see the module docstring). ``subsample``: row indices of a minibatch (drawn by the
     caller with its own generator, so a step costs O(batch) not O(N))."""
+    batch = Batch(*batch)  # the traced ELBO passes a plain tuple
     priors = pr.distributions()
     values = {name: pyro.sample(name, d) for name, d in priors.items()}
     par = derived(pr, values)
-    n = len(batch)
+    n = batch.n
     with pyro.plate(PLATE_OBS, n, subsample=subsample) as idx:
         b = batch if subsample is None else batch.take(idx)
         mean = batch_mean(pr, par, b)

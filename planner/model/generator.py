@@ -1,0 +1,452 @@
+"""``RegimenGenerator``: which regimen clinicians choose, given features and the current regimen.
+
+Generative story (per decision)::
+
+    kind   ~ Categorical(softmax(W . [x, current-regimen indicators]))   restricted to kinds available
+             kinds: continue | add | switch_within | switch_between | dose_up | dose_down | stop | other
+    target ~ Categorical(w_kind,d)  over the drugs the kind can act on   (drug preference per kind)
+    level  ~ Categorical(v_kind,l)  over the dose levels of the target   (dose-level preference per kind)
+    chosen = move(current, kind, target, level)        ("other": two successive single moves)
+
+The kind model is a multinomial logistic regression (scikit-learn) on standardized features and the current
+regimen's classes; drug and dose-level preferences are Dirichlet-smoothed counts. Untrained, every available
+kind is equally likely, drugs are uniform within a kind except first-line drugs (area file), which get
+``first_line_weight`` times the weight: a guideline-like default. Moves respect the area's combination
+limits (``max_drugs``, ``max_per_class``, exclusive classes).
+
+Regimens are handled internally as sorted tuples of ``(drug index, dose level index)``; doses are snapped
+to the nearest formulary level (a missing dose is the reference dose).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.linear_model import LogisticRegression
+
+from .. import __version__
+from ..areas import Area, load_area
+from ..errors import ModelError
+from ..record import DrugDose, Regimen
+
+__all__ = ["RegimenGenerator", "MOVE_KINDS", "Move"]
+
+MOVE_KINDS = ("continue", "add", "switch_within", "switch_between", "dose_up", "dose_down", "stop", "other")
+_K = {k: i for i, k in enumerate(MOVE_KINDS)}
+Key = tuple[tuple[int, int], ...]  # sorted (drug index, level index)
+
+
+class Move(tuple):
+    """A single move: ``(kind, target drug index or -1, level index or -1, resulting key)``."""
+
+    __slots__ = ()
+
+    def __new__(cls, kind: str, drug: int, level: int, result: Key) -> "Move":
+        return super().__new__(cls, (kind, drug, level, result))
+
+    kind = property(lambda self: self[0])
+    drug = property(lambda self: self[1])
+    level = property(lambda self: self[2])
+    result = property(lambda self: self[3])
+
+
+class RegimenGenerator(BaseEstimator):
+    """Multinomial model of clinicians' regimen moves; proposes candidates and gives propensities.
+
+    Parameters (keyword-only): ``area`` (id or :class:`Area`), ``seed``, ``C`` (inverse L2 strength of the
+    kind model), ``prior_strength`` (pseudo-counts of the drug / dose-level preferences),
+    ``first_line_weight`` (untrained preference for first-line drugs), ``smoothing`` (mixing weight of a
+    uniform over available kinds, so that no move has propensity 0), ``rules``.
+
+    Fitted attributes: ``kind_model_`` (LogisticRegression or None), ``feature_names_in_``, ``feat_loc_``,
+    ``feat_scale_``, ``drug_weights_`` (kinds x drugs), ``level_weights_`` (kinds x levels),
+    ``kind_counts_``, ``n_decisions_``.
+    """
+
+    def __init__(self, *, area: str | Area, seed: int = 0, C: float = 1.0, prior_strength: float = 5.0,
+                 first_line_weight: float = 3.0, smoothing: float = 0.02, rules: str | None = None) -> None:
+        self.area = area
+        self.seed = seed
+        self.C = C
+        self.prior_strength = prior_strength
+        self.first_line_weight = first_line_weight
+        self.smoothing = smoothing
+        self.rules = rules
+
+    @classmethod
+    def from_area(cls, area: str | Area, **options: Any) -> "RegimenGenerator":
+        return cls(area=area, **options)
+
+    # ---- area structure ------------------------------------------------------------------------------
+    def _a(self) -> Area:
+        if isinstance(self.area, Area):
+            return self.area
+        cached = getattr(self, "_area_cache", None)
+        if cached is None or cached.id != self.area:
+            cached = load_area(str(self.area), self.rules)
+            self._area_cache = cached
+        return cached
+
+    def _struct(self) -> dict[str, Any]:
+        area = self._a()
+        cached = getattr(self, "_struct_cache", None)
+        if cached is not None and cached["key"] == (area.id, area.version):
+            return cached
+        classes = [c.id for c in area.classes]
+        drugs = list(area.formulary)
+        st = {
+            "key": (area.id, area.version),
+            "drugs": drugs,
+            "names": {**{d.ingredient: i for i, d in enumerate(drugs)}, **{d.rxcui: i for i, d in enumerate(drugs)}},
+            "cls": [classes.index(d.drug_class) for d in drugs],
+            "classes": classes,
+            "levels": [tuple(d.doses) for d in drugs],
+            "ref_level": [int(np.argmin([abs(x - d.reference_dose) for x in d.doses])) for d in drugs],
+            "first": np.array([self.first_line_weight if d.first_line else 1.0 for d in drugs]),
+            "max_drugs": area.combination.max_drugs,
+            "max_per_class": area.combination.max_per_class,
+            "exclusive": [set(x) for x in area.combination.exclusive_classes],
+            "n_levels": max(len(d.doses) for d in drugs),
+        }
+        self._struct_cache = st
+        return st
+
+    def key_of(self, regimen: Regimen | Sequence[Any], *, field: str = "regimen") -> Key:
+        """Canonical key of a regimen: drugs by formulary index, doses snapped to the nearest level."""
+        st = self._struct()
+        items: list[tuple[str, float | None]]
+        if isinstance(regimen, Regimen):
+            items = [(d.ingredient, d.dose_mg_day) for d in regimen.drugs]
+        elif isinstance(regimen, (set, frozenset, list, tuple)):
+            items = [(x.ingredient, x.dose_mg_day) if isinstance(x, DrugDose) else (str(x), None) for x in regimen]
+        else:
+            raise ModelError("not a regimen", field=field, value=regimen, expected="a planner.record.Regimen")
+        out = []
+        for name, dose in items:
+            di = st["names"].get(name)
+            if di is None:
+                raise ModelError("unknown drug", field=field, value=name,
+                                 expected=f"a drug of the {self._a().id} formulary")
+            lv = st["levels"][di]
+            li = st["ref_level"][di] if dose is None else int(np.argmin([abs(math.log(dose / x)) if dose > 0
+                                                                         else abs(x) for x in lv]))
+            out.append((di, li))
+        return tuple(sorted(out))
+
+    def regimen_of(self, key: Key) -> Regimen:
+        st = self._struct()
+        return Regimen.of([
+            DrugDose(ingredient=st["drugs"][d].ingredient, rxcui=st["drugs"][d].rxcui,
+                     dose_mg_day=float(st["levels"][d][lv]), drug_class=st["drugs"][d].drug_class)
+            for d, lv in key
+        ])
+
+    def _allowed(self, key: Key) -> bool:
+        st = self._struct()
+        if len(key) > st["max_drugs"]:
+            return False
+        cls = [st["cls"][d] for d, _ in key]
+        if any(cls.count(c) > st["max_per_class"] for c in set(cls)):
+            return False
+        names = {st["classes"][c] for c in cls}
+        return not any(len(names & ex) > 1 for ex in st["exclusive"])
+
+    def moves(self, current: Key) -> list[Move]:
+        """Every valid single move from ``current`` (including ``continue``), in a stable order."""
+        cache = getattr(self, "_moves_cache", None)
+        if cache is None:
+            cache = self._moves_cache = {}
+        hit = cache.get(current)
+        if hit is not None:
+            return hit
+        st = self._struct()
+        out: list[Move] = [Move("continue", -1, -1, current)]
+        cur = dict(current)
+        cur_cls = {st["cls"][d] for d in cur}
+        nd = len(st["drugs"])
+
+        def put(kind: str, drug: int, level: int, items: dict[int, int]) -> None:
+            key = tuple(sorted(items.items()))
+            if key != current and self._allowed(key):
+                out.append(Move(kind, drug, level, key))
+
+        if len(cur) < st["max_drugs"]:
+            for d in range(nd):
+                if d in cur:
+                    continue
+                for li in range(len(st["levels"][d])):
+                    put("add", d, li, {**cur, d: li})
+        for d0, l0 in current:
+            rest = {k: v for k, v in cur.items() if k != d0}
+            for d in range(nd):
+                if d in cur:
+                    continue
+                same = st["cls"][d] == st["cls"][d0]
+                if not same and st["cls"][d] in cur_cls:
+                    continue
+                for li in range(len(st["levels"][d])):
+                    put("switch_within" if same else "switch_between", d, li, {**rest, d: li})
+            if l0 + 1 < len(st["levels"][d0]):
+                put("dose_up", d0, l0 + 1, {**cur, d0: l0 + 1})
+            if l0 > 0:
+                put("dose_down", d0, l0 - 1, {**cur, d0: l0 - 1})
+            put("stop", d0, -1, rest)
+        if len(cache) > 20000:
+            cache.clear()
+        cache[current] = out
+        return out
+
+    # ---- features ------------------------------------------------------------------------------------
+    def _design(self, X: pd.DataFrame, currents: Sequence[Key]) -> np.ndarray:
+        st = self._struct()
+        names = list(self.feature_names_in_)
+        missing = [c for c in names if c not in X.columns]
+        if missing:
+            raise ModelError("missing feature column", field="X", value=missing[0],
+                             expected="columns " + ", ".join(names))
+        raw = X[names].to_numpy(dtype=np.float64, na_value=np.nan) if names else np.zeros((len(X), 0))
+        raw = np.where(np.isfinite(raw), raw, self.feat_loc_)
+        z = (raw - self.feat_loc_) / self.feat_scale_
+        C = len(st["classes"])
+        reg = np.zeros((len(currents), C + 1))
+        for i, key in enumerate(currents):
+            for d, _ in key:
+                reg[i, st["cls"][d]] = 1.0
+            reg[i, C] = len(key)
+        return np.hstack([z, reg])
+
+    def _kind_probs(self, X: pd.DataFrame | None, currents: Sequence[Key]) -> np.ndarray:
+        """P(kind) per row, (n, len(MOVE_KINDS)), before restriction to available kinds."""
+        n = len(currents)
+        base = np.full((n, len(MOVE_KINDS)), 1.0 / len(MOVE_KINDS))
+        model = getattr(self, "kind_model_", None)
+        if model is None or X is None:
+            return base
+        p = model.predict_proba(self._design(X, currents))
+        full = np.zeros((n, len(MOVE_KINDS)))
+        for j, k in enumerate(model.classes_):
+            full[:, int(k)] = p[:, j]
+        return (1 - self.smoothing) * full + self.smoothing * base
+
+    def _weights(self) -> tuple[np.ndarray, np.ndarray]:
+        st = self._struct()
+        dw = getattr(self, "drug_weights_", None)
+        lw = getattr(self, "level_weights_", None)
+        if dw is None:
+            dw = np.tile(st["first"], (len(MOVE_KINDS), 1))
+        if lw is None:
+            lw = np.ones((len(MOVE_KINDS), st["n_levels"]))
+        return dw, lw
+
+    def move_distribution(self, kind_p: np.ndarray, current: Key) -> tuple[list[Move], np.ndarray]:
+        """Moves from ``current`` and their probabilities (summing to 1 with ``P(other)``, returned last
+        as the probability of the pseudo-move ``other``)."""
+        mv = self.moves(current)
+        dw, lw = self._weights()
+        by_kind: dict[str, list[int]] = {}
+        for i, m in enumerate(mv):
+            by_kind.setdefault(m.kind, []).append(i)
+        avail = [k for k in MOVE_KINDS if k in by_kind or k == "other"]
+        kp = np.array([kind_p[_K[k]] for k in avail])
+        kp = kp / kp.sum()
+        probs = np.zeros(len(mv) + 1)
+        for k, pk in zip(avail, kp):
+            if k == "other":
+                probs[-1] = pk
+                continue
+            idx = by_kind[k]
+            if k == "continue":
+                probs[idx[0]] = pk
+                continue
+            kk = _K[k]
+            w = np.array([dw[kk, mv[i].drug] * (lw[kk, mv[i].level] if mv[i].level >= 0 else 1.0) for i in idx])
+            probs[idx] = pk * w / w.sum()
+        return mv, probs
+
+    # ---- fitting -------------------------------------------------------------------------------------
+    def classify(self, current: Key, chosen: Key) -> Move:
+        """The single move taking ``current`` to ``chosen`` (kind ``other`` when there is none)."""
+        for m in self.moves(current):
+            if m.result == chosen:
+                return m
+        return Move("other", -1, -1, chosen)
+
+    def fit(self, X: pd.DataFrame, current_regimens: Sequence[Any], chosen_regimens: Sequence[Any]) -> "RegimenGenerator":
+        """Fit on decisions: features at the decision, the regimen before it, and the regimen chosen."""
+        if not isinstance(X, pd.DataFrame):
+            raise ModelError("features must be a pandas DataFrame", field="X", value=type(X).__name__)
+        n = len(X)
+        if len(current_regimens) != n or len(chosen_regimens) != n:
+            raise ModelError("X, current_regimens and chosen_regimens differ in length", field="regimens",
+                             value=(n, len(current_regimens), len(chosen_regimens)), expected="equal lengths")
+        if n == 0:
+            raise ModelError("no decisions to fit", field="X", value=0, expected="at least one row")
+        cols = []
+        for c in X.columns:
+            if pd.api.types.is_numeric_dtype(X[c]) or pd.api.types.is_bool_dtype(X[c]):
+                cols.append(str(c))
+            else:
+                raise ModelError("feature column is not numeric", field=f"X[{c!r}]", value=str(X[c].dtype),
+                                 expected="numbers or booleans")
+        raw = X[cols].to_numpy(dtype=np.float64, na_value=np.nan) if cols else np.zeros((n, 0))
+        loc = np.nan_to_num(np.nanmean(raw, axis=0)) if cols else np.zeros(0)
+        sd = np.nan_to_num(np.nanstd(raw, axis=0), nan=1.0) if cols else np.zeros(0)
+        self.feature_names_in_ = np.array(cols, dtype=object)
+        self.n_features_in_ = len(cols)
+        self.feat_loc_ = loc
+        self.feat_scale_ = np.where(sd > 1e-12, sd, 1.0)
+        cur = [self.key_of(r, field=f"current_regimens[{i}]") for i, r in enumerate(current_regimens)]
+        cho = [self.key_of(r, field=f"chosen_regimens[{i}]") for i, r in enumerate(chosen_regimens)]
+        st = self._struct()
+        moves = [self.classify(c, h) for c, h in zip(cur, cho)]
+        labels = np.array([_K[m.kind] for m in moves])
+        self.kind_counts_ = {k: int((labels == i).sum()) for i, k in enumerate(MOVE_KINDS)}
+        self.n_decisions_ = n
+        if len(np.unique(labels)) >= 2:
+            lr = LogisticRegression(C=self.C, max_iter=1000)
+            lr.fit(self._design(X, cur), labels)
+            self.kind_model_ = lr
+        else:
+            self.kind_model_ = None
+        a = self.prior_strength
+        dw = np.tile(st["first"] / st["first"].sum() * a, (len(MOVE_KINDS), 1))
+        lw = np.full((len(MOVE_KINDS), st["n_levels"]), a / st["n_levels"])
+        for m in moves:
+            if m.drug >= 0:
+                dw[_K[m.kind], m.drug] += 1
+            if m.level >= 0:
+                lw[_K[m.kind], m.level] += 1
+        self.drug_weights_ = dw
+        self.level_weights_ = lw
+        return self
+
+    # ---- use -----------------------------------------------------------------------------------------
+    def propensity(self, X: pd.DataFrame | None, current_regimens: Sequence[Any],
+                   chosen_regimens: Sequence[Any]) -> np.ndarray:
+        """P(chosen | features, current) per row. A regimen not one move away gets ``P(other)`` spread evenly
+        over the about ``m^2/2`` two-move regimens (``m`` the number of single moves), an approximation."""
+        n = len(current_regimens)
+        if len(chosen_regimens) != n or (X is not None and len(X) != n):
+            raise ModelError("inputs differ in length", field="regimens",
+                             value=(None if X is None else len(X), n, len(chosen_regimens)))
+        cur = [self.key_of(r, field=f"current_regimens[{i}]") for i, r in enumerate(current_regimens)]
+        cho = [self.key_of(r, field=f"chosen_regimens[{i}]") for i, r in enumerate(chosen_regimens)]
+        kp = self._kind_probs(X if self._is_fitted() else None, cur)
+        out = np.empty(n)
+        for i in range(n):
+            mv, pr = self.move_distribution(kp[i], cur[i])
+            hit = [pr[j] for j, m in enumerate(mv) if m.result == cho[i]]
+            if hit:
+                out[i] = float(sum(hit))
+            else:
+                m = max(len(mv) - 1, 1)
+                out[i] = float(pr[-1]) / max(m * m / 2.0, 1.0)
+        return out
+
+    def propose(self, X_row: pd.DataFrame | pd.Series | None, current: Regimen, *, n: int = 50,
+                seed: int = 0) -> list[Regimen]:
+        """Candidate regimens: the current one, every valid single move (most probable first), then up to
+        ``n`` sampled two-move regimens drawn from the generator (kind ``other``), without duplicates."""
+        if isinstance(X_row, pd.Series):
+            X_row = X_row.to_frame().T
+        if X_row is not None and len(X_row) != 1:
+            raise ModelError("propose takes one patient row", field="X_row", value=len(X_row), expected="1 row")
+        cur = self.key_of(current, field="current")
+        kp = self._kind_probs(X_row if self._is_fitted() else None, [cur])[0]
+        mv, pr = self.move_distribution(kp, cur)
+        order = sorted(range(len(mv)), key=lambda j: (mv[j].kind != "continue", -pr[j], j))
+        keys: list[Key] = []
+        seen: set[Key] = set()
+        for j in order:
+            if mv[j].result not in seen:
+                seen.add(mv[j].result)
+                keys.append(mv[j].result)
+        rng = np.random.default_rng(seed)
+        nonc = np.array([m.kind != "continue" for m in mv], dtype=float)
+        draws = rng.random(max(int(n), 0))
+        for u in draws:  # single-move draws add nothing new; a draw of kind "other" takes two moves
+            if u >= pr[-1]:
+                continue
+            w1 = pr[:-1] * nonc
+            if w1.sum() <= 0:
+                break
+            first = mv[rng.choice(len(mv), p=w1 / w1.sum())]
+            mv2, pr2 = self.move_distribution(kp, first.result)
+            w2 = pr2[:-1] * np.array([m.kind != "continue" for m in mv2], dtype=float)
+            if w2.sum() <= 0:
+                continue
+            second = mv2[rng.choice(len(mv2), p=w2 / w2.sum())]
+            if second.result not in seen:
+                seen.add(second.result)
+                keys.append(second.result)
+        return [self.regimen_of(k) for k in keys]
+
+    def _is_fitted(self) -> bool:
+        return hasattr(self, "drug_weights_")
+
+    # ---- persistence ---------------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """Write ``generator.json`` (options, fitted weights and the kind model's coefficients)."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        area = self._a()
+        params = self.get_params()
+        params["area"] = area.id
+        state: dict[str, Any] = {"format": "planner.model.RegimenGenerator", "format_version": 1,
+                                 "planner": __version__, "area": {"id": area.id, "version": area.version},
+                                 "params": params, "fitted": self._is_fitted()}
+        if self._is_fitted():
+            lr = self.kind_model_
+            state.update({
+                "feature_names_in": list(self.feature_names_in_), "feat_loc": self.feat_loc_.tolist(),
+                "feat_scale": self.feat_scale_.tolist(), "drug_weights": self.drug_weights_.tolist(),
+                "level_weights": self.level_weights_.tolist(), "kind_counts": self.kind_counts_,
+                "n_decisions": self.n_decisions_,
+                "kind_model": None if lr is None else {"classes": lr.classes_.tolist(), "coef": lr.coef_.tolist(),
+                                                       "intercept": lr.intercept_.tolist()},
+            })
+        (d / "generator.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path, *, rules: str | None = None) -> "RegimenGenerator":
+        p = Path(directory) / "generator.json"
+        if not p.is_file():
+            raise ModelError("not a saved generator folder", file=str(directory), expected="generator.json")
+        try:
+            state = json.loads(p.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ModelError(f"unreadable generator.json: {exc}", file=str(p)) from None
+        if state.get("format") != "planner.model.RegimenGenerator":
+            raise ModelError("not a RegimenGenerator file", file=str(p), field="format", value=state.get("format"))
+        params = dict(state["params"])
+        if rules is not None:
+            params["rules"] = rules
+        params["area"] = load_area(params["area"], params.get("rules"))
+        g = cls(**params)
+        if state.get("fitted"):
+            g.feature_names_in_ = np.array(state["feature_names_in"], dtype=object)
+            g.n_features_in_ = len(g.feature_names_in_)
+            g.feat_loc_ = np.array(state["feat_loc"], dtype=np.float64)
+            g.feat_scale_ = np.array(state["feat_scale"], dtype=np.float64)
+            g.drug_weights_ = np.array(state["drug_weights"])
+            g.level_weights_ = np.array(state["level_weights"])
+            g.kind_counts_ = state["kind_counts"]
+            g.n_decisions_ = state["n_decisions"]
+            km = state.get("kind_model")
+            if km is None:
+                g.kind_model_ = None
+            else:
+                lr = LogisticRegression(C=g.C)
+                lr.classes_ = np.array(km["classes"])
+                lr.coef_ = np.array(km["coef"])
+                lr.intercept_ = np.array(km["intercept"])
+                lr.n_features_in_ = lr.coef_.shape[1]
+                g.kind_model_ = lr
+        return g
