@@ -213,6 +213,7 @@ class RuleSet:
             for strength in ("strong", "moderate"):
                 for ing in spec.get(strength, []) or []:
                     self.inhibitors.setdefault(gene, {})[str(ing).lower()] = strength
+        self._inhibitor_drugs = frozenset(d for v in self.inhibitors.values() for d in v)
         self.inhibitors_source = str(data["source"])
         self.inhibitors_version = str(data["version"])
 
@@ -229,9 +230,15 @@ class RuleSet:
             self.ddi.append((rule, self.expand(rule.a, file=file, rule_id=rule.id),
                              self.expand(rule.b, file=file, rule_id=rule.id)))
         self._ddi_by_drug: dict[str, list[int]] = {}
+        partners: dict[str, set[str]] = {}
         for i, (_r, a, b) in enumerate(self.ddi):
             for d in a | b:
                 self._ddi_by_drug.setdefault(d, []).append(i)
+            for x in a:
+                partners.setdefault(x, set()).update(b)
+            for y in b:
+                partners.setdefault(y, set()).update(a)
+        self._ddi_partners: dict[str, frozenset[str]] = {d: frozenset(v) for d, v in partners.items()}
 
     def _load_conditions(self) -> None:
         data, file = self._yaml("conditions/condition_sets.yaml")
@@ -527,7 +534,10 @@ class RuleSet:
             out.extend(self._max_dose(d, dd.dose_mg_day))
         out.extend(self._pairs(ctx, regimen, ings, all_drugs))
         out.extend(self._duplicates(ctx, ings, all_drugs))
-        result = sort_findings(dict.fromkeys(out))
+        uniq: dict[int, Finding] = {}
+        for f in out:
+            uniq.setdefault(id(f), f)
+        result = sort_findings(uniq.values())
         if len(ctx.cache) < 50_000:
             ctx.cache[key] = tuple(result)
         return result
@@ -572,8 +582,7 @@ class RuleSet:
         if not loci:
             return []
         genes = sorted({loc.split("*")[0] for loc in loci})
-        inhibitors = tuple(sorted(x for x in all_drugs if x != d and any(x in self.inhibitors.get(g, {})
-                                                                          for g in genes)))
+        inhibitors = tuple(sorted((all_drugs & self._inhibitor_drugs) - {d}))
         key = ("gd", d, dose, inhibitors, is_new)
         hit = ctx.cache.get(key)
         if hit is not None:
@@ -765,11 +774,13 @@ class RuleSet:
     def _pairs(self, ctx: PatientContext, regimen: Regimen, ings: tuple[str, ...],
                all_drugs: frozenset[str]) -> list[Finding]:
         out: list[Finding] = []
+        doses = {d.ingredient: d.dose_mg_day for d in regimen.drugs}
+        empty: frozenset[str] = frozenset()
         for x in ings:
-            for y in sorted(all_drugs):
-                if y == x or (y in ings and y < x):
+            for y in sorted(self._ddi_partners.get(x, empty) & all_drugs):
+                if y == x or (y in doses and y < x):
                     continue  # each regimen pair once
-                out.extend(self._pair(ctx, x, y, regimen.dose_of(x), regimen.dose_of(y)))
+                out.extend(self._pair(ctx, x, y, doses[x], doses.get(y)))
         return out
 
     def _pair(self, ctx: PatientContext, x: str, y: str, dx: float | None, dy: float | None) -> list[Finding]:
