@@ -45,10 +45,13 @@ def _severity(f: Finding) -> tuple:
             f.max_dose_mg_day if f.max_dose_mg_day is not None else 1e9)
 
 
+def _sort_key(f: Finding) -> tuple:
+    return (ACTION_RANK[f.action], f.kind, f.rule_id, f.drugs, f.genes, f.target_drug or "", f.message)
+
+
 def sort_findings(findings: Iterable[Finding]) -> list[Finding]:
     """Deterministic order: most severe action first, then kind, rule id, drugs."""
-    return sorted(findings, key=lambda f: (ACTION_RANK[f.action], f.kind, f.rule_id, f.drugs, f.genes,
-                                           f.target_drug or "", f.message))
+    return sorted(findings, key=_sort_key)
 
 
 def _fit(text: str, limit: int = 140) -> str:
@@ -137,6 +140,9 @@ class RuleSet:
         for c, ms in self.class_members.items():
             for m in ms:
                 self.drug_classes[m] = self.drug_classes.get(m, frozenset()) | {c}
+        self._dup_classes: dict[str, tuple[str, ...]] = {
+            d: tuple(sorted(c for c in cs if c in self.classes and self.classes[c].duplicate is not None))
+            for d, cs in self.drug_classes.items()}
 
     def expand(self, items: Iterable[str], *, file: str = "", rule_id: str = "") -> frozenset[str]:
         """Ingredients named directly or through ``class:<id>``."""
@@ -521,7 +527,7 @@ class RuleSet:
         others = tuple(sorted(d for d in ctx.current if d not in ings and d not in stop))
         all_drugs = frozenset(ings) | frozenset(others)
         starts = frozenset(new_start) if new_start is not None else frozenset(d for d in ings if d not in ctx.current)
-        key = (regimen.key(), others, starts)
+        key = (tuple((d.ingredient, d.dose_mg_day) for d in regimen.drugs), others, starts)
         hit = ctx.cache.get(key)
         if hit is not None:
             return list(hit)
@@ -537,7 +543,11 @@ class RuleSet:
         uniq: dict[int, Finding] = {}
         for f in out:
             uniq.setdefault(id(f), f)
-        result = sort_findings(uniq.values())
+        skeys = ctx.cache.setdefault("_sortkeys", {})
+        for f in uniq.values():
+            if id(f) not in skeys:
+                skeys[id(f)] = (_sort_key(f), f)  # keep f alive so its id stays unique
+        result = sorted(uniq.values(), key=lambda f: skeys[id(f)][0])
         if len(ctx.cache) < 50_000:
             ctx.cache[key] = tuple(result)
         return result
@@ -820,9 +830,9 @@ class RuleSet:
         out: list[Finding] = []
         seen: set[str] = set()
         for x in ings:
-            for c in sorted(self.drug_classes.get(x, ())):
-                spec = self.classes.get(c)
-                if spec is None or spec.duplicate is None or c in seen:
+            for c in self._dup_classes.get(x, ()):
+                spec = self.classes[c]
+                if c in seen:
                     continue
                 members = sorted(self.class_members[c] & all_drugs)
                 if len(members) < 2:
