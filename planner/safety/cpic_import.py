@@ -159,6 +159,8 @@ def compose_message(drug: str, conds: list[tuple[str, str]], m: MappedAction, po
         base = f"Give {drug} {' and '.join(dose)} with {who}{pop}"
     elif m.action == "caution":
         base = f"Use {drug} with caution and monitoring with {who}{pop}"
+    elif m.mapping == "no-action":
+        base = f"CPIC gives no genotype-based recommendation for {drug} with {who}{pop}"
     else:
         base = f"No change to {drug} needed for {who}{pop}"
     for text in (base + alt + ".", base + ".", f"{base[:130]}...".rstrip()):
