@@ -24,7 +24,7 @@ from . import fhir_types as ft
 from .codes import LOINC_SYSTEM, RXNORM_SYSTEMS, CodeTables, Ingredient
 from .dates import parse_date
 from .pgx import is_pgx_observation, pgx_conflicts, pgx_from_observation
-from .source import RawResource
+from .source import RawResource, explain_validation
 
 __all__ = ["build_records", "IngestStats"]
 
@@ -432,15 +432,14 @@ def _decode(raw: RawResource) -> Any:
     try:
         return dec.decode(raw.raw)
     except msgspec.ValidationError as exc:
-        msg = str(exc)
-        path = msg.split(" - at ")[-1].strip("`").removeprefix("$.").removeprefix("$") if " - at " in msg else None
+        msg, path = explain_validation(exc)
         head = None
         try:
             head = ft.HEAD_DECODER.decode(raw.raw).id
         except (msgspec.ValidationError, msgspec.DecodeError):
             pass
-        rref = f"{raw.resource_type}/{head}" if isinstance(head, str) else raw.where
-        raise FhirError(msg.split(" - at ")[0], file=raw.file, resource=rref, field=path or None,
+        rref = f"{raw.resource_type}/{head}" if isinstance(head, str) else f"{raw.resource_type} ({raw.where})"
+        raise FhirError(msg, file=raw.file, resource=rref, field=path,
                         expected=f"a valid FHIR R4 {raw.resource_type}") from None
     except msgspec.DecodeError as exc:
         raise FhirError(f"malformed JSON ({exc})", file=raw.file, resource=raw.where) from None
@@ -470,7 +469,8 @@ def build_records(
         rid = res.id
         if rid is not None:
             if not re.fullmatch(r"[A-Za-z0-9\-.]{1,64}", rid):
-                raise FhirError("invalid resource id", file=raw.file, resource=raw.where, field="id", value=rid,
+                raise FhirError("invalid resource id", file=raw.file, resource=f"{raw.resource_type} ({raw.where})",
+                                field="id", value=rid,
                                 expected="1-64 characters of A-Z, a-z, 0-9, '-' and '.'")
             key = (raw.resource_type, rid)
             if key in seen_ids:
@@ -488,8 +488,9 @@ def build_records(
     patients = [(raw, res, rref) for raw, res, rref in decoded if raw.resource_type == "Patient"]
     if not patients:
         files = sorted({r.file or "<input>" for r in resources})
-        raise FhirError("no Patient resource", file=", ".join(files)[:200] or None, resource="Patient",
-                        expected="one Patient resource per patient in the input")
+        found = sorted({r.resource_type for r in resources})
+        raise FhirError(f"no Patient resource (found: {', '.join(found)[:120]})", file=", ".join(files)[:200] or None,
+                        resource="Patient", expected="one Patient resource per patient in the input")
     builders: dict[int, _Builder] = {}
     for raw, p, rref in patients:
         if not p.id:

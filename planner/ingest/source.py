@@ -43,8 +43,22 @@ class RawResource:
     file: str | None = None
 
 
-def _label(path: Path | None) -> str:
-    return path.name if path is not None else "<input>"
+_JSON_TYPES = {"str": "a string", "float": "a number", "int": "an integer", "array": "a list", "object": "an object",
+               "bool": "true or false", "null": "null"}
+
+
+def explain_validation(exc: msgspec.ValidationError) -> tuple[str, str | None]:
+    """A msgspec type error as (readable message, field path): ``("a string where a number belongs", "a.b")``."""
+    text = str(exc)
+    head, _, at = text.partition(" - at ")
+    path = at.strip().strip("`").removeprefix("$").removeprefix(".") or None
+    m = re.match(r"Expected `([^`]*)`, got `([^`]*)`", head)
+    if m:
+        want = [t.strip() for t in m.group(1).split("|") if t.strip() != "null"]
+        words = " or ".join(_JSON_TYPES.get(t, t) for t in want)
+        got = _JSON_TYPES.get(m.group(2), m.group(2))
+        return f"{got} where {words} belongs", path
+    return head, path
 
 
 def _check_depth(data: bytes, file: str) -> None:
@@ -106,7 +120,9 @@ def _resource_type(raw: bytes | msgspec.Raw, where: str, file: str) -> tuple[str
     try:
         h = HEAD_DECODER.decode(raw)
     except msgspec.ValidationError as exc:
-        raise FhirError(f"{where}: {exc}", file=file, field="resourceType", expected="a JSON object with a string resourceType") from None
+        msg, path = explain_validation(exc)
+        raise FhirError(f"{where}: {msg}", file=file, field=path or "resourceType",
+                        expected="a JSON object with a string resourceType") from None
     except msgspec.DecodeError as exc:
         raise InputError(f"{where}: {exc}", file=file) from None
     if not h.resourceType:
@@ -130,6 +146,7 @@ def _from_document(data: bytes, file: str, depth: int = 0) -> Iterator[RawResour
     except RecursionError:
         raise InputError("JSON is nested too deeply", file=file, expected=f"at most {_MAX_DEPTH} levels") from None
     if rtype != "Bundle":
+        HEAD_DECODER.decode(data)  # syntax of the whole document (DecodeError -> caller: NDJSON or a clear error)
         yield RawResource(rtype, data, rtype, None, file)
         return
     yield from _from_bundle(data, file, depth, prefix="")
@@ -139,9 +156,8 @@ def _from_bundle(data: bytes | msgspec.Raw, file: str, depth: int, prefix: str) 
     try:
         bundle = BUNDLE_DECODER.decode(data)
     except msgspec.ValidationError as exc:
-        path = str(exc).split(" - at ")[-1].strip("`") if " - at " in str(exc) else None
-        raise FhirError(str(exc).split(" - at ")[0], file=file, resource=f"Bundle{prefix}", field=path,
-                        expected="a FHIR Bundle") from None
+        msg, path = explain_validation(exc)
+        raise FhirError(msg, file=file, resource=f"Bundle{prefix}", field=path, expected="a FHIR Bundle") from None
     except RecursionError:
         raise InputError("JSON is nested too deeply", file=file, expected=f"at most {_MAX_DEPTH} levels") from None
     btype = bundle.type
