@@ -179,13 +179,28 @@ def test_pairs_among_other_current_drugs_are_not_blamed_on_regimen(rs):
 
 
 def test_area_current_drugs_are_replaced(rs):
-    r = rec(meds=["simvastatin"], egfr=80)
-    fs_default = rs.screen(r, reg(("atorvastatin", 40)))
-    assert ("duplicate-therapy", "duplicate.statin") in kinds(fs_default)
-    ctx = rs.prepare(r, area="t2d")
-    assert ("duplicate-therapy", "duplicate.statin") in kinds(rs.screen(ctx, reg(("atorvastatin", 40))))
-    fs = rs.screen(r, reg(("atorvastatin", 40)), stopping={"simvastatin"})
+    """A regimen is an area's complete drug set: current drugs of that area's formulary are being replaced."""
+    r = rec(meds=["simvastatin", "warfarin"], egfr=80)
+    fs = rs.screen(r, reg(("atorvastatin", 40)))  # a switch simvastatin -> atorvastatin (area inferred: lipids)
     assert ("duplicate-therapy", "duplicate.statin") not in kinds(fs)
+    ctx = rs.prepare(r, area="t2d")  # an explicit other area: the statin stays a co-medication
+    assert ("duplicate-therapy", "duplicate.statin") in kinds(rs.screen(ctx, reg(("atorvastatin", 40))))
+    fs2 = rs.screen(r, reg(("ibuprofen", 400)))  # warfarin is in no area formulary: it always counts
+    assert ("drug-drug", "ddi.warfarin-nsaid") in kinds(fs2, "exclude")
+    with pytest.raises(RuleError, match="unknown area"):
+        rs.prepare(r, area="nope")
+
+
+def test_factor_is_relative_to_the_usual_dose_and_idempotent(rs):
+    r = rec(pgx=[("CYP2C19", "*2/*2")])
+    fs = rs.screen(r, reg(("citalopram", 40)))
+    gd = [f for f in fs if f.kind == "gene-drug"][0]
+    usual = rs.usual_dose["citalopram"]
+    assert gd.action == "adjust_dose" and gd.adjusted_dose_mg_day == usual * gd.dose_factor
+    adjusted = apply_findings(reg(("citalopram", 40)), fs)
+    again = rs.screen(r, adjusted)
+    assert apply_findings(adjusted, again) == adjusted
+    assert [f.action for f in again if f.kind == "gene-drug"] == ["info"]
 
 
 # ---- allergy ------------------------------------------------------------------------------------------------

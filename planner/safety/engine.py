@@ -79,7 +79,7 @@ class PatientContext:
     has_conditions: bool
     labs: dict[tuple[str, int], float | None]
     declared_populations: frozenset[str]
-    replaced: frozenset[str]  # current drugs the screened regimen replaces (area formulary drugs)
+    replaced: frozenset[str] | None  # formulary whose current drugs each regimen replaces (None: inferred)
     cache: dict = field(default_factory=dict)
 
 
@@ -120,21 +120,32 @@ class RuleSet:
         for cid, spec in (data.get("classes") or {}).items():
             self.classes[cid] = validate_rule(DrugClass, spec, file=file, rule_id=cid)
         self.area_max: dict[str, float] = {}
+        self.usual_dose: dict[str, float] = {}  # area reference dose: the "usual dose" of CPIC dose factors
+        self.area_formulary: dict[str, frozenset[str]] = {}
         self.rxcui_to_ingredient: dict[str, str] = {}
         members: dict[str, set[str]] = {c: set(v.members) for c, v in self.classes.items()}
         area_dir = self.root / "areas"
         for apath in sorted(area_dir.glob("*.yaml")) if area_dir.is_dir() else []:
             area = read_yaml(apath)
+            names: set[str] = set()
             for entry in (area or {}).get("formulary", []) or []:
                 try:
                     ing, cls_id = str(entry["ingredient"]).lower(), str(entry["class"])
                 except (KeyError, TypeError):
                     raise RuleError("formulary entry needs ingredient and class", file=str(apath)) from None
                 members.setdefault(cls_id, set()).add(ing)
+                names.add(ing)
                 if entry.get("max_dose"):
-                    self.area_max[ing] = float(entry["max_dose"])
+                    self.area_max.setdefault(ing, float(entry["max_dose"]))
+                if entry.get("reference_dose"):
+                    self.usual_dose.setdefault(ing, float(entry["reference_dose"]))
                 if entry.get("rxcui"):
                     self.rxcui_to_ingredient[str(entry["rxcui"])] = ing
+            self.area_formulary[str((area or {}).get("id", apath.stem))] = frozenset(names)
+        self._drug_areas: dict[str, tuple[str, ...]] = {}
+        for aid, names_ in sorted(self.area_formulary.items()):
+            for n in names_:
+                self._drug_areas[n] = self._drug_areas.get(n, ()) + (aid,)
         self.class_members: dict[str, frozenset[str]] = {c: frozenset(v) for c, v in members.items()}
         self.drug_classes: dict[str, frozenset[str]] = {}
         for c, ms in self.class_members.items():
@@ -303,8 +314,6 @@ class RuleSet:
     def _load_max_doses(self) -> None:
         path = self.root / "drugs" / "max_doses.csv"
         self.max_dose: dict[str, tuple[float, str]] = {}
-        for ing, mx in self.area_max.items():
-            self.max_dose[ing] = (mx, "area formulary max_dose (FDA label)")
         for row in read_csv(path):
             try:
                 if row["max_mg_day"]:
@@ -313,6 +322,8 @@ class RuleSet:
                     self.rxcui_to_ingredient.setdefault(row["rxcui"], row["ingredient"].lower())
             except (KeyError, ValueError) as exc:
                 raise RuleError(f"malformed row ({exc})", file=str(path), resource=row.get("ingredient")) from None
+        for ing, mx in self.area_max.items():  # an area's own maximum is the one for its indication
+            self.max_dose[ing] = (mx, "area formulary max_dose (FDA label for the area's indication)")
 
     # ---- public helpers ------------------------------------------------------------------------------------
     def genes_for(self, ingredient: str) -> tuple[str, ...]:
@@ -360,7 +371,9 @@ class RuleSet:
         """Precompute a patient's phenotypes, allergies, conditions, labs and current drugs.
 
         ``area``: the therapeutic area whose complete regimens will be screened; the patient's current drugs of
-        that area's formulary are then treated as replaced by each regimen (not as co-medications).
+        that area's formulary are then treated as replaced by each regimen (not as co-medications). Without it,
+        a regimen replaces the current drugs of every area formulary that contains one of its drugs (a regimen
+        is an area's complete drug set, DESIGN.md); ``check`` screens all current drugs together.
         ``populations``: CPIC populations the caller declares (e.g. ``"CBZ-no alternatives"``).
         """
         if isinstance(record, PatientContext):
@@ -386,12 +399,12 @@ class RuleSet:
             if key not in labs:
                 m = record.latest(rule.quantity, until=on, within_days=rule.within_days)
                 labs[key] = None if m is None else m.value
-        replaced: frozenset[str] = frozenset()
+        replaced: frozenset[str] | None = None
         if area is not None:
-            apath = self.root / "areas" / f"{area}.yaml"
-            if not apath.is_file():
-                raise RuleError("unknown area", field="area", value=area, expected="a file in rules/areas/")
-            replaced = frozenset(str(e["ingredient"]).lower() for e in read_yaml(apath).get("formulary", []))
+            if area not in self.area_formulary:
+                raise RuleError("unknown area", field="area", value=area,
+                                expected="one of " + ", ".join(sorted(self.area_formulary)))
+            replaced = self.area_formulary[area]
         declared = frozenset(populations)
         for p in declared:
             if p not in self.populations:
@@ -523,7 +536,7 @@ class RuleSet:
         """
         ctx = self.prepare(record_or_context)
         ings = regimen.ingredients
-        stop = frozenset(stopping) | ctx.replaced
+        stop = frozenset(stopping) | (ctx.replaced if ctx.replaced is not None else self._replaced_by(ings))
         others = tuple(sorted(d for d in ctx.current if d not in ings and d not in stop))
         all_drugs = frozenset(ings) | frozenset(others)
         starts = frozenset(new_start) if new_start is not None else frozenset(d for d in ings if d not in ctx.current)
@@ -551,6 +564,13 @@ class RuleSet:
         if len(ctx.cache) < 50_000:
             ctx.cache[key] = tuple(result)
         return result
+
+    def _replaced_by(self, ings: tuple[str, ...]) -> frozenset[str]:
+        out: frozenset[str] = frozenset()
+        for d in ings:
+            for a in self._drug_areas.get(d, ()):
+                out |= self.area_formulary[a]
+        return out
 
     # -- gene-drug
     def _population_member(self, ctx: PatientContext, pop: str, d: str, is_new: bool) -> bool | None:
@@ -673,7 +693,13 @@ class RuleSet:
         if action == "adjust_dose" and dose is not None:
             adjusted = dose
             if rule.dose_factor is not None:
-                adjusted = dose * rule.dose_factor
+                usual = self.usual_dose.get(d)
+                if usual is None:  # no usual dose known: the factor applies to the regimen's dose
+                    adjusted = dose * rule.dose_factor
+                elif rule.dose_factor < 1:  # at most factor x the usual dose (idempotent when re-screened)
+                    adjusted = min(dose, usual * rule.dose_factor)
+                else:  # at least factor x the usual dose
+                    adjusted = max(dose, usual * rule.dose_factor)
             if rule.max_dose_mg_day is not None:
                 adjusted = min(adjusted, rule.max_dose_mg_day)
             adjusted = round(adjusted, 4)
