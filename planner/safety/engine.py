@@ -142,6 +142,7 @@ class RuleSet:
                 if entry.get("rxcui"):
                     self.rxcui_to_ingredient[str(entry["rxcui"])] = ing
             self.area_formulary[str((area or {}).get("id", apath.stem))] = frozenset(names)
+        self._replaced_cache: dict[tuple[str, ...], frozenset[str]] = {}
         self._drug_areas: dict[str, tuple[str, ...]] = {}
         for aid, names_ in sorted(self.area_formulary.items()):
             for n in names_:
@@ -209,6 +210,8 @@ class RuleSet:
         self._loci: dict[str, tuple[str, ...]] = {
             d: tuple(sorted({loc for r in rs for loc, _ in r.conditions})) for d, rs in self.gene_drug.items()
         }
+        self._genes_of: dict[str, tuple[str, ...]] = {
+            d: tuple(sorted({loc.split("*")[0] for loc in loci})) for d, loci in self._loci.items()}
         self._pops: dict[str, tuple[str, ...]] = {
             d: tuple(sorted({r.population for r in rs})) for d, rs in self.gene_drug.items()
         }
@@ -534,23 +537,33 @@ class RuleSet:
         ``new_start``: the regimen drugs being started (default: those not currently taken).
         ``stopping``: current drugs the regimen stops (not counted as co-medications).
         """
-        ctx = self.prepare(record_or_context)
-        ings = regimen.ingredients
-        stop = frozenset(stopping) | (ctx.replaced if ctx.replaced is not None else self._replaced_by(ings))
-        others = tuple(sorted(d for d in ctx.current if d not in ings and d not in stop))
-        all_drugs = frozenset(ings) | frozenset(others)
-        starts = frozenset(new_start) if new_start is not None else frozenset(d for d in ings if d not in ctx.current)
+        ctx = record_or_context if isinstance(record_or_context, PatientContext) else self.prepare(record_or_context)
+        cache = ctx.cache
+        ings = tuple(d.ingredient for d in regimen.drugs)
+        current = ctx.current
+        if stopping:
+            stop = frozenset(stopping) | (ctx.replaced if ctx.replaced is not None else self._replaced_by(ings))
+        else:
+            stop = ctx.replaced if ctx.replaced is not None else self._replaced_by(ings)
+        others = tuple(sorted(d for d in current if d not in ings and d not in stop)) if current else ()
+        starts = frozenset(new_start) if new_start is not None else frozenset(d for d in ings if d not in current)
         key = (tuple((d.ingredient, d.dose_mg_day) for d in regimen.drugs), others, starts)
-        hit = ctx.cache.get(key)
+        hit = cache.get(key)
         if hit is not None:
             return list(hit)
+        all_drugs = frozenset(ings).union(others)
+        inhibitors = all_drugs & self._inhibitor_drugs
         out: list[Finding] = []
         for dd in regimen.drugs:
             d = dd.ingredient
             is_new = d in starts
-            out.extend(self._gene_drug(ctx, d, dd.dose_mg_day, all_drugs, is_new))
-            out.extend(self._drug_findings(ctx, d, is_new))
-            out.extend(self._max_dose(d, dd.dose_mg_day))
+            dkey = ("block", d, dd.dose_mg_day, is_new, inhibitors - {d} if d in self._loci else None)
+            block = cache.get(dkey)
+            if block is None:
+                block = (self._gene_drug(ctx, d, dd.dose_mg_day, all_drugs, is_new)
+                         + self._drug_findings(ctx, d, is_new) + self._max_dose(d, dd.dose_mg_day))
+                cache[dkey] = block
+            out.extend(block)
         out.extend(self._pairs(ctx, regimen, ings, all_drugs))
         out.extend(self._duplicates(ctx, ings, all_drugs))
         uniq: dict[int, Finding] = {}
@@ -566,11 +579,16 @@ class RuleSet:
         return result
 
     def _replaced_by(self, ings: tuple[str, ...]) -> frozenset[str]:
-        out: frozenset[str] = frozenset()
-        for d in ings:
-            for a in self._drug_areas.get(d, ()):
-                out |= self.area_formulary[a]
-        return out
+        hit = self._replaced_cache.get(ings)
+        if hit is None:
+            out: frozenset[str] = frozenset()
+            for d in ings:
+                for a in self._drug_areas.get(d, ()):
+                    out |= self.area_formulary[a]
+            hit = out
+            if len(self._replaced_cache) < 100_000:
+                self._replaced_cache[ings] = hit
+        return hit
 
     # -- gene-drug
     def _population_member(self, ctx: PatientContext, pop: str, d: str, is_new: bool) -> bool | None:
@@ -608,15 +626,42 @@ class RuleSet:
 
     def _gene_drug(self, ctx: PatientContext, d: str, dose: float | None, all_drugs: frozenset[str],
                    is_new: bool) -> list[Finding]:
-        loci = self._loci.get(d)
-        if not loci:
+        if d not in self._loci:
             return []
-        genes = sorted({loc.split("*")[0] for loc in loci})
-        inhibitors = tuple(sorted((all_drugs & self._inhibitor_drugs) - {d}))
-        key = ("gd", d, dose, inhibitors, is_new)
-        hit = ctx.cache.get(key)
-        if hit is not None:
-            return hit
+        key = ("gdm", d, is_new, (all_drugs & self._inhibitor_drugs) - {d})
+        base = ctx.cache.get(key)
+        if base is None:
+            base = self._gene_drug_match(ctx, d, all_drugs, is_new)
+            ctx.cache[key] = base
+        rule, best, gaps = base
+        if best is None:
+            return list(gaps)
+        if best.action == "adjust_dose" and dose is not None:
+            best = self._dose_adjusted(rule, best, d, dose)
+        return [best, *gaps]
+
+    def _dose_adjusted(self, rule: GeneDrugRule, f: Finding, d: str, dose: float) -> Finding:
+        """The regimen's dose after a CPIC dose rule; ``info`` when the dose already complies."""
+        adjusted = dose
+        if rule.dose_factor is not None:
+            usual = self.usual_dose.get(d)
+            if usual is None:  # no usual dose known: the factor applies to the regimen's dose
+                adjusted = dose * rule.dose_factor
+            elif rule.dose_factor < 1:  # at most factor x the usual dose (idempotent when re-screened)
+                adjusted = min(dose, usual * rule.dose_factor)
+            else:  # at least factor x the usual dose
+                adjusted = max(dose, usual * rule.dose_factor)
+        if rule.max_dose_mg_day is not None:
+            adjusted = min(adjusted, rule.max_dose_mg_day)
+        adjusted = round(adjusted, 4)
+        if adjusted == dose:
+            return f.model_copy(update={"action": "info"})
+        return f.model_copy(update={"adjusted_dose_mg_day": adjusted})
+
+    def _gene_drug_match(self, ctx: PatientContext, d: str, all_drugs: frozenset[str],
+                         is_new: bool) -> tuple[GeneDrugRule | None, Finding | None, tuple[Finding, ...]]:
+        loci = self._loci[d]
+        genes = self._genes_of[d]
         eff = {g: self._effective(ctx, g, all_drugs, d) for g in genes}
         values: list[list[tuple[str, str]]] = []
         for loc in loci:
@@ -647,17 +692,18 @@ class RuleSet:
         uncertain_pop = len(chosen) > 1
         findings: list[Finding] = []
         converted = sorted({x for g in genes for x in eff[g].phenoconverted_by})
+        best_rule: GeneDrugRule | None = None
+        best: Finding | None = None
         if matches:
-            cands = [self._gd_finding(r, d, dose, eff, converted) for r, _ in matches]
-            best = min(cands, key=_severity)
-            if uncertain_pop or len({f.rule_id for f in cands}) > 1:
+            cands = [(self._gd_finding(r, d, eff, converted), r) for r, _ in matches]
+            best, best_rule = min(cands, key=lambda c: _severity(c[0]))
+            if uncertain_pop or len({f.rule_id for f, _ in cands}) > 1:
                 why = "population not determined" if uncertain_pop else "uncertain genotype"
                 best = best.model_copy(update={"phenotype": f"{best.phenotype}; most severe of {len(cands)} "
                                                             f"possible recommendations ({why})"})
-            findings.append(best)
         gaps = [g for g in genes if eff[g].status in ("not-tested", "indeterminate", "conflict")
                 and not eff[g].phenoconverted_by]
-        if gaps and not (findings and findings[0].action == "exclude"):
+        if gaps and not (best is not None and best.action == "exclude"):
             for g in gaps:
                 st = eff[g].status
                 word = {"not-tested": "not tested", "indeterminate": "indeterminate",
@@ -670,15 +716,13 @@ class RuleSet:
                     phenotype=f"{g} {st}" + (f": {eff[g].phenotype}" if eff[g].phenotype else ""),
                     target_drug=d,
                 ))
-        ctx.cache[key] = findings
-        return findings
+        return best_rule, best, tuple(findings)
 
     def _guideline(self, d: str) -> str:
         rs = self.gene_drug.get(d)
         return rs[0].source if rs else ""
 
-    def _gd_finding(self, rule: GeneDrugRule, d: str, dose: float | None, eff: dict[str, GeneResult],
-                    converted: list[str]) -> Finding:
+    def _gd_finding(self, rule: GeneDrugRule, d: str, eff: dict[str, GeneResult], converted: list[str]) -> Finding:
         pheno = "; ".join(
             f"{loc}={val}" + (f" (phenoconverted by {', '.join(eff[loc.split('*')[0]].phenoconverted_by)})"
                               if eff[loc.split('*')[0]].phenoconverted_by else "")
@@ -688,29 +732,11 @@ class RuleSet:
             extra = f" Phenotype set by {', '.join(converted)} (CYP inhibitor)."
             msg = msg + extra if len(msg + extra) <= 140 else _fit(
                 f"{msg.rstrip('.')}; due to {', '.join(converted)}.")
-        action = rule.action
-        adjusted = None
-        if action == "adjust_dose" and dose is not None:
-            adjusted = dose
-            if rule.dose_factor is not None:
-                usual = self.usual_dose.get(d)
-                if usual is None:  # no usual dose known: the factor applies to the regimen's dose
-                    adjusted = dose * rule.dose_factor
-                elif rule.dose_factor < 1:  # at most factor x the usual dose (idempotent when re-screened)
-                    adjusted = min(dose, usual * rule.dose_factor)
-                else:  # at least factor x the usual dose
-                    adjusted = max(dose, usual * rule.dose_factor)
-            if rule.max_dose_mg_day is not None:
-                adjusted = min(adjusted, rule.max_dose_mg_day)
-            adjusted = round(adjusted, 4)
-            if adjusted == dose:
-                action = "info"  # the regimen's dose already respects the limit
         return Finding(
-            rule_id=rule.id, rule_version=rule.version, kind="gene-drug", action=action,
+            rule_id=rule.id, rule_version=rule.version, kind="gene-drug", action=rule.action,
             strength=rule.strength, message=msg, source=rule.source, data_version=rule.data_version,
             drugs=(d,), genes=rule.genes, phenotype=pheno, target_drug=d, dose_factor=rule.dose_factor,
-            max_dose_mg_day=rule.max_dose_mg_day, adjusted_dose_mg_day=adjusted if action == "adjust_dose" else None,
-            alternatives=rule.alternatives,
+            max_dose_mg_day=rule.max_dose_mg_day, alternatives=rule.alternatives,
         )
 
     # -- allergy, condition, lab (per drug, memoized)
