@@ -49,6 +49,10 @@ def _sort_key(f: Finding) -> tuple:
     return (ACTION_RANK[f.action], f.kind, f.rule_id, f.drugs, f.genes, f.target_drug or "", f.message)
 
 
+def _first(pair: tuple) -> tuple:
+    return pair[0]
+
+
 def sort_findings(findings: Iterable[Finding]) -> list[Finding]:
     """Deterministic order: most severe action first, then kind, rule id, drugs."""
     return sorted(findings, key=_sort_key)
@@ -566,14 +570,17 @@ class RuleSet:
             out.extend(block)
         out.extend(self._pairs(ctx, regimen, ings, all_drugs))
         out.extend(self._duplicates(ctx, ings, all_drugs))
-        uniq: dict[int, Finding] = {}
+        skeys = cache.get("_sortkeys")
+        if skeys is None:
+            skeys = cache["_sortkeys"] = {}
+        decorated = {}
         for f in out:
-            uniq.setdefault(id(f), f)
-        skeys = ctx.cache.setdefault("_sortkeys", {})
-        for f in uniq.values():
-            if id(f) not in skeys:
-                skeys[id(f)] = (_sort_key(f), f)  # keep f alive so its id stays unique
-        result = sorted(uniq.values(), key=lambda f: skeys[id(f)][0])
+            i = id(f)
+            sk = skeys.get(i)
+            if sk is None:
+                sk = skeys[i] = (_sort_key(f), f)  # keeps f alive, so its id stays unique
+            decorated[i] = sk
+        result = [f for _k, f in sorted(decorated.values(), key=_first)]
         if len(ctx.cache) < 50_000:
             ctx.cache[key] = tuple(result)
         return result
@@ -839,7 +846,7 @@ class RuleSet:
         doses = {d.ingredient: d.dose_mg_day for d in regimen.drugs}
         empty: frozenset[str] = frozenset()
         for x in ings:
-            for y in sorted(self._ddi_partners.get(x, empty) & all_drugs):
+            for y in self._ddi_partners.get(x, empty) & all_drugs:  # order: findings are sorted at the end
                 if y == x or (y in doses and y < x):
                     continue  # each regimen pair once
                 out.extend(self._pair(ctx, x, y, doses[x], doses.get(y)))
@@ -886,9 +893,10 @@ class RuleSet:
                 spec = self.classes[c]
                 if c in seen:
                     continue
-                members = sorted(self.class_members[c] & all_drugs)
-                if len(members) < 2:
+                present = self.class_members[c] & all_drugs
+                if len(present) < 2:
                     continue
+                members = sorted(present)
                 seen.add(c)
                 out.append(Finding(
                     rule_id=f"duplicate.{c}", rule_version="1.0.0", kind="duplicate-therapy",
