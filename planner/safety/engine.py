@@ -263,6 +263,7 @@ class RuleSet:
             for y in b:
                 partners.setdefault(y, set()).update(a)
         self._ddi_partners: dict[str, frozenset[str]] = {d: frozenset(v) for d, v in partners.items()}
+        self._cap_drugs = frozenset(d for r, a, b in self.ddi if r.action == "adjust_dose" for d in a | b)
 
     def _load_conditions(self) -> None:
         data, file = self._yaml("conditions/condition_sets.yaml")
@@ -551,7 +552,7 @@ class RuleSet:
             stop = ctx.replaced if ctx.replaced is not None else self._replaced_by(ings)
         others = tuple(sorted(d for d in current if d not in ings and d not in stop)) if current else ()
         starts = frozenset(new_start) if new_start is not None else frozenset(d for d in ings if d not in current)
-        key = (tuple((d.ingredient, d.dose_mg_day) for d in regimen.drugs), others, starts)
+        key = (tuple([(d.ingredient, d.dose_mg_day) for d in regimen.drugs]), others, starts)
         hit = cache.get(key)
         if hit is not None:
             return list(hit)
@@ -845,18 +846,21 @@ class RuleSet:
         out: list[Finding] = []
         doses = {d.ingredient: d.dose_mg_day for d in regimen.drugs}
         empty: frozenset[str] = frozenset()
+        cache = ctx.cache
+        caps = self._cap_drugs
         for x in ings:
             for y in self._ddi_partners.get(x, empty) & all_drugs:  # order: findings are sorted at the end
                 if y == x or (y in doses and y < x):
                     continue  # each regimen pair once
-                out.extend(self._pair(ctx, x, y, doses[x], doses.get(y)))
+                dx, dy = (doses[x], doses.get(y)) if (x in caps or y in caps) else (None, None)
+                hit = cache.get(("pair", x, y, dx, dy))
+                if hit is None:
+                    hit = self._pair(ctx, x, y, dx, dy)
+                out.extend(hit)
         return out
 
     def _pair(self, ctx: PatientContext, x: str, y: str, dx: float | None, dy: float | None) -> list[Finding]:
         key = ("pair", x, y, dx, dy)
-        hit = ctx.cache.get(key)
-        if hit is not None:
-            return hit
         out: list[Finding] = []
         idx = sorted(set(self._ddi_by_drug.get(x, ())) & set(self._ddi_by_drug.get(y, ())))
         doses = {x: dx, y: dy}
@@ -898,13 +902,19 @@ class RuleSet:
                     continue
                 members = sorted(present)
                 seen.add(c)
-                out.append(Finding(
+                dkey = ("dup", c, tuple(members), x)
+                hit = ctx.cache.get(dkey)
+                if hit is not None:
+                    out.append(hit)
+                    continue
+                hit = ctx.cache[dkey] = Finding(
                     rule_id=f"duplicate.{c}", rule_version="1.0.0", kind="duplicate-therapy",
                     action=spec.duplicate, strength="duplicate therapy",
                     message=_fit(f"{' and '.join(members)} are both {spec.label}: use one drug of a class."),
                     source="rules/drugs/classes.yaml (therapeutic duplication)", data_version=None,
                     drugs=tuple(members), target_drug=x,
-                ))
+                )
+                out.append(hit)
         return out
 
 
