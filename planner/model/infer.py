@@ -69,7 +69,8 @@ def default_steps(n: int, batch_size: int) -> int:
 
 def fit_svi(pr: Priors, batch: Batch, y: torch.Tensor, *, seed: int, guide: str = "mvn", rank: int | None = None,
             num_steps: int | None = None, batch_size: int = 2048, learning_rate: float = 0.03,
-            num_draws: int = 1000, progress: Progress | None = None, jit: bool = True) -> FitResult:
+            num_draws: int = 1000, progress: Progress | None = None, jit: bool = True,
+            num_threads: int = 1) -> FitResult:
     """Fit by SVI and return ``num_draws`` draws from the fitted guide.
 
     Minibatches (when the data has more than ``batch_size`` rows) are indices drawn with replacement from a
@@ -90,12 +91,17 @@ def fit_svi(pr: Priors, batch: Batch, y: torch.Tensor, *, seed: int, guide: str 
     losses: list[float] = []
     t0 = time.perf_counter()
     every = max(1, steps // 100)
-    for step in range(steps):
-        idx = torch.randint(0, n, (batch_size,), generator=gen) if minibatch else full
-        loss = svi.step(batch, y, idx) / n
-        losses.append(float(loss))
-        if progress is not None and (step % every == 0 or step == steps - 1):
-            progress(step + 1, steps, float(loss))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(num_threads)  # the steps are small: intra-op threads cost more than they give
+    try:
+        for step in range(steps):
+            idx = torch.randint(0, n, (batch_size,), generator=gen) if minibatch else full
+            loss = svi.step(batch, y, idx) / n
+            losses.append(float(loss))
+            if progress is not None and (step % every == 0 or step == steps - 1):
+                progress(step + 1, steps, float(loss))
+    finally:
+        torch.set_num_threads(threads)
     seconds = time.perf_counter() - t0
     with torch.no_grad():
         pyro.set_rng_seed(seed + 1)

@@ -1,8 +1,8 @@
 """The Pyro model of the follow-up outcome given features and regimen.
 
 Generative story (one episode i; ``x_i`` the standardized features, ``b_i`` the baseline outcome on the model
-scale (``log`` for LDL-C), regimen ``R_i`` = drugs k with class c(k), dose ratio r_k = dose / reference, sorted
-by prior effect size so that slot s_k = 0, 1, 2)::
+scale (``log`` for LDL-C), regimen ``R_i`` = drugs k with class c(k), dose ratio r_k = dose / reference; "the largest" drug is the one
+with the largest prior effect, fixed so that the model stays smooth in its parameters)::
 
     alpha      ~ Normal(0, alpha_sd)                              # change with no drug, at the feature centre
     beta_j     = mask_j * beta_sd * z_j,  z_j ~ Normal(0, 1)      # prognostic slopes (regression to the mean...)
@@ -14,11 +14,11 @@ by prior effect size so that slot s_k = 0, 1, 2)::
     rho        ~ Beta(rho_mean * conc, (1 - rho_mean) * conc)     # sub-additivity of added drugs
     sigma      ~ LogNormal(log noise_sd, noise_sd_log_sd)         # residual SD
     nu         ~ Gamma(2, 0.1)                                    # Student-t degrees of freedom (robust)
-    for each episode i:
-        effect_i = sum_k rho**s_k * ( eff_d(k) * g_c(k)(r_k) + slope_c(k) * log2 r_k
-                                      + sum_j gamma_c(k)j * (x_ij - offset_c(k)j) )
-        mu_i     = b_i + alpha + beta . x_i + effect_i             # (tabular studies: standardized outcome)
-        y_i      ~ StudentT(nu, mu_i, sigma)
+    E(R, x) = sum_{k in R} rho**[k not the largest] * ( eff_d(k) * g_c(k)(r_k) + slope_c(k) * log2 r_k
+                                                        + sum_j gamma_c(k)j * (x_j - offset_c(k)j) )
+    for each episode i (new regimen R_i, regimen before the decision P_i; none in tabular studies):
+        mu_i = b_i + alpha + beta . x_i + E(R_i, x_i) - E(P_i, x_i)   # b_i already carries E(P_i)
+        y_i  ~ StudentT(nu, mu_i, sigma)                                # (tabular: standardized outcome)
 
 ``g`` is the area's dose-response (emax, linear, none); ``offset`` puts each area modifier at its published
 centre. All latent sites are non-centred vectors (one site each), so that the same code serves SVI with an
@@ -73,8 +73,8 @@ class Batch(NamedTuple):
     cls: torch.Tensor  # (n, K) long
     g: torch.Tensor  # (n, K)
     log2r: torch.Tensor  # (n, K)
-    rank: torch.Tensor  # (n, K)
-    mask: torch.Tensor  # (n, K)
+    rank: torch.Tensor  # (n, K) 0 for the largest drug of a regimen, 1 for added ones
+    mask: torch.Tensor  # (n, K) +1 new regimen, -1 current regimen (subtracted), 0 padding
 
     @classmethod
     def build(cls, x: np.ndarray, offset: np.ndarray, design: Design) -> "Batch":

@@ -167,41 +167,76 @@ class ResponseModel(BaseEstimator):
                              expected="pandas.DataFrame with one row per episode/patient")
         return X
 
-    @staticmethod
-    def _numeric_columns(X: pd.DataFrame) -> list[str]:
-        cols = []
-        for c in X.columns:
+    def _feature_columns(self, X: pd.DataFrame, area: Area | None) -> tuple[list[str], dict[str, list[str]]]:
+        """Columns used as features: numeric/boolean as they are, text/categorical one-hot (``col=level``).
+
+        Area models use the area's feature columns present in ``X`` (other columns are ignored); tabular
+        models use every column."""
+        if area is not None:
+            wanted = [f.name for f in area.features]
+            use = [c for c in X.columns if str(c) in wanted]
+        else:
+            use = list(X.columns)
+        names: list[str] = []
+        cats: dict[str, list[str]] = {}
+        for c in use:
             s = X[c]
             if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
-                cols.append(str(c))
+                names.append(str(c))
+            elif isinstance(s.dtype, pd.CategoricalDtype) or pd.api.types.is_object_dtype(s) \
+                    or pd.api.types.is_string_dtype(s):
+                vals = s.dropna()
+                if not all(isinstance(v, str) for v in vals):
+                    raise ModelError("feature column is neither numeric nor text", field=f"X[{c!r}]",
+                                     value=str(s.dtype), expected="numbers, booleans or category labels")
+                levels = sorted(set(vals))
+                if len(levels) > 50:
+                    raise ModelError("too many category levels", field=f"X[{c!r}]", value=len(levels),
+                                     expected="at most 50 (encode it yourself)")
+                cats[str(c)] = levels
+                names.extend(f"{c}={lv}" for lv in levels)
             else:
-                raise ModelError(
-                    "feature column is not numeric", field=f"X[{c!r}]", value=str(s.dtype),
-                    expected="numbers or booleans", hint="encode categories as indicator columns first",
-                )
-        return cols
+                raise ModelError("feature column type not supported", field=f"X[{c!r}]", value=str(s.dtype),
+                                 expected="numbers, booleans or category labels")
+        return names, cats
 
-    def _matrix(self, spec: ModelSpec, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """Standardized feature matrix (n, p) and offset (n,) on the standardized model scale."""
-        X = self._check_frame(X)
+    @staticmethod
+    def _raw_features(spec: ModelSpec, X: pd.DataFrame, *, lenient: bool) -> np.ndarray:
+        """Unstandardized feature matrix (n, p); NaN where missing."""
         n = len(X)
         cols = []
-        untrained_area = spec.is_area and not self.is_fitted
-        for j, f in enumerate(spec.features):
-            if f in X.columns:
+        for f in spec.features:
+            col, _, level = f.partition("=")
+            if level and col in spec.categories:
+                if col not in X.columns:
+                    raise ModelError("missing feature column", field="X", value=col,
+                                     expected="columns " + ", ".join(_base_names(spec)))
+                v = (X[col].astype(object) == level).to_numpy(dtype=np.float64)
+            elif f in X.columns:
                 s = X[f]
                 if not (pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s)):
                     raise ModelError("feature column is not numeric", field=f"X[{f!r}]", value=str(s.dtype),
-                                     expected="numbers or booleans")
+                                     expected="numbers or booleans (as in fit)")
                 v = s.to_numpy(dtype=np.float64, na_value=np.nan)
-            elif untrained_area and f != spec.baseline:
+            elif lenient and f != spec.baseline:
                 v = np.full(n, np.nan)
             else:
                 raise ModelError("missing feature column", field="X", value=f,
-                                 expected="columns " + ", ".join(spec.features))
-            v = np.where(np.isfinite(v), v, spec.feat_default[j])
-            cols.append((v - spec.feat_loc[j]) / spec.feat_scale[j])
-        x = np.stack(cols, axis=1) if cols else np.zeros((n, 0))
+                                 expected="columns " + ", ".join(_base_names(spec)))
+            cols.append(v)
+        return np.stack(cols, axis=1) if cols else np.zeros((n, 0))
+
+    def _matrix(self, spec: ModelSpec, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Standardized feature matrix (n, p) and offset (n,) on the standardized model scale. Missing values
+        are filled with the training mean (untrained area model: the area's feature default)."""
+        X = self._check_frame(X)
+        n = len(X)
+        raw = self._raw_features(spec, X, lenient=spec.is_area and not self.is_fitted)
+        if raw.shape[1]:
+            raw = np.where(np.isfinite(raw), raw, np.asarray(spec.feat_default))
+            x = (raw - np.asarray(spec.feat_loc)) / np.asarray(spec.feat_scale)
+        else:
+            x = raw
         if spec.baseline is not None:
             if spec.baseline not in X.columns:
                 raise ModelError("missing baseline outcome column", field="X", value=spec.baseline,
@@ -225,10 +260,12 @@ class ResponseModel(BaseEstimator):
         return v
 
     # ---- fitting -------------------------------------------------------------------------------------
-    def fit(self, X: pd.DataFrame, regimens: Sequence[Any], y: Any, *,
+    def fit(self, X: pd.DataFrame, regimens: Sequence[Any], y: Any, *, current: Sequence[Any] | None = None,
             progress: Callable[[int, int, float], None] | None = None) -> "ResponseModel":
         """Fit the posterior on episodes: features ``X`` (one row each), the regimen each row received, and
-        the follow-up outcome ``y``. ``progress(step, total, loss)`` is called as it goes."""
+        the follow-up outcome ``y``. Area models: ``current`` is the regimen each row was on at baseline (the
+        baseline carries its effect, so the model's change is effect(new) - effect(current)); None means
+        untreated at baseline. ``progress(step, total, loss)`` is called as it goes."""
         X = self._check_frame(X)
         n = len(X)
         if n == 0:
@@ -247,9 +284,10 @@ class ResponseModel(BaseEstimator):
             raise ConfigError("unknown method", field="method", value=self.method, expected="svi or nuts")
         if self.guide not in infer.GUIDES:
             raise ConfigError("unknown guide", field="guide", value=self.guide, expected=", ".join(infer.GUIDES))
-        cols = self._numeric_columns(X)
         area = self._area()
-        raw = X[cols].to_numpy(dtype=np.float64, na_value=np.nan) if cols else np.zeros((n, 0))
+        cols, cats = self._feature_columns(X, area)
+        probe = ModelSpec(classes=[], drugs=[], features=cols, feat_loc=[], feat_scale=[], categories=cats)
+        raw = self._raw_features(probe, X, lenient=False)
         loc = np.array([np.nanmean(raw[:, j]) if np.isfinite(raw[:, j]).any() else 0.0 for j in range(len(cols))])
         sd = np.array([np.nanstd(raw[:, j]) if np.isfinite(raw[:, j]).sum() > 1 else 1.0 for j in range(len(cols))])
         sd = np.where(np.isfinite(sd) & (sd > 1e-12), sd, 1.0)
@@ -260,7 +298,6 @@ class ResponseModel(BaseEstimator):
                                  expected=f"a numeric column {base!r} (area {area.id})")
             spec = spec_from_area(area, features=cols, feat_loc=loc, feat_scale=sd, trained=True,
                                   shrinkage=self.shrinkage)
-            spec.feat_default = [float(v) for v in loc]
         else:
             arms = sorted({a for r in self._arm_sets(regimens) for a in r})
             width = max((len(r) for r in self._arm_sets(regimens)), default=1)
@@ -276,7 +313,17 @@ class ResponseModel(BaseEstimator):
             spec = spec_from_tabular(arms, cols, loc, sd, y_loc=y_loc, y_scale=y_scale, effect_sd=self.effect_sd,
                                      shrinkage=self.shrinkage, baseline=self.baseline, max_drugs=width,
                                      subadditivity=self.subadditivity)
-        design = spec.encode(list(regimens))
+        spec.feat_default = [float(v) for v in loc]
+        spec.categories = cats
+        if current is not None:
+            if area is None:
+                raise ModelError("current regimens apply to area models", field="current", value=len(current),
+                                 expected="None for a tabular study")
+            if len(current) != n:
+                raise ModelError("current and X differ in length", field="current", value=len(current),
+                                 expected=str(n))
+            spec.uses_current = True
+        design = spec.encode_change(list(regimens), None if current is None else list(current))
         for attr in ("draws_", "_fast_cache"):
             if hasattr(self, attr):
                 delattr(self, attr)
@@ -351,16 +398,19 @@ class ResponseModel(BaseEstimator):
 
     # ---- prediction ----------------------------------------------------------------------------------
     def sample(self, X: pd.DataFrame, regimens: Sequence[Any], num_samples: int | None = None, *,
-               kind: Kind = "mean", seed: int | None = None) -> np.ndarray:
+               kind: Kind = "mean", seed: int | None = None, current: Any = None) -> np.ndarray:
         """Draws (num_samples, n_rows, n_regimens) of the expected outcome (``kind="mean"``) or of a new
         observation (``"predictive"``), for every row of ``X`` under every regimen in ``regimens``; in the
         outcome's unit. ``num_samples`` at most ``num_draws`` (default: all cached draws). The same draw
-        index is one joint posterior draw across rows and regimens (for P(best) and differences)."""
-        out = self._sample_t(X, regimens, num_samples, kind=kind, seed=seed)
+        index is one joint posterior draw across rows and regimens (for P(best) and differences).
+
+        Area models: ``current`` is the regimen each row is on at baseline (one ``Regimen``, or one per row);
+        its modelled effect is taken out of the baseline before the candidate's is added. None: untreated."""
+        out = self._sample_t(X, regimens, num_samples, kind=kind, seed=seed, current=current)
         return out.numpy()
 
     def _sample_t(self, X: pd.DataFrame, regimens: Sequence[Any], num_samples: int | None, *, kind: Kind,
-                  seed: int | None) -> torch.Tensor:
+                  seed: int | None, current: Any = None) -> torch.Tensor:
         if kind not in ("mean", "predictive"):
             raise ConfigError("unknown kind", field="kind", value=kind, expected='"mean" or "predictive"')
         spec, draws = self._state()
@@ -404,25 +454,50 @@ class ResponseModel(BaseEstimator):
                 W = torch.einsum("srk,rkc->scr", w, onehot)  # (S, C, R)
                 M = torch.matmul(x, gamma.transpose(1, 2)) - gamma_off[:, None, :]  # (S, n, C)
                 mean = mean + prog[:, :, None] + torch.bmm(M, W)
+            if current is not None:
+                cur = [current] * x.shape[0] if isinstance(current, Regimen) else list(current)
+                if len(cur) != x.shape[0]:
+                    raise ModelError("current and X differ in length", field="current", value=len(cur),
+                                     expected=f"{x.shape[0]} (one per row) or a single Regimen")
+                dc = spec.encode(cur, field_name="current")
+                dcr, dcc = torch.as_tensor(dc.drug), torch.as_tensor(dc.cls)
+                ec = torch.cat([drug_eff, zero], 1)[:, dcr] * torch.as_tensor(dc.g, dtype=f32) \
+                    + torch.cat([slope, zero], 1)[:, dcc] * torch.as_tensor(dc.log2r, dtype=f32)  # (S, n, K)
+                if spec.n_features:
+                    Mp = torch.cat([M, torch.zeros(Sn, M.shape[1], 1, dtype=f32)], 2)
+                    ec = ec + torch.gather(Mp, 2, dcc[None].expand(Sn, -1, -1))
+                wc = torch.as_tensor(dc.mask, dtype=f32) * rho[:, None, None] ** torch.as_tensor(dc.rank, dtype=f32)
+                mean = mean - (wc * ec).sum(-1)[:, :, None]
+            gen = torch.Generator().manual_seed(self.seed if seed is None else int(seed))
+            nu = par["nu"][sl].to(torch.float64)
+            sigma = par["sigma"][sl]
+            if spec.meas_sd is not None:
+                # the patient's own expected level is uncertain beyond the parameters (a noisy baseline,
+                # drift): residual variance above one measurement's variance, shared by all regimens of a row
+                var = sigma.double() ** 2 * torch.where(nu > 2.5, nu / (nu - 2.0), torch.full_like(nu, 5.0))
+                tau = torch.sqrt(torch.clamp(var - spec.meas_sd ** 2, min=0.0)).to(f32)
+                mean = mean + (tau[:, None] * torch.randn((Sn, mean.shape[1]), generator=gen))[:, :, None]
+                shrink = torch.sqrt(torch.clamp((nu - 2.0) / nu, min=0.2)).to(f32)  # t variance is s^2 nu/(nu-2)
+                scale = float(spec.meas_sd) * shrink
+            else:
+                scale = sigma
             if kind == "predictive":
-                gen = torch.Generator().manual_seed(self.seed if seed is None else int(seed))
-                nu = par["nu"][sl].to(torch.float64)
                 z = torch.randn(mean.shape, generator=gen, dtype=f32)
                 chi = _gamma(nu / 2.0, mean.shape, gen)  # chi2(nu) / 2
                 t = z / torch.sqrt(chi / (nu / 2.0)[:, None, None].to(f32))
-                mean = mean + par["sigma"][sl][:, None, None] * t
+                mean = mean + scale[:, None, None] * t
             out = spec.y_loc + spec.y_scale * mean
             if spec.scale == "log":
                 out = torch.exp(out)
         return out
 
     def predict(self, X: pd.DataFrame, regimens: Sequence[Any], *, level: float = 0.9,
-                kind: Kind = "mean") -> pd.DataFrame:
+                kind: Kind = "mean", current: Any = None) -> pd.DataFrame:
         """Posterior mean and central ``level`` interval per row and regimen, as a long DataFrame with
         columns ``row`` (position in X), ``regimen`` (label), ``mean``, ``lower``, ``upper``."""
         if not 0 < level < 1:
             raise ConfigError("level must be between 0 and 1", field="level", value=level)
-        d = self.sample(X, regimens, kind=kind)
+        d = self.sample(X, regimens, kind=kind, current=current)
         lo, hi = np.quantile(d, [(1 - level) / 2, (1 + level) / 2], axis=0)
         n, R = d.shape[1], d.shape[2]
         labels = [self._regimen_label(r) for r in regimens]
@@ -525,6 +600,16 @@ class ResponseModel(BaseEstimator):
         model.arms_ = [x.name for x in spec.drugs]
         model.metadata_ = meta
         return model
+
+
+def _base_names(spec: ModelSpec) -> list[str]:
+    out: list[str] = []
+    for f in spec.features:
+        col, _, level = f.partition("=")
+        name = col if level and col in spec.categories else f
+        if name not in out:
+            out.append(name)
+    return out
 
 
 def _gamma(shape_param: torch.Tensor, out_shape: torch.Size, gen: torch.Generator) -> torch.Tensor:

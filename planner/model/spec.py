@@ -84,6 +84,9 @@ class ModelSpec:
     max_drugs: int = 3
     max_per_class: int = 1
     exclusive_classes: list[list[str]] = field(default_factory=list)
+    categories: dict[str, list[str]] = field(default_factory=dict)  # column -> levels (one-hot "col=level")
+    uses_current: bool = False
+    meas_sd: float | None = None  # SD of one measurement around a patient's expected level (area noise_sd)  # fitted with the current (pre-decision) regimen of each row
     feat_default: list[float] = field(default_factory=list)  # value used for a missing feature value
 
     # ---- derived ------------------------------------------------------------------------------------
@@ -143,8 +146,9 @@ class ModelSpec:
         return cls(**raw)
 
     # ---- regimens -----------------------------------------------------------------------------------
-    def encode(self, regimens: Sequence[Any], *, field_name: str = "regimens") -> "Design":
-        """Encode regimens (``Regimen``, or a set/list of drug or arm names) as padded slot arrays."""
+    def encode(self, regimens: Sequence[Any], *, field_name: str = "regimens", sign: float = 1.0) -> "Design":
+        """Encode regimens (``Regimen``, or a set/list of drug or arm names) as padded slot arrays
+        (``mask`` holds ``sign`` on used slots, 0 on padding)."""
         n = len(regimens)
         K = self.max_drugs
         D, C = self.n_drugs, self.n_classes
@@ -164,9 +168,20 @@ class ModelSpec:
                 cache[key] = enc
             k = len(enc)
             for j, (di, ci, gi, li) in enumerate(enc):
-                drug[i, j], cls_[i, j], g[i, j], l2[i, j], rank[i, j], mask[i, j] = di, ci, gi, li, j, 1.0
+                # rank 0: the drug with the largest prior effect counts fully; every other one x rho
+                drug[i, j], cls_[i, j], g[i, j], l2[i, j], rank[i, j], mask[i, j] = di, ci, gi, li, min(j, 1), sign
             del k
         return Design(drug=drug, cls=cls_, g=g, log2r=l2, rank=rank, mask=mask)
+
+    def encode_change(self, regimens: Sequence[Any], current: Sequence[Any] | None) -> "Design":
+        """Slots of the new regimen (sign +1) followed by those of the current one (sign -1): the model's
+        change from baseline is effect(new) - effect(current)."""
+        new = self.encode(regimens)
+        if current is None:
+            return new
+        old = self.encode(current, field_name="current", sign=-1.0)
+        return Design(*(np.concatenate([getattr(new, f), getattr(old, f)], axis=1)
+                        for f in ("drug", "cls", "g", "log2r", "rank", "mask")))
 
     def _encode_one(self, items: list[tuple[str, float | None]], field_name: str, row: int) -> list[tuple]:
         if len(items) > self.max_drugs:
@@ -322,7 +337,7 @@ def spec_from_area(area: Area, *, features: Sequence[str] | None = None, feat_lo
         mod_mean=mod_mean.tolist(), mod_sd=mod_sd.tolist(), mod_given=given.tolist(), mod_offset=offset.tolist(),
         mod_mask=mask.tolist(), shrinkage=shrinkage * noise, rho_mean=comb.subadditivity, rho_conc=40.0,
         max_drugs=comb.max_drugs, max_per_class=comb.max_per_class,
-        exclusive_classes=[list(x) for x in comb.exclusive_classes],
+        exclusive_classes=[list(x) for x in comb.exclusive_classes], meas_sd=noise,
         feat_default=[float(defaults.get(f) if defaults.get(f) is not None else loc)
                       for f, loc in zip(features, feat_loc)],
     )
