@@ -544,19 +544,24 @@ class RuleSet:
         """
         ctx = record_or_context if isinstance(record_or_context, PatientContext) else self.prepare(record_or_context)
         cache = ctx.cache
-        ings = tuple(d.ingredient for d in regimen.drugs)
+        drugs = regimen.drugs
+        ings = tuple([d.ingredient for d in drugs])
+        ing_set = frozenset(ings)
         current = ctx.current
-        if stopping:
-            stop = frozenset(stopping) | (ctx.replaced if ctx.replaced is not None else self._replaced_by(ings))
-        else:
+        if current:
             stop = ctx.replaced if ctx.replaced is not None else self._replaced_by(ings)
-        others = tuple(sorted(d for d in current if d not in ings and d not in stop)) if current else ()
-        starts = frozenset(new_start) if new_start is not None else frozenset(d for d in ings if d not in current)
-        key = (tuple([(d.ingredient, d.dose_mg_day) for d in regimen.drugs]), others, starts)
+            if stopping:
+                stop = stop.union(stopping)
+            rest = [d for d in current if d not in ing_set and d not in stop]
+            others = tuple(sorted(rest)) if len(rest) > 1 else tuple(rest)
+        else:
+            others = ()
+        starts = frozenset(new_start) if new_start is not None else ing_set.difference(current)
+        key = (tuple([(d.ingredient, d.dose_mg_day) for d in drugs]), others, starts)
         hit = cache.get(key)
         if hit is not None:
             return list(hit)
-        all_drugs = frozenset(ings).union(others)
+        all_drugs = ing_set.union(others) if others else ing_set
         inhibitors = all_drugs & self._inhibitor_drugs
         out: list[Finding] = []
         for dd in regimen.drugs:
