@@ -94,6 +94,7 @@ class RuleSet:
         self.root = root
         self.rules_version = rules_version
         self.knowledge = GeneKnowledge(root)
+        self._gene_list = self.knowledge.genes
         self._load_classes()
         self._load_gene_drug()
         self._load_populations()
@@ -394,7 +395,10 @@ class RuleSet:
                 prev = current.get(ing)
                 if prev is None or (m.start or dt.date.min) < (prev.start or dt.date.min):
                     current[ing] = m  # keep the earliest start: how long the drug has been taken
-        genes = {g: self.knowledge.interpret(g, record.pgx_for(g)) for g in self.knowledge.genes}
+        by_gene: dict[str, list] = {}
+        for p in record.pgx:
+            by_gene.setdefault(p.gene, []).append(p)
+        genes = {g: self.knowledge.interpret(g, by_gene.get(g, ())) for g in self._gene_list}
         for p in record.pgx:
             if p.gene not in genes:
                 genes[p.gene] = GeneResult(gene=p.gene, status="indeterminate", phenotype=INDETERMINATE,

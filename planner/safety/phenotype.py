@@ -136,6 +136,7 @@ class GeneKnowledge:
             if g not in self.functions:
                 raise RuleError("gene has no alleles", file=str(apath), field="gene", value=g)
         self._cache: dict[tuple[str, str], Translation] = {}
+        self._not_tested: dict[str, GeneResult] = {}
 
     # ---- genes -------------------------------------------------------------------------------------------
     @property
@@ -261,7 +262,10 @@ class GeneKnowledge:
         """Merge every result reported for ``gene`` into one :class:`GeneResult`."""
         results = list(results)
         if not results:
-            return GeneResult(gene=gene, status="not-tested", lookup=(NOT_TESTED,))
+            hit = self._not_tested.get(gene)
+            if hit is None:
+                hit = self._not_tested[gene] = GeneResult(gene=gene, status="not-tested", lookup=(NOT_TESTED,))
+            return hit
         if gene in self.hla:
             return self._interpret_hla(gene, results)
         is_as = gene in self.as_genes
