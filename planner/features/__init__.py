@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
 
 from ..areas import Area, code_matches, load_area
 from ..errors import ConfigError
@@ -176,7 +177,7 @@ def features_at(record: PatientRecord, area: "Area | str", t0: Any) -> dict[str,
     return out
 
 
-class AreaFeaturizer:
+class AreaFeaturizer(TransformerMixin, BaseEstimator):
     """scikit-learn-compatible transformer: (PatientRecord, t0) pairs -> named, unit-bearing DataFrame.
 
     Parameters
@@ -197,17 +198,6 @@ class AreaFeaturizer:
     def __init__(self, area: "Area | str", *, fill_missing: bool = True) -> None:
         self.area = area
         self.fill_missing = fill_missing
-
-    # scikit-learn protocol
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {"area": self.area, "fill_missing": self.fill_missing}
-
-    def set_params(self, **params: Any) -> "AreaFeaturizer":
-        for k, v in params.items():
-            if k not in ("area", "fill_missing"):
-                raise ConfigError("unknown parameter", field=k, expected="area or fill_missing")
-            setattr(self, k, v)
-        return self
 
     def _area(self) -> Area:
         return load_area(self.area) if isinstance(self.area, str) else self.area
@@ -260,14 +250,13 @@ class AreaFeaturizer:
         self.categories_ = cats
         self.units_ = units
         self.feature_names_out_ = list(units)
-        self.n_features_in_ = 1
         return self
 
     def transform(self, X: Any) -> pd.DataFrame:
         if not hasattr(self, "units_"):
             from sklearn.exceptions import NotFittedError
 
-            raise NotFittedError("AreaFeaturizer is not fitted yet; call fit(X) first")
+            raise NotFittedError("AreaFeaturizer is not fitted yet; call fit(X) with (record, t0) pairs first")
         raw = self._raw(X)
         if self.fill_missing:
             for c, v in self.fill_values_.items():
