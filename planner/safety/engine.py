@@ -176,13 +176,15 @@ class RuleSet:
         return frozenset(out)
 
     def _load_gene_drug(self) -> None:
-        path = self.root / "pgx" / "gene_drug.csv"
         self.gene_drug: dict[str, list[GeneDrugRule]] = {}
         self._gd_index: dict[tuple[str, str], dict[frozenset, GeneDrugRule]] = {}
-        self.gene_drug_version = "unversioned"
-        for line in path.read_text(encoding="utf-8").splitlines()[:6]:
-            if line.startswith("# version:"):
-                self.gene_drug_version = line.split(":", 1)[1].strip()
+        for name in ("gene_drug.csv", "gene_drug_extra.csv"):
+            path = self.root / "pgx" / name
+            if name == "gene_drug.csv" or path.is_file():
+                self._load_gene_drug_file(path)
+        self._index_gene_drug()
+
+    def _load_gene_drug_file(self, path: Path) -> None:
         for row in read_csv(path):
             rid = row.get("id") or "?"
             try:
@@ -212,9 +214,17 @@ class RuleSet:
             slot[key] = rule
             if rule.rxcui:
                 self.rxcui_to_ingredient.setdefault(rule.rxcui, rule.drug)
+
+    def _index_gene_drug(self) -> None:
         self._loci: dict[str, tuple[str, ...]] = {
             d: tuple(sorted({loc for r in rs for loc, _ in r.conditions})) for d, rs in self.gene_drug.items()
         }
+        locsets: dict[tuple[str, str], set[tuple[str, ...]]] = {}
+        for d, rs_ in self.gene_drug.items():
+            for r in rs_:
+                locsets.setdefault((d, r.population), set()).add(tuple(sorted(loc for loc, _ in r.conditions)))
+        self._locisets: dict[tuple[str, str], tuple[tuple[str, ...], ...]] = {
+            k: tuple(sorted(v, key=lambda t: (-len(t), t))) for k, v in locsets.items()}
         self._genes_of: dict[str, tuple[str, ...]] = {
             d: tuple(sorted({loc.split("*")[0] for loc in loci})) for d, loci in self._loci.items()}
         self._pops: dict[str, tuple[str, ...]] = {
@@ -510,7 +520,7 @@ class RuleSet:
                         vals.append(v)
                         continue
                     num = float(v.lstrip("≥"))
-                    vals.append(format_score(floor_to(num * factor, 0.25)))
+                    vals.append(format_score(floor_to(num * factor, spec.step)))
                 vals = list(dict.fromkeys(vals))
                 phen = " / ".join(dict.fromkeys(kn.bin_of(gene, v) for v in vals if v not in (NOT_TESTED,)))
                 res = base.model_copy(update={"lookup": tuple(vals), "activity_score": " / ".join(vals),
@@ -650,12 +660,10 @@ class RuleSet:
         if base is None:
             base = self._gene_drug_match(ctx, d, all_drugs, is_new)
             ctx.cache[key] = base
-        rule, best, gaps = base
-        if best is None:
-            return list(gaps)
-        if best.action == "adjust_dose" and dose is not None:
-            best = self._dose_adjusted(rule, best, d, dose)
-        return [best, *gaps]
+        bests, gaps = base
+        out = [self._dose_adjusted(r, f, d, dose) if f.action == "adjust_dose" and dose is not None else f
+               for r, f in bests]
+        return out + list(gaps)
 
     def _dose_adjusted(self, rule: GeneDrugRule, f: Finding, d: str, dose: float) -> Finding:
         """The regimen's dose after a CPIC dose rule; ``info`` when the dose already complies."""
@@ -676,11 +684,11 @@ class RuleSet:
         return f.model_copy(update={"adjusted_dose_mg_day": adjusted})
 
     def _gene_drug_match(self, ctx: PatientContext, d: str, all_drugs: frozenset[str],
-                         is_new: bool) -> tuple[GeneDrugRule | None, Finding | None, tuple[Finding, ...]]:
+                         is_new: bool) -> tuple[tuple[tuple[GeneDrugRule, Finding], ...], tuple[Finding, ...]]:
         loci = self._loci[d]
         genes = self._genes_of[d]
         eff = {g: self._effective(ctx, g, all_drugs, d) for g in genes}
-        values: list[list[tuple[str, str]]] = []
+        values: dict[str, list[str]] = {}
         for loc in loci:
             gene, _, allele = loc.partition("*")
             res = eff[gene]
@@ -694,33 +702,56 @@ class RuleSet:
                     vals = ["positive", "negative"] if st == "conflict" else [st]
             else:
                 vals = list(res.lookup) or [NOT_TESTED]
-            values.append([(loc, v) for v in vals])
+            values[loc] = vals
         members = {p: self._population_member(ctx, p, d, is_new) for p in self._pops[d]}
         declared = [p for p in members if p in ctx.declared_populations]
         chosen = declared or [p for p, m in members.items() if m is True] \
             or [p for p, m in members.items() if m is None] or list(members)
-        matches: list[tuple[GeneDrugRule, str]] = []
-        for pop in chosen:
-            slot = self._gd_index.get((d, pop), {})
-            for combo in itertools.product(*values):
-                rule = slot.get(frozenset(combo))
-                if rule is not None:
-                    matches.append((rule, pop))
-        uncertain_pop = len(chosen) > 1
+        matches = self._lookup(d, chosen, values)
+        widened = False
+        if not matches:
+            # an activity score CPIC lists no row for (e.g. 3.5, or a phenoconverted score): use the other scores
+            # of the same phenotype bin, most severe first (CPIC's score rows follow the phenotype)
+            wide = {}
+            for loc, vals in values.items():
+                if self.knowledge.is_activity_gene(loc):
+                    more = [x for v in vals if v not in (NOT_TESTED, NA_SCORE)
+                            for x in self.knowledge.scores_in_bin(loc, self.knowledge.bin_of(loc, v))]
+                    wide[loc] = list(dict.fromkeys(vals + more))
+                else:
+                    wide[loc] = vals
+            if wide != values:
+                matches = self._lookup(d, chosen, wide)
+                widened = bool(matches)
         findings: list[Finding] = []
         converted = sorted({x for g in genes for x in eff[g].phenoconverted_by})
-        best_rule: GeneDrugRule | None = None
-        best: Finding | None = None
-        if matches:
-            cands = [(self._gd_finding(r, d, eff, converted), r) for r, _ in matches]
+        groups: dict[tuple[str, ...], list[tuple[GeneDrugRule, str]]] = {}
+        for r, pop, locset in matches:  # one recommendation per set of genes (e.g. warfarin CYP2C9, VKORC1)
+            groups.setdefault(locset, []).append((r, pop))
+        bests: list[tuple[GeneDrugRule, Finding]] = []
+        for locset in sorted(groups):
+            group = groups[locset]
+            uncertain_pop = len({pop for _r, pop in group}) > 1
+            cands = [(self._gd_finding(r, d, eff, converted), r) for r, _ in group]
             best, best_rule = min(cands, key=lambda c: _severity(c[0]))
-            if uncertain_pop or len({f.rule_id for f, _ in cands}) > 1:
-                why = "population not determined" if uncertain_pop else "uncertain genotype"
+            if uncertain_pop or widened or len({f.rule_id for f, _ in cands}) > 1:
+                why = ("population not determined" if uncertain_pop else
+                       "no CPIC row for this exact activity score; same phenotype used" if widened else
+                       "uncertain genotype")
                 best = best.model_copy(update={"phenotype": f"{best.phenotype}; most severe of {len(cands)} "
                                                             f"possible recommendations ({why})"})
+            bests.append((best_rule, best))
         gaps = [g for g in genes if eff[g].status in ("not-tested", "indeterminate", "conflict")
                 and not eff[g].phenoconverted_by]
-        if gaps and not (best is not None and best.action == "exclude"):
+        if not bests and not gaps:  # tested, but no rule matches: say so rather than pass silently
+            keys = "; ".join(f"{loc}={'/'.join(v)}" for loc, v in values.items())
+            findings.append(Finding(
+                rule_id="gap.pgx.no-rule", rule_version=self.knowledge.version, kind="data-gap", action="caution",
+                message=_fit(f"No CPIC rule matches {d} for {keys}; review the genotype manually."),
+                source=self._guideline(d), data_version=self.knowledge.data_version, drugs=(d,), genes=genes,
+                phenotype=keys, target_drug=d,
+            ))
+        if gaps and not any(f.action == "exclude" for _r, f in bests):
             for g in gaps:
                 st = eff[g].status
                 word = {"not-tested": "not tested", "indeterminate": "indeterminate",
@@ -733,7 +764,20 @@ class RuleSet:
                     phenotype=f"{g} {st}" + (f": {eff[g].phenotype}" if eff[g].phenotype else ""),
                     target_drug=d,
                 ))
-        return best_rule, best, tuple(findings)
+        return tuple(bests), tuple(findings)
+
+    def _lookup(self, d: str, pops: list[str],
+                values: dict[str, list[str]]) -> list[tuple[GeneDrugRule, str, tuple[str, ...]]]:
+        """Rules of ``d`` whose lookup key is one combination of ``values`` (per set of loci the rules use)."""
+        out: list[tuple[GeneDrugRule, str, tuple[str, ...]]] = []
+        for pop in pops:
+            slot = self._gd_index.get((d, pop), {})
+            for locset in self._locisets[(d, pop)]:
+                for combo in itertools.product(*[[(loc, v) for v in values[loc]] for loc in locset]):
+                    rule = slot.get(frozenset(combo))
+                    if rule is not None:
+                        out.append((rule, pop, locset))
+        return out
 
     def _guideline(self, d: str) -> str:
         rs = self.gene_drug.get(d)
