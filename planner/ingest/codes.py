@@ -77,6 +77,8 @@ class CodeTables:
     panels: frozenset[str]
     pgx: dict[str, Any]
     versions: dict[str, str]
+    pgx_codes: frozenset[str] = frozenset()  # Observation.code values that mark a PGx result
+    gene_studied_codes: frozenset[str] = frozenset()
 
     # ---- medications ----------------------------------------------------------------------------------
     def ingredient_for_code(self, code: str | None) -> Ingredient | None:
@@ -191,6 +193,8 @@ def _build(root: Path) -> CodeTables:
         panels=frozenset(str(p) for p in (qdoc.get("panels") or {})),
         pgx=pgx,
         versions=versions,
+        pgx_codes=frozenset(str(c) for key in ("genotype", "phenotype", "implication_codes") for c in pgx["loinc"][key]),
+        gene_studied_codes=frozenset(str(c) for c in pgx["loinc"]["gene_studied"]),
     )
 
 

@@ -7,6 +7,7 @@ is read as its first day. The calendar date is taken as written (no time-zone sh
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 
 from ..errors import FhirError
@@ -19,17 +20,25 @@ _FULL = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=8192)
+def _parse(value: str) -> dt.date | None:
+    m = _FULL.fullmatch(value)
+    if m is not None:
+        year, month, day = int(m.group(1)), int(m.group(2) or 1), int(m.group(3) or 1)
+        try:
+            if year >= 1:
+                return dt.date(year, month, day)
+        except ValueError:
+            pass
+    return None
+
+
 def parse_date(value: object, *, resource: str | None = None, field: str | None = None,
                file: str | None = None) -> dt.date:
     """Parse one FHIR date/dateTime; anything else is a :class:`FhirError` naming resource, field and value."""
     if isinstance(value, str):
-        m = _FULL.fullmatch(value)
-        if m is not None:
-            year, month, day = int(m.group(1)), int(m.group(2) or 1), int(m.group(3) or 1)
-            try:
-                if year >= 1:
-                    return dt.date(year, month, day)
-            except ValueError:
-                pass
+        d = _parse(value)
+        if d is not None:
+            return d
     raise FhirError("invalid date", file=file, resource=resource, field=field, value=value,
                     expected="a FHIR date or dateTime such as 2024-01-05 or 2024-01-05T10:00:00Z")

@@ -12,9 +12,8 @@ from msgspec import Raw, Struct
 
 __all__ = [
     "Coding", "CodeableConcept", "Quantity", "Reference", "Period", "Repeat", "Timing", "DoseAndRate", "Dosage",
-    "Component", "Meta", "Head", "Entry", "BundleHead", "Patient", "Condition", "Observation", "MedicationRequest",
-    "MedicationStatement", "Medication", "AllergyIntolerance", "Reaction", "Ingredient", "DispenseRequest",
-    "TYPES",
+    "Component", "Meta", "Head", "Entry", "BundleHead", "Resource", "FastEntry", "FastBundle", "Reaction", "Ingredient",
+    "DispenseRequest", "READ_TYPES",
 ]
 
 
@@ -105,20 +104,42 @@ class BundleHead(_S):
     entry: list[Entry] | None = None
 
 
-class Patient(_S):
+class Ingredient(_S):
+    itemCodeableConcept: CodeableConcept | None = None
+    itemReference: Reference | None = None
+
+
+class Reaction(_S):
+    manifestation: list[CodeableConcept] = []
+    substance: CodeableConcept | None = None
+    severity: str | None = None
+
+
+class DispenseRequest(_S):
+    validityPeriod: Period | None = None
+
+
+class Resource(_S):
+    """The fields planner reads from Patient, Condition, Observation, MedicationRequest, MedicationStatement,
+    Medication and AllergyIntolerance, in one struct (FHIR gives each name one type across these resources).
+
+    ``category`` is kept raw: it is a list of strings in AllergyIntolerance and of CodeableConcepts elsewhere.
+    """
+
     resourceType: str
     id: str | None = None
+    meta: Meta | None = None
+    status: str | None = None
+    intent: str | None = None
+    subject: Reference | None = None
+    patient: Reference | None = None
+    code: CodeableConcept | None = None
+    # Patient
     birthDate: str | None = None
     gender: str | None = None
     deceasedDateTime: str | None = None
     deceasedBoolean: bool | None = None
-
-
-class Condition(_S):
-    resourceType: str
-    id: str | None = None
-    subject: Reference | None = None
-    code: CodeableConcept | None = None
+    # Condition / AllergyIntolerance
     clinicalStatus: CodeableConcept | None = None
     verificationStatus: CodeableConcept | None = None
     onsetDateTime: str | None = None
@@ -126,15 +147,10 @@ class Condition(_S):
     abatementDateTime: str | None = None
     abatementPeriod: Period | None = None
     recordedDate: str | None = None
-
-
-class Observation(_S):
-    resourceType: str
-    id: str | None = None
-    meta: Meta | None = None
-    status: str | None = None
-    subject: Reference | None = None
-    code: CodeableConcept | None = None
+    category: Raw = Raw(b"")
+    criticality: str | None = None
+    reaction: list[Reaction] = []
+    # Observation
     effectiveDateTime: str | None = None
     effectivePeriod: Period | None = None
     effectiveInstant: str | None = None
@@ -146,80 +162,38 @@ class Observation(_S):
     valueBoolean: bool | None = None
     component: list[Component] = []
     derivedFrom: list[Reference] = []
-
-
-class DispenseRequest(_S):
-    validityPeriod: Period | None = None
-
-
-class MedicationRequest(_S):
-    resourceType: str
-    id: str | None = None
-    status: str | None = None
-    intent: str | None = None
-    subject: Reference | None = None
+    # MedicationRequest / MedicationStatement / Medication
     medicationCodeableConcept: CodeableConcept | None = None
     medicationReference: Reference | None = None
     authoredOn: str | None = None
     dosageInstruction: list[Dosage] = []
     dispenseRequest: DispenseRequest | None = None
-
-
-class MedicationStatement(_S):
-    resourceType: str
-    id: str | None = None
-    status: str | None = None
-    subject: Reference | None = None
-    medicationCodeableConcept: CodeableConcept | None = None
-    medicationReference: Reference | None = None
-    effectiveDateTime: str | None = None
-    effectivePeriod: Period | None = None
     dateAsserted: str | None = None
     dosage: list[Dosage] = []
-
-
-class Ingredient(_S):
-    itemCodeableConcept: CodeableConcept | None = None
-    itemReference: Reference | None = None
-
-
-class Medication(_S):
-    resourceType: str
-    id: str | None = None
-    code: CodeableConcept | None = None
     ingredient: list[Ingredient] = []
 
 
-class Reaction(_S):
-    manifestation: list[CodeableConcept] = []
-    substance: CodeableConcept | None = None
-    severity: str | None = None
+# Names for type hints: every resource planner reads is a Resource.
+Patient = Condition = Observation = MedicationRequest = MedicationStatement = Medication = AllergyIntolerance = Resource
 
 
-class AllergyIntolerance(_S):
-    resourceType: str
-    id: str | None = None
-    patient: Reference | None = None
-    code: CodeableConcept | None = None
-    category: list[str] = []
-    criticality: str | None = None
-    clinicalStatus: CodeableConcept | None = None
-    verificationStatus: CodeableConcept | None = None
-    recordedDate: str | None = None
-    onsetDateTime: str | None = None
-    reaction: list[Reaction] = []
+class FastEntry(_S):
+    fullUrl: str | None = None
+    resource: Resource | None = None
 
 
-TYPES: dict[str, type[Struct]] = {
-    "Patient": Patient,
-    "Condition": Condition,
-    "Observation": Observation,
-    "MedicationRequest": MedicationRequest,
-    "MedicationStatement": MedicationStatement,
-    "Medication": Medication,
-    "AllergyIntolerance": AllergyIntolerance,
-}
+class FastBundle(_S):
+    """A whole Bundle in one pass: every entry's resource decoded into :class:`Resource` (unknown fields skipped)."""
 
-DECODERS: dict[str, msgspec.json.Decoder] = {name: msgspec.json.Decoder(t) for name, t in TYPES.items()}
+    resourceType: str | None = None
+    type: str | None = None
+    entry: list[FastEntry] | None = None
+
+
+READ_TYPES = frozenset({"Patient", "Condition", "Observation", "MedicationRequest", "MedicationStatement",
+                        "Medication", "AllergyIntolerance"})
+RESOURCE_DECODER = msgspec.json.Decoder(Resource)
+FAST_BUNDLE_DECODER = msgspec.json.Decoder(FastBundle)
+CATEGORY_DECODER = msgspec.json.Decoder(list[str])
 HEAD_DECODER = msgspec.json.Decoder(Head)
 BUNDLE_DECODER = msgspec.json.Decoder(BundleHead)

@@ -33,6 +33,8 @@ log = logging.getLogger("planner.ingest")
 SNOMED = "http://snomed.info/sct"
 ICD10 = ("http://hl7.org/fhir/sid/icd-10-cm", "http://hl7.org/fhir/sid/icd-10")
 UCUM = "http://unitsofmeasure.org"
+_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+_LOINC_OR_NONE = frozenset({LOINC_SYSTEM, None})
 _SKIP_OBS_STATUS = frozenset({"entered-in-error", "cancelled"})
 _PERIOD_DAYS = {"s": 1 / 86400, "min": 1 / 1440, "h": 1 / 24, "d": 1.0, "wk": 7.0, "mo": 30.4375, "a": 365.25}
 _MASS_MG = {"mg": 1.0, "mcg": 0.001, "ug": 0.001, "µg": 0.001, "g": 1000.0}
@@ -199,7 +201,7 @@ def _medications(
     if cc is None and res.medicationReference is not None:
         ref = res.medicationReference.reference
         target = lookup(ref) if ref else None
-        if not isinstance(target, ft.Medication):
+        if target is None or target.resourceType != "Medication":
             raise FhirError("reference to a missing resource", file=file, resource=rref,
                             field="medicationReference.reference", value=ref,
                             expected="a Medication resource in the same input")
@@ -231,7 +233,7 @@ def _medications(
                    "the code was used", rref)
     else:
         ingredients = named
-    if isinstance(res, ft.MedicationRequest):
+    if res.resourceType == "MedicationRequest":
         start = ctx.date(res.authoredOn, rref=rref, field="authoredOn", file=file)
         vp = res.dispenseRequest.validityPeriod if res.dispenseRequest is not None else None
         end = ctx.date(vp.end, rref=rref, field="dispenseRequest.validityPeriod.end", file=file, event=False) if vp else None
@@ -314,9 +316,10 @@ def _measure(
                f"{q.plausible[0]:g}-{q.plausible[1]:g} {q.unit}; not used", rref)
         return
     converted = used != q.unit
+    # Built without re-validation: every field was checked above (date parsed, finite float, known unit/code).
     b.observations[q.name].append(Measurement(
         date=date, value=round(canonical, 6), unit=q.unit, loinc=q_code, source=rref,
-        original_value=value if converted else None, original_unit=used if converted else None))
+        original_value=float(value) if converted else None, original_unit=used if converted else None))
 
 
 def _observation(obs: ft.Observation, *, rref: str, file: str | None, ctx: _Context, lookup: Callable[[str], Any],
@@ -324,6 +327,17 @@ def _observation(obs: ft.Observation, *, rref: str, file: str | None, ctx: _Cont
     if obs.status in _SKIP_OBS_STATUS:
         return
     tables = ctx.tables
+    codes = [c.code for c in obs.code.coding if c.code and c.system in _LOINC_OR_NONE] if obs.code is not None else []
+    panel = known = None
+    for c in codes:
+        if panel is None and c in tables.panels:
+            panel = c
+        if known is None and c in tables.loinc_to_quantity:
+            known = c
+    pgx = panel is None and known is None and is_pgx_observation(obs, tables)
+    if panel is None and known is None and not pgx:
+        stats.unknown_loinc += 1  # not read: its fields are not checked either
+        return
     if obs.effectiveDateTime is not None:
         date = ctx.date(obs.effectiveDateTime, rref=rref, field="effectiveDateTime", file=file)
     elif obs.effectivePeriod is not None and obs.effectivePeriod.start is not None:
@@ -332,21 +346,15 @@ def _observation(obs: ft.Observation, *, rref: str, file: str | None, ctx: _Cont
         date = ctx.date(obs.effectiveInstant, rref=rref, field="effectiveInstant", file=file)
     else:
         date = ctx.date(obs.issued, rref=rref, field="issued", file=file)
-    if is_pgx_observation(obs, tables):
+    if pgx:
         def lookup_obs(ref: str) -> ft.Observation | None:
             target = lookup(ref)
-            return target if isinstance(target, ft.Observation) else None
+            return target if target is not None and target.resourceType == "Observation" else None
         found = pgx_from_observation(obs, ref=rref, date=date, tables=tables, lookup=lookup_obs,
                                      warn=lambda code, msg: b.warn(code, msg, rref))
         b.pgx.extend(found)
         if found and date is not None:
             b.dates.append(date)
-        return
-    codes = [c.code for c in (obs.code.coding if obs.code else []) if c.code and c.system in (LOINC_SYSTEM, None)]
-    panel = next((c for c in codes if c in tables.panels), None)
-    known = next((c for c in codes if c in tables.loinc_to_quantity), None)
-    if panel is None and known is None:
-        stats.unknown_loinc += 1
         return
     if date is None:
         b.warn("no-date", "observation without effective[x] or issued date; not used", rref)
@@ -357,8 +365,10 @@ def _observation(obs: ft.Observation, *, rref: str, file: str | None, ctx: _Cont
                  field="valueQuantity", file=file, ctx=ctx, b=b)
     if panel is not None:
         for i, comp in enumerate(obs.component):
-            ccodes = [c.code for c in (comp.code.coding if comp.code else []) if c.code and c.system in (LOINC_SYSTEM, None)]
-            ck = next((c for c in ccodes if c in tables.loinc_to_quantity), None)
+            ck = None
+            if comp.code is not None:
+                ck = next((c.code for c in comp.code.coding
+                           if c.system in _LOINC_OR_NONE and c.code in tables.loinc_to_quantity), None)
             if ck is None:
                 stats.unknown_loinc += 1
                 continue
@@ -410,6 +420,14 @@ def _allergy(a: ft.AllergyIntolerance, *, rref: str, file: str | None, ctx: _Con
     recorded = ctx.date(a.recordedDate, rref=rref, field="recordedDate", file=file)
     if recorded is not None:
         b.dates.append(recorded)
+    category: list[str] = []
+    if len(a.category):
+        try:
+            category = ft.CATEGORY_DECODER.decode(a.category)
+        except msgspec.ValidationError as exc:
+            msg, _ = explain_validation(exc)
+            raise FhirError(msg, file=file, resource=rref, field="category",
+                            expected="a list of codes: food, medication, environment, biologic") from None
     reactions: list[str] = []
     for r in a.reaction:
         for m in r.manifestation:
@@ -419,7 +437,7 @@ def _allergy(a: ft.AllergyIntolerance, *, rref: str, file: str | None, ctx: _Con
     b.allergies.append(Allergy(
         id=a.id, code=main.code if main else None, system=main.system if main else None,
         display=(main.display if main and main.display else a.code.text), rxcui=ing.rxcui if ing else None,
-        ingredient=ing.name if ing else None, category=tuple(a.category), criticality=a.criticality,
+        ingredient=ing.name if ing else None, category=tuple(category), criticality=a.criticality,
         clinical_status=_status(a.clinicalStatus), verification_status=_status(a.verificationStatus),
         reactions=tuple(reactions), recorded=recorded))
 
@@ -427,10 +445,11 @@ def _allergy(a: ft.AllergyIntolerance, *, rref: str, file: str | None, ctx: _Con
 # ---- the whole input ----------------------------------------------------------------------------------------------
 
 
-def _decode(raw: RawResource) -> Any:
-    dec = ft.DECODERS[raw.resource_type]
+def _decode(raw: RawResource) -> ft.Resource:
+    if raw.decoded is not None:
+        return raw.decoded
     try:
-        return dec.decode(raw.raw)
+        return ft.RESOURCE_DECODER.decode(raw.raw)
     except msgspec.ValidationError as exc:
         msg, path = explain_validation(exc)
         head = None
@@ -461,14 +480,14 @@ def build_records(
     decoded: list[tuple[RawResource, Any, str]] = []
     for raw in resources:
         stats.resources += 1
-        if raw.resource_type not in ft.DECODERS:
+        if raw.resource_type not in ft.READ_TYPES:
             stats.skipped_types[raw.resource_type] = stats.skipped_types.get(raw.resource_type, 0) + 1
             continue
         res = _decode(raw)
         stats.decoded += 1
         rid = res.id
         if rid is not None:
-            if not re.fullmatch(r"[A-Za-z0-9\-.]{1,64}", rid):
+            if _ID.fullmatch(rid) is None:
                 raise FhirError("invalid resource id", file=raw.file, resource=f"{raw.resource_type} ({raw.where})",
                                 field="id", value=rid,
                                 expected="1-64 characters of A-Z, a-z, 0-9, '-' and '.'")
@@ -512,7 +531,7 @@ def build_records(
             b = only
         else:
             target = lookup(subject.reference)
-            if not isinstance(target, ft.Patient):
+            if target is None or target.resourceType != "Patient":
                 raise FhirError("reference to a missing resource", file=raw.file, resource=rref, field=field,
                                 value=subject.reference, expected="a reference to a Patient in the same input")
             b = builders[id(target)]

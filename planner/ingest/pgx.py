@@ -43,13 +43,17 @@ def _codes(cc: CodeableConcept | None) -> list[str]:
 
 
 def is_pgx_observation(obs: Observation, tables: CodeTables) -> bool:
-    codes = set(_codes(obs.code))
-    pg = tables.pgx["loinc"]
-    if codes & (set(pg["genotype"]) | set(pg["phenotype"]) | set(pg["implication_codes"])):
-        return True
+    """A pharmacogenomic Observation: PGx code, Genomics Reporting profile, or a gene-studied component."""
+    if obs.code is not None:
+        for c in obs.code.coding:
+            if c.code in tables.pgx_codes:
+                return True
     if obs.meta is not None and any(("genomics-reporting" in p) for p in obs.meta.profile):
         return True
-    return any(set(_codes(c.code)) & set(pg["gene_studied"]) for c in obs.component)
+    for comp in obs.component:
+        if comp.code is not None and any(c.code in tables.gene_studied_codes for c in comp.code.coding):
+            return True
+    return False
 
 
 def _gene_of(obs: Observation, tables: CodeTables) -> str | None:

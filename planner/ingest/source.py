@@ -17,7 +17,7 @@ import msgspec
 import orjson
 
 from ..errors import FhirError, InputError
-from .fhir_types import BUNDLE_DECODER, HEAD_DECODER
+from .fhir_types import BUNDLE_DECODER, FAST_BUNDLE_DECODER, HEAD_DECODER, Resource
 
 __all__ = ["RawResource", "Source", "load_resources", "DEFAULT_MAX_BYTES", "BUNDLE_TYPES"]
 
@@ -26,7 +26,6 @@ BUNDLE_TYPES = frozenset({"collection", "transaction", "searchset", "batch", "do
                           "transaction-response", "batch-response", "history"})
 _SUFFIXES = (".json", ".ndjson", ".jsonl")
 _TYPE_AT_START = re.compile(rb'\s*\{\s*"resourceType"\s*:\s*"([A-Za-z]+)"')
-_MAX_DEPTH = 64  # FHIR resources nest far less deeply; deeper input is refused before decoding
 _MAX_NESTED_BUNDLES = 3
 
 Source = "str | bytes | bytearray | memoryview | os.PathLike[str] | dict[str, Any]"
@@ -37,10 +36,11 @@ class RawResource:
     """One resource as raw JSON, with its type and where it was found (file name, entry or line number)."""
 
     resource_type: str
-    raw: bytes | msgspec.Raw
-    where: str  # e.g. "bundle.json entry[3]" or "data.ndjson line 7"
+    raw: bytes | msgspec.Raw | None  # None when the fast path already decoded the resource
+    where: str  # e.g. "entry[3]" or "line 7"
     full_url: str | None = None
     file: str | None = None
+    decoded: Resource | None = None
 
 
 _JSON_TYPES = {"str": "a string", "float": "a number", "int": "an integer", "array": "a list", "object": "an object",
@@ -59,32 +59,6 @@ def explain_validation(exc: msgspec.ValidationError) -> tuple[str, str | None]:
         got = _JSON_TYPES.get(m.group(2), m.group(2))
         return f"{got} where {words} belongs", path
     return head, path
-
-
-def _check_depth(data: bytes, file: str) -> None:
-    """Refuse JSON nested deeper than FHIR ever needs (no RecursionError later). Cheap: bracket counting."""
-    if data.count(b"[") + data.count(b"{") < _MAX_DEPTH:
-        return
-    depth = 0
-    in_str = False
-    esc = False
-    # Only reached for inputs with many brackets; scans once. Strings are skipped so brackets in text don't count.
-    for b in data:
-        if in_str:
-            if esc:
-                esc = False
-            elif b == 0x5C:
-                esc = True
-            elif b == 0x22:
-                in_str = False
-        elif b == 0x22:
-            in_str = True
-        elif b == 0x7B or b == 0x5B:
-            depth += 1
-            if depth > _MAX_DEPTH:
-                raise InputError("JSON is nested too deeply", file=file, expected=f"at most {_MAX_DEPTH} levels")
-        elif b == 0x7D or b == 0x5D:
-            depth -= 1
 
 
 def _json_error(exc: Exception, data: bytes, file: str, line: int | None = None) -> InputError:
@@ -131,7 +105,24 @@ def _resource_type(raw: bytes | msgspec.Raw, where: str, file: str) -> tuple[str
     return h.resourceType, h.id
 
 
-def _from_document(data: bytes, file: str, depth: int = 0) -> Iterator[RawResource]:
+def _fast_bundle(data: bytes, file: str) -> list[RawResource] | None:
+    """The whole Bundle decoded in one pass, or None when it needs the careful path (errors, nesting, ...)."""
+    try:
+        bundle = FAST_BUNDLE_DECODER.decode(data)
+    except msgspec.ValidationError:
+        return None  # the careful path finds and names the problem
+    if bundle.type is not None and bundle.type not in BUNDLE_TYPES or not bundle.entry:
+        return None
+    out = []
+    for i, entry in enumerate(bundle.entry):
+        r = entry.resource
+        if r is None or r.resourceType == "Bundle":
+            return None
+        out.append(RawResource(r.resourceType, None, f"entry[{i}]", entry.fullUrl, file, r))
+    return out
+
+
+def _from_document(data: bytes, file: str, depth: int = 0, *, keep_raw: bool = False) -> Iterator[RawResource]:
     """Resources of one JSON document: a Bundle (entries, recursively) or a single resource."""
     stripped = data.lstrip()
     if not stripped:
@@ -144,11 +135,16 @@ def _from_document(data: bytes, file: str, depth: int = 0) -> Iterator[RawResour
     try:
         rtype, _ = _resource_type(data, "document", file)
     except RecursionError:
-        raise InputError("JSON is nested too deeply", file=file, expected=f"at most {_MAX_DEPTH} levels") from None
+        raise InputError("JSON is nested too deeply", file=file, expected="JSON nested at most about 1,000 levels deep (FHIR needs a few dozen)") from None
     if rtype != "Bundle":
         HEAD_DECODER.decode(data)  # syntax of the whole document (DecodeError -> caller: NDJSON or a clear error)
         yield RawResource(rtype, data, rtype, None, file)
         return
+    if not keep_raw:
+        fast = _fast_bundle(data, file)
+        if fast is not None:
+            yield from fast
+            return
     yield from _from_bundle(data, file, depth, prefix="")
 
 
@@ -159,7 +155,7 @@ def _from_bundle(data: bytes | msgspec.Raw, file: str, depth: int, prefix: str) 
         msg, path = explain_validation(exc)
         raise FhirError(msg, file=file, resource=f"Bundle{prefix}", field=path, expected="a FHIR Bundle") from None
     except RecursionError:
-        raise InputError("JSON is nested too deeply", file=file, expected=f"at most {_MAX_DEPTH} levels") from None
+        raise InputError("JSON is nested too deeply", file=file, expected="JSON nested at most about 1,000 levels deep (FHIR needs a few dozen)") from None
     btype = bundle.type
     if btype is not None and btype not in BUNDLE_TYPES:
         raise FhirError("unknown Bundle.type", file=file, resource=f"Bundle{prefix}", field="type", value=btype,
@@ -206,23 +202,22 @@ def _from_ndjson(data: bytes, file: str) -> Iterator[RawResource]:
         raise InputError("empty input", file=file, expected="a FHIR resource, Bundle or NDJSON")
 
 
-def _parse_bytes(data: bytes, file: str, *, ndjson_hint: bool = False) -> list[RawResource]:
+def _parse_bytes(data: bytes, file: str, *, ndjson_hint: bool = False, keep_raw: bool = False) -> list[RawResource]:
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     _check_utf8(data, file)
-    _check_depth(data, file)
     if not data.strip():
         raise InputError("empty input", file=file, expected="a FHIR resource, Bundle or NDJSON")
     if ndjson_hint and data.strip().count(b"\n") > 0:
         return list(_from_ndjson(data, file))
     try:
-        return list(_from_document(data, file))
+        return list(_from_document(data, file, keep_raw=keep_raw))
     except msgspec.DecodeError as exc:
         if "trailing characters" in str(exc) and b"\n" in data.strip():
             return list(_from_ndjson(data, file))
         raise _json_error(exc, data, file) from None
     except RecursionError:
-        raise InputError("JSON is nested too deeply", file=file, expected=f"at most {_MAX_DEPTH} levels") from None
+        raise InputError("JSON is nested too deeply", file=file, expected="JSON nested at most about 1,000 levels deep (FHIR needs a few dozen)") from None
 
 
 def _read_file(path: Path, max_bytes: int) -> bytes:
@@ -239,8 +234,11 @@ def _read_file(path: Path, max_bytes: int) -> bytes:
         raise InputError(f"cannot read file ({exc.strerror})", file=str(path)) from None
 
 
-def load_resources(source: Any, *, max_bytes: int = DEFAULT_MAX_BYTES) -> list[RawResource]:
-    """All resources in ``source`` (path to a file or folder, bytes, JSON text, or a dict), in input order."""
+def load_resources(source: Any, *, max_bytes: int = DEFAULT_MAX_BYTES, keep_raw: bool = False) -> list[RawResource]:
+    """All resources in ``source`` (path to a file or folder, bytes, JSON text, or a dict), in input order.
+
+    ``keep_raw`` keeps every resource's raw JSON (strict mode validates it); otherwise Bundles are decoded in one pass.
+    """
     if isinstance(source, dict):
         try:
             data = orjson.dumps(source)
@@ -249,13 +247,13 @@ def load_resources(source: Any, *, max_bytes: int = DEFAULT_MAX_BYTES) -> list[R
         if len(data) > max_bytes:
             raise InputError(f"input is {len(data):,} bytes, over the size limit", file="<dict>",
                              expected=f"at most {max_bytes:,} bytes")
-        return _parse_bytes(data, "<dict>")
+        return _parse_bytes(data, "<dict>", keep_raw=keep_raw)
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         if len(data) > max_bytes:
             raise InputError(f"input is {len(data):,} bytes, over the size limit", file="<bytes>",
                              expected=f"at most {max_bytes:,} bytes", hint="raise max_bytes if this is intended")
-        return _parse_bytes(data, "<bytes>")
+        return _parse_bytes(data, "<bytes>", keep_raw=keep_raw)
     if isinstance(source, str):
         head = source.lstrip()[:1]
         if head in ("{", "["):
@@ -263,7 +261,7 @@ def load_resources(source: Any, *, max_bytes: int = DEFAULT_MAX_BYTES) -> list[R
             if len(data) > max_bytes:
                 raise InputError(f"input is {len(data):,} bytes, over the size limit", file="<text>",
                                  expected=f"at most {max_bytes:,} bytes")
-            return _parse_bytes(data, "<text>")
+            return _parse_bytes(data, "<text>", keep_raw=keep_raw)
         if not source.strip():
             raise InputError("empty input", file="<text>", expected="a path, JSON text, bytes or a dict")
         source = Path(source)
@@ -281,10 +279,10 @@ def load_resources(source: Any, *, max_bytes: int = DEFAULT_MAX_BYTES) -> list[R
                 if total > max_bytes:
                     raise InputError(f"folder holds over {max_bytes:,} bytes", file=str(path),
                                      expected=f"at most {max_bytes:,} bytes in all")
-                out.extend(_parse_bytes(data, str(p), ndjson_hint=p.suffix.lower() in (".ndjson", ".jsonl")))
+                out.extend(_parse_bytes(data, str(p), ndjson_hint=p.suffix.lower() in (".ndjson", ".jsonl"), keep_raw=keep_raw))
             return out
         if not path.exists():
             raise InputError("no such file or folder", file=str(path))
         data = _read_file(path, max_bytes)
-        return _parse_bytes(data, str(path), ndjson_hint=path.suffix.lower() in (".ndjson", ".jsonl"))
+        return _parse_bytes(data, str(path), ndjson_hint=path.suffix.lower() in (".ndjson", ".jsonl"), keep_raw=keep_raw)
     raise InputError(f"unsupported input type {type(source).__name__}", expected="a path, bytes, JSON text or a dict")

@@ -1,0 +1,83 @@
+"""Ingest throughput: planner's fast path vs full fhir.resources R4B validation vs json.loads, same files, one run.
+
+Usage: ``python benchmarks/ingest.py [FOLDER ...] [--repeat N]``. Default input: the 26 shared Synthea bundles
+(``../shared/reference/synthea``) when that folder exists, else the bundles under ``fixtures/``.
+Prints bundles/s and MB/s for each method and the ratios the issue sets as targets (planner >= 20x full validation,
+planner no slower than json.loads). Each method reads bytes already in memory (no disk time), best of N repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from planner.ingest import read_records  # noqa: E402
+
+
+def _default_inputs() -> list[Path]:
+    shared = ROOT.parent / "shared" / "reference" / "synthea"
+    if shared.is_dir():
+        return sorted(shared.glob("*.json"))
+    return sorted((ROOT / "fixtures" / "synthea").glob("*.json"))
+
+
+def _time(fn: Callable[[bytes], object], blobs: list[bytes], repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        gc.collect()
+        t0 = time.perf_counter()
+        for b in blobs:
+            fn(b)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("paths", nargs="*", type=Path)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--full-repeat", type=int, default=1, help="repeats for the (slow) full validation")
+    args = ap.parse_args(argv)
+    files: list[Path] = []
+    for p in args.paths or _default_inputs():
+        files += sorted(p.glob("*.json")) if p.is_dir() else [p]
+    blobs = [f.read_bytes() for f in files]
+    mb = sum(len(b) for b in blobs) / 1e6
+    print(f"{len(blobs)} bundles, {mb:.1f} MB ({files[0].parent})")
+
+    import orjson
+    from fhir.resources.R4B.bundle import Bundle
+
+    read_records(blobs[0])  # load code tables once (not timed)
+    methods: dict[str, tuple[Callable[[bytes], object], int]] = {
+        "planner ingest": (lambda b: read_records(b), args.repeat),
+        "json.loads": (lambda b: json.loads(b), args.repeat),
+        "orjson.loads": (lambda b: orjson.loads(b), args.repeat),
+        "R4B Bundle validation": (lambda b: Bundle.model_validate_json(b), args.full_repeat),
+    }
+    # Round-robin, best of N: the methods see the same machine load (other processes come and go).
+    results: dict[str, float] = {name: float("inf") for name in methods}
+    for r in range(max(args.repeat, args.full_repeat)):
+        for name, (fn, rep) in methods.items():
+            if r < rep:
+                results[name] = min(results[name], _time(fn, blobs, 1))
+    print(f"{'method':<24}{'seconds':>10}{'bundles/s':>12}{'MB/s':>10}")
+    for name, sec in results.items():
+        print(f"{name:<24}{sec:>10.3f}{len(blobs) / sec:>12.1f}{mb / sec:>10.1f}")
+    full = results["R4B Bundle validation"] / results["planner ingest"]
+    vs_json = results["json.loads"] / results["planner ingest"]
+    print(f"planner vs full R4B validation: {full:.1f}x faster (target >= 20x) {'OK' if full >= 20 else 'MISSED'}")
+    print(f"planner vs json.loads: {vs_json:.2f}x (target >= 1.0, no slower) {'OK' if vs_json >= 1.0 else 'MISSED'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
