@@ -127,7 +127,7 @@ CASES: list[tuple[str, Any, dict[str, Any], type[PlannerError], list[str]]] = [
     ("number-overflow", mutate(_set(["valueQuantity", "value"], 1.5)).replace(b"1.5", b"1e999"), {}, FhirError,
      ["Observation/obs-1", "valueQuantity.value", "out of range"]),
     ("deeply-nested", b'{"resourceType": "Patient", "id": "p1", "extension": ' + b"[" * 5000 + b"]" * 5000 + b"}", {},
-     InputError, ["nested too deeply", "at most 64 levels"]),
+     InputError, ["nested too deeply", "at most about 1,000 levels"]),
     ("nested-bundles", mutate(_nested), {}, FhirError, ["Bundles nested too deeply"]),
     ("over-size-limit", mutate(lambda d: None), {"max_bytes": 100}, InputError, ["over the size limit", "at most 100 bytes"]),
     ("invalid-gender", mutate(_set(["gender"], "M", "Patient")), {}, FhirError,
