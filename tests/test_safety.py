@@ -369,3 +369,87 @@ def test_random_inputs_never_crash_and_untested_is_never_normal(rs, results, cur
                 assert value == "No Result", f
     out = apply_findings(Regimen.of(drugs), fs)
     assert out is None or set(out.ingredients) == seen
+
+
+# ---- later additions: several gene sets, score fallback, no-rule gap, caps, populations --------------------------
+def test_warfarin_gets_one_finding_per_gene(rs):
+    r = rec(pgx=[("CYP2C9", "*1/*3"), ("VKORC1", "rs9923231 reference (C)/rs9923231 variant (T)")])
+    gd = [f for f in rs.screen(r, reg(("warfarin", 5))) if f.kind == "gene-drug"]
+    assert sorted(f.genes for f in gd) == [("CYP2C9",), ("VKORC1",)]
+    assert all(f.action == "caution" for f in gd)
+    only = [f for f in rs.screen(rec(pgx=[("CYP2C9", "*1/*1")]), reg(("warfarin", 5)))]
+    assert [f.genes for f in only if f.kind == "data-gap"] == [("VKORC1",)]
+
+
+def test_activity_score_without_cpic_row_uses_its_phenotype(rs):
+    r = PatientRecord(patient_id="t", as_of=AS_OF, pgx=(PgxResult(gene="CYP2D6", activity_score=3.5,
+                                                                   source="pharmcat-tsv"),))
+    gd = [f for f in rs.screen(r, reg(("codeine", 60))) if f.kind == "gene-drug"][0]
+    assert gd.action == "exclude" and "same phenotype used" in gd.phenotype
+
+
+def test_tested_gene_without_matching_rule_is_a_data_gap(tmp_path):
+    from planner.manifest import main as pin
+
+    root = _copy_rules(tmp_path)
+    p = root / "pgx" / "gene_drug.csv"
+    p.write_text("".join(line for line in p.read_text().splitlines(keepends=True)
+                         if not (line.startswith("cpic.clopidogrel.") and "Poor Metabolizer,CVI ACS PCI" in line)))
+    pin([str(root)])
+    rs2 = RuleSet.load(root)
+    fs = rs2.screen(rec(pgx=[("CYP2C19", "*2/*2")], conds=["22298006"]), reg(("clopidogrel", 75)))
+    assert [f.rule_id for f in fs] == ["gap.pgx.no-rule"]
+    assert fs[0].action == "caution"
+
+
+def test_citalopram_age_cap(rs):
+    old = rec(birth=dt.date(1950, 1, 1))
+    f = [x for x in rs.screen(old, reg(("citalopram", 40))) if x.rule_id == "cond.citalopram-age-60"][0]
+    assert (f.action, f.adjusted_dose_mg_day) == ("adjust_dose", 20)
+    ok = [x for x in rs.screen(old, reg(("citalopram", 20))) if x.rule_id == "cond.citalopram-age-60"][0]
+    assert ok.action == "info"
+    assert apply_findings(reg(("citalopram", 40)), rs.screen(old, reg(("citalopram", 40)))).dose_of("citalopram") == 20
+
+
+def test_moderate_cyp2c9_inhibitor_steps_score_on_its_grid(rs):
+    r = rec(pgx=[("CYP2C9", "*1/*2")], meds=["fluconazole"])  # 1.5 x 0.5 = 0.75 -> 0.5 on CYP2C9's 0.5 grid
+    gd = [f for f in rs.screen(r, reg(("celecoxib", 200))) if f.kind == "gene-drug"][0]
+    assert gd.phenotype.startswith("CYP2C9=0.5 (phenoconverted by fluconazole)")
+    assert gd.action == "adjust_dose"
+
+
+def test_phenytoin_naive_vs_established(rs):
+    hla_pos = (PgxResult(gene="HLA-B", allele="*15:02", allele_status="positive", source="fhir-hla"),)
+    naive = PatientRecord(patient_id="t", as_of=AS_OF, pgx=hla_pos)
+    assert [f.action for f in rs.screen(naive, reg("phenytoin")) if f.kind == "gene-drug"] == ["exclude"]
+    established = naive.model_copy(update={"medications": (
+        Medication(ingredient="phenytoin", rxcui="0", start=AS_OF - dt.timedelta(days=400), status="active"),)})
+    fs = rs.check(established)
+    assert [f.action for f in fs if f.kind == "gene-drug"] == ["caution"]
+    recent = naive.model_copy(update={"medications": (
+        Medication(ingredient="phenytoin", rxcui="0", start=AS_OF - dt.timedelta(days=20), status="active"),)})
+    assert [f.action for f in rs.check(recent) if f.kind == "gene-drug"] == ["exclude"]
+
+
+def test_declared_population(rs):
+    r = PatientRecord(patient_id="t", as_of=AS_OF, pgx=(
+        PgxResult(gene="HLA-B", allele="*15:02", allele_status="negative", source="fhir-hla"),
+        PgxResult(gene="HLA-A", allele="*31:01", allele_status="positive", source="fhir-hla")))
+    assert [f.action for f in rs.screen(r, reg("carbamazepine")) if f.kind == "gene-drug"] == ["exclude"]
+    ctx = rs.prepare(r, populations=["CBZ-no alternatives"])
+    assert [f.action for f in rs.screen(ctx, reg("carbamazepine")) if f.kind == "gene-drug"] == ["caution"]
+    with pytest.raises(RuleError, match="unknown population"):
+        rs.prepare(r, populations=["nope"])
+
+
+def test_age_population(rs):
+    pm = [("CYP2C19", "*2/*2")]
+    adult = [f for f in rs.screen(rec(pgx=pm), reg("voriconazole")) if f.kind == "gene-drug"][0]
+    child = [f for f in rs.screen(rec(pgx=pm, birth=dt.date(2015, 1, 1)), reg("voriconazole"))
+             if f.kind == "gene-drug"][0]
+    assert "adults" in adult.message and "pediatrics" in child.message
+
+
+def test_two_serotonergic_antidepressants(rs):
+    assert ("drug-drug", "ddi.two-serotonergic-antidepressants") in kinds(
+        rs.screen(rec(meds=["amitriptyline"]), reg(("sertraline", 50))), "caution")

@@ -585,7 +585,8 @@ class RuleSet:
             block = cache.get(dkey)
             if block is None:
                 block = (self._gene_drug(ctx, d, dd.dose_mg_day, all_drugs, is_new)
-                         + self._drug_findings(ctx, d, is_new) + self._max_dose(d, dd.dose_mg_day))
+                         + [self._cap(f, dd.dose_mg_day) for f in self._drug_findings(ctx, d, is_new)]
+                         + self._max_dose(d, dd.dose_mg_day))
                 cache[dkey] = block
             out.extend(block)
         out.extend(self._pairs(ctx, regimen, ings, all_drugs))
@@ -847,6 +848,7 @@ class RuleSet:
                 rule_id=rule.id, rule_version=rule.version, kind="drug-condition", action=rule.action,
                 strength=rule.strength, message=_fit(rule.message.format(drug=d)), source=rule.source,
                 data_version=self.condition_data_version, drugs=(d,), target_drug=d,
+                max_dose_mg_day=rule.max_dose_mg_day,
             ))
         gap_done: set[str] = set()
         for rule, drugs in self.lab_rules:
@@ -878,6 +880,15 @@ class RuleSet:
             ))
         ctx.cache[key] = out
         return out
+
+    @staticmethod
+    def _cap(f: Finding, dose: float | None) -> Finding:
+        """A dose cap applied to the regimen's dose: adjusted when above it, ``info`` when within it."""
+        if f.action != "adjust_dose" or f.max_dose_mg_day is None or dose is None:
+            return f
+        if dose <= f.max_dose_mg_day:
+            return f.model_copy(update={"action": "info"})
+        return f.model_copy(update={"adjusted_dose_mg_day": f.max_dose_mg_day})
 
     def _max_dose(self, d: str, dose: float | None) -> list[Finding]:
         if dose is None or d not in self.max_dose:

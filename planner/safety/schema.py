@@ -72,11 +72,14 @@ class ConditionRule(_Rule):
     drugs: tuple[str, ...] = Field(min_length=1)
     condition: str | None = None
     min_age: float | None = None
+    max_dose_mg_day: float | None = Field(default=None, gt=0)  # adjust_dose: cap for this condition / age
 
     @model_validator(mode="after")
     def _when(self) -> "ConditionRule":
         if self.condition is None and self.min_age is None:
             raise ValueError("give condition or min_age")
+        if self.action == "adjust_dose" and self.max_dose_mg_day is None:
+            raise ValueError("adjust_dose needs max_dose_mg_day")
         return self
 
 
