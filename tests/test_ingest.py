@@ -230,3 +230,25 @@ def test_strict_mode_catches_what_fast_path_skips() -> None:
     read_record(doc)  # Claims are skipped unread on the fast path (this one lacks required fields)
     with pytest.raises(FhirError, match="Claim.*insurance"):
         read_record(doc, strict=True)
+
+
+def test_contained_medication_and_comparator() -> None:
+    from planner.testing import BundleBuilder
+
+    b = BundleBuilder()
+    b.add({"resourceType": "MedicationRequest", "id": "mr-c", "status": "active", "intent": "order",
+           "contained": [{"resourceType": "Medication", "id": "m1",
+                          "code": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                                               "code": "314076", "display": "lisinopril 10 MG Oral Tablet"}]}}],
+           "medicationReference": {"reference": "#m1"}, "subject": {"reference": "Patient/p1"},
+           "authoredOn": "2023-04-04",
+           "dosageInstruction": [{"timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
+                                  "doseAndRate": [{"doseQuantity": {"value": 2, "unit": "TAB"}}]}]})
+    b.add({"resourceType": "Observation", "id": "egfr-gt", "status": "final", "subject": {"reference": "Patient/p1"},
+           "code": {"coding": [{"system": "http://loinc.org", "code": "33914-3"}]}, "effectiveDateTime": "2023-04-04",
+           "valueQuantity": {"value": 90, "comparator": ">", "unit": "mL/min/{1.73_m2}"}})
+    r = b.record()
+    [m] = r.medications
+    assert (m.ingredient, m.rxcui, m.strength_mg, m.dose_mg_day) == ("lisinopril", "29046", 10, 20)
+    assert r.latest("egfr").value == 90
+    assert any(w.code == "value-with-comparator" and w.resource == "Observation/egfr-gt" for w in r.warnings)

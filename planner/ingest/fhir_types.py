@@ -171,6 +171,7 @@ class Resource(_S):
     dateAsserted: str | None = None
     dosage: list[Dosage] = []
     ingredient: list[Ingredient] = []
+    contained: list["Resource"] = []  # e.g. a Medication referenced as "#med1"
 
 
 # Names for type hints: every resource planner reads is a Resource.

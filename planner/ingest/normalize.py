@@ -200,7 +200,10 @@ def _medications(
     med_ingredients: list[Ingredient] = []
     if cc is None and res.medicationReference is not None:
         ref = res.medicationReference.reference
-        target = lookup(ref) if ref else None
+        if ref and ref.startswith("#"):
+            target = next((c for c in res.contained if c.id == ref[1:]), None)
+        else:
+            target = lookup(ref) if ref else None
         if target is None or target.resourceType != "Medication":
             raise FhirError("reference to a missing resource", file=file, resource=rref,
                             field="medicationReference.reference", value=ref,
@@ -289,6 +292,9 @@ def _measure(
         b.warn("no-value", f"{q.label} (LOINC {q_code}) has no numeric value", rref)
         return
     value = quantity.value
+    if quantity.comparator is not None:
+        b.warn("value-with-comparator", f"{q.label} (LOINC {q_code}) is '{quantity.comparator} {value:g}'; "
+               f"the bound {value:g} is used as the value", rref)
     if not math.isfinite(value):
         raise FhirError("value is not a finite number", file=file, resource=rref, field=f"{field}.value", value=value,
                         expected="a finite number")

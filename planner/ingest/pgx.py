@@ -18,7 +18,7 @@ import msgspec
 
 from ..errors import InputError
 from ..record import DataWarning, PatientRecord, PgxResult
-from .codes import LOINC_SYSTEM, CodeTables, code_tables
+from .codes import CodeTables, code_tables
 from .fhir_types import CodeableConcept, Observation
 
 __all__ = ["is_pgx_observation", "pgx_from_observation", "read_pharmcat", "attach_pgx", "pgx_conflicts"]

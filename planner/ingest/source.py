@@ -19,7 +19,7 @@ import orjson
 from ..errors import FhirError, InputError
 from .fhir_types import BUNDLE_DECODER, FAST_BUNDLE_DECODER, HEAD_DECODER, Resource
 
-__all__ = ["RawResource", "Source", "load_resources", "DEFAULT_MAX_BYTES", "BUNDLE_TYPES"]
+__all__ = ["RawResource", "load_resources", "DEFAULT_MAX_BYTES", "BUNDLE_TYPES"]
 
 DEFAULT_MAX_BYTES = 200_000_000
 BUNDLE_TYPES = frozenset({"collection", "transaction", "searchset", "batch", "document", "message",
@@ -28,7 +28,6 @@ _SUFFIXES = (".json", ".ndjson", ".jsonl")
 _TYPE_AT_START = re.compile(rb'\s*\{\s*"resourceType"\s*:\s*"([A-Za-z]+)"')
 _MAX_NESTED_BUNDLES = 3
 
-Source = "str | bytes | bytearray | memoryview | os.PathLike[str] | dict[str, Any]"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
