@@ -453,3 +453,10 @@ def test_age_population(rs):
 def test_two_serotonergic_antidepressants(rs):
     assert ("drug-drug", "ddi.two-serotonergic-antidepressants") in kinds(
         rs.screen(rec(meds=["amitriptyline"]), reg(("sertraline", 50))), "caution")
+
+
+def test_allergy_by_rxnorm_code(rs):
+    r = rec(allergies=[Allergy(code="70618", system="http://www.nlm.nih.gov/research/umls/rxnorm", display="Penicillin")])
+    assert apply_findings(reg("amoxicillin"), rs.screen(r, reg("amoxicillin"))) is None
+    food = rec(allergies=[Allergy(code="91935009", system=SNOMED, display="Allergy to peanuts", category=("food",))])
+    assert not any(f.kind == "drug-allergy" for f in rs.screen(food, reg("amoxicillin")))

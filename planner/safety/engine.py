@@ -446,8 +446,11 @@ class RuleSet:
             ing = (a.ingredient or self.rxcui_to_ingredient.get(a.rxcui or "", "") or "").lower() or None
             display = (a.display or "").lower()
             groups = set()
+            sys_l = (a.system or "").lower()
             for g, grp in self.allergy_groups.items():
-                if (a.code and a.code in grp.snomed) or (ing and ing in self.allergy_members[g]) \
+                coded = a.code is not None and (
+                    ("rxnorm" not in sys_l and a.code in grp.snomed) or ("snomed" not in sys_l and a.code in grp.rxnorm))
+                if coded or (a.rxcui and a.rxcui in grp.rxnorm) or (ing and ing in self.allergy_members[g]) \
                         or any(t in display for t in grp.terms):
                     groups.add(g)
             if ing is None and not groups:

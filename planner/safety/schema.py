@@ -103,10 +103,11 @@ class AllergyGroup(BaseModel):
 
     classes: tuple[str, ...] = ()
     snomed: tuple[str, ...] = ()
+    rxnorm: tuple[str, ...] = ()
     terms: tuple[str, ...] = ()
     cross: dict[str, ActionName] = Field(default_factory=dict)
 
-    @field_validator("snomed", mode="before")
+    @field_validator("snomed", "rxnorm", mode="before")
     @classmethod
     def _codes(cls, v: Any) -> Any:
         return tuple(str(x) for x in v) if isinstance(v, (list, tuple)) else v
