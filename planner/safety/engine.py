@@ -407,12 +407,12 @@ class RuleSet:
                     current[ing] = m  # keep the earliest start: how long the drug has been taken
         by_gene: dict[str, list] = {}
         for p in record.pgx:
-            by_gene.setdefault(p.gene, []).append(p)
+            by_gene.setdefault(p.gene.strip().upper(), []).append(p)
         genes = {g: self.knowledge.interpret(g, by_gene.get(g, ())) for g in self._gene_list}
-        for p in record.pgx:
-            if p.gene not in genes:
-                genes[p.gene] = GeneResult(gene=p.gene, status="indeterminate", phenotype=INDETERMINATE,
-                                           lookup=(INDETERMINATE,), note="gene not supported by planner rules")
+        for g in by_gene:
+            if g not in genes:
+                genes[g] = GeneResult(gene=g, status="indeterminate", phenotype=INDETERMINATE,
+                                      lookup=(INDETERMINATE,), note="gene not supported by planner rules")
         allergies = self._match_allergies(record)
         conds = self._match_conditions(record, on)
         labs: dict[tuple[str, int], float | None] = {}
