@@ -30,7 +30,7 @@ _MAX_NESTED_BUNDLES = 3
 
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class RawResource:
     """One resource as raw JSON, with its type and where it was found (file name, entry or line number)."""
 
@@ -78,6 +78,8 @@ def _json_error(exc: Exception, data: bytes, file: str, line: int | None = None)
 
 
 def _check_utf8(data: bytes, file: str) -> None:
+    if data.isascii():  # fast (no copy) and the common case; ASCII is valid UTF-8
+        return
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:
