@@ -33,6 +33,8 @@ def amap() -> ActionMap:
     ("Increase starting daily dose by 100%. Daily dose may be given in divided doses.", "omeprazole",
      "adjust_dose", 2.0, None),
     ("Initiate therapy with recommended starting dose.", "codeine", "info", None, None),
+    ("Initiate standard starting daily dose. For chronic therapy (>12 weeks) and efficacy achieved, consider 50% "
+     "reduction in daily dose and monitor for continued efficacy.", "omeprazole", "caution", None, None),
     ("No reason to avoid based on G6PD status", "dapsone", "info", None, None),
     ("There is no need to avoid prescribing of atazanavir based on UGT1A1 genetic test result.", "atazanavir",
      "info", None, None),
