@@ -219,12 +219,23 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("cpic_dir", type=Path)
     ap.add_argument("--rules", type=Path, default=None)
+    ap.add_argument("--check", action="store_true",
+                    help="compare with the committed rules instead of writing (exit 1 when they differ)")
     args = ap.parse_args(argv)
     root = rules_dir(args.rules)
     recs = read_csv(args.cpic_dir / "recommendations.csv")
     alleles = read_csv(args.cpic_dir / "allele_function.csv")
     amap = ActionMap.load(root)
     rows = build_gene_drug_rows(recs, amap)
+    if args.check:
+        committed = read_csv(root / "pgx" / "gene_drug.csv")
+        diff = [r["id"] for r, c in zip(rows, committed) if r != c]
+        if len(rows) != len(committed) or diff:
+            print(f"gene_drug.csv differs from CPIC ({len(rows)} generated, {len(committed)} committed; "
+                  f"first differing rule: {diff[0] if diff else '-'})")
+            return 1
+        print(f"gene_drug.csv matches CPIC ({len(rows)} rules)")
+        return 0
     dv = sorted({r["cpic_data_version"] for r in recs})
     write_csv(root / "pgx" / "gene_drug.csv", rows, GENE_DRUG_COLUMNS, [
         "id: pgx-gene-drug",
