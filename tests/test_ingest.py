@@ -252,3 +252,27 @@ def test_contained_medication_and_comparator() -> None:
     assert (m.ingredient, m.rxcui, m.strength_mg, m.dose_mg_day) == ("lisinopril", "29046", 10, 20)
     assert r.latest("egfr").value == 90
     assert any(w.code == "value-with-comparator" and w.resource == "Observation/egfr-gt" for w in r.warnings)
+
+
+def test_current_ig_implication_with_metabolizer_component() -> None:
+    from planner.testing import BundleBuilder
+
+    b = BundleBuilder()
+    b.add({"resourceType": "Observation", "id": "ti-1", "status": "final",
+           "meta": {"profile": ["http://hl7.org/fhir/uv/genomics-reporting/StructureDefinition/therapeutic-implication"]},
+           "code": {"coding": [{"system": "http://hl7.org/fhir/uv/genomics-reporting/CodeSystem/tbd-codes-cs",
+                                "code": "therapeutic-implication"}]},
+           "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2022-05-05",
+           "component": [
+               {"code": {"coding": [{"system": "http://loinc.org", "code": "53040-2"}]},
+                "valueCodeableConcept": {"coding": [{"system": "http://loinc.org", "code": "LA10315-2",
+                                                     "display": "Ultrarapid metabolizer"}]}},
+               {"code": {"coding": [{"system": "http://loinc.org", "code": "48018-6"}]},
+                "valueCodeableConcept": {"coding": [{"system": "http://www.genenames.org", "code": "HGNC:2625",
+                                                     "display": "CYP2D6"}]}},
+               {"code": {"coding": [{"system": "http://loinc.org", "code": "51963-7"}]},
+                "valueCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                                                     "code": "2670", "display": "codeine"}]}}]})
+    [p] = b.record().pgx
+    assert (p.gene, p.phenotype, p.source, p.source_ref) == ("CYP2D6", "Ultrarapid Metabolizer", "fhir-implication",
+                                                             "Observation/ti-1")

@@ -173,7 +173,9 @@ def pgx_from_observation(
         return []
     # ---- phenotype / therapeutic implication ----------------------------------------------------------------
     phen = _la(obs.valueCodeableConcept, pg["la_phenotype"])
-    source = "fhir-phenotype-stu1" if codes & set(pg["loinc"]["phenotype"]) else "fhir-implication"
+    profiles = obs.meta.profile if obs.meta is not None else []
+    implication = any("therapeutic-implication" in p for p in profiles) or bool(codes & set(pg["loinc"]["implication_codes"]))
+    source = "fhir-implication" if implication or not codes & set(pg["loinc"]["phenotype"]) else "fhir-phenotype-stu1"
     if phen is None:
         for comp in obs.component:
             phen = _la(comp.valueCodeableConcept, pg["la_phenotype"])
