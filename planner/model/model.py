@@ -14,8 +14,9 @@ with the largest prior effect, fixed so that the model stays smooth in its param
     rho        ~ Beta(rho_mean * conc, (1 - rho_mean) * conc)     # sub-additivity of added drugs
     sigma      ~ LogNormal(log noise_sd, noise_sd_log_sd)         # residual SD
     nu         ~ Gamma(2, 0.1)                                    # Student-t degrees of freedom (robust)
-    E(R, x) = sum_{k in R} rho**[k not the largest] * ( eff_d(k) * g_c(k)(r_k) + slope_c(k) * log2 r_k
-                                                        + sum_j gamma_c(k)j * (x_j - offset_c(k)j) )
+    ed50_c     = exp(log ed50_prior_c + 0.3 * e_c),  e_c ~ Normal(0, 1)   # emax classes
+    E(R, x) = sum_{k in R} rho**[k not the largest] * g_c(k)(r_k) * ( eff_d(k) + slope_c(k) * log2 r_k
+                                              + potency_d(k) * sum_j gamma_c(k)j * (x_j - offset_c(k)j) )
     for each episode i (new regimen R_i, regimen before the decision P_i; none in tabular studies):
         mu_i = b_i + alpha + beta . x_i + E(R_i, x_i) - E(P_i, x_i)   # b_i already carries E(P_i)
         y_i  ~ StudentT(nu, mu_i, sigma)                                # (tabular: standardized outcome)
@@ -40,7 +41,7 @@ import torch
 from .spec import Design, ModelSpec
 
 __all__ = [
-    "SITE_ALPHA", "SITE_BETA", "SITE_CLASS", "SITE_DRUG", "SITE_SLOPE", "SITE_TAU", "SITE_MOD", "SITE_RHO",
+    "SITE_ALPHA", "SITE_BETA", "SITE_CLASS", "SITE_DRUG", "SITE_SLOPE", "SITE_ED50", "SITE_TAU", "SITE_MOD", "SITE_RHO",
     "SITE_SIGMA", "SITE_NU", "SITE_OBS", "PLATE_OBS", "LATENT_SITES", "Batch", "Priors", "response_model",
     "derived", "priors_for",
 ]
@@ -50,6 +51,7 @@ SITE_BETA = "beta_z"
 SITE_CLASS = "class_z"
 SITE_DRUG = "drug_z"
 SITE_SLOPE = "slope_z"
+SITE_ED50 = "ed50_z"
 SITE_TAU = "interaction_scale"
 SITE_MOD = "interaction_z"
 SITE_RHO = "subadditivity"
@@ -57,10 +59,11 @@ SITE_SIGMA = "sigma"
 SITE_NU = "nu"
 SITE_OBS = "y"
 PLATE_OBS = "episodes"
-LATENT_SITES = (SITE_ALPHA, SITE_BETA, SITE_CLASS, SITE_DRUG, SITE_SLOPE, SITE_TAU, SITE_MOD, SITE_RHO,
+LATENT_SITES = (SITE_ALPHA, SITE_BETA, SITE_CLASS, SITE_DRUG, SITE_SLOPE, SITE_ED50, SITE_TAU, SITE_MOD, SITE_RHO,
                 SITE_SIGMA, SITE_NU)
 
 DTYPE = torch.float64
+ED50_LOG_SD = 0.3  # prior SD of log ed50 around the area's value (emax classes)
 
 
 class Batch(NamedTuple):
@@ -71,7 +74,7 @@ class Batch(NamedTuple):
     offset: torch.Tensor  # (n,) baseline on the model scale (0 without a baseline), standardized
     drug: torch.Tensor  # (n, K) long
     cls: torch.Tensor  # (n, K) long
-    g: torch.Tensor  # (n, K)
+    g: torch.Tensor  # (n, K) dose ratio r = dose / reference
     log2r: torch.Tensor  # (n, K)
     rank: torch.Tensor  # (n, K) 0 for the largest drug of a regimen, 1 for added ones
     mask: torch.Tensor  # (n, K) +1 new regimen, -1 current regimen (subtracted), 0 padding
@@ -104,6 +107,10 @@ class Priors:
         self.within_sd = t([spec.classes[d.class_index].within_sd for d in spec.drugs])
         self.potency = t([d.potency for d in spec.drugs])
         self.drug_class = torch.as_tensor([d.class_index for d in spec.drugs], dtype=torch.long)
+        kinds = {"none": 0, "log2": 0, "emax": 1, "linear": 2}
+        self.kind = torch.as_tensor([kinds[c.dose_kind] for c in spec.classes] + [0], dtype=torch.long)
+        self.ed50_log = t([math.log(c.ed50 if c.ed50 else 0.5) for c in spec.classes])
+        self.ed50_sd = ED50_LOG_SD
         self.slope_mean = t([c.per_doubling for c in spec.classes])
         self.slope_sd = t([c.per_doubling_sd for c in spec.classes])
         shape = (C, p)
@@ -134,6 +141,7 @@ class Priors:
             SITE_CLASS: std(self.C),
             SITE_DRUG: std(self.D),
             SITE_SLOPE: std(self.C),
+            SITE_ED50: std(self.C),
             SITE_MOD: std(self.C * self.p),
             SITE_SIGMA: dist.LogNormal(self.noise_loc * one, self.noise_scale * one),
             SITE_NU: dist.Gamma(2.0 * one, 0.1 * one),
@@ -161,26 +169,36 @@ def derived(pr: Priors, v: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor
     class_eff = pr.class_mean + pr.class_sd * v[SITE_CLASS]
     drug_eff = pr.potency * class_eff[..., pr.drug_class] + pr.within_sd * v[SITE_DRUG]
     slope = pr.slope_mean + pr.slope_sd * v[SITE_SLOPE]
+    ed50 = torch.exp(pr.ed50_log + pr.ed50_sd * v[SITE_ED50])
     t = v[SITE_MOD].reshape(batch + (pr.C, pr.p))
     tau = v[SITE_TAU][..., None, None] if SITE_TAU in v else torch.zeros((), dtype=DTYPE)
     gamma = pr.mod_mask * (pr.mod_given * (pr.mod_mean + pr.mod_sd * t) + (1 - pr.mod_given) * tau * t)
     gamma_off = (gamma * pr.mod_offset).sum(-1)
     rho = v[SITE_RHO] if SITE_RHO in v else torch.ones(batch, dtype=DTYPE)
-    return {"alpha": alpha, "beta": beta, "class_eff": class_eff, "drug_eff": drug_eff, "slope": slope,
+    return {"alpha": alpha, "beta": beta, "class_eff": class_eff, "drug_eff": drug_eff, "slope": slope, "ed50": ed50,
             "gamma": gamma, "gamma_off": gamma_off, "rho": rho, "sigma": v[SITE_SIGMA], "nu": v[SITE_NU]}
+
+
+def dose_curve(kind: torch.Tensor, ed50: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """g(r) by class kind: 0 none/log2 (1), 1 emax ((1 + ed50) r / (ed50 + r)), 2 linear (r)."""
+    emax = (1.0 + ed50) * r / (ed50 + r)
+    return torch.where(kind == 1, emax, torch.where(kind == 2, r, torch.ones_like(r)))
 
 
 def batch_mean(pr: Priors, par: Mapping[str, torch.Tensor], b: Batch) -> torch.Tensor:
     """Expected outcome (model scale, standardized) of each row under its own regimen, for one draw."""
     zero = torch.zeros(1, dtype=DTYPE)
-    eff = torch.cat([par["drug_eff"], zero])[b.drug] * b.g + torch.cat([par["slope"], zero])[b.cls] * b.log2r
+    g = dose_curve(pr.kind[b.cls], torch.cat([par["ed50"], torch.ones(1, dtype=DTYPE)])[b.cls], b.g)
+    pot = torch.cat([pr.potency, zero])[b.drug]
+    eff = torch.cat([par["drug_eff"], zero])[b.drug] + torch.cat([par["slope"], zero])[b.cls] * b.log2r
     if pr.p:
         m = b.x @ par["gamma"].T - par["gamma_off"]  # (n, C)
         m = torch.cat([m, torch.zeros(m.shape[0], 1, dtype=DTYPE)], dim=1)
-        eff = eff + torch.gather(m, 1, b.cls)
+        eff = eff + pot * torch.gather(m, 1, b.cls)
         prog = b.x @ par["beta"]
     else:
         prog = torch.zeros(b.n, dtype=DTYPE)
+    eff = eff * g
     w = b.mask * par["rho"] ** b.rank
     return b.offset + par["alpha"] + prog + (w * eff).sum(-1)
 

@@ -36,13 +36,14 @@ from ..areas import Area, load_area
 from ..errors import ConfigError, ModelError
 from ..record import Regimen
 from . import infer
-from .model import DTYPE, LATENT_SITES, Batch, Priors, derived
+from .model import DTYPE, LATENT_SITES, Batch, Priors, derived, dose_curve
 from .spec import ModelSpec, spec_from_area, spec_from_tabular
 
 __all__ = ["ResponseModel", "NotFittedError", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
 Kind = Literal["mean", "predictive"]
+_KIND = {"none": 0, "log2": 0, "emax": 1, "linear": 2}
 
 
 class NotFittedError(ModelError, _SkNotFitted):
@@ -437,21 +438,31 @@ class ResponseModel(BaseEstimator):
         x = torch.as_tensor(x_np, dtype=f32)
         off = torch.as_tensor(off_np, dtype=f32)
         C = spec.n_classes
-        dr = torch.as_tensor(design.drug)
-        cl = torch.as_tensor(design.cls)
-        g = torch.as_tensor(design.g, dtype=f32)
-        l2 = torch.as_tensor(design.log2r, dtype=f32)
-        w = torch.as_tensor(design.mask, dtype=f32) * rho[:, None, None] ** torch.as_tensor(design.rank, dtype=f32)
         zero = torch.zeros(Sn, 1, dtype=f32)
-        eff = torch.cat([drug_eff, zero], 1)[:, dr] * g + torch.cat([slope, zero], 1)[:, cl] * l2  # (S, R, K)
-        base = (w * eff).sum(-1)  # (S, R)
+        kind_t = torch.as_tensor(np.append([_KIND[c.dose_kind] for c in spec.classes], 0))
+        ed50 = torch.cat([par["ed50"][sl], torch.ones(Sn, 1, dtype=f32)], 1)  # (S, C+1)
+        deff = torch.cat([drug_eff, zero], 1)
+        slp = torch.cat([slope, zero], 1)
+        pot_all = torch.as_tensor(np.append([d.potency for d in spec.drugs], 0.0), dtype=f32)
+
+        def slots(dsg):
+            """(w * g, main effect, potency weights) of a design, per draw: (S, r, K) each."""
+            dr, cl = torch.as_tensor(dsg.drug), torch.as_tensor(dsg.cls)
+            r = torch.as_tensor(dsg.g, dtype=f32)
+            g = dose_curve(kind_t[cl], ed50[:, cl], r)  # (S, r, K)
+            w = torch.as_tensor(dsg.mask, dtype=f32) * rho[:, None, None] ** torch.as_tensor(dsg.rank, dtype=f32)
+            wg = w * g
+            main = deff[:, dr] + slp[:, cl] * torch.as_tensor(dsg.log2r, dtype=f32)
+            return wg, main, wg * pot_all[dr], cl
+
         with torch.no_grad():
-            mean = alpha[:, None] + base  # (S, R), rows added below
-            mean = mean[:, None, :] + off[None, :, None]
+            wg, main, wp, cl = slots(design)
+            base = (wg * main).sum(-1)  # (S, R)
+            mean = (alpha[:, None] + base)[:, None, :] + off[None, :, None]  # (S, n, R)
             if spec.n_features:
                 prog = beta @ x.T  # (S, n)
                 onehot = torch.nn.functional.one_hot(cl, C + 1)[..., :C].to(f32)  # (R, K, C)
-                W = torch.einsum("srk,rkc->scr", w, onehot)  # (S, C, R)
+                W = torch.einsum("srk,rkc->scr", wp, onehot)  # (S, C, R)
                 M = torch.matmul(x, gamma.transpose(1, 2)) - gamma_off[:, None, :]  # (S, n, C)
                 mean = mean + prog[:, :, None] + torch.bmm(M, W)
             if current is not None:
@@ -459,15 +470,12 @@ class ResponseModel(BaseEstimator):
                 if len(cur) != x.shape[0]:
                     raise ModelError("current and X differ in length", field="current", value=len(cur),
                                      expected=f"{x.shape[0]} (one per row) or a single Regimen")
-                dc = spec.encode(cur, field_name="current")
-                dcr, dcc = torch.as_tensor(dc.drug), torch.as_tensor(dc.cls)
-                ec = torch.cat([drug_eff, zero], 1)[:, dcr] * torch.as_tensor(dc.g, dtype=f32) \
-                    + torch.cat([slope, zero], 1)[:, dcc] * torch.as_tensor(dc.log2r, dtype=f32)  # (S, n, K)
+                wgc, mainc, wpc, clc = slots(spec.encode(cur, field_name="current"))  # (S, n, K)
+                ec = (wgc * mainc).sum(-1)
                 if spec.n_features:
                     Mp = torch.cat([M, torch.zeros(Sn, M.shape[1], 1, dtype=f32)], 2)
-                    ec = ec + torch.gather(Mp, 2, dcc[None].expand(Sn, -1, -1))
-                wc = torch.as_tensor(dc.mask, dtype=f32) * rho[:, None, None] ** torch.as_tensor(dc.rank, dtype=f32)
-                mean = mean - (wc * ec).sum(-1)[:, :, None]
+                    ec = ec + (wpc * torch.gather(Mp, 2, clc[None].expand(Sn, -1, -1))).sum(-1)
+                mean = mean - ec[:, :, None]
             gen = torch.Generator().manual_seed(self.seed if seed is None else int(seed))
             nu = par["nu"][sl].to(torch.float64)
             sigma = par["sigma"][sl]

@@ -6,8 +6,8 @@ informative priors on standardized scales), and saved with a fitted model as JSO
 Pyro; :mod:`planner.model.model` reads the arrays.
 
 Regimens are encoded as padded slot arrays of width ``max_drugs`` (see :class:`Design`): each slot holds a
-drug index, its class index, the dose-response factor ``g(dose / reference)`` and ``log2(dose / reference)``
-(for log-linear classes), and its rank for sub-additivity. Padding points at a dummy drug and class whose
+drug index, its class index, the dose ratio ``r = dose / reference`` and ``log2 r`` (for log-linear
+classes), and its rank for sub-additivity. Padding points at a dummy drug and class whose
 effects are zero.
 """
 
@@ -154,7 +154,7 @@ class ModelSpec:
         D, C = self.n_drugs, self.n_classes
         drug = np.full((n, K), D, dtype=np.int64)
         cls_ = np.full((n, K), C, dtype=np.int64)
-        g = np.zeros((n, K), dtype=np.float64)
+        g = np.ones((n, K), dtype=np.float64)
         l2 = np.zeros((n, K), dtype=np.float64)
         rank = np.zeros((n, K), dtype=np.float64)
         mask = np.zeros((n, K), dtype=np.float64)
@@ -204,7 +204,7 @@ class ModelSpec:
                 raise ModelError("dose must be a positive number of mg/day", field=f"{field_name}[{row}]",
                                  value=dose)
             r = 1.0 if (dose is None or d.reference_dose is None) else dose / d.reference_dose
-            out.append((di, d.class_index, dose_factor(c, r), math.log2(r) if c.dose_kind == "log2" else 0.0))
+            out.append((di, d.class_index, r, math.log2(r) if c.dose_kind == "log2" else 0.0))
         # sub-additivity order: larger prior effect first (fixed, so the model stays smooth in its parameters)
         out.sort(key=lambda t: (-self.prior_magnitude(t[0]), t[0]))
         return out
@@ -256,7 +256,7 @@ class Design:
 
     drug: np.ndarray
     cls: np.ndarray
-    g: np.ndarray
+    g: np.ndarray  # dose ratio r = dose / reference (1 on padding); the model applies the class's curve
     log2r: np.ndarray
     rank: np.ndarray
     mask: np.ndarray
@@ -333,7 +333,7 @@ def spec_from_area(area: Area, *, features: Sequence[str] | None = None, feat_lo
         classes=classes, drugs=drugs, features=list(features), feat_loc=[float(x) for x in feat_loc],
         feat_scale=[float(x) for x in feat_scale], scale=area.outcome.scale, area_id=area.id,
         area_version=area.version, baseline=baseline, noise_sd=noise, noise_sd_log_sd=0.5,
-        alpha_sd=2.0 * noise, beta_sd=noise, beta_mask=[1.0 if trained else 0.0] * p,
+        alpha_sd=noise, beta_sd=noise, beta_mask=[1.0 if trained else 0.0] * p,
         mod_mean=mod_mean.tolist(), mod_sd=mod_sd.tolist(), mod_given=given.tolist(), mod_offset=offset.tolist(),
         mod_mask=mask.tolist(), shrinkage=shrinkage * noise, rho_mean=comb.subadditivity, rho_conc=40.0,
         max_drugs=comb.max_drugs, max_per_class=comb.max_per_class,
