@@ -276,3 +276,18 @@ def test_current_ig_implication_with_metabolizer_component() -> None:
     [p] = b.record().pgx
     assert (p.gene, p.phenotype, p.source, p.source_ref) == ("CYP2D6", "Ultrarapid Metabolizer", "fhir-implication",
                                                              "Observation/ti-1")
+
+
+def test_medication_resource_with_ingredients_only() -> None:
+    from planner.testing import BundleBuilder
+
+    b = BundleBuilder()
+    b.add({"resourceType": "Medication", "id": "m-combo", "ingredient": [
+        {"itemCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "29046"}]}},
+        {"itemCodeableConcept": {"coding": [{"display": "hydrochlorothiazide"}]}}]})
+    b.add({"resourceType": "MedicationStatement", "id": "ms-combo", "status": "active",
+           "medicationReference": {"reference": "Medication/m-combo"}, "subject": {"reference": "Patient/p1"},
+           "effectiveDateTime": "2022-02-02"})
+    r = b.record()
+    assert [(m.ingredient, m.rxcui, m.start.isoformat()) for m in r.medications] == [
+        ("hydrochlorothiazide", "5487", "2022-02-02"), ("lisinopril", "29046", "2022-02-02")]

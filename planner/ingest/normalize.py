@@ -208,14 +208,14 @@ def _medications(
             raise FhirError("reference to a missing resource", file=file, resource=rref,
                             field="medicationReference.reference", value=ref,
                             expected="a Medication resource in the same input")
-        cc = target.code
+        cc = target.code if target.code is not None else ft.CodeableConcept()
         for ing in target.ingredient:
             for c in (ing.itemCodeableConcept.coding if ing.itemCodeableConcept else []):
                 found = tables.ingredient_for_code(c.code) if c.system in RXNORM_SYSTEMS else None
                 found = found or (tables.ingredients_in_text(c.display) or [None])[0]
                 if found and found not in med_ingredients:
                     med_ingredients.append(found)
-    if cc is None:
+    if cc is None or (not cc.coding and not cc.text and not med_ingredients):
         raise FhirError("no medication", file=file, resource=rref, field="medication[x]",
                         expected="medicationCodeableConcept or medicationReference")
     rx = _first_code(cc, RXNORM_SYSTEMS)
