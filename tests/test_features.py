@@ -137,7 +137,6 @@ def test_featurizer_sklearn_protocol_units_and_fill():
 
 
 def test_featurizer_in_a_pipeline_with_a_model():
-    from sklearn.compose import ColumnTransformer
     from sklearn.linear_model import LinearRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer

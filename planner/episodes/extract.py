@@ -117,7 +117,7 @@ def extract_episodes(record: PatientRecord, area: "Area | str", *, with_features
         if fu is None:
             dropped["no-follow-up"] += 1
             continue
-        feats: dict[str, Any] = features_at(record, area, ch.t0) if with_features else {}
+        feats: dict[str, Any] = features_at(record, area, ch.t0, intervals=intervals) if with_features else {}
         episodes.append(Episode(patient_id=record.patient_id, area=area.id, t0=ch.t0, regimen=ch.after,
                                 regimen_before=ch.before, baseline=base.value, baseline_date=base.date,
                                 followup=fu.value, followup_date=fu.date, features=feats))

@@ -61,8 +61,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import math
-from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -70,7 +68,7 @@ import pandas as pd
 
 from ..areas import Area, combine_effects, enumerate_regimens, load_area
 from ..errors import ConfigError
-from ..record import DrugDose, Regimen
+from ..record import Regimen
 from .population import load_pgx_population, sample_diplotypes
 from .truth import LATENT, TruthParams, draw_truth, drug_effects, expected_outcome
 
