@@ -9,6 +9,7 @@ is loaded once per :class:`Planner` and reused for every patient.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import os
@@ -69,12 +70,14 @@ class Planner:
         *,
         audit: str | os.PathLike[str] | AuditConfig | None = None,
         num_candidates: int = 60,
+        num_samples: int | None = None,
     ) -> "Planner":
         """Load rules and models once.
 
         ``model``: a folder written by ``planner fit`` (one area) or a folder of such folders (one per area);
         None: the literature-prior model of every area. ``rules``: a rules folder (default: packaged).
         ``audit``: a SQLite path (or :class:`AuditConfig`) to record every recommendation.
+        ``num_samples``: posterior draws per candidate (default: ``rules/ranking.yaml``).
         """
         from .model import RegimenGenerator, ResponseModel
         from .safety import RuleSet
@@ -108,12 +111,19 @@ class Planner:
         if audit is not None:
             cfg = audit if isinstance(audit, AuditConfig) else AuditConfig(path=Path(audit))
             audit_log = AuditLog(cfg)
+        ranking = RankingConfig.load(rules_path)
+        if num_samples is not None:
+            if num_samples < 100:
+                raise ConfigError("too few posterior draws", field="num_samples", value=num_samples,
+                                  expected="at least 100")
+            ranking = dataclasses.replace(ranking, num_samples=int(num_samples))
         return cls(ruleset=ruleset, rules_path=rules_path, models=models, generators=generators,
-                   ranking=RankingConfig.load(rules_path), model_dir=model_dir, audit=audit_log,
+                   ranking=ranking, model_dir=model_dir, audit=audit_log,
                    num_candidates=num_candidates)
 
     # ---- public API --------------------------------------------------------------------------------
-    def read(self, source: Source, *, as_of: dt.date | str | None = None) -> tuple[PatientRecord, str]:
+    @staticmethod
+    def read(source: Source, *, as_of: dt.date | str | None = None) -> tuple[PatientRecord, str]:
         """The record and a SHA-256 digest of the input (for the audit trail)."""
         from .ingest import read_record
 
@@ -152,10 +162,14 @@ class Planner:
 
     def recommend(
         self, source: Source, *, area: str | None = None, as_of: dt.date | str | None = None,
-        top: int = 5, seed: int = 0,
+        top: int = 5, seed: int = 0, input_digest: str | None = None,
     ) -> Recommendation:
-        """One recommendation: for ``area``, or for the patient's only area (error if none or several)."""
+        """One recommendation: for ``area``, or for the patient's only area (error if none or several).
+
+        ``input_digest``: SHA-256 of the original input for the audit trail, when ``source`` is a record the
+        caller already read with :meth:`read`."""
         record, digest = self.read(source, as_of=as_of)
+        digest = input_digest or digest
         if area is None:
             areas = self.areas_for(record)
             if len(areas) != 1:
@@ -171,9 +185,11 @@ class Planner:
 
     def recommend_all(
         self, source: Source, *, as_of: dt.date | str | None = None, top: int = 5, seed: int = 0,
+        input_digest: str | None = None,
     ) -> list[Recommendation]:
         """One recommendation per area the patient is in (empty list when none)."""
         record, digest = self.read(source, as_of=as_of)
+        digest = input_digest or digest
         return [self._recommend(record, a, top=top, seed=seed, digest=digest) for a in self.areas_for(record)]
 
     # ---- the pipeline --------------------------------------------------------------------------------
@@ -191,8 +207,15 @@ class Planner:
         generator = self.generators[area_id]
         on = record.as_of
         feats = features_at(record, area, on)
-        X = pd.DataFrame([feats])
         gaps: list[DataGap] = []
+        baseline_m = record.latest(area.outcome.quantity, within_days=area.outcome.baseline_window_days)
+        stale = record.latest(area.outcome.quantity) if baseline_m is None else None
+        baseline_name = next((f.name for f in area.features if f.kind == "baseline"), None)
+        if baseline_name and feats.get(baseline_name) is None and stale is not None:
+            # predictions start from the last known value, and the data gap says how old it is
+            feats = {**feats, baseline_name: stale.value}
+        X = pd.DataFrame([{k: (np.nan if v is None else v) for k, v in feats.items()}])
+        can_predict = baseline_name is None or feats.get(baseline_name) is not None
 
         # current regimen: the area's drugs active on the as-of date
         current, dose_gaps = _current_regimen(record, area)
@@ -206,7 +229,7 @@ class Planner:
         candidates = list(seen.values())
 
         # safety screen: excluded regimens listed with why; adjusted doses applied and re-screened
-        ctx = self.ruleset.prepare(record, on=on)
+        ctx = self.ruleset.prepare(record, on=on, area=area.id)
         current_ingredients = set(current.ingredients)
         kept: dict[str, tuple[Regimen, list[Finding], dict[str, str]]] = {}
         excluded: dict[str, ExcludedRegimen] = {}
@@ -231,25 +254,29 @@ class Planner:
         num_samples = self.ranking.num_samples
         screened = list(kept.values())
         plans = []
-        if screened:
+        target, target_label = _target(area, record)
+        if screened and can_predict:
             regs = [_fill_doses(r, area) for r, _, _ in screened]
-            mean = np.asarray(model.sample(X, regs, num_samples=num_samples, kind="mean", seed=seed))[:, 0, :]
-            pred = np.asarray(model.sample(X, regs, num_samples=num_samples, kind="predictive", seed=seed + 1))[:, 0, :]
+            cur = _fill_doses(current, area)
+            mean = np.asarray(model.sample(X, regs, num_samples=num_samples, kind="mean", seed=seed,
+                                           current=cur))[:, 0, :]
+            pred = np.asarray(model.sample(X, regs, num_samples=num_samples, kind="predictive", seed=seed + 1,
+                                           current=cur))[:, 0, :]
             if not (np.isfinite(mean).all() and np.isfinite(pred).all()):
                 raise ModelError("the model produced non-finite draws", field="model", value=getattr(model, "name", "?"))
-            baseline_m = record.latest(area.outcome.quantity, within_days=area.outcome.baseline_window_days)
-            target, target_label = _target(area, record)
             plans = rank_plans(
                 area=area, current=current, candidates=[r for r, _, _ in screened],
                 findings=[f for _, f, _ in screened], mean_draws=mean, pred_draws=pred,
                 baseline=None if baseline_m is None else baseline_m.value, target=target,
                 config=self.ranking, features=feats, adjusted_by=[a for _, _, a in screened],
             )[:top]
-        else:
-            target, target_label = _target(area, record)
-            baseline_m = record.latest(area.outcome.quantity, within_days=area.outcome.baseline_window_days)
 
         gaps += _data_gaps(record, area, self.ruleset, candidates, baseline_m is None)
+        if not can_predict:
+            gaps.append(DataGap(code="no-outcome", quantity=area.outcome.quantity,
+                                message=f"no {area.outcome.quantity} on record: outcomes cannot be predicted, "
+                                        "so no plan is ranked (excluded regimens are still listed)",
+                                suggestion=f"measure {area.outcome.quantity} (LOINC {area.outcome.loinc[0]})"))
         rec = Recommendation(
             patient_id=record.patient_id,
             area=area.id,
@@ -345,7 +372,8 @@ def _data_gaps(record: PatientRecord, area: Area, ruleset: Any, candidates: Sequ
         last = record.latest(o.quantity)
         when = f" (last {last.date})" if last else ""
         gaps.append(DataGap(code="no-recent-outcome", quantity=o.quantity,
-                            message=f"no {o.quantity} in the last {o.baseline_window_days} days{when}",
+                            message=f"no {o.quantity} in the last {o.baseline_window_days} days{when}"
+                                    + ("; predictions start from that value" if last else ""),
                             suggestion=f"measure {o.quantity} (LOINC {o.loinc[0]}) before acting on predictions"))
     for f in area.features:
         if f.kind == "quantity" and f.quantity and record.latest(f.quantity, within_days=f.lookback_days) is None:

@@ -58,19 +58,12 @@ class PlannerError(Exception):
         super().__init__(self._compose())
 
     def _compose(self) -> str:
-        where = " ".join(p for p in (self.file and f"{self.file}:", self.resource, self.field) if p)
-        parts: list[str] = []
-        if where:
-            parts.append(where)
+        loc = " ".join(p for p in (self.resource, self.field) if p)
         if self.value is not ...:
-            parts.append(_short(self.value))
-        head = " ".join(parts)
-        tail: list[str] = []
-        if self.detail:
-            tail.append(self.detail)
-        if self.expected:
-            tail.append(f"expected {self.expected}")
-        msg = head + (": " if head and tail else "") + "; ".join(tail)
+            loc = f"{loc} {_short(self.value)}" if loc else _short(self.value)
+        head = ": ".join(p for p in (self.file, loc) if p)
+        tail = "; ".join(p for p in (self.detail, self.expected and f"expected {self.expected}") if p)
+        msg = ": ".join(p for p in (head, tail) if p)
         if self.hint:
             msg += f" ({self.hint})"
         return msg or self.kind

@@ -31,11 +31,12 @@ def register(app: typer.Typer) -> None:
             from .errors import ConfigError
 
             raise ConfigError("unknown output format", field="--format", value=fmt, expected="table, json, fhir or html")
+        record, digest = Planner.read(bundle, as_of=as_of)  # bad input fails fast, before models load
         planner = Planner.load(model=model, rules=rules, audit=audit)
         if area:
-            recs = [planner.recommend(bundle, area=area, as_of=as_of, top=top, seed=seed)]
+            recs = [planner.recommend(record, area=area, top=top, seed=seed, input_digest=digest)]
         else:
-            recs = planner.recommend_all(bundle, as_of=as_of, top=top, seed=seed)
+            recs = planner.recommend_all(record, top=top, seed=seed, input_digest=digest)
             if not recs:
                 from .errors import ConfigError
 
