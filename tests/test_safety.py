@@ -460,3 +460,21 @@ def test_allergy_by_rxnorm_code(rs):
     assert apply_findings(reg("amoxicillin"), rs.screen(r, reg("amoxicillin"))) is None
     food = rec(allergies=[Allergy(code="91935009", system=SNOMED, display="Allergy to peanuts", category=("food",))])
     assert not any(f.kind == "drug-allergy" for f in rs.screen(food, reg("amoxicillin")))
+
+
+def test_invalid_gene_drug_row_names_file_rule_and_field(tmp_path):
+    from planner.cli import main
+    from planner.manifest import main as pin
+
+    root = _copy_rules(tmp_path)
+    p = root / "pgx" / "gene_drug.csv"
+    lines = p.read_text().splitlines(keepends=True)
+    i = next(k for k, line in enumerate(lines) if line.startswith("cpic.abacavir."))
+    rule_id = lines[i].split(",")[0]
+    lines[i] = lines[i].replace(",general,exclude,", ",general,forbid,").replace(",general,info,", ",general,forbid,")
+    p.write_text("".join(lines))
+    pin([str(root)])
+    with pytest.raises(RuleError) as err:
+        RuleSet.load(root)
+    assert "gene_drug.csv" in str(err.value) and rule_id in str(err.value) and "action" in str(err.value)
+    assert main(["rules", "validate", str(root)]) == 2
