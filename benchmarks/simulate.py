@@ -32,7 +32,7 @@ from planner.areas import load_area  # noqa: E402
 from planner.episodes import DROP_REASONS, episodes_frame  # noqa: E402
 from planner.ingest import read_records  # noqa: E402
 from planner.simulate import simulate_cohort  # noqa: E402
-from planner.simulate.check import compare_episodes  # noqa: E402
+from planner.simulate.check import compare_episodes, feature_columns  # noqa: E402
 
 AREAS = ("t2d", "lipids", "hypertension", "depression")
 
@@ -48,7 +48,7 @@ def acceptance(n: int, seed: int) -> bool:
             cohort.write_fhir(tmp)
             records = read_records(os.path.join(tmp, "fhir"))
             frame, counts = episodes_frame(records, area)
-            m = compare_episodes(cohort.decisions, frame, counts, features=tuple(f.name for f in area.features))
+            m = compare_episodes(cohort.decisions, frame, counts, features=feature_columns(area))
             dt = time.perf_counter() - t
         ok = m.ok and not any(m.feature_mismatches.values())
         ok_all &= ok

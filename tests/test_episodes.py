@@ -22,7 +22,7 @@ from planner.episodes import (
 from planner.ingest import read_records
 from planner.record import Measurement, Medication, PatientRecord
 from planner.simulate import simulate_cohort
-from planner.simulate.check import compare_episodes
+from planner.simulate.check import compare_episodes, feature_columns
 from planner.testing import BundleBuilder
 
 D = dt.date
@@ -183,8 +183,9 @@ def test_acceptance_simulated_bundles_match_the_simulator(tmp_path, area):
     records = read_records(str(tmp_path / "fhir"))
     assert len(records) == 150
     frame, counts = episodes_frame(records, area)
-    feats = tuple(f.name for f in cohort.area.features)
+    feats = feature_columns(cohort.area)
     match = compare_episodes(cohort.decisions, frame, counts, features=feats)
+    assert set(match.feature_mismatches) == set(feats)
     assert match.ok, match.summary()
     assert match.simulated > 150
     assert not any(match.feature_mismatches.values()), match.feature_mismatches

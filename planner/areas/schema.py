@@ -199,6 +199,8 @@ class SimCondition(_M):
     display: str
     prevalence: float = Field(ge=0, le=1)
     incident_share: float = Field(default=0.2, ge=0, le=1)  # share diagnosed during follow-up
+    # prevalence instead, when a simulated quantity at index is below a threshold: {quantity: [below, prevalence]}
+    prevalence_below: dict[str, tuple[float, float]] = Field(default_factory=dict)
 
 
 class Simulation(_M):
@@ -207,6 +209,8 @@ class Simulation(_M):
     condition: tuple[str, str]  # (SNOMED code, display) of the area condition written for every patient
     untreated_mean: float  # model scale, untreated level at index
     untreated_sd: float = Field(gt=0)
+    # correlations: untreated level += slope * (value - mean) for a simulated quantity or "age" (model scale)
+    untreated_slopes: dict[str, float] = Field(default_factory=dict)
     drift_per_year: float = 0.0  # model scale
     drift_sd: float = Field(default=0.0, ge=0)
     age: tuple[float, float, float, float]  # mean, sd, min, max (years)
@@ -295,9 +299,16 @@ class Area(_M):
                 for t in ch.terms:
                     if t.feature not in feats:
                         raise ValueError(f"simulation.class_choice {ch.id!r} term on unknown feature {t.feature!r}")
+            simq = {q.quantity for q in self.simulation.quantities}
             for sc in self.simulation.conditions:
                 if sc.feature not in feats:
                     raise ValueError(f"simulation.conditions names unknown feature {sc.feature!r}")
+                for q in sc.prevalence_below:
+                    if q not in simq:
+                        raise ValueError(f"simulation.conditions {sc.feature!r}: {q!r} is not a simulated quantity")
+            for q in self.simulation.untreated_slopes:
+                if q not in simq and q != "age":
+                    raise ValueError(f"simulation.untreated_slopes: {q!r} is not a simulated quantity or age")
         return self
 
     # ---- lookups -------------------------------------------------------------------------------------

@@ -9,7 +9,12 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-__all__ = ["EpisodeMatch", "compare_episodes"]
+__all__ = ["EpisodeMatch", "compare_episodes", "feature_columns"]
+
+
+def feature_columns(area) -> tuple[str, ...]:  # noqa: ANN001 - Area
+    """The feature columns both frames carry: the area features and the current-regimen columns."""
+    return tuple(f.name for f in area.features) + tuple(f"cur_{c}" for c in area.class_ids) + ("cur_n_drugs",)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,6 +6,8 @@ Generative story (per area file ``simulation`` block, seed ``s``; every patient 
     age_i ~ N(mean, sd) clipped; female_i ~ Bernoulli(female_share); index date ~ U(2014-01-01, +5 y)
     quantity q (bmi, egfr, ...): base ~ N(mean + age_slope (age - 60), sd), drifts per_year, clipped
     comorbidity k ~ Bernoulli(prevalence), onset before index or (incident_share) during follow-up
+    untreated level correlates with quantities/age (untreated_slopes); comorbidities with quantities
+        (prevalence_below, e.g. CKD more likely when eGFR < 60)
     genotype panel ~ Bernoulli(tested_share), dated; alleles ~ population frequencies (Hardy-Weinberg);
         biology uses every patient's true phenotype, the record only shows tested ones
     drug allergy ~ Bernoulli(drug_allergy_share): one formulary drug (clinicians never prescribe it)
@@ -45,7 +47,9 @@ drop_reason             None | no-baseline | overlapping-change | no-follow-up (
 next_t0                 date of the next change (NaT if none)
 target                  the patient's target at t0 (area target rules)
 <feature>               each area feature as the record shows it at t0 (NaN when not measured in its
-                        lookback; pgx features: CPIC phenotype or "not tested")
+                        lookback; pgx features: CPIC phenotype or "not tested"); equal to what
+                        planner.features.features_at gives on the ingested record
+cur_<class>, cur_n_drugs  the current regimen (regimen_before): dose / reference dose per class, count
 true_<feature>          the noise-free value the truth uses (true_baseline: expected outcome at t0 under
                         regimen_before; true_<pgx>: the true phenotype, tested or not)
 latent_untreated        expected outcome at t0+followup_days with no drug (outcome units)
@@ -111,6 +115,11 @@ class SimCohort:
     decisions: pd.DataFrame
     patients: pd.DataFrame
     logs: _Logs
+
+    @property
+    def episodes(self) -> pd.DataFrame:
+        """The decisions the episode rules keep (``decisions[decisions.episode]``)."""
+        return self.decisions[self.decisions["episode"]]
 
     def expected_outcome(self, regimens: "list[Regimen]", rows: pd.DataFrame | None = None) -> np.ndarray:
         """TRUE expected follow-up of each regimen for each decision row (n_rows, n_regimens)."""
@@ -189,14 +198,21 @@ class _Sim:
         self.index_day = rng.integers(0, 5 * 365, n)  # days since _EPOCH
         self.birth_offset = np.round(self.age0 * _DAYS_PER_YEAR).astype(int)  # days before index
         self.horizon = np.round(rng.uniform(*sim.followup_years, n) * 365).astype(int)
-        self.u0 = rng.normal(sim.untreated_mean, sim.untreated_sd, n)
+        self.u0 = rng.normal(sim.untreated_mean, sim.untreated_sd, n)  # correlations added below
         self.drift = rng.normal(sim.drift_per_year, sim.drift_sd, n) if sim.drift_sd > 0 else np.full(n, sim.drift_per_year)
         self.qbase = {}
         for q in sim.quantities:
             self.qbase[q.quantity] = np.clip(rng.normal(q.mean + q.age_slope * (self.age0 - 60), q.sd, n), q.low, q.high)
+        qmean = {q.quantity: q.mean for q in sim.quantities}
+        for q, slope in sim.untreated_slopes.items():
+            x = self.age0 - a_mean if q == "age" else self.qbase[q] - qmean[q]
+            self.u0 = self.u0 + slope * x
         self.cond_onset = {}
         for c in sim.conditions:
-            has = rng.random(n) < c.prevalence
+            prev = np.full(n, c.prevalence)
+            for q, (below, p_below) in c.prevalence_below.items():
+                prev = np.where(self.qbase[q] < below, p_below, prev)
+            has = rng.random(n) < prev
             incident = rng.random(n) < c.incident_share
             onset = np.where(incident, rng.integers(30, np.maximum(self.horizon, 31)),
                              -rng.integers(30, 3650, n)).astype(float)

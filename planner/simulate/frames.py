@@ -168,6 +168,8 @@ def build_outputs(sim: "_Sim", obs_log: dict[str, list[tuple[np.ndarray, np.ndar
             frame[f.name] = (t0 - birth).astype(int) / 365.25
         elif f.kind == "sex":
             frame[f.name] = sim.female[pid].astype(float)
+        elif f.kind == "baseline" and f.name == "baseline" and f.lookback_days >= out.baseline_window_days:
+            continue  # the episode baseline column above is this feature
         elif f.kind in ("quantity", "baseline"):
             q = f.quantity or ""
             if q in obs:
@@ -186,6 +188,18 @@ def build_outputs(sim: "_Sim", obs_log: dict[str, list[tuple[np.ndarray, np.ndar
             else:
                 known = sim.tested[pid] & (sim.test_day[pid] <= day)
                 frame[f.name] = np.where(known, ph[pid], "not tested").astype(object)
+    # the current regimen as the featurizer gives it (dose / reference dose per class, number of drugs)
+    if m:
+        ref = np.array([e.reference_dose for e in area.formulary])
+        for c, cid in enumerate(sim.classes):
+            dj, lv = D["drug_before"][:, c], D["lvl_before"][:, c]
+            dose = np.array([sim.levels[j][k] if j >= 0 else 0.0 for j, k in zip(dj, lv)])
+            frame[f"cur_{cid}"] = np.where(dj >= 0, dose / ref[np.maximum(dj, 0)], 0.0)
+        frame["cur_n_drugs"] = (D["drug_before"] >= 0).sum(axis=1).astype(float)
+    else:
+        for cid in sim.classes:
+            frame[f"cur_{cid}"] = np.zeros(0)
+        frame["cur_n_drugs"] = np.zeros(0)
     for k, v in true_vals.items():
         frame["true_" + k] = v
     for f in area.features:
