@@ -206,11 +206,7 @@ class RegimenGenerator(BaseEstimator):
     def _design(self, X: pd.DataFrame, currents: Sequence[Key]) -> np.ndarray:
         st = self._struct()
         names = list(self.feature_names_in_)
-        missing = [c for c in names if c not in X.columns]
-        if missing:
-            raise ModelError("missing feature column", field="X", value=missing[0],
-                             expected="columns " + ", ".join(names))
-        raw = X[names].to_numpy(dtype=np.float64, na_value=np.nan) if names else np.zeros((len(X), 0))
+        raw = self._raw(X, names, getattr(self, "categories_", {}))
         raw = np.where(np.isfinite(raw), raw, self.feat_loc_)
         z = (raw - self.feat_loc_) / self.feat_scale_
         C = len(st["classes"])
@@ -220,6 +216,14 @@ class RegimenGenerator(BaseEstimator):
                 reg[i, st["cls"][d]] = 1.0
             reg[i, C] = len(key)
         return np.hstack([z, reg])
+
+    @staticmethod
+    def _raw(X: pd.DataFrame, names: list[str], cats: dict[str, list[str]]) -> np.ndarray:
+        from .response import ResponseModel
+        from .spec import ModelSpec
+
+        probe = ModelSpec(classes=[], drugs=[], features=names, feat_loc=[], feat_scale=[], categories=cats)
+        return ResponseModel._raw_features(probe, X, lenient=False)
 
     def _kind_probs(self, X: pd.DataFrame | None, currents: Sequence[Key]) -> np.ndarray:
         """P(kind) per row, (n, len(MOVE_KINDS)), before restriction to available kinds."""
@@ -287,14 +291,11 @@ class RegimenGenerator(BaseEstimator):
                              value=(n, len(current_regimens), len(chosen_regimens)), expected="equal lengths")
         if n == 0:
             raise ModelError("no decisions to fit", field="X", value=0, expected="at least one row")
-        cols = []
-        for c in X.columns:
-            if pd.api.types.is_numeric_dtype(X[c]) or pd.api.types.is_bool_dtype(X[c]):
-                cols.append(str(c))
-            else:
-                raise ModelError("feature column is not numeric", field=f"X[{c!r}]", value=str(X[c].dtype),
-                                 expected="numbers or booleans")
-        raw = X[cols].to_numpy(dtype=np.float64, na_value=np.nan) if cols else np.zeros((n, 0))
+        from .response import ResponseModel  # the same column handling as the response model
+
+        cols, cats = ResponseModel()._feature_columns(X, None)
+        self.categories_ = cats
+        raw = self._raw(X, cols, cats)
         loc = np.nan_to_num(np.nanmean(raw, axis=0)) if cols else np.zeros(0)
         sd = np.nan_to_num(np.nanstd(raw, axis=0), nan=1.0) if cols else np.zeros(0)
         self.feature_names_in_ = np.array(cols, dtype=object)
@@ -404,7 +405,8 @@ class RegimenGenerator(BaseEstimator):
         if self._is_fitted():
             lr = self.kind_model_
             state.update({
-                "feature_names_in": list(self.feature_names_in_), "feat_loc": self.feat_loc_.tolist(),
+                "feature_names_in": list(self.feature_names_in_), "categories": self.categories_,
+                "feat_loc": self.feat_loc_.tolist(),
                 "feat_scale": self.feat_scale_.tolist(), "drug_weights": self.drug_weights_.tolist(),
                 "level_weights": self.level_weights_.tolist(), "kind_counts": self.kind_counts_,
                 "n_decisions": self.n_decisions_,
@@ -433,6 +435,7 @@ class RegimenGenerator(BaseEstimator):
         if state.get("fitted"):
             g.feature_names_in_ = np.array(state["feature_names_in"], dtype=object)
             g.n_features_in_ = len(g.feature_names_in_)
+            g.categories_ = state.get("categories", {})
             g.feat_loc_ = np.array(state["feat_loc"], dtype=np.float64)
             g.feat_scale_ = np.array(state["feat_scale"], dtype=np.float64)
             g.drug_weights_ = np.array(state["drug_weights"])

@@ -124,6 +124,13 @@ class ResponseModel(BaseEstimator):
             return self.area
         return load_area(str(self.area), self.rules)
 
+    @property
+    def name(self) -> str:
+        """A short label for provenance: ``<area>-<method>`` or ``<area>-prior``."""
+        area = self._area()
+        label = area.id if area is not None else "tabular"
+        return f"{label}-{getattr(self, 'method_', 'prior')}"
+
     # ---- state ---------------------------------------------------------------------------------------
     @property
     def is_fitted(self) -> bool:
@@ -343,6 +350,7 @@ class ResponseModel(BaseEstimator):
                                 num_steps=self.num_steps, batch_size=self.batch_size,
                                 learning_rate=self.learning_rate, num_draws=self.num_draws, progress=progress)
         self.draws_ = res.draws
+        self.area_ = area
         self.method_ = self.method
         self.loss_ = res.losses
         self.fit_seconds_ = res.seconds
@@ -532,7 +540,7 @@ class ResponseModel(BaseEstimator):
 
     # ---- persistence ---------------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
-        """Write ``model.json`` (options, spec, metadata) and ``draws.npz`` (posterior draws) to a folder."""
+        """Write ``meta.json`` (options, spec, metadata) and ``draws.npz`` (posterior draws) to a folder."""
         spec, draws = self._state()
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
@@ -560,7 +568,7 @@ class ResponseModel(BaseEstimator):
             "diagnostics": getattr(self, "diagnostics_", None),
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        (d / "model.json").write_text(json.dumps(meta, indent=2, default=_json_default), encoding="utf-8")
+        (d / "meta.json").write_text(json.dumps(meta, indent=2, default=_json_default), encoding="utf-8")
         np.savez_compressed(d / "draws.npz", **{k: v.numpy() for k, v in draws.items()})
         return d
 
@@ -568,13 +576,13 @@ class ResponseModel(BaseEstimator):
     def load(cls, directory: str | Path, *, rules: str | None = None) -> "ResponseModel":
         """Load a model written by :meth:`save`."""
         d = Path(directory)
-        mj, dz = d / "model.json", d / "draws.npz"
+        mj, dz = d / "meta.json", d / "draws.npz"
         if not mj.is_file() or not dz.is_file():
-            raise ModelError("not a saved model folder", file=str(d), expected="model.json and draws.npz")
+            raise ModelError("not a saved model folder", file=str(d), expected="meta.json and draws.npz")
         try:
             meta = json.loads(mj.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ModelError(f"unreadable model.json: {exc}", file=str(mj)) from None
+            raise ModelError(f"unreadable meta.json: {exc}", file=str(mj)) from None
         if meta.get("format") != "planner.model.ResponseModel":
             raise ModelError("not a ResponseModel file", file=str(mj), field="format", value=meta.get("format"))
         if int(meta.get("format_version", 0)) > FORMAT_VERSION:
@@ -598,6 +606,7 @@ class ResponseModel(BaseEstimator):
                           f"rules now have {area.version}", stacklevel=2)
         model.spec_ = spec
         model.draws_ = draws
+        model.area_ = area
         model.method_ = meta.get("method") or "prior"
         model.training_summary_ = meta.get("training")
         model.diagnostics_ = meta.get("diagnostics") or {}

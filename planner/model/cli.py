@@ -1,0 +1,106 @@
+"""``planner fit``: learn the response model and the regimen generator of one area from a FHIR cohort."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+from ..errors import ConfigError
+
+__all__ = ["register", "fit_cohort"]
+
+
+def fit_cohort(source: Path, area_id: str, out: Path, *, method: str = "svi", seed: int = 0,
+               rules: str | None = None, progress: bool = True, steps: int | None = None) -> dict:
+    """Read bundles, extract episodes, fit both models, save them to ``out`` (``meta.json``, ``draws.npz``,
+    ``generator/``), and return a summary (counts, loss, times; no identifiers)."""
+    import pandas as pd
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..areas import load_area
+    from ..episodes import episodes_frame
+    from ..ingest import read_records
+    from ..record import Regimen
+    from .generator import RegimenGenerator
+    from .response import ResponseModel
+
+    if method not in ("svi", "nuts"):
+        raise ConfigError("unknown method", field="--method", value=method, expected="svi or nuts")
+    if not source.exists():
+        raise ConfigError("cohort not found", field="COHORT_DIR", value=str(source),
+                          expected="a folder of FHIR bundles / NDJSON (e.g. from `planner simulate`)")
+    area = load_area(area_id, rules)
+    console = Console(stderr=True, quiet=not progress)
+    t0 = time.perf_counter()
+    fhir_dir = source / "fhir" if (source / "fhir").is_dir() else source
+    with console.status("reading FHIR records"):
+        records = read_records(str(fhir_dir), rules=rules)
+    with console.status(f"extracting {area.id} episodes from {len(records)} patients"):
+        frame, counts = episodes_frame(records, area)
+    read_s = time.perf_counter() - t0
+    if frame.empty:
+        raise ConfigError("no episodes in the cohort", field="COHORT_DIR", value=str(source),
+                          expected=f"patients with {area.id} regimen changes, a baseline and a follow-up outcome")
+    feats = [f.name for f in area.features if f.name in frame.columns]
+    X = frame[feats].copy()
+    for c in X.columns:
+        if X[c].dtype == object and all(isinstance(v, (int, float, bool)) or v is None for v in X[c]):
+            X[c] = pd.to_numeric(X[c])
+    regimens = [Regimen.model_validate_json(s) for s in frame["regimen_json"]]
+    current = [Regimen.model_validate_json(s) for s in frame["regimen_before_json"]]
+    y = frame["followup"].to_numpy(dtype=float)
+    if steps is not None and steps < 1:
+        raise ConfigError("steps must be positive", field="--steps", value=steps, expected="an integer >= 1")
+    model = ResponseModel.from_area(area, seed=seed, method=method, rules=rules, num_steps=steps)
+    with Progress(TextColumn("[bold]fit[/] {task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task(f"{area.id} ({method})", total=None, loss="-")
+
+        def report(step: int, total: int, loss: float) -> None:
+            bar.update(task, completed=step, total=total, loss="-" if loss != loss else f"{loss:.4f}")
+
+        model.fit(X, regimens, y, current=current, progress=report)
+    gen = RegimenGenerator.from_area(area, seed=seed, rules=rules)
+    gen.fit(X, current, regimens)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(out)
+    gen.save(out / "generator")
+    summ = {
+        "area": area.id, "area_version": area.version, "patients": len(records),
+        "candidates": int(counts.get("candidates", 0)), "episodes": int(len(frame)),
+        "dropped": {k: int(v) for k, v in counts.items() if k not in ("candidates", "episodes")},
+        "method": method, "seed": seed, "final_loss": model.training_summary_.get("final_loss"),
+        "fit_seconds": round(model.fit_seconds_, 2), "read_seconds": round(read_s, 2),
+        "diagnostics": model.diagnostics_, "generator_moves": gen.kind_counts_, "out": str(out),
+    }
+    return summ
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``planner fit``."""
+
+    @app.command("fit")
+    def fit(
+        cohort_dir: Path = typer.Argument(..., help="Folder of FHIR bundles / NDJSON (or a `planner simulate` output)."),
+        area: str = typer.Option(..., "--area", help="Therapeutic area id (t2d, lipids, hypertension, depression)."),
+        out: Path = typer.Option(..., "--out", help="Model folder to write (meta.json, draws.npz, generator/)."),
+        method: str = typer.Option("svi", "--method", help="svi (default; any size) or nuts (small cohorts)."),
+        seed: int = typer.Option(0, "--seed", help="Seed: the same cohort and seed give the same model."),
+        rules: Path = typer.Option(None, "--rules", help="Rules folder (default: the packaged rules)."),
+        steps: int = typer.Option(None, "--steps", help="SVI steps (default: chosen from the cohort size)."),
+        quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    ) -> None:
+        """Fit the outcome model and the regimen generator of an area on a FHIR cohort's episodes."""
+        s = fit_cohort(cohort_dir, area, out, method=method, seed=seed, rules=None if rules is None else str(rules),
+                       progress=not quiet, steps=steps)
+        dropped = ", ".join(f"{k} {v}" for k, v in sorted(s["dropped"].items())) or "none"
+        loss = s["final_loss"]
+        typer.echo(f"{s['area']} {s['area_version']}: {s['patients']} patients, {s['candidates']} regimen changes, "
+                   f"{s['episodes']} episodes used (dropped: {dropped})")
+        typer.echo(f"{s['method']} fit in {s['fit_seconds']:.1f} s (reading {s['read_seconds']:.1f} s)"
+                   + ("" if loss is None else f", final loss {loss:.4f} per episode")
+                   + "".join(f", {k} {v:.3g}" for k, v in s["diagnostics"].items() if k != "final_loss"))
+        typer.echo(f"wrote {s['out']} (model + generator/)")
