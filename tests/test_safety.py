@@ -478,3 +478,28 @@ def test_invalid_gene_drug_row_names_file_rule_and_field(tmp_path):
         RuleSet.load(root)
     assert "gene_drug.csv" in str(err.value) and rule_id in str(err.value) and "action" in str(err.value)
     assert main(["rules", "validate", str(root)]) == 2
+
+
+@pytest.mark.parametrize("display,drug,fires", [
+    ("Pregnancy", "lisinopril", True),
+    ("Not pregnant", "lisinopril", False),
+    ("History of pregnancy", "lisinopril", False),
+    ("Pregnancy with no complications", "lisinopril", True),
+    ("History of angioedema", "lisinopril", True),
+    ("Family history of medullary thyroid carcinoma", "semaglutide", True),
+    ("Heat stroke", "clopidogrel", None),  # not a neurovascular indication: population stays undetermined
+])
+def test_condition_text_fallback_is_word_based_and_negation_aware(rs, display, drug, fires):
+    r = PatientRecord(patient_id="t", as_of=AS_OF, conditions=(Condition(display=display),))
+    ctx = rs.prepare(r)
+    if fires is None:
+        assert "neurovascular_indication" not in ctx.conditions
+        return
+    assert any(f.kind == "drug-condition" and f.action == "exclude" for f in rs.screen(ctx, reg(drug))) is fires
+
+
+def test_allergy_terms_are_whole_words(rs):
+    r = rec(allergies=[Allergy(display="Morphine sulfate allergy")])
+    assert not any(f.kind == "drug-allergy" for f in rs.screen(r, reg("sulfamethoxazole")))
+    r2 = rec(allergies=[Allergy(display="Sulfa allergy")])
+    assert any(f.kind == "drug-allergy" for f in rs.screen(r2, reg("sulfamethoxazole")))

@@ -66,7 +66,16 @@ def _fit(text: str, limit: int = 140) -> str:
 class _Condset:
     snomed: frozenset[str]
     icd10: tuple[str, ...]
-    terms: tuple[str, ...]
+    terms: re.Pattern[str] | None
+    negations: tuple[str, ...] = ()
+
+
+def terms_pattern(terms: Iterable[str]) -> re.Pattern[str] | None:
+    """Whole-word, case-insensitive matcher for display terms; ``word*`` matches words starting with ``word``."""
+    parts = [re.escape(t[:-1]) + r"\w*" if t.endswith("*") else re.escape(t) for t in (str(x).lower() for x in terms)]
+    if not parts:
+        return None
+    return re.compile(r"(?<![\w-])(?:" + "|".join(parts) + r")(?![\w-])", re.IGNORECASE)
 
 
 @dataclass
@@ -278,13 +287,15 @@ class RuleSet:
 
     def _load_conditions(self) -> None:
         data, file = self._yaml("conditions/condition_sets.yaml")
+        self.negations = tuple(str(n).lower() for n in data.get("negations") or ())
         self.condsets: dict[str, _Condset] = {}
         for name, spec in (data.get("sets") or {}).items():
             try:
                 self.condsets[name] = _Condset(
                     frozenset(str(c) for c in spec.get("snomed", [])),
                     tuple(str(c).replace(".", "").upper() for c in spec.get("icd10", [])),
-                    tuple(str(t).lower() for t in spec.get("terms", [])),
+                    terms_pattern(spec.get("terms", [])),
+                    tuple(str(n).lower() for n in spec.get("negations", [])),
                 )
             except AttributeError:
                 raise RuleError("condition set must be a mapping", file=file, resource=name) from None
@@ -321,6 +332,7 @@ class RuleSet:
         self.allergy_members = {g: self.expand([f"class:{c}" for c in grp.classes], file=file, rule_id=g)
                                 for g, grp in self.allergy_groups.items()}
         self.allergy_cross = {g: {c: act for c, act in grp.cross.items()} for g, grp in self.allergy_groups.items()}
+        self.allergy_terms = {g: terms_pattern(grp.terms) for g, grp in self.allergy_groups.items()}
         for g, grp in self.allergy_groups.items():
             for c in grp.cross:
                 if c not in self.class_members:
@@ -451,7 +463,7 @@ class RuleSet:
                 coded = a.code is not None and (
                     ("rxnorm" not in sys_l and a.code in grp.snomed) or ("snomed" not in sys_l and a.code in grp.rxnorm))
                 if coded or (a.rxcui and a.rxcui in grp.rxnorm) or (ing and ing in self.allergy_members[g]) \
-                        or any(t in display for t in grp.terms):
+                        or (self.allergy_terms[g] is not None and self.allergy_terms[g].search(display)):
                     groups.add(g)
             if ing is None and not groups:
                 continue
@@ -476,9 +488,12 @@ class RuleSet:
                             if any(norm.startswith(p) for p in cs.icd10):
                                 hits.add(name)
                                 break
-                    if display and any(t in display.lower() for t in cs.terms):
-                        hits.add(name)
-                        break
+                    m = cs.terms.search(display) if display and cs.terms is not None else None
+                    if m is not None:
+                        before = f" {display[:m.start()].lower()}"  # a negation counts only before the term
+                        if not any(n in before for n in self.negations + cs.negations):
+                            hits.add(name)
+                            break
         return frozenset(hits)
 
     # ---- phenotypes ----------------------------------------------------------------------------------------
