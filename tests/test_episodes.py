@@ -202,3 +202,11 @@ def test_cli_episodes_writes_parquet_and_reports_drops(tmp_path, capsys):
     assert len(frame) == int(truth["episode"].sum())
     assert cli_main(["episodes", str(tmp_path / "missing"), "--area", "lipids"]) == 2
     assert cli_main(["episodes", str(tmp_path / "sim" / "fhir"), "--area", "oncology"]) == 2
+
+
+def test_frame_notes_and_counts_are_separate():
+    rec = _rec([_med("metformin", 500, None), _med("metformin", 500, D(2020, 1, 1))], [(D(2020, 1, 1), 8.0)])
+    frame, counts = episodes_frame([rec], T2D)
+    assert frame.attrs["notes"] == {"undated-medication": 1}
+    assert counts == Counter({"candidates": 1, "no-follow-up": 1})
+    assert list(frame.columns)[:4] == ["patient_id", "t0", "regimen", "regimen_before"]

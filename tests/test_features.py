@@ -148,3 +148,20 @@ def test_featurizer_in_a_pipeline_with_a_model():
     pipe = make_pipeline(AreaFeaturizer(HTN), numeric, LinearRegression())
     pipe.fit(X, y)
     assert pipe.predict(X).shape == (len(X),)
+
+
+def test_no_leakage_on_simulated_ingested_records():
+    """Every candidate t0 of simulated patients (through FHIR and ingest): data after t0 changes nothing."""
+    from planner.episodes import medication_intervals, regimen_changes
+    from planner.simulate import simulate_cohort
+
+    for area_id in ("lipids", "depression"):
+        cohort = simulate_cohort(area_id, 15, seed=5)
+        area = cohort.area
+        checked = 0
+        for rec in cohort.records():
+            for ch in regimen_changes(medication_intervals(rec, area)):
+                pert = _perturb_after(rec, ch.t0, 7.0, 45)
+                assert features_at(rec, area, ch.t0) == features_at(pert, area, ch.t0)
+                checked += 1
+        assert checked > 20

@@ -53,9 +53,8 @@ def register(app: typer.Typer) -> None:
                    f"{counts['episodes']} episodes")
         for reason in DROP_REASONS:
             typer.echo(f"  dropped {reason}: {counts.get(reason, 0)}")
-        for note in ("undated-medication", "entered-in-error-medication"):
-            if counts.get(note):
-                typer.echo(f"  note {note}: {counts[note]}")
+        for note, count in sorted(frame.attrs.get("notes", {}).items()):
+            typer.echo(f"  note {note}: {count}")
         if out is not None:
             if out.parent and not out.parent.exists():
                 raise ConfigError("output folder does not exist", field="--out", value=str(out.parent))

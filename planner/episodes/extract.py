@@ -131,17 +131,19 @@ def episodes_frame(records: Iterable[PatientRecord], area: "Area | str", *,
     Columns: patient_id, t0, regimen / regimen_before (``Regimen.key()`` text), regimen_json /
     regimen_before_json (the Regimen as JSON), n_drugs, baseline, baseline_date, followup, followup_date,
     then the features (:func:`planner.features.features_at`; a feature named like a column above, i.e.
-    ``baseline``, is the same value and is not repeated). The Counter also holds ``candidates`` and
-    ``episodes`` totals under those keys.
+    ``baseline``, is the same value and is not repeated). The Counter holds the drop reasons plus the
+    ``candidates`` and ``episodes`` totals under those keys; data notes (undated or entered-in-error area
+    medications) are in ``frame.attrs["notes"]``.
     """
     if isinstance(area, str):
         area = load_area(area)
     rows: list[dict[str, Any]] = []
     total: Counter = Counter()
+    notes: Counter = Counter()
     for rec in records:
         res = extract_episodes(rec, area, with_features=with_features)
         total.update(res.dropped)
-        total.update(res.notes)
+        notes.update(res.notes)
         total["candidates"] += res.candidates
         total["episodes"] += len(res.episodes)
         for e in res.episodes:
@@ -164,4 +166,5 @@ def episodes_frame(records: Iterable[PatientRecord], area: "Area | str", *,
         frame = pd.DataFrame(columns=["patient_id", "t0", "regimen", "regimen_before", "regimen_json",
                                       "regimen_before_json", "n_drugs", "baseline", "baseline_date", "followup",
                                       "followup_date"])
+    frame.attrs["notes"] = dict(notes)
     return frame, total
