@@ -503,3 +503,14 @@ def test_allergy_terms_are_whole_words(rs):
     assert not any(f.kind == "drug-allergy" for f in rs.screen(r, reg("sulfamethoxazole")))
     r2 = rec(allergies=[Allergy(display="Sulfa allergy")])
     assert any(f.kind == "drug-allergy" for f in rs.screen(r2, reg("sulfamethoxazole")))
+
+
+def test_bad_message_template_is_refused(tmp_path):
+    from planner.manifest import main as pin
+
+    root = _copy_rules(tmp_path)
+    p = root / "conditions" / "drug_condition.yaml"
+    p.write_text(p.read_text().replace("Do not use {drug} with heart failure", "Do not use {drugs} with heart failure"))
+    pin([str(root)])
+    with pytest.raises(RuleError, match="cond.tzd-heart-failure"):
+        RuleSet.load(root)

@@ -58,6 +58,15 @@ def sort_findings(findings: Iterable[Finding]) -> list[Finding]:
     return sorted(findings, key=_sort_key)
 
 
+def _check_template(template: str, *, file: str, rule_id: str, **fields: str) -> None:
+    """A message template must format with exactly the fields the engine gives it."""
+    try:
+        template.format(**fields)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise RuleError(f"message template does not format ({exc!r})", file=file, resource=rule_id,
+                        field="message", value=template, expected="placeholders among {" + ", ".join(fields) + "}")
+
+
 def _fit(text: str, limit: int = 140) -> str:
     return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
 
@@ -268,6 +277,7 @@ class RuleSet:
         seen: set[str] = set()
         for spec in data.get("rules") or []:
             rule = validate_rule(DdiRule, spec, file=file)
+            _check_template(rule.message, file=file, rule_id=rule.id, a="x", b="y")
             if rule.id in seen:
                 raise RuleError("duplicate rule id", file=file, resource=rule.id, field="id")
             seen.add(rule.id)
@@ -304,6 +314,7 @@ class RuleSet:
         self.condition_data_version = str(data.get("data_version", ""))
         for spec in data.get("rules") or []:
             rule = validate_rule(ConditionRule, spec, file=file)
+            _check_template(rule.message, file=file, rule_id=rule.id, drug="x")
             if rule.condition is not None and rule.condition not in self.condsets:
                 raise RuleError("unknown condition set", file=file, resource=rule.id, field="condition",
                                 value=rule.condition, expected="a set in conditions/condition_sets.yaml")
@@ -320,6 +331,7 @@ class RuleSet:
         self.lab_data_version = str(data.get("data_version", ""))
         for spec in data.get("rules") or []:
             rule = validate_rule(LabRule, spec, file=file)
+            _check_template(rule.message, file=file, rule_id=rule.id, drug="x", value="1")
             self.lab_rules.append((rule, self.expand(rule.drugs, file=file, rule_id=rule.id)))
 
     def _load_allergy(self) -> None:
@@ -341,6 +353,8 @@ class RuleSet:
         for k in ("same", "class", "cross"):
             if k not in self.allergy_messages:
                 raise RuleError("missing message template", file=file, field=f"messages.{k}")
+            _check_template(self.allergy_messages[k], file=file, rule_id=f"messages.{k}", drug="x", allergen="y",
+                            group="z")
 
     def _load_max_doses(self) -> None:
         path = self.root / "drugs" / "max_doses.csv"
