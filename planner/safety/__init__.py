@@ -3,16 +3,31 @@
 Public API::
 
     rs = RuleSet.load(path=None)              # validated once per process and folder; rs.rules_version
-    ctx = rs.prepare(record, on=None, area=None, populations=())
-    rs.screen(ctx_or_record, regimen, new_start=None, stopping=()) -> list[Finding]
-    rs.check(record) -> list[Finding]         # current medications
+    ctx = rs.prepare(record, *, on=None, area=None, populations=())
+    rs.screen(record_or_context, regimen, *, new_start=None, stopping=()) -> list[Finding]
+    rs.check(record_or_context) -> list[Finding]        # the current medications
     rs.phenotypes(record_or_context) -> dict[str, GeneResult]
     rs.genes_for(ingredient) -> tuple[str, ...]
-    apply_findings(regimen, findings) -> Regimen | None
+    apply_findings(regimen, findings) -> Regimen | None  # None when any finding excludes
 
-Rule data lives under ``rules/``: ``pgx/`` (allele functions, gene phenotype knowledge, CPIC gene-drug rules,
-populations, wording map), ``interactions/``, ``allergy/``, ``conditions/`` (condition sets, drug-condition,
-drug-lab), ``drugs/`` (classes, CYP inhibitors, maximum doses).
+Semantics worth knowing:
+
+* A regimen is an area's complete drug set: the patient's current drugs of the formulary of any area that
+  contains a regimen drug are taken as replaced (``area=`` pins the area; ``stopping=`` names more); every other
+  current drug counts for interactions, duplicates and phenoconversion.
+* ``new_start`` (default: regimen drugs not currently taken) decides start-only rules (metformin at eGFR 30-45,
+  CPIC "naive" populations).
+* A strong CYP2D6/CYP2C19 inhibitor among the other current or candidate drugs makes the phenotype poor before
+  the gene-drug lookup (moderate: one step down; CYP2C9 moderate inhibitors too); the finding's ``phenotype`` and
+  ``message`` name the inhibitor. A gene not tested, indeterminate or in conflict gives a ``data-gap`` finding
+  (and conflicts take the most severe recommendation); a tested gene with no matching rule is a data gap too.
+* ``adjust_dose`` findings carry ``adjusted_dose_mg_day`` for the regimen's dose: a CPIC dose factor applies to
+  the drug's usual (area reference) dose, so re-screening an adjusted regimen is stable; caps that the dose
+  already respects become ``info``.
+
+Rule data lives under ``rules/``: ``pgx/`` (allele functions, gene phenotype knowledge, CPIC gene-drug rules and
+hand-authored extras, populations, wording map), ``interactions/ddi.yaml``, ``allergy/allergy.yaml``,
+``conditions/`` (condition sets, drug-condition, drug-lab), ``drugs/`` (classes, CYP inhibitors, maximum doses).
 """
 
 from .engine import PatientContext, RuleSet, apply_findings, sort_findings
