@@ -75,7 +75,7 @@ def read_records(
     as_of_d = _as_date(as_of, "as_of")
     today_d = _as_date(today, "today") or dt.date.today()
     tables = code_tables(rules)
-    resources = load_resources(source, max_bytes=max_bytes, keep_raw=strict)
+    resources = load_resources(source, max_bytes=max_bytes)
     if strict:
         from .strict import validate_strict
 

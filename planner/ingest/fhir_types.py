@@ -12,7 +12,7 @@ from msgspec import Raw, Struct
 
 __all__ = [
     "Coding", "CodeableConcept", "Quantity", "Reference", "Period", "Repeat", "Timing", "DoseAndRate", "Dosage",
-    "Component", "Meta", "Head", "Entry", "BundleHead", "Resource", "FastEntry", "FastBundle", "Reaction", "Ingredient",
+    "Component", "Meta", "Head", "Entry", "BundleHead", "Resource", "ObservationHead", "Reaction", "Ingredient",
     "DispenseRequest", "READ_TYPES",
 ]
 
@@ -178,23 +178,25 @@ class Resource(_S):
 Patient = Condition = Observation = MedicationRequest = MedicationStatement = Medication = AllergyIntolerance = Resource
 
 
-class FastEntry(_S):
-    fullUrl: str | None = None
-    resource: Resource | None = None
+class ObservationHead(_S):
+    """What decides whether planner reads an Observation at all (its code, profile and component codes)."""
+
+    resourceType: str
+    id: str | None = None
+    meta: Meta | None = None
+    status: str | None = None
+    code: CodeableConcept | None = None
+    component: list["_ComponentHead"] = []
 
 
-class FastBundle(_S):
-    """A whole Bundle in one pass: every entry's resource decoded into :class:`Resource` (unknown fields skipped)."""
-
-    resourceType: str | None = None
-    type: str | None = None
-    entry: list[FastEntry] | None = None
+class _ComponentHead(_S):
+    code: CodeableConcept | None = None
 
 
 READ_TYPES = frozenset({"Patient", "Condition", "Observation", "MedicationRequest", "MedicationStatement",
                         "Medication", "AllergyIntolerance"})
 RESOURCE_DECODER = msgspec.json.Decoder(Resource)
-FAST_BUNDLE_DECODER = msgspec.json.Decoder(FastBundle)
+OBSERVATION_HEAD_DECODER = msgspec.json.Decoder(ObservationHead)
 CATEGORY_DECODER = msgspec.json.Decoder(list[str])
 HEAD_DECODER = msgspec.json.Decoder(Head)
 BUNDLE_DECODER = msgspec.json.Decoder(BundleHead)

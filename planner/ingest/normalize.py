@@ -322,10 +322,23 @@ def _measure(
                f"{q.plausible[0]:g}-{q.plausible[1]:g} {q.unit}; not used", rref)
         return
     converted = used != q.unit
-    # Built without re-validation: every field was checked above (date parsed, finite float, known unit/code).
     b.observations[q.name].append(Measurement(
         date=date, value=round(canonical, 6), unit=q.unit, loinc=q_code, source=rref,
         original_value=float(value) if converted else None, original_unit=used if converted else None))
+
+
+def _classify(obs: ft.Observation | ft.ObservationHead, tables: CodeTables) -> tuple[str | None, str | None, bool]:
+    """(panel LOINC, quantity LOINC, is PGx) of an Observation; all empty: planner does not read it."""
+    panel = known = None
+    if obs.code is not None:
+        for c in obs.code.coding:
+            if c.system in _LOINC_OR_NONE and c.code:
+                if panel is None and c.code in tables.panels:
+                    panel = c.code
+                if known is None and c.code in tables.loinc_to_quantity:
+                    known = c.code
+    pgx = panel is None and known is None and is_pgx_observation(obs, tables)  # type: ignore[arg-type]
+    return panel, known, pgx
 
 
 def _observation(obs: ft.Observation, *, rref: str, file: str | None, ctx: _Context, lookup: Callable[[str], Any],
@@ -333,16 +346,9 @@ def _observation(obs: ft.Observation, *, rref: str, file: str | None, ctx: _Cont
     if obs.status in _SKIP_OBS_STATUS:
         return
     tables = ctx.tables
-    codes = [c.code for c in obs.code.coding if c.code and c.system in _LOINC_OR_NONE] if obs.code is not None else []
-    panel = known = None
-    for c in codes:
-        if panel is None and c in tables.panels:
-            panel = c
-        if known is None and c in tables.loinc_to_quantity:
-            known = c
-    pgx = panel is None and known is None and is_pgx_observation(obs, tables)
+    panel, known, pgx = _classify(obs, tables)
     if panel is None and known is None and not pgx:
-        stats.unknown_loinc += 1  # not read: its fields are not checked either
+        stats.unknown_loinc += 1
         return
     if obs.effectiveDateTime is not None:
         date = ctx.date(obs.effectiveDateTime, rref=rref, field="effectiveDateTime", file=file)
@@ -451,11 +457,9 @@ def _allergy(a: ft.AllergyIntolerance, *, rref: str, file: str | None, ctx: _Con
 # ---- the whole input ----------------------------------------------------------------------------------------------
 
 
-def _decode(raw: RawResource) -> ft.Resource:
-    if raw.decoded is not None:
-        return raw.decoded
+def _decode(raw: RawResource, decoder: msgspec.json.Decoder = ft.RESOURCE_DECODER) -> Any:
     try:
-        return ft.RESOURCE_DECODER.decode(raw.raw)
+        return decoder.decode(raw.raw)
     except msgspec.ValidationError as exc:
         msg, path = explain_validation(exc)
         head = None
@@ -489,7 +493,17 @@ def build_records(
         if raw.resource_type not in ft.READ_TYPES:
             stats.skipped_types[raw.resource_type] = stats.skipped_types.get(raw.resource_type, 0) + 1
             continue
-        res = _decode(raw)
+        if raw.resource_type == "Observation":
+            # Decide from the code (and profile / component codes) alone; decode the rest only when planner reads it.
+            head = _decode(raw, ft.OBSERVATION_HEAD_DECODER)
+            panel, known, pgx = _classify(head, tables)
+            if panel is None and known is None and not pgx:
+                stats.unknown_loinc += 1  # not read, so its other fields are not checked either
+                res = head
+            else:
+                res = _decode(raw)
+        else:
+            res = _decode(raw)
         stats.decoded += 1
         rid = res.id
         if rid is not None:
@@ -502,6 +516,8 @@ def build_records(
                 raise FhirError("duplicate resource id", file=raw.file, resource=f"{raw.resource_type}/{rid}",
                                 field="id", value=rid, expected=f"ids unique per resource type (also at {seen_ids[key]})")
             seen_ids[key] = raw.where
+        if res.__class__ is not ft.Resource:
+            continue  # an Observation planner does not read (its id still counted for duplicates)
         rref = f"{raw.resource_type}/{rid}" if rid else raw.where
         for k in _ref_keys(raw.resource_type, rid, raw.full_url):
             index[k] = res

@@ -17,13 +17,14 @@ import msgspec
 import orjson
 
 from ..errors import FhirError, InputError
-from .fhir_types import BUNDLE_DECODER, FAST_BUNDLE_DECODER, HEAD_DECODER, Resource
+from .fhir_types import BUNDLE_DECODER, HEAD_DECODER
 
 __all__ = ["RawResource", "load_resources", "DEFAULT_MAX_BYTES", "BUNDLE_TYPES"]
 
 DEFAULT_MAX_BYTES = 200_000_000
 BUNDLE_TYPES = frozenset({"collection", "transaction", "searchset", "batch", "document", "message",
                           "transaction-response", "batch-response", "history"})
+_TYPE_NAMES: dict[bytes, str] = {}
 _SUFFIXES = (".json", ".ndjson", ".jsonl")
 _TYPE_AT_START = re.compile(rb'\s*\{\s*"resourceType"\s*:\s*"([A-Za-z]+)"')
 _MAX_NESTED_BUNDLES = 3
@@ -35,11 +36,10 @@ class RawResource:
     """One resource as raw JSON, with its type and where it was found (file name, entry or line number)."""
 
     resource_type: str
-    raw: bytes | msgspec.Raw | None  # None when the fast path already decoded the resource
+    raw: bytes | msgspec.Raw
     where: str  # e.g. "entry[3]" or "line 7"
     full_url: str | None = None
     file: str | None = None
-    decoded: Resource | None = None
 
 
 _JSON_TYPES = {"str": "a string", "float": "a number", "int": "an integer", "array": "a list", "object": "an object",
@@ -88,10 +88,10 @@ def _check_utf8(data: bytes, file: str) -> None:
 
 
 def _resource_type(raw: bytes | msgspec.Raw, where: str, file: str) -> tuple[str, str | None]:
-    head = bytes(memoryview(raw)[:200])
-    m = _TYPE_AT_START.match(head)
+    m = _TYPE_AT_START.match(raw, 0, 200)  # type: ignore[call-overload]  # any bytes-like object; no copy
     if m:
-        return m.group(1).decode(), None
+        name = m.group(1)
+        return _TYPE_NAMES.get(name) or _TYPE_NAMES.setdefault(name, name.decode()), None
     try:
         h = HEAD_DECODER.decode(raw)
     except msgspec.ValidationError as exc:
@@ -106,24 +106,7 @@ def _resource_type(raw: bytes | msgspec.Raw, where: str, file: str) -> tuple[str
     return h.resourceType, h.id
 
 
-def _fast_bundle(data: bytes, file: str) -> list[RawResource] | None:
-    """The whole Bundle decoded in one pass, or None when it needs the careful path (errors, nesting, ...)."""
-    try:
-        bundle = FAST_BUNDLE_DECODER.decode(data)
-    except msgspec.ValidationError:
-        return None  # the careful path finds and names the problem
-    if bundle.type is not None and bundle.type not in BUNDLE_TYPES or not bundle.entry:
-        return None
-    out = []
-    for i, entry in enumerate(bundle.entry):
-        r = entry.resource
-        if r is None or r.resourceType == "Bundle":
-            return None
-        out.append(RawResource(r.resourceType, None, f"entry[{i}]", entry.fullUrl, file, r))
-    return out
-
-
-def _from_document(data: bytes, file: str, depth: int = 0, *, keep_raw: bool = False) -> Iterator[RawResource]:
+def _from_document(data: bytes, file: str, depth: int = 0) -> Iterator[RawResource]:
     """Resources of one JSON document: a Bundle (entries, recursively) or a single resource."""
     stripped = data.lstrip()
     if not stripped:
@@ -141,11 +124,6 @@ def _from_document(data: bytes, file: str, depth: int = 0, *, keep_raw: bool = F
         HEAD_DECODER.decode(data)  # syntax of the whole document (DecodeError -> caller: NDJSON or a clear error)
         yield RawResource(rtype, data, rtype, None, file)
         return
-    if not keep_raw:
-        fast = _fast_bundle(data, file)
-        if fast is not None:
-            yield from fast
-            return
     yield from _from_bundle(data, file, depth, prefix="")
 
 
@@ -203,7 +181,7 @@ def _from_ndjson(data: bytes, file: str) -> Iterator[RawResource]:
         raise InputError("empty input", file=file, expected="a FHIR resource, Bundle or NDJSON")
 
 
-def _parse_bytes(data: bytes, file: str, *, ndjson_hint: bool = False, keep_raw: bool = False) -> list[RawResource]:
+def _parse_bytes(data: bytes, file: str, *, ndjson_hint: bool = False) -> list[RawResource]:
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     _check_utf8(data, file)
@@ -212,7 +190,7 @@ def _parse_bytes(data: bytes, file: str, *, ndjson_hint: bool = False, keep_raw:
     if ndjson_hint and data.strip().count(b"\n") > 0:
         return list(_from_ndjson(data, file))
     try:
-        return list(_from_document(data, file, keep_raw=keep_raw))
+        return list(_from_document(data, file))
     except msgspec.DecodeError as exc:
         if "trailing characters" in str(exc) and b"\n" in data.strip():
             return list(_from_ndjson(data, file))
@@ -235,11 +213,8 @@ def _read_file(path: Path, max_bytes: int) -> bytes:
         raise InputError(f"cannot read file ({exc.strerror})", file=str(path)) from None
 
 
-def load_resources(source: Any, *, max_bytes: int = DEFAULT_MAX_BYTES, keep_raw: bool = False) -> list[RawResource]:
-    """All resources in ``source`` (path to a file or folder, bytes, JSON text, or a dict), in input order.
-
-    ``keep_raw`` keeps every resource's raw JSON (strict mode validates it); otherwise Bundles are decoded in one pass.
-    """
+def load_resources(source: Any, *, max_bytes: int = DEFAULT_MAX_BYTES) -> list[RawResource]:
+    """All resources in ``source`` (path to a file or folder, bytes, JSON text, or a dict), in input order."""
     if isinstance(source, dict):
         try:
             data = orjson.dumps(source)
@@ -248,13 +223,13 @@ def load_resources(source: Any, *, max_bytes: int = DEFAULT_MAX_BYTES, keep_raw:
         if len(data) > max_bytes:
             raise InputError(f"input is {len(data):,} bytes, over the size limit", file="<dict>",
                              expected=f"at most {max_bytes:,} bytes")
-        return _parse_bytes(data, "<dict>", keep_raw=keep_raw)
+        return _parse_bytes(data, "<dict>")
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         if len(data) > max_bytes:
             raise InputError(f"input is {len(data):,} bytes, over the size limit", file="<bytes>",
                              expected=f"at most {max_bytes:,} bytes", hint="raise max_bytes if this is intended")
-        return _parse_bytes(data, "<bytes>", keep_raw=keep_raw)
+        return _parse_bytes(data, "<bytes>")
     if isinstance(source, str):
         head = source.lstrip()[:1]
         if head in ("{", "["):
@@ -262,7 +237,7 @@ def load_resources(source: Any, *, max_bytes: int = DEFAULT_MAX_BYTES, keep_raw:
             if len(data) > max_bytes:
                 raise InputError(f"input is {len(data):,} bytes, over the size limit", file="<text>",
                                  expected=f"at most {max_bytes:,} bytes")
-            return _parse_bytes(data, "<text>", keep_raw=keep_raw)
+            return _parse_bytes(data, "<text>")
         if not source.strip():
             raise InputError("empty input", file="<text>", expected="a path, JSON text, bytes or a dict")
         source = Path(source)
@@ -280,10 +255,10 @@ def load_resources(source: Any, *, max_bytes: int = DEFAULT_MAX_BYTES, keep_raw:
                 if total > max_bytes:
                     raise InputError(f"folder holds over {max_bytes:,} bytes", file=str(path),
                                      expected=f"at most {max_bytes:,} bytes in all")
-                out.extend(_parse_bytes(data, str(p), ndjson_hint=p.suffix.lower() in (".ndjson", ".jsonl"), keep_raw=keep_raw))
+                out.extend(_parse_bytes(data, str(p), ndjson_hint=p.suffix.lower() in (".ndjson", ".jsonl")))
             return out
         if not path.exists():
             raise InputError("no such file or folder", file=str(path))
         data = _read_file(path, max_bytes)
-        return _parse_bytes(data, str(path), ndjson_hint=path.suffix.lower() in (".ndjson", ".jsonl"), keep_raw=keep_raw)
+        return _parse_bytes(data, str(path), ndjson_hint=path.suffix.lower() in (".ndjson", ".jsonl"))
     raise InputError(f"unsupported input type {type(source).__name__}", expected="a path, bytes, JSON text or a dict")
