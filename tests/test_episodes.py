@@ -201,6 +201,10 @@ def test_cli_episodes_writes_parquet_and_reports_drops(tmp_path, capsys):
     truth = pd.read_parquet(tmp_path / "sim" / "truth.parquet")
     assert len(frame) == int(truth["episode"].sum())
     assert cli_main(["episodes", str(tmp_path / "missing"), "--area", "lipids"]) == 2
+    again = ["simulate", "--area", "lipids", "--n", "10", "--seed", "3", "--out", str(tmp_path / "sim")]
+    assert cli_main(again) == 2  # would mix with the 40 bundles there
+    assert cli_main(again + ["--overwrite"]) == 0
+    assert len(list((tmp_path / "sim" / "fhir").glob("*.json"))) == 10
     assert cli_main(["episodes", str(tmp_path / "sim" / "fhir"), "--area", "oncology"]) == 2
 
 

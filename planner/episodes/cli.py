@@ -20,6 +20,7 @@ def register(app: typer.Typer) -> None:
         n: int = typer.Option(1000, "--n", help="Number of patients."),
         seed: int = typer.Option(0, "--seed", help="Seed: the same seed gives byte-identical output."),
         out: Path = typer.Option(..., "--out", help="Output folder (fhir/, truth.parquet, truth_params.json)."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace bundles already in the folder."),
     ) -> None:
         """Simulate a cohort with a known true world: FHIR R4 bundles plus the truth."""
         from ..areas import load_area
@@ -28,7 +29,7 @@ def register(app: typer.Typer) -> None:
         if n < 1:
             raise ConfigError("cohort size must be positive", field="--n", value=n, expected="an integer >= 1")
         cohort = simulate_cohort(load_area(area), n, seed=seed)
-        info = cohort.write_fhir(str(out))
+        info = cohort.write_fhir(str(out), overwrite=overwrite)
         typer.echo(f"{info['bundles']} bundles ({info['resources']} resources) in {info['fhir_dir']}")
         typer.echo(f"{info['decisions']} decision points, {info['episodes']} meet the episode rules; truth for "
                    f"{info['truth_regimens']} regimens in {info['truth']}")

@@ -141,12 +141,14 @@ class SimCohort:
 
         return build_records(self)
 
-    def write_fhir(self, out_dir: str, *, truth_regimens: "list[Regimen] | None" = None) -> dict[str, Any]:
+    def write_fhir(self, out_dir: str, *, truth_regimens: "list[Regimen] | None" = None,
+                   overwrite: bool = False) -> dict[str, Any]:
         """Write one FHIR R4 transaction bundle per patient (``<out>/fhir/<patient_id>.json``) and the truth
-        (``<out>/truth.parquet``, ``<out>/truth_params.json``). Byte-identical for the same area, n and seed."""
+        (``<out>/truth.parquet``, ``<out>/truth_params.json``). Byte-identical for the same area, n and seed.
+        A folder that already holds bundles is refused unless ``overwrite`` (which removes them first)."""
         from .fhir import write_cohort
 
-        return write_cohort(self, out_dir, truth_regimens=truth_regimens)
+        return write_cohort(self, out_dir, truth_regimens=truth_regimens, overwrite=overwrite)
 
 
 # ---- helpers ------------------------------------------------------------------------------------------
@@ -407,7 +409,9 @@ class _Sim:
         # prevalent users: a first-line (or preferred) class started before the first visit
         prev = np.nonzero(rng.random(n) < sim.prevalent_share)[0]
         if prev.size:
-            pday = -rng.integers(30, 720, prev.size)
+            # started 1-24 months before the first visit, after the diagnosis
+            latest = np.minimum(720, -self.area_onset[prev])
+            pday = -(30 + np.floor(rng.random(prev.size) * np.maximum(latest - 30, 1))).astype(int)
             vals = self.true_values(prev, pday, np.zeros(prev.size))
             cls = _gumbel_choice(self.class_scores(prev, drug[prev], vals), rng)
             ok = cls >= 0

@@ -205,12 +205,18 @@ class _Writer:
 
 
 def write_cohort(cohort: "SimCohort", out_dir: str | Path, *,
-                 truth_regimens: "list[Regimen] | None" = None) -> dict[str, Any]:
+                 truth_regimens: "list[Regimen] | None" = None, overwrite: bool = False) -> dict[str, Any]:
     """Write bundles and truth (see the module docstring); returns counts and paths."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError("output path is not a folder", field="--out", value=str(out), expected="a folder")
     fdir = out / "fhir"
+    old = sorted(fdir.glob("*.json")) if fdir.is_dir() else []
+    if old and not overwrite:
+        raise ConfigError("output folder already holds bundles", field="--out", value=str(out),
+                          expected="a new or empty folder", hint="pass --overwrite to replace them")
+    for p in old:
+        p.unlink()
     fdir.mkdir(parents=True, exist_ok=True)
     w = _Writer(cohort)
     n_res = 0
