@@ -224,3 +224,36 @@ def test_write_fhir_is_byte_identical_and_synthea_shaped(tmp_path):
     assert sum(c.startswith("truth:") for c in truth.columns) == n_regs == info["truth_regimens"]
     assert len(truth) == len(a.decisions)
     assert np.allclose(truth["truth:none"], truth[LATENT])
+
+
+def test_truth_matches_the_documented_story_by_hand():
+    lip = simulate_cohort("lipids", 60, seed=9)
+    area, truth = lip.area, lip.truth
+    row = lip.decisions.iloc[[0]].copy()
+    age = float(row["true_age"].iloc[0])
+    reg = regimen_of(area, {"atorvastatin": 40, "ezetimibe": 10})
+    got = float(lip.expected_outcome([reg], row)[0, 0])
+    pot = area.drug("atorvastatin").relative_potency
+    e_statin = truth.drug_effect["atorvastatin"]
+    for feat, per_unit, center in truth.modifiers["statin"]:
+        assert feat == "age"  # only the hidden age term: the statin prior lists no modifier
+        e_statin += pot * per_unit * (age - center)
+    e_statin += truth.per_doubling["statin"] * np.log2(40 / 10)
+    e_eze = truth.drug_effect["ezetimibe"]
+    for feat, per_unit, center in truth.modifiers["cholesterol_absorption_inhibitor"]:
+        e_eze += per_unit * (age - center)
+    big, small = sorted([e_statin, e_eze], key=abs, reverse=True)
+    want = float(row[LATENT].iloc[0]) * np.exp(big + truth.subadditivity * small)
+    assert got == pytest.approx(want, rel=1e-12)
+
+
+def test_pgx_efficacy_in_the_truth():
+    dep = simulate_cohort("depression", 60, seed=9)
+    rows = pd.concat([dep.decisions.iloc[[0]]] * 2, ignore_index=True)
+    rows["true_cyp2c19"] = ["Normal Metabolizer", "Ultrarapid Metabolizer"]
+    area = dep.area
+    v = dep.expected_outcome([regimen_of(area, {}), regimen_of(area, {"escitalopram": 10}),
+                              regimen_of(area, {"sertraline": 50})], rows)
+    esc = v[:, 0] - v[:, 1]
+    assert esc[1] == pytest.approx(0.6 * esc[0])  # area pgx_effects: efficacy_factor 0.6
+    assert v[0, 2] == pytest.approx(v[1, 2])  # sertraline: no CYP2C19 efficacy effect listed
