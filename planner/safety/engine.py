@@ -621,8 +621,12 @@ class RuleSet:
                          + self._max_dose(d, dd.dose_mg_day))
                 cache[dkey] = block
             out.extend(block)
-        out.extend(self._pairs(ctx, regimen, ings, all_drugs))
-        out.extend(self._duplicates(ctx, ings, all_drugs))
+        caps = self._cap_drugs
+        pkey = ("pd", ings, others, tuple([d.dose_mg_day for d in drugs if d.ingredient in caps]))
+        pd = cache.get(pkey)
+        if pd is None:  # pairs and duplicates depend on the drug set (and on doses only for dose caps)
+            pd = cache[pkey] = self._pairs(ctx, regimen, ings, all_drugs) + self._duplicates(ctx, ings, all_drugs)
+        out.extend(pd)
         skeys = cache.get("_sortkeys")
         if skeys is None:
             skeys = cache["_sortkeys"] = {}
