@@ -608,12 +608,13 @@ class RuleSet:
         if hit is not None:
             return list(hit)
         all_drugs = ing_set.union(others) if others else ing_set
-        inhibitors = all_drugs & self._inhibitor_drugs
+        inhibitors = all_drugs & self._inhibitor_drugs  # (with d itself when d is one: same key for all d's)
+        loci_drugs = self._loci
         out: list[Finding] = []
         for dd in regimen.drugs:
             d = dd.ingredient
             is_new = d in starts
-            dkey = ("block", d, dd.dose_mg_day, is_new, inhibitors - {d} if d in self._loci else None)
+            dkey = ("block", d, dd.dose_mg_day, is_new, inhibitors if d in loci_drugs else None)
             block = cache.get(dkey)
             if block is None:
                 block = (self._gene_drug(ctx, d, dd.dose_mg_day, all_drugs, is_new)
