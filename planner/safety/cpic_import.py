@@ -109,7 +109,7 @@ def _conditions(row: dict[str, str], hla_alleles: dict[tuple[str, str], str]) ->
     out: list[tuple[str, str]] = []
     for part in row["lookup_key"].split("; "):
         gene, _, value = part.partition("=")
-        if gene in {"HLA-A", "HLA-B"}:
+        if gene.startswith("HLA-"):
             if value == "No Result":
                 allele = hla_alleles.get((row["drug"], gene))
                 if allele is None:
@@ -135,7 +135,7 @@ def _describe(conds: list[tuple[str, str]]) -> str:
         elif locus.startswith("HLA-"):
             parts.append(f"{locus} {value}")
         else:
-            parts.append(f"{locus} {value.lower() if locus not in {'MT-RNR1', 'CFTR'} else value}")
+            parts.append(f"{locus} {value.lower() if value[:1].isupper() else value}")
     return ", ".join(parts)
 
 

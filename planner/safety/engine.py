@@ -33,14 +33,13 @@ from .schema import (
 
 __all__ = ["RuleSet", "PatientContext", "apply_findings", "sort_findings"]
 
-_STRENGTH_RANK = {"Strong": 0, "contraindicated": 0, "boxed warning": 0, "Moderate": 1, "major": 1, "label": 1,
-                  "Optional": 2}
-_INACTIVE_ALLERGY = {"inactive", "resolved"}
-_REFUTED = {"refuted", "entered-in-error"}
+_INACTIVE_ALLERGY = {"inactive", "resolved"}  # FHIR AllergyIntolerance clinicalStatus codes
+_REFUTED = {"refuted", "entered-in-error"}  # FHIR verificationStatus codes
 
 
-def _severity(f: Finding) -> tuple:
-    return (ACTION_RANK[f.action], _STRENGTH_RANK.get(f.strength or "", 3),
+def _severity(f: Finding, strength_rank: dict[str, int]) -> tuple:
+    """Most severe first: action, then strength (rules/pgx/action_map.yaml strength_order), then dose."""
+    return (ACTION_RANK[f.action], strength_rank.get(f.strength or "", len(strength_rank)),
             f.dose_factor if f.dose_factor is not None else 9.0,
             f.max_dose_mg_day if f.max_dose_mg_day is not None else 1e9)
 
@@ -112,6 +111,11 @@ class RuleSet:
         self.root = root
         self.rules_version = rules_version
         self.knowledge = GeneKnowledge(root)
+        amap, afile = self._yaml("pgx/action_map.yaml")
+        order = amap.get("strength_order")
+        if not isinstance(order, list) or not order:
+            raise RuleError("strength_order must be a non-empty list", file=afile, field="strength_order")
+        self._strength_rank = {str(name): i for i, name in enumerate(order)}
         self._gene_list = self.knowledge.genes
         self._load_classes()
         self._load_gene_drug()
@@ -267,6 +271,14 @@ class RuleSet:
                 for ing in spec.get(strength, []) or []:
                     self.inhibitors.setdefault(gene, {})[str(ing).lower()] = strength
         self._inhibitor_drugs = frozenset(d for v in self.inhibitors.values() for d in v)
+        for gene in self.inhibitors:  # every gene with inhibitors needs its phenoconversion data
+            ok = (gene in self.knowledge.as_genes and "strong" in self.knowledge.as_genes[gene].factors
+                  and "moderate" in self.knowledge.as_genes[gene].factors) or \
+                 ("poor" in self.knowledge.step_down.get(gene, {}) and "steps" in self.knowledge.step_down[gene])
+            if not ok:
+                raise RuleError("gene has inhibitors but no phenoconversion data", file=file, resource=gene,
+                                expected="activity_score.inhibitor_factor (strong, moderate) or step_down (poor, steps) "
+                                         "in pgx/genes.yaml")
         self.inhibitors_source = str(data["source"])
         self.inhibitors_version = str(data["version"])
 
@@ -533,35 +545,32 @@ class RuleSet:
         if hit is not None:
             return hit
         kn = self.knowledge
-        if strong:
-            by = tuple(strong)
-            if kn.is_activity_gene(gene):
-                res = base.model_copy(update={"phenotype": kn.bin_of(gene, "0.0"), "activity_score": "0.0",
-                                              "lookup": ("0.0",), "phenoconverted_by": by})
+        level = "strong" if strong else "moderate"
+        by = tuple(strong or moderate)
+        if kn.is_activity_gene(gene):
+            spec = kn.as_genes[gene]
+            factor = spec.factors[level]  # genes.yaml inhibitor_factor (CYP2D6: strong 0, moderate 0.5)
+            if factor == 0:
+                vals = [format_score(0.0)]  # any score x 0: poor, whether or not the gene was tested
             else:
-                poor = kn.step_down.get(gene, {}).get("poor", "Poor Metabolizer")
-                res = base.model_copy(update={"phenotype": poor, "lookup": (poor,), "phenoconverted_by": by})
-        else:
-            by = tuple(moderate)
-            if kn.is_activity_gene(gene):
-                spec = kn.as_genes[gene]
-                factor = spec.factors.get("moderate", 0.5)
                 vals = []
                 for v in base.lookup:
                     if v in (NOT_TESTED, NA_SCORE):
                         vals.append(v)
                         continue
-                    num = float(v.lstrip("≥"))
-                    vals.append(format_score(floor_to(num * factor, spec.step)))
+                    vals.append(format_score(floor_to(float(v.lstrip("≥")) * factor, spec.step)))
                 vals = list(dict.fromkeys(vals))
-                phen = " / ".join(dict.fromkeys(kn.bin_of(gene, v) for v in vals if v not in (NOT_TESTED,)))
-                res = base.model_copy(update={"lookup": tuple(vals), "activity_score": " / ".join(vals),
-                                              "phenotype": phen or base.phenotype, "phenoconverted_by": by})
-            else:
-                steps = kn.step_down.get(gene, {}).get("steps", {})
-                vals = list(dict.fromkeys(steps.get(v, v) for v in base.lookup))
-                res = base.model_copy(update={"lookup": tuple(vals), "phenotype": " / ".join(vals),
-                                              "phenoconverted_by": by})
+            phen = " / ".join(dict.fromkeys(kn.bin_of(gene, v) for v in vals if v != NOT_TESTED))
+            res = base.model_copy(update={"lookup": tuple(vals), "activity_score": " / ".join(vals),
+                                          "phenotype": phen or base.phenotype, "phenoconverted_by": by})
+        elif strong:
+            poor = kn.step_down[gene]["poor"]
+            res = base.model_copy(update={"phenotype": poor, "lookup": (poor,), "phenoconverted_by": by})
+        else:
+            steps = kn.step_down[gene]["steps"]
+            vals = list(dict.fromkeys(steps.get(v, v) for v in base.lookup))
+            res = base.model_copy(update={"lookup": tuple(vals), "phenotype": " / ".join(vals),
+                                          "phenoconverted_by": by})
         if base.status == "not-tested" and moderate and not strong:
             res = base  # a moderate inhibitor says nothing about an untested gene
         ctx.cache[key] = res
@@ -771,7 +780,7 @@ class RuleSet:
             group = groups[locset]
             uncertain_pop = len({pop for _r, pop in group}) > 1
             cands = [(self._gd_finding(r, d, eff, converted), r) for r, _ in group]
-            best, best_rule = min(cands, key=lambda c: _severity(c[0]))
+            best, best_rule = min(cands, key=lambda c: _severity(c[0], self._strength_rank))
             if uncertain_pop or widened or len({f.rule_id for f, _ in cands}) > 1:
                 why = ("population not determined" if uncertain_pop else
                        "no CPIC row for this exact activity score; same phenotype used" if widened else
