@@ -257,3 +257,25 @@ def test_pgx_efficacy_in_the_truth():
     esc = v[:, 0] - v[:, 1]
     assert esc[1] == pytest.approx(0.6 * esc[0])  # area pgx_effects: efficacy_factor 0.6
     assert v[0, 2] == pytest.approx(v[1, 2])  # sertraline: no CYP2C19 efficacy effect listed
+
+
+def test_truth_rows_reproduce_decisions_and_work_at_any_date(t2d):
+    d = t2d.decisions.iloc[::7]
+    rows = t2d.truth_rows(d["patient_id"].tolist(), d["t0"].tolist())
+    # at a decision's t0 the regimen active is the new one; the true features are those of the decision
+    for f in t2d.area.features:
+        a, b = rows["true_" + f.name].to_numpy(), d["true_" + f.name].to_numpy()
+        if f.kind == "pgx":
+            assert (a == b).all()
+        elif f.kind != "baseline":
+            assert np.allclose(a, b)
+    assert np.allclose(rows[LATENT], d[LATENT])
+    assert (rows["current_key"].to_numpy() == d["regimen_key"].to_numpy()).all()
+    # the day before, the baseline is the decision's true baseline (regimen before)
+    before = t2d.truth_rows(d["patient_id"].tolist(), (d["t0"] - pd.Timedelta(days=1)).tolist())
+    assert (before["current_key"].to_numpy() == d["regimen_before_key"].to_numpy()).all()
+    assert np.allclose(before["true_baseline"], d["true_baseline"], atol=0.01)  # one day of drift
+    vals = expected_outcome(t2d.area, rows, enumerate_regimens(t2d.area)[:5], truth_params=t2d.truth)
+    assert vals.shape == (len(rows), 5)
+    with pytest.raises(ConfigError, match="unknown simulated patient"):
+        t2d.truth_rows(["nobody"], ["2020-01-01"])

@@ -6,7 +6,9 @@ Public API::
     simulate_cohort(area, n, *, seed) -> SimCohort                 # in memory, vectorized
     expected_outcome(area, features, regimens, *, truth_params) -> ndarray (n_rows, n_regimens)
     draw_truth(area, seed) -> TruthParams
-    SimCohort.decisions / .truth / .patients / .expected_outcome(regimens) / .truth_table() / .records()
+    SimCohort.decisions / .episodes / .truth / .patients / .expected_outcome(regimens) / .truth_table()
+    SimCohort.truth_rows(patient_ids, dates)   # truth inputs at any (patient, date), e.g. a recommendation date
+    SimCohort.records()                         # PatientRecords through the real ingest (no files)
     SimCohort.write_fhir(dir)                                       # FHIR bundles + truth.parquet
 """
 

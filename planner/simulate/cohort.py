@@ -115,11 +115,73 @@ class SimCohort:
     decisions: pd.DataFrame
     patients: pd.DataFrame
     logs: _Logs
+    latent: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)  # per-patient hidden state
 
     @property
     def episodes(self) -> pd.DataFrame:
         """The decisions the episode rules keep (``decisions[decisions.episode]``)."""
         return self.decisions[self.decisions["episode"]]
+
+    def truth_rows(self, patient_ids: "list[str] | np.ndarray", dates: Any) -> pd.DataFrame:
+        """Rows for :func:`expected_outcome` at any (patient, date), e.g. the date a recommendation is made:
+        ``patient_id``, ``t0``, every ``true_<feature>``, ``latent_untreated`` (expected untreated outcome at
+        date + followup_days) and ``current_key`` (the regimen active that day). At a decision's own t0 the
+        values equal that decision's row."""
+        area, lat = self.area, self.latent
+        ids = np.asarray(patient_ids, dtype=object)
+        when = pd.to_datetime(pd.Series(dates)).to_numpy(dtype="datetime64[D]")
+        if ids.shape[0] != when.shape[0]:
+            raise ConfigError("patient_ids and dates differ in length", field="dates", value=int(when.shape[0]),
+                              expected=f"{ids.shape[0]} dates")
+        pos = {p: i for i, p in enumerate(self.patients["patient_id"])}
+        missing = [p for p in ids if p not in pos]
+        if missing:
+            raise ConfigError("unknown simulated patient", field="patient_ids", value=missing[0])
+        rows = np.array([pos[p] for p in ids], dtype=int)
+        index_date = self.patients["index_date"].to_numpy(dtype="datetime64[D]")[rows]
+        day = (when - index_date).astype(int)
+        log = area.outcome.scale == "log"
+        to_model = np.log if log else (lambda x: x)
+        # effect of the regimen active on that day: from the latest decision on or before it
+        dec = self.decisions
+        eff = np.zeros(rows.size)
+        keys = np.full(rows.size, "none", dtype=object)
+        if len(dec):
+            dpid = dec["patient_id"].map(pos).to_numpy()
+            dday = dec["day"].to_numpy()
+            deff = to_model(dec["true_expected"].to_numpy()) - to_model(dec[LATENT].to_numpy())
+            order = np.lexsort((dday, dpid))
+            dkey = dpid[order].astype(np.int64) * (1 << 22) + dday[order] + (1 << 20)
+            qkey = rows.astype(np.int64) * (1 << 22) + day + (1 << 20)
+            j = np.searchsorted(dkey, qkey, side="right") - 1
+            ok = (j >= 0) & (dpid[order][np.maximum(j, 0)] == rows)
+            eff = np.where(ok, deff[order][np.maximum(j, 0)], 0.0)
+            keys = np.where(ok, dec["regimen_key"].to_numpy()[order][np.maximum(j, 0)], "none")
+        u = lat["u0"][rows] + lat["drift"][rows] * day / 365.0
+        back = np.exp if log else (lambda x: x)
+        out: dict[str, Any] = {"patient_id": ids, "t0": when.astype("datetime64[ns]"), "day": day,
+                               "current_key": keys}
+        qspec = {q.quantity: q for q in area.simulation.quantities}
+        for f in area.features:
+            if f.kind == "age":
+                v = (lat["birth_offset"][rows] + day) / 365.25
+            elif f.kind == "sex":
+                v = lat["female"][rows].astype(float)
+            elif f.kind == "baseline":
+                v = back(u + eff)
+            elif f.kind == "quantity":
+                q = qspec.get(f.quantity or "")
+                v = (np.full(rows.size, np.nan) if q is None else
+                     np.clip(lat["qbase"][q.quantity][rows] + q.per_year * day / 365.0, q.low, q.high))
+            elif f.kind == "condition":
+                onset = lat["cond_onset"].get(f.name)
+                v = np.zeros(rows.size) if onset is None else (onset[rows] <= day).astype(float)
+            else:  # pgx
+                ph = lat["phenotype"].get(f.gene or "")
+                v = ph[rows] if ph is not None else np.full(rows.size, "Normal", dtype=object)
+            out["true_" + f.name] = v
+        out[LATENT] = back(lat["u0"][rows] + lat["drift"][rows] * (day + area.outcome.followup_days) / 365.0)
+        return pd.DataFrame(out)
 
     def expected_outcome(self, regimens: "list[Regimen]", rows: pd.DataFrame | None = None) -> np.ndarray:
         """TRUE expected follow-up of each regimen for each decision row (n_rows, n_regimens)."""
@@ -190,6 +252,7 @@ class _Sim:
         self.levels = [np.array(d.doses, dtype=float) for d in area.formulary]
         self.nlev = np.array([len(x) for x in self.levels])
         self.feature_names = [f.name for f in area.features]
+        self.end_day = np.zeros(self.n, dtype=int)  # last visit day per patient
 
     # ---- population ----------------------------------------------------------------------------------
     def population(self) -> None:
@@ -482,8 +545,6 @@ class _Sim:
             day[rows[~end]] = nxt[~end]
         return self.finish(obs_log)
 
-    end_day: np.ndarray
-
     def targets(self, rows: np.ndarray, day: np.ndarray, vals: dict[str, np.ndarray]) -> np.ndarray:
         area = self.area
         target = np.full(rows.size, area.outcome.target)
@@ -597,6 +658,4 @@ def simulate_cohort(area: "Area | str", n: int, *, seed: int) -> SimCohort:
         area = load_area(area)
     if int(n) < 1:
         raise ConfigError("cohort size must be positive", field="n", value=n, expected="an integer >= 1")
-    sim = _Sim(area, int(n), int(seed))
-    sim.end_day = np.zeros(int(n), dtype=int)
-    return sim.run()
+    return _Sim(area, int(n), int(seed)).run()

@@ -275,5 +275,7 @@ def build_outputs(sim: "_Sim", obs_log: dict[str, list[tuple[np.ndarray, np.ndar
     })
     for gene, ph in sim.phenotype.items():
         patients[f"phenotype_{gene}"] = ph
+    latent = {"u0": sim.u0, "drift": sim.drift, "qbase": sim.qbase, "birth_offset": sim.birth_offset,
+              "female": sim.female, "cond_onset": sim.cond_onset, "phenotype": sim.phenotype}
     return SimCohort(area=area, seed=sim.seed, n=n, truth=sim.truth, decisions=decisions, patients=patients,
-                     logs=logs)
+                     logs=logs, latent=latent)
