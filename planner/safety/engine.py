@@ -637,17 +637,20 @@ class RuleSet:
         if pd is None:  # pairs and duplicates depend on the drug set (and on doses only for dose caps)
             pd = cache[pkey] = self._pairs(ctx, regimen, ings, all_drugs) + self._duplicates(ctx, ings, all_drugs)
         out.extend(pd)
-        skeys = cache.get("_sortkeys")
-        if skeys is None:
-            skeys = cache["_sortkeys"] = {}
-        decorated = {}
-        for f in out:
-            i = id(f)
-            sk = skeys.get(i)
-            if sk is None:
-                sk = skeys[i] = (_sort_key(f), f)  # keeps f alive, so its id stays unique
-            decorated[i] = sk
-        result = [f for _k, f in sorted(decorated.values(), key=_first)]
+        if len(out) < 2:
+            result = out
+        else:
+            skeys = cache.get("_sortkeys")
+            if skeys is None:
+                skeys = cache["_sortkeys"] = {}
+            decorated = {}
+            for f in out:
+                i = id(f)
+                sk = skeys.get(i)
+                if sk is None:
+                    sk = skeys[i] = (_sort_key(f), f)  # keeps f alive, so its id stays unique
+                decorated[i] = sk
+            result = [f for _k, f in sorted(decorated.values(), key=_first)]
         if len(ctx.cache) < 50_000:
             ctx.cache[key] = tuple(result)
         return result
