@@ -214,3 +214,76 @@ def test_frame_notes_and_counts_are_separate():
     assert frame.attrs["notes"] == {"undated-medication": 1}
     assert counts == Counter({"candidates": 1, "no-follow-up": 1})
     assert list(frame.columns)[:4] == ["patient_id", "t0", "regimen", "regimen_before"]
+
+
+# ---- property test: the interval/change logic against a day-by-day brute force ---------------------------------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_DRUGS = ["metformin", "sitagliptin", "glipizide"]
+_STATUSES = ["active", "completed", "stopped", "cancelled", "entered-in-error"]
+
+
+@st.composite
+def _histories(draw):
+    meds = []
+    for k in range(draw(st.integers(0, 7))):
+        ing = draw(st.sampled_from(_DRUGS))
+        start = draw(st.integers(0, 300))
+        end = draw(st.one_of(st.none(), st.integers(start, 400)))
+        dose = draw(st.sampled_from([None, 5.0, 10.0, 500.0]))
+        meds.append((ing, dose, start, end, draw(st.sampled_from(_STATUSES))))
+    obs = sorted(set(draw(st.lists(st.integers(-200, 800), max_size=12))))
+    return meds, obs
+
+
+def _brute_force(meds, day):
+    """Regimen on ``day`` straight from the DESIGN.md sentence, one request at a time."""
+    active = {}
+    for k, (ing, dose, start, end, status) in enumerate(meds):
+        if status == "entered-in-error":
+            continue
+        stop = end if end is not None else (start if status in ("stopped", "cancelled") else None)
+        later = [s for j, (i2, _, s, _, st2) in enumerate(meds)
+                 if i2 == ing and st2 != "entered-in-error" and (s > start or (s == start and j > k))]
+        if later:
+            stop = min([x for x in (stop, min(later)) if x is not None])
+        if start <= day and (stop is None or day < stop):
+            active[ing] = dose
+    return tuple(sorted(active.items()))
+
+
+@settings(max_examples=150)
+@given(_histories())
+def test_changes_and_windows_match_a_brute_force(history):
+    meds_spec, obs_days = history
+    base = D(2020, 1, 1)
+    day = lambda k: base + dt.timedelta(days=k)  # noqa: E731
+    meds = [_med(i, dose, day(s), end=None if e is None else day(e), status=stt) for i, dose, s, e, stt in meds_spec]
+    rec = _rec(meds, [(day(k), 5.0 + k / 100) for k in obs_days])
+    res = extract_episodes(rec, T2D, with_features=False)
+    changes = regimen_changes(medication_intervals(rec, T2D))
+    # brute force over every day
+    expected = []
+    prev = ()
+    for k in range(-1, 402):
+        cur = _brute_force(meds_spec, k)
+        if cur != prev:
+            expected.append((k, cur))
+            prev = cur
+    got = [((c.t0 - base).days, tuple((d.ingredient, d.dose_mg_day) for d in c.after.drugs)) for c in changes]
+    assert got == expected
+    assert res.candidates == len(changes) == len(res.episodes) + sum(res.dropped.values())
+    for e in res.episodes:
+        k = [c.t0 for c in changes].index(e.t0)
+        nxt = changes[k + 1].t0 if k + 1 < len(changes) else None
+        assert 0 <= (e.t0 - e.baseline_date).days <= 180
+        assert not any(e.baseline_date < day(o) <= e.t0 for o in obs_days)  # the latest one
+        assert 60 <= (e.followup_date - e.t0).days <= 365
+        assert nxt is None or e.followup_date <= nxt
+        dist = abs((e.followup_date - e.t0).days - 180)
+        hi = min(365, (nxt - e.t0).days if nxt else 365)
+        for o in obs_days:
+            off = (day(o) - e.t0).days
+            if 60 <= off <= hi:
+                assert abs(off - 180) > dist or (abs(off - 180) == dist and day(o) >= e.followup_date)
