@@ -345,9 +345,17 @@ DRUGS = ["clopidogrel", "codeine", "simvastatin", "rosuvastatin", "metformin", "
     current=st.lists(st.sampled_from(DRUGS), max_size=3),
     regimen=st.lists(st.tuples(st.sampled_from(DRUGS), st.one_of(st.none(), st.floats(0.1, 5000))), max_size=3),
     egfr=st.one_of(st.none(), st.floats(5, 130)),
+    extra=st.lists(st.one_of(
+        st.builds(lambda g, s: PgxResult(gene=g, activity_score=s, source="pharmcat-tsv"),
+                  st.sampled_from(["CYP2D6", "CYP2C9", "DPYD", "CYP2C19"]), st.sampled_from([0.0, 0.5, 1.0, 1.75, 3.5])),
+        st.builds(lambda a, pos: PgxResult(gene="HLA-B", allele=a, allele_status=pos, source="fhir-hla"),
+                  st.sampled_from(["*57:01", "*15:02", "*58:01"]), st.sampled_from(["positive", "negative"])),
+    ), max_size=3),
 )
-def test_random_inputs_never_crash_and_untested_is_never_normal(rs, results, current, regimen, egfr):
+def test_random_inputs_never_crash_and_untested_is_never_normal(rs, results, current, regimen, egfr, extra):
     pgx = tuple(PgxResult(gene=g, diplotype=f"{a}/{b}", phenotype=p, source="pharmcat-tsv") for g, a, b, p in results)
+    pgx += tuple(extra)
+    results = results + [(p.gene, None, None, None) for p in extra]
     r = rec(meds=current, egfr=egfr).model_copy(update={"pgx": pgx})
     seen = {d for d, _ in regimen}
     drugs = [DrugDose(ingredient=d, rxcui="0", dose_mg_day=dose) for d, dose in dict(regimen).items()]
