@@ -194,7 +194,8 @@ def test_acceptance_simulated_bundles_match_the_simulator(tmp_path, area):
 def test_cli_episodes_writes_parquet_and_reports_drops(tmp_path, capsys):
     assert cli_main(["simulate", "--area", "lipids", "--n", "40", "--seed", "3", "--out", str(tmp_path / "sim")]) == 0
     out = tmp_path / "ep.parquet"
-    assert cli_main(["episodes", str(tmp_path / "sim" / "fhir"), "--area", "lipids", "--out", str(out)]) == 0
+    # the whole simulate output folder reads as a cohort (its metadata is YAML, the truth Parquet)
+    assert cli_main(["episodes", str(tmp_path / "sim"), "--area", "lipids", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "candidate episodes" in text and "dropped no-baseline" in text
     frame = pd.read_parquet(out)

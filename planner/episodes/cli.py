@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
         area: str = typer.Option(..., "--area", help="Therapeutic area id (t2d, lipids, hypertension, depression)."),
         n: int = typer.Option(1000, "--n", help="Number of patients."),
         seed: int = typer.Option(0, "--seed", help="Seed: the same seed gives byte-identical output."),
-        out: Path = typer.Option(..., "--out", help="Output folder (fhir/, truth.parquet, truth_params.json)."),
+        out: Path = typer.Option(..., "--out", help="Output folder (fhir/, truth.parquet, truth_params.yaml)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace bundles already in the folder."),
     ) -> None:
         """Simulate a cohort with a known true world: FHIR R4 bundles plus the truth."""

@@ -206,7 +206,7 @@ class SimCohort:
     def write_fhir(self, out_dir: str, *, truth_regimens: "list[Regimen] | None" = None,
                    overwrite: bool = False) -> dict[str, Any]:
         """Write one FHIR R4 transaction bundle per patient (``<out>/fhir/<patient_id>.json``) and the truth
-        (``<out>/truth.parquet``, ``<out>/truth_params.json``). Byte-identical for the same area, n and seed.
+        (``<out>/truth.parquet``, ``<out>/truth_params.yaml``). Byte-identical for the same area, n and seed.
         A folder that already holds bundles is refused unless ``overwrite`` (which removes them first)."""
         from .fhir import write_cohort
 

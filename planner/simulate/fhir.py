@@ -7,8 +7,11 @@ Layout of ``out_dir``::
     truth.parquet              every decision point (SimCohort.decisions without object columns) plus
                                ``truth:<regimen key>``: the TRUE expected follow-up under every regimen of
                                ``enumerate_regimens(area, doses="reference")`` (or those given)
-    truth_params.json          the true world (TruthParams.to_dict())
-    simulation.json            area, area version, seed, n, rules version, counts
+    truth_params.yaml          the true world (TruthParams.to_dict(); TruthParams.from_dict(yaml.safe_load(...)))
+    simulation.yaml            area, area version, seed, n, rules version, counts
+
+The metadata is YAML, not JSON, so that the whole folder can be handed to ``planner.ingest.read_records`` (which
+reads every .json file under a folder) as well as its ``fhir/`` subfolder.
 
 Resources follow Synthea's shapes: ``urn:uuid`` fullUrls with ``request: POST``; MedicationRequest with an RxNorm
 ingredient coding, a display with the per-dose strength, ``dosageInstruction`` (timing + doseQuantity in mg) and
@@ -204,6 +207,22 @@ class _Writer:
         return pop[gene].hgnc
 
 
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    return obj
+
+
+def _yaml(data: dict[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump(_plain(data), sort_keys=True, default_flow_style=False)
+
+
 def write_cohort(cohort: "SimCohort", out_dir: str | Path, *,
                  truth_regimens: "list[Regimen] | None" = None, overwrite: bool = False) -> dict[str, Any]:
     """Write bundles and truth (see the module docstring); returns counts and paths."""
@@ -226,7 +245,7 @@ def write_cohort(cohort: "SimCohort", out_dir: str | Path, *,
         (fdir / f"{w.ids[i]}.json").write_bytes(orjson.dumps(bundle))
     table = cohort.truth_table(truth_regimens)
     table.to_parquet(out / "truth.parquet", index=False)
-    (out / "truth_params.json").write_bytes(orjson.dumps(cohort.truth.to_dict(), option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2))
+    (out / "truth_params.yaml").write_text(_yaml(cohort.truth.to_dict()), encoding="utf-8")
     from ..manifest import verify
 
     try:
@@ -237,5 +256,5 @@ def write_cohort(cohort: "SimCohort", out_dir: str | Path, *,
             "rules_version": rules_version, "bundles": cohort.n, "resources": n_res,
             "decisions": int(len(cohort.decisions)), "episodes": int(cohort.decisions["episode"].sum()),
             "truth_regimens": int(sum(c.startswith("truth:") for c in table.columns))}
-    (out / "simulation.json").write_bytes(orjson.dumps(info, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2))
+    (out / "simulation.yaml").write_text(_yaml(info), encoding="utf-8")
     return {**info, "fhir_dir": str(fdir), "truth": str(out / "truth.parquet")}
