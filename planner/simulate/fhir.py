@@ -43,6 +43,13 @@ RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 UCUM = "http://unitsofmeasure.org"
 HGNC = "http://www.genenames.org"
 OBS_CAT = "http://terminology.hl7.org/CodeSystem/observation-category"
+_TERM = "http://terminology.hl7.org/CodeSystem/"
+COND_CLINICAL = {"coding": [{"system": _TERM + "condition-clinical", "code": "active"}]}
+COND_VERIFIED = {"coding": [{"system": _TERM + "condition-ver-status", "code": "confirmed"}]}
+ALLERGY_CLINICAL = {"coding": [{"system": _TERM + "allergyintolerance-clinical", "code": "active"}]}
+ALLERGY_VERIFIED = {"coding": [{"system": _TERM + "allergyintolerance-verification", "code": "confirmed"}]}
+DOSE_ORDERED = {"coding": [{"system": _TERM + "dose-rate-type", "code": "ordered", "display": "Ordered"}]}
+GENOTYPE_PROFILE = "http://hl7.org/fhir/uv/genomics-reporting/StructureDefinition/genotype"
 BP_PANEL = ("85354-9", "Blood pressure panel with all children optional")
 DBP = ("8462-4", "Diastolic blood pressure")
 GENOTYPE = ("84413-4", "Genotype display name")
@@ -108,10 +115,7 @@ class _Writer:
         for r in rows[b[i]:b[i + 1]]:
             onset = _dt(self.day(i, r["onset"]))
             add({"resourceType": "Condition",
-                 "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
-                                                "code": "active"}]},
-                 "verificationStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status",
-                                                    "code": "confirmed"}]},
+                 "clinicalStatus": COND_CLINICAL, "verificationStatus": COND_VERIFIED,
                  "code": {"coding": [{"system": SNOMED, "code": r["code"], "display": r["display"]}], "text": r["display"]},
                  "subject": subject, "onsetDateTime": onset, "recordedDate": onset})
         # allergies
@@ -119,12 +123,10 @@ class _Writer:
         for r in rows[b[i]:b[i + 1]]:
             drug = self.area.formulary[int(r["drug"])]
             add({"resourceType": "AllergyIntolerance",
-                 "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
-                                                "code": "active"}]},
-                 "verificationStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification",
-                                                    "code": "confirmed"}]},
+                 "clinicalStatus": ALLERGY_CLINICAL, "verificationStatus": ALLERGY_VERIFIED,
                  "type": "allergy", "category": ["medication"], "criticality": "high",
-                 "code": {"coding": [{"system": RXNORM, "code": drug.rxcui, "display": drug.ingredient}], "text": drug.ingredient},
+                 "code": {"coding": [{"system": RXNORM, "code": drug.rxcui, "display": drug.ingredient}],
+                          "text": drug.ingredient},
                  "patient": subject, "recordedDate": _dt(self.day(i, r["day"]))})
         # medication requests
         b, rows = self.tables["meds"]
@@ -146,9 +148,8 @@ class _Writer:
                  "dosageInstruction": [{"sequence": 1,
                                         "timing": {"repeat": {"frequency": times, "period": 1, "periodUnit": "d"}},
                                         "asNeededBoolean": False,
-                                        "doseAndRate": [{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/dose-rate-type",
-                                                                              "code": "ordered", "display": "Ordered"}]},
-                                                         "doseQuantity": {"value": per, "unit": "mg", "system": UCUM, "code": "mg"}}]}],
+                                        "doseAndRate": [{"type": DOSE_ORDERED, "doseQuantity": {
+                                            "value": per, "unit": "mg", "system": UCUM, "code": "mg"}}]}],
                  "dispenseRequest": {"validityPeriod": validity, "numberOfRepeatsAllowed": 3}})
         # outcome and other observations
         out = self.area.outcome
@@ -189,7 +190,7 @@ class _Writer:
             hgnc = self.c_hgnc(gene)
             when = _dt(self.day(i, r["day"]))
             add({"resourceType": "Observation", "status": "final",
-                 "meta": {"profile": ["http://hl7.org/fhir/uv/genomics-reporting/StructureDefinition/genotype"]},
+                 "meta": {"profile": [GENOTYPE_PROFILE]},
                  "category": [{"coding": [{"system": OBS_CAT, "code": "laboratory"}]}],
                  "code": {"coding": [{"system": LOINC, "code": GENOTYPE[0], "display": GENOTYPE[1]}]},
                  "subject": subject, "effectiveDateTime": when, "issued": when,
