@@ -279,3 +279,22 @@ def test_truth_rows_reproduce_decisions_and_work_at_any_date(t2d):
     assert vals.shape == (len(rows), 5)
     with pytest.raises(ConfigError, match="unknown simulated patient"):
         t2d.truth_rows(["nobody"], ["2020-01-01"])
+
+
+def test_population_phenotypes_agree_with_the_safety_layer():
+    """The simulator's diplotype table (from CPIC) and planner.safety's derivation (from allele functions) agree."""
+    from planner.record import PgxResult
+    from planner.safety import RuleSet
+    from planner.simulate.population import load_pgx_population
+
+    kn = RuleSet.load().knowledge
+    tested_share, genes = load_pgx_population()
+    assert 0 < tested_share < 1
+    checked = 0
+    for gene, pop in genes.items():
+        assert abs(sum(pop.freqs) - 1) < 1e-9
+        for dip, phen in pop.diplotypes.items():
+            res = kn.interpret(gene, [PgxResult(gene=gene, diplotype=dip, source="fhir-genotype")])
+            assert res.phenotype == phen, (gene, dip, res.phenotype, phen)
+            checked += 1
+    assert checked >= 60
