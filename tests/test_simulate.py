@@ -297,4 +297,4 @@ def test_population_phenotypes_agree_with_the_safety_layer():
             res = kn.interpret(gene, [PgxResult(gene=gene, diplotype=dip, source="fhir-genotype")])
             assert res.phenotype == phen, (gene, dip, res.phenotype, phen)
             checked += 1
-    assert checked >= 60
+    assert checked >= 50  # every diplotype of the simulated alleles (4 genes)
