@@ -28,7 +28,7 @@ _TYPE_NAMES: dict[bytes, str] = {}
 _SUFFIXES = (".json", ".ndjson", ".jsonl")
 _TYPE_AT_START = re.compile(rb'\s*\{\s*"resourceType"\s*:\s*"([A-Za-z]+)"')
 _MAX_NESTED_BUNDLES = 3
-
+_DEEP = "JSON nested at most about 1,000 levels deep (FHIR needs a few dozen)"
 
 
 @dataclasses.dataclass(slots=True)
@@ -119,7 +119,7 @@ def _from_document(data: bytes, file: str, depth: int = 0) -> Iterator[RawResour
     try:
         rtype, _ = _resource_type(data, "document", file)
     except RecursionError:
-        raise InputError("JSON is nested too deeply", file=file, expected="JSON nested at most about 1,000 levels deep (FHIR needs a few dozen)") from None
+        raise InputError("JSON is nested too deeply", file=file, expected=_DEEP) from None
     if rtype != "Bundle":
         HEAD_DECODER.decode(data)  # syntax of the whole document (DecodeError -> caller: NDJSON or a clear error)
         yield RawResource(rtype, data, rtype, None, file)
@@ -134,7 +134,7 @@ def _from_bundle(data: bytes | msgspec.Raw, file: str, depth: int, prefix: str) 
         msg, path = explain_validation(exc)
         raise FhirError(msg, file=file, resource=f"Bundle{prefix}", field=path, expected="a FHIR Bundle") from None
     except RecursionError:
-        raise InputError("JSON is nested too deeply", file=file, expected="JSON nested at most about 1,000 levels deep (FHIR needs a few dozen)") from None
+        raise InputError("JSON is nested too deeply", file=file, expected=_DEEP) from None
     btype = bundle.type
     if btype is not None and btype not in BUNDLE_TYPES:
         raise FhirError("unknown Bundle.type", file=file, resource=f"Bundle{prefix}", field="type", value=btype,
@@ -196,7 +196,7 @@ def _parse_bytes(data: bytes, file: str, *, ndjson_hint: bool = False) -> list[R
             return list(_from_ndjson(data, file))
         raise _json_error(exc, data, file) from None
     except RecursionError:
-        raise InputError("JSON is nested too deeply", file=file, expected="JSON nested at most about 1,000 levels deep (FHIR needs a few dozen)") from None
+        raise InputError("JSON is nested too deeply", file=file, expected=_DEEP) from None
 
 
 def _read_file(path: Path, max_bytes: int) -> bytes:
