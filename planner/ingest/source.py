@@ -231,7 +231,7 @@ def load_resources(source: Any, *, max_bytes: int = DEFAULT_MAX_BYTES) -> list[R
                              expected=f"at most {max_bytes:,} bytes", hint="raise max_bytes if this is intended")
         return _parse_bytes(data, "<bytes>")
     if isinstance(source, str):
-        head = source.lstrip()[:1]
+        head = source.lstrip("\ufeff \t\r\n")[:1]
         if head in ("{", "["):
             data = source.encode("utf-8", "surrogatepass")
             if len(data) > max_bytes:
