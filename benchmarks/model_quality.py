@@ -189,7 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     out = []
     for area_id in a.areas.split(","):
         t0 = time.perf_counter()
-        r = evaluate_area(area_id, episodes=episodes, seed=a.seed, quick=a.quick, max_eval_rows=eval_rows)
+        try:
+            r = evaluate_area(area_id, episodes=episodes, seed=a.seed, quick=a.quick, max_eval_rows=eval_rows)
+        except Exception as exc:  # noqa: BLE001 - report and go on with the other areas
+            print(f"\n== {area_id}: FAILED {type(exc).__name__}: {exc}")
+            out.append({"area": area_id, "error": str(exc)})
+            continue
         r["total_s"] = round(time.perf_counter() - t0, 1)
         out.append(r)
         print(f"\n== {area_id} ({r['unit']}): {r['episodes']} episodes, {r['train_episodes']} train, "

@@ -123,7 +123,7 @@ def guide_draws(g, num_draws: int) -> dict[str, torch.Tensor]:
 
 
 def fit_nuts(pr: Priors, batch: Batch, y: torch.Tensor, *, seed: int, num_warmup: int = 500,
-             num_samples: int = 1000, progress: Progress | None = None) -> FitResult:
+             num_samples: int = 1000, progress: Progress | None = None, max_tree_depth: int = 7) -> FitResult:
     """Fit by NUTS on the full data (small cohorts, and the reference for checking SVI)."""
     pyro.clear_param_store()
     pyro.set_rng_seed(seed)
@@ -136,11 +136,17 @@ def fit_nuts(pr: Priors, batch: Batch, y: torch.Tensor, *, seed: int, num_warmup
         if progress is not None and (counter["i"] % 10 == 0 or counter["i"] == total):
             progress(counter["i"], total, math.nan)
 
-    kernel = NUTS(model, target_accept_prob=0.85, max_tree_depth=8, init_strategy=init_to_median(num_samples=15))
+    kernel = NUTS(model, target_accept_prob=0.85, max_tree_depth=max_tree_depth, init_strategy=init_to_median(num_samples=15),
+                  jit_compile=True, ignore_jit_warnings=True)
     mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=num_warmup, num_chains=1, disable_progbar=True,
                 hook_fn=hook)
     t0 = time.perf_counter()
-    mcmc.run(batch, y, None)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        mcmc.run(batch, y, None)
+    finally:
+        torch.set_num_threads(threads)
     seconds = time.perf_counter() - t0
     draws = {k: v.detach() for k, v in mcmc.get_samples().items()}
     diag: dict[str, float] = {}

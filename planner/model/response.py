@@ -239,7 +239,7 @@ class ResponseModel(BaseEstimator):
         are filled with the training mean (untrained area model: the area's feature default)."""
         X = self._check_frame(X)
         n = len(X)
-        raw = self._raw_features(spec, X, lenient=spec.is_area and not self.is_fitted)
+        raw = self._raw_features(spec, X, lenient=spec.is_area and not spec.trained)
         if raw.shape[1]:
             raw = np.where(np.isfinite(raw), raw, np.asarray(spec.feat_default))
             x = (raw - np.asarray(spec.feat_loc)) / np.asarray(spec.feat_scale)

@@ -86,6 +86,7 @@ class ModelSpec:
     exclusive_classes: list[list[str]] = field(default_factory=list)
     categories: dict[str, list[str]] = field(default_factory=dict)  # column -> levels (one-hot "col=level")
     uses_current: bool = False
+    trained: bool = False  # False: an untrained area prior (missing modifier features take their defaults)
     meas_sd: float | None = None  # SD of one measurement around a patient's expected level (area noise_sd)  # fitted with the current (pre-decision) regimen of each row
     feat_default: list[float] = field(default_factory=list)  # value used for a missing feature value
 
@@ -337,7 +338,7 @@ def spec_from_area(area: Area, *, features: Sequence[str] | None = None, feat_lo
         mod_mean=mod_mean.tolist(), mod_sd=mod_sd.tolist(), mod_given=given.tolist(), mod_offset=offset.tolist(),
         mod_mask=mask.tolist(), shrinkage=shrinkage * noise, rho_mean=comb.subadditivity, rho_conc=40.0,
         max_drugs=comb.max_drugs, max_per_class=comb.max_per_class,
-        exclusive_classes=[list(x) for x in comb.exclusive_classes], meas_sd=noise,
+        exclusive_classes=[list(x) for x in comb.exclusive_classes], meas_sd=noise, trained=trained,
         feat_default=[float(defaults.get(f) if defaults.get(f) is not None else loc)
                       for f, loc in zip(features, feat_loc)],
     )
@@ -359,5 +360,5 @@ def spec_from_tabular(arms: Iterable[str], features: Sequence[str], feat_loc: Se
         y_loc=float(y_loc), y_scale=float(y_scale), noise_sd=0.7, noise_sd_log_sd=1.0, alpha_sd=2.0,
         beta_sd=1.0, beta_mask=[1.0] * p, mod_mean=zeros, mod_sd=zeros, mod_given=zeros, mod_offset=zeros,
         mod_mask=np.ones((C, p)).tolist(), shrinkage=shrinkage, rho_mean=subadditivity, rho_conc=20.0,
-        max_drugs=max(max_drugs, 1), max_per_class=max(max_drugs, 1), feat_default=[float(x) for x in feat_loc],
+        max_drugs=max(max_drugs, 1), max_per_class=max(max_drugs, 1), trained=True, feat_default=[float(x) for x in feat_loc],
     )
