@@ -43,7 +43,8 @@ def test_bundle_round_trips_through_ingest() -> None:
     assert hba1c[0].value == pytest.approx(0.09148 * 53 + 2.152)
     assert r.latest("sbp").value == 150 and r.latest("dbp").value == 90
     assert r.allergies[0].rxcui == "2670" and r.allergies[0].reactions == ("Hives",)
-    assert r.allergies[1].system == "http://snomed.info/sct" and r.allergies[1].rxcui is None
+    # a SNOMED allergy whose display names a drug resolves to that ingredient
+    assert r.allergies[1].system == "http://snomed.info/sct" and r.allergies[1].ingredient == "penicillin"
     assert r.pgx_for("CYP2C19")[0].diplotype == "*2/*2"
     assert r.pgx_for("CYP2D6")[0].phenotype == "Poor Metabolizer"
     hla = r.pgx_for("HLA-B")[0]

@@ -74,7 +74,9 @@ def test_synthea_details() -> None:
     simva = next(m for m in jed.medications if m.ingredient == "simvastatin")
     assert simva.source_display == "Simvistatin 10 MG" and simva.strength_mg == 10  # Synthea's misspelling
     walsh_like = read_record(_syn("Adalberto_Hartmann"))
-    unresolved = [m for m in walsh_like.medications if m.rxcui is None]
+    donepezil = next(m for m in walsh_like.medications if m.ingredient == "donepezil")  # combination product
+    assert donepezil.rxcui is None and donepezil.strength_mg == 10  # named in the safety rules, RxCUI not pinned
+    unresolved = [m for m in walsh_like.medications if m.ingredient is None]
     assert unresolved and all(
         any(w.code == "unresolved-medication" and w.resource == f"MedicationRequest/{m.id}" for w in walsh_like.warnings)
         for m in unresolved)

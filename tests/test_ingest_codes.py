@@ -74,3 +74,30 @@ def test_quantities_have_canonical_units_and_conversions() -> None:
     for code in ("33914-3", "62238-1", "98979-8"):
         assert t.loinc_to_quantity[code].name == "egfr"
     assert {"85354-9", "55284-4"} <= t.panels
+
+
+def test_every_drug_the_safety_rules_name_is_readable_from_fhir() -> None:
+    """A drug a safety rule names must resolve from a FHIR display, or the rule can never fire on real input."""
+    import yaml
+
+    from planner.data import rules_dir
+
+    root = rules_dir()
+    names: set[str] = set()
+    classes = root / "drugs" / "classes.yaml"
+    if classes.is_file():
+        for cls in yaml.safe_load(classes.read_text())["classes"].values():
+            names.update(m.lower() for m in cls["members"])
+    cyp = root / "drugs" / "cyp_inhibitors.yaml"
+    if cyp.is_file():
+        for levels in yaml.safe_load(cyp.read_text())["inhibitors"].values():
+            for members in levels.values():
+                names.update(m.lower() for m in members)
+    ddi = root / "interactions" / "ddi.yaml"
+    if ddi.is_file():
+        for rule in yaml.safe_load(ddi.read_text())["rules"]:
+            names.update(m.lower() for side in ("a", "b") for m in rule.get(side, []) if not m.startswith("class:"))
+    t = code_tables()
+    missing = sorted(n for n in names if t.ingredient_by_name(n) is None)
+    assert not missing, f"add these ingredients to rules/codes/rxnorm.csv: {missing}"
+    assert [i.name for i in t.ingredients_in_text("Diltiazem Hydrochloride 120 MG Extended Release Oral Capsule")] == ["diltiazem"]
