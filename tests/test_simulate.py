@@ -298,3 +298,14 @@ def test_population_phenotypes_agree_with_the_safety_layer():
             assert res.phenotype == phen, (gene, dip, res.phenotype, phen)
             checked += 1
     assert checked >= 50  # every diplotype of the simulated alleles (4 genes)
+
+
+@pytest.mark.parametrize("area", ["t2d", "lipids", "depression"])
+def test_bundles_pass_strict_fhir_validation_without_warnings(tmp_path, area):
+    """Full fhir.resources R4 validation (ingest strict mode) and not one ingest warning."""
+    from planner.ingest import read_records
+
+    simulate_cohort(area, 12, seed=6).write_fhir(str(tmp_path))
+    records = read_records(str(tmp_path / "fhir"), strict=True)
+    assert len(records) == 12
+    assert [w.code for r in records for w in r.warnings] == []
