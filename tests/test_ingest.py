@@ -293,3 +293,24 @@ def test_medication_resource_with_ingredients_only() -> None:
     r = b.record()
     assert [(m.ingredient, m.rxcui, m.start.isoformat()) for m in r.medications] == [
         ("hydrochlorothiazide", "5487", "2022-02-02"), ("lisinopril", "29046", "2022-02-02")]
+
+
+def test_insulin_dose_in_units_converts_to_mg() -> None:
+    from planner.testing import BundleBuilder
+
+    b = BundleBuilder()
+    b.add({"resourceType": "MedicationRequest", "id": "ins", "status": "active", "intent": "order",
+           "medicationCodeableConcept": {"text": "insulin glargine 100 UNT/ML Injectable Solution [Lantus]"},
+           "subject": {"reference": "Patient/p1"}, "authoredOn": "2023-01-01",
+           "dosageInstruction": [{"timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
+                                  "doseAndRate": [{"doseQuantity": {"value": 20, "unit": "U", "code": "[iU]"}}]}]})
+    b.add({"resourceType": "MedicationRequest", "id": "ins2", "status": "active", "intent": "order",
+           "medicationCodeableConcept": {"text": "warfarin 5 MG Oral Tablet"},
+           "subject": {"reference": "Patient/p1"}, "authoredOn": "2023-01-01",
+           "dosageInstruction": [{"timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
+                                  "doseAndRate": [{"doseQuantity": {"value": 20, "unit": "U"}}]}]})
+    r = b.record()
+    meds = {m.id: m for m in r.medications}
+    assert meds["ins"].ingredient == "insulin glargine" and meds["ins"].dose_mg_day == pytest.approx(20 * 0.0364)
+    assert meds["ins2"].dose_mg_day is None
+    assert any(w.code == "dose-not-derivable" and "no mg per unit" in w.message for w in r.warnings)

@@ -34,6 +34,7 @@ class Ingredient:
 
     name: str
     rxcui: str | None
+    mg_per_unit: float | None = None  # for drugs dosed in units (insulin): mg per unit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,7 +140,13 @@ def _build(root: Path) -> CodeTables:
     for row in rows:
         if row.get("tty") != "IN":
             continue
-        ing = Ingredient(name=row["ingredient"].strip().lower(), rxcui=(row["ingredient_rxcui"] or "").strip() or None)
+        try:
+            mg_per_unit = float(row["mg_per_unit"]) if (row.get("mg_per_unit") or "").strip() else None
+        except ValueError:
+            raise RuleError("mg_per_unit is not a number", file=str(codes / "rxnorm.csv"), field=row["ingredient"],
+                            value=row.get("mg_per_unit")) from None
+        ing = Ingredient(name=row["ingredient"].strip().lower(), rxcui=(row["ingredient_rxcui"] or "").strip() or None,
+                         mg_per_unit=mg_per_unit)
         ingredients[ing.name] = ing
         if ing.rxcui:
             by_code[ing.rxcui] = ing

@@ -39,7 +39,8 @@ _SKIP_OBS_STATUS = frozenset({"entered-in-error", "cancelled"})
 _PERIOD_DAYS = {"s": 1 / 86400, "min": 1 / 1440, "h": 1 / 24, "d": 1.0, "wk": 7.0, "mo": 30.4375, "a": 365.25}
 _MASS_MG = {"mg": 1.0, "mcg": 0.001, "ug": 0.001, "µg": 0.001, "g": 1000.0}
 _COUNT_UNITS = frozenset({"", "1", "{tbl}", "{tablet}", "tablet", "tablets", "tab", "{capsule}", "capsule", "capsules",
-                          "cap", "{cap}", "{puff}", "puff", "{actuat}", "{unit}", "{dose}", "dose"})
+                          "cap", "{cap}", "{puff}", "puff", "{actuat}", "{dose}", "dose"})
+_DRUG_UNITS = frozenset({"u", "[iu]", "iu", "unt", "unit", "units", "[u]", "{unit}", "{units}"})
 _STRENGTH = re.compile(r"(\d+(?:\.\d+)?)\s*(MG|MCG|UG|µG|G)(?:\s*/\s*(ML|ACTUAT))?\b", re.IGNORECASE)
 
 
@@ -158,8 +159,9 @@ def _per_day(dosage: ft.Dosage) -> float | None:
     return freq / (period * _PERIOD_DAYS[unit])
 
 
-def _dose_mg_day(dosages: list[ft.Dosage], strength: tuple[float, bool] | None) -> tuple[float | None, str | None]:
-    """(mg/day, None) or (None, why not)."""
+def _dose_mg_day(dosages: list[ft.Dosage], strength: tuple[float, bool] | None,
+                 mg_per_unit: float | None = None) -> tuple[float | None, str | None]:
+    """(mg/day, None) or (None, why not). ``mg_per_unit`` converts doses in (insulin) units."""
     if not dosages:
         return None, "no dosage instruction"
     d = dosages[0]
@@ -177,6 +179,10 @@ def _dose_mg_day(dosages: list[ft.Dosage], strength: tuple[float, bool] | None) 
     low = unit.lower()
     if low in _MASS_MG:
         return qty.value * _MASS_MG[low] * per_day, None
+    if low in _DRUG_UNITS:
+        if mg_per_unit is None:
+            return None, f"dose in units ({unit!r}) and no mg per unit known for this drug"
+        return qty.value * mg_per_unit * per_day, None
     if low == "ml" and strength is not None and strength[1]:
         return qty.value * strength[0] * per_day, None
     if low in _COUNT_UNITS:
@@ -267,7 +273,7 @@ def _medications(
     strengths = _strengths(display, tables)
     for ing in ingredients:
         strength = strengths.get(ing.name)
-        dose, why = _dose_mg_day(dosages, strength)
+        dose, why = _dose_mg_day(dosages, strength, ing.mg_per_unit)
         if dose is not None and (not math.isfinite(dose) or dose < 0):
             raise FhirError("dose is not a finite non-negative number", file=file, resource=rref,
                             field="dosageInstruction", expected="a finite dose")
