@@ -110,3 +110,19 @@ def test_corrupted_serialisation_never_crashes(pos: int, junk: bytes) -> None:
         read_records(data, today="2026-01-01")
     except PlannerError:
         pass
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.lists(st.one_of(st.sampled_from(["CYP2D6", "HLA-B", "cyp2c19", "*1/*4", "*57:01 positive", "PM",
+                                                    "No Result", "1.0", "n/a", "≥6.0", "-1", "nan", ""]),
+                                   st.text(max_size=6)), max_size=6), max_size=5))
+def test_pharmcat_tsv_never_crashes(tmp_path_factory, lines) -> None:
+    from planner.ingest import read_pharmcat
+
+    path = tmp_path_factory.mktemp("pc") / "calls.tsv"
+    path.write_text("\n".join("\t".join(cols) for cols in lines), encoding="utf-8", errors="surrogatepass")
+    try:
+        for r in read_pharmcat(path):
+            assert r.gene == r.gene.upper() and r.source == "pharmcat-tsv"
+    except PlannerError:
+        pass
