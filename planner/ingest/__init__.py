@@ -16,6 +16,18 @@ authoredOn, medication start, birth, death) after *today* is a :class:`~planner.
 future is a data error, not something to plan on); an end date (validity period, effective period end) may lie in
 the future. Facts dated after ``as_of`` are kept; the record's accessors filter on ``as_of``.
 
+How it is fast: each Bundle is split into raw entries in one msgspec pass (nothing is built for Claims,
+ExplanationOfBenefits, Encounters...); only Patient, Condition, Observation, MedicationRequest, MedicationStatement,
+Medication and AllergyIntolerance are decoded into typed structs of the fields planner reads, and an Observation is
+decoded in full only when its code is one planner uses (rules/codes/quantities.yaml, BP panels, PGx codes).
+``strict=True`` additionally validates every resource against the fhir.resources R4B models.
+
+Normalisation: observations keyed by quantity name in their canonical unit (unknown unit: UnitError; unknown
+LOINC: skipped and counted in :class:`IngestStats`); medications resolved to ingredient RxCUIs
+(rules/codes/rxnorm.csv: code, else ingredient name in display/text), one Medication per ingredient of a
+combination product, dose in mg/day from the dosage (dose quantity x frequency / period; tablets x strength parsed
+from the display; insulin units x mg_per_unit), else strength x frequency, else None with a DataWarning.
+
 Logging: counts only (``planner.ingest`` logger at DEBUG); never identifiers or values.
 """
 
