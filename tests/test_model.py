@@ -107,7 +107,7 @@ def test_area_model_save_load_with_categories(tmp_path):
 def test_prior_model_is_sane_on_t2d():
     area = load_area("t2d")
     m = ResponseModel.from_area("t2d")
-    X = pd.DataFrame({"baseline": [8.0, 10.0], "egfr": [90.0, 40.0]})
+    X = pd.DataFrame({"baseline": [8.0, 10.0, 8.0], "egfr": [90.0, 90.0, 40.0]})
     none, met_hi, met_lo = Regimen(), _reg(area, ("metformin", 2000.0)), _reg(area, ("metformin", 500.0))
     empa = _reg(area, ("empagliflozin", 10.0))
     su = _reg(area, ("glipizide", 10.0))
@@ -118,7 +118,7 @@ def test_prior_model_is_sane_on_t2d():
     assert abs(eff[0, 1] - area.class_prior("biguanide").effect) < 0.05
     assert eff[0, 2] > eff[0, 1]  # 500 mg does less than 2000 mg (emax)
     assert eff[1, 1] < eff[0, 1]  # higher baseline, larger fall (modifier)
-    assert eff[1, 3] > eff[0, 3] - 0.0 and eff[1, 3] > eff[1, 1]  # SGLT2 weaker at low eGFR
+    assert eff[2, 3] > eff[0, 3] + 0.25  # SGLT2 weaker at low eGFR (-0.008 per mL/min below 90)
     assert eff[0, 4] > eff[0, 5] > eff[0, 1] + eff[0, 4]  # combination adds, sub-additively
     assert abs(d[0, 0] - 8.0) < 0.1  # no drug: expected to stay near the baseline
 

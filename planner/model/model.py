@@ -12,6 +12,7 @@ with the largest prior effect, fixed so that the model stays smooth in its param
     tau        ~ HalfNormal(shrinkage)                            # shared scale of unknown interactions
     gamma_cj   = given_cj ? (gm_cj + gs_cj * t_cj) : tau * t_cj,  t_cj ~ Normal(0, 1)   # class x feature
     rho        ~ Beta(rho_mean * conc, (1 - rho_mean) * conc)     # sub-additivity of added drugs
+    omega_c    = h_c * |m_c| * o_c,  o_c ~ HalfNormal(1)          # between-patient SD of the response to c
     sigma      ~ LogNormal(log noise_sd, noise_sd_log_sd)         # residual SD
     nu         ~ Gamma(2, 0.1)                                    # Student-t degrees of freedom (robust)
     ed50_c     = exp(log ed50_prior_c + 0.3 * e_c),  e_c ~ Normal(0, 1)   # emax classes
@@ -19,7 +20,8 @@ with the largest prior effect, fixed so that the model stays smooth in its param
                                               + potency_d(k) * sum_j gamma_c(k)j * (x_j - offset_c(k)j) )
     for each episode i (new regimen R_i, regimen before the decision P_i; none in tabular studies):
         mu_i = b_i + alpha + beta . x_i + E(R_i, x_i) - E(P_i, x_i)   # b_i already carries E(P_i)
-        y_i  ~ StudentT(nu, mu_i, sigma)                                # (tabular: standardized outcome)
+        s_i  = sqrt(sigma^2 + sum_{k in R_i xor P_i} (g_k * omega_c(k))^2)  # started/stopped drugs: own response
+        y_i  ~ StudentT(nu, mu_i, s_i)                                  # (tabular: standardized outcome)
 
 ``g`` is the area's dose-response (emax, linear, none); ``offset`` puts each area modifier at its published
 centre. All latent sites are non-centred vectors (one site each), so that the same code serves SVI with an
@@ -41,7 +43,7 @@ import torch
 from .spec import Design, ModelSpec
 
 __all__ = [
-    "SITE_ALPHA", "SITE_BETA", "SITE_CLASS", "SITE_DRUG", "SITE_SLOPE", "SITE_ED50", "SITE_TAU", "SITE_MOD", "SITE_RHO",
+    "SITE_ALPHA", "SITE_BETA", "SITE_CLASS", "SITE_DRUG", "SITE_SLOPE", "SITE_ED50", "SITE_HET", "SITE_TAU", "SITE_MOD", "SITE_RHO",
     "SITE_SIGMA", "SITE_NU", "SITE_OBS", "PLATE_OBS", "LATENT_SITES", "Batch", "Priors", "response_model",
     "derived", "priors_for",
 ]
@@ -53,13 +55,14 @@ SITE_DRUG = "drug_z"
 SITE_SLOPE = "slope_z"
 SITE_ED50 = "ed50_z"
 SITE_TAU = "interaction_scale"
+SITE_HET = "heterogeneity_z"
 SITE_MOD = "interaction_z"
 SITE_RHO = "subadditivity"
 SITE_SIGMA = "sigma"
 SITE_NU = "nu"
 SITE_OBS = "y"
 PLATE_OBS = "episodes"
-LATENT_SITES = (SITE_ALPHA, SITE_BETA, SITE_CLASS, SITE_DRUG, SITE_SLOPE, SITE_ED50, SITE_TAU, SITE_MOD, SITE_RHO,
+LATENT_SITES = (SITE_ALPHA, SITE_BETA, SITE_CLASS, SITE_DRUG, SITE_SLOPE, SITE_ED50, SITE_HET, SITE_TAU, SITE_MOD, SITE_RHO,
                 SITE_SIGMA, SITE_NU)
 
 DTYPE = torch.float64
@@ -78,6 +81,7 @@ class Batch(NamedTuple):
     log2r: torch.Tensor  # (n, K)
     rank: torch.Tensor  # (n, K) 0 for the largest drug of a regimen, 1 for added ones
     mask: torch.Tensor  # (n, K) +1 new regimen, -1 current regimen (subtracted), 0 padding
+    changed: torch.Tensor  # (n, K) 1 where the drug is in only one of the two regimens
 
     @classmethod
     def build(cls, x: np.ndarray, offset: np.ndarray, design: Design) -> "Batch":
@@ -85,6 +89,7 @@ class Batch(NamedTuple):
         return cls(
             x=t(x), offset=t(offset), drug=torch.as_tensor(design.drug), cls=torch.as_tensor(design.cls),
             g=t(design.g), log2r=t(design.log2r), rank=t(design.rank), mask=t(design.mask),
+            changed=t(design.changed if design.changed is not None else np.abs(design.mask)),
         )
 
     @property
@@ -129,6 +134,9 @@ class Priors:
         self.rho_b = float(max((1.0 - rm) * spec.rho_conc, 1e-3))
         self.noise_loc = math.log(spec.noise_sd)
         self.noise_scale = float(spec.noise_sd_log_sd)
+        self.het = spec.heterogeneity is not None
+        self.het_scale = (float(spec.heterogeneity or 0.0) * torch.abs(self.class_mean)
+                          + 0.05 * float(spec.noise_sd))
         self.any_unknown_mod = bool(((1 - self.mod_given) * self.mod_mask).sum() > 0)
 
     def distributions(self) -> dict[str, dist.Distribution]:
@@ -146,6 +154,8 @@ class Priors:
             SITE_SIGMA: dist.LogNormal(self.noise_loc * one, self.noise_scale * one),
             SITE_NU: dist.Gamma(2.0 * one, 0.1 * one),
         }
+        if self.het:
+            out[SITE_HET] = dist.HalfNormal(torch.ones(self.C, dtype=DTYPE)).to_event(1)
         if self.any_unknown_mod:
             out[SITE_TAU] = dist.HalfNormal(self.shrinkage * one)
         if not self.rho_fixed:
@@ -175,7 +185,8 @@ def derived(pr: Priors, v: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor
     gamma = pr.mod_mask * (pr.mod_given * (pr.mod_mean + pr.mod_sd * t) + (1 - pr.mod_given) * tau * t)
     gamma_off = (gamma * pr.mod_offset).sum(-1)
     rho = v[SITE_RHO] if SITE_RHO in v else torch.ones(batch, dtype=DTYPE)
-    return {"alpha": alpha, "beta": beta, "class_eff": class_eff, "drug_eff": drug_eff, "slope": slope, "ed50": ed50,
+    omega = pr.het_scale * v[SITE_HET] if SITE_HET in v else torch.zeros(batch + (pr.C,), dtype=DTYPE)
+    return {"omega": omega, "alpha": alpha, "beta": beta, "class_eff": class_eff, "drug_eff": drug_eff, "slope": slope, "ed50": ed50,
             "gamma": gamma, "gamma_off": gamma_off, "rho": rho, "sigma": v[SITE_SIGMA], "nu": v[SITE_NU]}
 
 
@@ -200,7 +211,9 @@ def batch_mean(pr: Priors, par: Mapping[str, torch.Tensor], b: Batch) -> torch.T
         prog = torch.zeros(b.n, dtype=DTYPE)
     eff = eff * g
     w = b.mask * par["rho"] ** b.rank
-    return b.offset + par["alpha"] + prog + (w * eff).sum(-1)
+    mean = b.offset + par["alpha"] + prog + (w * eff).sum(-1)
+    het = (b.changed * (g * torch.cat([par["omega"], zero])[b.cls]) ** 2).sum(-1)  # (n,)
+    return mean, het
 
 
 def response_model(pr: Priors, batch: Batch, y: torch.Tensor | None = None,
@@ -214,7 +227,8 @@ def response_model(pr: Priors, batch: Batch, y: torch.Tensor | None = None,
     n = batch.n
     with pyro.plate(PLATE_OBS, n, subsample=subsample) as idx:
         b = batch if subsample is None else batch.take(idx)
-        mean = batch_mean(pr, par, b)
+        mean, het = batch_mean(pr, par, b)
         obs = None if y is None else (y if subsample is None else y[idx])
-        pyro.sample(SITE_OBS, dist.StudentT(par["nu"], mean, par["sigma"]), obs=obs)
+        scale = torch.sqrt(par["sigma"] ** 2 + het)
+        pyro.sample(SITE_OBS, dist.StudentT(par["nu"], mean, scale), obs=obs)
     return mean

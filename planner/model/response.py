@@ -452,6 +452,9 @@ class ResponseModel(BaseEstimator):
         deff = torch.cat([drug_eff, zero], 1)
         slp = torch.cat([slope, zero], 1)
         pot_all = torch.as_tensor(np.append([d.potency for d in spec.drugs], 0.0), dtype=f32)
+        het = spec.heterogeneity is not None
+        D = spec.n_drugs
+        omg = torch.cat([par["omega"][sl], torch.zeros(Sn, 1, dtype=f32)], 1) if het else None
 
         def slots(dsg):
             """(w * g, main effect, potency weights) of a design, per draw: (S, r, K) each."""
@@ -461,10 +464,15 @@ class ResponseModel(BaseEstimator):
             w = torch.as_tensor(dsg.mask, dtype=f32) * rho[:, None, None] ** torch.as_tensor(dsg.rank, dtype=f32)
             wg = w * g
             main = deff[:, dr] + slp[:, cl] * torch.as_tensor(dsg.log2r, dtype=f32)
+            if het:  # (S, r, D+1): g * omega of each drug of each regimen (0 elsewhere)
+                gw = g * omg[:, cl] * torch.as_tensor(np.abs(dsg.mask), dtype=f32)
+                G = torch.zeros(Sn, dr.shape[0], D + 1, dtype=f32).scatter_add_(2, dr[None].expand(Sn, -1, -1), gw)
+                slots.G = G
             return wg, main, wg * pot_all[dr], cl
 
         with torch.no_grad():
             wg, main, wp, cl = slots(design)
+            Gn = slots.G if het else None
             base = (wg * main).sum(-1)  # (S, R)
             mean = (alpha[:, None] + base)[:, None, :] + off[None, :, None]  # (S, n, R)
             if spec.n_features:
@@ -478,13 +486,29 @@ class ResponseModel(BaseEstimator):
                 if len(cur) != x.shape[0]:
                     raise ModelError("current and X differ in length", field="current", value=len(cur),
                                      expected=f"{x.shape[0]} (one per row) or a single Regimen")
-                wgc, mainc, wpc, clc = slots(spec.encode(cur, field_name="current"))  # (S, n, K)
+                dcur = spec.encode(cur, field_name="current")
+                wgc, mainc, wpc, clc = slots(dcur)  # (S, n, K)
                 ec = (wgc * mainc).sum(-1)
                 if spec.n_features:
                     Mp = torch.cat([M, torch.zeros(Sn, M.shape[1], 1, dtype=f32)], 2)
                     ec = ec + (wpc * torch.gather(Mp, 2, clc[None].expand(Sn, -1, -1))).sum(-1)
                 mean = mean - ec[:, :, None]
             gen = torch.Generator().manual_seed(self.seed if seed is None else int(seed))
+            if het:
+                # the patient's own response to each drug (between-patient heterogeneity), shared by every
+                # regimen of the row: + for drugs started, - for drugs stopped (kept drugs cancel)
+                Z = torch.randn((Sn, x.shape[0], D + 1), generator=gen)
+                Z[:, :, D] = 0.0
+                newmask = torch.zeros(len(regimens), D + 1, dtype=f32)
+                newmask.scatter_(1, torch.as_tensor(design.drug), torch.as_tensor(np.abs(design.mask), dtype=f32))
+                if current is not None:
+                    Gc = slots.G  # (S, n, D+1) of the current regimens
+                    curmask = torch.zeros(x.shape[0], D + 1, dtype=f32)
+                    curmask.scatter_(1, torch.as_tensor(dcur.drug), torch.as_tensor(np.abs(dcur.mask), dtype=f32))
+                    mean = mean + torch.bmm(Z * (1 - curmask), Gn.transpose(1, 2)) \
+                        - torch.matmul(Z * Gc, (1 - newmask).T)
+                else:
+                    mean = mean + torch.bmm(Z, Gn.transpose(1, 2))
             nu = par["nu"][sl].to(torch.float64)
             sigma = par["sigma"][sl]
             if spec.meas_sd is not None:

@@ -87,6 +87,7 @@ class ModelSpec:
     categories: dict[str, list[str]] = field(default_factory=dict)  # column -> levels (one-hot "col=level")
     uses_current: bool = False
     trained: bool = False  # False: an untrained area prior (missing modifier features take their defaults)
+    heterogeneity: float | None = None  # prior scale of between-patient response SD, x |class effect|
     meas_sd: float | None = None  # SD of one measurement around a patient's expected level (area noise_sd)  # fitted with the current (pre-decision) regimen of each row
     feat_default: list[float] = field(default_factory=list)  # value used for a missing feature value
 
@@ -179,10 +180,14 @@ class ModelSpec:
         change from baseline is effect(new) - effect(current)."""
         new = self.encode(regimens)
         if current is None:
-            return new
+            return Design(new.drug, new.cls, new.g, new.log2r, new.rank, new.mask, np.abs(new.mask))
         old = self.encode(current, field_name="current", sign=-1.0)
+        # a drug in only one of the two regimens brings the patient's own response to it (heterogeneity)
+        hn = (np.abs(new.mask) > 0) & ~(new.drug[:, :, None] == old.drug[:, None, :]).any(2)
+        ho = (np.abs(old.mask) > 0) & ~(old.drug[:, :, None] == new.drug[:, None, :]).any(2)
         return Design(*(np.concatenate([getattr(new, f), getattr(old, f)], axis=1)
-                        for f in ("drug", "cls", "g", "log2r", "rank", "mask")))
+                        for f in ("drug", "cls", "g", "log2r", "rank", "mask")),
+                      np.concatenate([hn, ho], axis=1).astype(np.float64))
 
     def _encode_one(self, items: list[tuple[str, float | None]], field_name: str, row: int) -> list[tuple]:
         if len(items) > self.max_drugs:
@@ -261,6 +266,7 @@ class Design:
     log2r: np.ndarray
     rank: np.ndarray
     mask: np.ndarray
+    changed: np.ndarray | None = None  # 1: the drug is in only one of new / current (encode_change)
 
     def __len__(self) -> int:
         return self.drug.shape[0]
@@ -338,7 +344,7 @@ def spec_from_area(area: Area, *, features: Sequence[str] | None = None, feat_lo
         mod_mean=mod_mean.tolist(), mod_sd=mod_sd.tolist(), mod_given=given.tolist(), mod_offset=offset.tolist(),
         mod_mask=mask.tolist(), shrinkage=shrinkage * noise, rho_mean=comb.subadditivity, rho_conc=40.0,
         max_drugs=comb.max_drugs, max_per_class=comb.max_per_class,
-        exclusive_classes=[list(x) for x in comb.exclusive_classes], meas_sd=noise, trained=trained,
+        exclusive_classes=[list(x) for x in comb.exclusive_classes], meas_sd=noise, trained=trained, heterogeneity=0.5,
         feat_default=[float(defaults.get(f) if defaults.get(f) is not None else loc)
                       for f, loc in zip(features, feat_loc)],
     )
