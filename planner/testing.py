@@ -184,7 +184,8 @@ class BundleBuilder:
         rid = self._id("allergy")
         if system == "rxnorm":
             ing = self._ingredient(substance)
-            code = {"coding": [{"system": RXNORM, "code": ing.rxcui, "display": ing.name}], "text": ing.name}
+            code = ({"coding": [{"system": RXNORM, "code": ing.rxcui, "display": ing.name}], "text": ing.name}
+                    if ing.rxcui else {"text": ing.name})
         elif system == "snomed":
             code = {"coding": [{"system": SNOMED, "code": substance, **({"display": display} if display else {})}],
                     **({"text": display} if display else {})}
