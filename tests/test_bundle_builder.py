@@ -80,3 +80,10 @@ def test_negative_hla_and_no_dose() -> None:
     assert r.pgx[0].gene == "HLA-A" and r.pgx[0].allele_status == "negative"
     assert r.medications[0].dose_mg_day is None
     assert any(w.code == "dose-not-derivable" for w in r.warnings)
+
+
+def test_builder_output_is_valid_fhir_r4() -> None:
+    b = _builder()
+    b.allergy("cephalexin")  # no pinned RxCUI: written as text
+    b.medication("fluconazole", dose_mg_day=150, statement=True)
+    assert b.record(strict=True) == b.record()
