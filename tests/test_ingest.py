@@ -314,3 +314,14 @@ def test_insulin_dose_in_units_converts_to_mg() -> None:
     assert meds["ins"].ingredient == "insulin glargine" and meds["ins"].dose_mg_day == pytest.approx(20 * 0.0364)
     assert meds["ins2"].dose_mg_day is None
     assert any(w.code == "dose-not-derivable" and "no mg per unit" in w.message for w in r.warnings)
+
+
+def test_medication_start_falls_back_to_validity_period() -> None:
+    from planner.testing import BundleBuilder
+
+    b = BundleBuilder()
+    b.add({"resourceType": "MedicationRequest", "id": "mr-v", "status": "active", "intent": "order",
+           "medicationCodeableConcept": {"text": "Lisinopril 20 MG Oral Tablet"}, "subject": {"reference": "Patient/p1"},
+           "dispenseRequest": {"validityPeriod": {"start": "2022-03-01", "end": "2023-03-01"}}})
+    [m] = b.record().medications
+    assert (m.start.isoformat(), m.end.isoformat(), m.strength_mg) == ("2022-03-01", "2023-03-01", 20)

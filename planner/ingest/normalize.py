@@ -243,8 +243,11 @@ def _medications(
     else:
         ingredients = named
     if res.resourceType == "MedicationRequest":
-        start = ctx.date(res.authoredOn, rref=rref, field="authoredOn", file=file)
         vp = res.dispenseRequest.validityPeriod if res.dispenseRequest is not None else None
+        if res.authoredOn is not None or vp is None or vp.start is None:
+            start = ctx.date(res.authoredOn, rref=rref, field="authoredOn", file=file)
+        else:  # no authoredOn: the validity period's start is the best start date given
+            start = ctx.date(vp.start, rref=rref, field="dispenseRequest.validityPeriod.start", file=file)
         end = ctx.date(vp.end, rref=rref, field="dispenseRequest.validityPeriod.end", file=file, event=False) if vp else None
         dosages = res.dosageInstruction
         intent = res.intent
