@@ -43,6 +43,7 @@ __all__ = ["ResponseModel", "NotFittedError", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
 Kind = Literal["mean", "predictive"]
+MEAS_LOG_SD = 0.1  # uncertainty (log scale) of the area's measurement-noise SD when splitting residual variance
 _KIND = {"none": 0, "log2": 0, "emax": 1, "linear": 2}
 
 
@@ -515,7 +516,10 @@ class ResponseModel(BaseEstimator):
                 # the patient's own expected level is uncertain beyond the parameters (a noisy baseline,
                 # drift): residual variance above one measurement's variance, shared by all regimens of a row
                 var = sigma.double() ** 2 * torch.where(nu > 2.5, nu / (nu - 2.0), torch.full_like(nu, 5.0))
-                tau = torch.sqrt(torch.clamp(var - spec.meas_sd ** 2, min=0.0)).to(f32)
+                # the area's measurement SD is a guess: +-10% (log-normal) per draw, so that tau^2, a small
+                # difference of two large variances, is not over-confident
+                meas = spec.meas_sd * torch.exp(MEAS_LOG_SD * torch.randn(Sn, generator=gen, dtype=torch.float64))
+                tau = torch.sqrt(torch.clamp(var - meas ** 2, min=0.0)).to(f32)
                 mean = mean + (tau[:, None] * torch.randn((Sn, mean.shape[1]), generator=gen))[:, :, None]
                 shrink = torch.sqrt(torch.clamp((nu - 2.0) / nu, min=0.2)).to(f32)  # t variance is s^2 nu/(nu-2)
                 scale = float(spec.meas_sd) * shrink

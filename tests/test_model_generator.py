@@ -1,0 +1,119 @@
+"""RegimenGenerator: valid moves, proposals, propensities, fitting a preference, save/load, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from planner.areas import load_area
+from planner.errors import ModelError
+from planner.model import MOVE_KINDS, RegimenGenerator
+from planner.record import DrugDose, Regimen
+
+
+def _reg(area, *pairs) -> Regimen:
+    return Regimen.of([DrugDose(ingredient=n, rxcui=area.drug(n).rxcui, dose_mg_day=d,
+                                drug_class=area.drug(n).drug_class) for n, d in pairs])
+
+
+@pytest.fixture(scope="module")
+def t2d():
+    return load_area("t2d")
+
+
+def test_moves_respect_combination_limits(t2d):
+    g = RegimenGenerator.from_area(t2d)
+    cur = _reg(t2d, ("metformin", 1000.0), ("glipizide", 10.0))
+    moves = g.moves(g.key_of(cur))
+    assert moves[0].kind == "continue" and moves[0].result == g.key_of(cur)
+    kinds = {m.kind for m in moves}
+    assert {"add", "switch_within", "switch_between", "dose_up", "dose_down", "stop"} <= kinds
+    for m in moves:
+        reg = g.regimen_of(m.result)
+        classes = [d.drug_class for d in reg.drugs]
+        assert len(classes) == len(set(classes)) and len(classes) <= t2d.combination.max_drugs
+    full = _reg(t2d, ("metformin", 1000.0), ("glipizide", 10.0), ("sitagliptin", 100.0))
+    assert not any(m.kind == "add" for m in g.moves(g.key_of(full)))
+    within = [g.regimen_of(m.result) for m in moves if m.kind == "switch_within"]
+    assert any("glimepiride" in r.ingredients and "metformin" in r.ingredients for r in within)
+
+
+def test_propose_lists_current_and_every_single_move(t2d):
+    g = RegimenGenerator.from_area(t2d)
+    cur = _reg(t2d, ("metformin", 1000.0))
+    props = g.propose(None, cur, n=40, seed=0)
+    keys = [r.key() for r in props]
+    assert keys[0] == cur.key() and len(keys) == len(set(keys))
+    singles = {g.regimen_of(m.result).key() for m in g.moves(g.key_of(cur))}
+    assert singles <= set(keys)
+    assert len(keys) > len(singles)  # plus sampled two-move regimens
+    assert g.propose(None, cur, n=40, seed=0) == props  # deterministic for a seed
+    # untrained: first-line drugs favoured among additions
+    mv, p = g.move_distribution(np.full(len(MOVE_KINDS), 1 / len(MOVE_KINDS)), g.key_of(Regimen()))
+    add_p = {g.regimen_of(m.result).drugs[0].ingredient: 0.0 for m in mv if m.kind == "add"}
+    for m, pi in zip(mv, p):
+        if m.kind == "add":
+            add_p[g.regimen_of(m.result).drugs[0].ingredient] += pi
+    assert add_p["metformin"] == max(add_p.values())
+
+
+def test_propensities_sum_to_one_over_single_moves(t2d):
+    g = RegimenGenerator.from_area(t2d)
+    cur = _reg(t2d, ("metformin", 1000.0))
+    key = g.key_of(cur)
+    results = list(dict.fromkeys(m.result for m in g.moves(key)))
+    regs = [g.regimen_of(r) for r in results]
+    p = g.propensity(None, [cur] * len(regs), regs)
+    _, probs = g.move_distribution(np.full(len(MOVE_KINDS), 1 / len(MOVE_KINDS)), key)
+    assert np.isclose(p.sum() + probs[-1], 1.0)  # single moves + the "other" pseudo-move
+    far = _reg(t2d, ("sitagliptin", 100.0), ("pioglitazone", 30.0), ("glipizide", 5.0))
+    assert 0 < g.propensity(None, [cur], [far])[0] < p.min()
+
+
+def test_fit_learns_clinician_preferences(t2d):
+    g = RegimenGenerator.from_area(t2d, seed=0)
+    rng = np.random.default_rng(0)
+    n = 400
+    X = pd.DataFrame({"baseline": rng.normal(8.5, 1, n), "cyp2c9": rng.choice(["Normal Metabolizer", "not tested"], n)})
+    met = _reg(t2d, ("metformin", 1000.0))
+    cur = [met] * n
+    # clinicians add sitagliptin when the baseline is high, else continue
+    chosen = [_reg(t2d, ("metformin", 1000.0), ("sitagliptin", 100.0)) if b > 8.5 else met for b in X["baseline"]]
+    g.fit(X, cur, chosen)
+    assert g.kind_counts_["add"] + g.kind_counts_["continue"] == n
+    hi = pd.DataFrame({"baseline": [10.0], "cyp2c9": ["not tested"]})
+    lo = pd.DataFrame({"baseline": [7.0], "cyp2c9": ["not tested"]})
+    add = chosen[int(np.argmax(X["baseline"]))]
+    assert g.propensity(hi, [met], [add])[0] > 0.5
+    assert g.propensity(lo, [met], [met])[0] > 0.5
+    assert g.propensity(lo, [met], [add])[0] < 0.2
+    props = g.propose(hi, met, n=10, seed=1)
+    assert props[0] == met and add in props[:3]
+
+
+def test_save_load_roundtrip(t2d, tmp_path):
+    g = RegimenGenerator.from_area(t2d)
+    met = _reg(t2d, ("metformin", 1000.0))
+    X = pd.DataFrame({"baseline": [8.0, 9.0, 10.0, 7.5]})
+    chosen = [met, _reg(t2d, ("metformin", 1500.0)), Regimen(), met]
+    g.fit(X, [met] * 4, chosen)
+    g.save(tmp_path / "gen")
+    back = RegimenGenerator.load(tmp_path / "gen")
+    assert back.area.id == "t2d"
+    np.testing.assert_allclose(back.propensity(X, [met] * 4, chosen), g.propensity(X, [met] * 4, chosen))
+    assert back.propose(X.iloc[[0]], met, n=5, seed=2) == g.propose(X.iloc[[0]], met, n=5, seed=2)
+    untrained = RegimenGenerator.load(RegimenGenerator.from_area("t2d").save(tmp_path / "g0"))
+    assert untrained.propose(None, met, n=0) == RegimenGenerator.from_area("t2d").propose(None, met, n=0)
+
+
+def test_errors(t2d):
+    g = RegimenGenerator.from_area(t2d)
+    with pytest.raises(ModelError, match="'aspirin'.*unknown drug"):
+        g.propose(None, Regimen.of([DrugDose(ingredient="aspirin", rxcui="1191")]), n=3)
+    with pytest.raises(ModelError, match="differ in length"):
+        g.fit(pd.DataFrame({"a": [1.0, 2.0]}), [Regimen()], [Regimen(), Regimen()])
+    with pytest.raises(ModelError, match="one patient row"):
+        g.propose(pd.DataFrame({"a": [1.0, 2.0]}), Regimen(), n=1)
+    with pytest.raises(ModelError, match="not a saved generator"):
+        RegimenGenerator.load("/nonexistent")
