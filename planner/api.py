@@ -272,6 +272,13 @@ class Planner:
             )[:top]
 
         gaps += _data_gaps(record, area, self.ruleset, candidates, baseline_m is None)
+        used = feats.get(baseline_name) if baseline_name else None
+        lo_p, hi_p = area.outcome.plausible
+        if isinstance(used, (int, float)) and not lo_p <= used <= hi_p:
+            gaps.append(DataGap(code="implausible-outcome", quantity=area.outcome.quantity,
+                                message=f"the baseline {area.outcome.quantity} is outside the plausible range "
+                                        f"{lo_p:g}-{hi_p:g} {area.outcome.unit}; predictions from it are unreliable",
+                                suggestion="check the value and its unit in the source system"))
         if not can_predict:
             gaps.append(DataGap(code="no-outcome", quantity=area.outcome.quantity,
                                 message=f"no {area.outcome.quantity} on record: outcomes cannot be predicted, "
