@@ -14,6 +14,15 @@ Two ways to use it:
 After :meth:`fit` (or, for an area model, from the prior) the posterior is cached as ``num_draws`` parameter
 draws, so :meth:`sample` is a few batched matrix products: draws of the expected outcome (``kind="mean"``) or
 of a new observation (``kind="predictive"``) for every row under every listed regimen.
+
+What ``kind="mean"`` means. Tabular models: E[y | x, regimen] (parameter uncertainty only). Area models: the
+expected follow-up of *this patient*, which is uncertain beyond the parameters for two reasons the model
+represents explicitly: (1) the patient's own level is known only through a noisy baseline (and drifts): the
+residual variance above one measurement's variance (the area's ``noise_sd``, itself taken as uncertain by
++-10%) is added as a per-row term shared by all regimens; (2) patients respond differently to the same drug:
+a per-row, per-drug response deviation with the fitted between-patient SD ``omega_c``, added for drugs
+started and subtracted for drugs stopped (kept drugs cancel), shared by every regimen of the row, so that
+differences between regimens and P(best) stay coherent. ``kind="predictive"`` adds one measurement's noise.
 """
 
 from __future__ import annotations
@@ -416,7 +425,15 @@ class ResponseModel(BaseEstimator):
 
         Area models: ``current`` is the regimen each row is on at baseline (one ``Regimen``, or one per row);
         its modelled effect is taken out of the baseline before the candidate's is added. None: untreated."""
-        out = self._sample_t(X, regimens, num_samples, kind=kind, seed=seed, current=current)
+        n_rows = len(X) if hasattr(X, "__len__") else 1
+        work = (num_samples or self.num_draws) * n_rows * max(len(regimens) if hasattr(regimens, "__len__") else 1, 1)
+        threads = torch.get_num_threads()
+        if work < 20_000_000:  # small batches: thread start-up and sync cost more than they give
+            torch.set_num_threads(1)
+        try:
+            out = self._sample_t(X, regimens, num_samples, kind=kind, seed=seed, current=current)
+        finally:
+            torch.set_num_threads(threads)
         return out.numpy()
 
     def _sample_t(self, X: pd.DataFrame, regimens: Sequence[Any], num_samples: int | None, *, kind: Kind,
