@@ -53,7 +53,7 @@ def rules_dir(path: str | os.PathLike[str] | None = None) -> Path:
     return p
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # C parser when built with libyaml
     """SafeLoader that refuses duplicate mapping keys (a silent overwrite in rule data is a bug)."""
 
 
