@@ -33,3 +33,17 @@ def test_cli_version_runs():
     out = subprocess.run([sys.executable, "-m", "planner.cli", "--version"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "planner" in out.stdout
+
+
+def test_yaml_data_with_duplicate_keys_is_refused(tmp_path):
+    from planner.data import read_yaml
+    from planner.errors import RuleError
+
+    p = tmp_path / "dup.yaml"
+    p.write_text("id: a\nversion: '1'\nid: b\n")
+    with pytest.raises(RuleError, match="duplicate key 'id'"):
+        read_yaml(p)
+    q = tmp_path / "bad.yaml"
+    q.write_text("id: [unclosed\n")
+    with pytest.raises(RuleError, match="bad.yaml"):
+        read_yaml(q)
