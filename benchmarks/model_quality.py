@@ -6,6 +6,8 @@ held-out decisions compare, for every candidate regimen (the current one and eve
 planner proposes them):
 
 * RMSE of the TRUE expected follow-up outcome (``planner.simulate.expected_outcome``) vs the posterior mean;
+* the model is told the regimen active on each baseline's date (``current``), whose effect the baseline
+  carries (after a recent change it is not the regimen of the day before t0);
 * coverage of the 90% interval of ``kind="mean"`` draws of the true expected outcome (target 0.85-0.95), and
   of the true change vs continuing the current regimen (the part of the truth the regimen controls);
 * policy value (mean true expected outcome of the regimen picked) and regret vs the oracle of: the fitted
@@ -48,6 +50,22 @@ def simulate(area_id: str, episodes: int, seed: int):
         n = int(n * episodes / max(got, 1) * 1.08) + 10
 
 
+def regimen_at_baseline(d: pd.DataFrame) -> pd.Series:
+    """The regimen active on each decision's baseline date (the one whose effect the baseline carries): the
+    regimen of the patient's latest change strictly before that date (none before the first change)."""
+    out = pd.Series([None] * len(d), index=d.index, dtype=object)
+    for _, g in d.sort_values(["patient_id", "t0"]).groupby("patient_id", sort=False):
+        t0s = g["t0"].to_numpy()
+        regs = list(g["regimen"])
+        for i, bd in zip(g.index, g["baseline_date"].to_numpy()):
+            if pd.isna(bd):
+                out[i] = d.at[i, "regimen_before"]
+                continue
+            k = np.searchsorted(t0s, bd, side="left") - 1  # a value on a change day predates it
+            out[i] = regs[k] if k >= 0 else type(d.at[i, "regimen"])()
+    return out
+
+
 def feature_frame(area, d: pd.DataFrame) -> pd.DataFrame:
     names = [f.name for f in area.features if f.name in d.columns]
     return d[names].copy()
@@ -82,7 +100,8 @@ def evaluate_area(area_id: str, *, episodes: int, seed: int, quick: bool, max_ev
     area = load_area(area_id)
     t0 = time.perf_counter()
     cohort = simulate(area_id, episodes, seed)
-    d = cohort.decisions
+    d = cohort.decisions.copy()
+    d["regimen_at_baseline"] = regimen_at_baseline(d)
     ep = d[d["episode"]].reset_index(drop=True)
     sim_s = time.perf_counter() - t0
     pids = np.array(sorted(ep["patient_id"].unique()))
@@ -99,7 +118,7 @@ def evaluate_area(area_id: str, *, episodes: int, seed: int, quick: bool, max_ev
     for name, guide in (("svi_mvn", "mvn"), ("svi_diag", "diag")):
         m = ResponseModel.from_area(area_id, seed=seed, guide=guide, num_steps=steps)
         t1 = time.perf_counter()
-        m.fit(Xtr, list(tr["regimen"]), tr["followup"].to_numpy(), current=list(tr["regimen_before"]))
+        m.fit(Xtr, list(tr["regimen"]), tr["followup"].to_numpy(), current=list(tr["regimen_at_baseline"]))
         res[f"{name}_fit_s"] = round(time.perf_counter() - t1, 1)
         fitted[name] = m
     prior = ResponseModel.from_area(area_id, seed=seed)
@@ -133,7 +152,7 @@ def evaluate_area(area_id: str, *, episodes: int, seed: int, quick: bool, max_ev
         tcont = truth[:, :1]
         preds = {}
         for name, m in (("mvn", fitted["svi_mvn"]), ("diag", fitted["svi_diag"]), ("prior", prior)):
-            draws = m.sample(Xg, cands, kind="mean", current=cur)
+            draws = m.sample(Xg, cands, kind="mean", current=list(rows["regimen_at_baseline"]))
             mean = draws.mean(0)
             lo, hi = np.quantile(draws, [0.05, 0.95], axis=0)
             acc[f"err_{name}"].append((mean - truth).ravel())
