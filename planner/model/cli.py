@@ -50,7 +50,7 @@ def fit_cohort(source: Path, area_id: str, out: Path, *, method: str = "svi", se
         if X[c].dtype == object and all(isinstance(v, (int, float, bool)) or v is None for v in X[c]):
             X[c] = pd.to_numeric(X[c])
     regimens = [Regimen.model_validate_json(s) for s in frame["regimen_json"]]
-    current = [Regimen.model_validate_json(s) for s in frame["regimen_before_json"]]
+    current = _regimens_at_baseline(records, area, frame)
     y = frame["followup"].to_numpy(dtype=float)
     if steps is not None and steps < 1:
         raise ConfigError("steps must be positive", field="--steps", value=steps, expected="an integer >= 1")
@@ -77,6 +77,26 @@ def fit_cohort(source: Path, area_id: str, out: Path, *, method: str = "svi", se
         "diagnostics": model.diagnostics_, "generator_moves": gen.kind_counts_, "out": str(out),
     }
     return summ
+
+
+def _regimens_at_baseline(records, area, frame) -> list:
+    """The regimen active on each episode's baseline date (whose effect the baseline carries; after a recent
+    change it differs from the regimen of the day before t0). A value dated on a change day predates it."""
+    import datetime as dt
+
+    from ..episodes import regimen_on
+    from ..record import Regimen
+
+    by_id = {r.patient_id: r for r in records}
+    out = []
+    for pid, bd, before in zip(frame["patient_id"], frame["baseline_date"], frame["regimen_before_json"]):
+        rec = by_id.get(pid)
+        if rec is None or bd is None or bd != bd:
+            out.append(Regimen.model_validate_json(before))
+            continue
+        day = (bd.date() if hasattr(bd, "date") else bd) - dt.timedelta(days=1)
+        out.append(regimen_on(rec, area, day))
+    return out
 
 
 def register(app: typer.Typer) -> None:

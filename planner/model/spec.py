@@ -152,15 +152,8 @@ class ModelSpec:
         """Encode regimens (``Regimen``, or a set/list of drug or arm names) as padded slot arrays
         (``mask`` holds ``sign`` on used slots, 0 on padding)."""
         n = len(regimens)
-        K = self.max_drugs
-        D, C = self.n_drugs, self.n_classes
-        drug = np.full((n, K), D, dtype=np.int64)
-        cls_ = np.full((n, K), C, dtype=np.int64)
-        g = np.ones((n, K), dtype=np.float64)
-        l2 = np.zeros((n, K), dtype=np.float64)
-        rank = np.zeros((n, K), dtype=np.float64)
-        mask = np.zeros((n, K), dtype=np.float64)
-        cache: dict[Any, tuple] = {}
+        cache: dict[Any, list] = {}
+        encoded = []
         for i, reg in enumerate(regimens):
             items = _regimen_items(reg, field_name, i)
             key = tuple(items)
@@ -168,11 +161,20 @@ class ModelSpec:
             if enc is None:
                 enc = self._encode_one(items, field_name, i)
                 cache[key] = enc
-            k = len(enc)
+            encoded.append(enc)
+        # observed regimens may exceed the area's combination limit: that is data, the width follows it
+        K = max([self.max_drugs] + [len(e) for e in encoded])
+        D, C = self.n_drugs, self.n_classes
+        drug = np.full((n, K), D, dtype=np.int64)
+        cls_ = np.full((n, K), C, dtype=np.int64)
+        g = np.ones((n, K), dtype=np.float64)
+        l2 = np.zeros((n, K), dtype=np.float64)
+        rank = np.zeros((n, K), dtype=np.float64)
+        mask = np.zeros((n, K), dtype=np.float64)
+        for i, enc in enumerate(encoded):
             for j, (di, ci, gi, li) in enumerate(enc):
                 # rank 0: the drug with the largest prior effect counts fully; every other one x rho
                 drug[i, j], cls_[i, j], g[i, j], l2[i, j], rank[i, j], mask[i, j] = di, ci, gi, li, min(j, 1), sign
-            del k
         return Design(drug=drug, cls=cls_, g=g, log2r=l2, rank=rank, mask=mask)
 
     def encode_change(self, regimens: Sequence[Any], current: Sequence[Any] | None) -> "Design":
@@ -190,13 +192,6 @@ class ModelSpec:
                       np.concatenate([hn, ho], axis=1).astype(np.float64))
 
     def _encode_one(self, items: list[tuple[str, float | None]], field_name: str, row: int) -> list[tuple]:
-        if len(items) > self.max_drugs:
-            raise ModelError(
-                "too many drugs in one regimen",
-                field=f"{field_name}[{row}]",
-                value=[n for n, _ in items],
-                expected=f"at most {self.max_drugs}",
-            )
         out = []
         seen: set[int] = set()
         for name, dose in items:
