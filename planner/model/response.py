@@ -552,8 +552,11 @@ class ResponseModel(BaseEstimator):
                 scale = sigma
             if kind == "predictive":
                 z = torch.randn(mean.shape, generator=gen, dtype=f32)
-                chi = _gamma(nu / 2.0, mean.shape, gen)  # chi2(nu) / 2
-                t = z / torch.sqrt(chi / (nu / 2.0)[:, None, None].to(f32))
+                # a new measurement's noise: at least 2.5 degrees of freedom (finite variance), so that a
+                # prior draw of nu near 1 (Cauchy tails) cannot overflow, e.g. through exp on a log scale
+                nu_p = torch.clamp(nu, min=2.5)
+                chi = _gamma(nu_p / 2.0, mean.shape, gen)  # chi2(nu) / 2
+                t = z / torch.sqrt(torch.clamp(chi / (nu_p / 2.0)[:, None, None].to(f32), min=1e-6))
                 mean = mean + scale[:, None, None] * t
             out = spec.y_loc + spec.y_scale * mean
             if spec.scale == "log":
