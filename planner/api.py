@@ -257,7 +257,14 @@ class Planner:
         target, target_label = _target(area, record)
         if screened and can_predict:
             regs = [_fill_doses(r, area) for r, _, _ in screened]
-            cur = _fill_doses(current, area)
+            # the baseline value carries the effect of the regimen active when it was measured
+            cur = current
+            measured = baseline_m or stale
+            if measured is not None:
+                from .episodes import regimen_on
+
+                cur = regimen_on(record, area, measured.date - dt.timedelta(days=1))
+            cur = _fill_doses(cur, area)
             mean = np.asarray(model.sample(X, regs, num_samples=num_samples, kind="mean", seed=seed,
                                            current=cur))[:, 0, :]
             pred = np.asarray(model.sample(X, regs, num_samples=num_samples, kind="predictive", seed=seed + 1,
@@ -328,21 +335,16 @@ def _merge(a: Sequence[Finding], b: Sequence[Finding]) -> list[Finding]:
 
 
 def _current_regimen(record: PatientRecord, area: Area) -> tuple[Regimen, list[DataGap]]:
-    by_rxcui = {d.rxcui: d for d in area.formulary}
-    by_name = {d.ingredient: d for d in area.formulary}
-    drugs: dict[str, DrugDose] = {}
-    gaps: list[DataGap] = []
-    for m in sorted(record.active_medications(), key=lambda m: (m.start or dt.date.min, m.id or "")):
-        entry = by_rxcui.get(m.rxcui or "") or by_name.get(m.ingredient or "")
-        if entry is None:
-            continue
-        drugs[entry.ingredient] = DrugDose(ingredient=entry.ingredient, rxcui=entry.rxcui,
-                                           dose_mg_day=m.dose_mg_day, drug_class=entry.drug_class)
-    for d in drugs.values():
-        if d.dose_mg_day is None:
-            gaps.append(DataGap(code="dose-unknown", message=f"the current dose of {d.ingredient} is not recorded",
-                                suggestion="record the dose; predictions assume the reference dose"))
-    return Regimen.of(list(drugs.values())), gaps
+    """The area's drugs active on the as-of date, by the same interval rules as episodes (DESIGN.md)."""
+    from .episodes import regimen_on
+
+    current = regimen_on(record, area, record.as_of)
+    gaps = [
+        DataGap(code="dose-unknown", message=f"the current dose of {d.ingredient} is not recorded",
+                suggestion="record the dose; predictions assume the reference dose")
+        for d in current.drugs if d.dose_mg_day is None
+    ]
+    return current, gaps
 
 
 def _fill_doses(regimen: Regimen, area: Area) -> Regimen:

@@ -3,13 +3,15 @@
 Utility (weights and scales in ``rules/ranking.yaml``; ``d`` = +1 when lower is better, -1 otherwise)::
 
     U = w_target  * P(outcome reaches target)                 # predictive draws (a new measurement)
-      + w_improve * E[d * (target - Y)] / scale               # expected-outcome draws, beyond the target is better
+      - w_improve * E[max(d * (Y - target), 0)] / scale       # expected shortfall from the target (mean draws)
       - w_caution * (# caution findings on the regimen)
       - w_adjust  * (# doses a rule adjusted)
       - w_drug    * (# drugs in the regimen)
       - w_change  * (# changes against the current regimen)
 
-``scale`` is the area's ``utility_scale`` (one meaningful difference of the outcome). P(best) is computed
+``scale`` is the area's ``utility_scale`` (one meaningful difference of the outcome). Only the shortfall
+counts: going further past the target earns nothing (no reward for over-treatment), so a patient at target
+keeps the simplest safe regimen unless another is clearly better. P(best) is computed
 jointly: in each posterior draw of the expected outcomes of *all* ranked candidates, the best one gets the
 draw; P(best) is the share of draws a candidate wins. Candidates excluded by a rule never enter the ranking.
 """
@@ -182,7 +184,7 @@ def rank_plans(
     p_target = (d * (target - pred_draws) > 0).mean(axis=0)
     winners = np.argmin(d * mean_draws, axis=1)  # ties: lowest index, deterministic
     p_best = np.bincount(winners, minlength=n) / mean_draws.shape[0]
-    improvement = (d * (target - mean_draws)).mean(axis=0) / config.scale_for(area)
+    shortfall = np.maximum(d * (mean_draws - target), 0.0).mean(axis=0) / config.scale_for(area)
     w = config.weights
 
     rows = []
@@ -195,7 +197,7 @@ def rank_plans(
         n_change = sum(1 for x in drugs if x.change != "continue") + len(stopped)
         utility = (
             w["p_target"] * p_target[i]
-            + w["improvement"] * improvement[i]
+            - w["improvement"] * shortfall[i]
             - w["caution"] * n_caution
             - w["adjusted_dose"] * n_adjust
             - w["drug"] * len(drugs)

@@ -199,3 +199,14 @@ def test_synthea_fixtures_recommend(planner, fixtures_dir):
             for p in rec.plans:
                 assert p.predicted.lower <= p.predicted.mean <= p.predicted.upper
     assert answered >= 3
+
+
+def test_patient_at_target_keeps_the_current_regimen(planner):
+    b = BundleBuilder(patient_id="at-target", birth_date="1962-01-01", sex="female")
+    b.condition("44054006", onset="2015-01-01")
+    b.observation("hba1c", 6.1, date="2024-05-01")
+    b.observation("egfr", 85, date="2024-05-01")
+    b.medication("metformin", dose_mg_day=1000, start="2020-01-01")
+    rec = planner.recommend(b.build(), area="t2d", as_of=AS_OF)
+    first = rec.plans[0]
+    assert [(d.drug, d.change) for d in first.regimen] == [("metformin", "continue")] and not first.stopped
