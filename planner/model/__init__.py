@@ -6,8 +6,18 @@ episodes. ``ResponseModel(seed=0)`` works on any tabular study. See :mod:`planne
 generative story and :mod:`planner.model.infer` for SVI / NUTS.
 """
 
-from .generator import MOVE_KINDS, RegimenGenerator
-from .response import NotFittedError, ResponseModel
-from .spec import ModelSpec
+from importlib import import_module
+from typing import Any
 
 __all__ = ["ResponseModel", "RegimenGenerator", "NotFittedError", "ModelSpec", "MOVE_KINDS"]
+
+# Lazy: torch, pyro and scikit-learn load only when a model is used, so that CLI commands that need no
+# model (inspect, check, rules, simulate) start fast.
+_WHERE = {"ResponseModel": ".response", "NotFittedError": ".response", "RegimenGenerator": ".generator",
+          "MOVE_KINDS": ".generator", "ModelSpec": ".spec"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(import_module(_WHERE[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
