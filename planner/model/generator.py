@@ -28,7 +28,6 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
-from sklearn.linear_model import LogisticRegression
 
 from .. import __version__
 from ..areas import Area, load_area
@@ -310,6 +309,8 @@ class RegimenGenerator(BaseEstimator):
         self.kind_counts_ = {k: int((labels == i).sum()) for i, k in enumerate(MOVE_KINDS)}
         self.n_decisions_ = n
         if len(np.unique(labels)) >= 2:
+            from sklearn.linear_model import LogisticRegression  # lazy: only fitting needs it
+
             lr = LogisticRegression(C=self.C, max_iter=1000)
             lr.fit(self._design(X, cur), labels)
             self.kind_model_ = lr
@@ -446,6 +447,8 @@ class RegimenGenerator(BaseEstimator):
             if km is None:
                 g.kind_model_ = None
             else:
+                from sklearn.linear_model import LogisticRegression
+
                 lr = LogisticRegression(C=g.C)
                 lr.classes_ = np.array(km["classes"])
                 lr.coef_ = np.array(km["coef"])
