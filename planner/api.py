@@ -222,9 +222,12 @@ class Planner:
         gaps += dose_gaps
 
         # candidates: generator samples + current + every single move (the generator adds those)
-        proposals = generator.propose(X, _fill_doses(current, area), n=self.num_candidates, seed=seed)
+        filled = _fill_doses(current, area)
+        proposals = generator.propose(X, filled, n=self.num_candidates, seed=seed)
         seen: dict[str, Regimen] = {}
         for r in [current, *proposals]:
+            if r == filled and filled != current:
+                continue  # the current regimen itself, with its unknown doses filled in for the generator
             seen.setdefault(r.key(), r)
         candidates = list(seen.values())
 

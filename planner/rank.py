@@ -9,11 +9,13 @@ Utility (weights and scales in ``rules/ranking.yaml``; ``d`` = +1 when lower is 
       - w_drug    * (# drugs in the regimen)
       - w_change  * (# changes against the current regimen)
 
+The utility is computed in every joint posterior draw (the target indicator from the predictive draw, the
+shortfall from the expected-outcome draw); plans are ranked by its mean, and P(best) is the share of draws
+in which a plan has the highest utility of all screened candidates (ties go to the higher-ranked plan).
 ``scale`` is the area's ``utility_scale`` (one meaningful difference of the outcome). Only the shortfall
 counts: going further past the target earns nothing (no reward for over-treatment), so a patient at target
-keeps the simplest safe regimen unless another is clearly better. P(best) is computed
-jointly: in each posterior draw of the expected outcomes of *all* ranked candidates, the best one gets the
-draw; P(best) is the share of draws a candidate wins. Candidates excluded by a rule never enter the ranking.
+keeps the simplest safe regimen unless another is clearly better. Candidates excluded by a rule never enter
+the ranking.
 """
 
 from __future__ import annotations
@@ -181,12 +183,12 @@ def rank_plans(
     means = mean_draws.mean(axis=0)
     obs_lo, obs_hi = np.quantile(pred_draws, [alpha, 1 - alpha], axis=0)
     qs = np.quantile(pred_draws, QUANTILE_LEVELS, axis=0)
-    p_target = (d * (target - pred_draws) > 0).mean(axis=0)
-    winners = np.argmin(d * mean_draws, axis=1)  # ties: lowest index, deterministic
-    p_best = np.bincount(winners, minlength=n) / mean_draws.shape[0]
-    shortfall = np.maximum(d * (mean_draws - target), 0.0).mean(axis=0) / config.scale_for(area)
+    reached = d * (target - pred_draws) > 0  # (S, n) per draw: the new measurement reaches the target
+    p_target = reached.mean(axis=0)
+    shortfall_draws = np.maximum(d * (mean_draws - target), 0.0) / config.scale_for(area)
     w = config.weights
 
+    penalties = np.zeros(n)
     rows = []
     for i, (reg, fs) in enumerate(zip(candidates, findings)):
         drugs, stopped = describe_changes(current, reg, area)
@@ -195,16 +197,16 @@ def rank_plans(
         n_caution = sum(1 for f in fs if f.action == "caution")
         n_adjust = sum(1 for f in fs if f.action == "adjust_dose")
         n_change = sum(1 for x in drugs if x.change != "continue") + len(stopped)
-        utility = (
-            w["p_target"] * p_target[i]
-            - w["improvement"] * shortfall[i]
-            - w["caution"] * n_caution
-            - w["adjusted_dose"] * n_adjust
-            - w["drug"] * len(drugs)
-            - w["change"] * n_change
-        )
-        rows.append((float(utility), i, drugs, stopped))
-    rows.sort(key=lambda r: (-round(r[0], 12), candidates[r[1]].key()))
+        penalties[i] = (w["caution"] * n_caution + w["adjusted_dose"] * n_adjust + w["drug"] * len(drugs)
+                        + w["change"] * n_change)
+        rows.append((i, drugs, stopped))
+    # utility per joint draw; the expected utility ranks, the per-draw winner gives P(best)
+    util_draws = w["p_target"] * reached - w["improvement"] * shortfall_draws - penalties[None, :]
+    utility_mean = util_draws.mean(axis=0)
+    order = sorted(range(n), key=lambda i: (-round(float(utility_mean[i]), 12), candidates[i].key()))
+    winners = np.asarray(order)[np.argmax(util_draws[:, order], axis=1)]  # ties go to the higher-ranked plan
+    p_best = np.bincount(winners, minlength=n) / util_draws.shape[0]
+    rows = [(float(utility_mean[i]), i, rows[i][1], rows[i][2]) for i in order]
 
     plans: list[Plan] = []
     for rank, (utility, i, drugs, stopped) in enumerate(rows, start=1):

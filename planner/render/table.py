@@ -15,6 +15,10 @@ def _drugs(drugs: tuple[PlanDrug, ...], stopped: tuple[PlanDrug, ...] = ()) -> s
     for d in drugs:
         dose = f" {d.dose_mg_day:g} mg/d" if d.dose_mg_day is not None else ""
         tag = "" if d.change == "continue" else f" ({d.change})"
+        if d.change == "continue" and d.previous_dose_mg_day is None and d.dose_mg_day is not None:
+            tag = " (set dose; current dose unknown)"
+        elif d.change == "continue" and d.dose_mg_day is None:
+            tag = " (continue; dose unknown)"
         adj = f" [dose set by {d.dose_adjusted_by}]" if d.dose_adjusted_by else ""
         items.append(f"{d.drug}{dose}{tag}{adj}")
     items += [f"stop {d.drug}" for d in stopped]
