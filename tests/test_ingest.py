@@ -228,7 +228,7 @@ def test_strict_mode_catches_what_fast_path_skips() -> None:
     from planner.errors import FhirError
     path = FIX / "fhir" / "medication_reference_us_core.json"
     doc = json.loads(path.read_bytes())
-    claim = next(e for e in doc["entry"] if e["resource"]["resourceType"] == "Claim")
+    assert any(e["resource"]["resourceType"] == "Claim" for e in doc["entry"])
     read_record(doc)  # Claims are skipped unread on the fast path (this one lacks required fields)
     with pytest.raises(FhirError, match="Claim.*insurance"):
         read_record(doc, strict=True)

@@ -137,7 +137,6 @@ def _adverse_stop_rate(cohort, gene_col: str, drug: str, phenotypes: list[str]) 
     d = cohort.decisions
     started = d[d["regimen"].apply(lambda r: drug in r.ingredients) &
                 ~d["regimen_before"].apply(lambda r: drug in r.ingredients)]
-    nxt = d.set_index(["patient_id", "t0"])
     stopped = []
     for _, row in started.iterrows():
         later = d[(d["patient_id"] == row["patient_id"]) & (d["t0"] > row["t0"])].head(1)

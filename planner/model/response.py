@@ -45,7 +45,7 @@ from ..areas import Area, load_area
 from ..errors import ConfigError, ModelError
 from ..record import Regimen
 from . import infer
-from .model import DTYPE, LATENT_SITES, Batch, Priors, derived, dose_curve
+from .model import DTYPE, Batch, Priors, derived, dose_curve
 from .spec import ModelSpec, spec_from_area, spec_from_tabular
 
 __all__ = ["ResponseModel", "NotFittedError", "FORMAT_VERSION"]

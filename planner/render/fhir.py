@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from ..recommendation import Plan, PlanDrug, Recommendation
+from ..recommendation import PlanDrug, Recommendation
 from ..record import Finding
 
 _NS = uuid.UUID("6f1b7d3e-7f0e-4c8a-9d44-2b1c6a0f9e51")
