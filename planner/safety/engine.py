@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import itertools
+import operator
 import os
 import re
 from dataclasses import dataclass, field
@@ -48,8 +49,13 @@ def _sort_key(f: Finding) -> tuple:
     return (ACTION_RANK[f.action], f.kind, f.rule_id, f.drugs, f.genes, f.target_drug or "", f.message)
 
 
-def _first(pair: tuple) -> tuple:
-    return pair[0]
+_key_of = operator.itemgetter(0)  # (sort key, finding) -> sort key
+_finding_of = operator.itemgetter(1)
+
+
+def _keyed(findings: list[Finding]) -> tuple[tuple[tuple, Finding], ...]:
+    """Findings with their sort keys, computed once per finding object of a context."""
+    return tuple([(_sort_key(f), f) for f in findings])
 
 
 def sort_findings(findings: Iterable[Finding]) -> list[Finding]:
@@ -102,6 +108,10 @@ class PatientContext:
     declared_populations: frozenset[str]
     replaced: frozenset[str] | None  # formulary whose current drugs each regimen replaces (None: inferred)
     cache: dict = field(default_factory=dict)
+    current_names: frozenset[str] = field(init=False, default=frozenset())
+
+    def __post_init__(self) -> None:
+        self.current_names = frozenset(self.current)
 
 
 class RuleSet:
@@ -126,6 +136,20 @@ class RuleSet:
         self._load_labs()
         self._load_allergy()
         self._load_max_doses()
+        # per drug: the other drugs it can interact with or duplicate (a quick test that a regimen has no links)
+        self._links: dict[str, frozenset[str]] = {}
+        for d in set(self._ddi_partners) | set(self._dup_classes):
+            near = set(self._ddi_partners.get(d, ()))
+            for c in self._dup_classes.get(d, ()):
+                near |= self.class_members[c]
+            near.discard(d)
+            if near:
+                self._links[d] = frozenset(near)
+        # per gene-drug drug: the CYP inhibitors that can change its genes' phenotypes (the only co-medications
+        # its gene-drug findings depend on), so blocks are shared by regimens that differ only in other drugs
+        self._gd_inhibitors: dict[str, frozenset[str]] = {
+            d: frozenset(x for g in genes for x in self.inhibitors.get(g, {}) if x != d)
+            for d, genes in self._genes_of.items()}
 
     # ---- loading -------------------------------------------------------------------------------------------
     @classmethod
@@ -600,59 +624,73 @@ class RuleSet:
         ctx = record_or_context if isinstance(record_or_context, PatientContext) else self.prepare(record_or_context)
         cache = ctx.cache
         drugs = regimen.drugs
-        ings = tuple([d.ingredient for d in drugs])
+        kd = tuple([(d.ingredient, d.dose_mg_day) for d in drugs])
+        default = new_start is None and not stopping
+        if default:  # others and starts follow from the drugs alone: look the result up before computing them
+            hit = cache.get(kd)
+            if hit is not None:
+                return list(hit)
+        ings = tuple([x for x, _ in kd])
         ing_set = frozenset(ings)
         current = ctx.current
         if current:
-            stop = ctx.replaced if ctx.replaced is not None else self._replaced_by(ings)
+            stop = ctx.replaced
+            if stop is None:
+                stop = self._replaced_cache.get(ings)
+                if stop is None:
+                    stop = self._replaced_by(ings)
             if stopping:
                 stop = stop.union(stopping)
-            rest = [d for d in current if d not in ing_set and d not in stop]
-            others = tuple(sorted(rest)) if len(rest) > 1 else tuple(rest)
+            others = tuple(sorted(ctx.current_names.difference(ing_set, stop)))
         else:
             others = ()
         starts = frozenset(new_start) if new_start is not None else ing_set.difference(current)
-        key = (tuple([(d.ingredient, d.dose_mg_day) for d in drugs]), others, starts)
-        hit = cache.get(key)
-        if hit is not None:
-            return list(hit)
+        key = (kd, others, starts)
+        if not default:
+            hit = cache.get(key)
+            if hit is not None:
+                return list(hit)
         all_drugs = ing_set.union(others) if others else ing_set
-        inhibitors = all_drugs & self._inhibitor_drugs  # (with d itself when d is one: same key for all d's)
-        loci_drugs = self._loci
-        out: list[Finding] = []
-        for dd in regimen.drugs:
-            d = dd.ingredient
+        gd_inh = self._gd_inhibitors
+        out: list[tuple[tuple, Finding]] = []  # (sort key, finding)
+        for d, dose in kd:
             is_new = d in starts
-            dkey = ("block", d, dd.dose_mg_day, is_new, inhibitors if d in loci_drugs else None)
+            inh = gd_inh.get(d)
+            dkey = ("block", d, dose, is_new, None if inh is None else inh & all_drugs)
             block = cache.get(dkey)
             if block is None:
-                block = (self._gene_drug(ctx, d, dd.dose_mg_day, all_drugs, is_new)
-                         + [self._cap(f, dd.dose_mg_day) for f in self._drug_findings(ctx, d, is_new)]
-                         + self._max_dose(d, dd.dose_mg_day))
-                cache[dkey] = block
-            out.extend(block)
-        caps = self._cap_drugs
-        pkey = ("pd", ings, others, tuple([d.dose_mg_day for d in drugs if d.ingredient in caps]))
-        pd = cache.get(pkey)
-        if pd is None:  # pairs and duplicates depend on the drug set (and on doses only for dose caps)
-            pd = cache[pkey] = self._pairs(ctx, regimen, ings, all_drugs) + self._duplicates(ctx, ings, all_drugs)
-        out.extend(pd)
-        if len(out) < 2:
-            result = out
+                block = cache[dkey] = _keyed(
+                    self._gene_drug(ctx, d, dose, all_drugs, is_new)
+                    + [self._cap(f, dose) for f in self._drug_findings(ctx, d, is_new)]
+                    + self._max_dose(d, dose))
+            out += block
+        links = self._links
+        for d in ings:
+            near = links.get(d)
+            if near is not None and not near.isdisjoint(all_drugs):
+                break
         else:
-            skeys = cache.get("_sortkeys")
-            if skeys is None:
-                skeys = cache["_sortkeys"] = {}
-            decorated = {}
-            for f in out:
-                i = id(f)
-                sk = skeys.get(i)
-                if sk is None:
-                    sk = skeys[i] = (_sort_key(f), f)  # keeps f alive, so its id stays unique
-                decorated[i] = sk
-            result = [f for _k, f in sorted(decorated.values(), key=_first)]
-        if len(ctx.cache) < 50_000:
-            ctx.cache[key] = tuple(result)
+            near = None
+        if near is not None:  # some drug interacts with or duplicates another: pairs and duplicates
+            caps = self._cap_drugs
+            pkey = ("pd", ings, others, tuple([dose for d, dose in kd if d in caps]))
+            pd = cache.get(pkey)
+            if pd is None:  # they depend on the drug set (and on doses only for dose caps)
+                pd = cache[pkey] = _keyed(self._pairs(ctx, kd, ings, ing_set, all_drugs)
+                                          + self._duplicates(ctx, ings, all_drugs))
+            out += pd
+        if len(out) < 2:
+            result = list(map(_finding_of, out))
+        else:
+            if len(ing_set) < len(ings):  # a drug listed twice brings the same finding objects twice: once each
+                first: dict[int, tuple[tuple, Finding]] = {}
+                for kf in out:
+                    first.setdefault(id(kf[1]), kf)
+                out = list(first.values())
+            out.sort(key=_key_of)
+            result = list(map(_finding_of, out))
+        if len(cache) < 50_000:
+            cache[kd if default else key] = tuple(result)
         return result
 
     def _replaced_by(self, ings: tuple[str, ...]) -> frozenset[str]:
@@ -705,7 +743,7 @@ class RuleSet:
                    is_new: bool) -> list[Finding]:
         if d not in self._loci:
             return []
-        key = ("gdm", d, is_new, (all_drugs & self._inhibitor_drugs) - {d})
+        key = ("gdm", d, is_new, self._gd_inhibitors[d] & all_drugs)
         base = ctx.cache.get(key)
         if base is None:
             base = self._gene_drug_match(ctx, d, all_drugs, is_new)
@@ -954,18 +992,25 @@ class RuleSet:
         )]
 
     # -- pairs
-    def _pairs(self, ctx: PatientContext, regimen: Regimen, ings: tuple[str, ...],
-               all_drugs: frozenset[str]) -> list[Finding]:
+    def _pairs(self, ctx: PatientContext, kd: tuple[tuple[str, float | None], ...], ings: tuple[str, ...],
+               ing_set: frozenset[str], all_drugs: frozenset[str]) -> list[Finding]:
+        """Drug-drug findings of a regimen's (ingredient, dose) list: each pair with a regimen drug once."""
         out: list[Finding] = []
-        doses = {d.ingredient: d.dose_mg_day for d in regimen.drugs}
+        doses: dict[str, float | None] | None = None  # the last dose of each ingredient
         empty: frozenset[str] = frozenset()
         cache = ctx.cache
         caps = self._cap_drugs
+        partners = self._ddi_partners
         for x in ings:
-            for y in self._ddi_partners.get(x, empty) & all_drugs:  # order: findings are sorted at the end
-                if y == x or (y in doses and y < x):
+            for y in partners.get(x, empty) & all_drugs:  # order: findings are sorted at the end
+                if y == x or (y in ing_set and y < x):
                     continue  # each regimen pair once
-                dx, dy = (doses[x], doses.get(y)) if (x in caps or y in caps) else (None, None)
+                if x in caps or y in caps:
+                    if doses is None:
+                        doses = dict(kd)
+                    dx, dy = doses[x], doses.get(y)
+                else:
+                    dx = dy = None
                 hit = cache.get(("pair", x, y, dx, dy))
                 if hit is None:
                     hit = self._pair(ctx, x, y, dx, dy)
