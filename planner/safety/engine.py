@@ -38,11 +38,12 @@ _INACTIVE_ALLERGY = {"inactive", "resolved"}  # FHIR AllergyIntolerance clinical
 _REFUTED = {"refuted", "entered-in-error"}  # FHIR verificationStatus codes
 
 
-def _severity(f: Finding, strength_rank: dict[str, int]) -> tuple:
-    """Most severe first: action, then strength (rules/pgx/action_map.yaml strength_order), then dose."""
-    return (ACTION_RANK[f.action], strength_rank.get(f.strength or "", len(strength_rank)),
-            f.dose_factor if f.dose_factor is not None else 9.0,
-            f.max_dose_mg_day if f.max_dose_mg_day is not None else 1e9)
+def _rule_severity(r: GeneDrugRule, strength_rank: dict[str, int]) -> tuple:
+    """Most severe first: action, then strength (rules/pgx/action_map.yaml strength_order), then dose; the
+    finding a gene-drug rule gives takes its action, strength and dose from the rule."""
+    return (ACTION_RANK[r.action], strength_rank.get(r.strength or "", len(strength_rank)),
+            r.dose_factor if r.dose_factor is not None else 9.0,
+            r.max_dose_mg_day if r.max_dose_mg_day is not None else 1e9)
 
 
 def _sort_key(f: Finding) -> tuple:
@@ -51,6 +52,7 @@ def _sort_key(f: Finding) -> tuple:
 
 _key_of = operator.itemgetter(0)  # (sort key, finding) -> sort key
 _finding_of = operator.itemgetter(1)
+_NO_INFO: tuple[None, None] = (None, None)
 
 
 def _keyed(findings: list[Finding]) -> tuple[tuple[tuple, Finding], ...]:
@@ -150,6 +152,9 @@ class RuleSet:
         self._gd_inhibitors: dict[str, frozenset[str]] = {
             d: frozenset(x for g in genes for x in self.inhibitors.get(g, {}) if x != d)
             for d, genes in self._genes_of.items()}
+        # both, in one look-up per drug of a regimen: (gene-drug inhibitors or None, linked drugs or None)
+        self._drug_info: dict[str, tuple[frozenset[str] | None, frozenset[str] | None]] = {
+            d: (self._gd_inhibitors.get(d), self._links.get(d)) for d in set(self._gd_inhibitors) | set(self._links)}
 
     # ---- loading -------------------------------------------------------------------------------------------
     @classmethod
@@ -644,18 +649,21 @@ class RuleSet:
             others = tuple(sorted(ctx.current_names.difference(ing_set, stop)))
         else:
             others = ()
-        starts = frozenset(new_start) if new_start is not None else ing_set.difference(current)
+        starts = frozenset(new_start) if new_start is not None else ing_set.difference(ctx.current_names)
         key = (kd, others, starts)
         if not default:
             hit = cache.get(key)
             if hit is not None:
                 return list(hit)
         all_drugs = ing_set.union(others) if others else ing_set
-        gd_inh = self._gd_inhibitors
+        info = self._drug_info
+        linked = False  # does some drug interact with or duplicate another one present?
         out: list[tuple[tuple, Finding]] = []  # (sort key, finding)
         for d, dose in kd:
             is_new = d in starts
-            inh = gd_inh.get(d)
+            inh, near = info.get(d, _NO_INFO)
+            if near is not None and not linked:
+                linked = not near.isdisjoint(all_drugs)
             dkey = ("block", d, dose, is_new, None if inh is None else inh & all_drugs)
             block = cache.get(dkey)
             if block is None:
@@ -664,14 +672,7 @@ class RuleSet:
                     + [self._cap(f, dose) for f in self._drug_findings(ctx, d, is_new)]
                     + self._max_dose(d, dose))
             out += block
-        links = self._links
-        for d in ings:
-            near = links.get(d)
-            if near is not None and not near.isdisjoint(all_drugs):
-                break
-        else:
-            near = None
-        if near is not None:  # some drug interacts with or duplicates another: pairs and duplicates
+        if linked:  # some drug interacts with or duplicates another: pairs and duplicates
             caps = self._cap_drugs
             pkey = ("pd", ings, others, tuple([dose for d, dose in kd if d in caps]))
             pd = cache.get(pkey)
@@ -820,13 +821,14 @@ class RuleSet:
         for locset in sorted(groups):
             group = groups[locset]
             uncertain_pop = len({pop for _r, pop in group}) > 1
-            cands = [(self._gd_finding(r, d, eff, converted), r) for r, _ in group]
-            best, best_rule = min(cands, key=lambda c: _severity(c[0], self._strength_rank))
-            if uncertain_pop or widened or len({f.rule_id for f, _ in cands}) > 1:
+            # the most severe candidate (the first of equals); only its finding is built
+            best_rule = min((r for r, _ in group), key=lambda r: _rule_severity(r, self._strength_rank))
+            best = self._gd_finding(best_rule, d, eff, converted)
+            if uncertain_pop or widened or len({r.id for r, _ in group}) > 1:
                 why = ("population not determined" if uncertain_pop else
                        "no CPIC row for this exact activity score; same phenotype used" if widened else
                        "uncertain genotype")
-                best = best.model_copy(update={"phenotype": f"{best.phenotype}; most severe of {len(cands)} "
+                best = best.model_copy(update={"phenotype": f"{best.phenotype}; most severe of {len(group)} "
                                                             f"possible recommendations ({why})"})
             bests.append((best_rule, best))
         gaps = [g for g in genes if eff[g].status in ("not-tested", "indeterminate", "conflict")
