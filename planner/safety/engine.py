@@ -646,12 +646,13 @@ class RuleSet:
                     stop = self._replaced_by(ings)
             if stopping:
                 stop = stop.union(stopping)
-            others = tuple(sorted(ctx.current_names.difference(ing_set, stop)))
+            rest = ctx.current_names.difference(ing_set, stop)
+            others = tuple(sorted(rest)) if len(rest) > 1 else tuple(rest)
         else:
             others = ()
         starts = frozenset(new_start) if new_start is not None else ing_set.difference(ctx.current_names)
-        key = (kd, others, starts)
         if not default:
+            key = (kd, others, starts)
             hit = cache.get(key)
             if hit is not None:
                 return list(hit)
@@ -691,7 +692,7 @@ class RuleSet:
             out.sort(key=_key_of)
             result = list(map(_finding_of, out))
         if len(cache) < 50_000:
-            cache[kd if default else key] = tuple(result)
+            cache[kd if default else (kd, others, starts)] = tuple(result)
         return result
 
     def _replaced_by(self, ings: tuple[str, ...]) -> frozenset[str]:
