@@ -306,7 +306,9 @@ class GeneKnowledge:
         phenos = list(dict.fromkeys(p for p, _ in readings))
         scores = list(dict.fromkeys(s for _, s in readings if s is not None))
         # a phenotype-only reading agrees with a scored one when it names the same bin
-        conflict = len(phenos) > 1 or len(scores) > 1
+        # ... and a source that could not be read at all, beside one that could, is a conflict too: the
+        # readable one is used for the lookup, but the result is not reported as simply "tested"
+        conflict = len(phenos) > 1 or len(scores) > 1 or indeterminate
         if is_as:
             lookup: list[str] = []
             if scores:
@@ -317,8 +319,10 @@ class GeneKnowledge:
             lookup = list(dict.fromkeys(lookup))
         else:
             lookup = phenos
-        if conflict:
+        if len(phenos) > 1 or len(scores) > 1:
             notes.append("results disagree: " + " vs ".join(phenos + [s for s in scores if s not in phenos]))
+        elif indeterminate:
+            notes.append("another result for this gene could not be read")
         return GeneResult(
             gene=gene,
             status="conflict" if conflict else "tested",
