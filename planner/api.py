@@ -361,20 +361,10 @@ def _fill_doses(regimen: Regimen, area: Area) -> Regimen:
 
 
 def _target(area: Area, record: PatientRecord) -> tuple[float, str]:
-    active = record.active_conditions()
-    age = record.age()
-    for rule in area.outcome.target_rules:
-        if rule.when_min_age is not None and (age is None or age < rule.when_min_age):
-            continue
-        if rule.when_conditions and not any(
-            c.code in rule.when_conditions
-            or any((k.code or "").replace(".", "").upper().startswith(p.replace(".", "").upper())
-                   for k in c.codings for p in rule.when_conditions if p[:1].isalpha())
-            for c in active
-        ):
-            continue
-        return rule.value, rule.label
-    return area.outcome.target, "default target"
+    """The patient's target and why (the area's target rules, by active condition codes and age)."""
+    codes = {code for c in record.active_conditions() for code in (c.code, *(k.code for k in c.codings)) if code}
+    rule = area.target_rule_for(codes, record.age())
+    return (area.outcome.target, "default target") if rule is None else (rule.value, rule.label)
 
 
 def _data_gaps(record: PatientRecord, area: Area, ruleset: Any, candidates: Sequence[Regimen], no_outcome: bool) -> list[DataGap]:

@@ -332,9 +332,10 @@ class Area(_M):
     def drugs_of_class(self, class_id: str) -> tuple[DrugEntry, ...]:
         return tuple(d for d in self.formulary if d.drug_class == class_id)
 
-    def target_for(self, condition_codes: "set[str] | frozenset[str]" = frozenset(), age: float | None = None) -> float:
-        """The patient's target: the first ``target_rules`` entry that matches (codes or ICD-10 prefixes), else
-        ``outcome.target``. A rule with both conditions and a minimum age needs both."""
+    def target_rule_for(self, condition_codes: "set[str] | frozenset[str]" = frozenset(),
+                        age: float | None = None) -> TargetRule | None:
+        """The first ``target_rules`` entry that matches (codes or ICD-10 prefixes), or None. A rule with both
+        conditions and a minimum age needs both."""
         for rule in self.outcome.target_rules:
             if not (rule.when_conditions or rule.when_min_age is not None):
                 continue
@@ -342,8 +343,13 @@ class Area(_M):
                 continue
             if rule.when_min_age is not None and (age is None or age < rule.when_min_age):
                 continue
-            return rule.value
-        return self.outcome.target
+            return rule
+        return None
+
+    def target_for(self, condition_codes: "set[str] | frozenset[str]" = frozenset(), age: float | None = None) -> float:
+        """The patient's target: the matching ``target_rules`` entry's value, else ``outcome.target``."""
+        rule = self.target_rule_for(condition_codes, age)
+        return self.outcome.target if rule is None else rule.value
 
     @property
     def drug_names(self) -> tuple[str, ...]:
