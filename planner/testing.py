@@ -166,9 +166,9 @@ class BundleBuilder:
         """A blood pressure panel (85354-9 or 55284-4) with systolic and diastolic components."""
         rid = self._id("obs")
         comp = [
-            {"code": {"coding": [{"system": LOINC_SYSTEM, "code": "8480-6"}]},
+            {"code": {"coding": [{"system": LOINC_SYSTEM, "code": self._tables.quantities["sbp"].loinc[0]}]},
              "valueQuantity": {"value": sbp, "unit": "mm[Hg]", "system": UCUM, "code": "mm[Hg]"}},
-            {"code": {"coding": [{"system": LOINC_SYSTEM, "code": "8462-4"}]},
+            {"code": {"coding": [{"system": LOINC_SYSTEM, "code": self._tables.quantities["dbp"].loinc[0]}]},
              "valueQuantity": {"value": dbp, "unit": "mm[Hg]", "system": UCUM, "code": "mm[Hg]"}},
         ]
         self._resources.append({
@@ -212,7 +212,7 @@ class BundleBuilder:
         coding: dict[str, Any] = {"system": HGNC, "display": gene}
         if gene in hgnc:
             coding["code"] = hgnc[gene]
-        return {"code": {"coding": [{"system": LOINC_SYSTEM, "code": "48018-6", "display": "Gene studied [ID]"}]},
+        return {"code": {"coding": [{"system": LOINC_SYSTEM, "code": self._tables.pgx["loinc"]["gene_studied"][0], "display": "Gene studied [ID]"}]},
                 "valueCodeableConcept": {"coding": [coding]}}
 
     def genotype(self, gene: str, diplotype: str, *, date: str | dt.date = "2022-01-01") -> str:
@@ -220,7 +220,7 @@ class BundleBuilder:
         rid = self._id("pgx")
         self._resources.append({
             "resourceType": "Observation", "id": rid, "status": "final",
-            "code": {"coding": [{"system": LOINC_SYSTEM, "code": "84413-4", "display": "Genotype display name"}]},
+            "code": {"coding": [{"system": LOINC_SYSTEM, "code": self._tables.pgx["loinc"]["genotype"][0], "display": "Genotype display name"}]},
             "subject": self._subject(), "effectiveDateTime": _d(date),
             "valueCodeableConcept": {"text": f"{gene} {diplotype}"},
             "component": [self._gene_component(gene)]})
@@ -236,7 +236,7 @@ class BundleBuilder:
         rid = self._id("pgx")
         self._resources.append({
             "resourceType": "Observation", "id": rid, "status": "final",
-            "code": {"coding": [{"system": LOINC_SYSTEM, "code": "53040-2",
+            "code": {"coding": [{"system": LOINC_SYSTEM, "code": self._tables.pgx["loinc"]["phenotype"][0],
                                  "display": "Genetic variation's effect on drug metabolism"}]},
             "subject": self._subject(), "effectiveDateTime": _d(date), "valueCodeableConcept": value,
             "component": [self._gene_component(gene)]})
@@ -252,7 +252,7 @@ class BundleBuilder:
         rid = self._id("pgx")
         self._resources.append({
             "resourceType": "Observation", "id": rid, "status": "final",
-            "code": {"coding": [{"system": LOINC_SYSTEM, "code": "84413-4", "display": "Genotype display name"}],
+            "code": {"coding": [{"system": LOINC_SYSTEM, "code": self._tables.pgx["loinc"]["genotype"][0], "display": "Genotype display name"}],
                      "text": allele},
             "subject": self._subject(), "effectiveDateTime": _d(date),
             "valueCodeableConcept": {"coding": [{"system": LOINC_SYSTEM, "code": la[status], "display": status}],
