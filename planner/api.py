@@ -23,9 +23,8 @@ from . import __version__
 from .areas import Area, list_areas, load_area
 from .audit import AuditConfig, AuditLog
 from .errors import ConfigError, ModelError
-from .rank import RankingConfig, rank_plans
+from .rank import RankingConfig, describe_changes, rank_plans
 from .recommendation import DataGap, ExcludedRegimen, OutcomeSummary, Provenance, Recommendation
-from .rank import describe_changes
 from .record import Finding, PatientRecord, Regimen
 
 __all__ = ["Planner"]

@@ -179,7 +179,7 @@ def rank_plans(
     features = features or {}
     d = 1.0 if area.outcome.direction == "lower" else -1.0
     alpha = (1 - config.level) / 2
-    lo, mid, hi = np.quantile(mean_draws, [alpha, 0.5, 1 - alpha], axis=0)
+    lo, hi = np.quantile(mean_draws, [alpha, 1 - alpha], axis=0)
     means = mean_draws.mean(axis=0)
     obs_lo, obs_hi = np.quantile(pred_draws, [alpha, 1 - alpha], axis=0)
     qs = np.quantile(pred_draws, QUANTILE_LEVELS, axis=0)
