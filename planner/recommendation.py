@@ -13,6 +13,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any, Literal
 
+from .dosing import Dosage
 from .record import Finding, Frozen
 
 __all__ = [
@@ -58,6 +59,7 @@ class PlanDrug(Frozen):
     change: Change
     previous_dose_mg_day: float | None = None
     dose_adjusted_by: str | None = None  # rule id of an adjust_dose finding that set this dose
+    dosage: Dosage | None = None  # the dose as prescribed (unit, schedule, route; planner.dosing), when known
 
 
 class Predicted(Frozen):

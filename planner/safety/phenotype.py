@@ -30,7 +30,7 @@ from ..status import GeneStatus
 
 __all__ = ["GeneResult", "GeneKnowledge", "GeneStatus", "Translation", "format_score", "NO_RESULT", "INDETERMINATE"]
 
-NO_RESULT = "No Result"  # CPIC's lookup value for a gene with no result (the status is GeneStatus.NO_RESULT)
+NO_RESULT = "No Result"  # CPIC's lookup value for a gene with no result (the status is GeneStatus.NOT_TESTED)
 INDETERMINATE = "Indeterminate"
 NA_SCORE = "n/a"
 
