@@ -1038,7 +1038,7 @@ class RuleSet:
                 rule_id=rule.id, rule_version=rule.version, kind="drug-lab", action=rule.action,
                 strength=rule.strength, message=_fit(rule.message.format(drug=d, value=f"{value:g}")),
                 source=rule.source, data_version=self.lab_data_version, drugs=(d,), target_drug=d,
-                phenotype=f"{rule.quantity}={value:g}",
+                phenotype=f"{rule.quantity}={value:g}", max_dose_mg_day=rule.max_dose_mg_day,
             ))
         ctx.cache[key] = out
         return out
@@ -1083,7 +1083,9 @@ class RuleSet:
                 if x in caps or y in caps:
                     if doses is None:
                         doses = dict(kd)
-                    dx, dy = doses[x], doses.get(y)
+                    dx = doses[x]
+                    cur = ctx.current.get(y)  # a current drug outside the regimen keeps its recorded dose
+                    dy = doses[y] if y in doses else (cur.dose_mg_day if cur is not None else None)
                 else:
                     dx = dy = None
                 hit = cache.get(("pair", x, y, dx, dy))
