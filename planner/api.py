@@ -193,6 +193,16 @@ class Planner:
         digest = input_digest or digest
         return [self._recommend(record, a, top=top, seed=seed, digest=digest) for a in self.areas_for(record)]
 
+    def recommend_many(
+        self, sources: Sequence[Source], *, area: str | None = None, as_of: dt.date | str | None = None,
+        top: int = 5, seed: int = 0, errors: str = "raise",
+    ) -> list[Any]:
+        """One recommendation per source, the same as :meth:`recommend` gives each (see :mod:`planner.batch`);
+        ``errors="return"`` puts a failing source's exception in its place instead of raising."""
+        from .batch import recommend_many
+
+        return recommend_many(self, sources, area=area, as_of=as_of, top=top, seed=seed, errors=errors)
+
     # ---- the pipeline --------------------------------------------------------------------------------
     def _recommend(self, record: PatientRecord, area_id: str, *, top: int, seed: int, digest: str) -> Recommendation:
         from .features import features_at
