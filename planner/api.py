@@ -191,10 +191,20 @@ class Planner:
         digest = input_digest or digest
         return [self._recommend(record, a, top=top, seed=seed, digest=digest) for a in self.areas_for(record)]
 
+    def recommend_many(
+        self, sources: Sequence[Source], *, area: str | None = None, as_of: dt.date | str | None = None,
+        top: int = 5, seed: int = 0, errors: str = "raise",
+    ) -> list[Any]:
+        """One recommendation per source, the same as :meth:`recommend` gives each (see :mod:`planner.batch`);
+        ``errors="return"`` puts a failing source's exception in its place instead of raising."""
+        from .batch import recommend_many
+
+        return recommend_many(self, sources, area=area, as_of=as_of, top=top, seed=seed, errors=errors)
+
     # ---- the pipeline --------------------------------------------------------------------------------
     def _recommend(self, record: PatientRecord, area_id: str, *, top: int, seed: int, digest: str) -> Recommendation:
         from .features import features_at
-        from .safety import apply_findings
+        from .safety import screen_plan
 
         if top < 1:
             raise ConfigError("top must be at least 1", field="top", value=top)
@@ -236,22 +246,12 @@ class Planner:
         kept: dict[str, tuple[Regimen, list[Finding], dict[str, str]]] = {}
         excluded: dict[str, ExcludedRegimen] = {}
         for cand in candidates:
-            new = set(cand.ingredients) - current_ingredients
-            findings = self.ruleset.screen(ctx, cand, new_start=new)
-            adjusted = apply_findings(cand, findings)
-            if adjusted is not None and adjusted != cand:
-                again = self.ruleset.screen(ctx, adjusted, new_start=new)
-                if apply_findings(adjusted, again) != adjusted:
-                    adjusted = None
-                findings = _merge(findings, again)
-            if adjusted is None:
-                drugs, _ = describe_changes(current, cand, area)
+            ps = screen_plan(ctx, cand, rules=self.ruleset, new_start=set(cand.ingredients) - current_ingredients)
+            if ps.final is None:
                 excluded.setdefault(cand.key(), ExcludedRegimen(
-                    key=cand.key(), regimen=drugs,
-                    findings=tuple(f for f in findings if f.action == "exclude") or tuple(findings)))
+                    key=cand.key(), regimen=describe_changes(current, cand, area)[0], findings=ps.exclusions))
                 continue
-            adj_by = {f.target_drug: f.rule_id for f in findings if f.action == "adjust_dose" and f.target_drug}
-            kept.setdefault(adjusted.key(), (adjusted, findings, adj_by))
+            kept.setdefault(ps.final.key(), (ps.final, list(ps.findings), ps.adjusted_by))
 
         num_samples = self.ranking.num_samples
         screened = list(kept.values())
@@ -327,13 +327,6 @@ def _date(value: dt.date | str) -> dt.date:
         return dt.date.fromisoformat(str(value))
     except ValueError:
         raise ConfigError("invalid date", field="as_of", value=value, expected="YYYY-MM-DD") from None
-
-
-def _merge(a: Sequence[Finding], b: Sequence[Finding]) -> list[Finding]:
-    out = list(a)
-    keys = {(f.rule_id, f.target_drug, f.action) for f in a}
-    out += [f for f in b if (f.rule_id, f.target_drug, f.action) not in keys]
-    return out
 
 
 def _current_regimen(record: PatientRecord, area: Area) -> tuple[Regimen, list[DataGap]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
+from .dosing import Dosage
 from .record import Finding, Frozen
 
 __all__ = [
@@ -45,6 +46,7 @@ class PlanDrug(Frozen):
     change: Change
     previous_dose_mg_day: float | None = None
     dose_adjusted_by: str | None = None  # rule id of an adjust_dose finding that set this dose
+    dosage: Dosage | None = None  # the dose as prescribed (unit, schedule, route; planner.dosing), when known
 
 
 class Predicted(Frozen):
