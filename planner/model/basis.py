@@ -29,6 +29,7 @@ __all__ = ["LearnedBasis", "MIN_ROWS", "PROG", "EFF", "PROP"]
 
 MIN_ROWS = 200  # below this many rows (or rows of the reference group) there is no learned basis
 MIN_ARM_ROWS = 50  # an arm with fewer single-arm rows gets no effect column
+KEEP_RATIO = 0.95  # the basis is kept when its held-out outcome MSE is below 95% of a linear model's
 PROG, EFF, PROP = "_prog", "_eff:", "_prop:"
 TREE = {"n_estimators": 300, "max_depth": 4, "learning_rate": 0.05, "subsample": 1.0}
 PROP_TREE = {"n_estimators": 200, "max_depth": 3, "learning_rate": 0.05}
@@ -43,6 +44,7 @@ class LearnedBasis:
         self.folds = folds
         self.seed = seed
         self.models: list[dict[str, object]] = []  # per fold: "ref", "arm:<a>", "prop:<a>" -> booster
+        self.cv_mse_: dict[str, float] = {}  # held-out outcome MSE: "trees" vs "linear" (why it was kept)
 
     @property
     def spread_factor(self) -> float:
@@ -56,12 +58,13 @@ class LearnedBasis:
         its out-of-fold columns for the training rows (n, q), or None when the data are too few."""
         import xgboost as xgb
 
-        keys = np.asarray(list(keys), dtype=object)
+        lab = np.asarray(list(keys), dtype=object)
         n = len(y)
-        ref = keys == "none"
-        if n < MIN_ROWS or ref.sum() < MIN_ARM_ROWS:
+        ref = np.asarray(lab == "none", dtype=bool)
+        if n < MIN_ROWS or int(ref.sum()) < MIN_ARM_ROWS:
             return None
-        arms = sorted(k for k in set(keys) if k != "none" and "+" not in k and (keys == k).sum() >= MIN_ARM_ROWS)
+        arms = sorted(str(k) for k in set(lab.tolist())
+                      if k != "none" and "+" not in k and int(np.sum(lab == k)) >= MIN_ARM_ROWS)
         if not arms:
             return None
         names = [PROG] + [EFF + a for a in arms] + [PROP + a for a in arms]
@@ -74,12 +77,15 @@ class LearnedBasis:
             ms: dict[str, object] = {}
             ms["ref"] = xgb.XGBRegressor(**TREE, n_jobs=1, random_state=seed + k).fit(x[tr & ref], y[tr & ref])
             for a in arms:
-                s = tr & (keys == a)
+                s = tr & (lab == a)
                 ms["arm:" + a] = xgb.XGBRegressor(**TREE, n_jobs=1, random_state=seed + k).fit(x[s], y[s])
                 ms["prop:" + a] = xgb.XGBClassifier(**PROP_TREE, n_jobs=1, random_state=seed + k).fit(
-                    x[tr], (keys[tr] == a).astype(int))
+                    x[tr], (lab[tr] == a).astype(int))
             basis.models.append(ms)
             oof[va] = basis._columns(ms, x[va])
+        basis.cv_mse_ = _cv_mse(basis, oof, x, lab, y, fold_of)
+        if basis.cv_mse_["trees"] >= KEEP_RATIO * basis.cv_mse_["linear"]:
+            return None  # chosen by measurement: the trees do not predict held-out outcomes better than linear
         return basis, oof
 
     def _columns(self, ms: dict[str, object], x: np.ndarray) -> np.ndarray:
@@ -119,6 +125,30 @@ class LearnedBasis:
                 ms[name] = m
             b.models.append(ms)
         return b
+
+
+def _cv_mse(basis: LearnedBasis, oof: np.ndarray, x: np.ndarray, lab: np.ndarray, y: np.ndarray,
+            fold_of: np.ndarray) -> dict[str, float]:
+    """Held-out (same folds) MSE of the observed outcome of rows with no arm or one basis arm: the trees'
+    prediction (``_prog`` + the row's ``_eff``) against a linear regression per group (the linear model's
+    structure: prognostic slopes plus arm x feature slopes)."""
+    from sklearn.linear_model import Ridge
+
+    groups = ["none"] + basis.arms
+    use = np.isin(lab, groups)
+    tree = oof[:, 0].copy()
+    for j, a in enumerate(basis.arms):
+        tree = np.where(lab == a, oof[:, 0] + oof[:, 1 + j], tree)
+    xf = np.where(np.isfinite(x), x, np.nanmean(np.where(np.isfinite(x), x, np.nan), axis=0))
+    xf = np.nan_to_num(xf)
+    lin = np.zeros(len(y))
+    for k in range(basis.folds):
+        tr, va = fold_of != k, fold_of == k
+        for a in groups:
+            s, t = tr & (lab == a), va & (lab == a)
+            if t.any():
+                lin[t] = Ridge(alpha=1.0).fit(xf[s], y[s]).predict(xf[t])
+    return {"trees": float(np.mean((y[use] - tree[use]) ** 2)), "linear": float(np.mean((y[use] - lin[use]) ** 2))}
 
 
 def _model_names(arms: list[str]) -> list[str]:

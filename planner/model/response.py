@@ -403,8 +403,9 @@ class ResponseModel(BaseEstimator):
         self.loss_ = res.losses
         self.fit_seconds_ = res.seconds
         self.diagnostics_ = res.diagnostics
-        self.feature_names_in_ = np.array(cols, dtype=object)
-        self.n_features_in_ = len(cols)
+        user_cols = [c for c in cols if c not in spec.basis]
+        self.feature_names_in_ = np.array(user_cols, dtype=object)
+        self.n_features_in_ = len(user_cols)
         self.arms_ = [d.name for d in spec.drugs]
         counts: dict[str, int] = {}
         for row in range(n):
@@ -735,8 +736,9 @@ class ResponseModel(BaseEstimator):
         model.diagnostics_ = meta.get("diagnostics") or {}
         model.loss_ = []
         model.fit_seconds_ = float((meta.get("training") or {}).get("fit_seconds") or 0.0)
-        model.feature_names_in_ = np.array(spec.features, dtype=object)
-        model.n_features_in_ = len(spec.features)
+        user_cols = [c for c in spec.features if c not in spec.basis]
+        model.feature_names_in_ = np.array(user_cols, dtype=object)
+        model.n_features_in_ = len(user_cols)
         model.arms_ = [x.name for x in spec.drugs]
         model.metadata_ = meta
         return model
