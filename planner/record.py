@@ -18,9 +18,9 @@ Conventions
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 __all__ = [
     "Frozen",
@@ -35,6 +35,8 @@ __all__ = [
     "DrugDose",
     "Regimen",
     "Finding",
+    "Findings",
+    "FindingTuple",
     "Action",
 ]
 
@@ -206,6 +208,11 @@ class PatientRecord(Frozen):
     def pgx_for(self, gene: str) -> tuple[PgxResult, ...]:
         return tuple(p for p in self.pgx if p.gene == gene)
 
+    def _repr_html_(self) -> str:  # Jupyter: a readable summary (planner.render.html)
+        from .render.html import fragment, record_html
+
+        return fragment(record_html(self))
+
 
 # ---- regimens and safety findings: the contract between model, safety layer and ranking -------------------
 
@@ -284,3 +291,23 @@ class Finding(Frozen):
     max_dose_mg_day: float | None = None
     adjusted_dose_mg_day: float | None = None
     alternatives: tuple[str, ...] = ()
+
+    def _repr_html_(self) -> str:  # Jupyter
+        from .render.html import finding_html, fragment
+
+        return fragment(finding_html(self))
+
+
+class Findings(tuple):  # type: ignore[type-arg] - a tuple[Finding, ...]
+    """A tuple of findings that renders as a table in Jupyter (``Findings(ruleset.check(record))``)."""
+
+    __slots__ = ()
+
+    def _repr_html_(self) -> str:
+        from .render.html import findings_html, fragment
+
+        return fragment(findings_html(self))
+
+
+# a model field of findings: validated as tuple[Finding, ...], held as Findings (compares equal to the tuple)
+FindingTuple = Annotated[tuple[Finding, ...], AfterValidator(Findings)]
