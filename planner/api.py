@@ -194,7 +194,7 @@ class Planner:
     # ---- the pipeline --------------------------------------------------------------------------------
     def _recommend(self, record: PatientRecord, area_id: str, *, top: int, seed: int, digest: str) -> Recommendation:
         from .features import features_at
-        from .safety import apply_findings
+        from .safety import screen_plan
 
         if top < 1:
             raise ConfigError("top must be at least 1", field="top", value=top)
@@ -236,22 +236,12 @@ class Planner:
         kept: dict[str, tuple[Regimen, list[Finding], dict[str, str]]] = {}
         excluded: dict[str, ExcludedRegimen] = {}
         for cand in candidates:
-            new = set(cand.ingredients) - current_ingredients
-            findings = self.ruleset.screen(ctx, cand, new_start=new)
-            adjusted = apply_findings(cand, findings)
-            if adjusted is not None and adjusted != cand:
-                again = self.ruleset.screen(ctx, adjusted, new_start=new)
-                if apply_findings(adjusted, again) != adjusted:
-                    adjusted = None
-                findings = _merge(findings, again)
-            if adjusted is None:
-                drugs, _ = describe_changes(current, cand, area)
+            ps = screen_plan(ctx, cand, rules=self.ruleset, new_start=set(cand.ingredients) - current_ingredients)
+            if ps.final is None:
                 excluded.setdefault(cand.key(), ExcludedRegimen(
-                    key=cand.key(), regimen=drugs,
-                    findings=tuple(f for f in findings if f.action == "exclude") or tuple(findings)))
+                    key=cand.key(), regimen=describe_changes(current, cand, area)[0], findings=ps.exclusions))
                 continue
-            adj_by = {f.target_drug: f.rule_id for f in findings if f.action == "adjust_dose" and f.target_drug}
-            kept.setdefault(adjusted.key(), (adjusted, findings, adj_by))
+            kept.setdefault(ps.final.key(), (ps.final, list(ps.findings), ps.adjusted_by))
 
         num_samples = self.ranking.num_samples
         screened = list(kept.values())
@@ -327,13 +317,6 @@ def _date(value: dt.date | str) -> dt.date:
         return dt.date.fromisoformat(str(value))
     except ValueError:
         raise ConfigError("invalid date", field="as_of", value=value, expected="YYYY-MM-DD") from None
-
-
-def _merge(a: Sequence[Finding], b: Sequence[Finding]) -> list[Finding]:
-    out = list(a)
-    keys = {(f.rule_id, f.target_drug, f.action) for f in a}
-    out += [f for f in b if (f.rule_id, f.target_drug, f.action) not in keys]
-    return out
 
 
 def _current_regimen(record: PatientRecord, area: Area) -> tuple[Regimen, list[DataGap]]:

@@ -291,6 +291,7 @@ class Finding(Frozen):
     max_dose_mg_day: float | None = None
     adjusted_dose_mg_day: float | None = None
     alternatives: tuple[str, ...] = ()
+    plan_adds: tuple[str, ...] = ()  # of ``drugs``, those the screened plan starts (not currently taken)
 
     def _repr_html_(self) -> str:  # Jupyter
         from .render.html import finding_html, fragment
