@@ -14,7 +14,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from chromium import Chromium, find_chromium
 from report_cases import MARKUP, cases
 
@@ -93,7 +92,7 @@ NAMES = [name for name, _ in cases()]
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_page_opens_cleanly(pages: dict, name: str) -> None:
-    page, report, shot, plotted = pages[name]
+    _, report, _, plotted = pages[name]
     assert report.console_errors == [], report.console_errors
     assert report.exceptions == []
     assert report.failed_loads == []
@@ -137,3 +136,21 @@ def test_untested_and_indeterminate_genes_are_said(pages: dict) -> None:
     text = pages["depression-pgx"][1].check["text"]
     assert "indeterminate" in text and "CYP2D6" in text
     assert "not tested" in pages["morris"][1].check["text"]
+
+
+@pytest.mark.slow
+def test_the_checks_can_fail(tmp_path: Path, chromium_path: str) -> None:
+    """A page that overflows, fetches, throws and has a broken image is caught by every check above."""
+    bad = tmp_path / "bad.html"
+    bad.write_text("<!DOCTYPE html><html><body><main style=\"width:800px\"><p>x</p>"
+                   "<div style=\"width:1500px\">too wide</div><table><tr><td>no header</td></tr></table>"
+                   "<img src=\"missing.png\" alt=\"\"><img src=\"http://127.0.0.1:9/x.png\" alt=\"remote\">"
+                   "<script>console.error('boom'); undefinedFunction();</script></main></body></html>")
+    with Chromium(chromium_path) as browser:
+        report = browser.open(bad.as_uri(), CHECK_JS)
+    assert any("boom" in e for e in report.console_errors)
+    assert report.exceptions and report.failed_loads
+    assert report.network_requests == ["http://127.0.0.1:9/x.png"]
+    check = report.check
+    assert check["overflow"] and check["tablesWithoutHeader"] == 1 and check["scripts"] == 1
+    assert not all(img["ok"] for img in check["images"])

@@ -9,15 +9,30 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+from collections.abc import Iterable, Mapping, Sequence
 from html import escape
-from typing import Iterable, Mapping, Sequence
 
 from ..recommendation import DataGap, ExcludedRegimen, Plan, PlanDrug, Recommendation
 from ..record import Finding, Medication, PatientRecord, PgxResult
 
 __all__ = [
-    "esc", "css", "fragment", "table", "unit", "num", "dose", "quantity_label", "finding_html", "findings_html", "drugs_html",
-    "record_html", "recommendation_html", "plans_html", "excluded_html", "gaps_html", "render_html",
+    "css",
+    "dose",
+    "drugs_html",
+    "esc",
+    "excluded_html",
+    "finding_html",
+    "findings_html",
+    "fragment",
+    "gaps_html",
+    "num",
+    "plans_html",
+    "quantity_label",
+    "recommendation_html",
+    "record_html",
+    "render_html",
+    "table",
+    "unit",
 ]
 
 # what each gene status means to a reader; a gene with no result is never shown as normal
@@ -102,6 +117,9 @@ def finding_html(f: Finding, *, source: bool = True) -> str:
     strength = f" <span class=\"muted\">({esc(f.strength)})</span>" if f.strength else ""
     pheno = f" <span class=\"muted\">[{esc(f.phenotype)}]</span>" if f.phenotype else ""
     src = f" <span class=\"small muted\">source: {_source(f.source)}</span>" if source and f.source else ""
+    adds = getattr(f, "plan_adds", ())
+    if adds:
+        src = f" <span class=\"small\">(started by this plan: {esc(', '.join(adds))})</span>" + src
     return (f"<div class=\"finding\"><span class=\"act act-{esc(f.action)}\">{esc(f.action.replace('_', ' '))}"
             f"</span> {esc(f.message)}{strength}{pheno} <span class=\"rule\">{esc(f.rule_id)} v{esc(f.rule_version)}"
             f"</span>{src}</div>")
@@ -229,8 +247,8 @@ def pgx_html(record: PatientRecord, genes: Mapping[str, object] | None = None) -
         if conv:
             pheno += f"<br><span class=\"small\">phenoconverted by {esc(', '.join(conv))}</span>"
         alleles = ", ".join(f"{a} {s}" for a, s in getattr(r, "alleles", ()))
-        rows.append([f"<b>{esc(g)}</b>", f"<span class=\"status-{esc(status)}\">{esc(GENE_STATUS_TEXT.get(status, status))}"
-                     "</span>", esc(getattr(r, "diplotype", None) or alleles or "-"), pheno,
+        status_cell = f"<span class=\"status-{esc(status)}\">{esc(GENE_STATUS_TEXT.get(status, status))}</span>"
+        rows.append([f"<b>{esc(g)}</b>", status_cell, esc(getattr(r, "diplotype", None) or alleles or "-"), pheno,
                      esc(getattr(r, "activity_score", None) or "-"), reported])
     return table(["gene", "status", "diplotype / alleles", "phenotype used", "activity score", "as reported"], rows,
                  caption="Pharmacogenomic results (every gene tested, and every gene a current drug or a plan "
@@ -280,7 +298,7 @@ def _target_text(rec: Recommendation) -> str:
 def plans_html(rec: Recommendation) -> str:
     o = rec.outcome
     u = esc(unit(o.unit))
-    level = int(round(rec.plans[0].predicted.level * 100)) if rec.plans else 90
+    level = round(rec.plans[0].predicted.level * 100) if rec.plans else 90
     rows = []
     for p in rec.plans:
         pr = p.predicted
@@ -288,31 +306,40 @@ def plans_html(rec: Recommendation) -> str:
             "from baseline</span>"
         rows.append([
             f"{p.rank}", drugs_html(p.regimen, p.stopped),
-            f"<b>{pr.mean:.2f}</b> {u}<br>[{pr.lower:.2f}, {pr.upper:.2f}]{delta}"
-            f"<br><span class=\"small muted\">next measurement [{pr.obs_lower:.2f}, {pr.obs_upper:.2f}]</span>",
+            (f"<b>{pr.mean:.2f}</b> {u}<br>[{pr.lower:.2f}, {pr.upper:.2f}]{delta}"
+             f"<br><span class=\"small muted\">next measurement [{pr.obs_lower:.2f}, {pr.obs_upper:.2f}]</span>"),
             f"{p.p_target:.2f}", f"{p.p_best:.2f}",
             "".join(finding_html(f, source=False) for f in p.findings) or "<span class=\"muted\">none</span>",
             f"<span class=\"small\">{esc(p.rationale)}</span>",
         ])
-    return table(["#", "regimen and changes", f"predicted {quantity_label(o.quantity)} ({unit(o.unit)}), {level}% "
-                  "interval",
-                  ("P(target)", "num"), ("P(best)", "num"), "findings (rules)", "why"], rows,
+    predicted = f"predicted {quantity_label(o.quantity)} ({unit(o.unit)}), {level}% interval"
+    return table(["#", "regimen and changes", predicted, ("P(target)", "num"), ("P(best)", "num"), "findings (rules)", "why"], rows,
                  caption="Ranked plans", widths=(4, 20, 15, 8, 7, 24, 22),
                  empty="no plan could be ranked (see the data gaps)")
 
 
+def _regimen_text(drugs: Sequence[PlanDrug]) -> str:
+    return " + ".join(d.drug + ("" if d.dose_mg_day is None else f" {dose(d.dose_mg_day, d.drug)}") for d in drugs) \
+        or "no drug therapy"
+
+
 def excluded_html(excluded: Sequence[ExcludedRegimen], *, limit: int | None = None) -> str:
-    shown = list(excluded if limit is None else excluded[:limit])
-    rows = []
-    for e in shown:
+    """Excluded regimens grouped by the findings that excluded them: one row per rule (or set of rules), with
+    the rule's message and source and every regimen it removed (``limit``: regimens listed per row)."""
+    groups: dict[tuple, tuple[list[Finding], list[ExcludedRegimen]]] = {}
+    for e in excluded:
         why = [f for f in e.findings if f.action == "exclude"] or list(e.findings)
-        rows.append([drugs_html(e.regimen) if e.regimen else esc(e.key),
-                     "".join(finding_html(f) for f in why)])
-    out = table(["regimen", "excluded by (rule, message, source)"], rows,
-                caption=f"Excluded regimens ({len(excluded)})", widths=(28, 72), empty="none")
-    if limit is not None and len(excluded) > limit:
-        out += f"<p class=\"muted\">{len(excluded) - limit} more not shown.</p>"
-    return out
+        key = tuple((f.rule_id, f.target_drug, f.message) for f in why)
+        groups.setdefault(key, (why, []))[1].append(e)
+    rows = []
+    for why, regs in sorted(groups.values(), key=lambda g: (-len(g[1]), g[0][0].rule_id if g[0] else "")):
+        shown = regs if limit is None else regs[:limit]
+        names = "<br>".join(esc(_regimen_text(e.regimen) if e.regimen else e.key) for e in shown)
+        more = f"<br><span class=\"muted\">and {len(regs) - len(shown)} more</span>" if len(regs) > len(shown) else ""
+        rows.append(["".join(finding_html(f) for f in why), f"{len(regs)}",
+                     f"<span class=\"small\">{names}{more}</span>"])
+    return table(["excluded by (rule, message, source)", ("regimens", "num"), "regimens excluded"], rows,
+                 caption=f"Excluded regimens ({len(excluded)})", widths=(50, 10, 40), empty="none")
 
 
 def gaps_html(gaps: Sequence[DataGap]) -> str:
@@ -359,7 +386,7 @@ def plan_card_html(rec: Recommendation, plan: Plan) -> str:
     u = esc(unit(rec.outcome.unit))
     return (f"<h3>Plan {plan.rank}</h3><p>{drugs_html(plan.regimen, plan.stopped)}</p>"
             f"<p>Predicted {esc(quantity_label(rec.outcome.quantity))} <b>{pr.mean:.2f}</b> {u} "
-            f"({int(round(pr.level * 100))}% interval {pr.lower:.2f} to {pr.upper:.2f}); "
+            f"({round(pr.level * 100)}% interval {pr.lower:.2f} to {pr.upper:.2f}); "
             f"P(target) <b>{plan.p_target:.2f}</b>; P(best) <b>{plan.p_best:.2f}</b></p>"
             + findings_html(plan.findings, caption="Findings", empty="none")
             + f"<p class=\"small\">{esc(plan.rationale)}</p>")

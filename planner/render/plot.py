@@ -11,9 +11,9 @@ import io
 from typing import Any
 
 from ..recommendation import Plan, Recommendation
-from .html import esc, quantity_label, unit
+from .html import esc, num, quantity_label, unit
 
-__all__ = ["plot_recommendation", "plot_plans", "figure_html", "alt_text", "png_bytes"]
+__all__ = ["alt_text", "figure_html", "plot_plans", "plot_recommendation", "png_bytes"]
 
 
 def _label(p: Plan) -> str:
@@ -30,7 +30,7 @@ def plot_plans(rec: Recommendation, plans: tuple[Plan, ...] | list[Plan] | None 
 
     plans = list(rec.plans if plans is None else plans)
     if ax is None:
-        _, ax = plt.subplots(figsize=(8, 0.55 * max(len(plans), 1) + 1.9))
+        _, ax = plt.subplots(figsize=(10.5, 0.5 * max(len(plans), 1) + 1.8))
     o = rec.outcome
     u = unit(o.unit)
     for i, p in enumerate(plans):
@@ -40,7 +40,7 @@ def plot_plans(rec: Recommendation, plans: tuple[Plan, ...] | list[Plan] | None 
             ax.hlines(y, q[0], q[-1], color="#9ecae1", lw=7, label="next measurement, 5-95%" if i == 0 else None)
             ax.hlines(y, q[4], q[14], color="#3182bd", lw=7, label="next measurement, 25-75%" if i == 0 else None)
         ax.hlines(y + 0.28, p.predicted.lower, p.predicted.upper, color="black", lw=1.5,
-                  label=f"expected outcome, {int(round(p.predicted.level * 100))}% interval" if i == 0 else None)
+                  label=f"expected outcome, {round(p.predicted.level * 100)}% interval" if i == 0 else None)
         ax.plot([p.predicted.mean], [y + 0.28], "ko", ms=4, label="expected outcome, mean" if i == 0 else None)
     ax.set_yticks(range(len(plans) - 1, -1, -1), [_label(p) for p in plans])
     if not plans:
@@ -48,7 +48,7 @@ def plot_plans(rec: Recommendation, plans: tuple[Plan, ...] | list[Plan] | None 
     sign = "<" if o.direction == "lower" else ">"
     ax.axvline(o.target, color="#31a354", ls="--", lw=1.5, label=f"target {sign} {o.target:g} {u}")
     if o.baseline is not None:
-        ax.axvline(o.baseline, color="#de2d26", ls=":", lw=1.5, label=f"baseline {o.baseline:g} {u}")
+        ax.axvline(o.baseline, color="#de2d26", ls=":", lw=1.5, label=f"baseline {num(o.baseline)} {u}")
     label = quantity_label(o.quantity)
     ax.set_xlabel(f"predicted {label} at follow-up ({u})")
     ax.set_ylabel("plan (rank. regimen)")
@@ -82,10 +82,10 @@ def alt_text(rec: Recommendation) -> str:
     u = unit(o.unit)
     sign = "below" if o.direction == "lower" else "above"
     parts = [f"Predicted {quantity_label(o.quantity)} ({u}) at follow-up for {len(rec.plans)} ranked plans; target {sign} "
-             f"{o.target:g} {u}" + ("" if o.baseline is None else f"; baseline {o.baseline:g} {u}") + "."]
+             f"{o.target:g} {u}" + ("" if o.baseline is None else f"; baseline {num(o.baseline)} {u}") + "."]
     for p in rec.plans:
         pr = p.predicted
-        parts.append(f"{_label(p)}: mean {pr.mean:.2f}, {int(round(pr.level * 100))}% interval {pr.lower:.2f} to "
+        parts.append(f"{_label(p)}: mean {pr.mean:.2f}, {round(pr.level * 100)}% interval {pr.lower:.2f} to "
                      f"{pr.upper:.2f}, P(target) {p.p_target:.2f}.")
     return " ".join(parts)
 

@@ -11,13 +11,14 @@ from the record or the rules is escaped.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ..recommendation import Recommendation
 from ..record import Finding, PatientRecord
-from .html import GENE_STATUS_TEXT, css, esc, findings_html, fragment, record_html, recommendation_html
+from .html import GENE_STATUS_TEXT, css, esc, findings_html, fragment, recommendation_html, record_html
 
-__all__ = ["ReviewReport", "build_report", "render_page", "gene_results"]
+__all__ = ["ReviewReport", "build_report", "gene_results", "render_page"]
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 
@@ -26,7 +27,7 @@ def gene_results(record: PatientRecord, ruleset: Any, recs: Sequence[Recommendat
     """Interpreted results of every gene with a result on record, plus every gene a current drug or a data gap
     depends on (shown as "not tested" when there is no result: never as normal). Genes nobody needs and nobody
     tested are left out (the table's caption says so)."""
-    from ..safety.phenotype import GeneResult, NOT_TESTED
+    from ..safety.phenotype import NOT_TESTED, GeneResult
 
     needed = {g for m in record.active_medications() if m.ingredient for g in ruleset.genes_for(m.ingredient)}
     needed |= {gap.gene for r in recs for gap in r.data_gaps if gap.gene}
@@ -102,9 +103,10 @@ def _body(report: ReviewReport, *, plots: bool) -> str:
 
     record = report.record
     outcomes = [r.outcome.quantity for r in report.recommendations]
-    parts = [f"<h1>Treatment plan review</h1><p class=\"muted\">Patient {esc(record.patient_id)}, as of "
-             f"{esc(record.as_of)}; areas: {esc(', '.join(r.area_name for r in report.recommendations) or 'none')}"
-             "</p>", _contents(report),
+    areas = ", ".join(r.area_name for r in report.recommendations) or "none"
+    title = (f"<h1>Treatment plan review</h1><p class=\"muted\">Patient {esc(record.patient_id)}, as of "
+             f"{esc(record.as_of)}; areas: {esc(areas)}</p>")
+    parts = [title, _contents(report),
              "<section id=\"summary\">" + record_html(record, genes=report.genes, outcomes=outcomes)
              + _gene_notes(report) + "</section>",
              "<section id=\"current-findings\"><h2>Findings on current medications</h2>"
