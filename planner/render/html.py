@@ -14,6 +14,7 @@ from html import escape
 
 from ..recommendation import DataGap, ExcludedRegimen, Plan, PlanDrug, Recommendation
 from ..record import Finding, Medication, PatientRecord, PgxResult
+from ..status import GeneStatus
 
 __all__ = [
     "css",
@@ -36,11 +37,11 @@ __all__ = [
 ]
 
 # what each gene status means to a reader; a gene with no result is never shown as normal
-GENE_STATUS_TEXT = {
-    "tested": "tested",
-    "not-tested": "not tested",
-    "indeterminate": "indeterminate (result could not be interpreted)",
-    "conflict": "conflict (sources disagree; the most cautious reading is used)",
+GENE_STATUS_TEXT: dict[str, str] = {
+    GeneStatus.TESTED: "tested",
+    GeneStatus.NOT_TESTED: "not tested",
+    GeneStatus.INDETERMINATE: "indeterminate (result could not be interpreted)",
+    GeneStatus.CONFLICT: "conflict (sources disagree; the most cautious reading is used)",
 }
 
 
@@ -75,10 +76,23 @@ def num(x: float) -> str:
 
 
 def dose(mg_day: float | None, drug: str | None = None) -> str:
-    """A daily dose for reading (``None``: dose unknown)."""
+    """A dose as prescribed (``planner.dosing``: units for insulin, weekly injectables, times a day);
+    a drug the prescribing file does not know reads in mg/day. ``None``: dose unknown."""
+    from ..dosing import dosage
+
     if mg_day is None:
         return "dose unknown"
-    return f"{mg_day:g} mg/day"
+    d = dosage(drug, mg_day) if drug else None
+    if d is None or d.route == "unknown":
+        return f"{mg_day:g} mg/day"
+    return d.text
+
+
+def plan_dose(d: PlanDrug) -> str:
+    """A plan drug's dose as prescribed (its ``dosage`` when the ranking set one)."""
+    from ..dosing import dose_text
+
+    return dose_text(d) if d.dose_mg_day is not None else "dose unknown"
 
 
 def table(headers: Sequence[str | tuple[str, str]], rows: Iterable[Sequence[str]], *, caption: str | None = None,
@@ -153,7 +167,7 @@ def drugs_html(drugs: Sequence[PlanDrug], stopped: Sequence[PlanDrug] = ()) -> s
             what = esc(d.change)
         adj = f" <span class=\"small\">dose set by rule <span class=\"rule\">{esc(d.dose_adjusted_by)}</span></span>" \
             if d.dose_adjusted_by else ""
-        shown = "" if d.dose_mg_day is None else " " + esc(dose(d.dose_mg_day, d.drug))
+        shown = "" if d.dose_mg_day is None else " " + esc(plan_dose(d))
         items.append(f"<b>{esc(d.drug)}</b>{shown} <span class=\"change-{esc(d.change)}\">({what})</span>{adj}")
     items += [f"<s>{esc(d.drug)}</s> <span class=\"change-stop\">(stop)</span>" for d in stopped]
     return "<br>".join(items) or "<em>no drug therapy</em>"
@@ -319,7 +333,7 @@ def plans_html(rec: Recommendation) -> str:
 
 
 def _regimen_text(drugs: Sequence[PlanDrug]) -> str:
-    return " + ".join(d.drug + ("" if d.dose_mg_day is None else f" {dose(d.dose_mg_day, d.drug)}") for d in drugs) \
+    return " + ".join(d.drug + ("" if d.dose_mg_day is None else f" {plan_dose(d)}") for d in drugs) \
         or "no drug therapy"
 
 

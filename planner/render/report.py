@@ -27,7 +27,8 @@ def gene_results(record: PatientRecord, ruleset: Any, recs: Sequence[Recommendat
     """Interpreted results of every gene with a result on record, plus every gene a current drug or a data gap
     depends on (shown as "not tested" when there is no result: never as normal). Genes nobody needs and nobody
     tested are left out (the table's caption says so)."""
-    from ..safety.phenotype import NOT_TESTED, GeneResult
+    from ..safety.phenotype import NO_RESULT, GeneResult
+    from ..status import GeneStatus
 
     needed = {g for m in record.active_medications() if m.ingredient for g in ruleset.genes_for(m.ingredient)}
     needed |= {gap.gene for r in recs for gap in r.data_gaps if gap.gene}
@@ -35,7 +36,7 @@ def gene_results(record: PatientRecord, ruleset: Any, recs: Sequence[Recommendat
     genes: dict[str, Any] = {g: r for g, r in ruleset.phenotypes(record).items()
                              if g in needed or r.status != "not-tested" or r.phenoconverted_by}
     for g in sorted(needed - set(genes)):
-        genes[g] = GeneResult(gene=g, status="not-tested", lookup=(NOT_TESTED,))
+        genes[g] = GeneResult(gene=g, status=GeneStatus.NOT_TESTED, lookup=(NO_RESULT,))
     return dict(sorted(genes.items()))
 
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from ..errors import ConfigError
 from ..recommendation import Plan, Recommendation
 from ..record import Finding, Measurement, Medication, PatientRecord, PgxResult
-from .html import drugs_html, esc, excluded_html, finding_html, fragment, plan_card_html, table
+from .html import drugs_html, esc, excluded_html, finding_html, fragment, plan_card_html, table, unit
 
 __all__ = ["Html", "compare", "what_changed", "why_excluded", "with_genotype", "with_lab", "with_medication"]
 
@@ -109,6 +109,12 @@ def _fmt_move(before: float | None, after: float | None, digits: int = 2) -> str
     return f"{before:.{digits}f} -> {after:.{digits}f} ({after - before:+.{digits}f})"
 
 
+def _value(p: Plan | None, attr: str) -> float | None:
+    if p is None:
+        return None
+    return float(p.predicted.mean if attr == "mean" else getattr(p, attr))
+
+
 def _finding_keys(fs: Sequence[Finding]) -> dict[tuple[str, str | None, str], Finding]:
     return {(f.rule_id, f.target_drug, f.action): f for f in fs}
 
@@ -124,12 +130,10 @@ def what_changed(before: Recommendation, after: Recommendation) -> Html:
         pb, pa = b_plans.get(k), a_plans.get(k)
         shown = pa or pb
         assert shown is not None
-        rows.append([drugs_html(shown.regimen, shown.stopped),
-                     esc(_fmt_move(pb and pb.rank, pa and pa.rank, 0)),
-                     esc(_fmt_move(pb and pb.predicted.mean, pa and pa.predicted.mean)),
-                     esc(_fmt_move(pb and pb.p_target, pa and pa.p_target)),
-                     esc(_fmt_move(pb and pb.p_best, pa and pa.p_best))])
-    out = table(["plan", "rank", f"predicted ({before.outcome.unit})", "P(target)", "P(best)"], rows,
+        rows.append([drugs_html(shown.regimen, shown.stopped)]
+                    + [esc(_fmt_move(_value(pb, attr), _value(pa, attr), 0 if attr == "rank" else 2))
+                       for attr in ("rank", "mean", "p_target", "p_best")])
+    out = table(["plan", "rank", f"predicted ({unit(before.outcome.unit)})", "P(target)", "P(best)"], rows,
                 caption="Plans before -> after", widths=(32, 12, 20, 18, 18))
     fb, fa = _finding_keys(before.current_findings), _finding_keys(after.current_findings)
     new = [f for k, f in fa.items() if k not in fb]
