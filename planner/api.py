@@ -19,13 +19,15 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from . import __version__
+from .version import __version__
 from .areas import Area, list_areas, load_area
 from .audit import AuditConfig, AuditLog
 from .errors import ConfigError, ModelError
+from . import render  # noqa: F401 - registers the notebook views of the Recommendations made here
 from .rank import RankingConfig, describe_changes, rank_plans
 from .recommendation import DataGap, ExcludedRegimen, OutcomeSummary, Provenance, Recommendation
 from .record import Finding, PatientRecord, Regimen
+from .status import GeneStatus
 
 __all__ = ["Planner"]
 
@@ -139,10 +141,10 @@ class Planner:
             data = source.encode()
         else:
             data = b""
-            path = Path(source)  # type: ignore[arg-type]
+            path = Path(source)
             if path.is_file():
                 data = path.read_bytes()
-        rec = read_record(source, as_of=_date(as_of) if as_of is not None else None)
+        rec = read_record(dict(source) if isinstance(source, Mapping) else source, as_of=_date(as_of) if as_of is not None else None)
         return rec, hashlib.sha256(data or rec.model_dump_json().encode()).hexdigest()
 
     def areas_for(self, record: PatientRecord) -> list[str]:
@@ -191,6 +193,16 @@ class Planner:
         digest = input_digest or digest
         return [self._recommend(record, a, top=top, seed=seed, digest=digest) for a in self.areas_for(record)]
 
+    def recommend_many(
+        self, sources: Sequence[Source], *, area: str | None = None, as_of: dt.date | str | None = None,
+        top: int = 5, seed: int = 0, errors: str = "raise",
+    ) -> list[Any]:
+        """One recommendation per source, the same as :meth:`recommend` gives each (see :mod:`planner.batch`);
+        ``errors="return"`` puts a failing source's exception in its place instead of raising."""
+        from .batch import recommend_many
+
+        return recommend_many(self, sources, area=area, as_of=as_of, top=top, seed=seed, errors=errors)
+
     # ---- the pipeline --------------------------------------------------------------------------------
     def _recommend(self, record: PatientRecord, area_id: str, *, top: int, seed: int, digest: str) -> Recommendation:
         from .features import features_at
@@ -205,7 +217,7 @@ class Planner:
         model = self.models[area_id]
         generator = self.generators[area_id]
         on = record.as_of
-        feats = features_at(record, area, on)
+        feats = features_at(record, area, on, knowledge=self.ruleset.knowledge)
         gaps: list[DataGap] = []
         baseline_m = record.latest(area.outcome.quantity, within_days=area.outcome.baseline_window_days)
         stale = record.latest(area.outcome.quantity) if baseline_m is None else None
@@ -372,10 +384,10 @@ def _data_gaps(record: PatientRecord, area: Area, ruleset: Any, candidates: Sequ
                 genes_needed.setdefault(g, set()).add(d.ingredient)
     for gene in sorted(genes_needed):
         res = phenos.get(gene)
-        status = getattr(res, "status", "not-tested") if res is not None else "not-tested"
-        if status in {"not-tested", "indeterminate", "conflict"}:
+        status = GeneStatus.NOT_TESTED if res is None else GeneStatus(res.status)
+        if status.is_gap:
             drugs = ", ".join(sorted(genes_needed[gene]))
-            gaps.append(DataGap(code=f"gene-{status}", gene=gene,
-                                message=f"{gene} {status.replace('-', ' ')} while candidates depend on it ({drugs})",
+            gaps.append(DataGap(code=f"gene-{status.value}", gene=gene,
+                                message=f"{gene} {status.label} while candidates depend on it ({drugs})",
                                 suggestion=f"consider {gene} genotyping before starting {drugs}"))
     return gaps

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from planner.data import read_csv, rules_dir
+from planner.rule_files import read_csv, rules_dir
 from planner.record import Condition, DrugDose, Medication, PatientRecord, PgxResult, Regimen
 from planner.safety import RuleSet
 from planner.safety.cpic_import import ActionMap, build_gene_drug_rows

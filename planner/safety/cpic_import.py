@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..data import read_csv, read_yaml, rules_dir
+from ..rule_files import read_csv, read_yaml, rules_dir
 from ..errors import RuleError
+from .phenotype import NO_RESULT
 
 __all__ = ["MappedAction", "ActionMap", "map_recommendation", "load_overrides", "build_gene_drug_rows", "main"]
 
@@ -120,11 +121,11 @@ def _conditions(row: dict[str, str], hla_alleles: dict[tuple[str, str], str]) ->
     for part in row["lookup_key"].split("; "):
         gene, _, value = part.partition("=")
         if gene.startswith("HLA-"):
-            if value == "No Result":
+            if value == NO_RESULT:
                 allele = hla_alleles.get((row["drug"], gene))
                 if allele is None:
                     raise RuleError("HLA 'No Result' row without a known allele", field="lookup_key", value=part)
-                out.append((f"{gene}{allele}", "No Result"))
+                out.append((f"{gene}{allele}", NO_RESULT))
             else:
                 allele, _, status = value.partition(" ")
                 out.append((f"{gene}{allele}", status))
@@ -136,7 +137,7 @@ def _conditions(row: dict[str, str], hla_alleles: dict[tuple[str, str], str]) ->
 def _describe(conds: list[tuple[str, str]]) -> str:
     parts = []
     for locus, value in conds:
-        if value == "No Result":
+        if value == NO_RESULT:
             parts.append(f"{locus} not tested")
         elif value in {"n/a", "Indeterminate"}:
             parts.append(f"{locus} indeterminate")
@@ -215,7 +216,7 @@ def build_gene_drug_rows(recommendations: list[dict[str, str]], amap: ActionMap,
     for row in recommendations:
         for part in row["lookup_key"].split("; "):
             gene, _, value = part.partition("=")
-            if gene.startswith("HLA-") and value != "No Result":
+            if gene.startswith("HLA-") and value != NO_RESULT:
                 hla_alleles[(row["drug"], gene)] = value.split(" ")[0]
     out: list[dict[str, str]] = []
     for row in sorted(recommendations, key=lambda r: (r["drug"], r["population"], r["lookup_key"])):
