@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from planner.data import read_csv, rules_dir
+from planner.rule_files import read_csv, rules_dir
 from planner.errors import RuleError
 from planner.record import DrugDose, PatientRecord, PgxResult, Regimen
 from planner.safety import RuleSet, screen_plan
