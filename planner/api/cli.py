@@ -1,4 +1,4 @@
-"""``planner recommend``: ranked, screened plans for one patient (table, JSON or FHIR)."""
+"""``planner recommend``: ranked, screened plans for one patient (table, JSON, FHIR or HTML), by the Planner."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
         """Recommend ranked treatment plans for a patient."""
         import orjson
 
-        from ..api import Planner
+        from . import Planner
         from ..render import render
 
         if fmt not in {"table", "json", "fhir", "html"}:
