@@ -31,7 +31,7 @@ _COMMAND_MODULES = (
     "planner.safety.cli",  # check, rules
     "planner.episodes.cli",  # simulate, episodes
     "planner.model.cli",  # fit
-    "planner.stages.cli",  # recommend (the pipeline of stages)
+    "planner.api.cli",  # recommend (the Planner)
     "planner.cohort.cli",  # cohort run / report
     "planner.service.cli",  # serve
 )

@@ -1,4 +1,1 @@
-"""The recommendation pipeline as stages, each taking the previous stage's typed hand-off and returning the next.
-
-``planner.stages.cli`` holds the ``planner recommend`` command.
-"""
+"""The recommendation pipeline as stages, each taking the previous stage's typed hand-off and returning the next."""

@@ -1,4 +1,4 @@
-"""``planner.Planner``: the main job, end to end.
+"""``planner.Planner``: the main job, end to end (``planner.api.cli``: the ``planner recommend`` command).
 
     FHIR -> PatientRecord -> features at as-of -> candidate regimens (generator + current + single moves)
          -> safety screen (exclude / adjust dose / caution) -> joint posterior draws -> ranked plans
@@ -19,15 +19,15 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .version import __version__
-from .areas import Area, list_areas, load_area
-from .audit import AuditConfig, AuditLog
-from .errors import ConfigError, ModelError
-from . import render  # noqa: F401 - registers the notebook views of the Recommendations made here
-from .rank import RankingConfig, describe_changes, rank_plans
-from .recommendation import DataGap, ExcludedRegimen, OutcomeSummary, Provenance, Recommendation
-from .record import Finding, PatientRecord, Regimen
-from .status import GeneStatus
+from ..version import __version__
+from ..areas import Area, list_areas, load_area
+from ..audit import AuditConfig, AuditLog
+from ..errors import ConfigError, ModelError
+from .. import render  # noqa: F401 - registers the notebook views of the Recommendations made here
+from ..rank import RankingConfig, describe_changes, rank_plans
+from ..recommendation import DataGap, ExcludedRegimen, OutcomeSummary, Provenance, Recommendation
+from ..record import Finding, PatientRecord, Regimen
+from ..status import GeneStatus
 
 __all__ = ["Planner"]
 
@@ -80,8 +80,8 @@ class Planner:
         ``audit``: a SQLite path (or :class:`AuditConfig`) to record every recommendation.
         ``num_samples``: posterior draws per candidate (default: ``rules/ranking.yaml``).
         """
-        from .model import RegimenGenerator, ResponseModel
-        from .safety import RuleSet
+        from ..model import RegimenGenerator, ResponseModel
+        from ..safety import RuleSet
 
         rules_path = Path(rules) if rules is not None else None
         ruleset = RuleSet.load(rules_path)
@@ -126,7 +126,7 @@ class Planner:
     @staticmethod
     def read(source: Source, *, as_of: dt.date | str | None = None) -> tuple[PatientRecord, str]:
         """The record and a SHA-256 digest of the input (for the audit trail)."""
-        from .ingest import read_record
+        from ..ingest import read_record
 
         if isinstance(source, PatientRecord):
             rec = source if as_of is None else source.model_copy(update={"as_of": _date(as_of)})
@@ -199,14 +199,14 @@ class Planner:
     ) -> list[Any]:
         """One recommendation per source, the same as :meth:`recommend` gives each (see :mod:`planner.batch`);
         ``errors="return"`` puts a failing source's exception in its place instead of raising."""
-        from .batch import recommend_many
+        from ..batch import recommend_many
 
         return recommend_many(self, sources, area=area, as_of=as_of, top=top, seed=seed, errors=errors)
 
     # ---- the pipeline --------------------------------------------------------------------------------
     def _recommend(self, record: PatientRecord, area_id: str, *, top: int, seed: int, digest: str) -> Recommendation:
-        from .features import features_at
-        from .safety import screen_plan
+        from ..features import features_at
+        from ..safety import screen_plan
 
         if top < 1:
             raise ConfigError("top must be at least 1", field="top", value=top)
@@ -265,7 +265,7 @@ class Planner:
             cur = current
             measured = baseline_m or stale
             if measured is not None:
-                from .episodes import regimen_on
+                from ..episodes import regimen_on
 
                 cur = regimen_on(record, area, measured.date - dt.timedelta(days=1))
             cur = _fill_doses(cur, area)
@@ -333,7 +333,7 @@ def _date(value: dt.date | str) -> dt.date:
 
 def _current_regimen(record: PatientRecord, area: Area) -> tuple[Regimen, list[DataGap]]:
     """The area's drugs active on the as-of date, by the same interval rules as episodes (DESIGN.md)."""
-    from .episodes import regimen_on
+    from ..episodes import regimen_on
 
     current = regimen_on(record, area, record.as_of)
     gaps = [

@@ -1,4 +1,4 @@
-"""``planner recommend``: ranked, screened plans for one patient (table, JSON or FHIR)."""
+"""``planner recommend``: ranked, screened plans for one patient (table, JSON, FHIR or HTML), by the Planner."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
         """Recommend ranked treatment plans for a patient."""
         import orjson
 
-        from ..api import Planner
+        from . import Planner
         from ..render import render
 
         if fmt not in {"table", "json", "fhir", "html"}:
@@ -42,7 +42,11 @@ def register(app: typer.Typer) -> None:
 
                 raise ConfigError("the patient has no condition of a known therapeutic area", field="--area",
                                   expected="one of the areas: pass --area " + "|".join(sorted(planner.models)))
-        if fmt == "json":
+        if fmt == "html":  # one self-contained page: the record summary and every area's plans
+            from ..render.report import build_report, render_page
+
+            typer.echo(render_page(build_report(record, recs, planner.ruleset)), nl=False)
+        elif fmt == "json":
             if len(recs) == 1:
                 typer.echo(recs[0].to_json())
             else:
