@@ -40,7 +40,7 @@ def recommend_many(planner: "Planner", sources: Sequence["Source"], *, area: str
     for src in sources:
         try:
             out.append(planner.recommend(src, area=area, as_of=as_of, top=top, seed=seed))
-        except Exception as exc:  # noqa: BLE001 - errors="return" hands every failure back in place
+        except Exception as exc:
             if errors == "raise":
                 raise
             out.append(exc)

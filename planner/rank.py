@@ -28,7 +28,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .areas import Area
-from .data import read_yaml, rules_dir
+from .rule_files import read_yaml, rules_dir
 from .dosing import dosage, dose_text
 from .errors import RuleError
 from .recommendation import Plan, PlanDrug, Predicted

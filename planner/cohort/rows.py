@@ -16,7 +16,6 @@ here from the full draws; ``planner cohort evaluate`` aggregates them.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 
 from collections import Counter
 from typing import Any, Iterable

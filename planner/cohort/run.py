@@ -27,10 +27,10 @@ from typing import Any, Callable, Iterable, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .. import __version__
+from ..version import __version__
 from ..errors import ConfigError
 from .rows import AT_CHOICES, RunOptions, plan_unit
-from .sources import CohortSource, Unit, open_source
+from .sources import Unit, open_source
 
 __all__ = ["run_cohort", "RunSummary", "SCHEMA", "read_results"]
 
@@ -163,7 +163,7 @@ def run_cohort(source: str | os.PathLike[str], *, area: str, out: str | os.PathL
     done, rows_before, errors_before = _done_units(parts)
     total = src.count()
     opts = dataclasses.asdict(RunOptions(area=area, at=at, top=top, seed=seed))
-    todo = (u for u in src.units() if u.id not in done)
+    todo: Iterator[Unit] = (u for u in src.units() if u.id not in done)
     if max_units is not None:
         todo = _take(todo, max_units)
     batches = _batches(todo, batch_size)

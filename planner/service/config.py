@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 import orjson
 import yaml
 
-from ..data import read_yaml, rules_dir
+from ..rule_files import read_yaml, rules_dir
 from ..errors import ConfigError
 
 __all__ = ["Issuer", "ServiceConfig", "ServiceDefinitions", "load_config", "load_definitions"]
