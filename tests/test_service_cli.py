@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("fastapi")
 
-from service_helpers import free_port  # noqa: E402
+from service_helpers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow

@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("fastapi")
 
-from service_helpers import FhirStore, LiveServer, fhir_app  # noqa: E402
+from service_helpers import FhirStore, LiveServer, fhir_app
 
 SYNTHEA = "Morris_Lockman_cd9e9826-aea1-4682-adc0-c1d97633bf31.json"
 

@@ -62,7 +62,7 @@ class HookEngine:
                 self._area_of.setdefault(d.ingredient, []).append(area_id)
         self._cache: OrderedDict[str, list[Any]] = OrderedDict()
         self._lock = threading.Lock()
-        from ..data import rules_dir
+        from ..rule_files import rules_dir
         from ..ingest import code_tables
 
         self._rules_dir = rules_dir(config.rules)  # resolved once (not per call)
