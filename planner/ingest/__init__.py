@@ -42,7 +42,8 @@ from ..errors import ConfigError, FhirError
 from ..record import PatientRecord, PgxResult
 from .codes import code_tables
 from .normalize import IngestStats, build_records
-from .pgx import attach_pgx, read_pharmcat
+from .pgx import attach_pgx
+from .pharmcat import read_pharmcat
 from .source import DEFAULT_MAX_BYTES, load_resources
 
 __all__ = ["read_records", "read_record", "read_pharmcat", "attach_pgx", "IngestStats", "code_tables"]

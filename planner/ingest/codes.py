@@ -57,7 +57,6 @@ class Quantity:
     assume_missing_unit: bool = False
 
 
-_GENE_WORD = re.compile(r"(?:cyp|hla|slco|ugt|nudt|dpyd|tpmt|abcg|vkorc)[a-z0-9-]*")
 _WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
 
 
@@ -118,7 +117,8 @@ class CodeTables:
             return None
         t = _norm_name(re.sub(r"\([^)]*\)", " ", text))
         t = re.sub(r"metabolis(?:er|ers)\b|metabolizers\b", "metabolizer", t)
-        t = " ".join(w for w in t.split() if not _GENE_WORD.fullmatch(w))  # "cyp2c19 poor metabolizer"
+        genes = self.gene_symbols
+        t = " ".join(w for w in t.split() if w.upper() not in genes)  # "cyp2c19 poor metabolizer"
         terms: dict[str, str] = self.pgx["phenotype_terms"]
         if t in terms:
             return terms[t]
@@ -126,6 +126,11 @@ class CodeTables:
             if len(key) > 2 and re.search(r"(?:^| )" + re.escape(key) + r"(?: |$)", t):
                 return terms[key]
         return None
+
+    @functools.cached_property
+    def gene_symbols(self) -> frozenset[str]:
+        """HGNC symbols of the pharmacogenes in rules/codes/pgx.yaml (upper case)."""
+        return frozenset(str(v).upper() for v in self.pgx["hgnc"].values())
 
     def is_no_result(self, text: str | None) -> bool:
         return text is None or text.strip().lower() in set(self.pgx["no_result"])
@@ -187,6 +192,9 @@ def _build(root: Path) -> CodeTables:
                                 value=code)
             by_loinc[code] = q
     pgx = read_yaml(codes / "pgx.yaml")
+    variants_file = codes / "pgx_variants.yaml"
+    if variants_file.is_file():  # genes whose results labs send as variants (MT-RNR1, RYR1, CACNA1S)
+        pgx = {**pgx, "variant_genes": sorted(read_yaml(variants_file).get("genes") or {})}
     versions = {
         "quantities": str(qdoc.get("version")),
         "pgx": str(pgx.get("version")),
