@@ -28,7 +28,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .areas import Area
-from .data import read_yaml, rules_dir
+from .rule_files import read_yaml, rules_dir
+from .dosing import dosage, dose_text
 from .errors import RuleError
 from .recommendation import Plan, PlanDrug, Predicted
 from .record import Finding, Regimen
@@ -76,8 +77,10 @@ class RankingConfig:
         return self.default_utility_scale_sd * area.outcome.noise_sd
 
 
-def describe_changes(current: Regimen, candidate: Regimen, area: Area) -> tuple[tuple[PlanDrug, ...], tuple[PlanDrug, ...]]:
-    """Label each drug of ``candidate`` against ``current``; return (regimen drugs, stopped drugs)."""
+def describe_changes(current: Regimen, candidate: Regimen, area: Area, *, rules: str | Path | None = None,
+                     ) -> tuple[tuple[PlanDrug, ...], tuple[PlanDrug, ...]]:
+    """Label each drug of ``candidate`` against ``current``; return (regimen drugs, stopped drugs). Each drug with
+    a known dose carries its dose as prescribed (:func:`planner.dosing.dosage`, from ``rules``)."""
     cur = {d.ingredient: d for d in current.drugs}
     cur_classes = {(d.drug_class or _class_of(area, d.ingredient)) for d in current.drugs}
     out: list[PlanDrug] = []
@@ -93,7 +96,8 @@ def describe_changes(current: Regimen, candidate: Regimen, area: Area) -> tuple[
             change = "switch" if klass in cur_classes else "add"
             prev = None
         out.append(PlanDrug(drug=d.ingredient, rxnorm=d.rxcui, drug_class=klass, dose_mg_day=d.dose_mg_day,
-                            change=change, previous_dose_mg_day=prev))
+                            change=change, previous_dose_mg_day=prev,
+                            dosage=dosage(d.ingredient, d.dose_mg_day, rules=rules)))
     kept = set(candidate.ingredients)
     stopped = tuple(
         PlanDrug(drug=d.ingredient, rxnorm=d.rxcui, drug_class=d.drug_class or _class_of(area, d.ingredient),
@@ -125,7 +129,7 @@ def _rationale(
         + (f" from {_fmt(baseline, unit)}" if baseline is not None else "")
         + f"; P(target {'<' if area.outcome.direction == 'lower' else '>'} {target:g}) {p_target:.2f}."
     ]
-    moves = [f"{d.change} {d.drug}" + (f" {d.dose_mg_day:g} mg/day" if d.dose_mg_day else "")
+    moves = [f"{d.change} {d.drug}" + (f" {dose_text(d)}" if d.dose_mg_day else "")
              for d in drugs if d.change != "continue"]
     moves += [f"stop {d.drug}" for d in stopped]
     if moves:

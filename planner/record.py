@@ -302,3 +302,4 @@ class Finding(Frozen):
     max_dose_mg_day: float | None = None
     adjusted_dose_mg_day: float | None = None
     alternatives: tuple[str, ...] = ()
+    plan_adds: tuple[str, ...] = ()  # of ``drugs``, those the screened plan starts (not currently taken)

@@ -29,7 +29,8 @@ def test_check_json(bundle, capsys):
     data = json.loads(capsys.readouterr().out)
     ids = {f["rule_id"] for f in data["findings"]}
     assert "ddi.clopidogrel-omeprazole" in ids
-    assert any(f["kind"] == "gene-drug" and f["drugs"] == ["codeine"] and f["action"] == "exclude"
+    assert any(f["kind"] == "gene-drug" and f["drugs"] == ["codeine", "paroxetine"] and f["action"] == "exclude"
+               and f["target_drug"] == "codeine" and not f.get("plan_adds")
                for f in data["findings"])
     assert data["genes"]["CYP2D6"]["phenoconverted_by"] == ["paroxetine"]
     assert data["genes"]["CYP2C19"]["phenotype"] == "Poor Metabolizer"

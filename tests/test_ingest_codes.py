@@ -80,7 +80,7 @@ def test_every_drug_the_safety_rules_name_is_readable_from_fhir() -> None:
     """A drug a safety rule names must resolve from a FHIR display, or the rule can never fire on real input."""
     import yaml
 
-    from planner.data import rules_dir
+    from planner.rule_files import rules_dir
 
     root = rules_dir()
     names: set[str] = set()

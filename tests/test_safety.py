@@ -133,10 +133,22 @@ def test_inhibitor_among_candidates_phenoconverts(rs):
 
 
 def test_moderate_inhibitor_steps_down_once(rs):
+    # omeprazole (moderate CYP2C19 inhibitor) makes a normal metabolizer intermediate for citalopram: CPIC
+    # "slower titration and lower maintenance dose" (Moderate), a caution naming both drugs
+    r = rec(pgx=[("CYP2C19", "*1/*1")], meds=["omeprazole"])
+    fs = rs.screen(r, reg(("citalopram", 20)))
+    gd = [f for f in fs if f.kind == "gene-drug" and "CYP2C19" in f.genes][0]
+    assert "Intermediate Metabolizer" in gd.phenotype and gd.action == "caution"
+    assert gd.drugs == ("citalopram", "omeprazole") and gd.plan_adds == ("citalopram",)
+
+
+def test_clopidogrel_with_omeprazole_is_excluded_once(rs):
+    # the interaction rule (FDA label Plavix 7.1) covers the pair; phenoconversion does not exclude it again
     r = rec(pgx=[("CYP2C19", "*1/*1")], meds=["omeprazole"], conds=["22298006"])
     fs = rs.screen(r, reg(("clopidogrel", 75)))
-    gd = [f for f in fs if f.kind == "gene-drug"][0]
-    assert "Intermediate Metabolizer" in gd.phenotype and gd.action == "exclude"
+    ex = [f for f in fs if f.action == "exclude"]
+    assert [f.rule_id for f in ex] == ["ddi.clopidogrel-omeprazole"]
+    assert ex[0].drugs == ("clopidogrel", "omeprazole") and ex[0].plan_adds == ("clopidogrel",)
 
 
 def test_drug_does_not_phenoconvert_itself(rs):
@@ -300,7 +312,7 @@ def test_load_is_cached_and_versioned(rs):
 
 
 def _copy_rules(tmp_path: Path) -> Path:
-    from planner.data import rules_dir
+    from planner.rule_files import rules_dir
 
     dst = tmp_path / "rules"
     shutil.copytree(rules_dir(), dst)

@@ -8,10 +8,10 @@ distributions against the target.
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from ..errors import ConfigError
-from ..recommendation import Recommendation
+from ..recommendation import Recommendation, register_view
 
 __all__ = ["Renderer", "FORMATS", "render"]
 
@@ -52,3 +52,13 @@ def render(rec: Recommendation, fmt: str = "json") -> str:
         raise ConfigError("unknown output format", field="format", value=fmt,
                           expected="one of " + ", ".join(FORMATS)) from None
     return fn(rec)
+
+
+def _plot(rec: Recommendation, ax: Any = None) -> Any:
+    from .plot import plot_recommendation
+
+    return plot_recommendation(rec, ax=ax)
+
+
+register_view("html", _html)
+register_view("plot", _plot)

@@ -1,7 +1,8 @@
 """Recommendation -> FHIR R4 Bundle (collection).
 
 * one ``CarePlan`` per plan (status ``draft``, intent ``proposal``), its activities referencing
-  ``MedicationRequest`` resources with intent ``proposal`` (dose in mg/day as a doseQuantity per day);
+  ``MedicationRequest`` resources with intent ``proposal``, each dose as prescribed (:mod:`planner.dosing`:
+  doseQuantity in the drug's unit, timing once/twice daily or once weekly, route);
 * one ``DetectedIssue`` per finding (plans, excluded regimens and current medications), with severity
   from the action and the rule id, version and source in its detail/reference;
 * one ``Provenance`` naming planner, rules and model versions and the seed.
@@ -17,11 +18,14 @@ from typing import Any
 
 import orjson
 
+from ..dosing import dosage, dose_text
 from ..recommendation import PlanDrug, Recommendation
 from ..record import Finding
 
 _NS = uuid.UUID("6f1b7d3e-7f0e-4c8a-9d44-2b1c6a0f9e51")
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+SNOMED = "http://snomed.info/sct"
+_PERIOD = {"day": "d", "week": "wk"}  # FHIR Timing.repeat.periodUnit (UCUM)
 _SEVERITY = {"exclude": "high", "adjust_dose": "moderate", "caution": "moderate", "info": "low"}
 
 
@@ -42,13 +46,17 @@ def _med_request(drug: PlanDrug, subject: dict[str, str] | None, note: str) -> d
     }
     if subject:
         res["subject"] = subject
-    if drug.dose_mg_day is not None:
-        res["dosageInstruction"] = [{
-            "text": f"{drug.dose_mg_day:g} mg per day",
-            "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
-            "doseAndRate": [{"doseQuantity": {"value": drug.dose_mg_day, "unit": "mg",
-                                              "system": "http://unitsofmeasure.org", "code": "mg"}}],
-        }]
+    dose = drug.dosage or dosage(drug.drug, drug.dose_mg_day)
+    if dose is not None:
+        instruction: dict[str, Any] = {
+            "text": dose_text(drug),
+            "timing": {"repeat": {"frequency": dose.times, "period": 1, "periodUnit": _PERIOD[dose.period]}},
+            "doseAndRate": [{"doseQuantity": {"value": dose.amount, "unit": dose.unit,
+                                              "system": "http://unitsofmeasure.org", "code": dose.ucum}}],
+        }
+        if dose.route_code:
+            instruction["route"] = {"coding": [{"system": SNOMED, "code": dose.route_code}], "text": dose.route}
+        res["dosageInstruction"] = [instruction]
     return res
 
 

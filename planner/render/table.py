@@ -7,13 +7,14 @@ import io
 from rich.console import Console
 from rich.table import Table
 
+from ..dosing import dose_text
 from ..recommendation import PlanDrug, Recommendation
 
 
 def _drugs(drugs: tuple[PlanDrug, ...], stopped: tuple[PlanDrug, ...] = ()) -> str:
     items = []
     for d in drugs:
-        dose = f" {d.dose_mg_day:g} mg/d" if d.dose_mg_day is not None else ""
+        dose = f" {dose_text(d)}" if d.dose_mg_day is not None else ""
         tag = "" if d.change == "continue" else f" ({d.change})"
         if d.change == "continue" and d.previous_dose_mg_day is None and d.dose_mg_day is not None:
             tag = " (set dose; current dose unknown)"

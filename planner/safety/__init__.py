@@ -9,6 +9,8 @@ Public API::
     rs.phenotypes(record_or_context) -> dict[str, GeneResult]
     rs.genes_for(ingredient) -> tuple[str, ...]
     apply_findings(regimen, findings) -> Regimen | None  # None when any finding excludes
+    screen_plan(record_or_context, regimen, *, rules=None, area=None, new_start=None) -> PlanScreen
+        # the list the plan leaves (plan + current drugs outside the area), both directions, doses applied
 
 Semantics worth knowing:
 
@@ -32,5 +34,7 @@ hand-authored extras, populations, wording map), ``interactions/ddi.yaml``, ``al
 
 from .engine import PatientContext, RuleSet, apply_findings, sort_findings
 from .phenotype import GeneResult
+from .plan import PlanScreen, merge_findings, screen_plan
 
-__all__ = ["RuleSet", "PatientContext", "GeneResult", "apply_findings", "sort_findings"]
+__all__ = ["RuleSet", "PatientContext", "GeneResult", "PlanScreen", "apply_findings", "merge_findings",
+           "screen_plan", "sort_findings"]

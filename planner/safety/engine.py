@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from ..data import read_csv, read_yaml, rules_dir
+from ..rule_files import read_csv, read_yaml, rules_dir
 from ..errors import RuleError
 from ..record import DrugDose, Finding, Medication, PatientRecord, Regimen
-from .phenotype import INDETERMINATE, NA_SCORE, NOT_TESTED, GeneKnowledge, GeneResult, floor_to, format_score
+from ..status import GeneStatus
+from .phenotype import INDETERMINATE, NA_SCORE, NO_RESULT, GeneKnowledge, GeneResult, floor_to, format_score
 from .schema import (
     ACTION_RANK, AllergyGroup, ConditionRule, DdiRule, DrugClass, GeneDrugRule, LabRule, Population, validate_rule,
 )
@@ -71,7 +72,12 @@ def _check_template(template: str, *, file: str, rule_id: str, **fields: str) ->
         template.format(**fields)
     except (KeyError, IndexError, ValueError) as exc:
         raise RuleError(f"message template does not format ({exc!r})", file=file, resource=rule_id,
-                        field="message", value=template, expected="placeholders among {" + ", ".join(fields) + "}")
+                        field="message", value=template, expected="placeholders among {" + ", ".join(fields) + "}") from exc
+
+
+def _added(drugs: Iterable[str], current: frozenset[str]) -> tuple[str, ...]:
+    """The drugs of a finding that the screened regimen starts (none when screening the current list)."""
+    return tuple(sorted({d for d in drugs if d not in current}))
 
 
 def _fit(text: str, limit: int = 140) -> str:
@@ -149,8 +155,10 @@ class RuleSet:
                 self._links[d] = frozenset(near)
         # per gene-drug drug: the CYP inhibitors that can change its genes' phenotypes (the only co-medications
         # its gene-drug findings depend on), so blocks are shared by regimens that differ only in other drugs
+        # an inhibitor whose pair with the drug an exclude drug-drug rule already covers does not phenoconvert
+        # it too (clopidogrel with omeprazole is excluded once, by the interaction rule)
         self._gd_inhibitors: dict[str, frozenset[str]] = {
-            d: frozenset(x for g in genes for x in self.inhibitors.get(g, {}) if x != d)
+            d: frozenset(x for g in genes for x in self.inhibitors.get(g, {}) if x != d and (d, x) not in self._excl_pairs)
             for d, genes in self._genes_of.items()}
         # both, in one look-up per drug of a regimen: (gene-drug inhibitors or None, linked drugs or None)
         self._drug_info: dict[str, tuple[frozenset[str] | None, frozenset[str] | None]] = {
@@ -213,10 +221,17 @@ class RuleSet:
             for d, cs in self.drug_classes.items()}
 
     def expand(self, items: Iterable[str], *, file: str = "", rule_id: str = "") -> frozenset[str]:
-        """Ingredients named directly or through ``class:<id>``."""
+        """Ingredients named directly, through ``class:<id>`` or through ``inhibitor:<GENE>[:strong|moderate]``
+        (the CYP inhibitors of ``drugs/cyp_inhibitors.yaml``)."""
         out: set[str] = set()
         for item in items:
-            if item.startswith("class:"):
+            if item.startswith("inhibitor:"):
+                _, gene, *level = item.split(":")
+                if gene not in self.inhibitors or (level and level[0] not in ("strong", "moderate")):
+                    raise RuleError("unknown inhibitor reference", file=file, resource=rule_id, field="drugs",
+                                    value=item, expected="inhibitor:<gene in drugs/cyp_inhibitors.yaml>[:strong|:moderate]")
+                out |= {x for x, st in self.inhibitors[gene].items() if not level or st == level[0]}
+            elif item.startswith("class:"):
                 cid = item[6:]
                 if cid not in self.class_members:
                     raise RuleError("unknown drug class", file=file, resource=rule_id, field="drugs", value=item,
@@ -335,6 +350,8 @@ class RuleSet:
                 partners.setdefault(y, set()).update(a)
         self._ddi_partners: dict[str, frozenset[str]] = {d: frozenset(v) for d, v in partners.items()}
         self._cap_drugs = frozenset(d for r, a, b in self.ddi if r.action == "adjust_dose" for d in a | b)
+        self._excl_pairs = frozenset(p for r, a, b in self.ddi if r.action == "exclude"
+                                     for x in a for y in b if x != y for p in ((x, y), (y, x)))
 
     def _load_conditions(self) -> None:
         data, file = self._yaml("conditions/condition_sets.yaml")
@@ -478,7 +495,7 @@ class RuleSet:
         genes = {g: self.knowledge.interpret(g, by_gene.get(g, ())) for g in self._gene_list}
         for g in by_gene:
             if g not in genes:
-                genes[g] = GeneResult(gene=g, status="indeterminate", phenotype=INDETERMINATE,
+                genes[g] = GeneResult(gene=g, status=GeneStatus.INDETERMINATE, phenotype=INDETERMINATE,
                                       lookup=(INDETERMINATE,), note="gene not supported by planner rules")
         allergies = self._match_allergies(record)
         conds = self._match_conditions(record, on)
@@ -561,7 +578,7 @@ class RuleSet:
     def _effective(self, ctx: PatientContext, gene: str, drugs: frozenset[str], subject: str) -> GeneResult:
         base = ctx.genes.get(gene)
         if base is None:
-            base = GeneResult(gene=gene, status="not-tested", lookup=(NOT_TESTED,))
+            base = GeneResult(gene=gene, status=GeneStatus.NOT_TESTED, lookup=(NO_RESULT,))
         inh = self.inhibitors.get(gene)
         if not inh:
             return base
@@ -584,12 +601,12 @@ class RuleSet:
             else:
                 vals = []
                 for v in base.lookup:
-                    if v in (NOT_TESTED, NA_SCORE):
+                    if v in (NO_RESULT, NA_SCORE):
                         vals.append(v)
                         continue
                     vals.append(format_score(floor_to(float(v.lstrip("≥")) * factor, spec.step)))
                 vals = list(dict.fromkeys(vals))
-            phen = " / ".join(dict.fromkeys(kn.bin_of(gene, v) for v in vals if v != NOT_TESTED))
+            phen = " / ".join(dict.fromkeys(kn.bin_of(gene, v) for v in vals if v != NO_RESULT))
             res = base.model_copy(update={"lookup": tuple(vals), "activity_score": " / ".join(vals),
                                           "phenotype": phen or base.phenotype, "phenoconverted_by": by})
         elif strong:
@@ -600,7 +617,7 @@ class RuleSet:
             vals = list(dict.fromkeys(steps.get(v, v) for v in base.lookup))
             res = base.model_copy(update={"lookup": tuple(vals), "phenotype": " / ".join(vals),
                                           "phenoconverted_by": by})
-        if base.status == "not-tested" and moderate and not strong:
+        if base.status == GeneStatus.NOT_TESTED and moderate and not strong:
             res = base  # a moderate inhibitor says nothing about an untested gene
         ctx.cache[key] = res
         return res
@@ -673,6 +690,8 @@ class RuleSet:
                     + [self._cap(f, dose) for f in self._drug_findings(ctx, d, is_new)]
                     + self._max_dose(d, dose))
             out += block
+        if others:  # a regimen drug that phenoconverts a current drug's gene changes that drug's CPIC finding
+            out += self._current_effects(ctx, others, all_drugs)
         if linked:  # some drug interacts with or duplicates another: pairs and duplicates
             caps = self._cap_drugs
             pkey = ("pd", ings, others, tuple([dose for d, dose in kd if d in caps]))
@@ -745,15 +764,66 @@ class RuleSet:
                    is_new: bool) -> list[Finding]:
         if d not in self._loci:
             return []
-        key = ("gdm", d, is_new, self._gd_inhibitors[d] & all_drugs)
-        base = ctx.cache.get(key)
-        if base is None:
-            base = self._gene_drug_match(ctx, d, all_drugs, is_new)
-            ctx.cache[key] = base
-        bests, gaps = base
+        bests, gaps = self._gdm(ctx, d, all_drugs, is_new)
         out = [self._dose_adjusted(r, f, d, dose) if f.action == "adjust_dose" and dose is not None else f
                for r, f in bests]
         return out + list(gaps)
+
+    def _gdm(self, ctx: PatientContext, d: str, drugs: frozenset[str],
+             is_new: bool) -> tuple[tuple[tuple[GeneDrugRule, Finding], ...], tuple[Finding, ...]]:
+        """Gene-drug matches of ``d`` beside ``drugs`` (memoized on the inhibitors among them)."""
+        key = ("gdm", d, is_new, self._gd_inhibitors[d] & drugs)
+        hit = ctx.cache.get(key)
+        if hit is None:
+            hit = ctx.cache[key] = self._gene_drug_match(ctx, d, drugs, is_new)
+        return hit
+
+    def _current_effects(self, ctx: PatientContext, others: tuple[str, ...],
+                         all_drugs: frozenset[str]) -> list[tuple[tuple, Finding]]:
+        """Findings on current drugs kept beside a regimen whose drugs phenoconvert their genes (both named)."""
+        out: list[tuple[tuple, Finding]] = []
+        rest = frozenset(others)
+        gdi = self._gd_inhibitors
+        for c in others:
+            inh = gdi.get(c)
+            if not inh:
+                continue
+            with_plan, without = inh & all_drugs, inh & rest
+            if with_plan == without:
+                continue
+            key = ("ce", c, with_plan, without)
+            hit = ctx.cache.get(key)
+            if hit is None:
+                hit = ctx.cache[key] = _keyed(self._current_effect(ctx, c, with_plan, without))
+            out += hit
+        return out
+
+    def _current_effect(self, ctx: PatientContext, c: str, with_plan: frozenset[str],
+                        without: frozenset[str]) -> list[Finding]:
+        before = {r.id for r, _f in self._gdm(ctx, c, without, False)[0]}
+        by = tuple(sorted(with_plan - without))
+        dose = ctx.current[c].dose_mg_day
+        out: list[Finding] = []
+        for rule, f in self._gdm(ctx, c, with_plan, False)[0]:
+            if rule.id in before or f.action == "info":
+                continue
+            adjusted = None
+            if f.action == "adjust_dose" and dose is not None:
+                adjusted = self._dose_adjusted(rule, f, c, dose).adjusted_dose_mg_day
+            action = "info" if f.action == "adjust_dose" and dose is not None and adjusted is None else f.action
+            if action == "info":
+                continue
+            head = f"{' and '.join(by)} phenoconverts {'/'.join(rule.genes)} for the current {c}: "
+            msg = head + f.message[:1].lower() + f.message[1:]
+            if len(msg) > 140:
+                msg = head + {"exclude": f"CPIC advises against {c} then.", "caution": f"use {c} with caution.",
+                              "adjust_dose": f"{c} needs a dose change."}[action]
+            out.append(f.model_copy(update={
+                "action": action, "message": _fit(msg),
+                "drugs": tuple(sorted({c, *by, *f.drugs})), "target_drug": by[0] if action == "exclude" else c,
+                "adjusted_dose_mg_day": adjusted, "plan_adds": _added(by, ctx.current_names),
+            }))
+        return out
 
     def _dose_adjusted(self, rule: GeneDrugRule, f: Finding, d: str, dose: float) -> Finding:
         """The regimen's dose after a CPIC dose rule; ``info`` when the dose already complies."""
@@ -777,21 +847,22 @@ class RuleSet:
                          is_new: bool) -> tuple[tuple[tuple[GeneDrugRule, Finding], ...], tuple[Finding, ...]]:
         loci = self._loci[d]
         genes = self._genes_of[d]
-        eff = {g: self._effective(ctx, g, all_drugs, d) for g in genes}
+        conv_by = self._gd_inhibitors[d] & all_drugs
+        eff = {g: self._effective(ctx, g, conv_by, d) for g in genes}
         values: dict[str, list[str]] = {}
         for loc in loci:
             gene, _, allele = loc.partition("*")
             res = eff[gene]
             if allele:
-                if res.status == "not-tested":
-                    vals = [NOT_TESTED]
-                elif res.status == "indeterminate":
-                    vals = [INDETERMINATE, NOT_TESTED]
+                if res.status == GeneStatus.NOT_TESTED:
+                    vals = [NO_RESULT]
+                elif res.status == GeneStatus.INDETERMINATE:
+                    vals = [INDETERMINATE, NO_RESULT]
                 else:
                     st = res.allele_status("*" + allele)
                     vals = ["positive", "negative"] if st == "conflict" else [st]
             else:
-                vals = list(res.lookup) or [NOT_TESTED]
+                vals = list(res.lookup) or [NO_RESULT]
             values[loc] = vals
         members = {p: self._population_member(ctx, p, d, is_new) for p in self._pops[d]}
         declared = [p for p in members if p in ctx.declared_populations]
@@ -805,7 +876,7 @@ class RuleSet:
             wide = {}
             for loc, vals in values.items():
                 if self.knowledge.is_activity_gene(loc):
-                    more = [x for v in vals if v not in (NOT_TESTED, NA_SCORE)
+                    more = [x for v in vals if v not in (NO_RESULT, NA_SCORE)
                             for x in self.knowledge.scores_in_bin(loc, self.knowledge.bin_of(loc, v))]
                     wide[loc] = list(dict.fromkeys(vals + more))
                 else:
@@ -813,6 +884,9 @@ class RuleSet:
             if wide != values:
                 matches = self._lookup(d, chosen, wide)
                 widened = bool(matches)
+        if len(matches) > 1:  # a row keyed on more genes is more specific than one keyed on fewer of them
+            sets = {locset for _r, _p, locset in matches}
+            matches = [m for m in matches if not any(set(m[2]) < set(o) for o in sets)]
         findings: list[Finding] = []
         converted = sorted({x for g in genes for x in eff[g].phenoconverted_by})
         groups: dict[tuple[str, ...], list[tuple[GeneDrugRule, str]]] = {}
@@ -824,7 +898,7 @@ class RuleSet:
             uncertain_pop = len({pop for _r, pop in group}) > 1
             # the most severe candidate (the first of equals); only its finding is built
             best_rule = min((r for r, _ in group), key=lambda r: _rule_severity(r, self._strength_rank))
-            best = self._gd_finding(best_rule, d, eff, converted)
+            best = self._gd_finding(best_rule, d, eff, converted, ctx.current_names)
             if uncertain_pop or widened or len({r.id for r, _ in group}) > 1:
                 why = ("population not determined" if uncertain_pop else
                        "no CPIC row for this exact activity score; same phenotype used" if widened else
@@ -832,7 +906,7 @@ class RuleSet:
                 best = best.model_copy(update={"phenotype": f"{best.phenotype}; most severe of {len(group)} "
                                                             f"possible recommendations ({why})"})
             bests.append((best_rule, best))
-        gaps = [g for g in genes if eff[g].status in ("not-tested", "indeterminate", "conflict")
+        gaps = [g for g in genes if eff[g].status.is_gap
                 and not eff[g].phenoconverted_by]
         if not bests and not gaps:  # tested, but no rule matches: say so rather than pass silently
             keys = "; ".join(f"{loc}={'/'.join(v)}" for loc, v in values.items())
@@ -845,8 +919,7 @@ class RuleSet:
         if gaps and not any(f.action == "exclude" for _r, f in bests):
             for g in gaps:
                 st = eff[g].status
-                word = {"not-tested": "not tested", "indeterminate": "indeterminate",
-                        "conflict": "reported with conflicting results"}[st]
+                word = "reported with conflicting results" if st == GeneStatus.CONFLICT else GeneStatus(st).label
                 findings.append(Finding(
                     rule_id=f"gap.pgx.{g}", rule_version=self.knowledge.version, kind="data-gap",
                     action="caution", strength=None,
@@ -874,7 +947,8 @@ class RuleSet:
         rs = self.gene_drug.get(d)
         return rs[0].source if rs else ""
 
-    def _gd_finding(self, rule: GeneDrugRule, d: str, eff: dict[str, GeneResult], converted: list[str]) -> Finding:
+    def _gd_finding(self, rule: GeneDrugRule, d: str, eff: dict[str, GeneResult], converted: list[str],
+                    current: frozenset[str]) -> Finding:
         pheno = "; ".join(
             f"{loc}={val}" + (f" (phenoconverted by {', '.join(eff[loc.split('*')[0]].phenoconverted_by)})"
                               if eff[loc.split('*')[0]].phenoconverted_by else "")
@@ -887,8 +961,9 @@ class RuleSet:
         return Finding(
             rule_id=rule.id, rule_version=rule.version, kind="gene-drug", action=rule.action,
             strength=rule.strength, message=msg, source=rule.source, data_version=rule.data_version,
-            drugs=(d,), genes=rule.genes, phenotype=pheno, target_drug=d, dose_factor=rule.dose_factor,
-            max_dose_mg_day=rule.max_dose_mg_day, alternatives=rule.alternatives,
+            drugs=tuple(sorted({d, *converted})), genes=rule.genes, phenotype=pheno, target_drug=d,
+            dose_factor=rule.dose_factor, max_dose_mg_day=rule.max_dose_mg_day, alternatives=rule.alternatives,
+            plan_adds=_added((d, *converted), current) if converted else (),
         )
 
     # -- allergy, condition, lab (per drug, memoized)
@@ -966,7 +1041,7 @@ class RuleSet:
                 rule_id=rule.id, rule_version=rule.version, kind="drug-lab", action=rule.action,
                 strength=rule.strength, message=_fit(rule.message.format(drug=d, value=f"{value:g}")),
                 source=rule.source, data_version=self.lab_data_version, drugs=(d,), target_drug=d,
-                phenotype=f"{rule.quantity}={value:g}",
+                phenotype=f"{rule.quantity}={value:g}", max_dose_mg_day=rule.max_dose_mg_day,
             ))
         ctx.cache[key] = out
         return out
@@ -1011,7 +1086,9 @@ class RuleSet:
                 if x in caps or y in caps:
                     if doses is None:
                         doses = dict(kd)
-                    dx, dy = doses[x], doses.get(y)
+                    dx = doses[x]
+                    cur = ctx.current.get(y)  # a current drug outside the regimen keeps its recorded dose
+                    dy = doses[y] if y in doses else (cur.dose_mg_day if cur is not None else None)
                 else:
                     dx = dy = None
                 hit = cache.get(("pair", x, y, dx, dy))
@@ -1046,6 +1123,7 @@ class RuleSet:
                 strength=rule.strength, message=_fit(rule.message.format(a=da, b=db)), source=rule.source,
                 data_version=self.ddi_data_version, drugs=tuple(sorted((da, db))), target_drug=target,
                 max_dose_mg_day=rule.max_dose_mg_day, adjusted_dose_mg_day=adjusted, alternatives=rule.alternatives,
+                plan_adds=_added((da, db), ctx.current_names),
             ))
         ctx.cache[key] = out
         return out
@@ -1073,7 +1151,7 @@ class RuleSet:
                     action=spec.duplicate, strength="duplicate therapy",
                     message=_fit(f"{' and '.join(members)} are both {spec.label}: use one drug of a class."),
                     source="rules/drugs/classes.yaml (therapeutic duplication)", data_version=None,
-                    drugs=tuple(members), target_drug=x,
+                    drugs=tuple(members), target_drug=x, plan_adds=_added(members, ctx.current_names),
                 )
                 out.append(hit)
         return out

@@ -1,4 +1,4 @@
-"""``planner recommend``: ranked, screened plans for one patient (table, JSON or FHIR)."""
+"""``planner recommend``: ranked, screened plans for one patient (table, JSON, FHIR or HTML), by the Planner."""
 
 from __future__ import annotations
 
@@ -24,11 +24,11 @@ def register(app: typer.Typer) -> None:
         """Recommend ranked treatment plans for a patient."""
         import orjson
 
-        from .api import Planner
-        from .render import render
+        from . import Planner
+        from ..render import render
 
         if fmt not in {"table", "json", "fhir", "html"}:
-            from .errors import ConfigError
+            from ..errors import ConfigError
 
             raise ConfigError("unknown output format", field="--format", value=fmt, expected="table, json, fhir or html")
         record, digest = Planner.read(bundle, as_of=as_of)  # bad input fails fast, before models load
@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
         else:
             recs = planner.recommend_all(record, top=top, seed=seed, input_digest=digest)
             if not recs:
-                from .errors import ConfigError
+                from ..errors import ConfigError
 
                 raise ConfigError("the patient has no condition of a known therapeutic area", field="--area",
                                   expected="one of the areas: pass --area " + "|".join(sorted(planner.models)))
