@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import pytest
 
-from planner.errors import ConfigError, FhirError, InputError, PlannerError, UnitError
+from planner.errors import ConfigError, FhirError, InputError, PlannerError
 from planner.ingest import read_pharmcat, read_record, read_records
 from planner.testing import BundleBuilder
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from planner.data import rules_dir
+from planner.rule_files import rules_dir
 from planner.ingest import code_tables, read_records
 from planner.safety.phenotype import GeneKnowledge
 
