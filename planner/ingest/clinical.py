@@ -229,9 +229,9 @@ def read_allergy(a: ft.AllergyIntolerance, *, rref: str, file: str | None, ctx: 
     reactions: list[str] = []
     for r in a.reaction:
         for m in r.manifestation:
-            t = display_of(m)
-            if t and t not in reactions:
-                reactions.append(t)
+            shown = display_of(m)
+            if shown and shown not in reactions:
+                reactions.append(shown)
     b.allergies.append(Allergy(
         id=a.id, code=main.code if main else None, system=main.system if main else None,
         display=(main.display if main and main.display else a.code.text), rxcui=ing.rxcui if ing else None,

@@ -7,6 +7,8 @@ Whole-resource conformance checking is :mod:`planner.ingest.strict` (fhir.resour
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import msgspec
 from msgspec import Raw, Struct
 
@@ -190,7 +192,13 @@ class Resource(_S):
 
 
 # Names for type hints: every resource planner reads is a Resource.
-Patient = Condition = Observation = MedicationRequest = MedicationStatement = Medication = AllergyIntolerance = Resource
+Patient: TypeAlias = Resource
+Condition: TypeAlias = Resource
+Observation: TypeAlias = Resource
+MedicationRequest: TypeAlias = Resource
+MedicationStatement: TypeAlias = Resource
+Medication: TypeAlias = Resource
+AllergyIntolerance: TypeAlias = Resource
 
 
 class SubjectHead(_S):

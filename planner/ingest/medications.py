@@ -108,14 +108,14 @@ def dose_mg_day(dosages: list[ft.Dosage], strength: tuple[float, bool] | None, m
     prn = bool(d.asNeededBoolean) or d.asNeededCodeableConcept is not None
     n = per_day(d, tables)
     if n is None:
-        why = "taken as needed (no schedule)" if prn else "dosage has no timing (frequency/period or timing code)"
-        return None, None, why, False, prn
+        return None, None, ("taken as needed (no schedule)" if prn
+                            else "dosage has no timing (frequency/period or timing code)"), False, prn
     dr = _pick_dose(d)
     if dr is not None and dr.doseRange is not None and dr.doseQuantity is None:
-        lo = _qty_mg(dr.doseRange.low, strength, mg_per_unit) if dr.doseRange.low else (None, "no low", False)
-        hi = _qty_mg(dr.doseRange.high, strength, mg_per_unit) if dr.doseRange.high else (None, "no high", False)
-        if lo[0] is not None and hi[0] is not None:
-            rng = (round(lo[0] * n, 6), round(hi[0] * n, 6))
+        lo = _qty_mg(dr.doseRange.low, strength, mg_per_unit)[0] if dr.doseRange.low else None
+        hi = _qty_mg(dr.doseRange.high, strength, mg_per_unit)[0] if dr.doseRange.high else None
+        if lo is not None and hi is not None:
+            rng = (round(lo * n, 6), round(hi * n, 6))
             return None, rng, f"dose given as a range ({rng[0]:g}-{rng[1]:g} mg/day); no single dose assumed", False, prn
         return None, None, "dose range that cannot be converted to mg", False, prn
     if dr is None or dr.doseQuantity is None or dr.doseQuantity.value is None:
@@ -145,7 +145,9 @@ def _from_reference(res: Any, *, rref: str, lookup: Callable[[str], Any], tables
     for ing in target.ingredient:
         for c in (ing.itemCodeableConcept.coding if ing.itemCodeableConcept else []):
             found = tables.ingredient_for_code(c.code) if c.system in RXNORM_SYSTEMS else None
-            found = found or (tables.ingredients_in_text(c.display) or [None])[0]
+            if found is None:
+                named = tables.ingredients_in_text(c.display)
+                found = named[0] if named else None
             if found and found not in ingredients:
                 ingredients.append(found)
     return (target.code if target.code is not None else ft.CodeableConcept()), ingredients
