@@ -884,6 +884,9 @@ class RuleSet:
             if wide != values:
                 matches = self._lookup(d, chosen, wide)
                 widened = bool(matches)
+        if len(matches) > 1:  # a row keyed on more genes is more specific than one keyed on fewer of them
+            sets = {locset for _r, _p, locset in matches}
+            matches = [m for m in matches if not any(set(m[2]) < set(o) for o in sets)]
         findings: list[Finding] = []
         converted = sorted({x for g in genes for x in eff[g].phenoconverted_by})
         groups: dict[tuple[str, ...], list[tuple[GeneDrugRule, str]]] = {}
