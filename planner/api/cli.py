@@ -42,7 +42,11 @@ def register(app: typer.Typer) -> None:
 
                 raise ConfigError("the patient has no condition of a known therapeutic area", field="--area",
                                   expected="one of the areas: pass --area " + "|".join(sorted(planner.models)))
-        if fmt == "json":
+        if fmt == "html":  # one self-contained page: the record summary and every area's plans
+            from ..render.report import build_report, render_page
+
+            typer.echo(render_page(build_report(record, recs, planner.ruleset)), nl=False)
+        elif fmt == "json":
             if len(recs) == 1:
                 typer.echo(recs[0].to_json())
             else:

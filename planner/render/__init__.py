@@ -60,5 +60,15 @@ def _plot(rec: Recommendation, ax: Any = None) -> Any:
     return plot_recommendation(rec, ax=ax)
 
 
+def _record_views() -> None:
+    from .. import record
+    from .html import finding_html, findings_html, fragment, record_html
+
+    record.register_view("record-html", lambda r: fragment(record_html(r)))
+    record.register_view("finding-html", lambda f: fragment(finding_html(f)))
+    record.register_view("findings-html", lambda fs: fragment(findings_html(fs)))
+
+
 register_view("html", _html)
 register_view("plot", _plot)
+_record_views()
