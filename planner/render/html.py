@@ -160,9 +160,9 @@ def drugs_html(drugs: Sequence[PlanDrug], stopped: Sequence[PlanDrug] = ()) -> s
         if d.change == "dose-change":
             what = f"dose change from {esc(dose(d.previous_dose_mg_day, d.drug))}"
         elif d.change == "continue" and d.dose_mg_day is None:
-            what = "continue (dose unknown)"
+            what = "continue; dose unknown"
         elif d.change == "continue" and d.previous_dose_mg_day is None and d.dose_mg_day is not None:
-            what = "continue; set dose (current dose unknown)"
+            what = "continue at this dose; current dose unknown"
         else:
             what = esc(d.change)
         adj = f" <span class=\"small\">dose set by rule <span class=\"rule\">{esc(d.dose_adjusted_by)}</span></span>" \

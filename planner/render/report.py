@@ -69,7 +69,7 @@ def _contents(report: ReviewReport) -> str:
              "<li><a href=\"#current-findings\">Findings on current medications</a></li>"]
     items += [f"<li><a href=\"#area-{esc(r.area)}\">{esc(r.area_name)}</a></li>" for r in report.recommendations]
     items.append("<li><a href=\"#provenance\">Provenance</a></li>")
-    return f"<nav class=\"noprint small\"><ul>{''.join(items)}</ul></nav>"
+    return f"<nav class=\"noprint small\"><b>Contents</b><ul>{''.join(items)}</ul></nav>"
 
 
 def _gene_notes(report: ReviewReport) -> str:
