@@ -27,7 +27,7 @@ from ..areas import load_area
 from ..ingest import read_record
 from ..record import DrugDose, Finding, Medication, PatientRecord, Regimen
 from ..safety import sort_findings
-from .cards import CardFactory, med_request
+from .cards import CardFactory, dose_words, med_request
 from .config import ServiceConfig, ServiceDefinitions
 from .fhirdata import FHIR_ID, BadRequest
 
@@ -62,9 +62,11 @@ class HookEngine:
                 self._area_of.setdefault(d.ingredient, []).append(area_id)
         self._cache: OrderedDict[str, list[Any]] = OrderedDict()
         self._lock = threading.Lock()
+        from ..rule_files import rules_dir
         from ..ingest import code_tables
 
-        self._tables = code_tables(config.rules)
+        self._rules_dir = rules_dir(config.rules)  # resolved once (not per call)
+        self._tables = code_tables(self._rules_dir)
 
     def today(self) -> dt.date:
         return self.config.today or dt.datetime.now(dt.timezone.utc).date()
@@ -74,7 +76,7 @@ class HookEngine:
         """The record of Bundle entries (``resource`` and optional ``fullUrl``), as of today."""
         today = self.today()
         bundle = {"resourceType": "Bundle", "type": "collection", "entry": entries}
-        return read_record(bundle, as_of=today, today=today, rules=self.config.rules,
+        return read_record(bundle, as_of=today, today=today, rules=self._rules_dir,
                            max_bytes=self.config.max_request_bytes * 2)
 
     def drafts(self, context: dict[str, Any], patient: dict[str, Any], *, selected_only: bool) -> tuple[list[Draft], list[Draft]]:
@@ -177,15 +179,17 @@ class HookEngine:
                        "resourceId": [d.ref]}] if d.ref else []
             if f.action == "adjust_dose" and f.target_drug == med.ingredient and f.adjusted_dose_mg_day is not None:
                 dose = f.adjusted_dose_mg_day
-                out.append(cf.suggestion(f"Order {med.ingredient} {dose:g} mg/day instead", delete + [{
-                    "type": "create", "description": f"Order {med.ingredient} at {dose:g} mg per day",
-                    "resource": med_request(med.ingredient, med.rxcui or "", dose, pid)}], recommended=True))
+                words = dose_words(med.ingredient, dose, self._rules_dir)
+                out.append(cf.suggestion(f"Order {words} instead", delete + [{
+                    "type": "create", "description": f"Order {words}",
+                    "resource": med_request(med.ingredient, med.rxcui or "", dose, pid, self._rules_dir)}],
+                    recommended=True))
                 continue
             if alternatives:
                 for alt, rxcui, dose in self._alternatives(record, f, med, drafts, others):
                     out.append(cf.suggestion(f"Order {alt} instead of {med.ingredient}", delete + [{
-                        "type": "create", "description": f"Order {alt}" + ("" if dose is None else f" {dose:g} mg per day"),
-                        "resource": med_request(alt, rxcui, dose, pid)}], recommended=not out))
+                        "type": "create", "description": f"Order {dose_words(alt, dose, self._rules_dir)}",
+                        "resource": med_request(alt, rxcui, dose, pid, self._rules_dir)}], recommended=not out))
             if delete:
                 out.append(cf.suggestion(f"Remove the draft order for {med.ingredient}", delete))
         return out
