@@ -113,6 +113,9 @@ def _body(report: ReviewReport, *, plots: bool) -> str:
              "<section id=\"current-findings\"><h2>Findings on current medications</h2>"
              + findings_html(report.current_findings, empty="no rule fired on the current medications")
              + "</section>"]
+    if record.is_deceased:
+        parts.append("<p class=\"note\"><b>The record says the patient is deceased.</b> Check the record before "
+                     "acting on anything below.</p>")
     if not report.recommendations:
         parts.append("<p class=\"note\">The patient has no active condition of a therapeutic area planner knows, so "
                      "no plan was made.</p>")
