@@ -26,7 +26,7 @@ import orjson
 from ..areas import load_area
 from ..ingest import read_record
 from ..record import DrugDose, Finding, Medication, PatientRecord, Regimen
-from ..safety import sort_findings
+from ..safety import screen_plan, sort_findings
 from .cards import CardFactory, dose_words, med_request
 from .config import ServiceConfig, ServiceDefinitions
 from .fhirdata import FHIR_ID, BadRequest
@@ -116,8 +116,9 @@ class HookEngine:
 
     # ---- order hooks -------------------------------------------------------------------------------------
     def screen_orders(self, record: PatientRecord, drafts: list[Draft], others: list[Draft]) -> list[Finding]:
-        """Findings the drafts bring: the whole medication list (current + drafts) screened, minus what the
-        current medications already had, plus every finding on a draft drug itself."""
+        """Findings the drafts bring: the whole medication list they leave (current + drafts) screened with
+        :func:`planner.safety.screen_plan` (both directions, doses applied), minus what the current medications
+        already had without them, plus every finding on a draft drug itself."""
         ctx = self.rules.prepare(record, on=record.as_of)
         baseline = {_finding_key(f) for f in self.rules.check(ctx)}
         drugs: dict[str, DrugDose] = {
@@ -130,12 +131,14 @@ class HookEngine:
                 if d in drafts:
                     draft_ings.add(d.med.ingredient)
         starts = {i for i in drugs if i not in ctx.current}
-        found = self.rules.screen(ctx, Regimen.of(list(drugs.values())), new_start=starts)
+        found = screen_plan(ctx, Regimen.of(list(drugs.values())), rules=self.rules, new_start=starts).findings
         return sort_findings(f for f in found if _finding_key(f) not in baseline
                              or set(f.drugs) & draft_ings or f.target_drug in draft_ings)
 
     def _concerned(self, f: Finding, drafts: list[Draft]) -> list[Draft]:
-        named = set(f.drugs) | ({f.target_drug} if f.target_drug else set())
+        """The drafts a finding is about: those it names (``drugs``, ``plan_adds``, target), else those its
+        message or lookup names (a draft that phenoconverts a current drug)."""
+        named = set(f.drugs) | set(f.plan_adds) | ({f.target_drug} if f.target_drug else set())
         direct = [d for d in drafts if d.med and d.med.ingredient in named]
         if direct:
             return direct
