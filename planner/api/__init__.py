@@ -206,6 +206,7 @@ class Planner:
     # ---- the pipeline --------------------------------------------------------------------------------
     def _recommend(self, record: PatientRecord, area_id: str, *, top: int, seed: int, digest: str) -> Recommendation:
         from ..features import features_at
+        from ..ingest.quality import record_gaps
         from ..safety import screen_plan
 
         if top < 1:
@@ -259,7 +260,7 @@ class Planner:
         screened = list(kept.values())
         plans = []
         target, target_label = _target(area, record)
-        if screened and can_predict:
+        if screened and can_predict and not record.is_deceased:  # a deceased patient gets no plans (a gap says so)
             regs = [_fill_doses(r, area) for r, _, _ in screened]
             # the baseline value carries the effect of the regimen active when it was measured
             cur = current
@@ -283,6 +284,7 @@ class Planner:
             )[:top]
 
         gaps += _data_gaps(record, area, self.ruleset, candidates, baseline_m is None)
+        gaps += record_gaps(record, on=on, quantity=area.outcome.quantity)
         used = feats.get(baseline_name) if baseline_name else None
         lo_p, hi_p = area.outcome.plausible
         if isinstance(used, (int, float)) and not lo_p <= used <= hi_p:
