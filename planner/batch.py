@@ -72,7 +72,7 @@ def predict_regimens(planner: "Planner", record: PatientRecord, area_id: str, re
     """Joint draws (num_samples, len(regimens)) of the expected and of a new measured follow-up outcome of
     each regimen for ``record`` on its ``as_of`` date, as the recommendation computes them (None when the
     outcome cannot be predicted: no baseline value on record)."""
-    from .api import _fill_doses
+    from .areas import fill_doses as _fill_doses
     from .areas import load_area
     from .episodes import regimen_on
     from .features import features_at

@@ -218,7 +218,7 @@ def _unsigned(claims: dict, header: dict) -> str:
     return _b64(orjson.dumps(header)) + "." + _b64(orjson.dumps(claims))
 
 
-def test_bad_tokens_are_bare_401(service, keys):
+def test_bad_tokens_are_bare_401(service, keys, caplog):
     import time
     import uuid
 
@@ -246,6 +246,7 @@ def test_bad_tokens_are_bare_401(service, keys):
         "rs256": jwt.encode(claims, keys.rsa, algorithm="RS256", headers={"kid": keys.kid_rsa}),
     }
     url = f"{service.url}/cds-services/{SIGN}"
+    caplog.set_level(logging.INFO, logger="planner.service")
     for name, tok in bad.items():
         r = httpx.post(url, json=body, headers={"Authorization": f"Bearer {tok}"}, timeout=30)
         assert r.status_code == 401 and r.content == b"", name
@@ -256,6 +257,9 @@ def test_bad_tokens_are_bare_401(service, keys):
     assert first.status_code == 200
     replay = httpx.post(url, json=body, headers={"Authorization": f"Bearer {good}"}, timeout=30)
     assert replay.status_code == 401 and replay.content == b""
+    for reason in ("alg-refused", "expired", "wrong-audience", "issuer-not-trusted", "bad-signature", "replayed"):
+        assert reason in caplog.text  # the reason is logged as a code ...
+    assert not any(tok.split(".")[1] in caplog.text for tok in [*bad.values(), good])  # ... never the token
 
 
 def test_unconfigured_service_trusts_no_issuer(planner, keys):
@@ -335,3 +339,69 @@ def test_audit_rows_are_de_identified(service, keys, fixtures_dir):
         for plan in json.loads(row["plans_json"]):
             assert set(plan) == {"rank", "key", "regimen", "stopped", "findings"}
             assert all("message" not in f and "phenotype" not in f for f in plan["findings"])
+
+
+def test_order_select_alternatives_are_screened_from_data(service, keys):
+    """The paroxetine card offers antidepressants that are no CYP2D6 inhibitor per the rules data."""
+    from planner.rule_files import read_yaml, rules_dir
+
+    inhibitors = read_yaml(rules_dir() / "drugs" / "cyp_inhibitors.yaml")["inhibitors"]["CYP2D6"]
+    bad = set(inhibitors.get("strong", [])) | set(inhibitors.get("moderate", []))
+    bundle = _tamoxifen_bundle("alt-1")
+    r = _post(service, keys, SEL, hook_body("order-select", "alt-1", drafts=[draft_order("paroxetine", 20, "alt-1", "dp")],
+                                            prefetch=prefetch_of(bundle, "alt-1")))
+    card = next(c for c in r.json()["cards"] if "tamoxifen" in c["summary"].lower())
+    created = [a["resource"] for s in card["suggestions"] for a in s["actions"] if a["type"] == "create"]
+    names = {m["medicationCodeableConcept"]["text"] for m in created}
+    assert names and not names & bad and "paroxetine" not in names
+    assert all(m["dosageInstruction"][0]["text"] for m in created)  # doses written by planner.dosing
+    assert sum(s["isRecommended"] for s in card["suggestions"]) == 1
+
+
+def test_jku_from_allowlist_is_fetched_and_other_jku_refused(planner, tmp_path):
+    from fastapi import FastAPI
+
+    from planner.service import create_app, load_config
+
+    other = Keys("other")
+    jwks_app = FastAPI()
+    jwks_app.get("/jwks.json")(lambda: other.jwks())
+    with LiveServer(jwks_app) as jw:
+        port = free_port()
+        (tmp_path / "svc.yaml").write_text(
+            f"service_url: http://127.0.0.1:{port}/cds-services\ntrusted_issuers:\n"
+            f"  - issuer: https://other.test.example\n    jku: [{jw.url}/jwks.json]\n", encoding="utf-8")
+        cfg = load_config(tmp_path / "svc.yaml")
+        with LiveServer(create_app(cfg, planner=planner), port=port) as srv:
+            body = hook_body("order-sign", "j-1", drafts=[], prefetch=prefetch_of(_pm_bundle("j-1"), "j-1"))
+            url = f"{srv.url}/cds-services/{SIGN}"
+
+            def call(**kw):
+                tok = other.token(cfg.audience(SIGN), iss="https://other.test.example", alg="ES384", **kw)
+                return httpx.post(url, json=body, headers={"Authorization": f"Bearer {tok}"}, timeout=30).status_code
+
+            assert call(headers={"jku": f"{jw.url}/jwks.json"}) == 200
+            assert call() == 200  # no jku header: the allowlisted sets
+            assert call(headers={"jku": f"{jw.url}/other.json"}) == 401
+
+
+def test_audit_keeps_no_value_the_baseline_can_be_recomputed_from(planner, tmp_path):
+    from planner.audit import AuditConfig, AuditLog
+
+    b = BundleBuilder(patient_id="aud-1", birth_date="1961-05-06")
+    b.condition("44054006", display="Diabetes mellitus type 2", onset="2019-01-01")
+    b.medication("metformin", 1000, start="2022-01-01")
+    b.observation("hba1c", 8.37, date="2024-05-02")
+    rec = planner.recommend(b.record(), area="t2d", as_of="2024-06-01", top=3)
+    assert rec.plans and rec.plans[0].predicted.change_from_baseline is not None
+    log = AuditLog(AuditConfig(path=tmp_path / "a.sqlite"))
+    log.write(rec, input_sha256="0" * 64)
+    row = log.rows()[0]
+    text = json.dumps(row)
+    assert "8.37" not in text and "2024-05-02" not in text and "1961" not in text and "aud-1" not in text
+    assert row["as_of"] == "2024" and len(row["recorded_at"]) == 4
+    for p, stored in zip(rec.plans, json.loads(row["plans_json"])):
+        assert f"{p.predicted.mean}" not in text and "predicted" not in stored and "p_target" not in stored
+    full = AuditLog(AuditConfig(path=tmp_path / "b.sqlite", include_identifiers=True))
+    full.write(rec, input_sha256="1" * 64)
+    assert full.rows()[0]["patient_id"] == "aud-1" and "predicted" in full.rows()[0]["plans_json"]

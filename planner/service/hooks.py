@@ -26,8 +26,8 @@ import orjson
 from ..areas import load_area
 from ..ingest import read_record
 from ..record import DrugDose, Finding, Medication, PatientRecord, Regimen
-from ..safety import sort_findings
-from .cards import CardFactory, med_request
+from ..safety import screen_plan, sort_findings
+from .cards import CardFactory, dose_words, med_request
 from .config import ServiceConfig, ServiceDefinitions
 from .fhirdata import FHIR_ID, BadRequest
 
@@ -62,9 +62,11 @@ class HookEngine:
                 self._area_of.setdefault(d.ingredient, []).append(area_id)
         self._cache: OrderedDict[str, list[Any]] = OrderedDict()
         self._lock = threading.Lock()
+        from ..rule_files import rules_dir
         from ..ingest import code_tables
 
-        self._tables = code_tables(config.rules)
+        self._rules_dir = rules_dir(config.rules)  # resolved once (not per call)
+        self._tables = code_tables(self._rules_dir)
 
     def today(self) -> dt.date:
         return self.config.today or dt.datetime.now(dt.timezone.utc).date()
@@ -74,7 +76,7 @@ class HookEngine:
         """The record of Bundle entries (``resource`` and optional ``fullUrl``), as of today."""
         today = self.today()
         bundle = {"resourceType": "Bundle", "type": "collection", "entry": entries}
-        return read_record(bundle, as_of=today, today=today, rules=self.config.rules,
+        return read_record(bundle, as_of=today, today=today, rules=self._rules_dir,
                            max_bytes=self.config.max_request_bytes * 2)
 
     def drafts(self, context: dict[str, Any], patient: dict[str, Any], *, selected_only: bool) -> tuple[list[Draft], list[Draft]]:
@@ -114,8 +116,9 @@ class HookEngine:
 
     # ---- order hooks -------------------------------------------------------------------------------------
     def screen_orders(self, record: PatientRecord, drafts: list[Draft], others: list[Draft]) -> list[Finding]:
-        """Findings the drafts bring: the whole medication list (current + drafts) screened, minus what the
-        current medications already had, plus every finding on a draft drug itself."""
+        """Findings the drafts bring: the whole medication list they leave (current + drafts) screened with
+        :func:`planner.safety.screen_plan` (both directions, doses applied), minus what the current medications
+        already had without them, plus every finding on a draft drug itself."""
         ctx = self.rules.prepare(record, on=record.as_of)
         baseline = {_finding_key(f) for f in self.rules.check(ctx)}
         drugs: dict[str, DrugDose] = {
@@ -128,12 +131,14 @@ class HookEngine:
                 if d in drafts:
                     draft_ings.add(d.med.ingredient)
         starts = {i for i in drugs if i not in ctx.current}
-        found = self.rules.screen(ctx, Regimen.of(list(drugs.values())), new_start=starts)
+        found = screen_plan(ctx, Regimen.of(list(drugs.values())), rules=self.rules, new_start=starts).findings
         return sort_findings(f for f in found if _finding_key(f) not in baseline
                              or set(f.drugs) & draft_ings or f.target_drug in draft_ings)
 
     def _concerned(self, f: Finding, drafts: list[Draft]) -> list[Draft]:
-        named = set(f.drugs) | ({f.target_drug} if f.target_drug else set())
+        """The drafts a finding is about: those it names (``drugs``, ``plan_adds``, target), else those its
+        message or lookup names (a draft that phenoconverts a current drug)."""
+        named = set(f.drugs) | set(f.plan_adds) | ({f.target_drug} if f.target_drug else set())
         direct = [d for d in drafts if d.med and d.med.ingredient in named]
         if direct:
             return direct
@@ -177,15 +182,17 @@ class HookEngine:
                        "resourceId": [d.ref]}] if d.ref else []
             if f.action == "adjust_dose" and f.target_drug == med.ingredient and f.adjusted_dose_mg_day is not None:
                 dose = f.adjusted_dose_mg_day
-                out.append(cf.suggestion(f"Order {med.ingredient} {dose:g} mg/day instead", delete + [{
-                    "type": "create", "description": f"Order {med.ingredient} at {dose:g} mg per day",
-                    "resource": med_request(med.ingredient, med.rxcui or "", dose, pid)}], recommended=True))
+                words = dose_words(med.ingredient, dose, self._rules_dir)
+                out.append(cf.suggestion(f"Order {words} instead", delete + [{
+                    "type": "create", "description": f"Order {words}",
+                    "resource": med_request(med.ingredient, med.rxcui or "", dose, pid, self._rules_dir)}],
+                    recommended=True))
                 continue
             if alternatives:
                 for alt, rxcui, dose in self._alternatives(record, f, med, drafts, others):
                     out.append(cf.suggestion(f"Order {alt} instead of {med.ingredient}", delete + [{
-                        "type": "create", "description": f"Order {alt}" + ("" if dose is None else f" {dose:g} mg per day"),
-                        "resource": med_request(alt, rxcui, dose, pid)}], recommended=not out))
+                        "type": "create", "description": f"Order {dose_words(alt, dose, self._rules_dir)}",
+                        "resource": med_request(alt, rxcui, dose, pid, self._rules_dir)}], recommended=not out))
             if delete:
                 out.append(cf.suggestion(f"Remove the draft order for {med.ingredient}", delete))
         return out
