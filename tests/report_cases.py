@@ -42,7 +42,8 @@ def cases() -> list[tuple[str, PatientRecord]]:
     """(name, record) for every patient the browser test opens."""
     out = [(p.stem.split("_")[0].lower(), read_record(p)) for p in sorted((FIXTURES / "synthea").glob("*.json"))]
     out += [(p.stem, read_record(p)) for p in
-            (FIXTURES / "fhir" / "pgx_genomics_ig.json", FIXTURES / "fhir" / "pgx_hla.json")]
+            (FIXTURES / "fhir" / "pgx_genomics_ig.json", FIXTURES / "fhir" / "pgx_hla.json",
+             FIXTURES / "fhir" / "medication_reference_us_core.json")]
     pharmcat = [FIXTURES / "pharmcat" / "sample.phenotype.json", FIXTURES / "pharmcat" / "outside_calls.tsv"]
     b = BundleBuilder(patient_id="vignette-pharmcat", birth_date="1970-01-01", sex="male")
     b.condition("55822004", display="Hyperlipidemia", onset="2019-01-01")

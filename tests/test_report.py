@@ -146,7 +146,10 @@ def test_notebook_displays_are_html(planner) -> None:
                 build_report(record, [rec], planner.ruleset)):
         html = obj._repr_html_()
         assert html.startswith("<div class=\"planner\"><style>") and "<table" in html
-    assert rec.current_findings == tuple(rec.current_findings)
+    dirk = planner.recommend(read_record(next((FIXTURES / "synthea").glob("Dirk_Kuhlman_*.json"))), area="t2d")
+    assert isinstance(dirk.current_findings, Findings) and dirk.current_findings  # HLA-B for carbamazepine
+    assert "carbamazepine" in dirk.current_findings._repr_html_()
+    assert all(isinstance(p.findings, Findings) for p in dirk.plans)
     found = planner.ruleset.check(with_lab(record, "egfr", 25))
     assert found and "metformin" in found[0]._repr_html_()
     assert "no findings" in Findings(planner.ruleset.check(record))._repr_html_()
