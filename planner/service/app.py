@@ -149,6 +149,11 @@ class _Guard:
 
         async def tracked(msg: Message) -> None:
             nonlocal started
+            if too_big:  # the app answered a body cut short (e.g. FastAPI's 400): the answer is 413
+                if msg["type"] == "http.response.start" and not started:
+                    started = True
+                    await _plain(send, 413, b'{"error":"request too large"}')
+                return
             if msg["type"] == "http.response.start":
                 started = True
             await send(msg)
