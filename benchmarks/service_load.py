@@ -9,8 +9,10 @@ patient-view results are cached per record content after the first call for that
 call per patient is reported separately as ``patient-view (cold)``.
 
 Bounded: ``--requests`` per (hook, concurrency) and ``--max-seconds`` per level. Floor: p99 <= 200 ms at 20
-clients with 0 errors. The clients run in this process and share the CPU with the server (and, on a shared
-machine, with everything else), so the figures are upper bounds of the service's own latency.
+clients with 0 errors. The clients are lean asyncio keep-alive connections in this process (requests and tokens
+built before timing); they still share the CPU with the server (and, on a shared machine, with everything else),
+so the latencies are upper bounds of the service's own; ``cpu ms/req`` (the server process's CPU time per
+request, from /proc) is the figure least moved by other load.
 
 Usage: ``python benchmarks/service_load.py [--requests 200] [--levels 1,5,20] [--max-seconds 30] [--json]``
 """
@@ -18,12 +20,12 @@ Usage: ``python benchmarks/service_load.py [--requests 200] [--levels 1,5,20] [-
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -155,46 +157,65 @@ def _body(hook: str, pid: str, bundle: dict[str, Any], drafts: list[dict[str, An
     return orjson.dumps({"hook": hook, "hookInstance": str(uuid.uuid4()), "context": ctx, "prefetch": _prefetch(bundle)})
 
 
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> int:
+    """Send one HTTP/1.1 request on a keep-alive connection and read the whole response; its status code."""
+    writer.write(request)
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    if length:
+        await reader.readexactly(length)
+    return status
+
+
+def _request(svc: Service, sid: str | None, body: bytes, token: str) -> bytes:
+    host = f"127.0.0.1:{svc.port}"
+    if sid is None:
+        return f"GET /cds-services HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    return (f"POST /cds-services/{sid} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+
+
 def run_level(svc: Service, sid: str | None, bodies: list[bytes], n: int, clients: int,
               max_seconds: float) -> dict[str, Any]:
-    """n requests by ``clients`` threads (each its own connection); latencies in ms and error count."""
-    tokens = [svc.token(sid) for _ in range(n)] if sid else []
+    """n requests by ``clients`` concurrent keep-alive connections (asyncio, requests built before timing, so
+    the client's own CPU use stays small); latencies in ms, errors, and the server's CPU per request."""
+    requests = [_request(svc, sid, bodies[i % len(bodies)] if bodies else b"", svc.token(sid) if sid else "")
+                for i in range(n)]
     lat: list[float] = []
     errors = [0]
-    lock = threading.Lock()
     next_i = [0]
-    stop_at = time.monotonic() + max_seconds
 
-    def worker() -> None:
-        with httpx.Client(timeout=30) as client:
-            while time.monotonic() < stop_at:
-                with lock:
-                    i = next_i[0]
-                    next_i[0] += 1
-                if i >= n:
-                    return
+    async def worker(stop_at: float) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", svc.port)
+        try:
+            while time.monotonic() < stop_at and next_i[0] < n:
+                i = next_i[0]
+                next_i[0] += 1
                 t0 = time.perf_counter()
                 try:
-                    if sid is None:
-                        r = client.get(svc.base)
-                    else:
-                        r = client.post(f"{svc.base}/{sid}", content=bodies[i % len(bodies)],
-                                        headers={"Authorization": f"Bearer {tokens[i]}",
-                                                 "Content-Type": "application/json"})
-                    ok = r.status_code == 200
-                except httpx.HTTPError:
+                    ok = await asyncio.wait_for(_exchange(reader, writer, requests[i]), 30) == 200
+                except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError,
+                        ValueError):
                     ok = False
-                ms = 1000 * (time.perf_counter() - t0)
-                with lock:
-                    lat.append(ms)
-                    errors[0] += 0 if ok else 1
+                    writer.close()
+                    reader, writer = await asyncio.open_connection("127.0.0.1", svc.port)
+                lat.append(1000 * (time.perf_counter() - t0))
+                errors[0] += 0 if ok else 1
+        finally:
+            writer.close()
 
-    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    async def level() -> None:
+        stop_at = time.monotonic() + max_seconds
+        await asyncio.gather(*(worker(stop_at) for _ in range(clients)))
+
     cpu0 = svc.cpu_s()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    asyncio.run(level())
     cpu_ms = 1000 * (svc.cpu_s() - cpu0) / max(1, len(lat))
     lat.sort()
 

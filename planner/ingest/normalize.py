@@ -231,7 +231,11 @@ def _read_all(inp: _Input, ctx: Context, patients: list, builders: dict[int, Bui
                 x.warn("resource-unattributed", f"{t} {why}; not used for any patient", rref, field=field)
             continue
         try:
-            if t == "Observation":
+            if t == "DiagnosticReport":  # its contained Observations (a genomics report holds its results inside)
+                for c in res.contained:
+                    if c.resourceType == "Observation":
+                        read_observation(c, rref=rref, file=raw.file, ctx=ctx, lookup=inp.lookup, b=b, stats=inp.stats)
+            elif t == "Observation":
                 read_observation(res, rref=rref, file=raw.file, ctx=ctx, lookup=inp.lookup, b=b, stats=inp.stats)
             elif t in ("MedicationRequest", "MedicationStatement"):
                 read_medication(res, rref=rref, file=raw.file, ctx=ctx, lookup=inp.lookup, b=b)
