@@ -95,7 +95,15 @@ def read_yaml(path: str | os.PathLike[str]) -> Any:
     p = Path(path)
     if not p.is_file():
         raise RuleError("data file not found", file=str(p))
+    _verify(p)
     return _read_yaml_cached(str(p), p.stat().st_mtime)
+
+
+def _verify(p: Path) -> None:
+    """A file of a rules folder must match the checksum its manifest pins (planner.manifest.verify_file)."""
+    from .manifest import verify_file
+
+    verify_file(p)
 
 
 def read_csv(path: str | os.PathLike[str]) -> list[dict[str, str]]:
@@ -103,6 +111,7 @@ def read_csv(path: str | os.PathLike[str]) -> list[dict[str, str]]:
     p = Path(path)
     if not p.is_file():
         raise RuleError("data file not found", file=str(p))
+    _verify(p)
     text = p.read_text(encoding="utf-8")
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     return list(csv.DictReader(io.StringIO("\n".join(lines))))
