@@ -466,3 +466,76 @@ def test_adjust_dose_suggestion_orders_the_dose_after_every_rule(service, keys):
              for c in adjusted for s in c["suggestions"] for a in s["actions"] if a["type"] == "create"}
     assert len(doses) == 1 and doses.pop() < 40  # one dose, below the draft's, whichever rule the card is
     assert len({c["summary"] for c in cards}) == len(cards)  # one card per rule
+
+
+def test_fhir_server_timeout_and_allowlist_give_412(planner, keys, tmp_path):
+    import asyncio
+
+    from fastapi import FastAPI
+
+    from planner.service import create_app, load_config
+
+    slow = FastAPI()
+
+    @slow.get("/{path:path}")
+    async def _slow(path: str) -> dict:
+        await asyncio.sleep(2)
+        return {"resourceType": "Patient", "id": "t-1"}
+
+    with LiveServer(slow) as fs:
+        port = free_port()
+        (tmp_path / "ehr.jwks.json").write_bytes(orjson.dumps(keys.jwks()))
+        (tmp_path / "svc.yaml").write_text(
+            f"service_url: http://127.0.0.1:{port}/cds-services\ntrusted_issuers:\n  - issuer: {ISSUER}\n"
+            f"    jwks_file: ehr.jwks.json\nfhir_timeout_s: 0.3\nallowed_fhir_servers: [{fs.url}/fhir]\n",
+            encoding="utf-8")
+        cfg = load_config(tmp_path / "svc.yaml")
+        with LiveServer(create_app(cfg, planner=planner), port=port) as srv:
+            def call(server: str) -> httpx.Response:
+                body = hook_body("order-sign", "t-1", drafts=[], fhir_server=server, fhir_token="tok")
+                tok = keys.token(cfg.audience(SIGN))
+                return httpx.post(f"{srv.url}/cds-services/{SIGN}", json=body,
+                                  headers={"Authorization": f"Bearer {tok}"}, timeout=30)
+
+            t0 = __import__("time").monotonic()
+            r = call(f"{fs.url}/fhir")
+            assert r.status_code == 412 and "timed out" in r.json()["missing"]["patient"]
+            assert __import__("time").monotonic() - t0 < 10
+            r = call(f"{fs.url}/elsewhere")
+            assert r.status_code == 412 and "allowed_fhir_servers" in r.json()["missing"]["patient"]
+
+
+def test_concurrent_cold_patient_view_is_deterministic(planner, keys, tmp_path):
+    """Simultaneous uncached patient-view calls (threads of one server) give the same plans as one call."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from planner.service import create_app, load_config
+
+    port = free_port()
+    (tmp_path / "ehr.jwks.json").write_bytes(orjson.dumps(keys.jwks()))
+    (tmp_path / "svc.yaml").write_text(f"service_url: http://127.0.0.1:{port}/cds-services\ntrusted_issuers:\n"
+                                       f"  - issuer: {ISSUER}\n    jwks_file: ehr.jwks.json\n", encoding="utf-8")
+    cfg = load_config(tmp_path / "svc.yaml")
+    with LiveServer(create_app(cfg, planner=planner), port=port) as srv:
+        def view(pid: str) -> list:
+            body = hook_body("patient-view", pid, prefetch=prefetch_of(_t2d_bundle(pid), pid))
+            tok = keys.token(cfg.audience(VIEW))
+            r = httpx.post(f"{srv.url}/cds-services/{VIEW}", json=body, headers={"Authorization": f"Bearer {tok}"},
+                           timeout=60)
+            assert r.status_code == 200
+            return [(c["summary"], c["detail"]) for c in r.json()["cards"]]
+
+        pids = ["cc-1", "cc-2", "cc-1", "cc-2", "cc-1", "cc-2"]
+        with ThreadPoolExecutor(6) as ex:
+            together = list(ex.map(view, pids))
+    alone = {}
+    with LiveServer(create_app(cfg, planner=planner), port=free_port()) as srv2:
+        for pid in ("cc-1", "cc-2"):
+            body = hook_body("patient-view", pid, prefetch=prefetch_of(_t2d_bundle(pid), pid))
+            aud = cfg.audience(VIEW)
+            r = httpx.post(f"{srv2.url}/cds-services/{VIEW}", json=body,
+                           headers={"Authorization": f"Bearer {keys.token(aud)}"}, timeout=60)
+            alone[pid] = [(c["summary"], c["detail"]) for c in r.json()["cards"]]
+    assert alone["cc-1"] and any("t2d" in d or "diabetes" in s.lower() for s, d in alone["cc-1"])
+    for pid, cards in zip(pids, together):
+        assert cards == alone[pid]

@@ -218,7 +218,8 @@ def create_app(config: ServiceConfig, *, planner: Any = None, defs: ServiceDefin
 
     defs = defs or load_definitions(config.rules)
     if planner is None:
-        planner = Planner.load(model=config.model, rules=config.rules, audit=audit_config(config))
+        planner = Planner.load(model=config.model, rules=config.rules, audit=audit_config(config),
+                               num_samples=config.num_samples)
     if audit is None and config.audit is not None:
         from ..audit import AuditLog
 
