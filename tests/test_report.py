@@ -172,7 +172,10 @@ def test_what_if_moves_plans_and_findings(planner) -> None:
     hi = planner.recommend(with_lab(jed, "ldl", 190), area="lipids")
     assert hi.outcome.baseline == 190.0
     side = compare(before, 1, 1, other=slco)
-    assert side.count("<h3>Plan 1</h3>") == 2 and "P(target)" in side
+    assert "<h3>Before: plan 1</h3>" in side and "<h3>After: plan 1</h3>" in side and side.count("P(target)") == 2
+    assert compare(before, 1, 2).count("<h3>Plan ") == 2
+    with pytest.raises(ConfigError, match="no such plan"):
+        compare(before, 1, 99)
 
 
 def test_what_if_errors_name_the_value() -> None:

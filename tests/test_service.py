@@ -503,3 +503,39 @@ def test_fhir_server_timeout_and_allowlist_give_412(planner, keys, tmp_path):
             assert __import__("time").monotonic() - t0 < 10
             r = call(f"{fs.url}/elsewhere")
             assert r.status_code == 412 and "allowed_fhir_servers" in r.json()["missing"]["patient"]
+
+
+def test_concurrent_cold_patient_view_is_deterministic(planner, keys, tmp_path):
+    """Simultaneous uncached patient-view calls (threads of one server) give the same plans as one call."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from planner.service import create_app, load_config
+
+    port = free_port()
+    (tmp_path / "ehr.jwks.json").write_bytes(orjson.dumps(keys.jwks()))
+    (tmp_path / "svc.yaml").write_text(f"service_url: http://127.0.0.1:{port}/cds-services\ntrusted_issuers:\n"
+                                       f"  - issuer: {ISSUER}\n    jwks_file: ehr.jwks.json\n", encoding="utf-8")
+    cfg = load_config(tmp_path / "svc.yaml")
+    with LiveServer(create_app(cfg, planner=planner), port=port) as srv:
+        def view(pid: str) -> list:
+            body = hook_body("patient-view", pid, prefetch=prefetch_of(_t2d_bundle(pid), pid))
+            tok = keys.token(cfg.audience(VIEW))
+            r = httpx.post(f"{srv.url}/cds-services/{VIEW}", json=body, headers={"Authorization": f"Bearer {tok}"},
+                           timeout=60)
+            assert r.status_code == 200
+            return [(c["summary"], c["detail"]) for c in r.json()["cards"]]
+
+        pids = ["cc-1", "cc-2", "cc-1", "cc-2", "cc-1", "cc-2"]
+        with ThreadPoolExecutor(6) as ex:
+            together = list(ex.map(view, pids))
+    alone = {}
+    with LiveServer(create_app(cfg, planner=planner), port=free_port()) as srv2:
+        for pid in ("cc-1", "cc-2"):
+            body = hook_body("patient-view", pid, prefetch=prefetch_of(_t2d_bundle(pid), pid))
+            aud = cfg.audience(VIEW)
+            r = httpx.post(f"{srv2.url}/cds-services/{VIEW}", json=body,
+                           headers={"Authorization": f"Bearer {keys.token(aud)}"}, timeout=60)
+            alone[pid] = [(c["summary"], c["detail"]) for c in r.json()["cards"]]
+    assert alone["cc-1"] and any("t2d" in d or "diabetes" in s.lower() for s, d in alone["cc-1"])
+    for pid, cards in zip(pids, together):
+        assert cards == alone[pid]

@@ -116,12 +116,23 @@ def register(app: typer.Typer) -> None:
         typer.echo(json.dumps(RuleSet.load(rules).rule(rule_id), indent=2, ensure_ascii=False, default=str))
 
     @rules_app.command("validate")
-    def validate(path: Optional[Path] = typer.Argument(None, help="rules folder (default: packaged)")) -> None:
-        """Check the manifest and validate every rule file; exit 2 naming the first problem."""
+    def validate(
+        path: Optional[Path] = typer.Argument(None, help="rules folder (default: packaged)"),
+        strict: bool = typer.Option(False, "--strict", help="exit 1 while any source is unchecked"),
+    ) -> None:
+        """Check the manifest and validate every rule file (exit 2 naming the first problem); list rules
+        without a checkable source and data lines marked (verify)."""
         from . import RuleSet
+        from .sources import source_report
 
         rs = RuleSet.load(path)
         n = len(rs.all_rules())
         typer.echo(f"ok: {n} rules, rules_version {rs.rules_version}")
+        issues = source_report(rs)
+        for issue in issues:
+            typer.echo(f"{issue.kind}: {issue.where}: {issue.text}")
+        typer.echo(f"sources: {len(issues)} unchecked" if issues else "sources: every rule has a checkable source")
+        if strict and issues:
+            raise typer.Exit(1)
 
     app.add_typer(rules_app, name="rules")
