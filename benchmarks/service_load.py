@@ -5,8 +5,9 @@ throw-away trusted issuer whose RS384 key signs one fresh token per request (min
 called with prefetch for a small pool of test patients (a CYP2C19 poor metabolizer ordering clopidogrel, a
 patient on tamoxifen ordering paroxetine, a genotype-less patient, a type 2 diabetes patient with labs for
 patient-view). Baseline, measured in the same run: ``GET /cds-services`` (discovery: the HTTP floor, no work).
-patient-view results are cached per record content after the first call for that patient; its first (uncached)
-call per patient is reported separately as ``patient-view (cold)``.
+patient-view results are cached per record content after the first call for that patient; uncached calls are
+reported separately: ``patient-view (cold)`` at 1 client (the pool's first calls) and ``patient-view (new
+patients)`` at the top concurrency, every request for a patient never seen before.
 
 Bounded: ``--requests`` per (hook, concurrency) and ``--max-seconds`` per level. Floor: p99 <= 200 ms at 20
 clients with 0 errors. The clients are lean asyncio keep-alive connections in this process (requests and tokens
@@ -92,6 +93,18 @@ def patients() -> list[tuple[str, dict[str, Any], list[dict[str, Any]]]]:
         t.condition("44054006", display="Diabetes mellitus type 2", onset="2020-01-01")
         t.observation("hba1c", 7.6 + 0.3 * i, date="2024-05-01")
         out.append((f"tam-{i}", t.build(), [_draft("paroxetine", 20, f"tam-{i}")]))
+    return out
+
+
+def new_patients(n: int) -> list[tuple[str, dict[str, Any]]]:
+    """n distinct type 2 diabetes patients (no two records alike, so none is served from the cache)."""
+    out = []
+    for i in range(n):
+        b = BundleBuilder(patient_id=f"new-{i}", birth_date=f"19{40 + i % 40}-0{1 + i % 9}-01")
+        b.condition("44054006", display="Diabetes mellitus type 2", onset="2019-01-01")
+        b.medication("metformin", 1000, start="2022-01-01")
+        b.observation("hba1c", round(7.2 + 0.01 * i, 2), date="2024-05-01")
+        out.append((f"new-{i}", b.build()))
     return out
 
 
@@ -254,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
                 bodies = [_body(hook, pid, b, d) for pid, b, d in pool]
                 for c in levels:
                     results.append({"hook": hook, **run_level(svc, sid, bodies, args.requests, c, args.max_seconds)})
+            fresh = [_body("patient-view", pid, b, []) for pid, b in new_patients(args.requests)]
+            results.append({"hook": "patient-view (new patients)",
+                            **run_level(svc, hooks["patient-view"], fresh, len(fresh), max(levels), args.max_seconds)})
         finally:
             svc.stop()
     base = {r["clients"]: r for r in results if r["hook"].startswith("discovery")}

@@ -28,6 +28,7 @@ __all__ = ["default_rules_dir", "rules_dir", "read_yaml", "read_csv", "sha256_fi
 _ENV = "PLANNER_RULES_DIR"
 
 
+@functools.lru_cache(maxsize=1)  # found once per process (it was resolved on every dose written)
 def default_rules_dir() -> Path:
     """The rules folder shipped with the installed package (or the checkout's ``rules/``)."""
     here = Path(__file__).resolve().parent

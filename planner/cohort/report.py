@@ -15,7 +15,7 @@ from typing import Any
 
 from .tables import fmt
 
-__all__ = ["write_report", "render_report"]
+__all__ = ["write_report", "render_report", "plot_policy", "plot_calibration", "plot_pit"]
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"DejaVu Sans",sans-serif;margin:0;background:#fafafa;color:#222}
@@ -48,9 +48,6 @@ def _table(head: list[str], rows: list[list[Any]]) -> str:
 def _png(fig: Any) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
@@ -64,13 +61,21 @@ def _interval(est: dict[str, Any] | None) -> str:
     return f"{fmt(est.get('value'))} [{fmt(est.get('lower'))}, {fmt(est.get('upper'))}]"
 
 
-def _policy_plot(ev: dict[str, Any]) -> str:
-    import matplotlib.pyplot as plt
+def _axes(ax: Any, size: tuple[float, float]) -> tuple[Any, Any]:
+    if ax is not None:
+        return ax.figure, ax
+    from matplotlib.figure import Figure
 
+    fig = Figure(figsize=size)
+    return fig, fig.add_subplot()
+
+
+def plot_policy(ev: dict[str, Any], ax: Any = None) -> Any:
+    """Policy values with their intervals (and the true values on a simulated cohort); returns the Figure."""
     pol = ev["policy"]
     names = ["observed"] + [f"recommended ({k})" for k in pol["recommended"]]
     ests = [pol["observed"]] + list(pol["recommended"].values())
-    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(names) + 1.2))
+    fig, ax = _axes(ax, (7.5, 0.45 * len(names) + 1.2))
     ys = list(range(len(names)))[::-1]
     for y, est in zip(ys, ests):
         v, lo, hi = est.get("value"), est.get("lower"), est.get("upper")
@@ -87,14 +92,13 @@ def _policy_plot(ev: dict[str, Any]) -> str:
     o = ev["outcome"]
     ax.set_xlabel(f"mean follow-up {o['quantity']} ({o['unit']}; {o['direction']} is better)")
     ax.set_title(f"Policy values with {int(100 * pol['observed']['level'])}% bootstrap intervals")
-    return _png(fig)
+    return fig
 
 
-def _calibration_plot(cal: dict[str, Any]) -> str:
-    import matplotlib.pyplot as plt
-
+def plot_calibration(cal: dict[str, Any], ax: Any = None) -> Any:
+    """Predicted P(target) against the observed share reaching it, by bin; returns the Figure."""
     curve = cal["p_target"]["curve"]
-    fig, ax = plt.subplots(figsize=(5, 4.2))
+    fig, ax = _axes(ax, (5, 4.2))
     ax.plot([0, 1], [0, 1], color="#999", ls="--", label="perfect calibration")
     ax.plot([c["predicted"] for c in curve], [c["observed"] for c in curve], "o-", color="#1f5fa8",
             label="observed share reaching target")
@@ -106,22 +110,21 @@ def _calibration_plot(cal: dict[str, Any]) -> str:
     ax.set_ylabel("observed share that reached the target")
     ax.set_title(f"P(target) calibration (ECE {cal['p_target']['ece']:.3f})")
     ax.legend(fontsize=8, loc="upper left")
-    return _png(fig)
+    return fig
 
 
-def _pit_plot(cal: dict[str, Any]) -> str:
-    import matplotlib.pyplot as plt
-
+def plot_pit(cal: dict[str, Any], ax: Any = None) -> Any:
+    """PIT histogram of the observed follow-ups; returns the Figure."""
     hist = cal["pit"]["histogram"]
     k = len(hist)
-    fig, ax = plt.subplots(figsize=(5, 3.6))
+    fig, ax = _axes(ax, (5, 3.6))
     ax.bar([(i + 0.5) / k for i in range(k)], hist, width=0.9 / k, color="#1f5fa8")
     ax.axhline(sum(hist) / k, color="#c0392b", ls="--", label="uniform (calibrated)")
     ax.set_xlabel("PIT of the observed follow-up")
     ax.set_ylabel("decision points")
     ax.set_title("PIT histogram")
     ax.legend(fontsize=8)
-    return _png(fig)
+    return fig
 
 
 def render_report(ev: dict[str, Any]) -> str:
@@ -153,7 +156,7 @@ def render_report(ev: dict[str, Any]) -> str:
         alt = (f"Dot plot of policy values with intervals: observed {fmt(pol['observed']['value'])}, recommended "
                f"(doubly robust) {fmt(rec['value'])} from {fmt(rec['lower'])} to {fmt(rec['upper'])} {o['unit']}"
                + (f"; true value of the recommended policy {fmt(truth['recommended'])}" if truth else ""))
-        parts.append(_figure(_policy_plot(ev), alt, "Estimated mean follow-up under each policy."))
+        parts.append(_figure(_png(plot_policy(ev)), alt, "Estimated mean follow-up under each policy."))
     else:
         parts.append("<p>Too few decision points with a follow-up for off-policy evaluation.</p>")
     cal = ev.get("calibration") or {}
@@ -167,9 +170,9 @@ def render_report(ev: dict[str, Any]) -> str:
                      f"{fmt(cal['p_target']['observed_rate'])}).</p>")
         curve = ", ".join(f"{c['predicted']:.2f} predicted vs {c['observed']:.2f} observed"
                           for c in cal["p_target"]["curve"])
-        parts.append(_figure(_calibration_plot(cal), f"Calibration curve of P(target) by bin: {curve}",
+        parts.append(_figure(_png(plot_calibration(cal)), f"Calibration curve of P(target) by bin: {curve}",
                              "Predicted P(target) against the observed share reaching it (points: bins, labels: n)."))
-        parts.append(_figure(_pit_plot(cal), "Histogram of PIT values in ten bins, counts "
+        parts.append(_figure(_png(plot_pit(cal)), "Histogram of PIT values in ten bins, counts "
                              + ", ".join(str(h) for h in cal["pit"]["histogram"]),
                              "PIT histogram: flat when the predictive distributions are calibrated."))
     else:

@@ -7,6 +7,7 @@ markup. Fragments are wrapped by :func:`fragment` in ``<div class="planner">`` w
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import importlib.resources
 from collections.abc import Iterable, Mapping, Sequence
@@ -216,7 +217,7 @@ def _med_dose(m: Medication) -> str:
 
 
 def _medications_html(record: PatientRecord) -> str:
-    meds = sorted(record.active_medications(), key=lambda m: (not unresolved(m), m.ingredient or "", m.start or 0))
+    meds = sorted(record.active_medications(), key=lambda m: (not unresolved(m), m.ingredient or "", m.start or dt.date.min))
     rows, classes = [], []
     for m in meds:
         name = f"<b>{esc(m.ingredient)}</b>" if m.ingredient else "<b>(unknown ingredient)</b>"
@@ -353,7 +354,7 @@ def _regimen_text(drugs: Sequence[PlanDrug]) -> str:
         or "no drug therapy"
 
 
-def excluded_html(excluded: Sequence[ExcludedRegimen], *, limit: int | None = None) -> str:
+def excluded_html(excluded: Sequence[ExcludedRegimen], *, limit: int | None = None, caption: str | None = None) -> str:
     """Excluded regimens grouped by the findings that excluded them: one row per rule (or set of rules), with
     the rule's message and source and every regimen it removed (``limit``: regimens listed per row)."""
     groups: dict[tuple, tuple[list[Finding], list[ExcludedRegimen]]] = {}
@@ -369,7 +370,7 @@ def excluded_html(excluded: Sequence[ExcludedRegimen], *, limit: int | None = No
         rows.append(["".join(finding_html(f) for f in why), f"{len(regs)}",
                      f"<span class=\"small\">{names}{more}</span>"])
     return table(["excluded by (rule, message, source)", ("regimens", "num"), "regimens excluded"], rows,
-                 caption=f"Excluded regimens ({len(excluded)})", widths=(50, 10, 40), empty="none")
+                 caption=caption or f"Excluded regimens ({len(excluded)})", widths=(50, 10, 40), empty="none")
 
 
 def gaps_html(gaps: Sequence[DataGap]) -> str:
@@ -410,13 +411,13 @@ def render_html(rec: Recommendation) -> str:
     return fragment(recommendation_html(rec, excluded_limit=25))
 
 
-def plan_card_html(rec: Recommendation, plan: Plan) -> str:
-    """One plan on its own (for side-by-side comparison)."""
+def plan_card_html(rec: Recommendation, plan: Plan, *, title: str | None = None) -> str:
+    """One plan on its own (for side-by-side comparison): drugs, predicted outcome, P(target), P(best), findings."""
     pr = plan.predicted
     u = esc(unit(rec.outcome.unit))
-    return (f"<h3>Plan {plan.rank}</h3><p>{drugs_html(plan.regimen, plan.stopped)}</p>"
+    found = "".join(finding_html(f) for f in plan.findings) or "<p class=\"muted\">no findings</p>"
+    return (f"<h3>{esc(title or f'Plan {plan.rank}')}</h3><p>{drugs_html(plan.regimen, plan.stopped)}</p>"
             f"<p>Predicted {esc(quantity_label(rec.outcome.quantity))} <b>{pr.mean:.2f}</b> {u} "
             f"({round(pr.level * 100)}% interval {pr.lower:.2f} to {pr.upper:.2f}); "
             f"P(target) <b>{plan.p_target:.2f}</b>; P(best) <b>{plan.p_best:.2f}</b></p>"
-            + findings_html(plan.findings, caption="Findings", empty="none")
-            + f"<p class=\"small\">{esc(plan.rationale)}</p>")
+            f"<p><b>Findings</b></p>{found}<p class=\"small\">{esc(plan.rationale)}</p>")
