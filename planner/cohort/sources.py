@@ -168,7 +168,7 @@ class CohortSource:
 
     # ---- the on-disk index -----------------------------------------------------------------------------
     def _index(self) -> sqlite3.Connection:
-        fp = self.fingerprint()
+        fp = self.fingerprint() + "\0" + str(self.root)  # the index holds absolute paths: rebuilt if moved
         if self.index_path.is_file():
             con = sqlite3.connect(self.index_path)
             try:
