@@ -5,12 +5,15 @@ throw-away trusted issuer whose RS384 key signs one fresh token per request (min
 called with prefetch for a small pool of test patients (a CYP2C19 poor metabolizer ordering clopidogrel, a
 patient on tamoxifen ordering paroxetine, a genotype-less patient, a type 2 diabetes patient with labs for
 patient-view). Baseline, measured in the same run: ``GET /cds-services`` (discovery: the HTTP floor, no work).
-patient-view results are cached per record content after the first call for that patient; its first (uncached)
-call per patient is reported separately as ``patient-view (cold)``.
+patient-view results are cached per record content after the first call for that patient; uncached calls are
+reported separately: ``patient-view (cold)`` at 1 client (the pool's first calls) and ``patient-view (new
+patients)`` at the top concurrency, every request for a patient never seen before.
 
 Bounded: ``--requests`` per (hook, concurrency) and ``--max-seconds`` per level. Floor: p99 <= 200 ms at 20
-clients with 0 errors. The clients run in this process and share the CPU with the server (and, on a shared
-machine, with everything else), so the figures are upper bounds of the service's own latency.
+clients with 0 errors. The clients are lean asyncio keep-alive connections in this process (requests and tokens
+built before timing); they still share the CPU with the server (and, on a shared machine, with everything else),
+so the latencies are upper bounds of the service's own; ``cpu ms/req`` (the server process's CPU time per
+request, from /proc) is the figure least moved by other load.
 
 Usage: ``python benchmarks/service_load.py [--requests 200] [--levels 1,5,20] [--max-seconds 30] [--json]``
 """
@@ -18,12 +21,12 @@ Usage: ``python benchmarks/service_load.py [--requests 200] [--levels 1,5,20] [-
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -93,6 +96,18 @@ def patients() -> list[tuple[str, dict[str, Any], list[dict[str, Any]]]]:
     return out
 
 
+def new_patients(n: int) -> list[tuple[str, dict[str, Any]]]:
+    """n distinct type 2 diabetes patients (no two records alike, so none is served from the cache)."""
+    out = []
+    for i in range(n):
+        b = BundleBuilder(patient_id=f"new-{i}", birth_date=f"19{40 + i % 40}-0{1 + i % 9}-01")
+        b.condition("44054006", display="Diabetes mellitus type 2", onset="2019-01-01")
+        b.medication("metformin", 1000, start="2022-01-01")
+        b.observation("hba1c", round(7.2 + 0.01 * i, 2), date="2024-05-01")
+        out.append((f"new-{i}", b.build()))
+    return out
+
+
 class Service:
     """``planner serve`` in a subprocess with a temporary key, JWKS and configuration."""
 
@@ -155,46 +170,65 @@ def _body(hook: str, pid: str, bundle: dict[str, Any], drafts: list[dict[str, An
     return orjson.dumps({"hook": hook, "hookInstance": str(uuid.uuid4()), "context": ctx, "prefetch": _prefetch(bundle)})
 
 
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> int:
+    """Send one HTTP/1.1 request on a keep-alive connection and read the whole response; its status code."""
+    writer.write(request)
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    if length:
+        await reader.readexactly(length)
+    return status
+
+
+def _request(svc: Service, sid: str | None, body: bytes, token: str) -> bytes:
+    host = f"127.0.0.1:{svc.port}"
+    if sid is None:
+        return f"GET /cds-services HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    return (f"POST /cds-services/{sid} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+
+
 def run_level(svc: Service, sid: str | None, bodies: list[bytes], n: int, clients: int,
               max_seconds: float) -> dict[str, Any]:
-    """n requests by ``clients`` threads (each its own connection); latencies in ms and error count."""
-    tokens = [svc.token(sid) for _ in range(n)] if sid else []
+    """n requests by ``clients`` concurrent keep-alive connections (asyncio, requests built before timing, so
+    the client's own CPU use stays small); latencies in ms, errors, and the server's CPU per request."""
+    requests = [_request(svc, sid, bodies[i % len(bodies)] if bodies else b"", svc.token(sid) if sid else "")
+                for i in range(n)]
     lat: list[float] = []
     errors = [0]
-    lock = threading.Lock()
     next_i = [0]
-    stop_at = time.monotonic() + max_seconds
 
-    def worker() -> None:
-        with httpx.Client(timeout=30) as client:
-            while time.monotonic() < stop_at:
-                with lock:
-                    i = next_i[0]
-                    next_i[0] += 1
-                if i >= n:
-                    return
+    async def worker(stop_at: float) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", svc.port)
+        try:
+            while time.monotonic() < stop_at and next_i[0] < n:
+                i = next_i[0]
+                next_i[0] += 1
                 t0 = time.perf_counter()
                 try:
-                    if sid is None:
-                        r = client.get(svc.base)
-                    else:
-                        r = client.post(f"{svc.base}/{sid}", content=bodies[i % len(bodies)],
-                                        headers={"Authorization": f"Bearer {tokens[i]}",
-                                                 "Content-Type": "application/json"})
-                    ok = r.status_code == 200
-                except httpx.HTTPError:
+                    ok = await asyncio.wait_for(_exchange(reader, writer, requests[i]), 30) == 200
+                except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError,
+                        ValueError):
                     ok = False
-                ms = 1000 * (time.perf_counter() - t0)
-                with lock:
-                    lat.append(ms)
-                    errors[0] += 0 if ok else 1
+                    writer.close()
+                    reader, writer = await asyncio.open_connection("127.0.0.1", svc.port)
+                lat.append(1000 * (time.perf_counter() - t0))
+                errors[0] += 0 if ok else 1
+        finally:
+            writer.close()
 
-    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    async def level() -> None:
+        stop_at = time.monotonic() + max_seconds
+        await asyncio.gather(*(worker(stop_at) for _ in range(clients)))
+
     cpu0 = svc.cpu_s()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    asyncio.run(level())
     cpu_ms = 1000 * (svc.cpu_s() - cpu0) / max(1, len(lat))
     lat.sort()
 
@@ -233,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
                 bodies = [_body(hook, pid, b, d) for pid, b, d in pool]
                 for c in levels:
                     results.append({"hook": hook, **run_level(svc, sid, bodies, args.requests, c, args.max_seconds)})
+            fresh = [_body("patient-view", pid, b, []) for pid, b in new_patients(args.requests)]
+            results.append({"hook": "patient-view (new patients)",
+                            **run_level(svc, hooks["patient-view"], fresh, len(fresh), max(levels), args.max_seconds)})
         finally:
             svc.stop()
     base = {r["clients"]: r for r in results if r["hook"].startswith("discovery")}

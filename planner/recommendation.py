@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from .dosing import Dosage
-from .record import Finding, Frozen
+from .record import Findings, FindingTuple, Frozen
 
 __all__ = [
     "OutcomeSummary",
@@ -89,14 +89,14 @@ class Plan(Frozen):
     p_target: float
     p_best: float
     utility: float
-    findings: tuple[Finding, ...] = ()
+    findings: FindingTuple = Findings()
     rationale: str
 
 
 class ExcludedRegimen(Frozen):
     key: str
     regimen: tuple[PlanDrug, ...]
-    findings: tuple[Finding, ...]
+    findings: FindingTuple
 
 
 class DataGap(Frozen):
@@ -126,7 +126,7 @@ class Recommendation(Frozen):
     current_regimen: tuple[PlanDrug, ...] = ()
     plans: tuple[Plan, ...]
     excluded: tuple[ExcludedRegimen, ...] = ()
-    current_findings: tuple[Finding, ...] = ()
+    current_findings: FindingTuple = Findings()  # held as record.Findings: renders as a table in Jupyter
     data_gaps: tuple[DataGap, ...] = ()
     provenance: Provenance
 

@@ -188,6 +188,8 @@ class DataWarning(Frozen):
     resource: str | None = None  # "MedicationRequest/<id>"
     field: str | None = None  # e.g. "dosageInstruction[0].timing"
     value: str | None = None  # the offending value, shortened (never for Patient demographics)
+    quantity: str | None = None  # the quantity a dropped measurement was of (e.g. "hba1c"), when it was one
+    date: dt.date | None = None  # the date of the fact the warning is about, when it has one
 
 
 class PatientRecord(Frozen):

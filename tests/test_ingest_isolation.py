@@ -218,3 +218,22 @@ def test_error_messages_do_not_echo_patient_text() -> None:
     with pytest.raises(PlannerError) as info:
         read_record(data)
     assert "Secretname" not in str(info.value) and "1960" not in str(info.value)
+
+
+def test_duplicate_json_key_refuses_the_file_naming_the_key() -> None:
+    data = mutate(lambda d: None).replace(b'"status": "active"', b'"status": "active", "status": "cancelled"', 1)
+    assert data.count(b'"status": "cancelled"') == 1
+    with pytest.raises(PlannerError) as info:
+        read_record(data)
+    assert str(info.value) == ("<bytes>: MedicationRequest/med-1: the key 'status' appears twice in one JSON object; "
+                               "expected each key once per object (RFC 8259: names should be unique); the file is "
+                               "refused")
+
+
+def test_as_of_after_today_is_refused() -> None:
+    from planner.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        read_record(mutate(lambda d: None), as_of="2030-01-01", today="2026-01-01")
+    assert str(info.value) == ("as_of '2030-01-01': as-of date is after today; expected a date on or before today "
+                               "(2026-01-01): planning for a future date would use facts that do not exist yet")

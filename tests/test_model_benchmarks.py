@@ -32,3 +32,16 @@ def test_acic_benchmark_tiny(tmp_path):
     r = res["rows"][0]
     assert r["instance"] == 2 and r["n_test"] == 70
     assert 0 <= r["planner_cov"] <= 1 and r["planner_pehe"] > 0 and r["tlearner_pehe"] > 0
+
+
+def test_calibration_benchmark_tiny(tmp_path):
+    out = _run("model_calibration.py", "--areas", "lipids", "--sims", "first,independent", "--patients", "150",
+               "--eval-rows", "60", "--steps", "100", "--out", str(tmp_path / "c.json"))
+    assert "pairs meet all three checks" in out
+    import json
+
+    res = json.loads((tmp_path / "c.json").read_text())
+    assert [r["sim"] for r in res] == ["first", "independent"]
+    for r in res:
+        assert 0 <= r["coverage90"] <= 1 and 0 <= r["ece_p_target"] <= 1 and r["pairs"] > 0
+        assert r["value_oracle"] <= r["value_model"] + 1e-9 and r["value_oracle"] <= r["value_xgb"] + 1e-9

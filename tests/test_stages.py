@@ -171,11 +171,15 @@ def test_gap_wording_is_validated_when_loaded(tmp_path):
     folder = tmp_path / "rules"
     shutil.copytree(FIXTURES.parent / "rules", folder)
     path = folder / "data_gaps.yaml"
+    from planner.manifest import main as pin
+
     path.write_text(path.read_text().replace("measure {quantity}\"", "measure {quantity} {dose}\""))
+    pin([str(folder)])  # re-pinned: the wording error is under test (an unpinned edit is refused earlier)
     with pytest.raises(RuleError, match="template does not format") as err:
         GapRules.load(folder)
     assert "gaps.lab-missing.suggestion" in str(err.value)
     path.write_text(path.read_text().replace("gene_statuses: [not-tested", "gene_statuses: [tested, not-tested"))
+    pin([str(folder)])
     with pytest.raises(RuleError, match="not a data gap"):
         GapRules.load(folder)
 

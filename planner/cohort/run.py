@@ -63,9 +63,11 @@ class RunSummary:
     seconds: float
     out: Path
     notes: dict[str, int]
+    steady_units_per_second: float = 0.0  # after the first batch: worker start-up and model loading excluded
 
     @property
     def units_per_second(self) -> float:
+        """Units planned per second of this run, start-up included."""
         return self.planned_now / self.seconds if self.seconds > 0 else 0.0
 
 
@@ -186,7 +188,7 @@ def run_cohort(source: str | os.PathLike[str], *, area: str, out: str | os.PathL
         finalize(out_p)
     return RunSummary(units=total, done_before=len(done), planned_now=counter.planned,
                       rows=rows_before + counter.rows, errors=counter.errors, seconds=seconds, out=out_p,
-                      notes=dict(src.notes))
+                      notes=dict(src.notes), steady_units_per_second=counter.steady_rate())
 
 
 def _take(it: Iterator[Unit], n: int) -> Iterator[Unit]:
@@ -276,6 +278,8 @@ class _Counter:
     def __init__(self, *, total: int, done: int, errors: int, progress: bool) -> None:
         self.total, self.done, self.errors, self.planned, self.rows = total, done, errors, 0, 0
         self._bar = None
+        self._first: tuple[float, int] | None = None  # (time, units planned) when the first batch came back
+        self._last = 0.0
         if progress:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -292,9 +296,18 @@ class _Counter:
         self.planned += units
         self.rows += rows
         self.errors += errors
+        now = time.perf_counter()
+        if self._first is None:
+            self._first = (now, self.planned)
+        self._last = now
         if self._bar is not None:
             rate = self.planned / max(time.perf_counter() - self._t0, 1e-9)
             self._bar.update(self._task, completed=self.done, rate=rate, errors=self.errors)
+
+    def steady_rate(self) -> float:
+        if self._first is None or self._last <= self._first[0]:
+            return 0.0
+        return (self.planned - self._first[1]) / (self._last - self._first[0])
 
     def close(self) -> None:
         if self._bar is not None:

@@ -88,6 +88,10 @@ def read_records(
         raise ConfigError("invalid size limit", field="max_bytes", value=max_bytes, expected="a positive integer")
     as_of_d = _as_date(as_of, "as_of")
     today_d = _as_date(today, "today") or dt.date.today()
+    if as_of_d is not None and as_of_d > today_d:
+        raise ConfigError("as-of date is after today", field="as_of", value=as_of_d.isoformat(),
+                          expected=f"a date on or before today ({today_d.isoformat()}): planning for a future date "
+                                   "would use facts that do not exist yet")
     tables = code_tables(rules)
     problems: list[DataWarning] | None = None if strict else []
     resources = load_resources(source, max_bytes=max_bytes, problems=problems)

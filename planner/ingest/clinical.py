@@ -87,7 +87,7 @@ def _measure(
     if q.plausible is not None and not (q.plausible[0] <= canonical <= q.plausible[1]):
         b.warn("implausible-value", f"{q.label} (LOINC {q_code}) of {date.isoformat()} is {canonical:g} {q.unit}, "
                f"outside the plausible range {q.plausible[0]:g}-{q.plausible[1]:g} {q.unit}; not used", rref,
-               field=field, value=f"{value:g} {used}")
+               field=field, value=f"{value:g} {used}", quantity=q.name, date=date)
         return
     converted = used != q.unit
     b.observations[q.name].append(Measurement(

@@ -274,7 +274,8 @@ def _build(root: Path) -> CodeTables:
         panels=frozenset(str(p) for p in (qdoc.get("panels") or {})),
         pgx=pgx,
         versions=versions,
-        pgx_codes=frozenset(str(c) for key in ("genotype", "phenotype", "implication_codes", "haplotype", "variant")
+        pgx_codes=frozenset(str(c) for key in ("genotype", "phenotype", "implication_codes", "haplotype", "variant",
+                                                "region_studied")
                             for c in pgx["loinc"].get(key, ())),
         products=products, timing_codes=timing_codes, timing_text=timing_text, system_alias=system_alias,
         gene_studied_codes=frozenset(str(c) for c in pgx["loinc"]["gene_studied"]),

@@ -81,9 +81,10 @@ class Builder:
         self.dates: list[dt.date] = []
 
     def warn(self, code: str, message: str, resource: str | None = None, *, field: str | None = None,
-             value: object = None) -> None:
+             value: object = None, quantity: str | None = None, date: dt.date | None = None) -> None:
         self.warnings.append(DataWarning(code=code, message=message, resource=resource, field=field,
-                                         value=short(value) if value is not None else None))
+                                         value=short(value) if value is not None else None, quantity=quantity,
+                                         date=date))
 
     def skipped(self, exc: PlannerError, *, private: bool = False) -> None:
         """A resource that could not be used: a warning naming resource, field, value and why; it is skipped."""

@@ -224,7 +224,7 @@ class _ComponentHead(_S):
     code: CodeableConcept | None = None
 
 
-READ_TYPES = frozenset({"Patient", "Condition", "Observation", "MedicationRequest", "MedicationStatement",
+READ_TYPES = frozenset({"Patient", "Condition", "Observation", "MedicationRequest", "MedicationStatement", "DiagnosticReport",
                         "Medication", "AllergyIntolerance"})
 RESOURCE_DECODER = msgspec.json.Decoder(Resource)
 OBSERVATION_HEAD_DECODER = msgspec.json.Decoder(ObservationHead)

@@ -18,23 +18,24 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import logging
 import re
 from typing import Any
 
 import msgspec
 
-from ..errors import FhirError, PlannerError
+from ..errors import FhirError, InputError, PlannerError
 from ..record import DataWarning, PatientRecord, PgxResult
 from . import fhir_types as ft
 from .clinical import classify, read_allergy, read_condition, read_observation
 from .codes import CodeTables
 from .common import Builder, Context, normalise_ref, ref_keys
 from .medications import read_medication
-from .pgx import pgx_conflicts
+from .pgx import is_pgx_observation, pgx_conflicts
 from .source import RawResource, explain_validation
 
-__all__ = ["build_records", "IngestStats"]
+__all__ = ["build_records", "IngestStats", "DuplicateKeyError"]
 
 log = logging.getLogger("planner.ingest")
 
@@ -75,6 +76,43 @@ def _decode(raw: RawResource, decoder: msgspec.json.Decoder = ft.RESOURCE_DECODE
         raise FhirError(f"malformed JSON ({exc})", file=raw.file, resource=raw.where) from None
 
 
+class DuplicateKeyError(InputError):
+    """The same key twice in one JSON object: the whole input is refused (no reader can know which was meant)."""
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in seen:
+            raise _DuplicateKey(k)
+        seen[k] = v
+    return seen
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _no_duplicate_keys(raw: RawResource) -> None:
+    """A resource planner reads with the same key twice in one object is refused: which value the sender meant
+    cannot be known (JSON parsers silently keep the last). Fast screen: the minified text keeps every key, a
+    decode-and-encode keeps one per name, so they differ in length when a key repeats (or when numbers or escapes
+    are written differently); only then is the resource parsed key by key to find the key."""
+    data = bytes(raw.raw)
+    if len(msgspec.json.format(data, indent=-1)) == len(_ENCODE(_GENERIC.decode(data))):
+        return
+    try:
+        json.loads(data, object_pairs_hook=_pairs)
+    except _DuplicateKey as exc:
+        raise DuplicateKeyError(f"the key {str(exc.args[0])!r} appears twice in one JSON object", file=raw.file,
+                         resource=_rref_of(raw), expected="each key once per object (RFC 8259: names should be "
+                                                          "unique); the file is refused") from None
+
+
+_GENERIC = msgspec.json.Decoder()
+_ENCODE = msgspec.json.Encoder().encode
+
+
 class _Input:
     """Decoded resources, the reference index and the warnings waiting for their patient."""
 
@@ -110,7 +148,7 @@ class _Input:
         try:
             res = self._decode(raw)
         except PlannerError as exc:
-            if self.strict:
+            if self.strict or isinstance(exc, DuplicateKeyError):
                 raise
             if raw.resource_type == "Patient":
                 self.patient_failed(exc)
@@ -146,7 +184,11 @@ class _Input:
             if panel is None and known is None and not pgx:
                 self.stats.unknown_loinc += 1  # not read, so its other fields are not checked either
                 return head
-        return _decode(raw)
+        res = _decode(raw)
+        if self.strict or raw.resource_type != "Observation" or res.__class__ is not ft.Resource or \
+                is_pgx_observation(res, self.tables):
+            _no_duplicate_keys(raw)  # lab Observations only in strict mode: the check costs a quarter of ingest time
+        return res
 
     def _keep_newer(self, raw: RawResource, res: Any, rid: str, rref: str) -> bool:
         """False when ``res`` is a duplicate that loses to the copy already read."""
@@ -231,7 +273,11 @@ def _read_all(inp: _Input, ctx: Context, patients: list, builders: dict[int, Bui
                 x.warn("resource-unattributed", f"{t} {why}; not used for any patient", rref, field=field)
             continue
         try:
-            if t == "Observation":
+            if t == "DiagnosticReport":  # its contained Observations (a genomics report holds its results inside)
+                for c in res.contained:
+                    if c.resourceType == "Observation":
+                        read_observation(c, rref=rref, file=raw.file, ctx=ctx, lookup=inp.lookup, b=b, stats=inp.stats)
+            elif t == "Observation":
                 read_observation(res, rref=rref, file=raw.file, ctx=ctx, lookup=inp.lookup, b=b, stats=inp.stats)
             elif t in ("MedicationRequest", "MedicationStatement"):
                 read_medication(res, rref=rref, file=raw.file, ctx=ctx, lookup=inp.lookup, b=b)

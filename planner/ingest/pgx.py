@@ -147,9 +147,16 @@ def pgx_from_observation(
     if hla_gene is not None:
         return _hla(obs, hla_gene, value_texts, ref=ref, date=date, tables=tables, lookup=lookup, warn=warn,
                     depth=_depth)
+    if codes & set(loinc.get("region_studied", ())):
+        if gene:
+            warn("pgx-not-interpreted", f"{gene} was studied (region-studied Observation); planner uses only the "
+                 "genotype or phenotype results reported for it")
+        return []
     if codes & set(loinc.get("variant", ())):
         return _variant(obs, gene, ref=ref, date=date, tables=tables, warn=warn)
-    if codes & set(loinc["genotype"]) or codes & set(loinc.get("haplotype", ())):
+    if codes & set(loinc.get("haplotype", ())):
+        return []  # one haplotype of a star-allele gene: the genotype Observation it belongs to carries the call
+    if codes & set(loinc["genotype"]):
         return _genotype(obs, gene, value_texts, ref=ref, date=date, tables=tables, warn=warn)
     return _phenotype(obs, gene, codes, value_texts, ref=ref, date=date, tables=tables, warn=warn)
 
@@ -196,11 +203,11 @@ def _variant(obs: Observation, gene: str | None, *, ref: str, date: dt.date | No
              if _VARIANT.search(t)]
     status = _la(obs.valueCodeableConcept, tables.pgx["la_status"])
     if gene is None:
-        warn("pgx-no-gene", f"{ref}: variant without a gene studied; skipped (never attributed to a gene)")
+        warn("pgx-no-gene", "variant(s) without a gene studied; not used (never attributed to a gene)")
         return []
     if gene not in set(tables.pgx.get("variant_genes", ())) or not names:
-        warn("pgx-variant-not-read", f"{ref}: {gene} variant given as a sequence position, not a genotype; "
-             "planner reads genotypes and phenotypes, so this result is not used")
+        warn("pgx-variant-not-read", f"{gene} variant(s) given as sequence positions, not as a genotype; "
+             "planner reads genotypes and phenotypes, so these results are not used")
         return []
     if status == "negative":
         warn("pgx-variant-absent", f"{ref}: {gene} {names[0]} reported absent; not read as a normal result")

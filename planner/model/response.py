@@ -681,6 +681,7 @@ class ResponseModel(BaseEstimator):
             "method": getattr(self, "method_", None),
             "training": getattr(self, "training_summary_", None),
             "diagnostics": getattr(self, "diagnostics_", None),
+            "self_check": getattr(self, "self_check_", None),
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         (d / "meta.json").write_text(json.dumps(meta, indent=2, default=_json_default), encoding="utf-8")
@@ -734,6 +735,8 @@ class ResponseModel(BaseEstimator):
         model.method_ = meta.get("method") or "prior"
         model.training_summary_ = meta.get("training")
         model.diagnostics_ = meta.get("diagnostics") or {}
+        if meta.get("self_check") is not None:
+            model.self_check_ = meta["self_check"]
         model.loss_ = []
         model.fit_seconds_ = float((meta.get("training") or {}).get("fit_seconds") or 0.0)
         user_cols = [c for c in spec.features if c not in spec.basis]

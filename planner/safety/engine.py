@@ -433,6 +433,23 @@ class RuleSet:
         """Genes with CPIC rules for a drug (for data-gap reporting)."""
         return tuple(sorted({g for r in self.gene_drug.get(ingredient.lower(), ()) for g in r.genes}))
 
+    def named_drugs(self) -> frozenset[str]:
+        """Every ingredient some rule names: gene-drug, interaction sides, CYP inhibitors, condition and lab rules,
+        allergy groups, duplicate-therapy classes and maximum doses."""
+        out: set[str] = set(self.gene_drug) | set(self.max_dose) | self._inhibitor_drugs
+        for _r, a, b in self.ddi:
+            out |= a | b
+        for _r2, drugs in self.condition_rules:
+            out |= drugs
+        for _r3, drugs3 in self.lab_rules:
+            out |= drugs3
+        for members in self.allergy_members.values():
+            out |= members
+        for c in self._dup_classes.values():
+            for cid in c:
+                out |= self.class_members[cid]
+        return frozenset(out)
+
     def all_rules(self) -> list[tuple[str, str, str, str]]:
         """(id, kind, version, source) of every rule, for ``planner rules list``."""
         out = [(r.id, "gene-drug", r.version, r.source) for rs in self.gene_drug.values() for r in rs]
@@ -690,15 +707,16 @@ class RuleSet:
                     + [self._cap(f, dose) for f in self._drug_findings(ctx, d, is_new)]
                     + self._max_dose(d, dose))
             out += block
-        if others:  # a regimen drug that phenoconverts a current drug's gene changes that drug's CPIC finding
+        if others and not self._inhibitor_drugs.isdisjoint(ing_set):
+            # a regimen drug that phenoconverts a current drug's gene changes that drug's CPIC finding
             out += self._current_effects(ctx, others, all_drugs)
         if linked:  # some drug interacts with or duplicates another: pairs and duplicates
             caps = self._cap_drugs
             pkey = ("pd", ings, others, tuple([dose for d, dose in kd if d in caps]))
             pd = cache.get(pkey)
             if pd is None:  # they depend on the drug set (and on doses only for dose caps)
-                pd = cache[pkey] = _keyed(self._pairs(ctx, kd, ings, ing_set, all_drugs)
-                                          + self._duplicates(ctx, ings, all_drugs))
+                pd = cache[pkey] = tuple(self._pairs(ctx, kd, ings, ing_set, all_drugs)
+                                         + list(_keyed(self._duplicates(ctx, ings, all_drugs))))
             out += pd
         if len(out) < 2:
             result = list(map(_finding_of, out))
@@ -1071,31 +1089,44 @@ class RuleSet:
 
     # -- pairs
     def _pairs(self, ctx: PatientContext, kd: tuple[tuple[str, float | None], ...], ings: tuple[str, ...],
-               ing_set: frozenset[str], all_drugs: frozenset[str]) -> list[Finding]:
-        """Drug-drug findings of a regimen's (ingredient, dose) list: each pair with a regimen drug once."""
-        out: list[Finding] = []
-        doses: dict[str, float | None] | None = None  # the last dose of each ingredient
+               ing_set: frozenset[str], all_drugs: frozenset[str]) -> list[tuple[tuple, Finding]]:
+        """Drug-drug findings (keyed) of a regimen's (ingredient, dose) list: each pair with a regimen drug once.
+        A regimen drug's pairs with the current co-medications are memoized on (drug, dose, co-medications)."""
+        out: list[tuple[tuple, Finding]] = []
         empty: frozenset[str] = frozenset()
         cache = ctx.cache
         caps = self._cap_drugs
         partners = self._ddi_partners
+        doses = dict(kd)  # the last dose of each ingredient
         for x in ings:
-            for y in partners.get(x, empty) & all_drugs:  # order: findings are sorted at the end
-                if y == x or (y in ing_set and y < x):
-                    continue  # each regimen pair once
-                if x in caps or y in caps:
-                    if doses is None:
-                        doses = dict(kd)
-                    dx = doses[x]
-                    cur = ctx.current.get(y)  # a current drug outside the regimen keeps its recorded dose
-                    dy = doses[y] if y in doses else (cur.dose_mg_day if cur is not None else None)
-                else:
-                    dx = dy = None
-                hit = cache.get(("pair", x, y, dx, dy))
+            near = partners.get(x, empty) & all_drugs
+            if not near:
+                continue
+            cur = near - ing_set
+            if cur:
+                dx = doses[x] if x in caps or not caps.isdisjoint(cur) else None
+                key = ("px", x, dx, cur)
+                hit = cache.get(key)
                 if hit is None:
-                    hit = self._pair(ctx, x, y, dx, dy)
-                out.extend(hit)
+                    hit = cache[key] = _keyed([f for y in sorted(cur) for f in self._pair_cached(ctx, x, y, dx)])
+                out += hit
+            for y in near & ing_set:
+                if y <= x:
+                    continue  # each regimen pair once
+                dx = dy = None
+                if x in caps or y in caps:
+                    dx, dy = doses[x], doses[y]
+                out += _keyed(self._pair_cached(ctx, x, y, dx, dy, both=True))
         return out
+
+    def _pair_cached(self, ctx: PatientContext, x: str, y: str, dx: float | None, dy: float | None = None, *,
+                     both: bool = False) -> list[Finding]:
+        """One pair's findings; ``y`` is a current co-medication (its recorded dose) unless ``both``."""
+        if not both:
+            cur = ctx.current.get(y)  # a current drug outside the regimen keeps its recorded dose
+            dy = cur.dose_mg_day if cur is not None else None
+        hit = ctx.cache.get(("pair", x, y, dx, dy))
+        return hit if hit is not None else self._pair(ctx, x, y, dx, dy)
 
     def _pair(self, ctx: PatientContext, x: str, y: str, dx: float | None, dy: float | None) -> list[Finding]:
         key = ("pair", x, y, dx, dy)
@@ -1169,10 +1200,14 @@ def apply_findings(regimen: Regimen, findings: Iterable[Finding]) -> Regimen | N
     """The regimen after findings: None if any finding excludes it; ``adjust_dose`` applied to its target
     (the lowest adjusted dose wins when several apply)."""
     new: dict[str, float | None] = {d.ingredient: d.dose_mg_day for d in regimen.drugs}
+    changed = False
     for f in findings:
         if f.action == "exclude":
             return None
         if f.action == "adjust_dose" and f.target_drug in new and f.adjusted_dose_mg_day is not None:
             cur = new[f.target_drug]
             new[f.target_drug] = f.adjusted_dose_mg_day if cur is None else min(cur, f.adjusted_dose_mg_day)
+            changed = changed or new[f.target_drug] != cur
+    if not changed:
+        return regimen  # the same object: nothing to re-screen
     return Regimen.of([d.model_copy(update={"dose_mg_day": new[d.ingredient]}) for d in regimen.drugs])

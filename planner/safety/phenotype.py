@@ -389,6 +389,7 @@ class GeneKnowledge:
         for r in results:
             if r.allele and r.allele_status:
                 allele = r.allele if r.allele.startswith("*") else "*" + r.allele.split("*")[-1]
+                allele = ":".join(allele.rstrip("GPNLSQ").split(":")[:2])  # *57:01:01G -> *57:01 (CPIC's two fields)
                 statuses.setdefault(allele, set()).add(r.allele_status)
             elif r.diplotype:
                 pair = self.split(gene, r.diplotype)
@@ -398,7 +399,7 @@ class GeneKnowledge:
                 typed = True
                 for a in pair:
                     a = a if a.startswith("*") else "*" + a.split("*")[-1]
-                    statuses.setdefault(":".join(a.split(":")[:2]), set()).add("positive")
+                    statuses.setdefault(":".join(a.rstrip("GPNLSQ").split(":")[:2]), set()).add("positive")
         if not statuses and not typed:
             return GeneResult(gene=gene, status=GeneStatus.INDETERMINATE, phenotype=INDETERMINATE,
                               lookup=(INDETERMINATE,), note="; ".join(notes) or None)

@@ -149,6 +149,11 @@ class _Guard:
 
         async def tracked(msg: Message) -> None:
             nonlocal started
+            if too_big:  # the app answered a body cut short (e.g. FastAPI's 400): the answer is 413
+                if msg["type"] == "http.response.start" and not started:
+                    started = True
+                    await _plain(send, 413, b'{"error":"request too large"}')
+                return
             if msg["type"] == "http.response.start":
                 started = True
             await send(msg)
@@ -213,7 +218,8 @@ def create_app(config: ServiceConfig, *, planner: Any = None, defs: ServiceDefin
 
     defs = defs or load_definitions(config.rules)
     if planner is None:
-        planner = Planner.load(model=config.model, rules=config.rules, audit=audit_config(config))
+        planner = Planner.load(model=config.model, rules=config.rules, audit=audit_config(config),
+                               num_samples=config.num_samples)
     if audit is None and config.audit is not None:
         from ..audit import AuditLog
 

@@ -10,6 +10,7 @@ request gives the same response and different calls give different ids.
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any, Iterable
 
@@ -24,6 +25,7 @@ RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 _NS = uuid.UUID("0d7f3b1e-4c52-4a53-9a6f-6b2f1d8c3e70")
 SUMMARY_MAX = 139
 _PERIOD = {"day": "d", "week": "wk"}
+_URL = re.compile(r"https?://[^\s;,)]+")
 
 
 def fit_summary(text: str, limit: int = SUMMARY_MAX) -> str:
@@ -68,6 +70,14 @@ def _is_url(text: str | None) -> bool:
     return isinstance(text, str) and text.startswith(("https://", "http://"))
 
 
+def _url_in(text: str | None) -> str | None:
+    """The source itself when it is a URL, else the first http(s) URL it quotes (e.g. "CPIC ...: https://...")."""
+    if _is_url(text):
+        return str(text).split()[0]
+    m = _URL.search(text or "")
+    return m.group(0).rstrip(".,;)") if m else None
+
+
 class CardFactory:
     """Builds the cards of one hook call (ids derived from ``hook_instance``)."""
 
@@ -99,6 +109,7 @@ class CardFactory:
                      suggestions: list[dict[str, Any]] | None = None, note: str = "") -> dict[str, Any]:
         indicator = self.defs.indicator(f.action, f.strength)
         label = self.defs.source_labels.get(f.kind, "planner rules")
+        url = _url_in(f.source)
         lines = [f.message, ""]
         facts = [f"rule `{f.rule_id}` v{f.rule_version}", f"action **{f.action.replace('_', ' ')}**"]
         if f.strength:
@@ -115,19 +126,19 @@ class CardFactory:
             "summary": fit_summary(summary or f.message),
             "detail": "\n".join(lines).strip(),
             "indicator": indicator,
-            "source": {"label": label, **({"url": f.source} if _is_url(f.source) else {}),
+            "source": {"label": label, **({"url": url} if url else {}),
                        "topic": {"system": "https://planner.example/fhir/CodeSystem/finding-kind",
                                  "code": f.kind, "display": f.kind}},
         }
         if not _is_url(f.source) and f.source:
-            card["detail"] += f"\n\nSource: {f.source}"
+            card["detail"] += f"\n\nSource: {f.source}"  # the citation beside its URL
         if suggestions:
             card["suggestions"] = suggestions
             card["selectionBehavior"] = "at-most-one"
         if indicator != "info":
             card["overrideReasons"] = self._override()
-        if _is_url(f.source):
-            card["links"] = [{"label": "Guideline", "url": f.source, "type": "absolute"}]
+        if url:
+            card["links"] = [{"label": "Guideline", "url": url, "type": "absolute"}]
         return self._issue(card, f.rule_id)
 
     def note_card(self, summary: str, detail: str, *, indicator: str = "warning") -> dict[str, Any]:
