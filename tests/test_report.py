@@ -184,3 +184,29 @@ def test_what_if_errors_name_the_value() -> None:
         with_medication(record, "nosuchdrug")
     with pytest.raises(ConfigError, match="glucosity"):
         with_lab(record, "glucosity", 1.0)
+
+
+def test_odd_records_still_render(planner) -> None:
+    """Missing dates, displays, ingredients and birth date; duplicate ingredients; PGx with only a score."""
+    import datetime as dt
+
+    from planner.record import Condition, DataWarning, Medication, PgxResult
+
+    base = read_record(JED)
+    odd = base.model_copy(update={
+        "birth_date": None, "sex": None,
+        "conditions": (*base.conditions, Condition(code="44054006", system="http://snomed.info/sct")),
+        "medications": (*base.medications,
+                        Medication(rxcui="36567", ingredient="simvastatin", dose_mg_day=None, status="active"),
+                        Medication(rxcui="36567", ingredient="simvastatin", dose_mg_day=20, status="active",
+                                   start=dt.date(2020, 1, 1)),
+                        Medication(status="active", source_display=None)),
+        "pgx": (PgxResult(gene="CYP2D6", activity_score=1.5, source="pharmcat-tsv"),
+                PgxResult(gene="HLA-B", allele="*57:01", allele_status="negative", source="fhir-hla")),
+        "warnings": (DataWarning(code="x", message="<b>odd</b>", field="a.b", value="<i>v</i>"),),
+    })
+    recs = planner.recommend_all(odd)
+    page = render_page(build_report(odd, recs, planner.ruleset))
+    assert "(unknown ingredient)" in page and "(no display)" in page and "not recorded" in page
+    assert "&lt;b&gt;odd&lt;/b&gt;" in page and "&lt;i&gt;v&lt;/i&gt;" in page and "CYP2D6" in page
+    assert odd._repr_html_() and "HLA-B" in odd._repr_html_()

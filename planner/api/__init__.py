@@ -102,11 +102,9 @@ class Planner:
                 raise ConfigError("no fitted model in folder", field="model", value=str(model_dir),
                                   expected="meta.json written by `planner fit`")
             for d in dirs:
-                m = ResponseModel.load(d)
+                m, g = _load_saved(d)
                 models[m.area_.id if hasattr(m, "area_") else m.area.id] = m
-                gen_dir = d / "generator"
-                if gen_dir.is_dir():
-                    g = RegimenGenerator.load(gen_dir)
+                if g is not None:
                     generators[g.area.id] = g
         for area_id in list_areas(rules_path):
             area = load_area(area_id, rules_path)
@@ -132,6 +130,9 @@ class Planner:
         """The record and a SHA-256 digest of the input (for the audit trail)."""
         from ..ingest import read_record
 
+        if not isinstance(source, (PatientRecord, bytes, bytearray, Mapping, str, os.PathLike)):
+            raise ConfigError("unsupported input type", field="source", value=type(source).__name__,
+                              expected="a path, JSON text, bytes, a dict or a PatientRecord")
         if isinstance(source, PatientRecord):
             rec = source if as_of is None else source.model_copy(update={"as_of": _date(as_of)})
             return rec, hashlib.sha256(rec.model_dump_json().encode()).hexdigest()
@@ -209,8 +210,8 @@ class Planner:
 
     # ---- the pipeline: only wiring (each stage in planner.stages; hand-offs in planner.handoffs) -------------
     def _recommend(self, record: PatientRecord, area_id: str, *, top: int, seed: int, digest: str) -> Recommendation:
-        if top < 1:
-            raise ConfigError("top must be at least 1", field="top", value=top)
+        _check_int("top", top, 1, 10_000)
+        _check_int("seed", seed, 0, 2**32 - 1)
         if area_id not in self.models:
             raise ConfigError("unknown area", field="area", value=area_id,
                               expected="one of " + ", ".join(sorted(self.models)))
@@ -225,6 +226,36 @@ class Planner:
         if self.audit is not None:
             self.audit.write(rec, input_sha256=digest)
         return rec
+
+
+def _load_saved(d: Path) -> tuple[Any, Any]:
+    """A saved model (and its generator); a folder that is damaged (a key missing from meta.json, a truncated
+    draws file) is a ModelError naming it, not a crash."""
+    import zipfile
+
+    from ..errors import ModelError, PlannerError
+    from ..model import RegimenGenerator, ResponseModel
+
+    try:
+        m = ResponseModel.load(d)
+        gen_dir = d / "generator"
+        return m, (RegimenGenerator.load(gen_dir) if gen_dir.is_dir() else None)
+    except PlannerError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, OSError, EOFError, zipfile.BadZipFile, RuntimeError) as exc:
+        what = f"missing {exc}" if isinstance(exc, KeyError) else type(exc).__name__
+        raise ModelError(f"damaged model folder ({what})", file=str(d),
+                         expected="a folder written by `planner fit` (meta.json with params and spec, a complete "
+                                  "draws.npz); fit it again") from None
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> None:
+    """Options of the Python API typed as the CLI types them: a clear ConfigError, never a TypeError."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be an integer", field=name, value=value,
+                          expected=f"an int from {low:,} to {high:,}")
+    if not low <= value <= high:
+        raise ConfigError(f"{name} out of range", field=name, value=value, expected=f"an int from {low:,} to {high:,}")
 
 
 def _date(value: dt.date | str) -> dt.date:

@@ -7,6 +7,7 @@ markup. Fragments are wrapped by :func:`fragment` in ``<div class="planner">`` w
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import importlib.resources
 from collections.abc import Iterable, Mapping, Sequence
@@ -216,7 +217,7 @@ def _med_dose(m: Medication) -> str:
 
 
 def _medications_html(record: PatientRecord) -> str:
-    meds = sorted(record.active_medications(), key=lambda m: (not unresolved(m), m.ingredient or "", m.start or 0))
+    meds = sorted(record.active_medications(), key=lambda m: (not unresolved(m), m.ingredient or "", m.start or dt.date.min))
     rows, classes = [], []
     for m in meds:
         name = f"<b>{esc(m.ingredient)}</b>" if m.ingredient else "<b>(unknown ingredient)</b>"
