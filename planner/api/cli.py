@@ -24,23 +24,36 @@ def register(app: typer.Typer) -> None:
         fmt: RecommendFormatOption = RecommendFormat.table,
         audit: Annotated[Path | None, typer.Option(
             "--audit", help="Append an audit row to this SQLite file.")] = None,
+        patient: Annotated[str | None, typer.Option(
+            "--patient", help="Patient id, for inputs of several patients (default: every patient).")] = None,
     ) -> None:
         """Recommend ranked treatment plans for a patient."""
         import orjson
 
         from ..errors import ConfigError
+        from ..ingest import read_records, select_patients
         from ..render import render
         from . import Planner
 
-        record, digest = Planner.read(bundle, as_of=as_of)  # bad input fails fast, before models load
+        # bad input fails fast, before models load; several patients: each one (or the one --patient names)
+        records = select_patients(read_records(bundle, as_of=as_of), patient, file=str(bundle))
+        pairs = [Planner.read(bundle, as_of=as_of)] if len(records) == 1 and patient is None else \
+            [Planner.read(r) for r in records]
+        if fmt is RecommendFormat.html and len(pairs) > 1:
+            raise ConfigError(f"an HTML page shows one patient and the input holds {len(pairs)}", file=str(bundle),
+                              field="--patient", expected="--patient ID with --format html")
         planner = Planner.load(model=model, rules=rules, audit=audit)
-        if area:
-            recs = [planner.recommend(record, area=area, top=top, seed=seed, input_digest=digest)]
-        else:
-            recs = planner.recommend_all(record, top=top, seed=seed, input_digest=digest)
-            if not recs:
-                raise ConfigError("the patient has no condition of a known therapeutic area", field="--area",
-                                  expected="one of the areas: pass --area " + "|".join(sorted(planner.models)))
+        recs = []
+        for record, digest in pairs:
+            if area:
+                recs.append(planner.recommend(record, area=area, top=top, seed=seed, input_digest=digest))
+            else:
+                found = planner.recommend_all(record, top=top, seed=seed, input_digest=digest)
+                if not found and len(pairs) == 1:
+                    raise ConfigError("the patient has no condition of a known therapeutic area", field="--area",
+                                      expected="one of the areas: pass --area " + "|".join(sorted(planner.models)))
+                recs += found
+        record = pairs[0][0]
         if fmt is RecommendFormat.html:  # one self-contained page: the record summary and every area's plans
             from ..render.report import build_report, render_page
 

@@ -90,11 +90,13 @@ def register(app: typer.Typer) -> None:
         fmt: ReportFormatOption = ReportFormat.table,
         strict: bool = typer.Option(False, "--strict", help="Also validate whole resources (fhir.resources R4B)."),
         pharmcat: list[Path] = typer.Option([], "--pharmcat", help="PharmCAT phenotype JSON / outside-call TSV."),
+        patient: Optional[str] = typer.Option(None, "--patient", help="Patient id (default: every patient)."),
     ) -> None:
         """Show the normalized patient record(s) planner reads from FILE."""
-        from . import read_records
+        from . import read_records, select_patients
 
-        records = read_records(file, as_of=as_of, strict=strict, pharmcat=pharmcat)
+        records = select_patients(read_records(file, as_of=as_of, strict=strict, pharmcat=pharmcat), patient,
+                                  file=str(file))
         if fmt is ReportFormat.json:
             if len(records) == 1:
                 typer.echo(records[0].model_dump_json(indent=2))
