@@ -23,6 +23,7 @@ from . import __version__
 from .areas import Area, list_areas, load_area
 from .audit import AuditConfig, AuditLog
 from .errors import ConfigError, ModelError
+from .guidelines import indicated_candidates
 from .rank import RankingConfig, describe_changes, rank_plans
 from .recommendation import DataGap, ExcludedRegimen, OutcomeSummary, Provenance, Recommendation
 from .record import Finding, PatientRecord, Regimen
@@ -162,11 +163,13 @@ class Planner:
     def recommend(
         self, source: Source, *, area: str | None = None, as_of: dt.date | str | None = None,
         top: int = 5, seed: int = 0, input_digest: str | None = None,
+        preferences: str | Sequence[str] | None = None,
     ) -> Recommendation:
         """One recommendation: for ``area``, or for the patient's only area (error if none or several).
 
         ``input_digest``: SHA-256 of the original input for the audit trail, when ``source`` is a record the
-        caller already read with :meth:`read`."""
+        caller already read with :meth:`read`. ``preferences``: the patient's, e.g. ``"avoid-injections,fewest-pills"``
+        or a list (ids in ``rules/ranking.yaml``); they move the ranking and each plan says how."""
         record, digest = self.read(source, as_of=as_of)
         digest = input_digest or digest
         if area is None:
@@ -180,19 +183,23 @@ class Planner:
                     + ("" if not areas else " or use recommend_all"),
                 )
             area = areas[0]
-        return self._recommend(record, area, top=top, seed=seed, digest=digest)
+        return self._recommend(record, area, top=top, seed=seed, digest=digest,
+                               preferences=self.ranking.parse_preferences(preferences))
 
     def recommend_all(
         self, source: Source, *, as_of: dt.date | str | None = None, top: int = 5, seed: int = 0,
-        input_digest: str | None = None,
+        input_digest: str | None = None, preferences: str | Sequence[str] | None = None,
     ) -> list[Recommendation]:
         """One recommendation per area the patient is in (empty list when none)."""
         record, digest = self.read(source, as_of=as_of)
         digest = input_digest or digest
-        return [self._recommend(record, a, top=top, seed=seed, digest=digest) for a in self.areas_for(record)]
+        prefs = self.ranking.parse_preferences(preferences)
+        return [self._recommend(record, a, top=top, seed=seed, digest=digest, preferences=prefs)
+                for a in self.areas_for(record)]
 
     # ---- the pipeline --------------------------------------------------------------------------------
-    def _recommend(self, record: PatientRecord, area_id: str, *, top: int, seed: int, digest: str) -> Recommendation:
+    def _recommend(self, record: PatientRecord, area_id: str, *, top: int, seed: int, digest: str,
+                   preferences: Sequence[str] = ()) -> Recommendation:
         from .features import features_at
         from .safety import screen_plan
 
@@ -229,6 +236,8 @@ class Planner:
                 continue  # the current regimen itself, with its unknown doses filled in for the generator
             seen.setdefault(r.key(), r)
         candidates = list(seen.values())
+        if any(self.ranking.guideline.values()):  # regimens that also meet the guideline indications
+            candidates += indicated_candidates(area, record, candidates, rules=self.rules_path)
 
         # safety screen: excluded regimens listed with why; adjusted doses applied and re-screened
         ctx = self.ruleset.prepare(record, on=on, area=area.id)
@@ -268,6 +277,7 @@ class Planner:
                 findings=[f for _, f, _ in screened], mean_draws=mean, pred_draws=pred,
                 baseline=None if baseline_m is None else baseline_m.value, target=target,
                 config=self.ranking, features=feats, adjusted_by=[a for _, _, a in screened],
+                record=record, preferences=preferences, seed=seed,
             )[:top]
 
         gaps += _data_gaps(record, area, self.ruleset, candidates, baseline_m is None)
@@ -299,6 +309,7 @@ class Planner:
             excluded=tuple(sorted(excluded.values(), key=lambda e: e.key)),
             current_findings=tuple(self.ruleset.check(record)),
             data_gaps=tuple(gaps),
+            preferences=tuple(preferences),
             provenance=Provenance(
                 planner_version=__version__, rules_version=self.ruleset.rules_version,
                 area_version=area.version, model=getattr(model, "name", type(model).__name__), seed=seed,
