@@ -20,6 +20,9 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Random seed (same input and seed: same output)."),
         fmt: str = typer.Option("table", "--format", help="table | json | fhir | html"),
         audit: Optional[Path] = typer.Option(None, "--audit", help="Append an audit row to this SQLite file."),
+        prefer: Optional[str] = typer.Option(
+            None, "--prefer",
+            help="Patient preferences, comma-separated: avoid-injections, avoid-weight-gain, fewest-pills, lowest-cost."),
     ) -> None:
         """Recommend ranked treatment plans for a patient."""
         import orjson
@@ -34,9 +37,9 @@ def register(app: typer.Typer) -> None:
         record, digest = Planner.read(bundle, as_of=as_of)  # bad input fails fast, before models load
         planner = Planner.load(model=model, rules=rules, audit=audit)
         if area:
-            recs = [planner.recommend(record, area=area, top=top, seed=seed, input_digest=digest)]
+            recs = [planner.recommend(record, area=area, top=top, seed=seed, input_digest=digest, preferences=prefer)]
         else:
-            recs = planner.recommend_all(record, top=top, seed=seed, input_digest=digest)
+            recs = planner.recommend_all(record, top=top, seed=seed, input_digest=digest, preferences=prefer)
             if not recs:
                 from .errors import ConfigError
 
