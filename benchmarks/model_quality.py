@@ -140,7 +140,7 @@ def evaluate_area(area_id: str, *, episodes: int, seed: int, quick: bool, max_ev
     acc = {k: [] for k in ("err_mvn", "err_diag", "err_prior", "err_xgb", "cov_mvn", "cov_diag", "cov_prior",
                            "dcov_mvn", "dcov_diag", "width_mvn")}
     pol = {k: [] for k in ("oracle", "mvn", "diag", "prior", "xgb", "continue", "clinician", "random")}
-    for key, idx in groups.items():
+    for _key, idx in groups.items():
         idx = np.asarray(idx)
         cur = te["regimen_before"].iloc[idx[0]]
         cands = [gen.regimen_of(m.result) for m in gen.moves(gen.key_of(cur))]

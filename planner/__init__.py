@@ -6,9 +6,8 @@ candidate regimens -> pharmacogenomic rule layer screens -> ranked plans with un
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from .errors import PlannerError  # noqa: E402
+from .errors import PlannerError
+from .version import __version__
 
 __all__ = ["__version__", "PlannerError", "Planner", "Recommendation", "PatientRecord"]
 
@@ -19,6 +18,7 @@ def __getattr__(name: str):  # lazy: importing planner must not import torch
 
         return Planner
     if name == "Recommendation":
+        from . import render  # noqa: F401 - registers the notebook views of Recommendation
         from .recommendation import Recommendation
 
         return Recommendation

@@ -31,7 +31,7 @@ _COMMAND_MODULES = (
     "planner.safety.cli",  # check, rules
     "planner.episodes.cli",  # simulate, episodes
     "planner.model.cli",  # fit
-    "planner.recommend_cli",  # recommend
+    "planner.api.cli",  # recommend (the Planner)
     "planner.cohort.cli",  # cohort run / report
     "planner.service.cli",  # serve
 )
@@ -53,7 +53,7 @@ def _root(
     version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
 ) -> None:
     if version:
-        from . import __version__
+        from .version import __version__
 
         typer.echo(f"planner {__version__}")
         raise typer.Exit()

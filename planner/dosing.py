@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .data import read_yaml, rules_dir
+from .rule_files import read_yaml, rules_dir
 from .errors import RuleError
 from .record import Frozen
 

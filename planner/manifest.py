@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from .data import read_yaml, rules_dir, sha256_file
+from .rule_files import read_yaml, rules_dir, sha256_file
 from .errors import RuleError
 
 MANIFEST = "manifest.yaml"

@@ -29,11 +29,11 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .areas import Area
-from .data import read_yaml, rules_dir
+from . import explain
 from .dosing import dosage, dose_text, load_prescribing
 from .errors import ConfigError, RuleError
-from . import explain
 from .guidelines import PREFERENCE_MEASURES, Guidelines, PatientContext, UtilityTerms, load_guidelines, utility_terms
+from .rule_files import read_yaml, rules_dir
 from .recommendation import Plan, PlanDrug, Predicted
 from .record import Finding, PatientRecord, Regimen
 

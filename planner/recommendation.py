@@ -1,14 +1,17 @@
 """The output every surface renders: :class:`Recommendation`.
 
 A frozen pydantic model in the shape DESIGN.md gives (plus a little more), which round-trips through JSON.
-Rendering (JSON, FHIR, terminal table, HTML, plot) lives in :mod:`planner.render`; the notebook hooks
-(``_repr_html_``) delegate there.
+Rendering (JSON, FHIR, terminal table, HTML, plot) lives in :mod:`planner.render`, which depends on this
+module and never the reverse: the notebook hooks (``_repr_html_``, ``plot``) call the views that
+:mod:`planner.render` registers with :func:`register_view` when it is imported (``planner.Planner`` and
+``planner.Recommendation`` import it).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 from .dosing import Dosage
 from .record import Finding, Frozen
@@ -24,7 +27,17 @@ __all__ = [
     "DataGap",
     "Provenance",
     "Recommendation",
+    "register_view",
 ]
+
+# name ("html", "plot") -> function of a Recommendation, registered by planner.render
+_VIEWS: dict[str, Callable[..., Any]] = {}
+
+
+def register_view(name: str, view: Callable[..., Any]) -> None:
+    """Register how a :class:`Recommendation` shows itself (``html``: notebook HTML; ``plot``: matplotlib)."""
+    _VIEWS[name] = view
+
 
 Change = Literal["continue", "add", "switch", "dose-change", "stop"]
 
@@ -147,12 +160,15 @@ class Recommendation(Frozen):
     def to_json(self, *, indent: int | None = 2) -> str:
         return self.model_dump_json(indent=indent)
 
-    def _repr_html_(self) -> str:  # Jupyter
-        from .render.html import render_html
+    def _repr_html_(self) -> str | None:  # Jupyter; None: the notebook falls back to the plain repr
+        view = _VIEWS.get("html")
+        return None if view is None else str(view(self))
 
-        return render_html(self)
+    def plot(self, ax: Any = None) -> Any:
+        """The plans' predicted distributions against the target (matplotlib Axes)."""
+        view = _VIEWS.get("plot")
+        if view is None:
+            from .errors import ConfigError
 
-    def plot(self, ax=None):  # noqa: ANN001 - matplotlib Axes
-        from .render.plot import plot_recommendation
-
-        return plot_recommendation(self, ax=ax)
+            raise ConfigError("no plot renderer registered", field="plot", expected="import planner.render first")
+        return view(self, ax=ax)

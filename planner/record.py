@@ -18,9 +18,10 @@ Conventions
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 __all__ = [
     "Frozen",
@@ -35,8 +36,26 @@ __all__ = [
     "DrugDose",
     "Regimen",
     "Finding",
+    "Findings",
+    "FindingTuple",
     "Action",
+    "register_view",
 ]
+
+
+# name ("record-html", "finding-html", "findings-html") -> view, registered by planner.render when it is imported
+# (planner.render depends on this module, never the reverse; ``import planner.render`` or ``planner.Planner``)
+_VIEWS: dict[str, Callable[[Any], Any]] = {}
+
+
+def register_view(name: str, view: Callable[[Any], Any]) -> None:
+    """Register how an object of this module shows itself in a notebook (see :mod:`planner.render`)."""
+    _VIEWS[name] = view
+
+
+def _view(name: str, obj: object) -> str | None:
+    view = _VIEWS.get(name)
+    return None if view is None else str(view(obj))
 
 
 class Frozen(BaseModel):
@@ -206,6 +225,9 @@ class PatientRecord(Frozen):
     def pgx_for(self, gene: str) -> tuple[PgxResult, ...]:
         return tuple(p for p in self.pgx if p.gene == gene)
 
+    def _repr_html_(self) -> str | None:  # Jupyter: a readable summary; None: the plain repr
+        return _view("record-html", self)
+
 
 # ---- regimens and safety findings: the contract between model, safety layer and ranking -------------------
 
@@ -285,3 +307,19 @@ class Finding(Frozen):
     adjusted_dose_mg_day: float | None = None
     alternatives: tuple[str, ...] = ()
     plan_adds: tuple[str, ...] = ()  # of ``drugs``, those the screened plan starts (not currently taken)
+
+    def _repr_html_(self) -> str | None:  # Jupyter
+        return _view("finding-html", self)
+
+
+class Findings(tuple[Finding, ...]):
+    """A tuple of findings that renders as a table in Jupyter (``Findings(ruleset.check(record))``)."""
+
+    __slots__ = ()
+
+    def _repr_html_(self) -> str | None:
+        return _view("findings-html", self)
+
+
+# a model field of findings: validated as tuple[Finding, ...], held as Findings (compares equal to the tuple)
+FindingTuple = Annotated[tuple[Finding, ...], AfterValidator(Findings)]

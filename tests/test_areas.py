@@ -21,7 +21,7 @@ from planner.areas import (
     regimen_of,
     regimen_violations,
 )
-from planner.data import rules_dir
+from planner.rule_files import rules_dir
 from planner.errors import AreaError
 
 AREAS = ["depression", "hypertension", "lipids", "t2d"]

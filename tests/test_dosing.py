@@ -154,7 +154,7 @@ def test_dose_text_uses_the_plan_drugs_dosage():
 
 
 def test_bad_prescribing_file_names_the_file(tmp_path):
-    from planner.data import rules_dir
+    from planner.rule_files import rules_dir
 
     root = tmp_path / "rules"
     shutil.copytree(rules_dir(), root)

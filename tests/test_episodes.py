@@ -8,6 +8,7 @@ from collections import Counter
 
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 
 from planner.areas import load_area
 from planner.cli import main as cli_main
@@ -21,6 +22,7 @@ from planner.episodes import (
 )
 from planner.ingest import read_records
 from planner.record import Measurement, Medication, PatientRecord
+from planner.status import GeneStatus
 from planner.simulate import simulate_cohort
 from planner.simulate.check import compare_episodes, feature_columns
 from planner.testing import BundleBuilder
@@ -139,10 +141,10 @@ def test_episode_features_and_json_round_trip():
     ep = [e for e in res.episodes if e.t0 == t0][0]
     assert ep.features["baseline"] == ep.baseline == 8.0
     assert ep.features["cur_biguanide"] == pytest.approx(0.5) and ep.features["cur_dpp4_inhibitor"] == 0
-    assert ep.features["cyp2c9"] == "not tested"
+    assert ep.features["cyp2c9"] == GeneStatus.NOT_TESTED
     assert ep.features["age"] == pytest.approx(rec.age(t0))
     assert Episode.model_validate_json(ep.model_dump_json()) == ep
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         ep.baseline = 1.0  # frozen
 
 
@@ -228,7 +230,7 @@ _STATUSES = ["active", "completed", "stopped", "cancelled", "entered-in-error"]
 @st.composite
 def _histories(draw):
     meds = []
-    for k in range(draw(st.integers(0, 7))):
+    for _k in range(draw(st.integers(0, 7))):
         ing = draw(st.sampled_from(_DRUGS))
         start = draw(st.integers(0, 300))
         end = draw(st.one_of(st.none(), st.integers(start, 400)))

@@ -12,7 +12,8 @@ from sklearn.base import clone
 
 from planner.areas import load_area
 from planner.errors import ConfigError
-from planner.features import NOT_TESTED, AreaFeaturizer, feature_units, features_at
+from planner.status import GeneStatus
+from planner.features import AreaFeaturizer, feature_units, features_at
 from planner.record import Condition, Measurement, Medication, PatientRecord, PgxResult
 
 D = dt.date
@@ -56,7 +57,7 @@ def test_features_at_values():
     assert f["sex_female"] == 0.0
     assert f["baseline"] == 149 and f["baseline_missing"] == 0  # 2020-03-01 value
     assert f["diabetes"] == 0.0 and f["ckd"] == 1.0 and f["heart_failure"] == 0.0
-    assert f["cyp2d6"] == NOT_TESTED  # the genotype is dated 2020-09-01
+    assert f["cyp2d6"] == GeneStatus.NOT_TESTED  # the genotype is dated 2020-09-01
     assert f["cur_ace_inhibitor"] == pytest.approx(0.5) and f["cur_n_drugs"] == 1
     g = features_at(rec, HTN, D(2021, 7, 1))
     assert g["diabetes"] == 1.0 and g["ckd"] == 0.0 and g["heart_failure"] == 1.0  # ICD-10 prefix I50
@@ -121,8 +122,8 @@ def test_featurizer_sklearn_protocol_units_and_fill():
     assert out["baseline_missing"].tolist() == [0.0, 0.0, 1.0]
     assert not out.drop(columns=["cyp2d6"]).isna().any().any()
     assert out.loc[2, "egfr"] == 85.0  # the area default fills, the flag keeps the fact
-    assert out["cyp2d6"].tolist() == [NOT_TESTED, "Poor Metabolizer", "Poor Metabolizer"]
-    assert fz.categories_["cyp2d6"] == sorted({NOT_TESTED, "Poor Metabolizer"})
+    assert out["cyp2d6"].tolist() == [GeneStatus.NOT_TESTED, "Poor Metabolizer", "Poor Metabolizer"]
+    assert fz.categories_["cyp2d6"] == sorted({GeneStatus.NOT_TESTED, "Poor Metabolizer"})
     raw = AreaFeaturizer(HTN, fill_missing=False).fit(X).transform(X)
     assert np.isnan(raw.loc[2, "egfr"])
     c = clone(fz)

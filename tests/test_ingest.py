@@ -49,7 +49,7 @@ def test_synthea_bundles(prefix, pid, a1c_date, a1c, n_a1c, active) -> None:
     got = {m.ingredient: m.rxcui for m in r.active_medications() if m.rxcui}
     assert got == active
     # every series is sorted by date and in its canonical unit
-    for name, series in r.observations.items():
+    for _name, series in r.observations.items():
         assert [m.date for m in series] == sorted(m.date for m in series)
         assert len({m.unit for m in series}) == 1
     assert stats.skipped_types.get("Claim", 0) > 0 and stats.skipped_types.get("ExplanationOfBenefit", 0) > 0

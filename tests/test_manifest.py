@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from planner import manifest
-from planner.data import default_rules_dir
+from planner.rule_files import default_rules_dir
 from planner.errors import RuleError
 
 

@@ -25,7 +25,7 @@ def test_fit_command_on_simulated_bundles(tmp_path, capsys):
     m = ResponseModel.load(out)
     g = RegimenGenerator.load(out / "generator")
     X = pd.DataFrame({"age": [60.0], "sex_female": [1.0], "baseline": [8.5], "bmi": [30.0], "egfr": [80.0],
-                      "sbp": [130.0], "heart_failure": [0.0], "ckd": [0.0], "cyp2c9": ["not tested"]})
+                      "sbp": [130.0], "heart_failure": [0.0], "ckd": [0.0], "cyp2c9": ["not-tested"]})
     cands = g.propose(X, g.regimen_of(()), n=5, seed=0)
     assert m.sample(X, cands, 10).shape == (10, 1, len(cands))
 

@@ -75,15 +75,15 @@ def test_fit_learns_clinician_preferences(t2d):
     g = RegimenGenerator.from_area(t2d, seed=0)
     rng = np.random.default_rng(0)
     n = 400
-    X = pd.DataFrame({"baseline": rng.normal(8.5, 1, n), "cyp2c9": rng.choice(["Normal Metabolizer", "not tested"], n)})
+    X = pd.DataFrame({"baseline": rng.normal(8.5, 1, n), "cyp2c9": rng.choice(["Normal Metabolizer", "not-tested"], n)})
     met = _reg(t2d, ("metformin", 1000.0))
     cur = [met] * n
     # clinicians add sitagliptin when the baseline is high, else continue
     chosen = [_reg(t2d, ("metformin", 1000.0), ("sitagliptin", 100.0)) if b > 8.5 else met for b in X["baseline"]]
     g.fit(X, cur, chosen)
     assert g.kind_counts_["add"] + g.kind_counts_["continue"] == n
-    hi = pd.DataFrame({"baseline": [10.0], "cyp2c9": ["not tested"]})
-    lo = pd.DataFrame({"baseline": [7.0], "cyp2c9": ["not tested"]})
+    hi = pd.DataFrame({"baseline": [10.0], "cyp2c9": ["not-tested"]})
+    lo = pd.DataFrame({"baseline": [7.0], "cyp2c9": ["not-tested"]})
     add = chosen[int(np.argmax(X["baseline"]))]
     assert g.propensity(hi, [met], [add])[0] > 0.5
     assert g.propensity(lo, [met], [met])[0] > 0.5

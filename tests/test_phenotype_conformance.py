@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from planner.data import rules_dir
+from planner.rule_files import rules_dir
 from planner.safety.phenotype import GeneKnowledge
 
 FIX = Path(__file__).resolve().parent.parent / "fixtures" / "cpic"

@@ -132,3 +132,60 @@ def test_planner_never_proposes_cyp2d6_inhibitors_beside_tamoxifen():
         assert not {d.drug for d in p.regimen} & inhibitors, p.key
     reasons = {f.rule_id for e in out.excluded for f in e.findings if "tamoxifen" in f.drugs}
     assert "ddi.tamoxifen-cyp2d6-inhibitor" in reasons
+
+
+# ---- patient-dependent dose limits -----------------------------------------------------------------------------
+def with_egfr(r: PatientRecord, value: float) -> PatientRecord:
+    from planner.record import Measurement
+
+    m = Measurement(date=AS_OF - dt.timedelta(days=10), value=value, unit="mL/min/1.73m2", loinc="33914-3")
+    return r.model_copy(update={"observations": {**r.observations, "egfr": (m,)}})
+
+
+@pytest.mark.parametrize("egfr,dose,expected", [(25, 100, 25), (40, 100, 50), (40, 50, 50), (60, 100, 100)])
+def test_sitagliptin_renal_dose_by_egfr_band(rs, egfr, dose, expected):
+    # FDA label Januvia 2.2: 50 mg at eGFR 30-45, 25 mg below 30
+    res = screen_plan(with_egfr(rec(), egfr), reg(("sitagliptin", dose)), rules=rs)
+    assert res.final is not None and res.final.dose_of("sitagliptin") == expected
+    if expected < dose:
+        assert res.adjusted_by["sitagliptin"].startswith("lab.sitagliptin-egfr-")
+
+
+def test_duloxetine_avoided_below_egfr_30(rs):
+    res = screen_plan(with_egfr(rec(), 22), reg(("duloxetine", 60)), rules=rs)
+    assert res.excluded and [f.rule_id for f in res.exclusions] == ["lab.duloxetine-egfr-30"]
+
+
+@pytest.mark.parametrize("statin,dose,current,cap,rule", [
+    ("pravastatin", 80, "clarithromycin", 40, "ddi.pravastatin-clarithromycin"),  # Pravachol label
+    ("simvastatin", 40, "amlodipine", 20, "ddi.simvastatin-amlodipine"),  # Zocor 2.3
+    ("simvastatin", 40, "diltiazem", 10, "ddi.simvastatin-diltiazem"),  # Zocor 2.3
+    ("atorvastatin", 80, "clarithromycin", 20, "ddi.atorvastatin-strong-cyp3a4"),  # Lipitor 2.5
+    ("rosuvastatin", 40, "ritonavir", 10, "ddi.rosuvastatin-protease-inhibitor"),  # Crestor 2.x
+])
+def test_interaction_dose_caps(rs, statin, dose, current, cap, rule):
+    res = screen_plan(rec([current]), reg((statin, dose)), rules=rs)
+    assert res.final is not None and res.final.dose_of(statin) == cap
+    assert res.adjusted_by[statin] == rule
+    f = [f for f in res.findings if f.rule_id == rule][0]
+    assert f.drugs == tuple(sorted((statin, current))) and f.plan_adds == (statin,)
+
+
+def test_cap_on_a_current_drug_is_named_on_the_plan(rs):
+    # amlodipine (plan) beside current simvastatin 40 mg: the plan says to cap the current simvastatin
+    r = rec().model_copy(update={"medications": (Medication(ingredient="simvastatin", rxcui="0", dose_mg_day=40,
+                                                            start=dt.date(2023, 1, 1), status="active"),)})
+    ctx = rs.prepare(r, area="hypertension")
+    res = screen_plan(ctx, reg(("amlodipine", 5)), rules=rs)
+    f = [f for f in res.findings if f.rule_id == "ddi.simvastatin-amlodipine"][0]
+    assert f.action == "adjust_dose" and f.target_drug == "simvastatin" and f.adjusted_dose_mg_day == 20
+    assert f.plan_adds == ("amlodipine",)
+
+
+def test_hepatic_cap(rs):
+    from planner.record import Condition
+
+    r = rec().model_copy(update={"conditions": (Condition(code="19943007", system="http://snomed.info/sct"),)})
+    res = screen_plan(r, reg(("citalopram", 40)), rules=rs)
+    assert res.final is not None and res.final.dose_of("citalopram") == 20
+    assert screen_plan(r, reg(("duloxetine", 60)), rules=rs).excluded

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from planner.data import read_csv, rules_dir
+from planner.rule_files import read_csv, rules_dir
 from planner.record import Condition, DrugDose, Medication, PatientRecord, PgxResult, Regimen
 from planner.safety import RuleSet
-from planner.safety.cpic_import import ActionMap, build_gene_drug_rows, map_recommendation
+from planner.safety.cpic_import import ActionMap, build_gene_drug_rows
 
 FIX = Path(__file__).resolve().parent.parent / "fixtures" / "cpic"
 AS_OF = dt.date(2024, 6, 1)
@@ -68,7 +68,9 @@ def _pgx_for(gene_value: list[tuple[str, str]], diplotypes) -> tuple[PgxResult, 
 
 
 def test_every_recommendation_row_is_reachable(rs, recs, diplotypes):
-    amap = ActionMap.load()
+    ordered = sorted(recs, key=lambda r: (r["drug"], r["population"], r["lookup_key"]))
+    actions = {(r["drug"], r["population"], r["lookup_key"]): g["action"]
+               for r, g in zip(ordered, build_gene_drug_rows(recs, ActionMap.load()))}
     failures = []
     for row in recs:
         parts = [tuple(p.split("=", 1)) for p in row["lookup_key"].split("; ")]
@@ -85,7 +87,7 @@ def test_every_recommendation_row_is_reachable(rs, recs, diplotypes):
         reg = Regimen.of([DrugDose(ingredient=drug, rxcui="0")])
         found = [f for f in rs.screen(ctx, reg, new_start=set() if established else None)
                  if f.kind == "gene-drug" and f.target_drug == drug]
-        expected = map_recommendation(row["recommendation"], drug=drug, amap=amap).action
+        expected = actions[(drug, row["population"], row["lookup_key"])]
         if len(found) != 1 or found[0].action != expected or found[0].strength != row["classification"]:
             failures.append((drug, row["lookup_key"], row["population"], expected, row["classification"],
                              [(f.action, f.strength, f.phenotype) for f in found]))

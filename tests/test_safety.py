@@ -312,7 +312,7 @@ def test_load_is_cached_and_versioned(rs):
 
 
 def _copy_rules(tmp_path: Path) -> Path:
-    from planner.data import rules_dir
+    from planner.rule_files import rules_dir
 
     dst = tmp_path / "rules"
     shutil.copytree(rules_dir(), dst)

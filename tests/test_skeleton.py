@@ -36,7 +36,7 @@ def test_cli_version_runs():
 
 
 def test_yaml_data_with_duplicate_keys_is_refused(tmp_path):
-    from planner.data import read_yaml
+    from planner.rule_files import read_yaml
     from planner.errors import RuleError
 
     p = tmp_path / "dup.yaml"

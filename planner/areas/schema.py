@@ -31,7 +31,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..data import read_yaml, rules_dir
+from ..rule_files import read_yaml, rules_dir
 from ..errors import AreaError
 
 

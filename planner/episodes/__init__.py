@@ -10,7 +10,7 @@ Public API::
 """
 
 from .extract import DROP_REASONS, Episode, EpisodeResult, episodes_frame, extract_episodes
-from .intervals import Change, Interval, medication_intervals, regimen_changes, regimen_on
+from ..medication_intervals import Change, Interval, medication_intervals, regimen_changes, regimen_on
 
 __all__ = ["DROP_REASONS", "Change", "Episode", "EpisodeResult", "Interval", "episodes_frame", "extract_episodes",
            "medication_intervals", "regimen_changes", "regimen_on"]

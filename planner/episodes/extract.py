@@ -2,7 +2,7 @@
 
 Rules (DESIGN.md, the same in every area):
 
-* t0: every day on which the set of area drugs with doses changes (:mod:`planner.episodes.intervals`);
+* t0: every day on which the set of area drugs with doses changes (:mod:`planner.medication_intervals`);
   ``regimen`` is what is active from t0, ``regimen_before`` what was active the day before.
 * baseline: the latest outcome value dated in [t0 - 180 d, t0] (a value on t0 itself counts: it is the
   measurement the decision was made on). Several on one day: the last one in the record.
@@ -26,7 +26,7 @@ import pandas as pd
 
 from ..areas import Area, load_area
 from ..record import Frozen, Measurement, PatientRecord, Regimen
-from .intervals import medication_intervals, regimen_changes
+from ..medication_intervals import medication_intervals, regimen_changes
 
 __all__ = ["Episode", "EpisodeResult", "extract_episodes", "episodes_frame", "DROP_REASONS"]
 

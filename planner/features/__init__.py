@@ -15,10 +15,11 @@ Columns, for an area's ``features`` list:
   (or recorded date) on or before t0 and no abatement on or before t0 (``refuted``/``entered-in-error``
   ignored); an undated condition counts; clinical status (recorded as of the record's date) is not used,
   since it may postdate t0;
-* each ``pgx`` feature: the gene's CPIC phenotype from results dated on or before t0 (or undated), ``"not
-  tested"`` when none, ``"indeterminate"`` when a diplotype cannot be translated, phenotypes joined by
-  ``" / "`` when results conflict (interpretation by :mod:`planner.safety`; without it, a reported
-  phenotype or ``"reported"``);
+* each ``pgx`` feature: the gene's CPIC phenotype from results dated on or before t0 (or undated),
+  ``"not-tested"`` when none, ``"indeterminate"`` when a diplotype cannot be translated (the
+  :class:`planner.status.GeneStatus` values), phenotypes joined by ``" / "`` when results conflict
+  (interpretation by :mod:`planner.safety.phenotype` with the knowledge of the rules in use; a gene it does
+  not cover: the reported phenotype, or ``"reported"``);
 * the current regimen (active the day before t0, by the episode medication rules): ``cur_<class>`` = dose /
   reference dose of the class's drug (0 when none, 1 when the dose is unknown) and ``cur_n_drugs``.
 
@@ -30,10 +31,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .core import INDETERMINATE, NOT_TESTED, current_regimen, feature_units, features_at, pgx_phenotype
+from .values import current_regimen, default_gene_knowledge, feature_units, features_at, pgx_phenotype
 
-__all__ = ["AreaFeaturizer", "features_at", "pgx_phenotype", "NOT_TESTED", "INDETERMINATE", "feature_units",
-           "current_regimen"]
+__all__ = ["AreaFeaturizer", "features_at", "pgx_phenotype", "feature_units", "current_regimen",
+           "default_gene_knowledge"]
 
 
 def __getattr__(name: str) -> Any:  # scikit-learn is imported only when the transformer is asked for

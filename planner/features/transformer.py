@@ -13,7 +13,8 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from ..areas import Area, load_area
 from ..errors import ConfigError
 from ..record import PatientRecord
-from .core import NOT_TESTED, _as_date, feature_units, features_at
+from ..status import GeneStatus
+from .values import _as_date, feature_units, features_at
 
 __all__ = ["AreaFeaturizer"]
 
@@ -33,7 +34,7 @@ class AreaFeaturizer(TransformerMixin, BaseEstimator):
     feature_names_out_ : list of str
     units_ : dict column -> unit
     fill_values_ : dict column -> value used for missing entries
-    categories_ : dict pgx column -> sorted categories seen in ``fit`` (plus "not tested")
+    categories_ : dict pgx column -> sorted categories seen in ``fit`` (plus ``not-tested``)
     """
 
     def __init__(self, area: "Area | str", *, fill_missing: bool = True) -> None:
@@ -80,7 +81,7 @@ class AreaFeaturizer(TransformerMixin, BaseEstimator):
         cats: dict[str, list[str]] = {}
         for c, u in units.items():
             if u == "":
-                cats[c] = sorted(set(raw[c].dropna().astype(str)) | {NOT_TESTED})
+                cats[c] = sorted(set(raw[c].dropna().astype(str)) | {GeneStatus.NOT_TESTED.value})
                 continue
             if c in defaults:
                 fill[c] = float(defaults[c])

@@ -45,7 +45,7 @@ class Course:
 def medication_courses(record: PatientRecord, area: Area, rules: HistoryRules) -> tuple[Course, ...]:
     """Courses of the area's drugs started before the as-of date, read by the episode interval rules; a request
     that was stopped with no end date (no known duration) is left out."""
-    from ..episodes.intervals import medication_intervals
+    from ..medication_intervals import medication_intervals
 
     on = record.as_of
     spans: dict[str, list[list[dt.date | None]]] = {}

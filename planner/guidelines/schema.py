@@ -17,7 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..areas import Area
-from ..data import read_yaml, rules_dir
+from ..rule_files import read_yaml, rules_dir
 from ..errors import RuleError
 
 __all__ = ["Criterion", "Indication", "Effect", "BaselineRisk", "SecondaryOutcome", "HistoryRules", "Guidelines",

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..data import read_csv, read_yaml, rules_dir
+from ..rule_files import read_csv, read_yaml, rules_dir
 from ..errors import RuleError
 
 __all__ = ["Ingredient", "Quantity", "UnitRule", "CodeTables", "code_tables", "RXNORM_SYSTEMS", "LOINC_SYSTEM"]

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
-from .. import __version__
+from ..version import __version__
 from ..areas import Area, load_area
 from ..errors import ModelError
 from ..record import DrugDose, Regimen

@@ -196,8 +196,9 @@ def dose_curve(kind: torch.Tensor, ed50: torch.Tensor, r: torch.Tensor) -> torch
     return torch.where(kind == 1, emax, torch.where(kind == 2, r, torch.ones_like(r)))
 
 
-def batch_mean(pr: Priors, par: Mapping[str, torch.Tensor], b: Batch) -> torch.Tensor:
-    """Expected outcome (model scale, standardized) of each row under its own regimen, for one draw."""
+def batch_mean(pr: Priors, par: Mapping[str, torch.Tensor], b: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Expected outcome (model scale, standardized) of each row under its own regimen, for one draw, and the
+    extra variance of the rows whose regimen changed (``het``)."""
     zero = torch.zeros(1, dtype=DTYPE)
     g = dose_curve(pr.kind[b.cls], torch.cat([par["ed50"], torch.ones(1, dtype=DTYPE)])[b.cls], b.g)
     pot = torch.cat([pr.potency, zero])[b.drug]

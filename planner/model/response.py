@@ -40,7 +40,7 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError as _SkNotFitted
 
-from .. import __version__
+from ..version import __version__
 from ..areas import Area, load_area
 from ..errors import ConfigError, ModelError
 from ..record import Regimen

@@ -8,10 +8,10 @@ distributions against the target.
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from ..errors import ConfigError
-from ..recommendation import Recommendation
+from ..recommendation import Recommendation, register_view
 
 __all__ = ["Renderer", "FORMATS", "render"]
 
@@ -52,3 +52,23 @@ def render(rec: Recommendation, fmt: str = "json") -> str:
         raise ConfigError("unknown output format", field="format", value=fmt,
                           expected="one of " + ", ".join(FORMATS)) from None
     return fn(rec)
+
+
+def _plot(rec: Recommendation, ax: Any = None) -> Any:
+    from .plot import plot_recommendation
+
+    return plot_recommendation(rec, ax=ax)
+
+
+def _record_views() -> None:
+    from .. import record
+    from .html import finding_html, findings_html, fragment, record_html
+
+    record.register_view("record-html", lambda r: fragment(record_html(r)))
+    record.register_view("finding-html", lambda f: fragment(finding_html(f)))
+    record.register_view("findings-html", lambda fs: fragment(findings_html(fs)))
+
+
+register_view("html", _html)
+register_view("plot", _plot)
+_record_views()

@@ -10,6 +10,7 @@ import typer
 
 from ..errors import ConfigError
 from ..record import PatientRecord
+from ..status import GeneStatus
 
 __all__ = ["register", "report", "render_report"]
 
@@ -23,14 +24,14 @@ def report(record: PatientRecord, *, rules: Path | None = None) -> dict:
     findings = rs.check(ctx)
     genes = rs.phenotypes(ctx)
     current = sorted(ctx.current)
-    gaps = sorted({g for d in current for g in rs.genes_for(d) if genes.get(g) and genes[g].status != "tested"
+    gaps = sorted({g for d in current for g in rs.genes_for(d) if genes.get(g) and genes[g].status != GeneStatus.TESTED
                    and not genes[g].phenoconverted_by})
     return {
         "patient_id": record.patient_id,
         "as_of": record.as_of.isoformat(),
         "current_medications": current,
         "genes": {g: r.model_dump(mode="json", exclude_defaults=True) for g, r in genes.items()
-                  if r.status != "not-tested" or r.phenoconverted_by},
+                  if r.status != GeneStatus.NOT_TESTED or r.phenoconverted_by},
         "untested_genes_for_current_drugs": gaps,
         "findings": [f.model_dump(mode="json", exclude_none=True) for f in findings],
         "provenance": {"rules_version": rs.rules_version},

@@ -12,7 +12,10 @@ Reads ``recommendations.csv`` and ``allele_function.csv`` from ``CPIC_DIR`` and 
   population, action (``exclude``/``adjust_dose``/``caution``/``info``), dose factor or maximum, alternatives,
   CPIC classification, guideline URL, data version, and a message in planner's own words.
 
-The wording -> action mapping is data (``rules/pgx/action_map.yaml``); :func:`map_recommendation` applies it.
+The wording -> action mapping is data (``rules/pgx/action_map.yaml``, by classification and text);
+:func:`map_recommendation` applies it. Rows it cannot decide are set by hand in ``rules/pgx/action_overrides.csv``
+(drug, population, lookup key -> action, dose, alternatives, and the reason); every override must match exactly
+one CPIC row. ``--check`` compares the committed ``gene_drug.csv`` with what this module generates.
 """
 
 from __future__ import annotations
@@ -26,10 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..data import read_csv, read_yaml, rules_dir
+from ..rule_files import read_csv, read_yaml, rules_dir
 from ..errors import RuleError
+from .phenotype import NO_RESULT
 
-__all__ = ["MappedAction", "ActionMap", "map_recommendation", "build_gene_drug_rows", "main"]
+__all__ = ["MappedAction", "ActionMap", "map_recommendation", "load_overrides", "build_gene_drug_rows", "main"]
+
+OVERRIDE_COLUMNS = ("drug", "population", "lookup_key", "action", "dose_factor", "max_dose_mg_day", "alternatives",
+                    "reason")
 
 GENE_DRUG_COLUMNS = (
     "id", "version", "drug", "rxcui", "genes", "conditions", "population", "action", "dose_factor",
@@ -53,7 +60,8 @@ class ActionMap:
 
     def __init__(self, data: dict[str, Any], *, file: str = "pgx/action_map.yaml") -> None:
         try:
-            self.rules = [(r["id"], re.compile(r["pattern"]), r["action"]) for r in data["rules"]]
+            self.rules = [(r["id"], re.compile(r["pattern"]), r["action"], frozenset(r.get("classification") or ()))
+                          for r in data["rules"]]
             self.doses = [(d["id"], re.compile(d["pattern"]), d["kind"], d["value"]) for d in data["dose_patterns"]]
             self.alternatives = dict(data.get("alternatives") or {})
         except (KeyError, TypeError, re.error) as exc:
@@ -74,11 +82,14 @@ def _evaluate(expr: str, groups: tuple[str | None, ...]) -> float:
     return float(eval(expr, {"__builtins__": {}}, env))  # noqa: S307 - restricted, validated above
 
 
-def map_recommendation(text: str, *, drug: str, amap: ActionMap) -> MappedAction:
-    """Map one CPIC recommendation sentence to a :class:`MappedAction` (first matching pattern wins)."""
+def map_recommendation(text: str, *, drug: str, amap: ActionMap, classification: str | None = None) -> MappedAction:
+    """Map one CPIC recommendation sentence to a :class:`MappedAction` (first matching pattern wins; a pattern
+    limited to classifications applies only to rows of those)."""
     low = " ".join(text.lower().split())
     action, mapping = "info", "default"
-    for rid, rx, act in amap.rules:
+    for rid, rx, act, classes in amap.rules:
+        if classes and classification not in classes:
+            continue
         if rx.search(low):
             action, mapping = act, rid
             break
@@ -110,11 +121,11 @@ def _conditions(row: dict[str, str], hla_alleles: dict[tuple[str, str], str]) ->
     for part in row["lookup_key"].split("; "):
         gene, _, value = part.partition("=")
         if gene.startswith("HLA-"):
-            if value == "No Result":
+            if value == NO_RESULT:
                 allele = hla_alleles.get((row["drug"], gene))
                 if allele is None:
                     raise RuleError("HLA 'No Result' row without a known allele", field="lookup_key", value=part)
-                out.append((f"{gene}{allele}", "No Result"))
+                out.append((f"{gene}{allele}", NO_RESULT))
             else:
                 allele, _, status = value.partition(" ")
                 out.append((f"{gene}{allele}", status))
@@ -126,7 +137,7 @@ def _conditions(row: dict[str, str], hla_alleles: dict[tuple[str, str], str]) ->
 def _describe(conds: list[tuple[str, str]]) -> str:
     parts = []
     for locus, value in conds:
-        if value == "No Result":
+        if value == NO_RESULT:
             parts.append(f"{locus} not tested")
         elif value in {"n/a", "Indeterminate"}:
             parts.append(f"{locus} indeterminate")
@@ -169,19 +180,55 @@ def compose_message(drug: str, conds: list[tuple[str, str]], m: MappedAction, po
     return base[:136] + "..."
 
 
-def build_gene_drug_rows(recommendations: list[dict[str, str]], amap: ActionMap) -> list[dict[str, str]]:
-    """One output row per CPIC recommendation row, in a stable order."""
+def load_overrides(root: Path | None = None) -> dict[tuple[str, str, str], dict[str, str]]:
+    """``pgx/action_overrides.csv`` keyed by (drug, population, lookup key); every row needs a reason."""
+    path = rules_dir(root) / "pgx" / "action_overrides.csv"
+    out: dict[tuple[str, str, str], dict[str, str]] = {}
+    for row in read_csv(path):
+        key = (row.get("drug", ""), row.get("population", ""), row.get("lookup_key", ""))
+        if row.get("action") not in {"exclude", "adjust_dose", "caution", "info"} or not row.get("reason"):
+            raise RuleError("override needs an action and a reason", file=str(path), resource="; ".join(key),
+                            field="action" if row.get("reason") else "reason", value=row.get("action"))
+        if row["action"] == "adjust_dose" and not (row.get("dose_factor") or row.get("max_dose_mg_day")):
+            raise RuleError("adjust_dose override needs dose_factor or max_dose_mg_day", file=str(path),
+                            resource="; ".join(key))
+        if key in out:
+            raise RuleError("two overrides for one CPIC row", file=str(path), resource="; ".join(key))
+        out[key] = row
+    return out
+
+
+def _overridden(row: dict[str, str]) -> MappedAction:
+    return MappedAction(
+        action=row["action"], mapping="hand",
+        dose_factor=float(row["dose_factor"]) if row.get("dose_factor") else None,
+        max_dose_mg_day=float(row["max_dose_mg_day"]) if row.get("max_dose_mg_day") else None,
+        alternatives=tuple(a for a in (row.get("alternatives") or "").split(";") if a),
+    )
+
+
+def build_gene_drug_rows(recommendations: list[dict[str, str]], amap: ActionMap,
+                         overrides: dict[tuple[str, str, str], dict[str, str]] | None = None) -> list[dict[str, str]]:
+    """One output row per CPIC recommendation row, in a stable order (hand-set rows from ``overrides``)."""
+    overrides = load_overrides() if overrides is None else overrides
+    used: set[tuple[str, str, str]] = set()
     hla_alleles: dict[tuple[str, str], str] = {}
     for row in recommendations:
         for part in row["lookup_key"].split("; "):
             gene, _, value = part.partition("=")
-            if gene.startswith("HLA-") and value != "No Result":
+            if gene.startswith("HLA-") and value != NO_RESULT:
                 hla_alleles[(row["drug"], gene)] = value.split(" ")[0]
     out: list[dict[str, str]] = []
     for row in sorted(recommendations, key=lambda r: (r["drug"], r["population"], r["lookup_key"])):
         drug = row["drug"]
         conds = _conditions(row, hla_alleles)
-        m = map_recommendation(row["recommendation"], drug=drug, amap=amap)
+        key = (drug, row["population"], row["lookup_key"])
+        if key in overrides:
+            m = _overridden(overrides[key])
+            used.add(key)
+        else:
+            m = map_recommendation(row["recommendation"], drug=drug, amap=amap,
+                                   classification=row.get("classification"))
         digest = hashlib.sha256(f"{drug}|{row['lookup_key']}|{row['population']}".encode()).hexdigest()[:8]
         rxcui = row["drug_id"].split(":", 1)[1] if row["drug_id"].startswith("RxNorm:") else ""
         out.append({
@@ -202,6 +249,10 @@ def build_gene_drug_rows(recommendations: list[dict[str, str]], amap: ActionMap)
             "data_version": f"CPIC {row['cpic_data_version']}",
             "mapping": f"{amap.version}:{m.mapping}",
         })
+    unused = sorted(set(overrides) - used)
+    if unused:
+        raise RuleError("override matches no CPIC recommendation row", file="pgx/action_overrides.csv",
+                        resource="; ".join(unused[0]), expected="drug, population and lookup_key of a CPIC row")
     return out
 
 
@@ -226,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     recs = read_csv(args.cpic_dir / "recommendations.csv")
     alleles = read_csv(args.cpic_dir / "allele_function.csv")
     amap = ActionMap.load(root)
-    rows = build_gene_drug_rows(recs, amap)
+    rows = build_gene_drug_rows(recs, amap, load_overrides(root))
     if args.check:
         committed = read_csv(root / "pgx" / "gene_drug.csv")
         diff = [r["id"] for r, c in zip(rows, committed) if r != c]

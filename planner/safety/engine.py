@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from ..data import read_csv, read_yaml, rules_dir
+from ..rule_files import read_csv, read_yaml, rules_dir
 from ..errors import RuleError
 from ..record import DrugDose, Finding, Medication, PatientRecord, Regimen
-from .phenotype import INDETERMINATE, NA_SCORE, NOT_TESTED, GeneKnowledge, GeneResult, floor_to, format_score
+from ..status import GeneStatus
+from .phenotype import INDETERMINATE, NA_SCORE, NO_RESULT, GeneKnowledge, GeneResult, floor_to, format_score
 from .schema import (
     ACTION_RANK, AllergyGroup, ConditionRule, DdiRule, DrugClass, GeneDrugRule, LabRule, Population, validate_rule,
 )
@@ -71,7 +72,7 @@ def _check_template(template: str, *, file: str, rule_id: str, **fields: str) ->
         template.format(**fields)
     except (KeyError, IndexError, ValueError) as exc:
         raise RuleError(f"message template does not format ({exc!r})", file=file, resource=rule_id,
-                        field="message", value=template, expected="placeholders among {" + ", ".join(fields) + "}")
+                        field="message", value=template, expected="placeholders among {" + ", ".join(fields) + "}") from exc
 
 
 def _added(drugs: Iterable[str], current: frozenset[str]) -> tuple[str, ...]:
@@ -494,7 +495,7 @@ class RuleSet:
         genes = {g: self.knowledge.interpret(g, by_gene.get(g, ())) for g in self._gene_list}
         for g in by_gene:
             if g not in genes:
-                genes[g] = GeneResult(gene=g, status="indeterminate", phenotype=INDETERMINATE,
+                genes[g] = GeneResult(gene=g, status=GeneStatus.INDETERMINATE, phenotype=INDETERMINATE,
                                       lookup=(INDETERMINATE,), note="gene not supported by planner rules")
         allergies = self._match_allergies(record)
         conds = self._match_conditions(record, on)
@@ -577,7 +578,7 @@ class RuleSet:
     def _effective(self, ctx: PatientContext, gene: str, drugs: frozenset[str], subject: str) -> GeneResult:
         base = ctx.genes.get(gene)
         if base is None:
-            base = GeneResult(gene=gene, status="not-tested", lookup=(NOT_TESTED,))
+            base = GeneResult(gene=gene, status=GeneStatus.NOT_TESTED, lookup=(NO_RESULT,))
         inh = self.inhibitors.get(gene)
         if not inh:
             return base
@@ -600,12 +601,12 @@ class RuleSet:
             else:
                 vals = []
                 for v in base.lookup:
-                    if v in (NOT_TESTED, NA_SCORE):
+                    if v in (NO_RESULT, NA_SCORE):
                         vals.append(v)
                         continue
                     vals.append(format_score(floor_to(float(v.lstrip("≥")) * factor, spec.step)))
                 vals = list(dict.fromkeys(vals))
-            phen = " / ".join(dict.fromkeys(kn.bin_of(gene, v) for v in vals if v != NOT_TESTED))
+            phen = " / ".join(dict.fromkeys(kn.bin_of(gene, v) for v in vals if v != NO_RESULT))
             res = base.model_copy(update={"lookup": tuple(vals), "activity_score": " / ".join(vals),
                                           "phenotype": phen or base.phenotype, "phenoconverted_by": by})
         elif strong:
@@ -616,7 +617,7 @@ class RuleSet:
             vals = list(dict.fromkeys(steps.get(v, v) for v in base.lookup))
             res = base.model_copy(update={"lookup": tuple(vals), "phenotype": " / ".join(vals),
                                           "phenoconverted_by": by})
-        if base.status == "not-tested" and moderate and not strong:
+        if base.status == GeneStatus.NOT_TESTED and moderate and not strong:
             res = base  # a moderate inhibitor says nothing about an untested gene
         ctx.cache[key] = res
         return res
@@ -853,15 +854,15 @@ class RuleSet:
             gene, _, allele = loc.partition("*")
             res = eff[gene]
             if allele:
-                if res.status == "not-tested":
-                    vals = [NOT_TESTED]
-                elif res.status == "indeterminate":
-                    vals = [INDETERMINATE, NOT_TESTED]
+                if res.status == GeneStatus.NOT_TESTED:
+                    vals = [NO_RESULT]
+                elif res.status == GeneStatus.INDETERMINATE:
+                    vals = [INDETERMINATE, NO_RESULT]
                 else:
                     st = res.allele_status("*" + allele)
                     vals = ["positive", "negative"] if st == "conflict" else [st]
             else:
-                vals = list(res.lookup) or [NOT_TESTED]
+                vals = list(res.lookup) or [NO_RESULT]
             values[loc] = vals
         members = {p: self._population_member(ctx, p, d, is_new) for p in self._pops[d]}
         declared = [p for p in members if p in ctx.declared_populations]
@@ -875,7 +876,7 @@ class RuleSet:
             wide = {}
             for loc, vals in values.items():
                 if self.knowledge.is_activity_gene(loc):
-                    more = [x for v in vals if v not in (NOT_TESTED, NA_SCORE)
+                    more = [x for v in vals if v not in (NO_RESULT, NA_SCORE)
                             for x in self.knowledge.scores_in_bin(loc, self.knowledge.bin_of(loc, v))]
                     wide[loc] = list(dict.fromkeys(vals + more))
                 else:
@@ -883,6 +884,9 @@ class RuleSet:
             if wide != values:
                 matches = self._lookup(d, chosen, wide)
                 widened = bool(matches)
+        if len(matches) > 1:  # a row keyed on more genes is more specific than one keyed on fewer of them
+            sets = {locset for _r, _p, locset in matches}
+            matches = [m for m in matches if not any(set(m[2]) < set(o) for o in sets)]
         findings: list[Finding] = []
         converted = sorted({x for g in genes for x in eff[g].phenoconverted_by})
         groups: dict[tuple[str, ...], list[tuple[GeneDrugRule, str]]] = {}
@@ -902,7 +906,7 @@ class RuleSet:
                 best = best.model_copy(update={"phenotype": f"{best.phenotype}; most severe of {len(group)} "
                                                             f"possible recommendations ({why})"})
             bests.append((best_rule, best))
-        gaps = [g for g in genes if eff[g].status in ("not-tested", "indeterminate", "conflict")
+        gaps = [g for g in genes if eff[g].status.is_gap
                 and not eff[g].phenoconverted_by]
         if not bests and not gaps:  # tested, but no rule matches: say so rather than pass silently
             keys = "; ".join(f"{loc}={'/'.join(v)}" for loc, v in values.items())
@@ -915,8 +919,7 @@ class RuleSet:
         if gaps and not any(f.action == "exclude" for _r, f in bests):
             for g in gaps:
                 st = eff[g].status
-                word = {"not-tested": "not tested", "indeterminate": "indeterminate",
-                        "conflict": "reported with conflicting results"}[st]
+                word = "reported with conflicting results" if st == GeneStatus.CONFLICT else GeneStatus(st).label
                 findings.append(Finding(
                     rule_id=f"gap.pgx.{g}", rule_version=self.knowledge.version, kind="data-gap",
                     action="caution", strength=None,
@@ -1038,7 +1041,7 @@ class RuleSet:
                 rule_id=rule.id, rule_version=rule.version, kind="drug-lab", action=rule.action,
                 strength=rule.strength, message=_fit(rule.message.format(drug=d, value=f"{value:g}")),
                 source=rule.source, data_version=self.lab_data_version, drugs=(d,), target_drug=d,
-                phenotype=f"{rule.quantity}={value:g}",
+                phenotype=f"{rule.quantity}={value:g}", max_dose_mg_day=rule.max_dose_mg_day,
             ))
         ctx.cache[key] = out
         return out
@@ -1083,7 +1086,9 @@ class RuleSet:
                 if x in caps or y in caps:
                     if doses is None:
                         doses = dict(kd)
-                    dx, dy = doses[x], doses.get(y)
+                    dx = doses[x]
+                    cur = ctx.current.get(y)  # a current drug outside the regimen keeps its recorded dose
+                    dy = doses[y] if y in doses else (cur.dose_mg_day if cur is not None else None)
                 else:
                     dx = dy = None
                 hit = cache.get(("pair", x, y, dx, dy))

@@ -9,7 +9,7 @@
 * HLA-A/HLA-B: allele status (positive/negative); "reported" genes (G6PD, MT-RNR1, RYR1, CACNA1S, CFTR): the
   reported phenotype, checked against the gene's vocabulary.
 
-A gene with no result is ``not-tested``, a diplotype that cannot be translated is ``indeterminate``; neither is
+A gene with no result is ``not-tested`` (:class:`planner.status.GeneStatus`), a diplotype that cannot be translated is ``indeterminate``; neither is
 ever read as normal. A diplotype whose phenotype differs from the phenotype or activity score reported with it,
 or two results that differ, give ``conflict``: every candidate value is kept (``lookup``) and the gene-drug
 lookup takes the most severe recommendation among them.
@@ -21,16 +21,16 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Iterable
 
-from ..data import read_csv, read_yaml
+from ..rule_files import read_csv, read_yaml
 from ..errors import RuleError
 from ..record import Frozen, PgxResult
+from ..status import GeneStatus
 
-__all__ = ["GeneResult", "GeneKnowledge", "Translation", "format_score", "NOT_TESTED", "INDETERMINATE"]
+__all__ = ["GeneResult", "GeneKnowledge", "GeneStatus", "Translation", "format_score", "NO_RESULT", "INDETERMINATE"]
 
-GeneStatus = Literal["tested", "not-tested", "indeterminate", "conflict"]
-NOT_TESTED = "No Result"
+NO_RESULT = "No Result"  # CPIC's lookup value for a gene with no result (the status is GeneStatus.NOT_TESTED)
 INDETERMINATE = "Indeterminate"
 NA_SCORE = "n/a"
 
@@ -56,7 +56,7 @@ class GeneResult(Frozen):
                 return s
         if self.hla_typed:
             return "negative"
-        return NOT_TESTED
+        return NO_RESULT
 
 
 def format_score(value: float, *, at_least: bool = False) -> str:
@@ -264,7 +264,7 @@ class GeneKnowledge:
         if not results:
             hit = self._not_tested.get(gene)
             if hit is None:
-                hit = self._not_tested[gene] = GeneResult(gene=gene, status="not-tested", lookup=(NOT_TESTED,))
+                hit = self._not_tested[gene] = GeneResult(gene=gene, status=GeneStatus.NOT_TESTED, lookup=(NO_RESULT,))
             return hit
         if gene in self.hla:
             return self._interpret_hla(gene, results)
@@ -300,7 +300,7 @@ class GeneKnowledge:
             readings.extend(own)
         diplotype = " | ".join(dict.fromkeys(diplotypes)) or None
         if not readings:
-            return GeneResult(gene=gene, status="indeterminate", phenotype=INDETERMINATE,
+            return GeneResult(gene=gene, status=GeneStatus.INDETERMINATE, phenotype=INDETERMINATE,
                               activity_score=NA_SCORE if is_as else None, diplotype=diplotype,
                               lookup=(NA_SCORE,) if is_as else (INDETERMINATE,), note="; ".join(notes) or None)
         phenos = list(dict.fromkeys(p for p, _ in readings))
@@ -325,7 +325,7 @@ class GeneKnowledge:
             notes.append("another result for this gene could not be read")
         return GeneResult(
             gene=gene,
-            status="conflict" if conflict else "tested",
+            status=GeneStatus.CONFLICT if conflict else GeneStatus.TESTED,
             phenotype=" / ".join(phenos),
             activity_score=" / ".join(scores) if scores else (None if not is_as else None),
             diplotype=diplotype,
@@ -351,13 +351,13 @@ class GeneKnowledge:
                     a = a if a.startswith("*") else "*" + a.split("*")[-1]
                     statuses.setdefault(":".join(a.split(":")[:2]), set()).add("positive")
         if not statuses and not typed:
-            return GeneResult(gene=gene, status="indeterminate", phenotype=INDETERMINATE,
+            return GeneResult(gene=gene, status=GeneStatus.INDETERMINATE, phenotype=INDETERMINATE,
                               lookup=(INDETERMINATE,), note="; ".join(notes) or None)
         alleles = tuple(sorted((a, "conflict" if len(s) > 1 else next(iter(s))) for a, s in statuses.items()))
         conflict = any(s == "conflict" for _, s in alleles)
         return GeneResult(
             gene=gene,
-            status="conflict" if conflict else "tested",
+            status=GeneStatus.CONFLICT if conflict else GeneStatus.TESTED,
             phenotype=", ".join(f"{gene}{a} {s}" for a, s in alleles),
             alleles=alleles,
             hla_typed=typed,

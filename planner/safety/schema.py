@@ -90,11 +90,14 @@ class LabRule(_Rule):
     at_least: float | None = None
     when: Literal["any", "new_start", "continuing"] = "any"
     within_days: int = Field(default=365, gt=0)
+    max_dose_mg_day: float | None = Field(default=None, gt=0)  # adjust_dose: cap in this band
 
     @model_validator(mode="after")
     def _bounds(self) -> "LabRule":
         if self.below is None and self.at_least is None:
             raise ValueError("give below and/or at_least")
+        if self.action == "adjust_dose" and self.max_dose_mg_day is None:
+            raise ValueError("adjust_dose needs max_dose_mg_day")
         return self
 
 

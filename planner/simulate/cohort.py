@@ -47,7 +47,7 @@ drop_reason             None | no-baseline | overlapping-change | no-follow-up (
 next_t0                 date of the next change (NaT if none)
 target                  the patient's target at t0 (area target rules)
 <feature>               each area feature as the record shows it at t0 (NaN when not measured in its
-                        lookback; pgx features: CPIC phenotype or "not tested"); equal to what
+                        lookback; pgx features: CPIC phenotype or "not-tested"); equal to what
                         planner.features.features_at gives on the ingested record
 cur_<class>, cur_n_drugs  the current regimen (regimen_before): dose / reference dose per class, count
 true_<feature>          the noise-free value the truth uses (true_baseline: expected outcome at t0 under

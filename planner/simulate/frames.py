@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..record import DrugDose, Regimen
+from ..status import GeneStatus
 from .truth import LATENT, expected_outcome
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -184,10 +185,10 @@ def build_outputs(sim: "_Sim", obs_log: dict[str, list[tuple[np.ndarray, np.ndar
         elif f.kind == "pgx":
             ph = sim.phenotype.get(f.gene or "")
             if ph is None:
-                frame[f.name] = np.full(m, "not tested", dtype=object)
+                frame[f.name] = np.full(m, GeneStatus.NOT_TESTED.value, dtype=object)
             else:
                 known = sim.tested[pid] & (sim.test_day[pid] <= day)
-                frame[f.name] = np.where(known, ph[pid], "not tested").astype(object)
+                frame[f.name] = np.where(known, ph[pid], GeneStatus.NOT_TESTED.value).astype(object)
     # the current regimen as the featurizer gives it (dose / reference dose per class, number of drugs)
     if m:
         ref = np.array([e.reference_dose for e in area.formulary])
@@ -214,7 +215,7 @@ def build_outputs(sim: "_Sim", obs_log: dict[str, list[tuple[np.ndarray, np.ndar
     for col, target in (("regimen_key", te), ("regimen_before_key", tb)):
         groups = decisions.groupby(col, sort=True).indices
         regs = reg_after if col == "regimen_key" else reg_before
-        for key, idx in groups.items():
+        for _key, idx in groups.items():
             target[idx] = expected_outcome(area, decisions.iloc[idx], [regs[idx[0]]], truth_params=sim.truth)[:, 0]
     decisions["true_expected"] = te
     decisions["true_expected_before"] = tb

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import read_yaml, rules_dir
+from ..rule_files import read_yaml, rules_dir
 from ..errors import RuleError
 
 __all__ = ["GenePopulation", "load_pgx_population", "sample_diplotypes"]

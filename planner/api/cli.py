@@ -1,4 +1,4 @@
-"""``planner recommend``: ranked, screened plans for one patient (table, JSON or FHIR)."""
+"""``planner recommend``: ranked, screened plans for one patient (table, JSON, FHIR or HTML), by the Planner."""
 
 from __future__ import annotations
 
@@ -27,11 +27,11 @@ def register(app: typer.Typer) -> None:
         """Recommend ranked treatment plans for a patient."""
         import orjson
 
-        from .api import Planner
-        from .render import render
+        from . import Planner
+        from ..render import render
 
         if fmt not in {"table", "json", "fhir", "html"}:
-            from .errors import ConfigError
+            from ..errors import ConfigError
 
             raise ConfigError("unknown output format", field="--format", value=fmt, expected="table, json, fhir or html")
         record, digest = Planner.read(bundle, as_of=as_of)  # bad input fails fast, before models load
@@ -41,11 +41,15 @@ def register(app: typer.Typer) -> None:
         else:
             recs = planner.recommend_all(record, top=top, seed=seed, input_digest=digest, preferences=prefer)
             if not recs:
-                from .errors import ConfigError
+                from ..errors import ConfigError
 
                 raise ConfigError("the patient has no condition of a known therapeutic area", field="--area",
                                   expected="one of the areas: pass --area " + "|".join(sorted(planner.models)))
-        if fmt == "json":
+        if fmt == "html":  # one self-contained page: the record summary and every area's plans
+            from ..render.report import build_report, render_page
+
+            typer.echo(render_page(build_report(record, recs, planner.ruleset)), nl=False)
+        elif fmt == "json":
             if len(recs) == 1:
                 typer.echo(recs[0].to_json())
             else:

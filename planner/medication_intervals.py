@@ -17,10 +17,10 @@ import dataclasses
 import datetime as dt
 from collections import Counter
 
-from ..areas import Area
-from ..record import DrugDose, Medication, PatientRecord, Regimen
+from .areas import Area
+from .record import DrugDose, Medication, PatientRecord, Regimen
 
-__all__ = ["Interval", "medication_intervals", "regimen_on", "regimen_changes", "Change"]
+__all__ = ["Interval", "medication_intervals", "regimen_at", "regimen_on", "regimen_changes", "Change"]
 
 _ENDS_AT_START = {"stopped", "cancelled"}
 _VOID = {"entered-in-error"}
@@ -102,14 +102,15 @@ def medication_intervals(record: PatientRecord, area: Area, *, notes: Counter | 
     return out
 
 
-def _regimen(intervals: list[Interval], day: dt.date) -> Regimen:
+def regimen_at(intervals: list[Interval], day: dt.date) -> Regimen:
+    """The area drugs (with doses) of ``intervals`` active on ``day``."""
     return Regimen.of([DrugDose(ingredient=iv.ingredient, rxcui=iv.rxcui, dose_mg_day=iv.dose_mg_day,
                                 drug_class=iv.drug_class) for iv in intervals if iv.active(day)])
 
 
 def regimen_on(record: PatientRecord, area: Area, day: dt.date) -> Regimen:
     """The area drugs (with doses) active on ``day``."""
-    return _regimen(medication_intervals(record, area), day)
+    return regimen_at(medication_intervals(record, area), day)
 
 
 def regimen_changes(intervals: list[Interval]) -> list[Change]:
@@ -118,7 +119,7 @@ def regimen_changes(intervals: list[Interval]) -> list[Change]:
     changes: list[Change] = []
     prev = Regimen()
     for day in days:
-        cur = _regimen(intervals, day)
+        cur = regimen_at(intervals, day)
         if cur != prev:
             changes.append(Change(t0=day, before=prev, after=cur))
             prev = cur

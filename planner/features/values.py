@@ -1,49 +1,58 @@
-"""Feature values at t0 (see :mod:`planner.features`)."""
-
+"""Raw feature values of a patient at a decision time t0 (see :mod:`planner.features`)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from ..areas import Area, code_matches, load_area
 from ..errors import ConfigError
+from ..medication_intervals import Interval, medication_intervals, regimen_at
 from ..record import PatientRecord, PgxResult, Regimen
+from ..status import GeneStatus
 
-__all__ = ["features_at", "pgx_phenotype", "NOT_TESTED", "INDETERMINATE", "feature_units", "current_regimen"]
+if TYPE_CHECKING:
+    from ..safety.phenotype import GeneKnowledge
 
-NOT_TESTED = "not tested"
-INDETERMINATE = "indeterminate"
+__all__ = ["features_at", "pgx_phenotype", "feature_units", "current_regimen", "default_gene_knowledge"]
 
 
 @functools.lru_cache(maxsize=1)
-def _knowledge() -> Any:
-    try:
-        from ..safety import RuleSet
+def default_gene_knowledge() -> GeneKnowledge:
+    """The PGx knowledge of the default rules folder (``$PLANNER_RULES_DIR`` or the packaged rules).
 
-        return RuleSet.load().knowledge
-    except Exception:  # noqa: BLE001 - the safety layer is optional here; features fall back to reported terms
-        return None
+    Callers that were given a rules folder pass its knowledge (``RuleSet.load(path).knowledge``) instead."""
+    from ..rule_files import rules_dir
+    from ..safety.phenotype import GeneKnowledge
+
+    return GeneKnowledge(rules_dir(None).resolve())
 
 
-def pgx_phenotype(results: Sequence[PgxResult], gene: str) -> str:
-    """One gene's phenotype from its results: the safety layer's interpretation, else the reported phenotype."""
+def pgx_phenotype(results: Sequence[PgxResult], gene: str, knowledge: GeneKnowledge | None = None) -> str:
+    """One gene's feature value: its CPIC phenotype (``"A / B"`` in conflict), else its test status.
+
+    ``not-tested`` without results and ``indeterminate`` when they cannot be translated (the
+    :class:`~planner.status.GeneStatus` values); a gene the knowledge does not cover gives its reported
+    phenotype, or ``"reported"``."""
     if not results:
-        return NOT_TESTED
-    return _pgx_phenotype(tuple(results), gene)
+        return GeneStatus.NOT_TESTED.value
+    kn = default_gene_knowledge() if knowledge is None else knowledge
+    return _pgx_phenotype(kn, tuple(results), gene)
 
 
 @functools.lru_cache(maxsize=4096)
-def _pgx_phenotype(results: tuple[PgxResult, ...], gene: str) -> str:
-    kn = _knowledge()
-    if kn is not None and gene in kn.genes:
+def _pgx_phenotype(kn: GeneKnowledge, results: tuple[PgxResult, ...], gene: str) -> str:
+    if gene in kn.genes:
         res = kn.interpret(gene, results)
-        return res.phenotype or INDETERMINATE
+        status = GeneStatus(res.status)
+        if status in (GeneStatus.TESTED, GeneStatus.CONFLICT):
+            return res.phenotype or GeneStatus.INDETERMINATE.value
+        return status.value
     phen = [r.phenotype for r in results if r.phenotype]
     if phen:
         return " / ".join(dict.fromkeys(phen))
@@ -91,12 +100,10 @@ def _latest_value(record: PatientRecord, quantity: str, t0: dt.date, lookback: i
     return None if best is None else float(best.value)
 
 
-def current_regimen(record: PatientRecord, area: Area, t0: dt.date, *, intervals: "list[Any] | None" = None) -> Regimen:
+def current_regimen(record: PatientRecord, area: Area, t0: dt.date, *, intervals: list[Interval] | None = None) -> Regimen:
     """The area drugs active on the day before t0 (episode medication rules)."""
-    from ..episodes.intervals import _regimen, medication_intervals
-
     ivs = medication_intervals(record, area) if intervals is None else intervals
-    return _regimen(ivs, t0 - dt.timedelta(days=1))
+    return regimen_at(ivs, t0 - dt.timedelta(days=1))
 
 
 def feature_units(area: Area) -> dict[str, str]:
@@ -121,10 +128,12 @@ def feature_units(area: Area) -> dict[str, str]:
     return units
 
 
-def features_at(record: PatientRecord, area: "Area | str", t0: Any, *, intervals: "list[Any] | None" = None) -> dict[str, Any]:
+def features_at(record: PatientRecord, area: "Area | str", t0: Any, *, intervals: list[Interval] | None = None,
+                knowledge: GeneKnowledge | None = None) -> dict[str, Any]:
     """Raw feature values at ``t0`` (None when missing), from data dated on or before t0 only.
 
-    ``intervals``: the record's :func:`planner.episodes.medication_intervals` when already computed."""
+    ``intervals``: the record's :func:`planner.medication_intervals.medication_intervals` when already computed;
+    ``knowledge``: the PGx knowledge of the rules in use (default: :func:`default_gene_knowledge`)."""
     if isinstance(area, str):
         area = load_area(area)
     day = _as_date(t0)
@@ -146,7 +155,7 @@ def features_at(record: PatientRecord, area: "Area | str", t0: Any, *, intervals
         elif f.kind == "pgx":
             gene = f.gene or ""
             res = [r for r in record.pgx_for(gene) if r.date is None or r.date <= day]
-            out[f.name] = pgx_phenotype(res, gene)
+            out[f.name] = pgx_phenotype(res, gene, knowledge)
     reg = current_regimen(record, area, day, intervals=intervals)
     for cid in area.class_ids:
         out[f"cur_{cid}"] = 0.0

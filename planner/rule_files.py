@@ -17,7 +17,7 @@ import hashlib
 import io
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -53,7 +53,13 @@ def rules_dir(path: str | os.PathLike[str] | None = None) -> Path:
     return p
 
 
-class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # C parser when built with libyaml
+if TYPE_CHECKING:
+    _BaseLoader = yaml.SafeLoader
+else:
+    _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # C parser when built with libyaml
+
+
+class _UniqueKeyLoader(_BaseLoader):
     """SafeLoader that refuses duplicate mapping keys (a silent overwrite in rule data is a bug)."""
 
 

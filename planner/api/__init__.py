@@ -1,4 +1,4 @@
-"""``planner.Planner``: the main job, end to end.
+"""``planner.Planner``: the main job, end to end (``planner.api.cli``: the ``planner recommend`` command).
 
     FHIR -> PatientRecord -> features at as-of -> candidate regimens (generator + current + single moves)
          -> safety screen (exclude / adjust dose / caution) -> joint posterior draws -> ranked plans
@@ -19,14 +19,16 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from . import __version__
-from .areas import Area, list_areas, load_area
-from .audit import AuditConfig, AuditLog
-from .errors import ConfigError, ModelError
-from .guidelines import indicated_candidates
-from .rank import RankingConfig, describe_changes, rank_plans
-from .recommendation import DataGap, ExcludedRegimen, OutcomeSummary, Provenance, Recommendation
-from .record import Finding, PatientRecord, Regimen
+from ..version import __version__
+from ..areas import Area, list_areas, load_area
+from ..audit import AuditConfig, AuditLog
+from ..errors import ConfigError, ModelError
+from ..guidelines import indicated_candidates
+from .. import render  # noqa: F401 - registers the notebook views of the Recommendations made here
+from ..rank import RankingConfig, describe_changes, rank_plans
+from ..recommendation import DataGap, ExcludedRegimen, OutcomeSummary, Provenance, Recommendation
+from ..record import Finding, PatientRecord, Regimen
+from ..status import GeneStatus
 
 __all__ = ["Planner"]
 
@@ -79,8 +81,8 @@ class Planner:
         ``audit``: a SQLite path (or :class:`AuditConfig`) to record every recommendation.
         ``num_samples``: posterior draws per candidate (default: ``rules/ranking.yaml``).
         """
-        from .model import RegimenGenerator, ResponseModel
-        from .safety import RuleSet
+        from ..model import RegimenGenerator, ResponseModel
+        from ..safety import RuleSet
 
         rules_path = Path(rules) if rules is not None else None
         ruleset = RuleSet.load(rules_path)
@@ -125,7 +127,7 @@ class Planner:
     @staticmethod
     def read(source: Source, *, as_of: dt.date | str | None = None) -> tuple[PatientRecord, str]:
         """The record and a SHA-256 digest of the input (for the audit trail)."""
-        from .ingest import read_record
+        from ..ingest import read_record
 
         if isinstance(source, PatientRecord):
             rec = source if as_of is None else source.model_copy(update={"as_of": _date(as_of)})
@@ -140,10 +142,10 @@ class Planner:
             data = source.encode()
         else:
             data = b""
-            path = Path(source)  # type: ignore[arg-type]
+            path = Path(source)
             if path.is_file():
                 data = path.read_bytes()
-        rec = read_record(source, as_of=_date(as_of) if as_of is not None else None)
+        rec = read_record(dict(source) if isinstance(source, Mapping) else source, as_of=_date(as_of) if as_of is not None else None)
         return rec, hashlib.sha256(data or rec.model_dump_json().encode()).hexdigest()
 
     def areas_for(self, record: PatientRecord) -> list[str]:
@@ -197,11 +199,21 @@ class Planner:
         return [self._recommend(record, a, top=top, seed=seed, digest=digest, preferences=prefs)
                 for a in self.areas_for(record)]
 
+    def recommend_many(
+        self, sources: Sequence[Source], *, area: str | None = None, as_of: dt.date | str | None = None,
+        top: int = 5, seed: int = 0, errors: str = "raise",
+    ) -> list[Any]:
+        """One recommendation per source, the same as :meth:`recommend` gives each (see :mod:`planner.batch`);
+        ``errors="return"`` puts a failing source's exception in its place instead of raising."""
+        from ..batch import recommend_many
+
+        return recommend_many(self, sources, area=area, as_of=as_of, top=top, seed=seed, errors=errors)
+
     # ---- the pipeline --------------------------------------------------------------------------------
     def _recommend(self, record: PatientRecord, area_id: str, *, top: int, seed: int, digest: str,
                    preferences: Sequence[str] = ()) -> Recommendation:
-        from .features import features_at
-        from .safety import screen_plan
+        from ..features import features_at
+        from ..safety import screen_plan
 
         if top < 1:
             raise ConfigError("top must be at least 1", field="top", value=top)
@@ -212,7 +224,7 @@ class Planner:
         model = self.models[area_id]
         generator = self.generators[area_id]
         on = record.as_of
-        feats = features_at(record, area, on)
+        feats = features_at(record, area, on, knowledge=self.ruleset.knowledge)
         gaps: list[DataGap] = []
         baseline_m = record.latest(area.outcome.quantity, within_days=area.outcome.baseline_window_days)
         stale = record.latest(area.outcome.quantity) if baseline_m is None else None
@@ -262,7 +274,7 @@ class Planner:
             cur = current
             measured = baseline_m or stale
             if measured is not None:
-                from .episodes import regimen_on
+                from ..episodes import regimen_on
 
                 cur = regimen_on(record, area, measured.date - dt.timedelta(days=1))
             cur = _fill_doses(cur, area)
@@ -332,7 +344,7 @@ def _date(value: dt.date | str) -> dt.date:
 
 def _current_regimen(record: PatientRecord, area: Area) -> tuple[Regimen, list[DataGap]]:
     """The area's drugs active on the as-of date, by the same interval rules as episodes (DESIGN.md)."""
-    from .episodes import regimen_on
+    from ..episodes import regimen_on
 
     current = regimen_on(record, area, record.as_of)
     gaps = [
@@ -383,10 +395,10 @@ def _data_gaps(record: PatientRecord, area: Area, ruleset: Any, candidates: Sequ
                 genes_needed.setdefault(g, set()).add(d.ingredient)
     for gene in sorted(genes_needed):
         res = phenos.get(gene)
-        status = getattr(res, "status", "not-tested") if res is not None else "not-tested"
-        if status in {"not-tested", "indeterminate", "conflict"}:
+        status = GeneStatus.NOT_TESTED if res is None else GeneStatus(res.status)
+        if status.is_gap:
             drugs = ", ".join(sorted(genes_needed[gene]))
-            gaps.append(DataGap(code=f"gene-{status}", gene=gene,
-                                message=f"{gene} {status.replace('-', ' ')} while candidates depend on it ({drugs})",
+            gaps.append(DataGap(code=f"gene-{status.value}", gene=gene,
+                                message=f"{gene} {status.label} while candidates depend on it ({drugs})",
                                 suggestion=f"consider {gene} genotyping before starting {drugs}"))
     return gaps

@@ -1,0 +1,335 @@
+"""``planner cohort run``: plan every patient of a cohort, locally or on Dask, resumably.
+
+Layout of the results folder::
+
+    RESULTS/run.json          options, input fingerprint, versions (a resumed run must match them)
+    RESULTS/parts/*.parquet   one file per finished batch of units, written atomically (tmp + rename)
+    RESULTS/index.sqlite      the NDJSON patient index (Bulk exports), reused on resume
+    RESULTS/results.parquet   every row, sorted by (unit, patient_id, point), once all units are done
+    RESULTS/results.duckdb    the same rows as table ``results`` for SQL
+
+Resume: the units recorded in ``parts/`` are done; a killed run loses at most the batches in flight, which
+are planned again, so no patient is lost and none is written twice. The planner (rules, areas, models) is
+loaded once per process (local workers) or once per Dask worker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+import uuid
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..version import __version__
+from ..errors import ConfigError
+from .rows import AT_CHOICES, RunOptions, plan_unit
+from .sources import Unit, open_source
+
+__all__ = ["run_cohort", "RunSummary", "SCHEMA", "read_results"]
+
+_B, _S, _F, _I, _D = pa.bool_(), pa.string(), pa.float64(), pa.int64(), pa.date32()
+SCHEMA = pa.schema([
+    ("unit", _S), ("patient_id", _S), ("area", _S), ("point", _I), ("kind", _S), ("status", _S),
+    ("error_class", _S), ("error_message", _S), ("as_of", _D), ("sex", _S), ("race", _S), ("ethnicity", _S),
+    ("age", _F), ("egfr", _F), ("features_json", _S), ("baseline", _F), ("baseline_date", _D), ("target", _F),
+    ("current_regimen", _S), ("n_plans", _I), ("n_excluded", _I), ("candidates", _I), ("plans_json", _S),
+    ("data_gaps", _S), ("n_current_findings", _I), ("current_findings_json", _S),
+    ("rec_regimen", _S), ("rec_regimen_json", _S), ("rec_changes", _S), ("rec_mean", _F), ("rec_lower", _F),
+    ("rec_upper", _F), ("rec_obs_lower", _F), ("rec_obs_upper", _F), ("rec_p_target", _F), ("rec_p_best", _F),
+    ("rec_findings_json", _S),
+    ("observed_regimen", _S), ("observed_regimen_json", _S), ("followup", _F), ("followup_date", _D),
+    ("agree_top1", _B), ("agree_topk", _B), ("agree_drugs", _B),
+    ("obs_mean", _F), ("obs_pred_mean", _F), ("obs_pred_q", pa.list_(_F)), ("obs_p_target", _F),
+    ("obs_reached", _B), ("obs_pit", _F), ("obs_crps", _F),
+    ("obs_cover50", _B), ("obs_cover80", _B), ("obs_cover90", _B), ("obs_cover95", _B),
+])
+_RUN_KEYS = ("area", "at", "top", "seed", "model", "rules", "input_fingerprint")
+
+
+@dataclasses.dataclass
+class RunSummary:
+    units: int
+    done_before: int
+    planned_now: int
+    rows: int
+    errors: int
+    seconds: float
+    out: Path
+    notes: dict[str, int]
+
+    @property
+    def units_per_second(self) -> float:
+        return self.planned_now / self.seconds if self.seconds > 0 else 0.0
+
+
+# ---- the planner, once per process ---------------------------------------------------------------------
+_PLANNERS: dict[tuple[str | None, str | None], Any] = {}
+
+
+def _planner(model: str | None, rules: str | None) -> Any:
+    key = (model, rules)
+    if key not in _PLANNERS:
+        from ..api import Planner
+
+        _PLANNERS[key] = Planner.load(model=model, rules=rules)
+    return _PLANNERS[key]
+
+
+def plan_batch(units: list[Unit], opts: dict[str, Any], model: str | None, rules: str | None) -> list[dict]:
+    """Rows of a batch of units (runs in a worker: local process or Dask worker)."""
+    planner = _planner(model, rules)
+    ro = RunOptions(**opts)
+    rows: list[dict] = []
+    for u in units:
+        rows.extend(plan_unit(planner, u, ro))
+    return rows
+
+
+def _init_worker(model: str | None, rules: str | None) -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one core per worker process
+    _planner(model, rules)
+
+
+# ---- parts on disk -----------------------------------------------------------------------------------
+def _write_part(parts: Path, rows: list[dict], units: list[Unit]) -> None:
+    table = pa.Table.from_pylist(rows, schema=SCHEMA)
+    name = f"part-{units[0].id.encode().hex()[:24]}-{uuid.uuid4().hex[:8]}.parquet"
+    tmp = parts / (name + ".tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, parts / name)
+
+
+def _done_units(parts: Path) -> tuple[set[str], int, int]:
+    done: set[str] = set()
+    rows = errors = 0
+    for p in sorted(parts.glob("*.parquet")):
+        t = pq.read_table(p, columns=["unit", "status"])
+        done.update(t.column("unit").to_pylist())
+        rows += t.num_rows
+        errors += sum(1 for s in t.column("status").to_pylist() if s == "error")
+    for p in parts.glob("*.tmp"):  # a batch in flight when the run was killed: planned again
+        p.unlink()
+    return done, rows, errors
+
+
+def _check_run(out: Path, meta: dict[str, Any]) -> None:
+    path = out / "run.json"
+    if path.is_file():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        diff = [k for k in _RUN_KEYS if old.get(k) != meta.get(k)]
+        if diff:
+            raise ConfigError("the results folder holds a run with other options or input", field="--out",
+                              value=str(out), expected=f"the same {', '.join(diff)} to resume, or a new folder")
+    else:
+        path.write_text(json.dumps(meta, indent=1, sort_keys=True), encoding="utf-8")
+
+
+# ---- the run -----------------------------------------------------------------------------------------
+def run_cohort(source: str | os.PathLike[str], *, area: str, out: str | os.PathLike[str], model: str | None = None,
+               rules: str | None = None, at: str = "all", top: int = 5, seed: int = 0, workers: int = 1,
+               scheduler: Any = None, batch_size: int = 16, progress: bool = False,
+               max_units: int | None = None, on_batch: Callable[[int], None] | None = None) -> RunSummary:
+    """Plan every unit of ``source`` into ``out`` (see the module docstring). ``scheduler``: a Dask scheduler
+    address or a ``distributed.Client``; else ``workers`` local processes (1: in this process).
+    ``max_units``: stop after planning that many units (the rest are left for a resumed run)."""
+    if at not in AT_CHOICES:
+        raise ConfigError("unknown decision points", field="--at", value=at, expected=" | ".join(AT_CHOICES))
+    if workers < 1 or batch_size < 1:
+        raise ConfigError("workers and batch size must be positive", field="--workers", value=workers)
+    from ..areas import list_areas
+
+    if area not in list_areas(rules):
+        raise ConfigError("unknown area", field="--area", value=area, expected="one of " + ", ".join(list_areas(rules)))
+    out_p = Path(out)
+    out_p.mkdir(parents=True, exist_ok=True)
+    parts = out_p / "parts"
+    parts.mkdir(exist_ok=True)
+    src = open_source(source, out_p / "index.sqlite")
+    model_s = None if model is None else str(Path(model).resolve())
+    meta = {"area": area, "at": at, "top": top, "seed": seed, "model": model_s,
+            "rules": None if rules is None else str(Path(rules).resolve()),
+            "input": str(Path(source).resolve()), "input_kind": src.kind, "input_fingerprint": src.fingerprint(),
+            "planner_version": __version__}
+    _check_run(out_p, meta)
+    done, rows_before, errors_before = _done_units(parts)
+    total = src.count()
+    opts = dataclasses.asdict(RunOptions(area=area, at=at, top=top, seed=seed))
+    todo: Iterator[Unit] = (u for u in src.units() if u.id not in done)
+    if max_units is not None:
+        todo = _take(todo, max_units)
+    batches = _batches(todo, batch_size)
+    t0 = time.perf_counter()
+    counter = _Counter(total=total, done=len(done), errors=errors_before, progress=progress)
+    try:
+        if scheduler is not None:
+            _run_dask(scheduler, batches, opts, model_s, rules, parts, counter, on_batch)
+        elif workers == 1:
+            for batch in batches:
+                counter.add(_store(parts, batch, plan_batch(batch, opts, model_s, rules)))
+                if on_batch:
+                    on_batch(counter.planned)
+        else:
+            _run_local(workers, batches, opts, model_s, rules, parts, counter, on_batch)
+    finally:
+        counter.close()
+    seconds = time.perf_counter() - t0
+    if counter.done >= total:
+        finalize(out_p)
+    return RunSummary(units=total, done_before=len(done), planned_now=counter.planned,
+                      rows=rows_before + counter.rows, errors=counter.errors, seconds=seconds, out=out_p,
+                      notes=dict(src.notes))
+
+
+def _take(it: Iterator[Unit], n: int) -> Iterator[Unit]:
+    for i, u in enumerate(it):
+        if i >= n:
+            return
+        yield u
+
+
+def _batches(units: Iterable[Unit], size: int) -> Iterator[list[Unit]]:
+    batch: list[Unit] = []
+    for u in units:
+        batch.append(u)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _store(parts: Path, batch: list[Unit], rows: list[dict]) -> tuple[int, int, int]:
+    _write_part(parts, rows, batch)
+    return len(batch), len(rows), sum(1 for r in rows if r.get("status") == "error")
+
+
+def _run_local(workers: int, batches: Iterator[list[Unit]], opts: dict, model: str | None, rules: str | None,
+               parts: Path, counter: "_Counter", on_batch: Callable[[int], None] | None) -> None:
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")  # torch and fork do not mix
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(model, rules)) as pool:
+        inflight: dict[Future, list[Unit]] = {}
+        for batch in batches:
+            inflight[pool.submit(plan_batch, batch, opts, model, rules)] = batch
+            if len(inflight) >= 2 * workers:  # bounded: at most two batches a worker in memory
+                _drain(inflight, parts, counter, on_batch, wait_all=False)
+        while inflight:
+            _drain(inflight, parts, counter, on_batch, wait_all=False)
+
+
+def _drain(inflight: dict, parts: Path, counter: "_Counter", on_batch: Callable[[int], None] | None,
+           *, wait_all: bool) -> None:
+    finished, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+    for fut in finished:
+        batch = inflight.pop(fut)
+        counter.add(_store(parts, batch, fut.result()))
+        if on_batch:
+            on_batch(counter.planned)
+
+
+def _run_dask(scheduler: Any, batches: Iterator[list[Unit]], opts: dict, model: str | None, rules: str | None,
+              parts: Path, counter: "_Counter", on_batch: Callable[[int], None] | None) -> None:
+    try:
+        from distributed import Client, as_completed
+    except ImportError:  # pragma: no cover - the dask extra is part of dev
+        raise ConfigError("dask.distributed is not installed", field="--scheduler",
+                          expected="pip install 'planner[dask]'") from None
+    client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
+    try:
+        ac = as_completed()
+        inflight: dict[Any, list[Unit]] = {}
+        limit = 2 * max(1, len(client.scheduler_info().get("workers", {})))
+        for batch in batches:
+            fut = client.submit(plan_batch, batch, opts, model, rules, pure=False)
+            inflight[fut] = batch
+            ac.add(fut)
+            while len(inflight) >= limit:
+                _collect(next(ac), inflight, parts, counter, on_batch)
+        for fut in ac:
+            _collect(fut, inflight, parts, counter, on_batch)
+    finally:
+        if client is not scheduler:
+            client.close()
+
+
+def _collect(fut: Any, inflight: dict, parts: Path, counter: "_Counter", on_batch: Callable[[int], None] | None) -> None:
+    batch = inflight.pop(fut)
+    counter.add(_store(parts, batch, fut.result()))
+    fut.release()
+    if on_batch:
+        on_batch(counter.planned)
+
+
+class _Counter:
+    """Progress: units done, rate, errors, ETA (a rich progress bar when asked for)."""
+
+    def __init__(self, *, total: int, done: int, errors: int, progress: bool) -> None:
+        self.total, self.done, self.errors, self.planned, self.rows = total, done, errors, 0, 0
+        self._bar = None
+        if progress:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(TextColumn("patients"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[rate]:.1f}/s  errors {task.fields[errors]}"),
+                                 TimeRemainingColumn(), transient=False)
+            self._bar.start()
+            self._task = self._bar.add_task("run", total=total, completed=done, rate=0.0, errors=errors)
+            self._t0 = time.perf_counter()
+
+    def add(self, counts: tuple[int, int, int]) -> None:
+        units, rows, errors = counts
+        self.done += units
+        self.planned += units
+        self.rows += rows
+        self.errors += errors
+        if self._bar is not None:
+            rate = self.planned / max(time.perf_counter() - self._t0, 1e-9)
+            self._bar.update(self._task, completed=self.done, rate=rate, errors=self.errors)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def finalize(out: Path) -> Path:
+    """Merge the parts into ``results.parquet`` (sorted) and ``results.duckdb`` (table ``results``)."""
+    parts = sorted((out / "parts").glob("*.parquet"))
+    tables = [pq.read_table(p) for p in parts]
+    table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+    table = table.sort_by([("unit", "ascending"), ("patient_id", "ascending"), ("point", "ascending")])
+    tmp = out / "results.parquet.tmp"
+    pq.write_table(table, tmp)
+    os.replace(tmp, out / "results.parquet")
+    try:
+        import duckdb
+    except ImportError:
+        return out / "results.parquet"
+    db = out / "results.duckdb"
+    if db.exists():
+        db.unlink()
+    con = duckdb.connect(str(db))
+    try:
+        con.execute("CREATE TABLE results AS SELECT * FROM read_parquet(?)", [str(out / "results.parquet")])
+    finally:
+        con.close()
+    return out / "results.parquet"
+
+
+def read_results(out: str | os.PathLike[str]) -> Any:
+    """The results of a finished run as a pandas DataFrame."""
+    p = Path(out)
+    f = p / "results.parquet" if p.is_dir() else p
+    if not f.is_file():
+        raise ConfigError("no results.parquet (is the run finished?)", field="RESULTS", value=str(p),
+                          expected="a folder written by `planner cohort run`")
+    return pq.read_table(f).to_pandas()

@@ -1,0 +1,337 @@
+"""The CDS Hooks service over real HTTP: uvicorn on 127.0.0.1, real JWTs, a real FHIR REST server."""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import hashlib
+import json
+import logging
+import sqlite3
+
+import httpx
+import jwt
+import orjson
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from planner.ingest import read_record
+from planner.record import DrugDose, Regimen
+from planner.testing import BundleBuilder
+from service_helpers import (ISSUER, FhirStore, Keys, LiveServer, draft_order, fhir_app, free_port, hook_body,
+                             prefetch_of)
+
+pytest.importorskip("fastapi")
+
+SYNTHEA = "Morris_Lockman_cd9e9826-aea1-4682-adc0-c1d97633bf31.json"
+SEL, SIGN, VIEW = "planner-order-select", "planner-order-sign", "planner-patient-view"
+
+
+@pytest.fixture(scope="module")
+def planner():
+    from planner import Planner
+
+    return Planner.load()
+
+
+@pytest.fixture(scope="module")
+def keys():
+    return Keys()
+
+
+@pytest.fixture(scope="module")
+def service(planner, keys, tmp_path_factory):
+    from planner.service import create_app, load_config
+
+    d = tmp_path_factory.mktemp("svc")
+    (d / "ehr.jwks.json").write_bytes(orjson.dumps(keys.jwks()))
+    port = free_port()  # chosen first: the audience names it
+    (d / "service.yaml").write_text(
+        f"service_url: http://127.0.0.1:{port}/cds-services\n"
+        f"trusted_issuers:\n  - issuer: {ISSUER}\n    jwks_file: ehr.jwks.json\n"
+        "audit: audit.sqlite\n", encoding="utf-8")
+    cfg = load_config(d / "service.yaml")
+    with LiveServer(create_app(cfg, planner=planner), port=port) as srv:
+        srv.config = cfg
+        srv.audit_path = d / "audit.sqlite"
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def fhir():
+    store = FhirStore()
+    with LiveServer(fhir_app(store)) as srv:
+        srv.store = store
+        yield srv
+
+
+def _post(service, keys, sid: str, body: dict, **token_kw) -> httpx.Response:
+    tok = keys.token(service.config.audience(sid), **token_kw)
+    return httpx.post(f"{service.url}/cds-services/{sid}", json=body, headers={"Authorization": f"Bearer {tok}"},
+                      timeout=60)
+
+
+def _pm_bundle(pid: str = "pm-1", genotype: str | None = "*2/*2") -> dict:
+    b = BundleBuilder(patient_id=pid, birth_date="1958-04-17")
+    b.condition("22298006", display="Myocardial infarction", onset="2024-01-01")
+    if genotype:
+        b.genotype("CYP2C19", genotype)
+    return b.build()
+
+
+def _tamoxifen_bundle(pid: str = "tam-1") -> dict:
+    b = BundleBuilder(patient_id=pid, birth_date="1966-09-02")
+    b.medication("tamoxifen", 20, start="2023-03-01")
+    return b.build()
+
+
+def _check_card_shape(card: dict) -> None:
+    assert len(card["summary"]) < 140 and card["indicator"] in {"info", "warning", "critical"}
+    assert card["uuid"] and card["source"]["label"]
+    for s in card.get("suggestions", []):
+        assert s["uuid"] and s["actions"]
+        for a in s["actions"]:
+            assert a["type"] in {"create", "delete"}
+            if a["type"] == "create":
+                assert a["resource"]["resourceType"] == "MedicationRequest"
+            else:
+                assert all(r.startswith("MedicationRequest/") for r in a["resourceId"])
+    if card.get("suggestions"):
+        assert card["selectionBehavior"] == "at-most-one"
+
+
+def test_discovery_lists_services_with_prefetch_from_data(service):
+    from planner.service import load_definitions
+
+    r = httpx.get(f"{service.url}/cds-services", timeout=10)
+    assert r.status_code == 200
+    services = r.json()["services"]
+    defs = load_definitions()
+    assert [s["id"] for s in services] == [s["id"] for s in defs.services]
+    assert {s["hook"] for s in services} == {"order-select", "order-sign", "patient-view"}
+    for s in services:
+        assert "{{context.patientId}}" in s["prefetch"]["patient"] and s["title"] and s["description"]
+
+
+def test_poor_metabolizer_clopidogrel_gets_critical_card_with_data_alternatives(service, keys, planner):
+    bundle = _pm_bundle()
+    draft = draft_order("clopidogrel", 75, "pm-1", "draft-clop")
+    r = _post(service, keys, SEL, hook_body("order-select", "pm-1", drafts=[draft], prefetch=prefetch_of(bundle, "pm-1")))
+    assert r.status_code == 200, r.text
+    cards = r.json()["cards"]
+    for c in cards:
+        _check_card_shape(c)
+    crit = [c for c in cards if c["indicator"] == "critical"]
+    assert len(crit) == 1 and "clopidogrel" in crit[0]["summary"].lower()
+    # the alternatives are what the rule data says, not literals of this test
+
+    finding = next(f for f in planner.ruleset.screen(read_record(bundle), Regimen.of(
+        [DrugDose(ingredient="clopidogrel", rxcui="32968", dose_mg_day=75)])) if f.action == "exclude")
+    assert finding.alternatives, "the CPIC rule names alternatives"
+    created = {a["resource"]["medicationCodeableConcept"]["text"]
+               for s in crit[0]["suggestions"] for a in s["actions"] if a["type"] == "create"}
+    assert created and created <= set(finding.alternatives)
+    assert created & {"prasugrel", "ticagrelor"}
+    deletes = [a for s in crit[0]["suggestions"] for a in s["actions"] if a["type"] == "delete"]
+    assert deletes and all(a["resourceId"] == ["MedicationRequest/draft-clop"] for a in deletes)
+    assert crit[0]["source"]["url"].startswith("https://cpicpgx.org/") and crit[0]["overrideReasons"]
+    assert crit[0]["links"][0]["url"] == crit[0]["source"]["url"]
+    uuids = [c["uuid"] for c in cards] + [s["uuid"] for c in cards for s in c.get("suggestions", [])]
+    assert len(uuids) == len(set(uuids))
+
+
+def test_paroxetine_draft_for_patient_on_tamoxifen_names_both(service, keys):
+    bundle = _tamoxifen_bundle()
+    draft = draft_order("paroxetine", 20, "tam-1", "draft-parox")
+    for sid, hook in ((SEL, "order-select"), (SIGN, "order-sign")):
+        r = _post(service, keys, sid, hook_body(hook, "tam-1", drafts=[draft], prefetch=prefetch_of(bundle, "tam-1")))
+        assert r.status_code == 200, r.text
+        both = [c for c in r.json()["cards"]
+                if "paroxetine" in c["summary"].lower() and "tamoxifen" in c["summary"].lower()]
+        assert both, [c["summary"] for c in r.json()["cards"]]
+        assert both[0]["indicator"] in {"critical", "warning"}
+
+
+def test_no_genotype_says_not_tested_never_normal(service, keys):
+    bundle = _pm_bundle("ng-1", genotype=None)
+    draft = draft_order("clopidogrel", 75, "ng-1", "draft-ng")
+    r = _post(service, keys, SIGN, hook_body("order-sign", "ng-1", drafts=[draft], prefetch=prefetch_of(bundle, "ng-1")))
+    assert r.status_code == 200, r.text
+    text = json.dumps(r.json()["cards"]).lower()
+    assert any("cyp2c19" in c["summary"].lower() and "not tested" in c["summary"].lower() for c in r.json()["cards"])
+    assert "normal metabolizer" not in text
+
+
+def test_patient_view_plans_per_area_and_current_findings(service, keys, fixtures_dir):
+    bundle = orjson.loads((fixtures_dir / "synthea" / SYNTHEA).read_bytes())
+    pid = next(e["resource"]["id"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
+    r = _post(service, keys, VIEW, hook_body("patient-view", pid, prefetch=prefetch_of(bundle, pid)))
+    assert r.status_code == 200, r.text
+    cards = r.json()["cards"]
+    plan_cards = [c for c in cards if c["source"].get("topic", {}).get("system", "").endswith("/area")]
+    assert {c["source"]["topic"]["code"] for c in plan_cards} >= {"t2d", "hypertension"}
+    for c in cards:
+        _check_card_shape(c)
+    assert all("P(target)" in c["detail"] for c in plan_cards)
+
+
+@pytest.mark.parametrize("sid,hook", [(SEL, "order-select"), (SIGN, "order-sign"), (VIEW, "patient-view")])
+def test_each_hook_from_fhir_server_equals_prefetch_and_412_without_either(service, keys, fhir, sid, hook):
+    pid = f"fs-{hook}"
+    bundle = _pm_bundle(pid)
+    fhir.store.load(bundle)
+    drafts = [draft_order("clopidogrel", 75, pid, "d1")] if hook != "patient-view" else []
+    via_prefetch = _post(service, keys, sid, hook_body(hook, pid, drafts=drafts, prefetch=prefetch_of(bundle, pid)))
+    via_server = _post(service, keys, sid, hook_body(hook, pid, drafts=drafts, fhir_server=fhir.url,
+                                                     fhir_token=fhir.store.token))
+    assert via_prefetch.status_code == 200 and via_server.status_code == 200, via_server.text
+    summaries = sorted(c["summary"] for c in via_server.json()["cards"])
+    assert summaries == sorted(c["summary"] for c in via_prefetch.json()["cards"])
+    if hook != "patient-view":
+        assert any(c["indicator"] == "critical" for c in via_server.json()["cards"])
+    assert any(path.startswith("/Observation?patient=" + pid) for _, path in fhir.store.requests)
+    neither = _post(service, keys, sid, hook_body(hook, pid, drafts=drafts))
+    assert neither.status_code == 412
+    assert set(neither.json()["missing"]) >= {"patient", "observations"} and pid not in neither.text
+
+
+def test_fhir_token_scope_is_respected(service, keys, fhir):
+    pid = "scope-1"
+    fhir.store.load(_pm_bundle(pid))
+    before = len(fhir.store.requests)
+    body = hook_body("order-sign", pid, drafts=[draft_order("clopidogrel", 75, pid, "d1")], fhir_server=fhir.url,
+                     fhir_token=fhir.store.token, scope="patient/Patient.read patient/MedicationRequest.read")
+    r = _post(service, keys, SIGN, body)
+    assert r.status_code == 412 and "observations" in r.json()["missing"]
+    paths = [p for _, p in fhir.store.requests[before:]]
+    assert not any(p.startswith(("/Observation", "/Condition", "/AllergyIntolerance")) for p in paths)
+    # a wrong access token: the FHIR server refuses, the service answers 412 (never a 5xx)
+    body = hook_body("order-sign", pid, drafts=[], fhir_server=fhir.url, fhir_token="wrong")
+    assert _post(service, keys, SIGN, body).status_code == 412
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unsigned(claims: dict, header: dict) -> str:
+    return _b64(orjson.dumps(header)) + "." + _b64(orjson.dumps(claims))
+
+
+def test_bad_tokens_are_bare_401(service, keys):
+    import time
+    import uuid
+
+    aud = service.config.audience(SIGN)
+    bundle = _pm_bundle("tok-1")
+    body = hook_body("order-sign", "tok-1", drafts=[], prefetch=prefetch_of(bundle, "tok-1"))
+    now = int(time.time())
+    claims = {"iss": ISSUER, "sub": "x", "aud": aud, "iat": now, "exp": now + 120, "jti": uuid.uuid4().hex}
+    forger = Keys()  # same kid, unknown key
+    public_pem = keys.rsa.public_key().public_bytes(serialization.Encoding.PEM,
+                                                    serialization.PublicFormat.SubjectPublicKeyInfo)
+    signing_input = _unsigned(claims, {"alg": "HS384", "kid": keys.kid_rsa, "typ": "JWT"})
+    hmac_token = signing_input + "." + _b64(hmac.new(public_pem, signing_input.encode(), hashlib.sha384).digest())
+    bad = {
+        "forged": forger.token(aud, kid=keys.kid_rsa),
+        "expired": keys.token(aud, exp_in=-600, iat_ago=700),
+        "wrong-audience": keys.token(service.config.audience(SEL)),
+        "wrong-issuer": keys.token(aud, iss="https://evil.example"),
+        "alg-none": _unsigned(claims, {"alg": "none", "kid": keys.kid_rsa, "typ": "JWT"}) + ".",
+        "hmac-public-key": hmac_token,
+        "future-iat": keys.token(aud, iat_ago=-3600, exp_in=3700),
+        "too-long-lived": keys.token(aud, exp_in=86400),
+        "no-jti": keys.token(aud, claims={"jti": None}),
+        "jku-not-allowlisted": keys.token(aud, headers={"jku": "http://127.0.0.1:1/jwks.json"}),
+        "rs256": jwt.encode(claims, keys.rsa, algorithm="RS256", headers={"kid": keys.kid_rsa}),
+    }
+    url = f"{service.url}/cds-services/{SIGN}"
+    for name, tok in bad.items():
+        r = httpx.post(url, json=body, headers={"Authorization": f"Bearer {tok}"}, timeout=30)
+        assert r.status_code == 401 and r.content == b"", name
+    assert httpx.post(url, json=body, timeout=30).status_code == 401
+    assert httpx.post(url, content=b"{not json", timeout=30).status_code == 401  # refused before the body is read
+    good = keys.token(aud, alg="ES384")
+    first = httpx.post(url, json=body, headers={"Authorization": f"Bearer {good}"}, timeout=30)
+    assert first.status_code == 200
+    replay = httpx.post(url, json=body, headers={"Authorization": f"Bearer {good}"}, timeout=30)
+    assert replay.status_code == 401 and replay.content == b""
+
+
+def test_unconfigured_service_trusts_no_issuer(planner, keys):
+    from planner.service import create_app, load_config
+    from planner.service.server import startup_message
+
+    cfg = load_config(None)
+    assert "trusts no" in startup_message(cfg)
+    with LiveServer(create_app(cfg, planner=planner)) as srv:
+        assert httpx.get(f"{srv.url}/cds-services", timeout=10).status_code == 200
+        body = hook_body("order-sign", "u-1", drafts=[], prefetch=prefetch_of(_pm_bundle("u-1"), "u-1"))
+        tok = keys.token(cfg.audience(SIGN))
+        r = httpx.post(f"{srv.url}/cds-services/{SIGN}", json=body, headers={"Authorization": f"Bearer {tok}"},
+                       timeout=30)
+        assert r.status_code == 401
+
+
+def test_request_size_limit_and_error_bodies_carry_no_patient_data(service, keys, caplog):
+    url = f"{service.url}/cds-services/{SIGN}"
+    tok = keys.token(service.config.audience(SIGN))
+    big = b'{"hook": "order-sign", "pad": "' + b"x" * (service.config.max_request_bytes + 10) + b'"}'
+    r = httpx.post(url, content=big, headers={"Authorization": f"Bearer {tok}", "Content-Type": "application/json"},
+                   timeout=60)
+    assert r.status_code == 413
+    # a body naming the patient, with a wrong field: the 4xx names the field, never the value
+    caplog.set_level(logging.DEBUG)
+    bundle = _pm_bundle("Secret-Name-42")
+    pre = prefetch_of(bundle, "Secret-Name-42")
+    pre["patient"] = {**pre["patient"], "name": [{"family": "Zyxwvut", "given": ["Qwerty"]}]}
+    body = hook_body("order-sign", "Secret-Name-42", drafts=[], prefetch=pre)
+    body["context"]["draftOrders"] = "Zyxwvut"
+    r = _post(service, keys, SIGN, body)
+    assert r.status_code == 400 and "draftOrders" in r.text
+    for text in (r.text, caplog.text):
+        assert "Zyxwvut" not in text and "Secret-Name-42" not in text and "Traceback" not in text
+
+
+def test_feedback_is_stored_de_identified(service, keys):
+    bundle = _pm_bundle("fb-1")
+    draft = draft_order("clopidogrel", 75, "fb-1", "draft-fb")
+    cards = _post(service, keys, SEL, hook_body("order-select", "fb-1", drafts=[draft],
+                                                 prefetch=prefetch_of(bundle, "fb-1"))).json()["cards"]
+    crit = next(c for c in cards if c["indicator"] == "critical")
+    fb = {"feedback": [{"card": crit["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-03-04T10:11:12Z",
+                        "overrideReason": {"reason": crit["overrideReasons"][0], "userComment": "pt Zyxwvut says ok"}},
+                       {"card": crit["uuid"], "outcome": "accepted", "outcomeTimestamp": "2026-03-04T10:11:13Z",
+                        "acceptedSuggestions": [{"id": crit["suggestions"][0]["uuid"]}]}]}
+    tok = keys.token(service.config.audience(SEL))
+    r = httpx.post(f"{service.url}/cds-services/{SEL}/feedback", json=fb, headers={"Authorization": f"Bearer {tok}"},
+                   timeout=30)
+    assert r.status_code == 200 and r.json()["stored"] == 2
+    with sqlite3.connect(service.audit_path) as con:
+        rows = con.execute("SELECT known_card, outcome, override_code, outcome_time, user_comment, accepted_json"
+                           " FROM feedback_audit WHERE card_uuid = ?", (crit["uuid"],)).fetchall()
+        cards_rows = con.execute("SELECT rule_id FROM card_audit WHERE card_uuid = ?", (crit["uuid"],)).fetchall()
+    assert [r[1] for r in rows] == ["overridden", "accepted"] and all(r[0] == 1 for r in rows)
+    assert rows[0][2] == crit["overrideReasons"][0]["code"] and rows[0][3] == "2026" and rows[0][4] is None
+    assert json.loads(rows[1][5]) == [crit["suggestions"][0]["uuid"]]
+    assert cards_rows and cards_rows[0][0].startswith("cpic.clopidogrel")
+
+
+def test_audit_rows_are_de_identified(service, keys, fixtures_dir):
+    bundle = orjson.loads((fixtures_dir / "synthea" / SYNTHEA).read_bytes())
+    patient = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
+    pid = patient["id"]
+    r = _post(service, keys, VIEW, hook_body("patient-view", pid, prefetch=prefetch_of(bundle, pid)))
+    assert r.status_code == 200
+    with sqlite3.connect(service.audit_path) as con:
+        con.row_factory = sqlite3.Row
+        rows = [dict(x) for x in con.execute("SELECT * FROM recommendation_audit")]
+    assert rows
+    text = json.dumps(rows)
+    family = patient["name"][0]["family"]
+    assert pid not in text and family not in text and patient["birthDate"] not in text
+    for row in rows:
+        assert row["patient_id"] is None and len(row["recorded_at"]) == 4 and len(row["as_of"]) == 4
+        for plan in json.loads(row["plans_json"]):
+            assert set(plan) == {"rank", "key", "regimen", "stopped", "findings"}
+            assert all("message" not in f and "phenotype" not in f for f in plan["findings"])
