@@ -250,7 +250,7 @@ def rank_plans(
     shortfall = np.maximum(d * (mean_draws - target), 0.0)
     w = config.weights
     rows, penalties = _burden(area, current, candidates, findings, adjusted_by, w, config.rules)
-    extra = _extra_terms(area, current, candidates, config, record, prefs, pred_draws, seed)
+    extra = _extra_terms(area, current, candidates, config, record, prefs, pred_draws, mean_draws, seed)
     primary = w["p_target"] * reached - w["improvement"] * shortfall / config.scale_for(area)
     # utility per joint draw; the expected utility ranks, the per-draw winner gives P(best)
     util_draws = primary - penalties[None, :] + extra.total()
@@ -319,7 +319,8 @@ def extra_guidelines(area: Area, config: RankingConfig, record: PatientRecord | 
 
 
 def _extra_terms(area: Area, current: Regimen, candidates: Sequence[Regimen], config: RankingConfig,
-                 record: PatientRecord | None, prefs: Sequence[str], pred_draws: np.ndarray, seed: int) -> UtilityTerms:
+                 record: PatientRecord | None, prefs: Sequence[str], pred_draws: np.ndarray, mean_draws: np.ndarray,
+                 seed: int) -> UtilityTerms:
     """Secondary outcomes, guideline indications and preferences as per-draw utility terms."""
     g = extra_guidelines(area, config, record)
     ctx = None if record is None else PatientContext.from_record(record, area, g)
@@ -328,6 +329,7 @@ def _extra_terms(area: Area, current: Regimen, candidates: Sequence[Regimen], co
         area=area, regimens=candidates, current=current, guidelines=g, ctx=ctx, forms=load_prescribing(config.rules),
         guideline_weights=config.guideline, secondary_weights=config.secondary,
         preferences={p: (s.measure, s.label, s.per, s.weight) for p, s in specs.items()}, pred_draws=pred_draws,
+        mean_draws=mean_draws,
         rng=np.random.default_rng([int(seed), _SECONDARY_STREAM]),
     )
 

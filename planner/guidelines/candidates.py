@@ -4,7 +4,7 @@ The generator proposes the regimens clinicians usually choose, and single moves 
 indication applies (an SGLT2 inhibitor in heart failure, a high-intensity statin in ASCVD), the plans that also
 improve the outcome most (e.g. metformin + semaglutide) may lack the indicated drug, and the candidate that has
 it may be only the single add-on. :func:`indicated_candidates` adds, for every candidate that does not meet an
-applicable ``include`` indication, the same regimen with the indication's first listed drug added (or put in
+applicable ``include`` indication, the same regimen with the indication's first listed drug of each class added (or put in
 place of a drug of the same class), at its reference dose (or the lowest dose of the required intensity), when
 the area's combination limits allow it. The safety screen then treats these like every other candidate.
 """
@@ -51,14 +51,22 @@ def indicated_candidates(area: Area, record: PatientRecord, candidates: Sequence
         ind = a.indication
         if ind.kind != "include":
             continue
-        entry = area.drug(ind.drugs[0])
-        drug = DrugDose(ingredient=entry.ingredient, rxcui=entry.rxcui, dose_mg_day=_dose(area, g, ind, entry.ingredient),
-                        drug_class=entry.drug_class)
-        for reg in candidates:
-            if set(reg.ingredients) & set(ind.drugs) and ind.min_intensity is None:
-                continue
-            new = _with(area, reg, drug)
-            if new.key() not in seen and is_allowed(area, new):
-                seen.add(new.key())
-                out.append(new)
+        for drug in _first_of_each_class(area, g, ind):
+            for reg in candidates:
+                if set(reg.ingredients) & set(ind.drugs) and ind.min_intensity is None:
+                    continue
+                new = _with(area, reg, drug)
+                if new.key() not in seen and is_allowed(area, new):
+                    seen.add(new.key())
+                    out.append(new)
     return out
+
+
+def _first_of_each_class(area: Area, g: Guidelines, ind: Indication) -> list[DrugDose]:
+    """The indication's first listed drug of each class (an oral and an injectable choice where both exist)."""
+    out: dict[str, DrugDose] = {}
+    for name in ind.drugs:
+        entry = area.drug(name)
+        out.setdefault(entry.drug_class, DrugDose(ingredient=entry.ingredient, rxcui=entry.rxcui,
+                                                  dose_mg_day=_dose(area, g, ind, name), drug_class=entry.drug_class))
+    return list(out.values())

@@ -55,8 +55,8 @@ def medication_courses(record: PatientRecord, area: Area, rules: HistoryRules) -
         end = iv.end if iv.end is not None and iv.end <= on else None
         runs = spans.setdefault(iv.ingredient, [])
         last = runs[-1] if runs else None
-        if last is not None and (last[1] is None or (iv.start - last[1]).days <= _MERGE_GAP_DAYS):  # type: ignore[operator]
-            last[1] = None if last[1] is None or end is None else max(last[1], end)  # type: ignore[type-var]
+        if last is not None and (last[1] is None or (iv.start - last[1]).days <= _MERGE_GAP_DAYS):
+            last[1] = None if last[1] is None or end is None else max(last[1], end)
         else:
             runs.append([iv.start, end])
     out = []

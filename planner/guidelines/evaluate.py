@@ -109,9 +109,11 @@ def _effect_index(so: SecondaryOutcome, area: Area, reg: Regimen) -> list[int]:
 
 
 def secondary_draws(so: SecondaryOutcome, area: Area, regimens: Sequence[Regimen], ctx: PatientContext,
-                    g: Guidelines, num: int, rng: np.random.Generator, current: Regimen = Regimen()) -> np.ndarray:
+                    g: Guidelines, num: int, rng: np.random.Generator, current: Regimen = Regimen(),
+                    outcome_draws: np.ndarray | None = None) -> np.ndarray:
     """(num, n) draws of the outcome's value per regimen; each effect is drawn once per draw (joint). A change
-    outcome (weight) is the change the plan makes against ``current``; a risk is the risk on the plan's drugs."""
+    outcome (weight) is the change the plan makes against ``current``; a risk is the risk on the plan's drugs,
+    raised by the outcome's ``intensity`` rule from ``outcome_draws`` (expected primary outcome per draw)."""
     if so.kind == "change":
         eff = np.stack([e.mean + e.sd * rng.standard_normal(num) for e in so.effects], axis=1)  # type: ignore[operator]
     else:
@@ -124,6 +126,11 @@ def secondary_draws(so: SecondaryOutcome, area: Area, regimens: Sequence[Regimen
     if so.kind == "change":  # a change happens when the regimen changes: relative to the current regimen
         return out - total(current)[:, None]
     base = next(b.risk for b in so.baseline if ctx.matches(b.when, g))
+    if so.intensity is not None and outcome_draws is not None:
+        sign = 1.0 if area.outcome.direction == "lower" else -1.0
+        deep = np.maximum(sign * (so.intensity.below - outcome_draws), 0.0)
+        flagged = np.array([any(so.effects[i].by_intensity for i in _effect_index(so, area, reg)) for reg in regimens])
+        out = out + np.where(flagged[None, :], so.intensity.log_rr_per_unit * deep, 0.0)
     return np.minimum(base * np.exp(out), 1.0)
 
 
@@ -134,10 +141,10 @@ def _preference_values(measure: str, regimens: Sequence[Regimen], forms: Prescri
         if weight is None:
             return np.zeros((1, len(regimens)))
         return np.maximum(weight, 0.0)
-    vals = []
+    vals: list[float] = []
     for reg in regimens:
         if measure == "injectables":
-            vals.append(sum(forms.is_injection(d.ingredient) for d in reg.drugs))
+            vals.append(float(sum(forms.is_injection(d.ingredient) for d in reg.drugs)))
         elif measure == "doses_per_day":
             vals.append(sum(forms.administrations_per_day(d.ingredient, d.dose_mg_day)
                             for d in reg.drugs if not forms.is_injection(d.ingredient)))
@@ -151,6 +158,7 @@ def utility_terms(
     ctx: PatientContext | None,
     forms: Prescribing, guideline_weights: Mapping[str, float], secondary_weights: Mapping[str, float],
     preferences: Mapping[str, tuple[str, str, str, float]], pred_draws: np.ndarray, rng: np.random.Generator,
+    mean_draws: np.ndarray | None = None,
 ) -> UtilityTerms:
     """Every non-outcome utility term for ``regimens``. ``preferences``: id -> (measure, label, per, weight)."""
     num, n = pred_draws.shape
@@ -159,7 +167,7 @@ def utility_terms(
     if guidelines is not None and ctx is not None:
         for so in guidelines.secondary_outcomes:
             w = float(secondary_weights.get(so.id, 0.0))
-            vals = secondary_draws(so, area, regimens, ctx, guidelines, num, rng, current)
+            vals = secondary_draws(so, area, regimens, ctx, guidelines, num, rng, current, mean_draws)
             if so.id == "weight":
                 weight_draws = vals
             counted = vals

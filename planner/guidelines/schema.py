@@ -90,6 +90,7 @@ class Effect(_M):
     rr: float | None = Field(default=None, gt=0)  # kind risk
     rr_low: float | None = Field(default=None, gt=0)
     rr_high: float | None = Field(default=None, gt=0)
+    by_intensity: bool = False  # kind risk: the outcome's `intensity` multiplier applies to plans with this drug
     source: str
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
@@ -120,6 +121,15 @@ class BaselineRisk(_M):
     source: str
 
 
+class IntensityRisk(_M):
+    """Risk rising with how far the plan drives the primary outcome: x exp(log_rr_per_unit * (below - outcome))
+    when the plan's expected outcome is under ``below`` (direction lower), for plans with a ``by_intensity`` drug."""
+
+    below: float
+    log_rr_per_unit: float = Field(ge=0)
+    source: str
+
+
 class SecondaryOutcome(_M):
     id: str
     kind: Literal["change", "risk"]
@@ -131,6 +141,7 @@ class SecondaryOutcome(_M):
     # kind change: a fall (e.g. weight lost) counts as a benefit only for patients matching this (empty: all);
     # a rise always counts as a harm
     credit_fall_when: When = ()
+    intensity: IntensityRisk | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "SecondaryOutcome":
