@@ -1,10 +1,15 @@
 """Ingest throughput: planner's fast path vs full fhir.resources R4B validation vs json.loads, same files, one run.
 
-Usage: ``python benchmarks/ingest.py [FOLDER ...] [--repeat N]``. Default input: the 26 shared Synthea bundles
+Usage: ``python benchmarks/ingest.py [FOLDER ...] [--repeat N] [--bulk DIR]``. Default input: the 26 shared Synthea bundles
 (``../shared/reference/synthea``) when that folder exists, else the bundles under ``fixtures/``.
 Prints bundles/s and MB/s for each method and the ratios the issue sets as targets (planner >= 20x full validation,
 planner no slower than json.loads). Each method reads bytes already in memory (no disk time); best of N round-robin repeats, timed in CPU time by
 default so that other jobs on a shared machine do not skew the ratios (``--clock wall`` for elapsed time).
+
+``--bulk DIR`` (default: the shared Bulk Data export ``../shared/reference/realworld/bulk-smart10`` when present, else
+``fixtures/realworld/bulk-smart10``; ``--bulk none`` skips it) also times a whole Bulk ``$export`` folder read from
+disk (``read_records(DIR)``: every NDJSON file, the export log ignored) and prints MB/s and patients/s, with
+``json.loads`` of every line of the same files in the same run as the baseline.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("paths", nargs="*", type=Path)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--full-repeat", type=int, default=1, help="repeats for the (slow) full validation")
+    ap.add_argument("--bulk", default=None, help="a Bulk Data export folder to time as a whole ('none': skip)")
     ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
                     help="cpu: this process's CPU time (robust when other jobs share the machine); wall: elapsed")
     args = ap.parse_args(argv)
@@ -81,7 +87,30 @@ def main(argv: list[str] | None = None) -> int:
     vs_json = results["json.loads"] / results["planner ingest"]
     print(f"planner vs full R4B validation: {full:.1f}x faster (target >= 20x) {'OK' if full >= 20 else 'MISSED'}")
     print(f"planner vs json.loads: {vs_json:.2f}x (target >= 1.0, no slower) {'OK' if vs_json >= 1.0 else 'MISSED'}")
+    if args.bulk != "none":
+        _bulk(Path(args.bulk) if args.bulk else _default_bulk(), args.repeat, clock)
     return 0
+
+
+def _default_bulk() -> Path:
+    shared = ROOT.parent / "shared" / "reference" / "realworld" / "bulk-smart10"
+    return shared if shared.is_dir() else ROOT / "fixtures" / "realworld" / "bulk-smart10"
+
+
+def _bulk(folder: Path, repeat: int, clock: Callable[[], float]) -> None:
+    """A whole Bulk export folder from disk: MB/s and patients/s, against json.loads of every line."""
+    files = sorted(p for p in folder.glob("*.ndjson") if p.name != "log.ndjson")
+    mb = sum(p.stat().st_size for p in files) / 1e6
+    n = len(read_records(folder))
+
+    def loads_all(_: bytes) -> object:
+        return [json.loads(line) for p in files for line in p.read_bytes().splitlines() if line.strip()]
+
+    ours = _time(lambda _: read_records(folder), [b""], repeat, clock)
+    base = _time(loads_all, [b""], repeat, clock)
+    print(f"Bulk export {folder.name}: {len(files)} NDJSON files, {mb:.1f} MB, {n} patients")
+    print(f"  planner read_records(folder): {ours:.3f} s, {mb / ours:.1f} MB/s, {n / ours:.1f} patients/s")
+    print(f"  json.loads of every line:     {base:.3f} s, {mb / base:.1f} MB/s; planner {base / ours:.2f}x json.loads")
 
 
 if __name__ == "__main__":

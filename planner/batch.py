@@ -15,7 +15,6 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-import pandas as pd
 
 from .errors import ConfigError
 from .record import PatientRecord, Regimen
@@ -70,29 +69,15 @@ def record_at(record: PatientRecord, t0: dt.date) -> PatientRecord:
 def predict_regimens(planner: "Planner", record: PatientRecord, area_id: str, regimens: Sequence[Regimen], *,
                      seed: int = 0) -> tuple[np.ndarray, np.ndarray] | None:
     """Joint draws (num_samples, len(regimens)) of the expected and of a new measured follow-up outcome of
-    each regimen for ``record`` on its ``as_of`` date, as the recommendation computes them (None when the
-    outcome cannot be predicted: no baseline value on record)."""
-    from .api import _fill_doses
-    from .areas import load_area
-    from .episodes import regimen_on
-    from .features import features_at
+    each regimen for ``record`` on its ``as_of`` date, through the same feature and prediction stages as the
+    recommendation (None when the outcome cannot be predicted: no outcome value on record)."""
+    from . import stages
+    from .areas import fill_doses, load_area
 
     area = load_area(area_id, planner.rules_path)
-    model = planner.models[area_id]
-    feats = features_at(record, area, record.as_of)
-    baseline_m = record.latest(area.outcome.quantity, within_days=area.outcome.baseline_window_days)
-    stale = record.latest(area.outcome.quantity) if baseline_m is None else None
-    baseline_name = next((f.name for f in area.features if f.kind == "baseline"), None)
-    if baseline_name and feats.get(baseline_name) is None and stale is not None:
-        feats = {**feats, baseline_name: stale.value}
-    if baseline_name is not None and feats.get(baseline_name) is None:
+    row = stages.feature_row(record, area, knowledge=planner.ruleset.knowledge)
+    if not row.can_predict:
         return None
-    X = pd.DataFrame([{k: (np.nan if v is None else v) for k, v in feats.items()}])
-    measured = baseline_m or stale
-    cur = regimen_on(record, area, record.as_of if measured is None else measured.date - dt.timedelta(days=1))
-    cur = _fill_doses(cur, area)
-    regs = [_fill_doses(r, area) for r in regimens]
-    n = planner.ranking.num_samples
-    mean = np.asarray(model.sample(X, regs, num_samples=n, kind="mean", seed=seed, current=cur))[:, 0, :]
-    pred = np.asarray(model.sample(X, regs, num_samples=n, kind="predictive", seed=seed + 1, current=cur))[:, 0, :]
-    return mean, pred
+    regs = [fill_doses(r, area) for r in regimens]
+    return stages.predict_draws(row, regs, model=planner.models[area_id], num_samples=planner.ranking.num_samples,
+                                seed=seed)

@@ -24,7 +24,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
@@ -37,7 +37,10 @@ from .rule_files import read_yaml, rules_dir
 from .recommendation import Plan, PlanDrug, Predicted
 from .record import Finding, PatientRecord, Regimen
 
-__all__ = ["PreferenceSpec", "RankingConfig", "describe_changes", "rank_plans", "QUANTILE_LEVELS"]
+if TYPE_CHECKING:
+    from .handoffs import Predictions
+
+__all__ = ["PreferenceSpec", "RankingConfig", "describe_changes", "rank", "rank_plans", "QUANTILE_LEVELS"]
 
 QUANTILE_LEVELS = tuple(round(0.05 * k, 2) for k in range(1, 20))
 _SECONDARY_STREAM = 16  # random stream of the secondary-outcome prior draws (seeded with the recommendation seed)
@@ -337,3 +340,21 @@ def _extra_terms(area: Area, current: Regimen, candidates: Sequence[Regimen], co
 def _r(x: float, nd: int = 3) -> float:
     """Round for output: stable JSON across platforms and no false precision."""
     return float(round(float(x), nd))
+
+
+def rank(predictions: Predictions, *, area: Area, config: RankingConfig, record: PatientRecord | None = None,
+         preferences: Sequence[str] = ()) -> list[Plan]:
+    """The ranking stage's typed interface: every kept regimen of ``predictions`` as a ranked plan (best first;
+    none when nothing was predicted). With the ``record``, the area's guideline indications and secondary outcomes
+    count; ``preferences`` are the patient's (ids in ``rules/ranking.yaml``)."""
+    if predictions.mean_draws is None or predictions.pred_draws is None:
+        return []
+    screened = predictions.screened
+    f = screened.features
+    return rank_plans(
+        area=area, current=f.current, candidates=[k.regimen for k in screened.kept],
+        findings=[list(k.findings) for k in screened.kept], mean_draws=predictions.mean_draws,
+        pred_draws=predictions.pred_draws, baseline=None if f.outcome_recent is None else f.outcome_recent.value,
+        target=f.target, config=config, features=dict(f.values), adjusted_by=[dict(k.adjusted_by) for k in screened.kept],
+        record=record, preferences=preferences, seed=predictions.seed,
+    )

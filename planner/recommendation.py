@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from .dosing import Dosage
-from .record import Finding, Frozen
+from .record import Findings, FindingTuple, Frozen
 
 __all__ = [
     "OutcomeSummary",
@@ -112,7 +112,7 @@ class Plan(Frozen):
     p_target: float
     p_best: float
     utility: float
-    findings: tuple[Finding, ...] = ()
+    findings: FindingTuple = Findings()
     rationale: str
     indications: tuple[IndicationStatus, ...] = ()  # the guideline indications that apply, met or not
     tradeoffs: tuple[Tradeoff, ...] = ()  # the plan's utility, term by term
@@ -122,7 +122,7 @@ class Plan(Frozen):
 class ExcludedRegimen(Frozen):
     key: str
     regimen: tuple[PlanDrug, ...]
-    findings: tuple[Finding, ...]
+    findings: FindingTuple
 
 
 class DataGap(Frozen):
@@ -152,7 +152,7 @@ class Recommendation(Frozen):
     current_regimen: tuple[PlanDrug, ...] = ()
     plans: tuple[Plan, ...]
     excluded: tuple[ExcludedRegimen, ...] = ()
-    current_findings: tuple[Finding, ...] = ()
+    current_findings: FindingTuple = Findings()  # held as record.Findings: renders as a table in Jupyter
     data_gaps: tuple[DataGap, ...] = ()
     preferences: tuple[str, ...] = ()  # patient preferences the ranking used (rules/ranking.yaml preferences)
     provenance: Provenance

@@ -81,10 +81,13 @@ class Condition(Frozen):
     recorded: dt.date | None = None
     clinical_status: str | None = None  # active | recurrence | relapse | inactive | remission | resolved
     verification_status: str | None = None
+    abated: bool = False  # abatement stated without a date (abatementString, or abatementAge without a birth date)
 
     def is_active(self, on: dt.date) -> bool:
         """Active on a date: started (or undated) and not abated, and not marked inactive/resolved."""
         if self.verification_status in {"refuted", "entered-in-error"}:
+            return False
+        if self.abated and self.abatement is None:
             return False
         start = self.onset or self.recorded
         if start is not None and start > on:
@@ -109,9 +112,16 @@ class Medication(Frozen):
     intent: str | None = None
     start: dt.date | None = None  # authoredOn / effectivePeriod.start
     end: dt.date | None = None  # validityPeriod.end / effectivePeriod.end, as given (episodes refine it)
+    do_not_perform: bool = False  # MedicationRequest.doNotPerform: an order NOT to give the drug
+    as_needed: bool = False
+    dose_assumed: bool = False  # dose_mg_day rests on an assumption (one unit per dose, ...): a DataWarning says which
+    dose_range_mg_day: tuple[float, float] | None = None  # from doseRange: (low, high); dose_mg_day is then None
 
     def is_active(self, on: dt.date) -> bool:
-        if self.status in {"entered-in-error", "cancelled", "stopped", "completed", "draft"}:
+        # voided, cancelled, draft, not-taken and do-not-perform orders are never current, whatever the dates say
+        if self.do_not_perform or self.status in {"entered-in-error", "cancelled", "draft", "not-taken"}:
+            return False
+        if self.status in {"stopped", "completed"}:
             if self.end is None or self.end <= on:
                 return False
         if self.start is not None and self.start > on:
@@ -173,9 +183,13 @@ class PgxResult(Frozen):
 class DataWarning(Frozen):
     """Something in the record planner could not use, or used with an assumption."""
 
-    code: str  # short machine code, e.g. "unresolved-medication", "dose-not-derivable"
-    message: str
+    code: str  # short machine code, e.g. "unresolved-medication", "dose-not-derivable", "resource-skipped"
+    message: str  # why, in one sentence (never a patient's name, birth date or raw JSON)
     resource: str | None = None  # "MedicationRequest/<id>"
+    field: str | None = None  # e.g. "dosageInstruction[0].timing"
+    value: str | None = None  # the offending value, shortened (never for Patient demographics)
+    quantity: str | None = None  # the quantity a dropped measurement was of (e.g. "hba1c"), when it was one
+    date: dt.date | None = None  # the date of the fact the warning is about, when it has one
 
 
 class PatientRecord(Frozen):
@@ -185,6 +199,7 @@ class PatientRecord(Frozen):
     birth_date: dt.date | None = None
     sex: str | None = None  # administrative gender: male | female | other | unknown
     deceased: dt.date | None = None
+    deceased_boolean: bool = False  # Patient.deceasedBoolean true (no date given)
     as_of: dt.date
     conditions: tuple[Condition, ...] = ()
     medications: tuple[Medication, ...] = ()
@@ -194,6 +209,11 @@ class PatientRecord(Frozen):
     warnings: tuple[DataWarning, ...] = ()
 
     # ---- small, pure helpers every stage uses -------------------------------------------------------
+    @property
+    def is_deceased(self) -> bool:
+        """The patient is recorded as deceased (a date or ``deceasedBoolean: true``): no plans are made."""
+        return self.deceased_boolean or (self.deceased is not None and self.deceased <= self.as_of)
+
     def age(self, on: dt.date | None = None) -> float | None:
         if self.birth_date is None:
             return None

@@ -28,6 +28,7 @@ __all__ = ["default_rules_dir", "rules_dir", "read_yaml", "read_csv", "sha256_fi
 _ENV = "PLANNER_RULES_DIR"
 
 
+@functools.lru_cache(maxsize=1)  # found once per process (it was resolved on every dose written)
 def default_rules_dir() -> Path:
     """The rules folder shipped with the installed package (or the checkout's ``rules/``)."""
     here = Path(__file__).resolve().parent
@@ -94,7 +95,15 @@ def read_yaml(path: str | os.PathLike[str]) -> Any:
     p = Path(path)
     if not p.is_file():
         raise RuleError("data file not found", file=str(p))
+    _verify(p)
     return _read_yaml_cached(str(p), p.stat().st_mtime)
+
+
+def _verify(p: Path) -> None:
+    """A file of a rules folder must match the checksum its manifest pins (planner.manifest.verify_file)."""
+    from .manifest import verify_file
+
+    verify_file(p)
 
 
 def read_csv(path: str | os.PathLike[str]) -> list[dict[str, str]]:
@@ -102,6 +111,7 @@ def read_csv(path: str | os.PathLike[str]) -> list[dict[str, str]]:
     p = Path(path)
     if not p.is_file():
         raise RuleError("data file not found", file=str(p))
+    _verify(p)
     text = p.read_text(encoding="utf-8")
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     return list(csv.DictReader(io.StringIO("\n".join(lines))))

@@ -42,6 +42,7 @@ class PageReport:
     network_requests: list[str]
     check: dict[str, Any]
     screenshot: bytes
+    pdf: bytes = b""
 
 
 class Chromium:
@@ -126,7 +127,9 @@ class Chromium:
 
     # ---- pages -----------------------------------------------------------------------------------------
     def open(self, url: str, check_js: str, *, width: int = 1280, height: int = 900,
-             max_height: int = 20000) -> PageReport:
+             max_height: int = 20000, media: str = "screen", pdf: bool = False) -> PageReport:
+        """Open ``url`` at ``width`` CSS px (``media``: "screen" or "print"), run ``check_js``, screenshot it and,
+        with ``pdf``, print it (paper size and margins from the page's print stylesheet)."""
         target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
         session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         try:
@@ -134,6 +137,7 @@ class Chromium:
                 self.send(f"{domain}.enable", {}, session)
             self.send("Emulation.setDeviceMetricsOverride",
                       {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}, session)
+            self.send("Emulation.setEmulatedMedia", {"media": media}, session)
             start = len(self._events)
             self.send("Page.navigate", {"url": url}, session)
             self.wait_for("Page.loadEventFired", session)
@@ -146,10 +150,17 @@ class Chromium:
                 "format": "png", "captureBeyondViewport": True,
                 "clip": {"x": 0, "y": 0, "width": width, "height": min(size["height"], max_height), "scale": 1}},
                 session)
+            printed = b""
+            if pdf:
+                printed = base64.b64decode(self.send("Page.printToPDF", {
+                    "printBackground": True, "preferCSSPageSize": True},
+                    session)["data"])
             events = [e for e in self._events[start:] if e.get("sessionId") == session]
         finally:
             self.send("Target.closeTarget", {"targetId": target})
-        return _report(url, events, check["result"].get("value") or {}, base64.b64decode(shot["data"]))
+        report = _report(url, events, check["result"].get("value") or {}, base64.b64decode(shot["data"]))
+        report.pdf = printed
+        return report
 
 
 def _report(url: str, events: list[dict[str, Any]], check: dict[str, Any], shot: bytes) -> PageReport:

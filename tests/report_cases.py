@@ -42,12 +42,18 @@ def cases() -> list[tuple[str, PatientRecord]]:
     """(name, record) for every patient the browser test opens."""
     out = [(p.stem.split("_")[0].lower(), read_record(p)) for p in sorted((FIXTURES / "synthea").glob("*.json"))]
     out += [(p.stem, read_record(p)) for p in
-            (FIXTURES / "fhir" / "pgx_genomics_ig.json", FIXTURES / "fhir" / "pgx_hla.json")]
+            (FIXTURES / "fhir" / "pgx_genomics_ig.json", FIXTURES / "fhir" / "pgx_hla.json",
+             FIXTURES / "fhir" / "medication_reference_us_core.json")]
     pharmcat = [FIXTURES / "pharmcat" / "sample.phenotype.json", FIXTURES / "pharmcat" / "outside_calls.tsv"]
     b = BundleBuilder(patient_id="vignette-pharmcat", birth_date="1970-01-01", sex="male")
     b.condition("55822004", display="Hyperlipidemia", onset="2019-01-01")
     b.observation("ldl", 168, date="2024-04-02")
     out.append(("pharmcat", read_record(b.build(), pharmcat=pharmcat)))
     out.append(("depression-pgx", read_record(depression_vignette(), as_of="2024-06-01")))
+    b = BundleBuilder(patient_id="vignette-no-outcome", birth_date="1955-07-01", sex="female")
+    b.condition("44054006", display="Diabetes mellitus type 2", onset="2018-01-01")
+    b.observation("egfr", 38, date="2024-03-01")
+    b.medication("metformin", 2000, start="2019-01-01")
+    out.append(("no-outcome", read_record(b.build(), as_of="2024-06-01")))  # no HbA1c: no plan, exclusions still
     out.append(("markup", read_record(markup_vignette(), as_of="2024-06-01")))
     return out

@@ -89,6 +89,7 @@ class FhirStore:
     def __init__(self, token: str = "fhir-access-token", page_size: int = 3) -> None:
         self.token = token
         self.page_size = page_size
+        self.everything = True  # False: $everything answers 404 (clients fall back to searches)
         self.data: dict[str, dict[str, dict[str, Any]]] = {}
         self.requests: list[tuple[str, str]] = []
         self.created: list[dict[str, Any]] = []
@@ -137,7 +138,7 @@ def fhir_app(store: FhirStore) -> Any:
     def everything(pid: str, request: Request) -> Any:
         if not ok(request):
             return JSONResponse({"resourceType": "OperationOutcome"}, status_code=401)
-        if pid not in store.data.get("Patient", {}):
+        if not store.everything or pid not in store.data.get("Patient", {}):
             return JSONResponse({"resourceType": "OperationOutcome"}, status_code=404)
         items = [store.data["Patient"][pid]] + [r for t in sorted(store.data) if t != "Patient"
                                                 for r in store.for_patient(t, pid)]

@@ -61,3 +61,39 @@ def test_rules_list_show_validate(capsys):
     assert main(["rules", "show", "no.such.rule"]) == 2
     assert main(["rules", "validate"]) == 0
     assert "ok:" in capsys.readouterr().out
+
+
+def test_rules_validate_reports_unchecked_sources(capsys):
+    from planner.safety import RuleSet
+    from planner.safety.sources import source_report
+
+    assert main(["rules", "validate"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("ok: ") and "sources:" in out
+    issues = source_report(RuleSet.load())
+    # every safety rule names a checkable source; what stays is data marked (verify), each listed by file:line
+    assert not [i for i in issues if i.kind == "no checkable source"], issues
+    marked = [i for i in issues if i.kind == "marked unverified"]
+    assert any(i.where.startswith("conditions/condition_sets.yaml:") for i in marked)
+    assert all(f"marked unverified: {i.where}:" in out for i in marked)
+    assert main(["rules", "validate", "--strict"]) == 1  # while anything is unchecked
+
+
+def test_rule_without_a_checkable_source_is_reported(tmp_path):
+    import shutil
+
+    from planner.manifest import main as pin
+    from planner.rule_files import default_rules_dir
+    from planner.safety import RuleSet
+    from planner.safety.sources import source_report
+
+    root = tmp_path / "rules"
+    shutil.copytree(default_rules_dir(), root)
+    ddi = root / "interactions" / "ddi.yaml"
+    ddi.write_text(ddi.read_text(encoding="utf-8").replace('source: "FDA label Plavix 5.1/7.1 (avoid omeprazole or '
+                                                           'esomeprazole)"', 'source: "a colleague said so"'),
+                   encoding="utf-8")
+    assert pin([str(root)]) == 0
+    issues = source_report(RuleSet.load(root))
+    assert [(i.where, i.kind) for i in issues if i.kind == "no checkable source"] == [
+        ("ddi.clopidogrel-omeprazole", "no checkable source")]

@@ -165,6 +165,9 @@ def test_bad_prescribing_file_names_the_file(tmp_path):
     raw = yaml.safe_load(path.read_text())
     raw["drugs"]["metformin"]["route"] = "intranasal"
     path.write_text(yaml.safe_dump(raw))
+    from planner.manifest import main as pin
+
+    pin([str(root)])  # re-pinned: the schema error is the one under test (an unpinned edit is refused earlier)
     with pytest.raises(RuleError) as err:
         load_prescribing(root)
     assert "prescribing.yaml" in str(err.value) and "intranasal" in str(err.value)

@@ -26,7 +26,8 @@ SYNTHEA = [
     ("Adalberto_Hartmann", "ba18818d-faef-44cd-9744-b12d8973d402", D(2021, 3, 31), 6.212982014759749, 10,
      {"amlodipine": "17767", "clopidogrel": "32968", "simvastatin": "36567", "hydrochlorothiazide": "5487"}),
     ("Dirk_Kuhlman", "948e608d-e408-4788-8cf2-8157c49c2940", D(2021, 3, 2), 3.0102167723507556, 8,
-     {"carbamazepine": "2002", "hydrochlorothiazide": "5487", "metformin": "6809"}),
+     # Humulin 70/30 (RxNorm 106892): insulin regular human and insulin isophane human (no RxCUI in rules, so not here)
+     {"carbamazepine": "2002", "hydrochlorothiazide": "5487", "metformin": "6809", "insulin regular human": "253182"}),
     ("Fabian_Murray", "b4a36fff-6981-496a-a0d3-b274dd4b363a", D(2020, 12, 19), 6.073139120096499, 2,
      {"metformin": "6809"}),
     ("Jed_Pollich", "72d8a40a-6aa4-4e62-a258-a973cf460658", D(2021, 3, 19), 6.103294908974377, 7,

@@ -78,14 +78,22 @@ def test_inspect_errors_exit_2_without_traceback(tmp_path: Path, capsys) -> None
         if e["resource"].get("id") == "o-a1c-1":
             e["resource"]["valueQuantity"]["unit"] = e["resource"]["valueQuantity"]["code"] = "g/L"
     unit.write_text(json.dumps(doc))
+    strict_unit = tmp_path / "strict_unit.json"  # without the hand-written Claim, which strict validation refuses first
+    strict_unit.write_text(json.dumps({**doc, "entry": [e for e in doc["entry"]
+                                                        if e["resource"]["resourceType"] != "Claim"]}))
     cases = [((str(bad),), "no entries"), ((str(nan),), "NaN"), ((str(tmp_path / "missing.json"),), "no such file"),
-             ((str(unit),), "Observation/o-a1c-1 valueQuantity.unit 'g/L'"),
+             ((str(strict_unit), "--strict"), "Observation/o-a1c-1 valueQuantity.unit 'g/L'"),
              ((str(bad), "--format", "xml"), "--format 'xml'"), ((str(bad), "--as-of", "soon"), "as_of 'soon'")]
     for args, needle in cases:
         code, out, err = inproc(capsys, *args)
         assert code == 2, (args, out, err)
         assert needle in err, (needle, err)
         assert "Traceback" not in err + out
+    # without --strict the one bad Observation is a data-quality warning and the rest of the record is shown
+    code, out, err = inproc(capsys, str(unit), "--format", "json")
+    assert code == 0 and "Traceback" not in err + out
+    w = next(w for w in json.loads(out)["warnings"] if w["code"] == "resource-skipped")
+    assert (w["resource"], w["field"], w["value"]) == ("Observation/o-a1c-1", "valueQuantity.unit", "g/L")
 
 
 def test_render_table_lists_every_pgx_result() -> None:

@@ -42,3 +42,35 @@ def test_edited_unlisted_and_missing_files_are_refused(tmp_path):
 def test_rules_folder_that_does_not_exist():
     with pytest.raises(RuleError, match="rules folder not found"):
         manifest.verify("/nonexistent/rules")
+
+
+def test_every_stage_refuses_an_unpinned_edit_naming_the_file(tmp_path):
+    """Integrity is checked where data is read (planner.rule_files), so the ingest code tables, the area
+    files and the safety rules are all refused after a hand edit, each naming its file."""
+    from planner.areas import load_area
+    from planner.ingest.codes import code_tables
+    from planner.safety import RuleSet
+
+    root = tmp_path / "rules"
+    shutil.copytree(default_rules_dir(), root)
+    rx = root / "codes" / "rxnorm.csv"
+    rx.write_text(rx.read_text(encoding="utf-8") + "\n", encoding="utf-8")
+    with pytest.raises(RuleError, match=r"rxnorm\.csv.*checksum"):
+        code_tables(root)
+    ddi = root / "interactions" / "ddi.yaml"
+    ddi.write_text(ddi.read_text(encoding="utf-8").replace("myopathy risk", "myopathy"), encoding="utf-8")
+    with pytest.raises(RuleError, match=r"ddi\.yaml.*checksum"):
+        manifest.verify_file(ddi)
+    with pytest.raises(RuleError, match="checksum"):
+        RuleSet.load(root)
+    area = root / "areas" / "lipids.yaml"
+    area.write_text(area.read_text(encoding="utf-8") + "\n", encoding="utf-8")
+    with pytest.raises(RuleError, match=r"lipids\.yaml.*checksum"):
+        load_area("lipids", root)
+    assert manifest.main([str(root)]) == 0  # re-pinned: every stage reads it again
+    assert code_tables(root) is not None and load_area("lipids", root).id == "lipids"
+    (root / "codes" / "extra.csv").write_text("a,b\n1,2\n", encoding="utf-8")
+    from planner.rule_files import read_csv
+
+    with pytest.raises(RuleError, match=r"extra\.csv.*not listed"):
+        read_csv(root / "codes" / "extra.csv")

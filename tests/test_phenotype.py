@@ -39,8 +39,16 @@ def test_cyp2d6_copy_number(rs, dip, score, pheno):
     assert (t.score, t.phenotype) == (score, pheno)
 
 
-def test_unknown_copy_number_of_functional_allele_is_indeterminate(rs):
-    assert rs.knowledge.translate("CYP2D6", "*1xN/*1").phenotype == "Indeterminate"
+def test_unknown_copy_number_is_read_as_two_or_more_copies(rs):
+    # CPIC: *1/*2xN is ultrarapid whatever N >= 2 is; the score is written as a lower bound
+    assert (rs.knowledge.translate("CYP2D6", "*1xN/*1").phenotype, rs.knowledge.translate("CYP2D6", "*1xN/*1").score) \
+        == ("Ultrarapid Metabolizer", "≥3.0")
+    assert rs.knowledge.translate("CYP2D6", "*1/*2xN").phenotype == "Ultrarapid Metabolizer"
+
+
+def test_unknown_copy_number_that_decides_the_phenotype_is_indeterminate(rs):
+    # *10 (0.25): two copies give 1.5 (normal), six give 2.5 (ultrarapid): N decides, so it is not guessed
+    assert rs.knowledge.translate("CYP2D6", "*1/*10xN").phenotype == "Indeterminate"
 
 
 def test_format_score():

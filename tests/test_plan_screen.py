@@ -4,6 +4,7 @@ CPIC or the FDA label gives; ``check`` on the current list; ``screen_plan`` and 
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 
@@ -189,3 +190,15 @@ def test_hepatic_cap(rs):
     res = screen_plan(r, reg(("citalopram", 40)), rules=rs)
     assert res.final is not None and res.final.dose_of("citalopram") == 20
     assert screen_plan(r, reg(("duloxetine", 60)), rules=rs).excluded
+
+
+def test_screen_benchmark_runs_with_tiny_arguments():
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    out = subprocess.run([sys.executable, str(root / "benchmarks" / "screen.py"), "--regimens", "12", "--repeats", "2"],
+                         capture_output=True, text=True, env=env, timeout=120, check=True).stdout
+    assert "plan-level pairs" in out and "naive baseline" in out and "speed-up" in out

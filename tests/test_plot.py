@@ -11,7 +11,7 @@ from report_cases import FIXTURES, depression_vignette
 
 from planner.ingest import read_record
 from planner.render.html import unit
-from planner.render.plot import alt_text, png_bytes
+from planner.render.plot import alt_text, plot_problems, png_bytes
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,21 @@ def test_every_plot_has_labelled_axes_units_and_target(recs) -> None:
         assert any(t.startswith("target") and u in t for t in legend)
         ticks = [t.get_text() for t in ax.get_yticklabels()]
         assert len(ticks) == len(rec.plans) and all(t.startswith(f"{p.rank}.") for t, p in zip(ticks, rec.plans))
+        assert plot_problems(ax, rec) == []
         plt.close(ax.figure)
+
+
+def test_plot_problems_says_what_is_missing(recs) -> None:
+    import matplotlib.pyplot as plt
+
+    rec = next(r for r in recs if r.outcome.baseline is not None and r.plans)
+    _, ax = plt.subplots()
+    ax.plot([1, 2], [1, 2])
+    problems = plot_problems(ax, rec)
+    assert any("unit" in p for p in problems) and "no y axis label" in problems and "no title" in problems
+    assert any(p.startswith("no target line") for p in problems) and any("baseline" in p for p in problems)
+    assert "the legend does not name the target" in problems
+    plt.close(ax.figure)
 
 
 def test_embedded_plot_is_a_deterministic_png_with_alt_text(recs) -> None:

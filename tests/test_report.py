@@ -112,8 +112,10 @@ def test_excluded_regimens_name_their_rule(planner) -> None:
 def test_markup_in_the_record_is_escaped(planner) -> None:
     record = read_record(markup_vignette(), as_of="2024-06-01")
     page = render_page(build_report(record, planner.recommend_all(record), planner.ruleset))
-    assert "<script" not in page.lower() and "onerror=" not in page.replace("onerror=alert(1)&gt;", "")
-    assert "&lt;script&gt;" in page
+    assert "<script" not in page.lower() and "&lt;script&gt;" in page
+    tags = _parse(page).tags
+    assert not [(t, a) for t, a in tags for k in a if k.startswith("on")]  # no event-handler attribute anywhere
+    assert all((a.get("src") or "").startswith("data:image/png") for t, a in tags if t == "img")
     assert MARKUP in "".join(_parse(page).text)  # the reader sees the text as written
     assert "not resolved" in page  # the medication that could not be resolved is flagged
 
@@ -146,7 +148,10 @@ def test_notebook_displays_are_html(planner) -> None:
                 build_report(record, [rec], planner.ruleset)):
         html = obj._repr_html_()
         assert html.startswith("<div class=\"planner\"><style>") and "<table" in html
-    assert rec.current_findings == tuple(rec.current_findings)
+    dirk = planner.recommend(read_record(next((FIXTURES / "synthea").glob("Dirk_Kuhlman_*.json"))), area="t2d")
+    assert isinstance(dirk.current_findings, Findings) and dirk.current_findings  # HLA-B for carbamazepine
+    assert "carbamazepine" in dirk.current_findings._repr_html_()
+    assert all(isinstance(p.findings, Findings) for p in dirk.plans)
     found = planner.ruleset.check(with_lab(record, "egfr", 25))
     assert found and "metformin" in found[0]._repr_html_()
     assert "no findings" in Findings(planner.ruleset.check(record))._repr_html_()
@@ -167,7 +172,10 @@ def test_what_if_moves_plans_and_findings(planner) -> None:
     hi = planner.recommend(with_lab(jed, "ldl", 190), area="lipids")
     assert hi.outcome.baseline == 190.0
     side = compare(before, 1, 1, other=slco)
-    assert side.count("<h3>Plan 1</h3>") == 2 and "P(target)" in side
+    assert "<h3>Before: plan 1</h3>" in side and "<h3>After: plan 1</h3>" in side and side.count("P(target)") == 2
+    assert compare(before, 1, 2).count("<h3>Plan ") == 2
+    with pytest.raises(ConfigError, match="no such plan"):
+        compare(before, 1, 99)
 
 
 def test_what_if_errors_name_the_value() -> None:
@@ -176,3 +184,29 @@ def test_what_if_errors_name_the_value() -> None:
         with_medication(record, "nosuchdrug")
     with pytest.raises(ConfigError, match="glucosity"):
         with_lab(record, "glucosity", 1.0)
+
+
+def test_odd_records_still_render(planner) -> None:
+    """Missing dates, displays, ingredients and birth date; duplicate ingredients; PGx with only a score."""
+    import datetime as dt
+
+    from planner.record import Condition, DataWarning, Medication, PgxResult
+
+    base = read_record(JED)
+    odd = base.model_copy(update={
+        "birth_date": None, "sex": None,
+        "conditions": (*base.conditions, Condition(code="44054006", system="http://snomed.info/sct")),
+        "medications": (*base.medications,
+                        Medication(rxcui="36567", ingredient="simvastatin", dose_mg_day=None, status="active"),
+                        Medication(rxcui="36567", ingredient="simvastatin", dose_mg_day=20, status="active",
+                                   start=dt.date(2020, 1, 1)),
+                        Medication(status="active", source_display=None)),
+        "pgx": (PgxResult(gene="CYP2D6", activity_score=1.5, source="pharmcat-tsv"),
+                PgxResult(gene="HLA-B", allele="*57:01", allele_status="negative", source="fhir-hla")),
+        "warnings": (DataWarning(code="x", message="<b>odd</b>", field="a.b", value="<i>v</i>"),),
+    })
+    recs = planner.recommend_all(odd)
+    page = render_page(build_report(odd, recs, planner.ruleset))
+    assert "(unknown ingredient)" in page and "(no display)" in page and "not recorded" in page
+    assert "&lt;b&gt;odd&lt;/b&gt;" in page and "&lt;i&gt;v&lt;/i&gt;" in page and "CYP2D6" in page
+    assert odd._repr_html_() and "HLA-B" in odd._repr_html_()

@@ -83,10 +83,17 @@ def pages(tmp_path_factory: pytest.TempPathFactory, chromium_path: str) -> dict[
             shot = shots / f"{name}.png"
             shot.write_bytes(report.screenshot)
             result[name] = (page, report, shot, sum(1 for r in recs if r.plans))
+            if name in PRINTED:  # the print stylesheet on A4 landscape (297 mm less 10 mm margins: ~1046 CSS px)
+                printed = browser.open(path.as_uri(), CHECK_JS, width=PRINT_WIDTH, media="print", pdf=True)
+                (shots / f"{name}-print.png").write_bytes(printed.screenshot)
+                (shots / f"{name}.pdf").write_bytes(printed.pdf)
+                result[name + ":print"] = (page, printed, shots / f"{name}-print.png", 0)
     return result
 
 
 NAMES = [name for name, _ in cases()]
+PRINTED = ("dirk", "depression-pgx")
+PRINT_WIDTH = 1046
 
 
 @pytest.mark.slow
@@ -109,6 +116,7 @@ def test_page_opens_cleanly(pages: dict, name: str) -> None:
     assert check["viewport"] == 1280 and check["docWidth"] <= 1280
     assert check["overflow"] == [], check["overflow"][:10]
     assert check["mainWidth"] > 900
+    assert "Contents" in check["text"]  # the screen has the contents list (print hides it)
 
 
 @pytest.mark.slow
@@ -121,6 +129,19 @@ def test_screenshot_saved_and_not_blank(pages: dict, name: str) -> None:
     pixels = mpimg.imread(io.BytesIO(report.screenshot), format="png")
     assert pixels.shape[1] == 1280 and pixels.shape[0] >= 900
     assert pixels[..., :3].std() > 0.05, "the screenshot is blank"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", PRINTED)
+def test_page_prints(pages: dict, name: str) -> None:
+    report = pages[name + ":print"][1]
+    assert report.console_errors == [] and report.network_requests == []
+    check = report.check
+    assert check["overflow"] == [], check["overflow"][:10]
+    assert check["docWidth"] <= PRINT_WIDTH and check["tablesWithoutHeader"] == 0
+    assert "Patient summary" in check["text"] and "Contents" not in check["text"]
+    assert all(img["ok"] and img["width"] <= PRINT_WIDTH for img in check["images"])
+    assert report.pdf.startswith(b"%PDF") and report.pdf.count(b"/Type /Page") >= 2
 
 
 @pytest.mark.slow

@@ -79,6 +79,18 @@ def _pm_bundle(pid: str = "pm-1", genotype: str | None = "*2/*2") -> dict:
     return b.build()
 
 
+def _t2d_bundle(pid: str) -> dict:
+    """Type 2 diabetes on metformin, CYP2C19 poor metabolizer, several labs (more than one searchset page)."""
+    b = BundleBuilder(patient_id=pid, birth_date="1957-02-03")
+    b.condition("44054006", display="Diabetes mellitus type 2", onset="2019-01-01")
+    b.medication("metformin", 1000, start="2025-01-01")
+    for i, v in enumerate((8.9, 8.6, 8.4)):
+        b.observation("hba1c", v, date=f"2026-0{i + 3}-01")
+    b.observation("egfr", 72, date="2026-05-01")
+    b.genotype("CYP2C19", "*2/*2")
+    return b.build()
+
+
 def _tamoxifen_bundle(pid: str = "tam-1") -> dict:
     b = BundleBuilder(patient_id=pid, birth_date="1966-09-02")
     b.medication("tamoxifen", 20, start="2023-03-01")
@@ -178,7 +190,7 @@ def test_patient_view_plans_per_area_and_current_findings(service, keys, fixture
 @pytest.mark.parametrize("sid,hook", [(SEL, "order-select"), (SIGN, "order-sign"), (VIEW, "patient-view")])
 def test_each_hook_from_fhir_server_equals_prefetch_and_412_without_either(service, keys, fhir, sid, hook):
     pid = f"fs-{hook}"
-    bundle = _pm_bundle(pid)
+    bundle = _t2d_bundle(pid)
     fhir.store.load(bundle)
     drafts = [draft_order("clopidogrel", 75, pid, "d1")] if hook != "patient-view" else []
     via_prefetch = _post(service, keys, sid, hook_body(hook, pid, drafts=drafts, prefetch=prefetch_of(bundle, pid)))
@@ -189,7 +201,10 @@ def test_each_hook_from_fhir_server_equals_prefetch_and_412_without_either(servi
     assert summaries == sorted(c["summary"] for c in via_prefetch.json()["cards"])
     if hook != "patient-view":
         assert any(c["indicator"] == "critical" for c in via_server.json()["cards"])
-    assert any(path.startswith("/Observation?patient=" + pid) for _, path in fhir.store.requests)
+    else:
+        assert any(c["source"].get("topic", {}).get("code") == "t2d" for c in via_server.json()["cards"])
+    obs = [p for _, p in fhir.store.requests if p.startswith("/Observation?patient=" + pid)]
+    assert len(obs) >= 2 and any("_offset=" in p for p in obs)  # searchset pages followed
     neither = _post(service, keys, sid, hook_body(hook, pid, drafts=drafts))
     assert neither.status_code == 412
     assert set(neither.json()["missing"]) >= {"patient", "observations"} and pid not in neither.text
@@ -218,7 +233,7 @@ def _unsigned(claims: dict, header: dict) -> str:
     return _b64(orjson.dumps(header)) + "." + _b64(orjson.dumps(claims))
 
 
-def test_bad_tokens_are_bare_401(service, keys):
+def test_bad_tokens_are_bare_401(service, keys, caplog):
     import time
     import uuid
 
@@ -246,6 +261,7 @@ def test_bad_tokens_are_bare_401(service, keys):
         "rs256": jwt.encode(claims, keys.rsa, algorithm="RS256", headers={"kid": keys.kid_rsa}),
     }
     url = f"{service.url}/cds-services/{SIGN}"
+    caplog.set_level(logging.INFO, logger="planner.service")
     for name, tok in bad.items():
         r = httpx.post(url, json=body, headers={"Authorization": f"Bearer {tok}"}, timeout=30)
         assert r.status_code == 401 and r.content == b"", name
@@ -256,6 +272,9 @@ def test_bad_tokens_are_bare_401(service, keys):
     assert first.status_code == 200
     replay = httpx.post(url, json=body, headers={"Authorization": f"Bearer {good}"}, timeout=30)
     assert replay.status_code == 401 and replay.content == b""
+    for reason in ("alg-refused", "expired", "wrong-audience", "issuer-not-trusted", "bad-signature", "replayed"):
+        assert reason in caplog.text  # the reason is logged as a code ...
+    assert not any(tok.split(".")[1] in caplog.text for tok in [*bad.values(), good])  # ... never the token
 
 
 def test_unconfigured_service_trusts_no_issuer(planner, keys):
@@ -273,13 +292,38 @@ def test_unconfigured_service_trusts_no_issuer(planner, keys):
         assert r.status_code == 401
 
 
+def _raw_post(service, head: bytes, chunks) -> int:
+    """POST over a plain socket: send the head, then body chunks until the server answers; its status code."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", service.port), timeout=30) as sock:
+        sock.sendall(head)
+        for chunk in chunks:
+            try:
+                sock.sendall(chunk)
+            except OSError:  # the server answered and closed: read what it said
+                break
+        data = b""
+        while b"\r\n" not in data:
+            part = sock.recv(4096)
+            if not part:
+                break
+            data += part
+    return int(data.split(b" ", 2)[1])
+
+
 def test_request_size_limit_and_error_bodies_carry_no_patient_data(service, keys, caplog):
-    url = f"{service.url}/cds-services/{SIGN}"
-    tok = keys.token(service.config.audience(SIGN))
-    big = b'{"hook": "order-sign", "pad": "' + b"x" * (service.config.max_request_bytes + 10) + b'"}'
-    r = httpx.post(url, content=big, headers={"Authorization": f"Bearer {tok}", "Content-Type": "application/json"},
-                   timeout=60)
-    assert r.status_code == 413
+    limit = service.config.max_request_bytes
+    auth = f"Authorization: Bearer {keys.token(service.config.audience(SIGN))}\r\n".encode()
+    head = (f"POST /cds-services/{SIGN} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {limit + 10}\r\n").encode() + auth + b"\r\n"
+    assert _raw_post(service, head, []) == 413  # refused from the header, before any body is read
+    auth = f"Authorization: Bearer {keys.token(service.config.audience(SIGN))}\r\n".encode()
+    head = (f"POST /cds-services/{SIGN} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            "Transfer-Encoding: chunked\r\n").encode() + auth + b"\r\n"
+    piece = b"x" * 65536
+    chunked = [b"%x\r\n%s\r\n" % (len(piece), piece)] * (limit // len(piece) + 2) + [b"0\r\n\r\n"]
+    assert _raw_post(service, head, chunked) == 413  # no Content-Length: counted as the body streams in
     # a body naming the patient, with a wrong field: the 4xx names the field, never the value
     caplog.set_level(logging.DEBUG)
     bundle = _pm_bundle("Secret-Name-42")
@@ -335,3 +379,177 @@ def test_audit_rows_are_de_identified(service, keys, fixtures_dir):
         for plan in json.loads(row["plans_json"]):
             assert set(plan) == {"rank", "key", "regimen", "stopped", "findings"}
             assert all("message" not in f and "phenotype" not in f for f in plan["findings"])
+
+
+def test_order_select_alternatives_are_screened_from_data(service, keys):
+    """The paroxetine card offers antidepressants that are no CYP2D6 inhibitor per the rules data."""
+    from planner.rule_files import read_yaml, rules_dir
+
+    inhibitors = read_yaml(rules_dir() / "drugs" / "cyp_inhibitors.yaml")["inhibitors"]["CYP2D6"]
+    bad = set(inhibitors.get("strong", [])) | set(inhibitors.get("moderate", []))
+    bundle = _tamoxifen_bundle("alt-1")
+    r = _post(service, keys, SEL, hook_body("order-select", "alt-1", drafts=[draft_order("paroxetine", 20, "alt-1", "dp")],
+                                            prefetch=prefetch_of(bundle, "alt-1")))
+    card = next(c for c in r.json()["cards"] if "tamoxifen" in c["summary"].lower())
+    created = [a["resource"] for s in card["suggestions"] for a in s["actions"] if a["type"] == "create"]
+    names = {m["medicationCodeableConcept"]["text"] for m in created}
+    assert names and not names & bad and "paroxetine" not in names
+    assert all(m["dosageInstruction"][0]["text"] for m in created)  # doses written by planner.dosing
+    assert sum(s["isRecommended"] for s in card["suggestions"]) == 1
+
+
+def test_jku_from_allowlist_is_fetched_and_other_jku_refused(planner, tmp_path):
+    from fastapi import FastAPI
+
+    from planner.service import create_app, load_config
+
+    other = Keys("other")
+    jwks_app = FastAPI()
+    jwks_app.get("/jwks.json")(lambda: other.jwks())
+    with LiveServer(jwks_app) as jw:
+        port = free_port()
+        (tmp_path / "svc.yaml").write_text(
+            f"service_url: http://127.0.0.1:{port}/cds-services\ntrusted_issuers:\n"
+            f"  - issuer: https://other.test.example\n    jku: [{jw.url}/jwks.json]\n", encoding="utf-8")
+        cfg = load_config(tmp_path / "svc.yaml")
+        with LiveServer(create_app(cfg, planner=planner), port=port) as srv:
+            body = hook_body("order-sign", "j-1", drafts=[], prefetch=prefetch_of(_pm_bundle("j-1"), "j-1"))
+            url = f"{srv.url}/cds-services/{SIGN}"
+
+            def call(**kw):
+                tok = other.token(cfg.audience(SIGN), iss="https://other.test.example", alg="ES384", **kw)
+                return httpx.post(url, json=body, headers={"Authorization": f"Bearer {tok}"}, timeout=30).status_code
+
+            assert call(headers={"jku": f"{jw.url}/jwks.json"}) == 200
+            assert call() == 200  # no jku header: the allowlisted sets
+            assert call(headers={"jku": f"{jw.url}/other.json"}) == 401
+
+
+def test_audit_keeps_no_value_the_baseline_can_be_recomputed_from(planner, tmp_path):
+    from planner.audit import AuditConfig, AuditLog
+
+    b = BundleBuilder(patient_id="aud-1", birth_date="1961-05-06")
+    b.condition("44054006", display="Diabetes mellitus type 2", onset="2019-01-01")
+    b.medication("metformin", 1000, start="2022-01-01")
+    b.observation("hba1c", 8.37, date="2024-05-02")
+    rec = planner.recommend(b.record(), area="t2d", as_of="2024-06-01", top=3)
+    assert rec.plans and rec.plans[0].predicted.change_from_baseline is not None
+    log = AuditLog(AuditConfig(path=tmp_path / "a.sqlite"))
+    log.write(rec, input_sha256="0" * 64)
+    row = log.rows()[0]
+    text = json.dumps(row)
+    assert "8.37" not in text and "2024-05-02" not in text and "1961" not in text and "aud-1" not in text
+    assert row["as_of"] == "2024" and len(row["recorded_at"]) == 4
+    for p, stored in zip(rec.plans, json.loads(row["plans_json"])):
+        assert f"{p.predicted.mean}" not in text and "predicted" not in stored and "p_target" not in stored
+    full = AuditLog(AuditConfig(path=tmp_path / "b.sqlite", include_identifiers=True))
+    full.write(rec, input_sha256="1" * 64)
+    assert full.rows()[0]["patient_id"] == "aud-1" and "predicted" in full.rows()[0]["plans_json"]
+
+
+def test_order_select_selections_other_drafts_and_unreadable_orders(service, keys):
+    pid = "sel-1"
+    b = BundleBuilder(patient_id=pid)
+    b.genotype("CYP2C19", "*1/*1")
+    unknown = {**draft_order("clopidogrel", 75, pid, "d3"),
+               "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                                                          "code": "99999999"}], "text": "Zorblatamab 5 mg"}}
+    drafts = [draft_order("clopidogrel", 75, pid, "d1"), draft_order("fluvoxamine", 100, pid, "d2"), unknown]
+    body = hook_body("order-select", pid, drafts=drafts, prefetch=prefetch_of(b.build(), pid),
+                     selections=["MedicationRequest/d1", "MedicationRequest/d3"])
+    cards = _post(service, keys, SEL, body).json()["cards"]
+    # the unselected fluvoxamine draft still counts beside the selected clopidogrel
+    both = [c for c in cards if "clopidogrel" in c["summary"] and "fluvoxamine" in c["summary"]]
+    assert both and both[0]["indicator"] == "critical"
+    assert all(a["resourceId"] == ["MedicationRequest/d1"] for s in both[0].get("suggestions", [])
+               for a in s["actions"] if a["type"] == "delete")
+    assert any("could not be screened" in c["summary"] and c["indicator"] == "warning" for c in cards)
+    assert all(c["indicator"] != "info" for c in cards)
+
+
+def test_adjust_dose_suggestion_orders_the_dose_after_every_rule(service, keys):
+    pid = "adj-1"
+    b = BundleBuilder(patient_id=pid, birth_date="1950-01-01")
+    b.genotype("CYP2C19", "*2/*2")
+    body = hook_body("order-sign", pid, drafts=[draft_order("citalopram", 40, pid, "d1")],
+                     prefetch=prefetch_of(b.build(), pid))
+    cards = _post(service, keys, SIGN, body).json()["cards"]
+    adjusted = [c for c in cards if c.get("suggestions")]
+    assert adjusted and all(c["indicator"] == "warning" for c in adjusted)
+    doses = {a["resource"]["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"]
+             for c in adjusted for s in c["suggestions"] for a in s["actions"] if a["type"] == "create"}
+    assert len(doses) == 1 and doses.pop() < 40  # one dose, below the draft's, whichever rule the card is
+    assert len({c["summary"] for c in cards}) == len(cards)  # one card per rule
+
+
+def test_fhir_server_timeout_and_allowlist_give_412(planner, keys, tmp_path):
+    import asyncio
+
+    from fastapi import FastAPI
+
+    from planner.service import create_app, load_config
+
+    slow = FastAPI()
+
+    @slow.get("/{path:path}")
+    async def _slow(path: str) -> dict:
+        await asyncio.sleep(2)
+        return {"resourceType": "Patient", "id": "t-1"}
+
+    with LiveServer(slow) as fs:
+        port = free_port()
+        (tmp_path / "ehr.jwks.json").write_bytes(orjson.dumps(keys.jwks()))
+        (tmp_path / "svc.yaml").write_text(
+            f"service_url: http://127.0.0.1:{port}/cds-services\ntrusted_issuers:\n  - issuer: {ISSUER}\n"
+            f"    jwks_file: ehr.jwks.json\nfhir_timeout_s: 0.3\nallowed_fhir_servers: [{fs.url}/fhir]\n",
+            encoding="utf-8")
+        cfg = load_config(tmp_path / "svc.yaml")
+        with LiveServer(create_app(cfg, planner=planner), port=port) as srv:
+            def call(server: str) -> httpx.Response:
+                body = hook_body("order-sign", "t-1", drafts=[], fhir_server=server, fhir_token="tok")
+                tok = keys.token(cfg.audience(SIGN))
+                return httpx.post(f"{srv.url}/cds-services/{SIGN}", json=body,
+                                  headers={"Authorization": f"Bearer {tok}"}, timeout=30)
+
+            t0 = __import__("time").monotonic()
+            r = call(f"{fs.url}/fhir")
+            assert r.status_code == 412 and "timed out" in r.json()["missing"]["patient"]
+            assert __import__("time").monotonic() - t0 < 10
+            r = call(f"{fs.url}/elsewhere")
+            assert r.status_code == 412 and "allowed_fhir_servers" in r.json()["missing"]["patient"]
+
+
+def test_concurrent_cold_patient_view_is_deterministic(planner, keys, tmp_path):
+    """Simultaneous uncached patient-view calls (threads of one server) give the same plans as one call."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from planner.service import create_app, load_config
+
+    port = free_port()
+    (tmp_path / "ehr.jwks.json").write_bytes(orjson.dumps(keys.jwks()))
+    (tmp_path / "svc.yaml").write_text(f"service_url: http://127.0.0.1:{port}/cds-services\ntrusted_issuers:\n"
+                                       f"  - issuer: {ISSUER}\n    jwks_file: ehr.jwks.json\n", encoding="utf-8")
+    cfg = load_config(tmp_path / "svc.yaml")
+    with LiveServer(create_app(cfg, planner=planner), port=port) as srv:
+        def view(pid: str) -> list:
+            body = hook_body("patient-view", pid, prefetch=prefetch_of(_t2d_bundle(pid), pid))
+            tok = keys.token(cfg.audience(VIEW))
+            r = httpx.post(f"{srv.url}/cds-services/{VIEW}", json=body, headers={"Authorization": f"Bearer {tok}"},
+                           timeout=60)
+            assert r.status_code == 200
+            return [(c["summary"], c["detail"]) for c in r.json()["cards"]]
+
+        pids = ["cc-1", "cc-2", "cc-1", "cc-2", "cc-1", "cc-2"]
+        with ThreadPoolExecutor(6) as ex:
+            together = list(ex.map(view, pids))
+    alone = {}
+    with LiveServer(create_app(cfg, planner=planner), port=free_port()) as srv2:
+        for pid in ("cc-1", "cc-2"):
+            body = hook_body("patient-view", pid, prefetch=prefetch_of(_t2d_bundle(pid), pid))
+            aud = cfg.audience(VIEW)
+            r = httpx.post(f"{srv2.url}/cds-services/{VIEW}", json=body,
+                           headers={"Authorization": f"Bearer {keys.token(aud)}"}, timeout=60)
+            alone[pid] = [(c["summary"], c["detail"]) for c in r.json()["cards"]]
+    assert alone["cc-1"] and any("t2d" in d or "diabetes" in s.lower() for s, d in alone["cc-1"])
+    for pid, cards in zip(pids, together):
+        assert cards == alone[pid]

@@ -6,7 +6,7 @@ Regimens and effect arithmetic shared by the simulator's truth and the model::
 
     enumerate_regimens(area, *, doses="reference"|"all", max_drugs=None, include_empty=True) -> list[Regimen]
     is_allowed(area, regimen) -> bool; regimen_violations(area, regimen) -> list[str]
-    regimen_of(area, {"metformin": 2000, ...}) -> Regimen
+    regimen_of(area, {"metformin": 2000, ...}) -> Regimen; fill_doses(regimen, area) -> Regimen (reference doses)
     dose_scaled_effect(effect, dose / reference_dose, class_prior.dose_response) -> ndarray
     combine_effects(effects[..., k], subadditivity) -> ndarray        # largest full, others x subadditivity
     area.target_for(condition_codes, age) -> float; code_matches(code, patterns) -> bool
@@ -18,6 +18,7 @@ from .regimens import (
     combine_effects,
     dose_scaled_effect,
     enumerate_regimens,
+    fill_doses,
     is_allowed,
     regimen_of,
     regimen_violations,
@@ -55,6 +56,7 @@ __all__ = [
     "combine_effects",
     "dose_scaled_effect",
     "enumerate_regimens",
+    "fill_doses",
     "is_allowed",
     "regimen_of",
     "regimen_violations",

@@ -37,6 +37,16 @@ def regimen_of(area: Area, drugs: "dict[str, float | None] | list[tuple[str, flo
     return Regimen.of(out)
 
 
+def fill_doses(regimen: Regimen, area: Area) -> Regimen:
+    """The regimen with each unknown dose set to the drug's reference dose in ``area`` (for prediction only)."""
+    if all(d.dose_mg_day is not None for d in regimen.drugs):
+        return regimen
+    return Regimen.of([
+        d if d.dose_mg_day is not None else d.model_copy(update={"dose_mg_day": area.drug(d.ingredient).reference_dose})
+        for d in regimen.drugs
+    ])
+
+
 def regimen_violations(area: Area, regimen: Regimen) -> list[str]:
     """Why a regimen breaks the area's combination limits (empty when allowed)."""
     comb = area.combination

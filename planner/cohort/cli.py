@@ -41,4 +41,47 @@ def register(app: typer.Typer) -> None:
         for note, count in sorted(s.notes.items()):
             typer.echo(f"  {note.removeprefix('note:')}: {count}")
 
+    @cohort.command("evaluate")
+    def evaluate_cmd(
+        results: Path = typer.Argument(..., help="A results folder written by `planner cohort run`."),
+        truth: Optional[Path] = typer.Option(None, "--truth", help="A `planner simulate` folder (default: beside "
+                                             "the run's input, when there is one)."),
+        fmt: str = typer.Option("table", "--format", help="table | json"),
+        out: Optional[Path] = typer.Option(None, "--out", help="Also write the JSON to this file."),
+        n_boot: int = typer.Option(1000, "--bootstrap", min=50, help="Bootstrap replicates."),
+        level: float = typer.Option(0.9, "--level", min=0.5, max=0.99, help="Interval level."),
+        seed: int = typer.Option(0, "--seed", help="Seed of folds and bootstrap."),
+    ) -> None:
+        """Agreement, off-policy value (IPW, SNIPW, DR), calibration, safety, by subgroup."""
+        import json
+
+        from ..errors import ConfigError
+        from .evaluate import evaluate
+        from .tables import print_evaluation
+
+        if fmt not in {"table", "json"}:
+            raise ConfigError("unknown output format", field="--format", value=fmt, expected="table or json")
+        ev = evaluate(results, truth=truth, n_boot=n_boot, level=level, seed=seed)
+        text = json.dumps(ev, indent=1, sort_keys=True)
+        if out is not None:
+            out.write_text(text, encoding="utf-8")
+        if fmt == "json":
+            typer.echo(text)
+        else:
+            print_evaluation(ev)
+
+    @cohort.command("report")
+    def report_cmd(
+        results: Path = typer.Argument(..., help="A results folder written by `planner cohort run`."),
+        html_out: Path = typer.Option(..., "--html", help="Write the self-contained HTML report here."),
+        truth: Optional[Path] = typer.Option(None, "--truth", help="A `planner simulate` folder (default: found)."),
+        n_boot: int = typer.Option(1000, "--bootstrap", min=50, help="Bootstrap replicates."),
+        seed: int = typer.Option(0, "--seed", help="Seed of folds and bootstrap."),
+    ) -> None:
+        """One self-contained HTML report: policy values, calibration, PIT, safety, subgroups."""
+        from .report import write_report
+
+        path = write_report(results, html_out, truth=truth, n_boot=n_boot, seed=seed)
+        typer.echo(f"wrote {path}")
+
     app.add_typer(cohort, name="cohort")

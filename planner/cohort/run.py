@@ -63,9 +63,11 @@ class RunSummary:
     seconds: float
     out: Path
     notes: dict[str, int]
+    steady_units_per_second: float = 0.0  # after the first batch: worker start-up and model loading excluded
 
     @property
     def units_per_second(self) -> float:
+        """Units planned per second of this run, start-up included."""
         return self.planned_now / self.seconds if self.seconds > 0 else 0.0
 
 
@@ -186,7 +188,7 @@ def run_cohort(source: str | os.PathLike[str], *, area: str, out: str | os.PathL
         finalize(out_p)
     return RunSummary(units=total, done_before=len(done), planned_now=counter.planned,
                       rows=rows_before + counter.rows, errors=counter.errors, seconds=seconds, out=out_p,
-                      notes=dict(src.notes))
+                      notes=dict(src.notes), steady_units_per_second=counter.steady_rate())
 
 
 def _take(it: Iterator[Unit], n: int) -> Iterator[Unit]:
@@ -276,6 +278,8 @@ class _Counter:
     def __init__(self, *, total: int, done: int, errors: int, progress: bool) -> None:
         self.total, self.done, self.errors, self.planned, self.rows = total, done, errors, 0, 0
         self._bar = None
+        self._first: tuple[float, int] | None = None  # (time, units planned) when the first batch came back
+        self._last = 0.0
         if progress:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -292,9 +296,18 @@ class _Counter:
         self.planned += units
         self.rows += rows
         self.errors += errors
+        now = time.perf_counter()
+        if self._first is None:
+            self._first = (now, self.planned)
+        self._last = now
         if self._bar is not None:
             rate = self.planned / max(time.perf_counter() - self._t0, 1e-9)
             self._bar.update(self._task, completed=self.done, rate=rate, errors=self.errors)
+
+    def steady_rate(self) -> float:
+        if self._first is None or self._last <= self._first[0]:
+            return 0.0
+        return (self.planned - self._first[1]) / (self._last - self._first[0])
 
     def close(self) -> None:
         if self._bar is not None:
@@ -302,18 +315,32 @@ class _Counter:
 
 
 def finalize(out: Path) -> Path:
-    """Merge the parts into ``results.parquet`` (sorted) and ``results.duckdb`` (table ``results``)."""
+    """Merge the parts into ``results.parquet`` sorted by (unit, patient_id, point) and ``results.duckdb``
+    (table ``results``). DuckDB sorts out of core (bounded memory, spilling to ``out``); without DuckDB the
+    parts are merged in memory with pyarrow."""
     parts = sorted((out / "parts").glob("*.parquet"))
-    tables = [pq.read_table(p) for p in parts]
-    table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
-    table = table.sort_by([("unit", "ascending"), ("patient_id", "ascending"), ("point", "ascending")])
     tmp = out / "results.parquet.tmp"
-    pq.write_table(table, tmp)
-    os.replace(tmp, out / "results.parquet")
     try:
         import duckdb
     except ImportError:
+        tables = [pq.read_table(p) for p in parts]
+        table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+        table = table.sort_by([("unit", "ascending"), ("patient_id", "ascending"), ("point", "ascending")])
+        pq.write_table(table, tmp)
+        os.replace(tmp, out / "results.parquet")
         return out / "results.parquet"
+    if not parts:
+        pq.write_table(SCHEMA.empty_table(), tmp)
+    else:
+        con = duckdb.connect()
+        try:
+            con.execute("SET memory_limit='1GB'")
+            con.execute(f"SET temp_directory='{(out / 'duckdb.tmp').as_posix()}'")
+            con.execute(f"COPY (SELECT * FROM read_parquet({[str(p) for p in parts]!r}) "
+                        "ORDER BY unit, patient_id NULLS LAST, point) TO ? (FORMAT parquet)", [str(tmp)])
+        finally:
+            con.close()
+    os.replace(tmp, out / "results.parquet")
     db = out / "results.duckdb"
     if db.exists():
         db.unlink()

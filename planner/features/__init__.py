@@ -2,6 +2,7 @@
 
 Public API::
 
+    feature_row(record, area, *, knowledge=None) -> FeatureRow           # the features stage (typed hand-off)
     features_at(record, area, t0) -> dict[str, float | str | None]        # raw values, None when missing
     AreaFeaturizer(area, *, fill_missing=True)                             # scikit-learn transformer
         .fit(X) / .transform(X) / .fit_transform(X)  X: sequence of (PatientRecord, date) pairs
@@ -31,10 +32,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from .row import feature_row, target_for
 from .values import current_regimen, default_gene_knowledge, feature_units, features_at, pgx_phenotype
 
-__all__ = ["AreaFeaturizer", "features_at", "pgx_phenotype", "feature_units", "current_regimen",
-           "default_gene_knowledge"]
+__all__ = ["AreaFeaturizer", "features_at", "feature_row", "pgx_phenotype", "feature_units", "current_regimen",
+           "default_gene_knowledge", "target_for"]
 
 
 def __getattr__(name: str) -> Any:  # scikit-learn is imported only when the transformer is asked for

@@ -9,12 +9,12 @@
 The ranking (:mod:`planner.rank`) adds these terms to the outcome utility with ``rules/ranking.yaml``'s weights.
 """
 
-from .candidates import indicated_candidates
+from .candidates import add_indicated, indicated_candidates
 from .context import Course, PatientContext, medication_courses
 from .evaluate import PREFERENCE_MEASURES, Applicable, Term, UtilityTerms, applicable_indications, utility_terms
 from .schema import Guidelines, Indication, SecondaryOutcome, load_guidelines
 
 __all__ = [
-    "Applicable", "Course", "Guidelines", "Indication", "PREFERENCE_MEASURES", "PatientContext", "SecondaryOutcome",
+    "Applicable", "Course", "add_indicated", "Guidelines", "Indication", "PREFERENCE_MEASURES", "PatientContext", "SecondaryOutcome",
     "Term", "UtilityTerms", "applicable_indications", "indicated_candidates", "load_guidelines", "medication_courses", "utility_terms",
 ]

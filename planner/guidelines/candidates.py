@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Sequence
 
 from ..areas import Area, is_allowed
+from ..handoffs import CandidateSet
 from ..record import DrugDose, PatientRecord, Regimen
 from .context import PatientContext
 from .evaluate import applicable_indications
 from .schema import Guidelines, Indication, load_guidelines
 
-__all__ = ["indicated_candidates"]
+__all__ = ["add_indicated", "indicated_candidates"]
 
 
 def _dose(area: Area, g: Guidelines, ind: Indication, ingredient: str) -> float:
@@ -70,3 +71,12 @@ def _first_of_each_class(area: Area, g: Guidelines, ind: Indication) -> list[Dru
         out.setdefault(entry.drug_class, DrugDose(ingredient=entry.ingredient, rxcui=entry.rxcui,
                                                   dose_mg_day=_dose(area, g, ind, name), drug_class=entry.drug_class))
     return list(out.values())
+
+
+def add_indicated(cands: CandidateSet, record: PatientRecord, area: Area, *,
+                  rules: str | Path | None = None) -> CandidateSet:
+    """The candidate set with :func:`indicated_candidates` appended (unchanged when there are none)."""
+    extra = indicated_candidates(area, record, cands.candidates, rules=rules)
+    if not extra:
+        return cands
+    return cands.model_copy(update={"candidates": (*cands.candidates, *extra)})

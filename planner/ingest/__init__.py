@@ -39,10 +39,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import ConfigError, FhirError
-from ..record import PatientRecord, PgxResult
+from ..record import DataWarning, PatientRecord, PgxResult
 from .codes import code_tables
 from .normalize import IngestStats, build_records
-from .pgx import attach_pgx, read_pharmcat
+from .pgx import attach_pgx
+from .pharmcat import read_pharmcat
 from .source import DEFAULT_MAX_BYTES, load_resources
 
 __all__ = ["read_records", "read_record", "read_pharmcat", "attach_pgx", "IngestStats", "code_tables"]
@@ -77,7 +78,8 @@ def read_records(
     Parameters
     ----------
     as_of : the date the record describes (default: the latest event date in each record).
-    strict : also validate every resource with fhir.resources R4B models (conformance; slower).
+    strict : also validate every resource with fhir.resources R4B models (conformance; slower), and make a
+        resource that cannot be used an error instead of a data-quality warning.
     max_bytes : size limit per input (and per folder); larger input is an InputError.
     pharmcat : PharmCAT phenotype JSON / outside-call TSV files whose results are added (one patient only).
     rules : a rules folder (default: the packaged one). ``today`` overrides the clock for the future-date check.
@@ -86,13 +88,19 @@ def read_records(
         raise ConfigError("invalid size limit", field="max_bytes", value=max_bytes, expected="a positive integer")
     as_of_d = _as_date(as_of, "as_of")
     today_d = _as_date(today, "today") or dt.date.today()
+    if as_of_d is not None and as_of_d > today_d:
+        raise ConfigError("as-of date is after today", field="as_of", value=as_of_d.isoformat(),
+                          expected=f"a date on or before today ({today_d.isoformat()}): planning for a future date "
+                                   "would use facts that do not exist yet")
     tables = code_tables(rules)
-    resources = load_resources(source, max_bytes=max_bytes)
+    problems: list[DataWarning] | None = None if strict else []
+    resources = load_resources(source, max_bytes=max_bytes, problems=problems)
     if strict:
         from .strict import validate_strict
 
         validate_strict(resources)
-    records = build_records(resources, tables=tables, as_of=as_of_d, today=today_d, stats=stats)
+    records = build_records(resources, tables=tables, as_of=as_of_d, today=today_d, stats=stats, problems=problems,
+                            strict=strict)
     pharmcat = list(pharmcat)
     if pharmcat:
         if len(records) != 1:

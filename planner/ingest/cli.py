@@ -15,32 +15,40 @@ __all__ = ["register", "render_table"]
 
 def render_table(record: PatientRecord, *, width: int | None = None) -> str:
     """The record as text tables: patient, conditions, current medications, latest labs, PGx, warnings."""
+    import io
+
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    console = Console(record=True, width=width or 110, force_terminal=False, color_system=None)
+    def _row(table: Table, *cells: object) -> None:
+        """EHR text is shown literally: ``[/bold]`` in a display is text, never rich markup."""
+        table.add_row(*(Text(str(c)) for c in cells))
+
+    # printed into a buffer only (the caller echoes the text once)
+    console = Console(file=io.StringIO(), record=True, width=width or 110, force_terminal=False, color_system=None)
     age = record.age()
     head = Table(title="Patient", show_header=False)
-    head.add_row("id", record.patient_id)
-    head.add_row("sex", record.sex or "-")
-    head.add_row("birth date", f"{record.birth_date} (age {age:.0f})" if record.birth_date and age is not None else "-")
-    if record.deceased:
-        head.add_row("deceased", str(record.deceased))
-    head.add_row("as of", str(record.as_of))
+    _row(head, "id", record.patient_id)
+    _row(head, "sex", record.sex or "-")
+    _row(head, "birth date", f"{record.birth_date} (age {age:.0f})" if record.birth_date and age is not None else "-")
+    if record.is_deceased:
+        _row(head, "deceased", str(record.deceased or "yes (no date)"))
+    _row(head, "as of", str(record.as_of))
     console.print(head)
 
     conds = Table(title="Active conditions")
     for col in ("code", "system", "display", "onset"):
         conds.add_column(col)
     for c in record.active_conditions():
-        conds.add_row(c.code or "-", (c.system or "-").rsplit("/", 1)[-1], c.display or "-", str(c.onset or "-"))
+        _row(conds, c.code or "-", (c.system or "-").rsplit("/", 1)[-1], c.display or "-", str(c.onset or "-"))
     console.print(conds)
 
     meds = Table(title="Current medications")
     for col in ("ingredient", "RxCUI", "dose mg/day", "start", "end", "status", "as given"):
         meds.add_column(col)
     for m in record.active_medications():
-        meds.add_row(m.ingredient or "(unresolved)", m.rxcui or "-",
+        _row(meds, m.ingredient or "(unresolved)", m.rxcui or "-",
                      "-" if m.dose_mg_day is None else f"{m.dose_mg_day:g}", str(m.start or "-"),
                      str(m.end or "-"), m.status or "-", (m.source_display or "-")[:40])
     console.print(meds)
@@ -52,14 +60,14 @@ def render_table(record: PatientRecord, *, width: int | None = None) -> str:
         last = record.latest(name)
         if last is None:
             continue
-        labs.add_row(name, f"{last.value:.4g}", last.unit, str(last.date), last.loinc, str(len(record.series(name))))
+        _row(labs, name, f"{last.value:.4g}", last.unit, str(last.date), last.loinc, str(len(record.series(name))))
     console.print(labs)
 
     pgx = Table(title="Pharmacogenomics (genes not listed: not tested)")
     for col in ("gene", "diplotype", "phenotype", "activity", "allele status", "source"):
         pgx.add_column(col)
     for p in record.pgx:
-        pgx.add_row(p.gene, p.diplotype or "-", p.phenotype or "-",
+        _row(pgx, p.gene, p.diplotype or "-", p.phenotype or "-",
                     "-" if p.activity_score is None else f"{p.activity_score:g}",
                     f"{p.allele} {p.allele_status}" if p.allele else "-", p.source)
     console.print(pgx)
@@ -69,7 +77,7 @@ def render_table(record: PatientRecord, *, width: int | None = None) -> str:
         for col in ("code", "resource", "message"):
             warn.add_column(col)
         for w in record.warnings:
-            warn.add_row(w.code, w.resource or "-", w.message)
+            _row(warn, w.code, w.resource or "-", w.message)
         console.print(warn)
     return console.export_text()
 

@@ -57,7 +57,6 @@ class Quantity:
     assume_missing_unit: bool = False
 
 
-_GENE_WORD = re.compile(r"(?:cyp|hla|slco|ugt|nudt|dpyd|tpmt|abcg|vkorc)[a-z0-9-]*")
 _WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
 
 
@@ -80,6 +79,32 @@ class CodeTables:
     versions: dict[str, str]
     pgx_codes: frozenset[str] = frozenset()  # Observation.code values that mark a PGx result
     gene_studied_codes: frozenset[str] = frozenset()
+    products: dict[str, tuple[Ingredient, ...]] = dataclasses.field(default_factory=dict)  # brand/pack -> ingredients
+    timing_codes: dict[str, float] = dataclasses.field(default_factory=dict)  # BID -> 2.0
+    timing_text: dict[str, float] = dataclasses.field(default_factory=dict)  # "twice daily" -> 2.0
+    system_alias: dict[str, str] = dataclasses.field(default_factory=dict)  # alias URI -> canonical URI
+
+    def canonical_system(self, system: str | None) -> str | None:
+        """The canonical URI of a code system written under an alias (``urn:oid:...6.90`` -> ICD-10-CM)."""
+        if system is None:
+            return None
+        return self.system_alias.get(system.strip(), system.strip())
+
+    def systems_of(self, canonical: str) -> frozenset[str]:
+        """The canonical URI and every alias of it."""
+        return frozenset({canonical, *(a for a, c in self.system_alias.items() if c == canonical)})
+
+    @functools.cached_property
+    def icd10_systems(self) -> frozenset[str]:
+        return self.systems_of("http://hl7.org/fhir/sid/icd-10-cm") | self.systems_of("http://hl7.org/fhir/sid/icd-10")
+
+    @functools.cached_property
+    def snomed_systems(self) -> frozenset[str]:
+        return self.systems_of("http://snomed.info/sct")
+
+    @functools.cached_property
+    def loinc_systems(self) -> frozenset[str]:
+        return self.systems_of(LOINC_SYSTEM)
 
     # ---- medications ----------------------------------------------------------------------------------
     def ingredient_for_code(self, code: str | None) -> Ingredient | None:
@@ -89,8 +114,14 @@ class CodeTables:
         """Ingredients named in a display or text, in order, longest name first at each position."""
         if not text:
             return []
-        words = _norm_name(text).split()
+        norm = _norm_name(text)
+        words = norm.split()
         found: list[Ingredient] = []
+        if self.products:
+            padded = f" {norm} "
+            for name, ings in self.products.items():
+                if f" {name} " in padded:
+                    found.extend(i for i in ings if i not in found)
         i = 0
         while i < len(words):
             hit = None
@@ -105,6 +136,16 @@ class CodeTables:
                 found.append(hit)
         return found
 
+    def timing_per_day(self, coding: list[Any], text: str | None) -> float | None:
+        """Administrations per day of a ``timing.code`` (GTS abbreviation code, or its text/display)."""
+        for c in coding:
+            if c.code and c.code.strip().upper() in self.timing_codes:
+                return self.timing_codes[c.code.strip().upper()]
+        for t in [text] + [c.display for c in coding]:
+            if t and " ".join(t.lower().split()) in self.timing_text:
+                return self.timing_text[" ".join(t.lower().split())]
+        return None
+
     def ingredient_by_name(self, name: str) -> Ingredient | None:
         return self.name_to_ingredient.get(_norm_name(name))
 
@@ -118,7 +159,8 @@ class CodeTables:
             return None
         t = _norm_name(re.sub(r"\([^)]*\)", " ", text))
         t = re.sub(r"metabolis(?:er|ers)\b|metabolizers\b", "metabolizer", t)
-        t = " ".join(w for w in t.split() if not _GENE_WORD.fullmatch(w))  # "cyp2c19 poor metabolizer"
+        genes = self.gene_symbols
+        t = " ".join(w for w in t.split() if w.upper() not in genes)  # "cyp2c19 poor metabolizer"
         terms: dict[str, str] = self.pgx["phenotype_terms"]
         if t in terms:
             return terms[t]
@@ -126,6 +168,11 @@ class CodeTables:
             if len(key) > 2 and re.search(r"(?:^| )" + re.escape(key) + r"(?: |$)", t):
                 return terms[key]
         return None
+
+    @functools.cached_property
+    def gene_symbols(self) -> frozenset[str]:
+        """HGNC symbols of the pharmacogenes in rules/codes/pgx.yaml (upper case)."""
+        return frozenset(str(v).upper() for v in self.pgx["hgnc"].values())
 
     def is_no_result(self, text: str | None) -> bool:
         return text is None or text.strip().lower() in set(self.pgx["no_result"])
@@ -187,6 +234,33 @@ def _build(root: Path) -> CodeTables:
                                 value=code)
             by_loinc[code] = q
     pgx = read_yaml(codes / "pgx.yaml")
+    variants_file = codes / "pgx_variants.yaml"
+    if variants_file.is_file():  # genes whose results labs send as variants (MT-RNR1, RYR1, CACNA1S)
+        pgx = {**pgx, "variant_genes": sorted(read_yaml(variants_file).get("genes") or {})}
+    products: dict[str, tuple[Ingredient, ...]] = {}
+    ppath = codes / "products.csv"
+    if ppath.is_file():
+        for row in read_csv(ppath):
+            ings = []
+            for n in (row.get("ingredients") or "").split("|"):
+                ing = ingredients.get(n.strip().lower())
+                if ing is None:
+                    raise RuleError("product names an ingredient without an IN row", file=str(ppath),
+                                    value=n, expected="an ingredient listed in rxnorm.csv with tty IN")
+                ings.append(ing)
+            products[_norm_name(row["name"])] = tuple(ings)
+    tdoc = read_yaml(codes / "timing.yaml") if (codes / "timing.yaml").is_file() else {}
+    try:
+        timing_codes = {str(k).upper(): float(v) for k, v in (tdoc.get("codes") or {}).items()}
+        timing_text = {" ".join(str(k).lower().split()): float(v) for k, v in (tdoc.get("text") or {}).items()}
+    except (TypeError, ValueError) as exc:
+        raise RuleError(f"invalid timing code table ({exc})", file=str(codes / "timing.yaml")) from None
+    system_alias: dict[str, str] = {}
+    spath = codes / "systems.yaml"
+    if spath.is_file():
+        for canonical, aliases in (read_yaml(spath).get("systems") or {}).items():
+            for a in aliases or ():
+                system_alias[str(a).strip()] = str(canonical)
     versions = {
         "quantities": str(qdoc.get("version")),
         "pgx": str(pgx.get("version")),
@@ -200,7 +274,10 @@ def _build(root: Path) -> CodeTables:
         panels=frozenset(str(p) for p in (qdoc.get("panels") or {})),
         pgx=pgx,
         versions=versions,
-        pgx_codes=frozenset(str(c) for key in ("genotype", "phenotype", "implication_codes") for c in pgx["loinc"][key]),
+        pgx_codes=frozenset(str(c) for key in ("genotype", "phenotype", "implication_codes", "haplotype", "variant",
+                                                "region_studied")
+                            for c in pgx["loinc"].get(key, ())),
+        products=products, timing_codes=timing_codes, timing_text=timing_text, system_alias=system_alias,
         gene_studied_codes=frozenset(str(c) for c in pgx["loinc"]["gene_studied"]),
     )
 

@@ -7,13 +7,15 @@ Whole-resource conformance checking is :mod:`planner.ingest.strict` (fhir.resour
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import msgspec
 from msgspec import Raw, Struct
 
 __all__ = [
     "Coding", "CodeableConcept", "Quantity", "Reference", "Period", "Repeat", "Timing", "DoseAndRate", "Dosage",
     "Component", "Meta", "Head", "Entry", "BundleHead", "Resource", "ObservationHead", "Reaction", "Ingredient",
-    "DispenseRequest", "READ_TYPES",
+    "DispenseRequest", "Range", "READ_TYPES",
 ]
 
 
@@ -62,14 +64,22 @@ class Timing(_S):
     code: CodeableConcept | None = None
 
 
+class Range(_S):
+    low: Quantity | None = None
+    high: Quantity | None = None
+
+
 class DoseAndRate(_S):
+    type: CodeableConcept | None = None  # ordered | calculated
     doseQuantity: Quantity | None = None
+    doseRange: Range | None = None
 
 
 class Dosage(_S):
     text: str | None = None
     timing: Timing | None = None
     asNeededBoolean: bool | None = None
+    asNeededCodeableConcept: CodeableConcept | None = None
     doseAndRate: list[DoseAndRate] = []
 
 
@@ -79,10 +89,12 @@ class Component(_S):
     valueCodeableConcept: CodeableConcept | None = None
     valueString: str | None = None
     valueInteger: int | None = None
+    dataAbsentReason: CodeableConcept | None = None
 
 
 class Meta(_S):
     profile: list[str] = []
+    lastUpdated: str | None = None
 
 
 class Head(_S):
@@ -146,6 +158,9 @@ class Resource(_S):
     onsetPeriod: Period | None = None
     abatementDateTime: str | None = None
     abatementPeriod: Period | None = None
+    abatementAge: Quantity | None = None
+    abatementRange: Range | None = None
+    abatementString: str | None = None
     recordedDate: str | None = None
     category: Raw = Raw(b"")
     criticality: str | None = None
@@ -160,12 +175,14 @@ class Resource(_S):
     valueString: str | None = None
     valueInteger: int | None = None
     valueBoolean: bool | None = None
+    dataAbsentReason: CodeableConcept | None = None
     component: list[Component] = []
     derivedFrom: list[Reference] = []
     # MedicationRequest / MedicationStatement / Medication
     medicationCodeableConcept: CodeableConcept | None = None
     medicationReference: Reference | None = None
     authoredOn: str | None = None
+    doNotPerform: bool | None = None
     dosageInstruction: list[Dosage] = []
     dispenseRequest: DispenseRequest | None = None
     dateAsserted: str | None = None
@@ -175,7 +192,21 @@ class Resource(_S):
 
 
 # Names for type hints: every resource planner reads is a Resource.
-Patient = Condition = Observation = MedicationRequest = MedicationStatement = Medication = AllergyIntolerance = Resource
+Patient: TypeAlias = Resource
+Condition: TypeAlias = Resource
+Observation: TypeAlias = Resource
+MedicationRequest: TypeAlias = Resource
+MedicationStatement: TypeAlias = Resource
+Medication: TypeAlias = Resource
+AllergyIntolerance: TypeAlias = Resource
+
+
+class SubjectHead(_S):
+    """Who a resource is about, read alone when the rest of the resource cannot be used."""
+
+    resourceType: str | None = None
+    subject: Reference | None = None
+    patient: Reference | None = None
 
 
 class ObservationHead(_S):
@@ -193,7 +224,7 @@ class _ComponentHead(_S):
     code: CodeableConcept | None = None
 
 
-READ_TYPES = frozenset({"Patient", "Condition", "Observation", "MedicationRequest", "MedicationStatement",
+READ_TYPES = frozenset({"Patient", "Condition", "Observation", "MedicationRequest", "MedicationStatement", "DiagnosticReport",
                         "Medication", "AllergyIntolerance"})
 RESOURCE_DECODER = msgspec.json.Decoder(Resource)
 OBSERVATION_HEAD_DECODER = msgspec.json.Decoder(ObservationHead)

@@ -1,38 +1,44 @@
-"""Pharmacogenomic results: FHIR Observations (Genomics Reporting IG genotype and therapeutic-implication,
-STU1 53040-2 phenotype with LA codes, HLA allele status) and PharmCAT outputs (phenotype JSON, outside-call TSV).
+"""Pharmacogenomic results in FHIR: Genomics Reporting IG genotype (84413-4), haplotype (84414-2), variant
+(69548-6) and therapeutic-implication Observations, the STU1 53040-2 phenotype with LA codes, HLA allele status,
+and HLA typing as GL strings. PharmCAT outputs are read by :mod:`planner.ingest.pharmcat`.
 
 Each statement becomes one :class:`~planner.record.PgxResult`, as the source made it: gene symbol upper case,
-diplotype without the gene prefix, phenotype as a CPIC term. Interpretation (diplotype -> phenotype, conflicts,
-phenoconversion) belongs to :mod:`planner.safety`. A statement whose gene cannot be determined from the resource
-itself is skipped with a warning: planner never attributes a result to a gene the source did not name.
+diplotype (or variant) without the gene prefix, phenotype as a CPIC term. Interpretation (diplotype -> phenotype,
+conflicts, phenoconversion) belongs to :mod:`planner.safety.phenotype`. A statement whose gene cannot be determined
+from the resource itself is skipped with a warning: planner never attributes a result to a gene the source did
+not name. Every HLA allele status one resource states is kept (``*15:02 positive, *57:01 positive, *58:01
+negative`` gives three results); a text status that contradicts the coded status gives both (a conflict).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 
-import msgspec
-
-from ..errors import InputError
 from ..record import DataWarning, PatientRecord, PgxResult
-from .codes import CodeTables, code_tables
+from .alleles import hla_statuses
+from .codes import CodeTables
 from .fhir_types import CodeableConcept, Observation
+from .pharmcat import read_pharmcat
 
-__all__ = ["is_pgx_observation", "pgx_from_observation", "read_pharmcat", "attach_pgx", "pgx_conflicts"]
+__all__ = ["is_pgx_observation", "pgx_from_observation", "read_pharmcat", "attach_pgx", "pgx_conflicts",
+           "split_gene"]
 
 _GENE = re.compile(r"^[A-Z][A-Z0-9]*(?:-[A-Z0-9]+)?$")
-_GENE_DIPLO = re.compile(r"^\s*(?P<gene>[A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)?)?\s*(?P<dip>[*\[].*)$")
-_HLA_STATUS = re.compile(r"(?P<gene>HLA-[A-Z0-9]+)?\s*(?P<allele>\*\d{2,3}(?::\d{2,3}){0,3})\s*(?P<status>positive|negative)?",
-                         re.IGNORECASE)
+_GENE_AT_START = re.compile(r"^\s*([A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)?)(?=$|[\s:*\[(])")
+_RS_GENOTYPE = re.compile(r"^rs\d+\b", re.IGNORECASE)
+_VARIANT = re.compile(r"\b(?:[cmgp]\.\S+|rs\d+)", re.IGNORECASE)
+
+Warn = Callable[[str, str], None]
 
 
-def _texts(cc: CodeableConcept | None) -> list[str]:
+def _texts(cc: CodeableConcept | None, code_systems: Iterable[str] = ()) -> list[str]:
     if cc is None:
         return []
+    systems = set(code_systems)
     out = [c.display for c in cc.coding if c.display]
+    out += [c.code for c in cc.coding if c.code and c.system in systems]
     if cc.text:
         out.append(cc.text)
     return out
@@ -58,14 +64,15 @@ def is_pgx_observation(obs: Observation, tables: CodeTables) -> bool:
 
 def _gene_of(obs: Observation, tables: CodeTables) -> str | None:
     studied = set(tables.pgx["loinc"]["gene_studied"])
+    hgnc = {str(k).upper(): str(v) for k, v in tables.pgx["hgnc"].items()}
     for comp in obs.component:
         if set(_codes(comp.code)) & studied:
             cc = comp.valueCodeableConcept
             if cc is None:
                 continue
             for c in cc.coding:
-                if c.code and c.code.upper().startswith("HGNC:") and c.code.upper() in {k.upper() for k in tables.pgx["hgnc"]}:
-                    return {k.upper(): v for k, v in tables.pgx["hgnc"].items()}[c.code.upper()]
+                if c.code and c.code.upper() in hgnc:
+                    return hgnc[c.code.upper()]
                 if c.display and _GENE.match(c.display.strip().upper()):
                     return c.display.strip().upper()
             if cc.text and _GENE.match(cc.text.strip().upper()):
@@ -82,13 +89,36 @@ def _la(cc: CodeableConcept | None, table: dict[str, str]) -> str | None:
     return None
 
 
-def _split_diplotype(text: str) -> tuple[str | None, str | None]:
-    """``"CYP2C19 *2/*2"`` -> (``"CYP2C19"``, ``"*2/*2"``); ``"*1/*17"`` -> (None, ``"*1/*17"``)."""
-    m = _GENE_DIPLO.match(text.strip())
-    if not m:
-        return None, None
-    gene = m.group("gene").upper() if m.group("gene") else None
-    return gene, m.group("dip").strip()
+def split_gene(text: str, genes: frozenset[str]) -> tuple[str | None, str]:
+    """``"CYP2C19 *2/*2"`` -> (``"CYP2C19"``, ``"*2/*2"``); ``"*1/*17"`` -> (None, ``"*1/*17"``). Only a known
+    pharmacogene symbol counts as a gene prefix (``"Reference/c.61C>T"`` and ``"rs9923231 T/T"`` have none)."""
+    t = text.strip()
+    m = _GENE_AT_START.match(t)
+    if m and m.group(1).upper() in genes:
+        return m.group(1).upper(), t[m.end():].lstrip(" \t:").strip()
+    return None, t
+
+
+def _looks_like_genotype(dip: str, gene: str | None, tables: CodeTables) -> bool:
+    if not dip:
+        return False
+    if "/" in dip or dip.startswith("*") or _RS_GENOTYPE.match(dip):
+        return True
+    return gene is not None and gene in set(tables.pgx.get("variant_genes", ())) and bool(_VARIANT.search(dip))
+
+
+def _gene_through_derived(obs: Observation, tables: CodeTables, lookup: Callable[[str], Observation | None]) -> str | None:
+    for r in obs.derivedFrom:
+        target = lookup(r.reference) if r.reference else None
+        if target is None:
+            continue
+        gene = _gene_of(target, tables)
+        if gene is None:
+            for t in _texts(target.valueCodeableConcept):
+                gene = split_gene(t, tables.gene_symbols)[0] or gene
+        if gene:
+            return gene
+    return None
 
 
 def pgx_from_observation(
@@ -98,80 +128,96 @@ def pgx_from_observation(
     date: dt.date | None,
     tables: CodeTables,
     lookup: Callable[[str], Observation | None],
-    warn: Callable[[str, str], None],
+    warn: Warn,
+    _depth: int = 0,
 ) -> list[PgxResult]:
     """The PGx statements of one Observation (usually one). ``lookup`` resolves derivedFrom references."""
     codes = set(_codes(obs.code))
-    pg = tables.pgx
-    gene = _gene_of(obs, tables)
-    if gene is None:  # a therapeutic implication names its gene through the genotype it was derived from
-        for r in obs.derivedFrom:
-            target = lookup(r.reference) if r.reference else None
-            if target is not None:
-                gene = _gene_of(target, tables)
-                if gene is None:
-                    for t in _texts(target.valueCodeableConcept):
-                        gene = _split_diplotype(t)[0] or gene
-            if gene:
-                break
-    value_texts = _texts(obs.valueCodeableConcept) + ([obs.valueString] if obs.valueString else [])
-    code_texts = _texts(obs.code)
-    # ---- HLA allele status ------------------------------------------------------------------------------
+    loinc = tables.pgx["loinc"]
+    gene = _gene_of(obs, tables) or _gene_through_derived(obs, tables, lookup)
+    value_texts = _texts(obs.valueCodeableConcept, tables.pgx.get("gl_string_systems", ()))
+    value_texts += [obs.valueString] if obs.valueString else []
     hla_gene = gene if gene and gene.startswith("HLA-") else None
-    if hla_gene is None:
-        for t in value_texts + code_texts:
+    if hla_gene is None and gene is None:
+        for t in value_texts + _texts(obs.code):
             m = re.search(r"HLA-[A-Z0-9]+", t.upper())
             if m:
                 hla_gene = m.group(0)
                 break
     if hla_gene is not None:
-        status = _la(obs.valueCodeableConcept, pg["la_status"])
-        allele = None
-        for t in value_texts + code_texts:
-            for m in _HLA_STATUS.finditer(t):
-                allele = allele or m.group("allele")
-                if m.group("status") and status is None:
-                    status = m.group("status").lower()
-        if status is None and obs.valueBoolean is not None:
-            status = "positive" if obs.valueBoolean else "negative"
-        if status is None:
-            for t in value_texts:
-                low = t.strip().lower()
-                if low in {"positive", "present", "detected"}:
-                    status = "positive"
-                elif low in {"negative", "absent", "not detected"}:
-                    status = "negative"
-        if allele and status:
-            return [PgxResult(gene=hla_gene, allele=allele, allele_status=status, source="fhir-hla",
-                              source_ref=ref, date=date)]
-        dip = None
-        for t in value_texts:
-            g, d = _split_diplotype(t.replace(hla_gene, "") if hla_gene in t else t)
-            if d and "/" in d:
-                dip = d
-        if dip:
-            return [PgxResult(gene=hla_gene, diplotype=dip, source="fhir-genotype", source_ref=ref, date=date)]
-        warn("pgx-unreadable", f"HLA result without an allele and a positive/negative status in {ref}")
+        return _hla(obs, hla_gene, value_texts, ref=ref, date=date, tables=tables, lookup=lookup, warn=warn,
+                    depth=_depth)
+    if codes & set(loinc.get("region_studied", ())):
+        if gene:
+            warn("pgx-not-interpreted", f"{gene} was studied (region-studied Observation); planner uses only the "
+                 "genotype or phenotype results reported for it")
         return []
-    # ---- genotype ------------------------------------------------------------------------------------------
-    if codes & set(pg["loinc"]["genotype"]):
-        for t in value_texts:
-            g, dip = _split_diplotype(t)
-            if dip is None:
-                continue
-            if gene and g and g != gene:
-                warn("pgx-gene-mismatch", f"{ref} names gene {g} in its value but {gene} as the gene studied; skipped")
-                return []
-            g = gene or g
-            if g is None:
-                break
-            return [PgxResult(gene=g, diplotype=dip, source="fhir-genotype", source_ref=ref, date=date)]
-        if gene is None:
-            warn("pgx-no-gene", f"{ref}: genotype without a gene studied; skipped (never attributed to a gene)")
-        else:
-            warn("pgx-unreadable", f"{ref}: {gene} genotype value is not a star-allele diplotype; skipped")
+    if codes & set(loinc.get("variant", ())):
+        return _variant(obs, gene, ref=ref, date=date, tables=tables, warn=warn)
+    if codes & set(loinc.get("haplotype", ())):
+        return []  # one haplotype of a star-allele gene: the genotype Observation it belongs to carries the call
+    if codes & set(loinc["genotype"]):
+        return _genotype(obs, gene, value_texts, ref=ref, date=date, tables=tables, warn=warn)
+    return _phenotype(obs, gene, codes, value_texts, ref=ref, date=date, tables=tables, warn=warn)
+
+
+def _genotype(obs: Observation, gene: str | None, value_texts: list[str], *, ref: str, date: dt.date | None,
+              tables: CodeTables, warn: Warn) -> list[PgxResult]:
+    rs = _component_texts(obs, tables.pgx["loinc"].get("dbsnp", ()))
+    for t in value_texts:
+        g, dip = split_gene(t, tables.gene_symbols)
+        if rs and not _RS_GENOTYPE.match(dip):
+            dip = f"{rs[0]} {dip}"  # dbSNP id in a component, the bases in the value
+        if not _looks_like_genotype(dip, gene or g, tables):
+            continue
+        if gene and g and g != gene:
+            warn("pgx-gene-mismatch", f"{ref} names gene {g} in its value but {gene} as the gene studied; skipped")
+            return []
+        g = gene or g
+        if g is None:
+            break
+        return [PgxResult(gene=g, diplotype=dip, source="fhir-genotype", source_ref=ref, date=date)]
+    if gene is None:
+        warn("pgx-no-gene", f"{ref}: genotype without a gene studied; skipped (never attributed to a gene)")
+    else:
+        warn("pgx-unreadable", f"{ref}: {gene} genotype value is not a diplotype planner can read; skipped")
+    return []
+
+
+def _component_texts(obs: Observation, codes: Iterable[str]) -> list[str]:
+    wanted = set(codes)
+    out: list[str] = []
+    for comp in obs.component:
+        if set(_codes(comp.code)) & wanted:
+            out += _texts(comp.valueCodeableConcept) + _codes(comp.valueCodeableConcept)
+            if comp.valueString:
+                out.append(comp.valueString)
+    return [t.strip() for t in out if t and t.strip()]
+
+
+def _variant(obs: Observation, gene: str | None, *, ref: str, date: dt.date | None, tables: CodeTables,
+             warn: Warn) -> list[PgxResult]:
+    """A Genomics IG variant Observation: read for genes whose result is a variant (MT-RNR1, RYR1, CACNA1S)."""
+    loinc = tables.pgx["loinc"]
+    names = [t for t in _component_texts(obs, list(loinc.get("dna_change", ())) + list(loinc.get("amino_acid_change", ())))
+             if _VARIANT.search(t)]
+    status = _la(obs.valueCodeableConcept, tables.pgx["la_status"])
+    if gene is None:
+        warn("pgx-no-gene", "variant(s) without a gene studied; not used (never attributed to a gene)")
         return []
-    # ---- phenotype / therapeutic implication ----------------------------------------------------------------
+    if gene not in set(tables.pgx.get("variant_genes", ())) or not names:
+        warn("pgx-variant-not-read", f"{gene} variant(s) given as sequence positions, not as a genotype; "
+             "planner reads genotypes and phenotypes, so these results are not used")
+        return []
+    if status == "negative":
+        warn("pgx-variant-absent", f"{ref}: {gene} {names[0]} reported absent; not read as a normal result")
+        return []
+    return [PgxResult(gene=gene, diplotype=names[0], source="fhir-genotype", source_ref=ref, date=date)]
+
+
+def _phenotype(obs: Observation, gene: str | None, codes: set[str], value_texts: list[str], *, ref: str,
+               date: dt.date | None, tables: CodeTables, warn: Warn) -> list[PgxResult]:
+    pg = tables.pgx
     phen = _la(obs.valueCodeableConcept, pg["la_phenotype"])
     profiles = obs.meta.profile if obs.meta is not None else []
     implication = any("therapeutic-implication" in p for p in profiles) or bool(codes & set(pg["loinc"]["implication_codes"]))
@@ -192,164 +238,91 @@ def pgx_from_observation(
     if gene is None:
         warn("pgx-no-gene", f"{ref}: phenotype {phen!r} without a gene studied; skipped (never attributed to a gene)")
         return []
-    return [PgxResult(gene=gene, phenotype=phen, source=source, source_ref=ref, date=date)]
+    return [PgxResult(gene=gene, phenotype=phen, source=source, source_ref=ref, date=date)]  # type: ignore[arg-type]
 
 
-# ---- PharmCAT -----------------------------------------------------------------------------------------------
+# ---- HLA ----------------------------------------------------------------------------------------------------
 
 
-def _strip_gene(gene: str, dip: str) -> str:
-    dip = dip.strip()
-    if dip.upper().startswith(gene.upper()):
-        dip = dip[len(gene):].strip()
-    return dip
-
-
-def _score(value: Any, *, file: str, where: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise InputError("activity score is a boolean", file=file, field=where, value=value, expected="a number")
-    if isinstance(value, (int, float)):
-        return float(value)
-    text = str(value).strip().lstrip("≥>=").strip()
-    if text.lower() in {"", "n/a", "no result", "na", "none"}:
-        return None
-    try:
-        out = float(text)
-    except ValueError:
-        raise InputError("activity score is not a number", file=file, field=where, value=value,
-                         expected="a number such as 1.0 or n/a") from None
-    if out != out or out in (float("inf"), float("-inf")) or out < 0:
-        raise InputError("activity score out of range", file=file, field=where, value=value, expected="a number >= 0")
-    return out
-
-
-def _hla_result(gene: str, text: str, *, source: str, ref: str) -> PgxResult | None:
-    m = _HLA_STATUS.search(text)
-    if m and m.group("status"):
-        return PgxResult(gene=gene, allele=m.group("allele"), allele_status=m.group("status").lower(),
-                         source=source, source_ref=ref)  # type: ignore[arg-type]
+def gl_alleles(gene: str, gl: str) -> list[str] | None:
+    """The two typed alleles of ``gene`` in a GL string (``hla#3.23.0#HLA-B*15:01:01G+HLA-B*57:01:01G``), or
+    None when the string is ambiguous (``/`` or ``|``) or an allele is not written ``GENE*fields``."""
+    body = gl.rsplit("#", 1)[-1].strip()
+    for locus in body.split("^"):
+        if not locus.upper().startswith(gene.upper()):
+            continue
+        if "|" in locus or "/" in locus:
+            return None
+        copies = [c.strip() for c in locus.split("+")]
+        out = []
+        for c in copies:
+            m = re.fullmatch(re.escape(gene) + r"(\*\d{2,3}(?::\d{2,3}){0,3}[A-Z]?)", c, re.IGNORECASE)
+            if m is None:
+                return None
+            out.append(m.group(1).upper())
+        return out if len(out) == 2 else None
     return None
 
 
-def _read_pharmcat_tsv(path: Path, text: str, tables: CodeTables) -> list[PgxResult]:
+def _hla(obs: Observation, gene: str, value_texts: list[str], *, ref: str, date: dt.date | None,
+         tables: CodeTables, lookup: Callable[[str], Observation | None], warn: Warn, depth: int) -> list[PgxResult]:
+    pg = tables.pgx
+    loinc = pg["loinc"]
+    codes = set(_codes(obs.code))
+    gl_systems = set(pg.get("gl_string_systems", ()))
+    gl = [c.code for c in (obs.valueCodeableConcept.coding if obs.valueCodeableConcept else [])
+          if c.system in gl_systems and c.code]
+    if gl:
+        alleles = gl_alleles(gene, gl[0])
+        if alleles is None:
+            warn("pgx-unreadable", f"{ref}: {gene} GL string {gl[0]!r} is ambiguous or not written GENE*allele; "
+                 "not used (the gene is not read as typed)")
+            return []
+        return [PgxResult(gene=gene, diplotype="/".join(alleles), source="fhir-genotype", source_ref=ref, date=date)]
+    coded = _la(obs.valueCodeableConcept, pg["la_status"])
+    if coded is None and obs.valueBoolean is not None:
+        coded = "positive" if obs.valueBoolean else "negative"
+    stated: list[tuple[str, str | None]] = []
+    for t in value_texts + _texts(obs.code):
+        for a, s in hla_statuses(gene, t):
+            if (a, s) not in stated:
+                stated.append((a, s))
     out: list[PgxResult] = []
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        cols = [c.strip() for c in line.split("\t")]
-        if len(cols) > 4:
-            raise InputError(f"line {n} has {len(cols)} tab-separated fields", file=str(path),
-                             expected="gene, diplotype, phenotype, activity score (at most 4 fields)")
-        cols += [""] * (4 - len(cols))
-        gene, dip, phen, score = cols
-        gene = gene.upper()
-        if not _GENE.match(gene):
-            raise InputError(f"line {n}: gene symbol", file=str(path), field="gene", value=cols[0],
-                             expected="an HGNC gene symbol such as CYP2D6")
-        if not (dip or phen or score):
-            raise InputError(f"line {n}: {gene} has no diplotype, phenotype or activity score", file=str(path),
-                             expected="at least one of columns 2-4")
-        ref = f"{path.name} line {n}"
-        if gene.startswith("HLA-") and (phen or dip):
-            hla = _hla_result(gene, phen or dip, source="pharmcat-tsv", ref=ref)
-            if hla is not None:
-                out.append(hla)
+    typed_pair = [a for a, s in stated if s is None]
+    genotype_like = bool(codes & (set(loinc["genotype"]) | set(loinc.get("haplotype", ()))))
+    if coded is None and len(typed_pair) == 2 and genotype_like and not any(s for _, s in stated):
+        return [PgxResult(gene=gene, diplotype="/".join(typed_pair), source="fhir-genotype", source_ref=ref, date=date)]
+    for allele, status in stated:
+        for s in dict.fromkeys(x for x in (status, coded) if x is not None):
+            out.append(PgxResult(gene=gene, allele=allele, allele_status=s, source="fhir-hla",  # type: ignore[arg-type]
+                                 source_ref=ref, date=date))
+        if status is None and coded is None and genotype_like:  # a genotype naming one allele: it is present
+            out.append(PgxResult(gene=gene, allele=allele, allele_status="positive", source="fhir-genotype",
+                                 source_ref=ref, date=date))
+    if out:
+        return list(dict.fromkeys(out))
+    if depth == 0 and obs.derivedFrom and _high_risk(obs, tables):
+        for r in obs.derivedFrom:
+            target = lookup(r.reference) if r.reference else None
+            if target is None:
                 continue
-        term = None
-        if phen:
-            if tables.is_no_result(phen):
-                continue
-            term = tables.phenotype_term(phen) or phen
-        out.append(PgxResult(gene=gene, diplotype=_strip_gene(gene, dip) or None, phenotype=term,
-                             activity_score=_score(score or None, file=str(path), where=f"line {n} activity score"),
-                             source="pharmcat-tsv", source_ref=ref))
-    if not out and not any(ln.strip() and not ln.lstrip().startswith("#") for ln in text.splitlines()):
-        raise InputError("outside-call file has no calls", file=str(path), expected="one tab-separated line per gene")
-    return out
+            for res in pgx_from_observation(target, ref=ref, date=date, tables=tables, lookup=lookup,
+                                            warn=lambda c, m: None, _depth=1):
+                if res.gene == gene and res.allele_status == "positive":
+                    out.append(res.model_copy(update={"source": "fhir-implication", "source_ref": ref}))
+        if out:
+            return out
+    warn("pgx-unreadable", f"{ref}: {gene} result without an allele and a positive/negative status; skipped")
+    return []
 
 
-def _read_pharmcat_json(path: Path, doc: Any, tables: CodeTables) -> list[PgxResult]:
-    if not isinstance(doc, dict) or not isinstance(doc.get("geneReports"), dict):
-        raise InputError("not a PharmCAT phenotype JSON", file=str(path), field="geneReports",
-                         expected="an object with geneReports: {source: {gene: report}}")
-    out: list[PgxResult] = []
-    done: set[str] = set()
-    sources = sorted(doc["geneReports"], key=lambda s: (s != "CPIC", s))  # CPIC first; others only for new genes
-    for src in sources:
-        genes = doc["geneReports"][src]
-        if not isinstance(genes, dict):
-            raise InputError("gene reports are not an object", file=str(path), field=f"geneReports.{src}",
-                             expected="{gene: report}")
-        for gene_key in sorted(genes):
-            report = genes[gene_key]
-            if not isinstance(report, dict):
-                raise InputError("gene report is not an object", file=str(path), field=f"geneReports.{src}.{gene_key}")
-            gene = str(report.get("geneSymbol") or gene_key).upper()
-            if gene in done or report.get("callSource") == "NONE":
-                continue
-            dips = report.get("recommendationDiplotypes") or report.get("sourceDiplotypes") or []
-            if not isinstance(dips, list):
-                raise InputError("diplotypes are not a list", file=str(path),
-                                 field=f"geneReports.{src}.{gene_key}.recommendationDiplotypes")
-            ref = f"{path.name} geneReports.{src}.{gene}"
-            made = False
-            for i, d in enumerate(dips):
-                if not isinstance(d, dict):
-                    raise InputError("diplotype is not an object", file=str(path), field=f"{ref}[{i}]")
-                label = str(d.get("label") or "")
-                phenos = [str(p) for p in (d.get("phenotypes") or []) if p is not None]
-                if all(tables.is_no_result(p) for p in phenos) and tables.is_no_result(label):
-                    continue
-                if gene.startswith("HLA-"):
-                    hla = None
-                    for t in phenos + [label]:
-                        hla = hla or _hla_result(gene, t, source="pharmcat-json", ref=ref)
-                    if hla is not None:
-                        out.append(hla)
-                        made = True
-                        continue
-                a1 = (d.get("allele1") or {}).get("name") if isinstance(d.get("allele1"), dict) else None
-                a2 = (d.get("allele2") or {}).get("name") if isinstance(d.get("allele2"), dict) else None
-                dip = _strip_gene(gene, label) if label and "/" in label else ("/".join(a for a in (a1, a2) if a) or None)
-                phen = next((tables.phenotype_term(p) or p for p in phenos if not tables.is_no_result(p)), None)
-                out.append(PgxResult(gene=gene, diplotype=dip, phenotype=phen,
-                                     activity_score=_score(d.get("activityScore"), file=str(path), where=f"{ref}.activityScore"),
-                                     source="pharmcat-json", source_ref=ref))
-                made = True
-            if made:
-                done.add(gene)
-    return out
+def _high_risk(obs: Observation, tables: CodeTables) -> bool:
+    wanted = set(tables.pgx["loinc"].get("high_risk_effect", ()))
+    answers = set(tables.pgx.get("la_high_risk", ()))
+    return any(set(_codes(c.code)) & wanted and set(_codes(c.valueCodeableConcept)) & answers for c in obs.component)
 
 
-def read_pharmcat(path: str | Path, *, rules: str | Path | None = None, max_bytes: int = 50_000_000) -> list[PgxResult]:
-    """PgxResults from a PharmCAT phenotype JSON (``*.phenotype.json``) or outside-call TSV file.
-
-    Genes PharmCAT did not call (``callSource: NONE``, ``No Result``) give no result: they are *not tested*.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise InputError("no such file", file=str(p), expected="a PharmCAT phenotype JSON or outside-call TSV")
-    if p.stat().st_size > max_bytes:
-        raise InputError("file over the size limit", file=str(p), expected=f"at most {max_bytes:,} bytes")
-    data = p.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise InputError("not UTF-8 text", file=str(p), expected="UTF-8 (PharmCAT writes UTF-8)") from None
-    tables = code_tables(rules)
-    if text.lstrip().startswith("{"):
-        try:
-            doc = msgspec.json.decode(data.lstrip(b"\xef\xbb\xbf"))
-        except msgspec.DecodeError as exc:
-            raise InputError(f"not valid JSON: {exc}", file=str(p)) from None
-        except RecursionError:
-            raise InputError("JSON is nested too deeply", file=str(p)) from None
-        return _read_pharmcat_json(p, doc, tables)
-    if not text.strip():
-        raise InputError("empty file", file=str(p), expected="a PharmCAT phenotype JSON or outside-call TSV")
-    return _read_pharmcat_tsv(p, text, tables)
+# ---- merging -----------------------------------------------------------------------------------------------
 
 
 def pgx_conflicts(results: Iterable[PgxResult]) -> list[DataWarning]:

@@ -16,7 +16,8 @@ from typing import Any, Iterator
 import msgspec
 import orjson
 
-from ..errors import FhirError, InputError
+from ..errors import FhirError, InputError, PlannerError
+from ..record import DataWarning
 from .fhir_types import BUNDLE_DECODER, HEAD_DECODER
 
 __all__ = ["RawResource", "load_resources", "DEFAULT_MAX_BYTES", "BUNDLE_TYPES"]
@@ -27,6 +28,8 @@ BUNDLE_TYPES = frozenset({"collection", "transaction", "searchset", "batch", "do
 _TYPE_NAMES: dict[bytes, str] = {}
 _SUFFIXES = (".json", ".ndjson", ".jsonl")
 _TYPE_AT_START = re.compile(rb'\s*\{\s*"resourceType"\s*:\s*"([A-Za-z]+)"')
+_BULK_LOG = re.compile(rb'"(?:exportId|eventId)"\s*:')
+_BULK_LOG_FILES = frozenset({"log.ndjson"})  # a Bulk Data export's own log, not resources
 _MAX_NESTED_BUNDLES = 3
 _DEEP = "JSON nested at most about 1,000 levels deep (FHIR needs a few dozen)"
 
@@ -71,9 +74,9 @@ def _json_error(exc: Exception, data: bytes, file: str, line: int | None = None)
             if ahead.startswith(token) or data[max(0, pos - 1) : pos + 12].startswith(token):
                 return InputError(f"{token.decode()} is not valid JSON{where}", file=file,
                                   expected="finite numbers (JSON has no NaN or Infinity)")
-        snippet = data[max(0, pos - 20) : pos + 20].decode("utf-8", "replace")
+        # no snippet of the text around the failure: it may hold a patient's name or birth date
         return InputError(f"not valid JSON{where}: {msg.split(' (byte')[0].replace('JSON is malformed: ', '')} "
-                          f"at byte {pos} near {snippet!r}", file=file, expected="a JSON object")
+                          f"at byte {pos}", file=file, expected="a JSON object")
     return InputError(f"not valid JSON{where}: {msg}", file=file, expected="a JSON object")
 
 
@@ -106,7 +109,8 @@ def _resource_type(raw: bytes | msgspec.Raw, where: str, file: str) -> tuple[str
     return h.resourceType, h.id
 
 
-def _from_document(data: bytes, file: str, depth: int = 0) -> Iterator[RawResource]:
+def _from_document(data: bytes, file: str, depth: int = 0,
+                   problems: list[DataWarning] | None = None) -> Iterator[RawResource]:
     """Resources of one JSON document: a Bundle (entries, recursively) or a single resource."""
     stripped = data.lstrip()
     if not stripped:
@@ -124,10 +128,11 @@ def _from_document(data: bytes, file: str, depth: int = 0) -> Iterator[RawResour
         HEAD_DECODER.decode(data)  # syntax of the whole document (DecodeError -> caller: NDJSON or a clear error)
         yield RawResource(rtype, data, rtype, None, file)
         return
-    yield from _from_bundle(data, file, depth, prefix="")
+    yield from _from_bundle(data, file, depth, prefix="", problems=problems)
 
 
-def _from_bundle(data: bytes | msgspec.Raw, file: str, depth: int, prefix: str) -> Iterator[RawResource]:
+def _from_bundle(data: bytes | msgspec.Raw, file: str, depth: int, prefix: str,
+                 problems: list[DataWarning] | None = None) -> Iterator[RawResource]:
     try:
         bundle = BUNDLE_DECODER.decode(data)
     except msgspec.ValidationError as exc:
@@ -144,36 +149,55 @@ def _from_bundle(data: bytes | msgspec.Raw, file: str, depth: int, prefix: str) 
                         expected="at least one entry with a resource (a Patient)")
     for i, entry in enumerate(bundle.entry):
         where = f"{prefix}entry[{i}]"
-        if len(entry.resource) == 0 or (len(entry.resource) <= 8 and bytes(entry.resource).strip() == b"null"):
-            raise FhirError("entry has no resource", file=file, resource=f"Bundle{prefix}", field=f"{where}.resource",
-                            expected="a resource in every entry")
-        raw = entry.resource
-        rtype, _ = _resource_type(raw, where, file)
+        try:
+            if len(entry.resource) == 0 or (len(entry.resource) <= 8 and bytes(entry.resource).strip() == b"null"):
+                raise FhirError("entry has no resource", file=file, resource=f"Bundle{prefix}",
+                                field=f"{where}.resource", expected="a resource in every entry")
+            raw = entry.resource
+            rtype, _ = _resource_type(raw, where, file)
+        except PlannerError as exc:
+            if problems is None:
+                raise
+            problems.append(_problem(exc, file, where))
+            continue
         if rtype == "Bundle":
             if depth >= _MAX_NESTED_BUNDLES:
                 raise FhirError("Bundles nested too deeply", file=file, field=where,
                                 expected=f"at most {_MAX_NESTED_BUNDLES} levels of Bundle")
-            yield from _from_bundle(raw, file, depth + 1, prefix=f"{where}.")
+            yield from _from_bundle(raw, file, depth + 1, prefix=f"{where}.", problems=problems)
             continue
         yield RawResource(rtype, raw, where, entry.fullUrl, file)
 
 
-def _from_ndjson(data: bytes, file: str) -> Iterator[RawResource]:
+def _from_ndjson(data: bytes, file: str, problems: list[DataWarning] | None = None) -> Iterator[RawResource]:
+    """One resource per line. With ``problems``, a line that cannot be read becomes a warning there and the other
+    lines are read; a Bulk Data export log line (``exportId``/``eventId``, no resourceType) is ignored."""
     count = 0
     for n, line in enumerate(data.split(b"\n"), start=1):
         if not line.strip():
             continue
-        if line.lstrip()[:1] != b"{":
-            raise InputError(f"NDJSON line {n} is not a JSON object", file=file, expected="one FHIR resource per line")
         try:
-            rtype, _ = _resource_type(line, f"line {n}", file)
-            msgspec.json.decode(line, type=msgspec.Raw)  # well-formed as a whole (Raw skips, validates syntax)
-        except msgspec.DecodeError as exc:
-            raise _json_error(exc, line, file, line=n) from None
-        except RecursionError:
-            raise InputError(f"JSON is nested too deeply on line {n}", file=file) from None
+            if line.lstrip()[:1] != b"{":
+                raise InputError(f"NDJSON line {n} is not a JSON object", file=file,
+                                 expected="one FHIR resource per line")
+            try:
+                if _BULK_LOG.search(line[:200]) and not _TYPE_AT_START.match(line, 0, 200):
+                    count += 1
+                    continue  # a Bulk Data export log entry, not a resource
+                rtype, _ = _resource_type(line, f"line {n}", file)
+                msgspec.json.decode(line, type=msgspec.Raw)  # well-formed as a whole (Raw skips, validates syntax)
+            except msgspec.DecodeError as exc:
+                raise _json_error(exc, line, file, line=n) from None
+            except RecursionError:
+                raise InputError(f"JSON is nested too deeply on line {n}", file=file) from None
+        except PlannerError as exc:
+            if problems is None:
+                raise
+            problems.append(_problem(exc, file, f"line {n}"))
+            count += 1
+            continue
         if rtype == "Bundle":
-            yield from _from_bundle(line, file, 1, prefix=f"line {n} ")
+            yield from _from_bundle(line, file, 1, prefix=f"line {n} ", problems=problems)
         else:
             yield RawResource(rtype, line, f"line {n}", None, file)
         count += 1
@@ -181,19 +205,27 @@ def _from_ndjson(data: bytes, file: str) -> Iterator[RawResource]:
         raise InputError("empty input", file=file, expected="a FHIR resource, Bundle or NDJSON")
 
 
-def _parse_bytes(data: bytes, file: str, *, ndjson_hint: bool = False) -> list[RawResource]:
+def _problem(exc: PlannerError, file: str, where: str) -> DataWarning:
+    why = "; ".join(p for p in (exc.detail, exc.expected and f"expected {exc.expected}") if p) or str(exc)
+    return DataWarning(code="input-skipped", resource=f"{Path(file).name} {where}",
+                       message=f"{where} of {Path(file).name} could not be read ({why}); it was skipped, so "
+                               "whatever it held is missing from this record")
+
+
+def _parse_bytes(data: bytes, file: str, *, ndjson_hint: bool = False,
+                 problems: list[DataWarning] | None = None) -> list[RawResource]:
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     _check_utf8(data, file)
     if not data.strip():
         raise InputError("empty input", file=file, expected="a FHIR resource, Bundle or NDJSON")
     if ndjson_hint and data.strip().count(b"\n") > 0:
-        return list(_from_ndjson(data, file))
+        return list(_from_ndjson(data, file, problems))
     try:
-        return list(_from_document(data, file))
+        return list(_from_document(data, file, problems=problems))
     except msgspec.DecodeError as exc:
         if "trailing characters" in str(exc) and b"\n" in data.strip():
-            return list(_from_ndjson(data, file))
+            return list(_from_ndjson(data, file, problems))
         raise _json_error(exc, data, file) from None
     except RecursionError:
         raise InputError("JSON is nested too deeply", file=file, expected=_DEEP) from None
@@ -208,13 +240,26 @@ def _read_file(path: Path, max_bytes: int) -> bytes:
         raise InputError(f"file is {size:,} bytes, over the size limit", file=str(path),
                          expected=f"at most {max_bytes:,} bytes", hint="raise max_bytes if this is intended")
     try:
-        return path.read_bytes()
+        with open(path, "rb") as fh:  # pipes, FIFOs and /dev/stdin report size 0: the limit holds while reading
+            return _read_limited(fh, max_bytes, str(path))
     except OSError as exc:
         raise InputError(f"cannot read file ({exc.strerror})", file=str(path)) from None
 
 
-def load_resources(source: Any, *, max_bytes: int = DEFAULT_MAX_BYTES) -> list[RawResource]:
-    """All resources in ``source`` (path to a file or folder, bytes, JSON text, or a dict), in input order."""
+def _read_limited(fh: Any, max_bytes: int, name: str) -> bytes:
+    data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise InputError("input is over the size limit", file=name, expected=f"at most {max_bytes:,} bytes",
+                         hint="raise max_bytes if this is intended")
+    return bytes(data)
+
+
+def load_resources(source: Any, *, max_bytes: int = DEFAULT_MAX_BYTES,
+                   problems: list[DataWarning] | None = None) -> list[RawResource]:
+    """All resources in ``source`` (path to a file or folder, bytes, JSON text, or a dict), in input order.
+
+    With ``problems``, a part that cannot be read (one NDJSON line, one Bundle entry) is reported there and the rest
+    is read; without it, it raises."""
     if isinstance(source, dict):
         try:
             data = orjson.dumps(source)
@@ -223,13 +268,13 @@ def load_resources(source: Any, *, max_bytes: int = DEFAULT_MAX_BYTES) -> list[R
         if len(data) > max_bytes:
             raise InputError(f"input is {len(data):,} bytes, over the size limit", file="<dict>",
                              expected=f"at most {max_bytes:,} bytes")
-        return _parse_bytes(data, "<dict>")
+        return _parse_bytes(data, "<dict>", problems=problems)
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         if len(data) > max_bytes:
             raise InputError(f"input is {len(data):,} bytes, over the size limit", file="<bytes>",
                              expected=f"at most {max_bytes:,} bytes", hint="raise max_bytes if this is intended")
-        return _parse_bytes(data, "<bytes>")
+        return _parse_bytes(data, "<bytes>", problems=problems)
     if isinstance(source, str):
         head = source.lstrip("\ufeff \t\r\n")[:1]
         if head in ("{", "["):
@@ -237,14 +282,21 @@ def load_resources(source: Any, *, max_bytes: int = DEFAULT_MAX_BYTES) -> list[R
             if len(data) > max_bytes:
                 raise InputError(f"input is {len(data):,} bytes, over the size limit", file="<text>",
                                  expected=f"at most {max_bytes:,} bytes")
-            return _parse_bytes(data, "<text>")
+            return _parse_bytes(data, "<text>", problems=problems)
         if not source.strip():
             raise InputError("empty input", file="<text>", expected="a path, JSON text, bytes or a dict")
+        if source.strip() == "-":  # standard input, under the same size limit
+            import sys
+
+            return _parse_bytes(_read_limited(sys.stdin.buffer, max_bytes, "<stdin>"), "<stdin>", problems=problems)
         source = Path(source)
+    if isinstance(source, os.PathLike) and str(source) == "-":
+        return load_resources("-", max_bytes=max_bytes, problems=problems)
     if isinstance(source, os.PathLike):
         path = Path(source)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in _SUFFIXES)
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in _SUFFIXES
+                           and p.name.lower() not in _BULK_LOG_FILES)
             if not files:
                 raise InputError("folder holds no .json or .ndjson files", file=str(path))
             out: list[RawResource] = []
@@ -255,10 +307,12 @@ def load_resources(source: Any, *, max_bytes: int = DEFAULT_MAX_BYTES) -> list[R
                 if total > max_bytes:
                     raise InputError(f"folder holds over {max_bytes:,} bytes", file=str(path),
                                      expected=f"at most {max_bytes:,} bytes in all")
-                out.extend(_parse_bytes(data, str(p), ndjson_hint=p.suffix.lower() in (".ndjson", ".jsonl")))
+                out.extend(_parse_bytes(data, str(p), ndjson_hint=p.suffix.lower() in (".ndjson", ".jsonl"),
+                                        problems=problems))
             return out
         if not path.exists():
             raise InputError("no such file or folder", file=str(path))
         data = _read_file(path, max_bytes)
-        return _parse_bytes(data, str(path), ndjson_hint=path.suffix.lower() in (".ndjson", ".jsonl"))
+        return _parse_bytes(data, str(path), ndjson_hint=path.suffix.lower() in (".ndjson", ".jsonl"),
+                            problems=problems)
     raise InputError(f"unsupported input type {type(source).__name__}", expected="a path, bytes, JSON text or a dict")

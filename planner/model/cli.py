@@ -13,9 +13,12 @@ __all__ = ["register", "fit_cohort"]
 
 
 def fit_cohort(source: Path, area_id: str, out: Path, *, method: str = "svi", seed: int = 0,
-               rules: str | None = None, progress: bool = True, steps: int | None = None) -> dict:
-    """Read bundles, extract episodes, fit both models, save them to ``out`` (``meta.json``, ``draws.npz``,
-    ``generator/``), and return a summary (counts, loss, times; no identifiers)."""
+               rules: str | None = None, progress: bool = True, steps: int | None = None,
+               check_folds: int = 3) -> dict:
+    """Read bundles, extract episodes, fit both models, check the response model by ``check_folds``-fold
+    cross-validation on the observed follow-ups (:mod:`planner.model.selfcheck`; 0 skips it), save them to
+    ``out`` (``meta.json`` with the check, ``draws.npz``, ``generator/``), and return a summary (counts, loss,
+    times, the check; no identifiers)."""
     import pandas as pd
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -63,6 +66,20 @@ def fit_cohort(source: Path, area_id: str, out: Path, *, method: str = "svi", se
             bar.update(task, completed=step, total=total, loss="-" if loss != loss else f"{loss:.4f}")
 
         model.fit(X, regimens, y, current=current, progress=report)
+        if check_folds:
+            from .selfcheck import self_check
+
+            targets = _targets_at_t0(records, area, frame)
+            task2 = bar.add_task(f"self-check ({check_folds}-fold CV)", total=None, loss="-")
+
+            def report_cv(fold: int, step: int, total: int, loss: float) -> None:
+                bar.update(task2, completed=fold * total + step, total=check_folds * total,
+                           loss="-" if loss != loss else f"{loss:.4f}")
+
+            model.self_check_ = self_check(
+                lambda: ResponseModel.from_area(area, seed=seed, method=method, rules=rules, num_steps=steps),
+                X, regimens, y, current, targets, list(frame["patient_id"]), folds=check_folds, seed=seed,
+                direction=area.outcome.direction, progress=report_cv)
     gen = RegimenGenerator.from_area(area, seed=seed, rules=rules)
     gen.fit(X, current, regimens)
     out.mkdir(parents=True, exist_ok=True)
@@ -75,8 +92,27 @@ def fit_cohort(source: Path, area_id: str, out: Path, *, method: str = "svi", se
         "method": method, "seed": seed, "final_loss": model.training_summary_.get("final_loss"),
         "fit_seconds": round(model.fit_seconds_, 2), "read_seconds": round(read_s, 2),
         "diagnostics": model.diagnostics_, "generator_moves": gen.kind_counts_, "out": str(out),
+        "self_check": getattr(model, "self_check_", None),
     }
     return summ
+
+
+def _targets_at_t0(records, area, frame):  # noqa: ANN001, ANN202 - returns a float ndarray
+    """Each episode's target on its t0 (the area's target rules by the conditions active then and age)."""
+    import numpy as np
+
+    by_id = {r.patient_id: r for r in records}
+    out = []
+    for pid, t0 in zip(frame["patient_id"], frame["t0"]):
+        rec = by_id.get(pid)
+        day = t0.date() if hasattr(t0, "date") else t0
+        if rec is None:
+            out.append(area.outcome.target)
+            continue
+        codes = {code for c in rec.conditions if c.is_active(day) for code in (c.code, *(k.code for k in c.codings))
+                 if code}
+        out.append(area.target_for(codes, rec.age(day)))
+    return np.asarray(out, dtype=float)
 
 
 def _regimens_at_baseline(records, area, frame) -> list:
@@ -112,10 +148,11 @@ def register(app: typer.Typer) -> None:
         rules: Path = typer.Option(None, "--rules", help="Rules folder (default: the packaged rules)."),
         steps: int = typer.Option(None, "--steps", help="SVI steps (default: chosen from the cohort size)."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+        check_folds: int = typer.Option(3, "--check-folds", help="Folds of the held-out self-check (0: none)."),
     ) -> None:
         """Fit the outcome model and the regimen generator of an area on a FHIR cohort's episodes."""
         s = fit_cohort(cohort_dir, area, out, method=method, seed=seed, rules=None if rules is None else str(rules),
-                       progress=not quiet, steps=steps)
+                       progress=not quiet, steps=steps, check_folds=check_folds)
         dropped = ", ".join(f"{k} {v}" for k, v in sorted(s["dropped"].items())) or "none"
         loss = s["final_loss"]
         typer.echo(f"{s['area']} {s['area_version']}: {s['patients']} patients, {s['candidates']} regimen changes, "
@@ -123,4 +160,13 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"{s['method']} fit in {s['fit_seconds']:.1f} s (reading {s['read_seconds']:.1f} s)"
                    + ("" if loss is None else f", final loss {loss:.4f} per episode")
                    + "".join(f", {k} {v:.3g}" for k, v in s["diagnostics"].items() if k != "final_loss"))
+        chk = s.get("self_check") or {}
+        if "coverage90" in chk:
+            hist = " ".join(f"{h:.2f}" for h in chk["pit_hist"])
+            typer.echo(f"self-check ({chk['folds']}-fold CV, {chk['episodes']} held-out follow-ups): 90% predictive "
+                       f"coverage {chk['coverage90']:.3f}, P(target) ECE {chk['ece_p_target']:.3f}, PIT [{hist}]")
+            for w in chk["warnings"]:
+                typer.echo(f"warning: {w}", err=True)
+        elif chk:
+            typer.echo(f"self-check skipped: {chk['skipped']}", err=True)
         typer.echo(f"wrote {s['out']} (model + generator/)")

@@ -80,6 +80,9 @@ class ResponseModel(BaseEstimator):
         baseline: tabular only: a column used as the offset (outcome = baseline + change).
         subadditivity: tabular only: prior mean of the factor on each added arm's effect (None: additive).
         rules: rules folder for ``area`` given as an id (None: the packaged rules).
+        basis: tabular only: ``"auto"`` adds the cross-fitted learned basis of :mod:`planner.model.basis`
+            (untreated outcome, arm effects and propensities from tree ensembles) as covariates when there are
+            at least ``basis.MIN_ROWS`` rows; ``"none"`` keeps the model linear in the features.
 
     Fitted attributes: ``spec_`` (structure and priors), ``draws_`` (latent draws), ``feature_names_in_``,
     ``n_features_in_``, ``arms_``, ``method_``, ``loss_`` (per-step loss per episode, SVI), ``fit_seconds_``,
@@ -104,6 +107,7 @@ class ResponseModel(BaseEstimator):
         baseline: str | None = None,
         subadditivity: float | None = None,
         rules: str | None = None,
+        basis: Literal["auto", "none"] = "auto",
     ) -> None:
         self.area = area
         self.seed = seed
@@ -120,6 +124,7 @@ class ResponseModel(BaseEstimator):
         self.baseline = baseline
         self.subadditivity = subadditivity
         self.rules = rules
+        self.basis = basis
 
     # ---- construction --------------------------------------------------------------------------------
     @classmethod
@@ -223,7 +228,10 @@ class ResponseModel(BaseEstimator):
         """Unstandardized feature matrix (n, p); NaN where missing."""
         n = len(X)
         cols = []
+        learned = set(spec.basis)
         for f in spec.features:
+            if f in learned:  # learned-basis columns are computed from the others (_matrix_dev)
+                continue
             col, _, level = f.partition("=")
             if level and col in spec.categories:
                 if col not in X.columns:
@@ -244,12 +252,27 @@ class ResponseModel(BaseEstimator):
             cols.append(v)
         return np.stack(cols, axis=1) if cols else np.zeros((n, 0))
 
-    def _matrix(self, spec: ModelSpec, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def _matrix(self, spec: ModelSpec, X: pd.DataFrame,
+                basis_cols: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Standardized feature matrix (n, p) and offset (n,) on the standardized model scale. Missing values
         are filled with the training mean (untrained area model: the area's feature default)."""
+        x, off, _ = self._matrix_dev(spec, X, basis_cols)
+        return x, off
+
+    def _matrix_dev(self, spec: ModelSpec, X: pd.DataFrame,
+                    basis_cols: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """:meth:`_matrix` plus, with a learned basis, its scaled per-fold deviations (K, n, q) on the
+        standardized scale (None without one). ``basis_cols``: the basis values to use (fit: out-of-fold)."""
         X = self._check_frame(X)
         n = len(X)
         raw = self._raw_features(spec, X, lenient=spec.is_area and not spec.trained)
+        dev = None
+        if spec.basis:
+            q = len(spec.basis)
+            if basis_cols is None:
+                basis_cols, dev = self.basis_.transform(raw)
+                dev = dev / np.asarray(spec.feat_scale[-q:])
+            raw = np.hstack([raw, basis_cols])
         if raw.shape[1]:
             raw = np.where(np.isfinite(raw), raw, np.asarray(spec.feat_default))
             x = (raw - np.asarray(spec.feat_loc)) / np.asarray(spec.feat_scale)
@@ -266,7 +289,7 @@ class ResponseModel(BaseEstimator):
             off = self._to_model_scale(spec, b, f"X[{spec.baseline!r}]")
         else:
             off = np.zeros(n)
-        return x, off / spec.y_scale
+        return x, off / spec.y_scale, dev
 
     @staticmethod
     def _to_model_scale(spec: ModelSpec, v: np.ndarray, where: str) -> np.ndarray:
@@ -309,6 +332,7 @@ class ResponseModel(BaseEstimator):
         loc = np.array([np.nanmean(raw[:, j]) if np.isfinite(raw[:, j]).any() else 0.0 for j in range(len(cols))])
         sd = np.array([np.nanstd(raw[:, j]) if np.isfinite(raw[:, j]).sum() > 1 else 1.0 for j in range(len(cols))])
         sd = np.where(np.isfinite(sd) & (sd > 1e-12), sd, 1.0)
+        learned = None
         if area is not None:
             base = next((f.name for f in area.features if f.kind == "baseline"), None)
             if base is not None and base not in cols:
@@ -328,9 +352,19 @@ class ResponseModel(BaseEstimator):
             y_loc, y_scale = float(np.mean(z)), float(np.std(z))
             if not y_scale > 1e-12:
                 y_scale = 1.0
+            learned = self._fit_basis(raw, regimens, z)
+            if learned is not None:
+                basis_obj, oof = learned
+                cols = cols + basis_obj.names
+                loc = np.concatenate([loc, oof.mean(0)])
+                sd = np.concatenate([sd, np.where(oof.std(0) > 1e-12, oof.std(0), 1.0)])
             spec = spec_from_tabular(arms, cols, loc, sd, y_loc=y_loc, y_scale=y_scale, effect_sd=self.effect_sd,
                                      shrinkage=self.shrinkage, baseline=self.baseline, max_drugs=width,
                                      subadditivity=self.subadditivity)
+            if learned is not None:
+                from .basis import basis_priors
+
+                basis_priors(spec, basis_obj)
         spec.feat_default = [float(v) for v in loc]
         spec.categories = cats
         if current is not None:
@@ -346,7 +380,11 @@ class ResponseModel(BaseEstimator):
             if hasattr(self, attr):
                 delattr(self, attr)
         self.spec_ = spec
-        x, off = self._matrix(spec, X)
+        if learned is not None:
+            self.basis_ = learned[0]
+        elif hasattr(self, "basis_"):
+            delattr(self, "basis_")
+        x, off = self._matrix(spec, X, None if learned is None else learned[1])
         target = self._to_model_scale(spec, yv, "y")
         target = (target - spec.y_loc) / spec.y_scale  # the offset T(baseline)/y_scale is in the model
         batch = Batch.build(x, off, design)
@@ -365,8 +403,9 @@ class ResponseModel(BaseEstimator):
         self.loss_ = res.losses
         self.fit_seconds_ = res.seconds
         self.diagnostics_ = res.diagnostics
-        self.feature_names_in_ = np.array(cols, dtype=object)
-        self.n_features_in_ = len(cols)
+        user_cols = [c for c in cols if c not in spec.basis]
+        self.feature_names_in_ = np.array(user_cols, dtype=object)
+        self.n_features_in_ = len(user_cols)
         self.arms_ = [d.name for d in spec.drugs]
         counts: dict[str, int] = {}
         for row in range(n):
@@ -390,6 +429,16 @@ class ResponseModel(BaseEstimator):
             "fit_seconds": round(res.seconds, 3),
         }
         return self
+
+    def _fit_basis(self, raw: np.ndarray, regimens: Sequence[Any], z: np.ndarray):  # noqa: ANN202
+        """The cross-fitted learned basis of a tabular study, or None (``basis="none"``, or data too few)."""
+        if self.basis not in ("auto", "none"):
+            raise ConfigError("unknown basis", field="basis", value=self.basis, expected='"auto" or "none"')
+        if self.basis == "none":
+            return None
+        from .basis import LearnedBasis
+
+        return LearnedBasis.fit(raw, [self._regimen_label(r) for r in regimens], z, seed=self.seed)
 
     @staticmethod
     def _arm_sets(regimens: Sequence[Any]) -> list[set[str]]:
@@ -453,7 +502,7 @@ class ResponseModel(BaseEstimator):
                              expected="a list, e.g. [set(), {'treated'}]")
         if len(regimens) == 0:
             raise ModelError("no regimens to predict", field="regimens", value=0, expected="at least one")
-        x_np, off_np = self._matrix(spec, X)
+        x_np, off_np, dev_np = self._matrix_dev(spec, X)
         design = spec.encode(list(regimens))
         f32 = torch.float32
         sl = slice(0, int(num_samples))
@@ -527,6 +576,16 @@ class ResponseModel(BaseEstimator):
                         - torch.matmul(Z * Gc, (1 - newmask).T)
                 else:
                     mean = mean + torch.bmm(Z, Gn.transpose(1, 2))
+            if dev_np is not None:
+                # the learned basis is an estimate: each draw takes it at a Gaussian combination of its fold
+                # models' deviations (the full-data estimator's sampling SD, planner.model.basis), through
+                # this draw's coefficients (prognostic slope and every arm's interaction)
+                q, K = len(spec.basis), dev_np.shape[0]
+                wts = torch.randn((Sn, K), generator=gen) / math.sqrt(max(K - 1, 1))
+                delta = torch.einsum("sk,knq->snq", wts, torch.as_tensor(dev_np, dtype=f32))  # (S, n, q)
+                mean = mean + (delta @ beta[:, -q:, None])  # (S, n, 1): same for every regimen
+                Mq = torch.matmul(delta, gamma[:, :, -q:].transpose(1, 2))  # (S, n, C)
+                mean = mean + torch.bmm(Mq, W)
             nu = par["nu"][sl].to(torch.float64)
             sigma = par["sigma"][sl]
             if spec.meas_sd is not None:
@@ -622,10 +681,13 @@ class ResponseModel(BaseEstimator):
             "method": getattr(self, "method_", None),
             "training": getattr(self, "training_summary_", None),
             "diagnostics": getattr(self, "diagnostics_", None),
+            "self_check": getattr(self, "self_check_", None),
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         (d / "meta.json").write_text(json.dumps(meta, indent=2, default=_json_default), encoding="utf-8")
         np.savez_compressed(d / "draws.npz", **{k: v.numpy() for k, v in draws.items()})
+        if spec.basis:
+            self.basis_.save(d / "basis")
         return d
 
     @classmethod
@@ -662,14 +724,24 @@ class ResponseModel(BaseEstimator):
                           f"rules now have {area.version}", stacklevel=2)
         model.spec_ = spec
         model.draws_ = draws
+        if spec.basis:
+            from .basis import LearnedBasis
+
+            if not (d / "basis" / "basis.json").is_file():
+                raise ModelError("saved model lacks its learned basis", file=str(d / "basis"),
+                                 expected="basis/basis.json and the fold models written by save()")
+            model.basis_ = LearnedBasis.load(d / "basis")
         model.area_ = area
         model.method_ = meta.get("method") or "prior"
         model.training_summary_ = meta.get("training")
         model.diagnostics_ = meta.get("diagnostics") or {}
+        if meta.get("self_check") is not None:
+            model.self_check_ = meta["self_check"]
         model.loss_ = []
         model.fit_seconds_ = float((meta.get("training") or {}).get("fit_seconds") or 0.0)
-        model.feature_names_in_ = np.array(spec.features, dtype=object)
-        model.n_features_in_ = len(spec.features)
+        user_cols = [c for c in spec.features if c not in spec.basis]
+        model.feature_names_in_ = np.array(user_cols, dtype=object)
+        model.n_features_in_ = len(user_cols)
         model.arms_ = [x.name for x in spec.drugs]
         model.metadata_ = meta
         return model

@@ -90,6 +90,7 @@ class ModelSpec:
     heterogeneity: float | None = None  # prior scale of between-patient response SD, x |class effect|
     meas_sd: float | None = None  # SD of one measurement around a patient's expected level (area noise_sd)  # fitted with the current (pre-decision) regimen of each row
     feat_default: list[float] = field(default_factory=list)  # value used for a missing feature value
+    basis: list[str] = field(default_factory=list)  # learned-basis columns (the last features; planner.model.basis)
 
     # ---- derived ------------------------------------------------------------------------------------
     @property

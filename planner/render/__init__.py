@@ -2,8 +2,11 @@
 
 Formats: ``json`` (the canonical Recommendation JSON), ``fhir`` (an R4 Bundle: CarePlan per plan with
 proposed MedicationRequests, a DetectedIssue per finding, a Provenance), ``table`` (a rich terminal table),
-``html`` (for notebooks). ``planner.render.plot.plot_recommendation`` draws the plans' predicted
-distributions against the target.
+``html`` (a Recommendation as an HTML fragment, what notebooks show; the CLI's ``--format html`` writes the
+self-contained report page of :mod:`planner.render.report` instead: record summary plus every area).
+``planner.render.plot.plot_recommendation`` draws the plans' predicted distributions against the target.
+Importing this package registers the notebook views (``_repr_html_``) of Recommendation, PatientRecord and
+findings, which never import the renderers themselves.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ markup. Fragments are wrapped by :func:`fragment` in ``<div class="planner">`` w
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import importlib.resources
 from collections.abc import Iterable, Mapping, Sequence
@@ -160,9 +161,9 @@ def drugs_html(drugs: Sequence[PlanDrug], stopped: Sequence[PlanDrug] = ()) -> s
         if d.change == "dose-change":
             what = f"dose change from {esc(dose(d.previous_dose_mg_day, d.drug))}"
         elif d.change == "continue" and d.dose_mg_day is None:
-            what = "continue (dose unknown)"
+            what = "continue; dose unknown"
         elif d.change == "continue" and d.previous_dose_mg_day is None and d.dose_mg_day is not None:
-            what = "continue; set dose (current dose unknown)"
+            what = "continue at this dose; current dose unknown"
         else:
             what = esc(d.change)
         adj = f" <span class=\"small\">dose set by rule <span class=\"rule\">{esc(d.dose_adjusted_by)}</span></span>" \
@@ -201,20 +202,34 @@ def unresolved(m: Medication) -> bool:
     return m.rxcui is None and m.ingredient is None
 
 
+def _med_dose(m: Medication) -> str:
+    """A current medication's dose as the record gives it: as prescribed, a range, assumed or unknown."""
+    rng = m.dose_range_mg_day
+    if m.dose_mg_day is None and rng is not None:
+        text = f"{rng[0]:g}-{rng[1]:g} mg/day (a range)"
+    else:
+        text = dose(m.dose_mg_day, m.ingredient)
+    if m.dose_assumed and m.dose_mg_day is not None:
+        text += " (assumed: see the data-quality warnings)"
+    if m.as_needed:
+        text += "; as needed"
+    return esc(text)
+
+
 def _medications_html(record: PatientRecord) -> str:
-    meds = sorted(record.active_medications(), key=lambda m: (not unresolved(m), m.ingredient or "", m.start or 0))
+    meds = sorted(record.active_medications(), key=lambda m: (not unresolved(m), m.ingredient or "", m.start or dt.date.min))
     rows, classes = [], []
     for m in meds:
         name = f"<b>{esc(m.ingredient)}</b>" if m.ingredient else "<b>(unknown ingredient)</b>"
         if unresolved(m):
             name += (" <span class=\"flag\">not resolved</span><br><span class=\"small\">could not be matched to an "
                      "ingredient, so the safety rules did not check it: review by hand</span>")
-        rows.append([name, esc(m.source_display or "-") + (f"<br><span class=\"rule\">code {esc(m.source_code)}"
-                                                           "</span>" if m.source_code else ""),
-                     esc(dose(m.dose_mg_day, m.ingredient)), esc(m.start or "-"), esc(m.status or "-")])
+        code = f"<br><span class=\"rule\">code {esc(m.source_code)}</span>" if m.source_code else ""
+        rows.append([name, esc(m.source_display or "-") + code, _med_dose(m), esc(m.start or "-"),
+                     esc(m.status or "-")])
         classes.append("unresolved" if unresolved(m) else "")
     return table(["medication", "as written", "dose", "since", "status"], rows, caption="Current medications",
-                 widths=(24, 36, 14, 13, 13), row_classes=classes, empty="none recorded")
+                 widths=(24, 33, 17, 13, 13), row_classes=classes, empty="none recorded")
 
 
 def _labs_html(record: PatientRecord, first: Sequence[str] = ()) -> str:
@@ -277,8 +292,8 @@ def record_html(record: PatientRecord, *, genes: Mapping[str, object] | None = N
     age = record.age()
     facts = [("patient", record.patient_id), ("sex", record.sex or "not recorded"),
              ("age", f"{age:.0f} years" if age is not None else "not recorded"), ("as of", record.as_of)]
-    if record.deceased:
-        facts.append(("deceased", record.deceased))
+    if record.deceased or record.deceased_boolean:
+        facts.append(("deceased", record.deceased or "yes (no date recorded)"))
     grid = "".join(f"<div><span class=\"muted\">{esc(k)}</span><br><b>{esc(v)}</b></div>" for k, v in facts)
     conds = sorted(record.active_conditions(), key=lambda c: (c.onset or c.recorded or record.as_of, c.display or ""))
     problems = table(["problem", "code", "since", "status"],
@@ -289,11 +304,13 @@ def record_html(record: PatientRecord, *, genes: Mapping[str, object] | None = N
                       [[esc(a.display or a.ingredient or "(no display)"), esc(a.criticality or "-"),
                         esc(", ".join(a.reactions) or "-"), esc(a.clinical_status or "-")] for a in record.allergies],
                       caption="Allergies and intolerances", widths=(40, 15, 30, 15), empty="none recorded")
-    warnings = table(["warning", "what", "resource"],
-                     [[f"<span class=\"rule\">{esc(w.code)}</span>", esc(w.message), esc(w.resource or "-")]
+    warnings = table(["warning", "what", "where"],
+                     [[f"<span class=\"rule\">{esc(w.code)}</span>", esc(w.message) + (
+                         f"<br><span class=\"small muted\">value: {esc(w.value)}</span>" if w.value else ""),
+                       esc(w.resource or "-") + (f"<br><span class=\"rule\">{esc(w.field)}</span>" if w.field else "")]
                       for w in record.warnings],
-                     caption="Data-quality warnings (what could not be used)", widths=(20, 60, 20),
-                     empty="none")
+                     caption="Data-quality warnings (what could not be used, or was used with an assumption)",
+                     widths=(18, 57, 25), empty="none")
     head = "<h2>Patient summary</h2>" if heading else ""
     return (head + f"<div class=\"summary-grid\">{grid}</div>" + problems + _medications_html(record) + allergies
             + _labs_html(record, outcomes) + pgx_html(record, genes) + warnings)
@@ -337,7 +354,7 @@ def _regimen_text(drugs: Sequence[PlanDrug]) -> str:
         or "no drug therapy"
 
 
-def excluded_html(excluded: Sequence[ExcludedRegimen], *, limit: int | None = None) -> str:
+def excluded_html(excluded: Sequence[ExcludedRegimen], *, limit: int | None = None, caption: str | None = None) -> str:
     """Excluded regimens grouped by the findings that excluded them: one row per rule (or set of rules), with
     the rule's message and source and every regimen it removed (``limit``: regimens listed per row)."""
     groups: dict[tuple, tuple[list[Finding], list[ExcludedRegimen]]] = {}
@@ -353,7 +370,7 @@ def excluded_html(excluded: Sequence[ExcludedRegimen], *, limit: int | None = No
         rows.append(["".join(finding_html(f) for f in why), f"{len(regs)}",
                      f"<span class=\"small\">{names}{more}</span>"])
     return table(["excluded by (rule, message, source)", ("regimens", "num"), "regimens excluded"], rows,
-                 caption=f"Excluded regimens ({len(excluded)})", widths=(50, 10, 40), empty="none")
+                 caption=caption or f"Excluded regimens ({len(excluded)})", widths=(50, 10, 40), empty="none")
 
 
 def gaps_html(gaps: Sequence[DataGap]) -> str:
@@ -394,13 +411,13 @@ def render_html(rec: Recommendation) -> str:
     return fragment(recommendation_html(rec, excluded_limit=25))
 
 
-def plan_card_html(rec: Recommendation, plan: Plan) -> str:
-    """One plan on its own (for side-by-side comparison)."""
+def plan_card_html(rec: Recommendation, plan: Plan, *, title: str | None = None) -> str:
+    """One plan on its own (for side-by-side comparison): drugs, predicted outcome, P(target), P(best), findings."""
     pr = plan.predicted
     u = esc(unit(rec.outcome.unit))
-    return (f"<h3>Plan {plan.rank}</h3><p>{drugs_html(plan.regimen, plan.stopped)}</p>"
+    found = "".join(finding_html(f) for f in plan.findings) or "<p class=\"muted\">no findings</p>"
+    return (f"<h3>{esc(title or f'Plan {plan.rank}')}</h3><p>{drugs_html(plan.regimen, plan.stopped)}</p>"
             f"<p>Predicted {esc(quantity_label(rec.outcome.quantity))} <b>{pr.mean:.2f}</b> {u} "
             f"({round(pr.level * 100)}% interval {pr.lower:.2f} to {pr.upper:.2f}); "
             f"P(target) <b>{plan.p_target:.2f}</b>; P(best) <b>{plan.p_best:.2f}</b></p>"
-            + findings_html(plan.findings, caption="Findings", empty="none")
-            + f"<p class=\"small\">{esc(plan.rationale)}</p>")
+            f"<p><b>Findings</b></p>{found}<p class=\"small\">{esc(plan.rationale)}</p>")

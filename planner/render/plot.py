@@ -13,7 +13,7 @@ from typing import Any
 from ..recommendation import Plan, Recommendation
 from .html import esc, num, quantity_label, unit
 
-__all__ = ["alt_text", "figure_html", "plot_plans", "plot_recommendation", "png_bytes"]
+__all__ = ["alt_text", "figure_html", "plot_plans", "plot_problems", "plot_recommendation", "png_bytes"]
 
 
 def _label(p: Plan) -> str:
@@ -99,3 +99,31 @@ def figure_html(rec: Recommendation) -> str:
             "<figcaption>Bars: where the next measurement is likely to fall (light 5-95%, dark 25-75%); black line "
             "and dot: the expected outcome's interval and mean; dashed green: target; dotted red: baseline."
             "</figcaption></figure>")
+
+
+def plot_problems(ax: Any, rec: Recommendation) -> list[str]:
+    """What a plot of ``rec`` lacks ([] when complete): an x label with the outcome's unit, a y label, a title,
+    the target line (and the baseline line when there is a baseline), a legend naming the target, one y tick
+    per plan. Tests and notebooks assert it is empty."""
+    u = unit(rec.outcome.unit)
+    problems = []
+    if f"({u})" not in ax.get_xlabel():
+        problems.append(f"x axis label {ax.get_xlabel()!r} lacks the unit ({u})")
+    if not ax.get_ylabel():
+        problems.append("no y axis label")
+    if not ax.get_title():
+        problems.append("no title")
+
+    def vertical(x: float) -> bool:
+        return any(list(line.get_xdata()) == [x, x] for line in ax.get_lines())
+
+    if not vertical(rec.outcome.target):
+        problems.append(f"no target line at {rec.outcome.target:g}")
+    if rec.outcome.baseline is not None and not vertical(rec.outcome.baseline):
+        problems.append(f"no baseline line at {rec.outcome.baseline:g}")
+    legend = ax.get_legend()
+    if legend is None or not any(t.get_text().startswith("target") for t in legend.get_texts()):
+        problems.append("the legend does not name the target")
+    if rec.plans and len(ax.get_yticklabels()) != len(rec.plans):
+        problems.append(f"{len(ax.get_yticklabels())} y ticks for {len(rec.plans)} plans")
+    return problems

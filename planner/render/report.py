@@ -69,7 +69,7 @@ def _contents(report: ReviewReport) -> str:
              "<li><a href=\"#current-findings\">Findings on current medications</a></li>"]
     items += [f"<li><a href=\"#area-{esc(r.area)}\">{esc(r.area_name)}</a></li>" for r in report.recommendations]
     items.append("<li><a href=\"#provenance\">Provenance</a></li>")
-    return f"<nav class=\"noprint small\"><ul>{''.join(items)}</ul></nav>"
+    return f"<nav class=\"noprint small\"><b>Contents</b><ul>{''.join(items)}</ul></nav>"
 
 
 def _gene_notes(report: ReviewReport) -> str:
@@ -113,6 +113,9 @@ def _body(report: ReviewReport, *, plots: bool) -> str:
              "<section id=\"current-findings\"><h2>Findings on current medications</h2>"
              + findings_html(report.current_findings, empty="no rule fired on the current medications")
              + "</section>"]
+    if record.is_deceased:
+        parts.append("<p class=\"note\"><b>The record says the patient is deceased.</b> Check the record before "
+                     "acting on anything below.</p>")
     if not report.recommendations:
         parts.append("<p class=\"note\">The patient has no active condition of a therapeutic area planner knows, so "
                      "no plan was made.</p>")

@@ -93,10 +93,13 @@ def _plan(rec: Recommendation, which: int | str | Plan) -> Plan:
 
 def compare(rec: Recommendation, a: int | str | Plan = 1, b: int | str | Plan = 2,
             other: Recommendation | None = None) -> Html:
-    """Two plans side by side: plan ``a`` of ``rec`` and plan ``b`` of ``other`` (default: of ``rec`` too)."""
+    """Two plans side by side: plan ``a`` of ``rec`` and plan ``b`` of ``other`` (default: of ``rec`` too;
+    with ``other`` the cards say which is before and which after)."""
     pa, pb = _plan(rec, a), _plan(other or rec, b)
-    return Html(f"<div class=\"compare\"><div>{plan_card_html(rec, pa)}</div>"
-                f"<div>{plan_card_html(other or rec, pb)}</div></div>")
+    ta, tb = (f"Plan {pa.rank}", f"Plan {pb.rank}") if other is None else (
+        f"Before: plan {pa.rank}", f"After: plan {pb.rank}")
+    return Html(f"<div class=\"compare\"><div>{plan_card_html(rec, pa, title=ta)}</div>"
+                f"<div>{plan_card_html(other or rec, pb, title=tb)}</div></div>")
 
 
 def _fmt_move(before: float | None, after: float | None, digits: int = 2) -> str:
@@ -145,7 +148,8 @@ def what_changed(before: Recommendation, after: Recommendation) -> Html:
     eb, ea = {e.key: e for e in before.excluded}, {e.key: e for e in after.excluded}
     newly = [e for k, e in ea.items() if k not in eb]
     back = [e for k, e in eb.items() if k not in ea]
-    out += "<h3>Newly excluded regimens</h3>" + (excluded_html(newly) if newly else "<p class=\"muted\">none</p>")
+    out += "<h3>Newly excluded regimens</h3>" + (excluded_html(newly, caption=f"{len(newly)} newly excluded")
+                                                  if newly else "<p class=\"muted\">none</p>")
     if back:
         out += "<p>No longer excluded: " + esc(", ".join(e.key for e in back)) + "</p>"
     return Html(out)

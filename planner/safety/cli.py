@@ -17,6 +17,7 @@ __all__ = ["register", "report", "render_report"]
 
 def report(record: PatientRecord, *, rules: Path | None = None) -> dict:
     """The safety report of a record as a JSON-safe dict: genes, findings on current drugs, rules version."""
+    from ..ingest.quality import record_gaps
     from . import RuleSet
 
     rs = RuleSet.load(rules)
@@ -34,35 +35,42 @@ def report(record: PatientRecord, *, rules: Path | None = None) -> dict:
                   if r.status != GeneStatus.NOT_TESTED or r.phenoconverted_by},
         "untested_genes_for_current_drugs": gaps,
         "findings": [f.model_dump(mode="json", exclude_none=True) for f in findings],
+        "data_gaps": [g.model_dump(mode="json", exclude_none=True) for g in record_gaps(record)],
         "provenance": {"rules_version": rs.rules_version},
     }
 
 
 def render_report(data: dict, *, width: int = 120) -> str:
+    import io
+
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    console = Console(record=True, width=width, force_terminal=False, color_system=None)
-    console.print(f"Safety report for {data['patient_id']} as of {data['as_of']} "
-                  f"(rules {data['provenance']['rules_version']})")
+    # printed into a buffer only (the caller echoes the text once); EHR text is shown literally, never as markup
+    console = Console(file=io.StringIO(), record=True, width=width, force_terminal=False, color_system=None)
+    console.print(Text(f"Safety report for {data['patient_id']} as of {data['as_of']} "
+                       f"(rules {data['provenance']['rules_version']})"))
     genes = Table(title="Pharmacogenomics (genes not listed: not tested)")
     for col in ("gene", "status", "diplotype", "phenotype", "activity score", "phenoconverted by"):
         genes.add_column(col)
     for g, r in data["genes"].items():
-        genes.add_row(g, r.get("status", ""), r.get("diplotype") or "-", r.get("phenotype") or "-",
-                      r.get("activity_score") or "-", ", ".join(r.get("phenoconverted_by", [])) or "-")
+        genes.add_row(*(Text(str(x)) for x in (g, r.get("status", ""), r.get("diplotype") or "-", r.get("phenotype") or "-",
+                      r.get("activity_score") or "-", ", ".join(r.get("phenoconverted_by", [])) or "-")))
     console.print(genes)
     meds = ", ".join(data["current_medications"]) or "none"
-    console.print(f"Current medications: {meds}")
+    console.print(Text(f"Current medications: {meds}"))
     table = Table(title="Findings")
     for col in ("action", "kind", "drugs", "message", "strength", "rule"):
         table.add_column(col)
     for f in data["findings"]:
-        table.add_row(f["action"], f["kind"], ", ".join(f.get("drugs", [])), f["message"], f.get("strength") or "-",
-                      f["rule_id"])
+        table.add_row(*(Text(str(x)) for x in (f["action"], f["kind"], ", ".join(f.get("drugs", [])), f["message"],
+                                               f.get("strength") or "-", f["rule_id"])))
     console.print(table)
     if not data["findings"]:
         console.print("No findings.")
+    for g in data.get("data_gaps", []):
+        console.print(Text(f"Data gap: {g['message']}"))
     return console.export_text()
 
 
@@ -108,12 +116,23 @@ def register(app: typer.Typer) -> None:
         typer.echo(json.dumps(RuleSet.load(rules).rule(rule_id), indent=2, ensure_ascii=False, default=str))
 
     @rules_app.command("validate")
-    def validate(path: Optional[Path] = typer.Argument(None, help="rules folder (default: packaged)")) -> None:
-        """Check the manifest and validate every rule file; exit 2 naming the first problem."""
+    def validate(
+        path: Optional[Path] = typer.Argument(None, help="rules folder (default: packaged)"),
+        strict: bool = typer.Option(False, "--strict", help="exit 1 while any source is unchecked"),
+    ) -> None:
+        """Check the manifest and validate every rule file (exit 2 naming the first problem); list rules
+        without a checkable source and data lines marked (verify)."""
         from . import RuleSet
+        from .sources import source_report
 
         rs = RuleSet.load(path)
         n = len(rs.all_rules())
         typer.echo(f"ok: {n} rules, rules_version {rs.rules_version}")
+        issues = source_report(rs)
+        for issue in issues:
+            typer.echo(f"{issue.kind}: {issue.where}: {issue.text}")
+        typer.echo(f"sources: {len(issues)} unchecked" if issues else "sources: every rule has a checkable source")
+        if strict and issues:
+            raise typer.Exit(1)
 
     app.add_typer(rules_app, name="rules")

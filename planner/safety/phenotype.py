@@ -25,6 +25,7 @@ from typing import Iterable
 
 from ..rule_files import read_csv, read_yaml
 from ..errors import RuleError
+from ..ingest.alleles import AlleleNames
 from ..record import Frozen, PgxResult
 from ..status import GeneStatus
 
@@ -136,6 +137,19 @@ class GeneKnowledge:
             if g not in self.functions:
                 raise RuleError("gene has no alleles", file=str(apath), field="gene", value=g)
         self._cache: dict[tuple[str, str], Translation] = {}
+        self._names: dict[str, AlleleNames] = {}
+        self.variants: dict[str, dict] = {}
+        vpath = root / "codes" / "pgx_variants.yaml"
+        if vpath.is_file():
+            try:
+                for g, spec in (read_yaml(vpath).get("genes") or {}).items():
+                    table = {str(k).casefold(): str(v) for k, v in (spec.get("variants") or {}).items()}
+                    for alias, target in (spec.get("aliases") or {}).items():
+                        table[str(alias).casefold()] = table[str(target).casefold()]
+                    self.variants[str(g)] = {"reference": str(spec["reference"]), "unlisted": str(spec["unlisted"]),
+                                             "table": table}
+            except (KeyError, TypeError, AttributeError) as exc:
+                raise RuleError(f"invalid variant table ({exc})", file=str(vpath)) from None
         self._not_tested: dict[str, GeneResult] = {}
 
     # ---- genes -------------------------------------------------------------------------------------------
@@ -183,9 +197,11 @@ class GeneKnowledge:
         if base not in table:
             return None
         func, value = table[base]
-        if copies == "N":
+        if copies == "N":  # two or more copies, count not known: at least twice the single-copy value
             parsed = _parse_score(value)
-            return (func, value) if parsed is not None and parsed[0] == 0 else None
+            if parsed is None:
+                return func, NA_SCORE
+            return func, format_score(parsed[0] * 2, at_least=parsed[0] > 0)
         n = int(copies)
         if n >= 3 and f"{base}x≥3" in table:
             return table[f"{base}x≥3"]
@@ -194,21 +210,31 @@ class GeneKnowledge:
             return func, NA_SCORE
         return func, format_score(parsed[0] * n, at_least=bool(ge) or parsed[1])
 
+    def _xn_ceiling(self, gene: str, pair: tuple[str, str]) -> str:
+        """Phenotype of a pair with ``xN`` alleles at many copies (10): equal to the two-copy phenotype when the
+        unknown copy number cannot change the phenotype (``*1/*2xN``: ultrarapid either way)."""
+        total = 0.0
+        for a in pair:
+            base = re.sub(r"[xX]N$", "", a)
+            v = self._allele_value(gene, base)
+            parsed = _parse_score(v[1]) if v is not None else None
+            if parsed is None:
+                return INDETERMINATE
+            total += parsed[0] * (10 if base != a else 1)
+        return self.bin_of(gene, format_score(total))
+
+    def names(self, gene: str) -> AlleleNames:
+        """The gene's CPIC allele names with the aliases labs write (HGVS alone, star name alone, rsID genotypes)."""
+        hit = self._names.get(gene)
+        if hit is None:
+            hit = self._names[gene] = AlleleNames(self.functions.get(gene, {}))
+        return hit
+
     def split(self, gene: str, diplotype: str) -> tuple[str, str] | None:
-        """``"*2/*1"`` -> ("*2", "*1"); the gene prefix and spaces are removed; None when not two alleles."""
-        text = diplotype.strip()
-        if text.upper().startswith(gene.upper()):
-            text = text[len(gene):].strip()
-        parts = [p.strip() for p in text.split("/")]
-        if len(parts) == 2 and all(parts):
-            return parts[0], parts[1]
-        # an allele name containing '/': try every split point against the allele table
-        table = self.functions.get(gene, {})
-        for i in range(1, len(parts)):
-            a, b = "/".join(parts[:i]).strip(), "/".join(parts[i:]).strip()
-            if a in table and b in table:
-                return a, b
-        return None
+        """``"*2/*1"`` -> ("*2", "*1"); the gene prefix and spaces are removed and each allele is given its CPIC
+        name (``c.1905+1G>A`` -> ``c.1905+1G>A (*2A)``, ``rs9923231 C/T`` -> the two rs9923231 alleles);
+        None when not two alleles."""
+        return self.names(gene).split(gene, diplotype)
 
     def translate(self, gene: str, diplotype: str) -> Translation:
         """Phenotype (and activity score) of a diplotype; unknown alleles or pairs give Indeterminate."""
@@ -238,12 +264,35 @@ class GeneKnowledge:
                 total += parsed[0]
                 at_least = at_least or parsed[1]
             score = format_score(total, at_least=at_least)
-            return Translation(self.bin_of(gene, score), score, True)
+            phenotype = self.bin_of(gene, score)
+            if any(_is_unknown_copies(a) for a in pair) and phenotype != self._xn_ceiling(gene, pair):
+                return Translation(INDETERMINATE, score, True)  # the copy number decides the phenotype
+            return Translation(phenotype, score, True)
         funcs = tuple(sorted(v[0] for v in values))  # type: ignore[index]
         ph = self.pairs.get(gene, {}).get(funcs)
         if ph is None:
             return bad
         return Translation(ph, None, True)
+
+    def variant_phenotype(self, gene: str, text: str) -> Translation:
+        """Phenotype of a variant result of a "reported" gene (``m.1555A>G``, ``RYR1 c.1840C>T``,
+        ``p.Arg614Cys/Reference``) from ``rules/codes/pgx_variants.yaml``. A listed variant gives its phenotype;
+        ``Reference`` alone gives the gene's reference term; any other variant the gene's ``unlisted`` term
+        (never normal). Genes without a variant table (G6PD, CFTR) are read from reported phenotypes only."""
+        spec = self.variants.get(gene)
+        if spec is None:
+            return Translation(INDETERMINATE, None, False)
+        body = text.strip()
+        if body.upper().startswith(gene.upper()):
+            body = body[len(gene):]
+        tokens = [t.strip(" ,;()[]").casefold() for t in re.split(r"[\s/;,+|]+", body) if t.strip(" ,;()[]")]
+        found = [spec["table"][t] for t in tokens if t in spec["table"]]
+        if found:
+            return Translation(sorted(found)[0] if len(set(found)) == 1 else INDETERMINATE, None, True)
+        words = {t for t in tokens if not re.match(r"^(het|hom|heterozygous|homozygous|heteroplasmic|homoplasmic)$", t)}
+        if words and words <= {"reference", "ref", "wild-type", "wt", "negative"}:
+            return Translation(spec["reference"], None, True)
+        return Translation(spec["unlisted"], None, True)
 
     # ---- reported phenotypes -----------------------------------------------------------------------------
     def normalize_phenotype(self, gene: str, text: str) -> str | None:
@@ -277,7 +326,7 @@ class GeneKnowledge:
             own: list[tuple[str, str | None]] = []
             if r.diplotype:
                 diplotypes.append(r.diplotype)
-                t = self.translate(gene, r.diplotype) if gene not in self.reported else Translation(INDETERMINATE, None, False)
+                t = self.translate(gene, r.diplotype) if gene not in self.reported else self.variant_phenotype(gene, r.diplotype)
                 if t.ok and t.phenotype != INDETERMINATE:
                     own.append((t.phenotype, t.score))
                 elif not (r.phenotype or r.activity_score is not None):
@@ -340,6 +389,7 @@ class GeneKnowledge:
         for r in results:
             if r.allele and r.allele_status:
                 allele = r.allele if r.allele.startswith("*") else "*" + r.allele.split("*")[-1]
+                allele = ":".join(allele.rstrip("GPNLSQ").split(":")[:2])  # *57:01:01G -> *57:01 (CPIC's two fields)
                 statuses.setdefault(allele, set()).add(r.allele_status)
             elif r.diplotype:
                 pair = self.split(gene, r.diplotype)
@@ -349,7 +399,7 @@ class GeneKnowledge:
                 typed = True
                 for a in pair:
                     a = a if a.startswith("*") else "*" + a.split("*")[-1]
-                    statuses.setdefault(":".join(a.split(":")[:2]), set()).add("positive")
+                    statuses.setdefault(":".join(a.rstrip("GPNLSQ").split(":")[:2]), set()).add("positive")
         if not statuses and not typed:
             return GeneResult(gene=gene, status=GeneStatus.INDETERMINATE, phenotype=INDETERMINATE,
                               lookup=(INDETERMINATE,), note="; ".join(notes) or None)
@@ -364,6 +414,10 @@ class GeneKnowledge:
             lookup=tuple(f"{a} {s}" for a, s in alleles),
             note=("allele status reported both positive and negative" if conflict else None),
         )
+
+
+def _is_unknown_copies(allele: str) -> bool:
+    return allele[-2:] in ("xN", "XN")
 
 
 def floor_to(value: float, step: float) -> float:

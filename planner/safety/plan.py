@@ -22,11 +22,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 from ..record import Finding, PatientRecord, Regimen
+from .engine import RuleSet, apply_findings
 
 if TYPE_CHECKING:
-    from .engine import PatientContext, RuleSet
+    from .engine import PatientContext
 
 __all__ = ["PlanScreen", "screen_plan", "merge_findings"]
+
+_ACTING = frozenset({"exclude", "adjust_dose"})
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ def screen_plan(
     record_or_context: "PatientRecord | PatientContext",
     regimen: Regimen,
     *,
-    rules: "RuleSet | str | Path | None" = None,
+    rules: RuleSet | str | Path | None = None,
     area: str | None = None,
     new_start: Iterable[str] | None = None,
 ) -> PlanScreen:
@@ -69,16 +72,18 @@ def screen_plan(
     ``area``: the area whose current drugs the regimen replaces (default: every area a regimen drug is in).
     ``new_start``: regimen drugs being started (default: those not currently taken).
     """
-    from .engine import RuleSet, apply_findings
-
     rs = rules if isinstance(rules, RuleSet) else RuleSet.load(rules)
     ctx = rs.prepare(record_or_context, area=area)
     starts = None if new_start is None else set(new_start)
     findings = rs.screen(ctx, regimen, new_start=starts)
-    final = apply_findings(regimen, findings)
-    if final is not None and final != regimen:  # dose adjusted: the adjusted plan must pass as well
+    acting = [f for f in findings if f.action in _ACTING]
+    if not acting:  # nothing excludes or adjusts: the regimen stands as proposed
+        return PlanScreen(regimen=regimen, final=regimen, findings=tuple(findings))
+    final = apply_findings(regimen, acting)
+    if final is not None and final is not regimen:  # dose adjusted: the adjusted plan must pass as well
         again = rs.screen(ctx, final, new_start=starts)
-        if apply_findings(final, again) != final:
+        redo = apply_findings(final, again)
+        if redo is not final and (redo is None or redo.key() != final.key()):
             final = None
         findings = merge_findings(findings, again)
     adjusted_by = {f.target_drug: f.rule_id for f in findings if f.action == "adjust_dose" and f.target_drug}

@@ -19,9 +19,10 @@ import uuid
 from typing import Any, Literal
 
 import anyio.to_thread
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -55,7 +56,7 @@ class HookRequest(BaseModel):
     fhirServer: str | None = Field(default=None, max_length=2048)
     fhirAuthorization: FhirAuthorization | None = None
     context: dict[str, Any]
-    prefetch: dict[str, dict[str, Any] | None] | None = None
+    prefetch: dict[str, Any] | None = None  # key -> resource or Bundle (or null); checked per key by the hook
 
 
 class Coding(BaseModel):
@@ -148,6 +149,11 @@ class _Guard:
 
         async def tracked(msg: Message) -> None:
             nonlocal started
+            if too_big:  # the app answered a body cut short (e.g. FastAPI's 400): the answer is 413
+                if msg["type"] == "http.response.start" and not started:
+                    started = True
+                    await _plain(send, 413, b'{"error":"request too large"}')
+                return
             if msg["type"] == "http.response.start":
                 started = True
             await send(msg)
@@ -155,7 +161,7 @@ class _Guard:
         t0 = time.perf_counter()
         try:
             await self.app(scope, limited, tracked)
-        except Exception as exc:  # never a traceback to the client or the log
+        except Exception as exc:  # noqa: BLE001 - any failure becomes a plain 500, never a traceback
             rid = uuid.uuid4().hex[:12]
             if too_big or isinstance(exc, _TooLarge):
                 if not started:
@@ -212,7 +218,8 @@ def create_app(config: ServiceConfig, *, planner: Any = None, defs: ServiceDefin
 
     defs = defs or load_definitions(config.rules)
     if planner is None:
-        planner = Planner.load(model=config.model, rules=config.rules, audit=audit_config(config))
+        planner = Planner.load(model=config.model, rules=config.rules, audit=audit_config(config),
+                               num_samples=config.num_samples)
     if audit is None and config.audit is not None:
         from ..audit import AuditLog
 
@@ -261,7 +268,7 @@ def _add_service_routes(app: FastAPI, service: dict[str, Any], *, engine: HookEn
         if body.hook != service["hook"]:
             return JSONResponse({"error": "hook does not match the service", "fields": ["hook"]}, status_code=400)
         try:
-            cards, issued = _run_hook(engine, service, body.model_dump(mode="json"), defs)
+            cards, issued = _run_hook(engine, service, _as_dict(body), defs)
         except BadRequest as exc:
             return JSONResponse({"error": f"invalid {exc.field}: expected {exc.expected}", "fields": [exc.field]},
                                 status_code=400)
@@ -273,7 +280,8 @@ def _add_service_routes(app: FastAPI, service: dict[str, Any], *, engine: HookEn
                                           + (f": expected {exc.expected}" if exc.expected else "")}, status_code=400)
         if audit is not None:
             audit.write_cards(service=sid, hook=service["hook"], issued=issued)
-        return {"cards": cards, "systemActions": []}
+        # the cards are built to the CardsResponse schema; serialized directly (no second validation pass)
+        return Response(orjson.dumps({"cards": cards, "systemActions": []}), media_type="application/json")
 
     def feedback(body: FeedbackRequest) -> Any:
         if audit is not None:
@@ -285,6 +293,14 @@ def _add_service_routes(app: FastAPI, service: dict[str, Any], *, engine: HookEn
                       summary=f"{service['hook']} hook", responses=responses)
     app.add_api_route(f"/cds-services/{sid}/feedback", feedback, methods=["POST"],
                       summary=f"feedback on {sid} cards", responses=responses)
+
+
+def _as_dict(body: HookRequest) -> dict[str, Any]:
+    """The request as plain data, without re-serializing the (possibly large) prefetch and context."""
+    auth = body.fhirAuthorization
+    return {"hook": body.hook, "hookInstance": body.hookInstance, "fhirServer": body.fhirServer,
+            "fhirAuthorization": None if auth is None else auth.model_dump(), "context": body.context,
+            "prefetch": body.prefetch}
 
 
 def _run_hook(engine: HookEngine, service: dict[str, Any], body: dict[str, Any],

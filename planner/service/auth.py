@@ -68,7 +68,7 @@ def _public_key(jwk: dict[str, Any], alg: str) -> Any:
         return key
     except AuthError:
         raise
-    except Exception:  # malformed key material
+    except Exception:  # noqa: BLE001 - malformed key material of any kind is a refusal
         raise AuthError("key-invalid") from None
 
 
@@ -101,7 +101,7 @@ class TokenVerifier:
             keys = resp.json().get("keys")
         except AuthError:
             raise
-        except Exception:
+        except Exception:  # noqa: BLE001 - any failure to fetch or parse a JWKS is a refusal
             raise AuthError("jku-fetch-failed") from None
         if not isinstance(keys, list):
             raise AuthError("jku-not-jwks")
@@ -136,7 +136,7 @@ class TokenVerifier:
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
-        except Exception:
+        except Exception:  # noqa: BLE001 - any undecodable token is a refusal
             raise AuthError("malformed") from None
         alg = header.get("alg")
         if alg not in _ALGS:
@@ -175,7 +175,7 @@ class TokenVerifier:
             raise AuthError("missing-claim") from None
         except jwt.InvalidSignatureError:
             raise AuthError("bad-signature") from None
-        except Exception:
+        except Exception:  # noqa: BLE001 - any other PyJWT failure is a refusal
             raise AuthError("invalid-token") from None
         exp, iat, jti = claims.get("exp"), claims.get("iat"), claims.get("jti")
         if not isinstance(exp, (int, float)) or not isinstance(iat, (int, float)):

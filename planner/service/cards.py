@@ -10,18 +10,22 @@ request gives the same response and different calls give different ids.
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any, Iterable
 
+from ..dosing import dosage, dose_text
 from ..recommendation import Recommendation
 from ..record import Finding
 from .config import ServiceDefinitions
 
-__all__ = ["CardFactory", "fit_summary", "med_request"]
+__all__ = ["CardFactory", "fit_summary", "med_request", "dose_words"]
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 _NS = uuid.UUID("0d7f3b1e-4c52-4a53-9a6f-6b2f1d8c3e70")
 SUMMARY_MAX = 139
+_PERIOD = {"day": "d", "week": "wk"}
+_URL = re.compile(r"https?://[^\s;,)]+")
 
 
 def fit_summary(text: str, limit: int = SUMMARY_MAX) -> str:
@@ -33,8 +37,10 @@ def fit_summary(text: str, limit: int = SUMMARY_MAX) -> str:
     return cut + "…"
 
 
-def med_request(ingredient: str, rxcui: str, dose_mg_day: float | None, patient_id: str) -> dict[str, Any]:
-    """A draft MedicationRequest (order) for a suggestion's ``create`` action."""
+def med_request(ingredient: str, rxcui: str, dose_mg_day: float | None, patient_id: str,
+                rules: Any = None) -> dict[str, Any]:
+    """A draft MedicationRequest (order) for a suggestion's ``create`` action; the dose written as prescribed
+    (:func:`planner.dosing.dosage`, the formatter every renderer uses)."""
     res: dict[str, Any] = {
         "resourceType": "MedicationRequest",
         "status": "draft",
@@ -43,18 +49,33 @@ def med_request(ingredient: str, rxcui: str, dose_mg_day: float | None, patient_
         "medicationCodeableConcept": {"coding": [{"system": RXNORM, "code": rxcui, "display": ingredient}],
                                       "text": ingredient},
     }
-    if dose_mg_day is not None:
+    dose = dosage(ingredient, dose_mg_day, rules=rules)
+    if dose is not None:
         res["dosageInstruction"] = [{
-            "text": f"{dose_mg_day:g} mg per day",
-            "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
-            "doseAndRate": [{"doseQuantity": {"value": dose_mg_day, "unit": "mg",
-                                              "system": "http://unitsofmeasure.org", "code": "mg"}}],
+            "text": dose.text,
+            "timing": {"repeat": {"frequency": dose.times, "period": 1, "periodUnit": _PERIOD[dose.period]}},
+            "doseAndRate": [{"doseQuantity": {"value": dose.amount, "unit": dose.unit,
+                                              "system": "http://unitsofmeasure.org", "code": dose.ucum}}],
         }]
     return res
 
 
+def dose_words(ingredient: str, dose_mg_day: float | None, rules: Any = None) -> str:
+    """``"sertraline 50 mg once daily"`` (or the bare name when the dose is unknown)."""
+    d = dosage(ingredient, dose_mg_day, rules=rules)
+    return ingredient if d is None else f"{ingredient} {d.text}"
+
+
 def _is_url(text: str | None) -> bool:
     return isinstance(text, str) and text.startswith(("https://", "http://"))
+
+
+def _url_in(text: str | None) -> str | None:
+    """The source itself when it is a URL, else the first http(s) URL it quotes (e.g. "CPIC ...: https://...")."""
+    if _is_url(text):
+        return str(text).split()[0]
+    m = _URL.search(text or "")
+    return m.group(0).rstrip(".,;)") if m else None
 
 
 class CardFactory:
@@ -88,6 +109,7 @@ class CardFactory:
                      suggestions: list[dict[str, Any]] | None = None, note: str = "") -> dict[str, Any]:
         indicator = self.defs.indicator(f.action, f.strength)
         label = self.defs.source_labels.get(f.kind, "planner rules")
+        url = _url_in(f.source)
         lines = [f.message, ""]
         facts = [f"rule `{f.rule_id}` v{f.rule_version}", f"action **{f.action.replace('_', ' ')}**"]
         if f.strength:
@@ -104,19 +126,19 @@ class CardFactory:
             "summary": fit_summary(summary or f.message),
             "detail": "\n".join(lines).strip(),
             "indicator": indicator,
-            "source": {"label": label, **({"url": f.source} if _is_url(f.source) else {}),
+            "source": {"label": label, **({"url": url} if url else {}),
                        "topic": {"system": "https://planner.example/fhir/CodeSystem/finding-kind",
                                  "code": f.kind, "display": f.kind}},
         }
         if not _is_url(f.source) and f.source:
-            card["detail"] += f"\n\nSource: {f.source}"
+            card["detail"] += f"\n\nSource: {f.source}"  # the citation beside its URL
         if suggestions:
             card["suggestions"] = suggestions
             card["selectionBehavior"] = "at-most-one"
         if indicator != "info":
             card["overrideReasons"] = self._override()
-        if _is_url(f.source):
-            card["links"] = [{"label": "Guideline", "url": f.source, "type": "absolute"}]
+        if url:
+            card["links"] = [{"label": "Guideline", "url": url, "type": "absolute"}]
         return self._issue(card, f.rule_id)
 
     def note_card(self, summary: str, detail: str, *, indicator: str = "warning") -> dict[str, Any]:
@@ -130,7 +152,7 @@ class CardFactory:
         unit = "" if o.unit.startswith("{") else f" {o.unit}"
         if rec.plans:
             top = rec.plans[0]
-            regimen = " + ".join(_drug_text(d.drug, d.dose_mg_day) for d in top.regimen) or "no drug"
+            regimen = " + ".join(_drug_text(d) for d in top.regimen) or "no drug"
             summary = f"{rec.area_name}: top plan {regimen}; P(reaching target) {top.p_target:.0%}"
         else:
             gap = next((g.message for g in rec.data_gaps if g.code == "no-outcome"), "no plan could be ranked")
@@ -138,7 +160,7 @@ class CardFactory:
         lines = [f"Target {o.quantity} {o.target:g}{unit} ({o.target_label}).", "",
                  "| rank | plan | predicted (90% interval) | P(target) | P(best) |", "|---|---|---|---|---|"]
         for p in rec.plans:
-            reg = " + ".join(f"{_drug_text(d.drug, d.dose_mg_day)} ({d.change})" for d in p.regimen) or "no drug"
+            reg = " + ".join(f"{_drug_text(d)} ({d.change})" for d in p.regimen) or "no drug"
             q = p.predicted
             lines.append(f"| {p.rank} | {reg} | {q.mean:.1f} ({q.lower:.1f}-{q.upper:.1f}){unit} "
                          f"| {p.p_target:.0%} | {p.p_best:.0%} |")
@@ -155,5 +177,6 @@ class CardFactory:
                                                       "code": rec.area, "display": rec.area_name}}}, f"plan:{rec.area}")
 
 
-def _drug_text(drug: str, dose: float | None) -> str:
-    return drug if dose is None else f"{drug} {dose:g} mg/day"
+def _drug_text(d: Any) -> str:
+    text = dose_text(d)
+    return f"{d.drug} {text}" if text else d.drug

@@ -15,6 +15,8 @@ Configuration file (every key but ``service_url`` optional)::
     max_token_lifetime_s: 300      # exp - iat at most this (CDS Hooks: 5 minutes)
     fhir_timeout_s: 5              # per request to the EHR's fhirServer
     fhir_max_pages: 20             # searchset paging limit per prefetch key
+    allowed_fhir_servers: [https://ehr.example.org/fhir]   # fhirServer must start with one (default: any)
+    num_samples: 1000              # posterior draws per candidate on patient-view (default: rules/ranking.yaml)
     model: models/                 # fitted models (default: literature priors)
     rules: rules/                  # rules folder (default: packaged)
     top: 3                         # plans per area on patient-view cards
@@ -59,6 +61,8 @@ class ServiceConfig:
     max_token_lifetime_s: int = 300
     fhir_timeout_s: float = 5.0
     fhir_max_pages: int = 20
+    allowed_fhir_servers: tuple[str, ...] = ()
+    num_samples: int | None = None
     model: Path | None = None
     rules: Path | None = None
     top: int = 3
@@ -69,12 +73,18 @@ class ServiceConfig:
     def configured(self) -> bool:
         return bool(self.trusted_issuers)
 
+    def fhir_server_allowed(self, url: str) -> bool:
+        """Whether the service may fetch from this fhirServer (any, unless ``allowed_fhir_servers`` is set)."""
+        base = url.rstrip("/")
+        return not self.allowed_fhir_servers or any(base == a or base.startswith(a + "/")
+                                                    for a in self.allowed_fhir_servers)
+
     def audience(self, service_id: str) -> str:
         return self.service_url.rstrip("/") + "/" + service_id
 
 
 _INT_KEYS = {"max_request_bytes": (1024, 1 << 30), "leeway_s": (0, 300), "max_token_lifetime_s": (10, 3600),
-             "fhir_max_pages": (1, 1000), "top": (1, 20)}
+             "fhir_max_pages": (1, 1000), "top": (1, 20), "num_samples": (100, 100_000)}
 
 
 def _read_jwks(path: Path, where: str) -> tuple[dict[str, Any], ...]:
@@ -173,6 +183,10 @@ def load_config(path: str | Path | None, **overrides: Any) -> ServiceConfig:
             if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
                 raise ConfigError("out of range", file=where, field=key, value=v, expected=f"an integer {lo}-{hi}")
             kw[key] = v
+    servers = doc.get("allowed_fhir_servers") or []
+    if not isinstance(servers, list):
+        raise ConfigError("must be a list of URLs", file=where, field="allowed_fhir_servers", expected="[https://...]")
+    kw["allowed_fhir_servers"] = tuple(_url(u, where, "allowed_fhir_servers").rstrip("/") for u in servers)
     if "fhir_timeout_s" in doc:
         v = doc["fhir_timeout_s"]
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v <= 60:

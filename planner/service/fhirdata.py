@@ -23,6 +23,8 @@ from .config import ServiceConfig
 __all__ = ["DataUnavailable", "BadRequest", "gather_resources", "allowed_by_scope", "FHIR_ID"]
 
 FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+_TIMED_OUT = "fhirServer timed out"
+_UNREACHABLE = "fhirServer unreachable"
 _TEMPLATE = re.compile(r"\{\{\s*context\.([A-Za-z]+)\s*\}\}")
 
 
@@ -108,9 +110,9 @@ class _Fetcher:
                         raise DataUnavailable({"_": "fhirServer response too large"})
                     chunks.append(chunk)
         except httpx.TimeoutException:
-            raise DataUnavailable({"_": "fhirServer timed out"}) from None
+            raise DataUnavailable({"_": _TIMED_OUT}) from None
         except httpx.HTTPError:
-            raise DataUnavailable({"_": "fhirServer unreachable"}) from None
+            raise DataUnavailable({"_": _UNREACHABLE}) from None
         try:
             doc = orjson.loads(b"".join(chunks))
         except orjson.JSONDecodeError:
@@ -152,6 +154,7 @@ def _fetch_missing(service: dict[str, Any], missing: list[str], context: dict[st
     own = client or httpx.Client(timeout=config.fhir_timeout_s, follow_redirects=False)
     try:
         fetcher = _Fetcher(fhir_server, auth, config, own)
+        down: str | None = None
         for key in missing:
             query = _expand(service["prefetch"][key], context)
             rtype, interaction = _resource_type_of(query)
@@ -162,10 +165,15 @@ def _fetch_missing(service: dict[str, Any], missing: list[str], context: dict[st
                     s.startswith("patient/") for s in auth.scopes):
                 failed[key] = "fhirAuthorization is for another patient"
                 continue
+            if down is not None:  # the server timed out or could not be reached: do not wait for it again
+                failed[key] = down
+                continue
             try:
                 got[key] = fetcher.fetch(query)
             except DataUnavailable as exc:
                 failed[key] = exc.missing.get("_", "could not be fetched")
+                if failed[key] in (_TIMED_OUT, _UNREACHABLE):
+                    down = failed[key]
     finally:
         if client is None:
             own.close()
@@ -199,8 +207,11 @@ def gather_resources(service: dict[str, Any], body: dict[str, Any], config: Serv
         fhir_server = body.get("fhirServer")
         auth = _auth(body.get("fhirAuthorization"))
         parts = urlsplit(fhir_server) if isinstance(fhir_server, str) else None
-        if parts is not None and parts.scheme in ("http", "https") and parts.netloc and auth is not None:
-            got, failed = _fetch_missing(service, missing, context, fhir_server, auth, config, client)
+        usable = parts is not None and parts.scheme in ("http", "https") and bool(parts.netloc)
+        if usable and auth is not None and not config.fhir_server_allowed(str(fhir_server)):
+            failed = {k: "fhirServer is not on this service's allowed_fhir_servers list" for k in missing}
+        elif usable and auth is not None:
+            got, failed = _fetch_missing(service, missing, context, str(fhir_server), auth, config, client)
             values.update(got)
         else:
             failed = {k: "not in prefetch, and no fhirServer with fhirAuthorization" for k in missing}

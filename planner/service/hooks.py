@@ -26,12 +26,12 @@ import orjson
 from ..areas import load_area
 from ..ingest import read_record
 from ..record import DrugDose, Finding, Medication, PatientRecord, Regimen
-from ..safety import sort_findings
-from .cards import CardFactory, med_request
+from ..safety import screen_plan, sort_findings
+from .cards import CardFactory, dose_words, med_request
 from .config import ServiceConfig, ServiceDefinitions
 from .fhirdata import FHIR_ID, BadRequest
 
-__all__ = ["HookEngine", "Draft"]
+__all__ = ["HookEngine", "Draft", "OrderScreen"]
 
 _CACHE_MAX = 512
 
@@ -41,6 +41,12 @@ class Draft:
     ref: str | None  # "MedicationRequest/<id>", when the draft has an id
     med: Medication | None  # None: the drug could not be read
     label: str  # what the order says it is (for a card about an unreadable draft)
+
+
+@dataclass(frozen=True)
+class OrderScreen:
+    findings: list[Finding]  # what the drafts bring, most severe first, one per rule and drug
+    final_doses: dict[str, float | None]  # the medication list's doses after every adjustment ({} if excluded)
 
 
 def _finding_key(f: Finding) -> tuple:
@@ -62,9 +68,11 @@ class HookEngine:
                 self._area_of.setdefault(d.ingredient, []).append(area_id)
         self._cache: OrderedDict[str, list[Any]] = OrderedDict()
         self._lock = threading.Lock()
+        from ..rule_files import rules_dir
         from ..ingest import code_tables
 
-        self._tables = code_tables(config.rules)
+        self._rules_dir = rules_dir(config.rules)  # resolved once (not per call)
+        self._tables = code_tables(self._rules_dir)
 
     def today(self) -> dt.date:
         return self.config.today or dt.datetime.now(dt.timezone.utc).date()
@@ -74,7 +82,7 @@ class HookEngine:
         """The record of Bundle entries (``resource`` and optional ``fullUrl``), as of today."""
         today = self.today()
         bundle = {"resourceType": "Bundle", "type": "collection", "entry": entries}
-        return read_record(bundle, as_of=today, today=today, rules=self.config.rules,
+        return read_record(bundle, as_of=today, today=today, rules=self._rules_dir,
                            max_bytes=self.config.max_request_bytes * 2)
 
     def drafts(self, context: dict[str, Any], patient: dict[str, Any], *, selected_only: bool) -> tuple[list[Draft], list[Draft]]:
@@ -113,9 +121,12 @@ class HookEngine:
         return about, others
 
     # ---- order hooks -------------------------------------------------------------------------------------
-    def screen_orders(self, record: PatientRecord, drafts: list[Draft], others: list[Draft]) -> list[Finding]:
-        """Findings the drafts bring: the whole medication list (current + drafts) screened, minus what the
-        current medications already had, plus every finding on a draft drug itself."""
+    def screen_orders(self, record: PatientRecord, drafts: list[Draft], others: list[Draft]) -> OrderScreen:
+        """Findings the drafts bring: the whole medication list they leave (current + drafts) screened with
+        :func:`planner.safety.screen_plan` (both directions, doses applied), minus what the current medications
+        already had without them, plus every finding on a draft drug itself; one finding per rule and drug
+        (the most severe: a cap the adjusted dose respects is not repeated as info), and the doses of the list
+        after every adjustment (what an adjust-dose suggestion orders)."""
         ctx = self.rules.prepare(record, on=record.as_of)
         baseline = {_finding_key(f) for f in self.rules.check(ctx)}
         drugs: dict[str, DrugDose] = {
@@ -128,12 +139,22 @@ class HookEngine:
                 if d in drafts:
                     draft_ings.add(d.med.ingredient)
         starts = {i for i in drugs if i not in ctx.current}
-        found = self.rules.screen(ctx, Regimen.of(list(drugs.values())), new_start=starts)
-        return sort_findings(f for f in found if _finding_key(f) not in baseline
-                             or set(f.drugs) & draft_ings or f.target_drug in draft_ings)
+        verdict = screen_plan(ctx, Regimen.of(list(drugs.values())), rules=self.rules, new_start=starts)
+        final = {} if verdict.final is None else {d.ingredient: d.dose_mg_day for d in verdict.final.drugs}
+        out: list[Finding] = []
+        seen: set[tuple[str, str | None]] = set()
+        for f in sort_findings(verdict.findings):
+            if (f.rule_id, f.target_drug) in seen:
+                continue
+            if _finding_key(f) not in baseline or set(f.drugs) & draft_ings or f.target_drug in draft_ings:
+                seen.add((f.rule_id, f.target_drug))
+                out.append(f)
+        return OrderScreen(findings=out, final_doses=final)
 
     def _concerned(self, f: Finding, drafts: list[Draft]) -> list[Draft]:
-        named = set(f.drugs) | ({f.target_drug} if f.target_drug else set())
+        """The drafts a finding is about: those it names (``drugs``, ``plan_adds``, target), else those its
+        message or lookup names (a draft that phenoconverts a current drug)."""
+        named = set(f.drugs) | set(f.plan_adds) | ({f.target_drug} if f.target_drug else set())
         direct = [d for d in drafts if d.med and d.med.ingredient in named]
         if direct:
             return direct
@@ -149,8 +170,11 @@ class HookEngine:
                     "A draft medication order could not be screened: its drug was not recognized",
                     f"{d.ref or 'A draft MedicationRequest'}: the medication code and text did not resolve to an "
                     "RxNorm ingredient planner knows, so no safety rule could be checked for it."))
-        findings = self.screen_orders(record, drafts, others)
-        for f in findings:
+        screened = self.screen_orders(record, drafts, others)
+        final = screened.final_doses
+        for f in screened.findings:
+            if f.action == "info":  # order hooks show what needs attention; info findings stay in patient-view
+                continue
             concerned = self._concerned(f, drafts)
             if not concerned:
                 continue
@@ -159,12 +183,13 @@ class HookEngine:
             extra = [n for n in involved if n not in names]
             prefix = " + ".join(names + extra)
             summary = f"{prefix}: {f.message}" if not all(n in f.message.lower() for n in names + extra) else f.message
-            sugg = self._suggestions(record, f, concerned, drafts, others, cf, alternatives=suggest)
+            sugg = self._suggestions(record, f, concerned, drafts, others, cf, alternatives=suggest, final=final)
             cards.append(cf.finding_card(f, summary=summary, about=names, suggestions=sugg))
         return cards
 
     def _suggestions(self, record: PatientRecord, f: Finding, concerned: list[Draft], drafts: list[Draft],
-                     others: list[Draft], cf: CardFactory, *, alternatives: bool) -> list[dict[str, Any]]:
+                     others: list[Draft], cf: CardFactory, *, alternatives: bool,
+                     final: dict[str, float | None]) -> list[dict[str, Any]]:
         if f.action not in ("exclude", "adjust_dose"):
             return []
         out: list[dict[str, Any]] = []
@@ -176,16 +201,18 @@ class HookEngine:
             delete = [{"type": "delete", "description": f"Remove the draft order for {med.ingredient}",
                        "resourceId": [d.ref]}] if d.ref else []
             if f.action == "adjust_dose" and f.target_drug == med.ingredient and f.adjusted_dose_mg_day is not None:
-                dose = f.adjusted_dose_mg_day
-                out.append(cf.suggestion(f"Order {med.ingredient} {dose:g} mg/day instead", delete + [{
-                    "type": "create", "description": f"Order {med.ingredient} at {dose:g} mg per day",
-                    "resource": med_request(med.ingredient, med.rxcui or "", dose, pid)}], recommended=True))
+                dose = final.get(med.ingredient) or f.adjusted_dose_mg_day  # every adjustment applied
+                words = dose_words(med.ingredient, dose, self._rules_dir)
+                out.append(cf.suggestion(f"Order {words} instead", delete + [{
+                    "type": "create", "description": f"Order {words}",
+                    "resource": med_request(med.ingredient, med.rxcui or "", dose, pid, self._rules_dir)}],
+                    recommended=True))
                 continue
             if alternatives:
                 for alt, rxcui, dose in self._alternatives(record, f, med, drafts, others):
                     out.append(cf.suggestion(f"Order {alt} instead of {med.ingredient}", delete + [{
-                        "type": "create", "description": f"Order {alt}" + ("" if dose is None else f" {dose:g} mg per day"),
-                        "resource": med_request(alt, rxcui, dose, pid)}], recommended=not out))
+                        "type": "create", "description": f"Order {dose_words(alt, dose, self._rules_dir)}",
+                        "resource": med_request(alt, rxcui, dose, pid, self._rules_dir)}], recommended=not out))
             if delete:
                 out.append(cf.suggestion(f"Remove the draft order for {med.ingredient}", delete))
         return out
@@ -217,7 +244,7 @@ class HookEngine:
             swapped = Medication(id="alt", rxcui=ing.rxcui, ingredient=name, dose_mg_day=dose, status="active")
             trial = [Draft(ref=None, med=swapped, label=name)]
             rest = [d for d in drafts if d.med is not med] + others
-            found = self.screen_orders(record, trial, rest)
+            found = self.screen_orders(record, trial, rest).findings
             if any(x.action in ("exclude", "adjust_dose", "caution") for x in found if x.kind != "data-gap"):
                 continue
             out.append((name, ing.rxcui, dose))

@@ -1,0 +1,129 @@
+"""Cohort throughput: patients per second end to end from FHIR bundles (read, plan, write Parquet).
+
+Measured in one run, on one simulated cohort (``planner simulate``, one bundle per patient), one decision point
+per patient (``--at current``, the record's own date), so that the figure is comparable with one-at-a-time
+``Planner.recommend``:
+
+* baseline: ``Planner.recommend(bundle_path, area=...)`` one patient after another in this process;
+* ``Planner.recommend_many`` over the same bundles in this process (batches of ``--batch``);
+* ``planner cohort run`` with 1 process, 2 local processes, and a 2-worker dask.distributed LocalCluster
+  (their steady rate: from the first finished batch to the last, so process start-up and model loading,
+  a few seconds a worker, are not counted).
+
+Each figure is printed with its ratio to the baseline; the 1 -> 2 worker speed-up; the peak resident memory of
+the process tree (sampled every 0.1 s). The machine is shared: run it more than once and read the ratios.
+
+    python benchmarks/cohort.py --n 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+class PeakMemory:
+    """Peak RSS (MiB) of this process and all its descendants while the block runs."""
+
+    def __enter__(self) -> "PeakMemory":
+        import psutil
+
+        self._proc = psutil.Process()
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._watch, daemon=True)
+        self._t.start()
+        return self
+
+    def _watch(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            total = 0
+            try:
+                procs = [self._proc, *self._proc.children(recursive=True)]
+                for p in procs:
+                    try:
+                        total += p.memory_info().rss
+                    except psutil.Error:
+                        pass
+            except psutil.Error:
+                pass
+            self.peak = max(self.peak, total / 2**20)
+            self._stop.wait(0.1)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._t.join()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--area", default="t2d")
+    ap.add_argument("--n", type=int, default=200, help="simulated patients (bundles)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--batch", type=int, default=32, help="units per task / recommend_many batch")
+    ap.add_argument("--skip-dask", action="store_true")
+    args = ap.parse_args(argv)
+
+    from planner import Planner
+    from planner.areas import load_area
+    from planner.cohort import run_cohort
+    from planner.simulate import simulate_cohort
+
+    results: list[tuple[str, float, float]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        sim = Path(tmp) / "sim"
+        simulate_cohort(load_area(args.area), args.n, seed=args.seed).write_fhir(str(sim))
+        bundles = sorted((sim / "fhir").glob("*.json"))
+        planner = Planner.load()
+        planner.recommend(bundles[0], area=args.area)  # warm: first-call caches (model draws, rules)
+        with PeakMemory() as mem:
+            t0 = time.perf_counter()
+            for b in bundles:
+                planner.recommend(b, area=args.area)
+            base = len(bundles) / (time.perf_counter() - t0)
+        results.append(("one-at-a-time recommend (baseline)", base, mem.peak))
+        with PeakMemory() as mem:
+            t0 = time.perf_counter()
+            for i in range(0, len(bundles), args.batch):
+                planner.recommend_many(bundles[i:i + args.batch], area=args.area, errors="return")
+            results.append(("recommend_many, 1 process", len(bundles) / (time.perf_counter() - t0), mem.peak))
+        del planner
+        for workers in (1, 2):
+            with PeakMemory() as mem:
+                s = run_cohort(sim / "fhir", area=args.area, out=Path(tmp) / f"run{workers}", at="current",
+                               workers=workers, batch_size=args.batch)
+            # steady rate: after the first batch (worker start-up and model loading excluded)
+            results.append((f"cohort run, {workers} local process{'es' if workers > 1 else ''}",
+                            s.steady_units_per_second, mem.peak))
+        if not args.skip_dask:
+            import distributed
+
+            with PeakMemory() as mem:
+                with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                              dashboard_address=None, host="127.0.0.1") as cluster:
+                    s = run_cohort(sim / "fhir", area=args.area, out=Path(tmp) / "dask", at="current",
+                                   scheduler=cluster.scheduler_address, batch_size=args.batch)
+            results.append(("cohort run, Dask LocalCluster 2 workers", s.steady_units_per_second, mem.peak))
+    print(f"{args.n} simulated {args.area} patients, one bundle each, one decision point each (--at current); "
+          "shared 2-core machine: figures are noisy, ratios are from this one run")
+    print(f"{'path':<44} {'patients/s':>10} {'x baseline':>10} {'peak MiB':>9}")
+    for name, rate, peak in results:
+        print(f"{name:<44} {rate:>10.1f} {rate / base:>10.2f} {peak:>9.0f}")
+    by = {n: r for n, r, _ in results}
+    one, two = by.get("cohort run, 1 local process"), by.get("cohort run, 2 local processes")
+    if one and two:
+        print(f"1 -> 2 local processes: {two / one:.2f}x (target >= 1.8x); best rate {max(by.values()):.1f} "
+              "patients/s (target >= 200)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
