@@ -72,6 +72,9 @@ def test_a_guideline_naming_a_drug_outside_the_formulary_is_refused(tmp_path):
     raw = yaml.safe_load(path.read_text())
     raw["indications"][0]["drugs"] = ["empagliflozin", "sotagliflozin"]
     path.write_text(yaml.safe_dump(raw))
+    from planner.manifest import main as pin
+
+    pin([str(root)])  # re-pinned: the formulary check is the one under test
     with pytest.raises(RuleError) as err:
         load_guidelines(load_area("t2d"), root)
     assert "t2d.yaml" in str(err.value) and "sotagliflozin" in str(err.value)
