@@ -9,10 +9,13 @@ import json
 import logging
 import sqlite3
 
-import httpx
-import jwt
 import orjson
 import pytest
+
+pytest.importorskip("fastapi")  # the service extra (fastapi, uvicorn, httpx, PyJWT[crypto]); skipped without it
+
+import httpx
+import jwt
 from cryptography.hazmat.primitives import serialization
 
 from planner.ingest import read_record
@@ -20,8 +23,6 @@ from planner.record import DrugDose, Regimen
 from planner.testing import BundleBuilder
 from service_helpers import (ISSUER, FhirStore, Keys, LiveServer, draft_order, fhir_app, free_port, hook_body,
                              prefetch_of)
-
-pytest.importorskip("fastapi")
 
 SYNTHEA = "Morris_Lockman_cd9e9826-aea1-4682-adc0-c1d97633bf31.json"
 SEL, SIGN, VIEW = "planner-order-select", "planner-order-sign", "planner-patient-view"
@@ -220,6 +221,11 @@ def test_fhir_token_scope_is_respected(service, keys, fhir):
     assert r.status_code == 412 and "observations" in r.json()["missing"]
     paths = [p for _, p in fhir.store.requests[before:]]
     assert not any(p.startswith(("/Observation", "/Condition", "/AllergyIntolerance")) for p in paths)
+    # a token for another patient is not used for this one
+    body = hook_body("order-sign", pid, drafts=[], fhir_server=fhir.url, fhir_token=fhir.store.token)
+    body["fhirAuthorization"]["patient"] = "someone-else"
+    r = _post(service, keys, SIGN, body)
+    assert r.status_code == 412 and "another patient" in r.json()["missing"]["patient"]
     # a wrong access token: the FHIR server refuses, the service answers 412 (never a 5xx)
     body = hook_body("order-sign", pid, drafts=[], fhir_server=fhir.url, fhir_token="wrong")
     assert _post(service, keys, SIGN, body).status_code == 412
@@ -333,8 +339,16 @@ def test_request_size_limit_and_error_bodies_carry_no_patient_data(service, keys
     body["context"]["draftOrders"] = "Zyxwvut"
     r = _post(service, keys, SIGN, body)
     assert r.status_code == 400 and "draftOrders" in r.text
-    for text in (r.text, caplog.text):
+    httpx.get(f"{service.url}/cds-services/Secret-Name-42?name=Zyxwvut", timeout=10)
+    # the service's own loggers (the test client's httpx log and this test server's uvicorn access log are not the
+    # service's: `planner serve` turns the access log off, checked in test_service_cli)
+    server_log = "\n".join(rec.getMessage() for rec in caplog.records
+                            if rec.name.startswith(("planner", "uvicorn", "fastapi", "starlette"))
+                            and rec.name != "uvicorn.access")
+    for text in (r.text, server_log):
         assert "Zyxwvut" not in text and "Secret-Name-42" not in text and "Traceback" not in text
+    assert f"POST /cds-services/{SIGN} 400" in server_log  # each request is logged: route and status only
+    assert "(other) 404" in server_log
 
 
 def test_feedback_is_stored_de_identified(service, keys):

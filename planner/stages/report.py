@@ -23,7 +23,8 @@ def report(predictions: Predictions, *, area: Area, ranking: RankingConfig, gaps
     s = predictions.screened
     f = s.features
     o = area.outcome
-    plans = rank(predictions, area=area, config=ranking, record=record, preferences=preferences)[:top]
+    plans = [] if f.deceased else rank(predictions, area=area, config=ranking, record=record,
+                                       preferences=preferences)[:top]
     excluded = tuple(
         ExcludedRegimen(key=e.regimen.key(), regimen=describe_changes(f.current, e.regimen, area)[0],
                         findings=e.findings)
@@ -43,7 +44,7 @@ def report(predictions: Predictions, *, area: Area, ranking: RankingConfig, gaps
         plans=tuple(plans),
         excluded=excluded,
         current_findings=s.current_findings,
-        data_gaps=data_gaps(s, area=area, rules=gaps),
+        data_gaps=data_gaps(s, area=area, rules=gaps) + f.record_gaps,
         preferences=tuple(preferences),
         provenance=Provenance(
             planner_version=__version__, rules_version=s.rules_version, area_version=f.area_version,
