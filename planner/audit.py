@@ -110,6 +110,23 @@ def _year(value: dt.date | dt.datetime | str) -> str:
     return text[:4] if len(text) >= 4 and text[:4].isdigit() else "unknown"
 
 
+def _check_schema(con: sqlite3.Connection, path: str) -> None:
+    """A database whose audit tables have other columns (another program's, an older layout) is refused before any
+    work is done, not when the first row fails to write."""
+    import re
+
+    for stmt in _SCHEMA:
+        m = re.search(r"CREATE TABLE IF NOT EXISTS (\w+) \((.*)\)", stmt, re.S)
+        if not m:
+            continue
+        want = {line.split()[0] for line in m.group(2).split(",\n") if line.strip()}
+        have = {row[1] for row in con.execute(f"PRAGMA table_info({m.group(1)})")}
+        if not want <= have:
+            raise ConfigError("audit database has another schema", field="audit", value=path,
+                              expected=f"table {m.group(1)} with columns {', '.join(sorted(want - have))} "
+                                       "(use a new file, or the database planner made)")
+
+
 class AuditLog:
     """Append-only audit log. Thread-safe (one connection per write)."""
 
@@ -117,10 +134,11 @@ class AuditLog:
         self.config = config
         self._lock = threading.Lock()
         try:
-            config.path.parent.mkdir(parents=True, exist_ok=True)
+            Path(config.path).parent.mkdir(parents=True, exist_ok=True)
             with sqlite3.connect(config.path) as con:
                 for stmt in _SCHEMA:
                     con.execute(stmt)
+                _check_schema(con, str(config.path))
         except (sqlite3.Error, OSError) as exc:
             raise ConfigError(f"cannot open audit database ({exc})", field="audit", value=str(config.path)) from None
 

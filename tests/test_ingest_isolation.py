@@ -237,3 +237,19 @@ def test_as_of_after_today_is_refused() -> None:
         read_record(mutate(lambda d: None), as_of="2030-01-01", today="2026-01-01")
     assert str(info.value) == ("as_of '2030-01-01': as-of date is after today; expected a date on or before today "
                                "(2026-01-01): planning for a future date would use facts that do not exist yet")
+
+
+def test_size_limit_holds_for_stdin_and_pipes(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from planner.ingest import read_records; from planner.errors import PlannerError\n"
+            "try:\n    read_records(sys.argv[1], max_bytes=200)\n"
+            "except PlannerError as e:\n    print(e)\n")
+    data = mutate(lambda d: None)
+    assert len(data) > 200
+    for src in ("-", "/dev/stdin"):
+        out = subprocess.run([sys.executable, "-c", code, src], input=data, capture_output=True, timeout=120).stdout
+        name = "<stdin>" if src == "-" else "/dev/stdin"
+        assert out.decode().strip() == f"{name}: input is over the size limit; expected at most 200 bytes " \
+                                       "(raise max_bytes if this is intended)"

@@ -9,10 +9,13 @@ import json
 import logging
 import sqlite3
 
-import httpx
-import jwt
 import orjson
 import pytest
+
+pytest.importorskip("fastapi")  # the service extra (fastapi, uvicorn, httpx, PyJWT[crypto]); skipped without it
+
+import httpx
+import jwt
 from cryptography.hazmat.primitives import serialization
 
 from planner.ingest import read_record
@@ -20,8 +23,6 @@ from planner.record import DrugDose, Regimen
 from planner.testing import BundleBuilder
 from service_helpers import (ISSUER, FhirStore, Keys, LiveServer, draft_order, fhir_app, free_port, hook_body,
                              prefetch_of)
-
-pytest.importorskip("fastapi")
 
 SYNTHEA = "Morris_Lockman_cd9e9826-aea1-4682-adc0-c1d97633bf31.json"
 SEL, SIGN, VIEW = "planner-order-select", "planner-order-sign", "planner-patient-view"
@@ -220,6 +221,11 @@ def test_fhir_token_scope_is_respected(service, keys, fhir):
     assert r.status_code == 412 and "observations" in r.json()["missing"]
     paths = [p for _, p in fhir.store.requests[before:]]
     assert not any(p.startswith(("/Observation", "/Condition", "/AllergyIntolerance")) for p in paths)
+    # a token for another patient is not used for this one
+    body = hook_body("order-sign", pid, drafts=[], fhir_server=fhir.url, fhir_token=fhir.store.token)
+    body["fhirAuthorization"]["patient"] = "someone-else"
+    r = _post(service, keys, SIGN, body)
+    assert r.status_code == 412 and "another patient" in r.json()["missing"]["patient"]
     # a wrong access token: the FHIR server refuses, the service answers 412 (never a 5xx)
     body = hook_body("order-sign", pid, drafts=[], fhir_server=fhir.url, fhir_token="wrong")
     assert _post(service, keys, SIGN, body).status_code == 412
@@ -292,24 +298,38 @@ def test_unconfigured_service_trusts_no_issuer(planner, keys):
         assert r.status_code == 401
 
 
+def _raw_post(service, head: bytes, chunks) -> int:
+    """POST over a plain socket: send the head, then body chunks until the server answers; its status code."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", service.port), timeout=30) as sock:
+        sock.sendall(head)
+        for chunk in chunks:
+            try:
+                sock.sendall(chunk)
+            except OSError:  # the server answered and closed: read what it said
+                break
+        data = b""
+        while b"\r\n" not in data:
+            part = sock.recv(4096)
+            if not part:
+                break
+            data += part
+    return int(data.split(b" ", 2)[1])
+
+
 def test_request_size_limit_and_error_bodies_carry_no_patient_data(service, keys, caplog):
-    url = f"{service.url}/cds-services/{SIGN}"
-    tok = keys.token(service.config.audience(SIGN))
-    big = b'{"hook": "order-sign", "pad": "' + b"x" * (service.config.max_request_bytes + 10) + b'"}'
-    r = httpx.post(url, content=big, headers={"Authorization": f"Bearer {tok}", "Content-Type": "application/json"},
-                   timeout=60)
-    assert r.status_code == 413
-
-    def chunks():  # no Content-Length: the limit is counted as the body streams in
-        yield b'{"hook": "order-sign", "pad": "'
-        for _ in range(service.config.max_request_bytes // 65536 + 2):
-            yield b"x" * 65536
-        yield b'"}'
-
-    tok = keys.token(service.config.audience(SIGN))
-    r = httpx.post(url, content=chunks(), headers={"Authorization": f"Bearer {tok}", "Content-Type": "application/json"},
-                   timeout=60)
-    assert r.status_code == 413
+    limit = service.config.max_request_bytes
+    auth = f"Authorization: Bearer {keys.token(service.config.audience(SIGN))}\r\n".encode()
+    head = (f"POST /cds-services/{SIGN} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {limit + 10}\r\n").encode() + auth + b"\r\n"
+    assert _raw_post(service, head, []) == 413  # refused from the header, before any body is read
+    auth = f"Authorization: Bearer {keys.token(service.config.audience(SIGN))}\r\n".encode()
+    head = (f"POST /cds-services/{SIGN} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            "Transfer-Encoding: chunked\r\n").encode() + auth + b"\r\n"
+    piece = b"x" * 65536
+    chunked = [b"%x\r\n%s\r\n" % (len(piece), piece)] * (limit // len(piece) + 2) + [b"0\r\n\r\n"]
+    assert _raw_post(service, head, chunked) == 413  # no Content-Length: counted as the body streams in
     # a body naming the patient, with a wrong field: the 4xx names the field, never the value
     caplog.set_level(logging.DEBUG)
     bundle = _pm_bundle("Secret-Name-42")
@@ -319,8 +339,16 @@ def test_request_size_limit_and_error_bodies_carry_no_patient_data(service, keys
     body["context"]["draftOrders"] = "Zyxwvut"
     r = _post(service, keys, SIGN, body)
     assert r.status_code == 400 and "draftOrders" in r.text
-    for text in (r.text, caplog.text):
+    httpx.get(f"{service.url}/cds-services/Secret-Name-42?name=Zyxwvut", timeout=10)
+    # the service's own loggers (the test client's httpx log and this test server's uvicorn access log are not the
+    # service's: `planner serve` turns the access log off, checked in test_service_cli)
+    server_log = "\n".join(rec.getMessage() for rec in caplog.records
+                            if rec.name.startswith(("planner", "uvicorn", "fastapi", "starlette"))
+                            and rec.name != "uvicorn.access")
+    for text in (r.text, server_log):
         assert "Zyxwvut" not in text and "Secret-Name-42" not in text and "Traceback" not in text
+    assert f"POST /cds-services/{SIGN} 400" in server_log  # each request is logged: route and status only
+    assert "(other) 404" in server_log
 
 
 def test_feedback_is_stored_de_identified(service, keys):

@@ -9,10 +9,11 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
-pytest.importorskip("fastapi")
+pytest.importorskip("fastapi")  # the service extra; skipped without it
+
+import httpx
 
 from service_helpers import free_port
 
@@ -45,11 +46,15 @@ def test_serve_without_config_says_it_trusts_no_issuer(tmp_path):
         body = {"hook": "order-sign", "hookInstance": "x", "context": {"patientId": "p"}}
         hook = httpx.post(f"{url}/planner-order-sign", json=body, headers={"Authorization": "Bearer a.b.c"}, timeout=10)
         assert hook.status_code == 401 and hook.content == b""
+        httpx.get(f"{url}/Secret-Name-42?name=Zyxwvut", timeout=10)
+        httpx.post(f"{url}/planner-order-sign?name=Zyxwvut", content=b'{"family": "Zyxwvut"}', timeout=10)
     finally:
         proc.terminate()
         proc.wait(timeout=20)
     log = err.read_text()
     assert "trusts no" in log and "Traceback" not in log
+    assert "Zyxwvut" not in log and "Secret-Name-42" not in log  # no paths, queries or bodies in the log
+    assert "POST /cds-services/planner-order-sign 401" in log and "GET (other) 404" in log
 
 
 def test_serve_refuses_a_bad_config_with_exit_2(tmp_path):

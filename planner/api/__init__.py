@@ -23,6 +23,7 @@ from .. import stages
 from ..areas import list_areas, load_area
 from ..audit import AuditConfig, AuditLog
 from ..errors import ConfigError
+from ..guidelines import add_indicated
 from ..rank import RankingConfig
 from ..recommendation import Recommendation
 from ..record import PatientRecord
@@ -102,11 +103,9 @@ class Planner:
                 raise ConfigError("no fitted model in folder", field="model", value=str(model_dir),
                                   expected="meta.json written by `planner fit`")
             for d in dirs:
-                m = ResponseModel.load(d)
+                m, g = _load_saved(d)
                 models[m.area_.id if hasattr(m, "area_") else m.area.id] = m
-                gen_dir = d / "generator"
-                if gen_dir.is_dir():
-                    g = RegimenGenerator.load(gen_dir)
+                if g is not None:
                     generators[g.area.id] = g
         for area_id in list_areas(rules_path):
             area = load_area(area_id, rules_path)
@@ -132,6 +131,9 @@ class Planner:
         """The record and a SHA-256 digest of the input (for the audit trail)."""
         from ..ingest import read_record
 
+        if not isinstance(source, (PatientRecord, bytes, bytearray, Mapping, str, os.PathLike)):
+            raise ConfigError("unsupported input type", field="source", value=type(source).__name__,
+                              expected="a path, JSON text, bytes, a dict or a PatientRecord")
         if isinstance(source, PatientRecord):
             rec = source if as_of is None else source.model_copy(update={"as_of": _date(as_of)})
             return rec, hashlib.sha256(rec.model_dump_json().encode()).hexdigest()
@@ -168,11 +170,13 @@ class Planner:
     def recommend(
         self, source: Source, *, area: str | None = None, as_of: dt.date | str | None = None,
         top: int = 5, seed: int = 0, input_digest: str | None = None,
+        preferences: str | Sequence[str] | None = None,
     ) -> Recommendation:
         """One recommendation: for ``area``, or for the patient's only area (error if none or several).
 
         ``input_digest``: SHA-256 of the original input for the audit trail, when ``source`` is a record the
-        caller already read with :meth:`read`."""
+        caller already read with :meth:`read`. ``preferences``: the patient's, e.g. ``"avoid-injections,fewest-pills"``
+        or a list (ids in ``rules/ranking.yaml``); they move the ranking and each plan says how."""
         record, digest = self.read(source, as_of=as_of)
         digest = input_digest or digest
         if area is None:
@@ -186,16 +190,19 @@ class Planner:
                     + ("" if not areas else " or use recommend_all"),
                 )
             area = areas[0]
-        return self._recommend(record, area, top=top, seed=seed, digest=digest)
+        return self._recommend(record, area, top=top, seed=seed, digest=digest,
+                               preferences=self.ranking.parse_preferences(preferences))
 
     def recommend_all(
         self, source: Source, *, as_of: dt.date | str | None = None, top: int = 5, seed: int = 0,
-        input_digest: str | None = None,
+        input_digest: str | None = None, preferences: str | Sequence[str] | None = None,
     ) -> list[Recommendation]:
         """One recommendation per area the patient is in (empty list when none)."""
         record, digest = self.read(source, as_of=as_of)
         digest = input_digest or digest
-        return [self._recommend(record, a, top=top, seed=seed, digest=digest) for a in self.areas_for(record)]
+        prefs = self.ranking.parse_preferences(preferences)
+        return [self._recommend(record, a, top=top, seed=seed, digest=digest, preferences=prefs)
+                for a in self.areas_for(record)]
 
     def recommend_many(
         self, sources: Sequence[Source], *, area: str | None = None, as_of: dt.date | str | None = None,
@@ -208,9 +215,10 @@ class Planner:
         return recommend_many(self, sources, area=area, as_of=as_of, top=top, seed=seed, errors=errors)
 
     # ---- the pipeline: only wiring (each stage in planner.stages; hand-offs in planner.handoffs) -------------
-    def _recommend(self, record: PatientRecord, area_id: str, *, top: int, seed: int, digest: str) -> Recommendation:
-        if top < 1:
-            raise ConfigError("top must be at least 1", field="top", value=top)
+    def _recommend(self, record: PatientRecord, area_id: str, *, top: int, seed: int, digest: str,
+                   preferences: Sequence[str] = ()) -> Recommendation:
+        _check_int("top", top, 1, 10_000)
+        _check_int("seed", seed, 0, 2**32 - 1)
         if area_id not in self.models:
             raise ConfigError("unknown area", field="area", value=area_id,
                               expected="one of " + ", ".join(sorted(self.models)))
@@ -218,25 +226,46 @@ class Planner:
         row = stages.feature_row(record, area, knowledge=self.ruleset.knowledge)
         candidates = stages.propose_candidates(row, area=area, generator=self.generators[area_id],
                                                n=self.num_candidates, seed=seed)
+        if any(self.ranking.guideline.values()):  # also the candidates with an indicated drug added
+            candidates = add_indicated(candidates, record, area, rules=self.rules_path)
         screened = stages.screen_candidates(candidates, record, area=area, rules=self.ruleset)
         predictions = stages.predict(screened, area=area, model=self.models[area_id],
                                      num_samples=self.ranking.num_samples, seed=seed)
-        rec = stages.report(predictions, area=area, ranking=self.ranking, gaps=self.gap_rules, top=top)
-        rec = _with_record_gaps(rec, record, area.outcome.quantity)
+        rec = stages.report(predictions, area=area, ranking=self.ranking, gaps=self.gap_rules, top=top,
+                            record=record, preferences=preferences)
         if self.audit is not None:
             self.audit.write(rec, input_sha256=digest)
         return rec
 
 
-def _with_record_gaps(rec: Recommendation, record: PatientRecord, quantity: str) -> Recommendation:
-    """The record's own data gaps (unresolved current medication, deceased: no plans, dropped outcome values)."""
-    from ..ingest.quality import record_gaps
+def _load_saved(d: Path) -> tuple[Any, Any]:
+    """A saved model (and its generator); a folder that is damaged (a key missing from meta.json, a truncated
+    draws file) is a ModelError naming it, not a crash."""
+    import zipfile
 
-    extra = record_gaps(record, quantity=quantity)
-    if not extra:
-        return rec
-    plans = () if record.is_deceased else rec.plans
-    return rec.model_copy(update={"data_gaps": rec.data_gaps + tuple(extra), "plans": plans})
+    from ..errors import ModelError, PlannerError
+    from ..model import RegimenGenerator, ResponseModel
+
+    try:
+        m = ResponseModel.load(d)
+        gen_dir = d / "generator"
+        return m, (RegimenGenerator.load(gen_dir) if gen_dir.is_dir() else None)
+    except PlannerError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, OSError, EOFError, zipfile.BadZipFile, RuntimeError) as exc:
+        what = f"missing {exc}" if isinstance(exc, KeyError) else type(exc).__name__
+        raise ModelError(f"damaged model folder ({what})", file=str(d),
+                         expected="a folder written by `planner fit` (meta.json with params and spec, a complete "
+                                  "draws.npz); fit it again") from None
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> None:
+    """Options of the Python API typed as the CLI types them: a clear ConfigError, never a TypeError."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be an integer", field=name, value=value,
+                          expected=f"an int from {low:,} to {high:,}")
+    if not low <= value <= high:
+        raise ConfigError(f"{name} out of range", field=name, value=value, expected=f"an int from {low:,} to {high:,}")
 
 
 def _date(value: dt.date | str) -> dt.date:

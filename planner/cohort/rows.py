@@ -132,7 +132,7 @@ def _record_rows(planner: Any, unit_id: str, record: PatientRecord, opts: RunOpt
 
     area = load_area(opts.area, planner.rules_path)
     base = {"unit": unit_id, "patient_id": record.patient_id, "area": area.id, "sex": record.sex,
-            "race": demo.get("race"), "ethnicity": demo.get("ethnicity")}
+            "race": demo.get("race"), "ethnicity": demo.get("ethnicity"), "age": _num(record.age())}
     if not _in_area(planner, record, area.id):
         return [{**base, "point": 0, "kind": "not-in-area", "status": "not-in-area", "as_of": record.as_of}]
     points: list[tuple[str, PatientRecord, Any]] = []

@@ -315,18 +315,32 @@ class _Counter:
 
 
 def finalize(out: Path) -> Path:
-    """Merge the parts into ``results.parquet`` (sorted) and ``results.duckdb`` (table ``results``)."""
+    """Merge the parts into ``results.parquet`` sorted by (unit, patient_id, point) and ``results.duckdb``
+    (table ``results``). DuckDB sorts out of core (bounded memory, spilling to ``out``); without DuckDB the
+    parts are merged in memory with pyarrow."""
     parts = sorted((out / "parts").glob("*.parquet"))
-    tables = [pq.read_table(p) for p in parts]
-    table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
-    table = table.sort_by([("unit", "ascending"), ("patient_id", "ascending"), ("point", "ascending")])
     tmp = out / "results.parquet.tmp"
-    pq.write_table(table, tmp)
-    os.replace(tmp, out / "results.parquet")
     try:
         import duckdb
     except ImportError:
+        tables = [pq.read_table(p) for p in parts]
+        table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+        table = table.sort_by([("unit", "ascending"), ("patient_id", "ascending"), ("point", "ascending")])
+        pq.write_table(table, tmp)
+        os.replace(tmp, out / "results.parquet")
         return out / "results.parquet"
+    if not parts:
+        pq.write_table(SCHEMA.empty_table(), tmp)
+    else:
+        con = duckdb.connect()
+        try:
+            con.execute("SET memory_limit='1GB'")
+            con.execute(f"SET temp_directory='{(out / 'duckdb.tmp').as_posix()}'")
+            con.execute(f"COPY (SELECT * FROM read_parquet({[str(p) for p in parts]!r}) "
+                        "ORDER BY unit, patient_id NULLS LAST, point) TO ? (FORMAT parquet)", [str(tmp)])
+        finally:
+            con.close()
+    os.replace(tmp, out / "results.parquet")
     db = out / "results.duckdb"
     if db.exists():
         db.unlink()

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ..errors import ConfigError
+from ..cli_options import ReportFormat, ReportFormatOption
 from ..record import PatientRecord
 
 __all__ = ["register", "render_table"]
@@ -87,17 +87,17 @@ def register(app: typer.Typer) -> None:
     def inspect(
         file: Path = typer.Argument(..., help="FHIR R4 Bundle, NDJSON, resource file or folder."),
         as_of: Optional[str] = typer.Option(None, "--as-of", help="Date the record describes (YYYY-MM-DD)."),
-        fmt: str = typer.Option("table", "--format", help="table or json."),
+        fmt: ReportFormatOption = ReportFormat.table,
         strict: bool = typer.Option(False, "--strict", help="Also validate whole resources (fhir.resources R4B)."),
         pharmcat: list[Path] = typer.Option([], "--pharmcat", help="PharmCAT phenotype JSON / outside-call TSV."),
+        patient: Optional[str] = typer.Option(None, "--patient", help="Patient id (default: every patient)."),
     ) -> None:
         """Show the normalized patient record(s) planner reads from FILE."""
-        from . import read_records
+        from . import read_records, select_patients
 
-        if fmt not in ("table", "json"):
-            raise ConfigError("unknown format", field="--format", value=fmt, expected="table or json")
-        records = read_records(file, as_of=as_of, strict=strict, pharmcat=pharmcat)
-        if fmt == "json":
+        records = select_patients(read_records(file, as_of=as_of, strict=strict, pharmcat=pharmcat), patient,
+                                  file=str(file))
+        if fmt is ReportFormat.json:
             if len(records) == 1:
                 typer.echo(records[0].model_dump_json(indent=2))
             else:

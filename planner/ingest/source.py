@@ -240,9 +240,18 @@ def _read_file(path: Path, max_bytes: int) -> bytes:
         raise InputError(f"file is {size:,} bytes, over the size limit", file=str(path),
                          expected=f"at most {max_bytes:,} bytes", hint="raise max_bytes if this is intended")
     try:
-        return path.read_bytes()
+        with open(path, "rb") as fh:  # pipes, FIFOs and /dev/stdin report size 0: the limit holds while reading
+            return _read_limited(fh, max_bytes, str(path))
     except OSError as exc:
         raise InputError(f"cannot read file ({exc.strerror})", file=str(path)) from None
+
+
+def _read_limited(fh: Any, max_bytes: int, name: str) -> bytes:
+    data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise InputError("input is over the size limit", file=name, expected=f"at most {max_bytes:,} bytes",
+                         hint="raise max_bytes if this is intended")
+    return bytes(data)
 
 
 def load_resources(source: Any, *, max_bytes: int = DEFAULT_MAX_BYTES,
@@ -276,7 +285,13 @@ def load_resources(source: Any, *, max_bytes: int = DEFAULT_MAX_BYTES,
             return _parse_bytes(data, "<text>", problems=problems)
         if not source.strip():
             raise InputError("empty input", file="<text>", expected="a path, JSON text, bytes or a dict")
+        if source.strip() == "-":  # standard input, under the same size limit
+            import sys
+
+            return _parse_bytes(_read_limited(sys.stdin.buffer, max_bytes, "<stdin>"), "<stdin>", problems=problems)
         source = Path(source)
+    if isinstance(source, os.PathLike) and str(source) == "-":
+        return load_resources("-", max_bytes=max_bytes, problems=problems)
     if isinstance(source, os.PathLike):
         path = Path(source)
         if path.is_dir():

@@ -27,6 +27,13 @@ Semantics worth knowing:
   the drug's usual (area reference) dose, so re-screening an adjusted regimen is stable; caps that the dose
   already respects become ``info``.
 
+Modules: ``loader`` (RuleData: every rule file read, validated, indexed; area formularies through
+``planner.areas``; versions from the files), ``context`` (PatientContext, ``prepare``), ``kinds/`` (one module a
+rule kind behind one protocol, ``findings(ctx, plan) -> [Finding]``: gene_drug, allergy, conditions, labs,
+max_dose, interactions, duplicates, current_effects), ``screen`` (the memoized screen loop), ``plan``
+(``screen_plan``), ``engine`` (RuleSet, the facade), ``cpic_import`` (CPIC tables -> gene_drug.csv),
+``sources`` (checkable sources report).
+
 Rule data lives under ``rules/``: ``pgx/`` (allele functions, gene phenotype knowledge, CPIC gene-drug rules and
 hand-authored extras, populations, wording map), ``interactions/ddi.yaml``, ``allergy/allergy.yaml``,
 ``conditions/`` (condition sets, drug-condition, drug-lab), ``drugs/`` (classes, CYP inhibitors, maximum doses).

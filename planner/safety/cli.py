@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from ..errors import ConfigError
+from ..cli_options import ReportFormat, ReportFormatOption
 from ..record import PatientRecord
 from ..status import GeneStatus
 
@@ -80,20 +80,20 @@ def register(app: typer.Typer) -> None:
     @app.command("check")
     def check(
         bundle: Path = typer.Argument(..., help="FHIR R4 bundle (JSON) of one patient."),
-        format: str = typer.Option("table", "--format", help="table or json"),
+        format: ReportFormatOption = ReportFormat.table,
         rules: Optional[Path] = typer.Option(None, "--rules", help="rules folder (default: packaged)"),
+        patient: Optional[str] = typer.Option(None, "--patient", help="Patient id, for inputs of several patients "
+                                              "(default: every patient)."),
     ) -> None:
         """Safety report on the patient's current medications (gene-drug, interactions, allergy, conditions)."""
-        if format not in {"table", "json"}:
-            raise ConfigError("unknown format", field="--format", value=format, expected="table or json")
-        from ..ingest import read_record
+        from ..ingest import read_records, select_patients
 
-        record = read_record(bundle)
-        data = report(record, rules=rules)
-        if format == "json":
-            typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        reports = [report(r, rules=rules) for r in select_patients(read_records(bundle), patient, file=str(bundle))]
+        if format is ReportFormat.json:
+            typer.echo(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2, ensure_ascii=False))
         else:
-            typer.echo(render_report(data))
+            for data in reports:
+                typer.echo(render_report(data))
 
     @rules_app.command("list")
     def list_rules(

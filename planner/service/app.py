@@ -119,9 +119,10 @@ class Problem(BaseModel):
 class _Guard:
     """Outermost ASGI layer: request size limit (413) and a plain 500 for anything unexpected (no traceback)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, known_paths: frozenset[str] = frozenset()) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.known_paths = known_paths  # logged by name; any other path is logged as "(other)"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -132,10 +133,13 @@ class _Guard:
                 if not value.isdigit() or int(value) > self.max_bytes:
                     await _plain(send, 413 if value.isdigit() else 400, b'{"error":"request too large"}'
                                  if value.isdigit() else b'{"error":"bad content-length"}')
+                    log.info("%s (request over the size limit) %s", str(scope.get("method", ""))[:10],
+                             413 if value.isdigit() else 400)
                     return
         seen = 0
         started = False
         too_big = False
+        status = 0
 
         async def limited() -> Message:
             nonlocal seen, too_big
@@ -148,14 +152,14 @@ class _Guard:
             return msg
 
         async def tracked(msg: Message) -> None:
-            nonlocal started
+            nonlocal started, status
             if too_big:  # the app answered a body cut short (e.g. FastAPI's 400): the answer is 413
                 if msg["type"] == "http.response.start" and not started:
-                    started = True
+                    started, status = True, 413
                     await _plain(send, 413, b'{"error":"request too large"}')
                 return
             if msg["type"] == "http.response.start":
-                started = True
+                started, status = True, int(msg["status"])
             await send(msg)
 
         t0 = time.perf_counter()
@@ -165,13 +169,17 @@ class _Guard:
             rid = uuid.uuid4().hex[:12]
             if too_big or isinstance(exc, _TooLarge):
                 if not started:
+                    status = 413
                     await _plain(send, 413, b'{"error":"request too large"}')
                 return
             log.error("internal error %s (request %s)", type(exc).__name__, rid)
             if not started:
+                status = 500
                 await _plain(send, 500, b'{"error":"internal error","request_id":"' + rid.encode() + b'"}')
-        finally:
-            log.debug("%s %s %.1f ms", scope.get("method"), scope.get("path"), 1000 * (time.perf_counter() - t0))
+        finally:  # method, known route, status and time: never a body, query string or unknown path
+            path = scope.get("path", "")
+            log.info("%s %s %s %.1f ms", str(scope.get("method", ""))[:10], path if path in self.known_paths else "(other)",
+                     status, 1000 * (time.perf_counter() - t0))
 
 
 class _TooLarge(Exception):
@@ -246,7 +254,8 @@ def create_app(config: ServiceConfig, *, planner: Any = None, defs: ServiceDefin
         aud = config.audience(s["id"])
         audiences[f"/cds-services/{s['id']}"] = (aud,)
         audiences[f"/cds-services/{s['id']}/feedback"] = (aud, aud + "/feedback")
-    return _Guard(_Authenticate(app, verifier, audiences), config.max_request_bytes)
+    known = frozenset(audiences) | {"/cds-services", "/openapi.json", "/docs"}
+    return _Guard(_Authenticate(app, verifier, audiences), config.max_request_bytes, known)
 
 
 def audit_config(config: ServiceConfig) -> Any:

@@ -1,0 +1,55 @@
+"""Finding helpers shared by the rule kinds and the screen loop: order, keys, message fitting, and applying
+findings to a regimen."""
+
+from __future__ import annotations
+
+import operator
+from typing import Iterable
+
+from ..record import Finding, Regimen
+from .schema import ACTION_RANK
+
+__all__ = ["sort_key", "sort_findings", "keyed", "added", "fit", "apply_findings", "key_of", "finding_of"]
+
+key_of = operator.itemgetter(0)  # (sort key, finding) -> sort key
+finding_of = operator.itemgetter(1)
+
+
+def sort_key(f: Finding) -> tuple:
+    return (ACTION_RANK[f.action], f.kind, f.rule_id, f.drugs, f.genes, f.target_drug or "", f.message)
+
+
+def keyed(findings: Iterable[Finding]) -> tuple[tuple[tuple, Finding], ...]:
+    """Findings with their sort keys, computed once per finding object of a context."""
+    return tuple([(sort_key(f), f) for f in findings])
+
+
+def sort_findings(findings: Iterable[Finding]) -> list[Finding]:
+    """Deterministic order: most severe action first, then kind, rule id, drugs."""
+    return sorted(findings, key=sort_key)
+
+
+def added(drugs: Iterable[str], current: frozenset[str]) -> tuple[str, ...]:
+    """The drugs of a finding that the screened regimen starts (none when screening the current list)."""
+    return tuple(sorted({d for d in drugs if d not in current}))
+
+
+def fit(text: str, limit: int = 140) -> str:
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+
+
+def apply_findings(regimen: Regimen, findings: Iterable[Finding]) -> Regimen | None:
+    """The regimen after findings: None if any finding excludes it; ``adjust_dose`` applied to its target
+    (the lowest adjusted dose wins when several apply); the same object when no dose changes."""
+    new: dict[str, float | None] = {d.ingredient: d.dose_mg_day for d in regimen.drugs}
+    changed = False
+    for f in findings:
+        if f.action == "exclude":
+            return None
+        if f.action == "adjust_dose" and f.target_drug in new and f.adjusted_dose_mg_day is not None:
+            cur = new[f.target_drug]
+            new[f.target_drug] = f.adjusted_dose_mg_day if cur is None else min(cur, f.adjusted_dose_mg_day)
+            changed = changed or new[f.target_drug] != cur
+    if not changed:
+        return regimen
+    return Regimen.of([d.model_copy(update={"dose_mg_day": new[d.ingredient]}) for d in regimen.drugs])

@@ -1,0 +1,57 @@
+"""Drug-allergy rules: the same ingredient, a drug of an allergy group's classes (exclude), or a cross-reactive
+class (the group's ``cross`` action), for each active, not refuted allergy of the patient."""
+
+from __future__ import annotations
+
+from ...record import Finding
+from ..context import PatientContext
+from ..findings import fit
+from ..loader import RuleData
+from ..schema import ActionName
+from . import DrugKind, ScreenInput
+
+__all__ = ["AllergyKind"]
+
+
+class AllergyKind(DrugKind):
+    kind = "drug-allergy"
+
+    def __init__(self, rules: RuleData) -> None:
+        self.rules = rules
+
+    def drug_findings(self, ctx: PatientContext, plan: ScreenInput, drug: str, dose: float | None) -> list[Finding]:
+        key = ("allergy", drug)
+        hit = ctx.cache.get(key)
+        if hit is None:
+            hit = ctx.cache[key] = self._findings(ctx, drug)
+        return hit
+
+    def _match(self, d: str, ing: str | None, groups: frozenset[str]) -> tuple[str | None, ActionName | None, str]:
+        r = self.rules
+        if ing == d:
+            return "same", "exclude", ""
+        for g in sorted(groups):
+            if d in r.allergy_members[g]:
+                return "class", "exclude", g
+        classes = r.drug_classes.get(d, frozenset())
+        for g in sorted(groups):
+            for c, act in r.allergy_cross[g].items():
+                if c in classes:
+                    return "cross", act, c
+        return None, None, ""
+
+    def _findings(self, ctx: PatientContext, d: str) -> list[Finding]:
+        r = self.rules
+        out: list[Finding] = []
+        for allergen, ing, groups in ctx.allergies:
+            kind, action, gname = self._match(d, ing, groups)
+            if kind is None or action is None:
+                continue
+            label = r.classes[gname].label if gname in r.classes else gname
+            out.append(Finding(
+                rule_id=f"allergy.{kind}" + (f".{gname}" if gname else ""), rule_version=r.allergy_version,
+                kind="drug-allergy", action=action, strength="allergy",
+                message=fit(r.allergy_messages[kind].format(drug=d, allergen=allergen, group=label)),
+                source=r.allergy_source, data_version=r.allergy_data_version, drugs=(d,), target_drug=d,
+            ))
+        return out
