@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from planner import Planner
 from planner.areas import load_area
 from planner.errors import ConfigError, RuleError
+from planner.guidelines import add_indicated
 from planner.handoffs import CandidateSet, FeatureRow, Predictions, ScreenedCandidates
 from planner.ingest import read_record
 from planner.record import PatientRecord
@@ -65,13 +66,14 @@ def _chain_from_files(planner: Planner, record: PatientRecord, area_id: str, see
     row_l = FeatureRow.load(row.save(tmp / "features.json"))
     cands = propose_candidates(row_l, area=area, generator=planner.generators[area_id], n=planner.num_candidates,
                                seed=seed)
+    cands = add_indicated(cands, rec_in, area)  # the candidates that add a guideline-indicated drug (issue 16)
     cands_l = CandidateSet.load(cands.save(tmp / "candidates.json"))
     screened = screen_candidates(cands_l, rec_in, area=area, rules=rules)
     screened_l = ScreenedCandidates.load(screened.save(tmp / "screened.json"))
     preds = predict(screened_l, area=area, model=planner.models[area_id], num_samples=planner.ranking.num_samples,
                     seed=seed)
     preds_l = Predictions.load(preds.save(tmp / "predictions.json"))
-    rec = report(preds_l, area=area, ranking=planner.ranking, gaps=planner.gap_rules, top=5)
+    rec = report(preds_l, area=area, ranking=planner.ranking, gaps=planner.gap_rules, top=5, record=rec_in)
     for saved, loaded in ((row, row_l), (cands, cands_l), (screened, screened_l), (preds, preds_l)):
         assert loaded == saved, type(saved).__name__  # bit-for-bit: arrays included
     return row_l, cands_l, screened_l, preds_l, rec

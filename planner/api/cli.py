@@ -26,6 +26,9 @@ def register(app: typer.Typer) -> None:
             "--audit", help="Append an audit row to this SQLite file.")] = None,
         patient: Annotated[str | None, typer.Option(
             "--patient", help="Patient id, for inputs of several patients (default: every patient).")] = None,
+        prefer: Annotated[str | None, typer.Option(
+            "--prefer", help="Patient preferences, comma-separated: avoid-injections, avoid-weight-gain, fewest-pills, "
+                             "lowest-cost.")] = None,
     ) -> None:
         """Recommend ranked treatment plans for a patient."""
         import orjson
@@ -46,9 +49,10 @@ def register(app: typer.Typer) -> None:
         recs = []
         for record, digest in pairs:
             if area:
-                recs.append(planner.recommend(record, area=area, top=top, seed=seed, input_digest=digest))
+                recs.append(planner.recommend(record, area=area, top=top, seed=seed, input_digest=digest,
+                                                preferences=prefer))
             else:
-                found = planner.recommend_all(record, top=top, seed=seed, input_digest=digest)
+                found = planner.recommend_all(record, top=top, seed=seed, input_digest=digest, preferences=prefer)
                 if not found and len(pairs) == 1:
                     raise ConfigError("the patient has no condition of a known therapeutic area", field="--area",
                                       expected="one of the areas: pass --area " + "|".join(sorted(planner.models)))
