@@ -9,10 +9,13 @@ import json
 import logging
 import sqlite3
 
-import httpx
-import jwt
 import orjson
 import pytest
+
+pytest.importorskip("fastapi")  # the service extra (fastapi, uvicorn, httpx, PyJWT[crypto]); skipped without it
+
+import httpx
+import jwt
 from cryptography.hazmat.primitives import serialization
 
 from planner.ingest import read_record
@@ -20,8 +23,6 @@ from planner.record import DrugDose, Regimen
 from planner.testing import BundleBuilder
 from service_helpers import (ISSUER, FhirStore, Keys, LiveServer, draft_order, fhir_app, free_port, hook_body,
                              prefetch_of)
-
-pytest.importorskip("fastapi")
 
 SYNTHEA = "Morris_Lockman_cd9e9826-aea1-4682-adc0-c1d97633bf31.json"
 SEL, SIGN, VIEW = "planner-order-select", "planner-order-sign", "planner-patient-view"

@@ -45,7 +45,7 @@ from .spec import Design, ModelSpec
 __all__ = [
     "SITE_ALPHA", "SITE_BETA", "SITE_CLASS", "SITE_DRUG", "SITE_SLOPE", "SITE_ED50", "SITE_HET", "SITE_TAU", "SITE_MOD", "SITE_RHO",
     "SITE_SIGMA", "SITE_NU", "SITE_OBS", "PLATE_OBS", "LATENT_SITES", "Batch", "Priors", "response_model",
-    "derived", "priors_for",
+    "derived", "priors_for", "regimen_effect", "batch_mean", "Slots", "Effect",
 ]
 
 SITE_ALPHA = "alpha"
@@ -196,24 +196,66 @@ def dose_curve(kind: torch.Tensor, ed50: torch.Tensor, r: torch.Tensor) -> torch
     return torch.where(kind == 1, emax, torch.where(kind == 2, r, torch.ones_like(r)))
 
 
+class Slots(NamedTuple):
+    """The regimen slots of a design as tensors (the fields :class:`Batch` has under the same names)."""
+
+    drug: torch.Tensor  # (r, K) long
+    cls: torch.Tensor  # (r, K) long
+    g: torch.Tensor  # (r, K) dose ratio
+    log2r: torch.Tensor
+    rank: torch.Tensor
+    mask: torch.Tensor
+
+    @classmethod
+    def of(cls, design: Design, dtype: torch.dtype = DTYPE) -> "Slots":
+        t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=dtype)  # noqa: E731
+        return cls(torch.as_tensor(design.drug), torch.as_tensor(design.cls), t(design.g), t(design.log2r),
+                   t(design.rank), t(design.mask))
+
+
+class Effect(NamedTuple):
+    value: torch.Tensor  # E(R, x): (..., n) paired, (..., n, r) cross
+    g: torch.Tensor  # (..., r, K) the dose curve of every slot
+
+
+def regimen_effect(pr: Priors, par: Mapping[str, torch.Tensor], x: torch.Tensor, d: "Slots | Batch", *,
+                   cross: bool) -> Effect:
+    """``E(R, x)`` of the generative story (module docstring): the one function behind the model's likelihood
+    (:func:`batch_mean`) and every prediction (:meth:`ResponseModel.sample`).
+
+    ``par``: :func:`derived` parameters for one draw or a leading batch of draws (``...``); ``x`` (n, p);
+    ``d``: regimen slots (r, K) with ``mask`` +1 (added), -1 (subtracted: the current regimen) or 0. ``cross``
+    False: row i under regimen row i (r = n) -> (..., n); True: every row under every regimen -> (..., n, r).
+    """
+    dt = x.dtype
+    zero = torch.zeros(par["drug_eff"].shape[:-1] + (1,), dtype=dt)
+    ed50 = torch.cat([par["ed50"], torch.ones_like(zero)], -1)[..., d.cls]
+    g = dose_curve(pr.kind[d.cls], ed50, d.g)  # (..., r, K)
+    wg = d.mask * par["rho"][..., None, None] ** d.rank * g
+    main = torch.cat([par["drug_eff"], zero], -1)[..., d.drug] + torch.cat([par["slope"], zero], -1)[..., d.cls] * d.log2r
+    eff = (wg * main).sum(-1)  # (..., r)
+    n = x.shape[0]
+    if not pr.p:
+        return Effect(eff[..., None, :].expand(eff.shape[:-1] + (n, eff.shape[-1])) if cross else eff, g)
+    pot = torch.cat([pr.potency.to(dt), torch.zeros(1, dtype=dt)])[d.drug]  # (r, K)
+    wp = wg * pot
+    M = torch.matmul(x, par["gamma"].transpose(-1, -2)) - par["gamma_off"][..., None, :]  # (..., n, C)
+    if cross:
+        onehot = torch.nn.functional.one_hot(d.cls, pr.C + 1)[..., :pr.C].to(dt)  # (r, K, C)
+        W = torch.einsum("...rk,rkc->...cr", wp, onehot)  # (..., C, r)
+        return Effect(eff[..., None, :] + torch.matmul(M, W), g)
+    Mp = torch.cat([M, torch.zeros(M.shape[:-1] + (1,), dtype=dt)], -1)
+    return Effect(eff + (wp * torch.gather(Mp, -1, d.cls.expand(Mp.shape[:-2] + d.cls.shape))).sum(-1), g)
+
+
 def batch_mean(pr: Priors, par: Mapping[str, torch.Tensor], b: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-    """Expected outcome (model scale, standardized) of each row under its own regimen, for one draw, and the
-    extra variance of the rows whose regimen changed (``het``)."""
-    zero = torch.zeros(1, dtype=DTYPE)
-    g = dose_curve(pr.kind[b.cls], torch.cat([par["ed50"], torch.ones(1, dtype=DTYPE)])[b.cls], b.g)
-    pot = torch.cat([pr.potency, zero])[b.drug]
-    eff = torch.cat([par["drug_eff"], zero])[b.drug] + torch.cat([par["slope"], zero])[b.cls] * b.log2r
-    if pr.p:
-        m = b.x @ par["gamma"].T - par["gamma_off"]  # (n, C)
-        m = torch.cat([m, torch.zeros(m.shape[0], 1, dtype=DTYPE)], dim=1)
-        eff = eff + pot * torch.gather(m, 1, b.cls)
-        prog = b.x @ par["beta"]
-    else:
-        prog = torch.zeros(b.n, dtype=DTYPE)
-    eff = eff * g
-    w = b.mask * par["rho"] ** b.rank
-    mean = b.offset + par["alpha"] + prog + (w * eff).sum(-1)
-    het = (b.changed * (g * torch.cat([par["omega"], zero])[b.cls]) ** 2).sum(-1)  # (n,)
+    """Expected outcome (model scale, standardized) of each row under its own regimen (minus its current one),
+    and the response-heterogeneity variance of the drugs started or stopped; one draw or a batch of draws."""
+    e = regimen_effect(pr, par, b.x, b, cross=False)
+    prog = b.x @ par["beta"][..., :, None] if pr.p else torch.zeros((b.n, 1), dtype=b.x.dtype)
+    mean = b.offset + par["alpha"][..., None] + prog[..., 0] + e.value
+    zero = torch.zeros(par["omega"].shape[:-1] + (1,), dtype=b.x.dtype)
+    het = (b.changed * (e.g * torch.cat([par["omega"], zero], -1)[..., b.cls]) ** 2).sum(-1)  # (..., n)
     return mean, het
 
 

@@ -45,7 +45,7 @@ from ..areas import Area, load_area
 from ..errors import ConfigError, ModelError
 from ..record import Regimen
 from . import infer
-from .model import DTYPE, Batch, Priors, derived, dose_curve
+from .model import DTYPE, Batch, Priors, Slots, derived, regimen_effect
 from .spec import ModelSpec, spec_from_area, spec_from_tabular
 
 __all__ = ["ResponseModel", "NotFittedError", "FORMAT_VERSION"]
@@ -53,7 +53,6 @@ __all__ = ["ResponseModel", "NotFittedError", "FORMAT_VERSION"]
 FORMAT_VERSION = 1
 Kind = Literal["mean", "predictive"]
 MEAS_LOG_SD = 0.1  # uncertainty (log scale) of the area's measurement-noise SD when splitting residual variance
-_KIND = {"none": 0, "log2": 0, "emax": 1, "linear": 2}
 
 
 class NotFittedError(ModelError, _SkNotFitted):
@@ -176,10 +175,12 @@ class ResponseModel(BaseEstimator):
         cached = getattr(self, "_fast_cache", None)
         if cached is not None and cached[0] is draws:
             return cached[1]
+        pr = Priors(spec)
         with torch.no_grad():
-            par = derived(Priors(spec), draws)
+            par = derived(pr, draws)
         fast = {k: v.to(torch.float32).contiguous() for k, v in par.items()}
         self._fast_cache = (draws, fast)
+        self._priors_cache = (draws, pr)
         return fast
 
     # ---- inputs --------------------------------------------------------------------------------------
@@ -491,75 +492,26 @@ class ResponseModel(BaseEstimator):
             raise ConfigError("unknown kind", field="kind", value=kind, expected='"mean" or "predictive"')
         spec, draws = self._state()
         par = self._fast(spec, draws)
-        S = int(par["alpha"].shape[0])
-        if num_samples is None:
-            num_samples = S
-        if not (isinstance(num_samples, (int, np.integer)) and 1 <= num_samples <= S):
-            raise ModelError("num_samples out of range", field="num_samples", value=num_samples,
-                             expected=f"an integer from 1 to {S} (the cached draws; raise num_draws for more)")
-        if isinstance(regimens, (Regimen, str)) or not hasattr(regimens, "__len__"):
-            raise ModelError("regimens must be a list of regimens", field="regimens", value=regimens,
-                             expected="a list, e.g. [set(), {'treated'}]")
-        if len(regimens) == 0:
-            raise ModelError("no regimens to predict", field="regimens", value=0, expected="at least one")
+        Sn = self._check_sample_args(regimens, num_samples, int(par["alpha"].shape[0]))
         x_np, off_np, dev_np = self._matrix_dev(spec, X)
         design = spec.encode(list(regimens))
         f32 = torch.float32
-        sl = slice(0, int(num_samples))
-        alpha, beta, rho = par["alpha"][sl], par["beta"][sl], par["rho"][sl]
-        drug_eff, slope, gamma = par["drug_eff"][sl], par["slope"][sl], par["gamma"][sl]
-        gamma_off = par["gamma_off"][sl]
-        Sn = int(num_samples)
+        p = {k: v[:Sn] for k, v in par.items()}
+        beta, gamma = p["beta"], p["gamma"]
         x = torch.as_tensor(x_np, dtype=f32)
         off = torch.as_tensor(off_np, dtype=f32)
-        C = spec.n_classes
-        zero = torch.zeros(Sn, 1, dtype=f32)
-        kind_t = torch.as_tensor(np.append([_KIND[c.dose_kind] for c in spec.classes], 0))
-        ed50 = torch.cat([par["ed50"][sl], torch.ones(Sn, 1, dtype=f32)], 1)  # (S, C+1)
-        deff = torch.cat([drug_eff, zero], 1)
-        slp = torch.cat([slope, zero], 1)
-        pot_all = torch.as_tensor(np.append([d.potency for d in spec.drugs], 0.0), dtype=f32)
         het = spec.heterogeneity is not None
         D = spec.n_drugs
-        omg = torch.cat([par["omega"][sl], torch.zeros(Sn, 1, dtype=f32)], 1) if het else None
+        omg = torch.cat([p["omega"], torch.zeros(Sn, 1, dtype=f32)], 1) if het else None
 
-        def slots(dsg):
-            """(w * g, main effect, potency weights) of a design, per draw: (S, r, K) each."""
-            dr, cl = torch.as_tensor(dsg.drug), torch.as_tensor(dsg.cls)
-            r = torch.as_tensor(dsg.g, dtype=f32)
-            g = dose_curve(kind_t[cl], ed50[:, cl], r)  # (S, r, K)
-            w = torch.as_tensor(dsg.mask, dtype=f32) * rho[:, None, None] ** torch.as_tensor(dsg.rank, dtype=f32)
-            wg = w * g
-            main = deff[:, dr] + slp[:, cl] * torch.as_tensor(dsg.log2r, dtype=f32)
-            if het:  # (S, r, D+1): g * omega of each drug of each regimen (0 elsewhere)
-                gw = g * omg[:, cl] * torch.as_tensor(np.abs(dsg.mask), dtype=f32)
-                G = torch.zeros(Sn, dr.shape[0], D + 1, dtype=f32).scatter_add_(2, dr[None].expand(Sn, -1, -1), gw)
-                slots.G = G
-            return wg, main, wg * pot_all[dr], cl
+        def spread(dsg, g):  # (S, r, D+1): g * omega of each drug of each regimen (0 elsewhere)
+            dr = torch.as_tensor(dsg.drug)
+            gw = g * omg[:, torch.as_tensor(dsg.cls)] * torch.as_tensor(np.abs(dsg.mask), dtype=f32)
+            return torch.zeros(Sn, dr.shape[0], D + 1, dtype=f32).scatter_add_(2, dr[None].expand(Sn, -1, -1), gw)
 
         with torch.no_grad():
-            wg, main, wp, cl = slots(design)
-            Gn = slots.G if het else None
-            base = (wg * main).sum(-1)  # (S, R)
-            mean = (alpha[:, None] + base)[:, None, :] + off[None, :, None]  # (S, n, R)
-            if spec.n_features:
-                prog = beta @ x.T  # (S, n)
-                onehot = torch.nn.functional.one_hot(cl, C + 1)[..., :C].to(f32)  # (R, K, C)
-                W = torch.einsum("srk,rkc->scr", wp, onehot)  # (S, C, R)
-                M = torch.matmul(x, gamma.transpose(1, 2)) - gamma_off[:, None, :]  # (S, n, C)
-                mean = mean + prog[:, :, None] + torch.bmm(M, W)
-            if current is not None:
-                cur = [current] * x.shape[0] if isinstance(current, Regimen) else list(current)
-                if len(cur) != x.shape[0]:
-                    raise ModelError("current and X differ in length", field="current", value=len(cur),
-                                     expected=f"{x.shape[0]} (one per row) or a single Regimen")
-                dcur = spec.encode(cur, field_name="current")
-                wgc, mainc, wpc, clc = slots(dcur)  # (S, n, K)
-                ec = (wgc * mainc).sum(-1)
-                if spec.n_features:
-                    Mp = torch.cat([M, torch.zeros(Sn, M.shape[1], 1, dtype=f32)], 2)
-                    ec = ec + (wpc * torch.gather(Mp, 2, clc[None].expand(Sn, -1, -1))).sum(-1)
-                mean = mean - ec[:, :, None]
+            mean, new, old, dcur = self._expected(spec, p, x, off, design, current)
+            Gn = spread(design, new.g) if het else None
             gen = torch.Generator().manual_seed(self.seed if seed is None else int(seed))
             if het:
                 # the patient's own response to each drug (between-patient heterogeneity), shared by every
@@ -569,7 +521,8 @@ class ResponseModel(BaseEstimator):
                 newmask = torch.zeros(len(regimens), D + 1, dtype=f32)
                 newmask.scatter_(1, torch.as_tensor(design.drug), torch.as_tensor(np.abs(design.mask), dtype=f32))
                 if current is not None:
-                    Gc = slots.G  # (S, n, D+1) of the current regimens
+                    assert old is not None and dcur is not None
+                    Gc = spread(dcur, old.g)  # (S, n, D+1) of the current regimens
                     curmask = torch.zeros(x.shape[0], D + 1, dtype=f32)
                     curmask.scatter_(1, torch.as_tensor(dcur.drug), torch.as_tensor(np.abs(dcur.mask), dtype=f32))
                     mean = mean + torch.bmm(Z * (1 - curmask), Gn.transpose(1, 2)) \
@@ -585,9 +538,14 @@ class ResponseModel(BaseEstimator):
                 delta = torch.einsum("sk,knq->snq", wts, torch.as_tensor(dev_np, dtype=f32))  # (S, n, q)
                 mean = mean + (delta @ beta[:, -q:, None])  # (S, n, 1): same for every regimen
                 Mq = torch.matmul(delta, gamma[:, :, -q:].transpose(1, 2))  # (S, n, C)
+                onehot = torch.nn.functional.one_hot(torch.as_tensor(design.cls), spec.n_classes + 1)
+                wp = new.g * torch.as_tensor(design.mask, dtype=f32) * p["rho"][:, None, None] ** torch.as_tensor(
+                    design.rank, dtype=f32) * torch.as_tensor(
+                    np.append([d.potency for d in spec.drugs], 0.0), dtype=f32)[torch.as_tensor(design.drug)]
+                W = torch.einsum("srk,rkc->scr", wp, onehot[..., :spec.n_classes].to(f32))
                 mean = mean + torch.bmm(Mq, W)
-            nu = par["nu"][sl].to(torch.float64)
-            sigma = par["sigma"][sl]
+            nu = p["nu"].to(torch.float64)
+            sigma = p["sigma"]
             if spec.meas_sd is not None:
                 # the patient's own expected level is uncertain beyond the parameters (a noisy baseline,
                 # drift): residual variance above one measurement's variance, shared by all regimens of a row
@@ -621,6 +579,42 @@ class ResponseModel(BaseEstimator):
             if spec.scale == "log":
                 out = torch.exp(out)
         return out
+
+    @staticmethod
+    def _check_sample_args(regimens: Any, num_samples: Any, S: int) -> int:
+        if num_samples is None:
+            num_samples = S
+        if not (isinstance(num_samples, (int, np.integer)) and 1 <= num_samples <= S):
+            raise ModelError("num_samples out of range", field="num_samples", value=num_samples,
+                             expected=f"an integer from 1 to {S} (the cached draws; raise num_draws for more)")
+        if isinstance(regimens, (Regimen, str)) or not hasattr(regimens, "__len__"):
+            raise ModelError("regimens must be a list of regimens", field="regimens", value=regimens,
+                             expected="a list, e.g. [set(), {'treated'}]")
+        if len(regimens) == 0:
+            raise ModelError("no regimens to predict", field="regimens", value=0, expected="at least one")
+        return int(num_samples)
+
+    def _expected(self, spec: ModelSpec, p: dict[str, torch.Tensor], x: torch.Tensor, off: torch.Tensor,
+                  design: Any, current: Any) -> tuple[torch.Tensor, Any, Any, Any]:
+        """The parameters' expected outcome (standardized model scale) of every row under every regimen,
+        (S, n, R): offset + alpha + beta . x + E(R, x) - E(current, x), through the same
+        :func:`~planner.model.model.regimen_effect` as the model's likelihood (``batch_mean``). Also returns
+        the new and current :class:`~planner.model.model.Effect` and the current design (None without)."""
+        f32 = x.dtype
+        pr = self._priors_cache[1]
+        new = regimen_effect(pr, p, x, Slots.of(design, f32), cross=True)
+        mean = (p["alpha"][:, None, None] + off[None, :, None]) + new.value  # (S, n, R)
+        if spec.n_features:
+            mean = mean + (p["beta"] @ x.T)[:, :, None]
+        if current is None:
+            return mean, new, None, None
+        cur = [current] * x.shape[0] if isinstance(current, Regimen) else list(current)
+        if len(cur) != x.shape[0]:
+            raise ModelError("current and X differ in length", field="current", value=len(cur),
+                             expected=f"{x.shape[0]} (one per row) or a single Regimen")
+        dcur = spec.encode(cur, field_name="current")
+        old = regimen_effect(pr, p, x, Slots.of(dcur, f32), cross=False)  # (S, n): each row its own
+        return mean - old.value[:, :, None], new, old, dcur
 
     def predict(self, X: pd.DataFrame, regimens: Sequence[Any], *, level: float = 0.9,
                 kind: Kind = "mean", current: Any = None) -> pd.DataFrame:
