@@ -30,3 +30,19 @@ def test_format_choice_is_case_insensitive(capsys, fixtures_dir):
     bundle = sorted((fixtures_dir / "synthea").glob("*.json"))[0]
     assert main(["inspect", str(bundle), "--format", "JSON"]) == 0
     assert capsys.readouterr().out.lstrip().startswith(("{", "["))
+
+
+def test_every_cli_option_is_annotated():
+    """Options are declared as ``name: Annotated[T, typer.Option(...)] = default``, never as a call in a default."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "planner"
+    old_style = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef):
+                for d in [*node.args.defaults, *node.args.kw_defaults]:
+                    if isinstance(d, ast.Call) and ast.unparse(d.func) in ("typer.Option", "typer.Argument"):
+                        old_style.append(f"{path.relative_to(root.parent)}:{node.name}")
+    assert not old_style, f"options as calls in defaults (use Annotated): {sorted(set(old_style))}"

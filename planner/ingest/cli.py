@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -85,12 +85,12 @@ def render_table(record: PatientRecord, *, width: int | None = None) -> str:
 def register(app: typer.Typer) -> None:
     @app.command("inspect")
     def inspect(
-        file: Path = typer.Argument(..., help="FHIR R4 Bundle, NDJSON, resource file or folder."),
-        as_of: Optional[str] = typer.Option(None, "--as-of", help="Date the record describes (YYYY-MM-DD)."),
+        file: Annotated[Path, typer.Argument(help="FHIR R4 Bundle, NDJSON, resource file or folder.")],
+        as_of: Annotated[Optional[str], typer.Option("--as-of", help="Date the record describes (YYYY-MM-DD).")] = None,
         fmt: ReportFormatOption = ReportFormat.table,
-        strict: bool = typer.Option(False, "--strict", help="Also validate whole resources (fhir.resources R4B)."),
-        pharmcat: list[Path] = typer.Option([], "--pharmcat", help="PharmCAT phenotype JSON / outside-call TSV."),
-        patient: Optional[str] = typer.Option(None, "--patient", help="Patient id (default: every patient)."),
+        strict: Annotated[bool, typer.Option("--strict", help="Also validate whole resources (fhir.resources R4B).")] = False,
+        pharmcat: Annotated[list[Path], typer.Option("--pharmcat", help="PharmCAT phenotype JSON / outside-call TSV.")] = [],  # noqa: B006 - Typer gives each call its own list
+        patient: Annotated[Optional[str], typer.Option("--patient", help="Patient id (default: every patient).")] = None,
     ) -> None:
         """Show the normalized patient record(s) planner reads from FILE."""
         from . import read_records, select_patients

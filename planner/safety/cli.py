@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -79,11 +79,11 @@ def register(app: typer.Typer) -> None:
 
     @app.command("check")
     def check(
-        bundle: Path = typer.Argument(..., help="FHIR R4 bundle (JSON) of one patient."),
+        bundle: Annotated[Path, typer.Argument(help="FHIR R4 bundle (JSON) of one patient.")],
         format: ReportFormatOption = ReportFormat.table,
-        rules: Optional[Path] = typer.Option(None, "--rules", help="rules folder (default: packaged)"),
-        patient: Optional[str] = typer.Option(None, "--patient", help="Patient id, for inputs of several patients "
-                                              "(default: every patient)."),
+        rules: Annotated[Optional[Path], typer.Option("--rules", help="rules folder (default: packaged)")] = None,
+        patient: Annotated[Optional[str], typer.Option("--patient", help="Patient id, for inputs of several patients "
+                                              "(default: every patient).")] = None,
     ) -> None:
         """Safety report on the patient's current medications (gene-drug, interactions, allergy, conditions)."""
         from ..ingest import read_records, select_patients
@@ -97,8 +97,8 @@ def register(app: typer.Typer) -> None:
 
     @rules_app.command("list")
     def list_rules(
-        kind: Optional[str] = typer.Option(None, "--kind", help="gene-drug, drug-drug, drug-condition, ..."),
-        rules: Optional[Path] = typer.Option(None, "--rules"),
+        kind: Annotated[Optional[str], typer.Option("--kind", help="gene-drug, drug-drug, drug-condition, ...")] = None,
+        rules: Annotated[Optional[Path], typer.Option("--rules")] = None,
     ) -> None:
         """Every rule: id, kind, version, source."""
         from . import RuleSet
@@ -109,7 +109,7 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"{rid}\t{k}\t{version}\t{source}")
 
     @rules_app.command("show")
-    def show(rule_id: str, rules: Optional[Path] = typer.Option(None, "--rules")) -> None:
+    def show(rule_id: str, rules: Annotated[Optional[Path], typer.Option("--rules")] = None) -> None:
         """One rule as JSON."""
         from . import RuleSet
 
@@ -117,8 +117,8 @@ def register(app: typer.Typer) -> None:
 
     @rules_app.command("validate")
     def validate(
-        path: Optional[Path] = typer.Argument(None, help="rules folder (default: packaged)"),
-        strict: bool = typer.Option(False, "--strict", help="exit 1 while any source is unchecked"),
+        path: Annotated[Optional[Path], typer.Argument(help="rules folder (default: packaged)")] = None,
+        strict: Annotated[bool, typer.Option("--strict", help="exit 1 while any source is unchecked")] = False,
     ) -> None:
         """Check the manifest and validate every rule file (exit 2 naming the first problem); list rules
         without a checkable source and data lines marked (verify)."""
