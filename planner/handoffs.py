@@ -25,6 +25,7 @@ import pandas as pd
 from pydantic import PlainSerializer, PlainValidator, ValidationError, WithJsonSchema, model_validator
 
 from .errors import ConfigError
+from .recommendation import DataGap
 from .record import Finding, Frozen, Measurement, Regimen
 from .status import GeneStatus
 
@@ -152,6 +153,8 @@ class FeatureRow(Handoff):
     target: float
     target_label: str
     labs_missing: tuple[str, ...] = ()  # names of the quantity features with no value within their lookback
+    record_gaps: tuple[DataGap, ...] = ()  # gaps the record itself carries (planner.ingest.quality: unresolved
+    #                                        current medication, deceased, latest outcome dropped as implausible)
 
     @model_validator(mode="after")
     def _columns(self) -> FeatureRow:

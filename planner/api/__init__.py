@@ -223,7 +223,6 @@ class Planner:
         predictions = stages.predict(screened, area=area, model=self.models[area_id],
                                      num_samples=self.ranking.num_samples, seed=seed)
         rec = stages.report(predictions, area=area, ranking=self.ranking, gaps=self.gap_rules, top=top)
-        rec = _with_record_gaps(rec, record, area.outcome.quantity)
         if self.audit is not None:
             self.audit.write(rec, input_sha256=digest)
         return rec
@@ -257,17 +256,6 @@ def _check_int(name: str, value: object, low: int, high: int) -> None:
                           expected=f"an int from {low:,} to {high:,}")
     if not low <= value <= high:
         raise ConfigError(f"{name} out of range", field=name, value=value, expected=f"an int from {low:,} to {high:,}")
-
-
-def _with_record_gaps(rec: Recommendation, record: PatientRecord, quantity: str) -> Recommendation:
-    """The record's own data gaps (unresolved current medication, deceased: no plans, dropped outcome values)."""
-    from ..ingest.quality import record_gaps
-
-    extra = record_gaps(record, quantity=quantity)
-    if not extra:
-        return rec
-    plans = () if record.is_deceased else rec.plans
-    return rec.model_copy(update={"data_gaps": rec.data_gaps + tuple(extra), "plans": plans})
 
 
 def _date(value: dt.date | str) -> dt.date:

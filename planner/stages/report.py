@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ..areas import Area
 from ..handoffs import Predictions
+from ..ingest.quality import DECEASED
 from ..rank import RankingConfig, describe_changes, rank
 from ..recommendation import ExcludedRegimen, OutcomeSummary, Provenance, Recommendation
 from ..version import __version__
@@ -19,7 +20,8 @@ def report(predictions: Predictions, *, area: Area, ranking: RankingConfig, gaps
     s = predictions.screened
     f = s.features
     o = area.outcome
-    plans = rank(predictions, area=area, config=ranking)[:top]
+    # a deceased patient gets no plans (the record's own data gap says so)
+    plans = [] if any(g.code == DECEASED for g in f.record_gaps) else rank(predictions, area=area, config=ranking)[:top]
     excluded = tuple(
         ExcludedRegimen(key=e.regimen.key(), regimen=describe_changes(f.current, e.regimen, area)[0],
                         findings=e.findings)
@@ -39,7 +41,7 @@ def report(predictions: Predictions, *, area: Area, ranking: RankingConfig, gaps
         plans=tuple(plans),
         excluded=excluded,
         current_findings=s.current_findings,
-        data_gaps=data_gaps(s, area=area, rules=gaps),
+        data_gaps=data_gaps(s, area=area, rules=gaps) + f.record_gaps,
         provenance=Provenance(
             planner_version=__version__, rules_version=s.rules_version, area_version=f.area_version,
             model=predictions.model, seed=predictions.seed, as_of=f.as_of, num_samples=predictions.num_samples,
