@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..dosing import dose_text
-from ..recommendation import PlanDrug, Recommendation
+from ..recommendation import Plan, PlanDrug, Recommendation
 
 
 def _drugs(drugs: tuple[PlanDrug, ...], stopped: tuple[PlanDrug, ...] = ()) -> str:
@@ -28,6 +28,20 @@ def _drugs(drugs: tuple[PlanDrug, ...], stopped: tuple[PlanDrug, ...] = ()) -> s
     return "\n".join(items) or "no drug therapy"
 
 
+def _tradeoffs(p: Plan) -> str:
+    """Indications met / not met, then each secondary outcome and preference with what it adds to the utility."""
+    lines = [("meets " if i.met else "NOT MET ") + i.label for i in p.indications]
+    for t in p.tradeoffs:
+        if t.term.startswith(("secondary:", "preference:")) and (t.value or t.utility):
+            val = f"{100 * t.value:.1f}%" if t.unit.startswith("risk") and t.value is not None else (
+                f"{t.value:+.1f} {t.unit}" if t.term.startswith("secondary:") else f"{t.value:g} x {t.unit}")
+            lines.append(f"{t.label} {val} ({t.utility:+.2f})")
+    if p.rank_without_preferences is not None:
+        lines.append(f"rank {p.rank_without_preferences} without preferences")
+    lines.append(f"utility {p.utility:+.2f}")
+    return "\n".join(lines)
+
+
 def render_table(rec: Recommendation, *, width: int = 140) -> str:
     buf = io.StringIO()
     con = Console(file=buf, width=width, force_terminal=False, color_system=None, highlight=False)
@@ -40,7 +54,7 @@ def render_table(rec: Recommendation, *, width: int = 140) -> str:
     if rec.current_regimen:
         con.print(Text("current: " + _drugs(rec.current_regimen).replace("\n", ", ")))
     t = Table(title="Ranked plans", show_lines=True)
-    for col in ("#", "regimen", f"predicted ({o.unit})", "P(target)", "P(best)", "findings"):
+    for col in ("#", "regimen", f"predicted ({o.unit})", "P(target)", "P(best)", "guidelines, trade-offs", "findings"):
         t.add_column(col)
     for p in rec.plans:
         pr = p.predicted
@@ -50,9 +64,12 @@ def render_table(rec: Recommendation, *, width: int = 140) -> str:
             f"{pr.mean:.2f}\n[{pr.lower:.2f}, {pr.upper:.2f}]",
             f"{p.p_target:.2f}",
             f"{p.p_best:.2f}",
+            _tradeoffs(p),
             "\n".join(f"{f.action}: {f.message}" for f in p.findings) or "-",
         )))
     con.print(t)
+    if rec.preferences:
+        con.print("preferences: " + ", ".join(rec.preferences) + " (each plan shows what they cost it and its rank without them)")
     if rec.excluded:
         ex = Table(title=f"Excluded regimens ({len(rec.excluded)})", show_lines=False)
         ex.add_column("regimen")

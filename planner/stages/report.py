@@ -3,11 +3,14 @@ the data gaps and the provenance)."""
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from ..areas import Area
 from ..handoffs import Predictions
 from ..ingest.quality import DECEASED
 from ..rank import RankingConfig, describe_changes, rank
 from ..recommendation import ExcludedRegimen, OutcomeSummary, Provenance, Recommendation
+from ..record import PatientRecord
 from ..version import __version__
 from .gaps import GapRules, data_gaps
 
@@ -15,13 +18,19 @@ __all__ = ["report"]
 
 
 def report(predictions: Predictions, *, area: Area, ranking: RankingConfig, gaps: GapRules,
-           top: int) -> Recommendation:
-    """The recommendation: the ``top`` best plans, every excluded candidate, current findings and data gaps."""
+           top: int, record: PatientRecord | None = None, preferences: Sequence[str] = ()) -> Recommendation:
+    """The recommendation: the ``top`` best plans, every excluded candidate, current findings and data gaps.
+    ``record`` (for the guideline indications and secondary outcomes) and ``preferences`` go to the ranking."""
     s = predictions.screened
     f = s.features
     o = area.outcome
+<<<<<<< HEAD
     # a deceased patient gets no plans (the record's own data gap says so)
     plans = [] if any(g.code == DECEASED for g in f.record_gaps) else rank(predictions, area=area, config=ranking)[:top]
+=======
+    plans = [] if f.deceased else rank(predictions, area=area, config=ranking, record=record,
+                                       preferences=preferences)[:top]
+>>>>>>> main
     excluded = tuple(
         ExcludedRegimen(key=e.regimen.key(), regimen=describe_changes(f.current, e.regimen, area)[0],
                         findings=e.findings)
@@ -42,6 +51,10 @@ def report(predictions: Predictions, *, area: Area, ranking: RankingConfig, gaps
         excluded=excluded,
         current_findings=s.current_findings,
         data_gaps=data_gaps(s, area=area, rules=gaps) + f.record_gaps,
+<<<<<<< HEAD
+=======
+        preferences=tuple(preferences),
+>>>>>>> main
         provenance=Provenance(
             planner_version=__version__, rules_version=s.rules_version, area_version=f.area_version,
             model=predictions.model, seed=predictions.seed, as_of=f.as_of, num_samples=predictions.num_samples,
