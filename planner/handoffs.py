@@ -153,13 +153,8 @@ class FeatureRow(Handoff):
     target: float
     target_label: str
     labs_missing: tuple[str, ...] = ()  # names of the quantity features with no value within their lookback
-<<<<<<< HEAD
-    record_gaps: tuple[DataGap, ...] = ()  # gaps the record itself carries (planner.ingest.quality: unresolved
-    #                                        current medication, deceased, latest outcome dropped as implausible)
-=======
     record_gaps: tuple[DataGap, ...] = ()  # the record's own gaps (planner.ingest.quality.record_gaps)
     deceased: bool = False  # recorded as deceased: no plans are made
->>>>>>> main
 
     @model_validator(mode="after")
     def _columns(self) -> FeatureRow:

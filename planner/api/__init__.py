@@ -231,12 +231,8 @@ class Planner:
         screened = stages.screen_candidates(candidates, record, area=area, rules=self.ruleset)
         predictions = stages.predict(screened, area=area, model=self.models[area_id],
                                      num_samples=self.ranking.num_samples, seed=seed)
-<<<<<<< HEAD
-        rec = stages.report(predictions, area=area, ranking=self.ranking, gaps=self.gap_rules, top=top)
-=======
         rec = stages.report(predictions, area=area, ranking=self.ranking, gaps=self.gap_rules, top=top,
                             record=record, preferences=preferences)
->>>>>>> main
         if self.audit is not None:
             self.audit.write(rec, input_sha256=digest)
         return rec

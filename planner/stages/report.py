@@ -7,7 +7,6 @@ from typing import Sequence
 
 from ..areas import Area
 from ..handoffs import Predictions
-from ..ingest.quality import DECEASED
 from ..rank import RankingConfig, describe_changes, rank
 from ..recommendation import ExcludedRegimen, OutcomeSummary, Provenance, Recommendation
 from ..record import PatientRecord
@@ -24,13 +23,8 @@ def report(predictions: Predictions, *, area: Area, ranking: RankingConfig, gaps
     s = predictions.screened
     f = s.features
     o = area.outcome
-<<<<<<< HEAD
-    # a deceased patient gets no plans (the record's own data gap says so)
-    plans = [] if any(g.code == DECEASED for g in f.record_gaps) else rank(predictions, area=area, config=ranking)[:top]
-=======
     plans = [] if f.deceased else rank(predictions, area=area, config=ranking, record=record,
-                                       preferences=preferences)[:top]
->>>>>>> main
+                                       preferences=preferences, top=top)
     excluded = tuple(
         ExcludedRegimen(key=e.regimen.key(), regimen=describe_changes(f.current, e.regimen, area)[0],
                         findings=e.findings)
@@ -51,10 +45,7 @@ def report(predictions: Predictions, *, area: Area, ranking: RankingConfig, gaps
         excluded=excluded,
         current_findings=s.current_findings,
         data_gaps=data_gaps(s, area=area, rules=gaps) + f.record_gaps,
-<<<<<<< HEAD
-=======
         preferences=tuple(preferences),
->>>>>>> main
         provenance=Provenance(
             planner_version=__version__, rules_version=s.rules_version, area_version=f.area_version,
             model=predictions.model, seed=predictions.seed, as_of=f.as_of, num_samples=predictions.num_samples,
