@@ -8,6 +8,7 @@ and the rationale's sentences on both and on how the patient's preferences moved
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -49,6 +50,8 @@ class Explainer:
         for k, a in enumerate(self.terms.applicable):
             met = bool(self.terms.met[k, j])
             ind = a.indication
+            if ind.kind == "avoid" and met:
+                continue  # a combination to avoid is only worth saying when a plan has it
             out.append(IndicationStatus(id=ind.id, label=ind.label, met=met, message=self._message(k, a, j, met),
                                         strength=ind.strength, source=ind.source))
         return tuple(out)
@@ -66,6 +69,8 @@ class Explainer:
             p = float((self.pred_draws[:, j] < (ind.below or 0.0)).mean())
             head = f"P({self.area.outcome.quantity} < {ind.below:g}) {p:.2f}"
             return f"meets {ind.label}: {head}" if met else f"not met: {ind.recommendation}; {head}; {self._others(k)}"
+        if ind.kind == "avoid":
+            return f"not met: {ind.recommendation}; {self._others(k).replace('meets it', 'avoids it')}"
         if ind.kind == "history":
             about = "; ".join(c.describe(self.area.outcome.unit) for c in a.courses)
             if ind.history == "response":
@@ -89,10 +94,14 @@ class Explainer:
                      value=_r(shortfall, 3), unit=o.unit, utility=_r(shortfall_utility)),
             Tradeoff(term="burden", label="drugs, changes, cautions and rule-adjusted doses", utility=_r(burden)),
         ]
-        for t in self.terms.terms:
-            out.append(Tradeoff(term=t.key, label=t.label, value=_r(t.values[j]), unit=t.unit,
-                                utility=_r(t.draws[:, j].mean())))
+        for t, mean in zip(self.terms.terms, self._term_means):
+            out.append(Tradeoff(term=t.key, label=t.label, value=_r(t.values[j]), unit=t.unit, utility=_r(mean[j])))
         return tuple(out)
+
+    @functools.cached_property
+    def _term_means(self) -> list[np.ndarray]:
+        """Each term's mean utility per candidate (computed once for all plans)."""
+        return [t.draws.mean(axis=0) for t in self.terms.terms]
 
     # ---- rationale ----------------------------------------------------------------------------------
     def sentences(self, statuses: Sequence[IndicationStatus], trade: Sequence[Tradeoff], rank: int,

@@ -30,7 +30,7 @@ import numpy as np
 
 from .areas import Area
 from . import explain
-from .dosing import dosage, dose_text, load_prescribing
+from .dosing import Prescribing, dosage, dose_text, load_prescribing
 from .errors import ConfigError, RuleError
 from .guidelines import PREFERENCE_MEASURES, Guidelines, PatientContext, UtilityTerms, load_guidelines, utility_terms
 from .rule_files import read_yaml, rules_dir
@@ -132,7 +132,7 @@ class RankingConfig:
 
 
 def describe_changes(current: Regimen, candidate: Regimen, area: Area, *, rules: str | Path | None = None,
-                     ) -> tuple[tuple[PlanDrug, ...], tuple[PlanDrug, ...]]:
+                     forms: Prescribing | None = None) -> tuple[tuple[PlanDrug, ...], tuple[PlanDrug, ...]]:
     """Label each drug of ``candidate`` against ``current``; return (regimen drugs, stopped drugs). Each drug with
     a known dose carries its dose as prescribed (:func:`planner.dosing.dosage`, from ``rules``)."""
     cur = {d.ingredient: d for d in current.drugs}
@@ -151,7 +151,7 @@ def describe_changes(current: Regimen, candidate: Regimen, area: Area, *, rules:
             prev = None
         out.append(PlanDrug(drug=d.ingredient, rxnorm=d.rxcui, drug_class=klass, dose_mg_day=d.dose_mg_day,
                             change=change, previous_dose_mg_day=prev,
-                            dosage=dosage(d.ingredient, d.dose_mg_day, rules=rules)))
+                            dosage=dosage(d.ingredient, d.dose_mg_day, rules=rules, forms=forms)))
     kept = set(candidate.ingredients)
     stopped = tuple(
         PlanDrug(drug=d.ingredient, rxnorm=d.rxcui, drug_class=d.drug_class or _class_of(area, d.ingredient),
@@ -230,11 +230,13 @@ def rank_plans(
     record: PatientRecord | None = None,
     preferences: Sequence[str] = (),
     seed: int = 0,
+    top: int | None = None,
 ) -> list[Plan]:
     """Rank screened candidates. ``mean_draws``/``pred_draws`` are (num_samples, n_candidates) joint draws.
 
     With ``record``, the area's guideline indications and secondary outcomes (``rules/guidelines/<area>.yaml``)
-    enter the utility; ``preferences`` (ids from ``rules/ranking.yaml``) add the patient's preference terms."""
+    enter the utility; ``preferences`` (ids from ``rules/ranking.yaml``) add the patient's preference terms.
+    ``top``: build only the best ``top`` plans (P(best) and the ranks still come from every candidate)."""
     n = len(candidates)
     if mean_draws.shape != pred_draws.shape or mean_draws.ndim != 2 or mean_draws.shape[1] != n:
         raise ValueError(f"draws must be (num_samples, {n}); got {mean_draws.shape} and {pred_draws.shape}")
@@ -271,7 +273,7 @@ def rank_plans(
                                   pred_draws=pred_draws, guidelines=extra_guidelines(area, config, record))
 
     plans: list[Plan] = []
-    for rank, i in enumerate(order, start=1):
+    for rank, i in enumerate(order[:top] if top is not None else order, start=1):
         drugs, stopped = rows[i]
         pred = Predicted(
             mean=_r(means[i]), lower=_r(lo[i]), upper=_r(hi[i]), level=config.level,
@@ -304,8 +306,9 @@ def _burden(area: Area, current: Regimen, candidates: Sequence[Regimen], finding
     doses, drugs, changes)."""
     penalties = np.zeros(len(candidates))
     rows = []
+    forms = load_prescribing(rules)
     for i, (reg, fs) in enumerate(zip(candidates, findings)):
-        drugs, stopped = describe_changes(current, reg, area, rules=rules)
+        drugs, stopped = describe_changes(current, reg, area, forms=forms)
         if adjusted_by and adjusted_by[i]:
             drugs = tuple(pd.model_copy(update={"dose_adjusted_by": adjusted_by[i].get(pd.drug)}) for pd in drugs)
         n_caution = sum(1 for f in fs if f.action == "caution")
@@ -343,7 +346,7 @@ def _r(x: float, nd: int = 3) -> float:
 
 
 def rank(predictions: Predictions, *, area: Area, config: RankingConfig, record: PatientRecord | None = None,
-         preferences: Sequence[str] = ()) -> list[Plan]:
+         preferences: Sequence[str] = (), top: int | None = None) -> list[Plan]:
     """The ranking stage's typed interface: every kept regimen of ``predictions`` as a ranked plan (best first;
     none when nothing was predicted). With the ``record``, the area's guideline indications and secondary outcomes
     count; ``preferences`` are the patient's (ids in ``rules/ranking.yaml``)."""
@@ -356,5 +359,5 @@ def rank(predictions: Predictions, *, area: Area, config: RankingConfig, record:
         findings=[list(k.findings) for k in screened.kept], mean_draws=predictions.mean_draws,
         pred_draws=predictions.pred_draws, baseline=None if f.outcome_recent is None else f.outcome_recent.value,
         target=f.target, config=config, features=dict(f.values), adjusted_by=[dict(k.adjusted_by) for k in screened.kept],
-        record=record, preferences=preferences, seed=predictions.seed,
+        record=record, preferences=preferences, seed=predictions.seed, top=top,
     )

@@ -122,9 +122,19 @@ def test_t2d_ckd_by_egfr_gets_an_sglt2_inhibitor_and_not_below_egfr_20(planner):
 
 
 def test_no_indication_no_guideline_penalty(planner):
-    rec = planner.recommend(_t2d("plain", 7.8).record(), area="t2d")
-    assert all(not p.indications for p in rec.plans)
-    assert all(not any(t.term.startswith("indication:") for t in p.tradeoffs) for p in rec.plans)
+    rec = planner.recommend(_t2d("plain", 7.8).record(), area="t2d", top=40)
+    for p in rec.plans:
+        both = {"dpp4_inhibitor", "glp1_agonist"} <= {d.drug_class for d in p.regimen}
+        assert [s.id for s in p.indications] == (["t2d.no-dpp4i-with-glp1ra"] if both else [])
+        assert all(t.utility == (-0.5 if both else 0.0) for t in p.tradeoffs if t.term.startswith("indication:"))
+
+
+def test_dpp4_inhibitor_with_glp1_ra_is_advised_against(planner):
+    rec = planner.recommend(_mi_patient().record(), area="t2d", top=60)
+    both = [p for p in rec.plans if {"dpp4_inhibitor", "glp1_agonist"} <= {d.drug_class for d in p.regimen}]
+    assert both and all(not _status(p, "t2d.no-dpp4i-with-glp1ra").met for p in both)
+    assert all("same incretin pathway" in p.rationale for p in both)
+    assert not {"dpp4_inhibitor", "glp1_agonist"} <= {d.drug_class for d in rec.plans[0].regimen}
 
 
 # ---- hypertension -----------------------------------------------------------------------------------------
@@ -348,3 +358,53 @@ def test_cli_prefer(tmp_path):
     assert not {d["drug"] for d in doc["plans"][0]["regimen"]} & INJECTABLE
     bad = subprocess.run([*cmd, "--prefer", "cheapest"], capture_output=True, text=True, env=env, timeout=300)
     assert bad.returncode == 2 and "cheapest" in bad.stderr and "lowest-cost" in bad.stderr
+
+
+# ---- secondary outcomes: the priors at work -----------------------------------------------------------------
+
+
+def test_weight_loss_counts_only_with_overweight_and_gain_always_counts(planner):
+    lean = _t2d("lean", 8.4)
+    heavy = _t2d("heavy", 8.4)
+    heavy.observation("bmi", 33, date="2024-05-01")
+
+    def weight_term(rec, drug):
+        p = next(p for p in rec.plans if drug in _drugs(p))
+        return next(t for t in p.tradeoffs if t.term == "secondary:weight")
+
+    r_lean = planner.recommend(lean.record(), area="t2d", top=60)
+    r_heavy = planner.recommend(heavy.record(), area="t2d", top=60)
+    assert weight_term(r_lean, "semaglutide").value < 0 and weight_term(r_lean, "semaglutide").utility == 0
+    assert weight_term(r_heavy, "semaglutide").utility > 0  # BMI >= 25: weight lost is a benefit
+    assert weight_term(r_lean, "insulin glargine").utility < 0  # weight gained is a harm either way
+
+
+def test_hypoglycaemia_risk_rises_the_deeper_a_sulfonylurea_drives_hba1c():
+    import numpy as np
+
+    from planner.areas import regimen_of
+    from planner.guidelines.evaluate import secondary_draws
+
+    area = load_area("t2d")
+    g = load_guidelines(area)
+    so = next(s for s in g.secondary_outcomes if s.id == "hypoglycaemia")
+    ctx = PatientContext.from_record(_t2d("h", 8.0).record(), area, g)
+    regs = [regimen_of(area, {"metformin": 2000, "glipizide": 10}), regimen_of(area, {"metformin": 2000,
+                                                                                         "sitagliptin": 100})]
+    shallow = secondary_draws(so, area, regs, ctx, g, 400, np.random.default_rng(0),
+                              outcome_draws=np.full((400, 2), 7.2))
+    deep = secondary_draws(so, area, regs, ctx, g, 400, np.random.default_rng(0),
+                           outcome_draws=np.full((400, 2), 5.8))
+    assert shallow[:, 0].mean() > 3 * shallow[:, 1].mean()  # sulfonylurea vs DPP-4 inhibitor (RR 4.57)
+    assert deep[:, 0].mean() > 2 * shallow[:, 0].mean()  # ACCORD: lower HbA1c on a sulfonylurea, more events
+    assert np.allclose(deep[:, 1], shallow[:, 1])  # a DPP-4 inhibitor's risk does not depend on the HbA1c
+
+
+def test_hypertension_ckd_by_egfr_gets_an_acei_or_arb_with_hyperkalaemia_shown(planner):
+    b = _htn("ckd", 146, "amlodipine", 5)
+    b.observation("egfr", 48, date="2024-05-01")
+    rec = planner.recommend(b.record(), area="hypertension")
+    top = rec.plans[0]
+    assert _status(top, "htn.raas-diabetes-albuminuria-ckd").met
+    k = next(t for t in top.tradeoffs if t.term == "secondary:hyperkalaemia")
+    assert k.value > 0.04  # CKD baseline 4% x the ACEi/ARB relative risk

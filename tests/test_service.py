@@ -567,3 +567,17 @@ def test_concurrent_cold_patient_view_is_deterministic(planner, keys, tmp_path):
     assert alone["cc-1"] and any("t2d" in d or "diabetes" in s.lower() for s, d in alone["cc-1"])
     for pid, cards in zip(pids, together):
         assert cards == alone[pid]
+
+
+def test_indicator_follows_action_and_strength_from_data():
+    from planner.rule_files import read_yaml, rules_dir
+    from planner.service import load_definitions
+
+    defs = load_definitions()
+    rows = read_yaml(rules_dir() / "service" / "cds_services.yaml")["indicators"]
+    for row in rows:  # each row is reachable: what it says is what a finding of that action and strength gets
+        strength = None if row["strength"] == "*" else row["strength"]
+        first = next(r for r in rows if r["action"] == row["action"] and r["strength"] in ("*", strength))
+        assert defs.indicator(row["action"], strength) == first["indicator"]
+    assert defs.indicator("exclude", "Strong") == "critical" and defs.indicator("exclude", "Optional") == "warning"
+    assert defs.indicator("exclude", None) == "critical" and defs.indicator("info", "Strong") == "info"

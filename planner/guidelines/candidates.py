@@ -6,7 +6,8 @@ improve the outcome most (e.g. metformin + semaglutide) may lack the indicated d
 it may be only the single add-on. :func:`indicated_candidates` adds, for every candidate that does not meet an
 applicable ``include`` indication, the same regimen with the indication's first listed drug of each class added (or put in
 place of a drug of the same class), at its reference dose (or the lowest dose of the required intensity), when
-the area's combination limits allow it. The safety screen then treats these like every other candidate.
+the area's combination limits allow it (for the generator's first 30 candidates). The safety screen then treats these
+like every other candidate.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ from .evaluate import applicable_indications
 from .schema import Guidelines, Indication, load_guidelines
 
 __all__ = ["add_indicated", "indicated_candidates"]
+
+# candidates augmented per indicated drug: the generator's first (the current regimen, then its most probable
+# moves); more cost sampling and screening time for regimens that rarely rank
+_PER_DRUG = 30
 
 
 def _dose(area: Area, g: Guidelines, ind: Indication, ingredient: str) -> float:
@@ -53,7 +58,7 @@ def indicated_candidates(area: Area, record: PatientRecord, candidates: Sequence
         if ind.kind != "include":
             continue
         for drug in _first_of_each_class(area, g, ind):
-            for reg in candidates:
+            for reg in candidates[:_PER_DRUG]:
                 if set(reg.ingredients) & set(ind.drugs) and ind.min_intensity is None:
                     continue
                 new = _with(area, reg, drug)

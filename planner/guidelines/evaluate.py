@@ -79,10 +79,13 @@ def applicable_indications(g: Guidelines | None, ctx: PatientContext) -> list[Ap
     return out
 
 
-def _meets(a: Applicable, reg: Regimen, g: Guidelines, p_goal: float) -> bool:
+def _meets(a: Applicable, reg: Regimen, g: Guidelines, p_goal: float, area: Area) -> bool:
     ind = a.indication
     if ind.kind == "goal":
         return p_goal >= 0.5
+    if ind.kind == "avoid":
+        have = {d.drug_class or area.drug(d.ingredient).drug_class for d in reg.drugs}
+        return not set(ind.classes) <= have
     names = set(reg.ingredients)
     if ind.kind == "history":
         hit = bool(names & set(a.drugs))
@@ -181,8 +184,8 @@ def utility_terms(
         ind = a.indication
         p_goal = (pred_draws < ind.below).mean(axis=0) if ind.kind == "goal" else np.zeros(n)
         assert guidelines is not None
-        met[k] = [_meets(a, reg, guidelines, float(p_goal[j])) for j, reg in enumerate(regimens)]
-        key = ind.history if ind.kind == "history" else ("goal_unmet" if ind.kind == "goal" else "include_unmet")
+        met[k] = [_meets(a, reg, guidelines, float(p_goal[j]), area) for j, reg in enumerate(regimens)]
+        key = ind.history if ind.kind == "history" else f"{ind.kind}_unmet"
         w = float(guideline_weights.get(key or "", 0.0))
         cost = np.where(met[k], 0.0, -w)
         terms.append(Term(f"indication:{ind.id}", ind.label, "unmet", np.broadcast_to(cost, (num, n)),

@@ -55,7 +55,7 @@ When = tuple[tuple[Criterion, ...], ...]  # any of the alternatives, each all of
 
 class Indication(_M):
     id: str
-    kind: Literal["include", "goal", "history"]
+    kind: Literal["include", "goal", "history", "avoid"]
     label: str
     recommendation: str  # one sentence: what the guideline recommends, for the rationale
     when: When = ()
@@ -64,6 +64,7 @@ class Indication(_M):
     min_intensity: str | None = None  # include: statin intensity level (guideline intensity table)
     below: float | None = None  # goal: outcome level to reach
     history: Literal["not_tolerated", "no_response", "response"] | None = None
+    classes: tuple[str, ...] = ()  # avoid: a plan with a drug of every one of these classes does not meet it
     strength: str = ""
     source: str
 
@@ -75,7 +76,9 @@ class Indication(_M):
             raise ValueError(f"indication {self.id!r}: kind goal needs below")
         if self.kind == "history" and self.history is None:
             raise ValueError(f"indication {self.id!r}: kind history needs history")
-        if self.kind != "history" and not self.when:
+        if self.kind == "avoid" and len(self.classes) < 2:
+            raise ValueError(f"indication {self.id!r}: kind avoid needs two or more classes")
+        if self.kind in ("include", "goal") and not self.when:
             raise ValueError(f"indication {self.id!r}: needs when")
         return self
 
@@ -234,6 +237,11 @@ class Guidelines(_M):
                 if d not in names:
                     raise RuleError("indication names a drug outside the formulary", file=path,
                                     field=f"indications.{ind.id}.drugs", value=d, expected=f"a {area.id} formulary drug")
+        for ind in self.indications:
+            for c in ind.classes:
+                if c not in classes:
+                    raise RuleError("indication names an unknown class", file=path,
+                                    field=f"indications.{ind.id}.classes", value=c, expected=f"a {area.id} class id")
         for so in self.secondary_outcomes:
             for e in so.effects:
                 if e.drug is not None and e.drug not in names:

@@ -24,7 +24,7 @@ def report(predictions: Predictions, *, area: Area, ranking: RankingConfig, gaps
     f = s.features
     o = area.outcome
     plans = [] if f.deceased else rank(predictions, area=area, config=ranking, record=record,
-                                       preferences=preferences)[:top]
+                                       preferences=preferences, top=top)
     excluded = tuple(
         ExcludedRegimen(key=e.regimen.key(), regimen=describe_changes(f.current, e.regimen, area)[0],
                         findings=e.findings)
