@@ -86,6 +86,13 @@ def main(argv: list[str] | None = None) -> None:
             screen_plan(ctx, r, rules=rs)
         prepared.append(time.perf_counter() - t)
         cpu.append(time.thread_time() - c0)
+    only = []  # the findings alone (RuleSet.screen): no dose application, no re-screen
+    for _ in range(args.repeats):
+        c0 = time.thread_time()
+        ctx = rs.prepare(rec)
+        for r in regs:
+            rs.screen(ctx, r)
+        only.append(time.thread_time() - c0)
     naive = []
     for _ in range(max(3, args.repeats // 8)):
         t = time.perf_counter()
@@ -107,6 +114,7 @@ def main(argv: list[str] | None = None) -> None:
           f"(a plan drug with a current drug), {kept} regimens kept")
     print(f"prepared context (prepare + {len(regs)} screen_plan): median {med_p * 1000:.2f} ms per {len(regs)} "
           f"(CPU of this thread {statistics.median(cpu) * 1000:.2f} ms; fastest {min(prepared) * 1000:.2f} ms)")
+    print(f"  findings only (prepare + {len(regs)} RuleSet.screen), CPU: median {statistics.median(only) * 1000:.2f} ms")
     print(f"naive baseline (fresh context per regimen):   median {med_n * 1000:.2f} ms per {len(regs)}")
     print(f"speed-up of prepared over naive: {med_n / med_p:.1f}x; target median <= 2 ms per 200: "
           f"{'met' if per200 <= 0.002 else 'NOT met'} ({per200 * 1000:.2f} ms per 200; wall clock, includes "

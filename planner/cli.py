@@ -13,6 +13,8 @@ import importlib
 import os
 import sys
 
+from typing import Annotated
+
 import typer
 
 from .errors import PlannerError
@@ -50,7 +52,7 @@ def _register_all() -> None:
 
 @app.callback(invoke_without_command=True)
 def _root(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", is_eager=True)] = False,
 ) -> None:
     if version:
         from .version import __version__

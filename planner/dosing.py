@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -137,7 +138,13 @@ def _load(path: str) -> Prescribing:
 
 
 def load_prescribing(rules: str | Path | None = None) -> Prescribing:
-    """The validated ``rules/prescribing.yaml`` (cached)."""
+    """The validated ``rules/prescribing.yaml`` (cached; the folder is resolved once per ``rules`` and
+    ``$PLANNER_RULES_DIR``, since every dose of every plan asks)."""
+    return _resolved(None if rules is None else str(rules), os.environ.get("PLANNER_RULES_DIR"))
+
+
+@functools.lru_cache(maxsize=16)
+def _resolved(rules: str | None, env: str | None) -> Prescribing:  # env: part of the cache key only
     return _load(str(rules_dir(rules) / "prescribing.yaml"))
 
 
@@ -148,16 +155,18 @@ def _num(x: float) -> str:
 
 def _snap(x: float, strengths: tuple[float, ...]) -> float:
     for s in strengths:
-        if math.isclose(x, s, rel_tol=_SNAP):
+        if abs(x - s) <= _SNAP * x:  # within 5% of the computed dose
             return s
     return round(x, 3)
 
 
-def dosage(ingredient: str, dose_mg_day: float | None, *, rules: str | Path | None = None) -> Dosage | None:
-    """``ingredient`` at ``dose_mg_day`` written as prescribed; None when the dose is unknown."""
+def dosage(ingredient: str, dose_mg_day: float | None, *, rules: str | Path | None = None,
+           forms: Prescribing | None = None) -> Dosage | None:
+    """``ingredient`` at ``dose_mg_day`` written as prescribed; None when the dose is unknown. ``forms``: the
+    prescribing table already loaded (else it is loaded from ``rules``)."""
     if dose_mg_day is None or not math.isfinite(dose_mg_day) or dose_mg_day <= 0:
         return None
-    p = load_prescribing(rules)
+    p = forms if forms is not None else load_prescribing(rules)
     form = p.form(ingredient)
     if form is None:
         return Dosage(amount=round(dose_mg_day, 3), unit="mg", ucum="mg", times=1, period="day", route="unknown",

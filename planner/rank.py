@@ -20,26 +20,41 @@ the ranking.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
 from .areas import Area
+from . import explain
+from .dosing import Prescribing, dosage, dose_text, load_prescribing
+from .errors import ConfigError, RuleError
+from .guidelines import PREFERENCE_MEASURES, Guidelines, PatientContext, UtilityTerms, load_guidelines, utility_terms
 from .rule_files import read_yaml, rules_dir
-from .dosing import dosage, dose_text
-from .errors import RuleError
 from .recommendation import Plan, PlanDrug, Predicted
-from .record import Finding, Regimen
+from .record import Finding, PatientRecord, Regimen
 
 if TYPE_CHECKING:
     from .handoffs import Predictions
 
-__all__ = ["RankingConfig", "describe_changes", "rank", "rank_plans", "QUANTILE_LEVELS"]
+__all__ = ["PreferenceSpec", "RankingConfig", "describe_changes", "rank", "rank_plans", "QUANTILE_LEVELS"]
 
 QUANTILE_LEVELS = tuple(round(0.05 * k, 2) for k in range(1, 20))
+_SECONDARY_STREAM = 16  # random stream of the secondary-outcome prior draws (seeded with the recommendation seed)
+
+
+@dataclass(frozen=True)
+class PreferenceSpec:
+    """A patient preference: a penalty of ``weight`` per unit of ``measure`` (rules/ranking.yaml)."""
+
+    id: str
+    weight: float
+    measure: str  # one of planner.guidelines.PREFERENCE_MEASURES
+    label: str
+    per: str
 
 
 @dataclass(frozen=True)
@@ -50,6 +65,10 @@ class RankingConfig:
     utility_scale: Mapping[str, float]
     default_utility_scale_sd: float
     version: str
+    guideline: Mapping[str, float] = field(default_factory=dict)  # per unmet indication, by indication kind
+    secondary: Mapping[str, float] = field(default_factory=dict)  # per unit of a secondary outcome, by outcome id
+    preferences: Mapping[str, PreferenceSpec] = field(default_factory=dict)
+    rules: Path | None = None  # the rules folder the config came from (guidelines, prescribing forms)
 
     @classmethod
     def load(cls, rules: str | Path | None = None) -> "RankingConfig":
@@ -57,6 +76,9 @@ class RankingConfig:
         raw = read_yaml(path)
         try:
             weights = {k: float(v) for k, v in raw["weights"].items()}
+            prefs = {k: PreferenceSpec(id=k, weight=float(v["weight"]), measure=str(v["measure"]),
+                                       label=str(v.get("label", k)), per=str(v.get("per", v["measure"])))
+                     for k, v in (raw.get("preferences") or {}).items()}
             cfg = cls(
                 level=float(raw["level"]),
                 num_samples=int(raw["num_samples"]),
@@ -64,6 +86,10 @@ class RankingConfig:
                 utility_scale={k: float(v) for k, v in (raw.get("utility_scale") or {}).items()},
                 default_utility_scale_sd=float(raw.get("default_utility_scale_sd", 1.0)),
                 version=str(raw["version"]),
+                guideline={k: float(v) for k, v in (raw.get("guideline") or {}).items()},
+                secondary={k: float(v) for k, v in (raw.get("secondary") or {}).items()},
+                preferences=prefs,
+                rules=None if rules is None else Path(rules),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise RuleError(f"invalid ranking configuration ({exc})", file=str(path)) from None
@@ -72,6 +98,10 @@ class RankingConfig:
             raise RuleError("missing weights", file=str(path), field="weights", value=sorted(missing))
         if not 0.5 < cfg.level < 1 or cfg.num_samples < 100:
             raise RuleError("level must be in (0.5, 1) and num_samples >= 100", file=str(path))
+        for p in prefs.values():
+            if p.measure not in PREFERENCE_MEASURES:
+                raise RuleError("unknown preference measure", file=str(path), field=f"preferences.{p.id}.measure",
+                                value=p.measure, expected="one of " + ", ".join(PREFERENCE_MEASURES))
         return cfg
 
     def scale_for(self, area: Area) -> float:
@@ -79,9 +109,30 @@ class RankingConfig:
             return self.utility_scale[area.id]
         return self.default_utility_scale_sd * area.outcome.noise_sd
 
+    def outcome_only(self) -> "RankingConfig":
+        """The same ranking without guideline indications and secondary outcomes (the benchmark's baseline)."""
+        return dataclasses.replace(self, guideline={k: 0.0 for k in self.guideline},
+                                   secondary={k: 0.0 for k in self.secondary})
+
+    def parse_preferences(self, prefer: "str | Sequence[str] | None") -> tuple[str, ...]:
+        """Validated preference ids from ``"a,b"`` or a list (order kept, duplicates dropped)."""
+        if prefer is None:
+            return ()
+        items = prefer.split(",") if isinstance(prefer, str) else list(prefer)
+        out: list[str] = []
+        for item in (str(x).strip() for x in items):
+            if not item:
+                continue
+            if item not in self.preferences:
+                raise ConfigError("unknown preference", field="preferences", value=item,
+                                  expected="one of " + ", ".join(self.preferences))
+            if item not in out:
+                out.append(item)
+        return tuple(out)
+
 
 def describe_changes(current: Regimen, candidate: Regimen, area: Area, *, rules: str | Path | None = None,
-                     ) -> tuple[tuple[PlanDrug, ...], tuple[PlanDrug, ...]]:
+                     forms: Prescribing | None = None) -> tuple[tuple[PlanDrug, ...], tuple[PlanDrug, ...]]:
     """Label each drug of ``candidate`` against ``current``; return (regimen drugs, stopped drugs). Each drug with
     a known dose carries its dose as prescribed (:func:`planner.dosing.dosage`, from ``rules``)."""
     cur = {d.ingredient: d for d in current.drugs}
@@ -100,7 +151,7 @@ def describe_changes(current: Regimen, candidate: Regimen, area: Area, *, rules:
             prev = None
         out.append(PlanDrug(drug=d.ingredient, rxnorm=d.rxcui, drug_class=klass, dose_mg_day=d.dose_mg_day,
                             change=change, previous_dose_mg_day=prev,
-                            dosage=dosage(d.ingredient, d.dose_mg_day, rules=rules)))
+                            dosage=dosage(d.ingredient, d.dose_mg_day, rules=rules, forms=forms)))
     kept = set(candidate.ingredients)
     stopped = tuple(
         PlanDrug(drug=d.ingredient, rxnorm=d.rxcui, drug_class=d.drug_class or _class_of(area, d.ingredient),
@@ -176,14 +227,23 @@ def rank_plans(
     config: RankingConfig,
     features: Mapping[str, float | str | None] | None = None,
     adjusted_by: Sequence[Mapping[str, str]] | None = None,
+    record: PatientRecord | None = None,
+    preferences: Sequence[str] = (),
+    seed: int = 0,
+    top: int | None = None,
 ) -> list[Plan]:
-    """Rank screened candidates. ``mean_draws``/``pred_draws`` are (num_samples, n_candidates) joint draws."""
+    """Rank screened candidates. ``mean_draws``/``pred_draws`` are (num_samples, n_candidates) joint draws.
+
+    With ``record``, the area's guideline indications and secondary outcomes (``rules/guidelines/<area>.yaml``)
+    enter the utility; ``preferences`` (ids from ``rules/ranking.yaml``) add the patient's preference terms.
+    ``top``: build only the best ``top`` plans (P(best) and the ranks still come from every candidate)."""
     n = len(candidates)
     if mean_draws.shape != pred_draws.shape or mean_draws.ndim != 2 or mean_draws.shape[1] != n:
         raise ValueError(f"draws must be (num_samples, {n}); got {mean_draws.shape} and {pred_draws.shape}")
     if n == 0:
         return []
     features = features or {}
+    prefs = config.parse_preferences(list(preferences))
     d = 1.0 if area.outcome.direction == "lower" else -1.0
     alpha = (1 - config.level) / 2
     lo, hi = np.quantile(mean_draws, [alpha, 1 - alpha], axis=0)
@@ -192,13 +252,63 @@ def rank_plans(
     qs = np.quantile(pred_draws, QUANTILE_LEVELS, axis=0)
     reached = d * (target - pred_draws) > 0  # (S, n) per draw: the new measurement reaches the target
     p_target = reached.mean(axis=0)
-    shortfall_draws = np.maximum(d * (mean_draws - target), 0.0) / config.scale_for(area)
+    shortfall = np.maximum(d * (mean_draws - target), 0.0)
     w = config.weights
+    rows, penalties = _burden(area, current, candidates, findings, adjusted_by, w, config.rules)
+    extra = _extra_terms(area, current, candidates, config, record, prefs, pred_draws, mean_draws, seed)
+    primary = w["p_target"] * reached - w["improvement"] * shortfall / config.scale_for(area)
+    # utility per joint draw; the expected utility ranks, the per-draw winner gives P(best)
+    util_draws = primary - penalties[None, :] + extra.total()
+    utility_mean = util_draws.mean(axis=0)
+    order = sorted(range(n), key=lambda i: (-round(float(utility_mean[i]), 12), candidates[i].key()))
+    winners = np.asarray(order)[np.argmax(util_draws[:, order], axis=1)]  # ties go to the higher-ranked plan
+    p_best = np.bincount(winners, minlength=n) / util_draws.shape[0]
+    rank_of = {i: r for r, i in enumerate(order, start=1)}
+    rank_without: dict[int, int] = {}
+    if prefs:
+        plain = utility_mean - np.asarray(extra.total(kinds=frozenset({"preference"}))).mean(axis=0)
+        plain_order = sorted(range(n), key=lambda i: (-round(float(plain[i]), 12), candidates[i].key()))
+        rank_without = {i: r for r, i in enumerate(plain_order, start=1)}
+    explainer = explain.Explainer(area=area, terms=extra, regimens=candidates, rank_of=rank_of,
+                                  pred_draws=pred_draws, guidelines=extra_guidelines(area, config, record))
 
-    penalties = np.zeros(n)
+    plans: list[Plan] = []
+    for rank, i in enumerate(order[:top] if top is not None else order, start=1):
+        drugs, stopped = rows[i]
+        pred = Predicted(
+            mean=_r(means[i]), lower=_r(lo[i]), upper=_r(hi[i]), level=config.level,
+            obs_lower=_r(obs_lo[i]), obs_upper=_r(obs_hi[i]),
+            change_from_baseline=None if baseline is None else _r(means[i] - baseline),
+            quantiles=tuple(_r(q) for q in qs[:, i]),
+        )
+        statuses = explainer.statuses(i)
+        trade = explainer.tradeoffs(i, p_target=float(p_target[i]), w_target=w["p_target"],
+                                    shortfall=float(shortfall[:, i].mean()),
+                                    shortfall_utility=float(-w["improvement"] * shortfall[:, i].mean()
+                                                            / config.scale_for(area)),
+                                    burden=float(-penalties[i]))
+        text = _rationale(area=area, drugs=drugs, stopped=stopped, pred=pred, p_target=float(p_target[i]),
+                          baseline=baseline, target=target, findings=findings[i], features=features)
+        text = " ".join([text, *explainer.sentences(statuses, trade, rank, rank_without.get(i))])
+        plans.append(Plan(
+            rank=rank, key=candidates[i].key(), regimen=drugs, stopped=stopped, predicted=pred,
+            p_target=_r(p_target[i], 4), p_best=_r(p_best[i], 4), utility=_r(utility_mean[i], 4),
+            findings=tuple(findings[i]), rationale=text, indications=statuses, tradeoffs=trade,
+            rank_without_preferences=rank_without.get(i),
+        ))
+    return plans
+
+
+def _burden(area: Area, current: Regimen, candidates: Sequence[Regimen], findings: Sequence[Sequence[Finding]],
+            adjusted_by: Sequence[Mapping[str, str]] | None, w: Mapping[str, float], rules: Path | None,
+            ) -> tuple[list[tuple[tuple[PlanDrug, ...], tuple[PlanDrug, ...]]], np.ndarray]:
+    """Each candidate's drugs labelled against the current regimen, and its burden penalty (cautions, adjusted
+    doses, drugs, changes)."""
+    penalties = np.zeros(len(candidates))
     rows = []
+    forms = load_prescribing(rules)
     for i, (reg, fs) in enumerate(zip(candidates, findings)):
-        drugs, stopped = describe_changes(current, reg, area)
+        drugs, stopped = describe_changes(current, reg, area, forms=forms)
         if adjusted_by and adjusted_by[i]:
             drugs = tuple(pd.model_copy(update={"dose_adjusted_by": adjusted_by[i].get(pd.drug)}) for pd in drugs)
         n_caution = sum(1 for f in fs if f.action == "caution")
@@ -206,31 +316,28 @@ def rank_plans(
         n_change = sum(1 for x in drugs if x.change != "continue") + len(stopped)
         penalties[i] = (w["caution"] * n_caution + w["adjusted_dose"] * n_adjust + w["drug"] * len(drugs)
                         + w["change"] * n_change)
-        rows.append((i, drugs, stopped))
-    # utility per joint draw; the expected utility ranks, the per-draw winner gives P(best)
-    util_draws = w["p_target"] * reached - w["improvement"] * shortfall_draws - penalties[None, :]
-    utility_mean = util_draws.mean(axis=0)
-    order = sorted(range(n), key=lambda i: (-round(float(utility_mean[i]), 12), candidates[i].key()))
-    winners = np.asarray(order)[np.argmax(util_draws[:, order], axis=1)]  # ties go to the higher-ranked plan
-    p_best = np.bincount(winners, minlength=n) / util_draws.shape[0]
-    rows = [(float(utility_mean[i]), i, rows[i][1], rows[i][2]) for i in order]
+        rows.append((drugs, stopped))
+    return rows, penalties
 
-    plans: list[Plan] = []
-    for rank, (utility, i, drugs, stopped) in enumerate(rows, start=1):
-        pred = Predicted(
-            mean=_r(means[i]), lower=_r(lo[i]), upper=_r(hi[i]), level=config.level,
-            obs_lower=_r(obs_lo[i]), obs_upper=_r(obs_hi[i]),
-            change_from_baseline=None if baseline is None else _r(means[i] - baseline),
-            quantiles=tuple(_r(q) for q in qs[:, i]),
-        )
-        plans.append(Plan(
-            rank=rank, key=candidates[i].key(), regimen=drugs, stopped=stopped, predicted=pred,
-            p_target=_r(p_target[i], 4), p_best=_r(p_best[i], 4), utility=_r(utility, 4),
-            findings=tuple(findings[i]),
-            rationale=_rationale(area=area, drugs=drugs, stopped=stopped, pred=pred, p_target=float(p_target[i]),
-                                 baseline=baseline, target=target, findings=findings[i], features=features),
-        ))
-    return plans
+
+def extra_guidelines(area: Area, config: RankingConfig, record: PatientRecord | None) -> Guidelines | None:
+    return None if record is None else load_guidelines(area, config.rules)
+
+
+def _extra_terms(area: Area, current: Regimen, candidates: Sequence[Regimen], config: RankingConfig,
+                 record: PatientRecord | None, prefs: Sequence[str], pred_draws: np.ndarray, mean_draws: np.ndarray,
+                 seed: int) -> UtilityTerms:
+    """Secondary outcomes, guideline indications and preferences as per-draw utility terms."""
+    g = extra_guidelines(area, config, record)
+    ctx = None if record is None else PatientContext.from_record(record, area, g)
+    specs = {p: config.preferences[p] for p in prefs}
+    return utility_terms(
+        area=area, regimens=candidates, current=current, guidelines=g, ctx=ctx, forms=load_prescribing(config.rules),
+        guideline_weights=config.guideline, secondary_weights=config.secondary,
+        preferences={p: (s.measure, s.label, s.per, s.weight) for p, s in specs.items()}, pred_draws=pred_draws,
+        mean_draws=mean_draws,
+        rng=np.random.default_rng([int(seed), _SECONDARY_STREAM]),
+    )
 
 
 def _r(x: float, nd: int = 3) -> float:
@@ -238,9 +345,11 @@ def _r(x: float, nd: int = 3) -> float:
     return float(round(float(x), nd))
 
 
-def rank(predictions: Predictions, *, area: Area, config: RankingConfig) -> list[Plan]:
+def rank(predictions: Predictions, *, area: Area, config: RankingConfig, record: PatientRecord | None = None,
+         preferences: Sequence[str] = (), top: int | None = None) -> list[Plan]:
     """The ranking stage's typed interface: every kept regimen of ``predictions`` as a ranked plan (best first;
-    none when nothing was predicted)."""
+    none when nothing was predicted). With the ``record``, the area's guideline indications and secondary outcomes
+    count; ``preferences`` are the patient's (ids in ``rules/ranking.yaml``)."""
     if predictions.mean_draws is None or predictions.pred_draws is None:
         return []
     screened = predictions.screened
@@ -250,4 +359,5 @@ def rank(predictions: Predictions, *, area: Area, config: RankingConfig) -> list
         findings=[list(k.findings) for k in screened.kept], mean_draws=predictions.mean_draws,
         pred_draws=predictions.pred_draws, baseline=None if f.outcome_recent is None else f.outcome_recent.value,
         target=f.target, config=config, features=dict(f.values), adjusted_by=[dict(k.adjusted_by) for k in screened.kept],
+        record=record, preferences=preferences, seed=predictions.seed, top=top,
     )

@@ -21,6 +21,8 @@ __all__ = [
     "PlanDrug",
     "Predicted",
     "Plan",
+    "IndicationStatus",
+    "Tradeoff",
     "ExcludedRegimen",
     "DataGap",
     "Provenance",
@@ -80,6 +82,27 @@ class Predicted(Frozen):
     quantiles: tuple[float, ...] = ()  # predictive 5%, 10%, ..., 95% (for plots)
 
 
+class IndicationStatus(Frozen):
+    """A guideline indication that applies to the patient, and whether this plan meets it."""
+
+    id: str  # e.g. "t2d.sglt2i-heart-failure" (rules/guidelines/<area>.yaml)
+    label: str
+    met: bool
+    message: str  # why met / not met, one sentence
+    strength: str = ""
+    source: str = ""
+
+
+class Tradeoff(Frozen):
+    """One term of a plan's utility (rules/ranking.yaml): the value behind it and what it adds to the utility."""
+
+    term: str  # "outcome:p_target", "outcome:shortfall", "burden", "secondary:<id>", "indication:<id>", "preference:<id>"
+    label: str
+    value: float | None = None  # expected value of the measure (probability, kg, risk, count)
+    unit: str = ""
+    utility: float  # mean contribution to the plan's utility (negative: a cost)
+
+
 class Plan(Frozen):
     rank: int
     key: str
@@ -91,6 +114,9 @@ class Plan(Frozen):
     utility: float
     findings: FindingTuple = Findings()
     rationale: str
+    indications: tuple[IndicationStatus, ...] = ()  # the guideline indications that apply, met or not
+    tradeoffs: tuple[Tradeoff, ...] = ()  # the plan's utility, term by term
+    rank_without_preferences: int | None = None  # where the plan ranks when the patient's preferences are ignored
 
 
 class ExcludedRegimen(Frozen):
@@ -128,6 +154,7 @@ class Recommendation(Frozen):
     excluded: tuple[ExcludedRegimen, ...] = ()
     current_findings: FindingTuple = Findings()  # held as record.Findings: renders as a table in Jupyter
     data_gaps: tuple[DataGap, ...] = ()
+    preferences: tuple[str, ...] = ()  # patient preferences the ranking used (rules/ranking.yaml preferences)
     provenance: Provenance
 
     def to_json(self, *, indent: int | None = 2) -> str:

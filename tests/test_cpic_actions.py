@@ -148,7 +148,8 @@ def test_both_genes_reported_give_one_finding(rs):
     assert len(f) == 1 and f[0].action == "exclude" and f[0].rule_id.startswith("cpic.desflurane.")
 
 
-def test_cyp2d6_ultrarapid_duplication_excludes_codeine(rs):
-    # CPIC: *1/*2 duplications are ultrarapid (activity score >= 3.0); codeine: avoid
-    f = gd(rs.screen(patient(geno("CYP2D6", "*1/*2x2")), one("codeine", 120)), "codeine")
+@pytest.mark.parametrize("diplotype", ["*1/*2x2", "*1/*2xN"])
+def test_cyp2d6_ultrarapid_duplication_excludes_codeine(rs, diplotype):
+    # CPIC: *1/*2 duplications (copy number given or not) are ultrarapid (activity score >= 3.0); codeine: avoid
+    f = gd(rs.screen(patient(geno("CYP2D6", diplotype)), one("codeine", 120)), "codeine")
     assert f[0].action == "exclude" and "3.0" in (f[0].phenotype or "")

@@ -130,6 +130,9 @@ def test_no_output_writes_a_dose_in_a_unit_or_schedule_the_drug_is_not_prescribe
                              rf"{' daily' if form.period == 'week' else ' weekly'}", text)
         if form.unit != "mg":
             assert not re.search(rf"{re.escape(ingredient)} [\d.]+ mg", text)
+    # HTML (planner.render.html, issue 15): the same text, never mg/day
+    page = render(rec, "html")
+    assert want.text in page and not re.search(r"mg ?/ ?d(ay)?\b|mg per day|mg&nbsp;/", page)
     # FHIR: doseQuantity in the drug's UCUM unit, timing per day or per week, route coded
     bundle = render_fhir(rec)
     reqs = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "MedicationRequest"]

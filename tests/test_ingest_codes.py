@@ -84,20 +84,19 @@ def test_every_drug_the_safety_rules_name_is_readable_from_fhir() -> None:
 
     root = rules_dir()
     names: set[str] = set()
-    classes = root / "drugs" / "classes.yaml"
-    if classes.is_file():
-        for cls in yaml.safe_load(classes.read_text())["classes"].values():
-            names.update(m.lower() for m in cls["members"])
-    cyp = root / "drugs" / "cyp_inhibitors.yaml"
-    if cyp.is_file():
-        for levels in yaml.safe_load(cyp.read_text())["inhibitors"].values():
-            for members in levels.values():
-                names.update(m.lower() for m in members)
-    ddi = root / "interactions" / "ddi.yaml"
-    if ddi.is_file():
-        for rule in yaml.safe_load(ddi.read_text())["rules"]:
-            # "class:ssri", "inhibitor:CYP2D6" ... are selectors resolved by the rule layer, not drug names
-            names.update(m.lower() for side in ("a", "b") for m in rule.get(side, []) if ":" not in m)
+    # every file is required: a missing one fails here instead of making the check pass on nothing
+    for cls in yaml.safe_load((root / "drugs" / "classes.yaml").read_text())["classes"].values():
+        names.update(m.lower() for m in cls["members"])
+    n_classes = len(names)
+    for levels in yaml.safe_load((root / "drugs" / "cyp_inhibitors.yaml").read_text())["inhibitors"].values():
+        for members in levels.values():
+            names.update(m.lower() for m in members)
+    n_inhibitors = len(names) - n_classes
+    for rule in yaml.safe_load((root / "interactions" / "ddi.yaml").read_text())["rules"]:
+        # "class:ssri", "inhibitor:CYP2D6" ... are selectors resolved by the rule layer, not drug names
+        names.update(m.lower() for side in ("a", "b") for m in rule.get(side, []) if ":" not in m)
+    assert n_classes >= 20 and n_inhibitors >= 1 and len(names) > n_classes + n_inhibitors, (
+        "the rule files named fewer drugs than they do: is a file empty or its shape changed?")
     t = code_tables()
     missing = sorted(n for n in names if t.ingredient_by_name(n) is None)
     assert not missing, f"add these ingredients to rules/codes/rxnorm.csv: {missing}"

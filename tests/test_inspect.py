@@ -83,7 +83,7 @@ def test_inspect_errors_exit_2_without_traceback(tmp_path: Path, capsys) -> None
                                                         if e["resource"]["resourceType"] != "Claim"]}))
     cases = [((str(bad),), "no entries"), ((str(nan),), "NaN"), ((str(tmp_path / "missing.json"),), "no such file"),
              ((str(strict_unit), "--strict"), "Observation/o-a1c-1 valueQuantity.unit 'g/L'"),
-             ((str(bad), "--format", "xml"), "--format 'xml'"), ((str(bad), "--as-of", "soon"), "as_of 'soon'")]
+             ((str(bad), "--format", "xml"), "'xml' is not one of"), ((str(bad), "--as-of", "soon"), "as_of 'soon'")]
     for args, needle in cases:
         code, out, err = inproc(capsys, *args)
         assert code == 2, (args, out, err)

@@ -210,3 +210,13 @@ def test_odd_records_still_render(planner) -> None:
     assert "(unknown ingredient)" in page and "(no display)" in page and "not recorded" in page
     assert "&lt;b&gt;odd&lt;/b&gt;" in page and "&lt;i&gt;v&lt;/i&gt;" in page and "CYP2D6" in page
     assert odd._repr_html_() and "HLA-B" in odd._repr_html_()
+
+
+def test_review_notebook_is_committed_without_outputs() -> None:
+    import json
+
+    path = ROOT / "notebooks" / "clinician_review.ipynb"
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert code and all(not c.get("outputs") and c.get("execution_count") is None for c in code)
+    assert path.stat().st_size < 50_000

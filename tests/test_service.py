@@ -9,10 +9,13 @@ import json
 import logging
 import sqlite3
 
-import httpx
-import jwt
 import orjson
 import pytest
+
+pytest.importorskip("fastapi")  # the service extra (fastapi, uvicorn, httpx, PyJWT[crypto]); skipped without it
+
+import httpx
+import jwt
 from cryptography.hazmat.primitives import serialization
 
 from planner.ingest import read_record
@@ -20,8 +23,6 @@ from planner.record import DrugDose, Regimen
 from planner.testing import BundleBuilder
 from service_helpers import (ISSUER, FhirStore, Keys, LiveServer, draft_order, fhir_app, free_port, hook_body,
                              prefetch_of)
-
-pytest.importorskip("fastapi")
 
 SYNTHEA = "Morris_Lockman_cd9e9826-aea1-4682-adc0-c1d97633bf31.json"
 SEL, SIGN, VIEW = "planner-order-select", "planner-order-sign", "planner-patient-view"
@@ -566,3 +567,17 @@ def test_concurrent_cold_patient_view_is_deterministic(planner, keys, tmp_path):
     assert alone["cc-1"] and any("t2d" in d or "diabetes" in s.lower() for s, d in alone["cc-1"])
     for pid, cards in zip(pids, together):
         assert cards == alone[pid]
+
+
+def test_indicator_follows_action_and_strength_from_data():
+    from planner.rule_files import read_yaml, rules_dir
+    from planner.service import load_definitions
+
+    defs = load_definitions()
+    rows = read_yaml(rules_dir() / "service" / "cds_services.yaml")["indicators"]
+    for row in rows:  # each row is reachable: what it says is what a finding of that action and strength gets
+        strength = None if row["strength"] == "*" else row["strength"]
+        first = next(r for r in rows if r["action"] == row["action"] and r["strength"] in ("*", strength))
+        assert defs.indicator(row["action"], strength) == first["indicator"]
+    assert defs.indicator("exclude", "Strong") == "critical" and defs.indicator("exclude", "Optional") == "warning"
+    assert defs.indicator("exclude", None) == "critical" and defs.indicator("info", "Strong") == "info"

@@ -9,10 +9,11 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
-pytest.importorskip("fastapi")
+pytest.importorskip("fastapi")  # the service extra; skipped without it
+
+import httpx
 
 from service_helpers import free_port
 

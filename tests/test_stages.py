@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from planner import Planner
 from planner.areas import load_area
 from planner.errors import ConfigError, RuleError
+from planner.guidelines import add_indicated
 from planner.handoffs import CandidateSet, FeatureRow, Predictions, ScreenedCandidates
 from planner.ingest import read_record
 from planner.record import PatientRecord
@@ -37,8 +38,8 @@ def planner() -> Planner:
     return Planner.load(num_samples=200)
 
 
-def _depression(genotype: str | None) -> PatientRecord:
-    b = BundleBuilder(patient_id="stage-dep", birth_date="1980-04-02", sex="female")
+def _depression(genotype: str | None, deceased: str | None = None) -> PatientRecord:
+    b = BundleBuilder(patient_id="stage-dep", birth_date="1980-04-02", sex="female", deceased=deceased)
     b.condition("35489007", display="Depressive disorder", onset="2023-09-01")
     b.observation("phq9", 17, date="2024-05-10")
     b.observation("egfr", 95, date="2024-05-10")
@@ -53,7 +54,8 @@ def _synthea() -> PatientRecord:
     return read_record(path)
 
 
-def _chain_from_files(planner: Planner, record: PatientRecord, area_id: str, seed: int, tmp: Path):
+def _chain_from_files(planner: Planner, record: PatientRecord, area_id: str, seed: int, tmp: Path,
+                      preferences: tuple[str, ...] = ()):
     """Run every stage from the file the previous stage saved; return the hand-offs and the recommendation."""
     area = load_area(area_id)
     rules = planner.ruleset
@@ -65,29 +67,35 @@ def _chain_from_files(planner: Planner, record: PatientRecord, area_id: str, see
     row_l = FeatureRow.load(row.save(tmp / "features.json"))
     cands = propose_candidates(row_l, area=area, generator=planner.generators[area_id], n=planner.num_candidates,
                                seed=seed)
+    cands = add_indicated(cands, rec_in, area)  # the candidates that add a guideline-indicated drug (issue 16)
     cands_l = CandidateSet.load(cands.save(tmp / "candidates.json"))
     screened = screen_candidates(cands_l, rec_in, area=area, rules=rules)
     screened_l = ScreenedCandidates.load(screened.save(tmp / "screened.json"))
     preds = predict(screened_l, area=area, model=planner.models[area_id], num_samples=planner.ranking.num_samples,
                     seed=seed)
     preds_l = Predictions.load(preds.save(tmp / "predictions.json"))
-    rec = report(preds_l, area=area, ranking=planner.ranking, gaps=planner.gap_rules, top=5)
+    rec = report(preds_l, area=area, ranking=planner.ranking, gaps=planner.gap_rules, top=5, record=rec_in,
+                 preferences=preferences)
     for saved, loaded in ((row, row_l), (cands, cands_l), (screened, screened_l), (preds, preds_l)):
         assert loaded == saved, type(saved).__name__  # bit-for-bit: arrays included
     return row_l, cands_l, screened_l, preds_l, rec
 
 
-@pytest.mark.parametrize("case", ["cyp2c19-poor", "untested", "synthea"])
+@pytest.mark.parametrize("case", ["cyp2c19-poor", "untested", "synthea", "deceased", "synthea-prefer"])
 def test_each_stage_from_the_saved_previous_gives_the_planner_recommendation(planner, tmp_path, case):
-    if case == "synthea":
+    prefs: tuple[str, ...] = ("fewest-pills", "lowest-cost") if case == "synthea-prefer" else ()
+    if case.startswith("synthea"):
         record, area_id = _synthea(), None
     else:
-        record, area_id = _depression("*2/*2" if case == "cyp2c19-poor" else None), "depression"
+        record = _depression("*2/*2" if case == "cyp2c19-poor" else None,
+                             deceased="2024-05-20" if case == "deceased" else None)
+        area_id = "depression"
     area_id = area_id or planner.areas_for(record)[0]
     seed = 7
-    row, cands, screened, preds, rec = _chain_from_files(planner, record, area_id, seed, tmp_path)
-    want = planner.recommend(record, area=area_id, seed=seed, top=5)
+    row, cands, screened, preds, rec = _chain_from_files(planner, record, area_id, seed, tmp_path, prefs)
+    want = planner.recommend(record, area=area_id, seed=seed, top=5, preferences=list(prefs) or None)
     assert rec == want
+    assert rec.preferences == prefs
     assert rec.to_json() == want.to_json()
     # the hand-offs say what the issue asks of them
     assert set(row.units) == set(row.values) and all(isinstance(u, str) for u in row.units.values())
@@ -99,6 +107,8 @@ def test_each_stage_from_the_saved_previous_gives_the_planner_recommendation(pla
     if case == "cyp2c19-poor":
         assert screened.excluded or screened.adjusted  # the CPIC rule removed or adjusted citalopram regimens
         assert {g.gene: g.status for g in screened.genes}["CYP2C19"] == GeneStatus.TESTED
+    if case == "deceased":
+        assert row.deceased and not rec.plans and "deceased" in {g.code for g in rec.data_gaps}
     if case == "untested":
         assert {g.gene: g.status for g in screened.genes}["CYP2C19"] == GeneStatus.NOT_TESTED
         assert "gene-not-tested" in {g.code for g in rec.data_gaps}

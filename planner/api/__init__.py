@@ -23,6 +23,7 @@ from .. import stages
 from ..areas import list_areas, load_area
 from ..audit import AuditConfig, AuditLog
 from ..errors import ConfigError
+from ..guidelines import add_indicated
 from ..rank import RankingConfig
 from ..recommendation import Recommendation
 from ..record import PatientRecord
@@ -169,11 +170,13 @@ class Planner:
     def recommend(
         self, source: Source, *, area: str | None = None, as_of: dt.date | str | None = None,
         top: int = 5, seed: int = 0, input_digest: str | None = None,
+        preferences: str | Sequence[str] | None = None,
     ) -> Recommendation:
         """One recommendation: for ``area``, or for the patient's only area (error if none or several).
 
         ``input_digest``: SHA-256 of the original input for the audit trail, when ``source`` is a record the
-        caller already read with :meth:`read`."""
+        caller already read with :meth:`read`. ``preferences``: the patient's, e.g. ``"avoid-injections,fewest-pills"``
+        or a list (ids in ``rules/ranking.yaml``); they move the ranking and each plan says how."""
         record, digest = self.read(source, as_of=as_of)
         digest = input_digest or digest
         if area is None:
@@ -187,16 +190,19 @@ class Planner:
                     + ("" if not areas else " or use recommend_all"),
                 )
             area = areas[0]
-        return self._recommend(record, area, top=top, seed=seed, digest=digest)
+        return self._recommend(record, area, top=top, seed=seed, digest=digest,
+                               preferences=self.ranking.parse_preferences(preferences))
 
     def recommend_all(
         self, source: Source, *, as_of: dt.date | str | None = None, top: int = 5, seed: int = 0,
-        input_digest: str | None = None,
+        input_digest: str | None = None, preferences: str | Sequence[str] | None = None,
     ) -> list[Recommendation]:
         """One recommendation per area the patient is in (empty list when none)."""
         record, digest = self.read(source, as_of=as_of)
         digest = input_digest or digest
-        return [self._recommend(record, a, top=top, seed=seed, digest=digest) for a in self.areas_for(record)]
+        prefs = self.ranking.parse_preferences(preferences)
+        return [self._recommend(record, a, top=top, seed=seed, digest=digest, preferences=prefs)
+                for a in self.areas_for(record)]
 
     def recommend_many(
         self, sources: Sequence[Source], *, area: str | None = None, as_of: dt.date | str | None = None,
@@ -209,7 +215,8 @@ class Planner:
         return recommend_many(self, sources, area=area, as_of=as_of, top=top, seed=seed, errors=errors)
 
     # ---- the pipeline: only wiring (each stage in planner.stages; hand-offs in planner.handoffs) -------------
-    def _recommend(self, record: PatientRecord, area_id: str, *, top: int, seed: int, digest: str) -> Recommendation:
+    def _recommend(self, record: PatientRecord, area_id: str, *, top: int, seed: int, digest: str,
+                   preferences: Sequence[str] = ()) -> Recommendation:
         _check_int("top", top, 1, 10_000)
         _check_int("seed", seed, 0, 2**32 - 1)
         if area_id not in self.models:
@@ -219,11 +226,13 @@ class Planner:
         row = stages.feature_row(record, area, knowledge=self.ruleset.knowledge)
         candidates = stages.propose_candidates(row, area=area, generator=self.generators[area_id],
                                                n=self.num_candidates, seed=seed)
+        if any(self.ranking.guideline.values()):  # also the candidates with an indicated drug added
+            candidates = add_indicated(candidates, record, area, rules=self.rules_path)
         screened = stages.screen_candidates(candidates, record, area=area, rules=self.ruleset)
         predictions = stages.predict(screened, area=area, model=self.models[area_id],
                                      num_samples=self.ranking.num_samples, seed=seed)
-        rec = stages.report(predictions, area=area, ranking=self.ranking, gaps=self.gap_rules, top=top)
-        rec = _with_record_gaps(rec, record, area.outcome.quantity)
+        rec = stages.report(predictions, area=area, ranking=self.ranking, gaps=self.gap_rules, top=top,
+                            record=record, preferences=preferences)
         if self.audit is not None:
             self.audit.write(rec, input_sha256=digest)
         return rec
@@ -257,17 +266,6 @@ def _check_int(name: str, value: object, low: int, high: int) -> None:
                           expected=f"an int from {low:,} to {high:,}")
     if not low <= value <= high:
         raise ConfigError(f"{name} out of range", field=name, value=value, expected=f"an int from {low:,} to {high:,}")
-
-
-def _with_record_gaps(rec: Recommendation, record: PatientRecord, quantity: str) -> Recommendation:
-    """The record's own data gaps (unresolved current medication, deceased: no plans, dropped outcome values)."""
-    from ..ingest.quality import record_gaps
-
-    extra = record_gaps(record, quantity=quantity)
-    if not extra:
-        return rec
-    plans = () if record.is_deceased else rec.plans
-    return rec.model_copy(update={"data_gaps": rec.data_gaps + tuple(extra), "plans": plans})
 
 
 def _date(value: dt.date | str) -> dt.date:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
+
+from ..cli_options import ReportFormat, ReportFormatOption
 
 __all__ = ["register"]
 
@@ -17,18 +19,18 @@ def register(app: typer.Typer) -> None:
 
     @cohort.command("run")
     def run(
-        source: Path = typer.Argument(..., help="A folder of FHIR bundles, NDJSON files or a Bulk Data export."),
-        area: str = typer.Option(..., "--area", help="Therapeutic area id."),
-        out: Path = typer.Option(..., "--out", help="Results folder (a killed run resumes into the same one)."),
-        model: Optional[Path] = typer.Option(None, "--model", help="Fitted model folder (default: priors)."),
-        rules: Optional[Path] = typer.Option(None, "--rules", help="Rules folder (default: packaged rules)."),
-        workers: int = typer.Option(1, "--workers", min=1, help="Local worker processes."),
-        scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address (tcp://...)."),
-        at: str = typer.Option("all", "--at", help="Decision points: all | episodes | current."),
-        top: int = typer.Option(5, "--top", min=1, max=50, help="Plans kept per decision point."),
-        seed: int = typer.Option(0, "--seed", help="Random seed (same input and seed: same output)."),
-        batch_size: int = typer.Option(16, "--batch-size", min=1, help="Units (patients/files) per task."),
-        no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+        source: Annotated[Path, typer.Argument(help="A folder of FHIR bundles, NDJSON files or a Bulk Data export.")],
+        area: Annotated[str, typer.Option("--area", help="Therapeutic area id.")],
+        out: Annotated[Path, typer.Option("--out", help="Results folder (a killed run resumes into the same one).")],
+        model: Annotated[Optional[Path], typer.Option("--model", help="Fitted model folder (default: priors).")] = None,
+        rules: Annotated[Optional[Path], typer.Option("--rules", help="Rules folder (default: packaged rules).")] = None,
+        workers: Annotated[int, typer.Option("--workers", min=1, help="Local worker processes.")] = 1,
+        scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Dask scheduler address (tcp://...).")] = None,
+        at: Annotated[str, typer.Option("--at", help="Decision points: all | episodes | current.")] = "all",
+        top: Annotated[int, typer.Option("--top", min=1, max=50, help="Plans kept per decision point.")] = 5,
+        seed: Annotated[int, typer.Option("--seed", help="Random seed (same input and seed: same output).")] = 0,
+        batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Units (patients/files) per task.")] = 16,
+        no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
     ) -> None:
         """Plan every patient and decision point; write Parquet and DuckDB results."""
         from .run import run_cohort
@@ -43,40 +45,37 @@ def register(app: typer.Typer) -> None:
 
     @cohort.command("evaluate")
     def evaluate_cmd(
-        results: Path = typer.Argument(..., help="A results folder written by `planner cohort run`."),
-        truth: Optional[Path] = typer.Option(None, "--truth", help="A `planner simulate` folder (default: beside "
-                                             "the run's input, when there is one)."),
-        fmt: str = typer.Option("table", "--format", help="table | json"),
-        out: Optional[Path] = typer.Option(None, "--out", help="Also write the JSON to this file."),
-        n_boot: int = typer.Option(1000, "--bootstrap", min=50, help="Bootstrap replicates."),
-        level: float = typer.Option(0.9, "--level", min=0.5, max=0.99, help="Interval level."),
-        seed: int = typer.Option(0, "--seed", help="Seed of folds and bootstrap."),
+        results: Annotated[Path, typer.Argument(help="A results folder written by `planner cohort run`.")],
+        truth: Annotated[Optional[Path], typer.Option("--truth", help="A `planner simulate` folder (default: beside "
+                                             "the run's input, when there is one).")] = None,
+        fmt: ReportFormatOption = ReportFormat.table,
+        out: Annotated[Optional[Path], typer.Option("--out", help="Also write the JSON to this file.")] = None,
+        n_boot: Annotated[int, typer.Option("--bootstrap", min=50, help="Bootstrap replicates.")] = 1000,
+        level: Annotated[float, typer.Option("--level", min=0.5, max=0.99, help="Interval level.")] = 0.9,
+        seed: Annotated[int, typer.Option("--seed", help="Seed of folds and bootstrap.")] = 0,
     ) -> None:
         """Agreement, off-policy value (IPW, SNIPW, DR), calibration, safety, by subgroup."""
         import json
 
-        from ..errors import ConfigError
         from .evaluate import evaluate
         from .tables import print_evaluation
 
-        if fmt not in {"table", "json"}:
-            raise ConfigError("unknown output format", field="--format", value=fmt, expected="table or json")
         ev = evaluate(results, truth=truth, n_boot=n_boot, level=level, seed=seed)
         text = json.dumps(ev, indent=1, sort_keys=True)
         if out is not None:
             out.write_text(text, encoding="utf-8")
-        if fmt == "json":
+        if fmt is ReportFormat.json:
             typer.echo(text)
         else:
             print_evaluation(ev)
 
     @cohort.command("report")
     def report_cmd(
-        results: Path = typer.Argument(..., help="A results folder written by `planner cohort run`."),
-        html_out: Path = typer.Option(..., "--html", help="Write the self-contained HTML report here."),
-        truth: Optional[Path] = typer.Option(None, "--truth", help="A `planner simulate` folder (default: found)."),
-        n_boot: int = typer.Option(1000, "--bootstrap", min=50, help="Bootstrap replicates."),
-        seed: int = typer.Option(0, "--seed", help="Seed of folds and bootstrap."),
+        results: Annotated[Path, typer.Argument(help="A results folder written by `planner cohort run`.")],
+        html_out: Annotated[Path, typer.Option("--html", help="Write the self-contained HTML report here.")],
+        truth: Annotated[Optional[Path], typer.Option("--truth", help="A `planner simulate` folder (default: found).")] = None,
+        n_boot: Annotated[int, typer.Option("--bootstrap", min=50, help="Bootstrap replicates.")] = 1000,
+        seed: Annotated[int, typer.Option("--seed", help="Seed of folds and bootstrap.")] = 0,
     ) -> None:
         """One self-contained HTML report: policy values, calibration, PIT, safety, subgroups."""
         from .report import write_report

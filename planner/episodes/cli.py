@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typing import Annotated
+
 import typer
 
 from ..errors import ConfigError
@@ -16,11 +18,11 @@ def register(app: typer.Typer) -> None:
 
     @app.command("simulate")
     def simulate(
-        area: str = typer.Option(..., "--area", help="Therapeutic area id (t2d, lipids, hypertension, depression)."),
-        n: int = typer.Option(1000, "--n", help="Number of patients."),
-        seed: int = typer.Option(0, "--seed", help="Seed: the same seed gives byte-identical output."),
-        out: Path = typer.Option(..., "--out", help="Output folder (fhir/, truth.parquet, truth_params.yaml)."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace bundles already in the folder."),
+        area: Annotated[str, typer.Option("--area", help="Therapeutic area id (t2d, lipids, hypertension, depression).")],
+        out: Annotated[Path, typer.Option("--out", help="Output folder (fhir/, truth.parquet, truth_params.yaml).")],
+        n: Annotated[int, typer.Option("--n", help="Number of patients.")] = 1000,
+        seed: Annotated[int, typer.Option("--seed", help="Seed: the same seed gives byte-identical output.")] = 0,
+        overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace bundles already in the folder.")] = False,
     ) -> None:
         """Simulate a cohort with a known true world: FHIR R4 bundles plus the truth."""
         from ..areas import load_area
@@ -36,9 +38,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("episodes")
     def episodes(
-        source: Path = typer.Argument(..., help="A FHIR file or folder (bundles, NDJSON)."),
-        area: str = typer.Option(..., "--area", help="Therapeutic area id."),
-        out: Path = typer.Option(None, "--out", help="Write episodes as Parquet (one row per episode)."),
+        source: Annotated[Path, typer.Argument(help="A FHIR file or folder (bundles, NDJSON).")],
+        area: Annotated[str, typer.Option("--area", help="Therapeutic area id.")],
+        out: Annotated[Path | None, typer.Option("--out", help="Write episodes as Parquet (one row per episode).")] = None,
     ) -> None:
         """Extract episodes (DESIGN.md rules) and report how many candidates were dropped and why."""
         from ..areas import load_area

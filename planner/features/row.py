@@ -11,6 +11,7 @@ import datetime as dt
 from typing import TYPE_CHECKING
 
 from ..areas import Area, fill_doses
+from ..ingest.quality import record_gaps
 from ..handoffs import FeatureRow
 from ..medication_intervals import regimen_on
 from ..record import PatientRecord
@@ -59,4 +60,5 @@ def feature_row(record: PatientRecord, area: Area, *, knowledge: GeneKnowledge |
         patient_id=record.patient_id, area=area.id, area_version=area.version, as_of=on, values=values, units=units,
         baseline_feature=baseline, outcome_recent=recent, outcome_last=last, baseline_from_last=from_last,
         current=current, measured_under=fill_doses(under, area), target=target, target_label=label,
-        labs_missing=labs_missing)
+        labs_missing=labs_missing, record_gaps=tuple(record_gaps(record, quantity=o.quantity)),
+        deceased=record.is_deceased)

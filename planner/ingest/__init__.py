@@ -28,6 +28,11 @@ LOINC: skipped and counted in :class:`IngestStats`); medications resolved to ing
 combination product, dose in mg/day from the dosage (dose quantity x frequency / period; tablets x strength parsed
 from the display; insulin units x mg_per_unit), else strength x frequency, else None with a DataWarning.
 
+Errors and warnings: input planner cannot read at all (not JSON, over the size limit, duplicate keys, no usable
+Patient) raises a :class:`~planner.errors.PlannerError`; one resource planner cannot use becomes a data-quality
+warning on its patient's record (``PatientRecord.warnings``: code, message, resource, field, value) and is skipped
+(``strict=True`` raises instead). See :mod:`planner.ingest.normalize`.
+
 Logging: counts only (``planner.ingest`` logger at DEBUG); never identifiers or values.
 """
 
@@ -46,7 +51,8 @@ from .pgx import attach_pgx
 from .pharmcat import read_pharmcat
 from .source import DEFAULT_MAX_BYTES, load_resources
 
-__all__ = ["read_records", "read_record", "read_pharmcat", "attach_pgx", "IngestStats", "code_tables"]
+__all__ = ["read_records", "read_record", "select_patients", "read_pharmcat", "attach_pgx", "IngestStats",
+           "code_tables"]
 
 
 def _as_date(value: Any, name: str) -> dt.date | None:
@@ -113,10 +119,28 @@ def read_records(
     return records
 
 
-def read_record(source: str | bytes | os.PathLike[str] | dict[str, Any], **kwargs: Any) -> PatientRecord:
-    """Exactly one patient's record (else a FhirError saying how many were found)."""
-    records = read_records(source, **kwargs)
+def read_record(source: str | bytes | os.PathLike[str] | dict[str, Any], *, patient: str | None = None,
+                **kwargs: Any) -> PatientRecord:
+    """Exactly one patient's record: the only one, or the one whose id is ``patient`` (else a PlannerError)."""
+    records = select_patients(read_records(source, **kwargs), patient, file=_name(source))
     if len(records) != 1:
-        raise FhirError(f"{len(records)} patients in the input", resource="Patient",
-                        expected="exactly one Patient (use read_records for several)")
+        raise FhirError(f"{len(records)} patients in the input", file=_name(source), resource="Patient",
+                        expected="exactly one Patient; choose one with --patient ID (or patient= in Python)")
     return records[0]
+
+
+def select_patients(records: list[PatientRecord], patient: str | None, *, file: str | None = None
+                    ) -> list[PatientRecord]:
+    """All records, or the one whose id is ``patient`` (a ConfigError when the input has no such patient; the
+    message does not list the ids the input holds)."""
+    if patient is None:
+        return records
+    hit = [r for r in records if r.patient_id == patient]
+    if not hit:
+        raise ConfigError(f"no patient with this id among the {len(records)} in the input", file=file,
+                          field="--patient", value=patient, expected="the id of a Patient resource in the input")
+    return hit
+
+
+def _name(source: Any) -> str | None:
+    return str(source) if isinstance(source, (str, os.PathLike)) and not str(source).lstrip().startswith("{") else None

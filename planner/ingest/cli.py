@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
-from ..errors import ConfigError
+from ..cli_options import ReportFormat, ReportFormatOption
 from ..record import PatientRecord
 
 __all__ = ["register", "render_table"]
@@ -85,19 +85,19 @@ def render_table(record: PatientRecord, *, width: int | None = None) -> str:
 def register(app: typer.Typer) -> None:
     @app.command("inspect")
     def inspect(
-        file: Path = typer.Argument(..., help="FHIR R4 Bundle, NDJSON, resource file or folder."),
-        as_of: Optional[str] = typer.Option(None, "--as-of", help="Date the record describes (YYYY-MM-DD)."),
-        fmt: str = typer.Option("table", "--format", help="table or json."),
-        strict: bool = typer.Option(False, "--strict", help="Also validate whole resources (fhir.resources R4B)."),
-        pharmcat: list[Path] = typer.Option([], "--pharmcat", help="PharmCAT phenotype JSON / outside-call TSV."),
+        file: Annotated[Path, typer.Argument(help="FHIR R4 Bundle, NDJSON, resource file or folder.")],
+        as_of: Annotated[Optional[str], typer.Option("--as-of", help="Date the record describes (YYYY-MM-DD).")] = None,
+        fmt: ReportFormatOption = ReportFormat.table,
+        strict: Annotated[bool, typer.Option("--strict", help="Also validate whole resources (fhir.resources R4B).")] = False,
+        pharmcat: Annotated[list[Path], typer.Option("--pharmcat", help="PharmCAT phenotype JSON / outside-call TSV.")] = [],  # noqa: B006 - Typer gives each call its own list
+        patient: Annotated[Optional[str], typer.Option("--patient", help="Patient id (default: every patient).")] = None,
     ) -> None:
         """Show the normalized patient record(s) planner reads from FILE."""
-        from . import read_records
+        from . import read_records, select_patients
 
-        if fmt not in ("table", "json"):
-            raise ConfigError("unknown format", field="--format", value=fmt, expected="table or json")
-        records = read_records(file, as_of=as_of, strict=strict, pharmcat=pharmcat)
-        if fmt == "json":
+        records = select_patients(read_records(file, as_of=as_of, strict=strict, pharmcat=pharmcat), patient,
+                                  file=str(file))
+        if fmt is ReportFormat.json:
             if len(records) == 1:
                 typer.echo(records[0].model_dump_json(indent=2))
             else:

@@ -25,6 +25,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..errors import ModelError
+
 __all__ = ["LearnedBasis", "MIN_ROWS", "PROG", "EFF", "PROP"]
 
 MIN_ROWS = 200  # below this many rows (or rows of the reference group) there is no learned basis
@@ -34,6 +36,17 @@ PROG, EFF, PROP = "_prog", "_eff:", "_prop:"
 TREE = {"n_estimators": 300, "max_depth": 4, "learning_rate": 0.05, "subsample": 1.0}
 PROP_TREE = {"n_estimators": 200, "max_depth": 3, "learning_rate": 0.05}
 
+
+
+def _xgboost():  # noqa: ANN202 - the xgboost module
+    """xgboost, an optional dependency (the ``xgboost`` extra): a clear error when it is not installed."""
+    try:
+        import xgboost
+    except ImportError:
+        raise ModelError("the learned basis needs xgboost, which is not installed", field="basis", value="auto",
+                         expected="pip install 'planner[xgboost]' (the CPU build), or ResponseModel(basis='none')"
+                         ) from None
+    return xgboost
 
 class LearnedBasis:
     """Cross-fitted basis columns of a tabular study (build with :meth:`fit`)."""
@@ -56,7 +69,7 @@ class LearnedBasis:
         """Fit on features ``x`` (n, p; NaN allowed), regimen labels ``keys`` ("none" = no arm; "a" single arm;
         other labels are combinations and only train the propensity) and outcome ``y``. Returns the basis and
         its out-of-fold columns for the training rows (n, q), or None when the data are too few."""
-        import xgboost as xgb
+        xgb = _xgboost()
 
         lab = np.asarray(list(keys), dtype=object)
         n = len(y)
@@ -113,7 +126,7 @@ class LearnedBasis:
 
     @classmethod
     def load(cls, directory: Path) -> "LearnedBasis":
-        import xgboost as xgb
+        xgb = _xgboost()
 
         meta = json.loads((directory / "basis.json").read_text(encoding="utf-8"))
         b = cls(list(meta["names"]), list(meta["arms"]), int(meta["folds"]), int(meta["seed"]))

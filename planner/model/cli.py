@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from typing import Annotated
+
 import typer
 
 from ..errors import ConfigError
@@ -140,15 +142,15 @@ def register(app: typer.Typer) -> None:
 
     @app.command("fit")
     def fit(
-        cohort_dir: Path = typer.Argument(..., help="Folder of FHIR bundles / NDJSON (or a `planner simulate` output)."),
-        area: str = typer.Option(..., "--area", help="Therapeutic area id (t2d, lipids, hypertension, depression)."),
-        out: Path = typer.Option(..., "--out", help="Model folder to write (meta.json, draws.npz, generator/)."),
-        method: str = typer.Option("svi", "--method", help="svi (default; any size) or nuts (small cohorts)."),
-        seed: int = typer.Option(0, "--seed", help="Seed: the same cohort and seed give the same model."),
-        rules: Path = typer.Option(None, "--rules", help="Rules folder (default: the packaged rules)."),
-        steps: int = typer.Option(None, "--steps", help="SVI steps (default: chosen from the cohort size)."),
-        quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
-        check_folds: int = typer.Option(3, "--check-folds", help="Folds of the held-out self-check (0: none)."),
+        cohort_dir: Annotated[Path, typer.Argument(help="Folder of FHIR bundles / NDJSON (or a `planner simulate` output).")],
+        area: Annotated[str, typer.Option("--area", help="Therapeutic area id (t2d, lipids, hypertension, depression).")],
+        out: Annotated[Path, typer.Option("--out", help="Model folder to write (meta.json, draws.npz, generator/).")],
+        method: Annotated[str, typer.Option("--method", help="svi (default; any size) or nuts (small cohorts).")] = "svi",
+        seed: Annotated[int, typer.Option("--seed", help="Seed: the same cohort and seed give the same model.")] = 0,
+        rules: Annotated[Path | None, typer.Option("--rules", help="Rules folder (default: the packaged rules).")] = None,
+        steps: Annotated[int | None, typer.Option("--steps", help="SVI steps (default: chosen from the cohort size).")] = None,
+        quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+        check_folds: Annotated[int, typer.Option("--check-folds", help="Folds of the held-out self-check (0: none).")] = 3,
     ) -> None:
         """Fit the outcome model and the regimen generator of an area on a FHIR cohort's episodes."""
         s = fit_cohort(cohort_dir, area, out, method=method, seed=seed, rules=None if rules is None else str(rules),

@@ -268,11 +268,11 @@ def pgx_html(record: PatientRecord, genes: Mapping[str, object] | None = None) -
                      empty="none: every gene is not tested")
     rows = []
     for g, r in sorted(genes.items()):
-        status = getattr(r, "status", "not-tested")
+        status = getattr(r, "status", GeneStatus.NOT_TESTED)
         conv = getattr(r, "phenoconverted_by", ())
         reported = "<br>".join(_pgx_raw(p) + f" <span class=\"small muted\">({esc(p.source)})</span>"
                                for p in record.pgx_for(g)) or "-"
-        pheno = esc(getattr(r, "phenotype", None) or ("not tested" if status == "not-tested" else "-"))
+        pheno = esc(getattr(r, "phenotype", None) or (GeneStatus.NOT_TESTED.label if status == GeneStatus.NOT_TESTED else "-"))
         if conv:
             pheno += f"<br><span class=\"small\">phenoconverted by {esc(', '.join(conv))}</span>"
         alleles = ", ".join(f"{a} {s}" for a, s in getattr(r, "alleles", ()))

@@ -34,7 +34,7 @@ def gene_results(record: PatientRecord, ruleset: Any, recs: Sequence[Recommendat
     needed |= {gap.gene for r in recs for gap in r.data_gaps if gap.gene}
     needed |= {p.gene for p in record.pgx}
     genes: dict[str, Any] = {g: r for g, r in ruleset.phenotypes(record).items()
-                             if g in needed or r.status != "not-tested" or r.phenoconverted_by}
+                             if g in needed or r.status != GeneStatus.NOT_TESTED or r.phenoconverted_by}
     for g in sorted(needed - set(genes)):
         genes[g] = GeneResult(gene=g, status=GeneStatus.NOT_TESTED, lookup=(NO_RESULT,))
     return dict(sorted(genes.items()))

@@ -5,10 +5,12 @@ from __future__ import annotations
 import io
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from ..dosing import dose_text
-from ..recommendation import PlanDrug, Recommendation
+from ..recommendation import Plan, PlanDrug, Recommendation
 
 
 def _drugs(drugs: tuple[PlanDrug, ...], stopped: tuple[PlanDrug, ...] = ()) -> str:
@@ -26,47 +28,67 @@ def _drugs(drugs: tuple[PlanDrug, ...], stopped: tuple[PlanDrug, ...] = ()) -> s
     return "\n".join(items) or "no drug therapy"
 
 
+def _tradeoffs(p: Plan) -> str:
+    """Indications met / not met, then each secondary outcome and preference with what it adds to the utility."""
+    lines = [("meets " if i.met else "NOT MET ") + i.label for i in p.indications]
+    for t in p.tradeoffs:
+        if t.term.startswith(("secondary:", "preference:")) and (t.value or t.utility):
+            val = f"{100 * t.value:.1f}%" if t.unit.startswith("risk") and t.value is not None else (
+                f"{t.value:+.1f} {t.unit}" if t.term.startswith("secondary:") else f"{t.value:g} x {t.unit}")
+            lines.append(f"{t.label} {val} ({t.utility:+.2f})")
+    if p.rank_without_preferences is not None:
+        lines.append(f"rank {p.rank_without_preferences} without preferences")
+    lines.append(f"utility {p.utility:+.2f}")
+    return "\n".join(lines)
+
+
 def render_table(rec: Recommendation, *, width: int = 140) -> str:
     buf = io.StringIO()
     con = Console(file=buf, width=width, force_terminal=False, color_system=None, highlight=False)
     o = rec.outcome
     base = "no recent value" if o.baseline is None else f"{o.baseline:g} {o.unit} on {o.baseline_date}"
-    con.print(f"[bold]{rec.area_name}[/bold]  outcome {o.quantity} (LOINC {o.loinc}); baseline {base}; "
-              f"target {'<' if o.direction == 'lower' else '>'} {o.target:g} {o.unit}")
+    # text from the record or the rules is printed literally ("[/bold]" in an EHR field is not markup)
+    con.print(f"[bold]{escape(rec.area_name)}[/bold]  " + escape(
+        f"outcome {o.quantity} (LOINC {o.loinc}); baseline {base}; "
+        f"target {'<' if o.direction == 'lower' else '>'} {o.target:g} {o.unit}"))
     if rec.current_regimen:
-        con.print("current: " + _drugs(rec.current_regimen).replace("\n", ", "))
+        con.print(Text("current: " + _drugs(rec.current_regimen).replace("\n", ", ")))
     t = Table(title="Ranked plans", show_lines=True)
-    for col in ("#", "regimen", f"predicted ({o.unit})", "P(target)", "P(best)", "findings"):
+    for col in ("#", "regimen", f"predicted ({o.unit})", "P(target)", "P(best)", "guidelines, trade-offs", "findings"):
         t.add_column(col)
     for p in rec.plans:
         pr = p.predicted
-        t.add_row(
+        t.add_row(*(Text(c) for c in (
             str(p.rank),
             _drugs(p.regimen, p.stopped),
             f"{pr.mean:.2f}\n[{pr.lower:.2f}, {pr.upper:.2f}]",
             f"{p.p_target:.2f}",
             f"{p.p_best:.2f}",
+            _tradeoffs(p),
             "\n".join(f"{f.action}: {f.message}" for f in p.findings) or "-",
-        )
+        )))
     con.print(t)
+    if rec.preferences:
+        con.print("preferences: " + ", ".join(rec.preferences) + " (each plan shows what they cost it and its rank without them)")
     if rec.excluded:
         ex = Table(title=f"Excluded regimens ({len(rec.excluded)})", show_lines=False)
         ex.add_column("regimen")
         ex.add_column("why")
         for e in rec.excluded[:15]:
-            ex.add_row(e.key, "; ".join(f"{f.rule_id}: {f.message}" for f in e.findings if f.action == "exclude"))
+            ex.add_row(Text(e.key), Text("; ".join(f"{f.rule_id}: {f.message}" for f in e.findings
+                                                   if f.action == "exclude")))
         if len(rec.excluded) > 15:
             ex.add_row("...", f"{len(rec.excluded) - 15} more (use --format json)")
         con.print(ex)
     if rec.current_findings:
         con.print("[bold]Findings on current medications[/bold]")
         for f in rec.current_findings:
-            con.print(f"  {f.action}: {f.message} [{f.rule_id}]")
+            con.print(Text(f"  {f.action}: {f.message} [{f.rule_id}]"))
     if rec.data_gaps:
         con.print("[bold]Data gaps[/bold]")
         for g in rec.data_gaps:
-            con.print(f"  {g.message}" + (f" ({g.suggestion})" if g.suggestion else ""))
+            con.print(Text(f"  {g.message}" + (f" ({g.suggestion})" if g.suggestion else "")))
     p = rec.provenance
-    con.print(f"planner {p.planner_version}; rules {p.rules_version}; area {rec.area}@{p.area_version}; "
-              f"model {p.model}; seed {p.seed}; as of {p.as_of}")
+    con.print(Text(f"planner {p.planner_version}; rules {p.rules_version}; area {rec.area}@{p.area_version}; "
+                   f"model {p.model}; seed {p.seed}; as of {p.as_of}"))
     return buf.getvalue()

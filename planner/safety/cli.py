@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
-from ..errors import ConfigError
+from ..cli_options import ReportFormat, ReportFormatOption
 from ..record import PatientRecord
 from ..status import GeneStatus
 
@@ -79,26 +79,26 @@ def register(app: typer.Typer) -> None:
 
     @app.command("check")
     def check(
-        bundle: Path = typer.Argument(..., help="FHIR R4 bundle (JSON) of one patient."),
-        format: str = typer.Option("table", "--format", help="table or json"),
-        rules: Optional[Path] = typer.Option(None, "--rules", help="rules folder (default: packaged)"),
+        bundle: Annotated[Path, typer.Argument(help="FHIR R4 bundle (JSON) of one patient.")],
+        format: ReportFormatOption = ReportFormat.table,
+        rules: Annotated[Optional[Path], typer.Option("--rules", help="rules folder (default: packaged)")] = None,
+        patient: Annotated[Optional[str], typer.Option("--patient", help="Patient id, for inputs of several patients "
+                                              "(default: every patient).")] = None,
     ) -> None:
         """Safety report on the patient's current medications (gene-drug, interactions, allergy, conditions)."""
-        if format not in {"table", "json"}:
-            raise ConfigError("unknown format", field="--format", value=format, expected="table or json")
-        from ..ingest import read_record
+        from ..ingest import read_records, select_patients
 
-        record = read_record(bundle)
-        data = report(record, rules=rules)
-        if format == "json":
-            typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        reports = [report(r, rules=rules) for r in select_patients(read_records(bundle), patient, file=str(bundle))]
+        if format is ReportFormat.json:
+            typer.echo(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2, ensure_ascii=False))
         else:
-            typer.echo(render_report(data))
+            for data in reports:
+                typer.echo(render_report(data))
 
     @rules_app.command("list")
     def list_rules(
-        kind: Optional[str] = typer.Option(None, "--kind", help="gene-drug, drug-drug, drug-condition, ..."),
-        rules: Optional[Path] = typer.Option(None, "--rules"),
+        kind: Annotated[Optional[str], typer.Option("--kind", help="gene-drug, drug-drug, drug-condition, ...")] = None,
+        rules: Annotated[Optional[Path], typer.Option("--rules")] = None,
     ) -> None:
         """Every rule: id, kind, version, source."""
         from . import RuleSet
@@ -109,7 +109,7 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"{rid}\t{k}\t{version}\t{source}")
 
     @rules_app.command("show")
-    def show(rule_id: str, rules: Optional[Path] = typer.Option(None, "--rules")) -> None:
+    def show(rule_id: str, rules: Annotated[Optional[Path], typer.Option("--rules")] = None) -> None:
         """One rule as JSON."""
         from . import RuleSet
 
@@ -117,8 +117,8 @@ def register(app: typer.Typer) -> None:
 
     @rules_app.command("validate")
     def validate(
-        path: Optional[Path] = typer.Argument(None, help="rules folder (default: packaged)"),
-        strict: bool = typer.Option(False, "--strict", help="exit 1 while any source is unchecked"),
+        path: Annotated[Optional[Path], typer.Argument(help="rules folder (default: packaged)")] = None,
+        strict: Annotated[bool, typer.Option("--strict", help="exit 1 while any source is unchecked")] = False,
     ) -> None:
         """Check the manifest and validate every rule file (exit 2 naming the first problem); list rules
         without a checkable source and data lines marked (verify)."""

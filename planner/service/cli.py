@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -11,11 +11,15 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command("serve")
     def serve(
-        host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
-        port: int = typer.Option(8931, "--port", min=0, max=65535, help="Port to listen on (0: any free port)."),
-        config: Optional[Path] = typer.Option(None, "--config", help="Service configuration (YAML; see README)."),
+        host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+        port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on (0: any free port).")] = 8931,
+        config: Annotated[Optional[Path], typer.Option("--config", help="Service configuration (YAML; see README).")] = None,
     ) -> None:
         """Serve CDS Hooks 2.0 (discovery, order-select, order-sign, patient-view, feedback)."""
+        from ..optional import require
+
+        for module in ("fastapi", "uvicorn", "httpx", "jwt", "cryptography"):
+            require(module, extra="service", purpose="planner serve")
         from .server import run
 
         run(host=host, port=port, config_path=config)

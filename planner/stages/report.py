@@ -3,10 +3,13 @@ the data gaps and the provenance)."""
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from ..areas import Area
 from ..handoffs import Predictions
 from ..rank import RankingConfig, describe_changes, rank
 from ..recommendation import ExcludedRegimen, OutcomeSummary, Provenance, Recommendation
+from ..record import PatientRecord
 from ..version import __version__
 from .gaps import GapRules, data_gaps
 
@@ -14,12 +17,14 @@ __all__ = ["report"]
 
 
 def report(predictions: Predictions, *, area: Area, ranking: RankingConfig, gaps: GapRules,
-           top: int) -> Recommendation:
-    """The recommendation: the ``top`` best plans, every excluded candidate, current findings and data gaps."""
+           top: int, record: PatientRecord | None = None, preferences: Sequence[str] = ()) -> Recommendation:
+    """The recommendation: the ``top`` best plans, every excluded candidate, current findings and data gaps.
+    ``record`` (for the guideline indications and secondary outcomes) and ``preferences`` go to the ranking."""
     s = predictions.screened
     f = s.features
     o = area.outcome
-    plans = rank(predictions, area=area, config=ranking)[:top]
+    plans = [] if f.deceased else rank(predictions, area=area, config=ranking, record=record,
+                                       preferences=preferences, top=top)
     excluded = tuple(
         ExcludedRegimen(key=e.regimen.key(), regimen=describe_changes(f.current, e.regimen, area)[0],
                         findings=e.findings)
@@ -39,7 +44,8 @@ def report(predictions: Predictions, *, area: Area, ranking: RankingConfig, gaps
         plans=tuple(plans),
         excluded=excluded,
         current_findings=s.current_findings,
-        data_gaps=data_gaps(s, area=area, rules=gaps),
+        data_gaps=data_gaps(s, area=area, rules=gaps) + f.record_gaps,
+        preferences=tuple(preferences),
         provenance=Provenance(
             planner_version=__version__, rules_version=s.rules_version, area_version=f.area_version,
             model=predictions.model, seed=predictions.seed, as_of=f.as_of, num_samples=predictions.num_samples,

@@ -1,0 +1,175 @@
+"""Guideline-aware ranking vs outcome-only ranking on simulated cohorts with a known truth.
+
+For each area: simulate a cohort (planner.simulate), take one decision date per patient (a random episode t0),
+and recommend with the same Planner, models and candidates twice:
+
+* outcome-only: ``rules/ranking.yaml`` with every guideline-indication and secondary-outcome weight set to 0
+  (and no indicated candidates): the ranking before issue 16, on the primary outcome and burden only;
+* guideline-aware: the shipped ranking (indications, secondary outcomes and harms).
+
+For the top plan of each, the TRUE expected follow-up outcome (``SimCohort.expected_outcome``, the simulator's
+truth, which the model did not shape) gives the true improvement over the current regimen; the script prints
+the mean of both, their ratio (target >= 0.90), the same counting improvement only down to the target (the
+utility gives nothing for going past it), and the share of patients with an applicable guideline
+indication whose top plan meets every one of them. The model is fitted by SVI on the other simulated patients
+of the same world (``--train N``; ``--train 0``: the untrained literature priors that ship).
+
+    .venv/bin/python benchmarks/guideline_ranking.py [--areas t2d,hypertension] [--n 150] [--seed 0] [--json F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from planner import Planner  # noqa: E402
+from planner.areas import list_areas, load_area, regimen_of  # noqa: E402
+from planner.simulate import simulate_cohort  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from model_quality import feature_frame, regimen_at_baseline  # noqa: E402
+
+
+def _regimen(area, drugs):
+    return regimen_of(area, {d.drug: (d.dose_mg_day if d.dose_mg_day is not None else area.drug(d.drug).reference_dose)
+                             for d in drugs})
+
+
+def fit_model(area, cohort, train_ids, seed: int, steps: int | None):
+    """A ResponseModel fitted by SVI on the training patients' episodes (what a health system does with its own
+    cohort); the evaluation patients are held out."""
+    from planner.model import ResponseModel
+
+    d = cohort.decisions.copy()
+    d["regimen_at_baseline"] = regimen_at_baseline(d)
+    ep = d[d["episode"] & d["patient_id"].isin(train_ids)].reset_index(drop=True)
+    m = ResponseModel.from_area(area.id, seed=seed, num_steps=steps)
+    m.fit(feature_frame(area, ep), list(ep["regimen"]), ep["followup"].to_numpy(),
+          current=list(ep["regimen_at_baseline"]))
+    return m, len(ep)
+
+
+RANKINGS = ("outcome", "indications", "guideline")  # outcome-only, + indications, + secondary outcomes (shipped)
+
+
+def _planners(template: Planner, area_id: str, model) -> dict[str, Planner]:
+    """Planners sharing rules, model and generator: outcome-only, indications only, and the shipped ranking."""
+    models = {**template.models, **({area_id: model} if model is not None else {})}
+    kw = dict(ruleset=template.ruleset, rules_path=template.rules_path, models=models,
+              generators=template.generators, num_candidates=template.num_candidates)
+    r = template.ranking
+    only_ind = dataclasses.replace(r, secondary={k: 0.0 for k in r.secondary})
+    return {"outcome": Planner(ranking=r.outcome_only(), **kw), "indications": Planner(ranking=only_ind, **kw),
+            "guideline": Planner(ranking=r, **kw)}
+
+
+def _toward(cur: float, new: float, target: float, sign: float) -> float:
+    """Improvement up to the target (none past it)."""
+    return max(sign * (cur - (max(new, target) if sign > 0 else min(new, target))), 0.0)
+
+
+def run_area(area_id: str, n: int, seed: int, template: Planner, *, n_train: int, steps: int | None) -> dict:
+    area = load_area(area_id)
+    cohort = simulate_cohort(area_id, n + n_train, seed=seed)
+    eps = cohort.episodes
+    rng = np.random.default_rng(seed)
+    pids = np.array(sorted(eps["patient_id"].unique()))
+    eval_ids = set(rng.choice(pids, size=min(n, len(pids)), replace=False))
+    model, n_ep = (None, 0) if n_train <= 0 else fit_model(area, cohort, set(pids) - eval_ids, seed, steps)
+    planners = _planners(template, area_id, model)
+    records = {r.patient_id: r for r in cohort.records() if r.patient_id in eval_ids}
+    picks = eps[eps["patient_id"].isin(eval_ids)].groupby("patient_id", sort=True).apply(
+        lambda g: g.iloc[rng.integers(len(g))], include_groups=False)
+    sign = 1.0 if area.outcome.direction == "lower" else -1.0
+    rows_out = []
+    t = time.perf_counter()
+    for pid, row in picks.iterrows():
+        as_of = row["t0"].date()
+        res = {k: pl.recommend(records[pid], area=area_id, as_of=as_of, top=1, seed=seed) for k, pl in planners.items()}
+        if not all(r.plans for r in res.values()):
+            continue
+        truth = cohort.truth_rows([pid], [as_of])
+        current = _regimen(area, res["guideline"].current_regimen)
+        chosen = [_regimen(area, res[k].plans[0].regimen) for k in RANKINGS]
+        y = cohort.expected_outcome([current, *chosen], truth)[0]
+        target = res["guideline"].outcome.target
+        row_out: dict = {"indicated": bool(res["guideline"].plans[0].indications)}
+        for k, yk in zip(RANKINGS, y[1:]):
+            row_out[f"improve_{k}"] = sign * (y[0] - yk)
+            row_out[f"toward_{k}"] = _toward(y[0], yk, target, sign)
+            row_out[f"met_{k}"] = all(s.met for s in res[k].plans[0].indications)
+        rows_out.append(row_out)
+    secs = time.perf_counter() - t
+    return _summary(area, rows_out, model="fitted" if model is not None else "prior", train_episodes=n_ep,
+                    seconds=secs)
+
+
+def _summary(area, rows_out: list[dict], **extra) -> dict:
+    if not rows_out:
+        return {"area": area.id, "patients": 0, **extra}
+    ind = [r for r in rows_out if r["indicated"]]
+    out: dict = {"area": area.id, "patients": len(rows_out), "unit": area.outcome.unit,
+                 "patients_with_indication": len(ind)}
+    for k in RANKINGS:
+        out[f"true_improvement_{k}"] = round(float(np.mean([r[f"improve_{k}"] for r in rows_out])), 4)
+        out[f"toward_target_{k}"] = round(float(np.mean([r[f"toward_{k}"] for r in rows_out])), 4)
+        out[f"indications_met_{k}"] = round(float(np.mean([r[f"met_{k}"] for r in ind])), 4) if ind else None
+    for k in RANKINGS[1:]:
+        base, base_t = out["true_improvement_outcome"], out["toward_target_outcome"]
+        out[f"ratio_{k}"] = round(out[f"true_improvement_{k}"] / base, 4) if base > 0 else None
+        out[f"toward_target_ratio_{k}"] = round(out[f"toward_target_{k}"] / base_t, 4) if base_t > 0 else None
+    out.update({k: (round(v, 1) if isinstance(v, float) else v) for k, v in extra.items()})
+    return out
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--areas", default=",".join(list_areas()))
+    ap.add_argument("--n", type=int, default=150, help="simulated patients per area")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--num-samples", type=int, default=400, help="posterior draws per candidate")
+    ap.add_argument("--train", type=int, default=3000,
+                    help="simulated patients to fit the model on (0: the untrained literature-prior model)")
+    ap.add_argument("--steps", type=int, default=None, help="SVI steps (default: the model's)")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    template = Planner.load(num_samples=args.num_samples)
+    results = []
+    print(f"model: {'fitted on ' + str(args.train) + ' simulated patients' if args.train > 0 else 'literature priors'}")
+    print("true improvement of the top plan over the current regimen (mean, outcome units); ratio to outcome-only;")
+    print("'to target': improvement counted only down to the target; 'met': top plan meets every indication")
+    print(f"{'area':<13} {'n':>4} {'ranking':<12} {'improvement':>11} {'ratio':>6} {'to target':>9} {'ratio':>6} "
+          f"{'met':>5}")
+    for area_id in [a for a in args.areas.split(",") if a]:
+        r = run_area(area_id, args.n, args.seed, template, n_train=args.train, steps=args.steps)
+        results.append(r)
+        if not r["patients"]:
+            print(f"{area_id:<13} {0:>4}  (no patient with a rankable plan)")
+            continue
+        for k in RANKINGS:
+            label = {"outcome": "outcome-only", "indications": "indications", "guideline": "guideline"}[k]
+            print(f"{area_id:<13} {r['patients']:>4} {label:<12} {r[f'true_improvement_{k}']:>11.3f} "
+                  f"{_fmt(r.get(f'ratio_{k}', 1.0)):>6} {r[f'toward_target_{k}']:>9.3f} "
+                  f"{_fmt(r.get(f'toward_target_ratio_{k}', 1.0)):>6} {_fmt(r[f'indications_met_{k}']):>5}")
+        print(f"{'':<13} {'':>4} ({r['patients_with_indication']} with an indication; unit {r['unit']}; "
+              f"{r['seconds']:.0f} s)")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

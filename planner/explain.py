@@ -1,0 +1,126 @@
+"""What a ranked plan says about guidelines, trade-offs and preferences (used by :mod:`planner.rank`).
+
+Per plan: the status of every guideline indication that applies (met, or not and why: "plan 3 meets it" or "no
+screened candidate meets it"), the plan's utility term by term (:class:`~planner.recommendation.Tradeoff`),
+and the rationale's sentences on both and on how the patient's preferences moved the plan.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .areas import Area
+from .guidelines import Applicable, Guidelines, UtilityTerms
+from .recommendation import IndicationStatus, Tradeoff
+from .record import Regimen
+
+__all__ = ["Explainer"]
+
+
+def _r(x: float, nd: int = 4) -> float:
+    return float(round(float(x), nd))
+
+
+def _value(t: Tradeoff) -> str:
+    if t.value is None:
+        return ""
+    if t.unit.startswith("risk"):
+        return f"{100 * t.value:.1f}% ({t.unit.split(', ', 1)[-1]})"
+    if t.term.startswith("preference:"):
+        return f"{t.value:.3g} x {t.unit}"
+    return f"{t.value:+.1f} {t.unit}"
+
+
+@dataclasses.dataclass
+class Explainer:
+    area: Area
+    terms: UtilityTerms
+    regimens: Sequence[Regimen]
+    rank_of: Mapping[int, int]  # candidate index -> rank
+    pred_draws: np.ndarray
+    guidelines: Guidelines | None
+
+    # ---- indications --------------------------------------------------------------------------------
+    def statuses(self, j: int) -> tuple[IndicationStatus, ...]:
+        out = []
+        for k, a in enumerate(self.terms.applicable):
+            met = bool(self.terms.met[k, j])
+            ind = a.indication
+            if ind.kind == "avoid" and met:
+                continue  # a combination to avoid is only worth saying when a plan has it
+            out.append(IndicationStatus(id=ind.id, label=ind.label, met=met, message=self._message(k, a, j, met),
+                                        strength=ind.strength, source=ind.source))
+        return tuple(out)
+
+    def _others(self, k: int) -> str:
+        ranks = sorted(self.rank_of[i] for i in range(len(self.regimens)) if self.terms.met[k, i])
+        if not ranks:
+            return "no screened candidate meets it"
+        return f"plan {ranks[0]} meets it"
+
+    def _message(self, k: int, a: Applicable, j: int, met: bool) -> str:
+        ind = a.indication
+        names = set(self.regimens[j].ingredients)
+        if ind.kind == "goal":
+            p = float((self.pred_draws[:, j] < (ind.below or 0.0)).mean())
+            head = f"P({self.area.outcome.quantity} < {ind.below:g}) {p:.2f}"
+            return f"meets {ind.label}: {head}" if met else f"not met: {ind.recommendation}; {head}; {self._others(k)}"
+        if ind.kind == "avoid":
+            return f"not met: {ind.recommendation}; {self._others(k).replace('meets it', 'avoids it')}"
+        if ind.kind == "history":
+            about = "; ".join(c.describe(self.area.outcome.unit) for c in a.courses)
+            if ind.history == "response":
+                return (f"meets {ind.label}: {about}" if met
+                        else f"not met: {ind.recommendation} ({about}); {self._others(k)}")
+            return f"meets {ind.label} ({about})" if met else f"not met: re-tries {about}; {self._others(k)}"
+        if met:
+            return f"meets {ind.label} ({', '.join(sorted(names & set(ind.drugs)))})"
+        need = (f"no {ind.min_intensity}-intensity {', '.join(ind.drugs)}" if ind.min_intensity
+                else f"none of {', '.join(ind.drugs)}")
+        return f"not met: {ind.recommendation}; this plan has {need}; {self._others(k)}"
+
+    # ---- trade-offs ---------------------------------------------------------------------------------
+    def tradeoffs(self, j: int, *, p_target: float, w_target: float, shortfall: float, shortfall_utility: float,
+                  burden: float) -> tuple[Tradeoff, ...]:
+        o = self.area.outcome
+        out = [
+            Tradeoff(term="outcome:p_target", label=f"P({o.quantity} reaches target)", value=_r(p_target),
+                     unit="probability", utility=_r(w_target * p_target)),
+            Tradeoff(term="outcome:shortfall", label=f"expected shortfall from the {o.quantity} target",
+                     value=_r(shortfall, 3), unit=o.unit, utility=_r(shortfall_utility)),
+            Tradeoff(term="burden", label="drugs, changes, cautions and rule-adjusted doses", utility=_r(burden)),
+        ]
+        for t, mean in zip(self.terms.terms, self._term_means):
+            out.append(Tradeoff(term=t.key, label=t.label, value=_r(t.values[j]), unit=t.unit, utility=_r(mean[j])))
+        return tuple(out)
+
+    @functools.cached_property
+    def _term_means(self) -> list[np.ndarray]:
+        """Each term's mean utility per candidate (computed once for all plans)."""
+        return [t.draws.mean(axis=0) for t in self.terms.terms]
+
+    # ---- rationale ----------------------------------------------------------------------------------
+    def sentences(self, statuses: Sequence[IndicationStatus], trade: Sequence[Tradeoff], rank: int,
+                  rank_without: int | None) -> list[str]:
+        parts = []
+        unmet = [s.message for s in statuses if not s.met]
+        met = [s.message for s in statuses if s.met]
+        if unmet:
+            parts.append("Guideline indication not met: " + " | ".join(m.removeprefix("not met: ") for m in unmet) + ".")
+        if met:
+            parts.append("Guidelines: " + "; ".join(met) + ".")
+        sec = [f"{t.label} {_value(t)}" for t in trade if t.term.startswith("secondary:") and t.value]
+        if sec:
+            parts.append("Trade-offs: " + ", ".join(sec) + ".")
+        prefs = [t for t in trade if t.term.startswith("preference:")]
+        if prefs:
+            costs = ", ".join(f"{t.label} {t.utility:+.2f} ({_value(t)})" for t in prefs)
+            moved = ("" if rank_without is None else
+                     f"; rank {rank_without} without preferences" if rank_without != rank
+                     else "; same rank without preferences")
+            parts.append(f"Preferences: {costs}{moved}.")
+        return parts

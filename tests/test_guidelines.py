@@ -1,0 +1,410 @@
+"""Golden vignettes: guideline indications, secondary outcomes and patient preferences in the ranking.
+
+Each vignette is a hand-built patient (planner.testing.BundleBuilder) run through the whole Planner with the
+packaged literature-prior models; the asserts are what a clinician reading the plans would check.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import yaml
+
+from planner import Planner
+from planner.areas import list_areas, load_area
+from planner.errors import ConfigError, RuleError
+from planner.guidelines import PatientContext, applicable_indications, load_guidelines
+from planner.rule_files import rules_dir
+from planner.testing import BundleBuilder
+
+AS_OF = "2024-06-01"
+SGLT2_HF = {"empagliflozin", "dapagliflozin"}
+CV_BENEFIT = {"liraglutide", "semaglutide", "dulaglutide", "empagliflozin", "canagliflozin"}
+INJECTABLE = {"liraglutide", "semaglutide", "dulaglutide", "insulin glargine"}
+
+
+@pytest.fixture(scope="module")
+def planner() -> Planner:
+    return Planner.load()
+
+
+def _t2d(pid: str, hba1c: float, *, born: str = "1958-01-01") -> BundleBuilder:
+    b = BundleBuilder(patient_id=pid, birth_date=born, sex="male", as_of=AS_OF)
+    b.condition("44054006", display="Diabetes mellitus type 2", onset="2015-01-01")
+    b.medication("metformin", dose_mg_day=2000, start="2020-01-01", times_per_day=2)
+    b.observation("hba1c", hba1c, date="2024-05-01")
+    return b
+
+
+def _drugs(plan) -> set[str]:
+    return {d.drug for d in plan.regimen}
+
+
+def _status(plan, ind_id):
+    return next(s for s in plan.indications if s.id == ind_id)
+
+
+def _unmet_plans_say_so(rec, ind_id):
+    for p in rec.plans:
+        s = _status(p, ind_id)
+        if not s.met:
+            assert "Guideline indication not met" in p.rationale and s.message.startswith("not met:")
+
+
+# ---- the data ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("area_id", list_areas())
+def test_every_area_has_sourced_guidelines(area_id):
+    area = load_area(area_id)
+    g = load_guidelines(area)
+    assert g is not None and g.source
+    assert all(i.source and i.recommendation for i in g.indications)
+    assert all(e.source for so in g.secondary_outcomes for e in so.effects)
+
+
+def test_a_guideline_naming_a_drug_outside_the_formulary_is_refused(tmp_path):
+    root = tmp_path / "rules"
+    shutil.copytree(rules_dir(), root)
+    path = root / "guidelines" / "t2d.yaml"
+    raw = yaml.safe_load(path.read_text())
+    raw["indications"][0]["drugs"] = ["empagliflozin", "sotagliflozin"]
+    path.write_text(yaml.safe_dump(raw))
+    from planner.manifest import main as pin
+
+    pin([str(root)])  # re-pinned: the formulary check is the one under test
+    with pytest.raises(RuleError) as err:
+        load_guidelines(load_area("t2d"), root)
+    assert "t2d.yaml" in str(err.value) and "sotagliflozin" in str(err.value)
+
+
+# ---- type 2 diabetes --------------------------------------------------------------------------------------
+
+
+def test_t2d_heart_failure_gets_an_sglt2_inhibitor(planner):
+    """The issue's patient: T2D + heart failure, HbA1c 8.2 on metformin 2,000 mg."""
+    b = _t2d("hf", 8.2)
+    b.condition("84114007", display="Heart failure", onset="2021-01-01")
+    b.observation("egfr", 70, date="2024-05-01")
+    rec = planner.recommend(b.record(), area="t2d")
+    top = rec.plans[0]
+    assert _drugs(top) & SGLT2_HF
+    assert _status(top, "t2d.sglt2i-heart-failure").met
+    assert "pioglitazone" not in {d for p in rec.plans for d in _drugs(p)}  # safety still excludes it
+    _unmet_plans_say_so(rec, "t2d.sglt2i-heart-failure")
+    # the trade-off is visible: lower heart-failure hospitalisation risk than staying on metformin alone
+    hf = next(t for t in top.tradeoffs if t.term == "secondary:hf_hospitalisation")
+    assert 0 < hf.value < 0.065 and hf.utility < 0
+
+
+def test_t2d_after_mi_gets_a_drug_with_cardiovascular_benefit_not_glipizide(planner):
+    b = _t2d("mi", 7.6, born="1960-01-01")
+    b.condition("22298006", display="Myocardial infarction", onset="2023-03-01")
+    rec = planner.recommend(b.record(), area="t2d")
+    top = rec.plans[0]
+    assert _drugs(top) & CV_BENEFIT and "glipizide" not in _drugs(top)
+    assert _status(top, "t2d.cv-benefit-ascvd").met
+    _unmet_plans_say_so(rec, "t2d.cv-benefit-ascvd")
+
+
+def test_t2d_ckd_by_egfr_gets_an_sglt2_inhibitor_and_not_below_egfr_20(planner):
+    b = _t2d("ckd", 7.9)
+    b.observation("egfr", 45, date="2024-05-01")
+    rec = planner.recommend(b.record(), area="t2d")
+    assert _drugs(rec.plans[0]) & {"canagliflozin", "dapagliflozin", "empagliflozin"}
+    assert _status(rec.plans[0], "t2d.sglt2i-ckd").met
+    low = _t2d("ckd-low", 7.9)
+    low.observation("egfr", 15, date="2024-05-01")
+    rec = planner.recommend(low.record(), area="t2d")
+    assert all(s.id != "t2d.sglt2i-ckd" for p in rec.plans for s in p.indications)  # eGFR < 20: no indication
+
+
+def test_no_indication_no_guideline_penalty(planner):
+    rec = planner.recommend(_t2d("plain", 7.8).record(), area="t2d", top=40)
+    for p in rec.plans:
+        both = {"dpp4_inhibitor", "glp1_agonist"} <= {d.drug_class for d in p.regimen}
+        assert [s.id for s in p.indications] == (["t2d.no-dpp4i-with-glp1ra"] if both else [])
+        assert all(t.utility == (-0.5 if both else 0.0) for t in p.tradeoffs if t.term.startswith("indication:"))
+
+
+def test_dpp4_inhibitor_with_glp1_ra_is_advised_against(planner):
+    rec = planner.recommend(_mi_patient().record(), area="t2d", top=60)
+    both = [p for p in rec.plans if {"dpp4_inhibitor", "glp1_agonist"} <= {d.drug_class for d in p.regimen}]
+    assert both and all(not _status(p, "t2d.no-dpp4i-with-glp1ra").met for p in both)
+    assert all("same incretin pathway" in p.rationale for p in both)
+    assert not {"dpp4_inhibitor", "glp1_agonist"} <= {d.drug_class for d in rec.plans[0].regimen}
+
+
+# ---- hypertension -----------------------------------------------------------------------------------------
+
+
+def _htn(pid: str, sbp: float, drug: str, dose: float) -> BundleBuilder:
+    b = BundleBuilder(patient_id=pid, birth_date="1960-01-01", sex="male", as_of=AS_OF)
+    b.condition("59621000", display="Essential hypertension", onset="2015-01-01")
+    b.medication(drug, dose_mg_day=dose, start="2020-01-01")
+    b.blood_pressure(sbp, 86, date="2024-05-01")
+    return b
+
+
+def test_hypertension_diabetes_with_albuminuria_gets_an_acei_or_arb(planner):
+    b = _htn("alb", 148, "amlodipine", 5)
+    b.condition("44054006", display="Diabetes mellitus type 2", onset="2015-01-01")
+    b.observation("uacr", 120, date="2024-05-01")
+    rec = planner.recommend(b.record(), area="hypertension")
+    raas = {"lisinopril", "enalapril", "ramipril", "losartan", "valsartan", "olmesartan"}
+    assert _drugs(rec.plans[0]) & raas
+    assert _status(rec.plans[0], "htn.raas-diabetes-albuminuria-ckd").met
+    _unmet_plans_say_so(rec, "htn.raas-diabetes-albuminuria-ckd")
+    assert any(t.term == "secondary:hyperkalaemia" and t.value > 0 for t in rec.plans[0].tradeoffs)
+
+
+def test_hypertension_after_mi_gets_a_beta_blocker(planner):
+    b = _htn("mi", 142, "lisinopril", 20)
+    b.condition("22298006", display="Myocardial infarction", onset="2023-03-01")
+    rec = planner.recommend(b.record(), area="hypertension")
+    assert _drugs(rec.plans[0]) & {"metoprolol", "carvedilol", "atenolol"}
+    _unmet_plans_say_so(rec, "htn.beta-blocker-mi-hfref")
+
+
+def test_hypertension_hfref_gets_an_evidence_based_beta_blocker_not_atenolol(planner):
+    b = _htn("hfref", 138, "lisinopril", 20)
+    b.condition("703272007", display="Heart failure with reduced ejection fraction", onset="2022-01-01")
+    rec = planner.recommend(b.record(), area="hypertension", top=20)
+    assert _drugs(rec.plans[0]) & {"metoprolol", "carvedilol"}
+    for p in rec.plans:
+        if "atenolol" in _drugs(p) and not _drugs(p) & {"metoprolol", "carvedilol"}:
+            assert not _status(p, "htn.evidence-based-beta-blocker-hfref").met
+
+
+# ---- lipids -----------------------------------------------------------------------------------------------
+
+
+def _lipids(pid: str, ldl: float, *, born: str = "1962-01-01") -> BundleBuilder:
+    b = BundleBuilder(patient_id=pid, birth_date=born, sex="male", as_of=AS_OF)
+    b.condition("55822004", display="Hyperlipidemia", onset="2015-01-01")
+    b.medication("simvastatin", dose_mg_day=20, start="2020-01-01")
+    b.observation("ldl", ldl, date="2024-05-01")
+    return b
+
+
+def test_lipids_ascvd_gets_a_high_intensity_statin_and_the_goal_is_reported(planner):
+    b = _lipids("ascvd", 128)
+    b.condition("22298006", display="Myocardial infarction", onset="2023-03-01")
+    rec = planner.recommend(b.record(), area="lipids")
+    top = rec.plans[0]
+    high = {(d.drug, d.dose_mg_day) for d in top.regimen} & {("atorvastatin", 40.0), ("atorvastatin", 80.0),
+                                                            ("rosuvastatin", 20.0), ("rosuvastatin", 40.0)}
+    assert high and _status(top, "lipids.high-intensity-ascvd").met
+    goal = _status(top, "lipids.goal-very-high-risk")  # ESC/EAS very high risk: < 55 mg/dL
+    assert "P(ldl < 55)" in goal.message
+    assert not any(s.id == "lipids.goal-high-risk" for s in top.indications)  # first matching category only
+    # the simvastatin 20 plan (moderate intensity) is not high intensity and says so
+    for p in rec.plans:
+        if _drugs(p) == {"simvastatin"}:
+            assert not _status(p, "lipids.high-intensity-ascvd").met
+
+
+def test_lipids_diabetes_at_50_needs_at_least_moderate_intensity(planner):
+    b = BundleBuilder(patient_id="dm", birth_date="1974-01-01", sex="female", as_of=AS_OF)
+    b.condition("55822004", display="Hyperlipidemia", onset="2015-01-01")
+    b.condition("44054006", display="Diabetes mellitus type 2", onset="2015-01-01")
+    b.observation("ldl", 140, date="2024-05-01")
+    rec = planner.recommend(b.record(), area="lipids", top=30)
+    assert _status(rec.plans[0], "lipids.moderate-intensity-diabetes").met
+    for p in rec.plans:
+        if _drugs(p) <= {"ezetimibe"}:  # no statin at all
+            assert not _status(p, "lipids.moderate-intensity-diabetes").met
+
+
+# ---- depression -------------------------------------------------------------------------------------------
+
+
+def _depression_history() -> BundleBuilder:
+    b = BundleBuilder(patient_id="dep", birth_date="1980-01-01", sex="female", as_of=AS_OF)
+    b.condition("370143000", display="Major depressive disorder", onset="2019-01-01")
+    b.medication("sertraline", dose_mg_day=50, start="2023-01-10", end="2023-01-22", status="stopped")
+    b.medication("fluoxetine", dose_mg_day=20, start="2023-03-01", end="2023-06-01", status="completed")
+    b.observation("phq9", 18, date="2023-02-25")
+    b.observation("phq9", 17, date="2023-05-25")
+    b.medication("bupropion", dose_mg_day=300, start="2021-01-01", end="2021-07-01", status="completed")
+    b.observation("phq9", 19, date="2020-12-20")
+    b.observation("phq9", 6, date="2021-04-01")
+    b.observation("phq9", 16, date="2024-05-20")
+    return b
+
+
+def test_depression_history_is_read_from_the_medication_record():
+    area = load_area("depression")
+    g = load_guidelines(area)
+    ctx = PatientContext.from_record(_depression_history().record(), area, g)
+    by_drug = {c.ingredient: c.outcome for c in ctx.courses}
+    assert by_drug == {"sertraline": "not_tolerated", "fluoxetine": "no_response", "bupropion": "response"}
+    ids = {a.indication.id for a in applicable_indications(g, ctx)}
+    assert ids == {"dep.avoid-not-tolerated", "dep.avoid-no-response", "dep.prefer-prior-response"}
+
+
+def test_depression_prefers_what_worked_and_does_not_retry_what_failed(planner):
+    rec = planner.recommend(_depression_history().record(), area="depression", top=40)
+    top = rec.plans[0]
+    assert "bupropion" in _drugs(top) and not _drugs(top) & {"sertraline", "fluoxetine"}
+    assert all(s.met for s in top.indications)
+    retry = [p for p in rec.plans if _drugs(p) & {"sertraline", "fluoxetine"}]
+    assert retry
+    for p in retry:
+        assert "re-tries" in p.rationale
+    # adverse effects are part of every plan's trade-offs
+    assert {t.term for t in top.tradeoffs} >= {"secondary:sexual_dysfunction", "secondary:nausea"}
+
+
+# ---- preferences ------------------------------------------------------------------------------------------
+
+
+def _mi_patient() -> BundleBuilder:
+    b = _t2d("mi", 7.6, born="1960-01-01")
+    b.condition("22298006", display="Myocardial infarction", onset="2023-03-01")
+    return b
+
+
+def _moved(rec) -> bool:
+    return any(p.rank_without_preferences != p.rank for p in rec.plans)
+
+
+def test_preference_avoid_injections(planner):
+    rec0 = planner.recommend(_mi_patient().record(), area="t2d")
+    rec = planner.recommend(_mi_patient().record(), area="t2d", preferences="avoid-injections")
+    assert _drugs(rec0.plans[0]) & INJECTABLE
+    assert not _drugs(rec.plans[0]) & INJECTABLE
+    assert _drugs(rec.plans[0]) & CV_BENEFIT  # still meets the indication (an SGLT2 inhibitor)
+    assert rec.preferences == ("avoid-injections",) and _moved(rec)
+    assert "Preferences: avoid injections" in rec.plans[0].rationale and "without preferences" in rec.plans[0].rationale
+
+
+def test_preference_avoid_weight_gain(planner):
+    b = _t2d("high", 10.5)
+    base = planner.recommend(b.record(), area="t2d")
+    rec = planner.recommend(b.record(), area="t2d", preferences=["avoid-weight-gain"])
+
+    def gain(p):
+        return next(t.value for t in p.tradeoffs if t.term == "secondary:weight")
+
+    assert gain(base.plans[0]) > 0  # insulin or a sulfonylurea: weight gain
+    assert gain(rec.plans[0]) < gain(base.plans[0]) and _moved(rec)
+
+
+def _measure(p, term):
+    return next(t.value for t in p.tradeoffs if t.term == term)
+
+
+def test_preference_fewest_pills(planner):
+    b = _t2d("pills", 10.5)
+    base = planner.recommend(b.record(), area="t2d")
+    rec = planner.recommend(b.record(), area="t2d", preferences="fewest-pills")
+    assert all(not any(t.term.startswith("preference:") for t in p.tradeoffs) for p in base.plans)
+    top, term = rec.plans[0], "preference:fewest-pills"
+    assert top.key != base.plans[0].key and top.rank_without_preferences > 1
+    base_top = planner.recommend(b.record(), area="t2d", top=50, preferences="fewest-pills")
+    was = next(p for p in base_top.plans if p.key == base.plans[0].key)
+    assert _measure(top, term) < _measure(was, term)  # fewer oral doses a day than the plan it displaced
+
+
+def test_preference_lowest_cost(planner):
+    b = _t2d("cost", 8.4)
+    base = planner.recommend(b.record(), area="t2d", top=50, preferences="lowest-cost")
+    rec = planner.recommend(b.record(), area="t2d", preferences="lowest-cost")
+    term = "preference:lowest-cost"
+    assert _moved(rec)
+    up = [p for p in rec.plans if p.rank < p.rank_without_preferences]
+    assert up
+    for p in up:  # every plan the preference moved up costs less than a plan it passed
+        passed = [q for q in base.plans if q.rank_without_preferences < p.rank_without_preferences and q.rank > p.rank]
+        assert passed and _measure(p, term) < max(_measure(q, term) for q in passed)
+
+
+def test_unknown_preference_is_a_clear_error(planner):
+    with pytest.raises(ConfigError) as err:
+        planner.recommend(_mi_patient().record(), area="t2d", preferences="avoid-needles")
+    msg = str(err.value)
+    assert "avoid-needles" in msg and "avoid-injections" in msg
+
+
+def test_tradeoffs_add_up_to_the_utility_and_json_round_trips(planner):
+    rec = planner.recommend(_mi_patient().record(), area="t2d", preferences="avoid-injections,lowest-cost")
+    for p in rec.plans:
+        assert sum(t.utility for t in p.tradeoffs) == pytest.approx(p.utility, abs=2e-3)
+    doc = json.loads(rec.to_json())
+    assert doc["preferences"] == ["avoid-injections", "lowest-cost"]
+    assert doc["plans"][0]["tradeoffs"] and doc["plans"][0]["indications"]
+    assert type(rec).model_validate_json(rec.to_json()) == rec
+    again = planner.recommend(_mi_patient().record(), area="t2d", preferences="avoid-injections,lowest-cost")
+    assert again.to_json() == rec.to_json()  # same input + seed: same output
+
+
+def test_cli_prefer(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "mi.json"
+    path.write_text(json.dumps(_mi_patient().build()))
+    env = {**os.environ}
+    cmd = [sys.executable, "-m", "planner.cli", "recommend", str(path), "--area", "t2d", "--as-of", AS_OF]
+    out = subprocess.run([*cmd, "--prefer", "avoid-injections", "--format", "json"], capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["preferences"] == ["avoid-injections"]
+    assert not {d["drug"] for d in doc["plans"][0]["regimen"]} & INJECTABLE
+    bad = subprocess.run([*cmd, "--prefer", "cheapest"], capture_output=True, text=True, env=env, timeout=300)
+    assert bad.returncode == 2 and "cheapest" in bad.stderr and "lowest-cost" in bad.stderr
+
+
+# ---- secondary outcomes: the priors at work -----------------------------------------------------------------
+
+
+def test_weight_loss_counts_only_with_overweight_and_gain_always_counts(planner):
+    lean = _t2d("lean", 8.4)
+    heavy = _t2d("heavy", 8.4)
+    heavy.observation("bmi", 33, date="2024-05-01")
+
+    def weight_term(rec, drug):
+        p = next(p for p in rec.plans if drug in _drugs(p))
+        return next(t for t in p.tradeoffs if t.term == "secondary:weight")
+
+    r_lean = planner.recommend(lean.record(), area="t2d", top=60)
+    r_heavy = planner.recommend(heavy.record(), area="t2d", top=60)
+    assert weight_term(r_lean, "semaglutide").value < 0 and weight_term(r_lean, "semaglutide").utility == 0
+    assert weight_term(r_heavy, "semaglutide").utility > 0  # BMI >= 25: weight lost is a benefit
+    assert weight_term(r_lean, "insulin glargine").utility < 0  # weight gained is a harm either way
+
+
+def test_hypoglycaemia_risk_rises_the_deeper_a_sulfonylurea_drives_hba1c():
+    import numpy as np
+
+    from planner.areas import regimen_of
+    from planner.guidelines.evaluate import secondary_draws
+
+    area = load_area("t2d")
+    g = load_guidelines(area)
+    so = next(s for s in g.secondary_outcomes if s.id == "hypoglycaemia")
+    ctx = PatientContext.from_record(_t2d("h", 8.0).record(), area, g)
+    regs = [regimen_of(area, {"metformin": 2000, "glipizide": 10}), regimen_of(area, {"metformin": 2000,
+                                                                                         "sitagliptin": 100})]
+    shallow = secondary_draws(so, area, regs, ctx, g, 400, np.random.default_rng(0),
+                              outcome_draws=np.full((400, 2), 7.2))
+    deep = secondary_draws(so, area, regs, ctx, g, 400, np.random.default_rng(0),
+                           outcome_draws=np.full((400, 2), 5.8))
+    assert shallow[:, 0].mean() > 3 * shallow[:, 1].mean()  # sulfonylurea vs DPP-4 inhibitor (RR 4.57)
+    assert deep[:, 0].mean() > 2 * shallow[:, 0].mean()  # ACCORD: lower HbA1c on a sulfonylurea, more events
+    assert np.allclose(deep[:, 1], shallow[:, 1])  # a DPP-4 inhibitor's risk does not depend on the HbA1c
+
+
+def test_hypertension_ckd_by_egfr_gets_an_acei_or_arb_with_hyperkalaemia_shown(planner):
+    b = _htn("ckd", 146, "amlodipine", 5)
+    b.observation("egfr", 48, date="2024-05-01")
+    rec = planner.recommend(b.record(), area="hypertension")
+    top = rec.plans[0]
+    assert _status(top, "htn.raas-diabetes-albuminuria-ckd").met
+    k = next(t for t in top.tradeoffs if t.term == "secondary:hyperkalaemia")
+    assert k.value > 0.04  # CKD baseline 4% x the ACEi/ARB relative risk
