@@ -440,7 +440,15 @@ class ResponseModel(BaseEstimator):
             raise ConfigError("unknown basis", field="basis", value=self.basis, expected='"auto" or "none"')
         if self.basis == "none":
             return None
+        import importlib.util
+        import warnings
+
         from .basis import LearnedBasis
+
+        if importlib.util.find_spec("xgboost") is None:  # an optional extra: say so, fit the linear model
+            warnings.warn("basis='auto': xgboost is not installed (pip install 'planner[xgboost]'), so the tabular "
+                          "model stays linear in the features", stacklevel=3)
+            return None
 
         return LearnedBasis.fit(raw, [self._regimen_label(r) for r in regimens], z, seed=self.seed)
 
