@@ -34,6 +34,14 @@ SLOW_TESTS = {
     "tests/test_recommend.py::test_cli_recommend_json_is_byte_identical_and_fhir_renders",  # three cold CLIs
     "tests/test_simulate.py::test_deterministic_for_a_seed_and_truth_independent_of_n",
     "tests/test_extras.py::test_the_suite_collects_without_any_extra",  # imports every test module again
+    "tests/test_model_benchmarks.py::test_calibration_benchmark_tiny",
+    "tests/test_model_cli.py::test_self_check_calibrated_model_passes_and_overconfident_one_warns",
+    "tests/test_model_cli.py::test_fit_command_on_simulated_bundles",
+    "tests/test_cohort_report.py::test_evaluation_has_every_part",  # these two share a cohort run and evaluation
+    "tests/test_cohort_report.py::test_evaluate_table_output",
+    "tests/test_guidelines.py::test_cli_prefer",
+    "tests/test_guideline_benchmark.py::test_guideline_benchmark_tiny",
+    "tests/test_report.py::test_cli_writes_one_self_contained_page",
 }
 
 

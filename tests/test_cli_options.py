@@ -16,10 +16,10 @@ def test_recommend_formats_are_the_renderers():
     assert {f.value for f in ReportFormat} <= set(FORMATS)
 
 
-@pytest.mark.parametrize("command", ["recommend", "inspect", "check"])
+@pytest.mark.parametrize("command", ["recommend", "inspect", "check", "cohort evaluate"])
 def test_a_bad_format_is_refused_before_the_command_runs(command, capsys, tmp_path):
     missing = tmp_path / "never-read.json"  # Typer refuses --format first: the file is never opened
-    code = main([command, str(missing), "--format", BAD])
+    code = main([*command.split(), str(missing), "--format", BAD])
     err = capsys.readouterr().err
     assert code == 2
     assert f"'{BAD}' is not one of" in err and "Traceback" not in err

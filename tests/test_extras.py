@@ -52,6 +52,26 @@ def test_planner_and_its_cli_import_without_any_extra(tmp_path):
     assert "recommend" in p.stdout
 
 
+def test_the_cohort_evaluation_says_how_to_get_xgboost(tmp_path):
+    code = textwrap.dedent("""
+        from planner.cohort.ope import _xgb_reg
+        from planner.errors import ConfigError
+        try:
+            _xgb_reg(0)
+        except ConfigError as exc:
+            print(exc)
+            sys.exit(0)
+        sys.exit("no ConfigError")
+    """)
+    runner = tmp_path / "ope.py"
+    runner.write_text(RUNNER.format(optional=OPTIONAL).replace("import pytest\nsys.exit(pytest.main(sys.argv[1:]))",
+                                                               code))
+    p = subprocess.run([sys.executable, str(runner)], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+    assert p.returncode == 0, p.stderr[-3000:] + p.stdout[-1000:]
+    assert "planner[xgboost]" in p.stdout
+
+
 def test_the_learned_basis_says_how_to_get_xgboost(tmp_path):
     code = textwrap.dedent("""
         import numpy as np

@@ -8,7 +8,8 @@ import json
 import orjson
 import pytest
 
-pytest.importorskip("fastapi")
+pytest.importorskip("fastapi")  # the service extra; skipped without it
+pytest.importorskip("jwt")
 
 from service_helpers import FhirStore, LiveServer, fhir_app
 

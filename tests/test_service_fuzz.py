@@ -9,6 +9,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
+pytest.importorskip("fastapi")  # the service extra; skipped without it
+pytest.importorskip("jwt")
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402

@@ -54,7 +54,8 @@ def _synthea() -> PatientRecord:
     return read_record(path)
 
 
-def _chain_from_files(planner: Planner, record: PatientRecord, area_id: str, seed: int, tmp: Path):
+def _chain_from_files(planner: Planner, record: PatientRecord, area_id: str, seed: int, tmp: Path,
+                      preferences: tuple[str, ...] = ()):
     """Run every stage from the file the previous stage saved; return the hand-offs and the recommendation."""
     area = load_area(area_id)
     rules = planner.ruleset
@@ -73,15 +74,17 @@ def _chain_from_files(planner: Planner, record: PatientRecord, area_id: str, see
     preds = predict(screened_l, area=area, model=planner.models[area_id], num_samples=planner.ranking.num_samples,
                     seed=seed)
     preds_l = Predictions.load(preds.save(tmp / "predictions.json"))
-    rec = report(preds_l, area=area, ranking=planner.ranking, gaps=planner.gap_rules, top=5, record=rec_in)
+    rec = report(preds_l, area=area, ranking=planner.ranking, gaps=planner.gap_rules, top=5, record=rec_in,
+                 preferences=preferences)
     for saved, loaded in ((row, row_l), (cands, cands_l), (screened, screened_l), (preds, preds_l)):
         assert loaded == saved, type(saved).__name__  # bit-for-bit: arrays included
     return row_l, cands_l, screened_l, preds_l, rec
 
 
-@pytest.mark.parametrize("case", ["cyp2c19-poor", "untested", "synthea", "deceased"])
+@pytest.mark.parametrize("case", ["cyp2c19-poor", "untested", "synthea", "deceased", "synthea-prefer"])
 def test_each_stage_from_the_saved_previous_gives_the_planner_recommendation(planner, tmp_path, case):
-    if case == "synthea":
+    prefs: tuple[str, ...] = ("fewest-pills", "lowest-cost") if case == "synthea-prefer" else ()
+    if case.startswith("synthea"):
         record, area_id = _synthea(), None
     else:
         record = _depression("*2/*2" if case == "cyp2c19-poor" else None,
@@ -89,9 +92,10 @@ def test_each_stage_from_the_saved_previous_gives_the_planner_recommendation(pla
         area_id = "depression"
     area_id = area_id or planner.areas_for(record)[0]
     seed = 7
-    row, cands, screened, preds, rec = _chain_from_files(planner, record, area_id, seed, tmp_path)
-    want = planner.recommend(record, area=area_id, seed=seed, top=5)
+    row, cands, screened, preds, rec = _chain_from_files(planner, record, area_id, seed, tmp_path, prefs)
+    want = planner.recommend(record, area=area_id, seed=seed, top=5, preferences=list(prefs) or None)
     assert rec == want
+    assert rec.preferences == prefs
     assert rec.to_json() == want.to_json()
     # the hand-offs say what the issue asks of them
     assert set(row.units) == set(row.values) and all(isinstance(u, str) for u in row.units.values())

@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..cli_options import ReportFormat, ReportFormatOption
+
 __all__ = ["register"]
 
 
@@ -46,7 +48,7 @@ def register(app: typer.Typer) -> None:
         results: Annotated[Path, typer.Argument(help="A results folder written by `planner cohort run`.")],
         truth: Annotated[Optional[Path], typer.Option("--truth", help="A `planner simulate` folder (default: beside "
                                              "the run's input, when there is one).")] = None,
-        fmt: Annotated[str, typer.Option("--format", help="table | json")] = "table",
+        fmt: ReportFormatOption = ReportFormat.table,
         out: Annotated[Optional[Path], typer.Option("--out", help="Also write the JSON to this file.")] = None,
         n_boot: Annotated[int, typer.Option("--bootstrap", min=50, help="Bootstrap replicates.")] = 1000,
         level: Annotated[float, typer.Option("--level", min=0.5, max=0.99, help="Interval level.")] = 0.9,
@@ -55,17 +57,14 @@ def register(app: typer.Typer) -> None:
         """Agreement, off-policy value (IPW, SNIPW, DR), calibration, safety, by subgroup."""
         import json
 
-        from ..errors import ConfigError
         from .evaluate import evaluate
         from .tables import print_evaluation
 
-        if fmt not in {"table", "json"}:
-            raise ConfigError("unknown output format", field="--format", value=fmt, expected="table or json")
         ev = evaluate(results, truth=truth, n_boot=n_boot, level=level, seed=seed)
         text = json.dumps(ev, indent=1, sort_keys=True)
         if out is not None:
             out.write_text(text, encoding="utf-8")
-        if fmt == "json":
+        if fmt is ReportFormat.json:
             typer.echo(text)
         else:
             print_evaluation(ev)

@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..optional import require
+
 __all__ = ["design_frames", "off_policy", "bootstrap_mean", "regimen_from_key"]
 
 E_CLIP = 0.01
@@ -97,14 +99,14 @@ def _folds(groups: np.ndarray, k: int, seed: int) -> np.ndarray:
 
 
 def _xgb_reg(seed: int) -> Any:
-    from xgboost import XGBRegressor
+    XGBRegressor = require("xgboost", extra="xgboost", purpose="the off-policy evaluation").XGBRegressor
 
     return XGBRegressor(n_estimators=300, max_depth=2, learning_rate=0.05, subsample=0.8, min_child_weight=3,
                         n_jobs=1, random_state=seed, verbosity=0)
 
 
 def _xgb_clf(seed: int) -> Any:
-    from xgboost import XGBClassifier
+    XGBClassifier = require("xgboost", extra="xgboost", purpose="the off-policy evaluation").XGBClassifier
 
     return XGBClassifier(n_estimators=150, max_depth=2, learning_rate=0.05, subsample=0.8, min_child_weight=3,
                          n_jobs=1, random_state=seed, verbosity=0)

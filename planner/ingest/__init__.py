@@ -28,6 +28,11 @@ LOINC: skipped and counted in :class:`IngestStats`); medications resolved to ing
 combination product, dose in mg/day from the dosage (dose quantity x frequency / period; tablets x strength parsed
 from the display; insulin units x mg_per_unit), else strength x frequency, else None with a DataWarning.
 
+Errors and warnings: input planner cannot read at all (not JSON, over the size limit, duplicate keys, no usable
+Patient) raises a :class:`~planner.errors.PlannerError`; one resource planner cannot use becomes a data-quality
+warning on its patient's record (``PatientRecord.warnings``: code, message, resource, field, value) and is skipped
+(``strict=True`` raises instead). See :mod:`planner.ingest.normalize`.
+
 Logging: counts only (``planner.ingest`` logger at DEBUG); never identifiers or values.
 """
 

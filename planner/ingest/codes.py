@@ -83,6 +83,7 @@ class CodeTables:
     timing_codes: dict[str, float] = dataclasses.field(default_factory=dict)  # BID -> 2.0
     timing_text: dict[str, float] = dataclasses.field(default_factory=dict)  # "twice daily" -> 2.0
     system_alias: dict[str, str] = dataclasses.field(default_factory=dict)  # alias URI -> canonical URI
+    sex_extensions: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)  # url -> code -> gender
 
     def canonical_system(self, system: str | None) -> str | None:
         """The canonical URI of a code system written under an alias (``urn:oid:...6.90`` -> ICD-10-CM)."""
@@ -256,9 +257,12 @@ def _build(root: Path) -> CodeTables:
     except (TypeError, ValueError) as exc:
         raise RuleError(f"invalid timing code table ({exc})", file=str(codes / "timing.yaml")) from None
     system_alias: dict[str, str] = {}
+    sex_extensions: dict[str, dict[str, str]] = {}
     spath = codes / "systems.yaml"
     if spath.is_file():
-        for canonical, aliases in (read_yaml(spath).get("systems") or {}).items():
+        sdoc = read_yaml(spath)
+        sex_extensions = {str(u): {str(k): str(v) for k, v in m.items()} for u, m in (sdoc.get("sex_extensions") or {}).items()}
+        for canonical, aliases in (sdoc.get("systems") or {}).items():
             for a in aliases or ():
                 system_alias[str(a).strip()] = str(canonical)
     versions = {
@@ -278,6 +282,7 @@ def _build(root: Path) -> CodeTables:
                                                 "region_studied")
                             for c in pgx["loinc"].get(key, ())),
         products=products, timing_codes=timing_codes, timing_text=timing_text, system_alias=system_alias,
+        sex_extensions=sex_extensions,
         gene_studied_codes=frozenset(str(c) for c in pgx["loinc"]["gene_studied"]),
     )
 

@@ -92,6 +92,11 @@ class Component(_S):
     dataAbsentReason: CodeableConcept | None = None
 
 
+class Extension(_S):
+    url: str | None = None
+    valueCode: str | None = None
+
+
 class Meta(_S):
     profile: list[str] = []
     lastUpdated: str | None = None
@@ -151,6 +156,7 @@ class Resource(_S):
     gender: str | None = None
     deceasedDateTime: str | None = None
     deceasedBoolean: bool | None = None
+    extension: list[Extension] = []  # Patient: US Core sex / birth sex when gender is absent
     # Condition / AllergyIntolerance
     clinicalStatus: CodeableConcept | None = None
     verificationStatus: CodeableConcept | None = None

@@ -318,6 +318,13 @@ def _finish(raw: RawResource, p: Any, rref: str, b: Builder, *, ctx: Context, as
         raise FhirError("deceased before birth", file=raw.file, resource=rref, field="deceasedDateTime",
                         expected="a date of death on or after the birth date")
     sex = p.gender
+    if sex is None:  # US Core: sex in an extension when gender is not given
+        for url, codes in ctx.tables.sex_extensions.items():
+            sex = next((codes[e.valueCode] for e in p.extension if e.url == url and e.valueCode in codes), None)
+            if sex is not None:
+                b.warn("sex-from-extension", "Patient.gender absent; sex read from the US Core extension", rref,
+                       field="extension", value=url.rsplit("/", 1)[-1])
+                break
     if sex is not None and sex not in {"male", "female", "other", "unknown"}:
         b.warn("invalid-gender", "gender is not one of male, female, other, unknown; not used", rref, field="gender",
                value=sex)

@@ -16,6 +16,10 @@ def register(app: typer.Typer) -> None:
         config: Annotated[Optional[Path], typer.Option("--config", help="Service configuration (YAML; see README).")] = None,
     ) -> None:
         """Serve CDS Hooks 2.0 (discovery, order-select, order-sign, patient-view, feedback)."""
+        from ..optional import require
+
+        for module in ("fastapi", "uvicorn", "httpx", "jwt", "cryptography"):
+            require(module, extra="service", purpose="planner serve")
         from .server import run
 
         run(host=host, port=port, config_path=config)
