@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from planner import Planner  # noqa: E402
 from planner.areas import list_areas, load_area, regimen_of  # noqa: E402
+from planner.guidelines import load_guidelines  # noqa: E402
 from planner.simulate import simulate_cohort  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -90,6 +91,8 @@ def run_area(area_id: str, n: int, seed: int, template: Planner, *, n_train: int
     picks = eps[eps["patient_id"].isin(eval_ids)].groupby("patient_id", sort=True).apply(
         lambda g: g.iloc[rng.integers(len(g))], include_groups=False)
     sign = 1.0 if area.outcome.direction == "lower" else -1.0
+    g = load_guidelines(area)
+    goals = {i.id for i in g.indications if i.kind == "goal"} if g is not None else set()  # reported, not counted
     rows_out = []
     t = time.perf_counter()
     for pid, row in picks.iterrows():
@@ -106,7 +109,7 @@ def run_area(area_id: str, n: int, seed: int, template: Planner, *, n_train: int
         for k, yk in zip(RANKINGS, y[1:]):
             row_out[f"improve_{k}"] = sign * (y[0] - yk)
             row_out[f"toward_{k}"] = _toward(y[0], yk, target, sign)
-            row_out[f"met_{k}"] = all(s.met for s in res[k].plans[0].indications)
+            row_out[f"met_{k}"] = all(s.met for s in res[k].plans[0].indications if s.id not in goals)
         rows_out.append(row_out)
     secs = time.perf_counter() - t
     return _summary(area, rows_out, model="fitted" if model is not None else "prior", train_episodes=n_ep,
@@ -150,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     print(f"model: {'fitted on ' + str(args.train) + ' simulated patients' if args.train > 0 else 'literature priors'}")
     print("true improvement of the top plan over the current regimen (mean, outcome units); ratio to outcome-only;")
-    print("'to target': improvement counted only down to the target; 'met': top plan meets every indication")
+    print("'to target': improvement counted only down to the target; 'met': share of patients with an indication")
+    print("whose top plan meets every one (LDL-C goals excluded: they are reported in the plans, not required)")
     print(f"{'area':<13} {'n':>4} {'ranking':<12} {'improvement':>11} {'ratio':>6} {'to target':>9} {'ratio':>6} "
           f"{'met':>5}")
     for area_id in [a for a in args.areas.split(",") if a]:

@@ -9,7 +9,10 @@ Two ways to use it:
   outcome's unit (on a log scale, ``kind="mean"`` is the geometric mean ``exp(E log y)``).
 * **Tabular model** (``ResponseModel(seed=0)``): any study given as a DataFrame of numeric features, a
   sequence of sets of arm names (``set()`` vs ``{"treated"}``) and an outcome. Features and outcome are
-  standardized internally, and the priors are weakly informative on that scale.
+  standardized internally, and the priors are weakly informative on that scale. With at least
+  ``basis.MIN_ROWS`` rows (``basis="auto"``) a cross-fitted learned basis (:mod:`planner.model.basis`) lets the
+  data shape the prognostic part and the effect modification, and is kept only when it predicts held-out
+  outcomes better than the linear model; its own uncertainty widens the draws.
 
 After :meth:`fit` (or, for an area model, from the prior) the posterior is cached as ``num_draws`` parameter
 draws, so :meth:`sample` is a few batched matrix products: draws of the expected outcome (``kind="mean"``) or
@@ -437,7 +440,15 @@ class ResponseModel(BaseEstimator):
             raise ConfigError("unknown basis", field="basis", value=self.basis, expected='"auto" or "none"')
         if self.basis == "none":
             return None
+        import importlib.util
+        import warnings
+
         from .basis import LearnedBasis
+
+        if importlib.util.find_spec("xgboost") is None:  # an optional extra: say so, fit the linear model
+            warnings.warn("basis='auto': xgboost is not installed (pip install 'planner[xgboost]'), so the tabular "
+                          "model stays linear in the features", stacklevel=3)
+            return None
 
         return LearnedBasis.fit(raw, [self._regimen_label(r) for r in regimens], z, seed=self.seed)
 
