@@ -25,6 +25,7 @@ from .loader import RuleData
 __all__ = ["Screener"]
 
 _NO_INFO: tuple[None, None] = (None, None)
+_input = tuple.__new__  # ScreenInput from its six fields without the NamedTuple keyword __new__ (hot loop)
 
 
 class Screener:
@@ -56,7 +57,7 @@ class Screener:
             others = tuple(sorted(rest)) if len(rest) > 1 else tuple(rest)
         starts = frozenset(new_start) if new_start is not None else ing_set.difference(ctx.current_names)
         all_drugs = ing_set.union(others) if others else ing_set
-        return ScreenInput(kd, ings, ing_set, others, all_drugs, starts)
+        return _input(ScreenInput, (kd, ings, ing_set, others, all_drugs, starts))
 
     def screen(self, ctx: PatientContext, regimen: Regimen, *, new_start: set[str] | None = None,
                stopping: Iterable[str] = ()) -> list[Finding]:
