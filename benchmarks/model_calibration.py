@@ -95,7 +95,9 @@ def independent_episodes(area, patients: int, seed: int):
     return ep, cohort.expected_outcome, cohort.p_target
 
 
-def evaluate(area_id: str, sim: str, *, patients: int, seed: int, eval_rows: int, steps: int | None) -> dict:
+def evaluate(area_id: str, sim: str, *, patients: int, seed: int, eval_rows: int, steps: int | None,
+             keep: bool = False) -> dict:
+    """The figures of one (area, simulator); ``keep`` also returns the per-pair ``p`` and ``p_true``."""
     import xgboost as xgb
 
     area = load_area(area_id)
@@ -155,6 +157,8 @@ def evaluate(area_id: str, sim: str, *, patients: int, seed: int, eval_rows: int
     for k in ("model", "xgb"):
         res[f"gap_closed_{k}"] = float((c["continue"].mean() - c[k].mean()) / gap) if gap > 0 else float("nan")
     res["unit"] = area.outcome.unit
+    if keep:
+        res["p"], res["p_true"] = c["p"].tolist(), c["pt"].tolist()
     return res
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # a cohort run, two evaluations (subprocesses) and a browser: about 30 s
 
 CHECK_JS = r"""
 (() => ({
@@ -77,7 +78,6 @@ def test_evaluate_table_output(run_dir: Path) -> None:
         assert word in p.stdout
 
 
-@pytest.mark.slow
 def test_report_renders_in_headless_chromium(run_dir: Path, evaluation: dict, tmp_path: Path) -> None:
     sys.path.insert(0, str(ROOT / "tests"))
     from chromium import Chromium, find_chromium

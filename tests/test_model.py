@@ -181,7 +181,7 @@ def test_nuts_agrees_with_svi():
     en = np.diff(nuts.sample(grid, [set(), {"treated"}]), axis=2).ravel()
     assert abs(es.mean() - en.mean()) < 0.1
     assert 0.6 < es.std() / en.std() < 1.6
-    assert nuts.method_ == "nuts" and "min_ess" in nuts.diagnostics_
+    assert nuts.method_ == "nuts" and 0 < nuts.diagnostics_["min_ess"] < 1e4
 
 
 # ---- errors -----------------------------------------------------------------------------------------------

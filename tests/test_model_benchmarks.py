@@ -21,6 +21,7 @@ def _run(script: str, *args: str, timeout: int = 300) -> str:
     return p.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("causallib") is None,
                     reason="causallib (ships the ACIC 2016 data) not installed: .ci/run installs it")
 def test_acic_benchmark_tiny(tmp_path):
@@ -34,6 +35,7 @@ def test_acic_benchmark_tiny(tmp_path):
     assert 0 <= r["planner_cov"] <= 1 and r["planner_pehe"] > 0 and r["tlearner_pehe"] > 0
 
 
+@pytest.mark.slow
 def test_calibration_benchmark_tiny(tmp_path):
     out = _run("model_calibration.py", "--areas", "lipids", "--sims", "first,independent", "--patients", "150",
                "--eval-rows", "60", "--steps", "100", "--out", str(tmp_path / "c.json"))

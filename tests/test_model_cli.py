@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 
 from planner.cli import main
 from planner.model import RegimenGenerator, ResponseModel
@@ -43,6 +44,7 @@ def test_fit_command_errors(tmp_path, capsys):
                  "--method", "mcmc"]) == 2
 
 
+@pytest.mark.slow
 def test_self_check_calibrated_model_passes_and_overconfident_one_warns():
     """The held-out check needs no truth: a well-specified model covers about 90% of observed follow-ups with
     a flat PIT; a model whose draws are squeezed is flagged."""

@@ -34,6 +34,7 @@ def _prediction_mean(m, X, regs, cur):
     return mean[:, np.arange(n), np.arange(n)].numpy()  # row i under regimen i
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("area_id", ["t2d", "lipids"])
 def test_prediction_mean_is_the_models_mean_under_predictive(area_id):
     area = load_area(area_id)
@@ -70,3 +71,16 @@ def test_tabular_prediction_mean_is_the_models_mean():
     m = ResponseModel(seed=0, num_steps=150, num_draws=120, basis="none").fit(X, regs, y)
     ref, *_ = _pyro_mean(m, X.iloc[:9], regs[:9], None)
     np.testing.assert_allclose(_prediction_mean(m, X.iloc[:9], regs[:9], None), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_effective_sample_size_of_known_chains():
+    from planner.model.infer import effective_sample_size
+
+    rng = np.random.default_rng(0)
+    n = 4000
+    assert 0.8 * n < effective_sample_size(rng.normal(size=n)) < 1.2 * n  # independent draws
+    ar = np.zeros(n)
+    for t in range(1, n):
+        ar[t] = 0.9 * ar[t - 1] + rng.normal()
+    assert 0.6 * n / 19 < effective_sample_size(ar) < 1.5 * n / 19  # AR(1): n (1 - phi) / (1 + phi)
+    assert np.isnan(effective_sample_size(np.ones(50)))

@@ -21,7 +21,7 @@ import pandas as pd
 from ..errors import ConfigError
 from .metrics import agreement, calibration, safety, subgroup_columns
 from .ope import bootstrap_mean, off_policy
-from .run import read_results
+from .run import SCHEMA, read_results
 
 __all__ = ["evaluate", "find_truth", "true_values"]
 
@@ -107,7 +107,7 @@ def evaluate(results: str | Path, *, truth: str | Path | None = None, n_boot: in
     from ..areas import load_area
 
     out_dir = Path(results)
-    df = read_results(out_dir)
+    df = read_results(out_dir, columns=[c for c in SCHEMA.names if c != "plans_json"])  # plans: not needed here
     meta = json.loads((out_dir / "run.json").read_text(encoding="utf-8")) if (out_dir / "run.json").is_file() else {}
     area_id = meta.get("area") or (df["area"].dropna().iloc[0] if df["area"].notna().any() else None)
     if area_id is None:

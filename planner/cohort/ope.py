@@ -148,8 +148,11 @@ def bootstrap_mean(num: np.ndarray, groups: np.ndarray, *, den: np.ndarray | Non
     sn, sd = np.bincount(gi, weights=num, minlength=g), np.bincount(gi, weights=den, minlength=g)
     est = float(sn.sum() / sd.sum()) if sd.sum() > 0 else float("nan")
     rng = np.random.default_rng(seed)
-    counts = rng.multinomial(g, np.full(g, 1.0 / g), size=n_boot) if g else np.zeros((n_boot, 0))
-    bn, bd = counts @ sn, counts @ sd
+    bn, bd = np.zeros(n_boot), np.zeros(n_boot)
+    chunk = max(1, 4_000_000 // max(g, 1))  # replicates at a time: memory bounded for any number of patients
+    for i in range(0, n_boot if g else 0, chunk):
+        counts = rng.multinomial(g, np.full(g, 1.0 / g), size=min(chunk, n_boot - i))
+        bn[i:i + len(counts)], bd[i:i + len(counts)] = counts @ sn, counts @ sd
     with np.errstate(invalid="ignore", divide="ignore"):
         reps = np.where(bd > 0, bn / bd, np.nan)
     reps = reps[np.isfinite(reps)]

@@ -352,11 +352,11 @@ def finalize(out: Path) -> Path:
     return out / "results.parquet"
 
 
-def read_results(out: str | os.PathLike[str]) -> Any:
-    """The results of a finished run as a pandas DataFrame."""
+def read_results(out: str | os.PathLike[str], columns: list[str] | None = None) -> Any:
+    """The results of a finished run as a pandas DataFrame (``columns``: only those)."""
     p = Path(out)
     f = p / "results.parquet" if p.is_dir() else p
     if not f.is_file():
         raise ConfigError("no results.parquet (is the run finished?)", field="RESULTS", value=str(p),
                           expected="a folder written by `planner cohort run`")
-    return pq.read_table(f).to_pandas()
+    return pq.read_table(f, columns=columns).to_pandas()

@@ -168,7 +168,7 @@ class CohortSource:
 
     # ---- the on-disk index -----------------------------------------------------------------------------
     def _index(self) -> sqlite3.Connection:
-        fp = self.fingerprint()
+        fp = self.fingerprint() + "\0" + str(self.root)  # the index holds absolute paths: rebuilt if moved
         if self.index_path.is_file():
             con = sqlite3.connect(self.index_path)
             try:
@@ -263,7 +263,7 @@ class CohortSource:
 
 def open_source(path: str | os.PathLike[str], index_path: Path) -> CohortSource:
     """The units of ``path``: a folder (bundles and/or NDJSON, searched recursively) or one file."""
-    root = Path(path)
+    root = Path(path).resolve()  # absolute: Dask workers elsewhere read the same paths
     if not root.exists():
         raise ConfigError("cohort input not found", field="INPUT", value=str(root),
                           expected="a folder of FHIR bundles, NDJSON files or a Bulk Data export, or one file")

@@ -27,7 +27,7 @@ from torch.distributions import biject_to
 from ..errors import ConfigError
 from .model import Batch, Priors, response_model
 
-__all__ = ["FitResult", "fit_svi", "fit_nuts", "prior_draws", "GUIDES"]
+__all__ = ["FitResult", "fit_svi", "fit_nuts", "prior_draws", "effective_sample_size", "GUIDES"]
 
 GUIDES = ("mvn", "lowrank", "diag")
 Progress = Callable[[int, int, float], None]  # (step, total, loss per episode)
@@ -153,7 +153,8 @@ def fit_nuts(pr: Priors, batch: Batch, y: torch.Tensor, *, seed: int, num_warmup
     try:
         summ = mcmc.diagnostics()
         rhat = [float(v["r_hat"].max()) for k, v in summ.items() if isinstance(v, dict) and "r_hat" in v]
-        ess = [float(v["n_eff"].min()) for k, v in summ.items() if isinstance(v, dict) and "n_eff" in v]
+        ess = [effective_sample_size(col.numpy()) for v in draws.values() for col in v.reshape(v.shape[0], -1).T]
+        ess = [e for e in ess if math.isfinite(e)]
         if ess:
             diag["min_ess"] = min(ess)
         rh = [r for r in rhat if math.isfinite(r)]
@@ -165,6 +166,26 @@ def fit_nuts(pr: Priors, batch: Batch, y: torch.Tensor, *, seed: int, num_warmup
         pass
     pyro.clear_param_store()
     return FitResult(draws=draws, seconds=seconds, steps=total, diagnostics=diag)
+
+
+def effective_sample_size(x) -> float:  # noqa: ANN001 - a 1-d array of one chain's draws
+    """ESS of one chain by Geyer's initial positive sequence (sums of autocorrelation pairs while positive), so
+    that short chains give a positive, bounded figure (Pyro's estimator can turn negative on 50 draws)."""
+    import numpy as np
+
+    x = np.asarray(x, dtype=float)
+    n = x.shape[0]
+    x = x - x.mean()
+    f = np.fft.rfft(x, 2 * n)
+    acov = np.fft.irfft(f * np.conj(f))[:n] / n
+    if n < 4 or acov[0] <= 0:
+        return float("nan")
+    rho = acov / acov[0]
+    tau, k = -1.0, 0
+    while k + 1 < n and rho[k] + rho[k + 1] > 0:
+        tau += 2.0 * (rho[k] + rho[k + 1])
+        k += 2
+    return float(n / max(tau, 1.0 / n))
 
 
 def prior_draws(pr: Priors, *, seed: int, num_draws: int) -> dict[str, torch.Tensor]:

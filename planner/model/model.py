@@ -24,7 +24,11 @@ with the largest prior effect, fixed so that the model stays smooth in its param
         y_i  ~ StudentT(nu, mu_i, s_i)                                  # (tabular: standardized outcome)
 
 ``g`` is the area's dose-response (emax, linear, none); ``offset`` puts each area modifier at its published
-centre. All latent sites are non-centred vectors (one site each), so that the same code serves SVI with an
+centre. Tabular studies with enough data (:mod:`planner.model.basis`) add learned columns to ``x``: cross-fitted
+tree-ensemble estimates of the untreated outcome, of each arm's effect and of its propensity; the likelihood takes
+them as known covariates (arm ``a`` x its own effect column has a prior slope of 1), and prediction adds their
+cross-fitting sampling error through each draw's coefficients. :func:`regimen_effect` is ``E(R, x)`` for both
+the likelihood and prediction. All latent sites are non-centred vectors (one site each), so that the same code serves SVI with an
 :class:`~pyro.infer.autoguide.AutoMultivariateNormal` guide, NUTS, and fast vectorized posterior draws
 (:func:`derived` works on any leading batch of draws). The model and guide share the signature
 ``(batch: Batch, y: Tensor | None, subsample: Tensor | None)``.

@@ -182,7 +182,7 @@ class _Patient:
         self.change(day, new, kind)
 
     # ---- the loop --------------------------------------------------------------------------------------------
-    def run(self) -> None:  # one pass over a patient's visits (longer than 80 lines: one loop, read top-down)
+    def run(self) -> None:  # long: one pass over a patient's visits, read top-down
         area, rng, cl, b = self.area, self.rng, self.p["clinic"], self.b
         sim, out = area.simulation, area.outcome
         b.condition(sim.condition[0], sim.condition[1], onset=self.date(-int(rng.integers(60, 2000))))

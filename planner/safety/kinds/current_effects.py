@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ...record import Finding
 from ..context import PatientContext
-from ..findings import added, fit, keyed
+from ..findings import added, fit, keyed, replace
 from ..loader import RuleData
 from . import ScreenInput
 from .gene_drug import GeneDrugKind
@@ -66,9 +66,9 @@ class CurrentEffectKind:
             msg = head + f.message[:1].lower() + f.message[1:]
             if len(msg) > 140:
                 msg = head + _SHORT[f.action].format(c=c)
-            out.append(f.model_copy(update={
-                "message": fit(msg), "drugs": tuple(sorted({c, *by, *f.drugs})),
-                "target_drug": by[0] if f.action == "exclude" else c, "adjusted_dose_mg_day": adjusted,
-                "plan_adds": added(by, ctx.current_names),
-            }))
+            out.append(replace(
+                f, message=fit(msg), drugs=tuple(sorted({c, *by, *f.drugs})),
+                target_drug=by[0] if f.action == "exclude" else c, adjusted_dose_mg_day=adjusted,
+                plan_adds=added(by, ctx.current_names),
+            ))
         return out
