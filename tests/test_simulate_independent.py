@@ -67,6 +67,12 @@ def test_deterministic_and_fhir_written(tmp_path):
     t = pd.read_parquet(tmp_path / "c" / "truth.parquet")
     assert any(col.startswith("truth:") for col in t.columns) and len(t) == len(a.decisions)
     assert simulate_independent("t2d", 30, seed=3).bundles() != a.bundles()
+    # the folder reads as one cohort (ids unique across patients), with the episodes of the in-memory records
+    from planner.ingest import read_records
+
+    from_files, _ = episodes_frame(read_records(str(tmp_path / "c" / "fhir")), "t2d")
+    in_memory, _ = episodes_frame(a.records(), "t2d")
+    assert len(from_files) == len(in_memory) > 0
 
 
 def test_does_not_import_the_model():

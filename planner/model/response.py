@@ -30,10 +30,7 @@ differences between regimens and P(best) stay coherent. ``kind="predictive"`` ad
 
 from __future__ import annotations
 
-import json
 import math
-import platform
-import time
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
@@ -43,17 +40,16 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError as _SkNotFitted
 
-from ..version import __version__
 from ..areas import Area, load_area
 from ..errors import ConfigError, ModelError
 from ..record import Regimen
-from . import infer
+from . import infer, inputs, persist
 from .model import DTYPE, Batch, Priors, Slots, derived, regimen_effect
 from .spec import ModelSpec, spec_from_area, spec_from_tabular
 
 __all__ = ["ResponseModel", "NotFittedError", "FORMAT_VERSION"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = persist.FORMAT_VERSION
 Kind = Literal["mean", "predictive"]
 MEAS_LOG_SD = 0.1  # uncertainty (log scale) of the area's measurement-noise SD when splitting residual variance
 
@@ -186,123 +182,23 @@ class ResponseModel(BaseEstimator):
         self._priors_cache = (draws, pr)
         return fast
 
-    # ---- inputs --------------------------------------------------------------------------------------
-    @staticmethod
-    def _check_frame(X: Any, name: str = "X") -> pd.DataFrame:
-        if not isinstance(X, pd.DataFrame):
-            raise ModelError("features must be a pandas DataFrame", field=name, value=type(X).__name__,
-                             expected="pandas.DataFrame with one row per episode/patient")
-        return X
+    # ---- inputs (planner.model.inputs) ---------------------------------------------------------------
+    _check_frame = staticmethod(inputs.check_frame)
+    _raw_features = staticmethod(inputs.raw_features)
+    _to_model_scale = staticmethod(inputs.to_model_scale)
 
     def _feature_columns(self, X: pd.DataFrame, area: Area | None) -> tuple[list[str], dict[str, list[str]]]:
-        """Columns used as features: numeric/boolean as they are, text/categorical one-hot (``col=level``).
-
-        Area models use the area's feature columns present in ``X`` (other columns are ignored); tabular
-        models use every column."""
-        if area is not None:
-            wanted = [f.name for f in area.features]
-            use = [c for c in X.columns if str(c) in wanted]
-        else:
-            use = list(X.columns)
-        names: list[str] = []
-        cats: dict[str, list[str]] = {}
-        for c in use:
-            s = X[c]
-            if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
-                names.append(str(c))
-            elif isinstance(s.dtype, pd.CategoricalDtype) or pd.api.types.is_object_dtype(s) \
-                    or pd.api.types.is_string_dtype(s):
-                vals = s.dropna()
-                if not all(isinstance(v, str) for v in vals):
-                    raise ModelError("feature column is neither numeric nor text", field=f"X[{c!r}]",
-                                     value=str(s.dtype), expected="numbers, booleans or category labels")
-                levels = sorted(set(vals))
-                if len(levels) > 50:
-                    raise ModelError("too many category levels", field=f"X[{c!r}]", value=len(levels),
-                                     expected="at most 50 (encode it yourself)")
-                cats[str(c)] = levels
-                names.extend(f"{c}={lv}" for lv in levels)
-            else:
-                raise ModelError("feature column type not supported", field=f"X[{c!r}]", value=str(s.dtype),
-                                 expected="numbers, booleans or category labels")
-        return names, cats
-
-    @staticmethod
-    def _raw_features(spec: ModelSpec, X: pd.DataFrame, *, lenient: bool) -> np.ndarray:
-        """Unstandardized feature matrix (n, p); NaN where missing."""
-        n = len(X)
-        cols = []
-        learned = set(spec.basis)
-        for f in spec.features:
-            if f in learned:  # learned-basis columns are computed from the others (_matrix_dev)
-                continue
-            col, _, level = f.partition("=")
-            if level and col in spec.categories:
-                if col not in X.columns:
-                    raise ModelError("missing feature column", field="X", value=col,
-                                     expected="columns " + ", ".join(_base_names(spec)))
-                v = (X[col].astype(object) == level).to_numpy(dtype=np.float64)
-            elif f in X.columns:
-                s = X[f]
-                if not (pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s)):
-                    raise ModelError("feature column is not numeric", field=f"X[{f!r}]", value=str(s.dtype),
-                                     expected="numbers or booleans (as in fit)")
-                v = s.to_numpy(dtype=np.float64, na_value=np.nan)
-            elif lenient and f != spec.baseline:
-                v = np.full(n, np.nan)
-            else:
-                raise ModelError("missing feature column", field="X", value=f,
-                                 expected="columns " + ", ".join(_base_names(spec)))
-            cols.append(v)
-        return np.stack(cols, axis=1) if cols else np.zeros((n, 0))
+        return inputs.feature_columns(X, area)
 
     def _matrix(self, spec: ModelSpec, X: pd.DataFrame,
                 basis_cols: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Standardized feature matrix (n, p) and offset (n,) on the standardized model scale. Missing values
-        are filled with the training mean (untrained area model: the area's feature default)."""
-        x, off, _ = self._matrix_dev(spec, X, basis_cols)
-        return x, off
+        """Standardized feature matrix (n, p) and offset (n,) on the standardized model scale."""
+        return inputs.matrix(spec, X, getattr(self, "basis_", None), basis_cols)
 
     def _matrix_dev(self, spec: ModelSpec, X: pd.DataFrame,
                     basis_cols: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """:meth:`_matrix` plus, with a learned basis, its scaled per-fold deviations (K, n, q) on the
-        standardized scale (None without one). ``basis_cols``: the basis values to use (fit: out-of-fold)."""
-        X = self._check_frame(X)
-        n = len(X)
-        raw = self._raw_features(spec, X, lenient=spec.is_area and not spec.trained)
-        dev = None
-        if spec.basis:
-            q = len(spec.basis)
-            if basis_cols is None:
-                basis_cols, dev = self.basis_.transform(raw)
-                dev = dev / np.asarray(spec.feat_scale[-q:])
-            raw = np.hstack([raw, basis_cols])
-        if raw.shape[1]:
-            raw = np.where(np.isfinite(raw), raw, np.asarray(spec.feat_default))
-            x = (raw - np.asarray(spec.feat_loc)) / np.asarray(spec.feat_scale)
-        else:
-            x = raw
-        if spec.baseline is not None:
-            if spec.baseline not in X.columns:
-                raise ModelError("missing baseline outcome column", field="X", value=spec.baseline,
-                                 expected=f"a column {spec.baseline!r} with the baseline outcome")
-            b = X[spec.baseline].to_numpy(dtype=np.float64, na_value=np.nan)
-            if not np.all(np.isfinite(b)):
-                raise ModelError("baseline outcome missing or not finite", field=f"X[{spec.baseline!r}]",
-                                 value=int((~np.isfinite(b)).sum()), expected="a value on every row")
-            off = self._to_model_scale(spec, b, f"X[{spec.baseline!r}]")
-        else:
-            off = np.zeros(n)
-        return x, off / spec.y_scale, dev
-
-    @staticmethod
-    def _to_model_scale(spec: ModelSpec, v: np.ndarray, where: str) -> np.ndarray:
-        if spec.scale == "log":
-            if np.any(v <= 0):
-                raise ModelError("log-scale outcome must be positive", field=where, value=float(v[v <= 0][0]),
-                                 expected="> 0")
-            return np.log(v)
-        return v
+        """:meth:`_matrix` plus the learned basis' scaled per-fold deviations (None without one)."""
+        return inputs.matrix_dev(spec, X, getattr(self, "basis_", None), basis_cols)
 
     # ---- fitting -------------------------------------------------------------------------------------
     def fit(self, X: pd.DataFrame, regimens: Sequence[Any], y: Any, *, current: Sequence[Any] | None = None,
@@ -658,108 +554,15 @@ class ResponseModel(BaseEstimator):
             rows.append(("drug", d.name, v.mean(), *np.quantile(v, [0.05, 0.95])))
         return pd.DataFrame(rows, columns=["level", "name", "mean", "lower", "upper"])
 
-    # ---- persistence ---------------------------------------------------------------------------------
+    # ---- persistence (planner.model.persist) ---------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
         """Write ``meta.json`` (options, spec, metadata) and ``draws.npz`` (posterior draws) to a folder."""
-        spec, draws = self._state()
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        params = self.get_params()
-        area = self._area()
-        params["area"] = area.id if area is not None else None
-        import pyro
-        import sklearn
-
-        meta = {
-            "format": "planner.model.ResponseModel",
-            "format_version": FORMAT_VERSION,
-            "fitted": self.is_fitted,
-            "params": params,
-            "spec": spec.to_dict(),
-            "area": None if area is None else {"id": area.id, "version": area.version},
-            "feature_spec": {"features": spec.features, "loc": spec.feat_loc, "scale": spec.feat_scale,
-                             "baseline": spec.baseline, "outcome_scale": spec.scale},
-            "versions": {"planner": __version__, "torch": torch.__version__, "pyro": pyro.__version__,
-                         "numpy": np.__version__, "sklearn": sklearn.__version__,
-                         "python": platform.python_version()},
-            "seed": self.seed,
-            "method": getattr(self, "method_", None),
-            "training": getattr(self, "training_summary_", None),
-            "diagnostics": getattr(self, "diagnostics_", None),
-            "self_check": getattr(self, "self_check_", None),
-            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
-        (d / "meta.json").write_text(json.dumps(meta, indent=2, default=_json_default), encoding="utf-8")
-        np.savez_compressed(d / "draws.npz", **{k: v.numpy() for k, v in draws.items()})
-        if spec.basis:
-            self.basis_.save(d / "basis")
-        return d
+        return persist.save_model(self, directory)
 
     @classmethod
     def load(cls, directory: str | Path, *, rules: str | None = None) -> "ResponseModel":
         """Load a model written by :meth:`save`."""
-        d = Path(directory)
-        mj, dz = d / "meta.json", d / "draws.npz"
-        if not mj.is_file() or not dz.is_file():
-            raise ModelError("not a saved model folder", file=str(d), expected="meta.json and draws.npz")
-        try:
-            meta = json.loads(mj.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ModelError(f"unreadable meta.json: {exc}", file=str(mj)) from None
-        if meta.get("format") != "planner.model.ResponseModel":
-            raise ModelError("not a ResponseModel file", file=str(mj), field="format", value=meta.get("format"))
-        if int(meta.get("format_version", 0)) > FORMAT_VERSION:
-            raise ModelError("saved by a newer planner", file=str(mj), field="format_version",
-                             value=meta.get("format_version"), expected=f"<= {FORMAT_VERSION}")
-        params = dict(meta["params"])
-        if rules is not None:
-            params["rules"] = rules
-        model = cls(**params)
-        spec = ModelSpec.from_dict(meta["spec"])
-        with np.load(dz) as z:
-            draws = {k: torch.as_tensor(z[k], dtype=DTYPE) for k in z.files}
-        missing = [s for s in Priors(spec).distributions() if s not in draws]
-        if missing:
-            raise ModelError("draws file lacks sites", file=str(dz), value=missing)
-        area = model._area()
-        if area is not None and meta.get("area") and area.version != meta["area"]["version"]:
-            import warnings
-
-            warnings.warn(f"model was built with area {area.id} version {meta['area']['version']}, "
-                          f"rules now have {area.version}", stacklevel=2)
-        model.spec_ = spec
-        model.draws_ = draws
-        if spec.basis:
-            from .basis import LearnedBasis
-
-            if not (d / "basis" / "basis.json").is_file():
-                raise ModelError("saved model lacks its learned basis", file=str(d / "basis"),
-                                 expected="basis/basis.json and the fold models written by save()")
-            model.basis_ = LearnedBasis.load(d / "basis")
-        model.area_ = area
-        model.method_ = meta.get("method") or "prior"
-        model.training_summary_ = meta.get("training")
-        model.diagnostics_ = meta.get("diagnostics") or {}
-        if meta.get("self_check") is not None:
-            model.self_check_ = meta["self_check"]
-        model.loss_ = []
-        model.fit_seconds_ = float((meta.get("training") or {}).get("fit_seconds") or 0.0)
-        user_cols = [c for c in spec.features if c not in spec.basis]
-        model.feature_names_in_ = np.array(user_cols, dtype=object)
-        model.n_features_in_ = len(user_cols)
-        model.arms_ = [x.name for x in spec.drugs]
-        model.metadata_ = meta
-        return model
-
-
-def _base_names(spec: ModelSpec) -> list[str]:
-    out: list[str] = []
-    for f in spec.features:
-        col, _, level = f.partition("=")
-        name = col if level and col in spec.categories else f
-        if name not in out:
-            out.append(name)
-    return out
+        return persist.load_model(cls, directory, rules=rules)
 
 
 def _gamma(shape_param: torch.Tensor, out_shape: torch.Size, gen: torch.Generator) -> torch.Tensor:
@@ -769,17 +572,3 @@ def _gamma(shape_param: torch.Tensor, out_shape: torch.Size, gen: torch.Generato
     rng = np.random.default_rng(seed)
     k = shape_param.numpy().reshape((-1,) + (1,) * (len(out_shape) - 1))
     return torch.as_tensor(rng.standard_gamma(np.broadcast_to(k, out_shape)), dtype=torch.float32)
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Area):
-        return o.id
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    return str(o)

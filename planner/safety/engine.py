@@ -104,6 +104,11 @@ class RuleSet:
         ctx = record_or_context if isinstance(record_or_context, PatientContext) else self.prepare(record_or_context)
         return self._screener.screen(ctx, regimen, new_start=new_start, stopping=stopping)
 
+    def screen_tuple(self, ctx: PatientContext, regimen: Regimen, *, new_start: set[str] | None = None
+                     ) -> tuple[Finding, ...]:
+        """:meth:`screen` of a prepared context, as the memoized tuple (for :func:`~planner.safety.screen_plan`)."""
+        return self._screener.screen_tuple(ctx, regimen, new_start=new_start)
+
     def check(self, record: PatientRecord | PatientContext) -> list[Finding]:
         """Screen the patient's current medications together (what ``planner check`` reports)."""
         ctx = self.prepare(record)

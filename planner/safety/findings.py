@@ -4,15 +4,34 @@ findings to a regimen."""
 from __future__ import annotations
 
 import operator
-from typing import Iterable
+from typing import Any, Iterable, TypeVar
+
+from pydantic import BaseModel
 
 from ..record import Finding, Regimen
 from .schema import ACTION_RANK
 
-__all__ = ["sort_key", "sort_findings", "keyed", "added", "fit", "apply_findings", "key_of", "finding_of"]
+__all__ = ["sort_key", "sort_findings", "keyed", "added", "fit", "apply_findings", "key_of", "finding_of",
+           "replace"]
+
+M = TypeVar("M", bound=BaseModel)
+_set = object.__setattr__
 
 key_of = operator.itemgetter(0)  # (sort key, finding) -> sort key
 finding_of = operator.itemgetter(1)
+
+
+def replace(model: M, **update: Any) -> M:
+    """``model.model_copy(update=update)`` without its generic copying: the same fields, the same fields-set,
+    no validation (as ``model_copy``); for the frozen, extra-forbidding, private-free hand-off models."""
+    new = object.__new__(type(model))
+    d = model.__dict__.copy()
+    d.update(update)
+    _set(new, "__dict__", d)
+    _set(new, "__pydantic_extra__", None)
+    _set(new, "__pydantic_fields_set__", model.__pydantic_fields_set__ | update.keys())
+    _set(new, "__pydantic_private__", None)
+    return new
 
 
 def sort_key(f: Finding) -> tuple:
@@ -52,4 +71,6 @@ def apply_findings(regimen: Regimen, findings: Iterable[Finding]) -> Regimen | N
             changed = changed or new[f.target_drug] != cur
     if not changed:
         return regimen
-    return Regimen.of([d.model_copy(update={"dose_mg_day": new[d.ingredient]}) for d in regimen.drugs])
+    drugs = [d if d.dose_mg_day == new[d.ingredient] else replace(d, dose_mg_day=new[d.ingredient])
+             for d in regimen.drugs]
+    return Regimen.of(drugs)

@@ -19,13 +19,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import Iterable, Sequence
 
 from ..record import Finding, PatientRecord, Regimen
+from .context import PatientContext
 from .engine import RuleSet, apply_findings
-
-if TYPE_CHECKING:
-    from .engine import PatientContext
 
 __all__ = ["PlanScreen", "screen_plan", "merge_findings"]
 
@@ -73,15 +71,19 @@ def screen_plan(
     ``new_start``: regimen drugs being started (default: those not currently taken).
     """
     rs = rules if isinstance(rules, RuleSet) else RuleSet.load(rules)
-    ctx = rs.prepare(record_or_context, area=area)
+    ctx = record_or_context if isinstance(record_or_context, PatientContext) \
+        else rs.prepare(record_or_context, area=area)
     starts = None if new_start is None else set(new_start)
-    findings = rs.screen(ctx, regimen, new_start=starts)
-    acting = [f for f in findings if f.action in _ACTING]
+    found = rs.screen_tuple(ctx, regimen, new_start=starts)
+    acting = [f for f in found if f.action in _ACTING]
     if not acting:  # nothing excludes or adjusts: the regimen stands as proposed
-        return PlanScreen(regimen=regimen, final=regimen, findings=tuple(findings))
+        return PlanScreen(regimen, regimen, found)
+    if any(f.action == "exclude" for f in acting):  # what apply_findings would say: excluded, nothing adjusted
+        return PlanScreen(regimen, None, found, {})
+    findings: Sequence[Finding] = found
     final = apply_findings(regimen, acting)
     if final is not None and final is not regimen:  # dose adjusted: the adjusted plan must pass as well
-        again = rs.screen(ctx, final, new_start=starts)
+        again = rs.screen_tuple(ctx, final, new_start=starts)
         redo = apply_findings(final, again)
         if redo is not final and (redo is None or redo.key() != final.key()):
             final = None

@@ -25,6 +25,7 @@ from .loader import RuleData
 __all__ = ["Screener"]
 
 _NO_INFO: tuple[None, None] = (None, None)
+_input = tuple.__new__  # ScreenInput from its six fields without the NamedTuple keyword __new__ (hot loop)
 
 
 class Screener:
@@ -56,22 +57,27 @@ class Screener:
             others = tuple(sorted(rest)) if len(rest) > 1 else tuple(rest)
         starts = frozenset(new_start) if new_start is not None else ing_set.difference(ctx.current_names)
         all_drugs = ing_set.union(others) if others else ing_set
-        return ScreenInput(kd, ings, ing_set, others, all_drugs, starts)
+        return _input(ScreenInput, (kd, ings, ing_set, others, all_drugs, starts))
 
     def screen(self, ctx: PatientContext, regimen: Regimen, *, new_start: set[str] | None = None,
                stopping: Iterable[str] = ()) -> list[Finding]:
+        return list(self.screen_tuple(ctx, regimen, new_start=new_start, stopping=stopping))
+
+    def screen_tuple(self, ctx: PatientContext, regimen: Regimen, *, new_start: set[str] | None = None,
+                     stopping: Iterable[str] = ()) -> tuple[Finding, ...]:
+        """The sorted findings as the memo holds them (a tuple shared by every caller: do not copy it here)."""
         cache = ctx.cache
         kd = tuple([(d.ingredient, d.dose_mg_day) for d in regimen.drugs])
         default = new_start is None and not stopping
         if default:  # the list follows from the drugs alone: look the result up before computing it
             hit = cache.get(kd)
             if hit is not None:
-                return list(hit)
+                return hit
         plan = self.plan_of(ctx, kd, new_start, stopping)
         if not default:
             hit = cache.get((kd, plan.others, plan.starts))
             if hit is not None:
-                return list(hit)
+                return hit
         out = self._drug_blocks(ctx, plan)
         out += self.current.keyed_findings(ctx, plan)
         if self._linked(plan):  # some drug interacts with or duplicates another one present
@@ -89,9 +95,9 @@ class Screener:
                     first.setdefault(id(kf[1]), kf)
                 out = list(first.values())
             out.sort(key=key_of)
-        result = list(map(finding_of, out))
+        result = tuple(map(finding_of, out))
         if len(cache) < 50_000:
-            cache[kd if default else (kd, plan.others, plan.starts)] = tuple(result)
+            cache[kd if default else (kd, plan.others, plan.starts)] = result
         return result
 
     def _drug_blocks(self, ctx: PatientContext, plan: ScreenInput) -> list[tuple[tuple, Finding]]:

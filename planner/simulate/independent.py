@@ -117,7 +117,18 @@ class IndependentCohort:
 
     # ---- outputs -------------------------------------------------------------------------------------------
     def bundles(self) -> list[dict[str, Any]]:
-        return [b.build() for b in self.builders]
+        """One FHIR collection Bundle per patient; resource ids are unique across the cohort (``<patient>-obs-3``),
+        as in an EHR export, so that a folder of them reads as one cohort."""
+        out = []
+        for b in self.builders:
+            bundle = b.build()
+            for e in bundle["entry"]:
+                r = e["resource"]
+                if r["resourceType"] != "Patient":
+                    r["id"] = f"{b.patient_id}-{r['id']}"
+                    e["fullUrl"] = f"{r['resourceType']}/{r['id']}"
+            out.append(bundle)
+        return out
 
     def records(self) -> list[Any]:
         """PatientRecords through the real ingest of each patient's FHIR bundle."""
@@ -137,8 +148,9 @@ class IndependentCohort:
 
         out = Path(out_dir)
         (out / "fhir").mkdir(parents=True, exist_ok=True)
-        for b in self.builders:
-            (out / "fhir" / f"{b.patient_id}.json").write_bytes(orjson.dumps(b.build()))
+        for bundle in self.bundles():
+            pid = bundle["entry"][0]["resource"]["id"]
+            (out / "fhir" / f"{pid}.json").write_bytes(orjson.dumps(bundle))
         regs = enumerate_regimens(self.area, doses="reference") if truth_regimens is None else truth_regimens
         base = self.decisions.drop(columns=["regimen", "regimen_before"]).copy()
         vals = self.expected_outcome(self.decisions, regs)

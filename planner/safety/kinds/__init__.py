@@ -13,6 +13,7 @@ from typing import NamedTuple, Protocol
 
 from ...record import Finding
 from ..context import PatientContext
+from ..findings import replace
 
 __all__ = ["ScreenInput", "RuleKind", "DrugKind", "cap"]
 
@@ -58,5 +59,5 @@ def cap(f: Finding, dose: float | None) -> Finding:
     if f.action != "adjust_dose" or f.max_dose_mg_day is None or dose is None:
         return f
     if dose <= f.max_dose_mg_day:
-        return f.model_copy(update={"action": "info"})
-    return f.model_copy(update={"adjusted_dose_mg_day": f.max_dose_mg_day})
+        return replace(f, action="info")
+    return replace(f, adjusted_dose_mg_day=f.max_dose_mg_day)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ...record import Finding
 from ..context import PatientContext
-from ..findings import added, fit, keyed
+from ..findings import added, fit, keyed, replace
 from ..loader import RuleData
 from . import ScreenInput
 from .gene_drug import GeneDrugKind
@@ -32,12 +32,15 @@ class CurrentEffectKind:
         out: list[tuple[tuple, Finding]] = []
         if not plan.others or self.rules.inhibitor_drugs.isdisjoint(plan.ingredient_set):
             return out  # no regimen drug can phenoconvert anything
-        rest = frozenset(plan.others)
+        rest: frozenset[str] | None = None
         gdi = self.rules.gd_inhibitors
+        ing_set = plan.ingredient_set
         for c in plan.others:
             inh = gdi.get(c)
-            if not inh:
+            if not inh or inh.isdisjoint(ing_set):  # no regimen drug among its inhibitors: nothing changes
                 continue
+            if rest is None:
+                rest = frozenset(plan.others)
             with_plan, without = inh & plan.all_drugs, inh & rest
             if with_plan == without:
                 continue
@@ -66,9 +69,9 @@ class CurrentEffectKind:
             msg = head + f.message[:1].lower() + f.message[1:]
             if len(msg) > 140:
                 msg = head + _SHORT[f.action].format(c=c)
-            out.append(f.model_copy(update={
-                "message": fit(msg), "drugs": tuple(sorted({c, *by, *f.drugs})),
-                "target_drug": by[0] if f.action == "exclude" else c, "adjusted_dose_mg_day": adjusted,
-                "plan_adds": added(by, ctx.current_names),
-            }))
+            out.append(replace(
+                f, message=fit(msg), drugs=tuple(sorted({c, *by, *f.drugs})),
+                target_drug=by[0] if f.action == "exclude" else c, adjusted_dose_mg_day=adjusted,
+                plan_adds=added(by, ctx.current_names),
+            ))
         return out

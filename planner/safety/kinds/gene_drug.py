@@ -10,7 +10,7 @@ import itertools
 from ...record import Finding, PatientRecord
 from ...status import GeneStatus
 from ..context import PatientContext, prepare
-from ..findings import added, fit
+from ..findings import added, fit, replace
 from ..loader import RuleData, rule_severity
 from ..phenotype import INDETERMINATE, NA_SCORE, NO_RESULT, GeneResult, floor_to, format_score
 from ..schema import GeneDrugRule
@@ -146,8 +146,8 @@ class GeneDrugKind(DrugKind):
             adjusted = min(adjusted, rule.max_dose_mg_day)
         adjusted = round(adjusted, 4)
         if adjusted == dose:
-            return f.model_copy(update={"action": "info"})
-        return f.model_copy(update={"adjusted_dose_mg_day": adjusted})
+            return replace(f, action="info")
+        return replace(f, adjusted_dose_mg_day=adjusted)
 
     def _values(self, d: str, eff: dict[str, GeneResult]) -> dict[str, list[str]]:
         """Each locus of ``d``'s rules -> the lookup values the patient's (effective) result can take."""
@@ -212,8 +212,8 @@ class GeneDrugKind(DrugKind):
                 why = ("population not determined" if uncertain_pop else
                        "no CPIC row for this exact activity score; same phenotype used" if widened else
                        "uncertain genotype")
-                best = best.model_copy(update={"phenotype": f"{best.phenotype}; most severe of {len(group)} "
-                                                            f"possible recommendations ({why})"})
+                best = replace(best, phenotype=f"{best.phenotype}; most severe of {len(group)} "
+                                             f"possible recommendations ({why})")
             bests.append((best_rule, best))
         return tuple(bests), tuple(self._gaps(d, genes, eff, values, bests))
 

@@ -52,7 +52,10 @@ class InteractionKind:
                 dx = dy = None
                 if x in caps or y in caps:
                     dx, dy = doses[x], doses[y]
-                out += keyed(self._pair_cached(ctx, x, y, dx, dy, both=True))
+                kp = cache.get(("kpair", x, y, dx, dy))
+                if kp is None:
+                    kp = cache[("kpair", x, y, dx, dy)] = keyed(self._pair_cached(ctx, x, y, dx, dy, both=True))
+                out += kp
         return out
 
     def _pair_cached(self, ctx: PatientContext, x: str, y: str, dx: float | None, dy: float | None = None, *,

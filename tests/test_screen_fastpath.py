@@ -1,0 +1,138 @@
+"""The screen's fast paths change no finding.
+
+The prepared path (``RuleSet.prepare`` once, then ``screen_plan`` per candidate, with every memo of the
+context: per regimen, per drug block, per pair, per gene-drug match, per adjusted plan) must give exactly what
+the naive path gives (a fresh rule set and a fresh patient context for every candidate), for many generated
+patients and candidates: same findings (every field, in the same order), same final regimen (doses included),
+same ``adjusted_by``. Findings and regimens built without re-validation (``planner.safety.findings.replace``,
+the dose-adjusted regimen) must equal what validating their fields gives, field types included.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from pathlib import Path
+
+import pytest
+
+from planner.areas import enumerate_regimens, load_area
+from planner.record import (
+    Allergy, Condition, DrugDose, Finding, Measurement, Medication, PatientRecord, PgxResult, Regimen,
+)
+from planner.safety import RuleSet, screen_plan
+from planner.safety.plan import PlanScreen
+
+AS_OF = dt.date(2024, 6, 1)
+SNOMED = "http://snomed.info/sct"
+AREAS = ("t2d", "lipids", "hypertension", "depression")
+CONDITIONS = ("44054006", "55822004", "59621000", "35489007", "84114007", "77386006", "41291007", "46177005")
+DIPLOTYPES = {
+    "CYP2C19": ["*1/*1", "*1/*2", "*2/*2", "*1/*17", "*17/*17", "*2/*17"],
+    "CYP2D6": ["*1/*1", "*1/*4", "*4/*4", "*1/*1x2", "*4/*5", "*10/*10", "*1/*41"],
+    "CYP2C9": ["*1/*1", "*1/*2", "*1/*3", "*3/*3"],
+    "SLCO1B1": ["*1/*1", "*1/*5", "*5/*5", "*1/*15"],
+    "CYP2B6": ["*1/*1", "*6/*6"],
+}
+ALLERGENS = {"penicillin": "764146007", "sulfonamide": "387406002", "statin": "96302009"}
+
+
+def generated(rs: RuleSet, rng: random.Random, pid: int) -> PatientRecord:
+    """A patient with current drugs from every drug any rule names, random genotypes, eGFR and conditions."""
+    named = sorted(rs.named_drugs())
+    meds = [Medication(id=f"m{i}", ingredient=d, rxcui="0", status="active", start=dt.date(2023, 1, 1),
+                       dose_mg_day=rng.choice([None, 5.0, 20.0, 40.0, 100.0]))
+            for i, d in enumerate(rng.sample(named, rng.randint(0, 6)))]
+    obs = {}
+    if rng.random() < 0.8:
+        obs["egfr"] = (Measurement(date=AS_OF - dt.timedelta(days=30), value=rng.choice([12, 25, 35, 50, 90]),
+                                   unit="mL/min/1.73m2", loinc="33914-3"),)
+    return PatientRecord(
+        patient_id=f"p{pid}", as_of=AS_OF, birth_date=dt.date(rng.randint(1935, 2004), 6, 1),
+        sex=rng.choice(["male", "female"]), medications=tuple(meds), observations=obs,
+        conditions=tuple(Condition(id=f"c{i}", code=c, system=SNOMED, clinical_status="active")
+                         for i, c in enumerate(rng.sample(CONDITIONS, rng.randint(1, 3)))),
+        allergies=tuple(Allergy(id=f"a{i}", code=ALLERGENS[n], system=SNOMED, display=n)
+                        for i, n in enumerate(rng.sample(sorted(ALLERGENS), rng.randint(0, 1)))),
+        pgx=tuple(PgxResult(gene=g, diplotype=rng.choice(DIPLOTYPES[g]), source="pharmcat-tsv")
+                  for g in rng.sample(sorted(DIPLOTYPES), rng.randint(0, len(DIPLOTYPES)))),
+    )
+
+
+def candidates(rng: random.Random, n: int) -> list[Regimen]:
+    """Candidates of the areas (all dose levels), some listed twice, in random order."""
+    pool = [r for area in AREAS for r in enumerate_regimens(load_area(area), doses="all", max_drugs=2)]
+    chosen = rng.sample(pool, min(n, len(pool)))
+    return chosen + chosen[: n // 10]
+
+
+def as_data(v: PlanScreen) -> tuple:
+    final = None if v.final is None else [d.model_dump() for d in v.final.drugs]
+    return final, [f.model_dump() for f in v.findings], v.adjusted_by
+
+
+def assert_valid(f: Finding) -> None:
+    again = Finding.model_validate(f.model_dump())
+    assert again == f
+    for k, v in f.__dict__.items():
+        assert type(v) is type(getattr(again, k)), (k, v)
+
+
+def compare(rs: RuleSet, seed: int, patients: int, per_patient: int) -> int:
+    rng = random.Random(seed)
+    fresh = RuleSet(Path(rs.root), rs.rules_version)
+    n = 0
+    for p in range(patients):
+        rec = generated(rs, rng, p)
+        ctx = rs.prepare(rec)
+        for reg in candidates(rng, per_patient):
+            fast = screen_plan(ctx, reg, rules=rs)
+            naive = screen_plan(rec, reg, rules=fresh)  # a fresh context: no memo shared with other regimens
+            assert as_data(fast) == as_data(naive), (rec.patient_id, reg.key())
+            for f in fast.findings:
+                assert_valid(f)
+            if fast.final is not None and fast.final is not reg:
+                assert Regimen.model_validate(fast.final.model_dump()) == fast.final
+            n += len(fast.findings)
+    return n
+
+
+def test_fast_and_naive_paths_agree_on_generated_patients():
+    rs = RuleSet.load()
+    assert compare(rs, seed=10, patients=40, per_patient=40) > 500  # enough findings that a change would show
+
+
+@pytest.mark.slow
+def test_fast_and_naive_paths_agree_on_more_patients():
+    rs = RuleSet.load()
+    assert compare(rs, seed=11, patients=150, per_patient=80) > 2000
+
+
+def test_benchmark_patient_prepared_equals_naive():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_screen", Path(__file__).parents[1] / "benchmarks/screen.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rs = RuleSet.load()
+    rec, regs = bench.patient(), bench.regimens(200, 0)
+    ctx = rs.prepare(rec)
+    fresh = RuleSet(Path(rs.root), rs.rules_version)
+    for reg in regs:
+        assert as_data(screen_plan(ctx, reg, rules=rs)) == as_data(screen_plan(rec, reg, rules=fresh)), reg.key()
+
+
+def test_adjusted_regimen_keeps_every_drug_field():
+    rs = RuleSet.load()
+    rec = PatientRecord(patient_id="x", as_of=AS_OF, birth_date=dt.date(1950, 1, 1),
+                        medications=(Medication(ingredient="clarithromycin", rxcui="0", status="active",
+                                                start=dt.date(2023, 1, 1)),))
+    reg = Regimen.of([DrugDose(ingredient="simvastatin", rxcui="36567", dose_mg_day=80.0, drug_class="statin"),
+                      DrugDose(ingredient="metformin", rxcui="6809", dose_mg_day=1000.0)])
+    v = screen_plan(rec, reg, rules=rs)
+    assert v.final is None or v.final is not reg  # the interaction either excludes or caps simvastatin
+    if v.final is not None:
+        simva = [d for d in v.final.drugs if d.ingredient == "simvastatin"][0]
+        assert (simva.rxcui, simva.drug_class) == ("36567", "statin")
+        assert simva.dose_mg_day is not None and simva.dose_mg_day < 80.0
