@@ -116,6 +116,72 @@ def run_area(area_id: str, n: int, seed: int, template: Planner, *, n_train: int
                     seconds=secs)
 
 
+def _independent(area, n_total: int, seed: int):
+    """The independent simulator's cohort, its records and episodes joined to its decisions (as
+    benchmarks/model_calibration.py reads it: FHIR -> ingest -> episodes)."""
+    import pandas as pd
+
+    from planner.episodes import episodes_frame
+    from planner.model.cli import _regimens_at_baseline
+    from planner.record import Regimen
+    from planner.simulate.independent import simulate_independent
+
+    cohort = simulate_independent(area, n_total, seed=seed)
+    records = cohort.records()
+    fr, _ = episodes_frame(records, area)
+    fr["t0"] = pd.to_datetime(fr["t0"]).dt.normalize().astype("datetime64[ns]")
+    dec = cohort.decisions.drop(columns=["regimen", "regimen_before", "regimen_key", "regimen_before_key"])
+    ep = fr.merge(dec, on=["patient_id", "t0"], how="inner", suffixes=("", "_sim")).reset_index(drop=True)
+    ep["regimen"] = [Regimen.model_validate_json(x) for x in ep["regimen_json"]]
+    ep["regimen_at_baseline"] = _regimens_at_baseline(records, area, ep)
+    return cohort, {r.patient_id: r for r in records}, ep
+
+
+def run_area_independent(area_id: str, n: int, seed: int, template: Planner, *, n_train: int,
+                         steps: int | None) -> dict:
+    """The same comparison on planner.simulate.independent (truth only at its decision dates)."""
+    from planner.model import ResponseModel
+
+    area = load_area(area_id)
+    cohort, records, ep = _independent(area, n + n_train, seed)
+    rng = np.random.default_rng(seed)
+    pids = np.array(sorted(ep["patient_id"].unique()))
+    eval_ids = set(rng.choice(pids, size=min(n, len(pids)), replace=False))
+    model, n_ep = None, 0
+    if n_train > 0:
+        tr = ep[~ep["patient_id"].isin(eval_ids)].reset_index(drop=True)
+        model = ResponseModel.from_area(area.id, seed=seed, num_steps=steps)
+        model.fit(feature_frame(area, tr), list(tr["regimen"]), tr["followup"].to_numpy(),
+                  current=list(tr["regimen_at_baseline"]))
+        n_ep = len(tr)
+    planners = _planners(template, area_id, model)
+    picks = ep[ep["patient_id"].isin(eval_ids)].groupby("patient_id", sort=True).apply(
+        lambda g: g.iloc[rng.integers(len(g))], include_groups=False).reset_index()
+    sign = 1.0 if area.outcome.direction == "lower" else -1.0
+    g = load_guidelines(area)
+    goals = {i.id for i in g.indications if i.kind == "goal"} if g is not None else set()
+    rows_out = []
+    t = time.perf_counter()
+    for idx, row in picks.iterrows():
+        as_of = row["t0"].date()
+        res = {k: pl.recommend(records[row["patient_id"]], area=area_id, as_of=as_of, top=1, seed=seed)
+               for k, pl in planners.items()}
+        if not all(r.plans for r in res.values()):
+            continue
+        current = _regimen(area, res["guideline"].current_regimen)
+        chosen = [_regimen(area, res[k].plans[0].regimen) for k in RANKINGS]
+        y = cohort.expected_outcome(picks.loc[[idx]][["patient_id", "t0"]], [current, *chosen])[0]
+        target = res["guideline"].outcome.target
+        row_out: dict = {"indicated": bool(res["guideline"].plans[0].indications)}
+        for k, yk in zip(RANKINGS, y[1:]):
+            row_out[f"improve_{k}"] = sign * (y[0] - yk)
+            row_out[f"toward_{k}"] = _toward(y[0], yk, target, sign)
+            row_out[f"met_{k}"] = all(s.met for s in res[k].plans[0].indications if s.id not in goals)
+        rows_out.append(row_out)
+    return _summary(area, rows_out, model="fitted" if model is not None else "prior", train_episodes=n_ep,
+                    seconds=time.perf_counter() - t, simulator="independent")
+
+
 def _summary(area, rows_out: list[dict], **extra) -> dict:
     if not rows_out:
         return {"area": area.id, "patients": 0, **extra}
@@ -147,18 +213,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train", type=int, default=3000,
                     help="simulated patients to fit the model on (0: the untrained literature-prior model)")
     ap.add_argument("--steps", type=int, default=None, help="SVI steps (default: the model's)")
+    ap.add_argument("--sim", choices=("first", "independent"), default="first",
+                    help="planner.simulate (first) or planner.simulate.independent")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     template = Planner.load(num_samples=args.num_samples)
     results = []
-    print(f"model: {'fitted on ' + str(args.train) + ' simulated patients' if args.train > 0 else 'literature priors'}")
+    print(f"simulator: {args.sim}; model: "
+          f"{'fitted on ' + str(args.train) + ' simulated patients' if args.train > 0 else 'literature priors'}")
     print("true improvement of the top plan over the current regimen (mean, outcome units); ratio to outcome-only;")
     print("'to target': improvement counted only down to the target; 'met': share of patients with an indication")
     print("whose top plan meets every one (LDL-C goals excluded: they are reported in the plans, not required)")
     print(f"{'area':<13} {'n':>4} {'ranking':<12} {'improvement':>11} {'ratio':>6} {'to target':>9} {'ratio':>6} "
           f"{'met':>5}")
     for area_id in [a for a in args.areas.split(",") if a]:
-        r = run_area(area_id, args.n, args.seed, template, n_train=args.train, steps=args.steps)
+        run = run_area if args.sim == "first" else run_area_independent
+        r = run(area_id, args.n, args.seed, template, n_train=args.train, steps=args.steps)
         results.append(r)
         if not r["patients"]:
             print(f"{area_id:<13} {0:>4}  (no patient with a rankable plan)")

@@ -32,12 +32,15 @@ class CurrentEffectKind:
         out: list[tuple[tuple, Finding]] = []
         if not plan.others or self.rules.inhibitor_drugs.isdisjoint(plan.ingredient_set):
             return out  # no regimen drug can phenoconvert anything
-        rest = frozenset(plan.others)
+        rest: frozenset[str] | None = None
         gdi = self.rules.gd_inhibitors
+        ing_set = plan.ingredient_set
         for c in plan.others:
             inh = gdi.get(c)
-            if not inh:
+            if not inh or inh.isdisjoint(ing_set):  # no regimen drug among its inhibitors: nothing changes
                 continue
+            if rest is None:
+                rest = frozenset(plan.others)
             with_plan, without = inh & plan.all_drugs, inh & rest
             if with_plan == without:
                 continue
