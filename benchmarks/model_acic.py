@@ -66,7 +66,10 @@ def run_tlearner(X, a, y, Xte, i: int):
 
 
 def run_bcf(X, a, y, Xte, i: int):
-    from stochtree import BCFModel
+    try:
+        from stochtree import BCFModel
+    except ImportError:
+        raise SystemExit("--bcf needs stochtree (pip install stochtree; not a planner dependency)") from None
 
     b = BCFModel()
     b.sample(X_train=X.to_numpy(), Z_train=a.astype(float), y_train=y, X_test=Xte.to_numpy(),
