@@ -19,6 +19,7 @@ the process tree (sampled every 0.1 s). The machine is shared: run it more than 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import threading
@@ -29,13 +30,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 class PeakMemory:
-    """Peak RSS (MiB) of this process and all its descendants while the block runs."""
+    """Peak RSS (MiB) of this process and all its descendants while the block runs, and their CPU seconds
+    (this process: ``time.process_time``; descendants: their last sampled user + system time)."""
 
     def __enter__(self) -> "PeakMemory":
         import psutil
 
         self._proc = psutil.Process()
         self.peak = 0.0
+        self.cpu = 0.0
+        self._cpu0 = time.process_time()
+        self._child_cpu: dict[int, float] = {}
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._watch, daemon=True)
         self._t.start()
@@ -51,6 +56,9 @@ class PeakMemory:
                 for p in procs:
                     try:
                         total += p.memory_info().rss
+                        if p.pid != self._proc.pid:
+                            t = p.cpu_times()
+                            self._child_cpu[p.pid] = t.user + t.system
                     except psutil.Error:
                         pass
             except psutil.Error:
@@ -61,6 +69,7 @@ class PeakMemory:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._t.join()
+        self.cpu = time.process_time() - self._cpu0 + sum(self._child_cpu.values())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     from planner.cohort import run_cohort
     from planner.simulate import simulate_cohort
 
-    results: list[tuple[str, float, float]] = []
+    results: list[tuple[str, float, float, float]] = []  # path, patients/s, peak MiB, CPU ms per patient
+    load0 = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         sim = Path(tmp) / "sim"
         simulate_cohort(load_area(args.area), args.n, seed=args.seed).write_fhir(str(sim))
@@ -89,12 +99,13 @@ def main(argv: list[str] | None = None) -> int:
             for b in bundles:
                 planner.recommend(b, area=args.area)
             base = len(bundles) / (time.perf_counter() - t0)
-        results.append(("one-at-a-time recommend (baseline)", base, mem.peak))
+        results.append(("one-at-a-time recommend (baseline)", base, mem.peak, 1000 * mem.cpu / len(bundles)))
         with PeakMemory() as mem:
             t0 = time.perf_counter()
             for i in range(0, len(bundles), args.batch):
                 planner.recommend_many(bundles[i:i + args.batch], area=args.area, errors="return")
-            results.append(("recommend_many, 1 process", len(bundles) / (time.perf_counter() - t0), mem.peak))
+            rate = len(bundles) / (time.perf_counter() - t0)
+        results.append(("recommend_many, 1 process", rate, mem.peak, 1000 * mem.cpu / len(bundles)))
         del planner
         for workers in (1, 2):
             with PeakMemory() as mem:
@@ -102,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                                workers=workers, batch_size=args.batch)
             # steady rate: after the first batch (worker start-up and model loading excluded)
             results.append((f"cohort run, {workers} local process{'es' if workers > 1 else ''}",
-                            s.steady_units_per_second, mem.peak))
+                            s.steady_units_per_second, mem.peak, 1000 * mem.cpu / len(bundles)))
         if not args.skip_dask:
             import distributed
 
@@ -111,13 +122,18 @@ def main(argv: list[str] | None = None) -> int:
                                               dashboard_address=None, host="127.0.0.1") as cluster:
                     s = run_cohort(sim / "fhir", area=args.area, out=Path(tmp) / "dask", at="current",
                                    scheduler=cluster.scheduler_address, batch_size=args.batch)
-            results.append(("cohort run, Dask LocalCluster 2 workers", s.steady_units_per_second, mem.peak))
+            results.append(("cohort run, Dask LocalCluster 2 workers", s.steady_units_per_second, mem.peak,
+                            1000 * mem.cpu / len(bundles)))
     print(f"{args.n} simulated {args.area} patients, one bundle each, one decision point each (--at current); "
           "shared 2-core machine: figures are noisy, ratios are from this one run")
-    print(f"{'path':<44} {'patients/s':>10} {'x baseline':>10} {'peak MiB':>9}")
-    for name, rate, peak in results:
-        print(f"{name:<44} {rate:>10.1f} {rate / base:>10.2f} {peak:>9.0f}")
-    by = {n: r for n, r, _ in results}
+    print("load average (1/5/15 min) at start {:.1f}/{:.1f}/{:.1f}, at end {:.1f}/{:.1f}/{:.1f}".format(
+        *load0, *os.getloadavg()))
+    print(f"{'path':<44} {'patients/s':>10} {'x baseline':>10} {'peak MiB':>9} {'CPU ms/pt':>9}")
+    for name, rate, peak, cpu in results:
+        print(f"{name:<44} {rate:>10.1f} {rate / base:>10.2f} {peak:>9.0f} {cpu:>9.1f}")
+    print("CPU ms/pt: CPU seconds of every process of the path per patient (worker runs: with their start-up and "
+          "model loading, which the steady rate leaves out)")
+    by = {n: r for n, r, _, _ in results}
     one, two = by.get("cohort run, 1 local process"), by.get("cohort run, 2 local processes")
     if one and two:
         print(f"1 -> 2 local processes: {two / one:.2f}x (target >= 1.8x); best rate {max(by.values()):.1f} "
