@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from .rule_files import read_yaml, rules_dir
 from .errors import RuleError
@@ -33,6 +33,7 @@ __all__ = ["Dosage", "DrugForm", "Prescribing", "load_prescribing", "dosage", "d
 # how "n times a day" / "once weekly" read (words are output wording, not clinical data)
 PER_DAY_WORDS = {1: "once daily", 2: "twice daily", 3: "three times daily", 4: "four times daily"}
 _SNAP = 0.05  # a computed dose within 5% of an available strength is written as that strength
+_MEMO_MAX = 100_000  # dosages remembered per prescribing table (bounded memory on any cohort)
 
 
 class Dosage(Frozen):
@@ -99,6 +100,8 @@ class Prescribing(_M):
     routes: dict[str, Route]
     units: dict[str, UnitSpec]
     drugs: dict[str, DrugForm]
+    # dosage() per (ingredient, mg/day) of this table: every candidate of every patient asks (Dosage is frozen)
+    _memo: dict[tuple[str, float], "Dosage"] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _refs(self) -> "Prescribing":
@@ -167,6 +170,16 @@ def dosage(ingredient: str, dose_mg_day: float | None, *, rules: str | Path | No
     if dose_mg_day is None or not math.isfinite(dose_mg_day) or dose_mg_day <= 0:
         return None
     p = forms if forms is not None else load_prescribing(rules)
+    key = (ingredient, float(dose_mg_day))
+    hit = p._memo.get(key)
+    if hit is None:
+        hit = _dosage(p, ingredient, key[1])
+        if len(p._memo) < _MEMO_MAX:
+            p._memo[key] = hit
+    return hit
+
+
+def _dosage(p: Prescribing, ingredient: str, dose_mg_day: float) -> Dosage:
     form = p.form(ingredient)
     if form is None:
         return Dosage(amount=round(dose_mg_day, 3), unit="mg", ucum="mg", times=1, period="day", route="unknown",

@@ -246,10 +246,7 @@ def rank_plans(
     prefs = config.parse_preferences(list(preferences))
     d = 1.0 if area.outcome.direction == "lower" else -1.0
     alpha = (1 - config.level) / 2
-    lo, hi = np.quantile(mean_draws, [alpha, 1 - alpha], axis=0)
     means = mean_draws.mean(axis=0)
-    obs_lo, obs_hi = np.quantile(pred_draws, [alpha, 1 - alpha], axis=0)
-    qs = np.quantile(pred_draws, QUANTILE_LEVELS, axis=0)
     reached = d * (target - pred_draws) > 0  # (S, n) per draw: the new measurement reaches the target
     p_target = reached.mean(axis=0)
     shortfall = np.maximum(d * (mean_draws - target), 0.0)
@@ -272,8 +269,11 @@ def rank_plans(
     explainer = explain.Explainer(area=area, terms=extra, regimens=candidates, rank_of=rank_of,
                                   pred_draws=pred_draws, guidelines=extra_guidelines(area, config, record))
 
+    shown = order[:top] if top is not None else order
+    # intervals and quantiles only for the plans built (each column's quantile is its own: same values)
+    lo, hi, obs_lo, obs_hi, qs = _quantiles(mean_draws, pred_draws, shown, alpha, n)
     plans: list[Plan] = []
-    for rank, i in enumerate(order[:top] if top is not None else order, start=1):
+    for rank, i in enumerate(shown, start=1):
         drugs, stopped = rows[i]
         pred = Predicted(
             mean=_r(means[i]), lower=_r(lo[i]), upper=_r(hi[i]), level=config.level,
@@ -297,6 +297,19 @@ def rank_plans(
             rank_without_preferences=rank_without.get(i),
         ))
     return plans
+
+
+def _quantiles(mean_draws: np.ndarray, pred_draws: np.ndarray, shown: Sequence[int], alpha: float,
+               n: int) -> tuple[np.ndarray, ...]:
+    """Central intervals of the mean and predictive draws and the predictive quantiles of the ``shown``
+    columns, as full-width arrays indexed by candidate (other columns NaN)."""
+    idx = np.asarray(shown, dtype=int)
+    full = [np.full(n, np.nan) for _ in range(4)] + [np.full((len(QUANTILE_LEVELS), n), np.nan)]
+    if idx.size:
+        full[0][idx], full[1][idx] = np.quantile(mean_draws[:, idx], [alpha, 1 - alpha], axis=0)
+        full[2][idx], full[3][idx] = np.quantile(pred_draws[:, idx], [alpha, 1 - alpha], axis=0)
+        full[4][:, idx] = np.quantile(pred_draws[:, idx], QUANTILE_LEVELS, axis=0)
+    return tuple(full)
 
 
 def _burden(area: Area, current: Regimen, candidates: Sequence[Regimen], findings: Sequence[Sequence[Finding]],

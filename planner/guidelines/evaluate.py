@@ -98,14 +98,22 @@ def _meets(a: Applicable, reg: Regimen, g: Guidelines, p_goal: float, area: Area
                for d in reg.drugs)
 
 
-def _effect_index(so: SecondaryOutcome, area: Area, reg: Regimen) -> list[int]:
-    """Index of the effect that applies to each drug of ``reg`` (drug-specific first, then class)."""
+def _effect_index(so: SecondaryOutcome, area: Area, reg: Regimen,
+                  memo: dict[tuple[str, str | None], int | None] | None = None) -> list[int]:
+    """Index of the effect that applies to each drug of ``reg`` (drug-specific first, then class). ``memo``:
+    the answers per (drug, class) already found for this outcome (many regimens share drugs)."""
     out = []
     for d in reg.drugs:
-        klass = d.drug_class or area.drug(d.ingredient).drug_class
-        hit = next((i for i, e in enumerate(so.effects) if e.drug == d.ingredient), None)
-        if hit is None:
-            hit = next((i for i, e in enumerate(so.effects) if e.drug_class == klass), None)
+        mk = (d.ingredient, d.drug_class)
+        if memo is not None and mk in memo:
+            hit = memo[mk]
+        else:
+            klass = d.drug_class or area.drug(d.ingredient).drug_class
+            hit = next((i for i, e in enumerate(so.effects) if e.drug == d.ingredient), None)
+            if hit is None:
+                hit = next((i for i, e in enumerate(so.effects) if e.drug_class == klass), None)
+            if memo is not None:
+                memo[mk] = hit
         if hit is not None:
             out.append(hit)
     return out
@@ -121,18 +129,23 @@ def secondary_draws(so: SecondaryOutcome, area: Area, regimens: Sequence[Regimen
         eff = np.stack([e.mean + e.sd * rng.standard_normal(num) for e in so.effects], axis=1)  # type: ignore[operator]
     else:
         eff = np.stack([np.log(e.rr) + e.log_sd * rng.standard_normal(num) for e in so.effects], axis=1)  # type: ignore[arg-type]
-    def total(reg: Regimen) -> np.ndarray:
-        idx = _effect_index(so, area, reg)
-        return eff[:, idx].sum(axis=1) if idx else np.zeros(num)
+    sums: dict[tuple[int, ...], np.ndarray] = {}  # many regimens share the same effects: sum each set once
+    memo: dict[tuple[str, str | None], int | None] = {}
+    idxs = [tuple(_effect_index(so, area, reg, memo)) for reg in regimens]
 
-    out = np.stack([total(reg) for reg in regimens], axis=1) if regimens else np.zeros((num, 0))
+    def total(idx: tuple[int, ...]) -> np.ndarray:
+        if idx not in sums:
+            sums[idx] = eff[:, list(idx)].sum(axis=1) if idx else np.zeros(num)
+        return sums[idx]
+
+    out = np.stack([total(idx) for idx in idxs], axis=1) if regimens else np.zeros((num, 0))
     if so.kind == "change":  # a change happens when the regimen changes: relative to the current regimen
-        return out - total(current)[:, None]
+        return out - total(tuple(_effect_index(so, area, current)))[:, None]
     base = next(b.risk for b in so.baseline if ctx.matches(b.when, g))
     if so.intensity is not None and outcome_draws is not None:
         sign = 1.0 if area.outcome.direction == "lower" else -1.0
         deep = np.maximum(sign * (so.intensity.below - outcome_draws), 0.0)
-        flagged = np.array([any(so.effects[i].by_intensity for i in _effect_index(so, area, reg)) for reg in regimens])
+        flagged = np.array([any(so.effects[i].by_intensity for i in idx) for idx in idxs])
         out = out + np.where(flagged[None, :], so.intensity.log_rr_per_unit * deep, 0.0)
     return np.minimum(base * np.exp(out), 1.0)
 

@@ -372,6 +372,7 @@ class RegimenGenerator(BaseEstimator):
         rng = np.random.default_rng(seed)
         nonc = np.array([m.kind != "continue" for m in mv], dtype=float)
         draws = rng.random(max(int(n), 0))
+        seconds: dict[Key, tuple[list[Move], np.ndarray]] = {}  # moves from a first move's result, asked once
         for u in draws:  # single-move draws add nothing new; a draw of kind "other" takes two moves
             if u >= pr[-1]:
                 continue
@@ -379,8 +380,10 @@ class RegimenGenerator(BaseEstimator):
             if w1.sum() <= 0:
                 break
             first = mv[rng.choice(len(mv), p=w1 / w1.sum())]
-            mv2, pr2 = self.move_distribution(kp, first.result)
-            w2 = pr2[:-1] * np.array([m.kind != "continue" for m in mv2], dtype=float)
+            if first.result not in seconds:
+                mv2, pr2 = self.move_distribution(kp, first.result)
+                seconds[first.result] = mv2, pr2[:-1] * np.array([m.kind != "continue" for m in mv2], dtype=float)
+            mv2, w2 = seconds[first.result]
             if w2.sum() <= 0:
                 continue
             second = mv2[rng.choice(len(mv2), p=w2 / w2.sum())]

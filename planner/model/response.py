@@ -393,10 +393,38 @@ class ResponseModel(BaseEstimator):
             torch.set_num_threads(threads)
         return out.numpy()
 
-    def _sample_t(self, X: pd.DataFrame, regimens: Sequence[Any], num_samples: int | None, *, kind: Kind,
-                  seed: int | None, current: Any = None) -> torch.Tensor:
+    def sample_kinds(self, X: pd.DataFrame, regimens: Sequence[Any], num_samples: int | None = None, *,
+                     seeds: Sequence[tuple[Kind, int | None]], current: Any = None) -> list[np.ndarray]:
+        """``[sample(X, regimens, num_samples, kind=k, seed=s, current=current) for k, s in seeds]``, equal to
+        those calls value for value, with the parameters' expected outcome (the part that uses no random
+        draws) computed once for all of them: the prediction stage asks for mean and predictive draws."""
+        for k, _ in seeds:
+            self._check_kind(k)
+        n_rows = len(X) if hasattr(X, "__len__") else 1
+        work = (num_samples or self.num_draws) * n_rows * max(len(regimens) if hasattr(regimens, "__len__") else 1, 1)
+        threads = torch.get_num_threads()
+        if work < 20_000_000:  # as sample(): small batches run on one thread
+            torch.set_num_threads(1)
+        try:
+            prep = self._prepare(X, regimens, num_samples, current)
+            return [self._draw(prep, kind=k, seed=s).numpy() for k, s in seeds]
+        finally:
+            torch.set_num_threads(threads)
+
+    @staticmethod
+    def _check_kind(kind: Any) -> None:
         if kind not in ("mean", "predictive"):
             raise ConfigError("unknown kind", field="kind", value=kind, expected='"mean" or "predictive"')
+
+    def _sample_t(self, X: pd.DataFrame, regimens: Sequence[Any], num_samples: int | None, *, kind: Kind,
+                  seed: int | None, current: Any = None) -> torch.Tensor:
+        self._check_kind(kind)
+        return self._draw(self._prepare(X, regimens, num_samples, current), kind=kind, seed=seed)
+
+    def _prepare(self, X: pd.DataFrame, regimens: Sequence[Any], num_samples: int | None,
+                 current: Any) -> dict[str, Any]:
+        """Everything of a draw that uses no random numbers: parameters, design, expected outcome (S, n, R) and
+        the heterogeneity spreads; :meth:`_draw` adds the random parts for one kind and seed."""
         spec, draws = self._state()
         par = self._fast(spec, draws)
         Sn = self._check_sample_args(regimens, num_samples, int(par["alpha"].shape[0]))
@@ -404,7 +432,6 @@ class ResponseModel(BaseEstimator):
         design = spec.encode(list(regimens))
         f32 = torch.float32
         p = {k: v[:Sn] for k, v in par.items()}
-        beta, gamma = p["beta"], p["gamma"]
         x = torch.as_tensor(x_np, dtype=f32)
         off = torch.as_tensor(off_np, dtype=f32)
         het = spec.heterogeneity is not None
@@ -419,12 +446,8 @@ class ResponseModel(BaseEstimator):
         with torch.no_grad():
             mean, new, old, dcur = self._expected(spec, p, x, off, design, current)
             Gn = spread(design, new.g) if het else None
-            gen = torch.Generator().manual_seed(self.seed if seed is None else int(seed))
+            newmask = curmask = Gc = None
             if het:
-                # the patient's own response to each drug (between-patient heterogeneity), shared by every
-                # regimen of the row: + for drugs started, - for drugs stopped (kept drugs cancel)
-                Z = torch.randn((Sn, x.shape[0], D + 1), generator=gen)
-                Z[:, :, D] = 0.0
                 newmask = torch.zeros(len(regimens), D + 1, dtype=f32)
                 newmask.scatter_(1, torch.as_tensor(design.drug), torch.as_tensor(np.abs(design.mask), dtype=f32))
                 if current is not None:
@@ -432,8 +455,26 @@ class ResponseModel(BaseEstimator):
                     Gc = spread(dcur, old.g)  # (S, n, D+1) of the current regimens
                     curmask = torch.zeros(x.shape[0], D + 1, dtype=f32)
                     curmask.scatter_(1, torch.as_tensor(dcur.drug), torch.as_tensor(np.abs(dcur.mask), dtype=f32))
-                    mean = mean + torch.bmm(Z * (1 - curmask), Gn.transpose(1, 2)) \
-                        - torch.matmul(Z * Gc, (1 - newmask).T)
+        return dict(spec=spec, p=p, Sn=Sn, x=x, design=design, dev_np=dev_np, mean=mean, new=new, het=het, D=D,
+                    Gn=Gn, Gc=Gc, newmask=newmask, curmask=curmask, current=current)
+
+    def _draw(self, prep: dict[str, Any], *, kind: Kind, seed: int | None) -> torch.Tensor:
+        """One kind's draws from :meth:`_prepare`'s state with the generator seeded by ``seed``."""
+        spec, p, Sn, x, design, dev_np, mean, new, D = (prep[k] for k in (
+            "spec", "p", "Sn", "x", "design", "dev_np", "mean", "new", "D"))
+        beta, gamma = p["beta"], p["gamma"]
+        f32 = torch.float32
+        with torch.no_grad():
+            gen = torch.Generator().manual_seed(self.seed if seed is None else int(seed))
+            if prep["het"]:
+                # the patient's own response to each drug (between-patient heterogeneity), shared by every
+                # regimen of the row: + for drugs started, - for drugs stopped (kept drugs cancel)
+                Z = torch.randn((Sn, x.shape[0], D + 1), generator=gen)
+                Z[:, :, D] = 0.0
+                Gn = prep["Gn"]
+                if prep["current"] is not None:
+                    mean = mean + torch.bmm(Z * (1 - prep["curmask"]), Gn.transpose(1, 2)) \
+                        - torch.matmul(Z * prep["Gc"], (1 - prep["newmask"]).T)
                 else:
                     mean = mean + torch.bmm(Z, Gn.transpose(1, 2))
             if dev_np is not None:

@@ -39,9 +39,15 @@ def predict_draws(features: FeatureRow, regimens: Sequence[Regimen], *, model: O
     X = features.frame()
     regs = list(regimens)
     cur = features.measured_under
-    mean = np.asarray(model.sample(X, regs, num_samples=num_samples, kind="mean", seed=seed, current=cur))[:, 0, :]
-    pred = np.asarray(model.sample(X, regs, num_samples=num_samples, kind="predictive", seed=seed + 1,
-                                   current=cur))[:, 0, :]
+    both = getattr(model, "sample_kinds", None)
+    if both is not None:  # the same draws as the two sample calls, sharing their non-random part
+        m3, p3 = both(X, regs, num_samples=num_samples, seeds=[("mean", seed), ("predictive", seed + 1)], current=cur)
+        mean, pred = np.asarray(m3)[:, 0, :], np.asarray(p3)[:, 0, :]
+    else:
+        mean = np.asarray(model.sample(X, regs, num_samples=num_samples, kind="mean", seed=seed,
+                                       current=cur))[:, 0, :]
+        pred = np.asarray(model.sample(X, regs, num_samples=num_samples, kind="predictive", seed=seed + 1,
+                                       current=cur))[:, 0, :]
     if not (np.isfinite(mean).all() and np.isfinite(pred).all()):
         raise ModelError("the model produced non-finite draws", field="model", value=model_name(model))
     return mean, pred
