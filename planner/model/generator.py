@@ -249,9 +249,24 @@ class RegimenGenerator(BaseEstimator):
 
     def move_distribution(self, kind_p: np.ndarray, current: Key) -> tuple[list[Move], np.ndarray]:
         """Moves from ``current`` and their probabilities (summing to 1 with ``P(other)``, returned last
-        as the probability of the pseudo-move ``other``)."""
-        mv = self.moves(current)
+        as the probability of the pseudo-move ``other``). Remembered per (kind probabilities, current,
+        weights): an unfitted generator gives every patient the same kind probabilities."""
         dw, lw = self._weights()
+        kp = np.asarray(kind_p, dtype=np.float64)
+        key = (kp.shape, kp.tobytes(), current, dw.tobytes(), lw.tobytes())
+        cache = getattr(self, "_dist_cache", None)
+        if cache is None:
+            cache = self._dist_cache = {}
+        hit = cache.get(key)
+        if hit is None:
+            hit = self._move_distribution(kind_p, current, dw, lw)
+            if len(cache) < 20_000:  # bounded on any cohort
+                cache[key] = hit
+        return hit[0], hit[1].copy()
+
+    def _move_distribution(self, kind_p: np.ndarray, current: Key, dw: np.ndarray,
+                           lw: np.ndarray) -> tuple[list[Move], np.ndarray]:
+        mv = self.moves(current)
         by_kind: dict[str, list[int]] = {}
         for i, m in enumerate(mv):
             by_kind.setdefault(m.kind, []).append(i)
