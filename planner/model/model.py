@@ -222,6 +222,14 @@ class Effect(NamedTuple):
     g: torch.Tensor  # (..., r, K) the dose curve of every slot
 
 
+def _take(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``t[..., idx]``, the same values; without gradients through ``index_select`` (about 3x faster on the
+    prediction path's (draws, regimens, slots) gathers; training keeps plain indexing and its backward)."""
+    if t.requires_grad:
+        return t[..., idx]
+    return t.index_select(-1, idx.reshape(-1)).reshape(t.shape[:-1] + idx.shape)
+
+
 def regimen_effect(pr: Priors, par: Mapping[str, torch.Tensor], x: torch.Tensor, d: "Slots | Batch", *,
                    cross: bool) -> Effect:
     """``E(R, x)`` of the generative story (module docstring): the one function behind the model's likelihood
@@ -233,10 +241,11 @@ def regimen_effect(pr: Priors, par: Mapping[str, torch.Tensor], x: torch.Tensor,
     """
     dt = x.dtype
     zero = torch.zeros(par["drug_eff"].shape[:-1] + (1,), dtype=dt)
-    ed50 = torch.cat([par["ed50"], torch.ones_like(zero)], -1)[..., d.cls]
+    ed50 = _take(torch.cat([par["ed50"], torch.ones_like(zero)], -1), d.cls)
     g = dose_curve(pr.kind[d.cls], ed50, d.g)  # (..., r, K)
     wg = d.mask * par["rho"][..., None, None] ** d.rank * g
-    main = torch.cat([par["drug_eff"], zero], -1)[..., d.drug] + torch.cat([par["slope"], zero], -1)[..., d.cls] * d.log2r
+    main = _take(torch.cat([par["drug_eff"], zero], -1), d.drug) + _take(torch.cat([par["slope"], zero], -1),
+                                                                          d.cls) * d.log2r
     eff = (wg * main).sum(-1)  # (..., r)
     n = x.shape[0]
     if not pr.p:

@@ -44,7 +44,7 @@ from ..areas import Area, load_area
 from ..errors import ConfigError, ModelError
 from ..record import Regimen
 from . import infer, inputs, persist
-from .model import DTYPE, Batch, Priors, Slots, derived, regimen_effect
+from .model import DTYPE, Batch, Priors, Slots, _take, derived, regimen_effect
 from .spec import ModelSpec, spec_from_area, spec_from_tabular
 
 __all__ = ["ResponseModel", "NotFittedError", "FORMAT_VERSION"]
@@ -440,7 +440,7 @@ class ResponseModel(BaseEstimator):
 
         def spread(dsg, g):  # (S, r, D+1): g * omega of each drug of each regimen (0 elsewhere)
             dr = torch.as_tensor(dsg.drug)
-            gw = g * omg[:, torch.as_tensor(dsg.cls)] * torch.as_tensor(np.abs(dsg.mask), dtype=f32)
+            gw = g * _take(omg, torch.as_tensor(dsg.cls)) * torch.as_tensor(np.abs(dsg.mask), dtype=f32)
             return torch.zeros(Sn, dr.shape[0], D + 1, dtype=f32).scatter_add_(2, dr[None].expand(Sn, -1, -1), gw)
 
         with torch.no_grad():
