@@ -35,7 +35,7 @@ from .errors import ConfigError, RuleError
 from .guidelines import PREFERENCE_MEASURES, Guidelines, PatientContext, UtilityTerms, load_guidelines, utility_terms
 from .rule_files import read_yaml, rules_dir
 from .recommendation import Plan, PlanDrug, Predicted
-from .record import Finding, PatientRecord, Regimen
+from .record import DrugDose, Finding, PatientRecord, Regimen
 
 if TYPE_CHECKING:
     from .handoffs import Predictions
@@ -135,9 +135,26 @@ def describe_changes(current: Regimen, candidate: Regimen, area: Area, *, rules:
                      forms: Prescribing | None = None) -> tuple[tuple[PlanDrug, ...], tuple[PlanDrug, ...]]:
     """Label each drug of ``candidate`` against ``current``; return (regimen drugs, stopped drugs). Each drug with
     a known dose carries its dose as prescribed (:func:`planner.dosing.dosage`, from ``rules``)."""
+    labels, gone = _changes(current, candidate, area)
+    out = tuple(PlanDrug(drug=d.ingredient, rxnorm=d.rxcui, drug_class=klass, dose_mg_day=d.dose_mg_day,
+                         change=change, previous_dose_mg_day=prev,
+                         dosage=dosage(d.ingredient, d.dose_mg_day, rules=rules, forms=forms))
+                for d, klass, change, prev in labels)
+    stopped = tuple(
+        PlanDrug(drug=d.ingredient, rxnorm=d.rxcui, drug_class=d.drug_class or _class_of(area, d.ingredient),
+                 dose_mg_day=None, change="stop", previous_dose_mg_day=d.dose_mg_day)
+        for d in gone
+    )
+    return out, stopped
+
+
+def _changes(current: Regimen, candidate: Regimen, area: Area,
+             ) -> tuple[list[tuple[DrugDose, str | None, str, float | None]], list[DrugDose]]:
+    """:func:`describe_changes` without the output models: (drug, class, change, previous dose) per drug of
+    ``candidate``, and the current drugs it stops (the burden of every candidate needs only these)."""
     cur = {d.ingredient: d for d in current.drugs}
     cur_classes = {(d.drug_class or _class_of(area, d.ingredient)) for d in current.drugs}
-    out: list[PlanDrug] = []
+    out: list[tuple[DrugDose, str | None, str, float | None]] = []
     for d in candidate.drugs:
         klass = d.drug_class or _class_of(area, d.ingredient)
         before = cur.get(d.ingredient)
@@ -149,16 +166,9 @@ def describe_changes(current: Regimen, candidate: Regimen, area: Area, *, rules:
         else:
             change = "switch" if klass in cur_classes else "add"
             prev = None
-        out.append(PlanDrug(drug=d.ingredient, rxnorm=d.rxcui, drug_class=klass, dose_mg_day=d.dose_mg_day,
-                            change=change, previous_dose_mg_day=prev,
-                            dosage=dosage(d.ingredient, d.dose_mg_day, rules=rules, forms=forms)))
+        out.append((d, klass, change, prev))
     kept = set(candidate.ingredients)
-    stopped = tuple(
-        PlanDrug(drug=d.ingredient, rxnorm=d.rxcui, drug_class=d.drug_class or _class_of(area, d.ingredient),
-                 dose_mg_day=None, change="stop", previous_dose_mg_day=d.dose_mg_day)
-        for d in current.drugs if d.ingredient not in kept
-    )
-    return tuple(out), stopped
+    return out, [d for d in current.drugs if d.ingredient not in kept]
 
 
 def _class_of(area: Area, ingredient: str) -> str | None:
@@ -251,7 +261,7 @@ def rank_plans(
     p_target = reached.mean(axis=0)
     shortfall = np.maximum(d * (mean_draws - target), 0.0)
     w = config.weights
-    rows, penalties = _burden(area, current, candidates, findings, adjusted_by, w, config.rules)
+    penalties = _burden(area, current, candidates, findings, w)
     extra = _extra_terms(area, current, candidates, config, record, prefs, pred_draws, mean_draws, seed)
     primary = w["p_target"] * reached - w["improvement"] * shortfall / config.scale_for(area)
     # utility per joint draw; the expected utility ranks, the per-draw winner gives P(best)
@@ -273,8 +283,11 @@ def rank_plans(
     # intervals and quantiles only for the plans built (each column's quantile is its own: same values)
     lo, hi, obs_lo, obs_hi, qs = _quantiles(mean_draws, pred_draws, shown, alpha, n)
     plans: list[Plan] = []
+    forms = load_prescribing(config.rules)
     for rank, i in enumerate(shown, start=1):
-        drugs, stopped = rows[i]
+        drugs, stopped = describe_changes(current, candidates[i], area, forms=forms)
+        if adjusted_by and adjusted_by[i]:
+            drugs = tuple(pd.model_copy(update={"dose_adjusted_by": adjusted_by[i].get(pd.drug)}) for pd in drugs)
         pred = Predicted(
             mean=_r(means[i]), lower=_r(lo[i]), upper=_r(hi[i]), level=config.level,
             obs_lower=_r(obs_lo[i]), obs_upper=_r(obs_hi[i]),
@@ -313,24 +326,18 @@ def _quantiles(mean_draws: np.ndarray, pred_draws: np.ndarray, shown: Sequence[i
 
 
 def _burden(area: Area, current: Regimen, candidates: Sequence[Regimen], findings: Sequence[Sequence[Finding]],
-            adjusted_by: Sequence[Mapping[str, str]] | None, w: Mapping[str, float], rules: Path | None,
-            ) -> tuple[list[tuple[tuple[PlanDrug, ...], tuple[PlanDrug, ...]]], np.ndarray]:
-    """Each candidate's drugs labelled against the current regimen, and its burden penalty (cautions, adjusted
-    doses, drugs, changes)."""
+            w: Mapping[str, float]) -> np.ndarray:
+    """Each candidate's burden penalty (cautions, adjusted doses, drugs, changes against the current regimen);
+    the labelled drugs themselves are built only for the plans reported."""
     penalties = np.zeros(len(candidates))
-    rows = []
-    forms = load_prescribing(rules)
     for i, (reg, fs) in enumerate(zip(candidates, findings)):
-        drugs, stopped = describe_changes(current, reg, area, forms=forms)
-        if adjusted_by and adjusted_by[i]:
-            drugs = tuple(pd.model_copy(update={"dose_adjusted_by": adjusted_by[i].get(pd.drug)}) for pd in drugs)
+        labels, gone = _changes(current, reg, area)
         n_caution = sum(1 for f in fs if f.action == "caution")
         n_adjust = sum(1 for f in fs if f.action == "adjust_dose")
-        n_change = sum(1 for x in drugs if x.change != "continue") + len(stopped)
-        penalties[i] = (w["caution"] * n_caution + w["adjusted_dose"] * n_adjust + w["drug"] * len(drugs)
+        n_change = sum(1 for x in labels if x[2] != "continue") + len(gone)
+        penalties[i] = (w["caution"] * n_caution + w["adjusted_dose"] * n_adjust + w["drug"] * len(labels)
                         + w["change"] * n_change)
-        rows.append((drugs, stopped))
-    return rows, penalties
+    return penalties
 
 
 def extra_guidelines(area: Area, config: RankingConfig, record: PatientRecord | None) -> Guidelines | None:
