@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from ..areas import Area
-from ..errors import ModelError
+from ..errors import ConfigError, ModelError
+from ..record import Regimen
 from .spec import ModelSpec
 
 __all__ = ["check_frame", "feature_columns", "raw_features", "matrix", "matrix_dev", "to_model_scale", "base_names"]
@@ -138,3 +139,25 @@ def base_names(spec: ModelSpec) -> list[str]:
         if name not in out:
             out.append(name)
     return out
+
+
+def check_kind(kind: Any) -> None:
+    """``kind`` of :meth:`ResponseModel.sample`: "mean" or "predictive"."""
+    if kind not in ("mean", "predictive"):
+        raise ConfigError("unknown kind", field="kind", value=kind, expected='"mean" or "predictive"')
+
+
+def check_sample_args(regimens: Any, num_samples: Any, S: int) -> int:
+    """The number of draws to return (``num_samples``, default all ``S`` cached) and a clear error for a bad
+    ``num_samples`` or ``regimens`` of :meth:`ResponseModel.sample`."""
+    if num_samples is None:
+        num_samples = S
+    if not (isinstance(num_samples, (int, np.integer)) and 1 <= num_samples <= S):
+        raise ModelError("num_samples out of range", field="num_samples", value=num_samples,
+                         expected=f"an integer from 1 to {S} (the cached draws; raise num_draws for more)")
+    if isinstance(regimens, (Regimen, str)) or not hasattr(regimens, "__len__"):
+        raise ModelError("regimens must be a list of regimens", field="regimens", value=regimens,
+                         expected="a list, e.g. [set(), {'treated'}]")
+    if len(regimens) == 0:
+        raise ModelError("no regimens to predict", field="regimens", value=0, expected="at least one")
+    return int(num_samples)

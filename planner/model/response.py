@@ -186,6 +186,8 @@ class ResponseModel(BaseEstimator):
     _check_frame = staticmethod(inputs.check_frame)
     _raw_features = staticmethod(inputs.raw_features)
     _to_model_scale = staticmethod(inputs.to_model_scale)
+    _check_sample_args = staticmethod(inputs.check_sample_args)
+    _check_kind = staticmethod(inputs.check_kind)
 
     def _feature_columns(self, X: pd.DataFrame, area: Area | None) -> tuple[list[str], dict[str, list[str]]]:
         return inputs.feature_columns(X, area)
@@ -411,11 +413,6 @@ class ResponseModel(BaseEstimator):
         finally:
             torch.set_num_threads(threads)
 
-    @staticmethod
-    def _check_kind(kind: Any) -> None:
-        if kind not in ("mean", "predictive"):
-            raise ConfigError("unknown kind", field="kind", value=kind, expected='"mean" or "predictive"')
-
     def _sample_t(self, X: pd.DataFrame, regimens: Sequence[Any], num_samples: int | None, *, kind: Kind,
                   seed: int | None, current: Any = None) -> torch.Tensor:
         self._check_kind(kind)
@@ -527,20 +524,6 @@ class ResponseModel(BaseEstimator):
             if spec.scale == "log":
                 out = torch.exp(out)
         return out
-
-    @staticmethod
-    def _check_sample_args(regimens: Any, num_samples: Any, S: int) -> int:
-        if num_samples is None:
-            num_samples = S
-        if not (isinstance(num_samples, (int, np.integer)) and 1 <= num_samples <= S):
-            raise ModelError("num_samples out of range", field="num_samples", value=num_samples,
-                             expected=f"an integer from 1 to {S} (the cached draws; raise num_draws for more)")
-        if isinstance(regimens, (Regimen, str)) or not hasattr(regimens, "__len__"):
-            raise ModelError("regimens must be a list of regimens", field="regimens", value=regimens,
-                             expected="a list, e.g. [set(), {'treated'}]")
-        if len(regimens) == 0:
-            raise ModelError("no regimens to predict", field="regimens", value=0, expected="at least one")
-        return int(num_samples)
 
     def _expected(self, spec: ModelSpec, p: dict[str, torch.Tensor], x: torch.Tensor, off: torch.Tensor,
                   design: Any, current: Any) -> tuple[torch.Tensor, Any, Any, Any]:
