@@ -32,7 +32,6 @@ __all__ = ["Dosage", "DrugForm", "Prescribing", "load_prescribing", "dosage", "d
 
 # how "n times a day" / "once weekly" read (words are output wording, not clinical data)
 PER_DAY_WORDS = {1: "once daily", 2: "twice daily", 3: "three times daily", 4: "four times daily"}
-_SNAP = 0.05  # a computed dose within 5% of an available strength is written as that strength
 _MEMO_MAX = 100_000  # dosages remembered per prescribing table (bounded memory on any cohort)
 
 
@@ -100,6 +99,7 @@ class Prescribing(_M):
     routes: dict[str, Route]
     units: dict[str, UnitSpec]
     drugs: dict[str, DrugForm]
+    snap_to_strength: float = Field(ge=0, lt=0.5)  # relative distance within which a dose is written as a strength
     # dosage() per (ingredient, mg/day) of this table: every candidate of every patient asks (Dosage is frozen)
     _memo: dict[tuple[str, float], "Dosage"] = PrivateAttr(default_factory=dict)
 
@@ -156,9 +156,9 @@ def _num(x: float) -> str:
     return f"{round(x, 3):g}" if abs(x) < 1e5 else f"{x:.0f}"
 
 
-def _snap(x: float, strengths: tuple[float, ...]) -> float:
+def _snap(x: float, strengths: tuple[float, ...], within: float) -> float:
     for s in strengths:
-        if abs(x - s) <= _SNAP * x:  # within 5% of the computed dose
+        if abs(x - s) <= within * x:  # within this share of the computed dose
             return s
     return round(x, 3)
 
@@ -188,10 +188,11 @@ def _dosage(p: Prescribing, ingredient: str, dose_mg_day: float) -> Dosage:
     route = p.routes[form.route]
     per_mg = form.mg_per_unit or 1.0
     if form.period == "week":
-        amount, times, when = _snap(dose_mg_day * 7.0 / per_mg, form.strengths), 1, "once weekly"
+        amount = _snap(dose_mg_day * 7.0 / per_mg, form.strengths, p.snap_to_strength)
+        times, when = 1, "once weekly"
     else:
         times = form.times_for(dose_mg_day)
-        amount = _snap(dose_mg_day / per_mg / times, form.strengths)
+        amount = _snap(dose_mg_day / per_mg / times, form.strengths, p.snap_to_strength)
         when = PER_DAY_WORDS.get(times, f"{times} times daily")
     if form.unit != "mg":
         amount = float(round(amount))  # insulin: whole units

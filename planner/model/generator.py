@@ -440,12 +440,9 @@ class RegimenGenerator(BaseEstimator):
         p = Path(directory) / "generator.json"
         if not p.is_file():
             raise ModelError("not a saved generator folder", file=str(directory), expected="generator.json")
-        try:
-            state = json.loads(p.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ModelError(f"unreadable generator.json: {exc}", file=str(p)) from None
-        if state.get("format") != "planner.model.RegimenGenerator":
-            raise ModelError("not a RegimenGenerator file", file=str(p), field="format", value=state.get("format"))
+        from .persist import read_state
+
+        state = read_state(p, "RegimenGenerator")
         params = dict(state["params"])
         if rules is not None:
             params["rules"] = rules

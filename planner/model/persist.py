@@ -60,18 +60,25 @@ def save_model(model: Any, directory: str | Path) -> Path:
         model.basis_.save(d / "basis")
     return d
 
+def read_state(path: Path, kind: str) -> dict[str, Any]:
+    """The JSON state file of a saved ``planner.model.<kind>``; unreadable or of another kind: a ModelError."""
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"unreadable {path.name}: {exc}", file=str(path)) from None
+    if not isinstance(state, dict) or state.get("format") != f"planner.model.{kind}":
+        value = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise ModelError(f"not a {kind} file", file=str(path), field="format", value=value)
+    return state
+
+
 def load_model(cls: Any, directory: str | Path, *, rules: str | None = None) -> Any:
     """Load a model written by :meth:`save`."""
     d = Path(directory)
     mj, dz = d / "meta.json", d / "draws.npz"
     if not mj.is_file() or not dz.is_file():
         raise ModelError("not a saved model folder", file=str(d), expected="meta.json and draws.npz")
-    try:
-        meta = json.loads(mj.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"unreadable meta.json: {exc}", file=str(mj)) from None
-    if meta.get("format") != "planner.model.ResponseModel":
-        raise ModelError("not a ResponseModel file", file=str(mj), field="format", value=meta.get("format"))
+    meta = read_state(mj, "ResponseModel")
     if int(meta.get("format_version", 0)) > FORMAT_VERSION:
         raise ModelError("saved by a newer planner", file=str(mj), field="format_version",
                          value=meta.get("format_version"), expected=f"<= {FORMAT_VERSION}")
