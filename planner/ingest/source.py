@@ -118,7 +118,8 @@ def _from_document(data: bytes, file: str, depth: int = 0,
     if stripped[:1] == b"[":
         raise InputError("a JSON array", file=file, expected="a JSON object (a FHIR resource or Bundle) or NDJSON")
     if stripped[:1] != b"{":
-        raise InputError(f"not a JSON object (starts with {stripped[:10]!r})", file=file,
+        # the file's own bytes are not echoed: they may be a patient's data
+        raise InputError("not a JSON object (its first character is not '{')", file=file,
                          expected="a JSON object (a FHIR resource or Bundle) or NDJSON")
     try:
         rtype, _ = _resource_type(data, "document", file)
