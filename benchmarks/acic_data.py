@@ -41,8 +41,10 @@ class AcicInstance:
 def data_dir() -> Path:
     spec = importlib.util.find_spec("causallib")
     if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("causallib is not installed: pip install --no-deps causallib==0.10.0 (ships the ACIC 2016 "
-                         "instances; nothing is downloaded at run time)")
+        raise SystemExit(
+            "causallib is not installed: pip install --no-deps causallib==0.10.0 (ships the ACIC 2016 "
+            "instances; nothing is downloaded at run time)"
+        )
     d = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / "acic_challenge_2016"
     if not (d / "x.csv").is_file():
         raise SystemExit(f"causallib is installed but ships no ACIC 2016 data under {d}")
@@ -64,5 +66,6 @@ def load(i: int) -> AcicInstance:
     z = pd.read_csv(d / f"zymu_{i}.csv")
     a = z["z"].to_numpy(dtype=int)
     y = np.where(a == 1, z["y1"].to_numpy(float), z["y0"].to_numpy(float))
-    return AcicInstance(i=i, X=_X_CACHE[key].copy(), a=a, y=y, mu0=z["mu0"].to_numpy(float),
-                        mu1=z["mu1"].to_numpy(float))
+    return AcicInstance(
+        i=i, X=_X_CACHE[key].copy(), a=a, y=y, mu0=z["mu0"].to_numpy(float), mu1=z["mu1"].to_numpy(float)
+    )

@@ -103,41 +103,75 @@ def main(argv: list[str] | None = None) -> int:
         with PeakMemory() as mem:
             t0 = time.perf_counter()
             for i in range(0, len(bundles), args.batch):
-                planner.recommend_many(bundles[i:i + args.batch], area=args.area, errors="return")
+                planner.recommend_many(bundles[i : i + args.batch], area=args.area, errors="return")
             rate = len(bundles) / (time.perf_counter() - t0)
         results.append(("recommend_many, 1 process", rate, mem.peak, 1000 * mem.cpu / len(bundles)))
         del planner
         for workers in (1, 2):
             with PeakMemory() as mem:
-                s = run_cohort(sim / "fhir", area=args.area, out=Path(tmp) / f"run{workers}", at="current",
-                               workers=workers, batch_size=args.batch)
+                s = run_cohort(
+                    sim / "fhir",
+                    area=args.area,
+                    out=Path(tmp) / f"run{workers}",
+                    at="current",
+                    workers=workers,
+                    batch_size=args.batch,
+                )
             # steady rate: after the first batch (worker start-up and model loading excluded)
-            results.append((f"cohort run, {workers} local process{'es' if workers > 1 else ''}",
-                            s.steady_units_per_second, mem.peak, 1000 * mem.cpu / len(bundles)))
+            results.append(
+                (
+                    f"cohort run, {workers} local process{'es' if workers > 1 else ''}",
+                    s.steady_units_per_second,
+                    mem.peak,
+                    1000 * mem.cpu / len(bundles),
+                )
+            )
         if not args.skip_dask:
             import distributed
 
             with PeakMemory() as mem:
-                with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                              dashboard_address=None, host="127.0.0.1") as cluster:
-                    s = run_cohort(sim / "fhir", area=args.area, out=Path(tmp) / "dask", at="current",
-                                   scheduler=cluster.scheduler_address, batch_size=args.batch)
-            results.append(("cohort run, Dask LocalCluster 2 workers", s.steady_units_per_second, mem.peak,
-                            1000 * mem.cpu / len(bundles)))
-    print(f"{args.n} simulated {args.area} patients, one bundle each, one decision point each (--at current); "
-          "shared 2-core machine: figures are noisy, ratios are from this one run")
-    print("load average (1/5/15 min) at start {:.1f}/{:.1f}/{:.1f}, at end {:.1f}/{:.1f}/{:.1f}".format(
-        *load0, *os.getloadavg()))
+                with distributed.LocalCluster(
+                    n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
+                ) as cluster:
+                    s = run_cohort(
+                        sim / "fhir",
+                        area=args.area,
+                        out=Path(tmp) / "dask",
+                        at="current",
+                        scheduler=cluster.scheduler_address,
+                        batch_size=args.batch,
+                    )
+            results.append(
+                (
+                    "cohort run, Dask LocalCluster 2 workers",
+                    s.steady_units_per_second,
+                    mem.peak,
+                    1000 * mem.cpu / len(bundles),
+                )
+            )
+    print(
+        f"{args.n} simulated {args.area} patients, one bundle each, one decision point each (--at current); "
+        "shared 2-core machine: figures are noisy, ratios are from this one run"
+    )
+    print(
+        "load average (1/5/15 min) at start {:.1f}/{:.1f}/{:.1f}, at end {:.1f}/{:.1f}/{:.1f}".format(
+            *load0, *os.getloadavg()
+        )
+    )
     print(f"{'path':<44} {'patients/s':>10} {'x baseline':>10} {'peak MiB':>9} {'CPU ms/pt':>9}")
     for name, rate, peak, cpu in results:
         print(f"{name:<44} {rate:>10.1f} {rate / base:>10.2f} {peak:>9.0f} {cpu:>9.1f}")
-    print("CPU ms/pt: CPU seconds of every process of the path per patient (worker runs: with their start-up and "
-          "model loading, which the steady rate leaves out)")
+    print(
+        "CPU ms/pt: CPU seconds of every process of the path per patient (worker runs: with their start-up and "
+        "model loading, which the steady rate leaves out)"
+    )
     by = {n: r for n, r, _, _ in results}
     one, two = by.get("cohort run, 1 local process"), by.get("cohort run, 2 local processes")
     if one and two:
-        print(f"1 -> 2 local processes: {two / one:.2f}x (target >= 1.8x); best rate {max(by.values()):.1f} "
-              "patients/s (target >= 200)")
+        print(
+            f"1 -> 2 local processes: {two / one:.2f}x (target >= 1.8x); best rate {max(by.values()):.1f} "
+            "patients/s (target >= 200)"
+        )
     return 0
 
 

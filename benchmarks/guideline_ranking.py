@@ -41,8 +41,10 @@ from model_quality import feature_frame, regimen_at_baseline  # noqa: E402
 
 
 def _regimen(area, drugs):
-    return regimen_of(area, {d.drug: (d.dose_mg_day if d.dose_mg_day is not None else area.drug(d.drug).reference_dose)
-                             for d in drugs})
+    return regimen_of(
+        area,
+        {d.drug: (d.dose_mg_day if d.dose_mg_day is not None else area.drug(d.drug).reference_dose) for d in drugs},
+    )
 
 
 def fit_model(area, cohort, train_ids, seed: int, steps: int | None):
@@ -54,8 +56,9 @@ def fit_model(area, cohort, train_ids, seed: int, steps: int | None):
     d["regimen_at_baseline"] = regimen_at_baseline(d)
     ep = d[d["episode"] & d["patient_id"].isin(train_ids)].reset_index(drop=True)
     m = ResponseModel.from_area(area.id, seed=seed, num_steps=steps)
-    m.fit(feature_frame(area, ep), list(ep["regimen"]), ep["followup"].to_numpy(),
-          current=list(ep["regimen_at_baseline"]))
+    m.fit(
+        feature_frame(area, ep), list(ep["regimen"]), ep["followup"].to_numpy(), current=list(ep["regimen_at_baseline"])
+    )
     return m, len(ep)
 
 
@@ -65,12 +68,20 @@ RANKINGS = ("outcome", "indications", "guideline")  # outcome-only, + indication
 def _planners(template: Planner, area_id: str, model) -> dict[str, Planner]:
     """Planners sharing rules, model and generator: outcome-only, indications only, and the shipped ranking."""
     models = {**template.models, **({area_id: model} if model is not None else {})}
-    kw = dict(ruleset=template.ruleset, rules_path=template.rules_path, models=models,
-              generators=template.generators, num_candidates=template.num_candidates)
+    kw = dict(
+        ruleset=template.ruleset,
+        rules_path=template.rules_path,
+        models=models,
+        generators=template.generators,
+        num_candidates=template.num_candidates,
+    )
     r = template.ranking
     only_ind = dataclasses.replace(r, secondary={k: 0.0 for k in r.secondary})
-    return {"outcome": Planner(ranking=r.outcome_only(), **kw), "indications": Planner(ranking=only_ind, **kw),
-            "guideline": Planner(ranking=r, **kw)}
+    return {
+        "outcome": Planner(ranking=r.outcome_only(), **kw),
+        "indications": Planner(ranking=only_ind, **kw),
+        "guideline": Planner(ranking=r, **kw),
+    }
 
 
 def _toward(cur: float, new: float, target: float, sign: float) -> float:
@@ -88,8 +99,11 @@ def run_area(area_id: str, n: int, seed: int, template: Planner, *, n_train: int
     model, n_ep = (None, 0) if n_train <= 0 else fit_model(area, cohort, set(pids) - eval_ids, seed, steps)
     planners = _planners(template, area_id, model)
     records = {r.patient_id: r for r in cohort.records() if r.patient_id in eval_ids}
-    picks = eps[eps["patient_id"].isin(eval_ids)].groupby("patient_id", sort=True).apply(
-        lambda g: g.iloc[rng.integers(len(g))], include_groups=False)
+    picks = (
+        eps[eps["patient_id"].isin(eval_ids)]
+        .groupby("patient_id", sort=True)
+        .apply(lambda g: g.iloc[rng.integers(len(g))], include_groups=False)
+    )
     sign = 1.0 if area.outcome.direction == "lower" else -1.0
     g = load_guidelines(area)
     goals = {i.id for i in g.indications if i.kind == "goal"} if g is not None else set()  # reported, not counted
@@ -112,8 +126,7 @@ def run_area(area_id: str, n: int, seed: int, template: Planner, *, n_train: int
             row_out[f"met_{k}"] = all(s.met for s in res[k].plans[0].indications if s.id not in goals)
         rows_out.append(row_out)
     secs = time.perf_counter() - t
-    return _summary(area, rows_out, model="fitted" if model is not None else "prior", train_episodes=n_ep,
-                    seconds=secs)
+    return _summary(area, rows_out, model="fitted" if model is not None else "prior", train_episodes=n_ep, seconds=secs)
 
 
 def _independent(area, n_total: int, seed: int):
@@ -137,8 +150,9 @@ def _independent(area, n_total: int, seed: int):
     return cohort, {r.patient_id: r for r in records}, ep
 
 
-def run_area_independent(area_id: str, n: int, seed: int, template: Planner, *, n_train: int,
-                         steps: int | None) -> dict:
+def run_area_independent(
+    area_id: str, n: int, seed: int, template: Planner, *, n_train: int, steps: int | None
+) -> dict:
     """The same comparison on planner.simulate.independent (truth only at its decision dates)."""
     from planner.model import ResponseModel
 
@@ -151,12 +165,20 @@ def run_area_independent(area_id: str, n: int, seed: int, template: Planner, *, 
     if n_train > 0:
         tr = ep[~ep["patient_id"].isin(eval_ids)].reset_index(drop=True)
         model = ResponseModel.from_area(area.id, seed=seed, num_steps=steps)
-        model.fit(feature_frame(area, tr), list(tr["regimen"]), tr["followup"].to_numpy(),
-                  current=list(tr["regimen_at_baseline"]))
+        model.fit(
+            feature_frame(area, tr),
+            list(tr["regimen"]),
+            tr["followup"].to_numpy(),
+            current=list(tr["regimen_at_baseline"]),
+        )
         n_ep = len(tr)
     planners = _planners(template, area_id, model)
-    picks = ep[ep["patient_id"].isin(eval_ids)].groupby("patient_id", sort=True).apply(
-        lambda g: g.iloc[rng.integers(len(g))], include_groups=False).reset_index()
+    picks = (
+        ep[ep["patient_id"].isin(eval_ids)]
+        .groupby("patient_id", sort=True)
+        .apply(lambda g: g.iloc[rng.integers(len(g))], include_groups=False)
+        .reset_index()
+    )
     sign = 1.0 if area.outcome.direction == "lower" else -1.0
     g = load_guidelines(area)
     goals = {i.id for i in g.indications if i.kind == "goal"} if g is not None else set()
@@ -164,8 +186,10 @@ def run_area_independent(area_id: str, n: int, seed: int, template: Planner, *, 
     t = time.perf_counter()
     for idx, row in picks.iterrows():
         as_of = row["t0"].date()
-        res = {k: pl.recommend(records[row["patient_id"]], area=area_id, as_of=as_of, top=1, seed=seed)
-               for k, pl in planners.items()}
+        res = {
+            k: pl.recommend(records[row["patient_id"]], area=area_id, as_of=as_of, top=1, seed=seed)
+            for k, pl in planners.items()
+        }
         if not all(r.plans for r in res.values()):
             continue
         current = _regimen(area, res["guideline"].current_regimen)
@@ -178,16 +202,26 @@ def run_area_independent(area_id: str, n: int, seed: int, template: Planner, *, 
             row_out[f"toward_{k}"] = _toward(y[0], yk, target, sign)
             row_out[f"met_{k}"] = all(s.met for s in res[k].plans[0].indications if s.id not in goals)
         rows_out.append(row_out)
-    return _summary(area, rows_out, model="fitted" if model is not None else "prior", train_episodes=n_ep,
-                    seconds=time.perf_counter() - t, simulator="independent")
+    return _summary(
+        area,
+        rows_out,
+        model="fitted" if model is not None else "prior",
+        train_episodes=n_ep,
+        seconds=time.perf_counter() - t,
+        simulator="independent",
+    )
 
 
 def _summary(area, rows_out: list[dict], **extra) -> dict:
     if not rows_out:
         return {"area": area.id, "patients": 0, **extra}
     ind = [r for r in rows_out if r["indicated"]]
-    out: dict = {"area": area.id, "patients": len(rows_out), "unit": area.outcome.unit,
-                 "patients_with_indication": len(ind)}
+    out: dict = {
+        "area": area.id,
+        "patients": len(rows_out),
+        "unit": area.outcome.unit,
+        "patients_with_indication": len(ind),
+    }
     for k in RANKINGS:
         out[f"true_improvement_{k}"] = round(float(np.mean([r[f"improve_{k}"] for r in rows_out])), 4)
         out[f"toward_target_{k}"] = round(float(np.mean([r[f"toward_{k}"] for r in rows_out])), 4)
@@ -210,22 +244,34 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=150, help="simulated patients per area")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--num-samples", type=int, default=400, help="posterior draws per candidate")
-    ap.add_argument("--train", type=int, default=3000,
-                    help="simulated patients to fit the model on (0: the untrained literature-prior model)")
+    ap.add_argument(
+        "--train",
+        type=int,
+        default=3000,
+        help="simulated patients to fit the model on (0: the untrained literature-prior model)",
+    )
     ap.add_argument("--steps", type=int, default=None, help="SVI steps (default: the model's)")
-    ap.add_argument("--sim", choices=("first", "independent"), default="first",
-                    help="planner.simulate (first) or planner.simulate.independent")
+    ap.add_argument(
+        "--sim",
+        choices=("first", "independent"),
+        default="first",
+        help="planner.simulate (first) or planner.simulate.independent",
+    )
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     template = Planner.load(num_samples=args.num_samples)
     results = []
-    print(f"simulator: {args.sim}; model: "
-          f"{'fitted on ' + str(args.train) + ' simulated patients' if args.train > 0 else 'literature priors'}")
+    print(
+        f"simulator: {args.sim}; model: "
+        f"{'fitted on ' + str(args.train) + ' simulated patients' if args.train > 0 else 'literature priors'}"
+    )
     print("true improvement of the top plan over the current regimen (mean, outcome units); ratio to outcome-only;")
     print("'to target': improvement counted only down to the target; 'met': share of patients with an indication")
     print("whose top plan meets every one (LDL-C goals excluded: they are reported in the plans, not required)")
-    print(f"{'area':<13} {'n':>4} {'ranking':<12} {'improvement':>11} {'ratio':>6} {'to target':>9} {'ratio':>6} "
-          f"{'met':>5}")
+    print(
+        f"{'area':<13} {'n':>4} {'ranking':<12} {'improvement':>11} {'ratio':>6} {'to target':>9} {'ratio':>6} "
+        f"{'met':>5}"
+    )
     for area_id in [a for a in args.areas.split(",") if a]:
         run = run_area if args.sim == "first" else run_area_independent
         r = run(area_id, args.n, args.seed, template, n_train=args.train, steps=args.steps)
@@ -235,11 +281,15 @@ def main(argv: list[str] | None = None) -> int:
             continue
         for k in RANKINGS:
             label = {"outcome": "outcome-only", "indications": "indications", "guideline": "guideline"}[k]
-            print(f"{area_id:<13} {r['patients']:>4} {label:<12} {r[f'true_improvement_{k}']:>11.3f} "
-                  f"{_fmt(r.get(f'ratio_{k}', 1.0)):>6} {r[f'toward_target_{k}']:>9.3f} "
-                  f"{_fmt(r.get(f'toward_target_ratio_{k}', 1.0)):>6} {_fmt(r[f'indications_met_{k}']):>5}")
-        print(f"{'':<13} {'':>4} ({r['patients_with_indication']} with an indication; unit {r['unit']}; "
-              f"{r['seconds']:.0f} s)")
+            print(
+                f"{area_id:<13} {r['patients']:>4} {label:<12} {r[f'true_improvement_{k}']:>11.3f} "
+                f"{_fmt(r.get(f'ratio_{k}', 1.0)):>6} {r[f'toward_target_{k}']:>9.3f} "
+                f"{_fmt(r.get(f'toward_target_ratio_{k}', 1.0)):>6} {_fmt(r[f'indications_met_{k}']):>5}"
+            )
+        print(
+            f"{'':<13} {'':>4} ({r['patients_with_indication']} with an indication; unit {r['unit']}; "
+            f"{r['seconds']:.0f} s)"
+        )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

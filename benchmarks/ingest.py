@@ -35,8 +35,9 @@ def _default_inputs() -> list[Path]:
     return sorted((ROOT / "fixtures" / "synthea").glob("*.json"))
 
 
-def _time(fn: Callable[[bytes], object], blobs: list[bytes], repeat: int,
-          clock: Callable[[], float] = time.process_time) -> float:
+def _time(
+    fn: Callable[[bytes], object], blobs: list[bytes], repeat: int, clock: Callable[[], float] = time.process_time
+) -> float:
     best = float("inf")
     for _ in range(repeat):
         gc.collect()
@@ -53,8 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--full-repeat", type=int, default=1, help="repeats for the (slow) full validation")
     ap.add_argument("--bulk", default=None, help="a Bulk Data export folder to time as a whole ('none': skip)")
-    ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
-                    help="cpu: this process's CPU time (robust when other jobs share the machine); wall: elapsed")
+    ap.add_argument(
+        "--clock",
+        choices=("cpu", "wall"),
+        default="cpu",
+        help="cpu: this process's CPU time (robust when other jobs share the machine); wall: elapsed",
+    )
     args = ap.parse_args(argv)
     files: list[Path] = []
     for p in args.paths or _default_inputs():

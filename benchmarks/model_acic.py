@@ -72,9 +72,17 @@ def run_bcf(X, a, y, Xte, i: int):
         raise SystemExit("--bcf needs stochtree (pip install stochtree; not a planner dependency)") from None
 
     b = BCFModel()
-    b.sample(X_train=X.to_numpy(), Z_train=a.astype(float), y_train=y, X_test=Xte.to_numpy(),
-             Z_test=np.zeros(len(Xte)), num_gfr=10, num_burnin=0, num_mcmc=200,
-             general_params={"random_seed": i, "num_threads": 1})
+    b.sample(
+        X_train=X.to_numpy(),
+        Z_train=a.astype(float),
+        y_train=y,
+        X_test=Xte.to_numpy(),
+        Z_test=np.zeros(len(Xte)),
+        num_gfr=10,
+        num_burnin=0,
+        num_mcmc=200,
+        general_params={"random_seed": i, "num_threads": 1},
+    )
     td = b.tau_hat_test
     lo, hi = np.quantile(td, [0.05, 0.95], axis=1)
     return td.mean(1), lo, hi
@@ -131,10 +139,12 @@ def main(argv: list[str] | None = None) -> int:
     ratio = mean["planner_pehe"] / mean["tlearner_pehe"]
     ok_pehe = mean["planner_pehe"] <= mean["tlearner_pehe"]
     ok_cov = 0.85 <= mean["planner_cov"] <= 0.95
-    print(f"planner sqrt(PEHE) {mean['planner_pehe']:.3f} vs T-learner xgboost {mean['tlearner_pehe']:.3f}: "
-          f"{ratio:.2f}x ({'met' if ok_pehe else 'NOT met'}: <= 1.00x); mean 90% CATE coverage "
-          f"{mean['planner_cov']:.3f} ({'met' if ok_cov else 'NOT met'}: in [0.85, 0.95]); "
-          f"before (linear) {mean['linear_pehe']:.3f}, coverage {mean['linear_cov']:.3f}")
+    print(
+        f"planner sqrt(PEHE) {mean['planner_pehe']:.3f} vs T-learner xgboost {mean['tlearner_pehe']:.3f}: "
+        f"{ratio:.2f}x ({'met' if ok_pehe else 'NOT met'}: <= 1.00x); mean 90% CATE coverage "
+        f"{mean['planner_cov']:.3f} ({'met' if ok_cov else 'NOT met'}: in [0.85, 0.95]); "
+        f"before (linear) {mean['linear_pehe']:.3f}, coverage {mean['linear_cov']:.3f}"
+    )
     if a.out:
         a.out.write_text(json.dumps({"rows": rows, "mean": mean}, indent=1))
     return 0

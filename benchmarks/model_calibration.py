@@ -95,15 +95,21 @@ def independent_episodes(area, patients: int, seed: int):
     return ep, cohort.expected_outcome, cohort.p_target
 
 
-def evaluate(area_id: str, sim: str, *, patients: int, seed: int, eval_rows: int, steps: int | None,
-             keep: bool = False) -> dict:
+def evaluate(
+    area_id: str, sim: str, *, patients: int, seed: int, eval_rows: int, steps: int | None, keep: bool = False
+) -> dict:
     """The figures of one (area, simulator); ``keep`` also returns the per-pair ``p`` and ``p_true``."""
     import xgboost as xgb
 
     area = load_area(area_id)
     t0 = time.perf_counter()
     ep, truth_fn, ptrue_fn = (first_episodes if sim == "first" else independent_episodes)(area, patients, seed)
-    res: dict = {"area": area_id, "sim": sim, "episodes": int(len(ep)), "simulate_s": round(time.perf_counter() - t0, 1)}
+    res: dict = {
+        "area": area_id,
+        "sim": sim,
+        "episodes": int(len(ep)),
+        "simulate_s": round(time.perf_counter() - t0, 1),
+    }
     pids = np.array(sorted(ep["patient_id"].unique()))
     rng = np.random.default_rng(seed)
     test_ids = set(rng.choice(pids, size=len(pids) // 5, replace=False))
@@ -119,8 +125,15 @@ def evaluate(area_id: str, sim: str, *, patients: int, seed: int, eval_rows: int
     log = area.outcome.scale == "log"
     Ztr = s_learner_design(area, Xtr, list(tr["regimen"]), list(tr["regimen_before"]), levels)
     ytr = tr["followup"].to_numpy(float)
-    booster = xgb.XGBRegressor(n_estimators=400, max_depth=6, learning_rate=0.05, subsample=0.8,
-                               colsample_bytree=0.8, n_jobs=1, random_state=seed).fit(Ztr, np.log(ytr) if log else ytr)
+    booster = xgb.XGBRegressor(
+        n_estimators=400,
+        max_depth=6,
+        learning_rate=0.05,
+        subsample=0.8,
+        colsample_bytree=0.8,
+        n_jobs=1,
+        random_state=seed,
+    ).fit(Ztr, np.log(ytr) if log else ytr)
     if len(te) > eval_rows:
         te = te.iloc[np.sort(rng.choice(len(te), eval_rows, replace=False))].reset_index(drop=True)
     gen = RegimenGenerator.from_area(area_id)
@@ -141,8 +154,9 @@ def evaluate(area_id: str, sim: str, *, patients: int, seed: int, eval_rows: int
         acc["p"].append((pred <= rows["target"].to_numpy(float)[None, :, None]).mean(0).ravel())
         acc["pt"].append(ptrue_fn(rows, cands).ravel())
         n, R = truth.shape
-        Z = s_learner_design(area, pd.concat([Xg] * R, ignore_index=True), [c for c in cands for _ in range(n)],
-                             [cur] * (n * R), levels)
+        Z = s_learner_design(
+            area, pd.concat([Xg] * R, ignore_index=True), [c for c in cands for _ in range(n)], [cur] * (n * R), levels
+        )
         px = booster.predict(Z).reshape(R, n).T
         acc["oracle"].append(truth.min(1))
         acc["model"].append(truth[np.arange(n), mean.mean(0).argmin(1)])
@@ -150,8 +164,16 @@ def evaluate(area_id: str, sim: str, *, patients: int, seed: int, eval_rows: int
         acc["continue"].append(truth[:, 0])
     c = {k: np.concatenate(v) for k, v in acc.items()}
     gap = c["continue"].mean() - c["oracle"].mean()
-    res.update({"test_decisions": int(len(te)), "pairs": int(c["cov"].size), "coverage90": float(c["cov"].mean()),
-                "ece_p_target": ece(c["p"], c["pt"]), "mean_p": float(c["p"].mean()), "mean_p_true": float(c["pt"].mean())})
+    res.update(
+        {
+            "test_decisions": int(len(te)),
+            "pairs": int(c["cov"].size),
+            "coverage90": float(c["cov"].mean()),
+            "ece_p_target": ece(c["p"], c["pt"]),
+            "mean_p": float(c["p"].mean()),
+            "mean_p_true": float(c["pt"].mean()),
+        }
+    )
     for k in ("oracle", "model", "xgb", "continue"):
         res[f"value_{k}"] = float(c[k].mean())
     for k in ("model", "xgb"):
@@ -173,8 +195,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args(argv)
     out = []
-    print(f"{'area':13s} {'sim':11s} {'episodes':>8s} {'cov90':>6s} {'ECE':>6s} {'top plan':>9s} {'xgb S':>9s} "
-          f"{'oracle':>9s} {'continue':>9s} {'gap closed: model / xgb':>24s}  checks")
+    print(
+        f"{'area':13s} {'sim':11s} {'episodes':>8s} {'cov90':>6s} {'ECE':>6s} {'top plan':>9s} {'xgb S':>9s} "
+        f"{'oracle':>9s} {'continue':>9s} {'gap closed: model / xgb':>24s}  checks"
+    )
     for area_id in a.areas.split(","):
         for sim in a.sims.split(","):
             r = evaluate(area_id, sim, patients=a.patients, seed=a.seed, eval_rows=a.eval_rows, steps=a.steps)
@@ -182,12 +206,17 @@ def main(argv: list[str] | None = None) -> int:
             r["checks"] = ok
             out.append(r)
             marks = " ".join(("ok" if v else "NO") + ":" + k for v, k in zip(ok, ("cov", "ece", "plan")))
-            print(f"{area_id:13s} {sim:11s} {r['episodes']:8d} {r['coverage90']:6.3f} {r['ece_p_target']:6.3f} "
-                  f"{r['value_model']:9.3f} {r['value_xgb']:9.3f} {r['value_oracle']:9.3f} {r['value_continue']:9.3f} "
-                  f"{r['gap_closed_model']:11.2f} / {r['gap_closed_xgb']:.2f}  {marks}", flush=True)
+            print(
+                f"{area_id:13s} {sim:11s} {r['episodes']:8d} {r['coverage90']:6.3f} {r['ece_p_target']:6.3f} "
+                f"{r['value_model']:9.3f} {r['value_xgb']:9.3f} {r['value_oracle']:9.3f} {r['value_continue']:9.3f} "
+                f"{r['gap_closed_model']:11.2f} / {r['gap_closed_xgb']:.2f}  {marks}",
+                flush=True,
+            )
     met = sum(all(r["checks"]) for r in out)
-    print(f"{met} of {len(out)} (area, simulator) pairs meet all three checks "
-          "(coverage in [0.85, 0.95], P(target) ECE <= 0.05, top plan <= S-learner's true outcome)")
+    print(
+        f"{met} of {len(out)} (area, simulator) pairs meet all three checks "
+        "(coverage in [0.85, 0.95], P(target) ECE <= 0.05, top plan <= S-learner's true outcome)"
+    )
     if a.out:
         a.out.write_text(json.dumps(out, indent=1))
     return 0

@@ -109,8 +109,14 @@ def evaluate_area(area_id: str, *, episodes: int, seed: int, quick: bool, max_ev
     is_test = ep["patient_id"].isin(test_ids).to_numpy()
     tr, te = ep[~is_test].reset_index(drop=True), ep[is_test].reset_index(drop=True)
     Xtr = feature_frame(area, tr)
-    res: dict = {"area": area_id, "episodes": int(len(ep)), "train_episodes": int(len(tr)),
-                 "test_episodes": int(len(te)), "test_patients": len(test_ids), "simulate_s": round(sim_s, 1)}
+    res: dict = {
+        "area": area_id,
+        "episodes": int(len(ep)),
+        "train_episodes": int(len(tr)),
+        "test_episodes": int(len(te)),
+        "test_patients": len(test_ids),
+        "simulate_s": round(sim_s, 1),
+    }
 
     steps = 800 if quick else None
     fitted = {}
@@ -125,8 +131,15 @@ def evaluate_area(area_id: str, *, episodes: int, seed: int, quick: bool, max_ev
     t1 = time.perf_counter()
     levels = {c: sorted(set(Xtr[c].dropna())) for c in Xtr.columns if not pd.api.types.is_numeric_dtype(Xtr[c])}
     Ztr = s_learner_design(area, Xtr, list(tr["regimen"]), list(tr["regimen_before"]), levels)
-    booster = xgb.XGBRegressor(n_estimators=300 if quick else 600, max_depth=6, learning_rate=0.05,
-                               subsample=0.8, colsample_bytree=0.8, n_jobs=2, random_state=seed)
+    booster = xgb.XGBRegressor(
+        n_estimators=300 if quick else 600,
+        max_depth=6,
+        learning_rate=0.05,
+        subsample=0.8,
+        colsample_bytree=0.8,
+        n_jobs=2,
+        random_state=seed,
+    )
     log_scale = area.outcome.scale == "log"  # fit the baseline on the area's scale too (fair to it)
     ytr = tr["followup"].to_numpy()
     booster.fit(Ztr, np.log(ytr) if log_scale else ytr)
@@ -137,8 +150,21 @@ def evaluate_area(area_id: str, *, episodes: int, seed: int, quick: bool, max_ev
         te = te.iloc[np.sort(rng.choice(len(te), max_eval_rows, replace=False))].reset_index(drop=True)
     Xte = feature_frame(area, te)
     groups = te.groupby("regimen_before_key", sort=True).indices
-    acc = {k: [] for k in ("err_mvn", "err_diag", "err_prior", "err_xgb", "cov_mvn", "cov_diag", "cov_prior",
-                           "dcov_mvn", "dcov_diag", "width_mvn")}
+    acc = {
+        k: []
+        for k in (
+            "err_mvn",
+            "err_diag",
+            "err_prior",
+            "err_xgb",
+            "cov_mvn",
+            "cov_diag",
+            "cov_prior",
+            "dcov_mvn",
+            "dcov_diag",
+            "width_mvn",
+        )
+    }
     pol = {k: [] for k in ("oracle", "mvn", "diag", "prior", "xgb", "continue", "clinician", "random")}
     for _key, idx in groups.items():
         idx = np.asarray(idx)
@@ -165,8 +191,9 @@ def evaluate_area(area_id: str, *, episodes: int, seed: int, quick: bool, max_ev
                 acc["width_mvn"].append((hi - lo).ravel())
             preds[name] = mean
         n, R = truth.shape
-        Z = s_learner_design(area, pd.concat([Xg] * R, ignore_index=True),
-                             [c for c in cands for _ in range(n)], [cur] * (n * R), levels)
+        Z = s_learner_design(
+            area, pd.concat([Xg] * R, ignore_index=True), [c for c in cands for _ in range(n)], [cur] * (n * R), levels
+        )
         px = booster.predict(Z).reshape(R, n).T
         px = np.exp(px) if log_scale else px
         acc["err_xgb"].append((px - truth).ravel())
@@ -218,17 +245,27 @@ def main(argv: list[str] | None = None) -> int:
             continue
         r["total_s"] = round(time.perf_counter() - t0, 1)
         out.append(r)
-        print(f"\n== {area_id} ({r['unit']}): {r['episodes']} episodes, {r['train_episodes']} train, "
-              f"{r['test_patients']} held-out patients, {r['pairs_evaluated']} (decision, candidate) pairs")
-        print(f"  fit: SVI full-rank {r['svi_mvn_fit_s']} s, mean-field {r['svi_diag_fit_s']} s, "
-              f"xgboost {r['xgb_fit_s']} s")
-        print(f"  RMSE true vs estimated expected outcome: model {r['rmse_mvn']:.3f}  mean-field "
-              f"{r['rmse_diag']:.3f}  xgboost {r['rmse_xgb']:.3f}  untrained prior {r['rmse_prior']:.3f}")
-        print(f"  90% coverage of true expected outcome: model {r['coverage90_mvn']:.3f}  mean-field "
-              f"{r['coverage90_diag']:.3f}  prior {r['coverage90_prior']:.3f}  (mean width "
-              f"{r['interval_width_mvn']:.3f})")
-        print(f"  90% coverage of true change vs continuing: model {r['coverage90_change_mvn']:.3f}  "
-              f"mean-field {r['coverage90_change_diag']:.3f}")
+        print(
+            f"\n== {area_id} ({r['unit']}): {r['episodes']} episodes, {r['train_episodes']} train, "
+            f"{r['test_patients']} held-out patients, {r['pairs_evaluated']} (decision, candidate) pairs"
+        )
+        print(
+            f"  fit: SVI full-rank {r['svi_mvn_fit_s']} s, mean-field {r['svi_diag_fit_s']} s, "
+            f"xgboost {r['xgb_fit_s']} s"
+        )
+        print(
+            f"  RMSE true vs estimated expected outcome: model {r['rmse_mvn']:.3f}  mean-field "
+            f"{r['rmse_diag']:.3f}  xgboost {r['rmse_xgb']:.3f}  untrained prior {r['rmse_prior']:.3f}"
+        )
+        print(
+            f"  90% coverage of true expected outcome: model {r['coverage90_mvn']:.3f}  mean-field "
+            f"{r['coverage90_diag']:.3f}  prior {r['coverage90_prior']:.3f}  (mean width "
+            f"{r['interval_width_mvn']:.3f})"
+        )
+        print(
+            f"  90% coverage of true change vs continuing: model {r['coverage90_change_mvn']:.3f}  "
+            f"mean-field {r['coverage90_change_diag']:.3f}"
+        )
         print("  policy value (mean true outcome; regret vs oracle):")
         for k in ("oracle", "mvn", "diag", "xgb", "prior", "clinician", "continue", "random"):
             reg = "" if k == "oracle" else f"  regret {r['regret_' + k]:+.4f}"

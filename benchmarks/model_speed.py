@@ -53,8 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     m.fit(X, list(ep["regimen"]), ep["followup"].to_numpy(), current=list(ep["regimen_before"]))
     total = time.perf_counter() - t0
-    print(f"SVI fit (full-rank guide, {m.training_summary_['steps']} steps, minibatch {m.batch_size}): "
-          f"{m.fit_seconds_:.1f} s optimisation, {total:.1f} s including setup and draws  (target <= 60 s)")
+    print(
+        f"SVI fit (full-rank guide, {m.training_summary_['steps']} steps, minibatch {m.batch_size}): "
+        f"{m.fit_seconds_:.1f} s optimisation, {total:.1f} s including setup and draws  (target <= 60 s)"
+    )
 
     regs = enumerate_regimens(area, doses="reference", max_drugs=2)[:50]
     one = X.iloc[[0]]
@@ -90,11 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     acc = 0.0
     for s in range(0, len(rows), chunk):
-        d = m.sample(rows.iloc[s:s + chunk], regs, 1000, current=curs[s:s + chunk])
+        d = m.sample(rows.iloc[s : s + chunk], regs, 1000, current=curs[s : s + chunk])
         acc += float(d[:, :, 0].mean())
     many = time.perf_counter() - t0
-    print(f"{a.patients:,} patients x 50 regimens x 1,000 draws (chunks of {chunk}): {many:.1f} s  "
-          f"(target <= 15 s for 10,000)")
+    print(
+        f"{a.patients:,} patients x 50 regimens x 1,000 draws (chunks of {chunk}): {many:.1f} s  "
+        f"(target <= 15 s for 10,000)"
+    )
     return 0
 
 

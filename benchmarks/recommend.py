@@ -57,13 +57,18 @@ def main() -> int:
     p50, p95 = statistics.median(times), q[94]
     ing = statistics.median(ingest_times)
     print(f"Planner.load (rules + {len(planner.models)} prior models): {load_s * 1000:.0f} ms")
-    print(f"warm recommend over {len(jobs)} patient-areas x {args.repeat}: p50 {p50 * 1000:.1f} ms "
-          f"(target <= 50), p95 {p95 * 1000:.1f} ms (target <= 150)")
+    print(
+        f"warm recommend over {len(jobs)} patient-areas x {args.repeat}: p50 {p50 * 1000:.1f} ms "
+        f"(target <= 50), p95 {p95 * 1000:.1f} ms (target <= 150)"
+    )
     print(f"baseline, ingest only (median per bundle): {ing * 1000:.1f} ms; recommend/ingest ratio {p50 / ing:.1f}x")
     fixture = files[0]
     t = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "planner.cli", "recommend", str(fixture), "--format", "json"],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "planner.cli", "recommend", str(fixture), "--format", "json"],
+        capture_output=True,
+        text=True,
+    )
     cold = time.perf_counter() - t
     print(f"cold CLI `planner recommend {fixture.name}`: {cold:.2f} s wall (target <= 4), exit {out.returncode}")
     return 0

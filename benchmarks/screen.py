@@ -24,16 +24,37 @@ import statistics
 import time
 
 from planner.record import (
-    Allergy, Condition, DrugDose, Measurement, Medication, PatientRecord, PgxResult, Regimen,
+    Allergy,
+    Condition,
+    DrugDose,
+    Measurement,
+    Medication,
+    PatientRecord,
+    PgxResult,
+    Regimen,
 )
 from planner.safety import RuleSet, screen_plan
 
 FORMULARY = {  # a mixed formulary across areas, dose levels in mg/day
-    "metformin": [500, 1000, 2000], "glipizide": [5, 10], "sitagliptin": [50, 100], "empagliflozin": [10, 25],
-    "pioglitazone": [15, 30], "atorvastatin": [10, 40, 80], "rosuvastatin": [10, 20, 40],
-    "simvastatin": [20, 40], "pravastatin": [40, 80], "lisinopril": [10, 20], "losartan": [50, 100],
-    "amlodipine": [5, 10], "diltiazem": [180, 240], "citalopram": [20, 40], "sertraline": [50, 100],
-    "paroxetine": [20, 40], "fluoxetine": [20, 40], "bupropion": [150, 300], "duloxetine": [30, 60],
+    "metformin": [500, 1000, 2000],
+    "glipizide": [5, 10],
+    "sitagliptin": [50, 100],
+    "empagliflozin": [10, 25],
+    "pioglitazone": [15, 30],
+    "atorvastatin": [10, 40, 80],
+    "rosuvastatin": [10, 20, 40],
+    "simvastatin": [20, 40],
+    "pravastatin": [40, 80],
+    "lisinopril": [10, 20],
+    "losartan": [50, 100],
+    "amlodipine": [5, 10],
+    "diltiazem": [180, 240],
+    "citalopram": [20, 40],
+    "sertraline": [50, 100],
+    "paroxetine": [20, 40],
+    "fluoxetine": [20, 40],
+    "bupropion": [150, 300],
+    "duloxetine": [30, 60],
 }
 CURRENT = ("tamoxifen", "clopidogrel", "warfarin", "omeprazole", "clarithromycin")
 
@@ -41,18 +62,27 @@ CURRENT = ("tamoxifen", "clopidogrel", "warfarin", "omeprazole", "clarithromycin
 def patient() -> PatientRecord:
     d = dt.date(2024, 6, 1)
     return PatientRecord(
-        patient_id="bench", as_of=d, birth_date=dt.date(1955, 3, 1),
-        conditions=(Condition(code="44054006", system="http://snomed.info/sct"),
-                    Condition(code="88805009", system="http://snomed.info/sct")),
-        medications=tuple(Medication(ingredient=m, rxcui="0", start=dt.date(2022, 1, 1), status="active",
-                                     dose_mg_day=20.0) for m in CURRENT),
+        patient_id="bench",
+        as_of=d,
+        birth_date=dt.date(1955, 3, 1),
+        conditions=(
+            Condition(code="44054006", system="http://snomed.info/sct"),
+            Condition(code="88805009", system="http://snomed.info/sct"),
+        ),
+        medications=tuple(
+            Medication(ingredient=m, rxcui="0", start=dt.date(2022, 1, 1), status="active", dose_mg_day=20.0)
+            for m in CURRENT
+        ),
         allergies=(Allergy(display="Allergy to penicillin", code="91936005"),),
-        observations={"egfr": (Measurement(date=d - dt.timedelta(days=20), value=42, unit="mL/min/1.73m2",
-                                           loinc="33914-3"),)},
-        pgx=(PgxResult(gene="CYP2C19", diplotype="*1/*2", source="pharmcat-tsv"),
-             PgxResult(gene="CYP2D6", diplotype="*1/*1", source="pharmcat-tsv"),
-             PgxResult(gene="SLCO1B1", diplotype="*1/*5", source="pharmcat-tsv"),
-             PgxResult(gene="CYP2C9", diplotype="*1/*3", source="pharmcat-tsv")),
+        observations={
+            "egfr": (Measurement(date=d - dt.timedelta(days=20), value=42, unit="mL/min/1.73m2", loinc="33914-3"),)
+        },
+        pgx=(
+            PgxResult(gene="CYP2C19", diplotype="*1/*2", source="pharmcat-tsv"),
+            PgxResult(gene="CYP2D6", diplotype="*1/*1", source="pharmcat-tsv"),
+            PgxResult(gene="SLCO1B1", diplotype="*1/*5", source="pharmcat-tsv"),
+            PgxResult(gene="CYP2C9", diplotype="*1/*3", source="pharmcat-tsv"),
+        ),
     )
 
 
@@ -105,26 +135,42 @@ def main(argv: list[str] | None = None) -> None:
     ctx = rs.prepare(rec)
     results = [screen_plan(ctx, r, rules=rs) for r in regs]
     current = set(CURRENT)
-    plan_level = sum(1 for res in results for f in res.findings
-                     if len(f.drugs) > 1 and set(f.drugs) & current and set(f.drugs) - current)
+    plan_level = sum(
+        1
+        for res in results
+        for f in res.findings
+        if len(f.drugs) > 1 and set(f.drugs) & current and set(f.drugs) - current
+    )
     kept = sum(not res.excluded for res in results)
     med_p, med_n = statistics.median(prepared), statistics.median(naive)
     cpu_p, cpu_n = statistics.median(cpu), statistics.median(naive_cpu)
     per200, cpu200 = med_p * 200 / len(regs), cpu_p * 200 / len(regs)
     print(f"rules loaded and validated once in {load_s * 1000:.0f} ms (rules_version {rs.rules_version})")
-    print(f"{len(regs)} regimens, patient with {len(CURRENT)} current medications: "
-          f"{sum(len(r.findings) for r in results)} findings, {plan_level} of them plan-level pairs "
-          f"(a plan drug with a current drug), {kept} regimens kept")
-    print(f"prepared context (prepare + {len(regs)} screen_plan): median {med_p * 1000:.2f} ms per {len(regs)} "
-          f"(CPU of this thread {statistics.median(cpu) * 1000:.2f} ms; fastest {min(prepared) * 1000:.2f} ms)")
-    print(f"  findings only (prepare + {len(regs)} RuleSet.screen), CPU: median {statistics.median(only) * 1000:.2f} ms")
-    print(f"naive baseline (fresh context per regimen):   median {med_n * 1000:.2f} ms per {len(regs)} "
-          f"(CPU {cpu_n * 1000:.2f} ms)")
-    print(f"speed-up of prepared over naive: {med_n / med_p:.1f}x wall, {cpu_n / cpu_p:.1f}x CPU; load average "
-          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    print(f"target median <= 2 ms per 200: wall {'met' if per200 <= 0.002 else 'NOT met'} ({per200 * 1000:.2f} ms, "
-          f"includes other load on the machine); CPU {'met' if cpu200 <= 0.002 else 'NOT met'} "
-          f"({cpu200 * 1000:.2f} ms)")
+    print(
+        f"{len(regs)} regimens, patient with {len(CURRENT)} current medications: "
+        f"{sum(len(r.findings) for r in results)} findings, {plan_level} of them plan-level pairs "
+        f"(a plan drug with a current drug), {kept} regimens kept"
+    )
+    print(
+        f"prepared context (prepare + {len(regs)} screen_plan): median {med_p * 1000:.2f} ms per {len(regs)} "
+        f"(CPU of this thread {statistics.median(cpu) * 1000:.2f} ms; fastest {min(prepared) * 1000:.2f} ms)"
+    )
+    print(
+        f"  findings only (prepare + {len(regs)} RuleSet.screen), CPU: median {statistics.median(only) * 1000:.2f} ms"
+    )
+    print(
+        f"naive baseline (fresh context per regimen):   median {med_n * 1000:.2f} ms per {len(regs)} "
+        f"(CPU {cpu_n * 1000:.2f} ms)"
+    )
+    print(
+        f"speed-up of prepared over naive: {med_n / med_p:.1f}x wall, {cpu_n / cpu_p:.1f}x CPU; load average "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
+    print(
+        f"target median <= 2 ms per 200: wall {'met' if per200 <= 0.002 else 'NOT met'} ({per200 * 1000:.2f} ms, "
+        f"includes other load on the machine); CPU {'met' if cpu200 <= 0.002 else 'NOT met'} "
+        f"({cpu200 * 1000:.2f} ms)"
+    )
 
 
 if __name__ == "__main__":

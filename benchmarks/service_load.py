@@ -62,9 +62,13 @@ def _prefetch(bundle: dict[str, Any]) -> dict[str, Any]:
             patient = r
         else:
             by.setdefault(r["resourceType"], []).append({"resource": r})
-    keys = {"conditions": "Condition", "medicationRequests": "MedicationRequest",
-            "medicationStatements": "MedicationStatement", "observations": "Observation",
-            "allergies": "AllergyIntolerance"}
+    keys = {
+        "conditions": "Condition",
+        "medicationRequests": "MedicationRequest",
+        "medicationStatements": "MedicationStatement",
+        "observations": "Observation",
+        "allergies": "AllergyIntolerance",
+    }
     out: dict[str, Any] = {"patient": patient}
     for k, t in keys.items():
         out[k] = {"resourceType": "Bundle", "type": "searchset", "entry": by.get(t, [])}
@@ -119,12 +123,26 @@ class Service:
         self.base = f"http://127.0.0.1:{self.port}/cds-services"
         (workdir / "service.yaml").write_text(
             f"service_url: {self.base}\ntrusted_issuers:\n  - issuer: {ISSUER}\n    jwks_file: jwks.json\n",
-            encoding="utf-8")
+            encoding="utf-8",
+        )
         env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "planner.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-             "--config", str(workdir / "service.yaml")],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                sys.executable,
+                "-m",
+                "planner.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--config",
+                str(workdir / "service.yaml"),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def wait(self, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
@@ -141,8 +159,14 @@ class Service:
 
     def token(self, sid: str) -> str:
         now = int(time.time())
-        claims = {"iss": ISSUER, "sub": "load", "aud": f"{self.base}/{sid}", "iat": now, "exp": now + 280,
-                  "jti": uuid.uuid4().hex}
+        claims = {
+            "iss": ISSUER,
+            "sub": "load",
+            "aud": f"{self.base}/{sid}",
+            "iat": now,
+            "exp": now + 280,
+            "jti": uuid.uuid4().hex,
+        }
         return jwt.encode(claims, self.key, algorithm="RS384", headers={"kid": "load"})
 
     def cpu_s(self) -> float:
@@ -164,10 +188,16 @@ class Service:
 def _body(hook: str, pid: str, bundle: dict[str, Any], drafts: list[dict[str, Any]]) -> bytes:
     ctx: dict[str, Any] = {"userId": "Practitioner/load", "patientId": pid}
     if hook != "patient-view":
-        ctx["draftOrders"] = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": d} for d in drafts]}
+        ctx["draftOrders"] = {
+            "resourceType": "Bundle",
+            "type": "collection",
+            "entry": [{"resource": d} for d in drafts],
+        }
     if hook == "order-select":
         ctx["selections"] = [f"MedicationRequest/{d['id']}" for d in drafts]
-    return orjson.dumps({"hook": hook, "hookInstance": str(uuid.uuid4()), "context": ctx, "prefetch": _prefetch(bundle)})
+    return orjson.dumps(
+        {"hook": hook, "hookInstance": str(uuid.uuid4()), "context": ctx, "prefetch": _prefetch(bundle)}
+    )
 
 
 async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> int:
@@ -190,16 +220,20 @@ def _request(svc: Service, sid: str | None, body: bytes, token: str) -> bytes:
     host = f"127.0.0.1:{svc.port}"
     if sid is None:
         return f"GET /cds-services HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
-    return (f"POST /cds-services/{sid} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+    return (
+        f"POST /cds-services/{sid} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
 
 
-def run_level(svc: Service, sid: str | None, bodies: list[bytes], n: int, clients: int,
-              max_seconds: float) -> dict[str, Any]:
+def run_level(
+    svc: Service, sid: str | None, bodies: list[bytes], n: int, clients: int, max_seconds: float
+) -> dict[str, Any]:
     """n requests by ``clients`` concurrent keep-alive connections (asyncio, requests built before timing, so
     the client's own CPU use stays small); latencies in ms, errors, and the server's CPU per request."""
-    requests = [_request(svc, sid, bodies[i % len(bodies)] if bodies else b"", svc.token(sid) if sid else "")
-                for i in range(n)]
+    requests = [
+        _request(svc, sid, bodies[i % len(bodies)] if bodies else b"", svc.token(sid) if sid else "") for i in range(n)
+    ]
     lat: list[float] = []
     errors = [0]
     next_i = [0]
@@ -213,8 +247,13 @@ def run_level(svc: Service, sid: str | None, bodies: list[bytes], n: int, client
                 t0 = time.perf_counter()
                 try:
                     ok = await asyncio.wait_for(_exchange(reader, writer, requests[i]), 30) == 200
-                except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError,
-                        ValueError):
+                except (
+                    OSError,
+                    asyncio.IncompleteReadError,
+                    asyncio.LimitOverrunError,
+                    asyncio.TimeoutError,
+                    ValueError,
+                ):
                     ok = False
                     writer.close()
                     reader, writer = await asyncio.open_connection("127.0.0.1", svc.port)
@@ -235,8 +274,14 @@ def run_level(svc: Service, sid: str | None, bodies: list[bytes], n: int, client
     def q(p: float) -> float:
         return lat[min(len(lat) - 1, int(p * len(lat)))] if lat else float("nan")
 
-    return {"clients": clients, "requests": len(lat), "p50_ms": round(q(0.5), 1), "p99_ms": round(q(0.99), 1),
-            "errors": errors[0], "server_cpu_ms": round(cpu_ms, 2)}
+    return {
+        "clients": clients,
+        "requests": len(lat),
+        "p50_ms": round(q(0.5), 1),
+        "p99_ms": round(q(0.99), 1),
+        "errors": errors[0],
+        "server_cpu_ms": round(cpu_ms, 2),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -250,8 +295,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.requests < 1 or not levels or min(levels) < 1 or max(levels) > 64:
         ap.error("--requests >= 1 and levels between 1 and 64")
     pool = patients()
-    hooks = {"order-select": "planner-order-select", "order-sign": "planner-order-sign",
-             "patient-view": "planner-patient-view"}
+    hooks = {
+        "order-select": "planner-order-select",
+        "order-sign": "planner-order-sign",
+        "patient-view": "planner-patient-view",
+    }
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         svc = Service(Path(tmp))
@@ -261,15 +309,20 @@ def main(argv: list[str] | None = None) -> int:
             cold = run_level(svc, hooks["patient-view"], view, len(view), 1, args.max_seconds)
             results.append({"hook": "patient-view (cold)", **cold})
             for c in levels:
-                results.append({"hook": "discovery (baseline)", **run_level(svc, None, [], args.requests, c,
-                                                                            args.max_seconds)})
+                results.append(
+                    {"hook": "discovery (baseline)", **run_level(svc, None, [], args.requests, c, args.max_seconds)}
+                )
             for hook, sid in hooks.items():
                 bodies = [_body(hook, pid, b, d) for pid, b, d in pool]
                 for c in levels:
                     results.append({"hook": hook, **run_level(svc, sid, bodies, args.requests, c, args.max_seconds)})
             fresh = [_body("patient-view", pid, b, []) for pid, b in new_patients(args.requests)]
-            results.append({"hook": "patient-view (new patients)",
-                            **run_level(svc, hooks["patient-view"], fresh, len(fresh), max(levels), args.max_seconds)})
+            results.append(
+                {
+                    "hook": "patient-view (new patients)",
+                    **run_level(svc, hooks["patient-view"], fresh, len(fresh), max(levels), args.max_seconds),
+                }
+            )
         finally:
             svc.stop()
     base = {r["clients"]: r for r in results if r["hook"].startswith("discovery")}
@@ -282,14 +335,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(orjson.dumps({"results": results, "floor_ms": FLOOR_MS, "pool": len(pool)}).decode())
     else:
-        print(f"{'hook':22} {'clients':>7} {'requests':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} "
-              f"{'p99/discovery':>13} {'cpu ms/req':>10}  floor (p99<={FLOOR_MS:g} ms @ {top}, 0 errors)")
+        print(
+            f"{'hook':22} {'clients':>7} {'requests':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} "
+            f"{'p99/discovery':>13} {'cpu ms/req':>10}  floor (p99<={FLOOR_MS:g} ms @ {top}, 0 errors)"
+        )
         for r in results:
             floor = "" if "floor_met" not in r else ("met" if r["floor_met"] else "NOT met")
-            print(f"{r['hook']:22} {r['clients']:>7} {r['requests']:>8} {r['p50_ms']:>8} {r['p99_ms']:>8} "
-                  f"{r['errors']:>6} {str(r['p99_vs_discovery']):>13} {r['server_cpu_ms']:>10}  {floor}")
-        print(f"pool: {len(pool)} patients; server and clients share this machine's CPU (numbers are noisy); "
-              "cpu ms/req: the server process's CPU time per request (less sensitive to other load).")
+            print(
+                f"{r['hook']:22} {r['clients']:>7} {r['requests']:>8} {r['p50_ms']:>8} {r['p99_ms']:>8} "
+                f"{r['errors']:>6} {str(r['p99_vs_discovery']):>13} {r['server_cpu_ms']:>10}  {floor}"
+            )
+        print(
+            f"pool: {len(pool)} patients; server and clients share this machine's CPU (numbers are noisy); "
+            "cpu ms/req: the server process's CPU time per request (less sensitive to other load)."
+        )
     return 1 if any(r["errors"] for r in results) else 0
 
 

@@ -52,10 +52,12 @@ def acceptance(n: int, seed: int) -> bool:
             dt = time.perf_counter() - t
         ok = m.ok and not any(m.feature_mismatches.values())
         ok_all &= ok
-        print(f"{name:13s} {'MATCH' if ok else 'MISMATCH'}  decisions {len(cohort.decisions)}, episodes "
-              f"simulated {m.simulated} / extracted {m.extracted} / matched {m.matched}; drops {m.drops_extracted}; "
-              f"field mismatches {sum(m.mismatched.values())}, feature mismatches "
-              f"{sum(m.feature_mismatches.values())}  ({dt:.1f} s)")
+        print(
+            f"{name:13s} {'MATCH' if ok else 'MISMATCH'}  decisions {len(cohort.decisions)}, episodes "
+            f"simulated {m.simulated} / extracted {m.extracted} / matched {m.matched}; drops {m.drops_extracted}; "
+            f"field mismatches {sum(m.mismatched.values())}, feature mismatches "
+            f"{sum(m.feature_mismatches.values())}  ({dt:.1f} s)"
+        )
     return ok_all
 
 
@@ -84,18 +86,23 @@ def throughput(n: int, seed: int, area_name: str) -> None:
     frame, counts = episodes_frame(records, area)
     t_ep = time.perf_counter() - t4
     n_ep = len(frame)
-    print(f"simulate (in memory)  {t_sim:7.2f} s  {n / t_sim:9.0f} patients/s  "
-          f"({len(cohort.decisions)} decisions)")
+    print(f"simulate (in memory)  {t_sim:7.2f} s  {n / t_sim:9.0f} patients/s  ({len(cohort.decisions)} decisions)")
     print(f"write FHIR + truth    {t_write:7.2f} s  {n / t_write:9.0f} patients/s  ({nbytes / 1e6:.0f} MB)")
     print(f"baseline orjson parse {t_parse:7.2f} s  {nbytes / 1e6 / t_parse:9.0f} MB/s")
-    print(f"ingest (planner)      {t_ingest:7.2f} s  {n / t_ingest:9.0f} patients/s  "
-          f"ratio to plain parse {t_ingest / t_parse:.1f}x")
-    print(f"extract episodes      {t_ep:7.2f} s  {n_ep / t_ep:9.0f} episodes/s  ({n_ep} episodes, "
-          f"{counts['candidates']} candidates; drops " + ", ".join(f"{r} {counts.get(r, 0)}" for r in DROP_REASONS) + ")")
+    print(
+        f"ingest (planner)      {t_ingest:7.2f} s  {n / t_ingest:9.0f} patients/s  "
+        f"ratio to plain parse {t_ingest / t_parse:.1f}x"
+    )
+    print(
+        f"extract episodes      {t_ep:7.2f} s  {n_ep / t_ep:9.0f} episodes/s  ({n_ep} episodes, "
+        f"{counts['candidates']} candidates; drops " + ", ".join(f"{r} {counts.get(r, 0)}" for r in DROP_REASONS) + ")"
+    )
     total = t_sim + t_ep
     full = t_sim + t_write + t_ingest + t_ep
-    print(f"simulate + extract    {total:7.2f} s  (target < 120 s: {'met' if total < 120 else 'NOT met'}); "
-          f"with the FHIR round trip {full:.1f} s ({'met' if full < 120 else 'NOT met'})")
+    print(
+        f"simulate + extract    {total:7.2f} s  (target < 120 s: {'met' if total < 120 else 'NOT met'}); "
+        f"with the FHIR round trip {full:.1f} s ({'met' if full < 120 else 'NOT met'})"
+    )
 
 
 def synthea(folder: Path) -> None:
@@ -104,18 +111,24 @@ def synthea(folder: Path) -> None:
     for name in AREAS:
         frame, counts = episodes_frame(records, name)
         drops = ", ".join(f"{r} {counts.get(r, 0)}" for r in DROP_REASONS)
-        print(f"{name:13s} {len(records)} patients, {counts['candidates']} candidates, {counts['episodes']} episodes; "
-              f"dropped: {drops}")
+        print(
+            f"{name:13s} {len(records)} patients, {counts['candidates']} candidates, {counts['episodes']} episodes; "
+            f"dropped: {drops}"
+        )
         for _, row in frame.iterrows():
-            print(f"    {row['t0'].date()} {row['regimen_before']} -> {row['regimen']}: "
-                  f"{row['baseline']:.1f} -> {row['followup']:.1f}")
+            print(
+                f"    {row['t0'].date()} {row['regimen_before']} -> {row['regimen']}: "
+                f"{row['baseline']:.1f} -> {row['followup']:.1f}"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=10_000, help="patients for the throughput run")
     ap.add_argument("--area", default="t2d", help="area of the throughput run")
-    ap.add_argument("--acceptance-n", type=int, default=2_000, help="patients per area for the acceptance run (0: skip)")
+    ap.add_argument(
+        "--acceptance-n", type=int, default=2_000, help="patients per area for the acceptance run (0: skip)"
+    )
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--synthea", type=Path, default=ROOT / "fixtures" / "synthea")
     args = ap.parse_args(argv)

@@ -78,8 +78,19 @@ CREATE TABLE IF NOT EXISTS feedback_audit (
 )
 
 # Finding fields kept by default: what fired and what it did, no message text and no lookup values.
-_FINDING_KEEP = ("rule_id", "rule_version", "kind", "action", "strength", "drugs", "genes", "target_drug",
-                 "dose_factor", "max_dose_mg_day", "adjusted_dose_mg_day")
+_FINDING_KEEP = (
+    "rule_id",
+    "rule_version",
+    "kind",
+    "action",
+    "strength",
+    "drugs",
+    "genes",
+    "target_drug",
+    "dose_factor",
+    "max_dose_mg_day",
+    "adjusted_dose_mg_day",
+)
 
 
 def input_digest(data: bytes) -> str:
@@ -98,9 +109,13 @@ def deidentify_finding(f: dict[str, Any]) -> dict[str, Any]:
 
 def deidentify_plan(plan: dict[str, Any]) -> dict[str, Any]:
     """A plan's JSON without predictions or probabilities (they give the patient's baseline back)."""
-    return {"rank": plan.get("rank"), "key": plan.get("key"), "regimen": plan.get("regimen", []),
-            "stopped": plan.get("stopped", []),
-            "findings": [deidentify_finding(f) for f in plan.get("findings", [])]}
+    return {
+        "rank": plan.get("rank"),
+        "key": plan.get("key"),
+        "regimen": plan.get("regimen", []),
+        "stopped": plan.get("stopped", []),
+        "findings": [deidentify_finding(f) for f in plan.get("findings", [])],
+    }
 
 
 def _year(value: dt.date | dt.datetime | str) -> str:
@@ -122,9 +137,13 @@ def _check_schema(con: sqlite3.Connection, path: str) -> None:
         want = {line.split()[0] for line in m.group(2).split(",\n") if line.strip()}
         have = {row[1] for row in con.execute(f"PRAGMA table_info({m.group(1)})")}
         if not want <= have:
-            raise ConfigError("audit database has another schema", field="audit", value=path,
-                              expected=f"table {m.group(1)} with columns {', '.join(sorted(want - have))} "
-                                       "(use a new file, or the database planner made)")
+            raise ConfigError(
+                "audit database has another schema",
+                field="audit",
+                value=path,
+                expected=f"table {m.group(1)} with columns {', '.join(sorted(want - have))} "
+                "(use a new file, or the database planner made)",
+            )
 
 
 class AuditLog:
@@ -152,15 +171,23 @@ class AuditLog:
         excluded = [e.model_dump(mode="json") for e in rec.excluded]
         if not full:
             plans = [deidentify_plan(p) for p in plans]
-            excluded = [{"key": e["key"], "regimen": e["regimen"],
-                         "findings": [deidentify_finding(f) for f in e["findings"]]} for e in excluded]
+            excluded = [
+                {"key": e["key"], "regimen": e["regimen"], "findings": [deidentify_finding(f) for f in e["findings"]]}
+                for e in excluded
+            ]
         p = rec.provenance
         row = (
-            self._when(now), input_sha256,
+            self._when(now),
+            input_sha256,
             rec.patient_id if full else None,
-            rec.area, p.planner_version, p.rules_version, p.model, p.seed,
+            rec.area,
+            p.planner_version,
+            p.rules_version,
+            p.model,
+            p.seed,
             p.as_of.isoformat() if full else _year(p.as_of),
-            orjson.dumps(plans).decode(), orjson.dumps(excluded).decode(),
+            orjson.dumps(plans).decode(),
+            orjson.dumps(excluded).decode(),
         )
         with self._lock, sqlite3.connect(self.config.path) as con:
             cur = con.execute(
@@ -170,17 +197,31 @@ class AuditLog:
             )
             return int(cur.lastrowid or 0)
 
-    def write_cards(self, *, service: str, hook: str, issued: Iterable[dict[str, Any]],
-                    now: dt.datetime | None = None) -> int:
+    def write_cards(
+        self, *, service: str, hook: str, issued: Iterable[dict[str, Any]], now: dt.datetime | None = None
+    ) -> int:
         """One row per issued card (uuid, indicator, rule id, suggestion uuids): no card text."""
         when = self._when(now)
-        rows = [(when, service, hook, str(c["uuid"]), str(c["indicator"]), c.get("rule_id"),
-                 orjson.dumps(list(c.get("suggestions") or [])).decode()) for c in issued]
+        rows = [
+            (
+                when,
+                service,
+                hook,
+                str(c["uuid"]),
+                str(c["indicator"]),
+                c.get("rule_id"),
+                orjson.dumps(list(c.get("suggestions") or [])).decode(),
+            )
+            for c in issued
+        ]
         if not rows:
             return 0
         with self._lock, sqlite3.connect(self.config.path) as con:
-            con.executemany("INSERT INTO card_audit (recorded_at, service, hook, card_uuid, indicator, rule_id,"
-                            " suggestions_json) VALUES (?,?,?,?,?,?,?)", rows)
+            con.executemany(
+                "INSERT INTO card_audit (recorded_at, service, hook, card_uuid, indicator, rule_id,"
+                " suggestions_json) VALUES (?,?,?,?,?,?,?)",
+                rows,
+            )
         return len(rows)
 
     def write_feedback(self, *, service: str, items: Iterable[dict[str, Any]], now: dt.datetime | None = None) -> int:
@@ -198,17 +239,30 @@ class AuditLog:
                 con.execute(
                     "INSERT INTO feedback_audit (recorded_at, service, card_uuid, known_card, outcome, accepted_json,"
                     " override_system, override_code, outcome_time, user_comment) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    (when, service, card, 1 if known else 0, str(it.get("outcome", "")),
-                     orjson.dumps(accepted).decode(), reason.get("system"), reason.get("code"),
-                     None if ts is None else (str(ts) if full else _year(str(ts))),
-                     (it.get("overrideReason") or {}).get("userComment") if full else None))
+                    (
+                        when,
+                        service,
+                        card,
+                        1 if known else 0,
+                        str(it.get("outcome", "")),
+                        orjson.dumps(accepted).decode(),
+                        reason.get("system"),
+                        reason.get("code"),
+                        None if ts is None else (str(ts) if full else _year(str(ts))),
+                        (it.get("overrideReason") or {}).get("userComment") if full else None,
+                    ),
+                )
                 n += 1
         return n
 
     def rows(self, table: str = "recommendation_audit") -> list[dict]:
         if table not in ("recommendation_audit", "card_audit", "feedback_audit"):
-            raise ConfigError("unknown audit table", field="table", value=table,
-                              expected="recommendation_audit, card_audit or feedback_audit")
+            raise ConfigError(
+                "unknown audit table",
+                field="table",
+                value=table,
+                expected="recommendation_audit, card_audit or feedback_audit",
+            )
         with sqlite3.connect(self.config.path) as con:
             con.row_factory = sqlite3.Row
             return [dict(r) for r in con.execute(f"SELECT * FROM {table} ORDER BY id")]  # noqa: S608 - checked name

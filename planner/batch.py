@@ -26,9 +26,16 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["recommend_many", "predict_regimens", "record_at"]
 
 
-def recommend_many(planner: "Planner", sources: Sequence["Source"], *, area: str | None = None,
-                   as_of: dt.date | str | None = None, top: int = 5, seed: int = 0,
-                   errors: str = "raise") -> list["Recommendation | Exception"]:
+def recommend_many(
+    planner: "Planner",
+    sources: Sequence["Source"],
+    *,
+    area: str | None = None,
+    as_of: dt.date | str | None = None,
+    top: int = 5,
+    seed: int = 0,
+    errors: str = "raise",
+) -> list["Recommendation | Exception"]:
     """One recommendation per source, in order, as ``planner.recommend`` would give each.
 
     ``errors="raise"``: the first bad source raises (as ``recommend`` would); ``"return"``: the exception
@@ -58,16 +65,18 @@ def record_at(record: PatientRecord, t0: dt.date) -> PatientRecord:
         if m.start is not None and m.start >= t0:
             continue
         if m.end is not None and m.end >= t0:
-            m = m.model_copy(update={"end": None, "status": "active" if m.status in {"stopped", "completed"}
-                                     else m.status})
+            m = m.model_copy(
+                update={"end": None, "status": "active" if m.status in {"stopped", "completed"} else m.status}
+            )
         meds.append(m)
     pgx = tuple(p for p in record.pgx if p.date is None or p.date <= t0)
     allergies = tuple(a for a in record.allergies if a.recorded is None or a.recorded <= t0)
     return record.model_copy(update={"medications": tuple(meds), "pgx": pgx, "allergies": allergies, "as_of": t0})
 
 
-def predict_regimens(planner: "Planner", record: PatientRecord, area_id: str, regimens: Sequence[Regimen], *,
-                     seed: int = 0) -> tuple[np.ndarray, np.ndarray] | None:
+def predict_regimens(
+    planner: "Planner", record: PatientRecord, area_id: str, regimens: Sequence[Regimen], *, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray] | None:
     """Joint draws (num_samples, len(regimens)) of the expected and of a new measured follow-up outcome of
     each regimen for ``record`` on its ``as_of`` date, through the same feature and prediction stages as the
     recommendation (None when the outcome cannot be predicted: no outcome value on record)."""
@@ -79,5 +88,6 @@ def predict_regimens(planner: "Planner", record: PatientRecord, area_id: str, re
     if not row.can_predict:
         return None
     regs = [fill_doses(r, area) for r in regimens]
-    return stages.predict_draws(row, regs, model=planner.models[area_id], num_samples=planner.ranking.num_samples,
-                                seed=seed)
+    return stages.predict_draws(
+        row, regs, model=planner.models[area_id], num_samples=planner.ranking.num_samples, seed=seed
+    )

@@ -13,8 +13,15 @@ from typing import Annotated
 
 import typer
 
-__all__ = ["RecommendFormat", "ReportFormat", "RecommendFormatOption", "ReportFormatOption", "RulesOption",
-           "AsOfOption", "SeedOption"]
+__all__ = [
+    "RecommendFormat",
+    "ReportFormat",
+    "RecommendFormatOption",
+    "ReportFormatOption",
+    "RulesOption",
+    "AsOfOption",
+    "SeedOption",
+]
 
 
 class RecommendFormat(enum.StrEnum):
@@ -34,8 +41,11 @@ class ReportFormat(enum.StrEnum):
 
 
 RecommendFormatOption = Annotated[
-    RecommendFormat, typer.Option("--format", case_sensitive=False, help="Output: table, json, fhir or html.")]
-ReportFormatOption = Annotated[ReportFormat, typer.Option("--format", case_sensitive=False, help="Output: table or json.")]
+    RecommendFormat, typer.Option("--format", case_sensitive=False, help="Output: table, json, fhir or html.")
+]
+ReportFormatOption = Annotated[
+    ReportFormat, typer.Option("--format", case_sensitive=False, help="Output: table or json.")
+]
 RulesOption = Annotated[Path | None, typer.Option("--rules", help="Rules folder (default: packaged rules).")]
 AsOfOption = Annotated[str | None, typer.Option("--as-of", help="Read the record as of this date (YYYY-MM-DD).")]
 SeedOption = Annotated[int, typer.Option("--seed", help="Random seed (same input and seed: same output).")]

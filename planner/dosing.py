@@ -24,9 +24,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from .rule_files import read_yaml, rules_dir
 from .errors import RuleError
 from .record import Frozen
+from .rule_files import read_yaml, rules_dir
 
 __all__ = ["Dosage", "DrugForm", "Prescribing", "load_prescribing", "dosage", "dose_text", "PER_DAY_WORDS"]
 
@@ -136,8 +136,9 @@ def _load(path: str) -> Prescribing:
         return Prescribing.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise RuleError(err["msg"], file=path, field=".".join(str(x) for x in err["loc"]),
-                        value=err.get("input", ...)) from None
+        raise RuleError(
+            err["msg"], file=path, field=".".join(str(x) for x in err["loc"]), value=err.get("input", ...)
+        ) from None
 
 
 def load_prescribing(rules: str | Path | None = None) -> Prescribing:
@@ -163,8 +164,9 @@ def _snap(x: float, strengths: tuple[float, ...], within: float) -> float:
     return round(x, 3)
 
 
-def dosage(ingredient: str, dose_mg_day: float | None, *, rules: str | Path | None = None,
-           forms: Prescribing | None = None) -> Dosage | None:
+def dosage(
+    ingredient: str, dose_mg_day: float | None, *, rules: str | Path | None = None, forms: Prescribing | None = None
+) -> Dosage | None:
     """``ingredient`` at ``dose_mg_day`` written as prescribed; None when the dose is unknown. ``forms``: the
     prescribing table already loaded (else it is loaded from ``rules``)."""
     if dose_mg_day is None or not math.isfinite(dose_mg_day) or dose_mg_day <= 0:
@@ -182,8 +184,15 @@ def dosage(ingredient: str, dose_mg_day: float | None, *, rules: str | Path | No
 def _dosage(p: Prescribing, ingredient: str, dose_mg_day: float) -> Dosage:
     form = p.form(ingredient)
     if form is None:
-        return Dosage(amount=round(dose_mg_day, 3), unit="mg", ucum="mg", times=1, period="day", route="unknown",
-                      text=f"{_num(dose_mg_day)} mg per day (no prescribing form in rules)")
+        return Dosage(
+            amount=round(dose_mg_day, 3),
+            unit="mg",
+            ucum="mg",
+            times=1,
+            period="day",
+            route="unknown",
+            text=f"{_num(dose_mg_day)} mg per day (no prescribing form in rules)",
+        )
     unit = p.units[form.unit]
     route = p.routes[form.route]
     per_mg = form.mg_per_unit or 1.0
@@ -196,9 +205,17 @@ def _dosage(p: Prescribing, ingredient: str, dose_mg_day: float) -> Dosage:
         when = PER_DAY_WORDS.get(times, f"{times} times daily")
     if form.unit != "mg":
         amount = float(round(amount))  # insulin: whole units
-    return Dosage(amount=amount, unit=unit.display, ucum=unit.ucum, times=times, period=form.period,
-                  route=form.route, route_code=route.code, injection=route.injection,
-                  text=f"{_num(amount)} {unit.display} {when}")
+    return Dosage(
+        amount=amount,
+        unit=unit.display,
+        ucum=unit.ucum,
+        times=times,
+        period=form.period,
+        route=form.route,
+        route_code=route.code,
+        injection=route.injection,
+        text=f"{_num(amount)} {unit.display} {when}",
+    )
 
 
 def dose_text(drug: Any, *, rules: str | Path | None = None) -> str:

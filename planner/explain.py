@@ -52,8 +52,16 @@ class Explainer:
             ind = a.indication
             if ind.kind == "avoid" and met:
                 continue  # a combination to avoid is only worth saying when a plan has it
-            out.append(IndicationStatus(id=ind.id, label=ind.label, met=met, message=self._message(k, a, j, met),
-                                        strength=ind.strength, source=ind.source))
+            out.append(
+                IndicationStatus(
+                    id=ind.id,
+                    label=ind.label,
+                    met=met,
+                    message=self._message(k, a, j, met),
+                    strength=ind.strength,
+                    source=ind.source,
+                )
+            )
         return tuple(out)
 
     def _others(self, k: int) -> str:
@@ -74,24 +82,41 @@ class Explainer:
         if ind.kind == "history":
             about = "; ".join(c.describe(self.area.outcome.unit) for c in a.courses)
             if ind.history == "response":
-                return (f"meets {ind.label}: {about}" if met
-                        else f"not met: {ind.recommendation} ({about}); {self._others(k)}")
+                return (
+                    f"meets {ind.label}: {about}"
+                    if met
+                    else f"not met: {ind.recommendation} ({about}); {self._others(k)}"
+                )
             return f"meets {ind.label} ({about})" if met else f"not met: re-tries {about}; {self._others(k)}"
         if met:
             return f"meets {ind.label} ({', '.join(sorted(names & set(ind.drugs)))})"
-        need = (f"no {ind.min_intensity}-intensity {', '.join(ind.drugs)}" if ind.min_intensity
-                else f"none of {', '.join(ind.drugs)}")
+        need = (
+            f"no {ind.min_intensity}-intensity {', '.join(ind.drugs)}"
+            if ind.min_intensity
+            else f"none of {', '.join(ind.drugs)}"
+        )
         return f"not met: {ind.recommendation}; this plan has {need}; {self._others(k)}"
 
     # ---- trade-offs ---------------------------------------------------------------------------------
-    def tradeoffs(self, j: int, *, p_target: float, w_target: float, shortfall: float, shortfall_utility: float,
-                  burden: float) -> tuple[Tradeoff, ...]:
+    def tradeoffs(
+        self, j: int, *, p_target: float, w_target: float, shortfall: float, shortfall_utility: float, burden: float
+    ) -> tuple[Tradeoff, ...]:
         o = self.area.outcome
         out = [
-            Tradeoff(term="outcome:p_target", label=f"P({o.quantity} reaches target)", value=_r(p_target),
-                     unit="probability", utility=_r(w_target * p_target)),
-            Tradeoff(term="outcome:shortfall", label=f"expected shortfall from the {o.quantity} target",
-                     value=_r(shortfall, 3), unit=o.unit, utility=_r(shortfall_utility)),
+            Tradeoff(
+                term="outcome:p_target",
+                label=f"P({o.quantity} reaches target)",
+                value=_r(p_target),
+                unit="probability",
+                utility=_r(w_target * p_target),
+            ),
+            Tradeoff(
+                term="outcome:shortfall",
+                label=f"expected shortfall from the {o.quantity} target",
+                value=_r(shortfall, 3),
+                unit=o.unit,
+                utility=_r(shortfall_utility),
+            ),
             Tradeoff(term="burden", label="drugs, changes, cautions and rule-adjusted doses", utility=_r(burden)),
         ]
         for t, mean in zip(self.terms.terms, self._term_means):
@@ -104,13 +129,16 @@ class Explainer:
         return [t.draws.mean(axis=0) for t in self.terms.terms]
 
     # ---- rationale ----------------------------------------------------------------------------------
-    def sentences(self, statuses: Sequence[IndicationStatus], trade: Sequence[Tradeoff], rank: int,
-                  rank_without: int | None) -> list[str]:
+    def sentences(
+        self, statuses: Sequence[IndicationStatus], trade: Sequence[Tradeoff], rank: int, rank_without: int | None
+    ) -> list[str]:
         parts = []
         unmet = [s.message for s in statuses if not s.met]
         met = [s.message for s in statuses if s.met]
         if unmet:
-            parts.append("Guideline indication not met: " + " | ".join(m.removeprefix("not met: ") for m in unmet) + ".")
+            parts.append(
+                "Guideline indication not met: " + " | ".join(m.removeprefix("not met: ") for m in unmet) + "."
+            )
         if met:
             parts.append("Guidelines: " + "; ".join(met) + ".")
         sec = [f"{t.label} {_value(t)}" for t in trade if t.term.startswith("secondary:") and t.value]
@@ -119,8 +147,12 @@ class Explainer:
         prefs = [t for t in trade if t.term.startswith("preference:")]
         if prefs:
             costs = ", ".join(f"{t.label} {t.utility:+.2f} ({_value(t)})" for t in prefs)
-            moved = ("" if rank_without is None else
-                     f"; rank {rank_without} without preferences" if rank_without != rank
-                     else "; same rank without preferences")
+            moved = (
+                ""
+                if rank_without is None
+                else f"; rank {rank_without} without preferences"
+                if rank_without != rank
+                else "; same rank without preferences"
+            )
             parts.append(f"Preferences: {costs}{moved}.")
         return parts

@@ -75,9 +75,16 @@ Array = Annotated[
     np.ndarray,
     PlainValidator(_to_array),
     PlainSerializer(_from_array, when_used="json"),
-    WithJsonSchema({"type": "object", "properties": {"dtype": {"type": "string"},
-                                                     "shape": {"type": "array", "items": {"type": "integer"}},
-                                                     "data": {"type": "string", "contentEncoding": "base64"}}}),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "properties": {
+                "dtype": {"type": "string"},
+                "shape": {"type": "array", "items": {"type": "integer"}},
+                "data": {"type": "string", "contentEncoding": "base64"},
+            },
+        }
+    ),
 ]
 """A float array field: read-only in memory, ``{dtype, shape, data}`` (base64 of little-endian bytes) in JSON."""
 
@@ -115,14 +122,22 @@ class Handoff(Frozen):
         try:
             text = p.read_text(encoding="utf-8")
         except OSError as exc:
-            raise ConfigError("cannot read the hand-off file", file=str(p), field="path",
-                              expected=f"a {cls.KIND} JSON file ({exc.strerror})") from None
+            raise ConfigError(
+                "cannot read the hand-off file",
+                file=str(p),
+                field="path",
+                expected=f"a {cls.KIND} JSON file ({exc.strerror})",
+            ) from None
         try:
             return cls.model_validate_json(text)
         except ValidationError as exc:
             err = exc.errors()[0]
-            raise ConfigError(str(err["msg"]), file=str(p), field=".".join(str(x) for x in err["loc"]) or "kind",
-                              expected=f"a {cls.KIND} hand-off written by {cls.__name__}.save") from None
+            raise ConfigError(
+                str(err["msg"]),
+                file=str(p),
+                field=".".join(str(x) for x in err["loc"]) or "kind",
+                expected=f"a {cls.KIND} hand-off written by {cls.__name__}.save",
+            ) from None
 
 
 # ---- features ------------------------------------------------------------------------------------------------
@@ -280,8 +295,11 @@ class Predictions(Handoff):
     def __eq__(self, other: object) -> bool:  # arrays compare by value
         if not isinstance(other, Predictions):
             return NotImplemented
-        a, b = self.model_dump(exclude={"mean_draws", "pred_draws"}), other.model_dump(
-            exclude={"mean_draws", "pred_draws"})
+        a, b = (
+            self.model_dump(exclude={"mean_draws", "pred_draws"}),
+            other.model_dump(exclude={"mean_draws", "pred_draws"}),
+        )
         return a == b and all(
             (x is None and y is None) or (x is not None and y is not None and np.array_equal(x, y))
-            for x, y in ((self.mean_draws, other.mean_draws), (self.pred_draws, other.pred_draws)))
+            for x, y in ((self.mean_draws, other.mean_draws), (self.pred_draws, other.pred_draws))
+        )

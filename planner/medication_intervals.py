@@ -95,17 +95,30 @@ def medication_intervals(record: PatientRecord, area: Area, *, notes: Counter | 
             end = min(ends) if ends else None
             if end is not None and end <= start:
                 continue
-            out.append(Interval(ingredient=ing, rxcui=entry.rxcui, drug_class=entry.drug_class,
-                                dose_mg_day=med.dose_mg_day, start=start, end=end,
-                                source=f"{med.resource_type}/{med.id}" if med.id else None))
+            out.append(
+                Interval(
+                    ingredient=ing,
+                    rxcui=entry.rxcui,
+                    drug_class=entry.drug_class,
+                    dose_mg_day=med.dose_mg_day,
+                    start=start,
+                    end=end,
+                    source=f"{med.resource_type}/{med.id}" if med.id else None,
+                )
+            )
     out.sort(key=lambda iv: (iv.start, iv.ingredient))
     return out
 
 
 def regimen_at(intervals: list[Interval], day: dt.date) -> Regimen:
     """The area drugs (with doses) of ``intervals`` active on ``day``."""
-    return Regimen.of([DrugDose(ingredient=iv.ingredient, rxcui=iv.rxcui, dose_mg_day=iv.dose_mg_day,
-                                drug_class=iv.drug_class) for iv in intervals if iv.active(day)])
+    return Regimen.of(
+        [
+            DrugDose(ingredient=iv.ingredient, rxcui=iv.rxcui, dose_mg_day=iv.dose_mg_day, drug_class=iv.drug_class)
+            for iv in intervals
+            if iv.active(day)
+        ]
+    )
 
 
 def regimen_on(record: PatientRecord, area: Area, day: dt.date) -> Regimen:

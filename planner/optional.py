@@ -16,5 +16,8 @@ def require(module: str, *, extra: str, purpose: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise ConfigError(f"{purpose} needs {module.split('.')[0]}, which is not installed", field=module,
-                          expected=f"pip install 'planner[{extra}]'") from None
+        raise ConfigError(
+            f"{purpose} needs {module.split('.')[0]}, which is not installed",
+            field=module,
+            expected=f"pip install 'planner[{extra}]'",
+        ) from None

@@ -28,14 +28,14 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
-from .areas import Area
 from . import explain
+from .areas import Area
 from .dosing import Prescribing, dosage, dose_text, load_prescribing
 from .errors import ConfigError, RuleError
 from .guidelines import PREFERENCE_MEASURES, Guidelines, PatientContext, UtilityTerms, load_guidelines, utility_terms
-from .rule_files import read_yaml, rules_dir
 from .recommendation import Plan, PlanDrug, Predicted
 from .record import DrugDose, Finding, PatientRecord, Regimen
+from .rule_files import read_yaml, rules_dir
 
 if TYPE_CHECKING:
     from .handoffs import Predictions
@@ -76,9 +76,16 @@ class RankingConfig:
         raw = read_yaml(path)
         try:
             weights = {k: float(v) for k, v in raw["weights"].items()}
-            prefs = {k: PreferenceSpec(id=k, weight=float(v["weight"]), measure=str(v["measure"]),
-                                       label=str(v.get("label", k)), per=str(v.get("per", v["measure"])))
-                     for k, v in (raw.get("preferences") or {}).items()}
+            prefs = {
+                k: PreferenceSpec(
+                    id=k,
+                    weight=float(v["weight"]),
+                    measure=str(v["measure"]),
+                    label=str(v.get("label", k)),
+                    per=str(v.get("per", v["measure"])),
+                )
+                for k, v in (raw.get("preferences") or {}).items()
+            }
             cfg = cls(
                 level=float(raw["level"]),
                 num_samples=int(raw["num_samples"]),
@@ -100,8 +107,13 @@ class RankingConfig:
             raise RuleError("level must be in (0.5, 1) and num_samples >= 100", file=str(path))
         for p in prefs.values():
             if p.measure not in PREFERENCE_MEASURES:
-                raise RuleError("unknown preference measure", file=str(path), field=f"preferences.{p.id}.measure",
-                                value=p.measure, expected="one of " + ", ".join(PREFERENCE_MEASURES))
+                raise RuleError(
+                    "unknown preference measure",
+                    file=str(path),
+                    field=f"preferences.{p.id}.measure",
+                    value=p.measure,
+                    expected="one of " + ", ".join(PREFERENCE_MEASURES),
+                )
         return cfg
 
     def scale_for(self, area: Area) -> float:
@@ -111,8 +123,9 @@ class RankingConfig:
 
     def outcome_only(self) -> "RankingConfig":
         """The same ranking without guideline indications and secondary outcomes (the benchmark's baseline)."""
-        return dataclasses.replace(self, guideline={k: 0.0 for k in self.guideline},
-                                   secondary={k: 0.0 for k in self.secondary})
+        return dataclasses.replace(
+            self, guideline={k: 0.0 for k in self.guideline}, secondary={k: 0.0 for k in self.secondary}
+        )
 
     def parse_preferences(self, prefer: "str | Sequence[str] | None") -> tuple[str, ...]:
         """Validated preference ids from ``"a,b"`` or a list (order kept, duplicates dropped)."""
@@ -124,32 +137,59 @@ class RankingConfig:
             if not item:
                 continue
             if item not in self.preferences:
-                raise ConfigError("unknown preference", field="preferences", value=item,
-                                  expected="one of " + ", ".join(self.preferences))
+                raise ConfigError(
+                    "unknown preference",
+                    field="preferences",
+                    value=item,
+                    expected="one of " + ", ".join(self.preferences),
+                )
             if item not in out:
                 out.append(item)
         return tuple(out)
 
 
-def describe_changes(current: Regimen, candidate: Regimen, area: Area, *, rules: str | Path | None = None,
-                     forms: Prescribing | None = None) -> tuple[tuple[PlanDrug, ...], tuple[PlanDrug, ...]]:
+def describe_changes(
+    current: Regimen,
+    candidate: Regimen,
+    area: Area,
+    *,
+    rules: str | Path | None = None,
+    forms: Prescribing | None = None,
+) -> tuple[tuple[PlanDrug, ...], tuple[PlanDrug, ...]]:
     """Label each drug of ``candidate`` against ``current``; return (regimen drugs, stopped drugs). Each drug with
     a known dose carries its dose as prescribed (:func:`planner.dosing.dosage`, from ``rules``)."""
     labels, gone = _changes(current, candidate, area)
-    out = tuple(PlanDrug(drug=d.ingredient, rxnorm=d.rxcui, drug_class=klass, dose_mg_day=d.dose_mg_day,
-                         change=change, previous_dose_mg_day=prev,
-                         dosage=dosage(d.ingredient, d.dose_mg_day, rules=rules, forms=forms))
-                for d, klass, change, prev in labels)
+    out = tuple(
+        PlanDrug(
+            drug=d.ingredient,
+            rxnorm=d.rxcui,
+            drug_class=klass,
+            dose_mg_day=d.dose_mg_day,
+            change=change,
+            previous_dose_mg_day=prev,
+            dosage=dosage(d.ingredient, d.dose_mg_day, rules=rules, forms=forms),
+        )
+        for d, klass, change, prev in labels
+    )
     stopped = tuple(
-        PlanDrug(drug=d.ingredient, rxnorm=d.rxcui, drug_class=d.drug_class or _class_of(area, d.ingredient),
-                 dose_mg_day=None, change="stop", previous_dose_mg_day=d.dose_mg_day)
+        PlanDrug(
+            drug=d.ingredient,
+            rxnorm=d.rxcui,
+            drug_class=d.drug_class or _class_of(area, d.ingredient),
+            dose_mg_day=None,
+            change="stop",
+            previous_dose_mg_day=d.dose_mg_day,
+        )
         for d in gone
     )
     return out, stopped
 
 
-def _changes(current: Regimen, candidate: Regimen, area: Area,
-             ) -> tuple[list[tuple[DrugDose, str | None, str, float | None]], list[DrugDose]]:
+def _changes(
+    current: Regimen,
+    candidate: Regimen,
+    area: Area,
+) -> tuple[list[tuple[DrugDose, str | None, str, float | None]], list[DrugDose]]:
     """:func:`describe_changes` without the output models: (drug, class, change, previous dose) per drug of
     ``candidate``, and the current drugs it stops (the burden of every candidate needs only these)."""
     cur = {d.ingredient: d for d in current.drugs}
@@ -159,8 +199,11 @@ def _changes(current: Regimen, candidate: Regimen, area: Area,
         klass = d.drug_class or _class_of(area, d.ingredient)
         before = cur.get(d.ingredient)
         if before is not None:
-            same = before.dose_mg_day is None or d.dose_mg_day is None or math.isclose(
-                before.dose_mg_day, d.dose_mg_day, rel_tol=1e-6)
+            same = (
+                before.dose_mg_day is None
+                or d.dose_mg_day is None
+                or math.isclose(before.dose_mg_day, d.dose_mg_day, rel_tol=1e-6)
+            )
             change = "continue" if same else "dose-change"
             prev = before.dose_mg_day
         else:
@@ -183,8 +226,16 @@ def _fmt(x: float, unit: str) -> str:
 
 
 def _rationale(
-    *, area: Area, drugs: Sequence[PlanDrug], stopped: Sequence[PlanDrug], pred: Predicted, p_target: float,
-    baseline: float | None, target: float, findings: Sequence[Finding], features: Mapping[str, float | str | None],
+    *,
+    area: Area,
+    drugs: Sequence[PlanDrug],
+    stopped: Sequence[PlanDrug],
+    pred: Predicted,
+    p_target: float,
+    baseline: float | None,
+    target: float,
+    findings: Sequence[Finding],
+    features: Mapping[str, float | str | None],
 ) -> str:
     unit = area.outcome.unit
     parts = [
@@ -193,8 +244,9 @@ def _rationale(
         + (f" from {_fmt(baseline, unit)}" if baseline is not None else "")
         + f"; P(target {'<' if area.outcome.direction == 'lower' else '>'} {target:g}) {p_target:.2f}."
     ]
-    moves = [f"{d.change} {d.drug}" + (f" {dose_text(d)}" if d.dose_mg_day else "")
-             for d in drugs if d.change != "continue"]
+    moves = [
+        f"{d.change} {d.drug}" + (f" {dose_text(d)}" if d.dose_mg_day else "") for d in drugs if d.change != "continue"
+    ]
     moves += [f"stop {d.drug}" for d in stopped]
     if moves:
         parts.append("Changes: " + ", ".join(moves) + ".")
@@ -215,7 +267,9 @@ def _rationale(
             shift = m.per_unit * (float(val) - m.center)
             if abs(shift) >= 0.15 * abs(base_eff):
                 direction = "larger" if (shift < 0) == (base_eff < 0) else "smaller"
-                mods.append(f"{prior.label or d.drug_class}: {direction} effect expected with {m.feature} {float(val):g}")
+                mods.append(
+                    f"{prior.label or d.drug_class}: {direction} effect expected with {m.feature} {float(val):g}"
+                )
     if mods:
         parts.append("Modifiers: " + "; ".join(mods) + ".")
     rules = [f"{f.rule_id} ({f.action})" for f in findings if f.action in {"adjust_dose", "caution"}]
@@ -276,8 +330,14 @@ def rank_plans(
         plain = utility_mean - np.asarray(extra.total(kinds=frozenset({"preference"}))).mean(axis=0)
         plain_order = sorted(range(n), key=lambda i: (-round(float(plain[i]), 12), candidates[i].key()))
         rank_without = {i: r for r, i in enumerate(plain_order, start=1)}
-    explainer = explain.Explainer(area=area, terms=extra, regimens=candidates, rank_of=rank_of,
-                                  pred_draws=pred_draws, guidelines=extra_guidelines(area, config, record))
+    explainer = explain.Explainer(
+        area=area,
+        terms=extra,
+        regimens=candidates,
+        rank_of=rank_of,
+        pred_draws=pred_draws,
+        guidelines=extra_guidelines(area, config, record),
+    )
 
     shown = order[:top] if top is not None else order
     # intervals and quantiles only for the plans built (each column's quantile is its own: same values)
@@ -289,31 +349,59 @@ def rank_plans(
         if adjusted_by and adjusted_by[i]:
             drugs = tuple(pd.model_copy(update={"dose_adjusted_by": adjusted_by[i].get(pd.drug)}) for pd in drugs)
         pred = Predicted(
-            mean=_r(means[i]), lower=_r(lo[i]), upper=_r(hi[i]), level=config.level,
-            obs_lower=_r(obs_lo[i]), obs_upper=_r(obs_hi[i]),
+            mean=_r(means[i]),
+            lower=_r(lo[i]),
+            upper=_r(hi[i]),
+            level=config.level,
+            obs_lower=_r(obs_lo[i]),
+            obs_upper=_r(obs_hi[i]),
             change_from_baseline=None if baseline is None else _r(means[i] - baseline),
             quantiles=tuple(_r(q) for q in qs[:, i]),
         )
         statuses = explainer.statuses(i)
-        trade = explainer.tradeoffs(i, p_target=float(p_target[i]), w_target=w["p_target"],
-                                    shortfall=float(shortfall[:, i].mean()),
-                                    shortfall_utility=float(-w["improvement"] * shortfall[:, i].mean()
-                                                            / config.scale_for(area)),
-                                    burden=float(-penalties[i]))
-        text = _rationale(area=area, drugs=drugs, stopped=stopped, pred=pred, p_target=float(p_target[i]),
-                          baseline=baseline, target=target, findings=findings[i], features=features)
+        trade = explainer.tradeoffs(
+            i,
+            p_target=float(p_target[i]),
+            w_target=w["p_target"],
+            shortfall=float(shortfall[:, i].mean()),
+            shortfall_utility=float(-w["improvement"] * shortfall[:, i].mean() / config.scale_for(area)),
+            burden=float(-penalties[i]),
+        )
+        text = _rationale(
+            area=area,
+            drugs=drugs,
+            stopped=stopped,
+            pred=pred,
+            p_target=float(p_target[i]),
+            baseline=baseline,
+            target=target,
+            findings=findings[i],
+            features=features,
+        )
         text = " ".join([text, *explainer.sentences(statuses, trade, rank, rank_without.get(i))])
-        plans.append(Plan(
-            rank=rank, key=candidates[i].key(), regimen=drugs, stopped=stopped, predicted=pred,
-            p_target=_r(p_target[i], 4), p_best=_r(p_best[i], 4), utility=_r(utility_mean[i], 4),
-            findings=tuple(findings[i]), rationale=text, indications=statuses, tradeoffs=trade,
-            rank_without_preferences=rank_without.get(i),
-        ))
+        plans.append(
+            Plan(
+                rank=rank,
+                key=candidates[i].key(),
+                regimen=drugs,
+                stopped=stopped,
+                predicted=pred,
+                p_target=_r(p_target[i], 4),
+                p_best=_r(p_best[i], 4),
+                utility=_r(utility_mean[i], 4),
+                findings=tuple(findings[i]),
+                rationale=text,
+                indications=statuses,
+                tradeoffs=trade,
+                rank_without_preferences=rank_without.get(i),
+            )
+        )
     return plans
 
 
-def _quantiles(mean_draws: np.ndarray, pred_draws: np.ndarray, shown: Sequence[int], alpha: float,
-               n: int) -> tuple[np.ndarray, ...]:
+def _quantiles(
+    mean_draws: np.ndarray, pred_draws: np.ndarray, shown: Sequence[int], alpha: float, n: int
+) -> tuple[np.ndarray, ...]:
     """Central intervals of the mean and predictive draws and the predictive quantiles of the ``shown``
     columns, as full-width arrays indexed by candidate (other columns NaN)."""
     idx = np.asarray(shown, dtype=int)
@@ -325,8 +413,13 @@ def _quantiles(mean_draws: np.ndarray, pred_draws: np.ndarray, shown: Sequence[i
     return tuple(full)
 
 
-def _burden(area: Area, current: Regimen, candidates: Sequence[Regimen], findings: Sequence[Sequence[Finding]],
-            w: Mapping[str, float]) -> np.ndarray:
+def _burden(
+    area: Area,
+    current: Regimen,
+    candidates: Sequence[Regimen],
+    findings: Sequence[Sequence[Finding]],
+    w: Mapping[str, float],
+) -> np.ndarray:
     """Each candidate's burden penalty (cautions, adjusted doses, drugs, changes against the current regimen);
     the labelled drugs themselves are built only for the plans reported."""
     penalties = np.zeros(len(candidates))
@@ -335,8 +428,9 @@ def _burden(area: Area, current: Regimen, candidates: Sequence[Regimen], finding
         n_caution = sum(1 for f in fs if f.action == "caution")
         n_adjust = sum(1 for f in fs if f.action == "adjust_dose")
         n_change = sum(1 for x in labels if x[2] != "continue") + len(gone)
-        penalties[i] = (w["caution"] * n_caution + w["adjusted_dose"] * n_adjust + w["drug"] * len(labels)
-                        + w["change"] * n_change)
+        penalties[i] = (
+            w["caution"] * n_caution + w["adjusted_dose"] * n_adjust + w["drug"] * len(labels) + w["change"] * n_change
+        )
     return penalties
 
 
@@ -344,17 +438,32 @@ def extra_guidelines(area: Area, config: RankingConfig, record: PatientRecord | 
     return None if record is None else load_guidelines(area, config.rules)
 
 
-def _extra_terms(area: Area, current: Regimen, candidates: Sequence[Regimen], config: RankingConfig,
-                 record: PatientRecord | None, prefs: Sequence[str], pred_draws: np.ndarray, mean_draws: np.ndarray,
-                 seed: int) -> UtilityTerms:
+def _extra_terms(
+    area: Area,
+    current: Regimen,
+    candidates: Sequence[Regimen],
+    config: RankingConfig,
+    record: PatientRecord | None,
+    prefs: Sequence[str],
+    pred_draws: np.ndarray,
+    mean_draws: np.ndarray,
+    seed: int,
+) -> UtilityTerms:
     """Secondary outcomes, guideline indications and preferences as per-draw utility terms."""
     g = extra_guidelines(area, config, record)
     ctx = None if record is None else PatientContext.from_record(record, area, g)
     specs = {p: config.preferences[p] for p in prefs}
     return utility_terms(
-        area=area, regimens=candidates, current=current, guidelines=g, ctx=ctx, forms=load_prescribing(config.rules),
-        guideline_weights=config.guideline, secondary_weights=config.secondary,
-        preferences={p: (s.measure, s.label, s.per, s.weight) for p, s in specs.items()}, pred_draws=pred_draws,
+        area=area,
+        regimens=candidates,
+        current=current,
+        guidelines=g,
+        ctx=ctx,
+        forms=load_prescribing(config.rules),
+        guideline_weights=config.guideline,
+        secondary_weights=config.secondary,
+        preferences={p: (s.measure, s.label, s.per, s.weight) for p, s in specs.items()},
+        pred_draws=pred_draws,
         mean_draws=mean_draws,
         rng=np.random.default_rng([int(seed), _SECONDARY_STREAM]),
     )
@@ -365,8 +474,15 @@ def _r(x: float, nd: int = 3) -> float:
     return float(round(float(x), nd))
 
 
-def rank(predictions: Predictions, *, area: Area, config: RankingConfig, record: PatientRecord | None = None,
-         preferences: Sequence[str] = (), top: int | None = None) -> list[Plan]:
+def rank(
+    predictions: Predictions,
+    *,
+    area: Area,
+    config: RankingConfig,
+    record: PatientRecord | None = None,
+    preferences: Sequence[str] = (),
+    top: int | None = None,
+) -> list[Plan]:
     """The ranking stage's typed interface: every kept regimen of ``predictions`` as a ranked plan (best first;
     none when nothing was predicted). With the ``record``, the area's guideline indications and secondary outcomes
     count; ``preferences`` are the patient's (ids in ``rules/ranking.yaml``)."""
@@ -375,9 +491,19 @@ def rank(predictions: Predictions, *, area: Area, config: RankingConfig, record:
     screened = predictions.screened
     f = screened.features
     return rank_plans(
-        area=area, current=f.current, candidates=[k.regimen for k in screened.kept],
-        findings=[list(k.findings) for k in screened.kept], mean_draws=predictions.mean_draws,
-        pred_draws=predictions.pred_draws, baseline=None if f.outcome_recent is None else f.outcome_recent.value,
-        target=f.target, config=config, features=dict(f.values), adjusted_by=[dict(k.adjusted_by) for k in screened.kept],
-        record=record, preferences=preferences, seed=predictions.seed, top=top,
+        area=area,
+        current=f.current,
+        candidates=[k.regimen for k in screened.kept],
+        findings=[list(k.findings) for k in screened.kept],
+        mean_draws=predictions.mean_draws,
+        pred_draws=predictions.pred_draws,
+        baseline=None if f.outcome_recent is None else f.outcome_recent.value,
+        target=f.target,
+        config=config,
+        features=dict(f.values),
+        adjusted_by=[dict(k.adjusted_by) for k in screened.kept],
+        record=record,
+        preferences=preferences,
+        seed=predictions.seed,
+        top=top,
     )

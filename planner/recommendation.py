@@ -96,7 +96,9 @@ class IndicationStatus(Frozen):
 class Tradeoff(Frozen):
     """One term of a plan's utility (rules/ranking.yaml): the value behind it and what it adds to the utility."""
 
-    term: str  # "outcome:p_target", "outcome:shortfall", "burden", "secondary:<id>", "indication:<id>", "preference:<id>"
+    term: (
+        str  # "outcome:p_target", "outcome:shortfall", "burden", "secondary:<id>", "indication:<id>", "preference:<id>"
+    )
     label: str
     value: float | None = None  # expected value of the measure (probability, kg, risk, count)
     unit: str = ""

@@ -225,7 +225,9 @@ class PatientRecord(Frozen):
         until = until or self.as_of
         return tuple(m for m in self.observations.get(quantity, ()) if m.date <= until)
 
-    def latest(self, quantity: str, *, until: dt.date | None = None, within_days: int | None = None) -> Measurement | None:
+    def latest(
+        self, quantity: str, *, until: dt.date | None = None, within_days: int | None = None
+    ) -> Measurement | None:
         values = self.series(quantity, until=until)
         if not values:
             return None
@@ -278,9 +280,7 @@ class Regimen(Frozen):
         """Stable text key, e.g. ``"metformin@2000+sitagliptin@100"`` (``"none"`` for no drug)."""
         if not self.drugs:
             return "none"
-        return "+".join(
-            d.ingredient + ("" if d.dose_mg_day is None else f"@{d.dose_mg_day:g}") for d in self.drugs
-        )
+        return "+".join(d.ingredient + ("" if d.dose_mg_day is None else f"@{d.dose_mg_day:g}") for d in self.drugs)
 
     def dose_of(self, ingredient: str) -> float | None:
         for d in self.drugs:

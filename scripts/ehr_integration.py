@@ -87,10 +87,15 @@ class FhirClient:
         """POST a resource; its new reference ``Type/id`` (from the body or the Location header)."""
         rtype = resource["resourceType"]
         try:
-            resp = self.http.post(f"{self.base}/{rtype}", content=orjson.dumps(resource),
-                                  headers={"Content-Type": "application/fhir+json"})
+            resp = self.http.post(
+                f"{self.base}/{rtype}",
+                content=orjson.dumps(resource),
+                headers={"Content-Type": "application/fhir+json"},
+            )
         except httpx.HTTPError as exc:
-            raise FhirServerError(f"create {rtype}: the FHIR server could not be reached ({type(exc).__name__})") from None
+            raise FhirServerError(
+                f"create {rtype}: the FHIR server could not be reached ({type(exc).__name__})"
+            ) from None
         if resp.status_code not in (200, 201):
             raise FhirServerError(f"create {rtype}: the FHIR server answered {resp.status_code}", expected="201")
         rid = None
@@ -127,14 +132,17 @@ def read_patient(client: FhirClient, patient_id: str) -> tuple[dict[str, Any], s
         raise FhirServerError(f"Patient $everything: the FHIR server answered {resp.status_code}", expected="200")
     have = {(e["resource"].get("resourceType"), e["resource"].get("id")) for e in entries}
     for e in list(entries):
-        ref = ((e["resource"].get("medicationReference") or {}).get("reference") or "")
+        ref = (e["resource"].get("medicationReference") or {}).get("reference") or ""
         if ref.startswith("Medication/") and ("Medication", ref.split("/", 1)[1]) not in have:
             med = client.get(ref, "Medication read")
             if med.status_code == 200:
                 entries.append({"resource": med.json()})
                 have.add(("Medication", ref.split("/", 1)[1]))
-    return {"resourceType": "Bundle", "type": "collection",
-            "entry": [{"resource": e["resource"]} for e in entries]}, how
+    return {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": e["resource"]} for e in entries],
+    }, how
 
 
 def proposals(fhir_bundle: dict[str, Any]) -> list[dict[str, Any]]:
@@ -175,8 +183,12 @@ def run(args: argparse.Namespace, token: str | None) -> dict[str, Any]:
         else:
             recs = planner.recommend_all(bundle, as_of=args.as_of, top=args.top, seed=args.seed)
         entries = [e for r in recs for e in proposals(orjson.loads(render(r, "fhir")))]
-        summary: dict[str, Any] = {"read_with": how, "resources_read": len(bundle["entry"]),
-                                   "areas": [r.area for r in recs], "plans": sum(len(r.plans) for r in recs)}
+        summary: dict[str, Any] = {
+            "read_with": how,
+            "resources_read": len(bundle["entry"]),
+            "areas": [r.area for r in recs],
+            "plans": sum(len(r.plans) for r in recs),
+        }
         if args.dry_run:
             summary["would_create"] = sorted({e["resource"]["resourceType"] for e in entries})
             summary["count"] = len(entries)

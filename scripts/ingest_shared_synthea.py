@@ -44,13 +44,17 @@ def main(argv: list[str] | None = None) -> int:
         warn_codes.update(w.code for w in r.warnings)
         n_obs = sum(len(v) for v in r.observations.values())
         active = sum(1 for m in r.active_medications() if m.rxcui)
-        print(f"bundle {i:2d}: {stats.resources:5d} resources, {stats.decoded:4d} read; "
-              f"{len(r.conditions):2d} conditions, {len(r.medications):2d} medications ({active} active resolved), "
-              f"{n_obs:4d} measurements in {len(r.observations):2d} quantities, {len(r.warnings):3d} warnings, "
-              f"{stats.unknown_loinc:3d} unknown LOINC skipped")
+        print(
+            f"bundle {i:2d}: {stats.resources:5d} resources, {stats.decoded:4d} read; "
+            f"{len(r.conditions):2d} conditions, {len(r.medications):2d} medications ({active} active resolved), "
+            f"{n_obs:4d} measurements in {len(r.observations):2d} quantities, {len(r.warnings):3d} warnings, "
+            f"{stats.unknown_loinc:3d} unknown LOINC skipped"
+        )
     dt = time.perf_counter() - t0
-    print(f"{len(files) - failed}/{len(files)} bundles ingested in {dt:.2f} s; warnings: "
-          + ", ".join(f"{k} {v}" for k, v in sorted(warn_codes.items())))
+    print(
+        f"{len(files) - failed}/{len(files)} bundles ingested in {dt:.2f} s; warnings: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(warn_codes.items()))
+    )
     return 1 if failed else 0
 
 

@@ -21,9 +21,20 @@ import time
 from pathlib import Path
 from typing import Any, Self
 
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--no-default-browser-check",
-         "--disable-extensions", "--hide-scrollbars", "--mute-audio", "--remote-allow-origins=*")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-extensions",
+    "--hide-scrollbars",
+    "--mute-audio",
+    "--remote-allow-origins=*",
+)
 
 
 def find_chromium() -> str | None:
@@ -63,7 +74,10 @@ class Chromium:
         self._profile = tempfile.mkdtemp(prefix="planner-chromium-")
         self._proc = subprocess.Popen(
             [self.executable, *FLAGS, f"--user-data-dir={self._profile}", "--remote-debugging-port=0", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+        )
         port_file = Path(self._profile) / "DevToolsActivePort"
         deadline = time.monotonic() + self.timeout
         while not (port_file.is_file() and len(port_file.read_text().splitlines()) >= 2):
@@ -75,8 +89,9 @@ class Chromium:
                 raise TimeoutError("chromium did not open its DevTools port")
             time.sleep(0.05)
         port, path = port_file.read_text().splitlines()[:2]
-        self._ws = websocket.create_connection(f"ws://127.0.0.1:{port}{path}", timeout=self.timeout,
-                                               suppress_origin=True, enable_multithread=False)
+        self._ws = websocket.create_connection(
+            f"ws://127.0.0.1:{port}{path}", timeout=self.timeout, suppress_origin=True, enable_multithread=False
+        )
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -126,8 +141,17 @@ class Chromium:
         raise TimeoutError(method)
 
     # ---- pages -----------------------------------------------------------------------------------------
-    def open(self, url: str, check_js: str, *, width: int = 1280, height: int = 900,
-             max_height: int = 20000, media: str = "screen", pdf: bool = False) -> PageReport:
+    def open(
+        self,
+        url: str,
+        check_js: str,
+        *,
+        width: int = 1280,
+        height: int = 900,
+        max_height: int = 20000,
+        media: str = "screen",
+        pdf: bool = False,
+    ) -> PageReport:
         """Open ``url`` at ``width`` CSS px (``media``: "screen" or "print"), run ``check_js``, screenshot it and,
         with ``pdf``, print it (paper size and margins from the page's print stylesheet)."""
         target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
@@ -135,26 +159,35 @@ class Chromium:
         try:
             for domain in ("Page", "Runtime", "Log", "Network"):
                 self.send(f"{domain}.enable", {}, session)
-            self.send("Emulation.setDeviceMetricsOverride",
-                      {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}, session)
+            self.send(
+                "Emulation.setDeviceMetricsOverride",
+                {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+                session,
+            )
             self.send("Emulation.setEmulatedMedia", {"media": media}, session)
             start = len(self._events)
             self.send("Page.navigate", {"url": url}, session)
             self.wait_for("Page.loadEventFired", session)
-            check = self.send("Runtime.evaluate", {"expression": check_js, "returnByValue": True,
-                                                   "awaitPromise": True}, session)
+            check = self.send(
+                "Runtime.evaluate", {"expression": check_js, "returnByValue": True, "awaitPromise": True}, session
+            )
             if "exceptionDetails" in check:
                 raise RuntimeError(f"check script failed: {check['exceptionDetails']}")
             size = self.send("Page.getLayoutMetrics", {}, session)["cssContentSize"]
-            shot = self.send("Page.captureScreenshot", {
-                "format": "png", "captureBeyondViewport": True,
-                "clip": {"x": 0, "y": 0, "width": width, "height": min(size["height"], max_height), "scale": 1}},
-                session)
+            shot = self.send(
+                "Page.captureScreenshot",
+                {
+                    "format": "png",
+                    "captureBeyondViewport": True,
+                    "clip": {"x": 0, "y": 0, "width": width, "height": min(size["height"], max_height), "scale": 1},
+                },
+                session,
+            )
             printed = b""
             if pdf:
-                printed = base64.b64decode(self.send("Page.printToPDF", {
-                    "printBackground": True, "preferCSSPageSize": True},
-                    session)["data"])
+                printed = base64.b64decode(
+                    self.send("Page.printToPDF", {"printBackground": True, "preferCSSPageSize": True}, session)["data"]
+                )
             events = [e for e in self._events[start:] if e.get("sessionId") == session]
         finally:
             self.send("Target.closeTarget", {"targetId": target})
@@ -179,5 +212,12 @@ def _report(url: str, events: list[dict[str, Any]], check: dict[str, Any], shot:
             req = p.get("request", {}).get("url", "")
             if not req.startswith(("file:", "data:")):
                 requests.append(req)
-    return PageReport(url=url, console_errors=console, exceptions=exceptions, failed_loads=failed,
-                      network_requests=requests, check=check, screenshot=shot)
+    return PageReport(
+        url=url,
+        console_errors=console,
+        exceptions=exceptions,
+        failed_loads=failed,
+        network_requests=requests,
+        check=check,
+        screenshot=shot,
+    )

@@ -32,18 +32,31 @@ def markup_vignette() -> dict[str, Any]:
     b.observation("hba1c", 8.6, date="2024-05-01")
     b.observation("egfr", 72, date="2024-05-01")
     b.medication("metformin", 1000, start="2020-01-01")
-    b.add({"resourceType": "MedicationRequest", "id": "unresolved-1", "status": "active", "intent": "order",
-           "subject": b._subject(), "authoredOn": "2024-02-01",
-           "medicationCodeableConcept": {"text": "Herbal tonic " + MARKUP}})
+    b.add(
+        {
+            "resourceType": "MedicationRequest",
+            "id": "unresolved-1",
+            "status": "active",
+            "intent": "order",
+            "subject": b._subject(),
+            "authoredOn": "2024-02-01",
+            "medicationCodeableConcept": {"text": "Herbal tonic " + MARKUP},
+        }
+    )
     return b.build()
 
 
 def cases() -> list[tuple[str, PatientRecord]]:
     """(name, record) for every patient the browser test opens."""
     out = [(p.stem.split("_")[0].lower(), read_record(p)) for p in sorted((FIXTURES / "synthea").glob("*.json"))]
-    out += [(p.stem, read_record(p)) for p in
-            (FIXTURES / "fhir" / "pgx_genomics_ig.json", FIXTURES / "fhir" / "pgx_hla.json",
-             FIXTURES / "fhir" / "medication_reference_us_core.json")]
+    out += [
+        (p.stem, read_record(p))
+        for p in (
+            FIXTURES / "fhir" / "pgx_genomics_ig.json",
+            FIXTURES / "fhir" / "pgx_hla.json",
+            FIXTURES / "fhir" / "medication_reference_us_core.json",
+        )
+    ]
     pharmcat = [FIXTURES / "pharmcat" / "sample.phenotype.json", FIXTURES / "pharmcat" / "outside_calls.tsv"]
     b = BundleBuilder(patient_id="vignette-pharmcat", birth_date="1970-01-01", sex="male")
     b.condition("55822004", display="Hyperlipidemia", onset="2019-01-01")

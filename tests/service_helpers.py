@@ -16,9 +16,9 @@ from typing import Any
 import jwt
 import orjson
 import uvicorn
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from planner.testing import BundleBuilder
@@ -37,15 +37,36 @@ class Keys:
     def jwks(self) -> dict[str, Any]:
         r = orjson.loads(RSAAlgorithm.to_jwk(self.rsa.public_key()))
         e = orjson.loads(ECAlgorithm.to_jwk(self.ec.public_key()))
-        return {"keys": [{**r, "kid": self.kid_rsa, "alg": "RS384", "use": "sig"},
-                         {**e, "kid": self.kid_ec, "alg": "ES384", "use": "sig"}]}
+        return {
+            "keys": [
+                {**r, "kid": self.kid_rsa, "alg": "RS384", "use": "sig"},
+                {**e, "kid": self.kid_ec, "alg": "ES384", "use": "sig"},
+            ]
+        }
 
-    def token(self, aud: str, *, alg: str = "RS384", iss: str = ISSUER, exp_in: int = 240, iat_ago: int = 0,
-              jti: str | None = None, kid: str | None = None, headers: dict[str, Any] | None = None,
-              claims: dict[str, Any] | None = None) -> str:
+    def token(
+        self,
+        aud: str,
+        *,
+        alg: str = "RS384",
+        iss: str = ISSUER,
+        exp_in: int = 240,
+        iat_ago: int = 0,
+        jti: str | None = None,
+        kid: str | None = None,
+        headers: dict[str, Any] | None = None,
+        claims: dict[str, Any] | None = None,
+    ) -> str:
         now = int(time.time())
-        payload = {"iss": iss, "sub": "test-client", "aud": aud, "iat": now - iat_ago, "exp": now + exp_in,
-                   "jti": jti or uuid.uuid4().hex, **(claims or {})}
+        payload = {
+            "iss": iss,
+            "sub": "test-client",
+            "aud": aud,
+            "iat": now - iat_ago,
+            "exp": now + exp_in,
+            "jti": jti or uuid.uuid4().hex,
+            **(claims or {}),
+        }
         key = self.rsa if alg.startswith("RS") else self.ec
         hdr = {"kid": kid or (self.kid_rsa if alg.startswith("RS") else self.kid_ec), "typ": "JWT", **(headers or {})}
         return jwt.encode(payload, key, algorithm=alg, headers=hdr)
@@ -63,8 +84,15 @@ class LiveServer:
     def __init__(self, app: Any, port: int | None = None) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        cfg = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None, access_log=False,
-                             lifespan="off", timeout_graceful_shutdown=2)
+        cfg = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=2,
+        )
         self.server = uvicorn.Server(cfg)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -120,19 +148,27 @@ def fhir_app(store: FhirStore) -> Any:
     app = FastAPI()
 
     def ok(request: Request) -> bool:
-        store.requests.append((request.method, request.url.path + ("?" + request.url.query if request.url.query else "")))
+        store.requests.append(
+            (request.method, request.url.path + ("?" + request.url.query if request.url.query else ""))
+        )
         return request.headers.get("authorization") == f"Bearer {store.token}"
 
     def searchset(request: Request, items: list[dict[str, Any]], offset: int) -> dict[str, Any]:
-        page = items[offset: offset + store.page_size]
+        page = items[offset : offset + store.page_size]
         links = [{"relation": "self", "url": str(request.url)}]
         if offset + store.page_size < len(items):
             q = dict(request.query_params)
             q["_offset"] = str(offset + store.page_size)
             links.append({"relation": "next", "url": str(request.url.replace_query_params(**q))})
-        return {"resourceType": "Bundle", "type": "searchset", "total": len(items), "link": links,
-                "entry": [{"fullUrl": f"{r['resourceType']}/{r['id']}", "resource": r, "search": {"mode": "match"}}
-                          for r in page]}
+        return {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "total": len(items),
+            "link": links,
+            "entry": [
+                {"fullUrl": f"{r['resourceType']}/{r['id']}", "resource": r, "search": {"mode": "match"}} for r in page
+            ],
+        }
 
     @app.get("/Patient/{pid}/$everything")
     def everything(pid: str, request: Request) -> Any:
@@ -140,8 +176,9 @@ def fhir_app(store: FhirStore) -> Any:
             return JSONResponse({"resourceType": "OperationOutcome"}, status_code=401)
         if not store.everything or pid not in store.data.get("Patient", {}):
             return JSONResponse({"resourceType": "OperationOutcome"}, status_code=404)
-        items = [store.data["Patient"][pid]] + [r for t in sorted(store.data) if t != "Patient"
-                                                for r in store.for_patient(t, pid)]
+        items = [store.data["Patient"][pid]] + [
+            r for t in sorted(store.data) if t != "Patient" for r in store.for_patient(t, pid)
+        ]
         return searchset(request, items, int(request.query_params.get("_offset", 0)))
 
     @app.get("/{rtype}/{rid}")
@@ -201,9 +238,14 @@ def prefetch_of(bundle: dict[str, Any], pid: str) -> dict[str, Any]:
     def ss(t: str) -> dict[str, Any]:
         return {"resourceType": "Bundle", "type": "searchset", "entry": by_type.get(t, [])}
 
-    return {"patient": patient, "conditions": ss("Condition"), "medicationRequests": ss("MedicationRequest"),
-            "medicationStatements": ss("MedicationStatement"), "observations": ss("Observation"),
-            "allergies": ss("AllergyIntolerance")}
+    return {
+        "patient": patient,
+        "conditions": ss("Condition"),
+        "medicationRequests": ss("MedicationRequest"),
+        "medicationStatements": ss("MedicationStatement"),
+        "observations": ss("Observation"),
+        "allergies": ss("AllergyIntolerance"),
+    }
 
 
 def draft_order(drug: str, dose_mg_day: float, pid: str, rid: str) -> dict[str, Any]:
@@ -213,20 +255,39 @@ def draft_order(drug: str, dose_mg_day: float, pid: str, rid: str) -> dict[str, 
     return {**r, "id": rid, "status": "draft"}
 
 
-def hook_body(hook: str, pid: str, *, drafts: list[dict[str, Any]] = (), prefetch: dict[str, Any] | None = None,
-              fhir_server: str | None = None, fhir_token: str | None = None,
-              scope: str = "patient/*.read", selections: list[str] | None = None) -> dict[str, Any]:
+def hook_body(
+    hook: str,
+    pid: str,
+    *,
+    drafts: list[dict[str, Any]] = (),
+    prefetch: dict[str, Any] | None = None,
+    fhir_server: str | None = None,
+    fhir_token: str | None = None,
+    scope: str = "patient/*.read",
+    selections: list[str] | None = None,
+) -> dict[str, Any]:
     context: dict[str, Any] = {"userId": "Practitioner/pr-1", "patientId": pid}
     if hook != "patient-view":
-        context["draftOrders"] = {"resourceType": "Bundle", "type": "collection",
-                                  "entry": [{"resource": d} for d in drafts]}
+        context["draftOrders"] = {
+            "resourceType": "Bundle",
+            "type": "collection",
+            "entry": [{"resource": d} for d in drafts],
+        }
     if hook == "order-select":
-        context["selections"] = selections if selections is not None else [f"MedicationRequest/{d['id']}" for d in drafts]
+        context["selections"] = (
+            selections if selections is not None else [f"MedicationRequest/{d['id']}" for d in drafts]
+        )
     body: dict[str, Any] = {"hook": hook, "hookInstance": str(uuid.uuid4()), "context": context}
     if prefetch is not None:
         body["prefetch"] = prefetch
     if fhir_server is not None:
         body["fhirServer"] = fhir_server
-        body["fhirAuthorization"] = {"access_token": fhir_token, "token_type": "Bearer", "expires_in": 300,
-                                     "scope": scope, "subject": "planner", "patient": pid}
+        body["fhirAuthorization"] = {
+            "access_token": fhir_token,
+            "token_type": "Bearer",
+            "expires_in": 300,
+            "scope": scope,
+            "subject": "planner",
+            "patient": pid,
+        }
     return body

@@ -23,17 +23,30 @@ def doc() -> dict:
     return b.build()
 
 
-@pytest.mark.parametrize("args,kwargs,message", [
-    ((123,), {"area": "t2d"},
-     "source 'int': unsupported input type; expected a path, JSON text, bytes, a dict or a PatientRecord"),
-    (None, {"area": "t2d", "top": "5"}, "top '5': top must be an integer; expected an int from 1 to 10,000"),
-    (None, {"area": "t2d", "top": True}, "top True: top must be an integer; expected an int from 1 to 10,000"),
-    (None, {"area": "t2d", "top": 0}, "top 0: top out of range; expected an int from 1 to 10,000"),
-    (None, {"area": "t2d", "seed": -1}, "seed -1: seed out of range; expected an int from 0 to 4,294,967,295"),
-    (None, {"area": "t2d", "seed": 2**70},
-     "seed 1180591620717411303424: seed out of range; expected an int from 0 to 4,294,967,295"),
-    (None, {"area": "t2d", "seed": "x"}, "seed 'x': seed must be an integer; expected an int from 0 to 4,294,967,295"),
-])
+@pytest.mark.parametrize(
+    "args,kwargs,message",
+    [
+        (
+            (123,),
+            {"area": "t2d"},
+            "source 'int': unsupported input type; expected a path, JSON text, bytes, a dict or a PatientRecord",
+        ),
+        (None, {"area": "t2d", "top": "5"}, "top '5': top must be an integer; expected an int from 1 to 10,000"),
+        (None, {"area": "t2d", "top": True}, "top True: top must be an integer; expected an int from 1 to 10,000"),
+        (None, {"area": "t2d", "top": 0}, "top 0: top out of range; expected an int from 1 to 10,000"),
+        (None, {"area": "t2d", "seed": -1}, "seed -1: seed out of range; expected an int from 0 to 4,294,967,295"),
+        (
+            None,
+            {"area": "t2d", "seed": 2**70},
+            "seed 1180591620717411303424: seed out of range; expected an int from 0 to 4,294,967,295",
+        ),
+        (
+            None,
+            {"area": "t2d", "seed": "x"},
+            "seed 'x': seed must be an integer; expected an int from 0 to 4,294,967,295",
+        ),
+    ],
+)
 def test_wrong_types_raise_planner_error(planner, doc, args, kwargs, message) -> None:
     with pytest.raises(ConfigError) as info:
         planner.recommend(*(args or (doc,)), **kwargs)
@@ -70,5 +83,7 @@ def test_audit_database_of_another_schema_is_refused_before_any_work(tmp_path) -
         con.execute("create table recommendation_audit (x int)")
     with pytest.raises(ConfigError) as info:
         Planner.load(audit=db)
-    assert str(info.value).startswith(f"audit {str(db)!r}: audit database has another schema; expected table "
-                                      "recommendation_audit with columns area, as_of, ")
+    assert str(info.value).startswith(
+        f"audit {str(db)!r}: audit database has another schema; expected table "
+        "recommendation_audit with columns area, as_of, "
+    )

@@ -21,8 +21,8 @@ from planner.areas import (
     regimen_of,
     regimen_violations,
 )
-from planner.rule_files import rules_dir
 from planner.errors import AreaError
+from planner.rule_files import rules_dir
 
 AREAS = ["depression", "hypertension", "lipids", "t2d"]
 
@@ -76,16 +76,27 @@ def _write_area(tmp_path: Path, mutate) -> Path:
     return root
 
 
-@pytest.mark.parametrize("mutate, field, message", [
-    (lambda r: r["formulary"][0].update({"class": "nonsense"}), "", "no prior"),
-    (lambda r: r["combination"].update({"exclusive_classes": [["ace_inhibitor", "diuretic_x"]]}), "", "unknown class"),
-    (lambda r: r["pgx_effects"][0].update({"gene": "CYP3A5"}), "", "not in pgx_genes"),
-    (lambda r: r["pgx_effects"][0].update({"drugs": ["aspirin"]}), "", "not in the formulary"),
-    (lambda r: r["classes"][0].pop("source"), "classes.0.source", "Field required"),
-    (lambda r: r["formulary"][0].update({"doses": [40, 10]}), "formulary.0.doses", "ascending"),
-    (lambda r: r["classes"][0]["dose_response"].pop("per_doubling"), "", "per_doubling"),
-    (lambda r: r["simulation"]["class_choice"][0]["terms"][0].update({"feature": "shoe_size"}), "", "unknown feature"),
-])
+@pytest.mark.parametrize(
+    "mutate, field, message",
+    [
+        (lambda r: r["formulary"][0].update({"class": "nonsense"}), "", "no prior"),
+        (
+            lambda r: r["combination"].update({"exclusive_classes": [["ace_inhibitor", "diuretic_x"]]}),
+            "",
+            "unknown class",
+        ),
+        (lambda r: r["pgx_effects"][0].update({"gene": "CYP3A5"}), "", "not in pgx_genes"),
+        (lambda r: r["pgx_effects"][0].update({"drugs": ["aspirin"]}), "", "not in the formulary"),
+        (lambda r: r["classes"][0].pop("source"), "classes.0.source", "Field required"),
+        (lambda r: r["formulary"][0].update({"doses": [40, 10]}), "formulary.0.doses", "ascending"),
+        (lambda r: r["classes"][0]["dose_response"].pop("per_doubling"), "", "per_doubling"),
+        (
+            lambda r: r["simulation"]["class_choice"][0]["terms"][0].update({"feature": "shoe_size"}),
+            "",
+            "unknown feature",
+        ),
+    ],
+)
 def test_invalid_area_files_fail_with_a_clear_error(tmp_path, mutate, field, message):
     root = _write_area(tmp_path, mutate)
     with pytest.raises(AreaError) as err:
@@ -114,6 +125,7 @@ def test_enumerate_respects_combination_limits():
     # hypertension count by hand: classes of size 3,3,1,2,3 with ACEi+ARB exclusive, up to 3 drugs
     sizes = {"ace_inhibitor": 3, "arb": 3, "dihydropyridine_ccb": 1, "thiazide": 2, "beta_blocker": 3}
     import itertools
+
     count = 1
     for k in (1, 2, 3):
         for combo in itertools.combinations(sizes, k):

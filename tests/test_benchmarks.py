@@ -55,8 +55,9 @@ def test_every_benchmark_has_tiny_arguments():
     assert not set(TINY) & set(covered), f"run twice: drop from TINY {sorted(set(TINY) & set(covered))}"
 
 
-@pytest.mark.parametrize("script", [pytest.param(s, marks=[pytest.mark.slow] if TINY[s][2] else [])
-                                    for s in sorted(TINY)])
+@pytest.mark.parametrize(
+    "script", [pytest.param(s, marks=[pytest.mark.slow] if TINY[s][2] else []) for s in sorted(TINY)]
+)
 def test_benchmark_runs_with_tiny_arguments(script, tmp_path):
     args, needle, _slow = TINY[script]
     fixtures = tmp_path / "fixtures"
@@ -66,7 +67,8 @@ def test_benchmark_runs_with_tiny_arguments(script, tmp_path):
     argv = [a.replace("{fixtures}", str(fixtures)) for a in args]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg", "PYTHONHASHSEED": "0"}
     env.pop("PLANNER_RULES_DIR", None)
-    p = subprocess.run([sys.executable, str(BENCH / script), *argv], capture_output=True, text=True, timeout=600,
-                       env=env, cwd=tmp_path)
+    p = subprocess.run(
+        [sys.executable, str(BENCH / script), *argv], capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     assert needle in p.stdout, p.stdout[-2000:]

@@ -29,9 +29,14 @@ def test_check_json(bundle, capsys):
     data = json.loads(capsys.readouterr().out)
     ids = {f["rule_id"] for f in data["findings"]}
     assert "ddi.clopidogrel-omeprazole" in ids
-    assert any(f["kind"] == "gene-drug" and f["drugs"] == ["codeine", "paroxetine"] and f["action"] == "exclude"
-               and f["target_drug"] == "codeine" and not f.get("plan_adds")
-               for f in data["findings"])
+    assert any(
+        f["kind"] == "gene-drug"
+        and f["drugs"] == ["codeine", "paroxetine"]
+        and f["action"] == "exclude"
+        and f["target_drug"] == "codeine"
+        and not f.get("plan_adds")
+        for f in data["findings"]
+    )
     assert data["genes"]["CYP2D6"]["phenoconverted_by"] == ["paroxetine"]
     assert data["genes"]["CYP2C19"]["phenotype"] == "Poor Metabolizer"
     assert data["provenance"]["rules_version"]
@@ -90,10 +95,14 @@ def test_rule_without_a_checkable_source_is_reported(tmp_path):
     root = tmp_path / "rules"
     shutil.copytree(default_rules_dir(), root)
     ddi = root / "interactions" / "ddi.yaml"
-    ddi.write_text(ddi.read_text(encoding="utf-8").replace('source: "FDA label Plavix 5.1/7.1 (avoid omeprazole or '
-                                                           'esomeprazole)"', 'source: "a colleague said so"'),
-                   encoding="utf-8")
+    ddi.write_text(
+        ddi.read_text(encoding="utf-8").replace(
+            'source: "FDA label Plavix 5.1/7.1 (avoid omeprazole or esomeprazole)"', 'source: "a colleague said so"'
+        ),
+        encoding="utf-8",
+    )
     assert pin([str(root)]) == 0
     issues = source_report(RuleSet.load(root))
     assert [(i.where, i.kind) for i in issues if i.kind == "no checkable source"] == [
-        ("ddi.clopidogrel-omeprazole", "no checkable source")]
+        ("ddi.clopidogrel-omeprazole", "no checkable source")
+    ]

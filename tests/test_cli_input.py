@@ -27,9 +27,17 @@ def _hostile(tmp_path: Path) -> Path:
     b.condition("44054006", display="[/bold] diabetes [red]", onset="2015-01-01")
     b.medication("metformin", dose_mg_day=1000, start="2023-01-01")
     b.observation("hba1c", 8.4, date="2024-01-05")
-    b.add({"resourceType": "MedicationRequest", "id": "mr-x", "status": "active", "intent": "order",
-           "subject": {"reference": "Patient/p1"}, "authoredOn": "2023-06-01",
-           "medicationCodeableConcept": {"text": "[/bold]Mystery[/i] drug"}})
+    b.add(
+        {
+            "resourceType": "MedicationRequest",
+            "id": "mr-x",
+            "status": "active",
+            "intent": "order",
+            "subject": {"reference": "Patient/p1"},
+            "authoredOn": "2023-06-01",
+            "medicationCodeableConcept": {"text": "[/bold]Mystery[/i] drug"},
+        }
+    )
     f = tmp_path / ("long-name-" + "x" * 180 + ".json")
     f.write_text(json.dumps(b.build()))
     return f
@@ -39,13 +47,16 @@ def test_check_answers_for_every_patient_or_the_one_asked(capsys) -> None:
     code, out, err = run(capsys, "check", str(BULK), "--format", "json")
     assert code == 0, err
     assert sorted(d["patient_id"] for d in json.loads(out)) == sorted(
-        ["79a66c97-6131-3213-f3c9-4606946ab056", A5, "63ee2253-bdd5-da55-2ad2-b4984d0ad700"])
+        ["79a66c97-6131-3213-f3c9-4606946ab056", A5, "63ee2253-bdd5-da55-2ad2-b4984d0ad700"]
+    )
     code, out, err = run(capsys, "check", str(BULK), "--format", "json", "--patient", A5)
     assert code == 0 and json.loads(out)["patient_id"] == A5
     code, out, err = run(capsys, "check", str(BULK), "--patient", "nobody")
     assert code == 2 and "Traceback" not in err
-    assert err.strip() == (f"error: {BULK}: --patient 'nobody': no patient with this id among the 3 in the input; "
-                           "expected the id of a Patient resource in the input")
+    assert err.strip() == (
+        f"error: {BULK}: --patient 'nobody': no patient with this id among the 3 in the input; "
+        "expected the id of a Patient resource in the input"
+    )
 
 
 def test_recommend_with_patient_in_a_bulk_export(capsys) -> None:
@@ -54,8 +65,10 @@ def test_recommend_with_patient_in_a_bulk_export(capsys) -> None:
     doc = json.loads(out)
     # the export has no Observation file, so no LDL: no plan is ranked, and the output says why
     assert doc["patient_id"] == A5 and doc["plans"] == [] and "no-outcome" in [g["code"] for g in doc["data_gaps"]]
-    assert "a current medication could not be identified (ferrous sulfate 325 MG Oral Tablet); it is not screened " \
-           "for interactions or doses" in [g["message"] for g in doc["data_gaps"]]
+    assert (
+        "a current medication could not be identified (ferrous sulfate 325 MG Oral Tablet); it is not screened "
+        "for interactions or doses" in [g["message"] for g in doc["data_gaps"]]
+    )
 
 
 def test_markup_in_ehr_text_is_printed_literally_and_tables_once(capsys, tmp_path) -> None:

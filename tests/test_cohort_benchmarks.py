@@ -14,8 +14,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _run(script: str, *args: str) -> str:
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], capture_output=True, text=True,
-                       timeout=600, env=env, cwd=ROOT)
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=ROOT,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     return p.stdout
 
@@ -23,8 +29,12 @@ def _run(script: str, *args: str) -> str:
 @pytest.mark.slow
 def test_cohort_throughput_benchmark_tiny() -> None:
     out = _run("cohort.py", "--n", "6", "--batch", "3", "--skip-dask")
-    for line in ("one-at-a-time recommend (baseline)", "recommend_many, 1 process", "cohort run, 2 local processes",
-                 "1 -> 2 local processes"):
+    for line in (
+        "one-at-a-time recommend (baseline)",
+        "recommend_many, 1 process",
+        "cohort run, 2 local processes",
+        "1 -> 2 local processes",
+    ):
         assert line in out
     assert "peak MiB" in out
 

@@ -21,11 +21,13 @@ def test_dask_run_equals_local_run(tmp_path: Path) -> None:
     src = tmp_path / "sim" / "fhir"
     (src / "zz-broken.json").write_text("{ not json", encoding="utf-8")
     local = run_cohort(src, area="t2d", out=tmp_path / "local", at="all", batch_size=3)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                  host="127.0.0.1") as cluster:
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
+    ) as cluster:
         # by address, as `planner cohort run --scheduler tcp://...` does
-        remote = run_cohort(src, area="t2d", out=tmp_path / "dask", at="all", batch_size=3,
-                            scheduler=cluster.scheduler_address)
+        remote = run_cohort(
+            src, area="t2d", out=tmp_path / "dask", at="all", batch_size=3, scheduler=cluster.scheduler_address
+        )
         with distributed.Client(cluster) as client:
             loads = client.run(lambda: __import__("planner.cohort.run", fromlist=["_PLANNERS"])._PLANNERS.__len__())
     assert remote.units == local.units == 9

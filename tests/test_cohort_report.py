@@ -40,8 +40,26 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def evaluation(run_dir: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     out = run_dir.parent / "eval.json"
-    p = subprocess.run([sys.executable, "-m", "planner.cli", "cohort", "evaluate", str(run_dir), "--format", "json",
-                        "--bootstrap", "200", "--out", str(out)], env=env, capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "planner.cli",
+            "cohort",
+            "evaluate",
+            str(run_dir),
+            "--format",
+            "json",
+            "--bootstrap",
+            "200",
+            "--out",
+            str(out),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout) == json.loads(out.read_text())
     return json.loads(p.stdout)
@@ -71,8 +89,13 @@ def test_evaluation_has_every_part(evaluation: dict) -> None:
 
 def test_evaluate_table_output(run_dir: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), "COLUMNS": "160"}
-    p = subprocess.run([sys.executable, "-m", "planner.cli", "cohort", "evaluate", str(run_dir), "--bootstrap", "100"],
-                       env=env, capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-m", "planner.cli", "cohort", "evaluate", str(run_dir), "--bootstrap", "100"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr
     for word in ("Policy value", "snipw", "Calibration", "By sex", "true regret"):
         assert word in p.stdout

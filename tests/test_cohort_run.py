@@ -63,7 +63,8 @@ def test_broken_bundles_keep_every_good_patient(sim_dir: Path, tmp_path: Path) -
     # one row per episode the simulator says the episode rules keep, at its t0, with its observed regimen
     assert len(ep_rows) == len(episodes)
     merged = ep_rows.assign(t0=pd.to_datetime(ep_rows.as_of)).merge(
-        episodes, on=["patient_id", "t0"], how="inner", suffixes=("", "_truth"))
+        episodes, on=["patient_id", "t0"], how="inner", suffixes=("", "_truth")
+    )
     assert len(merged) == len(episodes)
     assert (merged.observed_regimen == merged.regimen_key).all()
     assert (merged.current_regimen == merged.regimen_before_key).all()  # the decision is made before the change
@@ -103,8 +104,23 @@ def test_resume_with_other_options_is_refused(sim_dir: Path, tmp_path: Path) -> 
 def test_killed_run_resumes_without_loss_or_duplicates(sim_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    cmd = [sys.executable, "-m", "planner.cli", "cohort", "run", str(sim_dir / "fhir"), "--area", "t2d",
-           "--out", str(out), "--at", "all", "--batch-size", "1", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "planner.cli",
+        "cohort",
+        "run",
+        str(sim_dir / "fhir"),
+        "--area",
+        "t2d",
+        "--out",
+        str(out),
+        "--at",
+        "all",
+        "--batch-size",
+        "1",
+        "--no-progress",
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while time.time() < deadline and len(list((out / "parts").glob("*.parquet"))) < 3:

@@ -15,8 +15,9 @@ from planner.record import Medication, PatientRecord, PgxResult
 def test_record_at_is_the_record_before_the_decision() -> None:
     d = dt.date
     meds = (
-        Medication(id="a", ingredient="metformin", rxcui="6809", start=d(2020, 1, 1), end=d(2020, 6, 1),
-                   status="stopped"),  # stopped on the decision day: still taken the day it was decided
+        Medication(
+            id="a", ingredient="metformin", rxcui="6809", start=d(2020, 1, 1), end=d(2020, 6, 1), status="stopped"
+        ),  # stopped on the decision day: still taken the day it was decided
         Medication(id="b", ingredient="sitagliptin", rxcui="593411", start=d(2020, 6, 1)),  # the decision
         Medication(id="c", ingredient="glipizide", rxcui="4821", start=d(2019, 1, 1), end=d(2019, 6, 1)),
     )

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from planner.rule_files import read_csv, rules_dir
 from planner.errors import RuleError
 from planner.record import DrugDose, PatientRecord, PgxResult, Regimen
+from planner.rule_files import read_csv, rules_dir
 from planner.safety import RuleSet, screen_plan
 from planner.safety.cpic_import import ActionMap, build_gene_drug_rows, load_overrides, map_recommendation
 
@@ -56,9 +56,13 @@ def test_every_exclude_is_avoid_type_or_hand_set_with_a_reason(generated):
 
 
 def test_strong_alternative_is_at_least_a_caution_naming_alternatives(generated):
-    bad = [(c["drug"], c["lookup_key"], g["action"], g["alternatives"]) for c, g in generated
-           if c["classification"] == "Strong" and "alternative" in c["recommendation"].lower()
-           and (g["action"] == "info" or not g["alternatives"])]
+    bad = [
+        (c["drug"], c["lookup_key"], g["action"], g["alternatives"])
+        for c, g in generated
+        if c["classification"] == "Strong"
+        and "alternative" in c["recommendation"].lower()
+        and (g["action"] == "info" or not g["alternatives"])
+    ]
     assert not bad, bad
 
 
@@ -78,16 +82,25 @@ def test_hand_set_rows(generated):
 
 
 def test_an_override_that_matches_no_row_is_refused(recs):
-    bogus = {("nodrug", "general", "X=Y"): {"action": "info", "reason": "r", "dose_factor": "",
-                                             "max_dose_mg_day": "", "alternatives": ""}}
+    bogus = {
+        ("nodrug", "general", "X=Y"): {
+            "action": "info",
+            "reason": "r",
+            "dose_factor": "",
+            "max_dose_mg_day": "",
+            "alternatives": "",
+        }
+    }
     with pytest.raises(RuleError, match="matches no CPIC"):
         build_gene_drug_rows(recs, ActionMap.load(), bogus)
 
 
 def test_conditional_contraindication_is_not_an_exclusion():
-    text = ("Consider hormonal therapy such as an aromatase inhibitor for postmenopausal women, given that these "
-            "approaches are superior (PMID 26211827). If aromatase inhibitor use is contraindicated, consider a "
-            "higher but FDA approved tamoxifen dose (40 mg/day).")
+    text = (
+        "Consider hormonal therapy such as an aromatase inhibitor for postmenopausal women, given that these "
+        "approaches are superior (PMID 26211827). If aromatase inhibitor use is contraindicated, consider a "
+        "higher but FDA approved tamoxifen dose (40 mg/day)."
+    )
     m = map_recommendation(text, drug="tamoxifen", amap=ActionMap.load(), classification="Moderate")
     assert m.action == "caution" and "aromatase inhibitor" in m.alternatives
 
@@ -118,8 +131,9 @@ def test_thiopurine_tpmt_poor_metabolizer_gets_malignancy_dosing(rs, drug):
 
 
 def test_mercaptopurine_nudt15_poor_metabolizer(rs):
-    f = gd(rs.screen(patient(geno("TPMT", "*1/*1"), geno("NUDT15", "*3/*3")), one("mercaptopurine", 100)),
-           "mercaptopurine")
+    f = gd(
+        rs.screen(patient(geno("TPMT", "*1/*1"), geno("NUDT15", "*3/*3")), one("mercaptopurine", 100)), "mercaptopurine"
+    )
     assert f[0].action == "adjust_dose" and f[0].dose_factor == 0.13
 
 
@@ -142,8 +156,10 @@ def test_malignant_hyperthermia_susceptibility_in_one_gene_excludes(rs, drug, ge
 
 
 def test_both_genes_reported_give_one_finding(rs):
-    r = patient(PgxResult(gene="RYR1", phenotype="Malignant Hyperthermia Susceptibility", source="fhir-implication"),
-                PgxResult(gene="CACNA1S", phenotype="Uncertain Susceptibility", source="fhir-implication"))
+    r = patient(
+        PgxResult(gene="RYR1", phenotype="Malignant Hyperthermia Susceptibility", source="fhir-implication"),
+        PgxResult(gene="CACNA1S", phenotype="Uncertain Susceptibility", source="fhir-implication"),
+    )
     f = gd(rs.screen(r, one("desflurane")), "desflurane")
     assert len(f) == 1 and f[0].action == "exclude" and f[0].rule_id.startswith("cpic.desflurane.")
 

@@ -50,20 +50,23 @@ def test_every_formulary_drug_has_a_prescribing_form():
     assert not missing
 
 
-@pytest.mark.parametrize(("mg", "ingredient", "text"), [
-    (1.456, "insulin glargine", "40 units once daily"),
-    (0.364, "insulin glargine", "10 units once daily"),
-    (0.286, "semaglutide", "2 mg once weekly"),
-    (0.143, "semaglutide", "1 mg once weekly"),
-    (0.107, "dulaglutide", "0.75 mg once weekly"),
-    (2000, "metformin", "1000 mg twice daily"),
-    (500, "metformin", "500 mg once daily"),
-    (20, "glipizide", "10 mg twice daily"),
-    (10, "glipizide", "10 mg once daily"),
-    (6.25, "carvedilol", "3.125 mg twice daily"),
-    (40, "atorvastatin", "40 mg once daily"),
-    (1.8, "liraglutide", "1.8 mg once daily"),
-])
+@pytest.mark.parametrize(
+    ("mg", "ingredient", "text"),
+    [
+        (1.456, "insulin glargine", "40 units once daily"),
+        (0.364, "insulin glargine", "10 units once daily"),
+        (0.286, "semaglutide", "2 mg once weekly"),
+        (0.143, "semaglutide", "1 mg once weekly"),
+        (0.107, "dulaglutide", "0.75 mg once weekly"),
+        (2000, "metformin", "1000 mg twice daily"),
+        (500, "metformin", "500 mg once daily"),
+        (20, "glipizide", "10 mg twice daily"),
+        (10, "glipizide", "10 mg once daily"),
+        (6.25, "carvedilol", "3.125 mg twice daily"),
+        (40, "atorvastatin", "40 mg once daily"),
+        (1.8, "liraglutide", "1.8 mg once daily"),
+    ],
+)
 def test_doses_read_as_a_clinician_writes_them(mg, ingredient, text):
     assert dosage(ingredient, mg).text == text
 
@@ -93,25 +96,53 @@ def _recommendation(area, regimen: Regimen) -> Recommendation:
     current = Regimen()
     rng = np.random.default_rng(0)
     mean = 7.0 + 0.1 * rng.standard_normal((200, 1))
-    plans = rank_plans(area=area, current=current, candidates=[regimen], findings=[[]], mean_draws=mean,
-                       pred_draws=mean + 0.1, baseline=8.0, target=area.outcome.target,
-                       config=RankingConfig.load())
+    plans = rank_plans(
+        area=area,
+        current=current,
+        candidates=[regimen],
+        findings=[[]],
+        mean_draws=mean,
+        pred_draws=mean + 0.1,
+        baseline=8.0,
+        target=area.outcome.target,
+        config=RankingConfig.load(),
+    )
     o = area.outcome
     return Recommendation(
-        patient_id=None, area=area.id, area_name=area.name,
-        outcome=OutcomeSummary(quantity=o.quantity, loinc=o.loinc[0], unit=o.unit, direction=o.direction,
-                               baseline=8.0, baseline_date=dt.date(2024, 1, 1), target=o.target),
-        current_regimen=describe_changes(regimen, regimen, area)[0], plans=tuple(plans),
-        provenance=Provenance(planner_version="t", rules_version="t", area_version="t", model="t", seed=0,
-                              as_of=dt.date(2024, 6, 1), num_samples=200, candidates_considered=1))
+        patient_id=None,
+        area=area.id,
+        area_name=area.name,
+        outcome=OutcomeSummary(
+            quantity=o.quantity,
+            loinc=o.loinc[0],
+            unit=o.unit,
+            direction=o.direction,
+            baseline=8.0,
+            baseline_date=dt.date(2024, 1, 1),
+            target=o.target,
+        ),
+        current_regimen=describe_changes(regimen, regimen, area)[0],
+        plans=tuple(plans),
+        provenance=Provenance(
+            planner_version="t",
+            rules_version="t",
+            area_version="t",
+            model="t",
+            seed=0,
+            as_of=dt.date(2024, 6, 1),
+            num_samples=200,
+            candidates_considered=1,
+        ),
+    )
 
 
 @pytest.mark.parametrize(("area_id", "ingredient", "mg"), LEVELS)
 def test_no_output_writes_a_dose_in_a_unit_or_schedule_the_drug_is_not_prescribed_in(area_id, ingredient, mg):
     area = load_area(area_id)
     e = area.drug(ingredient)
-    rec = _recommendation(area, Regimen.of([DrugDose(ingredient=e.ingredient, rxcui=e.rxcui, dose_mg_day=mg,
-                                                     drug_class=e.drug_class)]))
+    rec = _recommendation(
+        area, Regimen.of([DrugDose(ingredient=e.ingredient, rxcui=e.rxcui, dose_mg_day=mg, drug_class=e.drug_class)])
+    )
     form = FORMS.form(ingredient)
     want = dosage(ingredient, mg)
     unit = FORMS.units[form.unit].display
@@ -126,8 +157,11 @@ def test_no_output_writes_a_dose_in_a_unit_or_schedule_the_drug_is_not_prescribe
     for text in (table, rationale):
         assert want.text in text
         assert not re.search(r"mg ?/ ?d(ay)?\b|mg per day", text)
-        assert not re.search(rf"{re.escape(ingredient)} [\d.]+ (mg|units) (once|twice|three|four)"
-                             rf"{' daily' if form.period == 'week' else ' weekly'}", text)
+        assert not re.search(
+            rf"{re.escape(ingredient)} [\d.]+ (mg|units) (once|twice|three|four)"
+            rf"{' daily' if form.period == 'week' else ' weekly'}",
+            text,
+        )
         if form.unit != "mg":
             assert not re.search(rf"{re.escape(ingredient)} [\d.]+ mg", text)
     # HTML (planner.render.html, issue 15): the same text, never mg/day
@@ -150,8 +184,9 @@ def test_no_output_writes_a_dose_in_a_unit_or_schedule_the_drug_is_not_prescribe
 def test_dose_text_uses_the_plan_drugs_dosage():
     area = load_area("t2d")
     e = area.drug("semaglutide")
-    drugs, _ = describe_changes(Regimen(), Regimen.of([DrugDose(ingredient=e.ingredient, rxcui=e.rxcui,
-                                                                dose_mg_day=0.286)]), area)
+    drugs, _ = describe_changes(
+        Regimen(), Regimen.of([DrugDose(ingredient=e.ingredient, rxcui=e.rxcui, dose_mg_day=0.286)]), area
+    )
     assert drugs[0].dosage is not None and dose_text(drugs[0]) == "2 mg once weekly"
     assert dose_text(drugs[0].model_copy(update={"dose_mg_day": None, "dosage": None})) == ""
 

@@ -22,9 +22,9 @@ from planner.episodes import (
 )
 from planner.ingest import read_records
 from planner.record import Measurement, Medication, PatientRecord
-from planner.status import GeneStatus
 from planner.simulate import simulate_cohort
 from planner.simulate.check import compare_episodes, feature_columns
+from planner.status import GeneStatus
 from planner.testing import BundleBuilder
 
 D = dt.date
@@ -33,14 +33,22 @@ T2D = load_area("t2d")
 
 def _rec(meds, hba1c, **kw) -> PatientRecord:
     obs = {"hba1c": tuple(Measurement(date=d, value=v, unit="%", loinc="4548-4") for d, v in sorted(hba1c))}
-    return PatientRecord(patient_id="p", birth_date=D(1960, 1, 1), sex="female", as_of=D(2030, 1, 1),
-                         medications=tuple(meds), observations=obs, **kw)
+    return PatientRecord(
+        patient_id="p",
+        birth_date=D(1960, 1, 1),
+        sex="female",
+        as_of=D(2030, 1, 1),
+        medications=tuple(meds),
+        observations=obs,
+        **kw,
+    )
 
 
 def _med(ing, dose, start, end=None, status="active", rxcui=None, kind="MedicationRequest", mid=None):
     rx = rxcui or T2D.drug(ing).rxcui
-    return Medication(id=mid, resource_type=kind, rxcui=rx, ingredient=ing, dose_mg_day=dose, status=status,
-                      start=start, end=end)
+    return Medication(
+        id=mid, resource_type=kind, rxcui=rx, ingredient=ing, dose_mg_day=dose, status=status, start=start, end=end
+    )
 
 
 def test_intervals_dose_change_stop_cancel_and_error():
@@ -56,9 +64,11 @@ def test_intervals_dose_change_stop_cancel_and_error():
     rec = _rec(meds, [])
     ivs = medication_intervals(rec, T2D)
     got = [(iv.ingredient, iv.dose_mg_day, iv.start, iv.end) for iv in ivs]
-    assert got == [("metformin", 500, D(2020, 1, 1), D(2020, 6, 1)),
-                   ("glipizide", 5, D(2020, 4, 1), D(2020, 9, 1)),
-                   ("metformin", 1000, D(2020, 6, 1), D(2021, 1, 1))]
+    assert got == [
+        ("metformin", 500, D(2020, 1, 1), D(2020, 6, 1)),
+        ("glipizide", 5, D(2020, 4, 1), D(2020, 9, 1)),
+        ("metformin", 1000, D(2020, 6, 1), D(2021, 1, 1)),
+    ]
     changes = regimen_changes(ivs)
     assert [(c.t0, c.before.key(), c.after.key()) for c in changes] == [
         (D(2020, 1, 1), "none", "metformin@500"),
@@ -72,8 +82,11 @@ def test_intervals_dose_change_stop_cancel_and_error():
 
 
 def test_same_day_requests_later_one_wins_and_statements_count():
-    meds = [_med("metformin", 500, D(2020, 1, 1)), _med("metformin", 1000, D(2020, 1, 1)),
-            _med("sitagliptin", 50, D(2020, 2, 1), end=D(2020, 12, 1), kind="MedicationStatement")]
+    meds = [
+        _med("metformin", 500, D(2020, 1, 1)),
+        _med("metformin", 1000, D(2020, 1, 1)),
+        _med("sitagliptin", 50, D(2020, 2, 1), end=D(2020, 12, 1), kind="MedicationStatement"),
+    ]
     ivs = medication_intervals(_rec(meds, []), T2D)
     assert [(iv.ingredient, iv.dose_mg_day) for iv in ivs] == [("metformin", 1000), ("sitagliptin", 50)]
 
@@ -117,8 +130,13 @@ def test_followup_closest_to_180_days_in_window_and_ties_go_earlier():
 
 def test_next_change_bounds_the_followup_and_overlap_is_reported():
     t0 = D(2020, 1, 1)
-    obs = [(t0, 8.0), (t0 + dt.timedelta(days=100), 7.6), (t0 + dt.timedelta(days=150), 7.4),
-           (t0 + dt.timedelta(days=200), 7.0), (t0 + dt.timedelta(days=400), 6.9)]
+    obs = [
+        (t0, 8.0),
+        (t0 + dt.timedelta(days=100), 7.6),
+        (t0 + dt.timedelta(days=150), 7.4),
+        (t0 + dt.timedelta(days=200), 7.0),
+        (t0 + dt.timedelta(days=400), 6.9),
+    ]
     # a change at day 150: the follow-up of the first episode is the value on day 150 (on the change day), not 200
     meds = [_med("metformin", 500, t0), _med("metformin", 1000, t0 + dt.timedelta(days=150))]
     res = extract_episodes(_rec(meds, obs), T2D)
@@ -135,8 +153,10 @@ def test_next_change_bounds_the_followup_and_overlap_is_reported():
 
 def test_episode_features_and_json_round_trip():
     t0 = D(2020, 7, 1)
-    rec = _rec([_med("metformin", 1000, D(2020, 1, 1)), _med("sitagliptin", 100, t0)],
-               [(D(2020, 1, 1), 9.0), (t0, 8.0), (D(2021, 1, 1), 7.1)])
+    rec = _rec(
+        [_med("metformin", 1000, D(2020, 1, 1)), _med("sitagliptin", 100, t0)],
+        [(D(2020, 1, 1), 9.0), (t0, 8.0), (D(2021, 1, 1), 7.1)],
+    )
     res = extract_episodes(rec, T2D)
     ep = [e for e in res.episodes if e.t0 == t0][0]
     assert ep.features["baseline"] == ep.baseline == 8.0
@@ -168,7 +188,8 @@ def test_real_synthea_fixtures(fixtures_dir):
         frame, counts = episodes_frame(records, name)
         report[name] = counts
         assert counts["candidates"] == counts["episodes"] + sum(
-            counts.get(k, 0) for k in ("no-baseline", "overlapping-change", "no-follow-up"))
+            counts.get(k, 0) for k in ("no-baseline", "overlapping-change", "no-follow-up")
+        )
         for _, row in frame.iterrows():
             assert 0 <= (row["t0"] - row["baseline_date"]).days <= 180
             assert 60 <= (row["followup_date"] - row["t0"]).days <= 365
@@ -247,8 +268,11 @@ def _brute_force(meds, day):
         if status == "entered-in-error":
             continue
         stop = end if end is not None else (start if status in ("stopped", "cancelled") else None)
-        later = [s for j, (i2, _, s, _, st2) in enumerate(meds)
-                 if i2 == ing and st2 != "entered-in-error" and (s > start or (s == start and j > k))]
+        later = [
+            s
+            for j, (i2, _, s, _, st2) in enumerate(meds)
+            if i2 == ing and st2 != "entered-in-error" and (s > start or (s == start and j > k))
+        ]
         if later:
             stop = min([x for x in (stop, min(later)) if x is not None])
         if start <= day and (stop is None or day < stop):

@@ -12,9 +12,26 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 # the import names of the packages of every extra in pyproject.toml (and what the tests use besides)
-OPTIONAL = ["fastapi", "starlette", "uvicorn", "httpx", "httptools", "uvloop", "jwt", "cryptography", "dask",
-            "distributed", "duckdb", "nbformat", "nbclient", "ipykernel", "websocket", "xgboost", "schemathesis",
-            "causallib"]
+OPTIONAL = [
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "httpx",
+    "httptools",
+    "uvloop",
+    "jwt",
+    "cryptography",
+    "dask",
+    "distributed",
+    "duckdb",
+    "nbformat",
+    "nbclient",
+    "ipykernel",
+    "websocket",
+    "xgboost",
+    "schemathesis",
+    "causallib",
+]
 
 RUNNER = textwrap.dedent("""
     import sys
@@ -29,8 +46,9 @@ def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     runner = tmp_path / "without_extras.py"
     runner.write_text(RUNNER.format(optional=OPTIONAL))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "MPLBACKEND": "Agg"}
-    return subprocess.run([sys.executable, str(runner), *args], capture_output=True, text=True, timeout=600,
-                          env=env, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, str(runner), *args], capture_output=True, text=True, timeout=600, env=env, cwd=ROOT
+    )
 
 
 def test_the_suite_collects_without_any_extra(tmp_path):
@@ -41,13 +59,22 @@ def test_the_suite_collects_without_any_extra(tmp_path):
 
 
 def test_planner_and_its_cli_import_without_any_extra(tmp_path):
-    code = ("import planner, planner.api, planner.stages, planner.cli; from planner.cli import main; "
-            "sys.exit(main(['--help']))")
+    code = (
+        "import planner, planner.api, planner.stages, planner.cli; from planner.cli import main; "
+        "sys.exit(main(['--help']))"
+    )
     runner = tmp_path / "imports.py"
-    runner.write_text(RUNNER.format(optional=OPTIONAL).replace("import pytest\nsys.exit(pytest.main(sys.argv[1:]))",
-                                                               code))
-    p = subprocess.run([sys.executable, str(runner)], capture_output=True, text=True, timeout=300,
-                       env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+    runner.write_text(
+        RUNNER.format(optional=OPTIONAL).replace("import pytest\nsys.exit(pytest.main(sys.argv[1:]))", code)
+    )
+    p = subprocess.run(
+        [sys.executable, str(runner)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     assert "recommend" in p.stdout
 
@@ -64,10 +91,17 @@ def test_the_cohort_evaluation_says_how_to_get_xgboost(tmp_path):
         sys.exit("no ConfigError")
     """)
     runner = tmp_path / "ope.py"
-    runner.write_text(RUNNER.format(optional=OPTIONAL).replace("import pytest\nsys.exit(pytest.main(sys.argv[1:]))",
-                                                               code))
-    p = subprocess.run([sys.executable, str(runner)], capture_output=True, text=True, timeout=300,
-                       env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+    runner.write_text(
+        RUNNER.format(optional=OPTIONAL).replace("import pytest\nsys.exit(pytest.main(sys.argv[1:]))", code)
+    )
+    p = subprocess.run(
+        [sys.executable, str(runner)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+    )
     assert p.returncode == 0, p.stderr[-3000:] + p.stdout[-1000:]
     assert "planner[xgboost]" in p.stdout
 
@@ -86,9 +120,16 @@ def test_the_learned_basis_says_how_to_get_xgboost(tmp_path):
         sys.exit("no ModelError")
     """)
     runner = tmp_path / "basis.py"
-    runner.write_text(RUNNER.format(optional=OPTIONAL).replace("import pytest\nsys.exit(pytest.main(sys.argv[1:]))",
-                                                               code))
-    p = subprocess.run([sys.executable, str(runner)], capture_output=True, text=True, timeout=300,
-                       env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+    runner.write_text(
+        RUNNER.format(optional=OPTIONAL).replace("import pytest\nsys.exit(pytest.main(sys.argv[1:]))", code)
+    )
+    p = subprocess.run(
+        [sys.executable, str(runner)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+    )
     assert p.returncode == 0, p.stderr[-3000:] + p.stdout[-1000:]
     assert "xgboost" in p.stdout and "planner[xgboost]" in p.stdout

@@ -12,9 +12,9 @@ from sklearn.base import clone
 
 from planner.areas import load_area
 from planner.errors import ConfigError
-from planner.status import GeneStatus
 from planner.features import AreaFeaturizer, feature_units, features_at
 from planner.record import Condition, Measurement, Medication, PatientRecord, PgxResult
+from planner.status import GeneStatus
 
 D = dt.date
 HTN = load_area("hypertension")
@@ -33,12 +33,27 @@ def rich_record(pid: str = "r1") -> PatientRecord:
         "egfr": tuple(_m("egfr", "mL/min/1.73m2", "33914-3", d, 80 - k) for k, d in enumerate(days[::4])),
     }
     meds = (
-        Medication(id="m1", rxcui="29046", ingredient="lisinopril", dose_mg_day=10, status="completed",
-                   start=D(2020, 2, 1)),
-        Medication(id="m2", rxcui="29046", ingredient="lisinopril", dose_mg_day=20, status="active",
-                   start=D(2020, 8, 1), end=D(2022, 6, 1)),
-        Medication(id="m3", rxcui="17767", ingredient="amlodipine", dose_mg_day=5, status="stopped",
-                   start=D(2021, 1, 1), end=D(2021, 9, 1)),
+        Medication(
+            id="m1", rxcui="29046", ingredient="lisinopril", dose_mg_day=10, status="completed", start=D(2020, 2, 1)
+        ),
+        Medication(
+            id="m2",
+            rxcui="29046",
+            ingredient="lisinopril",
+            dose_mg_day=20,
+            status="active",
+            start=D(2020, 8, 1),
+            end=D(2022, 6, 1),
+        ),
+        Medication(
+            id="m3",
+            rxcui="17767",
+            ingredient="amlodipine",
+            dose_mg_day=5,
+            status="stopped",
+            start=D(2021, 1, 1),
+            end=D(2021, 9, 1),
+        ),
     )
     conds = (
         Condition(code="44054006", onset=D(2020, 5, 1)),  # diabetes, onset during follow-up
@@ -46,8 +61,16 @@ def rich_record(pid: str = "r1") -> PatientRecord:
         Condition(code="I50.9", system="http://hl7.org/fhir/sid/icd-10-cm", onset=D(2021, 6, 1)),
     )
     pgx = (PgxResult(gene="CYP2D6", diplotype="*4/*4", source="fhir-genotype", date=D(2020, 9, 1)),)
-    return PatientRecord(patient_id=pid, birth_date=D(1955, 3, 1), sex="male", as_of=D(2023, 3, 1),
-                         conditions=conds, medications=meds, observations=obs, pgx=pgx)
+    return PatientRecord(
+        patient_id=pid,
+        birth_date=D(1955, 3, 1),
+        sex="male",
+        as_of=D(2023, 3, 1),
+        conditions=conds,
+        medications=meds,
+        observations=obs,
+        pgx=pgx,
+    )
 
 
 def test_features_at_values():
@@ -87,12 +110,14 @@ def _perturb_after(rec: PatientRecord, t0: dt.date, shift: float, add_days: int)
         meds.append(m.model_copy(update=upd))
     meds.append(Medication(rxcui="5487", ingredient="hydrochlorothiazide", dose_mg_day=25, start=later))
     meds.append(Medication(rxcui="29046", ingredient="lisinopril", dose_mg_day=40, start=later))
-    conds = [c.model_copy(update={"abatement": later}) if c.abatement and c.abatement > t0 else c
-             for c in rec.conditions]
+    conds = [
+        c.model_copy(update={"abatement": later}) if c.abatement and c.abatement > t0 else c for c in rec.conditions
+    ]
     conds.append(Condition(code="88805009", onset=later))
     pgx = list(rec.pgx) + [PgxResult(gene="CYP2D6", diplotype="*1/*1", source="fhir-genotype", date=later)]
-    return rec.model_copy(update={"observations": obs, "medications": tuple(meds), "conditions": tuple(conds),
-                                  "pgx": tuple(pgx)})
+    return rec.model_copy(
+        update={"observations": obs, "medications": tuple(meds), "conditions": tuple(conds), "pgx": tuple(pgx)}
+    )
 
 
 @settings(max_examples=40)

@@ -14,13 +14,34 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_guideline_benchmark_tiny(tmp_path):
     out = tmp_path / "r.json"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "guideline_ranking.py"), "--areas", "t2d", "--n", "12",
-         "--train", "0", "--num-samples", "100", "--json", str(out)],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "guideline_ranking.py"),
+            "--areas",
+            "t2d",
+            "--n",
+            "12",
+            "--train",
+            "0",
+            "--num-samples",
+            "100",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert proc.returncode == 0, proc.stderr
     assert "outcome-only" in proc.stdout and "guideline" in proc.stdout
     (r,) = json.loads(out.read_text())
     assert r["area"] == "t2d" and r["patients"] > 0
-    for key in ("true_improvement_outcome", "true_improvement_guideline", "toward_target_guideline",
-                "indications_met_guideline", "patients_with_indication"):
+    for key in (
+        "true_improvement_outcome",
+        "true_improvement_guideline",
+        "toward_target_guideline",
+        "indications_met_guideline",
+        "patients_with_indication",
+    ):
         assert key in r

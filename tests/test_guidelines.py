@@ -194,8 +194,12 @@ def test_lipids_ascvd_gets_a_high_intensity_statin_and_the_goal_is_reported(plan
     b.condition("22298006", display="Myocardial infarction", onset="2023-03-01")
     rec = planner.recommend(b.record(), area="lipids")
     top = rec.plans[0]
-    high = {(d.drug, d.dose_mg_day) for d in top.regimen} & {("atorvastatin", 40.0), ("atorvastatin", 80.0),
-                                                            ("rosuvastatin", 20.0), ("rosuvastatin", 40.0)}
+    high = {(d.drug, d.dose_mg_day) for d in top.regimen} & {
+        ("atorvastatin", 40.0),
+        ("atorvastatin", 80.0),
+        ("rosuvastatin", 20.0),
+        ("rosuvastatin", 40.0),
+    }
     assert high and _status(top, "lipids.high-intensity-ascvd").met
     goal = _status(top, "lipids.goal-very-high-risk")  # ESC/EAS very high risk: < 55 mg/dL
     assert "P(ldl < 55)" in goal.message
@@ -350,8 +354,9 @@ def test_cli_prefer(tmp_path):
     path.write_text(json.dumps(_mi_patient().build()))
     env = {**os.environ}
     cmd = [sys.executable, "-m", "planner.cli", "recommend", str(path), "--area", "t2d", "--as-of", AS_OF]
-    out = subprocess.run([*cmd, "--prefer", "avoid-injections", "--format", "json"], capture_output=True,
-                         text=True, env=env, timeout=300)
+    out = subprocess.run(
+        [*cmd, "--prefer", "avoid-injections", "--format", "json"], capture_output=True, text=True, env=env, timeout=300
+    )
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     assert doc["preferences"] == ["avoid-injections"]
@@ -389,12 +394,14 @@ def test_hypoglycaemia_risk_rises_the_deeper_a_sulfonylurea_drives_hba1c():
     g = load_guidelines(area)
     so = next(s for s in g.secondary_outcomes if s.id == "hypoglycaemia")
     ctx = PatientContext.from_record(_t2d("h", 8.0).record(), area, g)
-    regs = [regimen_of(area, {"metformin": 2000, "glipizide": 10}), regimen_of(area, {"metformin": 2000,
-                                                                                         "sitagliptin": 100})]
-    shallow = secondary_draws(so, area, regs, ctx, g, 400, np.random.default_rng(0),
-                              outcome_draws=np.full((400, 2), 7.2))
-    deep = secondary_draws(so, area, regs, ctx, g, 400, np.random.default_rng(0),
-                           outcome_draws=np.full((400, 2), 5.8))
+    regs = [
+        regimen_of(area, {"metformin": 2000, "glipizide": 10}),
+        regimen_of(area, {"metformin": 2000, "sitagliptin": 100}),
+    ]
+    shallow = secondary_draws(
+        so, area, regs, ctx, g, 400, np.random.default_rng(0), outcome_draws=np.full((400, 2), 7.2)
+    )
+    deep = secondary_draws(so, area, regs, ctx, g, 400, np.random.default_rng(0), outcome_draws=np.full((400, 2), 5.8))
     assert shallow[:, 0].mean() > 3 * shallow[:, 1].mean()  # sulfonylurea vs DPP-4 inhibitor (RR 4.57)
     assert deep[:, 0].mean() > 2 * shallow[:, 0].mean()  # ACCORD: lower HbA1c on a sulfonylurea, more events
     assert np.allclose(deep[:, 1], shallow[:, 1])  # a DPP-4 inhibitor's risk does not depend on the HbA1c

@@ -23,19 +23,60 @@ def _syn(prefix: str) -> Path:
 
 # (file prefix, patient id, latest HbA1c date, value, number of HbA1c values, active ingredient -> RxCUI)
 SYNTHEA = [
-    ("Adalberto_Hartmann", "ba18818d-faef-44cd-9744-b12d8973d402", D(2021, 3, 31), 6.212982014759749, 10,
-     {"amlodipine": "17767", "clopidogrel": "32968", "simvastatin": "36567", "hydrochlorothiazide": "5487"}),
-    ("Dirk_Kuhlman", "948e608d-e408-4788-8cf2-8157c49c2940", D(2021, 3, 2), 3.0102167723507556, 8,
-     # Humulin 70/30 (RxNorm 106892): insulin regular human and insulin isophane human (no RxCUI in rules, so not here)
-     {"carbamazepine": "2002", "hydrochlorothiazide": "5487", "metformin": "6809", "insulin regular human": "253182"}),
-    ("Fabian_Murray", "b4a36fff-6981-496a-a0d3-b274dd4b363a", D(2020, 12, 19), 6.073139120096499, 2,
-     {"metformin": "6809"}),
-    ("Jed_Pollich", "72d8a40a-6aa4-4e62-a258-a973cf460658", D(2021, 3, 19), 6.103294908974377, 7,
-     {"hydrochlorothiazide": "5487", "simvastatin": "36567"}),
-    ("Louis_Maggio", "bae2bf00-eca1-47fb-bb43-272f8de1449c", D(2020, 10, 9), 7.4987279015619155, 2,
-     {"naproxen": "7258"}),
-    ("Morris_Lockman", "b218cee9-019d-47a4-b161-e97c0fd6f736", D(2020, 12, 25), 5.581346852428838, 6,
-     {"hydrochlorothiazide": "5487", "metformin": "6809"}),
+    (
+        "Adalberto_Hartmann",
+        "ba18818d-faef-44cd-9744-b12d8973d402",
+        D(2021, 3, 31),
+        6.212982014759749,
+        10,
+        {"amlodipine": "17767", "clopidogrel": "32968", "simvastatin": "36567", "hydrochlorothiazide": "5487"},
+    ),
+    (
+        "Dirk_Kuhlman",
+        "948e608d-e408-4788-8cf2-8157c49c2940",
+        D(2021, 3, 2),
+        3.0102167723507556,
+        8,
+        # Humulin 70/30 (RxNorm 106892): insulin regular human and insulin isophane human (no RxCUI in rules, so not here)
+        {
+            "carbamazepine": "2002",
+            "hydrochlorothiazide": "5487",
+            "metformin": "6809",
+            "insulin regular human": "253182",
+        },
+    ),
+    (
+        "Fabian_Murray",
+        "b4a36fff-6981-496a-a0d3-b274dd4b363a",
+        D(2020, 12, 19),
+        6.073139120096499,
+        2,
+        {"metformin": "6809"},
+    ),
+    (
+        "Jed_Pollich",
+        "72d8a40a-6aa4-4e62-a258-a973cf460658",
+        D(2021, 3, 19),
+        6.103294908974377,
+        7,
+        {"hydrochlorothiazide": "5487", "simvastatin": "36567"},
+    ),
+    (
+        "Louis_Maggio",
+        "bae2bf00-eca1-47fb-bb43-272f8de1449c",
+        D(2020, 10, 9),
+        7.4987279015619155,
+        2,
+        {"naproxen": "7258"},
+    ),
+    (
+        "Morris_Lockman",
+        "b218cee9-019d-47a4-b161-e97c0fd6f736",
+        D(2020, 12, 25),
+        5.581346852428838,
+        6,
+        {"hydrochlorothiazide": "5487", "metformin": "6809"},
+    ),
 ]
 
 
@@ -79,8 +120,11 @@ def test_synthea_details() -> None:
     assert donepezil.rxcui is None and donepezil.strength_mg == 10  # named in the safety rules, RxCUI not pinned
     unresolved = [m for m in walsh_like.medications if m.ingredient is None]
     assert unresolved and all(
-        any(w.code == "unresolved-medication" and w.resource == f"MedicationRequest/{m.id}" for w in walsh_like.warnings)
-        for m in unresolved)
+        any(
+            w.code == "unresolved-medication" and w.resource == f"MedicationRequest/{m.id}" for w in walsh_like.warnings
+        )
+        for m in unresolved
+    )
 
 
 def test_folder_of_synthea_gives_one_record_each() -> None:
@@ -111,7 +155,13 @@ def test_medication_reference_bundle() -> None:
     assert meds["atorvastatin"].rxcui == "83367"  # resolved from text alone ("Atorvastatin calcium 40 mg tablet")
     assert meds["ibuprofen"].dose_mg_day is None
     assert any(w.code == "dose-not-derivable" and w.resource == "MedicationRequest/mr-prn" for w in r.warnings)
-    assert {m.ingredient for m in r.active_medications()} == {"metformin", "sitagliptin", "sertraline", "atorvastatin", "ibuprofen"}
+    assert {m.ingredient for m in r.active_medications()} == {
+        "metformin",
+        "sitagliptin",
+        "sertraline",
+        "atorvastatin",
+        "ibuprofen",
+    }
     a1c = r.series("hba1c")
     assert [m.value for m in a1c] == pytest.approx([8.1, 0.09148 * 58 + 2.152, 7.2])
     assert a1c[1].original_value == 58 and a1c[1].original_unit == "mmol/mol"
@@ -124,7 +174,11 @@ def test_medication_reference_bundle() -> None:
     assert {x.code for x in dx["44054006"].codings} == {"44054006", "E11.9"}
     assert {c.code for c in r.active_conditions()} == {"44054006", "370143000"}
     [allergy] = r.allergies
-    assert allergy.rxcui == "2670" and allergy.criticality == "high" and allergy.reactions == ("Eruption of skin (disorder)",)
+    assert (
+        allergy.rxcui == "2670"
+        and allergy.criticality == "high"
+        and allergy.reactions == ("Eruption of skin (disorder)",)
+    )
 
 
 def test_pgx_genomics_ig_bundle() -> None:
@@ -138,7 +192,8 @@ def test_pgx_genomics_ig_bundle() -> None:
 def test_pgx_stu1_bundle_never_invents_a_gene() -> None:
     r = read_record(FIX / "fhir" / "pgx_stu1_phenotype.json")
     assert [(p.gene, p.phenotype, p.source) for p in r.pgx] == [
-        ("CYP2D6", "Intermediate Metabolizer", "fhir-phenotype-stu1")]
+        ("CYP2D6", "Intermediate Metabolizer", "fhir-phenotype-stu1")
+    ]
     assert any(w.code == "pgx-no-gene" and w.resource == "Observation/med-impact-pgx-example" for w in r.warnings)
     assert r.pgx_for("TPMT") == () and r.pgx_for("NUDT15") == ()
 
@@ -146,8 +201,11 @@ def test_pgx_stu1_bundle_never_invents_a_gene() -> None:
 def test_pgx_hla_bundle() -> None:
     r = read_record(FIX / "fhir" / "pgx_hla.json")
     got = {(p.gene, p.allele, p.allele_status, p.diplotype) for p in r.pgx}
-    assert got == {("HLA-B", "*57:01", "positive", None), ("HLA-A", "*31:01", "negative", None),
-                   ("CYP2C9", None, None, "*1/*3")}
+    assert got == {
+        ("HLA-B", "*57:01", "positive", None),
+        ("HLA-A", "*31:01", "negative", None),
+        ("CYP2C9", None, None, "*1/*3"),
+    }
 
 
 def test_ndjson_two_patients_and_read_record_refuses() -> None:
@@ -157,6 +215,7 @@ def test_ndjson_two_patients_and_read_record_refuses() -> None:
     assert a.latest("hba1c").value == 9.1 and a.medications[0].rxcui == "6809"  # 860975 without display
     assert b.latest("ldl").value == 171 and b.conditions[0].system == "http://hl7.org/fhir/sid/icd-10-cm"
     from planner.errors import FhirError
+
     with pytest.raises(FhirError, match="2 patients"):
         read_record(path)
 
@@ -207,8 +266,10 @@ def test_pharmcat_files() -> None:
 
 
 def test_pharmcat_merge_reports_conflicts() -> None:
-    rec = read_record(FIX / "fhir" / "pgx_hla.json",
-                      pharmcat=[FIX / "pharmcat" / "sample.phenotype.json", FIX / "pharmcat" / "outside_calls.tsv"])
+    rec = read_record(
+        FIX / "fhir" / "pgx_hla.json",
+        pharmcat=[FIX / "pharmcat" / "sample.phenotype.json", FIX / "pharmcat" / "outside_calls.tsv"],
+    )
     assert {p.source for p in rec.pgx_for("CYP2C9")} == {"fhir-genotype", "pharmcat-json", "pharmcat-tsv"}
     conflicts = [w.message for w in rec.warnings if w.code == "pgx-conflict"]
     assert any(m.startswith("HLA-B") for m in conflicts) is False  # different alleles are not a conflict
@@ -227,6 +288,7 @@ def test_strict_mode_validates_whole_resources() -> None:
 
 def test_strict_mode_catches_what_fast_path_skips() -> None:
     from planner.errors import FhirError
+
     path = FIX / "fhir" / "medication_reference_us_core.json"
     doc = json.loads(path.read_bytes())
     assert any(e["resource"]["resourceType"] == "Claim" for e in doc["entry"])
@@ -239,17 +301,49 @@ def test_contained_medication_and_comparator() -> None:
     from planner.testing import BundleBuilder
 
     b = BundleBuilder()
-    b.add({"resourceType": "MedicationRequest", "id": "mr-c", "status": "active", "intent": "order",
-           "contained": [{"resourceType": "Medication", "id": "m1",
-                          "code": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
-                                               "code": "314076", "display": "lisinopril 10 MG Oral Tablet"}]}}],
-           "medicationReference": {"reference": "#m1"}, "subject": {"reference": "Patient/p1"},
-           "authoredOn": "2023-04-04",
-           "dosageInstruction": [{"timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
-                                  "doseAndRate": [{"doseQuantity": {"value": 2, "unit": "TAB"}}]}]})
-    b.add({"resourceType": "Observation", "id": "egfr-gt", "status": "final", "subject": {"reference": "Patient/p1"},
-           "code": {"coding": [{"system": "http://loinc.org", "code": "33914-3"}]}, "effectiveDateTime": "2023-04-04",
-           "valueQuantity": {"value": 90, "comparator": ">", "unit": "mL/min/{1.73_m2}"}})
+    b.add(
+        {
+            "resourceType": "MedicationRequest",
+            "id": "mr-c",
+            "status": "active",
+            "intent": "order",
+            "contained": [
+                {
+                    "resourceType": "Medication",
+                    "id": "m1",
+                    "code": {
+                        "coding": [
+                            {
+                                "system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                                "code": "314076",
+                                "display": "lisinopril 10 MG Oral Tablet",
+                            }
+                        ]
+                    },
+                }
+            ],
+            "medicationReference": {"reference": "#m1"},
+            "subject": {"reference": "Patient/p1"},
+            "authoredOn": "2023-04-04",
+            "dosageInstruction": [
+                {
+                    "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
+                    "doseAndRate": [{"doseQuantity": {"value": 2, "unit": "TAB"}}],
+                }
+            ],
+        }
+    )
+    b.add(
+        {
+            "resourceType": "Observation",
+            "id": "egfr-gt",
+            "status": "final",
+            "subject": {"reference": "Patient/p1"},
+            "code": {"coding": [{"system": "http://loinc.org", "code": "33914-3"}]},
+            "effectiveDateTime": "2023-04-04",
+            "valueQuantity": {"value": 90, "comparator": ">", "unit": "mL/min/{1.73_m2}"},
+        }
+    )
     r = b.record()
     [m] = r.medications
     assert (m.ingredient, m.rxcui, m.strength_mg, m.dose_mg_day) == ("lisinopril", "29046", 10, 20)
@@ -261,55 +355,136 @@ def test_current_ig_implication_with_metabolizer_component() -> None:
     from planner.testing import BundleBuilder
 
     b = BundleBuilder()
-    b.add({"resourceType": "Observation", "id": "ti-1", "status": "final",
-           "meta": {"profile": ["http://hl7.org/fhir/uv/genomics-reporting/StructureDefinition/therapeutic-implication"]},
-           "code": {"coding": [{"system": "http://hl7.org/fhir/uv/genomics-reporting/CodeSystem/tbd-codes-cs",
-                                "code": "therapeutic-implication"}]},
-           "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2022-05-05",
-           "component": [
-               {"code": {"coding": [{"system": "http://loinc.org", "code": "53040-2"}]},
-                "valueCodeableConcept": {"coding": [{"system": "http://loinc.org", "code": "LA10315-2",
-                                                     "display": "Ultrarapid metabolizer"}]}},
-               {"code": {"coding": [{"system": "http://loinc.org", "code": "48018-6"}]},
-                "valueCodeableConcept": {"coding": [{"system": "http://www.genenames.org", "code": "HGNC:2625",
-                                                     "display": "CYP2D6"}]}},
-               {"code": {"coding": [{"system": "http://loinc.org", "code": "51963-7"}]},
-                "valueCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
-                                                     "code": "2670", "display": "codeine"}]}}]})
+    b.add(
+        {
+            "resourceType": "Observation",
+            "id": "ti-1",
+            "status": "final",
+            "meta": {
+                "profile": ["http://hl7.org/fhir/uv/genomics-reporting/StructureDefinition/therapeutic-implication"]
+            },
+            "code": {
+                "coding": [
+                    {
+                        "system": "http://hl7.org/fhir/uv/genomics-reporting/CodeSystem/tbd-codes-cs",
+                        "code": "therapeutic-implication",
+                    }
+                ]
+            },
+            "subject": {"reference": "Patient/p1"},
+            "effectiveDateTime": "2022-05-05",
+            "component": [
+                {
+                    "code": {"coding": [{"system": "http://loinc.org", "code": "53040-2"}]},
+                    "valueCodeableConcept": {
+                        "coding": [
+                            {"system": "http://loinc.org", "code": "LA10315-2", "display": "Ultrarapid metabolizer"}
+                        ]
+                    },
+                },
+                {
+                    "code": {"coding": [{"system": "http://loinc.org", "code": "48018-6"}]},
+                    "valueCodeableConcept": {
+                        "coding": [{"system": "http://www.genenames.org", "code": "HGNC:2625", "display": "CYP2D6"}]
+                    },
+                },
+                {
+                    "code": {"coding": [{"system": "http://loinc.org", "code": "51963-7"}]},
+                    "valueCodeableConcept": {
+                        "coding": [
+                            {
+                                "system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                                "code": "2670",
+                                "display": "codeine",
+                            }
+                        ]
+                    },
+                },
+            ],
+        }
+    )
     [p] = b.record().pgx
-    assert (p.gene, p.phenotype, p.source, p.source_ref) == ("CYP2D6", "Ultrarapid Metabolizer", "fhir-implication",
-                                                             "Observation/ti-1")
+    assert (p.gene, p.phenotype, p.source, p.source_ref) == (
+        "CYP2D6",
+        "Ultrarapid Metabolizer",
+        "fhir-implication",
+        "Observation/ti-1",
+    )
 
 
 def test_medication_resource_with_ingredients_only() -> None:
     from planner.testing import BundleBuilder
 
     b = BundleBuilder()
-    b.add({"resourceType": "Medication", "id": "m-combo", "ingredient": [
-        {"itemCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "29046"}]}},
-        {"itemCodeableConcept": {"coding": [{"display": "hydrochlorothiazide"}]}}]})
-    b.add({"resourceType": "MedicationStatement", "id": "ms-combo", "status": "active",
-           "medicationReference": {"reference": "Medication/m-combo"}, "subject": {"reference": "Patient/p1"},
-           "effectiveDateTime": "2022-02-02"})
+    b.add(
+        {
+            "resourceType": "Medication",
+            "id": "m-combo",
+            "ingredient": [
+                {
+                    "itemCodeableConcept": {
+                        "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "29046"}]
+                    }
+                },
+                {"itemCodeableConcept": {"coding": [{"display": "hydrochlorothiazide"}]}},
+            ],
+        }
+    )
+    b.add(
+        {
+            "resourceType": "MedicationStatement",
+            "id": "ms-combo",
+            "status": "active",
+            "medicationReference": {"reference": "Medication/m-combo"},
+            "subject": {"reference": "Patient/p1"},
+            "effectiveDateTime": "2022-02-02",
+        }
+    )
     r = b.record()
     assert [(m.ingredient, m.rxcui, m.start.isoformat()) for m in r.medications] == [
-        ("hydrochlorothiazide", "5487", "2022-02-02"), ("lisinopril", "29046", "2022-02-02")]
+        ("hydrochlorothiazide", "5487", "2022-02-02"),
+        ("lisinopril", "29046", "2022-02-02"),
+    ]
 
 
 def test_insulin_dose_in_units_converts_to_mg() -> None:
     from planner.testing import BundleBuilder
 
     b = BundleBuilder()
-    b.add({"resourceType": "MedicationRequest", "id": "ins", "status": "active", "intent": "order",
-           "medicationCodeableConcept": {"text": "insulin glargine 100 UNT/ML Injectable Solution [Lantus]"},
-           "subject": {"reference": "Patient/p1"}, "authoredOn": "2023-01-01",
-           "dosageInstruction": [{"timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
-                                  "doseAndRate": [{"doseQuantity": {"value": 20, "unit": "U", "code": "[iU]"}}]}]})
-    b.add({"resourceType": "MedicationRequest", "id": "ins2", "status": "active", "intent": "order",
-           "medicationCodeableConcept": {"text": "warfarin 5 MG Oral Tablet"},
-           "subject": {"reference": "Patient/p1"}, "authoredOn": "2023-01-01",
-           "dosageInstruction": [{"timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
-                                  "doseAndRate": [{"doseQuantity": {"value": 20, "unit": "U"}}]}]})
+    b.add(
+        {
+            "resourceType": "MedicationRequest",
+            "id": "ins",
+            "status": "active",
+            "intent": "order",
+            "medicationCodeableConcept": {"text": "insulin glargine 100 UNT/ML Injectable Solution [Lantus]"},
+            "subject": {"reference": "Patient/p1"},
+            "authoredOn": "2023-01-01",
+            "dosageInstruction": [
+                {
+                    "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
+                    "doseAndRate": [{"doseQuantity": {"value": 20, "unit": "U", "code": "[iU]"}}],
+                }
+            ],
+        }
+    )
+    b.add(
+        {
+            "resourceType": "MedicationRequest",
+            "id": "ins2",
+            "status": "active",
+            "intent": "order",
+            "medicationCodeableConcept": {"text": "warfarin 5 MG Oral Tablet"},
+            "subject": {"reference": "Patient/p1"},
+            "authoredOn": "2023-01-01",
+            "dosageInstruction": [
+                {
+                    "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
+                    "doseAndRate": [{"doseQuantity": {"value": 20, "unit": "U"}}],
+                }
+            ],
+        }
+    )
     r = b.record()
     meds = {m.id: m for m in r.medications}
     assert meds["ins"].ingredient == "insulin glargine" and meds["ins"].dose_mg_day == pytest.approx(20 * 0.0364)
@@ -321,8 +496,16 @@ def test_medication_start_falls_back_to_validity_period() -> None:
     from planner.testing import BundleBuilder
 
     b = BundleBuilder()
-    b.add({"resourceType": "MedicationRequest", "id": "mr-v", "status": "active", "intent": "order",
-           "medicationCodeableConcept": {"text": "Lisinopril 20 MG Oral Tablet"}, "subject": {"reference": "Patient/p1"},
-           "dispenseRequest": {"validityPeriod": {"start": "2022-03-01", "end": "2023-03-01"}}})
+    b.add(
+        {
+            "resourceType": "MedicationRequest",
+            "id": "mr-v",
+            "status": "active",
+            "intent": "order",
+            "medicationCodeableConcept": {"text": "Lisinopril 20 MG Oral Tablet"},
+            "subject": {"reference": "Patient/p1"},
+            "dispenseRequest": {"validityPeriod": {"start": "2022-03-01", "end": "2023-03-01"}},
+        }
+    )
     [m] = b.record().medications
     assert (m.start.isoformat(), m.end.isoformat(), m.strength_mg) == ("2022-03-01", "2023-03-01", 20)

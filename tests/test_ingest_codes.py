@@ -36,34 +36,55 @@ def test_every_cpic_drug_resolves() -> None:
             assert ing.rxcui == code and t.ingredient_for_code(code) == ing
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("24 HR Metformin hydrochloride 500 MG Extended Release Oral Tablet", ["metformin"]),
-    ("sitagliptin 50 MG / metformin hydrochloride 1000 MG Oral Tablet", ["sitagliptin", "metformin"]),
-    ("Simvistatin 10 MG", ["simvastatin"]),
-    ("24 HR metoprolol succinate 100 MG Extended Release Oral Tablet [Toprol]", ["metoprolol"]),
-    ("Lasix 40mg", ["furosemide"]),
-    ("Escitalopram Oxalate 10 MG Oral Tablet", ["escitalopram"]),
-    ("insulin glargine 100 UNT/ML Injectable Solution", ["insulin glargine"]),
-    ("Diazepam [Valium]", []),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("24 HR Metformin hydrochloride 500 MG Extended Release Oral Tablet", ["metformin"]),
+        ("sitagliptin 50 MG / metformin hydrochloride 1000 MG Oral Tablet", ["sitagliptin", "metformin"]),
+        ("Simvistatin 10 MG", ["simvastatin"]),
+        ("24 HR metoprolol succinate 100 MG Extended Release Oral Tablet [Toprol]", ["metoprolol"]),
+        ("Lasix 40mg", ["furosemide"]),
+        ("Escitalopram Oxalate 10 MG Oral Tablet", ["escitalopram"]),
+        ("insulin glargine 100 UNT/ML Injectable Solution", ["insulin glargine"]),
+        ("Diazepam [Valium]", []),
+    ],
+)
 def test_ingredient_names_in_text(text: str, expected: list[str]) -> None:
     assert [i.name for i in code_tables().ingredients_in_text(text)] == expected
 
 
-@pytest.mark.parametrize("text,term", [
-    ("Poor metabolizer", "Poor Metabolizer"), ("PM", "Poor Metabolizer"), ("EM", "Normal Metabolizer"),
-    ("CYP2D6 Ultrarapid Metabolizers (UM)", "Ultrarapid Metabolizer"),
-    ("likely cyp2c19 poor metaboliser", "Likely Poor Metabolizer"), ("Decreased function", "Decreased Function"),
-    ("something else", None),
-])
+@pytest.mark.parametrize(
+    "text,term",
+    [
+        ("Poor metabolizer", "Poor Metabolizer"),
+        ("PM", "Poor Metabolizer"),
+        ("EM", "Normal Metabolizer"),
+        ("CYP2D6 Ultrarapid Metabolizers (UM)", "Ultrarapid Metabolizer"),
+        ("likely cyp2c19 poor metaboliser", "Likely Poor Metabolizer"),
+        ("Decreased function", "Decreased Function"),
+        ("something else", None),
+    ],
+)
 def test_phenotype_terms(text: str, term: str | None) -> None:
     assert code_tables().phenotype_term(text) == term
 
 
 def test_quantities_have_canonical_units_and_conversions() -> None:
     t = code_tables()
-    need = {"hba1c": "%", "ldl": "mg/dL", "egfr": "mL/min/1.73m2", "sbp": "mm[Hg]", "dbp": "mm[Hg]", "bmi": "kg/m2",
-            "weight": "kg", "phq9": "{score}", "potassium": "mmol/L", "creatinine": "mg/dL", "alt": "U/L", "qtc": "ms"}
+    need = {
+        "hba1c": "%",
+        "ldl": "mg/dL",
+        "egfr": "mL/min/1.73m2",
+        "sbp": "mm[Hg]",
+        "dbp": "mm[Hg]",
+        "bmi": "kg/m2",
+        "weight": "kg",
+        "phq9": "{score}",
+        "potassium": "mmol/L",
+        "creatinine": "mg/dL",
+        "alt": "U/L",
+        "qtc": "ms",
+    }
     for name, unit in need.items():
         assert t.quantities[name].unit == unit
     assert t.quantities["hba1c"].accept["mmol/mol"].apply(53) == pytest.approx(0.09148 * 53 + 2.152)
@@ -96,8 +117,11 @@ def test_every_drug_the_safety_rules_name_is_readable_from_fhir() -> None:
         # "class:ssri", "inhibitor:CYP2D6" ... are selectors resolved by the rule layer, not drug names
         names.update(m.lower() for side in ("a", "b") for m in rule.get(side, []) if ":" not in m)
     assert n_classes >= 20 and n_inhibitors >= 1 and len(names) > n_classes + n_inhibitors, (
-        "the rule files named fewer drugs than they do: is a file empty or its shape changed?")
+        "the rule files named fewer drugs than they do: is a file empty or its shape changed?"
+    )
     t = code_tables()
     missing = sorted(n for n in names if t.ingredient_by_name(n) is None)
     assert not missing, f"add these ingredients to rules/codes/rxnorm.csv: {missing}"
-    assert [i.name for i in t.ingredients_in_text("Diltiazem Hydrochloride 120 MG Extended Release Oral Capsule")] == ["diltiazem"]
+    assert [i.name for i in t.ingredients_in_text("Diltiazem Hydrochloride 120 MG Extended Release Oral Capsule")] == [
+        "diltiazem"
+    ]

@@ -40,6 +40,7 @@ def _set(path: list[Any], value: Any, rtype: str = "Observation") -> Callable[[d
         for p in path[:-1]:
             node = node[p]
         node[path[-1]] = value
+
     return fn
 
 
@@ -76,34 +77,110 @@ CASES: list[tuple[str, Any, dict[str, Any], type[PlannerError], list[str]]] = [
     ("empty-bytes", b"", {}, InputError, ["empty input"]),
     ("whitespace-only", b"  \n\t ", {}, InputError, ["empty input"]),
     ("empty-text", "   ", {}, InputError, ["empty input"]),
-    ("json-array", b'[{"resourceType": "Patient", "id": "p1"}]', {}, InputError, ["JSON array", "expected a JSON object"]),
-    ("resourceType-not-string", b'{"resourceType": 5, "id": "x"}', {}, FhirError, ["resourceType", "an integer where a string belongs"]),
-    ("no-resourceType", b'{"id": "x", "gender": "male"}', {}, FhirError, ["no resourceType", "expected a FHIR resource type"]),
+    (
+        "json-array",
+        b'[{"resourceType": "Patient", "id": "p1"}]',
+        {},
+        InputError,
+        ["JSON array", "expected a JSON object"],
+    ),
+    (
+        "resourceType-not-string",
+        b'{"resourceType": 5, "id": "x"}',
+        {},
+        FhirError,
+        ["resourceType", "an integer where a string belongs"],
+    ),
+    (
+        "no-resourceType",
+        b'{"id": "x", "gender": "male"}',
+        {},
+        FhirError,
+        ["no resourceType", "expected a FHIR resource type"],
+    ),
     ("wrong-resourceType", b'{"resourceType": "Patinet", "id": "p1"}', {}, FhirError, ["no Patient resource"]),
-    ("bundle-empty-entries", b'{"resourceType": "Bundle", "type": "collection", "entry": []}', {}, FhirError,
-     ["Bundle entry", "no entries", "expected at least one entry"]),
+    (
+        "bundle-empty-entries",
+        b'{"resourceType": "Bundle", "type": "collection", "entry": []}',
+        {},
+        FhirError,
+        ["Bundle entry", "no entries", "expected at least one entry"],
+    ),
     ("bundle-no-entry-field", b'{"resourceType": "Bundle", "type": "collection"}', {}, FhirError, ["no entries"]),
-    ("bundle-entry-not-list", b'{"resourceType": "Bundle", "type": "collection", "entry": {}}', {}, FhirError,
-     ["Bundle entry", "an object where a list belongs"]),
-    ("bundle-unknown-type", mutate(lambda d: d.update(type="bag")), {}, FhirError, ["Bundle type 'bag'", "expected one of"]),
+    (
+        "bundle-entry-not-list",
+        b'{"resourceType": "Bundle", "type": "collection", "entry": {}}',
+        {},
+        FhirError,
+        ["Bundle entry", "an object where a list belongs"],
+    ),
+    (
+        "bundle-unknown-type",
+        mutate(lambda d: d.update(type="bag")),
+        {},
+        FhirError,
+        ["Bundle type 'bag'", "expected one of"],
+    ),
     ("no-patient", mutate(lambda d: d["entry"].pop(0)), {}, FhirError, ["no Patient resource"]),
     ("two-patients-read-record", mutate(_two_patients), {}, FhirError, ["2 patients", "exactly one Patient"]),
-    ("non-utf8", b'{"resourceType": "Patient", "id": "p1", "name": [{"text": "\xff\xfe"}]}', {}, InputError,
-     ["not UTF-8", "0xff"]),
-    ("nan", b'{"resourceType": "Bundle", "type": "collection", "entry": [{"resource": {"resourceType": "Patient", '
-     b'"id": "p1"}}, {"resource": {"resourceType": "Observation", "id": "o", "valueQuantity": {"value": NaN}}}]}', {},
-     InputError, ["NaN is not valid JSON", "finite numbers"]),
-    ("infinity", b'{"resourceType": "Observation", "id": "o", "valueQuantity": {"value": Infinity}}', {}, InputError,
-     ["Infinity is not valid JSON"]),
-    ("deeply-nested", b'{"resourceType": "Patient", "id": "p1", "extension": ' + b"[" * 5000 + b"]" * 5000 + b"}", {},
-     InputError, ["nested too deeply", "at most about 1,000 levels"]),
+    (
+        "non-utf8",
+        b'{"resourceType": "Patient", "id": "p1", "name": [{"text": "\xff\xfe"}]}',
+        {},
+        InputError,
+        ["not UTF-8", "0xff"],
+    ),
+    (
+        "nan",
+        b'{"resourceType": "Bundle", "type": "collection", "entry": [{"resource": {"resourceType": "Patient", '
+        b'"id": "p1"}}, {"resource": {"resourceType": "Observation", "id": "o", "valueQuantity": {"value": NaN}}}]}',
+        {},
+        InputError,
+        ["NaN is not valid JSON", "finite numbers"],
+    ),
+    (
+        "infinity",
+        b'{"resourceType": "Observation", "id": "o", "valueQuantity": {"value": Infinity}}',
+        {},
+        InputError,
+        ["Infinity is not valid JSON"],
+    ),
+    (
+        "deeply-nested",
+        b'{"resourceType": "Patient", "id": "p1", "extension": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        {},
+        InputError,
+        ["nested too deeply", "at most about 1,000 levels"],
+    ),
     ("nested-bundles", mutate(_nested), {}, FhirError, ["Bundles nested too deeply"]),
-    ("over-size-limit", mutate(lambda d: None), {"max_bytes": 100}, InputError, ["over the size limit", "at most 100 bytes"]),
-    ("deceased-before-birth", mutate(_set(["deceasedDateTime"], "1950-01-01", "Patient")), {}, FhirError,
-     ["Patient/p1 deceasedDateTime", "deceased before birth", "on or after the birth date"]),
-    ("birth-after-as-of", mutate(lambda d: None), {"as_of": "1950-01-01"}, FhirError,
-     ["Patient/p1 birthDate", "birth date after the patient's own events", "on or before 1950-01-01"]),
-    ("bad-as-of", mutate(lambda d: None), {"as_of": "last tuesday"}, ConfigError, ["as_of 'last tuesday'", "2024-01-31"]),
+    (
+        "over-size-limit",
+        mutate(lambda d: None),
+        {"max_bytes": 100},
+        InputError,
+        ["over the size limit", "at most 100 bytes"],
+    ),
+    (
+        "deceased-before-birth",
+        mutate(_set(["deceasedDateTime"], "1950-01-01", "Patient")),
+        {},
+        FhirError,
+        ["Patient/p1 deceasedDateTime", "deceased before birth", "on or after the birth date"],
+    ),
+    (
+        "birth-after-as-of",
+        mutate(lambda d: None),
+        {"as_of": "1950-01-01"},
+        FhirError,
+        ["Patient/p1 birthDate", "birth date after the patient's own events", "on or before 1950-01-01"],
+    ),
+    (
+        "bad-as-of",
+        mutate(lambda d: None),
+        {"as_of": "last tuesday"},
+        ConfigError,
+        ["as_of 'last tuesday'", "2024-01-31"],
+    ),
     ("bad-max-bytes", mutate(lambda d: None), {"max_bytes": -1}, ConfigError, ["max_bytes -1", "positive integer"]),
     ("unsupported-type", 12345, {}, InputError, ["unsupported input type int"]),
 ]
@@ -127,17 +204,29 @@ def test_at_least_thirty_distinct_cases() -> None:
 
 
 def test_mmol_per_mol_hba1c_is_converted_not_an_error() -> None:
-    data = mutate(_set(["valueQuantity"], {"value": 64, "unit": "mmol/mol", "system": "http://unitsofmeasure.org",
-                                           "code": "mmol/mol"}))
+    data = mutate(
+        _set(
+            ["valueQuantity"],
+            {"value": 64, "unit": "mmol/mol", "system": "http://unitsofmeasure.org", "code": "mmol/mol"},
+        )
+    )
     m = read_record(data).latest("hba1c")
     assert m.value == pytest.approx(0.09148 * 64 + 2.152) and m.unit == "%" and m.original_unit == "mmol/mol"
 
 
 def test_unknown_loinc_is_skipped_and_implausible_value_warned() -> None:
     b = BundleBuilder()
-    b.add({"resourceType": "Observation", "id": "x1", "status": "final", "subject": {"reference": "Patient/p1"},
-           "code": {"coding": [{"system": "http://loinc.org", "code": "99999-9"}]}, "effectiveDateTime": "2024-01-01",
-           "valueQuantity": {"value": 1, "unit": "furlongs"}})
+    b.add(
+        {
+            "resourceType": "Observation",
+            "id": "x1",
+            "status": "final",
+            "subject": {"reference": "Patient/p1"},
+            "code": {"coding": [{"system": "http://loinc.org", "code": "99999-9"}]},
+            "effectiveDateTime": "2024-01-01",
+            "valueQuantity": {"value": 1, "unit": "furlongs"},
+        }
+    )
     b.observation("hba1c", 64, unit="%", date="2024-01-02")  # mmol/mol mislabelled as %: implausible
     r = b.record()
     assert r.observations == {}

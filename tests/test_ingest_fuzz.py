@@ -31,13 +31,36 @@ def _seed() -> dict[str, Any]:
 
 SEED = _seed()
 
-json_leaf = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6),
-                      st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=12),
-                      st.sampled_from(["2024-02-30", "2999-01-01", "", "mg", "mmol/mol", "Patient/ghost", "urn:uuid:x",
-                                       "4548-4", "85354-9", "84413-4", "LA9657-3", "HGNC:2621", "*1/*2", "entered-in-error"]))
-json_value = st.recursive(json_leaf, lambda ch: st.one_of(st.lists(ch, max_size=3),
-                                                          st.dictionaries(st.text(max_size=8), ch, max_size=3)),
-                          max_leaves=8)
+json_leaf = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=12),
+    st.sampled_from(
+        [
+            "2024-02-30",
+            "2999-01-01",
+            "",
+            "mg",
+            "mmol/mol",
+            "Patient/ghost",
+            "urn:uuid:x",
+            "4548-4",
+            "85354-9",
+            "84413-4",
+            "LA9657-3",
+            "HGNC:2621",
+            "*1/*2",
+            "entered-in-error",
+        ]
+    ),
+)
+json_value = st.recursive(
+    json_leaf,
+    lambda ch: st.one_of(st.lists(ch, max_size=3), st.dictionaries(st.text(max_size=8), ch, max_size=3)),
+    max_leaves=8,
+)
 
 
 def _paths(node: Any, prefix: tuple = ()) -> list[tuple]:
@@ -74,8 +97,13 @@ def _apply(doc: Any, path: tuple, op: str, value: Any) -> Any:
 
 
 @settings(max_examples=int(__import__("os").environ.get("FUZZ_EXAMPLES", "250")), deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(PATHS), st.sampled_from(["set", "delete", "duplicate"]), json_value),
-                min_size=1, max_size=4))
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(PATHS), st.sampled_from(["set", "delete", "duplicate"]), json_value),
+        min_size=1,
+        max_size=4,
+    )
+)
 def test_mutated_bundles_never_crash(mutations) -> None:
     doc = copy.deepcopy(SEED)
     for path, op, value in mutations:
@@ -105,7 +133,7 @@ def test_random_bytes_never_crash(data: bytes) -> None:
 def test_corrupted_serialisation_never_crashes(pos: int, junk: bytes) -> None:
     text = json.dumps(SEED).encode()
     pos = pos % len(text)
-    data = text[:pos] + junk + text[pos + len(junk):]
+    data = text[:pos] + junk + text[pos + len(junk) :]
     try:
         read_records(data, today="2026-01-01")
     except PlannerError:
@@ -113,9 +141,34 @@ def test_corrupted_serialisation_never_crashes(pos: int, junk: bytes) -> None:
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.lists(st.one_of(st.sampled_from(["CYP2D6", "HLA-B", "cyp2c19", "*1/*4", "*57:01 positive", "PM",
-                                                    "No Result", "1.0", "n/a", "≥6.0", "-1", "nan", ""]),
-                                   st.text(max_size=6)), max_size=6), max_size=5))
+@given(
+    st.lists(
+        st.lists(
+            st.one_of(
+                st.sampled_from(
+                    [
+                        "CYP2D6",
+                        "HLA-B",
+                        "cyp2c19",
+                        "*1/*4",
+                        "*57:01 positive",
+                        "PM",
+                        "No Result",
+                        "1.0",
+                        "n/a",
+                        "≥6.0",
+                        "-1",
+                        "nan",
+                        "",
+                    ]
+                ),
+                st.text(max_size=6),
+            ),
+            max_size=6,
+        ),
+        max_size=5,
+    )
+)
 def test_pharmcat_tsv_never_crashes(tmp_path_factory, lines) -> None:
     from planner.ingest import read_pharmcat
 

@@ -16,17 +16,28 @@ ROOT = FIX.parent
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "planner.cli", "inspect", *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "planner.cli", "inspect", *args], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
 
 
 def test_inspect_table_on_synthea() -> None:
     [path] = (FIX / "synthea").glob("Dirk_Kuhlman*.json")
     out = run(str(path))
     assert out.returncode == 0, out.stderr
-    for text in ("Patient", "948e608d-e408-4788-8cf2-8157c49c2940", "Active conditions", "Current medications",
-                 "metformin", "6809", "Latest measurements", "hba1c", "2021-03-02", "Pharmacogenomics",
-                 "Data-quality warnings"):
+    for text in (
+        "Patient",
+        "948e608d-e408-4788-8cf2-8157c49c2940",
+        "Active conditions",
+        "Current medications",
+        "metformin",
+        "6809",
+        "Latest measurements",
+        "hba1c",
+        "2021-03-02",
+        "Pharmacogenomics",
+        "Data-quality warnings",
+    ):
         assert text in out.stdout, text
 
 
@@ -49,7 +60,9 @@ def inproc(capsys, *args: str) -> tuple[int, str, str]:
 
 
 def test_inspect_pgx_and_pharmcat(capsys) -> None:
-    code, out, err = inproc(capsys, str(FIX / "fhir" / "pgx_hla.json"), "--pharmcat", str(FIX / "pharmcat" / "outside_calls.tsv"))
+    code, out, err = inproc(
+        capsys, str(FIX / "fhir" / "pgx_hla.json"), "--pharmcat", str(FIX / "pharmcat" / "outside_calls.tsv")
+    )
     assert code == 0, err
     assert "HLA-B" in out and "*57:01 positive" in out and "pharmcat-tsv" in out
 
@@ -79,11 +92,17 @@ def test_inspect_errors_exit_2_without_traceback(tmp_path: Path, capsys) -> None
             e["resource"]["valueQuantity"]["unit"] = e["resource"]["valueQuantity"]["code"] = "g/L"
     unit.write_text(json.dumps(doc))
     strict_unit = tmp_path / "strict_unit.json"  # without the hand-written Claim, which strict validation refuses first
-    strict_unit.write_text(json.dumps({**doc, "entry": [e for e in doc["entry"]
-                                                        if e["resource"]["resourceType"] != "Claim"]}))
-    cases = [((str(bad),), "no entries"), ((str(nan),), "NaN"), ((str(tmp_path / "missing.json"),), "no such file"),
-             ((str(strict_unit), "--strict"), "Observation/o-a1c-1 valueQuantity.unit 'g/L'"),
-             ((str(bad), "--format", "xml"), "'xml' is not one of"), ((str(bad), "--as-of", "soon"), "as_of 'soon'")]
+    strict_unit.write_text(
+        json.dumps({**doc, "entry": [e for e in doc["entry"] if e["resource"]["resourceType"] != "Claim"]})
+    )
+    cases = [
+        ((str(bad),), "no entries"),
+        ((str(nan),), "NaN"),
+        ((str(tmp_path / "missing.json"),), "no such file"),
+        ((str(strict_unit), "--strict"), "Observation/o-a1c-1 valueQuantity.unit 'g/L'"),
+        ((str(bad), "--format", "xml"), "'xml' is not one of"),
+        ((str(bad), "--as-of", "soon"), "as_of 'soon'"),
+    ]
     for args, needle in cases:
         code, out, err = inproc(capsys, *args)
         assert code == 2, (args, out, err)

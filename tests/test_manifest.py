@@ -7,8 +7,8 @@ import shutil
 import pytest
 
 from planner import manifest
-from planner.rule_files import default_rules_dir
 from planner.errors import RuleError
+from planner.rule_files import default_rules_dir
 
 
 def test_packaged_rules_match_their_manifest():

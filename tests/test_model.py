@@ -25,8 +25,12 @@ def _binary(n: int = 800, seed: int = 0, effect: float = 1.0):
 
 
 def _reg(area, *pairs) -> Regimen:
-    return Regimen.of([DrugDose(ingredient=n, rxcui=area.drug(n).rxcui, dose_mg_day=d,
-                                drug_class=area.drug(n).drug_class) for n, d in pairs])
+    return Regimen.of(
+        [
+            DrugDose(ingredient=n, rxcui=area.drug(n).rxcui, dose_mg_day=d, drug_class=area.drug(n).drug_class)
+            for n, d in pairs
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +46,7 @@ def test_sample_shapes_and_predict(binary_fit):
     assert d.shape == (50, 7, 2) and d.dtype == np.float32
     p = m.sample(X.iloc[:7], [set(), {"treated"}], kind="predictive")
     assert p.shape == (300, 7, 2)
-    assert p.std(0).mean() > 3 * d[:, :, :].std(0).mean() / 50 ** 0  # observation noise widens the draws
+    assert p.std(0).mean() > 3 * d[:, :, :].std(0).mean() / 50**0  # observation noise widens the draws
     df = m.predict(X.iloc[:3], [set(), {"treated"}], level=0.9)
     assert list(df.columns) == ["row", "regimen", "mean", "lower", "upper"]
     assert len(df) == 6 and (df["lower"] <= df["mean"]).all() and (df["mean"] <= df["upper"]).all()
@@ -76,8 +80,11 @@ def test_save_load_roundtrip(binary_fit, tmp_path):
     m.save(tmp_path / "m")
     back = ResponseModel.load(tmp_path / "m")
     for kind in ("mean", "predictive"):
-        np.testing.assert_allclose(back.sample(X.iloc[:5], [set(), {"treated"}], kind=kind, seed=2),
-                                   m.sample(X.iloc[:5], [set(), {"treated"}], kind=kind, seed=2), rtol=1e-5)
+        np.testing.assert_allclose(
+            back.sample(X.iloc[:5], [set(), {"treated"}], kind=kind, seed=2),
+            m.sample(X.iloc[:5], [set(), {"treated"}], kind=kind, seed=2),
+            rtol=1e-5,
+        )
     meta = back.metadata_
     assert meta["seed"] == 0 and meta["versions"]["pyro"] and meta["feature_spec"]["features"] == ["a", "b"]
     assert meta["training"]["episodes"] == len(X)
@@ -87,8 +94,13 @@ def test_area_model_save_load_with_categories(tmp_path):
     area = load_area("t2d")
     rng = np.random.default_rng(0)
     n = 300
-    X = pd.DataFrame({"baseline": rng.normal(8.5, 1, n), "egfr": rng.normal(80, 15, n),
-                      "cyp2c9": rng.choice(["Normal Metabolizer", "Poor Metabolizer", None], n)})
+    X = pd.DataFrame(
+        {
+            "baseline": rng.normal(8.5, 1, n),
+            "egfr": rng.normal(80, 15, n),
+            "cyp2c9": rng.choice(["Normal Metabolizer", "Poor Metabolizer", None], n),
+        }
+    )
     met = _reg(area, ("metformin", 1000.0))
     regs = [met if i % 2 else Regimen() for i in range(n)]
     y = X["baseline"].to_numpy() - 1.0 * (np.arange(n) % 2) + rng.normal(0, 0.4, n)
@@ -97,8 +109,9 @@ def test_area_model_save_load_with_categories(tmp_path):
     m.save(tmp_path / "t2d")
     back = ResponseModel.load(tmp_path / "t2d")
     assert back.area_.id == "t2d" and back.name == "t2d-svi"
-    np.testing.assert_allclose(back.sample(X.iloc[:3], [Regimen(), met]), m.sample(X.iloc[:3], [Regimen(), met]),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        back.sample(X.iloc[:3], [Regimen(), met]), m.sample(X.iloc[:3], [Regimen(), met]), rtol=1e-5
+    )
     prior_dir = ResponseModel.from_area("t2d").save(tmp_path / "prior")
     assert ResponseModel.load(prior_dir).sample(X.iloc[:1], [met]).shape == (1000, 1, 1)
 
@@ -231,7 +244,7 @@ def _nonlinear(n: int, seed: int):
     p = 1 / (1 + np.exp(-a))  # confounded through a
     t = rng.random(n) < p
     tau = 1.0 + 2.0 * (b > 0) * np.abs(a)  # a step and a kink: not linear in the features
-    y = np.sin(2 * a) + a ** 2 + t * tau + rng.normal(size=n) * 0.5
+    y = np.sin(2 * a) + a**2 + t * tau + rng.normal(size=n) * 0.5
     return X, [{"treated"} if ti else set() for ti in t], y, tau
 
 
@@ -251,6 +264,9 @@ def test_learned_basis_beats_linear_on_nonlinear_effects_and_covers(tmp_path):
     assert 0.75 <= out["auto"][1] <= 0.99  # and its intervals carry the basis' own uncertainty
     m = out["auto"][2]
     back = ResponseModel.load(m.save(tmp_path / "b"))
-    np.testing.assert_allclose(back.sample(Xt.iloc[:5], [set(), {"treated"}], seed=3),
-                               m.sample(Xt.iloc[:5], [set(), {"treated"}], seed=3), rtol=1e-5)
+    np.testing.assert_allclose(
+        back.sample(Xt.iloc[:5], [set(), {"treated"}], seed=3),
+        m.sample(Xt.iloc[:5], [set(), {"treated"}], seed=3),
+        rtol=1e-5,
+    )
     assert list(back.feature_names_in_) == ["a", "b", "c"]

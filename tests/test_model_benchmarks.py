@@ -15,17 +15,27 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _run(script: str, *args: str, timeout: int = 300) -> str:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], capture_output=True, text=True,
-                       timeout=timeout, env=env, cwd=ROOT)
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=ROOT,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     return p.stdout
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("causallib") is None,
-                    reason="causallib (ships the ACIC 2016 data) not installed: .ci/run installs it")
+@pytest.mark.skipif(
+    importlib.util.find_spec("causallib") is None,
+    reason="causallib (ships the ACIC 2016 data) not installed: .ci/run installs it",
+)
 def test_acic_benchmark_tiny(tmp_path):
-    out = _run("model_acic.py", "--instances", "2", "--rows", "700", "--steps", "150", "--out", str(tmp_path / "a.json"))
+    out = _run(
+        "model_acic.py", "--instances", "2", "--rows", "700", "--steps", "150", "--out", str(tmp_path / "a.json")
+    )
     assert "T-learner xgboost" in out and "coverage" in out
     import json
 
@@ -37,8 +47,21 @@ def test_acic_benchmark_tiny(tmp_path):
 
 @pytest.mark.slow
 def test_calibration_benchmark_tiny(tmp_path):
-    out = _run("model_calibration.py", "--areas", "lipids", "--sims", "first,independent", "--patients", "150",
-               "--eval-rows", "60", "--steps", "100", "--out", str(tmp_path / "c.json"))
+    out = _run(
+        "model_calibration.py",
+        "--areas",
+        "lipids",
+        "--sims",
+        "first,independent",
+        "--patients",
+        "150",
+        "--eval-rows",
+        "60",
+        "--steps",
+        "100",
+        "--out",
+        str(tmp_path / "c.json"),
+    )
     assert "pairs meet all three checks" in out
     import json
 

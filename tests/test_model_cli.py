@@ -15,8 +15,23 @@ from planner.simulate import simulate_cohort
 def test_fit_command_on_simulated_bundles(tmp_path, capsys):
     simulate_cohort("t2d", 40, seed=2).write_fhir(str(tmp_path / "cohort"))
     out = tmp_path / "model"
-    rc = main(["fit", str(tmp_path / "cohort"), "--area", "t2d", "--out", str(out), "--seed", "1",
-               "--steps", "150", "--quiet", "--check-folds", "2"])
+    rc = main(
+        [
+            "fit",
+            str(tmp_path / "cohort"),
+            "--area",
+            "t2d",
+            "--out",
+            str(out),
+            "--seed",
+            "1",
+            "--steps",
+            "150",
+            "--quiet",
+            "--check-folds",
+            "2",
+        ]
+    )
     text = capsys.readouterr().out
     assert rc == 0, text
     assert "episodes used" in text and "svi fit in" in text and "final loss" in text
@@ -29,8 +44,19 @@ def test_fit_command_on_simulated_bundles(tmp_path, capsys):
     assert "patient" not in json.dumps(meta["training"]).lower()
     m = ResponseModel.load(out)
     g = RegimenGenerator.load(out / "generator")
-    X = pd.DataFrame({"age": [60.0], "sex_female": [1.0], "baseline": [8.5], "bmi": [30.0], "egfr": [80.0],
-                      "sbp": [130.0], "heart_failure": [0.0], "ckd": [0.0], "cyp2c9": ["not-tested"]})
+    X = pd.DataFrame(
+        {
+            "age": [60.0],
+            "sex_female": [1.0],
+            "baseline": [8.5],
+            "bmi": [30.0],
+            "egfr": [80.0],
+            "sbp": [130.0],
+            "heart_failure": [0.0],
+            "ckd": [0.0],
+            "cyp2c9": ["not-tested"],
+        }
+    )
     cands = g.propose(X, g.regimen_of(()), n=5, seed=0)
     assert m.sample(X, cands, 10).shape == (10, 1, len(cands))
 
@@ -40,8 +66,7 @@ def test_fit_command_errors(tmp_path, capsys):
     assert "COHORT_DIR" in capsys.readouterr().err
     (tmp_path / "c").mkdir()
     assert main(["fit", str(tmp_path / "c"), "--area", "nope", "--out", str(tmp_path / "m")]) == 2
-    assert main(["fit", str(tmp_path / "c"), "--area", "t2d", "--out", str(tmp_path / "m"),
-                 "--method", "mcmc"]) == 2
+    assert main(["fit", str(tmp_path / "c"), "--area", "t2d", "--out", str(tmp_path / "m"), "--method", "mcmc"]) == 2
 
 
 @pytest.mark.slow
@@ -70,7 +95,16 @@ def test_self_check_calibrated_model_passes_and_overconfident_one_warns():
             d = super().sample(X, regimens, num_samples, **kw)
             return d.mean(0, keepdims=True) + 0.3 * (d - d.mean(0, keepdims=True))
 
-    bad = self_check(lambda: Squeezed(seed=0, num_steps=300, num_draws=300, basis="none"), X, regs, y, None,
-                     targets, groups, folds=3, seed=0)
+    bad = self_check(
+        lambda: Squeezed(seed=0, num_steps=300, num_draws=300, basis="none"),
+        X,
+        regs,
+        y,
+        None,
+        targets,
+        groups,
+        folds=3,
+        seed=0,
+    )
     assert bad["coverage90"] < 0.6 and any("coverage90" in w for w in bad["warnings"])
     assert any("pit_max_dev" in w for w in bad["warnings"])

@@ -13,8 +13,12 @@ from planner.record import DrugDose, Regimen
 
 
 def _reg(area, *pairs) -> Regimen:
-    return Regimen.of([DrugDose(ingredient=n, rxcui=area.drug(n).rxcui, dose_mg_day=d,
-                                drug_class=area.drug(n).drug_class) for n, d in pairs])
+    return Regimen.of(
+        [
+            DrugDose(ingredient=n, rxcui=area.drug(n).rxcui, dose_mg_day=d, drug_class=area.drug(n).drug_class)
+            for n, d in pairs
+        ]
+    )
 
 
 @pytest.fixture(scope="module")

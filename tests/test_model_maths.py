@@ -28,8 +28,14 @@ def _prediction_mean(m, X, regs, cur):
     spec, draws = m._state()
     par = m._fast(spec, draws)
     x, off = m._matrix(spec, X)
-    mean, *_ = m._expected(spec, par, torch.as_tensor(x, dtype=torch.float32),
-                           torch.as_tensor(off, dtype=torch.float32), spec.encode(regs), cur)
+    mean, *_ = m._expected(
+        spec,
+        par,
+        torch.as_tensor(x, dtype=torch.float32),
+        torch.as_tensor(off, dtype=torch.float32),
+        spec.encode(regs),
+        cur,
+    )
     n = len(X)
     return mean[:, np.arange(n), np.arange(n)].numpy()  # row i under regimen i
 
@@ -58,8 +64,9 @@ def test_prediction_mean_is_the_models_mean_under_predictive(area_id):
     # and the untrained prior model too
     p = ResponseModel.from_area(area_id, num_draws=100)
     ref0, *_ = _pyro_mean(p, rows[feats], regs, cur)
-    np.testing.assert_allclose(_prediction_mean(p, rows[feats], regs, cur), ref0, rtol=1e-4,
-                               atol=1e-4 * np.abs(ref0).max())
+    np.testing.assert_allclose(
+        _prediction_mean(p, rows[feats], regs, cur), ref0, rtol=1e-4, atol=1e-4 * np.abs(ref0).max()
+    )
 
 
 def test_tabular_prediction_mean_is_the_models_mean():

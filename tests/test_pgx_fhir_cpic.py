@@ -18,8 +18,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from planner.rule_files import rules_dir
 from planner.ingest import code_tables, read_records
+from planner.rule_files import rules_dir
 from planner.safety.phenotype import GeneKnowledge
 
 FIX = Path(__file__).resolve().parent.parent / "fixtures" / "cpic"
@@ -50,17 +50,42 @@ def _bundle_ndjson(rows: list[dict[str, str]]) -> bytes:
     for i, r in enumerate(rows):
         pid = f"p{i}"
         lines.append(orjson.dumps({"resourceType": "Patient", "id": pid, "birthDate": "1970-01-01"}))
-        lines.append(orjson.dumps({
-            "resourceType": "Observation", "id": f"g{i}", "status": "final",
-            "meta": {"profile": ["http://hl7.org/fhir/uv/genomics-reporting/StructureDefinition/genotype"]},
-            "code": {"coding": [{"system": "http://loinc.org", "code": "84413-4", "display": "Genotype display name"}]},
-            "subject": {"reference": f"Patient/{pid}"}, "effectiveDateTime": "2023-05-01",
-            "valueCodeableConcept": {"text": lab_text(r["gene"], r["diplotype"], i)},
-            "component": [{"code": {"coding": [{"system": "http://loinc.org", "code": "48018-6",
-                                                "display": "Gene studied [ID]"}]},
-                           "valueCodeableConcept": {"coding": [{"system": "http://www.genenames.org/geneId",
-                                                                "code": hgnc[r["gene"]], "display": r["gene"]}]}}],
-        }))
+        lines.append(
+            orjson.dumps(
+                {
+                    "resourceType": "Observation",
+                    "id": f"g{i}",
+                    "status": "final",
+                    "meta": {"profile": ["http://hl7.org/fhir/uv/genomics-reporting/StructureDefinition/genotype"]},
+                    "code": {
+                        "coding": [
+                            {"system": "http://loinc.org", "code": "84413-4", "display": "Genotype display name"}
+                        ]
+                    },
+                    "subject": {"reference": f"Patient/{pid}"},
+                    "effectiveDateTime": "2023-05-01",
+                    "valueCodeableConcept": {"text": lab_text(r["gene"], r["diplotype"], i)},
+                    "component": [
+                        {
+                            "code": {
+                                "coding": [
+                                    {"system": "http://loinc.org", "code": "48018-6", "display": "Gene studied [ID]"}
+                                ]
+                            },
+                            "valueCodeableConcept": {
+                                "coding": [
+                                    {
+                                        "system": "http://www.genenames.org/geneId",
+                                        "code": hgnc[r["gene"]],
+                                        "display": r["gene"],
+                                    }
+                                ]
+                            },
+                        }
+                    ],
+                }
+            )
+        )
     return b"\n".join(lines) + b"\n"
 
 
@@ -85,8 +110,17 @@ def test_every_cpic_diplotype_survives_a_fhir_genotype_observation(rows, tmp_pat
         want_score = r["activity_score"] or None
         score = got.activity_score if knowledge.is_activity_gene(r["gene"]) else None
         if got.phenotype != r["phenotype"] or score != want_score:
-            bad.append((r["gene"], lab_text(r["gene"], r["diplotype"], i), r["phenotype"], want_score,
-                        got.phenotype, score, got.status))
+            bad.append(
+                (
+                    r["gene"],
+                    lab_text(r["gene"], r["diplotype"], i),
+                    r["phenotype"],
+                    want_score,
+                    got.phenotype,
+                    score,
+                    got.status,
+                )
+            )
     passed = len(rows) - len(bad)
     assert not bad, f"{passed} of {len(rows)} rows give CPIC's result; e.g. {bad[:5]}"
 

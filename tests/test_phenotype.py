@@ -24,16 +24,19 @@ def _g(gene: str, **kw) -> PgxResult:
     return PgxResult(gene=gene, source=kw.pop("source", "pharmcat-tsv"), **kw)
 
 
-@pytest.mark.parametrize("dip,score,pheno", [
-    ("*1/*1x2", "3.0", "Ultrarapid Metabolizer"),
-    ("*1x2/*1", "3.0", "Ultrarapid Metabolizer"),
-    ("*2x3/*1", "≥4.0", "Ultrarapid Metabolizer"),  # x3 reads as x≥3 (CPIC lists *2x≥3)
-    ("*4/*4x2", "0.0", "Poor Metabolizer"),
-    ("*10x4/*4", "1.0", "Intermediate Metabolizer"),  # not listed: 4 x 0.25 computed
-    ("*41/*1", "1.25", "Normal Metabolizer"),
-    ("CYP2D6*4/*10", "0.25", "Intermediate Metabolizer"),
-    ("*4xN/*4", "0.0", "Poor Metabolizer"),
-])
+@pytest.mark.parametrize(
+    "dip,score,pheno",
+    [
+        ("*1/*1x2", "3.0", "Ultrarapid Metabolizer"),
+        ("*1x2/*1", "3.0", "Ultrarapid Metabolizer"),
+        ("*2x3/*1", "≥4.0", "Ultrarapid Metabolizer"),  # x3 reads as x≥3 (CPIC lists *2x≥3)
+        ("*4/*4x2", "0.0", "Poor Metabolizer"),
+        ("*10x4/*4", "1.0", "Intermediate Metabolizer"),  # not listed: 4 x 0.25 computed
+        ("*41/*1", "1.25", "Normal Metabolizer"),
+        ("CYP2D6*4/*10", "0.25", "Intermediate Metabolizer"),
+        ("*4xN/*4", "0.0", "Poor Metabolizer"),
+    ],
+)
 def test_cyp2d6_copy_number(rs, dip, score, pheno):
     t = rs.knowledge.translate("CYP2D6", dip)
     assert (t.score, t.phenotype) == (score, pheno)
@@ -41,8 +44,10 @@ def test_cyp2d6_copy_number(rs, dip, score, pheno):
 
 def test_unknown_copy_number_is_read_as_two_or_more_copies(rs):
     # CPIC: *1/*2xN is ultrarapid whatever N >= 2 is; the score is written as a lower bound
-    assert (rs.knowledge.translate("CYP2D6", "*1xN/*1").phenotype, rs.knowledge.translate("CYP2D6", "*1xN/*1").score) \
-        == ("Ultrarapid Metabolizer", "≥3.0")
+    assert (
+        rs.knowledge.translate("CYP2D6", "*1xN/*1").phenotype,
+        rs.knowledge.translate("CYP2D6", "*1xN/*1").score,
+    ) == ("Ultrarapid Metabolizer", "≥3.0")
     assert rs.knowledge.translate("CYP2D6", "*1/*2xN").phenotype == "Ultrarapid Metabolizer"
 
 
@@ -64,8 +69,16 @@ def test_not_tested_is_never_normal(rs):
         assert res[g].lookup in (("No Result",),)
 
 
-@pytest.mark.parametrize("gene,dip", [("CYP2C19", "*1/*99"), ("CYP2D6", "*1/*999"), ("DPYD", "Reference/c.9999A>T"),
-                                      ("TPMT", "garbage"), ("CYP2C9", "*1/*10")])
+@pytest.mark.parametrize(
+    "gene,dip",
+    [
+        ("CYP2C19", "*1/*99"),
+        ("CYP2D6", "*1/*999"),
+        ("DPYD", "Reference/c.9999A>T"),
+        ("TPMT", "garbage"),
+        ("CYP2C9", "*1/*10"),
+    ],
+)
 def test_unmatched_or_unknown_function_is_indeterminate(rs, gene, dip):
     r = rs.phenotypes(_rec(_g(gene, diplotype=dip)))[gene]
     assert r.status == "indeterminate"
@@ -80,14 +93,19 @@ def test_diplotype_and_reported_phenotype_disagree_is_conflict(rs):
 
 
 def test_two_sources_disagree_is_conflict(rs):
-    r = rs.phenotypes(_rec(_g("CYP2D6", diplotype="*1/*1"),
-                           _g("CYP2D6", diplotype="*4/*4", source="fhir-genotype")))["CYP2D6"]
+    r = rs.phenotypes(_rec(_g("CYP2D6", diplotype="*1/*1"), _g("CYP2D6", diplotype="*4/*4", source="fhir-genotype")))[
+        "CYP2D6"
+    ]
     assert r.status == "conflict" and set(r.lookup) == {"2.0", "0.0"}
 
 
 def test_agreeing_sources_are_not_a_conflict(rs):
-    r = rs.phenotypes(_rec(_g("CYP2C19", diplotype="*2/*1"),
-                           _g("CYP2C19", phenotype="intermediate metabolizer", source="fhir-phenotype-stu1")))
+    r = rs.phenotypes(
+        _rec(
+            _g("CYP2C19", diplotype="*2/*1"),
+            _g("CYP2C19", phenotype="intermediate metabolizer", source="fhir-phenotype-stu1"),
+        )
+    )
     assert r["CYP2C19"].status == "tested" and r["CYP2C19"].lookup == ("Intermediate Metabolizer",)
 
 

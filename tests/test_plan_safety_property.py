@@ -39,10 +39,17 @@ AS_OF = dt.date(2024, 6, 1)
 SNOMED = "http://snomed.info/sct"
 
 AREA_CONDITION = {"t2d": "44054006", "lipids": "55822004", "hypertension": "59621000", "depression": "35489007"}
-OUTCOME = {"t2d": ("hba1c", "%", "4548-4", 6.0, 12.0), "lipids": ("ldl", "mg/dL", "18262-6", 70, 240),
-           "hypertension": ("sbp", "mm[Hg]", "8480-6", 120, 190), "depression": ("phq9", "{score}", "44261-6", 3, 26)}
+OUTCOME = {
+    "t2d": ("hba1c", "%", "4548-4", 6.0, 12.0),
+    "lipids": ("ldl", "mg/dL", "18262-6", 70, 240),
+    "hypertension": ("sbp", "mm[Hg]", "8480-6", 120, 190),
+    "depression": ("phq9", "{score}", "44261-6", 3, 26),
+}
 EXTRA_CONDITIONS = {
-    "heart_failure": "84114007", "pregnancy": "77386006", "angioedema": "41291007", "mtc": "255032005",
+    "heart_failure": "84114007",
+    "pregnancy": "77386006",
+    "angioedema": "41291007",
+    "mtc": "255032005",
     "esrd": "46177005",
 }
 DIPLOTYPES = {
@@ -54,9 +61,24 @@ DIPLOTYPES = {
     "CYP2B6": ["*1/*1", "*6/*6", "*1/*6"],
 }
 PHENOTYPES = ["Poor Metabolizer", "Intermediate Metabolizer", "Normal Metabolizer", "Ultrarapid Metabolizer"]
-COMEDS = ["fluoxetine", "paroxetine", "bupropion", "omeprazole", "clarithromycin", "amlodipine", "gemfibrozil",
-          "warfarin", "ibuprofen", "tramadol", "linezolid", "phenelzine", "spironolactone", "clopidogrel",
-          "fluconazole", "diltiazem"]
+COMEDS = [
+    "fluoxetine",
+    "paroxetine",
+    "bupropion",
+    "omeprazole",
+    "clarithromycin",
+    "amlodipine",
+    "gemfibrozil",
+    "warfarin",
+    "ibuprofen",
+    "tramadol",
+    "linezolid",
+    "phenelzine",
+    "spironolactone",
+    "clopidogrel",
+    "fluconazole",
+    "diltiazem",
+]
 ALLERGENS = {"penicillin": "764146007", "sulfonamide": "387406002", "statin": "96302009"}
 MAOIS = {"phenelzine", "linezolid", "selegiline", "tranylcypromine", "isocarboxazid"}
 SEROTONERGIC_CLASSES = {"ssri", "snri"}
@@ -67,26 +89,51 @@ def patients(draw):
     area = draw(st.sampled_from(sorted(AREA_CONDITION)))
     a = load_area(area)
     pid = f"gen-{draw(st.integers(0, 10**9))}"
-    conds = [Condition(id="c0", code=AREA_CONDITION[area], system=SNOMED, onset=dt.date(2018, 1, 1),
-                       clinical_status="active")]
+    conds = [
+        Condition(
+            id="c0", code=AREA_CONDITION[area], system=SNOMED, onset=dt.date(2018, 1, 1), clinical_status="active"
+        )
+    ]
     for i, name in enumerate(draw(st.sets(st.sampled_from(sorted(EXTRA_CONDITIONS)), max_size=2))):
-        conds.append(Condition(id=f"c{i + 1}", code=EXTRA_CONDITIONS[name], system=SNOMED,
-                               onset=dt.date(2020, 1, 1), clinical_status="active"))
+        conds.append(
+            Condition(
+                id=f"c{i + 1}",
+                code=EXTRA_CONDITIONS[name],
+                system=SNOMED,
+                onset=dt.date(2020, 1, 1),
+                clinical_status="active",
+            )
+        )
     q, unit, loinc, lo, hi = OUTCOME[area]
     obs: dict[str, tuple[Measurement, ...]] = {}
     if draw(st.integers(0, 9)) > 0:  # most patients have an outcome on record; some have none (data gap)
         days = draw(st.integers(1, 900))
-        obs[q] = (Measurement(date=AS_OF - dt.timedelta(days=days), value=draw(st.floats(lo, hi)), unit=unit,
-                              loinc=loinc),)
+        obs[q] = (
+            Measurement(date=AS_OF - dt.timedelta(days=days), value=draw(st.floats(lo, hi)), unit=unit, loinc=loinc),
+        )
     if draw(st.booleans()):
-        obs["egfr"] = (Measurement(date=AS_OF - dt.timedelta(days=draw(st.integers(1, 500))),
-                                   value=draw(st.floats(8, 120)), unit="mL/min/1.73m2", loinc="33914-3"),)
+        obs["egfr"] = (
+            Measurement(
+                date=AS_OF - dt.timedelta(days=draw(st.integers(1, 500))),
+                value=draw(st.floats(8, 120)),
+                unit="mL/min/1.73m2",
+                loinc="33914-3",
+            ),
+        )
     meds = []
     area_drugs = draw(st.lists(st.sampled_from(a.formulary), max_size=3, unique_by=lambda d: d.drug_class))
     for i, d in enumerate(area_drugs):
         dose = draw(st.one_of(st.none(), st.sampled_from(d.doses)))
-        meds.append(Medication(id=f"m{i}", rxcui=d.rxcui, ingredient=d.ingredient, dose_mg_day=dose,
-                               status="active", start=dt.date(2022, 1, 1)))
+        meds.append(
+            Medication(
+                id=f"m{i}",
+                rxcui=d.rxcui,
+                ingredient=d.ingredient,
+                dose_mg_day=dose,
+                status="active",
+                start=dt.date(2022, 1, 1),
+            )
+        )
     for j, name in enumerate(draw(st.sets(st.sampled_from(COMEDS), max_size=3))):
         meds.append(Medication(id=f"x{j}", ingredient=name, status="active", start=dt.date(2023, 1, 1)))
     pgx = []
@@ -95,12 +142,20 @@ def patients(draw):
             pgx.append(PgxResult(gene=gene, phenotype=draw(st.sampled_from(PHENOTYPES)), source="fhir-phenotype-stu1"))
         else:
             pgx.append(PgxResult(gene=gene, diplotype=draw(st.sampled_from(DIPLOTYPES[gene])), source="fhir-genotype"))
-    allergies = [Allergy(id=f"a{k}", code=ALLERGENS[n], system=SNOMED, display=n, category=("medication",))
-                 for k, n in enumerate(draw(st.sets(st.sampled_from(sorted(ALLERGENS)), max_size=2)))]
+    allergies = [
+        Allergy(id=f"a{k}", code=ALLERGENS[n], system=SNOMED, display=n, category=("medication",))
+        for k, n in enumerate(draw(st.sets(st.sampled_from(sorted(ALLERGENS)), max_size=2)))
+    ]
     record = PatientRecord(
-        patient_id=pid, birth_date=dt.date(draw(st.integers(1935, 2004)), 6, 1),
-        sex=draw(st.sampled_from(["male", "female"])), as_of=AS_OF, conditions=tuple(conds),
-        medications=tuple(meds), allergies=tuple(allergies), observations=obs, pgx=tuple(pgx),
+        patient_id=pid,
+        birth_date=dt.date(draw(st.integers(1935, 2004)), 6, 1),
+        sex=draw(st.sampled_from(["male", "female"])),
+        as_of=AS_OF,
+        conditions=tuple(conds),
+        medications=tuple(meds),
+        allergies=tuple(allergies),
+        observations=obs,
+        pgx=tuple(pgx),
     )
     return area, record
 
@@ -123,8 +178,12 @@ def _check(planner: Planner, area: str, record: PatientRecord) -> None:
     for plan in rec.plans:
         from planner.record import DrugDose, Regimen
 
-        reg = Regimen.of([DrugDose(ingredient=d.drug, rxcui=d.rxnorm, dose_mg_day=d.dose_mg_day,
-                                   drug_class=d.drug_class) for d in plan.regimen])
+        reg = Regimen.of(
+            [
+                DrugDose(ingredient=d.drug, rxcui=d.rxnorm, dose_mg_day=d.dose_mg_day, drug_class=d.drug_class)
+                for d in plan.regimen
+            ]
+        )
         again = rs.screen(ctx, reg, new_start=set(reg.ingredients) - current)
         assert not [f for f in again if f.action == "exclude"], (plan.key, again)
         for f in again:
@@ -157,8 +216,11 @@ def _check(planner: Planner, area: str, record: PatientRecord) -> None:
     for gene, res in phen.items():
         if gene not in tested:
             assert res.status == "not-tested", (gene, res)
-    for f in [*rec.current_findings, *(f for p in rec.plans for f in p.findings),
-              *(f for e in rec.excluded for f in e.findings)]:
+    for f in [
+        *rec.current_findings,
+        *(f for p in rec.plans for f in p.findings),
+        *(f for e in rec.excluded for f in e.findings),
+    ]:
         if f.kind == "gene-drug" and f.genes and not set(f.genes) & tested:
             assert "normal" not in (f.phenotype or "").lower(), f
 
@@ -169,7 +231,6 @@ def _check(planner: Planner, area: str, record: PatientRecord) -> None:
 def test_no_recommended_plan_contains_what_a_rule_excludes(planner, case):
     area, record = case
     _check(planner, area, record)
-
 
 
 # ---- screen level: >= 5,000 patients, the whole list a plan leaves --------------------------------------------
@@ -190,26 +251,59 @@ def screen_case(seed: int) -> tuple[str, PatientRecord, list[int]]:
     a = AREAS[area]
     meds = []
     for i, d in enumerate(rng.sample(a.formulary, rng.randint(0, 2))):
-        meds.append(Medication(id=f"m{i}", rxcui=d.rxcui, ingredient=d.ingredient, status="active",
-                               dose_mg_day=rng.choice(d.doses), start=dt.date(2022, 1, 1)))
+        meds.append(
+            Medication(
+                id=f"m{i}",
+                rxcui=d.rxcui,
+                ingredient=d.ingredient,
+                status="active",
+                dose_mg_day=rng.choice(d.doses),
+                start=dt.date(2022, 1, 1),
+            )
+        )
     others = set(rng.sample(LINKED, rng.randint(0, 3))) | set(rng.sample(NAMED, rng.randint(0, 2)))
     for j, name in enumerate(sorted(others)):
-        meds.append(Medication(id=f"x{j}", ingredient=name, status="active", start=dt.date(2023, 1, 1),
-                               dose_mg_day=rng.choice([None, 5.0, 20.0, 40.0, 80.0])))
-    pgx = [PgxResult(gene=g, diplotype=rng.choice(SCREEN_DIPLOTYPES[g]), source="pharmcat-tsv")
-           for g in sorted(rng.sample(sorted(SCREEN_DIPLOTYPES), rng.randint(0, 5)))]
-    pgx += [PgxResult(gene=g, phenotype=rng.choice(v), source="fhir-implication")
-            for g, v in REPORTED.items() if rng.random() < 0.1]
+        meds.append(
+            Medication(
+                id=f"x{j}",
+                ingredient=name,
+                status="active",
+                start=dt.date(2023, 1, 1),
+                dose_mg_day=rng.choice([None, 5.0, 20.0, 40.0, 80.0]),
+            )
+        )
+    pgx = [
+        PgxResult(gene=g, diplotype=rng.choice(SCREEN_DIPLOTYPES[g]), source="pharmcat-tsv")
+        for g in sorted(rng.sample(sorted(SCREEN_DIPLOTYPES), rng.randint(0, 5)))
+    ]
+    pgx += [
+        PgxResult(gene=g, phenotype=rng.choice(v), source="fhir-implication")
+        for g, v in REPORTED.items()
+        if rng.random() < 0.1
+    ]
     obs = {}
     if rng.random() < 0.8:
-        obs["egfr"] = (Measurement(date=AS_OF - dt.timedelta(days=30), value=float(rng.randint(8, 120)),
-                                   unit="mL/min/1.73m2", loinc="33914-3"),)
+        obs["egfr"] = (
+            Measurement(
+                date=AS_OF - dt.timedelta(days=30),
+                value=float(rng.randint(8, 120)),
+                unit="mL/min/1.73m2",
+                loinc="33914-3",
+            ),
+        )
     conds = [Condition(id="c0", code=AREA_CONDITION[area], system=SNOMED, clinical_status="active")]
     extra = sorted(EXTRA_CONDITIONS.values()) + [LIVER]
     for k, code in enumerate(rng.sample(extra, rng.randint(0, 2))):
         conds.append(Condition(id=f"c{k + 1}", code=code, system=SNOMED, clinical_status="active"))
-    record = PatientRecord(patient_id="s", birth_date=dt.date(rng.randint(1935, 2004), 6, 1), as_of=AS_OF,
-                           medications=tuple(meds), pgx=tuple(pgx), observations=obs, conditions=tuple(conds))
+    record = PatientRecord(
+        patient_id="s",
+        birth_date=dt.date(rng.randint(1935, 2004), 6, 1),
+        as_of=AS_OF,
+        medications=tuple(meds),
+        pgx=tuple(pgx),
+        observations=obs,
+        conditions=tuple(conds),
+    )
     return area, record, [rng.randrange(10**6) for _ in range(rng.randint(4, 8))]
 
 
@@ -217,13 +311,16 @@ REGIMENS = {a: enumerate_regimens(AREAS[a], doses="all") for a in AREAS}
 
 
 def _as_current(record: PatientRecord, drugs: dict[str, float | None]) -> PatientRecord:
-    meds = tuple(Medication(id=f"o{i}", ingredient=d, dose_mg_day=x, status="active", start=dt.date(2023, 1, 1))
-                 for i, (d, x) in enumerate(sorted(drugs.items())))
+    meds = tuple(
+        Medication(id=f"o{i}", ingredient=d, dose_mg_day=x, status="active", start=dt.date(2023, 1, 1))
+        for i, (d, x) in enumerate(sorted(drugs.items()))
+    )
     return record.model_copy(update={"medications": meds})
 
 
-def _changes_effect(rs: RuleSet, record: PatientRecord, c: str, dose: float | None, x: str,
-                    rest: dict[str, float | None]) -> bool:
+def _changes_effect(
+    rs: RuleSet, record: PatientRecord, c: str, dose: float | None, x: str, rest: dict[str, float | None]
+) -> bool:
     """Does ``x`` change the CPIC finding of ``c``? Asked the other way round: ``c`` screened as a new drug
     beside ``x`` (current) and beside the same list without ``x``."""
     reg = Regimen.of([DrugDose(ingredient=c, rxcui="0", dose_mg_day=dose)])
@@ -236,8 +333,7 @@ def _changes_effect(rs: RuleSet, record: PatientRecord, c: str, dose: float | No
     return bool(with_x - rules(rest))
 
 
-def _oracle_rule_data(rs: RuleSet, final: Regimen, kept: dict[str, float | None], egfr: float | None,
-                      findings) -> None:
+def _oracle_rule_data(rs: RuleSet, final: Regimen, kept: dict[str, float | None], egfr: float | None, findings) -> None:
     names = set(final.ingredients)
     listed = names | set(kept)
     for rule, a, b in rs.ddi:
@@ -275,8 +371,11 @@ def _screen_check(area: str, record: PatientRecord, picks: list[int]) -> None:
         added = set(reg.ingredients) - set(ctx.current)
         for f in res.findings:
             if f.kind == "gene-drug" and "phenoconverted by" in (f.phenotype or ""):
-                by = {x.strip() for part in f.phenotype.split("phenoconverted by ")[1:]
-                      for x in part.split(")")[0].split(",")}
+                by = {
+                    x.strip()
+                    for part in f.phenotype.split("phenoconverted by ")[1:]
+                    for x in part.split(")")[0].split(",")
+                }
                 assert by <= set(f.drugs), f
             assert set(f.plan_adds) <= added & set(f.drugs), f
         for x in sorted(added):  # both directions: a plan drug that changes a current drug's effect

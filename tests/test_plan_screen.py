@@ -23,9 +23,12 @@ def rs() -> RuleSet:
 
 def rec(meds=(), pgx=()) -> PatientRecord:
     return PatientRecord(
-        patient_id="t", as_of=AS_OF, birth_date=dt.date(1965, 1, 1),
-        medications=tuple(Medication(ingredient=m, rxcui="0", start=dt.date(2023, 1, 1), status="active")
-                          for m in meds),
+        patient_id="t",
+        as_of=AS_OF,
+        birth_date=dt.date(1965, 1, 1),
+        medications=tuple(
+            Medication(ingredient=m, rxcui="0", start=dt.date(2023, 1, 1), status="active") for m in meds
+        ),
         pgx=tuple(PgxResult(gene=g, diplotype=d, source="pharmcat-tsv") for g, d in pgx),
     )
 
@@ -35,8 +38,14 @@ def reg(*drugs: tuple[str, float]) -> Regimen:
 
 
 def two_drug_excludes(findings, current, added):
-    return [f for f in findings if f.action == "exclude" and set(f.drugs) == {current, added}
-            and f.plan_adds == (added,) and f.target_drug == added]
+    return [
+        f
+        for f in findings
+        if f.action == "exclude"
+        and set(f.drugs) == {current, added}
+        and f.plan_adds == (added,)
+        and f.target_drug == added
+    ]
 
 
 # CPIC tamoxifen/CYP2D6 (Goetz 2018): normal metabolizers "avoid moderate and strong CYP2D6 inhibitors"
@@ -60,7 +69,8 @@ def test_cyp2c19_inhibitor_added_beside_current_clopidogrel_is_excluded(rs, adde
     res = screen_plan(rec(["clopidogrel"], [("CYP2C19", "*1/*1")]), reg((added, 20)), rules=rs)
     assert res.excluded
     assert [f.rule_id for f in two_drug_excludes(res.findings, "clopidogrel", added)] == [
-        "ddi.clopidogrel-cyp2c19-inhibitor"]
+        "ddi.clopidogrel-cyp2c19-inhibitor"
+    ]
 
 
 def test_bupropion_beside_phenelzine_is_excluded(rs):
@@ -157,13 +167,16 @@ def test_duloxetine_avoided_below_egfr_30(rs):
     assert res.excluded and [f.rule_id for f in res.exclusions] == ["lab.duloxetine-egfr-30"]
 
 
-@pytest.mark.parametrize("statin,dose,current,cap,rule", [
-    ("pravastatin", 80, "clarithromycin", 40, "ddi.pravastatin-clarithromycin"),  # Pravachol label
-    ("simvastatin", 40, "amlodipine", 20, "ddi.simvastatin-amlodipine"),  # Zocor 2.3
-    ("simvastatin", 40, "diltiazem", 10, "ddi.simvastatin-diltiazem"),  # Zocor 2.3
-    ("atorvastatin", 80, "clarithromycin", 20, "ddi.atorvastatin-strong-cyp3a4"),  # Lipitor 2.5
-    ("rosuvastatin", 40, "ritonavir", 10, "ddi.rosuvastatin-protease-inhibitor"),  # Crestor 2.x
-])
+@pytest.mark.parametrize(
+    "statin,dose,current,cap,rule",
+    [
+        ("pravastatin", 80, "clarithromycin", 40, "ddi.pravastatin-clarithromycin"),  # Pravachol label
+        ("simvastatin", 40, "amlodipine", 20, "ddi.simvastatin-amlodipine"),  # Zocor 2.3
+        ("simvastatin", 40, "diltiazem", 10, "ddi.simvastatin-diltiazem"),  # Zocor 2.3
+        ("atorvastatin", 80, "clarithromycin", 20, "ddi.atorvastatin-strong-cyp3a4"),  # Lipitor 2.5
+        ("rosuvastatin", 40, "ritonavir", 10, "ddi.rosuvastatin-protease-inhibitor"),  # Crestor 2.x
+    ],
+)
 def test_interaction_dose_caps(rs, statin, dose, current, cap, rule):
     res = screen_plan(rec([current]), reg((statin, dose)), rules=rs)
     assert res.final is not None and res.final.dose_of(statin) == cap
@@ -174,8 +187,15 @@ def test_interaction_dose_caps(rs, statin, dose, current, cap, rule):
 
 def test_cap_on_a_current_drug_is_named_on_the_plan(rs):
     # amlodipine (plan) beside current simvastatin 40 mg: the plan says to cap the current simvastatin
-    r = rec().model_copy(update={"medications": (Medication(ingredient="simvastatin", rxcui="0", dose_mg_day=40,
-                                                            start=dt.date(2023, 1, 1), status="active"),)})
+    r = rec().model_copy(
+        update={
+            "medications": (
+                Medication(
+                    ingredient="simvastatin", rxcui="0", dose_mg_day=40, start=dt.date(2023, 1, 1), status="active"
+                ),
+            )
+        }
+    )
     ctx = rs.prepare(r, area="hypertension")
     res = screen_plan(ctx, reg(("amlodipine", 5)), rules=rs)
     f = [f for f in res.findings if f.rule_id == "ddi.simvastatin-amlodipine"][0]
@@ -199,6 +219,12 @@ def test_screen_benchmark_runs_with_tiny_arguments():
 
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "PYTHONPATH": str(root)}
-    out = subprocess.run([sys.executable, str(root / "benchmarks" / "screen.py"), "--regimens", "12", "--repeats", "2"],
-                         capture_output=True, text=True, env=env, timeout=120, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "screen.py"), "--regimens", "12", "--repeats", "2"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=True,
+    ).stdout
     assert "plan-level pairs" in out and "naive baseline" in out and "speed-up" in out

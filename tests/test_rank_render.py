@@ -27,8 +27,16 @@ def area():
 
 
 def _caution(drug):
-    return Finding(rule_id="test-caution", rule_version="1", kind="drug-condition", action="caution",
-                   message="test caution", source="https://example.org", drugs=(drug,), target_drug=drug)
+    return Finding(
+        rule_id="test-caution",
+        rule_version="1",
+        kind="drug-condition",
+        action="caution",
+        message="test caution",
+        source="https://example.org",
+        drugs=(drug,),
+        target_drug=drug,
+    )
 
 
 def _make(area, seed=0):
@@ -44,9 +52,18 @@ def _make(area, seed=0):
     mean = centers + 0.2 * rng.standard_normal((2000, 4))
     pred = mean + 0.45 * rng.standard_normal((2000, 4))
     findings = [[], [], [], [_caution("sitagliptin")]]
-    plans = rank_plans(area=area, current=current, candidates=cands, findings=findings, mean_draws=mean,
-                       pred_draws=pred, baseline=8.2, target=7.0, config=RankingConfig.load(),
-                       features={"baseline": 8.2, "egfr": 40.0})
+    plans = rank_plans(
+        area=area,
+        current=current,
+        candidates=cands,
+        findings=findings,
+        mean_draws=mean,
+        pred_draws=pred,
+        baseline=8.2,
+        target=7.0,
+        config=RankingConfig.load(),
+        features={"baseline": 8.2, "egfr": 40.0},
+    )
     return current, cands, plans, mean
 
 
@@ -62,8 +79,14 @@ def test_rank_orders_by_utility_and_p_best_is_joint(area):
     centers = np.array([8.0, 7.6, 7.1, 7.9])
     m = centers + 0.2 * rng.standard_normal((2000, 4))
     pr = m + 0.45 * rng.standard_normal((2000, 4))
-    pen = np.array([w["drug"] * 1, w["drug"] + w["change"], 2 * w["drug"] + w["change"],
-                    w["drug"] + 2 * w["change"] + w["caution"]])
+    pen = np.array(
+        [
+            w["drug"] * 1,
+            w["drug"] + w["change"],
+            2 * w["drug"] + w["change"],
+            w["drug"] + 2 * w["change"] + w["caution"],
+        ]
+    )
     u = w["p_target"] * (pr < 7.0) - w["improvement"] * np.maximum(m - 7.0, 0) / cfg.scale_for(area) - pen
     wins = np.bincount(np.argmax(u, axis=1), minlength=4) / len(u)
     by_key = {p.key: p.p_best for p in plans}
@@ -85,8 +108,17 @@ def test_caution_lowers_utility(area):
     pred = mean + 0.3 * rng.standard_normal((1000, 2))
     a = Regimen.of([_dd(area, "sitagliptin", 100)])
     b = Regimen.of([_dd(area, "linagliptin", 5)])
-    plans = rank_plans(area=area, current=current, candidates=[a, b], findings=[[_caution("sitagliptin")], []],
-                       mean_draws=mean, pred_draws=pred, baseline=8.0, target=7.0, config=RankingConfig.load())
+    plans = rank_plans(
+        area=area,
+        current=current,
+        candidates=[a, b],
+        findings=[[_caution("sitagliptin")], []],
+        mean_draws=mean,
+        pred_draws=pred,
+        baseline=8.0,
+        target=7.0,
+        config=RankingConfig.load(),
+    )
     assert plans[0].key == b.key()
 
 
@@ -102,28 +134,66 @@ def test_change_labels(area):
 def test_rank_rejects_bad_shapes(area):
     current = Regimen()
     with pytest.raises(ValueError, match="draws must be"):
-        rank_plans(area=area, current=current, candidates=[current], findings=[[]],
-                   mean_draws=np.zeros((10, 2)), pred_draws=np.zeros((10, 2)), baseline=None, target=7.0,
-                   config=RankingConfig.load())
+        rank_plans(
+            area=area,
+            current=current,
+            candidates=[current],
+            findings=[[]],
+            mean_draws=np.zeros((10, 2)),
+            pred_draws=np.zeros((10, 2)),
+            baseline=None,
+            target=7.0,
+            config=RankingConfig.load(),
+        )
 
 
 def _recommendation(area) -> Recommendation:
     current, _, plans, _ = _make(area)
-    excl = Finding(rule_id="cpic-x", rule_version="1", kind="gene-drug", action="exclude", message="avoid <b>x</b>",
-                   source="https://cpicpgx.org/guidelines/", drugs=("glyburide",), genes=("CYP2C9",))
+    excl = Finding(
+        rule_id="cpic-x",
+        rule_version="1",
+        kind="gene-drug",
+        action="exclude",
+        message="avoid <b>x</b>",
+        source="https://cpicpgx.org/guidelines/",
+        drugs=("glyburide",),
+        genes=("CYP2C9",),
+    )
     from planner.recommendation import ExcludedRegimen
 
     return Recommendation(
-        patient_id="p-1", area=area.id, area_name=area.name,
-        outcome=OutcomeSummary(quantity="hba1c", loinc="4548-4", unit="%", direction="lower", baseline=8.2,
-                               baseline_date=dt.date(2024, 1, 5), target=7.0),
+        patient_id="p-1",
+        area=area.id,
+        area_name=area.name,
+        outcome=OutcomeSummary(
+            quantity="hba1c",
+            loinc="4548-4",
+            unit="%",
+            direction="lower",
+            baseline=8.2,
+            baseline_date=dt.date(2024, 1, 5),
+            target=7.0,
+        ),
         current_regimen=describe_changes(current, current, area)[0],
         plans=tuple(plans),
-        excluded=(ExcludedRegimen(key="glyburide@10", regimen=describe_changes(current, Regimen.of([_dd(area, "glyburide", 10)]), area)[0], findings=(excl,)),),
+        excluded=(
+            ExcludedRegimen(
+                key="glyburide@10",
+                regimen=describe_changes(current, Regimen.of([_dd(area, "glyburide", 10)]), area)[0],
+                findings=(excl,),
+            ),
+        ),
         current_findings=(),
-        provenance=Provenance(planner_version="0.1.0", rules_version="1.0.0+abc", area_version=area.version,
-                              model="prior", seed=0, as_of=dt.date(2024, 2, 1), num_samples=2000,
-                              candidates_considered=5),
+        provenance=Provenance(
+            planner_version="0.1.0",
+            rules_version="1.0.0+abc",
+            area_version=area.version,
+            model="prior",
+            seed=0,
+            as_of=dt.date(2024, 2, 1),
+            num_samples=2000,
+            candidates_considered=5,
+        ),
     )
 
 
@@ -132,7 +202,9 @@ def test_json_round_trip(area):
     again = Recommendation.model_validate_json(rec.to_json())
     assert again == rec
     doc = json.loads(rec.to_json())
-    assert {"patient_id", "area", "outcome", "plans", "excluded", "current_findings", "data_gaps", "provenance"} <= set(doc)
+    assert {"patient_id", "area", "outcome", "plans", "excluded", "current_findings", "data_gaps", "provenance"} <= set(
+        doc
+    )
     assert doc["plans"][0]["predicted"]["level"] == 0.9
 
 

@@ -39,22 +39,30 @@ def test_every_us_core_example_ingests_with_its_patients(folder, tmp_path) -> No
     assert not failed, failed
 
 
-@pytest.mark.parametrize("folder", ["genomics-2020/" + p.name for p in sorted((RW / "genomics-2020").iterdir())]
-                         + ["bulk-smart10", "bulk-smart10-medref", "uscore-3.1.1", "uscore-6.1.0"])
+@pytest.mark.parametrize(
+    "folder",
+    ["genomics-2020/" + p.name for p in sorted((RW / "genomics-2020").iterdir())]
+    + ["bulk-smart10", "bulk-smart10-medref", "uscore-3.1.1", "uscore-6.1.0"],
+)
 def test_every_folder_ingests_whole(folder) -> None:
     assert read_records(RW / folder, today="2026-01-01")
 
 
 def test_us_core_3_labs_vitals_and_data_absent() -> None:
     r = _by_id(read_records(RW / "uscore-3.1.1"))["example"]
-    assert (r.latest("creatinine").date, r.latest("creatinine").value, r.latest("creatinine").unit) == \
-        (D(2005, 7, 5), 1.0, "mg/dL")
+    assert (r.latest("creatinine").date, r.latest("creatinine").value, r.latest("creatinine").unit) == (
+        D(2005, 7, 5),
+        1.0,
+        "mg/dL",
+    )
     assert (r.latest("sbp").date, r.latest("sbp").value) == (D(1999, 7, 2), 109.0)
     # bp-data-absent.json: the diastolic component has dataAbsentReason "unknown": never used as a value
     w = next(w for w in r.warnings if w.code == "data-absent")
     assert (w.resource, w.field, w.message) == (
-        "Observation/bp-data-absent", "component[1].dataAbsentReason",
-        "Diastolic blood pressure (LOINC 8462-4) has a dataAbsentReason (Unknown); no value used")
+        "Observation/bp-data-absent",
+        "component[1].dataAbsentReason",
+        "Diastolic blood pressure (LOINC 8462-4) has a dataAbsentReason (Unknown); no value used",
+    )
 
 
 def test_us_core_6_problems_medications_phq9_deceased() -> None:
@@ -69,8 +77,11 @@ def test_us_core_6_problems_medications_phq9_deceased() -> None:
     assert tyl.dose_mg_day is None and tyl.as_needed is False  # "Takes 1-2 tablets ... as needed" is text only
     # nizatidine (coded, contained, referenced): not in the code tables -> kept, unresolved, never dropped
     niz = [m for m in active if m.ingredient is None]
-    assert {m.id for m in niz} == {"medicationrequest-coded-oral-axid", "medicationrequest-contained-oral-axid",
-                                   "medicationrequest-referenced-oral-axid"}
+    assert {m.id for m in niz} == {
+        "medicationrequest-coded-oral-axid",
+        "medicationrequest-contained-oral-axid",
+        "medicationrequest-referenced-oral-axid",
+    }
     dead = recs["deceased-example"]
     assert dead.is_deceased and dead.deceased == D(2022, 7, 22)
 
@@ -78,14 +89,21 @@ def test_us_core_6_problems_medications_phq9_deceased() -> None:
 def test_bulk_export_folder_three_patients_log_ignored() -> None:
     stats = IngestStats()
     recs = _by_id(read_records(RW / "bulk-smart10", stats=stats))
-    assert set(recs) == {"79a66c97-6131-3213-f3c9-4606946ab056", "a5cb8ce9-cec6-6b23-0990-cbaf753578a4",
-                         "63ee2253-bdd5-da55-2ad2-b4984d0ad700"}
+    assert set(recs) == {
+        "79a66c97-6131-3213-f3c9-4606946ab056",
+        "a5cb8ce9-cec6-6b23-0990-cbaf753578a4",
+        "63ee2253-bdd5-da55-2ad2-b4984d0ad700",
+    }
     assert stats.failed_patients == [] and stats.skipped_resources == 0
     a = recs["a5cb8ce9-cec6-6b23-0990-cbaf753578a4"]
     simva = next(m for m in a.active_medications() if m.ingredient == "simvastatin")
     # MedicationRequest 9da50262...: Simvastatin 10 MG Oral Tablet, doseQuantity {value: 1} without a unit, once daily
     assert (simva.id, simva.dose_mg_day, simva.dose_assumed, simva.start) == (
-        "9da50262-b306-5964-0331-73ab3bb9a1ea", 10.0, True, D(2023, 2, 5))
+        "9da50262-b306-5964-0331-73ab3bb9a1ea",
+        10.0,
+        True,
+        D(2023, 2, 5),
+    )
     w = next(w for w in a.warnings if w.code == "dose-assumed" and w.resource == f"MedicationRequest/{simva.id}")
     assert w.message == "simvastatin: no dose unit given: tablets of the labelled strength assumed"
     assert load_area("lipids").matches_condition("55822004", "http://snomed.info/sct")
@@ -96,7 +114,8 @@ def test_bulk_export_folder_three_patients_log_ignored() -> None:
     assert any(t2d.matches_condition(c.code, c.system) for c in dead.active_conditions())
     # Humulin 70/30 (RxNorm 106892) resolves to its two insulins
     assert {"insulin isophane human", "insulin regular human", "metformin"} <= {
-        m.ingredient for m in dead.active_medications()}
+        m.ingredient for m in dead.active_medications()
+    }
 
 
 def test_bulk_medication_reference_reads_the_same_as_inline_codes() -> None:
@@ -113,12 +132,26 @@ def test_icd10_under_its_oid_and_snomed_descendants_join_the_area() -> None:
     from planner.testing import BundleBuilder
 
     b = BundleBuilder()
-    b.add({"resourceType": "Condition", "id": "c-oid", "subject": {"reference": "Patient/p1"},
-           "clinicalStatus": {"coding": [{"code": "active"}]}, "onsetDateTime": "2020-01-01",
-           "code": {"coding": [{"system": "urn:oid:2.16.840.1.113883.6.90", "code": "E11.65"}]}})
-    b.add({"resourceType": "Condition", "id": "c-desc", "subject": {"reference": "Patient/p1"},
-           "clinicalStatus": {"coding": [{"code": "active"}]}, "onsetDateTime": "2020-01-01",
-           "code": {"coding": [{"system": "http://snomed.info/sct", "code": "90781000119102"}]}})
+    b.add(
+        {
+            "resourceType": "Condition",
+            "id": "c-oid",
+            "subject": {"reference": "Patient/p1"},
+            "clinicalStatus": {"coding": [{"code": "active"}]},
+            "onsetDateTime": "2020-01-01",
+            "code": {"coding": [{"system": "urn:oid:2.16.840.1.113883.6.90", "code": "E11.65"}]},
+        }
+    )
+    b.add(
+        {
+            "resourceType": "Condition",
+            "id": "c-desc",
+            "subject": {"reference": "Patient/p1"},
+            "clinicalStatus": {"coding": [{"code": "active"}]},
+            "onsetDateTime": "2020-01-01",
+            "code": {"coding": [{"system": "http://snomed.info/sct", "code": "90781000119102"}]},
+        }
+    )
     r = b.record()
     t2d = load_area("t2d")
     c_oid = next(c for c in r.conditions if c.id == "c-oid")
@@ -129,6 +162,7 @@ def test_icd10_under_its_oid_and_snomed_descendants_join_the_area() -> None:
 def test_genomics_hla_bundle_patient_known_by_urn_uuid() -> None:
     r = read_record(RW / "genomics-2020" / "Bundle-CG-IG-HLA-FullBundle-01")
     assert r.patient_id == "13f34265-335c-4853-bc38-0815315edafa"
-    doc = json.loads((RW / "genomics-2020" / "Bundle-CG-IG-HLA-FullBundle-01" /
-                      "Bundle-CG-IG-HLA-FullBundle-01.json").read_text())
+    doc = json.loads(
+        (RW / "genomics-2020" / "Bundle-CG-IG-HLA-FullBundle-01" / "Bundle-CG-IG-HLA-FullBundle-01.json").read_text()
+    )
     assert doc["entry"][0]["fullUrl"] == "urn:uuid:" + r.patient_id and "id" not in doc["entry"][0]["resource"]

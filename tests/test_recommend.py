@@ -53,8 +53,9 @@ def test_cyp2c19_poor_metabolizer_gets_no_standard_dose_citalopram(planner):
     for drug, dose in _drug_doses(rec):
         if drug in {"citalopram", "escitalopram"}:
             assert dose is not None and dose <= 0.5 * area.drug(drug).reference_dose + 1e-9, (drug, dose)
-    gene_findings = [f for f in _all_findings(rec) if "CYP2C19" in f.genes and
-                     set(f.drugs) & {"citalopram", "escitalopram"}]
+    gene_findings = [
+        f for f in _all_findings(rec) if "CYP2C19" in f.genes and set(f.drugs) & {"citalopram", "escitalopram"}
+    ]
     # every citalopram/escitalopram regimen met the CPIC rule: excluded, or dose halved (an "info" finding
     # records a regimen already at or below half the usual dose)
     assert gene_findings

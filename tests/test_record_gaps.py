@@ -26,9 +26,17 @@ def _t2d(**kw: Any) -> BundleBuilder:
 
 
 def _unresolved(b: BundleBuilder) -> None:
-    b.add({"resourceType": "MedicationRequest", "id": "mr-x", "status": "active", "intent": "order",
-           "subject": {"reference": "Patient/p1"}, "authoredOn": "2023-06-01",
-           "medicationReference": {"reference": "Medication/not-in-this-export"}})
+    b.add(
+        {
+            "resourceType": "MedicationRequest",
+            "id": "mr-x",
+            "status": "active",
+            "intent": "order",
+            "subject": {"reference": "Patient/p1"},
+            "authoredOn": "2023-06-01",
+            "medicationReference": {"reference": "Medication/not-in-this-export"},
+        }
+    )
 
 
 def test_deceased_patient_gets_no_plans_and_is_told_so(planner) -> None:
@@ -48,8 +56,10 @@ def test_deceased_boolean_counts(planner) -> None:
 def test_unresolved_current_medication_is_a_gap_in_recommend_and_check(planner) -> None:
     b = _t2d()
     _unresolved(b)
-    msg = ("a current medication could not be identified (unresolved medication); it is not screened for "
-           "interactions or doses")
+    msg = (
+        "a current medication could not be identified (unresolved medication); it is not screened for "
+        "interactions or doses"
+    )
     rec = planner.recommend(b.build(), area="t2d")
     assert msg in [g.message for g in rec.data_gaps]
     assert rec.plans  # still a recommendation for what can be read
@@ -62,5 +72,6 @@ def test_latest_outcome_dropped_as_implausible_is_named_with_its_date(planner) -
     b.observation("hba1c", 64, unit="%", date="2024-03-01")  # mmol/mol written as %: dropped
     rec = planner.recommend(b.build(), area="t2d", as_of="2024-03-02")
     gap = next(g for g in rec.data_gaps if g.code == "implausible-latest-outcome")
-    assert gap.message == ("the latest hba1c (2024-03-01: 64 %) was dropped as implausible; the baseline is the "
-                           "value of 2024-01-05")
+    assert gap.message == (
+        "the latest hba1c (2024-03-01: 64 %) was dropped as implausible; the baseline is the value of 2024-01-05"
+    )

@@ -57,8 +57,14 @@ def morris_page(planner) -> str:
 
 def test_cli_writes_one_self_contained_page() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    out = subprocess.run([sys.executable, "-m", "planner.cli", "recommend", str(MORRIS), "--format", "html"],
-                         capture_output=True, text=True, env=env, timeout=300, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "planner.cli", "recommend", str(MORRIS), "--format", "html"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=True,
+    ).stdout
     assert out.startswith("<!DOCTYPE html>") and out.count("<html") == 1 and out.rstrip().endswith("</html>")
     assert "Hypertension" in out and "Type 2 diabetes" in out  # both of the patient's areas on one page
 
@@ -79,9 +85,18 @@ def test_page_loads_nothing_from_outside(morris_page: str) -> None:
 
 
 def test_page_has_every_section_and_every_plan(planner, morris_page: str) -> None:
-    for heading in ("Patient summary", "Active problems", "Current medications", "Latest measurements",
-                    "Pharmacogenomic results", "Findings on current medications", "Ranked plans",
-                    "Excluded regimens", "Data gaps", "Provenance"):
+    for heading in (
+        "Patient summary",
+        "Active problems",
+        "Current medications",
+        "Latest measurements",
+        "Pharmacogenomic results",
+        "Findings on current medications",
+        "Ranked plans",
+        "Excluded regimens",
+        "Data gaps",
+        "Provenance",
+    ):
         assert heading in morris_page, heading
     recs = planner.recommend_all(read_record(MORRIS), top=5)
     text = "".join(_parse(morris_page).text)
@@ -136,18 +151,23 @@ def test_untested_and_indeterminate_genes_are_never_normal(planner) -> None:
 
 def test_same_input_same_page(planner) -> None:
     record = read_record(JED)
-    pages = [render_page(build_report(record, planner.recommend_all(record, seed=3), planner.ruleset))
-             for _ in range(2)]
+    pages = [
+        render_page(build_report(record, planner.recommend_all(record, seed=3), planner.ruleset)) for _ in range(2)
+    ]
     assert pages[0] == pages[1]
 
 
 def test_notebook_displays_are_html(planner) -> None:
     record = read_record(MORRIS)
     rec = planner.recommend(record, area="t2d")
-    for obj in (record, rec, Findings(planner.ruleset.check(with_lab(record, "egfr", 25))),
-                build_report(record, [rec], planner.ruleset)):
+    for obj in (
+        record,
+        rec,
+        Findings(planner.ruleset.check(with_lab(record, "egfr", 25))),
+        build_report(record, [rec], planner.ruleset),
+    ):
         html = obj._repr_html_()
-        assert html.startswith("<div class=\"planner\"><style>") and "<table" in html
+        assert html.startswith('<div class="planner"><style>') and "<table" in html
     dirk = planner.recommend(read_record(next((FIXTURES / "synthea").glob("Dirk_Kuhlman_*.json"))), area="t2d")
     assert isinstance(dirk.current_findings, Findings) and dirk.current_findings  # HLA-B for carbamazepine
     assert "carbamazepine" in dirk.current_findings._repr_html_()
@@ -193,18 +213,26 @@ def test_odd_records_still_render(planner) -> None:
     from planner.record import Condition, DataWarning, Medication, PgxResult
 
     base = read_record(JED)
-    odd = base.model_copy(update={
-        "birth_date": None, "sex": None,
-        "conditions": (*base.conditions, Condition(code="44054006", system="http://snomed.info/sct")),
-        "medications": (*base.medications,
-                        Medication(rxcui="36567", ingredient="simvastatin", dose_mg_day=None, status="active"),
-                        Medication(rxcui="36567", ingredient="simvastatin", dose_mg_day=20, status="active",
-                                   start=dt.date(2020, 1, 1)),
-                        Medication(status="active", source_display=None)),
-        "pgx": (PgxResult(gene="CYP2D6", activity_score=1.5, source="pharmcat-tsv"),
-                PgxResult(gene="HLA-B", allele="*57:01", allele_status="negative", source="fhir-hla")),
-        "warnings": (DataWarning(code="x", message="<b>odd</b>", field="a.b", value="<i>v</i>"),),
-    })
+    odd = base.model_copy(
+        update={
+            "birth_date": None,
+            "sex": None,
+            "conditions": (*base.conditions, Condition(code="44054006", system="http://snomed.info/sct")),
+            "medications": (
+                *base.medications,
+                Medication(rxcui="36567", ingredient="simvastatin", dose_mg_day=None, status="active"),
+                Medication(
+                    rxcui="36567", ingredient="simvastatin", dose_mg_day=20, status="active", start=dt.date(2020, 1, 1)
+                ),
+                Medication(status="active", source_display=None),
+            ),
+            "pgx": (
+                PgxResult(gene="CYP2D6", activity_score=1.5, source="pharmcat-tsv"),
+                PgxResult(gene="HLA-B", allele="*57:01", allele_status="negative", source="fhir-hla"),
+            ),
+            "warnings": (DataWarning(code="x", message="<b>odd</b>", field="a.b", value="<i>v</i>"),),
+        }
+    )
     recs = planner.recommend_all(odd)
     page = render_page(build_report(odd, recs, planner.ruleset))
     assert "(unknown ingredient)" in page and "(no display)" in page and "not recorded" in page

@@ -163,10 +163,12 @@ def test_untested_and_indeterminate_genes_are_said(pages: dict) -> None:
 def test_the_checks_can_fail(tmp_path: Path, chromium_path: str) -> None:
     """A page that overflows, fetches, throws and has a broken image is caught by every check above."""
     bad = tmp_path / "bad.html"
-    bad.write_text("<!DOCTYPE html><html><body><main style=\"width:800px\"><p>x</p>"
-                   "<div style=\"width:1500px\">too wide</div><table><tr><td>no header</td></tr></table>"
-                   "<img src=\"missing.png\" alt=\"\"><img src=\"http://127.0.0.1:9/x.png\" alt=\"remote\">"
-                   "<script>console.error('boom'); undefinedFunction();</script></main></body></html>")
+    bad.write_text(
+        '<!DOCTYPE html><html><body><main style="width:800px"><p>x</p>'
+        '<div style="width:1500px">too wide</div><table><tr><td>no header</td></tr></table>'
+        '<img src="missing.png" alt=""><img src="http://127.0.0.1:9/x.png" alt="remote">'
+        "<script>console.error('boom'); undefinedFunction();</script></main></body></html>"
+    )
     with Chromium(chromium_path) as browser:
         report = browser.open(bad.as_uri(), CHECK_JS)
     assert any("boom" in e for e in report.console_errors)

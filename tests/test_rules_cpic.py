@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from planner.rule_files import read_csv, rules_dir
 from planner.record import Condition, DrugDose, Medication, PatientRecord, PgxResult, Regimen
+from planner.rule_files import read_csv, rules_dir
 from planner.safety import RuleSet
 from planner.safety.cpic_import import ActionMap, build_gene_drug_rows
 
@@ -69,8 +69,10 @@ def _pgx_for(gene_value: list[tuple[str, str]], diplotypes) -> tuple[PgxResult, 
 
 def test_every_recommendation_row_is_reachable(rs, recs, diplotypes):
     ordered = sorted(recs, key=lambda r: (r["drug"], r["population"], r["lookup_key"]))
-    actions = {(r["drug"], r["population"], r["lookup_key"]): g["action"]
-               for r, g in zip(ordered, build_gene_drug_rows(recs, ActionMap.load()))}
+    actions = {
+        (r["drug"], r["population"], r["lookup_key"]): g["action"]
+        for r, g in zip(ordered, build_gene_drug_rows(recs, ActionMap.load()))
+    }
     failures = []
     for row in recs:
         parts = [tuple(p.split("=", 1)) for p in row["lookup_key"].split("; ")]
@@ -80,17 +82,32 @@ def test_every_recommendation_row_is_reachable(rs, recs, diplotypes):
         if established:
             meds = (Medication(ingredient=drug, rxcui="0", start=AS_OF - dt.timedelta(days=400), status="active"),)
         record = PatientRecord(
-            patient_id="t", as_of=AS_OF, birth_date=birth, pgx=_pgx_for(parts, diplotypes), medications=meds,
+            patient_id="t",
+            as_of=AS_OF,
+            birth_date=birth,
+            pgx=_pgx_for(parts, diplotypes),
+            medications=meds,
             conditions=tuple(Condition(code=c, system="http://snomed.info/sct") for c in conds),
         )
         ctx = rs.prepare(record, populations=declared)
         reg = Regimen.of([DrugDose(ingredient=drug, rxcui="0")])
-        found = [f for f in rs.screen(ctx, reg, new_start=set() if established else None)
-                 if f.kind == "gene-drug" and f.target_drug == drug]
+        found = [
+            f
+            for f in rs.screen(ctx, reg, new_start=set() if established else None)
+            if f.kind == "gene-drug" and f.target_drug == drug
+        ]
         expected = actions[(drug, row["population"], row["lookup_key"])]
         if len(found) != 1 or found[0].action != expected or found[0].strength != row["classification"]:
-            failures.append((drug, row["lookup_key"], row["population"], expected, row["classification"],
-                             [(f.action, f.strength, f.phenotype) for f in found]))
+            failures.append(
+                (
+                    drug,
+                    row["lookup_key"],
+                    row["population"],
+                    expected,
+                    row["classification"],
+                    [(f.action, f.strength, f.phenotype) for f in found],
+                )
+            )
     assert not failures, f"{len(failures)} of {len(recs)} rows unreachable, e.g. {failures[:3]}"
 
 

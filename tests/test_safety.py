@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 
 from planner.errors import RuleError
 from planner.record import (
-    Allergy, Condition, DrugDose, Measurement, Medication, PatientRecord, PgxResult, Regimen,
+    Allergy,
+    Condition,
+    DrugDose,
+    Measurement,
+    Medication,
+    PatientRecord,
+    PgxResult,
+    Regimen,
 )
 from planner.safety import RuleSet, apply_findings
 
@@ -29,15 +36,20 @@ def rs() -> RuleSet:
 def rec(*, pgx=(), meds=(), conds=(), allergies=(), egfr=None, birth=dt.date(1970, 1, 1)) -> PatientRecord:
     obs = {}
     if egfr is not None:
-        obs["egfr"] = (Measurement(date=AS_OF - dt.timedelta(days=30), value=egfr, unit="mL/min/1.73m2",
-                                   loinc="33914-3"),)
+        obs["egfr"] = (
+            Measurement(date=AS_OF - dt.timedelta(days=30), value=egfr, unit="mL/min/1.73m2", loinc="33914-3"),
+        )
     return PatientRecord(
-        patient_id="t", as_of=AS_OF, birth_date=birth,
+        patient_id="t",
+        as_of=AS_OF,
+        birth_date=birth,
         pgx=tuple(PgxResult(gene=g, diplotype=d, source="pharmcat-tsv") for g, d in pgx),
-        medications=tuple(Medication(ingredient=m, rxcui="0", start=dt.date(2023, 1, 1), status="active")
-                          for m in meds),
+        medications=tuple(
+            Medication(ingredient=m, rxcui="0", start=dt.date(2023, 1, 1), status="active") for m in meds
+        ),
         conditions=tuple(Condition(code=c, system=SNOMED) for c in conds),
-        allergies=tuple(allergies), observations=obs,
+        allergies=tuple(allergies),
+        observations=obs,
     )
 
 
@@ -84,8 +96,11 @@ def test_dose_factor_is_applied(rs):
 
 
 def test_hla_positive_excludes(rs):
-    r = PatientRecord(patient_id="t", as_of=AS_OF, pgx=(
-        PgxResult(gene="HLA-B", allele="*57:01", allele_status="positive", source="fhir-hla"),))
+    r = PatientRecord(
+        patient_id="t",
+        as_of=AS_OF,
+        pgx=(PgxResult(gene="HLA-B", allele="*57:01", allele_status="positive", source="fhir-hla"),),
+    )
     fs = rs.screen(r, reg("abacavir"))
     assert apply_findings(reg("abacavir"), fs) is None
 
@@ -103,10 +118,15 @@ def test_indeterminate_gives_data_gap(rs):
 
 
 def test_conflict_takes_most_severe_and_reports(rs):
-    r = PatientRecord(patient_id="t", as_of=AS_OF, pgx=(
-        PgxResult(gene="CYP2C19", diplotype="*1/*1", source="pharmcat-tsv"),
-        PgxResult(gene="CYP2C19", phenotype="Poor Metabolizer", source="fhir-implication")),
-        conditions=(Condition(code="22298006", system=SNOMED),))
+    r = PatientRecord(
+        patient_id="t",
+        as_of=AS_OF,
+        pgx=(
+            PgxResult(gene="CYP2C19", diplotype="*1/*1", source="pharmcat-tsv"),
+            PgxResult(gene="CYP2C19", phenotype="Poor Metabolizer", source="fhir-implication"),
+        ),
+        conditions=(Condition(code="22298006", system=SNOMED),),
+    )
     fs = rs.screen(r, reg(("clopidogrel", 75)))
     assert [f.action for f in fs if f.kind == "gene-drug"] == ["exclude"]
     assert "most severe" in [f for f in fs if f.kind == "gene-drug"][0].phenotype
@@ -157,25 +177,28 @@ def test_drug_does_not_phenoconvert_itself(rs):
 
 
 # ---- drug-drug -----------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("drugs,current,rule,action", [
-    ([("simvastatin", 40)], ["clarithromycin"], "ddi.statin-sim-lova-strong-cyp3a4", "exclude"),
-    ([("simvastatin", 40)], ["gemfibrozil"], "ddi.statin-gemfibrozil", "exclude"),
-    ([("simvastatin", 40), ("amlodipine", 10)], [], "ddi.simvastatin-amlodipine", "adjust_dose"),
-    ([("lovastatin", 40)], ["diltiazem"], "ddi.lovastatin-diltiazem", "adjust_dose"),
-    ([("clopidogrel", 75)], ["omeprazole"], "ddi.clopidogrel-omeprazole", "exclude"),
-    ([("ibuprofen", 1200)], ["warfarin"], "ddi.warfarin-nsaid", "exclude"),
-    ([("aspirin", 81)], ["warfarin"], "ddi.warfarin-antiplatelet", "caution"),
-    ([("sertraline", 50)], ["phenelzine"], "ddi.maoi-ssri-snri", "exclude"),
-    ([("sertraline", 50)], ["linezolid"], "ddi.ssri-linezolid", "exclude"),
-    ([("sertraline", 50)], ["tramadol"], "ddi.ssri-tramadol", "caution"),
-    ([("citalopram", 20)], ["azithromycin"], "ddi.qt-pair", "caution"),
-    ([("lisinopril", 20)], ["spironolactone"], "ddi.raas-k-sparing", "caution"),
-    ([("lisinopril", 20), ("losartan", 50)], [], "ddi.dual-raas-acei-arb", "exclude"),
-    ([("sildenafil", 50)], ["nitroglycerin"], "ddi.pde5-nitrate", "exclude"),
-])
+@pytest.mark.parametrize(
+    "drugs,current,rule,action",
+    [
+        ([("simvastatin", 40)], ["clarithromycin"], "ddi.statin-sim-lova-strong-cyp3a4", "exclude"),
+        ([("simvastatin", 40)], ["gemfibrozil"], "ddi.statin-gemfibrozil", "exclude"),
+        ([("simvastatin", 40), ("amlodipine", 10)], [], "ddi.simvastatin-amlodipine", "adjust_dose"),
+        ([("lovastatin", 40)], ["diltiazem"], "ddi.lovastatin-diltiazem", "adjust_dose"),
+        ([("clopidogrel", 75)], ["omeprazole"], "ddi.clopidogrel-omeprazole", "exclude"),
+        ([("ibuprofen", 1200)], ["warfarin"], "ddi.warfarin-nsaid", "exclude"),
+        ([("aspirin", 81)], ["warfarin"], "ddi.warfarin-antiplatelet", "caution"),
+        ([("sertraline", 50)], ["phenelzine"], "ddi.maoi-ssri-snri", "exclude"),
+        ([("sertraline", 50)], ["linezolid"], "ddi.ssri-linezolid", "exclude"),
+        ([("sertraline", 50)], ["tramadol"], "ddi.ssri-tramadol", "caution"),
+        ([("citalopram", 20)], ["azithromycin"], "ddi.qt-pair", "caution"),
+        ([("lisinopril", 20)], ["spironolactone"], "ddi.raas-k-sparing", "caution"),
+        ([("lisinopril", 20), ("losartan", 50)], [], "ddi.dual-raas-acei-arb", "exclude"),
+        ([("sildenafil", 50)], ["nitroglycerin"], "ddi.pde5-nitrate", "exclude"),
+    ],
+)
 def test_interactions(rs, drugs, current, rule, action):
     fs = rs.screen(rec(meds=current), reg(*drugs))
-    assert (("drug-drug", rule) in kinds(fs, action)), [(f.rule_id, f.action) for f in fs]
+    assert ("drug-drug", rule) in kinds(fs, action), [(f.rule_id, f.action) for f in fs]
 
 
 def test_dose_cap_within_limit_is_info(rs):
@@ -236,21 +259,25 @@ def test_allergy_by_ingredient_and_text(rs):
 
 
 # ---- drug-condition / drug-lab --------------------------------------------------------------------------------
-@pytest.mark.parametrize("drug,conds,rule,action", [
-    ("pioglitazone", ["88805009"], "cond.tzd-heart-failure", "exclude"),
-    ("semaglutide", ["255032005"], "cond.glp1-mtc-men2", "exclude"),
-    ("lisinopril", ["77386006"], "cond.raas-pregnancy", "exclude"),
-    ("atorvastatin", ["72892002"], "cond.statin-pregnancy", "exclude"),
-    ("lisinopril", ["41291007"], "cond.acei-angioedema", "exclude"),
-])
+@pytest.mark.parametrize(
+    "drug,conds,rule,action",
+    [
+        ("pioglitazone", ["88805009"], "cond.tzd-heart-failure", "exclude"),
+        ("semaglutide", ["255032005"], "cond.glp1-mtc-men2", "exclude"),
+        ("lisinopril", ["77386006"], "cond.raas-pregnancy", "exclude"),
+        ("atorvastatin", ["72892002"], "cond.statin-pregnancy", "exclude"),
+        ("lisinopril", ["41291007"], "cond.acei-angioedema", "exclude"),
+    ],
+)
 def test_drug_condition(rs, drug, conds, rule, action):
     assert ("drug-condition", rule) in kinds(rs.screen(rec(conds=conds, egfr=80), reg(drug)), action)
     assert ("drug-condition", rule) not in kinds(rs.screen(rec(egfr=80), reg(drug)))
 
 
 def test_icd10_prefix_and_text_match(rs):
-    r = PatientRecord(patient_id="t", as_of=AS_OF, conditions=(
-        Condition(code="I50.9", system="http://hl7.org/fhir/sid/icd-10-cm"),))
+    r = PatientRecord(
+        patient_id="t", as_of=AS_OF, conditions=(Condition(code="I50.9", system="http://hl7.org/fhir/sid/icd-10-cm"),)
+    )
     assert ("drug-condition", "cond.tzd-heart-failure") in kinds(rs.screen(r, reg("pioglitazone")))
     r2 = PatientRecord(patient_id="t", as_of=AS_OF, conditions=(Condition(display="Congestive heart failure"),))
     assert ("drug-condition", "cond.tzd-heart-failure") in kinds(rs.screen(r2, reg("pioglitazone")))
@@ -262,8 +289,10 @@ def test_sulfonylurea_older_adult(rs):
     assert not kinds(rs.screen(rec(egfr=80), reg("glipizide")))
 
 
-@pytest.mark.parametrize("egfr,current,action", [(25, False, "exclude"), (25, True, "exclude"),
-                                                 (40, False, "exclude"), (40, True, "caution"), (60, False, None)])
+@pytest.mark.parametrize(
+    "egfr,current,action",
+    [(25, False, "exclude"), (25, True, "exclude"), (40, False, "exclude"), (40, True, "caution"), (60, False, None)],
+)
 def test_metformin_by_egfr(rs, egfr, current, action):
     fs = rs.screen(rec(egfr=egfr, meds=["metformin"] if current else []), reg(("metformin", 1000)))
     labs = [f.action for f in fs if f.kind == "drug-lab"]
@@ -324,9 +353,13 @@ def test_invalid_rule_file_names_file_rule_and_field(tmp_path):
 
     root = _copy_rules(tmp_path)
     p = root / "interactions" / "ddi.yaml"
-    p.write_text(p.read_text().replace("action: exclude, target: a, strength: contraindicated, source: \"FDA label "
-                                       "Zocor/Mevacor", "action: forbid, target: a, strength: contraindicated, "
-                                       "source: \"FDA label Zocor/Mevacor", 1))
+    p.write_text(
+        p.read_text().replace(
+            'action: exclude, target: a, strength: contraindicated, source: "FDA label Zocor/Mevacor',
+            'action: forbid, target: a, strength: contraindicated, source: "FDA label Zocor/Mevacor',
+            1,
+        )
+    )
     pin([str(root)])
     with pytest.raises(RuleError) as err:
         RuleSet.load(root)
@@ -344,25 +377,60 @@ def test_edited_without_repinning_is_refused(tmp_path):
 # ---- property ---------------------------------------------------------------------------------------------
 GENES = ["CYP2C19", "CYP2D6", "CYP2C9", "SLCO1B1", "TPMT", "NUDT15", "DPYD", "HLA-B", "G6PD", "FOO1"]
 ALLELES = ["*1", "*2", "*3", "*4", "*17", "*1x2", "*41", "*5", "*99", "Reference", "c.1905+1G>A (*2A)", "*57:01"]
-DRUGS = ["clopidogrel", "codeine", "simvastatin", "rosuvastatin", "metformin", "paroxetine", "fluoxetine",
-         "omeprazole", "warfarin", "ibuprofen", "azathioprine", "capecitabine", "abacavir", "citalopram",
-         "lisinopril", "losartan", "tramadol", "phenytoin", "carbamazepine", "amitriptyline", "unknowndrug"]
+DRUGS = [
+    "clopidogrel",
+    "codeine",
+    "simvastatin",
+    "rosuvastatin",
+    "metformin",
+    "paroxetine",
+    "fluoxetine",
+    "omeprazole",
+    "warfarin",
+    "ibuprofen",
+    "azathioprine",
+    "capecitabine",
+    "abacavir",
+    "citalopram",
+    "lisinopril",
+    "losartan",
+    "tramadol",
+    "phenytoin",
+    "carbamazepine",
+    "amitriptyline",
+    "unknowndrug",
+]
 
 
 @settings(max_examples=int(__import__("os").environ.get("SAFETY_EXAMPLES", "60")), deadline=None)
 @given(
-    results=st.lists(st.tuples(st.sampled_from(GENES), st.sampled_from(ALLELES), st.sampled_from(ALLELES),
-                               st.sampled_from([None, "Poor Metabolizer", "Normal Metabolizer", "nonsense"])),
-                     max_size=4),
+    results=st.lists(
+        st.tuples(
+            st.sampled_from(GENES),
+            st.sampled_from(ALLELES),
+            st.sampled_from(ALLELES),
+            st.sampled_from([None, "Poor Metabolizer", "Normal Metabolizer", "nonsense"]),
+        ),
+        max_size=4,
+    ),
     current=st.lists(st.sampled_from(DRUGS), max_size=3),
     regimen=st.lists(st.tuples(st.sampled_from(DRUGS), st.one_of(st.none(), st.floats(0.1, 5000))), max_size=3),
     egfr=st.one_of(st.none(), st.floats(5, 130)),
-    extra=st.lists(st.one_of(
-        st.builds(lambda g, s: PgxResult(gene=g, activity_score=s, source="pharmcat-tsv"),
-                  st.sampled_from(["CYP2D6", "CYP2C9", "DPYD", "CYP2C19"]), st.sampled_from([0.0, 0.5, 1.0, 1.75, 3.5])),
-        st.builds(lambda a, pos: PgxResult(gene="HLA-B", allele=a, allele_status=pos, source="fhir-hla"),
-                  st.sampled_from(["*57:01", "*15:02", "*58:01"]), st.sampled_from(["positive", "negative"])),
-    ), max_size=3),
+    extra=st.lists(
+        st.one_of(
+            st.builds(
+                lambda g, s: PgxResult(gene=g, activity_score=s, source="pharmcat-tsv"),
+                st.sampled_from(["CYP2D6", "CYP2C9", "DPYD", "CYP2C19"]),
+                st.sampled_from([0.0, 0.5, 1.0, 1.75, 3.5]),
+            ),
+            st.builds(
+                lambda a, pos: PgxResult(gene="HLA-B", allele=a, allele_status=pos, source="fhir-hla"),
+                st.sampled_from(["*57:01", "*15:02", "*58:01"]),
+                st.sampled_from(["positive", "negative"]),
+            ),
+        ),
+        max_size=3,
+    ),
 )
 def test_random_inputs_never_crash_and_untested_is_never_normal(rs, results, current, regimen, egfr, extra):
     pgx = tuple(PgxResult(gene=g, diplotype=f"{a}/{b}", phenotype=p, source="pharmcat-tsv") for g, a, b, p in results)
@@ -402,8 +470,9 @@ def test_warfarin_gets_one_finding_per_gene(rs):
 
 
 def test_activity_score_without_cpic_row_uses_its_phenotype(rs):
-    r = PatientRecord(patient_id="t", as_of=AS_OF, pgx=(PgxResult(gene="CYP2D6", activity_score=3.5,
-                                                                   source="pharmcat-tsv"),))
+    r = PatientRecord(
+        patient_id="t", as_of=AS_OF, pgx=(PgxResult(gene="CYP2D6", activity_score=3.5, source="pharmcat-tsv"),)
+    )
     gd = [f for f in rs.screen(r, reg(("codeine", 60))) if f.kind == "gene-drug"][0]
     assert gd.action == "exclude" and "same phenotype used" in gd.phenotype
 
@@ -413,8 +482,13 @@ def test_tested_gene_without_matching_rule_is_a_data_gap(tmp_path):
 
     root = _copy_rules(tmp_path)
     p = root / "pgx" / "gene_drug.csv"
-    p.write_text("".join(line for line in p.read_text().splitlines(keepends=True)
-                         if not (line.startswith("cpic.clopidogrel.") and "Poor Metabolizer,CVI ACS PCI" in line)))
+    p.write_text(
+        "".join(
+            line
+            for line in p.read_text().splitlines(keepends=True)
+            if not (line.startswith("cpic.clopidogrel.") and "Poor Metabolizer,CVI ACS PCI" in line)
+        )
+    )
     pin([str(root)])
     rs2 = RuleSet.load(root)
     fs = rs2.screen(rec(pgx=[("CYP2C19", "*2/*2")], conds=["22298006"]), reg(("clopidogrel", 75)))
@@ -442,19 +516,34 @@ def test_phenytoin_naive_vs_established(rs):
     hla_pos = (PgxResult(gene="HLA-B", allele="*15:02", allele_status="positive", source="fhir-hla"),)
     naive = PatientRecord(patient_id="t", as_of=AS_OF, pgx=hla_pos)
     assert [f.action for f in rs.screen(naive, reg("phenytoin")) if f.kind == "gene-drug"] == ["exclude"]
-    established = naive.model_copy(update={"medications": (
-        Medication(ingredient="phenytoin", rxcui="0", start=AS_OF - dt.timedelta(days=400), status="active"),)})
+    established = naive.model_copy(
+        update={
+            "medications": (
+                Medication(ingredient="phenytoin", rxcui="0", start=AS_OF - dt.timedelta(days=400), status="active"),
+            )
+        }
+    )
     fs = rs.check(established)
     assert [f.action for f in fs if f.kind == "gene-drug"] == ["caution"]
-    recent = naive.model_copy(update={"medications": (
-        Medication(ingredient="phenytoin", rxcui="0", start=AS_OF - dt.timedelta(days=20), status="active"),)})
+    recent = naive.model_copy(
+        update={
+            "medications": (
+                Medication(ingredient="phenytoin", rxcui="0", start=AS_OF - dt.timedelta(days=20), status="active"),
+            )
+        }
+    )
     assert [f.action for f in rs.check(recent) if f.kind == "gene-drug"] == ["exclude"]
 
 
 def test_declared_population(rs):
-    r = PatientRecord(patient_id="t", as_of=AS_OF, pgx=(
-        PgxResult(gene="HLA-B", allele="*15:02", allele_status="negative", source="fhir-hla"),
-        PgxResult(gene="HLA-A", allele="*31:01", allele_status="positive", source="fhir-hla")))
+    r = PatientRecord(
+        patient_id="t",
+        as_of=AS_OF,
+        pgx=(
+            PgxResult(gene="HLA-B", allele="*15:02", allele_status="negative", source="fhir-hla"),
+            PgxResult(gene="HLA-A", allele="*31:01", allele_status="positive", source="fhir-hla"),
+        ),
+    )
     assert [f.action for f in rs.screen(r, reg("carbamazepine")) if f.kind == "gene-drug"] == ["exclude"]
     ctx = rs.prepare(r, populations=["CBZ-no alternatives"])
     assert [f.action for f in rs.screen(ctx, reg("carbamazepine")) if f.kind == "gene-drug"] == ["caution"]
@@ -465,18 +554,22 @@ def test_declared_population(rs):
 def test_age_population(rs):
     pm = [("CYP2C19", "*2/*2")]
     adult = [f for f in rs.screen(rec(pgx=pm), reg("voriconazole")) if f.kind == "gene-drug"][0]
-    child = [f for f in rs.screen(rec(pgx=pm, birth=dt.date(2015, 1, 1)), reg("voriconazole"))
-             if f.kind == "gene-drug"][0]
+    child = [
+        f for f in rs.screen(rec(pgx=pm, birth=dt.date(2015, 1, 1)), reg("voriconazole")) if f.kind == "gene-drug"
+    ][0]
     assert "adults" in adult.message and "pediatrics" in child.message
 
 
 def test_two_serotonergic_antidepressants(rs):
     assert ("drug-drug", "ddi.two-serotonergic-antidepressants") in kinds(
-        rs.screen(rec(meds=["amitriptyline"]), reg(("sertraline", 50))), "caution")
+        rs.screen(rec(meds=["amitriptyline"]), reg(("sertraline", 50))), "caution"
+    )
 
 
 def test_allergy_by_rxnorm_code(rs):
-    r = rec(allergies=[Allergy(code="70618", system="http://www.nlm.nih.gov/research/umls/rxnorm", display="Penicillin")])
+    r = rec(
+        allergies=[Allergy(code="70618", system="http://www.nlm.nih.gov/research/umls/rxnorm", display="Penicillin")]
+    )
     assert apply_findings(reg("amoxicillin"), rs.screen(r, reg("amoxicillin"))) is None
     food = rec(allergies=[Allergy(code="91935009", system=SNOMED, display="Allergy to peanuts", category=("food",))])
     assert not any(f.kind == "drug-allergy" for f in rs.screen(food, reg("amoxicillin")))
@@ -500,15 +593,18 @@ def test_invalid_gene_drug_row_names_file_rule_and_field(tmp_path):
     assert main(["rules", "validate", str(root)]) == 2
 
 
-@pytest.mark.parametrize("display,drug,fires", [
-    ("Pregnancy", "lisinopril", True),
-    ("Not pregnant", "lisinopril", False),
-    ("History of pregnancy", "lisinopril", False),
-    ("Pregnancy with no complications", "lisinopril", True),
-    ("History of angioedema", "lisinopril", True),
-    ("Family history of medullary thyroid carcinoma", "semaglutide", True),
-    ("Heat stroke", "clopidogrel", None),  # not a neurovascular indication: population stays undetermined
-])
+@pytest.mark.parametrize(
+    "display,drug,fires",
+    [
+        ("Pregnancy", "lisinopril", True),
+        ("Not pregnant", "lisinopril", False),
+        ("History of pregnancy", "lisinopril", False),
+        ("Pregnancy with no complications", "lisinopril", True),
+        ("History of angioedema", "lisinopril", True),
+        ("Family history of medullary thyroid carcinoma", "semaglutide", True),
+        ("Heat stroke", "clopidogrel", None),  # not a neurovascular indication: population stays undetermined
+    ],
+)
 def test_condition_text_fallback_is_word_based_and_negation_aware(rs, display, drug, fires):
     r = PatientRecord(patient_id="t", as_of=AS_OF, conditions=(Condition(display=display),))
     ctx = rs.prepare(r)

@@ -29,14 +29,21 @@ def fresh_rules(rs: RuleSet) -> RuleSet:
 
 def patient() -> PatientRecord:
     return PatientRecord(
-        patient_id="t", as_of=AS_OF, birth_date=dt.date(1955, 3, 1),
-        medications=tuple(Medication(ingredient=m, rxcui="0", start=dt.date(2022, 1, 1), status="active")
-                          for m in ("omeprazole", "warfarin", "paroxetine")),
-        observations={"egfr": (Measurement(date=AS_OF - dt.timedelta(days=20), value=42, unit="mL/min/1.73m2",
-                                           loinc="33914-3"),)},
-        pgx=(PgxResult(gene="CYP2C19", diplotype="*1/*2", source="pharmcat-tsv"),
-             PgxResult(gene="SLCO1B1", diplotype="*1/*5", source="pharmcat-tsv"),
-             PgxResult(gene="CYP2C9", diplotype="*1/*3", source="pharmcat-tsv")),
+        patient_id="t",
+        as_of=AS_OF,
+        birth_date=dt.date(1955, 3, 1),
+        medications=tuple(
+            Medication(ingredient=m, rxcui="0", start=dt.date(2022, 1, 1), status="active")
+            for m in ("omeprazole", "warfarin", "paroxetine")
+        ),
+        observations={
+            "egfr": (Measurement(date=AS_OF - dt.timedelta(days=20), value=42, unit="mL/min/1.73m2", loinc="33914-3"),)
+        },
+        pgx=(
+            PgxResult(gene="CYP2C19", diplotype="*1/*2", source="pharmcat-tsv"),
+            PgxResult(gene="SLCO1B1", diplotype="*1/*5", source="pharmcat-tsv"),
+            PgxResult(gene="CYP2C9", diplotype="*1/*3", source="pharmcat-tsv"),
+        ),
     )
 
 
@@ -87,12 +94,22 @@ def test_doses_differing_only_in_a_capped_drug_are_not_confused(rs):
 
 
 def test_random_regimens_in_any_order_match_fresh_contexts(rs):
-    drugs = {"simvastatin": [10, 40, 80], "amlodipine": [5, 10], "atorvastatin": [10, 80], "clopidogrel": [75],
-             "citalopram": [20, 40], "sertraline": [50], "metformin": [500, 2000], "rosuvastatin": [5, 40],
-             "fluoxetine": [20], "warfarin": [None, 5]}
+    drugs = {
+        "simvastatin": [10, 40, 80],
+        "amlodipine": [5, 10],
+        "atorvastatin": [10, 80],
+        "clopidogrel": [75],
+        "citalopram": [20, 40],
+        "sertraline": [50],
+        "metformin": [500, 2000],
+        "rosuvastatin": [5, 40],
+        "fluoxetine": [20],
+        "warfarin": [None, 5],
+    }
     rng = random.Random(7)
-    regimens = [reg(*[(d, rng.choice(drugs[d])) for d in rng.sample(sorted(drugs), rng.randint(1, 3))])
-                for _ in range(60)]
+    regimens = [
+        reg(*[(d, rng.choice(drugs[d])) for d in rng.sample(sorted(drugs), rng.randint(1, 3))]) for _ in range(60)
+    ]
     regimens.append(reg(("simvastatin", 40), ("simvastatin", 40), ("amlodipine", 5)))  # a drug listed twice
     fresh = fresh_rules(rs)
     expected = [dump(fresh.screen(fresh.prepare(patient()), r)) for r in regimens]

@@ -18,7 +18,15 @@ import pytest
 
 from planner.areas import enumerate_regimens, load_area
 from planner.record import (
-    Allergy, Condition, DrugDose, Finding, Measurement, Medication, PatientRecord, PgxResult, Regimen,
+    Allergy,
+    Condition,
+    DrugDose,
+    Finding,
+    Measurement,
+    Medication,
+    PatientRecord,
+    PgxResult,
+    Regimen,
 )
 from planner.safety import RuleSet, screen_plan
 from planner.safety.plan import PlanScreen
@@ -40,22 +48,46 @@ ALLERGENS = {"penicillin": "764146007", "sulfonamide": "387406002", "statin": "9
 def generated(rs: RuleSet, rng: random.Random, pid: int) -> PatientRecord:
     """A patient with current drugs from every drug any rule names, random genotypes, eGFR and conditions."""
     named = sorted(rs.named_drugs())
-    meds = [Medication(id=f"m{i}", ingredient=d, rxcui="0", status="active", start=dt.date(2023, 1, 1),
-                       dose_mg_day=rng.choice([None, 5.0, 20.0, 40.0, 100.0]))
-            for i, d in enumerate(rng.sample(named, rng.randint(0, 6)))]
+    meds = [
+        Medication(
+            id=f"m{i}",
+            ingredient=d,
+            rxcui="0",
+            status="active",
+            start=dt.date(2023, 1, 1),
+            dose_mg_day=rng.choice([None, 5.0, 20.0, 40.0, 100.0]),
+        )
+        for i, d in enumerate(rng.sample(named, rng.randint(0, 6)))
+    ]
     obs = {}
     if rng.random() < 0.8:
-        obs["egfr"] = (Measurement(date=AS_OF - dt.timedelta(days=30), value=rng.choice([12, 25, 35, 50, 90]),
-                                   unit="mL/min/1.73m2", loinc="33914-3"),)
+        obs["egfr"] = (
+            Measurement(
+                date=AS_OF - dt.timedelta(days=30),
+                value=rng.choice([12, 25, 35, 50, 90]),
+                unit="mL/min/1.73m2",
+                loinc="33914-3",
+            ),
+        )
     return PatientRecord(
-        patient_id=f"p{pid}", as_of=AS_OF, birth_date=dt.date(rng.randint(1935, 2004), 6, 1),
-        sex=rng.choice(["male", "female"]), medications=tuple(meds), observations=obs,
-        conditions=tuple(Condition(id=f"c{i}", code=c, system=SNOMED, clinical_status="active")
-                         for i, c in enumerate(rng.sample(CONDITIONS, rng.randint(1, 3)))),
-        allergies=tuple(Allergy(id=f"a{i}", code=ALLERGENS[n], system=SNOMED, display=n)
-                        for i, n in enumerate(rng.sample(sorted(ALLERGENS), rng.randint(0, 1)))),
-        pgx=tuple(PgxResult(gene=g, diplotype=rng.choice(DIPLOTYPES[g]), source="pharmcat-tsv")
-                  for g in rng.sample(sorted(DIPLOTYPES), rng.randint(0, len(DIPLOTYPES)))),
+        patient_id=f"p{pid}",
+        as_of=AS_OF,
+        birth_date=dt.date(rng.randint(1935, 2004), 6, 1),
+        sex=rng.choice(["male", "female"]),
+        medications=tuple(meds),
+        observations=obs,
+        conditions=tuple(
+            Condition(id=f"c{i}", code=c, system=SNOMED, clinical_status="active")
+            for i, c in enumerate(rng.sample(CONDITIONS, rng.randint(1, 3)))
+        ),
+        allergies=tuple(
+            Allergy(id=f"a{i}", code=ALLERGENS[n], system=SNOMED, display=n)
+            for i, n in enumerate(rng.sample(sorted(ALLERGENS), rng.randint(0, 1)))
+        ),
+        pgx=tuple(
+            PgxResult(gene=g, diplotype=rng.choice(DIPLOTYPES[g]), source="pharmcat-tsv")
+            for g in rng.sample(sorted(DIPLOTYPES), rng.randint(0, len(DIPLOTYPES)))
+        ),
     )
 
 
@@ -125,11 +157,18 @@ def test_benchmark_patient_prepared_equals_naive():
 
 def test_adjusted_regimen_keeps_every_drug_field():
     rs = RuleSet.load()
-    rec = PatientRecord(patient_id="x", as_of=AS_OF, birth_date=dt.date(1950, 1, 1),
-                        medications=(Medication(ingredient="clarithromycin", rxcui="0", status="active",
-                                                start=dt.date(2023, 1, 1)),))
-    reg = Regimen.of([DrugDose(ingredient="simvastatin", rxcui="36567", dose_mg_day=80.0, drug_class="statin"),
-                      DrugDose(ingredient="metformin", rxcui="6809", dose_mg_day=1000.0)])
+    rec = PatientRecord(
+        patient_id="x",
+        as_of=AS_OF,
+        birth_date=dt.date(1950, 1, 1),
+        medications=(Medication(ingredient="clarithromycin", rxcui="0", status="active", start=dt.date(2023, 1, 1)),),
+    )
+    reg = Regimen.of(
+        [
+            DrugDose(ingredient="simvastatin", rxcui="36567", dose_mg_day=80.0, drug_class="statin"),
+            DrugDose(ingredient="metformin", rxcui="6809", dose_mg_day=1000.0),
+        ]
+    )
     v = screen_plan(rec, reg, rules=rs)
     assert v.final is None or v.final is not reg  # the interaction either excludes or caps simvastatin
     if v.final is not None:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import base64
-import hmac
 import hashlib
+import hmac
 import json
 import logging
 import sqlite3
@@ -17,12 +17,21 @@ pytest.importorskip("fastapi")  # the service extra (fastapi, uvicorn, httpx, Py
 import httpx
 import jwt
 from cryptography.hazmat.primitives import serialization
+from service_helpers import (
+    ISSUER,
+    FhirStore,
+    Keys,
+    LiveServer,
+    draft_order,
+    fhir_app,
+    free_port,
+    hook_body,
+    prefetch_of,
+)
 
 from planner.ingest import read_record
 from planner.record import DrugDose, Regimen
 from planner.testing import BundleBuilder
-from service_helpers import (ISSUER, FhirStore, Keys, LiveServer, draft_order, fhir_app, free_port, hook_body,
-                             prefetch_of)
 
 SYNTHEA = "Morris_Lockman_cd9e9826-aea1-4682-adc0-c1d97633bf31.json"
 SEL, SIGN, VIEW = "planner-order-select", "planner-order-sign", "planner-patient-view"
@@ -50,7 +59,9 @@ def service(planner, keys, tmp_path_factory):
     (d / "service.yaml").write_text(
         f"service_url: http://127.0.0.1:{port}/cds-services\n"
         f"trusted_issuers:\n  - issuer: {ISSUER}\n    jwks_file: ehr.jwks.json\n"
-        "audit: audit.sqlite\n", encoding="utf-8")
+        "audit: audit.sqlite\n",
+        encoding="utf-8",
+    )
     cfg = load_config(d / "service.yaml")
     with LiveServer(create_app(cfg, planner=planner), port=port) as srv:
         srv.config = cfg
@@ -68,8 +79,9 @@ def fhir():
 
 def _post(service, keys, sid: str, body: dict, **token_kw) -> httpx.Response:
     tok = keys.token(service.config.audience(sid), **token_kw)
-    return httpx.post(f"{service.url}/cds-services/{sid}", json=body, headers={"Authorization": f"Bearer {tok}"},
-                      timeout=60)
+    return httpx.post(
+        f"{service.url}/cds-services/{sid}", json=body, headers={"Authorization": f"Bearer {tok}"}, timeout=60
+    )
 
 
 def _pm_bundle(pid: str = "pm-1", genotype: str | None = "*2/*2") -> dict:
@@ -129,7 +141,9 @@ def test_discovery_lists_services_with_prefetch_from_data(service):
 def test_poor_metabolizer_clopidogrel_gets_critical_card_with_data_alternatives(service, keys, planner):
     bundle = _pm_bundle()
     draft = draft_order("clopidogrel", 75, "pm-1", "draft-clop")
-    r = _post(service, keys, SEL, hook_body("order-select", "pm-1", drafts=[draft], prefetch=prefetch_of(bundle, "pm-1")))
+    r = _post(
+        service, keys, SEL, hook_body("order-select", "pm-1", drafts=[draft], prefetch=prefetch_of(bundle, "pm-1"))
+    )
     assert r.status_code == 200, r.text
     cards = r.json()["cards"]
     for c in cards:
@@ -138,11 +152,20 @@ def test_poor_metabolizer_clopidogrel_gets_critical_card_with_data_alternatives(
     assert len(crit) == 1 and "clopidogrel" in crit[0]["summary"].lower()
     # the alternatives are what the rule data says, not literals of this test
 
-    finding = next(f for f in planner.ruleset.screen(read_record(bundle), Regimen.of(
-        [DrugDose(ingredient="clopidogrel", rxcui="32968", dose_mg_day=75)])) if f.action == "exclude")
+    finding = next(
+        f
+        for f in planner.ruleset.screen(
+            read_record(bundle), Regimen.of([DrugDose(ingredient="clopidogrel", rxcui="32968", dose_mg_day=75)])
+        )
+        if f.action == "exclude"
+    )
     assert finding.alternatives, "the CPIC rule names alternatives"
-    created = {a["resource"]["medicationCodeableConcept"]["text"]
-               for s in crit[0]["suggestions"] for a in s["actions"] if a["type"] == "create"}
+    created = {
+        a["resource"]["medicationCodeableConcept"]["text"]
+        for s in crit[0]["suggestions"]
+        for a in s["actions"]
+        if a["type"] == "create"
+    }
     assert created and created <= set(finding.alternatives)
     assert created & {"prasugrel", "ticagrelor"}
     deletes = [a for s in crit[0]["suggestions"] for a in s["actions"] if a["type"] == "delete"]
@@ -159,8 +182,9 @@ def test_paroxetine_draft_for_patient_on_tamoxifen_names_both(service, keys):
     for sid, hook in ((SEL, "order-select"), (SIGN, "order-sign")):
         r = _post(service, keys, sid, hook_body(hook, "tam-1", drafts=[draft], prefetch=prefetch_of(bundle, "tam-1")))
         assert r.status_code == 200, r.text
-        both = [c for c in r.json()["cards"]
-                if "paroxetine" in c["summary"].lower() and "tamoxifen" in c["summary"].lower()]
+        both = [
+            c for c in r.json()["cards"] if "paroxetine" in c["summary"].lower() and "tamoxifen" in c["summary"].lower()
+        ]
         assert both, [c["summary"] for c in r.json()["cards"]]
         assert both[0]["indicator"] in {"critical", "warning"}
 
@@ -168,7 +192,9 @@ def test_paroxetine_draft_for_patient_on_tamoxifen_names_both(service, keys):
 def test_no_genotype_says_not_tested_never_normal(service, keys):
     bundle = _pm_bundle("ng-1", genotype=None)
     draft = draft_order("clopidogrel", 75, "ng-1", "draft-ng")
-    r = _post(service, keys, SIGN, hook_body("order-sign", "ng-1", drafts=[draft], prefetch=prefetch_of(bundle, "ng-1")))
+    r = _post(
+        service, keys, SIGN, hook_body("order-sign", "ng-1", drafts=[draft], prefetch=prefetch_of(bundle, "ng-1"))
+    )
     assert r.status_code == 200, r.text
     text = json.dumps(r.json()["cards"]).lower()
     assert any("cyp2c19" in c["summary"].lower() and "not tested" in c["summary"].lower() for c in r.json()["cards"])
@@ -195,8 +221,9 @@ def test_each_hook_from_fhir_server_equals_prefetch_and_412_without_either(servi
     fhir.store.load(bundle)
     drafts = [draft_order("clopidogrel", 75, pid, "d1")] if hook != "patient-view" else []
     via_prefetch = _post(service, keys, sid, hook_body(hook, pid, drafts=drafts, prefetch=prefetch_of(bundle, pid)))
-    via_server = _post(service, keys, sid, hook_body(hook, pid, drafts=drafts, fhir_server=fhir.url,
-                                                     fhir_token=fhir.store.token))
+    via_server = _post(
+        service, keys, sid, hook_body(hook, pid, drafts=drafts, fhir_server=fhir.url, fhir_token=fhir.store.token)
+    )
     assert via_prefetch.status_code == 200 and via_server.status_code == 200, via_server.text
     summaries = sorted(c["summary"] for c in via_server.json()["cards"])
     assert summaries == sorted(c["summary"] for c in via_prefetch.json()["cards"])
@@ -215,8 +242,14 @@ def test_fhir_token_scope_is_respected(service, keys, fhir):
     pid = "scope-1"
     fhir.store.load(_pm_bundle(pid))
     before = len(fhir.store.requests)
-    body = hook_body("order-sign", pid, drafts=[draft_order("clopidogrel", 75, pid, "d1")], fhir_server=fhir.url,
-                     fhir_token=fhir.store.token, scope="patient/Patient.read patient/MedicationRequest.read")
+    body = hook_body(
+        "order-sign",
+        pid,
+        drafts=[draft_order("clopidogrel", 75, pid, "d1")],
+        fhir_server=fhir.url,
+        fhir_token=fhir.store.token,
+        scope="patient/Patient.read patient/MedicationRequest.read",
+    )
     r = _post(service, keys, SIGN, body)
     assert r.status_code == 412 and "observations" in r.json()["missing"]
     paths = [p for _, p in fhir.store.requests[before:]]
@@ -249,8 +282,9 @@ def test_bad_tokens_are_bare_401(service, keys, caplog):
     now = int(time.time())
     claims = {"iss": ISSUER, "sub": "x", "aud": aud, "iat": now, "exp": now + 120, "jti": uuid.uuid4().hex}
     forger = Keys()  # same kid, unknown key
-    public_pem = keys.rsa.public_key().public_bytes(serialization.Encoding.PEM,
-                                                    serialization.PublicFormat.SubjectPublicKeyInfo)
+    public_pem = keys.rsa.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     signing_input = _unsigned(claims, {"alg": "HS384", "kid": keys.kid_rsa, "typ": "JWT"})
     hmac_token = signing_input + "." + _b64(hmac.new(public_pem, signing_input.encode(), hashlib.sha384).digest())
     bad = {
@@ -293,8 +327,9 @@ def test_unconfigured_service_trusts_no_issuer(planner, keys):
         assert httpx.get(f"{srv.url}/cds-services", timeout=10).status_code == 200
         body = hook_body("order-sign", "u-1", drafts=[], prefetch=prefetch_of(_pm_bundle("u-1"), "u-1"))
         tok = keys.token(cfg.audience(SIGN))
-        r = httpx.post(f"{srv.url}/cds-services/{SIGN}", json=body, headers={"Authorization": f"Bearer {tok}"},
-                       timeout=30)
+        r = httpx.post(
+            f"{srv.url}/cds-services/{SIGN}", json=body, headers={"Authorization": f"Bearer {tok}"}, timeout=30
+        )
         assert r.status_code == 401
 
 
@@ -321,12 +356,24 @@ def _raw_post(service, head: bytes, chunks) -> int:
 def test_request_size_limit_and_error_bodies_carry_no_patient_data(service, keys, caplog):
     limit = service.config.max_request_bytes
     auth = f"Authorization: Bearer {keys.token(service.config.audience(SIGN))}\r\n".encode()
-    head = (f"POST /cds-services/{SIGN} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {limit + 10}\r\n").encode() + auth + b"\r\n"
+    head = (
+        (
+            f"POST /cds-services/{SIGN} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {limit + 10}\r\n"
+        ).encode()
+        + auth
+        + b"\r\n"
+    )
     assert _raw_post(service, head, []) == 413  # refused from the header, before any body is read
     auth = f"Authorization: Bearer {keys.token(service.config.audience(SIGN))}\r\n".encode()
-    head = (f"POST /cds-services/{SIGN} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            "Transfer-Encoding: chunked\r\n").encode() + auth + b"\r\n"
+    head = (
+        (
+            f"POST /cds-services/{SIGN} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            "Transfer-Encoding: chunked\r\n"
+        ).encode()
+        + auth
+        + b"\r\n"
+    )
     piece = b"x" * 65536
     chunked = [b"%x\r\n%s\r\n" % (len(piece), piece)] * (limit // len(piece) + 2) + [b"0\r\n\r\n"]
     assert _raw_post(service, head, chunked) == 413  # no Content-Length: counted as the body streams in
@@ -342,9 +389,11 @@ def test_request_size_limit_and_error_bodies_carry_no_patient_data(service, keys
     httpx.get(f"{service.url}/cds-services/Secret-Name-42?name=Zyxwvut", timeout=10)
     # the service's own loggers (the test client's httpx log and this test server's uvicorn access log are not the
     # service's: `planner serve` turns the access log off, checked in test_service_cli)
-    server_log = "\n".join(rec.getMessage() for rec in caplog.records
-                            if rec.name.startswith(("planner", "uvicorn", "fastapi", "starlette"))
-                            and rec.name != "uvicorn.access")
+    server_log = "\n".join(
+        rec.getMessage()
+        for rec in caplog.records
+        if rec.name.startswith(("planner", "uvicorn", "fastapi", "starlette")) and rec.name != "uvicorn.access"
+    )
     for text in (r.text, server_log):
         assert "Zyxwvut" not in text and "Secret-Name-42" not in text and "Traceback" not in text
     assert f"POST /cds-services/{SIGN} 400" in server_log  # each request is logged: route and status only
@@ -354,20 +403,37 @@ def test_request_size_limit_and_error_bodies_carry_no_patient_data(service, keys
 def test_feedback_is_stored_de_identified(service, keys):
     bundle = _pm_bundle("fb-1")
     draft = draft_order("clopidogrel", 75, "fb-1", "draft-fb")
-    cards = _post(service, keys, SEL, hook_body("order-select", "fb-1", drafts=[draft],
-                                                 prefetch=prefetch_of(bundle, "fb-1"))).json()["cards"]
+    cards = _post(
+        service, keys, SEL, hook_body("order-select", "fb-1", drafts=[draft], prefetch=prefetch_of(bundle, "fb-1"))
+    ).json()["cards"]
     crit = next(c for c in cards if c["indicator"] == "critical")
-    fb = {"feedback": [{"card": crit["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-03-04T10:11:12Z",
-                        "overrideReason": {"reason": crit["overrideReasons"][0], "userComment": "pt Zyxwvut says ok"}},
-                       {"card": crit["uuid"], "outcome": "accepted", "outcomeTimestamp": "2026-03-04T10:11:13Z",
-                        "acceptedSuggestions": [{"id": crit["suggestions"][0]["uuid"]}]}]}
+    fb = {
+        "feedback": [
+            {
+                "card": crit["uuid"],
+                "outcome": "overridden",
+                "outcomeTimestamp": "2026-03-04T10:11:12Z",
+                "overrideReason": {"reason": crit["overrideReasons"][0], "userComment": "pt Zyxwvut says ok"},
+            },
+            {
+                "card": crit["uuid"],
+                "outcome": "accepted",
+                "outcomeTimestamp": "2026-03-04T10:11:13Z",
+                "acceptedSuggestions": [{"id": crit["suggestions"][0]["uuid"]}],
+            },
+        ]
+    }
     tok = keys.token(service.config.audience(SEL))
-    r = httpx.post(f"{service.url}/cds-services/{SEL}/feedback", json=fb, headers={"Authorization": f"Bearer {tok}"},
-                   timeout=30)
+    r = httpx.post(
+        f"{service.url}/cds-services/{SEL}/feedback", json=fb, headers={"Authorization": f"Bearer {tok}"}, timeout=30
+    )
     assert r.status_code == 200 and r.json()["stored"] == 2
     with sqlite3.connect(service.audit_path) as con:
-        rows = con.execute("SELECT known_card, outcome, override_code, outcome_time, user_comment, accepted_json"
-                           " FROM feedback_audit WHERE card_uuid = ?", (crit["uuid"],)).fetchall()
+        rows = con.execute(
+            "SELECT known_card, outcome, override_code, outcome_time, user_comment, accepted_json"
+            " FROM feedback_audit WHERE card_uuid = ?",
+            (crit["uuid"],),
+        ).fetchall()
         cards_rows = con.execute("SELECT rule_id FROM card_audit WHERE card_uuid = ?", (crit["uuid"],)).fetchall()
     assert [r[1] for r in rows] == ["overridden", "accepted"] and all(r[0] == 1 for r in rows)
     assert rows[0][2] == crit["overrideReasons"][0]["code"] and rows[0][3] == "2026" and rows[0][4] is None
@@ -402,8 +468,17 @@ def test_order_select_alternatives_are_screened_from_data(service, keys):
     inhibitors = read_yaml(rules_dir() / "drugs" / "cyp_inhibitors.yaml")["inhibitors"]["CYP2D6"]
     bad = set(inhibitors.get("strong", [])) | set(inhibitors.get("moderate", []))
     bundle = _tamoxifen_bundle("alt-1")
-    r = _post(service, keys, SEL, hook_body("order-select", "alt-1", drafts=[draft_order("paroxetine", 20, "alt-1", "dp")],
-                                            prefetch=prefetch_of(bundle, "alt-1")))
+    r = _post(
+        service,
+        keys,
+        SEL,
+        hook_body(
+            "order-select",
+            "alt-1",
+            drafts=[draft_order("paroxetine", 20, "alt-1", "dp")],
+            prefetch=prefetch_of(bundle, "alt-1"),
+        ),
+    )
     card = next(c for c in r.json()["cards"] if "tamoxifen" in c["summary"].lower())
     created = [a["resource"] for s in card["suggestions"] for a in s["actions"] if a["type"] == "create"]
     names = {m["medicationCodeableConcept"]["text"] for m in created}
@@ -424,7 +499,9 @@ def test_jku_from_allowlist_is_fetched_and_other_jku_refused(planner, tmp_path):
         port = free_port()
         (tmp_path / "svc.yaml").write_text(
             f"service_url: http://127.0.0.1:{port}/cds-services\ntrusted_issuers:\n"
-            f"  - issuer: https://other.test.example\n    jku: [{jw.url}/jwks.json]\n", encoding="utf-8")
+            f"  - issuer: https://other.test.example\n    jku: [{jw.url}/jwks.json]\n",
+            encoding="utf-8",
+        )
         cfg = load_config(tmp_path / "svc.yaml")
         with LiveServer(create_app(cfg, planner=planner), port=port) as srv:
             body = hook_body("order-sign", "j-1", drafts=[], prefetch=prefetch_of(_pm_bundle("j-1"), "j-1"))
@@ -465,18 +542,31 @@ def test_order_select_selections_other_drafts_and_unreadable_orders(service, key
     pid = "sel-1"
     b = BundleBuilder(patient_id=pid)
     b.genotype("CYP2C19", "*1/*1")
-    unknown = {**draft_order("clopidogrel", 75, pid, "d3"),
-               "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
-                                                          "code": "99999999"}], "text": "Zorblatamab 5 mg"}}
+    unknown = {
+        **draft_order("clopidogrel", 75, pid, "d3"),
+        "medicationCodeableConcept": {
+            "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "99999999"}],
+            "text": "Zorblatamab 5 mg",
+        },
+    }
     drafts = [draft_order("clopidogrel", 75, pid, "d1"), draft_order("fluvoxamine", 100, pid, "d2"), unknown]
-    body = hook_body("order-select", pid, drafts=drafts, prefetch=prefetch_of(b.build(), pid),
-                     selections=["MedicationRequest/d1", "MedicationRequest/d3"])
+    body = hook_body(
+        "order-select",
+        pid,
+        drafts=drafts,
+        prefetch=prefetch_of(b.build(), pid),
+        selections=["MedicationRequest/d1", "MedicationRequest/d3"],
+    )
     cards = _post(service, keys, SEL, body).json()["cards"]
     # the unselected fluvoxamine draft still counts beside the selected clopidogrel
     both = [c for c in cards if "clopidogrel" in c["summary"] and "fluvoxamine" in c["summary"]]
     assert both and both[0]["indicator"] == "critical"
-    assert all(a["resourceId"] == ["MedicationRequest/d1"] for s in both[0].get("suggestions", [])
-               for a in s["actions"] if a["type"] == "delete")
+    assert all(
+        a["resourceId"] == ["MedicationRequest/d1"]
+        for s in both[0].get("suggestions", [])
+        for a in s["actions"]
+        if a["type"] == "delete"
+    )
     assert any("could not be screened" in c["summary"] and c["indicator"] == "warning" for c in cards)
     assert all(c["indicator"] != "info" for c in cards)
 
@@ -485,13 +575,19 @@ def test_adjust_dose_suggestion_orders_the_dose_after_every_rule(service, keys):
     pid = "adj-1"
     b = BundleBuilder(patient_id=pid, birth_date="1950-01-01")
     b.genotype("CYP2C19", "*2/*2")
-    body = hook_body("order-sign", pid, drafts=[draft_order("citalopram", 40, pid, "d1")],
-                     prefetch=prefetch_of(b.build(), pid))
+    body = hook_body(
+        "order-sign", pid, drafts=[draft_order("citalopram", 40, pid, "d1")], prefetch=prefetch_of(b.build(), pid)
+    )
     cards = _post(service, keys, SIGN, body).json()["cards"]
     adjusted = [c for c in cards if c.get("suggestions")]
     assert adjusted and all(c["indicator"] == "warning" for c in adjusted)
-    doses = {a["resource"]["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"]
-             for c in adjusted for s in c["suggestions"] for a in s["actions"] if a["type"] == "create"}
+    doses = {
+        a["resource"]["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"]
+        for c in adjusted
+        for s in c["suggestions"]
+        for a in s["actions"]
+        if a["type"] == "create"
+    }
     assert len(doses) == 1 and doses.pop() < 40  # one dose, below the draft's, whichever rule the card is
     assert len({c["summary"] for c in cards}) == len(cards)  # one card per rule
 
@@ -516,14 +612,17 @@ def test_fhir_server_timeout_and_allowlist_give_412(planner, keys, tmp_path):
         (tmp_path / "svc.yaml").write_text(
             f"service_url: http://127.0.0.1:{port}/cds-services\ntrusted_issuers:\n  - issuer: {ISSUER}\n"
             f"    jwks_file: ehr.jwks.json\nfhir_timeout_s: 0.3\nallowed_fhir_servers: [{fs.url}/fhir]\n",
-            encoding="utf-8")
+            encoding="utf-8",
+        )
         cfg = load_config(tmp_path / "svc.yaml")
         with LiveServer(create_app(cfg, planner=planner), port=port) as srv:
+
             def call(server: str) -> httpx.Response:
                 body = hook_body("order-sign", "t-1", drafts=[], fhir_server=server, fhir_token="tok")
                 tok = keys.token(cfg.audience(SIGN))
-                return httpx.post(f"{srv.url}/cds-services/{SIGN}", json=body,
-                                  headers={"Authorization": f"Bearer {tok}"}, timeout=30)
+                return httpx.post(
+                    f"{srv.url}/cds-services/{SIGN}", json=body, headers={"Authorization": f"Bearer {tok}"}, timeout=30
+                )
 
             t0 = __import__("time").monotonic()
             r = call(f"{fs.url}/fhir")
@@ -541,15 +640,20 @@ def test_concurrent_cold_patient_view_is_deterministic(planner, keys, tmp_path):
 
     port = free_port()
     (tmp_path / "ehr.jwks.json").write_bytes(orjson.dumps(keys.jwks()))
-    (tmp_path / "svc.yaml").write_text(f"service_url: http://127.0.0.1:{port}/cds-services\ntrusted_issuers:\n"
-                                       f"  - issuer: {ISSUER}\n    jwks_file: ehr.jwks.json\n", encoding="utf-8")
+    (tmp_path / "svc.yaml").write_text(
+        f"service_url: http://127.0.0.1:{port}/cds-services\ntrusted_issuers:\n"
+        f"  - issuer: {ISSUER}\n    jwks_file: ehr.jwks.json\n",
+        encoding="utf-8",
+    )
     cfg = load_config(tmp_path / "svc.yaml")
     with LiveServer(create_app(cfg, planner=planner), port=port) as srv:
+
         def view(pid: str) -> list:
             body = hook_body("patient-view", pid, prefetch=prefetch_of(_t2d_bundle(pid), pid))
             tok = keys.token(cfg.audience(VIEW))
-            r = httpx.post(f"{srv.url}/cds-services/{VIEW}", json=body, headers={"Authorization": f"Bearer {tok}"},
-                           timeout=60)
+            r = httpx.post(
+                f"{srv.url}/cds-services/{VIEW}", json=body, headers={"Authorization": f"Bearer {tok}"}, timeout=60
+            )
             assert r.status_code == 200
             return [(c["summary"], c["detail"]) for c in r.json()["cards"]]
 
@@ -561,8 +665,12 @@ def test_concurrent_cold_patient_view_is_deterministic(planner, keys, tmp_path):
         for pid in ("cc-1", "cc-2"):
             body = hook_body("patient-view", pid, prefetch=prefetch_of(_t2d_bundle(pid), pid))
             aud = cfg.audience(VIEW)
-            r = httpx.post(f"{srv2.url}/cds-services/{VIEW}", json=body,
-                           headers={"Authorization": f"Bearer {keys.token(aud)}"}, timeout=60)
+            r = httpx.post(
+                f"{srv2.url}/cds-services/{VIEW}",
+                json=body,
+                headers={"Authorization": f"Bearer {keys.token(aud)}"},
+                timeout=60,
+            )
             alone[pid] = [(c["summary"], c["detail"]) for c in r.json()["cards"]]
     assert alone["cc-1"] and any("t2d" in d or "diabetes" in s.lower() for s, d in alone["cc-1"])
     for pid, cards in zip(pids, together):

@@ -14,7 +14,6 @@ import pytest
 pytest.importorskip("fastapi")  # the service extra; skipped without it
 
 import httpx
-
 from service_helpers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,8 +28,12 @@ def test_serve_without_config_says_it_trusts_no_issuer(tmp_path):
     port = free_port()
     err = tmp_path / "stderr.txt"
     with open(err, "wb") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "planner.cli", "serve", "--port", str(port)],
-                                env=_env(), stdout=subprocess.DEVNULL, stderr=fh)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "planner.cli", "serve", "--port", str(port)],
+            env=_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=fh,
+        )
     try:
         url = f"http://127.0.0.1:{port}/cds-services"
         deadline = time.monotonic() + 120
@@ -60,14 +63,24 @@ def test_serve_without_config_says_it_trusts_no_issuer(tmp_path):
 def test_serve_refuses_a_bad_config_with_exit_2(tmp_path):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("service_url: not-a-url\n", encoding="utf-8")
-    r = subprocess.run([sys.executable, "-m", "planner.cli", "serve", "--config", str(cfg)], env=_env(),
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "planner.cli", "serve", "--config", str(cfg)],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2 and "service_url" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_load_benchmark_runs_with_tiny_arguments():
-    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "service_load.py"), "--requests", "4",
-                        "--levels", "1,2", "--json"], env=_env(), capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "service_load.py"), "--requests", "4", "--levels", "1,2", "--json"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     doc = json.loads(r.stdout)
     hooks = {x["hook"] for x in doc["results"]}

@@ -60,7 +60,9 @@ def test_reads_recommends_and_writes_careplans_back(script, fhir, everything, mo
     meds = {f"MedicationRequest/{r['id']}": r for r in store.created if r["resourceType"] == "MedicationRequest"}
     assert len(plans) == summary["plans"] and meds
     for cp in plans:
-        assert cp["intent"] == "proposal" and cp["status"] == "draft" and cp["subject"] == {"reference": f"Patient/{pid}"}
+        assert (
+            cp["intent"] == "proposal" and cp["status"] == "draft" and cp["subject"] == {"reference": f"Patient/{pid}"}
+        )
         for act in cp["activity"]:
             if "reference" in act:
                 ref = act["reference"]["reference"]

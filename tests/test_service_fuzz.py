@@ -16,7 +16,6 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from schemathesis import GenerationMode  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
-
 from service_helpers import ISSUER, Keys, LiveServer, free_port  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -36,7 +35,8 @@ def api_schema(tmp_path_factory):
     (d / "service.yaml").write_text(
         f"service_url: http://127.0.0.1:{port}/cds-services\n"
         f"trusted_issuers:\n  - issuer: {ISSUER}\n    jwks_file: ehr.jwks.json\naudit: audit.sqlite\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     cfg = load_config(d / "service.yaml")
     with LiveServer(create_app(cfg, planner=Planner.load()), port=port) as srv:
         STATE["config"] = cfg
@@ -50,7 +50,6 @@ def test_no_server_errors(api_schema):
     assert {op.path for op in ops} >= {"/cds-services", "/cds-services/planner-order-select"}
     calls = {"n": 0, "status": set()}
     for op in ops:
-
         strategy = st.one_of(op.as_strategy(GenerationMode.POSITIVE), op.as_strategy(GenerationMode.NEGATIVE))
 
         @given(case=strategy)
@@ -68,27 +67,61 @@ def test_no_server_errors(api_schema):
     assert calls["n"] >= len(ops) and all(s < 500 for s in calls["status"])
 
 
-_JSON = st.recursive(st.none() | st.booleans() | st.integers(-10**9, 10**9) | st.floats(allow_nan=False, allow_infinity=False)
-                     | st.text(max_size=20), lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c,
-                                                                                                 max_size=3), max_leaves=8)
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**9), 10**9)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=3),
+    max_leaves=8,
+)
 
 
 @st.composite
 def _draft(draw):
     """A draft MedicationRequest whose fields are sometimes right, sometimes any JSON."""
     code = draw(st.sampled_from(["32968", "32937", "6809", "309362", "99999999", "", "abc"]))
-    dose = draw(st.one_of(st.floats(allow_nan=False, allow_infinity=False, min_value=-1e6, max_value=1e9),
-                          st.integers(-5, 10**7), st.text(max_size=5), st.none()))
-    res = {"resourceType": "MedicationRequest", "id": draw(st.from_regex(r"[A-Za-z0-9.\-]{1,10}", fullmatch=True)),
-           "status": draw(st.sampled_from(["draft", "active", "weird"])), "intent": "order",
-           "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
-                                                     "code": code}], "text": draw(st.text(max_size=20))},
-           "dosageInstruction": [{"timing": {"repeat": {"frequency": draw(st.one_of(st.integers(-2, 6), _JSON)),
-                                                        "period": 1, "periodUnit": draw(st.sampled_from(["d", "wk", "x"]))}},
-                                  "doseAndRate": [{"doseQuantity": {"value": dose, "unit": draw(st.sampled_from(
-                                      ["mg", "g", "mL", "tablet", "", "bogus"]))}}]}]}
-    for key in draw(st.lists(st.sampled_from(["dosageInstruction", "medicationCodeableConcept", "subject", "id"]),
-                             max_size=2)):
+    dose = draw(
+        st.one_of(
+            st.floats(allow_nan=False, allow_infinity=False, min_value=-1e6, max_value=1e9),
+            st.integers(-5, 10**7),
+            st.text(max_size=5),
+            st.none(),
+        )
+    )
+    res = {
+        "resourceType": "MedicationRequest",
+        "id": draw(st.from_regex(r"[A-Za-z0-9.\-]{1,10}", fullmatch=True)),
+        "status": draw(st.sampled_from(["draft", "active", "weird"])),
+        "intent": "order",
+        "medicationCodeableConcept": {
+            "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": code}],
+            "text": draw(st.text(max_size=20)),
+        },
+        "dosageInstruction": [
+            {
+                "timing": {
+                    "repeat": {
+                        "frequency": draw(st.one_of(st.integers(-2, 6), _JSON)),
+                        "period": 1,
+                        "periodUnit": draw(st.sampled_from(["d", "wk", "x"])),
+                    }
+                },
+                "doseAndRate": [
+                    {
+                        "doseQuantity": {
+                            "value": dose,
+                            "unit": draw(st.sampled_from(["mg", "g", "mL", "tablet", "", "bogus"])),
+                        }
+                    }
+                ],
+            }
+        ],
+    }
+    for key in draw(
+        st.lists(st.sampled_from(["dosageInstruction", "medicationCodeableConcept", "subject", "id"]), max_size=2)
+    ):
         res[key] = draw(_JSON)
     return res
 
@@ -96,9 +129,9 @@ def _draft(draw):
 def test_draft_orders_of_any_shape_never_give_5xx(api_schema):
     """Structured fuzzing deeper than the schema: a real patient, draft orders with odd or broken fields."""
     import httpx
+    from service_helpers import hook_body, prefetch_of
 
     from planner.testing import BundleBuilder
-    from service_helpers import hook_body, prefetch_of
 
     cfg = STATE["config"]
     b = BundleBuilder(patient_id="fz-1")
@@ -113,8 +146,9 @@ def test_draft_orders_of_any_shape_never_give_5xx(api_schema):
     def run(drafts, hook):
         sid = f"planner-{hook}"
         body = hook_body(hook, "fz-1", drafts=drafts, prefetch=prefetch)
-        r = httpx.post(f"{base}/{sid}", json=body, timeout=30,
-                       headers={"Authorization": f"Bearer {KEYS.token(cfg.audience(sid))}"})
+        r = httpx.post(
+            f"{base}/{sid}", json=body, timeout=30, headers={"Authorization": f"Bearer {KEYS.token(cfg.audience(sid))}"}
+        )
         seen.add(r.status_code)
         assert r.status_code < 500, r.text
         if r.status_code == 200:

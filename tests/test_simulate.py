@@ -13,9 +13,28 @@ from planner.areas import enumerate_regimens, is_allowed, load_area, regimen_of
 from planner.errors import ConfigError
 from planner.simulate import LATENT, TruthParams, draw_truth, expected_outcome, simulate_cohort
 
-DOC_COLUMNS = ["patient_id", "decision", "t0", "day", "reason", "regimen_before", "regimen", "regimen_before_key",
-               "regimen_key", "baseline", "baseline_date", "followup", "followup_date", "episode", "drop_reason",
-               "next_t0", "target", LATENT, "true_expected", "true_expected_before"]
+DOC_COLUMNS = [
+    "patient_id",
+    "decision",
+    "t0",
+    "day",
+    "reason",
+    "regimen_before",
+    "regimen",
+    "regimen_before_key",
+    "regimen_key",
+    "baseline",
+    "baseline_date",
+    "followup",
+    "followup_date",
+    "episode",
+    "drop_reason",
+    "next_t0",
+    "target",
+    LATENT,
+    "true_expected",
+    "true_expected_before",
+]
 
 
 @pytest.fixture(scope="module")
@@ -111,8 +130,9 @@ def test_sglt2_effect_falls_with_egfr_in_the_truth(t2d):
     frame = t2d.decisions.head(1).copy()
     frame = pd.concat([frame] * 2, ignore_index=True)
     frame.loc[0, "true_egfr"], frame.loc[1, "true_egfr"] = 100.0, 40.0
-    v = expected_outcome(area, frame, [regimen_of(area, {}), regimen_of(area, {"empagliflozin": 10})],
-                         truth_params=t2d.truth)
+    v = expected_outcome(
+        area, frame, [regimen_of(area, {}), regimen_of(area, {"empagliflozin": 10})], truth_params=t2d.truth
+    )
     drop = v[:, 0] - v[:, 1]
     assert drop[0] > drop[1] > 0
 
@@ -120,8 +140,13 @@ def test_sglt2_effect_falls_with_egfr_in_the_truth(t2d):
 def test_confounding_heart_failure_steers_to_sglt2(t2d):
     d = t2d.decisions
     adds = d[d["reason"].isin(["add", "start", "switch"])]
-    new_sglt2 = adds.apply(lambda r: any(x.drug_class == "sglt2_inhibitor" for x in r["regimen"].drugs)
-                           and not any(x.drug_class == "sglt2_inhibitor" for x in r["regimen_before"].drugs), axis=1)
+    new_sglt2 = adds.apply(
+        lambda r: (
+            any(x.drug_class == "sglt2_inhibitor" for x in r["regimen"].drugs)
+            and not any(x.drug_class == "sglt2_inhibitor" for x in r["regimen_before"].drugs)
+        ),
+        axis=1,
+    )
     hf = adds["true_heart_failure"] > 0.5
     assert new_sglt2[hf].mean() > 1.5 * new_sglt2[~hf].mean()
 
@@ -135,13 +160,18 @@ def test_allergies_are_respected(t2d):
 
 def _adverse_stop_rate(cohort, gene_col: str, drug: str, phenotypes: list[str]) -> tuple[float, float]:
     d = cohort.decisions
-    started = d[d["regimen"].apply(lambda r: drug in r.ingredients) &
-                ~d["regimen_before"].apply(lambda r: drug in r.ingredients)]
+    started = d[
+        d["regimen"].apply(lambda r: drug in r.ingredients)
+        & ~d["regimen_before"].apply(lambda r: drug in r.ingredients)
+    ]
     stopped = []
     for _, row in started.iterrows():
         later = d[(d["patient_id"] == row["patient_id"]) & (d["t0"] > row["t0"])].head(1)
-        stopped.append(bool(len(later)) and later["reason"].iloc[0] == "stop-adverse"
-                       and drug not in later["regimen"].iloc[0].ingredients)
+        stopped.append(
+            bool(len(later))
+            and later["reason"].iloc[0] == "stop-adverse"
+            and drug not in later["regimen"].iloc[0].ingredients
+        )
     stopped = np.array(stopped)
     carrier = started[gene_col].isin(phenotypes).to_numpy()
     return stopped[carrier].mean(), stopped[~carrier].mean()
@@ -251,8 +281,9 @@ def test_pgx_efficacy_in_the_truth():
     rows = pd.concat([dep.decisions.iloc[[0]]] * 2, ignore_index=True)
     rows["true_cyp2c19"] = ["Normal Metabolizer", "Ultrarapid Metabolizer"]
     area = dep.area
-    v = dep.expected_outcome([regimen_of(area, {}), regimen_of(area, {"escitalopram": 10}),
-                              regimen_of(area, {"sertraline": 50})], rows)
+    v = dep.expected_outcome(
+        [regimen_of(area, {}), regimen_of(area, {"escitalopram": 10}), regimen_of(area, {"sertraline": 50})], rows
+    )
     esc = v[:, 0] - v[:, 1]
     assert esc[1] == pytest.approx(0.6 * esc[0])  # area pgx_effects: efficacy_factor 0.6
     assert v[0, 2] == pytest.approx(v[1, 2])  # sertraline: no CYP2C19 efficacy effect listed

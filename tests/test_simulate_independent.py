@@ -60,8 +60,9 @@ def test_deterministic_and_fhir_written(tmp_path):
     a = simulate_independent("t2d", 30, seed=2)
     b = simulate_independent("t2d", 30, seed=2)
     assert a.bundles() == b.bundles()
-    pd.testing.assert_frame_equal(a.decisions.drop(columns=["regimen", "regimen_before"]),
-                                  b.decisions.drop(columns=["regimen", "regimen_before"]))
+    pd.testing.assert_frame_equal(
+        a.decisions.drop(columns=["regimen", "regimen_before"]), b.decisions.drop(columns=["regimen", "regimen_before"])
+    )
     info = a.write_fhir(str(tmp_path / "c"))
     assert info["simulator"] == "independent" and len(list((tmp_path / "c" / "fhir").glob("*.json"))) == 30
     t = pd.read_parquet(tmp_path / "c" / "truth.parquet")
@@ -76,9 +77,11 @@ def test_deterministic_and_fhir_written(tmp_path):
 
 
 def test_does_not_import_the_model():
-    code = ("import sys; from planner.simulate.independent import simulate_independent; "
-            "simulate_independent('lipids', 5, seed=0); "
-            "print(any(m.startswith('planner.model') for m in sys.modules))")
+    code = (
+        "import sys; from planner.simulate.independent import simulate_independent; "
+        "simulate_independent('lipids', 5, seed=0); "
+        "print(any(m.startswith('planner.model') for m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "False"

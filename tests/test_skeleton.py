@@ -5,14 +5,18 @@ import sys
 
 import pytest
 
-from planner.areas import load_area, list_areas
+from planner.areas import list_areas, load_area
 from planner.errors import AreaError, FhirError, PlannerError
 
 
 def test_error_message_names_resource_field_value_expected():
     err = FhirError(
-        "for LOINC 33914-3", resource="Observation/obs-7", field="valueQuantity.unit", value="mg/dL",
-        expected="mL/min/1.73m2")
+        "for LOINC 33914-3",
+        resource="Observation/obs-7",
+        field="valueQuantity.unit",
+        value="mg/dL",
+        expected="mL/min/1.73m2",
+    )
     msg = str(err)
     assert msg.startswith("Observation/obs-7 valueQuantity.unit 'mg/dL': for LOINC 33914-3")
     assert msg.endswith("expected mL/min/1.73m2")
@@ -36,8 +40,8 @@ def test_cli_version_runs():
 
 
 def test_yaml_data_with_duplicate_keys_is_refused(tmp_path):
-    from planner.rule_files import read_yaml
     from planner.errors import RuleError
+    from planner.rule_files import read_yaml
 
     p = tmp_path / "dup.yaml"
     p.write_text("id: a\nversion: '1'\nid: b\n")

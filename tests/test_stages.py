@@ -54,8 +54,9 @@ def _synthea() -> PatientRecord:
     return read_record(path)
 
 
-def _chain_from_files(planner: Planner, record: PatientRecord, area_id: str, seed: int, tmp: Path,
-                      preferences: tuple[str, ...] = ()):
+def _chain_from_files(
+    planner: Planner, record: PatientRecord, area_id: str, seed: int, tmp: Path, preferences: tuple[str, ...] = ()
+):
     """Run every stage from the file the previous stage saved; return the hand-offs and the recommendation."""
     area = load_area(area_id)
     rules = planner.ruleset
@@ -65,17 +66,26 @@ def _chain_from_files(planner: Planner, record: PatientRecord, area_id: str, see
 
     row = feature_row(rec_in, area, knowledge=rules.knowledge)
     row_l = FeatureRow.load(row.save(tmp / "features.json"))
-    cands = propose_candidates(row_l, area=area, generator=planner.generators[area_id], n=planner.num_candidates,
-                               seed=seed)
+    cands = propose_candidates(
+        row_l, area=area, generator=planner.generators[area_id], n=planner.num_candidates, seed=seed
+    )
     cands = add_indicated(cands, rec_in, area)  # the candidates that add a guideline-indicated drug (issue 16)
     cands_l = CandidateSet.load(cands.save(tmp / "candidates.json"))
     screened = screen_candidates(cands_l, rec_in, area=area, rules=rules)
     screened_l = ScreenedCandidates.load(screened.save(tmp / "screened.json"))
-    preds = predict(screened_l, area=area, model=planner.models[area_id], num_samples=planner.ranking.num_samples,
-                    seed=seed)
+    preds = predict(
+        screened_l, area=area, model=planner.models[area_id], num_samples=planner.ranking.num_samples, seed=seed
+    )
     preds_l = Predictions.load(preds.save(tmp / "predictions.json"))
-    rec = report(preds_l, area=area, ranking=planner.ranking, gaps=planner.gap_rules, top=5, record=rec_in,
-                 preferences=preferences)
+    rec = report(
+        preds_l,
+        area=area,
+        ranking=planner.ranking,
+        gaps=planner.gap_rules,
+        top=5,
+        record=rec_in,
+        preferences=preferences,
+    )
     for saved, loaded in ((row, row_l), (cands, cands_l), (screened, screened_l), (preds, preds_l)):
         assert loaded == saved, type(saved).__name__  # bit-for-bit: arrays included
     return row_l, cands_l, screened_l, preds_l, rec
@@ -87,8 +97,9 @@ def test_each_stage_from_the_saved_previous_gives_the_planner_recommendation(pla
     if case.startswith("synthea"):
         record, area_id = _synthea(), None
     else:
-        record = _depression("*2/*2" if case == "cyp2c19-poor" else None,
-                             deceased="2024-05-20" if case == "deceased" else None)
+        record = _depression(
+            "*2/*2" if case == "cyp2c19-poor" else None, deceased="2024-05-20" if case == "deceased" else None
+        )
         area_id = "depression"
     area_id = area_id or planner.areas_for(record)[0]
     seed = 7
@@ -183,7 +194,7 @@ def test_gap_wording_is_validated_when_loaded(tmp_path):
     path = folder / "data_gaps.yaml"
     from planner.manifest import main as pin
 
-    path.write_text(path.read_text().replace("measure {quantity}\"", "measure {quantity} {dose}\""))
+    path.write_text(path.read_text().replace('measure {quantity}"', 'measure {quantity} {dose}"'))
     pin([str(folder)])  # re-pinned: the wording error is under test (an unpinned edit is refused earlier)
     with pytest.raises(RuleError, match="template does not format") as err:
         GapRules.load(folder)

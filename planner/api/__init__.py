@@ -18,8 +18,10 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from .. import render  # noqa: F401 - registers the notebook views of the Recommendations made here
-from .. import stages
+from .. import (
+    render,  # noqa: F401 - registers the notebook views of the Recommendations made here
+    stages,
+)
 from ..areas import list_areas, load_area
 from ..audit import AuditConfig, AuditLog
 from ..errors import ConfigError
@@ -95,13 +97,24 @@ class Planner:
         model_dir = Path(model) if model is not None else None
         if model_dir is not None:
             if not model_dir.is_dir():
-                raise ConfigError("model folder not found", field="model", value=str(model_dir),
-                                  expected="a folder written by `planner fit`")
-            dirs = [model_dir] if (model_dir / "meta.json").is_file() else sorted(
-                p for p in model_dir.iterdir() if (p / "meta.json").is_file())
+                raise ConfigError(
+                    "model folder not found",
+                    field="model",
+                    value=str(model_dir),
+                    expected="a folder written by `planner fit`",
+                )
+            dirs = (
+                [model_dir]
+                if (model_dir / "meta.json").is_file()
+                else sorted(p for p in model_dir.iterdir() if (p / "meta.json").is_file())
+            )
             if not dirs:
-                raise ConfigError("no fitted model in folder", field="model", value=str(model_dir),
-                                  expected="meta.json written by `planner fit`")
+                raise ConfigError(
+                    "no fitted model in folder",
+                    field="model",
+                    value=str(model_dir),
+                    expected="meta.json written by `planner fit`",
+                )
             for d in dirs:
                 m, g = _load_saved(d)
                 models[m.area_.id if hasattr(m, "area_") else m.area.id] = m
@@ -118,12 +131,20 @@ class Planner:
         ranking = RankingConfig.load(rules_path)
         if num_samples is not None:
             if num_samples < 100:
-                raise ConfigError("too few posterior draws", field="num_samples", value=num_samples,
-                                  expected="at least 100")
+                raise ConfigError(
+                    "too few posterior draws", field="num_samples", value=num_samples, expected="at least 100"
+                )
             ranking = dataclasses.replace(ranking, num_samples=int(num_samples))
-        return cls(ruleset=ruleset, rules_path=rules_path, models=models, generators=generators,
-                   ranking=ranking, model_dir=model_dir, audit=audit_log,
-                   num_candidates=num_candidates)
+        return cls(
+            ruleset=ruleset,
+            rules_path=rules_path,
+            models=models,
+            generators=generators,
+            ranking=ranking,
+            model_dir=model_dir,
+            audit=audit_log,
+            num_candidates=num_candidates,
+        )
 
     # ---- public API --------------------------------------------------------------------------------
     @staticmethod
@@ -132,8 +153,12 @@ class Planner:
         from ..ingest import read_record
 
         if not isinstance(source, (PatientRecord, bytes, bytearray, Mapping, str, os.PathLike)):
-            raise ConfigError("unsupported input type", field="source", value=type(source).__name__,
-                              expected="a path, JSON text, bytes, a dict or a PatientRecord")
+            raise ConfigError(
+                "unsupported input type",
+                field="source",
+                value=type(source).__name__,
+                expected="a path, JSON text, bytes, a dict or a PatientRecord",
+            )
         if isinstance(source, PatientRecord):
             rec = source if as_of is None else source.model_copy(update={"as_of": _date(as_of)})
             return rec, hashlib.sha256(rec.model_dump_json().encode()).hexdigest()
@@ -150,7 +175,9 @@ class Planner:
             path = Path(source)
             if path.is_file():
                 data = path.read_bytes()
-        rec = read_record(dict(source) if isinstance(source, Mapping) else source, as_of=_date(as_of) if as_of is not None else None)
+        rec = read_record(
+            dict(source) if isinstance(source, Mapping) else source, as_of=_date(as_of) if as_of is not None else None
+        )
         return rec, hashlib.sha256(data or rec.model_dump_json().encode()).hexdigest()
 
     def areas_for(self, record: PatientRecord) -> list[str]:
@@ -168,8 +195,14 @@ class Planner:
         return found
 
     def recommend(
-        self, source: Source, *, area: str | None = None, as_of: dt.date | str | None = None,
-        top: int = 5, seed: int = 0, input_digest: str | None = None,
+        self,
+        source: Source,
+        *,
+        area: str | None = None,
+        as_of: dt.date | str | None = None,
+        top: int = 5,
+        seed: int = 0,
+        input_digest: str | None = None,
         preferences: str | Sequence[str] | None = None,
     ) -> Recommendation:
         """One recommendation: for ``area``, or for the patient's only area (error if none or several).
@@ -183,30 +216,49 @@ class Planner:
             areas = self.areas_for(record)
             if len(areas) != 1:
                 raise ConfigError(
-                    "cannot choose the therapeutic area from the conditions" if not areas
+                    "cannot choose the therapeutic area from the conditions"
+                    if not areas
                     else "the patient is in several areas",
-                    field="area", value=areas,
-                    expected="exactly one matching area; pass area= (one of " + ", ".join(sorted(self.models)) + ")"
+                    field="area",
+                    value=areas,
+                    expected="exactly one matching area; pass area= (one of "
+                    + ", ".join(sorted(self.models))
+                    + ")"
                     + ("" if not areas else " or use recommend_all"),
                 )
             area = areas[0]
-        return self._recommend(record, area, top=top, seed=seed, digest=digest,
-                               preferences=self.ranking.parse_preferences(preferences))
+        return self._recommend(
+            record, area, top=top, seed=seed, digest=digest, preferences=self.ranking.parse_preferences(preferences)
+        )
 
     def recommend_all(
-        self, source: Source, *, as_of: dt.date | str | None = None, top: int = 5, seed: int = 0,
-        input_digest: str | None = None, preferences: str | Sequence[str] | None = None,
+        self,
+        source: Source,
+        *,
+        as_of: dt.date | str | None = None,
+        top: int = 5,
+        seed: int = 0,
+        input_digest: str | None = None,
+        preferences: str | Sequence[str] | None = None,
     ) -> list[Recommendation]:
         """One recommendation per area the patient is in (empty list when none)."""
         record, digest = self.read(source, as_of=as_of)
         digest = input_digest or digest
         prefs = self.ranking.parse_preferences(preferences)
-        return [self._recommend(record, a, top=top, seed=seed, digest=digest, preferences=prefs)
-                for a in self.areas_for(record)]
+        return [
+            self._recommend(record, a, top=top, seed=seed, digest=digest, preferences=prefs)
+            for a in self.areas_for(record)
+        ]
 
     def recommend_many(
-        self, sources: Sequence[Source], *, area: str | None = None, as_of: dt.date | str | None = None,
-        top: int = 5, seed: int = 0, errors: str = "raise",
+        self,
+        sources: Sequence[Source],
+        *,
+        area: str | None = None,
+        as_of: dt.date | str | None = None,
+        top: int = 5,
+        seed: int = 0,
+        errors: str = "raise",
     ) -> list[Any]:
         """One recommendation per source, the same as :meth:`recommend` gives each (see :mod:`planner.batch`);
         ``errors="return"`` puts a failing source's exception in its place instead of raising."""
@@ -215,24 +267,35 @@ class Planner:
         return recommend_many(self, sources, area=area, as_of=as_of, top=top, seed=seed, errors=errors)
 
     # ---- the pipeline: only wiring (each stage in planner.stages; hand-offs in planner.handoffs) -------------
-    def _recommend(self, record: PatientRecord, area_id: str, *, top: int, seed: int, digest: str,
-                   preferences: Sequence[str] = ()) -> Recommendation:
+    def _recommend(
+        self, record: PatientRecord, area_id: str, *, top: int, seed: int, digest: str, preferences: Sequence[str] = ()
+    ) -> Recommendation:
         _check_int("top", top, 1, 10_000)
         _check_int("seed", seed, 0, 2**32 - 1)
         if area_id not in self.models:
-            raise ConfigError("unknown area", field="area", value=area_id,
-                              expected="one of " + ", ".join(sorted(self.models)))
+            raise ConfigError(
+                "unknown area", field="area", value=area_id, expected="one of " + ", ".join(sorted(self.models))
+            )
         area = load_area(area_id, self.rules_path)
         row = stages.feature_row(record, area, knowledge=self.ruleset.knowledge)
-        candidates = stages.propose_candidates(row, area=area, generator=self.generators[area_id],
-                                               n=self.num_candidates, seed=seed)
+        candidates = stages.propose_candidates(
+            row, area=area, generator=self.generators[area_id], n=self.num_candidates, seed=seed
+        )
         if any(self.ranking.guideline.values()):  # also the candidates with an indicated drug added
             candidates = add_indicated(candidates, record, area, rules=self.rules_path)
         screened = stages.screen_candidates(candidates, record, area=area, rules=self.ruleset)
-        predictions = stages.predict(screened, area=area, model=self.models[area_id],
-                                     num_samples=self.ranking.num_samples, seed=seed)
-        rec = stages.report(predictions, area=area, ranking=self.ranking, gaps=self.gap_rules, top=top,
-                            record=record, preferences=preferences)
+        predictions = stages.predict(
+            screened, area=area, model=self.models[area_id], num_samples=self.ranking.num_samples, seed=seed
+        )
+        rec = stages.report(
+            predictions,
+            area=area,
+            ranking=self.ranking,
+            gaps=self.gap_rules,
+            top=top,
+            record=record,
+            preferences=preferences,
+        )
         if self.audit is not None:
             self.audit.write(rec, input_sha256=digest)
         return rec
@@ -254,16 +317,20 @@ def _load_saved(d: Path) -> tuple[Any, Any]:
         raise
     except (KeyError, TypeError, ValueError, IndexError, OSError, EOFError, zipfile.BadZipFile, RuntimeError) as exc:
         what = f"missing {exc}" if isinstance(exc, KeyError) else type(exc).__name__
-        raise ModelError(f"damaged model folder ({what})", file=str(d),
-                         expected="a folder written by `planner fit` (meta.json with params and spec, a complete "
-                                  "draws.npz); fit it again") from None
+        raise ModelError(
+            f"damaged model folder ({what})",
+            file=str(d),
+            expected="a folder written by `planner fit` (meta.json with params and spec, a complete "
+            "draws.npz); fit it again",
+        ) from None
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:
     """Options of the Python API typed as the CLI types them: a clear ConfigError, never a TypeError."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{name} must be an integer", field=name, value=value,
-                          expected=f"an int from {low:,} to {high:,}")
+        raise ConfigError(
+            f"{name} must be an integer", field=name, value=value, expected=f"an int from {low:,} to {high:,}"
+        )
     if not low <= value <= high:
         raise ConfigError(f"{name} out of range", field=name, value=value, expected=f"an int from {low:,} to {high:,}")
 

@@ -32,8 +32,14 @@ def regimen_of(area: Area, drugs: "dict[str, float | None] | list[tuple[str, flo
     out = []
     for name, dose in items:
         entry = area.drug(name)
-        out.append(DrugDose(ingredient=entry.ingredient, rxcui=entry.rxcui,
-                            dose_mg_day=None if dose is None else float(dose), drug_class=entry.drug_class))
+        out.append(
+            DrugDose(
+                ingredient=entry.ingredient,
+                rxcui=entry.rxcui,
+                dose_mg_day=None if dose is None else float(dose),
+                drug_class=entry.drug_class,
+            )
+        )
     return Regimen.of(out)
 
 
@@ -41,10 +47,14 @@ def fill_doses(regimen: Regimen, area: Area) -> Regimen:
     """The regimen with each unknown dose set to the drug's reference dose in ``area`` (for prediction only)."""
     if all(d.dose_mg_day is not None for d in regimen.drugs):
         return regimen
-    return Regimen.of([
-        d if d.dose_mg_day is not None else d.model_copy(update={"dose_mg_day": area.drug(d.ingredient).reference_dose})
-        for d in regimen.drugs
-    ])
+    return Regimen.of(
+        [
+            d
+            if d.dose_mg_day is not None
+            else d.model_copy(update={"dose_mg_day": area.drug(d.ingredient).reference_dose})
+            for d in regimen.drugs
+        ]
+    )
 
 
 def regimen_violations(area: Area, regimen: Regimen) -> list[str]:
@@ -108,16 +118,28 @@ def enumerate_regimens(
                 continue
             dose_lists = [[d.reference_dose] if doses == "reference" else list(d.doses) for d in combo]
             for dose_combo in itertools.product(*dose_lists):
-                level.append(Regimen.of([
-                    DrugDose(ingredient=d.ingredient, rxcui=d.rxcui, dose_mg_day=float(x), drug_class=d.drug_class)
-                    for d, x in zip(combo, dose_combo)
-                ]))
+                level.append(
+                    Regimen.of(
+                        [
+                            DrugDose(
+                                ingredient=d.ingredient, rxcui=d.rxcui, dose_mg_day=float(x), drug_class=d.drug_class
+                            )
+                            for d, x in zip(combo, dose_combo)
+                        ]
+                    )
+                )
         out.extend(sorted(level, key=lambda r: r.key()))
     return out
 
 
-def dose_scaled_effect(effect: np.ndarray | float, ratio: np.ndarray | float, dose_response: DoseResponse, *,
-                       per_doubling: float | None = None, ed50: float | None = None) -> np.ndarray:
+def dose_scaled_effect(
+    effect: np.ndarray | float,
+    ratio: np.ndarray | float,
+    dose_response: DoseResponse,
+    *,
+    per_doubling: float | None = None,
+    ed50: float | None = None,
+) -> np.ndarray:
     """The effect at ``ratio`` = dose / reference dose (see the schema docstring for the curves).
 
     ``per_doubling`` / ``ed50`` override the area's values (the simulator's true world uses its own draws).

@@ -31,8 +31,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..rule_files import read_yaml, rules_dir
 from ..errors import AreaError
+from ..rule_files import read_yaml, rules_dir
 
 
 class _M(BaseModel):
@@ -316,8 +316,12 @@ class Area(_M):
         for d in self.formulary:
             if d.ingredient == ingredient or d.rxcui == ingredient:
                 return d
-        raise AreaError("unknown drug", field=f"{self.id}.formulary", value=ingredient,
-                        expected="one of " + ", ".join(d.ingredient for d in self.formulary))
+        raise AreaError(
+            "unknown drug",
+            field=f"{self.id}.formulary",
+            value=ingredient,
+            expected="one of " + ", ".join(d.ingredient for d in self.formulary),
+        )
 
     def class_prior(self, class_id: str) -> ClassPrior:
         for c in self.classes:
@@ -332,8 +336,9 @@ class Area(_M):
     def drugs_of_class(self, class_id: str) -> tuple[DrugEntry, ...]:
         return tuple(d for d in self.formulary if d.drug_class == class_id)
 
-    def target_rule_for(self, condition_codes: "set[str] | frozenset[str]" = frozenset(),
-                        age: float | None = None) -> TargetRule | None:
+    def target_rule_for(
+        self, condition_codes: "set[str] | frozenset[str]" = frozenset(), age: float | None = None
+    ) -> TargetRule | None:
         """The first ``target_rules`` entry that matches (codes or ICD-10 prefixes), or None. A rule with both
         conditions and a minimum age needs both."""
         for rule in self.outcome.target_rules:
@@ -399,6 +404,5 @@ def load_area(area_id: str, rules: str | Path | None = None) -> Area:
     """Load and validate one area (cached). Unknown ids raise :class:`AreaError` listing the known ones."""
     path = _areas_folder(rules) / f"{area_id}.yaml"
     if not path.is_file():
-        raise AreaError("unknown area", field="area", value=area_id,
-                        expected="one of " + ", ".join(list_areas(rules)))
+        raise AreaError("unknown area", field="area", value=area_id, expected="one of " + ", ".join(list_areas(rules)))
     return _load(str(path))

@@ -14,8 +14,7 @@ __all__ = ["register"]
 
 def register(app: typer.Typer) -> None:
     """Add the ``cohort`` command group to the planner CLI."""
-    cohort = typer.Typer(help="Plan a whole cohort and evaluate the policy (locally or on Dask).",
-                         no_args_is_help=True)
+    cohort = typer.Typer(help="Plan a whole cohort and evaluate the policy (locally or on Dask).", no_args_is_help=True)
 
     @cohort.command("run")
     def run(
@@ -23,9 +22,13 @@ def register(app: typer.Typer) -> None:
         area: Annotated[str, typer.Option("--area", help="Therapeutic area id.")],
         out: Annotated[Path, typer.Option("--out", help="Results folder (a killed run resumes into the same one).")],
         model: Annotated[Optional[Path], typer.Option("--model", help="Fitted model folder (default: priors).")] = None,
-        rules: Annotated[Optional[Path], typer.Option("--rules", help="Rules folder (default: packaged rules).")] = None,
+        rules: Annotated[
+            Optional[Path], typer.Option("--rules", help="Rules folder (default: packaged rules).")
+        ] = None,
         workers: Annotated[int, typer.Option("--workers", min=1, help="Local worker processes.")] = 1,
-        scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Dask scheduler address (tcp://...).")] = None,
+        scheduler: Annotated[
+            Optional[str], typer.Option("--scheduler", help="Dask scheduler address (tcp://...).")
+        ] = None,
         at: Annotated[str, typer.Option("--at", help="Decision points: all | episodes | current.")] = "all",
         top: Annotated[int, typer.Option("--top", min=1, max=50, help="Plans kept per decision point.")] = 5,
         seed: Annotated[int, typer.Option("--seed", help="Random seed (same input and seed: same output).")] = 0,
@@ -35,19 +38,36 @@ def register(app: typer.Typer) -> None:
         """Plan every patient and decision point; write Parquet and DuckDB results."""
         from .run import run_cohort
 
-        s = run_cohort(source, area=area, out=out, model=None if model is None else str(model),
-                       rules=None if rules is None else str(rules), at=at, top=top, seed=seed, workers=workers,
-                       scheduler=scheduler, batch_size=batch_size, progress=not no_progress)
-        typer.echo(f"{s.units} units ({s.done_before} done before, {s.planned_now} now, "
-                   f"{s.units_per_second:.1f}/s); {s.rows} rows, {s.errors} error rows; results in {s.out}")
+        s = run_cohort(
+            source,
+            area=area,
+            out=out,
+            model=None if model is None else str(model),
+            rules=None if rules is None else str(rules),
+            at=at,
+            top=top,
+            seed=seed,
+            workers=workers,
+            scheduler=scheduler,
+            batch_size=batch_size,
+            progress=not no_progress,
+        )
+        typer.echo(
+            f"{s.units} units ({s.done_before} done before, {s.planned_now} now, "
+            f"{s.units_per_second:.1f}/s); {s.rows} rows, {s.errors} error rows; results in {s.out}"
+        )
         for note, count in sorted(s.notes.items()):
             typer.echo(f"  {note.removeprefix('note:')}: {count}")
 
     @cohort.command("evaluate")
     def evaluate_cmd(
         results: Annotated[Path, typer.Argument(help="A results folder written by `planner cohort run`.")],
-        truth: Annotated[Optional[Path], typer.Option("--truth", help="A `planner simulate` folder (default: beside "
-                                             "the run's input, when there is one).")] = None,
+        truth: Annotated[
+            Optional[Path],
+            typer.Option(
+                "--truth", help="A `planner simulate` folder (default: beside the run's input, when there is one)."
+            ),
+        ] = None,
         fmt: ReportFormatOption = ReportFormat.table,
         out: Annotated[Optional[Path], typer.Option("--out", help="Also write the JSON to this file.")] = None,
         n_boot: Annotated[int, typer.Option("--bootstrap", min=50, help="Bootstrap replicates.")] = 1000,
@@ -73,7 +93,9 @@ def register(app: typer.Typer) -> None:
     def report_cmd(
         results: Annotated[Path, typer.Argument(help="A results folder written by `planner cohort run`.")],
         html_out: Annotated[Path, typer.Option("--html", help="Write the self-contained HTML report here.")],
-        truth: Annotated[Optional[Path], typer.Option("--truth", help="A `planner simulate` folder (default: found).")] = None,
+        truth: Annotated[
+            Optional[Path], typer.Option("--truth", help="A `planner simulate` folder (default: found).")
+        ] = None,
         n_boot: Annotated[int, typer.Option("--bootstrap", min=50, help="Bootstrap replicates.")] = 1000,
         seed: Annotated[int, typer.Option("--seed", help="Seed of folds and bootstrap.")] = 0,
     ) -> None:

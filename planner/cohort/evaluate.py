@@ -45,8 +45,9 @@ def _regimen(text: Any) -> Any:
     from ..record import DrugDose, Regimen
 
     drugs = json.loads(text) if isinstance(text, str) else []
-    return Regimen.of([DrugDose(ingredient=d["drug"], rxcui=d.get("rxnorm") or "", dose_mg_day=d.get("dose_mg_day"))
-                       for d in drugs])
+    return Regimen.of(
+        [DrugDose(ingredient=d["drug"], rxcui=d.get("rxnorm") or "", dose_mg_day=d.get("dose_mg_day")) for d in drugs]
+    )
 
 
 def true_values(rows: pd.DataFrame, truth_dir: Path, area: Any) -> pd.DataFrame:
@@ -62,8 +63,12 @@ def true_values(rows: pd.DataFrame, truth_dir: Path, area: Any) -> pd.DataFrame:
     joined = keyed.reset_index().merge(table, on=["patient_id", "t0"], how="left").set_index("index").loc[rows.index]
     missing = int(joined["latent_untreated"].isna().sum())
     if missing:
-        raise ConfigError("decision points not in the truth file", field="truth", value=missing,
-                          expected="the simulate folder these bundles came from")
+        raise ConfigError(
+            "decision points not in the truth file",
+            field="truth",
+            value=missing,
+            expected="the simulate folder these bundles came from",
+        )
     d = 1.0 if area.outcome.direction == "lower" else -1.0
     rec = np.full(len(rows), np.nan)
     recs = rows["rec_regimen_json"].to_numpy()
@@ -82,14 +87,18 @@ def _truth_block(rows: pd.DataFrame, truth: pd.DataFrame, area: Any, boot: dict[
     d = 1.0 if area.outcome.direction == "lower" else -1.0
     t = truth.loc[rows.index]
     regret = (d * (t["true_rec"] - t["true_best"])).to_numpy()
-    return {"recommended": float(t["true_rec"].mean()), "observed": float(t["true_obs"].mean()),
-            "regret_recommended": float(regret.mean()),
-            "regret_observed": float((d * (t["true_obs"] - t["true_best"])).mean()),
-            "regret_interval_recommended": bootstrap_mean(regret, groups, **boot)}
+    return {
+        "recommended": float(t["true_rec"].mean()),
+        "observed": float(t["true_obs"].mean()),
+        "regret_recommended": float(regret.mean()),
+        "regret_observed": float((d * (t["true_obs"] - t["true_best"])).mean()),
+        "regret_interval_recommended": bootstrap_mean(regret, groups, **boot),
+    }
 
 
-def _policy_block(rows: pd.DataFrame, area: Any, *, n_boot: int, level: float, seed: int,
-                  truth: pd.DataFrame | None) -> tuple[dict[str, Any], pd.DataFrame]:
+def _policy_block(
+    rows: pd.DataFrame, area: Any, *, n_boot: int, level: float, seed: int, truth: pd.DataFrame | None
+) -> tuple[dict[str, Any], pd.DataFrame]:
     ope = off_policy(rows, area, n_boot=n_boot, level=level, seed=seed)
     scores = ope.pop("_scores")
     if truth is not None:
@@ -101,8 +110,15 @@ def _policy_block(rows: pd.DataFrame, area: Any, *, n_boot: int, level: float, s
     return ope, scores
 
 
-def evaluate(results: str | Path, *, truth: str | Path | None = None, n_boot: int = 1000, level: float = 0.9,
-             seed: int = 0, subgroups: bool = True) -> dict[str, Any]:
+def evaluate(
+    results: str | Path,
+    *,
+    truth: str | Path | None = None,
+    n_boot: int = 1000,
+    level: float = 0.9,
+    seed: int = 0,
+    subgroups: bool = True,
+) -> dict[str, Any]:
     """The evaluation of a finished run (see the module docstring), as a JSON-ready dict."""
     from ..areas import load_area
 
@@ -117,29 +133,43 @@ def evaluate(results: str | Path, *, truth: str | Path | None = None, n_boot: in
     ep = df[(df["kind"] == "episode") & df["followup"].notna() & df["rec_regimen"].notna()]
     truth_df = true_values(ep, truth_dir, area) if truth_dir is not None and len(ep) else None
     report: dict[str, Any] = {
-        "area": area.id, "outcome": {"quantity": area.outcome.quantity, "unit": area.outcome.unit,
-                                     "direction": area.outcome.direction},
-        "counts": {"units": int(df["unit"].nunique()), "rows": int(len(df)),
-                   "patients": int(df["patient_id"].dropna().nunique()),
-                   "error_rows": int((df["status"] == "error").sum()),
-                   "not_in_area": int((df["status"] == "not-in-area").sum()),
-                   "decision_points_with_follow_up": int(len(ep)),
-                   "errors_by_class": {str(k): int(v) for k, v in
-                                       df.loc[df["status"] == "error", "error_class"].value_counts().items()}},
-        "agreement": agreement(ep), "calibration": calibration(ep), "safety": safety(df),
+        "area": area.id,
+        "outcome": {"quantity": area.outcome.quantity, "unit": area.outcome.unit, "direction": area.outcome.direction},
+        "counts": {
+            "units": int(df["unit"].nunique()),
+            "rows": int(len(df)),
+            "patients": int(df["patient_id"].dropna().nunique()),
+            "error_rows": int((df["status"] == "error").sum()),
+            "not_in_area": int((df["status"] == "not-in-area").sum()),
+            "decision_points_with_follow_up": int(len(ep)),
+            "errors_by_class": {
+                str(k): int(v) for k, v in df.loc[df["status"] == "error", "error_class"].value_counts().items()
+            },
+        },
+        "agreement": agreement(ep),
+        "calibration": calibration(ep),
+        "safety": safety(df),
         "truth": None if truth_dir is None else str(truth_dir),
     }
     scores = None
     if len(ep) >= 10 and ep["patient_id"].nunique() >= 4:
         report["policy"], scores = _policy_block(ep, area, n_boot=n_boot, level=level, seed=seed, truth=truth_df)
     if subgroups:
-        report["subgroups"] = _subgroups(df, ep, area, scores, n_boot=n_boot, level=level, seed=seed,
-                                         truth=truth_df)
+        report["subgroups"] = _subgroups(df, ep, area, scores, n_boot=n_boot, level=level, seed=seed, truth=truth_df)
     return _clean(report)
 
 
-def _subgroups(df: pd.DataFrame, ep: pd.DataFrame, area: Any, scores: pd.DataFrame | None, *, n_boot: int,
-               level: float, seed: int, truth: pd.DataFrame | None) -> dict[str, list[dict[str, Any]]]:
+def _subgroups(
+    df: pd.DataFrame,
+    ep: pd.DataFrame,
+    area: Any,
+    scores: pd.DataFrame | None,
+    *,
+    n_boot: int,
+    level: float,
+    seed: int,
+    truth: pd.DataFrame | None,
+) -> dict[str, list[dict[str, Any]]]:
     """Every measure by subgroup; policy values from the whole cohort's cross-fitted DR scores restricted to
     the subgroup (nuisance models fitted once), with the same patient bootstrap."""
     boot: dict[str, Any] = {"n_boot": n_boot, "level": level, "seed": seed}
@@ -150,8 +180,11 @@ def _subgroups(df: pd.DataFrame, ep: pd.DataFrame, area: Any, scores: pd.DataFra
         rows = []
         for value in sorted(lab.unique()):
             sub_all = df[lab == value]
-            entry: dict[str, Any] = {"group": value, "patients": int(sub_all["patient_id"].nunique()),
-                                     "safety_patients_with_findings": safety(sub_all).get("patients_with_findings", 0)}
+            entry: dict[str, Any] = {
+                "group": value,
+                "patients": int(sub_all["patient_id"].nunique()),
+                "safety_patients_with_findings": safety(sub_all).get("patients_with_findings", 0),
+            }
             if name in labels_ep:
                 sub = ep[labels_ep[name] == value]
                 entry["decision_points"] = int(len(sub))
@@ -170,8 +203,9 @@ def _subgroups(df: pd.DataFrame, ep: pd.DataFrame, area: Any, scores: pd.DataFra
                         entry["true_value"] = tv["recommended"]
                         entry["true_observed_value"] = tv["observed"]
                         entry["regret"] = tv["regret_recommended"]
-                        entry["dr_covers_truth"] = bool(entry["dr_value"]["lower"] <= tv["recommended"]
-                                                        <= entry["dr_value"]["upper"])
+                        entry["dr_covers_truth"] = bool(
+                            entry["dr_value"]["lower"] <= tv["recommended"] <= entry["dr_value"]["upper"]
+                        )
             rows.append(entry)
         out[name] = rows
     return out

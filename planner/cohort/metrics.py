@@ -66,11 +66,16 @@ def calibration(rows: pd.DataFrame) -> dict[str, Any]:
             ece += m.sum() / n * abs(conf - freq)
     cov = {f"{int(lv * 100)}": float(r[f"obs_cover{int(lv * 100)}"].astype(bool).mean()) for lv in COVERAGE_LEVELS}
     return {
-        "n": n, "coverage": cov,
+        "n": n,
+        "coverage": cov,
         "pit": {"histogram": hist.tolist(), "mean": float(pit.mean()), "ks": _ks_uniform(pit)},
         "crps": float(r["obs_crps"].mean()),
-        "p_target": {"ece": float(ece), "curve": curve, "mean_predicted": float(p.mean()),
-                     "observed_rate": float(hit.mean())},
+        "p_target": {
+            "ece": float(ece),
+            "curve": curve,
+            "mean_predicted": float(p.mean()),
+            "observed_rate": float(hit.mean()),
+        },
     }
 
 
@@ -85,9 +90,12 @@ def agreement(rows: pd.DataFrame) -> dict[str, Any]:
     r = rows[rows["observed_regimen"].notna() & rows["rec_regimen"].notna()]
     if r.empty:
         return {"n": 0}
-    return {"n": int(len(r)), "top1": float(r["agree_top1"].astype(bool).mean()),
-            "same_drugs": float(r["agree_drugs"].astype(bool).mean()),
-            "in_top_k": float(r["agree_topk"].astype(bool).mean())}
+    return {
+        "n": int(len(r)),
+        "top1": float(r["agree_top1"].astype(bool).mean()),
+        "same_drugs": float(r["agree_drugs"].astype(bool).mean()),
+        "in_top_k": float(r["agree_topk"].astype(bool).mean()),
+    }
 
 
 def safety(rows: pd.DataFrame) -> dict[str, Any]:

@@ -54,11 +54,9 @@ def _regimen_json(text: Any) -> dict[str, float | None]:
     return {d["drug"]: d.get("dose_mg_day") for d in json.loads(text)}
 
 
-def design_frames(rows: pd.DataFrame, area: Any) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame,
-                                                         np.ndarray]:
+def design_frames(rows: pd.DataFrame, area: Any) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, np.ndarray]:
     """Feature matrices: (x with the observed regimen, x with the recommended regimen, x alone) and M."""
-    feats = pd.DataFrame([json.loads(t) if isinstance(t, str) else {} for t in rows["features_json"]],
-                         index=rows.index)
+    feats = pd.DataFrame([json.loads(t) if isinstance(t, str) else {} for t in rows["features_json"]], index=rows.index)
     num = feats.apply(pd.to_numeric, errors="coerce")
     text_cols = [c for c in feats.columns if num[c].isna().all() and feats[c].notna().any()]
     base = num.drop(columns=text_cols)
@@ -101,20 +99,46 @@ def _folds(groups: np.ndarray, k: int, seed: int) -> np.ndarray:
 def _xgb_reg(seed: int) -> Any:
     XGBRegressor = require("xgboost", extra="xgboost", purpose="the off-policy evaluation").XGBRegressor
 
-    return XGBRegressor(n_estimators=300, max_depth=2, learning_rate=0.05, subsample=0.8, min_child_weight=3,
-                        n_jobs=1, random_state=seed, verbosity=0)
+    return XGBRegressor(
+        n_estimators=300,
+        max_depth=2,
+        learning_rate=0.05,
+        subsample=0.8,
+        min_child_weight=3,
+        n_jobs=1,
+        random_state=seed,
+        verbosity=0,
+    )
 
 
 def _xgb_clf(seed: int) -> Any:
     XGBClassifier = require("xgboost", extra="xgboost", purpose="the off-policy evaluation").XGBClassifier
 
-    return XGBClassifier(n_estimators=150, max_depth=2, learning_rate=0.05, subsample=0.8, min_child_weight=3,
-                         n_jobs=1, random_state=seed, verbosity=0)
+    return XGBClassifier(
+        n_estimators=150,
+        max_depth=2,
+        learning_rate=0.05,
+        subsample=0.8,
+        min_child_weight=3,
+        n_jobs=1,
+        random_state=seed,
+        verbosity=0,
+    )
 
 
-def cross_fit(x_obs: pd.DataFrame, x_rec: pd.DataFrame, x: pd.DataFrame, y: np.ndarray, match: np.ndarray,
-              groups: np.ndarray, *, k: int = 5, seed: int = 0, base_obs: np.ndarray | None = None,
-              base_rec: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def cross_fit(
+    x_obs: pd.DataFrame,
+    x_rec: pd.DataFrame,
+    x: pd.DataFrame,
+    y: np.ndarray,
+    match: np.ndarray,
+    groups: np.ndarray,
+    *,
+    k: int = 5,
+    seed: int = 0,
+    base_obs: np.ndarray | None = None,
+    base_rec: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cross-fitted mu(x, A), mu(x, pi(x)) and e(x) for every row (mu = base + xgboost on the residual)."""
     n = len(y)
     k = max(2, min(k, np.unique(groups).size))
@@ -139,8 +163,15 @@ def cross_fit(x_obs: pd.DataFrame, x_rec: pd.DataFrame, x: pd.DataFrame, y: np.n
     return mu_obs, mu_rec, np.clip(e, E_CLIP, 1.0)
 
 
-def bootstrap_mean(num: np.ndarray, groups: np.ndarray, *, den: np.ndarray | None = None, n_boot: int = 1000,
-                   level: float = 0.9, seed: int = 0) -> dict[str, float]:
+def bootstrap_mean(
+    num: np.ndarray,
+    groups: np.ndarray,
+    *,
+    den: np.ndarray | None = None,
+    n_boot: int = 1000,
+    level: float = 0.9,
+    seed: int = 0,
+) -> dict[str, float]:
     """Estimate sum(num)/sum(den) (den = 1: the mean) with a patient-cluster bootstrap percentile interval."""
     den = np.ones_like(num) if den is None else den
     codes, gi = np.unique(groups, return_inverse=True)
@@ -152,17 +183,18 @@ def bootstrap_mean(num: np.ndarray, groups: np.ndarray, *, den: np.ndarray | Non
     chunk = max(1, 4_000_000 // max(g, 1))  # replicates at a time: memory bounded for any number of patients
     for i in range(0, n_boot if g else 0, chunk):
         counts = rng.multinomial(g, np.full(g, 1.0 / g), size=min(chunk, n_boot - i))
-        bn[i:i + len(counts)], bd[i:i + len(counts)] = counts @ sn, counts @ sd
+        bn[i : i + len(counts)], bd[i : i + len(counts)] = counts @ sn, counts @ sd
     with np.errstate(invalid="ignore", divide="ignore"):
         reps = np.where(bd > 0, bn / bd, np.nan)
     reps = reps[np.isfinite(reps)]
     a = (1 - level) / 2
-    lo, hi = (np.quantile(reps, [a, 1 - a]) if reps.size else (float("nan"), float("nan")))
+    lo, hi = np.quantile(reps, [a, 1 - a]) if reps.size else (float("nan"), float("nan"))
     return {"value": est, "lower": float(lo), "upper": float(hi), "level": level}
 
 
-def off_policy(rows: pd.DataFrame, area: Any, *, n_boot: int = 1000, level: float = 0.9, seed: int = 0,
-               folds: int = 5) -> dict[str, Any]:
+def off_policy(
+    rows: pd.DataFrame, area: Any, *, n_boot: int = 1000, level: float = 0.9, seed: int = 0, folds: int = 5
+) -> dict[str, Any]:
     """Values of the observed and the recommended policy (IPW, SNIPW, DR, DM) on rows with a follow-up."""
     y = rows["followup"].to_numpy(dtype=float)
     groups = rows["patient_id"].astype(str).to_numpy()
@@ -171,18 +203,24 @@ def off_policy(rows: pd.DataFrame, area: Any, *, n_boot: int = 1000, level: floa
     base_rec = rows["rec_mean"].to_numpy(dtype=float)
     ok = np.isfinite(base_obs) & np.isfinite(base_rec)
     base_obs, base_rec = np.where(ok, base_obs, 0.0), np.where(ok, base_rec, 0.0)
-    mu_obs, mu_rec, e = cross_fit(x_obs, x_rec, x, y, match, groups, k=folds, seed=seed, base_obs=base_obs,
-                                  base_rec=base_rec)
+    mu_obs, mu_rec, e = cross_fit(
+        x_obs, x_rec, x, y, match, groups, k=folds, seed=seed, base_obs=base_obs, base_rec=base_rec
+    )
     mu_obs0, mu_rec0, _ = cross_fit(x_obs, x_rec, x, y, match, groups, k=folds, seed=seed)
     w = match / e
     dr = mu_rec + w * (y - mu_obs)
     dr0 = mu_rec0 + w * (y - mu_obs0)
     boot: dict[str, Any] = {"n_boot": n_boot, "level": level, "seed": seed}
-    ess = float(w.sum() ** 2 / (w ** 2).sum()) if (w > 0).any() else 0.0
+    ess = float(w.sum() ** 2 / (w**2).sum()) if (w > 0).any() else 0.0
     out = {
-        "n": int(len(y)), "patients": int(np.unique(groups).size),
-        "match": {"level": "drug classes", "matched": int(match.sum()), "rate": float(match.mean()),
-                  "effective_sample_size": ess},
+        "n": int(len(y)),
+        "patients": int(np.unique(groups).size),
+        "match": {
+            "level": "drug classes",
+            "matched": int(match.sum()),
+            "rate": float(match.mean()),
+            "effective_sample_size": ess,
+        },
         "observed": bootstrap_mean(y, groups, **boot),
         "recommended": {
             "ipw": bootstrap_mean(w * y, groups, **boot),

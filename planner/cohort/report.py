@@ -34,13 +34,13 @@ def _e(x: Any) -> str:
 
 
 def _table(head: list[str], rows: list[list[Any]]) -> str:
-    th = "".join(f"<th scope=\"col\">{_e(h)}</th>" for h in head)
+    th = "".join(f'<th scope="col">{_e(h)}</th>' for h in head)
     body = []
     for r in rows:
         cells = []
         for v in r:
             num = isinstance(v, (int, float)) and not isinstance(v, bool)
-            cells.append(f"<td class=\"num\">{_e(fmt(v))}</td>" if num else f"<td>{_e(fmt(v))}</td>")
+            cells.append(f'<td class="num">{_e(fmt(v))}</td>' if num else f"<td>{_e(fmt(v))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{th}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
@@ -52,7 +52,7 @@ def _png(fig: Any) -> str:
 
 
 def _figure(src: str, alt: str, caption: str) -> str:
-    return f"<figure><img src=\"{src}\" alt=\"{_e(alt)}\"><figcaption>{_e(caption)}</figcaption></figure>"
+    return f'<figure><img src="{src}" alt="{_e(alt)}"><figcaption>{_e(caption)}</figcaption></figure>'
 
 
 def _interval(est: dict[str, Any] | None) -> str:
@@ -81,8 +81,14 @@ def plot_policy(ev: dict[str, Any], ax: Any = None) -> Any:
         v, lo, hi = est.get("value"), est.get("lower"), est.get("upper")
         if v is None:
             continue
-        ax.errorbar([v], [y], xerr=[[v - (lo if lo is not None else v)], [(hi if hi is not None else v) - v]],
-                    fmt="o", color="#1f5fa8", capsize=4)
+        ax.errorbar(
+            [v],
+            [y],
+            xerr=[[v - (lo if lo is not None else v)], [(hi if hi is not None else v) - v]],
+            fmt="o",
+            color="#1f5fa8",
+            capsize=4,
+        )
     truth = pol.get("truth") or {}
     if truth:
         ax.axvline(truth["recommended"], color="#c0392b", ls="--", label="true value, recommended")
@@ -100,8 +106,13 @@ def plot_calibration(cal: dict[str, Any], ax: Any = None) -> Any:
     curve = cal["p_target"]["curve"]
     fig, ax = _axes(ax, (5, 4.2))
     ax.plot([0, 1], [0, 1], color="#999", ls="--", label="perfect calibration")
-    ax.plot([c["predicted"] for c in curve], [c["observed"] for c in curve], "o-", color="#1f5fa8",
-            label="observed share reaching target")
+    ax.plot(
+        [c["predicted"] for c in curve],
+        [c["observed"] for c in curve],
+        "o-",
+        color="#1f5fa8",
+        label="observed share reaching target",
+    )
     for c in curve:
         ax.annotate(str(c["n"]), (c["predicted"], c["observed"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xlim(0, 1)
@@ -130,32 +141,52 @@ def plot_pit(cal: dict[str, Any], ax: Any = None) -> Any:
 def render_report(ev: dict[str, Any]) -> str:
     """The report page for an evaluation dict (:func:`planner.cohort.evaluate.evaluate`)."""
     o, c = ev["outcome"], ev["counts"]
-    parts = [f"<h1>Cohort evaluation: {_e(ev['area'])}</h1>",
-             f"<p>{c['patients']} patients, {c['rows']} result rows, {c['decision_points_with_follow_up']} decision "
-             f"points with an observed follow-up, {c['error_rows']} error rows, {c['not_in_area']} patients "
-             f"outside the area. Outcome: {_e(o['quantity'])} ({_e(o['unit'])}; {_e(o['direction'])} is "
-             "better).</p>"]
+    parts = [
+        f"<h1>Cohort evaluation: {_e(ev['area'])}</h1>",
+        f"<p>{c['patients']} patients, {c['rows']} result rows, {c['decision_points_with_follow_up']} decision "
+        f"points with an observed follow-up, {c['error_rows']} error rows, {c['not_in_area']} patients "
+        f"outside the area. Outcome: {_e(o['quantity'])} ({_e(o['unit'])}; {_e(o['direction'])} is "
+        "better).</p>",
+    ]
     if c.get("errors_by_class"):
         parts.append(_table(["error class", "rows"], [[k, v] for k, v in c["errors_by_class"].items()]))
     pol = ev.get("policy")
     parts.append("<h2>Policy value</h2>")
     if pol:
         truth = pol.get("truth") or {}
-        rows = [["observed", "mean of follow-ups", _interval(pol["observed"]), truth.get("observed"),
-                 pol["observed"].get("covers_truth")]]
-        rows += [["recommended", k, _interval(v), truth.get("recommended"), v.get("covers_truth")]
-                 for k, v in pol["recommended"].items()]
+        rows = [
+            [
+                "observed",
+                "mean of follow-ups",
+                _interval(pol["observed"]),
+                truth.get("observed"),
+                pol["observed"].get("covers_truth"),
+            ]
+        ]
+        rows += [
+            ["recommended", k, _interval(v), truth.get("recommended"), v.get("covers_truth")]
+            for k, v in pol["recommended"].items()
+        ]
         parts.append(_table(["policy", "estimator", "value [interval]", "true value", "interval holds truth"], rows))
         m = pol["match"]
-        parts.append(f"<p class=\"note\">The recommended regimen has the observed regimen's drug classes at "
-                     f"{m['matched']} of {pol['n']} decision points ({100 * m['rate']:.1f}%); IPW effective sample "
-                     f"size {m['effective_sample_size']:.1f}. DR minus observed: {_e(_interval(pol['difference_dr']))}."
-                     + (f" True regret: recommended {fmt(truth.get('regret_recommended'))}, observed "
-                        f"{fmt(truth.get('regret_observed'))} {_e(o['unit'])}." if truth else "") + "</p>")
+        parts.append(
+            f'<p class="note">The recommended regimen has the observed regimen\'s drug classes at '
+            f"{m['matched']} of {pol['n']} decision points ({100 * m['rate']:.1f}%); IPW effective sample "
+            f"size {m['effective_sample_size']:.1f}. DR minus observed: {_e(_interval(pol['difference_dr']))}."
+            + (
+                f" True regret: recommended {fmt(truth.get('regret_recommended'))}, observed "
+                f"{fmt(truth.get('regret_observed'))} {_e(o['unit'])}."
+                if truth
+                else ""
+            )
+            + "</p>"
+        )
         rec = pol["recommended"]["dr"]
-        alt = (f"Dot plot of policy values with intervals: observed {fmt(pol['observed']['value'])}, recommended "
-               f"(doubly robust) {fmt(rec['value'])} from {fmt(rec['lower'])} to {fmt(rec['upper'])} {o['unit']}"
-               + (f"; true value of the recommended policy {fmt(truth['recommended'])}" if truth else ""))
+        alt = (
+            f"Dot plot of policy values with intervals: observed {fmt(pol['observed']['value'])}, recommended "
+            f"(doubly robust) {fmt(rec['value'])} from {fmt(rec['lower'])} to {fmt(rec['upper'])} {o['unit']}"
+            + (f"; true value of the recommended policy {fmt(truth['recommended'])}" if truth else "")
+        )
         parts.append(_figure(_png(plot_policy(ev)), alt, "Estimated mean follow-up under each policy."))
     else:
         parts.append("<p>Too few decision points with a follow-up for off-policy evaluation.</p>")
@@ -164,31 +195,72 @@ def render_report(ev: dict[str, Any]) -> str:
     if cal.get("n"):
         cov = cal["coverage"]
         parts.append(_table(["nominal", "empirical coverage"], [[f"{k}%", v] for k, v in cov.items()]))
-        parts.append(f"<p>CRPS {fmt(cal['crps'])} {_e(o['unit'])}; PIT mean {fmt(cal['pit']['mean'])}, KS distance "
-                     f"from uniform {fmt(cal['pit']['ks'])}; ECE of P(target) {fmt(cal['p_target']['ece'])} "
-                     f"(mean predicted {fmt(cal['p_target']['mean_predicted'])}, observed "
-                     f"{fmt(cal['p_target']['observed_rate'])}).</p>")
-        curve = ", ".join(f"{c['predicted']:.2f} predicted vs {c['observed']:.2f} observed"
-                          for c in cal["p_target"]["curve"])
-        parts.append(_figure(_png(plot_calibration(cal)), f"Calibration curve of P(target) by bin: {curve}",
-                             "Predicted P(target) against the observed share reaching it (points: bins, labels: n)."))
-        parts.append(_figure(_png(plot_pit(cal)), "Histogram of PIT values in ten bins, counts "
-                             + ", ".join(str(h) for h in cal["pit"]["histogram"]),
-                             "PIT histogram: flat when the predictive distributions are calibrated."))
+        parts.append(
+            f"<p>CRPS {fmt(cal['crps'])} {_e(o['unit'])}; PIT mean {fmt(cal['pit']['mean'])}, KS distance "
+            f"from uniform {fmt(cal['pit']['ks'])}; ECE of P(target) {fmt(cal['p_target']['ece'])} "
+            f"(mean predicted {fmt(cal['p_target']['mean_predicted'])}, observed "
+            f"{fmt(cal['p_target']['observed_rate'])}).</p>"
+        )
+        curve = ", ".join(
+            f"{c['predicted']:.2f} predicted vs {c['observed']:.2f} observed" for c in cal["p_target"]["curve"]
+        )
+        parts.append(
+            _figure(
+                _png(plot_calibration(cal)),
+                f"Calibration curve of P(target) by bin: {curve}",
+                "Predicted P(target) against the observed share reaching it (points: bins, labels: n).",
+            )
+        )
+        parts.append(
+            _figure(
+                _png(plot_pit(cal)),
+                "Histogram of PIT values in ten bins, counts " + ", ".join(str(h) for h in cal["pit"]["histogram"]),
+                "PIT histogram: flat when the predictive distributions are calibrated.",
+            )
+        )
     else:
         parts.append("<p>No decision point with an observed follow-up.</p>")
     parts.append(_safety(ev.get("safety") or {}))
     for name, rows in (ev.get("subgroups") or {}).items():
         parts.append(f"<h2>By {_e(name)}</h2>")
-        parts.append(_table(
-            ["group", "patients", "decision points", "agreement", "coverage 90%", "CRPS", "ECE", "DR value",
-             "observed value", "true value", "patients with findings"],
-            [[r["group"], r["patients"], r.get("decision_points"), r.get("agreement_top1"), r.get("coverage90"),
-              r.get("crps"), r.get("ece"), _interval(r.get("dr_value")), _interval(r.get("observed_value")),
-              r.get("true_value"), r.get("safety_patients_with_findings")] for r in rows]))
+        parts.append(
+            _table(
+                [
+                    "group",
+                    "patients",
+                    "decision points",
+                    "agreement",
+                    "coverage 90%",
+                    "CRPS",
+                    "ECE",
+                    "DR value",
+                    "observed value",
+                    "true value",
+                    "patients with findings",
+                ],
+                [
+                    [
+                        r["group"],
+                        r["patients"],
+                        r.get("decision_points"),
+                        r.get("agreement_top1"),
+                        r.get("coverage90"),
+                        r.get("crps"),
+                        r.get("ece"),
+                        _interval(r.get("dr_value")),
+                        _interval(r.get("observed_value")),
+                        r.get("true_value"),
+                        r.get("safety_patients_with_findings"),
+                    ]
+                    for r in rows
+                ],
+            )
+        )
     body = "\n".join(parts)
-    return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Cohort evaluation "
-            f"{_e(ev['area'])}</title><style>{_CSS}</style></head><body><main>{body}</main></body></html>")
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Cohort evaluation '
+        f"{_e(ev['area'])}</title><style>{_CSS}</style></head><body><main>{body}</main></body></html>"
+    )
 
 
 def _safety(s: dict[str, Any]) -> str:
@@ -196,14 +268,19 @@ def _safety(s: dict[str, Any]) -> str:
         return "<h2>Safety</h2><p>No patient planned.</p>"
     rows = [[k, v, s["patients_with_kind"].get(k)] for k, v in s["current_findings_per_patient"].items()]
     plan = [[k, v] for k, v in s["plan_findings_per_decision"].items()]
-    return ("<h2>Safety</h2>"
-            f"<p>{s['patients_with_findings']} of {s['patients']} patients have findings on their current "
-            "medications.</p>" + _table(["kind:action", "findings per patient", "share of patients"], rows)
-            + "<p>Findings on the recommended plans:</p>" + _table(["kind:action", "per decision point"], plan))
+    return (
+        "<h2>Safety</h2>"
+        f"<p>{s['patients_with_findings']} of {s['patients']} patients have findings on their current "
+        "medications.</p>"
+        + _table(["kind:action", "findings per patient", "share of patients"], rows)
+        + "<p>Findings on the recommended plans:</p>"
+        + _table(["kind:action", "per decision point"], plan)
+    )
 
 
-def write_report(results: str | Path, html_path: str | Path, evaluation: dict[str, Any] | None = None,
-                 **evaluate_options: Any) -> Path:
+def write_report(
+    results: str | Path, html_path: str | Path, evaluation: dict[str, Any] | None = None, **evaluate_options: Any
+) -> Path:
     """Evaluate ``results`` (unless an evaluation is given) and write the report to ``html_path``."""
     from .evaluate import evaluate
 

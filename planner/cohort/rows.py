@@ -16,7 +16,6 @@ here from the full draws; ``planner cohort evaluate`` aggregates them.
 from __future__ import annotations
 
 import dataclasses
-
 from collections import Counter
 from typing import Any, Iterable
 
@@ -50,12 +49,21 @@ def _regimen_json(reg: Regimen) -> str:
     return _json([{"drug": d.ingredient, "rxnorm": d.rxcui, "dose_mg_day": d.dose_mg_day} for d in reg.drugs])
 
 
-def error_row(unit: str, exc: BaseException, *, patient_id: str | None = None, area: str = "",
-              point: int = -1) -> dict[str, Any]:
+def error_row(
+    unit: str, exc: BaseException, *, patient_id: str | None = None, area: str = "", point: int = -1
+) -> dict[str, Any]:
     """A failed unit or patient: the error's class and message (the message names only what the input gave)."""
     msg = str(exc) if isinstance(exc, PlannerError) else f"{type(exc).__name__}: {exc}"
-    return {"unit": unit, "patient_id": patient_id, "area": area, "point": point, "kind": "error",
-            "status": "error", "error_class": type(exc).__name__, "error_message": msg[:_MESSAGE_LIMIT]}
+    return {
+        "unit": unit,
+        "patient_id": patient_id,
+        "area": area,
+        "point": point,
+        "kind": "error",
+        "status": "error",
+        "error_class": type(exc).__name__,
+        "error_message": msg[:_MESSAGE_LIMIT],
+    }
 
 
 def _demographics(data: bytes) -> dict[str, dict[str, str | None]]:
@@ -124,15 +132,23 @@ def _in_area(planner: Any, record: PatientRecord, area_id: str) -> bool:
     return area_id in planner.areas_for(record)
 
 
-def _record_rows(planner: Any, unit_id: str, record: PatientRecord, opts: RunOptions,
-                 demo: dict[str, str | None]) -> list[dict[str, Any]]:
+def _record_rows(
+    planner: Any, unit_id: str, record: PatientRecord, opts: RunOptions, demo: dict[str, str | None]
+) -> list[dict[str, Any]]:
     from ..areas import load_area
     from ..batch import record_at
     from ..episodes import extract_episodes
 
     area = load_area(opts.area, planner.rules_path)
-    base = {"unit": unit_id, "patient_id": record.patient_id, "area": area.id, "sex": record.sex,
-            "race": demo.get("race"), "ethnicity": demo.get("ethnicity"), "age": _num(record.age())}
+    base = {
+        "unit": unit_id,
+        "patient_id": record.patient_id,
+        "area": area.id,
+        "sex": record.sex,
+        "race": demo.get("race"),
+        "ethnicity": demo.get("ethnicity"),
+        "age": _num(record.age()),
+    }
     if not _in_area(planner, record, area.id):
         return [{**base, "point": 0, "kind": "not-in-area", "status": "not-in-area", "as_of": record.as_of}]
     points: list[tuple[str, PatientRecord, Any]] = []
@@ -150,17 +166,26 @@ def _record_rows(planner: Any, unit_id: str, record: PatientRecord, opts: RunOpt
     return rows
 
 
-def _point_row(planner: Any, base: dict[str, Any], view: PatientRecord, ep: Any, area: Any,
-               opts: RunOptions) -> dict[str, Any]:
+def _point_row(
+    planner: Any, base: dict[str, Any], view: PatientRecord, ep: Any, area: Any, opts: RunOptions
+) -> dict[str, Any]:
     from ..features import features_at
 
     rec = planner.recommend(view, area=area.id, top=opts.top, seed=opts.seed)
     feats = features_at(view, area, view.as_of)
     row: dict[str, Any] = {
-        **base, "status": "ok" if rec.plans else "no-plan", "as_of": view.as_of,
-        "age": _num(view.age()), "egfr": _num(feats.get("egfr")), "features_json": _json(feats),
-        "baseline": rec.outcome.baseline, "baseline_date": rec.outcome.baseline_date, "target": rec.outcome.target,
-        "current_regimen": _key(rec.current_regimen), "n_plans": len(rec.plans), "n_excluded": len(rec.excluded),
+        **base,
+        "status": "ok" if rec.plans else "no-plan",
+        "as_of": view.as_of,
+        "age": _num(view.age()),
+        "egfr": _num(feats.get("egfr")),
+        "features_json": _json(feats),
+        "baseline": rec.outcome.baseline,
+        "baseline_date": rec.outcome.baseline_date,
+        "target": rec.outcome.target,
+        "current_regimen": _key(rec.current_regimen),
+        "n_plans": len(rec.plans),
+        "n_excluded": len(rec.excluded),
         "candidates": rec.provenance.candidates_considered,
         "plans_json": _json([orjson.loads(p.model_dump_json()) for p in rec.plans]),
         "data_gaps": _json(sorted({g.code for g in rec.data_gaps})),
@@ -169,16 +194,27 @@ def _point_row(planner: Any, base: dict[str, Any], view: PatientRecord, ep: Any,
     }
     if rec.plans:
         p = rec.plans[0]
-        row.update({
-            "rec_regimen": p.key, "rec_regimen_json": _json([{"drug": d.drug, "rxnorm": d.rxnorm,
-                                                               "dose_mg_day": d.dose_mg_day} for d in p.regimen]),
-            "rec_changes": ", ".join([f"{d.change} {d.drug}" for d in p.regimen if d.change != "continue"]
-                                     + [f"stop {d.drug}" for d in p.stopped]) or "continue",
-            "rec_mean": p.predicted.mean, "rec_lower": p.predicted.lower, "rec_upper": p.predicted.upper,
-            "rec_obs_lower": p.predicted.obs_lower, "rec_obs_upper": p.predicted.obs_upper,
-            "rec_p_target": p.p_target, "rec_p_best": p.p_best,
-            "rec_findings_json": _json(_finding_counts(p.findings)),
-        })
+        row.update(
+            {
+                "rec_regimen": p.key,
+                "rec_regimen_json": _json(
+                    [{"drug": d.drug, "rxnorm": d.rxnorm, "dose_mg_day": d.dose_mg_day} for d in p.regimen]
+                ),
+                "rec_changes": ", ".join(
+                    [f"{d.change} {d.drug}" for d in p.regimen if d.change != "continue"]
+                    + [f"stop {d.drug}" for d in p.stopped]
+                )
+                or "continue",
+                "rec_mean": p.predicted.mean,
+                "rec_lower": p.predicted.lower,
+                "rec_upper": p.predicted.upper,
+                "rec_obs_lower": p.predicted.obs_lower,
+                "rec_obs_upper": p.predicted.obs_upper,
+                "rec_p_target": p.p_target,
+                "rec_p_best": p.p_best,
+                "rec_findings_json": _json(_finding_counts(p.findings)),
+            }
+        )
     if ep is not None:
         row.update(_observed(planner, view, ep, area, opts, rec))
     return row
@@ -188,8 +224,12 @@ def _observed(planner: Any, view: PatientRecord, ep: Any, area: Any, opts: RunOp
     from ..batch import predict_regimens
 
     reg = ep.regimen
-    out: dict[str, Any] = {"observed_regimen": reg.key(), "observed_regimen_json": _regimen_json(reg),
-                           "followup": ep.followup, "followup_date": ep.followup_date}
+    out: dict[str, Any] = {
+        "observed_regimen": reg.key(),
+        "observed_regimen_json": _regimen_json(reg),
+        "followup": ep.followup,
+        "followup_date": ep.followup_date,
+    }
     top_keys = [p.key for p in rec.plans]
     out["agree_top1"] = bool(top_keys) and top_keys[0] == reg.key()
     out["agree_topk"] = reg.key() in top_keys
@@ -200,14 +240,17 @@ def _observed(planner: Any, view: PatientRecord, ep: Any, area: Any, opts: RunOp
     mean, pred = draws[0][:, 0], draws[1][:, 0]
     y = float(ep.followup)
     d = 1.0 if area.outcome.direction == "lower" else -1.0
-    out.update({
-        "obs_mean": float(mean.mean()), "obs_pred_mean": float(pred.mean()),
-        "obs_pred_q": [float(q) for q in np.quantile(pred, QUANTILES)],
-        "obs_p_target": float((d * (rec.outcome.target - pred) > 0).mean()),
-        "obs_reached": bool(d * (rec.outcome.target - y) > 0),
-        "obs_pit": float((pred < y).mean() + 0.5 * (pred == y).mean()),
-        "obs_crps": _crps(pred, y),
-    })
+    out.update(
+        {
+            "obs_mean": float(mean.mean()),
+            "obs_pred_mean": float(pred.mean()),
+            "obs_pred_q": [float(q) for q in np.quantile(pred, QUANTILES)],
+            "obs_p_target": float((d * (rec.outcome.target - pred) > 0).mean()),
+            "obs_reached": bool(d * (rec.outcome.target - y) > 0),
+            "obs_pit": float((pred < y).mean() + 0.5 * (pred == y).mean()),
+            "obs_crps": _crps(pred, y),
+        }
+    )
     for level in COVERAGE_LEVELS:
         lo, hi = np.quantile(pred, [(1 - level) / 2, (1 + level) / 2])
         out[f"obs_cover{int(level * 100)}"] = bool(lo <= y <= hi)
@@ -228,7 +271,9 @@ def _finding_counts(findings: Iterable[Any]) -> dict[str, int]:
 
 
 def _key(drugs: Iterable[Any]) -> str:
-    parts = [d.drug + ("" if d.dose_mg_day is None else f"@{d.dose_mg_day:g}") for d in sorted(drugs, key=lambda d: d.drug)]
+    parts = [
+        d.drug + ("" if d.dose_mg_day is None else f"@{d.dose_mg_day:g}") for d in sorted(drugs, key=lambda d: d.drug)
+    ]
     return "+".join(parts) or "none"
 
 
@@ -236,5 +281,3 @@ def _num(v: Any) -> float | None:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return None
     return float(v)
-
-

@@ -27,29 +27,73 @@ from typing import Any, Callable, Iterable, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..version import __version__
 from ..errors import ConfigError
+from ..version import __version__
 from .rows import AT_CHOICES, RunOptions, plan_unit
 from .sources import Unit, open_source
 
 __all__ = ["run_cohort", "RunSummary", "SCHEMA", "read_results"]
 
 _B, _S, _F, _I, _D = pa.bool_(), pa.string(), pa.float64(), pa.int64(), pa.date32()
-SCHEMA = pa.schema([
-    ("unit", _S), ("patient_id", _S), ("area", _S), ("point", _I), ("kind", _S), ("status", _S),
-    ("error_class", _S), ("error_message", _S), ("as_of", _D), ("sex", _S), ("race", _S), ("ethnicity", _S),
-    ("age", _F), ("egfr", _F), ("features_json", _S), ("baseline", _F), ("baseline_date", _D), ("target", _F),
-    ("current_regimen", _S), ("n_plans", _I), ("n_excluded", _I), ("candidates", _I), ("plans_json", _S),
-    ("data_gaps", _S), ("n_current_findings", _I), ("current_findings_json", _S),
-    ("rec_regimen", _S), ("rec_regimen_json", _S), ("rec_changes", _S), ("rec_mean", _F), ("rec_lower", _F),
-    ("rec_upper", _F), ("rec_obs_lower", _F), ("rec_obs_upper", _F), ("rec_p_target", _F), ("rec_p_best", _F),
-    ("rec_findings_json", _S),
-    ("observed_regimen", _S), ("observed_regimen_json", _S), ("followup", _F), ("followup_date", _D),
-    ("agree_top1", _B), ("agree_topk", _B), ("agree_drugs", _B),
-    ("obs_mean", _F), ("obs_pred_mean", _F), ("obs_pred_q", pa.list_(_F)), ("obs_p_target", _F),
-    ("obs_reached", _B), ("obs_pit", _F), ("obs_crps", _F),
-    ("obs_cover50", _B), ("obs_cover80", _B), ("obs_cover90", _B), ("obs_cover95", _B),
-])
+SCHEMA = pa.schema(
+    [
+        ("unit", _S),
+        ("patient_id", _S),
+        ("area", _S),
+        ("point", _I),
+        ("kind", _S),
+        ("status", _S),
+        ("error_class", _S),
+        ("error_message", _S),
+        ("as_of", _D),
+        ("sex", _S),
+        ("race", _S),
+        ("ethnicity", _S),
+        ("age", _F),
+        ("egfr", _F),
+        ("features_json", _S),
+        ("baseline", _F),
+        ("baseline_date", _D),
+        ("target", _F),
+        ("current_regimen", _S),
+        ("n_plans", _I),
+        ("n_excluded", _I),
+        ("candidates", _I),
+        ("plans_json", _S),
+        ("data_gaps", _S),
+        ("n_current_findings", _I),
+        ("current_findings_json", _S),
+        ("rec_regimen", _S),
+        ("rec_regimen_json", _S),
+        ("rec_changes", _S),
+        ("rec_mean", _F),
+        ("rec_lower", _F),
+        ("rec_upper", _F),
+        ("rec_obs_lower", _F),
+        ("rec_obs_upper", _F),
+        ("rec_p_target", _F),
+        ("rec_p_best", _F),
+        ("rec_findings_json", _S),
+        ("observed_regimen", _S),
+        ("observed_regimen_json", _S),
+        ("followup", _F),
+        ("followup_date", _D),
+        ("agree_top1", _B),
+        ("agree_topk", _B),
+        ("agree_drugs", _B),
+        ("obs_mean", _F),
+        ("obs_pred_mean", _F),
+        ("obs_pred_q", pa.list_(_F)),
+        ("obs_p_target", _F),
+        ("obs_reached", _B),
+        ("obs_pit", _F),
+        ("obs_crps", _F),
+        ("obs_cover50", _B),
+        ("obs_cover80", _B),
+        ("obs_cover90", _B),
+        ("obs_cover95", _B),
+    ]
+)
 _RUN_KEYS = ("area", "at", "top", "seed", "model", "rules", "input_fingerprint")
 
 
@@ -129,17 +173,34 @@ def _check_run(out: Path, meta: dict[str, Any]) -> None:
         old = json.loads(path.read_text(encoding="utf-8"))
         diff = [k for k in _RUN_KEYS if old.get(k) != meta.get(k)]
         if diff:
-            raise ConfigError("the results folder holds a run with other options or input", field="--out",
-                              value=str(out), expected=f"the same {', '.join(diff)} to resume, or a new folder")
+            raise ConfigError(
+                "the results folder holds a run with other options or input",
+                field="--out",
+                value=str(out),
+                expected=f"the same {', '.join(diff)} to resume, or a new folder",
+            )
     else:
         path.write_text(json.dumps(meta, indent=1, sort_keys=True), encoding="utf-8")
 
 
 # ---- the run -----------------------------------------------------------------------------------------
-def run_cohort(source: str | os.PathLike[str], *, area: str, out: str | os.PathLike[str], model: str | None = None,
-               rules: str | None = None, at: str = "all", top: int = 5, seed: int = 0, workers: int = 1,
-               scheduler: Any = None, batch_size: int = 16, progress: bool = False,
-               max_units: int | None = None, on_batch: Callable[[int], None] | None = None) -> RunSummary:
+def run_cohort(
+    source: str | os.PathLike[str],
+    *,
+    area: str,
+    out: str | os.PathLike[str],
+    model: str | None = None,
+    rules: str | None = None,
+    at: str = "all",
+    top: int = 5,
+    seed: int = 0,
+    workers: int = 1,
+    scheduler: Any = None,
+    batch_size: int = 16,
+    progress: bool = False,
+    max_units: int | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> RunSummary:
     """Plan every unit of ``source`` into ``out`` (see the module docstring). ``scheduler``: a Dask scheduler
     address or a ``distributed.Client``; else ``workers`` local processes (1: in this process).
     ``max_units``: stop after planning that many units (the rest are left for a resumed run)."""
@@ -157,10 +218,18 @@ def run_cohort(source: str | os.PathLike[str], *, area: str, out: str | os.PathL
     parts.mkdir(exist_ok=True)
     src = open_source(source, out_p / "index.sqlite")
     model_s = None if model is None else str(Path(model).resolve())
-    meta = {"area": area, "at": at, "top": top, "seed": seed, "model": model_s,
-            "rules": None if rules is None else str(Path(rules).resolve()),
-            "input": str(Path(source).resolve()), "input_kind": src.kind, "input_fingerprint": src.fingerprint(),
-            "planner_version": __version__}
+    meta = {
+        "area": area,
+        "at": at,
+        "top": top,
+        "seed": seed,
+        "model": model_s,
+        "rules": None if rules is None else str(Path(rules).resolve()),
+        "input": str(Path(source).resolve()),
+        "input_kind": src.kind,
+        "input_fingerprint": src.fingerprint(),
+        "planner_version": __version__,
+    }
     _check_run(out_p, meta)
     done, rows_before, errors_before = _done_units(parts)
     total = src.count()
@@ -186,9 +255,17 @@ def run_cohort(source: str | os.PathLike[str], *, area: str, out: str | os.PathL
     seconds = time.perf_counter() - t0
     if counter.done >= total:
         finalize(out_p)
-    return RunSummary(units=total, done_before=len(done), planned_now=counter.planned,
-                      rows=rows_before + counter.rows, errors=counter.errors, seconds=seconds, out=out_p,
-                      notes=dict(src.notes), steady_units_per_second=counter.steady_rate())
+    return RunSummary(
+        units=total,
+        done_before=len(done),
+        planned_now=counter.planned,
+        rows=rows_before + counter.rows,
+        errors=counter.errors,
+        seconds=seconds,
+        out=out_p,
+        notes=dict(src.notes),
+        steady_units_per_second=counter.steady_rate(),
+    )
 
 
 def _take(it: Iterator[Unit], n: int) -> Iterator[Unit]:
@@ -214,8 +291,16 @@ def _store(parts: Path, batch: list[Unit], rows: list[dict]) -> tuple[int, int, 
     return len(batch), len(rows), sum(1 for r in rows if r.get("status") == "error")
 
 
-def _run_local(workers: int, batches: Iterator[list[Unit]], opts: dict, model: str | None, rules: str | None,
-               parts: Path, counter: "_Counter", on_batch: Callable[[int], None] | None) -> None:
+def _run_local(
+    workers: int,
+    batches: Iterator[list[Unit]],
+    opts: dict,
+    model: str | None,
+    rules: str | None,
+    parts: Path,
+    counter: "_Counter",
+    on_batch: Callable[[int], None] | None,
+) -> None:
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")  # torch and fork do not mix
@@ -229,8 +314,9 @@ def _run_local(workers: int, batches: Iterator[list[Unit]], opts: dict, model: s
             _drain(inflight, parts, counter, on_batch, wait_all=False)
 
 
-def _drain(inflight: dict, parts: Path, counter: "_Counter", on_batch: Callable[[int], None] | None,
-           *, wait_all: bool) -> None:
+def _drain(
+    inflight: dict, parts: Path, counter: "_Counter", on_batch: Callable[[int], None] | None, *, wait_all: bool
+) -> None:
     finished, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
     for fut in finished:
         batch = inflight.pop(fut)
@@ -239,13 +325,22 @@ def _drain(inflight: dict, parts: Path, counter: "_Counter", on_batch: Callable[
             on_batch(counter.planned)
 
 
-def _run_dask(scheduler: Any, batches: Iterator[list[Unit]], opts: dict, model: str | None, rules: str | None,
-              parts: Path, counter: "_Counter", on_batch: Callable[[int], None] | None) -> None:
+def _run_dask(
+    scheduler: Any,
+    batches: Iterator[list[Unit]],
+    opts: dict,
+    model: str | None,
+    rules: str | None,
+    parts: Path,
+    counter: "_Counter",
+    on_batch: Callable[[int], None] | None,
+) -> None:
     try:
         from distributed import Client, as_completed
     except ImportError:  # pragma: no cover - the dask extra is part of dev
-        raise ConfigError("dask.distributed is not installed", field="--scheduler",
-                          expected="pip install 'planner[dask]'") from None
+        raise ConfigError(
+            "dask.distributed is not installed", field="--scheduler", expected="pip install 'planner[dask]'"
+        ) from None
     client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
     try:
         ac = as_completed()
@@ -264,7 +359,9 @@ def _run_dask(scheduler: Any, batches: Iterator[list[Unit]], opts: dict, model: 
             client.close()
 
 
-def _collect(fut: Any, inflight: dict, parts: Path, counter: "_Counter", on_batch: Callable[[int], None] | None) -> None:
+def _collect(
+    fut: Any, inflight: dict, parts: Path, counter: "_Counter", on_batch: Callable[[int], None] | None
+) -> None:
     batch = inflight.pop(fut)
     counter.add(_store(parts, batch, fut.result()))
     fut.release()
@@ -283,9 +380,14 @@ class _Counter:
         if progress:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self._bar = Progress(TextColumn("patients"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[rate]:.1f}/s  errors {task.fields[errors]}"),
-                                 TimeRemainingColumn(), transient=False)
+            self._bar = Progress(
+                TextColumn("patients"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]:.1f}/s  errors {task.fields[errors]}"),
+                TimeRemainingColumn(),
+                transient=False,
+            )
             self._bar.start()
             self._task = self._bar.add_task("run", total=total, completed=done, rate=0.0, errors=errors)
             self._t0 = time.perf_counter()
@@ -336,8 +438,11 @@ def finalize(out: Path) -> Path:
         try:
             con.execute("SET memory_limit='1GB'")
             con.execute(f"SET temp_directory='{(out / 'duckdb.tmp').as_posix()}'")
-            con.execute(f"COPY (SELECT * FROM read_parquet({[str(p) for p in parts]!r}) "
-                        "ORDER BY unit, patient_id NULLS LAST, point) TO ? (FORMAT parquet)", [str(tmp)])
+            con.execute(
+                f"COPY (SELECT * FROM read_parquet({[str(p) for p in parts]!r}) "
+                "ORDER BY unit, patient_id NULLS LAST, point) TO ? (FORMAT parquet)",
+                [str(tmp)],
+            )
         finally:
             con.close()
     os.replace(tmp, out / "results.parquet")
@@ -357,6 +462,10 @@ def read_results(out: str | os.PathLike[str], columns: list[str] | None = None) 
     p = Path(out)
     f = p / "results.parquet" if p.is_dir() else p
     if not f.is_file():
-        raise ConfigError("no results.parquet (is the run finished?)", field="RESULTS", value=str(p),
-                          expected="a folder written by `planner cohort run`")
+        raise ConfigError(
+            "no results.parquet (is the run finished?)",
+            field="RESULTS",
+            value=str(p),
+            expected="a folder written by `planner cohort run`",
+        )
     return pq.read_table(f, columns=columns).to_pandas()

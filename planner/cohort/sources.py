@@ -88,9 +88,9 @@ def _patient_key(head: _Head) -> str | None:
         if ref is not None and ref.reference:
             r = ref.reference
             if r.startswith("Patient/"):
-                return r[len("Patient/"):]
+                return r[len("Patient/") :]
             if r.startswith("urn:uuid:"):
-                return r[len("urn:uuid:"):]
+                return r[len("urn:uuid:") :]
             if "/Patient/" in r:  # absolute URL
                 return r.rsplit("/Patient/", 1)[1]
     return None
@@ -153,7 +153,8 @@ class CohortSource:
         cur = con.execute(
             "SELECT pkey, file, off, len FROM res UNION ALL "
             "SELECT r.pkey, s.file, s.off, s.len FROM refs r JOIN shared s ON s.rid = r.rid "
-            "ORDER BY 1, 2, 3")
+            "ORDER BY 1, 2, 3"
+        )
         key: str | None = None
         slices: list[tuple[str, int, int]] = []
         for pkey, fid, off, length in cur:
@@ -204,7 +205,8 @@ class CohortSource:
             "CREATE TABLE res(pkey TEXT, file INTEGER, off INTEGER, len INTEGER);"
             "CREATE TABLE bundles(file INTEGER, off INTEGER, len INTEGER, line INTEGER);"
             "CREATE TABLE shared(rid TEXT PRIMARY KEY, file INTEGER, off INTEGER, len INTEGER);"
-            "CREATE TABLE refs(pkey TEXT, rid TEXT);")
+            "CREATE TABLE refs(pkey TEXT, rid TEXT);"
+        )
         notes: dict[str, int] = {}
         for fid, path in enumerate(self.ndjson):
             con.execute("INSERT INTO files VALUES (?, ?)", (fid, str(path)))
@@ -230,8 +232,18 @@ class CohortSource:
         con.executemany("INSERT INTO meta VALUES (?, ?)", sorted(notes.items()))
 
     @staticmethod
-    def _index_line(con: sqlite3.Connection, line: bytes, path: Path, fid: int, off: int, length: int, n: int,
-                    rows: list, refs: list, notes: dict[str, int]) -> None:
+    def _index_line(
+        con: sqlite3.Connection,
+        line: bytes,
+        path: Path,
+        fid: int,
+        off: int,
+        length: int,
+        n: int,
+        rows: list,
+        refs: list,
+        notes: dict[str, int],
+    ) -> None:
         try:
             head = _HEAD.decode(line)
         except (msgspec.DecodeError, msgspec.ValidationError):
@@ -265,8 +277,12 @@ def open_source(path: str | os.PathLike[str], index_path: Path) -> CohortSource:
     """The units of ``path``: a folder (bundles and/or NDJSON, searched recursively) or one file."""
     root = Path(path).resolve()  # absolute: Dask workers elsewhere read the same paths
     if not root.exists():
-        raise ConfigError("cohort input not found", field="INPUT", value=str(root),
-                          expected="a folder of FHIR bundles, NDJSON files or a Bulk Data export, or one file")
+        raise ConfigError(
+            "cohort input not found",
+            field="INPUT",
+            value=str(root),
+            expected="a folder of FHIR bundles, NDJSON files or a Bulk Data export, or one file",
+        )
     if root.is_file():
         candidates = [root]
     else:
@@ -274,6 +290,7 @@ def open_source(path: str | os.PathLike[str], index_path: Path) -> CohortSource:
     files = [p for p in candidates if p.suffix.lower() in _JSON and p.name not in _SKIP_FILES]
     ndjson = [p for p in candidates if p.suffix.lower() in _NDJSON and p.name not in _SKIP_FILES]
     if not files and not ndjson:
-        raise InputError("no .json or .ndjson files", file=str(root),
-                         expected="FHIR bundles (.json) or NDJSON (.ndjson) files")
+        raise InputError(
+            "no .json or .ndjson files", file=str(root), expected="FHIR bundles (.json) or NDJSON (.ndjson) files"
+        )
     return CohortSource(root, files, ndjson, index_path)

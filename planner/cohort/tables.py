@@ -30,41 +30,61 @@ def print_evaluation(ev: dict[str, Any]) -> None:
     con = Console()
     c = ev["counts"]
     o = ev["outcome"]
-    con.print(f"[bold]{ev['area']}[/bold]: {c['patients']} patients, {c['rows']} rows, "
-              f"{c['decision_points_with_follow_up']} decision points with a follow-up, {c['error_rows']} error rows; "
-              f"outcome {o['quantity']} ({o['unit']}, {o['direction']} is better)")
+    con.print(
+        f"[bold]{ev['area']}[/bold]: {c['patients']} patients, {c['rows']} rows, "
+        f"{c['decision_points_with_follow_up']} decision points with a follow-up, {c['error_rows']} error rows; "
+        f"outcome {o['quantity']} ({o['unit']}, {o['direction']} is better)"
+    )
     pol = ev.get("policy")
     if pol:
-        t = Table(title=f"Policy value (mean follow-up {o['quantity']}, {int(100 * pol['observed']['level'])}% "
-                        "bootstrap intervals)")
+        t = Table(
+            title=f"Policy value (mean follow-up {o['quantity']}, {int(100 * pol['observed']['level'])}% "
+            "bootstrap intervals)"
+        )
         for col in ("policy", "estimator", "value [interval]", "true value", "covers truth"):
             t.add_column(col)
         truth = pol.get("truth") or {}
-        t.add_row("observed", "mean", _interval(pol["observed"]), fmt(truth.get("observed")),
-                  fmt(pol["observed"].get("covers_truth")))
+        t.add_row(
+            "observed",
+            "mean",
+            _interval(pol["observed"]),
+            fmt(truth.get("observed")),
+            fmt(pol["observed"].get("covers_truth")),
+        )
         for name, est in pol["recommended"].items():
             t.add_row("recommended", name, _interval(est), fmt(truth.get("recommended")), fmt(est.get("covers_truth")))
         con.print(t)
         m = pol["match"]
-        con.print(f"recommended = observed (drug classes) at {m['matched']} of {pol['n']} decision points "
-                  f"({100 * m['rate']:.1f}%), IPW effective sample size {m['effective_sample_size']:.1f}; "
-                  f"DR - observed {_interval(pol['difference_dr'])}")
+        con.print(
+            f"recommended = observed (drug classes) at {m['matched']} of {pol['n']} decision points "
+            f"({100 * m['rate']:.1f}%), IPW effective sample size {m['effective_sample_size']:.1f}; "
+            f"DR - observed {_interval(pol['difference_dr'])}"
+        )
         if truth:
-            con.print(f"true regret: recommended {fmt(truth['regret_recommended'])}, observed "
-                      f"{fmt(truth['regret_observed'])} {o['unit']}")
+            con.print(
+                f"true regret: recommended {fmt(truth['regret_recommended'])}, observed "
+                f"{fmt(truth['regret_observed'])} {o['unit']}"
+            )
     cal = ev.get("calibration") or {}
     if cal.get("n"):
         t = Table(title="Calibration against observed follow-ups (observed regimen)")
         for col in ("n", "cov 50", "cov 80", "cov 90", "cov 95", "PIT KS", "CRPS", "ECE P(target)"):
             t.add_column(col)
         cv = cal["coverage"]
-        t.add_row(str(cal["n"]), *(fmt(cv[k]) for k in ("50", "80", "90", "95")), fmt(cal["pit"]["ks"]),
-                  fmt(cal["crps"]), fmt(cal["p_target"]["ece"]))
+        t.add_row(
+            str(cal["n"]),
+            *(fmt(cv[k]) for k in ("50", "80", "90", "95")),
+            fmt(cal["pit"]["ks"]),
+            fmt(cal["crps"]),
+            fmt(cal["p_target"]["ece"]),
+        )
         con.print(t)
     ag = ev.get("agreement") or {}
     if ag.get("n"):
-        con.print(f"agreement with the observed regimen: top-1 {fmt(ag['top1'])}, same drugs "
-                  f"{fmt(ag['same_drugs'])}, in top-k {fmt(ag['in_top_k'])}")
+        con.print(
+            f"agreement with the observed regimen: top-1 {fmt(ag['top1'])}, same drugs "
+            f"{fmt(ag['same_drugs'])}, in top-k {fmt(ag['in_top_k'])}"
+        )
     s = ev.get("safety") or {}
     if s.get("patients"):
         t = Table(title="Safety: findings on current medications")
@@ -79,7 +99,15 @@ def print_evaluation(ev: dict[str, Any]) -> None:
         for col in ("group", "patients", "decisions", "agree", "cov 90", "CRPS", "DR value", "observed", "true"):
             t.add_column(col)
         for r in rows:
-            t.add_row(r["group"], str(r["patients"]), fmt(r.get("decision_points")), fmt(r.get("agreement_top1")),
-                      fmt(r.get("coverage90")), fmt(r.get("crps")), _interval(r.get("dr_value")),
-                      _interval(r.get("observed_value")), fmt(r.get("true_value")))
+            t.add_row(
+                r["group"],
+                str(r["patients"]),
+                fmt(r.get("decision_points")),
+                fmt(r.get("agreement_top1")),
+                fmt(r.get("coverage90")),
+                fmt(r.get("crps")),
+                _interval(r.get("dr_value")),
+                _interval(r.get("observed_value")),
+                fmt(r.get("true_value")),
+            )
         con.print(t)

@@ -9,8 +9,18 @@ Public API::
     Episode (frozen pydantic), EpisodeResult, DROP_REASONS
 """
 
-from .extract import DROP_REASONS, Episode, EpisodeResult, episodes_frame, extract_episodes
 from ..medication_intervals import Change, Interval, medication_intervals, regimen_changes, regimen_on
+from .extract import DROP_REASONS, Episode, EpisodeResult, episodes_frame, extract_episodes
 
-__all__ = ["DROP_REASONS", "Change", "Episode", "EpisodeResult", "Interval", "episodes_frame", "extract_episodes",
-           "medication_intervals", "regimen_changes", "regimen_on"]
+__all__ = [
+    "DROP_REASONS",
+    "Change",
+    "Episode",
+    "EpisodeResult",
+    "Interval",
+    "episodes_frame",
+    "extract_episodes",
+    "medication_intervals",
+    "regimen_changes",
+    "regimen_on",
+]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-
 from typing import Annotated
 
 import typer
@@ -18,7 +17,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("simulate")
     def simulate(
-        area: Annotated[str, typer.Option("--area", help="Therapeutic area id (t2d, lipids, hypertension, depression).")],
+        area: Annotated[
+            str, typer.Option("--area", help="Therapeutic area id (t2d, lipids, hypertension, depression).")
+        ],
         out: Annotated[Path, typer.Option("--out", help="Output folder (fhir/, truth.parquet, truth_params.yaml).")],
         n: Annotated[int, typer.Option("--n", help="Number of patients.")] = 1000,
         seed: Annotated[int, typer.Option("--seed", help="Seed: the same seed gives byte-identical output.")] = 0,
@@ -33,14 +34,18 @@ def register(app: typer.Typer) -> None:
         cohort = simulate_cohort(load_area(area), n, seed=seed)
         info = cohort.write_fhir(str(out), overwrite=overwrite)
         typer.echo(f"{info['bundles']} bundles ({info['resources']} resources) in {info['fhir_dir']}")
-        typer.echo(f"{info['decisions']} decision points, {info['episodes']} meet the episode rules; truth for "
-                   f"{info['truth_regimens']} regimens in {info['truth']}")
+        typer.echo(
+            f"{info['decisions']} decision points, {info['episodes']} meet the episode rules; truth for "
+            f"{info['truth_regimens']} regimens in {info['truth']}"
+        )
 
     @app.command("episodes")
     def episodes(
         source: Annotated[Path, typer.Argument(help="A FHIR file or folder (bundles, NDJSON).")],
         area: Annotated[str, typer.Option("--area", help="Therapeutic area id.")],
-        out: Annotated[Path | None, typer.Option("--out", help="Write episodes as Parquet (one row per episode).")] = None,
+        out: Annotated[
+            Path | None, typer.Option("--out", help="Write episodes as Parquet (one row per episode).")
+        ] = None,
     ) -> None:
         """Extract episodes (DESIGN.md rules) and report how many candidates were dropped and why."""
         from ..areas import load_area
@@ -52,8 +57,10 @@ def register(app: typer.Typer) -> None:
             raise ConfigError("input not found", field="SOURCE", value=str(source), expected="a FHIR file or folder")
         records = read_records(str(source))
         frame, counts = episodes_frame(records, a)
-        typer.echo(f"{len(records)} patients, {counts['candidates']} candidate episodes (regimen changes), "
-                   f"{counts['episodes']} episodes")
+        typer.echo(
+            f"{len(records)} patients, {counts['candidates']} candidate episodes (regimen changes), "
+            f"{counts['episodes']} episodes"
+        )
         for reason in DROP_REASONS:
             typer.echo(f"  dropped {reason}: {counts.get(reason, 0)}")
         for note, count in sorted(frame.attrs.get("notes", {}).items()):

@@ -25,8 +25,8 @@ from typing import Any
 import pandas as pd
 
 from ..areas import Area, load_area
-from ..record import Frozen, Measurement, PatientRecord, Regimen
 from ..medication_intervals import medication_intervals, regimen_changes
+from ..record import Frozen, Measurement, PatientRecord, Regimen
 
 __all__ = ["Episode", "EpisodeResult", "extract_episodes", "episodes_frame", "DROP_REASONS"]
 
@@ -70,7 +70,9 @@ def _baseline(series: tuple[Measurement, ...], t0: dt.date, window: int) -> Meas
     return best
 
 
-def _followup(series: tuple[Measurement, ...], t0: dt.date, aim_days: int, lo_days: int, hi: dt.date) -> Measurement | None:
+def _followup(
+    series: tuple[Measurement, ...], t0: dt.date, aim_days: int, lo_days: int, hi: dt.date
+) -> Measurement | None:
     lo = t0 + dt.timedelta(days=lo_days)
     aim = t0 + dt.timedelta(days=aim_days)
     best: Measurement | None = None
@@ -118,14 +120,26 @@ def extract_episodes(record: PatientRecord, area: "Area | str", *, with_features
             dropped["no-follow-up"] += 1
             continue
         feats: dict[str, Any] = features_at(record, area, ch.t0, intervals=intervals) if with_features else {}
-        episodes.append(Episode(patient_id=record.patient_id, area=area.id, t0=ch.t0, regimen=ch.after,
-                                regimen_before=ch.before, baseline=base.value, baseline_date=base.date,
-                                followup=fu.value, followup_date=fu.date, features=feats))
+        episodes.append(
+            Episode(
+                patient_id=record.patient_id,
+                area=area.id,
+                t0=ch.t0,
+                regimen=ch.after,
+                regimen_before=ch.before,
+                baseline=base.value,
+                baseline_date=base.date,
+                followup=fu.value,
+                followup_date=fu.date,
+                features=feats,
+            )
+        )
     return EpisodeResult(episodes=episodes, dropped=dropped, candidates=len(changes), notes=notes)
 
 
-def episodes_frame(records: Iterable[PatientRecord], area: "Area | str", *,
-                   with_features: bool = True) -> tuple[pd.DataFrame, Counter]:
+def episodes_frame(
+    records: Iterable[PatientRecord], area: "Area | str", *, with_features: bool = True
+) -> tuple[pd.DataFrame, Counter]:
     """One row per episode of every record, and the drop reasons summed over records.
 
     Columns: patient_id, t0, regimen / regimen_before (``Regimen.key()`` text), regimen_json /
@@ -148,10 +162,16 @@ def episodes_frame(records: Iterable[PatientRecord], area: "Area | str", *,
         total["episodes"] += len(res.episodes)
         for e in res.episodes:
             row: dict[str, Any] = {
-                "patient_id": e.patient_id, "t0": e.t0, "regimen": e.regimen.key(),
-                "regimen_before": e.regimen_before.key(), "regimen_json": e.regimen.model_dump_json(),
-                "regimen_before_json": e.regimen_before.model_dump_json(), "n_drugs": len(e.regimen.drugs),
-                "baseline": e.baseline, "baseline_date": e.baseline_date, "followup": e.followup,
+                "patient_id": e.patient_id,
+                "t0": e.t0,
+                "regimen": e.regimen.key(),
+                "regimen_before": e.regimen_before.key(),
+                "regimen_json": e.regimen.model_dump_json(),
+                "regimen_before_json": e.regimen_before.model_dump_json(),
+                "n_drugs": len(e.regimen.drugs),
+                "baseline": e.baseline,
+                "baseline_date": e.baseline_date,
+                "followup": e.followup,
                 "followup_date": e.followup_date,
             }
             for k, v in e.features.items():
@@ -163,8 +183,20 @@ def episodes_frame(records: Iterable[PatientRecord], area: "Area | str", *,
         if c in frame.columns:
             frame[c] = pd.to_datetime(frame[c])
     if frame.empty:
-        frame = pd.DataFrame(columns=["patient_id", "t0", "regimen", "regimen_before", "regimen_json",
-                                      "regimen_before_json", "n_drugs", "baseline", "baseline_date", "followup",
-                                      "followup_date"])
+        frame = pd.DataFrame(
+            columns=[
+                "patient_id",
+                "t0",
+                "regimen",
+                "regimen_before",
+                "regimen_json",
+                "regimen_before_json",
+                "n_drugs",
+                "baseline",
+                "baseline_date",
+                "followup",
+                "followup_date",
+            ]
+        )
     frame.attrs["notes"] = dict(notes)
     return frame, total

@@ -35,8 +35,16 @@ from typing import Any
 from .row import feature_row, target_for
 from .values import current_regimen, default_gene_knowledge, feature_units, features_at, pgx_phenotype
 
-__all__ = ["AreaFeaturizer", "features_at", "feature_row", "pgx_phenotype", "feature_units", "current_regimen",
-           "default_gene_knowledge", "target_for"]
+__all__ = [
+    "AreaFeaturizer",
+    "features_at",
+    "feature_row",
+    "pgx_phenotype",
+    "feature_units",
+    "current_regimen",
+    "default_gene_knowledge",
+    "target_for",
+]
 
 
 def __getattr__(name: str) -> Any:  # scikit-learn is imported only when the transformer is asked for

@@ -11,8 +11,8 @@ import datetime as dt
 from typing import TYPE_CHECKING
 
 from ..areas import Area, fill_doses
-from ..ingest.quality import record_gaps
 from ..handoffs import FeatureRow
+from ..ingest.quality import record_gaps
 from ..medication_intervals import regimen_on
 from ..record import PatientRecord
 from .values import feature_units, features_at
@@ -54,11 +54,26 @@ def feature_row(record: PatientRecord, area: Area, *, knowledge: GeneKnowledge |
     under = current if measured is None else regimen_on(record, area, measured.date - dt.timedelta(days=1))
     target, label = target_for(area, record)
     labs_missing = tuple(
-        f.name for f in area.features
-        if f.kind == "quantity" and f.quantity and record.latest(f.quantity, within_days=f.lookback_days) is None)
+        f.name
+        for f in area.features
+        if f.kind == "quantity" and f.quantity and record.latest(f.quantity, within_days=f.lookback_days) is None
+    )
     return FeatureRow(
-        patient_id=record.patient_id, area=area.id, area_version=area.version, as_of=on, values=values, units=units,
-        baseline_feature=baseline, outcome_recent=recent, outcome_last=last, baseline_from_last=from_last,
-        current=current, measured_under=fill_doses(under, area), target=target, target_label=label,
-        labs_missing=labs_missing, record_gaps=tuple(record_gaps(record, quantity=o.quantity)),
-        deceased=record.is_deceased)
+        patient_id=record.patient_id,
+        area=area.id,
+        area_version=area.version,
+        as_of=on,
+        values=values,
+        units=units,
+        baseline_feature=baseline,
+        outcome_recent=recent,
+        outcome_last=last,
+        baseline_from_last=from_last,
+        current=current,
+        measured_under=fill_doses(under, area),
+        target=target,
+        target_label=label,
+        labs_missing=labs_missing,
+        record_gaps=tuple(record_gaps(record, quantity=o.quantity)),
+        deceased=record.is_deceased,
+    )

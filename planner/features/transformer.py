@@ -47,18 +47,30 @@ class AreaFeaturizer(TransformerMixin, BaseEstimator):
     @staticmethod
     def _pairs(X: Any) -> list[tuple[PatientRecord, dt.date]]:
         if isinstance(X, PatientRecord):
-            raise ConfigError("expected (record, t0) pairs", field="X", value="PatientRecord",
-                              expected="a sequence of (PatientRecord, date) pairs")
+            raise ConfigError(
+                "expected (record, t0) pairs",
+                field="X",
+                value="PatientRecord",
+                expected="a sequence of (PatientRecord, date) pairs",
+            )
         pairs = []
         for i, item in enumerate(X):
             try:
                 rec, t0 = item
             except (TypeError, ValueError):
-                raise ConfigError("expected (record, t0) pairs", field=f"X[{i}]", value=type(item).__name__,
-                                  expected="a (PatientRecord, date) pair") from None
+                raise ConfigError(
+                    "expected (record, t0) pairs",
+                    field=f"X[{i}]",
+                    value=type(item).__name__,
+                    expected="a (PatientRecord, date) pair",
+                ) from None
             if not isinstance(rec, PatientRecord):
-                raise ConfigError("expected a PatientRecord", field=f"X[{i}][0]", value=type(rec).__name__,
-                                  expected="planner.record.PatientRecord")
+                raise ConfigError(
+                    "expected a PatientRecord",
+                    field=f"X[{i}][0]",
+                    value=type(rec).__name__,
+                    expected="planner.record.PatientRecord",
+                )
             pairs.append((rec, _as_date(t0)))
         return pairs
 

@@ -100,7 +100,9 @@ def _latest_value(record: PatientRecord, quantity: str, t0: dt.date, lookback: i
     return None if best is None else float(best.value)
 
 
-def current_regimen(record: PatientRecord, area: Area, t0: dt.date, *, intervals: list[Interval] | None = None) -> Regimen:
+def current_regimen(
+    record: PatientRecord, area: Area, t0: dt.date, *, intervals: list[Interval] | None = None
+) -> Regimen:
     """The area drugs active on the day before t0 (episode medication rules)."""
     ivs = medication_intervals(record, area) if intervals is None else intervals
     return regimen_at(ivs, t0 - dt.timedelta(days=1))
@@ -128,8 +130,14 @@ def feature_units(area: Area) -> dict[str, str]:
     return units
 
 
-def features_at(record: PatientRecord, area: "Area | str", t0: Any, *, intervals: list[Interval] | None = None,
-                knowledge: GeneKnowledge | None = None) -> dict[str, Any]:
+def features_at(
+    record: PatientRecord,
+    area: "Area | str",
+    t0: Any,
+    *,
+    intervals: list[Interval] | None = None,
+    knowledge: GeneKnowledge | None = None,
+) -> dict[str, Any]:
     """Raw feature values at ``t0`` (None when missing), from data dated on or before t0 only.
 
     ``intervals``: the record's :func:`planner.medication_intervals.medication_intervals` when already computed;
@@ -146,7 +154,9 @@ def features_at(record: PatientRecord, area: "Area | str", t0: Any, *, intervals
         elif f.kind == "sex":
             out[f.name] = None if record.sex not in ("male", "female") else float(record.sex == "female")
         elif f.kind in ("quantity", "baseline"):
-            lookback = f.lookback_days if f.kind == "quantity" else min(f.lookback_days, area.outcome.baseline_window_days)
+            lookback = (
+                f.lookback_days if f.kind == "quantity" else min(f.lookback_days, area.outcome.baseline_window_days)
+            )
             v = _latest_value(record, f.quantity or "", day, lookback)
             out[f.name] = v
             out[f.name + "_missing"] = 1.0 if v is None else 0.0
@@ -165,5 +175,3 @@ def features_at(record: PatientRecord, area: "Area | str", t0: Any, *, intervals
         out[f"cur_{entry.drug_class}"] = float(ratio)
     out["cur_n_drugs"] = float(len(reg.drugs))
     return out
-
-

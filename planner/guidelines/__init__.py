@@ -15,6 +15,19 @@ from .evaluate import PREFERENCE_MEASURES, Applicable, Term, UtilityTerms, appli
 from .schema import Guidelines, Indication, SecondaryOutcome, load_guidelines
 
 __all__ = [
-    "Applicable", "Course", "add_indicated", "Guidelines", "Indication", "PREFERENCE_MEASURES", "PatientContext", "SecondaryOutcome",
-    "Term", "UtilityTerms", "applicable_indications", "indicated_candidates", "load_guidelines", "medication_courses", "utility_terms",
+    "Applicable",
+    "Course",
+    "add_indicated",
+    "Guidelines",
+    "Indication",
+    "PREFERENCE_MEASURES",
+    "PatientContext",
+    "SecondaryOutcome",
+    "Term",
+    "UtilityTerms",
+    "applicable_indications",
+    "indicated_candidates",
+    "load_guidelines",
+    "medication_courses",
+    "utility_terms",
 ]

@@ -44,8 +44,9 @@ def _with(area: Area, reg: Regimen, drug: DrugDose) -> Regimen:
     return Regimen.of([*kept, drug])
 
 
-def indicated_candidates(area: Area, record: PatientRecord, candidates: Sequence[Regimen], *,
-                         rules: str | Path | None = None) -> list[Regimen]:
+def indicated_candidates(
+    area: Area, record: PatientRecord, candidates: Sequence[Regimen], *, rules: str | Path | None = None
+) -> list[Regimen]:
     """New regimens (not already in ``candidates``) that meet the patient's unmet ``include`` indications."""
     g = load_guidelines(area, rules)
     if g is None:
@@ -73,13 +74,21 @@ def _first_of_each_class(area: Area, g: Guidelines, ind: Indication) -> list[Dru
     out: dict[str, DrugDose] = {}
     for name in ind.drugs:
         entry = area.drug(name)
-        out.setdefault(entry.drug_class, DrugDose(ingredient=entry.ingredient, rxcui=entry.rxcui,
-                                                  dose_mg_day=_dose(area, g, ind, name), drug_class=entry.drug_class))
+        out.setdefault(
+            entry.drug_class,
+            DrugDose(
+                ingredient=entry.ingredient,
+                rxcui=entry.rxcui,
+                dose_mg_day=_dose(area, g, ind, name),
+                drug_class=entry.drug_class,
+            ),
+        )
     return list(out.values())
 
 
-def add_indicated(cands: CandidateSet, record: PatientRecord, area: Area, *,
-                  rules: str | Path | None = None) -> CandidateSet:
+def add_indicated(
+    cands: CandidateSet, record: PatientRecord, area: Area, *, rules: str | Path | None = None
+) -> CandidateSet:
     """The candidate set with :func:`indicated_candidates` appended (unchanged when there are none)."""
     extra = indicated_candidates(area, record, cands.candidates, rules=rules)
     if not extra:

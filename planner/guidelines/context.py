@@ -37,7 +37,8 @@ class Course:
         if self.before is not None and self.after is not None:
             u = f" {unit}" if unit and not unit.startswith("{") else ""  # UCUM annotations like {score}: none
             word = {"no_response": "no response", "response": "response", "partial": "partial response"}.get(
-                self.outcome, self.outcome)
+                self.outcome, self.outcome
+            )
             return f"{self.ingredient}: {word} over {span}{now} ({self.before:g} to {self.after:g}{u})"
         return f"{self.ingredient} for {span}{now}"
 
@@ -67,8 +68,9 @@ def medication_courses(record: PatientRecord, area: Area, rules: HistoryRules) -
     return tuple(out)
 
 
-def _classify(record: PatientRecord, area: Area, ingredient: str, start: dt.date, end: dt.date | None,
-              rules: HistoryRules) -> Course:
+def _classify(
+    record: PatientRecord, area: Area, ingredient: str, start: dt.date, end: dt.date | None, rules: HistoryRules
+) -> Course:
     stop = end or record.as_of
     days = (stop - start).days
     if end is not None and days < rules.early_stop_days:
@@ -103,8 +105,9 @@ class PatientContext:
 
     @classmethod
     def from_record(cls, record: PatientRecord, area: Area, guidelines: Guidelines | None) -> "PatientContext":
-        codes = frozenset(code for c in record.active_conditions()
-                          for code in (c.code, *(k.code for k in c.codings)) if code)
+        codes = frozenset(
+            code for c in record.active_conditions() for code in (c.code, *(k.code for k in c.codings)) if code
+        )
         courses: tuple[Course, ...] = ()
         if guidelines is not None and guidelines.history is not None:
             courses = medication_courses(record, area, guidelines.history)

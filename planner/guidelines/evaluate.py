@@ -94,12 +94,14 @@ def _meets(a: Applicable, reg: Regimen, g: Guidelines, p_goal: float, area: Area
         return bool(names & set(ind.drugs))
     table = g.intensity
     assert table is not None
-    return any(d.ingredient in ind.drugs and table.at_least(d.ingredient, d.dose_mg_day, ind.min_intensity)
-               for d in reg.drugs)
+    return any(
+        d.ingredient in ind.drugs and table.at_least(d.ingredient, d.dose_mg_day, ind.min_intensity) for d in reg.drugs
+    )
 
 
-def _effect_index(so: SecondaryOutcome, area: Area, reg: Regimen,
-                  memo: dict[tuple[str, str | None], int | None] | None = None) -> list[int]:
+def _effect_index(
+    so: SecondaryOutcome, area: Area, reg: Regimen, memo: dict[tuple[str, str | None], int | None] | None = None
+) -> list[int]:
     """Index of the effect that applies to each drug of ``reg`` (drug-specific first, then class). ``memo``:
     the answers per (drug, class) already found for this outcome (many regimens share drugs)."""
     out = []
@@ -119,9 +121,17 @@ def _effect_index(so: SecondaryOutcome, area: Area, reg: Regimen,
     return out
 
 
-def secondary_draws(so: SecondaryOutcome, area: Area, regimens: Sequence[Regimen], ctx: PatientContext,
-                    g: Guidelines, num: int, rng: np.random.Generator, current: Regimen = Regimen(),
-                    outcome_draws: np.ndarray | None = None) -> np.ndarray:
+def secondary_draws(
+    so: SecondaryOutcome,
+    area: Area,
+    regimens: Sequence[Regimen],
+    ctx: PatientContext,
+    g: Guidelines,
+    num: int,
+    rng: np.random.Generator,
+    current: Regimen = Regimen(),
+    outcome_draws: np.ndarray | None = None,
+) -> np.ndarray:
     """(num, n) draws of the outcome's value per regimen; each effect is drawn once per draw (joint). A change
     outcome (weight) is the change the plan makes against ``current``; a risk is the risk on the plan's drugs,
     raised by the outcome's ``intensity`` rule from ``outcome_draws`` (expected primary outcome per draw)."""
@@ -150,8 +160,9 @@ def secondary_draws(so: SecondaryOutcome, area: Area, regimens: Sequence[Regimen
     return np.minimum(base * np.exp(out), 1.0)
 
 
-def _preference_values(measure: str, regimens: Sequence[Regimen], forms: Prescribing,
-                       weight: np.ndarray | None) -> np.ndarray:
+def _preference_values(
+    measure: str, regimens: Sequence[Regimen], forms: Prescribing, weight: np.ndarray | None
+) -> np.ndarray:
     """(S or 1, n) value of a preference measure per regimen."""
     if measure == "weight_gain":
         if weight is None:
@@ -162,18 +173,31 @@ def _preference_values(measure: str, regimens: Sequence[Regimen], forms: Prescri
         if measure == "injectables":
             vals.append(float(sum(forms.is_injection(d.ingredient) for d in reg.drugs)))
         elif measure == "doses_per_day":
-            vals.append(sum(forms.administrations_per_day(d.ingredient, d.dose_mg_day)
-                            for d in reg.drugs if not forms.is_injection(d.ingredient)))
+            vals.append(
+                sum(
+                    forms.administrations_per_day(d.ingredient, d.dose_mg_day)
+                    for d in reg.drugs
+                    if not forms.is_injection(d.ingredient)
+                )
+            )
         else:  # cost_tier
             vals.append(sum(((f.cost_tier if (f := forms.form(d.ingredient)) else 1) - 1) for d in reg.drugs))
     return np.asarray(vals, dtype=float)[None, :]
 
 
 def utility_terms(
-    *, area: Area, regimens: Sequence[Regimen], current: Regimen, guidelines: Guidelines | None,
+    *,
+    area: Area,
+    regimens: Sequence[Regimen],
+    current: Regimen,
+    guidelines: Guidelines | None,
     ctx: PatientContext | None,
-    forms: Prescribing, guideline_weights: Mapping[str, float], secondary_weights: Mapping[str, float],
-    preferences: Mapping[str, tuple[str, str, str, float]], pred_draws: np.ndarray, rng: np.random.Generator,
+    forms: Prescribing,
+    guideline_weights: Mapping[str, float],
+    secondary_weights: Mapping[str, float],
+    preferences: Mapping[str, tuple[str, str, str, float]],
+    pred_draws: np.ndarray,
+    rng: np.random.Generator,
     mean_draws: np.ndarray | None = None,
 ) -> UtilityTerms:
     """Every non-outcome utility term for ``regimens``. ``preferences``: id -> (measure, label, per, weight)."""
@@ -189,8 +213,16 @@ def utility_terms(
             counted = vals
             if so.kind == "change" and so.credit_fall_when and not ctx.matches(so.credit_fall_when, guidelines):
                 counted = np.maximum(vals, 0.0)  # a fall is no benefit for this patient; a rise is still a harm
-            terms.append(Term(f"secondary:{so.id}", so.label, so.unit if so.kind == "change" else f"risk, {so.horizon}",
-                              -w * counted, vals.mean(axis=0), "secondary"))
+            terms.append(
+                Term(
+                    f"secondary:{so.id}",
+                    so.label,
+                    so.unit if so.kind == "change" else f"risk, {so.horizon}",
+                    -w * counted,
+                    vals.mean(axis=0),
+                    "secondary",
+                )
+            )
     applicable = applicable_indications(guidelines, ctx) if ctx is not None else []
     met = np.zeros((len(applicable), n), dtype=bool)
     for k, a in enumerate(applicable):
@@ -201,10 +233,19 @@ def utility_terms(
         key = ind.history if ind.kind == "history" else f"{ind.kind}_unmet"
         w = float(guideline_weights.get(key or "", 0.0))
         cost = np.where(met[k], 0.0, -w)
-        terms.append(Term(f"indication:{ind.id}", ind.label, "unmet", np.broadcast_to(cost, (num, n)),
-                          (~met[k]).astype(float), "indication"))
+        terms.append(
+            Term(
+                f"indication:{ind.id}",
+                ind.label,
+                "unmet",
+                np.broadcast_to(cost, (num, n)),
+                (~met[k]).astype(float),
+                "indication",
+            )
+        )
     for pid, (measure, label, per, w) in preferences.items():
         vals = _preference_values(measure, regimens, forms, weight_draws)
-        terms.append(Term(f"preference:{pid}", label, per, np.broadcast_to(-w * vals, (num, n)),
-                          vals.mean(axis=0), "preference"))
+        terms.append(
+            Term(f"preference:{pid}", label, per, np.broadcast_to(-w * vals, (num, n)), vals.mean(axis=0), "preference")
+        )
     return UtilityTerms(terms=tuple(terms), applicable=tuple(applicable), met=met)

@@ -17,11 +17,19 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..areas import Area
-from ..rule_files import read_yaml, rules_dir
 from ..errors import RuleError
+from ..rule_files import read_yaml, rules_dir
 
-__all__ = ["Criterion", "Indication", "Effect", "BaselineRisk", "SecondaryOutcome", "HistoryRules", "Guidelines",
-           "load_guidelines"]
+__all__ = [
+    "Criterion",
+    "Indication",
+    "Effect",
+    "BaselineRisk",
+    "SecondaryOutcome",
+    "HistoryRules",
+    "Guidelines",
+    "load_guidelines",
+]
 
 
 class _M(BaseModel):
@@ -150,8 +158,10 @@ class SecondaryOutcome(_M):
     def _check(self) -> "SecondaryOutcome":
         for e in self.effects:
             if (self.kind == "change") != (e.mean is not None):
-                raise ValueError(f"outcome {self.id!r}: a {self.kind} outcome's effects need "
-                                 + ("mean" if self.kind == "change" else "rr"))
+                raise ValueError(
+                    f"outcome {self.id!r}: a {self.kind} outcome's effects need "
+                    + ("mean" if self.kind == "change" else "rr")
+                )
         if self.kind == "risk" and (not self.baseline or self.baseline[-1].when):
             raise ValueError(f"outcome {self.id!r}: a risk outcome needs baseline risks ending in one with no when")
         return self
@@ -220,7 +230,9 @@ class Guidelines(_M):
             check_when(f"indication {ind.id!r}", ind.when)
             if ind.min_intensity is not None:
                 if self.intensity is None or ind.min_intensity not in self.intensity.levels:
-                    raise ValueError(f"indication {ind.id!r}: min_intensity {ind.min_intensity!r} not in the intensity table")
+                    raise ValueError(
+                        f"indication {ind.id!r}: min_intensity {ind.min_intensity!r} not in the intensity table"
+                    )
             if ind.kind == "history" and self.history is None:
                 raise ValueError(f"indication {ind.id!r}: kind history needs the history block")
         for so in self.secondary_outcomes:
@@ -235,21 +247,41 @@ class Guidelines(_M):
         for ind in self.indications:
             for d in ind.drugs:
                 if d not in names:
-                    raise RuleError("indication names a drug outside the formulary", file=path,
-                                    field=f"indications.{ind.id}.drugs", value=d, expected=f"a {area.id} formulary drug")
+                    raise RuleError(
+                        "indication names a drug outside the formulary",
+                        file=path,
+                        field=f"indications.{ind.id}.drugs",
+                        value=d,
+                        expected=f"a {area.id} formulary drug",
+                    )
         for ind in self.indications:
             for c in ind.classes:
                 if c not in classes:
-                    raise RuleError("indication names an unknown class", file=path,
-                                    field=f"indications.{ind.id}.classes", value=c, expected=f"a {area.id} class id")
+                    raise RuleError(
+                        "indication names an unknown class",
+                        file=path,
+                        field=f"indications.{ind.id}.classes",
+                        value=c,
+                        expected=f"a {area.id} class id",
+                    )
         for so in self.secondary_outcomes:
             for e in so.effects:
                 if e.drug is not None and e.drug not in names:
-                    raise RuleError("effect on a drug outside the formulary", file=path,
-                                    field=f"secondary_outcomes.{so.id}", value=e.drug, expected=f"a {area.id} formulary drug")
+                    raise RuleError(
+                        "effect on a drug outside the formulary",
+                        file=path,
+                        field=f"secondary_outcomes.{so.id}",
+                        value=e.drug,
+                        expected=f"a {area.id} formulary drug",
+                    )
                 if e.drug_class is not None and e.drug_class not in classes:
-                    raise RuleError("effect on an unknown class", file=path, field=f"secondary_outcomes.{so.id}",
-                                    value=e.drug_class, expected=f"a {area.id} class id")
+                    raise RuleError(
+                        "effect on an unknown class",
+                        file=path,
+                        field=f"secondary_outcomes.{so.id}",
+                        value=e.drug_class,
+                        expected=f"a {area.id} class id",
+                    )
         return self
 
 
@@ -260,8 +292,9 @@ def _load(path: str) -> Guidelines:
         return Guidelines.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise RuleError(err["msg"], file=path, field=".".join(str(x) for x in err["loc"]),
-                        value=err.get("input", ...)) from None
+        raise RuleError(
+            err["msg"], file=path, field=".".join(str(x) for x in err["loc"]), value=err.get("input", ...)
+        ) from None
 
 
 def load_guidelines(area: Area, rules: str | Path | None = None) -> Guidelines | None:
@@ -271,6 +304,7 @@ def load_guidelines(area: Area, rules: str | Path | None = None) -> Guidelines |
         return None
     g = _load(str(path))
     if g.area != area.id:
-        raise RuleError("guideline file is for another area", file=str(path), field="area", value=g.area,
-                        expected=area.id)
+        raise RuleError(
+            "guideline file is for another area", file=str(path), field="area", value=g.area, expected=area.id
+        )
     return g.check_area(area, str(path))

@@ -51,8 +51,15 @@ from .pgx import attach_pgx
 from .pharmcat import read_pharmcat
 from .source import DEFAULT_MAX_BYTES, load_resources
 
-__all__ = ["read_records", "read_record", "select_patients", "read_pharmcat", "attach_pgx", "IngestStats",
-           "code_tables"]
+__all__ = [
+    "read_records",
+    "read_record",
+    "select_patients",
+    "read_pharmcat",
+    "attach_pgx",
+    "IngestStats",
+    "code_tables",
+]
 
 
 def _as_date(value: Any, name: str) -> dt.date | None:
@@ -95,9 +102,13 @@ def read_records(
     as_of_d = _as_date(as_of, "as_of")
     today_d = _as_date(today, "today") or dt.date.today()
     if as_of_d is not None and as_of_d > today_d:
-        raise ConfigError("as-of date is after today", field="as_of", value=as_of_d.isoformat(),
-                          expected=f"a date on or before today ({today_d.isoformat()}): planning for a future date "
-                                   "would use facts that do not exist yet")
+        raise ConfigError(
+            "as-of date is after today",
+            field="as_of",
+            value=as_of_d.isoformat(),
+            expected=f"a date on or before today ({today_d.isoformat()}): planning for a future date "
+            "would use facts that do not exist yet",
+        )
     tables = code_tables(rules)
     problems: list[DataWarning] | None = None if strict else []
     resources = load_resources(source, max_bytes=max_bytes, problems=problems)
@@ -105,13 +116,16 @@ def read_records(
         from .strict import validate_strict
 
         validate_strict(resources)
-    records = build_records(resources, tables=tables, as_of=as_of_d, today=today_d, stats=stats, problems=problems,
-                            strict=strict)
+    records = build_records(
+        resources, tables=tables, as_of=as_of_d, today=today_d, stats=stats, problems=problems, strict=strict
+    )
     pharmcat = list(pharmcat)
     if pharmcat:
         if len(records) != 1:
-            raise FhirError(f"PharmCAT results given for an input with {len(records)} patients",
-                            expected="exactly one patient when pharmcat files are given")
+            raise FhirError(
+                f"PharmCAT results given for an input with {len(records)} patients",
+                expected="exactly one patient when pharmcat files are given",
+            )
         extra: list[PgxResult] = []
         for p in pharmcat:
             extra.extend(read_pharmcat(p, rules=rules))
@@ -119,26 +133,37 @@ def read_records(
     return records
 
 
-def read_record(source: str | bytes | os.PathLike[str] | dict[str, Any], *, patient: str | None = None,
-                **kwargs: Any) -> PatientRecord:
+def read_record(
+    source: str | bytes | os.PathLike[str] | dict[str, Any], *, patient: str | None = None, **kwargs: Any
+) -> PatientRecord:
     """Exactly one patient's record: the only one, or the one whose id is ``patient`` (else a PlannerError)."""
     records = select_patients(read_records(source, **kwargs), patient, file=_name(source))
     if len(records) != 1:
-        raise FhirError(f"{len(records)} patients in the input", file=_name(source), resource="Patient",
-                        expected="exactly one Patient; choose one with --patient ID (or patient= in Python)")
+        raise FhirError(
+            f"{len(records)} patients in the input",
+            file=_name(source),
+            resource="Patient",
+            expected="exactly one Patient; choose one with --patient ID (or patient= in Python)",
+        )
     return records[0]
 
 
-def select_patients(records: list[PatientRecord], patient: str | None, *, file: str | None = None
-                    ) -> list[PatientRecord]:
+def select_patients(
+    records: list[PatientRecord], patient: str | None, *, file: str | None = None
+) -> list[PatientRecord]:
     """All records, or the one whose id is ``patient`` (a ConfigError when the input has no such patient; the
     message does not list the ids the input holds)."""
     if patient is None:
         return records
     hit = [r for r in records if r.patient_id == patient]
     if not hit:
-        raise ConfigError(f"no patient with this id among the {len(records)} in the input", file=file,
-                          field="--patient", value=patient, expected="the id of a Patient resource in the input")
+        raise ConfigError(
+            f"no patient with this id among the {len(records)} in the input",
+            file=file,
+            field="--patient",
+            value=patient,
+            expected="the id of a Patient resource in the input",
+        )
     return hit
 
 

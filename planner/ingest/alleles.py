@@ -25,13 +25,22 @@ _SPACE = re.compile(r"\s+")
 _COPIES = re.compile(r"^(?P<base>.+?)\s*[xX×]\s*(?P<n>≥\s*\d+|>=\s*\d+|\d+|[nN])$")
 _RS_NAME = re.compile(r"^(?P<rs>rs\d+)\s+(?:reference|variant)\s*\((?P<base>[ACGT]+|-)\)$", re.IGNORECASE)
 _RS_GENOTYPE = re.compile(
-    r"^(?P<rs>rs\d+)\s*[:(\[]?\s*(?P<a>[ACGT]+|-)\s*[/;|,]?\s*(?P<b>[ACGT]+|-)\s*[)\]]?$", re.IGNORECASE)
+    r"^(?P<rs>rs\d+)\s*[:(\[]?\s*(?P<a>[ACGT]+|-)\s*[/;|,]?\s*(?P<b>[ACGT]+|-)\s*[)\]]?$", re.IGNORECASE
+)
 _BASES = re.compile(r"^[ACGT]+$", re.IGNORECASE)
-HLA_STATUS = re.compile(r"(?P<gene>HLA-[A-Z0-9]+)?\s*(?P<allele>\*\d{2,3}(?::\d{2,3}[A-Z]?){0,3}[A-Z]?)"
-                        r"(?:\s*[:=-]?\s*(?P<status>positive|negative|present|absent|detected|not detected))?",
-                        re.IGNORECASE)
-_STATUS_WORDS = {"positive": "positive", "present": "positive", "detected": "positive",
-                 "negative": "negative", "absent": "negative", "not detected": "negative"}
+HLA_STATUS = re.compile(
+    r"(?P<gene>HLA-[A-Z0-9]+)?\s*(?P<allele>\*\d{2,3}(?::\d{2,3}[A-Z]?){0,3}[A-Z]?)"
+    r"(?:\s*[:=-]?\s*(?P<status>positive|negative|present|absent|detected|not detected))?",
+    re.IGNORECASE,
+)
+_STATUS_WORDS = {
+    "positive": "positive",
+    "present": "positive",
+    "detected": "positive",
+    "negative": "negative",
+    "absent": "negative",
+    "not detected": "negative",
+}
 
 
 def _norm(text: str) -> str:
@@ -42,7 +51,7 @@ def strip_gene(gene: str, text: str) -> str:
     """``"CYP2D6 *1/*2"``, ``"CYP2D6*1/*2"``, ``"CYP2D6: *1/*2"`` -> ``"*1/*2"`` (other text unchanged)."""
     t = text.strip()
     if t.upper().startswith(gene.upper()):
-        rest = t[len(gene):]
+        rest = t[len(gene) :]
         if not rest or rest[0] in " \t:*[(" or rest[0].isspace():
             t = rest.lstrip(" \t:")
     return t.strip()

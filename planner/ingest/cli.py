@@ -48,9 +48,16 @@ def render_table(record: PatientRecord, *, width: int | None = None) -> str:
     for col in ("ingredient", "RxCUI", "dose mg/day", "start", "end", "status", "as given"):
         meds.add_column(col)
     for m in record.active_medications():
-        _row(meds, m.ingredient or "(unresolved)", m.rxcui or "-",
-                     "-" if m.dose_mg_day is None else f"{m.dose_mg_day:g}", str(m.start or "-"),
-                     str(m.end or "-"), m.status or "-", (m.source_display or "-")[:40])
+        _row(
+            meds,
+            m.ingredient or "(unresolved)",
+            m.rxcui or "-",
+            "-" if m.dose_mg_day is None else f"{m.dose_mg_day:g}",
+            str(m.start or "-"),
+            str(m.end or "-"),
+            m.status or "-",
+            (m.source_display or "-")[:40],
+        )
     console.print(meds)
 
     labs = Table(title="Latest measurements")
@@ -67,9 +74,15 @@ def render_table(record: PatientRecord, *, width: int | None = None) -> str:
     for col in ("gene", "diplotype", "phenotype", "activity", "allele status", "source"):
         pgx.add_column(col)
     for p in record.pgx:
-        _row(pgx, p.gene, p.diplotype or "-", p.phenotype or "-",
-                    "-" if p.activity_score is None else f"{p.activity_score:g}",
-                    f"{p.allele} {p.allele_status}" if p.allele else "-", p.source)
+        _row(
+            pgx,
+            p.gene,
+            p.diplotype or "-",
+            p.phenotype or "-",
+            "-" if p.activity_score is None else f"{p.activity_score:g}",
+            f"{p.allele} {p.allele_status}" if p.allele else "-",
+            p.source,
+        )
     console.print(pgx)
 
     if record.warnings:
@@ -88,15 +101,22 @@ def register(app: typer.Typer) -> None:
         file: Annotated[Path, typer.Argument(help="FHIR R4 Bundle, NDJSON, resource file or folder.")],
         as_of: Annotated[Optional[str], typer.Option("--as-of", help="Date the record describes (YYYY-MM-DD).")] = None,
         fmt: ReportFormatOption = ReportFormat.table,
-        strict: Annotated[bool, typer.Option("--strict", help="Also validate whole resources (fhir.resources R4B).")] = False,
-        pharmcat: Annotated[list[Path], typer.Option("--pharmcat", help="PharmCAT phenotype JSON / outside-call TSV.")] = [],  # noqa: B006 - Typer gives each call its own list
-        patient: Annotated[Optional[str], typer.Option("--patient", help="Patient id (default: every patient).")] = None,
+        strict: Annotated[
+            bool, typer.Option("--strict", help="Also validate whole resources (fhir.resources R4B).")
+        ] = False,
+        pharmcat: Annotated[
+            list[Path], typer.Option("--pharmcat", help="PharmCAT phenotype JSON / outside-call TSV.")
+        ] = [],  # noqa: B006 - Typer gives each call its own list
+        patient: Annotated[
+            Optional[str], typer.Option("--patient", help="Patient id (default: every patient).")
+        ] = None,
     ) -> None:
         """Show the normalized patient record(s) planner reads from FILE."""
         from . import read_records, select_patients
 
-        records = select_patients(read_records(file, as_of=as_of, strict=strict, pharmcat=pharmcat), patient,
-                                  file=str(file))
+        records = select_patients(
+            read_records(file, as_of=as_of, strict=strict, pharmcat=pharmcat), patient, file=str(file)
+        )
         if fmt is ReportFormat.json:
             if len(records) == 1:
                 typer.echo(records[0].model_dump_json(indent=2))

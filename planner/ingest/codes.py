@@ -15,16 +15,18 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..rule_files import read_csv, read_yaml, rules_dir
 from ..errors import RuleError
+from ..rule_files import read_csv, read_yaml, rules_dir
 
 __all__ = ["Ingredient", "Quantity", "UnitRule", "CodeTables", "code_tables", "RXNORM_SYSTEMS", "LOINC_SYSTEM"]
 
-RXNORM_SYSTEMS = frozenset({
-    "http://www.nlm.nih.gov/research/umls/rxnorm",
-    "http://www.nlm.nih.gov/research/umls/rxnorm/",
-    "urn:oid:2.16.840.1.113883.6.88",
-})
+RXNORM_SYSTEMS = frozenset(
+    {
+        "http://www.nlm.nih.gov/research/umls/rxnorm",
+        "http://www.nlm.nih.gov/research/umls/rxnorm/",
+        "urn:oid:2.16.840.1.113883.6.88",
+    }
+)
 LOINC_SYSTEM = "http://loinc.org"
 
 
@@ -191,10 +193,17 @@ def _build(root: Path) -> CodeTables:
         try:
             mg_per_unit = float(row["mg_per_unit"]) if (row.get("mg_per_unit") or "").strip() else None
         except ValueError:
-            raise RuleError("mg_per_unit is not a number", file=str(codes / "rxnorm.csv"), field=row["ingredient"],
-                            value=row.get("mg_per_unit")) from None
-        ing = Ingredient(name=row["ingredient"].strip().lower(), rxcui=(row["ingredient_rxcui"] or "").strip() or None,
-                         mg_per_unit=mg_per_unit)
+            raise RuleError(
+                "mg_per_unit is not a number",
+                file=str(codes / "rxnorm.csv"),
+                field=row["ingredient"],
+                value=row.get("mg_per_unit"),
+            ) from None
+        ing = Ingredient(
+            name=row["ingredient"].strip().lower(),
+            rxcui=(row["ingredient_rxcui"] or "").strip() or None,
+            mg_per_unit=mg_per_unit,
+        )
         ingredients[ing.name] = ing
         if ing.rxcui:
             by_code[ing.rxcui] = ing
@@ -208,31 +217,48 @@ def _build(root: Path) -> CodeTables:
             continue
         ing = ingredients.get(row["ingredient"].strip().lower())
         if ing is None:
-            raise RuleError("clinical drug names an ingredient without an IN row", file=str(codes / "rxnorm.csv"),
-                            value=row["ingredient"], expected="an ingredient listed with tty IN")
+            raise RuleError(
+                "clinical drug names an ingredient without an IN row",
+                file=str(codes / "rxnorm.csv"),
+                value=row["ingredient"],
+                expected="an ingredient listed with tty IN",
+            )
         by_code[row["rxcui"].strip()] = ing
     qdoc = read_yaml(codes / "quantities.yaml")
     quantities: dict[str, Quantity] = {}
     by_loinc: dict[str, Quantity] = {}
     for name, spec in (qdoc.get("quantities") or {}).items():
         try:
-            accept = {str(u): UnitRule(float(r["factor"]), float(r.get("offset", 0.0))) for u, r in spec["accept"].items()}
+            accept = {
+                str(u): UnitRule(float(r["factor"]), float(r.get("offset", 0.0))) for u, r in spec["accept"].items()
+            }
             plaus = spec.get("plausible")
-            q = Quantity(name=name, label=spec.get("label", name), loinc=tuple(str(c) for c in spec["loinc"]),
-                         unit=str(spec["unit"]), accept=accept,
-                         plausible=(float(plaus[0]), float(plaus[1])) if plaus else None,
-                         assume_missing_unit=spec.get("missing_unit") == "assume")
+            q = Quantity(
+                name=name,
+                label=spec.get("label", name),
+                loinc=tuple(str(c) for c in spec["loinc"]),
+                unit=str(spec["unit"]),
+                accept=accept,
+                plausible=(float(plaus[0]), float(plaus[1])) if plaus else None,
+                assume_missing_unit=spec.get("missing_unit") == "assume",
+            )
         except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise RuleError(f"invalid quantity definition ({exc})", file=str(codes / "quantities.yaml"),
-                            field=name) from None
+            raise RuleError(
+                f"invalid quantity definition ({exc})", file=str(codes / "quantities.yaml"), field=name
+            ) from None
         if q.unit not in q.accept:
-            raise RuleError("canonical unit is not among the accepted units", file=str(codes / "quantities.yaml"),
-                            field=name, value=q.unit)
+            raise RuleError(
+                "canonical unit is not among the accepted units",
+                file=str(codes / "quantities.yaml"),
+                field=name,
+                value=q.unit,
+            )
         quantities[name] = q
         for code in q.loinc:
             if code in by_loinc:
-                raise RuleError("LOINC code listed under two quantities", file=str(codes / "quantities.yaml"),
-                                value=code)
+                raise RuleError(
+                    "LOINC code listed under two quantities", file=str(codes / "quantities.yaml"), value=code
+                )
             by_loinc[code] = q
     pgx = read_yaml(codes / "pgx.yaml")
     variants_file = codes / "pgx_variants.yaml"
@@ -246,8 +272,12 @@ def _build(root: Path) -> CodeTables:
             for n in (row.get("ingredients") or "").split("|"):
                 ing = ingredients.get(n.strip().lower())
                 if ing is None:
-                    raise RuleError("product names an ingredient without an IN row", file=str(ppath),
-                                    value=n, expected="an ingredient listed in rxnorm.csv with tty IN")
+                    raise RuleError(
+                        "product names an ingredient without an IN row",
+                        file=str(ppath),
+                        value=n,
+                        expected="an ingredient listed in rxnorm.csv with tty IN",
+                    )
                 ings.append(ing)
             products[_norm_name(row["name"])] = tuple(ings)
     tdoc = read_yaml(codes / "timing.yaml") if (codes / "timing.yaml").is_file() else {}
@@ -261,7 +291,9 @@ def _build(root: Path) -> CodeTables:
     spath = codes / "systems.yaml"
     if spath.is_file():
         sdoc = read_yaml(spath)
-        sex_extensions = {str(u): {str(k): str(v) for k, v in m.items()} for u, m in (sdoc.get("sex_extensions") or {}).items()}
+        sex_extensions = {
+            str(u): {str(k): str(v) for k, v in m.items()} for u, m in (sdoc.get("sex_extensions") or {}).items()
+        }
         for canonical, aliases in (sdoc.get("systems") or {}).items():
             for a in aliases or ():
                 system_alias[str(a).strip()] = str(canonical)
@@ -278,10 +310,15 @@ def _build(root: Path) -> CodeTables:
         panels=frozenset(str(p) for p in (qdoc.get("panels") or {})),
         pgx=pgx,
         versions=versions,
-        pgx_codes=frozenset(str(c) for key in ("genotype", "phenotype", "implication_codes", "haplotype", "variant",
-                                                "region_studied")
-                            for c in pgx["loinc"].get(key, ())),
-        products=products, timing_codes=timing_codes, timing_text=timing_text, system_alias=system_alias,
+        pgx_codes=frozenset(
+            str(c)
+            for key in ("genotype", "phenotype", "implication_codes", "haplotype", "variant", "region_studied")
+            for c in pgx["loinc"].get(key, ())
+        ),
+        products=products,
+        timing_codes=timing_codes,
+        timing_text=timing_text,
+        system_alias=system_alias,
         sex_extensions=sex_extensions,
         gene_studied_codes=frozenset(str(c) for c in pgx["loinc"]["gene_studied"]),
     )

@@ -11,8 +11,19 @@ from . import fhir_types as ft
 from .codes import CodeTables
 from .dates import parse_date
 
-__all__ = ["Builder", "Context", "ref_keys", "normalise_ref", "first_code", "status_of", "display_of", "short",
-           "SNOMED", "ICD10", "UCUM"]
+__all__ = [
+    "Builder",
+    "Context",
+    "ref_keys",
+    "normalise_ref",
+    "first_code",
+    "status_of",
+    "display_of",
+    "short",
+    "SNOMED",
+    "ICD10",
+    "UCUM",
+]
 
 SNOMED = "http://snomed.info/sct"
 ICD10 = ("http://hl7.org/fhir/sid/icd-10-cm", "http://hl7.org/fhir/sid/icd-10")
@@ -44,7 +55,9 @@ def normalise_ref(ref: str) -> str:
     return "/".join(parts[-2:]) if len(parts) >= 2 else ref
 
 
-def first_code(cc: ft.CodeableConcept | None, systems: tuple[str, ...] | frozenset[str] | None = None) -> ft.Coding | None:
+def first_code(
+    cc: ft.CodeableConcept | None, systems: tuple[str, ...] | frozenset[str] | None = None
+) -> ft.Coding | None:
     if cc is None:
         return None
     for c in cc.coding:
@@ -80,11 +93,28 @@ class Builder:
         self.warnings: list[DataWarning] = []
         self.dates: list[dt.date] = []
 
-    def warn(self, code: str, message: str, resource: str | None = None, *, field: str | None = None,
-             value: object = None, quantity: str | None = None, date: dt.date | None = None) -> None:
-        self.warnings.append(DataWarning(code=code, message=message, resource=resource, field=field,
-                                         value=short(value) if value is not None else None, quantity=quantity,
-                                         date=date))
+    def warn(
+        self,
+        code: str,
+        message: str,
+        resource: str | None = None,
+        *,
+        field: str | None = None,
+        value: object = None,
+        quantity: str | None = None,
+        date: dt.date | None = None,
+    ) -> None:
+        self.warnings.append(
+            DataWarning(
+                code=code,
+                message=message,
+                resource=resource,
+                field=field,
+                value=short(value) if value is not None else None,
+                quantity=quantity,
+                date=date,
+            )
+        )
 
     def skipped(self, exc: PlannerError, *, private: bool = False) -> None:
         """A resource that could not be used: a warning naming resource, field, value and why; it is skipped."""
@@ -103,8 +133,12 @@ class Context:
             return None
         d = parse_date(value, resource=rref, field=field, file=file)
         if event and d > self.today:
-            raise FhirError("date is in the future", file=file, resource=rref, field=field, value=value,
-                            expected=f"a date on or before today ({self.today.isoformat()})")
+            raise FhirError(
+                "date is in the future",
+                file=file,
+                resource=rref,
+                field=field,
+                value=value,
+                expected=f"a date on or before today ({self.today.isoformat()})",
+            )
         return d
-
-

@@ -33,12 +33,19 @@ def _parse(value: str) -> dt.date | None:
     return None
 
 
-def parse_date(value: object, *, resource: str | None = None, field: str | None = None,
-               file: str | None = None) -> dt.date:
+def parse_date(
+    value: object, *, resource: str | None = None, field: str | None = None, file: str | None = None
+) -> dt.date:
     """Parse one FHIR date/dateTime; anything else is a :class:`FhirError` naming resource, field and value."""
     if isinstance(value, str):
         d = _parse(value)
         if d is not None:
             return d
-    raise FhirError("invalid date", file=file, resource=resource, field=field, value=value,
-                    expected="a FHIR date or dateTime such as 2024-01-05 or 2024-01-05T10:00:00Z")
+    raise FhirError(
+        "invalid date",
+        file=file,
+        resource=resource,
+        field=field,
+        value=value,
+        expected="a FHIR date or dateTime such as 2024-01-05 or 2024-01-05T10:00:00Z",
+    )

@@ -13,9 +13,27 @@ import msgspec
 from msgspec import Raw, Struct
 
 __all__ = [
-    "Coding", "CodeableConcept", "Quantity", "Reference", "Period", "Repeat", "Timing", "DoseAndRate", "Dosage",
-    "Component", "Meta", "Head", "Entry", "BundleHead", "Resource", "ObservationHead", "Reaction", "Ingredient",
-    "DispenseRequest", "Range", "READ_TYPES",
+    "Coding",
+    "CodeableConcept",
+    "Quantity",
+    "Reference",
+    "Period",
+    "Repeat",
+    "Timing",
+    "DoseAndRate",
+    "Dosage",
+    "Component",
+    "Meta",
+    "Head",
+    "Entry",
+    "BundleHead",
+    "Resource",
+    "ObservationHead",
+    "Reaction",
+    "Ingredient",
+    "DispenseRequest",
+    "Range",
+    "READ_TYPES",
 ]
 
 
@@ -230,8 +248,18 @@ class _ComponentHead(_S):
     code: CodeableConcept | None = None
 
 
-READ_TYPES = frozenset({"Patient", "Condition", "Observation", "MedicationRequest", "MedicationStatement", "DiagnosticReport",
-                        "Medication", "AllergyIntolerance"})
+READ_TYPES = frozenset(
+    {
+        "Patient",
+        "Condition",
+        "Observation",
+        "MedicationRequest",
+        "MedicationStatement",
+        "DiagnosticReport",
+        "Medication",
+        "AllergyIntolerance",
+    }
+)
 RESOURCE_DECODER = msgspec.json.Decoder(Resource)
 OBSERVATION_HEAD_DECODER = msgspec.json.Decoder(ObservationHead)
 CATEGORY_DECODER = msgspec.json.Decoder(list[str])

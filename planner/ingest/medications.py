@@ -28,8 +28,26 @@ __all__ = ["read_medication"]
 
 _PERIOD_DAYS = {"s": 1 / 86400, "min": 1 / 1440, "h": 1 / 24, "d": 1.0, "wk": 7.0, "mo": 30.4375, "a": 365.25}
 _MASS_MG = {"mg": 1.0, "mcg": 0.001, "ug": 0.001, "µg": 0.001, "g": 1000.0}
-_COUNT_UNITS = frozenset({"1", "{tbl}", "{tablet}", "tablet", "tablets", "tab", "{capsule}", "capsule", "capsules",
-                          "cap", "{cap}", "{puff}", "puff", "{actuat}", "{dose}", "dose"})
+_COUNT_UNITS = frozenset(
+    {
+        "1",
+        "{tbl}",
+        "{tablet}",
+        "tablet",
+        "tablets",
+        "tab",
+        "{capsule}",
+        "capsule",
+        "capsules",
+        "cap",
+        "{cap}",
+        "{puff}",
+        "puff",
+        "{actuat}",
+        "{dose}",
+        "dose",
+    }
+)
 _DRUG_UNITS = frozenset({"u", "[iu]", "iu", "unt", "unit", "units", "[u]", "{unit}", "{units}"})
 _STRENGTH = re.compile(r"(\d+(?:\.\d+)?)\s*(MG|MCG|UG|µG|G)(?:\s*/\s*(ML|ACTUAT))?\b", re.IGNORECASE)
 
@@ -76,12 +94,20 @@ def _pick_dose(d: ft.Dosage) -> ft.DoseAndRate | None:
     return with_dose[0] if with_dose else None
 
 
-def _qty_mg(qty: ft.Quantity, strength: tuple[float, bool] | None, mg_per_unit: float | None) -> tuple[float | None, str | None, bool]:
+def _qty_mg(
+    qty: ft.Quantity, strength: tuple[float, bool] | None, mg_per_unit: float | None
+) -> tuple[float | None, str | None, bool]:
     """mg in one dose quantity: (mg, why not, assumed)."""
     if qty.value is None:
         return None, "dose quantity without a value", False
     code, unit = (qty.code or "").strip(), (qty.unit or "").strip()
-    if code and unit and code.lower() in _MASS_MG and unit.lower() in _MASS_MG and _MASS_MG[code.lower()] != _MASS_MG[unit.lower()]:
+    if (
+        code
+        and unit
+        and code.lower() in _MASS_MG
+        and unit.lower() in _MASS_MG
+        and _MASS_MG[code.lower()] != _MASS_MG[unit.lower()]
+    ):
         return None, f"dose unit {unit!r} disagrees with its code {code!r}", False
     low = (code or unit).lower()
     if low in _MASS_MG:
@@ -99,8 +125,9 @@ def _qty_mg(qty: ft.Quantity, strength: tuple[float, bool] | None, mg_per_unit: 
     return None, f"dose unit {code or unit!r} cannot be converted to mg", False
 
 
-def dose_mg_day(dosages: list[ft.Dosage], strength: tuple[float, bool] | None, mg_per_unit: float | None,
-                tables: CodeTables) -> tuple[float | None, tuple[float, float] | None, str | None, bool, bool]:
+def dose_mg_day(
+    dosages: list[ft.Dosage], strength: tuple[float, bool] | None, mg_per_unit: float | None, tables: CodeTables
+) -> tuple[float | None, tuple[float, float] | None, str | None, bool, bool]:
     """(mg/day, (low, high) mg/day of a dose range, why not / what was assumed, assumed, as needed)."""
     if not dosages:
         return None, None, "no dosage instruction", False, False
@@ -108,15 +135,26 @@ def dose_mg_day(dosages: list[ft.Dosage], strength: tuple[float, bool] | None, m
     prn = bool(d.asNeededBoolean) or d.asNeededCodeableConcept is not None
     n = per_day(d, tables)
     if n is None:
-        return None, None, ("taken as needed (no schedule)" if prn
-                            else "dosage has no timing (frequency/period or timing code)"), False, prn
+        return (
+            None,
+            None,
+            ("taken as needed (no schedule)" if prn else "dosage has no timing (frequency/period or timing code)"),
+            False,
+            prn,
+        )
     dr = _pick_dose(d)
     if dr is not None and dr.doseRange is not None and dr.doseQuantity is None:
         lo = _qty_mg(dr.doseRange.low, strength, mg_per_unit)[0] if dr.doseRange.low else None
         hi = _qty_mg(dr.doseRange.high, strength, mg_per_unit)[0] if dr.doseRange.high else None
         if lo is not None and hi is not None:
             rng = (round(lo * n, 6), round(hi * n, 6))
-            return None, rng, f"dose given as a range ({rng[0]:g}-{rng[1]:g} mg/day); no single dose assumed", False, prn
+            return (
+                None,
+                rng,
+                f"dose given as a range ({rng[0]:g}-{rng[1]:g} mg/day); no single dose assumed",
+                False,
+                prn,
+            )
         return None, None, "dose range that cannot be converted to mg", False, prn
     if dr is None or dr.doseQuantity is None or dr.doseQuantity.value is None:
         if strength is None or strength[1]:
@@ -125,11 +163,18 @@ def dose_mg_day(dosages: list[ft.Dosage], strength: tuple[float, bool] | None, m
     mg, why, assumed = _qty_mg(dr.doseQuantity, strength, mg_per_unit)
     if mg is None:
         return None, None, why, False, prn
-    return mg * n, None, ("no dose unit given: tablets of the labelled strength assumed" if assumed else None), assumed, prn
+    return (
+        mg * n,
+        None,
+        ("no dose unit given: tablets of the labelled strength assumed" if assumed else None),
+        assumed,
+        prn,
+    )
 
 
-def _from_reference(res: Any, *, rref: str, lookup: Callable[[str], Any], tables: CodeTables,
-                    b: Builder) -> tuple[ft.CodeableConcept | None, list[Ingredient]]:
+def _from_reference(
+    res: Any, *, rref: str, lookup: Callable[[str], Any], tables: CodeTables, b: Builder
+) -> tuple[ft.CodeableConcept | None, list[Ingredient]]:
     ref = res.medicationReference.reference
     if ref and ref.startswith("#"):
         target = next((c for c in res.contained if c.id == ref[1:]), None)
@@ -137,13 +182,18 @@ def _from_reference(res: Any, *, rref: str, lookup: Callable[[str], Any], tables
         target = lookup(ref) if ref else None
     if target is None or target.resourceType != "Medication":
         display = res.medicationReference.display
-        b.warn("medication-reference-missing", "medicationReference points to a Medication not in the input; "
-               + ("resolved by the reference's own display" if display else "kept as an unresolved medication"),
-               rref, field="medicationReference.reference", value=ref)
+        b.warn(
+            "medication-reference-missing",
+            "medicationReference points to a Medication not in the input; "
+            + ("resolved by the reference's own display" if display else "kept as an unresolved medication"),
+            rref,
+            field="medicationReference.reference",
+            value=ref,
+        )
         return (ft.CodeableConcept(text=display) if display else ft.CodeableConcept()), []
     ingredients: list[Ingredient] = []
     for ing in target.ingredient:
-        for c in (ing.itemCodeableConcept.coding if ing.itemCodeableConcept else []):
+        for c in ing.itemCodeableConcept.coding if ing.itemCodeableConcept else []:
             found = tables.ingredient_for_code(c.code) if c.system in RXNORM_SYSTEMS else None
             if found is None:
                 named = tables.ingredients_in_text(c.display)
@@ -153,8 +203,9 @@ def _from_reference(res: Any, *, rref: str, lookup: Callable[[str], Any], tables
     return (target.code if target.code is not None else ft.CodeableConcept()), ingredients
 
 
-def _resolve(cc: ft.CodeableConcept, med_ingredients: list[Ingredient], *, rref: str, tables: CodeTables,
-             b: Builder) -> tuple[ft.Coding | None, str | None, list[Ingredient]]:
+def _resolve(
+    cc: ft.CodeableConcept, med_ingredients: list[Ingredient], *, rref: str, tables: CodeTables, b: Builder
+) -> tuple[ft.Coding | None, str | None, list[Ingredient]]:
     rx = first_code(cc, RXNORM_SYSTEMS)
     display = (rx.display if rx is not None and rx.display else None) or display_of(cc)
     by_code = tables.ingredient_for_code(rx.code) if rx is not None else None
@@ -167,9 +218,14 @@ def _resolve(cc: ft.CodeableConcept, med_ingredients: list[Ingredient], *, rref:
         return rx, display, med_ingredients
     if by_code is not None:
         if named and by_code not in named:
-            b.warn("code-display-mismatch",
-                   f"RxNorm code resolves to {by_code.name} but the name says {', '.join(i.name for i in named)}; "
-                   "the code was used", rref, field="medicationCodeableConcept", value=rx.code if rx else None)
+            b.warn(
+                "code-display-mismatch",
+                f"RxNorm code resolves to {by_code.name} but the name says {', '.join(i.name for i in named)}; "
+                "the code was used",
+                rref,
+                field="medicationCodeableConcept",
+                value=rx.code if rx else None,
+            )
         return rx, display, (named if (by_code in named and len(named) > 1) else [by_code])
     return rx, display, named
 
@@ -181,24 +237,39 @@ def _dates(res: Any, *, rref: str, file: str | None, ctx: Context) -> tuple[Any,
             start = ctx.date(res.authoredOn, rref=rref, field="authoredOn", file=file)
         else:  # no authoredOn: the validity period's start is the best start date given
             start = ctx.date(vp.start, rref=rref, field="dispenseRequest.validityPeriod.start", file=file)
-        end = ctx.date(vp.end, rref=rref, field="dispenseRequest.validityPeriod.end", file=file, event=False) if vp else None
+        end = (
+            ctx.date(vp.end, rref=rref, field="dispenseRequest.validityPeriod.end", file=file, event=False)
+            if vp
+            else None
+        )
         end_field = "dispenseRequest.validityPeriod.end"
         dosages, intent = res.dosageInstruction, res.intent
     else:
         ep = res.effectivePeriod
-        start = ctx.date(ep.start if ep else res.effectiveDateTime, rref=rref,
-                         field="effectivePeriod.start" if ep else "effectiveDateTime", file=file)
+        start = ctx.date(
+            ep.start if ep else res.effectiveDateTime,
+            rref=rref,
+            field="effectivePeriod.start" if ep else "effectiveDateTime",
+            file=file,
+        )
         end = ctx.date(ep.end, rref=rref, field="effectivePeriod.end", file=file, event=False) if ep else None
         end_field = "effectivePeriod.end"
         dosages, intent = res.dosage, None
     if start is not None and end is not None and end < start:
-        raise FhirError("medication ends before it starts", file=file, resource=rref, field=end_field,
-                        value=end.isoformat(), expected=f"a date on or after the start {start.isoformat()}")
+        raise FhirError(
+            "medication ends before it starts",
+            file=file,
+            resource=rref,
+            field=end_field,
+            value=end.isoformat(),
+            expected=f"a date on or after the start {start.isoformat()}",
+        )
     return start, end, dosages, intent, res.resourceType
 
 
-def read_medication(res: Any, *, rref: str, file: str | None, ctx: Context, lookup: Callable[[str], Any],
-                    b: Builder) -> None:
+def read_medication(
+    res: Any, *, rref: str, file: str | None, ctx: Context, lookup: Callable[[str], Any], b: Builder
+) -> None:
     """Add the Medication(s) of one MedicationRequest/MedicationStatement to ``b`` (raises FhirError if unusable)."""
     tables = ctx.tables
     cc = res.medicationCodeableConcept
@@ -206,20 +277,38 @@ def read_medication(res: Any, *, rref: str, file: str | None, ctx: Context, look
     if cc is None and res.medicationReference is not None:
         cc, med_ingredients = _from_reference(res, rref=rref, lookup=lookup, tables=tables, b=b)
     if cc is None:
-        raise FhirError("no medication", file=file, resource=rref, field="medication[x]",
-                        expected="medicationCodeableConcept or medicationReference")
+        raise FhirError(
+            "no medication",
+            file=file,
+            resource=rref,
+            field="medication[x]",
+            expected="medicationCodeableConcept or medicationReference",
+        )
     rx, display, ingredients = _resolve(cc, med_ingredients, rref=rref, tables=tables, b=b)
     start, end, dosages, intent, kind = _dates(res, rref=rref, file=file, ctx=ctx)
     if start is not None:
         b.dates.append(start)
-    common: dict[str, Any] = dict(id=res.id, resource_type=kind, source_code=rx.code if rx else None,
-                                  source_display=display or "unresolved medication", status=res.status,
-                                  intent=intent, start=start, end=end, do_not_perform=bool(res.doNotPerform))
+    common: dict[str, Any] = dict(
+        id=res.id,
+        resource_type=kind,
+        source_code=rx.code if rx else None,
+        source_display=display or "unresolved medication",
+        status=res.status,
+        intent=intent,
+        start=start,
+        end=end,
+        do_not_perform=bool(res.doNotPerform),
+    )
     if not ingredients:
-        b.warn("unresolved-medication", "medication could not be resolved to an ingredient "
-               "(code not in rules/codes/rxnorm.csv and no known ingredient, brand or pack name in its "
-               "display/text); kept as an unresolved medication", rref, field="medication[x]",
-               value=(rx.code if rx else None) or display)
+        b.warn(
+            "unresolved-medication",
+            "medication could not be resolved to an ingredient "
+            "(code not in rules/codes/rxnorm.csv and no known ingredient, brand or pack name in its "
+            "display/text); kept as an unresolved medication",
+            rref,
+            field="medication[x]",
+            value=(rx.code if rx else None) or display,
+        )
         b.medications.append(Medication(**common))
         return
     strengths = _strengths(display, tables)
@@ -227,13 +316,30 @@ def read_medication(res: Any, *, rref: str, file: str | None, ctx: Context, look
         strength = strengths.get(ing.name)
         dose, rng, why, assumed, prn = dose_mg_day(dosages, strength, ing.mg_per_unit, tables)
         if dose is not None and (not math.isfinite(dose) or dose < 0):
-            raise FhirError("dose is not a finite non-negative number", file=file, resource=rref,
-                            field="dosageInstruction", expected="a finite dose")
+            raise FhirError(
+                "dose is not a finite non-negative number",
+                file=file,
+                resource=rref,
+                field="dosageInstruction",
+                expected="a finite dose",
+            )
         if why is not None:
             code = "dose-assumed" if assumed else ("dose-range" if rng else "dose-not-derivable")
-            b.warn(code, f"{ing.name}: {why}" if assumed or rng else f"{ing.name}: dose per day not derivable ({why})",
-                   rref, field="dosageInstruction")
-        b.medications.append(Medication(**common, rxcui=ing.rxcui, ingredient=ing.name,
-                                        strength_mg=strength[0] if strength else None,
-                                        dose_mg_day=round(dose, 6) if dose is not None else None,
-                                        dose_assumed=assumed, dose_range_mg_day=rng, as_needed=prn))
+            b.warn(
+                code,
+                f"{ing.name}: {why}" if assumed or rng else f"{ing.name}: dose per day not derivable ({why})",
+                rref,
+                field="dosageInstruction",
+            )
+        b.medications.append(
+            Medication(
+                **common,
+                rxcui=ing.rxcui,
+                ingredient=ing.name,
+                strength_mg=strength[0] if strength else None,
+                dose_mg_day=round(dose, 6) if dose is not None else None,
+                dose_assumed=assumed,
+                dose_range_mg_day=rng,
+                as_needed=prn,
+            )
+        )

@@ -70,8 +70,9 @@ def _decode(raw: RawResource, decoder: msgspec.json.Decoder = ft.RESOURCE_DECODE
         return decoder.decode(raw.raw)
     except msgspec.ValidationError as exc:
         msg, path = explain_validation(exc)
-        raise FhirError(msg, file=raw.file, resource=_rref_of(raw), field=path,
-                        expected=f"a valid FHIR R4 {raw.resource_type}") from None
+        raise FhirError(
+            msg, file=raw.file, resource=_rref_of(raw), field=path, expected=f"a valid FHIR R4 {raw.resource_type}"
+        ) from None
     except msgspec.DecodeError as exc:
         raise FhirError(f"malformed JSON ({exc})", file=raw.file, resource=raw.where) from None
 
@@ -104,9 +105,12 @@ def _no_duplicate_keys(raw: RawResource) -> None:
     try:
         json.loads(data, object_pairs_hook=_pairs)
     except _DuplicateKey as exc:
-        raise DuplicateKeyError(f"the key {str(exc.args[0])!r} appears twice in one JSON object", file=raw.file,
-                         resource=_rref_of(raw), expected="each key once per object (RFC 8259: names should be "
-                                                          "unique); the file is refused") from None
+        raise DuplicateKeyError(
+            f"the key {str(exc.args[0])!r} appears twice in one JSON object",
+            file=raw.file,
+            resource=_rref_of(raw),
+            expected="each key once per object (RFC 8259: names should be unique); the file is refused",
+        ) from None
 
 
 _GENERIC = msgspec.json.Decoder()
@@ -155,8 +159,12 @@ class _Input:
                 return
             self.stats.skipped_resources += 1
             why = "; ".join(p for p in (exc.detail, exc.expected and f"expected {exc.expected}") if p)
-            self.later(raw, DataWarning(code="resource-skipped", message=f"not used: {why}", resource=exc.resource,
-                                        field=exc.field))
+            self.later(
+                raw,
+                DataWarning(
+                    code="resource-skipped", message=f"not used: {why}", resource=exc.resource, field=exc.field
+                ),
+            )
             return
         if res is None:
             return
@@ -164,9 +172,17 @@ class _Input:
         rid = res.id
         rref = f"{raw.resource_type}/{rid}" if rid else raw.where
         if rid is not None and _ID.fullmatch(rid) is None:
-            self.later(raw, DataWarning(code="invalid-id", resource=rref, field="id", value=rid[:80],
-                                        message=f"id of {len(rid)} characters is not a FHIR id (1-64 of A-Z, a-z, "
-                                                "0-9, '-', '.'); accepted as given"))
+            self.later(
+                raw,
+                DataWarning(
+                    code="invalid-id",
+                    resource=rref,
+                    field="id",
+                    value=rid[:80],
+                    message=f"id of {len(rid)} characters is not a FHIR id (1-64 of A-Z, a-z, "
+                    "0-9, '-', '.'); accepted as given",
+                ),
+            )
         if rid is not None and not self._keep_newer(raw, res, rid, rref):
             return
         if res.__class__ is not ft.Resource:
@@ -185,8 +201,12 @@ class _Input:
                 self.stats.unknown_loinc += 1  # not read, so its other fields are not checked either
                 return head
         res = _decode(raw)
-        if self.strict or raw.resource_type != "Observation" or res.__class__ is not ft.Resource or \
-                is_pgx_observation(res, self.tables):
+        if (
+            self.strict
+            or raw.resource_type != "Observation"
+            or res.__class__ is not ft.Resource
+            or is_pgx_observation(res, self.tables)
+        ):
             _no_duplicate_keys(raw)  # lab Observations only in strict mode: the check costs a quarter of ingest time
         return res
 
@@ -203,9 +223,16 @@ class _Input:
         new_t = res.meta.lastUpdated if res.meta is not None else None
         old_t = old.meta.lastUpdated if old.meta is not None else None
         keep_new = (new_t or "") >= (old_t or "")
-        self.later(raw, DataWarning(code="duplicate-resource", resource=rref, field="meta.lastUpdated",
-                                    message="two different copies of this resource in the input; the one "
-                                            f"{'updated last' if new_t or old_t else 'read last'} is used"))
+        self.later(
+            raw,
+            DataWarning(
+                code="duplicate-resource",
+                resource=rref,
+                field="meta.lastUpdated",
+                message="two different copies of this resource in the input; the one "
+                f"{'updated last' if new_t or old_t else 'read last'} is used",
+            ),
+        )
         if keep_new:
             self.decoded[at] = (raw, res, rref)
             for k in ref_keys(raw.resource_type, rid, raw.full_url):
@@ -221,14 +248,25 @@ def _patient_builders(inp: _Input) -> tuple[list[tuple[RawResource, Any, str]], 
             continue
         if not p.id:
             if raw.full_url and raw.full_url.startswith("urn:uuid:"):
-                p = msgspec.structs.replace(p, id=raw.full_url[len("urn:uuid:"):])
+                p = msgspec.structs.replace(p, id=raw.full_url[len("urn:uuid:") :])
                 rref = f"Patient/{p.id}"
                 b = Builder(p, rref)
-                b.warn("patient-id-from-fullurl", "Patient has no id; its urn:uuid fullUrl is used as the id", rref,
-                       field="id")
+                b.warn(
+                    "patient-id-from-fullurl",
+                    "Patient has no id; its urn:uuid fullUrl is used as the id",
+                    rref,
+                    field="id",
+                )
             else:
-                inp.patient_failed(FhirError("Patient without an id", file=raw.file, resource=raw.where, field="id",
-                                             expected="a Patient id (or a urn:uuid fullUrl)"))
+                inp.patient_failed(
+                    FhirError(
+                        "Patient without an id",
+                        file=raw.file,
+                        resource=raw.where,
+                        field="id",
+                        expected="a Patient id (or a urn:uuid fullUrl)",
+                    )
+                )
                 continue
         else:
             b = Builder(p, rref)
@@ -239,7 +277,9 @@ def _patient_builders(inp: _Input) -> tuple[list[tuple[RawResource, Any, str]], 
     return patients, builders
 
 
-def _route(inp: _Input, head: Any, t: str, rref: str, builders: dict[int, Builder], patients: list) -> Builder | None | str:
+def _route(
+    inp: _Input, head: Any, t: str, rref: str, builders: dict[int, Builder], patients: list
+) -> Builder | None | str:
     """The builder a resource belongs to; None when it has no subject and several patients; 'missing' when its
     subject is not a Patient in the input."""
     subject = None if head is None else (head.patient if t == "AllergyIntolerance" else head.subject)
@@ -267,9 +307,12 @@ def _read_all(inp: _Input, ctx: Context, patients: list, builders: dict[int, Bui
         field = "patient.reference" if t == "AllergyIntolerance" else "subject.reference"
         if not isinstance(b, Builder):
             inp.stats.unattributed += 1
-            why = ("has no subject and the input holds several patients" if b is None
-                   else "names a subject that is not a Patient in the input")
-            for x in (everyone if b is None or len(everyone) == 1 else ()):
+            why = (
+                "has no subject and the input holds several patients"
+                if b is None
+                else "names a subject that is not a Patient in the input"
+            )
+            for x in everyone if b is None or len(everyone) == 1 else ():
                 x.warn("resource-unattributed", f"{t} {why}; not used for any patient", rref, field=field)
             continue
         try:
@@ -301,8 +344,17 @@ def _read_all(inp: _Input, ctx: Context, patients: list, builders: dict[int, Bui
             x.warnings.append(w)
 
 
-def _finish(raw: RawResource, p: Any, rref: str, b: Builder, *, ctx: Context, as_of: dt.date | None,
-            today: dt.date, problems: list[DataWarning]) -> PatientRecord:
+def _finish(
+    raw: RawResource,
+    p: Any,
+    rref: str,
+    b: Builder,
+    *,
+    ctx: Context,
+    as_of: dt.date | None,
+    today: dt.date,
+    problems: list[DataWarning],
+) -> PatientRecord:
     """The record of one patient (a FhirError when the Patient itself is unusable)."""
     try:
         birth = ctx.date(p.birthDate, rref=rref, field="birthDate", file=raw.file)
@@ -315,19 +367,34 @@ def _finish(raw: RawResource, p: Any, rref: str, b: Builder, *, ctx: Context, as
         b.warn("resource-skipped", f"deceasedDateTime not used: {exc.detail}", rref, field="deceasedDateTime")
         deceased = None
     if birth is not None and deceased is not None and deceased < birth:
-        raise FhirError("deceased before birth", file=raw.file, resource=rref, field="deceasedDateTime",
-                        expected="a date of death on or after the birth date")
+        raise FhirError(
+            "deceased before birth",
+            file=raw.file,
+            resource=rref,
+            field="deceasedDateTime",
+            expected="a date of death on or after the birth date",
+        )
     sex = p.gender
     if sex is None:  # US Core: sex in an extension when gender is not given
         for url, codes in ctx.tables.sex_extensions.items():
             sex = next((codes[e.valueCode] for e in p.extension if e.url == url and e.valueCode in codes), None)
             if sex is not None:
-                b.warn("sex-from-extension", "Patient.gender absent; sex read from the US Core extension", rref,
-                       field="extension", value=url.rsplit("/", 1)[-1])
+                b.warn(
+                    "sex-from-extension",
+                    "Patient.gender absent; sex read from the US Core extension",
+                    rref,
+                    field="extension",
+                    value=url.rsplit("/", 1)[-1],
+                )
                 break
     if sex is not None and sex not in {"male", "female", "other", "unknown"}:
-        b.warn("invalid-gender", "gender is not one of male, female, other, unknown; not used", rref, field="gender",
-               value=sex)
+        b.warn(
+            "invalid-gender",
+            "gender is not one of male, female, other, unknown; not used",
+            rref,
+            field="gender",
+            value=sex,
+        )
         sex = None
     if deceased is not None:
         b.dates.append(deceased)
@@ -339,25 +406,49 @@ def _finish(raw: RawResource, p: Any, rref: str, b: Builder, *, ctx: Context, as
             record_as_of = today
             b.warn("as-of-defaulted", "the record holds no dated facts; as_of is today's date", rref)
     if birth is not None and birth > record_as_of:
-        raise FhirError("birth date after the patient's own events", file=raw.file, resource=rref, field="birthDate",
-                        expected=f"a birth date on or before {record_as_of.isoformat()} (the record's as-of date)")
+        raise FhirError(
+            "birth date after the patient's own events",
+            file=raw.file,
+            resource=rref,
+            field="birthDate",
+            expected=f"a birth date on or before {record_as_of.isoformat()} (the record's as-of date)",
+        )
     if birth is not None and b.dates and birth > min(b.dates):
-        b.warn("birth-after-events", "the birth date is after some of the patient's own events; reported, "
-               "not resolved (check the birth date and the event dates)", rref, field="birthDate")
+        b.warn(
+            "birth-after-events",
+            "the birth date is after some of the patient's own events; reported, "
+            "not resolved (check the birth date and the event dates)",
+            rref,
+            field="birthDate",
+        )
     if p.deceasedBoolean or deceased is not None:
-        b.warn("deceased", "the patient is recorded as deceased: no treatment plans are made", rref,
-               field="deceasedBoolean" if deceased is None else "deceasedDateTime")
-    observations = {k: tuple(sorted(v, key=lambda m: (m.date, m.source or "", m.loinc)))
-                    for k, v in sorted(b.observations.items())}
+        b.warn(
+            "deceased",
+            "the patient is recorded as deceased: no treatment plans are made",
+            rref,
+            field="deceasedBoolean" if deceased is None else "deceasedDateTime",
+        )
+    observations = {
+        k: tuple(sorted(v, key=lambda m: (m.date, m.source or "", m.loinc))) for k, v in sorted(b.observations.items())
+    }
     pgx: list[PgxResult] = list(dict.fromkeys(b.pgx))
     warnings = list(dict.fromkeys(problems + b.warnings + pgx_conflicts(pgx)))
     return PatientRecord(
-        patient_id=p.id, birth_date=birth, sex=sex, deceased=deceased, deceased_boolean=bool(p.deceasedBoolean),
+        patient_id=p.id,
+        birth_date=birth,
+        sex=sex,
+        deceased=deceased,
+        deceased_boolean=bool(p.deceasedBoolean),
         as_of=record_as_of,
         conditions=tuple(sorted(b.conditions, key=lambda c: (c.onset or c.recorded or dt.date.min, c.id or ""))),
-        medications=tuple(sorted(b.medications, key=lambda m: (m.start or dt.date.min, m.id or "", m.ingredient or ""))),
+        medications=tuple(
+            sorted(b.medications, key=lambda m: (m.start or dt.date.min, m.id or "", m.ingredient or ""))
+        ),
         allergies=tuple(sorted(b.allergies, key=lambda a: (a.recorded or dt.date.min, a.id or ""))),
-        observations=observations, pgx=tuple(pgx), warnings=tuple(warnings))
+        observations=observations,
+        pgx=tuple(pgx),
+        warnings=tuple(warnings),
+    )
 
 
 def build_records(
@@ -383,15 +474,20 @@ def build_records(
             raise inp.patient_errors[0]
         files = sorted({r.file or "<input>" for r in resources})
         found = sorted({r.resource_type for r in resources})
-        raise FhirError(f"no Patient resource (found: {', '.join(found)[:120]})", file=", ".join(files)[:200] or None,
-                        resource="Patient", expected="one Patient resource per patient in the input")
+        raise FhirError(
+            f"no Patient resource (found: {', '.join(found)[:120]})",
+            file=", ".join(files)[:200] or None,
+            resource="Patient",
+            expected="one Patient resource per patient in the input",
+        )
     _read_all(inp, ctx, patients, builders)
     records = []
     first_error: PlannerError | None = None
     for raw, p, rref in patients:
         try:
-            records.append(_finish(raw, p, rref, builders[id(p)], ctx=ctx, as_of=as_of, today=today,
-                                   problems=list(problems or ())))
+            records.append(
+                _finish(raw, p, rref, builders[id(p)], ctx=ctx, as_of=as_of, today=today, problems=list(problems or ()))
+            )
         except PlannerError as exc:
             first_error = first_error or exc
             inp.patient_failed(exc)
@@ -399,7 +495,13 @@ def build_records(
         raise first_error
     if stats.failed_patients:
         log.warning("ingest: %d patient(s) could not be read; %d read", len(stats.failed_patients), len(records))
-    log.debug("ingest: %d resources, %d decoded, %d patients, %d unknown LOINC skipped, %d skipped, %d duplicates",
-              stats.resources, stats.decoded, len(records), stats.unknown_loinc, stats.skipped_resources,
-              stats.duplicates)
+    log.debug(
+        "ingest: %d resources, %d decoded, %d patients, %d unknown LOINC skipped, %d skipped, %d duplicates",
+        stats.resources,
+        stats.decoded,
+        len(records),
+        stats.unknown_loinc,
+        stats.skipped_resources,
+        stats.duplicates,
+    )
     return records

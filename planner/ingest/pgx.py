@@ -22,8 +22,7 @@ from .codes import CodeTables
 from .fhir_types import CodeableConcept, Observation
 from .pharmcat import read_pharmcat
 
-__all__ = ["is_pgx_observation", "pgx_from_observation", "read_pharmcat", "attach_pgx", "pgx_conflicts",
-           "split_gene"]
+__all__ = ["is_pgx_observation", "pgx_from_observation", "read_pharmcat", "attach_pgx", "pgx_conflicts", "split_gene"]
 
 _GENE = re.compile(r"^[A-Z][A-Z0-9]*(?:-[A-Z0-9]+)?$")
 _GENE_AT_START = re.compile(r"^\s*([A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)?)(?=$|[\s:*\[(])")
@@ -95,7 +94,7 @@ def split_gene(text: str, genes: frozenset[str]) -> tuple[str | None, str]:
     t = text.strip()
     m = _GENE_AT_START.match(t)
     if m and m.group(1).upper() in genes:
-        return m.group(1).upper(), t[m.end():].lstrip(" \t:").strip()
+        return m.group(1).upper(), t[m.end() :].lstrip(" \t:").strip()
     return None, t
 
 
@@ -107,7 +106,9 @@ def _looks_like_genotype(dip: str, gene: str | None, tables: CodeTables) -> bool
     return gene is not None and gene in set(tables.pgx.get("variant_genes", ())) and bool(_VARIANT.search(dip))
 
 
-def _gene_through_derived(obs: Observation, tables: CodeTables, lookup: Callable[[str], Observation | None]) -> str | None:
+def _gene_through_derived(
+    obs: Observation, tables: CodeTables, lookup: Callable[[str], Observation | None]
+) -> str | None:
     for r in obs.derivedFrom:
         target = lookup(r.reference) if r.reference else None
         if target is None:
@@ -145,12 +146,16 @@ def pgx_from_observation(
                 hla_gene = m.group(0)
                 break
     if hla_gene is not None:
-        return _hla(obs, hla_gene, value_texts, ref=ref, date=date, tables=tables, lookup=lookup, warn=warn,
-                    depth=_depth)
+        return _hla(
+            obs, hla_gene, value_texts, ref=ref, date=date, tables=tables, lookup=lookup, warn=warn, depth=_depth
+        )
     if codes & set(loinc.get("region_studied", ())):
         if gene:
-            warn("pgx-not-interpreted", f"{gene} was studied (region-studied Observation); planner uses only the "
-                 "genotype or phenotype results reported for it")
+            warn(
+                "pgx-not-interpreted",
+                f"{gene} was studied (region-studied Observation); planner uses only the "
+                "genotype or phenotype results reported for it",
+            )
         return []
     if codes & set(loinc.get("variant", ())):
         return _variant(obs, gene, ref=ref, date=date, tables=tables, warn=warn)
@@ -161,8 +166,16 @@ def pgx_from_observation(
     return _phenotype(obs, gene, codes, value_texts, ref=ref, date=date, tables=tables, warn=warn)
 
 
-def _genotype(obs: Observation, gene: str | None, value_texts: list[str], *, ref: str, date: dt.date | None,
-              tables: CodeTables, warn: Warn) -> list[PgxResult]:
+def _genotype(
+    obs: Observation,
+    gene: str | None,
+    value_texts: list[str],
+    *,
+    ref: str,
+    date: dt.date | None,
+    tables: CodeTables,
+    warn: Warn,
+) -> list[PgxResult]:
     rs = _component_texts(obs, tables.pgx["loinc"].get("dbsnp", ()))
     for t in value_texts:
         g, dip = split_gene(t, tables.gene_symbols)
@@ -195,19 +208,26 @@ def _component_texts(obs: Observation, codes: Iterable[str]) -> list[str]:
     return [t.strip() for t in out if t and t.strip()]
 
 
-def _variant(obs: Observation, gene: str | None, *, ref: str, date: dt.date | None, tables: CodeTables,
-             warn: Warn) -> list[PgxResult]:
+def _variant(
+    obs: Observation, gene: str | None, *, ref: str, date: dt.date | None, tables: CodeTables, warn: Warn
+) -> list[PgxResult]:
     """A Genomics IG variant Observation: read for genes whose result is a variant (MT-RNR1, RYR1, CACNA1S)."""
     loinc = tables.pgx["loinc"]
-    names = [t for t in _component_texts(obs, list(loinc.get("dna_change", ())) + list(loinc.get("amino_acid_change", ())))
-             if _VARIANT.search(t)]
+    names = [
+        t
+        for t in _component_texts(obs, list(loinc.get("dna_change", ())) + list(loinc.get("amino_acid_change", ())))
+        if _VARIANT.search(t)
+    ]
     status = _la(obs.valueCodeableConcept, tables.pgx["la_status"])
     if gene is None:
         warn("pgx-no-gene", "variant(s) without a gene studied; not used (never attributed to a gene)")
         return []
     if gene not in set(tables.pgx.get("variant_genes", ())) or not names:
-        warn("pgx-variant-not-read", f"{gene} variant(s) given as sequence positions, not as a genotype; "
-             "planner reads genotypes and phenotypes, so these results are not used")
+        warn(
+            "pgx-variant-not-read",
+            f"{gene} variant(s) given as sequence positions, not as a genotype; "
+            "planner reads genotypes and phenotypes, so these results are not used",
+        )
         return []
     if status == "negative":
         warn("pgx-variant-absent", f"{ref}: {gene} {names[0]} reported absent; not read as a normal result")
@@ -215,12 +235,23 @@ def _variant(obs: Observation, gene: str | None, *, ref: str, date: dt.date | No
     return [PgxResult(gene=gene, diplotype=names[0], source="fhir-genotype", source_ref=ref, date=date)]
 
 
-def _phenotype(obs: Observation, gene: str | None, codes: set[str], value_texts: list[str], *, ref: str,
-               date: dt.date | None, tables: CodeTables, warn: Warn) -> list[PgxResult]:
+def _phenotype(
+    obs: Observation,
+    gene: str | None,
+    codes: set[str],
+    value_texts: list[str],
+    *,
+    ref: str,
+    date: dt.date | None,
+    tables: CodeTables,
+    warn: Warn,
+) -> list[PgxResult]:
     pg = tables.pgx
     phen = _la(obs.valueCodeableConcept, pg["la_phenotype"])
     profiles = obs.meta.profile if obs.meta is not None else []
-    implication = any("therapeutic-implication" in p for p in profiles) or bool(codes & set(pg["loinc"]["implication_codes"]))
+    implication = any("therapeutic-implication" in p for p in profiles) or bool(
+        codes & set(pg["loinc"]["implication_codes"])
+    )
     source = "fhir-implication" if implication or not codes & set(pg["loinc"]["phenotype"]) else "fhir-phenotype-stu1"
     if phen is None:
         for comp in obs.component:
@@ -264,19 +295,35 @@ def gl_alleles(gene: str, gl: str) -> list[str] | None:
     return None
 
 
-def _hla(obs: Observation, gene: str, value_texts: list[str], *, ref: str, date: dt.date | None,
-         tables: CodeTables, lookup: Callable[[str], Observation | None], warn: Warn, depth: int) -> list[PgxResult]:
+def _hla(
+    obs: Observation,
+    gene: str,
+    value_texts: list[str],
+    *,
+    ref: str,
+    date: dt.date | None,
+    tables: CodeTables,
+    lookup: Callable[[str], Observation | None],
+    warn: Warn,
+    depth: int,
+) -> list[PgxResult]:
     pg = tables.pgx
     loinc = pg["loinc"]
     codes = set(_codes(obs.code))
     gl_systems = set(pg.get("gl_string_systems", ()))
-    gl = [c.code for c in (obs.valueCodeableConcept.coding if obs.valueCodeableConcept else [])
-          if c.system in gl_systems and c.code]
+    gl = [
+        c.code
+        for c in (obs.valueCodeableConcept.coding if obs.valueCodeableConcept else [])
+        if c.system in gl_systems and c.code
+    ]
     if gl:
         alleles = gl_alleles(gene, gl[0])
         if alleles is None:
-            warn("pgx-unreadable", f"{ref}: {gene} GL string {gl[0]!r} is ambiguous or not written GENE*allele; "
-                 "not used (the gene is not read as typed)")
+            warn(
+                "pgx-unreadable",
+                f"{ref}: {gene} GL string {gl[0]!r} is ambiguous or not written GENE*allele; "
+                "not used (the gene is not read as typed)",
+            )
             return []
         return [PgxResult(gene=gene, diplotype="/".join(alleles), source="fhir-genotype", source_ref=ref, date=date)]
     coded = _la(obs.valueCodeableConcept, pg["la_status"])
@@ -294,11 +341,27 @@ def _hla(obs: Observation, gene: str, value_texts: list[str], *, ref: str, date:
         return [PgxResult(gene=gene, diplotype="/".join(typed_pair), source="fhir-genotype", source_ref=ref, date=date)]
     for allele, status in stated:
         for s in dict.fromkeys(x for x in (status, coded) if x is not None):
-            out.append(PgxResult(gene=gene, allele=allele, allele_status=s, source="fhir-hla",  # type: ignore[arg-type]
-                                 source_ref=ref, date=date))
+            out.append(
+                PgxResult(
+                    gene=gene,
+                    allele=allele,
+                    allele_status=s,  # type: ignore[arg-type]
+                    source="fhir-hla",
+                    source_ref=ref,
+                    date=date,
+                )
+            )
         if status is None and coded is None and genotype_like:  # a genotype naming one allele: it is present
-            out.append(PgxResult(gene=gene, allele=allele, allele_status="positive", source="fhir-genotype",
-                                 source_ref=ref, date=date))
+            out.append(
+                PgxResult(
+                    gene=gene,
+                    allele=allele,
+                    allele_status="positive",
+                    source="fhir-genotype",
+                    source_ref=ref,
+                    date=date,
+                )
+            )
     if out:
         return list(dict.fromkeys(out))
     if depth == 0 and obs.derivedFrom and _high_risk(obs, tables):
@@ -306,8 +369,9 @@ def _hla(obs: Observation, gene: str, value_texts: list[str], *, ref: str, date:
             target = lookup(r.reference) if r.reference else None
             if target is None:
                 continue
-            for res in pgx_from_observation(target, ref=ref, date=date, tables=tables, lookup=lookup,
-                                            warn=lambda c, m: None, _depth=1):
+            for res in pgx_from_observation(
+                target, ref=ref, date=date, tables=tables, lookup=lookup, warn=lambda c, m: None, _depth=1
+            ):
                 if res.gene == gene and res.allele_status == "positive":
                     out.append(res.model_copy(update={"source": "fhir-implication", "source_ref": ref}))
         if out:
@@ -343,8 +407,11 @@ def pgx_conflicts(results: Iterable[PgxResult]) -> list[DataWarning]:
             kinds.setdefault(k, set()).add(v)
         bad = sorted(k for k, vals in kinds.items() if len(vals) > 1)
         if bad:
-            out.append(DataWarning(code="pgx-conflict",
-                                   message=f"{gene}: sources disagree on {', '.join(bad)}; reported, not resolved"))
+            out.append(
+                DataWarning(
+                    code="pgx-conflict", message=f"{gene}: sources disagree on {', '.join(bad)}; reported, not resolved"
+                )
+            )
     return out
 
 

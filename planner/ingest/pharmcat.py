@@ -24,11 +24,10 @@ __all__ = ["read_pharmcat"]
 _GENE = re.compile(r"^[A-Z][A-Z0-9]*(?:-[A-Z0-9]+)?$")
 
 
-
 def _strip_gene(gene: str, dip: str) -> str:
     dip = dip.strip()
     if dip.upper().startswith(gene.upper()):
-        dip = dip[len(gene):].strip()
+        dip = dip[len(gene) :].strip()
     return dip
 
 
@@ -45,8 +44,13 @@ def _score(value: Any, *, file: str, where: str) -> float | None:
     try:
         out = float(text)
     except ValueError:
-        raise InputError("activity score is not a number", file=file, field=where, value=value,
-                         expected="a number such as 1.0 or n/a") from None
+        raise InputError(
+            "activity score is not a number",
+            file=file,
+            field=where,
+            value=value,
+            expected="a number such as 1.0 or n/a",
+        ) from None
     if out != out or out in (float("inf"), float("-inf")) or out < 0:
         raise InputError("activity score out of range", file=file, field=where, value=value, expected="a number >= 0")
     return out
@@ -58,8 +62,13 @@ def _hla_results(gene: str, texts: list[str], *, source: str, ref: str) -> list[
     for text in texts:
         for allele, status in hla_statuses(gene, text):
             if status is not None:
-                r = PgxResult(gene=gene, allele=allele, allele_status=status, source=source,  # type: ignore[arg-type]
-                              source_ref=ref)
+                r = PgxResult(
+                    gene=gene,
+                    allele=allele,
+                    allele_status=status,  # type: ignore[arg-type]
+                    source=source,  # type: ignore[arg-type]
+                    source_ref=ref,
+                )
                 if r not in out:
                     out.append(r)
     return out
@@ -72,17 +81,28 @@ def _read_pharmcat_tsv(path: Path, text: str, tables: CodeTables) -> list[PgxRes
             continue
         cols = [c.strip() for c in line.split("\t")]
         if len(cols) > 4:
-            raise InputError(f"line {n} has {len(cols)} tab-separated fields", file=str(path),
-                             expected="gene, diplotype, phenotype, activity score (at most 4 fields)")
+            raise InputError(
+                f"line {n} has {len(cols)} tab-separated fields",
+                file=str(path),
+                expected="gene, diplotype, phenotype, activity score (at most 4 fields)",
+            )
         cols += [""] * (4 - len(cols))
         gene, dip, phen, score = cols
         gene = gene.upper()
         if not _GENE.match(gene):
-            raise InputError(f"line {n}: gene symbol", file=str(path), field="gene", value=cols[0],
-                             expected="an HGNC gene symbol such as CYP2D6")
+            raise InputError(
+                f"line {n}: gene symbol",
+                file=str(path),
+                field="gene",
+                value=cols[0],
+                expected="an HGNC gene symbol such as CYP2D6",
+            )
         if not (dip or phen or score):
-            raise InputError(f"line {n}: {gene} has no diplotype, phenotype or activity score", file=str(path),
-                             expected="at least one of columns 2-4")
+            raise InputError(
+                f"line {n}: {gene} has no diplotype, phenotype or activity score",
+                file=str(path),
+                expected="at least one of columns 2-4",
+            )
         ref = f"{path.name} line {n}"
         if gene.startswith("HLA-") and (phen or dip):
             hla = _hla_results(gene, [t for t in (phen, dip) if t], source="pharmcat-tsv", ref=ref)
@@ -94,25 +114,36 @@ def _read_pharmcat_tsv(path: Path, text: str, tables: CodeTables) -> list[PgxRes
             if tables.is_no_result(phen):
                 continue
             term = tables.phenotype_term(phen) or phen
-        out.append(PgxResult(gene=gene, diplotype=_strip_gene(gene, dip) or None, phenotype=term,
-                             activity_score=_score(score or None, file=str(path), where=f"line {n} activity score"),
-                             source="pharmcat-tsv", source_ref=ref))
+        out.append(
+            PgxResult(
+                gene=gene,
+                diplotype=_strip_gene(gene, dip) or None,
+                phenotype=term,
+                activity_score=_score(score or None, file=str(path), where=f"line {n} activity score"),
+                source="pharmcat-tsv",
+                source_ref=ref,
+            )
+        )
     if not out and not any(ln.strip() and not ln.lstrip().startswith("#") for ln in text.splitlines()):
         raise InputError("outside-call file has no calls", file=str(path), expected="one tab-separated line per gene")
     return out
 
 
 def _is_gene_report(value: Any) -> bool:
-    return isinstance(value, dict) and any(k in value for k in ("geneSymbol", "sourceDiplotypes",
-                                                                 "recommendationDiplotypes", "callSource"))
+    return isinstance(value, dict) and any(
+        k in value for k in ("geneSymbol", "sourceDiplotypes", "recommendationDiplotypes", "callSource")
+    )
 
 
 def _read_pharmcat_json(path: Path, doc: Any, tables: CodeTables) -> list[PgxResult]:
     """PharmCAT 3.x ``{geneReports: {gene: report}}`` or 2.x ``{geneReports: {source: {gene: report}}}``."""
     if not isinstance(doc, dict) or not isinstance(doc.get("geneReports"), dict):
-        raise InputError("not a PharmCAT phenotype JSON", file=str(path), field="geneReports",
-                         expected="an object with geneReports: {gene: report} (PharmCAT 3) or "
-                                  "{source: {gene: report}} (PharmCAT 2)")
+        raise InputError(
+            "not a PharmCAT phenotype JSON",
+            file=str(path),
+            field="geneReports",
+            expected="an object with geneReports: {gene: report} (PharmCAT 3) or {source: {gene: report}} (PharmCAT 2)",
+        )
     reports = doc["geneReports"]
     if any(_is_gene_report(v) for v in reports.values()):
         layout = {"": reports}  # PharmCAT 3.x: by gene
@@ -127,8 +158,12 @@ def _read_pharmcat_json(path: Path, doc: Any, tables: CodeTables) -> list[PgxRes
         for gene_key in sorted(genes):
             report = genes[gene_key]
             if not isinstance(report, dict):
-                raise InputError("gene report is not an object", file=str(path), field=f"{where}.{gene_key}",
-                                 expected="an object with geneSymbol and diplotypes")
+                raise InputError(
+                    "gene report is not an object",
+                    file=str(path),
+                    field=f"{where}.{gene_key}",
+                    expected="an object with geneSymbol and diplotypes",
+                )
             gene = str(report.get("geneSymbol") or gene_key).upper()
             if gene in done or report.get("callSource") == "NONE":
                 continue
@@ -142,14 +177,22 @@ def _read_pharmcat_json(path: Path, doc: Any, tables: CodeTables) -> list[PgxRes
 def _gene_report(path: Path, gene: str, report: dict[str, Any], where: str, tables: CodeTables) -> list[PgxResult]:
     dips = report.get("recommendationDiplotypes") or report.get("sourceDiplotypes") or []
     if not isinstance(dips, list):
-        raise InputError("diplotypes are not a list", file=str(path), field=f"{where}.recommendationDiplotypes",
-                         expected="a list of diplotype objects")
+        raise InputError(
+            "diplotypes are not a list",
+            file=str(path),
+            field=f"{where}.recommendationDiplotypes",
+            expected="a list of diplotype objects",
+        )
     ref = f"{path.name} {where}"
     out: list[PgxResult] = []
     for i, d in enumerate(dips):
         if not isinstance(d, dict):
-            raise InputError("diplotype is not an object", file=str(path), field=f"{where}[{i}]",
-                             expected="an object with label, phenotypes, activityScore")
+            raise InputError(
+                "diplotype is not an object",
+                file=str(path),
+                field=f"{where}[{i}]",
+                expected="an object with label, phenotypes, activityScore",
+            )
         label = str(d.get("label") or "")
         phenos = [str(p) for p in (d.get("phenotypes") or []) if p is not None]
         if all(tables.is_no_result(p) for p in phenos) and tables.is_no_result(label):
@@ -161,11 +204,22 @@ def _gene_report(path: Path, gene: str, report: dict[str, Any], where: str, tabl
                 continue
         a1 = (d.get("allele1") or {}).get("name") if isinstance(d.get("allele1"), dict) else None
         a2 = (d.get("allele2") or {}).get("name") if isinstance(d.get("allele2"), dict) else None
-        dip = _strip_gene(gene, label) if label and "/" in label else ("/".join(a for a in (a1, a2) if a) or label or None)
+        dip = (
+            _strip_gene(gene, label)
+            if label and "/" in label
+            else ("/".join(a for a in (a1, a2) if a) or label or None)
+        )
         phen = next((tables.phenotype_term(p) or p for p in phenos if not tables.is_no_result(p)), None)
-        out.append(PgxResult(gene=gene, diplotype=dip, phenotype=phen,
-                             activity_score=_score(d.get("activityScore"), file=str(path), where=f"{ref}.activityScore"),
-                             source="pharmcat-json", source_ref=ref))
+        out.append(
+            PgxResult(
+                gene=gene,
+                diplotype=dip,
+                phenotype=phen,
+                activity_score=_score(d.get("activityScore"), file=str(path), where=f"{ref}.activityScore"),
+                source="pharmcat-json",
+                source_ref=ref,
+            )
+        )
     return out
 
 
@@ -196,5 +250,3 @@ def read_pharmcat(path: str | Path, *, rules: str | Path | None = None, max_byte
     if not text.strip():
         raise InputError("empty file", file=str(p), expected="a PharmCAT phenotype JSON or outside-call TSV")
     return _read_pharmcat_tsv(p, text, tables)
-
-

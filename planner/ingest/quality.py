@@ -26,29 +26,53 @@ def record_gaps(record: PatientRecord, *, on: dt.date | None = None, quantity: s
     gaps: list[DataGap] = []
     if record.is_deceased:
         when = f" on {record.deceased.isoformat()}" if record.deceased else ""
-        gaps.append(DataGap(code=DECEASED, message=f"the patient is recorded as deceased{when}: no treatment plans "
-                                                   "are made", suggestion="check Patient.deceased[x] in the source"))
+        gaps.append(
+            DataGap(
+                code=DECEASED,
+                message=f"the patient is recorded as deceased{when}: no treatment plans are made",
+                suggestion="check Patient.deceased[x] in the source",
+            )
+        )
     for m in record.active_medications(on):
         if m.ingredient is None:
-            gaps.append(DataGap(
-                code="unresolved-medication",
-                message=f"a current medication could not be identified ({(m.source_display or 'no name')[:60]}); "
-                        "it is not screened for interactions or doses",
-                suggestion="code it with an RxNorm ingredient or clinical-drug code"))
+            gaps.append(
+                DataGap(
+                    code="unresolved-medication",
+                    message=f"a current medication could not be identified ({(m.source_display or 'no name')[:60]}); "
+                    "it is not screened for interactions or doses",
+                    suggestion="code it with an RxNorm ingredient or clinical-drug code",
+                )
+            )
     if quantity is not None:
         kept = record.latest(quantity, until=on)
         for w in record.warnings:
-            if w.code == "implausible-value" and w.quantity == quantity and w.date is not None and w.date <= on \
-                    and (kept is None or w.date >= kept.date):
-                used = f"the baseline is the value of {kept.date.isoformat()}" if kept else "no other value is on record"
-                gaps.append(DataGap(code="implausible-latest-outcome", quantity=quantity,
-                                    message=f"the latest {quantity} ({w.date.isoformat()}: {w.value}) was dropped as "
-                                            f"implausible; {used}",
-                                    suggestion="check the value and its unit in the source system"))
+            if (
+                w.code == "implausible-value"
+                and w.quantity == quantity
+                and w.date is not None
+                and w.date <= on
+                and (kept is None or w.date >= kept.date)
+            ):
+                used = (
+                    f"the baseline is the value of {kept.date.isoformat()}" if kept else "no other value is on record"
+                )
+                gaps.append(
+                    DataGap(
+                        code="implausible-latest-outcome",
+                        quantity=quantity,
+                        message=f"the latest {quantity} ({w.date.isoformat()}: {w.value}) was dropped as "
+                        f"implausible; {used}",
+                        suggestion="check the value and its unit in the source system",
+                    )
+                )
     unread = [w for w in record.warnings if w.code in ("input-skipped", "resource-skipped", "resource-unattributed")]
     if unread:
-        gaps.append(DataGap(code="input-not-read",
-                            message=f"{len(unread)} part(s) of the input could not be used (see the record's "
-                                    "data-quality warnings); facts in them are missing here",
-                            suggestion="planner inspect FILE lists each one with resource, field and why"))
+        gaps.append(
+            DataGap(
+                code="input-not-read",
+                message=f"{len(unread)} part(s) of the input could not be used (see the record's "
+                "data-quality warnings); facts in them are missing here",
+                suggestion="planner inspect FILE lists each one with resource, field and why",
+            )
+        )
     return gaps

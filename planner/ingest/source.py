@@ -23,8 +23,19 @@ from .fhir_types import BUNDLE_DECODER, HEAD_DECODER
 __all__ = ["RawResource", "load_resources", "DEFAULT_MAX_BYTES", "BUNDLE_TYPES"]
 
 DEFAULT_MAX_BYTES = 200_000_000
-BUNDLE_TYPES = frozenset({"collection", "transaction", "searchset", "batch", "document", "message",
-                          "transaction-response", "batch-response", "history"})
+BUNDLE_TYPES = frozenset(
+    {
+        "collection",
+        "transaction",
+        "searchset",
+        "batch",
+        "document",
+        "message",
+        "transaction-response",
+        "batch-response",
+        "history",
+    }
+)
 _TYPE_NAMES: dict[bytes, str] = {}
 _SUFFIXES = (".json", ".ndjson", ".jsonl")
 _TYPE_AT_START = re.compile(rb'\s*\{\s*"resourceType"\s*:\s*"([A-Za-z]+)"')
@@ -45,8 +56,15 @@ class RawResource:
     file: str | None = None
 
 
-_JSON_TYPES = {"str": "a string", "float": "a number", "int": "an integer", "array": "a list", "object": "an object",
-               "bool": "true or false", "null": "null"}
+_JSON_TYPES = {
+    "str": "a string",
+    "float": "a number",
+    "int": "an integer",
+    "array": "a list",
+    "object": "an object",
+    "bool": "true or false",
+    "null": "null",
+}
 
 
 def explain_validation(exc: msgspec.ValidationError) -> tuple[str, str | None]:
@@ -72,11 +90,17 @@ def _json_error(exc: Exception, data: bytes, file: str, line: int | None = None)
         ahead = data[pos : pos + 12]
         for token in (b"NaN", b"Infinity", b"-Infinity"):
             if ahead.startswith(token) or data[max(0, pos - 1) : pos + 12].startswith(token):
-                return InputError(f"{token.decode()} is not valid JSON{where}", file=file,
-                                  expected="finite numbers (JSON has no NaN or Infinity)")
+                return InputError(
+                    f"{token.decode()} is not valid JSON{where}",
+                    file=file,
+                    expected="finite numbers (JSON has no NaN or Infinity)",
+                )
         # no snippet of the text around the failure: it may hold a patient's name or birth date
-        return InputError(f"not valid JSON{where}: {msg.split(' (byte')[0].replace('JSON is malformed: ', '')} "
-                          f"at byte {pos}", file=file, expected="a JSON object")
+        return InputError(
+            f"not valid JSON{where}: {msg.split(' (byte')[0].replace('JSON is malformed: ', '')} at byte {pos}",
+            file=file,
+            expected="a JSON object",
+        )
     return InputError(f"not valid JSON{where}: {msg}", file=file, expected="a JSON object")
 
 
@@ -86,8 +110,11 @@ def _check_utf8(data: bytes, file: str) -> None:
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InputError(f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})", file=file,
-                         expected="UTF-8 encoded JSON") from None
+        raise InputError(
+            f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})",
+            file=file,
+            expected="UTF-8 encoded JSON",
+        ) from None
 
 
 def _resource_type(raw: bytes | msgspec.Raw, where: str, file: str) -> tuple[str, str | None]:
@@ -99,18 +126,27 @@ def _resource_type(raw: bytes | msgspec.Raw, where: str, file: str) -> tuple[str
         h = HEAD_DECODER.decode(raw)
     except msgspec.ValidationError as exc:
         msg, path = explain_validation(exc)
-        raise FhirError(f"{where}: {msg}", file=file, field=path or "resourceType",
-                        expected="a JSON object with a string resourceType") from None
+        raise FhirError(
+            f"{where}: {msg}",
+            file=file,
+            field=path or "resourceType",
+            expected="a JSON object with a string resourceType",
+        ) from None
     except msgspec.DecodeError as exc:
         raise InputError(f"{where}: {exc}", file=file) from None
     if not h.resourceType:
-        raise FhirError(f"{where} has no resourceType", file=file, field="resourceType",
-                        expected="a FHIR resource type such as Patient or Observation")
+        raise FhirError(
+            f"{where} has no resourceType",
+            file=file,
+            field="resourceType",
+            expected="a FHIR resource type such as Patient or Observation",
+        )
     return h.resourceType, h.id
 
 
-def _from_document(data: bytes, file: str, depth: int = 0,
-                   problems: list[DataWarning] | None = None) -> Iterator[RawResource]:
+def _from_document(
+    data: bytes, file: str, depth: int = 0, problems: list[DataWarning] | None = None
+) -> Iterator[RawResource]:
     """Resources of one JSON document: a Bundle (entries, recursively) or a single resource."""
     stripped = data.lstrip()
     if not stripped:
@@ -119,8 +155,11 @@ def _from_document(data: bytes, file: str, depth: int = 0,
         raise InputError("a JSON array", file=file, expected="a JSON object (a FHIR resource or Bundle) or NDJSON")
     if stripped[:1] != b"{":
         # the file's own bytes are not echoed: they may be a patient's data
-        raise InputError("not a JSON object (its first character is not '{')", file=file,
-                         expected="a JSON object (a FHIR resource or Bundle) or NDJSON")
+        raise InputError(
+            "not a JSON object (its first character is not '{')",
+            file=file,
+            expected="a JSON object (a FHIR resource or Bundle) or NDJSON",
+        )
     try:
         rtype, _ = _resource_type(data, "document", file)
     except RecursionError:
@@ -132,8 +171,9 @@ def _from_document(data: bytes, file: str, depth: int = 0,
     yield from _from_bundle(data, file, depth, prefix="", problems=problems)
 
 
-def _from_bundle(data: bytes | msgspec.Raw, file: str, depth: int, prefix: str,
-                 problems: list[DataWarning] | None = None) -> Iterator[RawResource]:
+def _from_bundle(
+    data: bytes | msgspec.Raw, file: str, depth: int, prefix: str, problems: list[DataWarning] | None = None
+) -> Iterator[RawResource]:
     try:
         bundle = BUNDLE_DECODER.decode(data)
     except msgspec.ValidationError as exc:
@@ -143,17 +183,33 @@ def _from_bundle(data: bytes | msgspec.Raw, file: str, depth: int, prefix: str,
         raise InputError("JSON is nested too deeply", file=file, expected=_DEEP) from None
     btype = bundle.type
     if btype is not None and btype not in BUNDLE_TYPES:
-        raise FhirError("unknown Bundle.type", file=file, resource=f"Bundle{prefix}", field="type", value=btype,
-                        expected="one of " + ", ".join(sorted(BUNDLE_TYPES)))
+        raise FhirError(
+            "unknown Bundle.type",
+            file=file,
+            resource=f"Bundle{prefix}",
+            field="type",
+            value=btype,
+            expected="one of " + ", ".join(sorted(BUNDLE_TYPES)),
+        )
     if not bundle.entry:
-        raise FhirError("Bundle has no entries", file=file, resource=f"Bundle{prefix}", field="entry",
-                        expected="at least one entry with a resource (a Patient)")
+        raise FhirError(
+            "Bundle has no entries",
+            file=file,
+            resource=f"Bundle{prefix}",
+            field="entry",
+            expected="at least one entry with a resource (a Patient)",
+        )
     for i, entry in enumerate(bundle.entry):
         where = f"{prefix}entry[{i}]"
         try:
             if len(entry.resource) == 0 or (len(entry.resource) <= 8 and bytes(entry.resource).strip() == b"null"):
-                raise FhirError("entry has no resource", file=file, resource=f"Bundle{prefix}",
-                                field=f"{where}.resource", expected="a resource in every entry")
+                raise FhirError(
+                    "entry has no resource",
+                    file=file,
+                    resource=f"Bundle{prefix}",
+                    field=f"{where}.resource",
+                    expected="a resource in every entry",
+                )
             raw = entry.resource
             rtype, _ = _resource_type(raw, where, file)
         except PlannerError as exc:
@@ -163,8 +219,12 @@ def _from_bundle(data: bytes | msgspec.Raw, file: str, depth: int, prefix: str,
             continue
         if rtype == "Bundle":
             if depth >= _MAX_NESTED_BUNDLES:
-                raise FhirError("Bundles nested too deeply", file=file, field=where,
-                                expected=f"at most {_MAX_NESTED_BUNDLES} levels of Bundle")
+                raise FhirError(
+                    "Bundles nested too deeply",
+                    file=file,
+                    field=where,
+                    expected=f"at most {_MAX_NESTED_BUNDLES} levels of Bundle",
+                )
             yield from _from_bundle(raw, file, depth + 1, prefix=f"{where}.", problems=problems)
             continue
         yield RawResource(rtype, raw, where, entry.fullUrl, file)
@@ -179,8 +239,9 @@ def _from_ndjson(data: bytes, file: str, problems: list[DataWarning] | None = No
             continue
         try:
             if line.lstrip()[:1] != b"{":
-                raise InputError(f"NDJSON line {n} is not a JSON object", file=file,
-                                 expected="one FHIR resource per line")
+                raise InputError(
+                    f"NDJSON line {n} is not a JSON object", file=file, expected="one FHIR resource per line"
+                )
             try:
                 if _BULK_LOG.search(line[:200]) and not _TYPE_AT_START.match(line, 0, 200):
                     count += 1
@@ -208,13 +269,17 @@ def _from_ndjson(data: bytes, file: str, problems: list[DataWarning] | None = No
 
 def _problem(exc: PlannerError, file: str, where: str) -> DataWarning:
     why = "; ".join(p for p in (exc.detail, exc.expected and f"expected {exc.expected}") if p) or str(exc)
-    return DataWarning(code="input-skipped", resource=f"{Path(file).name} {where}",
-                       message=f"{where} of {Path(file).name} could not be read ({why}); it was skipped, so "
-                               "whatever it held is missing from this record")
+    return DataWarning(
+        code="input-skipped",
+        resource=f"{Path(file).name} {where}",
+        message=f"{where} of {Path(file).name} could not be read ({why}); it was skipped, so "
+        "whatever it held is missing from this record",
+    )
 
 
-def _parse_bytes(data: bytes, file: str, *, ndjson_hint: bool = False,
-                 problems: list[DataWarning] | None = None) -> list[RawResource]:
+def _parse_bytes(
+    data: bytes, file: str, *, ndjson_hint: bool = False, problems: list[DataWarning] | None = None
+) -> list[RawResource]:
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     _check_utf8(data, file)
@@ -238,8 +303,12 @@ def _read_file(path: Path, max_bytes: int) -> bytes:
     except OSError as exc:
         raise InputError(f"cannot read file ({exc.strerror})", file=str(path)) from None
     if size > max_bytes:
-        raise InputError(f"file is {size:,} bytes, over the size limit", file=str(path),
-                         expected=f"at most {max_bytes:,} bytes", hint="raise max_bytes if this is intended")
+        raise InputError(
+            f"file is {size:,} bytes, over the size limit",
+            file=str(path),
+            expected=f"at most {max_bytes:,} bytes",
+            hint="raise max_bytes if this is intended",
+        )
     try:
         with open(path, "rb") as fh:  # pipes, FIFOs and /dev/stdin report size 0: the limit holds while reading
             return _read_limited(fh, max_bytes, str(path))
@@ -250,13 +319,18 @@ def _read_file(path: Path, max_bytes: int) -> bytes:
 def _read_limited(fh: Any, max_bytes: int, name: str) -> bytes:
     data = fh.read(max_bytes + 1)
     if len(data) > max_bytes:
-        raise InputError("input is over the size limit", file=name, expected=f"at most {max_bytes:,} bytes",
-                         hint="raise max_bytes if this is intended")
+        raise InputError(
+            "input is over the size limit",
+            file=name,
+            expected=f"at most {max_bytes:,} bytes",
+            hint="raise max_bytes if this is intended",
+        )
     return bytes(data)
 
 
-def load_resources(source: Any, *, max_bytes: int = DEFAULT_MAX_BYTES,
-                   problems: list[DataWarning] | None = None) -> list[RawResource]:
+def load_resources(
+    source: Any, *, max_bytes: int = DEFAULT_MAX_BYTES, problems: list[DataWarning] | None = None
+) -> list[RawResource]:
     """All resources in ``source`` (path to a file or folder, bytes, JSON text, or a dict), in input order.
 
     With ``problems``, a part that cannot be read (one NDJSON line, one Bundle entry) is reported there and the rest
@@ -267,22 +341,32 @@ def load_resources(source: Any, *, max_bytes: int = DEFAULT_MAX_BYTES,
         except (TypeError, orjson.JSONEncodeError) as exc:
             raise InputError(f"dict is not JSON-serialisable ({exc})", file="<dict>") from None
         if len(data) > max_bytes:
-            raise InputError(f"input is {len(data):,} bytes, over the size limit", file="<dict>",
-                             expected=f"at most {max_bytes:,} bytes")
+            raise InputError(
+                f"input is {len(data):,} bytes, over the size limit",
+                file="<dict>",
+                expected=f"at most {max_bytes:,} bytes",
+            )
         return _parse_bytes(data, "<dict>", problems=problems)
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         if len(data) > max_bytes:
-            raise InputError(f"input is {len(data):,} bytes, over the size limit", file="<bytes>",
-                             expected=f"at most {max_bytes:,} bytes", hint="raise max_bytes if this is intended")
+            raise InputError(
+                f"input is {len(data):,} bytes, over the size limit",
+                file="<bytes>",
+                expected=f"at most {max_bytes:,} bytes",
+                hint="raise max_bytes if this is intended",
+            )
         return _parse_bytes(data, "<bytes>", problems=problems)
     if isinstance(source, str):
         head = source.lstrip("\ufeff \t\r\n")[:1]
         if head in ("{", "["):
             data = source.encode("utf-8", "surrogatepass")
             if len(data) > max_bytes:
-                raise InputError(f"input is {len(data):,} bytes, over the size limit", file="<text>",
-                                 expected=f"at most {max_bytes:,} bytes")
+                raise InputError(
+                    f"input is {len(data):,} bytes, over the size limit",
+                    file="<text>",
+                    expected=f"at most {max_bytes:,} bytes",
+                )
             return _parse_bytes(data, "<text>", problems=problems)
         if not source.strip():
             raise InputError("empty input", file="<text>", expected="a path, JSON text, bytes or a dict")
@@ -296,8 +380,11 @@ def load_resources(source: Any, *, max_bytes: int = DEFAULT_MAX_BYTES,
     if isinstance(source, os.PathLike):
         path = Path(source)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in _SUFFIXES
-                           and p.name.lower() not in _BULK_LOG_FILES)
+            files = sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file() and p.suffix.lower() in _SUFFIXES and p.name.lower() not in _BULK_LOG_FILES
+            )
             if not files:
                 raise InputError("folder holds no .json or .ndjson files", file=str(path))
             out: list[RawResource] = []
@@ -306,14 +393,19 @@ def load_resources(source: Any, *, max_bytes: int = DEFAULT_MAX_BYTES,
                 data = _read_file(p, max_bytes)
                 total += len(data)
                 if total > max_bytes:
-                    raise InputError(f"folder holds over {max_bytes:,} bytes", file=str(path),
-                                     expected=f"at most {max_bytes:,} bytes in all")
-                out.extend(_parse_bytes(data, str(p), ndjson_hint=p.suffix.lower() in (".ndjson", ".jsonl"),
-                                        problems=problems))
+                    raise InputError(
+                        f"folder holds over {max_bytes:,} bytes",
+                        file=str(path),
+                        expected=f"at most {max_bytes:,} bytes in all",
+                    )
+                out.extend(
+                    _parse_bytes(data, str(p), ndjson_hint=p.suffix.lower() in (".ndjson", ".jsonl"), problems=problems)
+                )
             return out
         if not path.exists():
             raise InputError("no such file or folder", file=str(path))
         data = _read_file(path, max_bytes)
-        return _parse_bytes(data, str(path), ndjson_hint=path.suffix.lower() in (".ndjson", ".jsonl"),
-                            problems=problems)
+        return _parse_bytes(
+            data, str(path), ndjson_hint=path.suffix.lower() in (".ndjson", ".jsonl"), problems=problems
+        )
     raise InputError(f"unsupported input type {type(source).__name__}", expected="a path, bytes, JSON text or a dict")

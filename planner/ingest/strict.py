@@ -34,8 +34,14 @@ def validate_strict(resources: list[RawResource]) -> None:
     for raw in resources:
         model = _model(raw.resource_type)
         if model is None:
-            raise FhirError("unknown resource type", file=raw.file, resource=raw.where, field="resourceType",
-                            value=raw.resource_type, expected="a FHIR R4 resource type")
+            raise FhirError(
+                "unknown resource type",
+                file=raw.file,
+                resource=raw.where,
+                field="resourceType",
+                value=raw.resource_type,
+                expected="a FHIR R4 resource type",
+            )
         try:
             model.model_validate_json(bytes(raw.raw))
         except ValidationError as exc:
@@ -46,8 +52,17 @@ def validate_strict(resources: list[RawResource]) -> None:
             where = f"{raw.resource_type}/{rid} ({raw.where})" if rid else raw.where
             err = exc.errors()[0]
             loc = ".".join(str(p) for p in err.get("loc", ()) if p != "__root__")
-            raise FhirError(f"not valid FHIR R4 ({err.get('msg')})", file=raw.file, resource=where,
-                            field=loc or None, expected=f"a {raw.resource_type} valid against fhir.resources R4B") from None
+            raise FhirError(
+                f"not valid FHIR R4 ({err.get('msg')})",
+                file=raw.file,
+                resource=where,
+                field=loc or None,
+                expected=f"a {raw.resource_type} valid against fhir.resources R4B",
+            ) from None
         except ValueError as exc:  # fhir.resources raises plain ValueErrors for some checks
-            raise FhirError(f"not valid FHIR R4 ({str(exc)[:200]})", file=raw.file, resource=raw.where,
-                            expected=f"a {raw.resource_type} valid against fhir.resources R4B") from None
+            raise FhirError(
+                f"not valid FHIR R4 ({str(exc)[:200]})",
+                file=raw.file,
+                resource=raw.where,
+                expected=f"a {raw.resource_type} valid against fhir.resources R4B",
+            ) from None

@@ -13,8 +13,13 @@ __all__ = ["ResponseModel", "RegimenGenerator", "NotFittedError", "ModelSpec", "
 
 # Lazy: torch, pyro and scikit-learn load only when a model is used, so that CLI commands that need no
 # model (inspect, check, rules, simulate) start fast.
-_WHERE = {"ResponseModel": ".response", "NotFittedError": ".response", "RegimenGenerator": ".generator",
-          "MOVE_KINDS": ".generator", "ModelSpec": ".spec"}
+_WHERE = {
+    "ResponseModel": ".response",
+    "NotFittedError": ".response",
+    "RegimenGenerator": ".generator",
+    "MOVE_KINDS": ".generator",
+    "ModelSpec": ".spec",
+}
 
 
 def __getattr__(name: str) -> Any:

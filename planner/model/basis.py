@@ -37,16 +37,19 @@ TREE = {"n_estimators": 300, "max_depth": 4, "learning_rate": 0.05, "subsample":
 PROP_TREE = {"n_estimators": 200, "max_depth": 3, "learning_rate": 0.05}
 
 
-
 def _xgboost():  # noqa: ANN202 - the xgboost module
     """xgboost, an optional dependency (the ``xgboost`` extra): a clear error when it is not installed."""
     try:
         import xgboost
     except ImportError:
-        raise ModelError("the learned basis needs xgboost, which is not installed", field="basis", value="auto",
-                         expected="pip install 'planner[xgboost]' (the CPU build), or ResponseModel(basis='none')"
-                         ) from None
+        raise ModelError(
+            "the learned basis needs xgboost, which is not installed",
+            field="basis",
+            value="auto",
+            expected="pip install 'planner[xgboost]' (the CPU build), or ResponseModel(basis='none')",
+        ) from None
     return xgboost
+
 
 class LearnedBasis:
     """Cross-fitted basis columns of a tabular study (build with :meth:`fit`)."""
@@ -64,8 +67,9 @@ class LearnedBasis:
         return (self.folds - 1) / np.sqrt(self.folds)
 
     @classmethod
-    def fit(cls, x: np.ndarray, keys: Sequence[str], y: np.ndarray, *, seed: int,
-            folds: int = 5) -> "tuple[LearnedBasis, np.ndarray] | None":
+    def fit(
+        cls, x: np.ndarray, keys: Sequence[str], y: np.ndarray, *, seed: int, folds: int = 5
+    ) -> "tuple[LearnedBasis, np.ndarray] | None":
         """Fit on features ``x`` (n, p; NaN allowed), regimen labels ``keys`` ("none" = no arm; "a" single arm;
         other labels are combinations and only train the propensity) and outcome ``y``. Returns the basis and
         its out-of-fold columns for the training rows (n, q), or None when the data are too few."""
@@ -76,8 +80,9 @@ class LearnedBasis:
         ref = np.asarray(lab == "none", dtype=bool)
         if n < MIN_ROWS or int(ref.sum()) < MIN_ARM_ROWS:
             return None
-        arms = sorted(str(k) for k in set(lab.tolist())
-                      if k != "none" and "+" not in k and int(np.sum(lab == k)) >= MIN_ARM_ROWS)
+        arms = sorted(
+            str(k) for k in set(lab.tolist()) if k != "none" and "+" not in k and int(np.sum(lab == k)) >= MIN_ARM_ROWS
+        )
         if not arms:
             return None
         names = [PROG] + [EFF + a for a in arms] + [PROP + a for a in arms]
@@ -93,7 +98,8 @@ class LearnedBasis:
                 s = tr & (lab == a)
                 ms["arm:" + a] = xgb.XGBRegressor(**TREE, n_jobs=1, random_state=seed + k).fit(x[s], y[s])
                 ms["prop:" + a] = xgb.XGBClassifier(**PROP_TREE, n_jobs=1, random_state=seed + k).fit(
-                    x[tr], (lab[tr] == a).astype(int))
+                    x[tr], (lab[tr] == a).astype(int)
+                )
             basis.models.append(ms)
             oof[va] = basis._columns(ms, x[va])
         basis.cv_mse_ = _cv_mse(basis, oof, x, lab, y, fold_of)
@@ -140,8 +146,9 @@ class LearnedBasis:
         return b
 
 
-def _cv_mse(basis: LearnedBasis, oof: np.ndarray, x: np.ndarray, lab: np.ndarray, y: np.ndarray,
-            fold_of: np.ndarray) -> dict[str, float]:
+def _cv_mse(
+    basis: LearnedBasis, oof: np.ndarray, x: np.ndarray, lab: np.ndarray, y: np.ndarray, fold_of: np.ndarray
+) -> dict[str, float]:
     """Held-out (same folds) MSE of the observed outcome of rows with no arm or one basis arm: the trees'
     prediction (``_prog`` + the row's ``_eff``) against a linear regression per group (the linear model's
     structure: prognostic slopes plus arm x feature slopes)."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-
 from typing import Annotated
 
 import typer
@@ -14,9 +13,18 @@ from ..errors import ConfigError
 __all__ = ["register", "fit_cohort"]
 
 
-def fit_cohort(source: Path, area_id: str, out: Path, *, method: str = "svi", seed: int = 0,
-               rules: str | None = None, progress: bool = True, steps: int | None = None,
-               check_folds: int = 3) -> dict:
+def fit_cohort(
+    source: Path,
+    area_id: str,
+    out: Path,
+    *,
+    method: str = "svi",
+    seed: int = 0,
+    rules: str | None = None,
+    progress: bool = True,
+    steps: int | None = None,
+    check_folds: int = 3,
+) -> dict:
     """Read bundles, extract episodes, fit both models, check the response model by ``check_folds``-fold
     cross-validation on the observed follow-ups (:mod:`planner.model.selfcheck`; 0 skips it), save them to
     ``out`` (``meta.json`` with the check, ``draws.npz``, ``generator/``), and return a summary (counts, loss,
@@ -35,8 +43,12 @@ def fit_cohort(source: Path, area_id: str, out: Path, *, method: str = "svi", se
     if method not in ("svi", "nuts"):
         raise ConfigError("unknown method", field="--method", value=method, expected="svi or nuts")
     if not source.exists():
-        raise ConfigError("cohort not found", field="COHORT_DIR", value=str(source),
-                          expected="a folder of FHIR bundles / NDJSON (e.g. from `planner simulate`)")
+        raise ConfigError(
+            "cohort not found",
+            field="COHORT_DIR",
+            value=str(source),
+            expected="a folder of FHIR bundles / NDJSON (e.g. from `planner simulate`)",
+        )
     area = load_area(area_id, rules)
     console = Console(stderr=True, quiet=not progress)
     t0 = time.perf_counter()
@@ -47,8 +59,12 @@ def fit_cohort(source: Path, area_id: str, out: Path, *, method: str = "svi", se
         frame, counts = episodes_frame(records, area)
     read_s = time.perf_counter() - t0
     if frame.empty:
-        raise ConfigError("no episodes in the cohort", field="COHORT_DIR", value=str(source),
-                          expected=f"patients with {area.id} regimen changes, a baseline and a follow-up outcome")
+        raise ConfigError(
+            "no episodes in the cohort",
+            field="COHORT_DIR",
+            value=str(source),
+            expected=f"patients with {area.id} regimen changes, a baseline and a follow-up outcome",
+        )
     feats = [f.name for f in area.features if f.name in frame.columns]
     X = frame[feats].copy()
     for c in X.columns:
@@ -60,8 +76,14 @@ def fit_cohort(source: Path, area_id: str, out: Path, *, method: str = "svi", se
     if steps is not None and steps < 1:
         raise ConfigError("steps must be positive", field="--steps", value=steps, expected="an integer >= 1")
     model = ResponseModel.from_area(area, seed=seed, method=method, rules=rules, num_steps=steps)
-    with Progress(TextColumn("[bold]fit[/] {task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), console=console) as bar:
+    with Progress(
+        TextColumn("[bold]fit[/] {task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("loss {task.fields[loss]}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
         task = bar.add_task(f"{area.id} ({method})", total=None, loss="-")
 
         def report(step: int, total: int, loss: float) -> None:
@@ -75,25 +97,46 @@ def fit_cohort(source: Path, area_id: str, out: Path, *, method: str = "svi", se
             task2 = bar.add_task(f"self-check ({check_folds}-fold CV)", total=None, loss="-")
 
             def report_cv(fold: int, step: int, total: int, loss: float) -> None:
-                bar.update(task2, completed=fold * total + step, total=check_folds * total,
-                           loss="-" if loss != loss else f"{loss:.4f}")
+                bar.update(
+                    task2,
+                    completed=fold * total + step,
+                    total=check_folds * total,
+                    loss="-" if loss != loss else f"{loss:.4f}",
+                )
 
             model.self_check_ = self_check(
                 lambda: ResponseModel.from_area(area, seed=seed, method=method, rules=rules, num_steps=steps),
-                X, regimens, y, current, targets, list(frame["patient_id"]), folds=check_folds, seed=seed,
-                direction=area.outcome.direction, progress=report_cv)
+                X,
+                regimens,
+                y,
+                current,
+                targets,
+                list(frame["patient_id"]),
+                folds=check_folds,
+                seed=seed,
+                direction=area.outcome.direction,
+                progress=report_cv,
+            )
     gen = RegimenGenerator.from_area(area, seed=seed, rules=rules)
     gen.fit(X, current, regimens)
     out.mkdir(parents=True, exist_ok=True)
     model.save(out)
     gen.save(out / "generator")
     summ = {
-        "area": area.id, "area_version": area.version, "patients": len(records),
-        "candidates": int(counts.get("candidates", 0)), "episodes": int(len(frame)),
+        "area": area.id,
+        "area_version": area.version,
+        "patients": len(records),
+        "candidates": int(counts.get("candidates", 0)),
+        "episodes": int(len(frame)),
         "dropped": {k: int(v) for k, v in counts.items() if k not in ("candidates", "episodes")},
-        "method": method, "seed": seed, "final_loss": model.training_summary_.get("final_loss"),
-        "fit_seconds": round(model.fit_seconds_, 2), "read_seconds": round(read_s, 2),
-        "diagnostics": model.diagnostics_, "generator_moves": gen.kind_counts_, "out": str(out),
+        "method": method,
+        "seed": seed,
+        "final_loss": model.training_summary_.get("final_loss"),
+        "fit_seconds": round(model.fit_seconds_, 2),
+        "read_seconds": round(read_s, 2),
+        "diagnostics": model.diagnostics_,
+        "generator_moves": gen.kind_counts_,
+        "out": str(out),
         "self_check": getattr(model, "self_check_", None),
     }
     return summ
@@ -111,8 +154,9 @@ def _targets_at_t0(records, area, frame):  # noqa: ANN001, ANN202 - returns a fl
         if rec is None:
             out.append(area.outcome.target)
             continue
-        codes = {code for c in rec.conditions if c.is_active(day) for code in (c.code, *(k.code for k in c.codings))
-                 if code}
+        codes = {
+            code for c in rec.conditions if c.is_active(day) for code in (c.code, *(k.code for k in c.codings)) if code
+        }
         out.append(area.target_for(codes, rec.age(day)))
     return np.asarray(out, dtype=float)
 
@@ -142,31 +186,58 @@ def register(app: typer.Typer) -> None:
 
     @app.command("fit")
     def fit(
-        cohort_dir: Annotated[Path, typer.Argument(help="Folder of FHIR bundles / NDJSON (or a `planner simulate` output).")],
-        area: Annotated[str, typer.Option("--area", help="Therapeutic area id (t2d, lipids, hypertension, depression).")],
+        cohort_dir: Annotated[
+            Path, typer.Argument(help="Folder of FHIR bundles / NDJSON (or a `planner simulate` output).")
+        ],
+        area: Annotated[
+            str, typer.Option("--area", help="Therapeutic area id (t2d, lipids, hypertension, depression).")
+        ],
         out: Annotated[Path, typer.Option("--out", help="Model folder to write (meta.json, draws.npz, generator/).")],
-        method: Annotated[str, typer.Option("--method", help="svi (default; any size) or nuts (small cohorts).")] = "svi",
+        method: Annotated[
+            str, typer.Option("--method", help="svi (default; any size) or nuts (small cohorts).")
+        ] = "svi",
         seed: Annotated[int, typer.Option("--seed", help="Seed: the same cohort and seed give the same model.")] = 0,
-        rules: Annotated[Path | None, typer.Option("--rules", help="Rules folder (default: the packaged rules).")] = None,
-        steps: Annotated[int | None, typer.Option("--steps", help="SVI steps (default: chosen from the cohort size).")] = None,
+        rules: Annotated[
+            Path | None, typer.Option("--rules", help="Rules folder (default: the packaged rules).")
+        ] = None,
+        steps: Annotated[
+            int | None, typer.Option("--steps", help="SVI steps (default: chosen from the cohort size).")
+        ] = None,
         quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
-        check_folds: Annotated[int, typer.Option("--check-folds", help="Folds of the held-out self-check (0: none).")] = 3,
+        check_folds: Annotated[
+            int, typer.Option("--check-folds", help="Folds of the held-out self-check (0: none).")
+        ] = 3,
     ) -> None:
         """Fit the outcome model and the regimen generator of an area on a FHIR cohort's episodes."""
-        s = fit_cohort(cohort_dir, area, out, method=method, seed=seed, rules=None if rules is None else str(rules),
-                       progress=not quiet, steps=steps, check_folds=check_folds)
+        s = fit_cohort(
+            cohort_dir,
+            area,
+            out,
+            method=method,
+            seed=seed,
+            rules=None if rules is None else str(rules),
+            progress=not quiet,
+            steps=steps,
+            check_folds=check_folds,
+        )
         dropped = ", ".join(f"{k} {v}" for k, v in sorted(s["dropped"].items())) or "none"
         loss = s["final_loss"]
-        typer.echo(f"{s['area']} {s['area_version']}: {s['patients']} patients, {s['candidates']} regimen changes, "
-                   f"{s['episodes']} episodes used (dropped: {dropped})")
-        typer.echo(f"{s['method']} fit in {s['fit_seconds']:.1f} s (reading {s['read_seconds']:.1f} s)"
-                   + ("" if loss is None else f", final loss {loss:.4f} per episode")
-                   + "".join(f", {k} {v:.3g}" for k, v in s["diagnostics"].items() if k != "final_loss"))
+        typer.echo(
+            f"{s['area']} {s['area_version']}: {s['patients']} patients, {s['candidates']} regimen changes, "
+            f"{s['episodes']} episodes used (dropped: {dropped})"
+        )
+        typer.echo(
+            f"{s['method']} fit in {s['fit_seconds']:.1f} s (reading {s['read_seconds']:.1f} s)"
+            + ("" if loss is None else f", final loss {loss:.4f} per episode")
+            + "".join(f", {k} {v:.3g}" for k, v in s["diagnostics"].items() if k != "final_loss")
+        )
         chk = s.get("self_check") or {}
         if "coverage90" in chk:
             hist = " ".join(f"{h:.2f}" for h in chk["pit_hist"])
-            typer.echo(f"self-check ({chk['folds']}-fold CV, {chk['episodes']} held-out follow-ups): 90% predictive "
-                       f"coverage {chk['coverage90']:.3f}, P(target) ECE {chk['ece_p_target']:.3f}, PIT [{hist}]")
+            typer.echo(
+                f"self-check ({chk['folds']}-fold CV, {chk['episodes']} held-out follow-ups): 90% predictive "
+                f"coverage {chk['coverage90']:.3f}, P(target) ECE {chk['ece_p_target']:.3f}, PIT [{hist}]"
+            )
             for w in chk["warnings"]:
                 typer.echo(f"warning: {w}", err=True)
         elif chk:

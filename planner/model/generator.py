@@ -29,10 +29,10 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
-from ..version import __version__
 from ..areas import Area, load_area
 from ..errors import ModelError
 from ..record import DrugDose, Regimen
+from ..version import __version__
 
 __all__ = ["RegimenGenerator", "MOVE_KINDS", "Move"]
 
@@ -68,8 +68,17 @@ class RegimenGenerator(BaseEstimator):
     ``kind_counts_``, ``n_decisions_``.
     """
 
-    def __init__(self, *, area: str | Area, seed: int = 0, C: float = 1.0, prior_strength: float = 5.0,
-                 first_line_weight: float = 3.0, smoothing: float = 0.02, rules: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        area: str | Area,
+        seed: int = 0,
+        C: float = 1.0,
+        prior_strength: float = 5.0,
+        first_line_weight: float = 3.0,
+        smoothing: float = 0.02,
+        rules: str | None = None,
+    ) -> None:
         self.area = area
         self.seed = seed
         self.C = C
@@ -130,21 +139,31 @@ class RegimenGenerator(BaseEstimator):
         for name, dose in items:
             di = st["names"].get(name)
             if di is None:
-                raise ModelError("unknown drug", field=field, value=name,
-                                 expected=f"a drug of the {self._a().id} formulary")
+                raise ModelError(
+                    "unknown drug", field=field, value=name, expected=f"a drug of the {self._a().id} formulary"
+                )
             lv = st["levels"][di]
-            li = st["ref_level"][di] if dose is None else int(np.argmin([abs(math.log(dose / x)) if dose > 0
-                                                                         else abs(x) for x in lv]))
+            li = (
+                st["ref_level"][di]
+                if dose is None
+                else int(np.argmin([abs(math.log(dose / x)) if dose > 0 else abs(x) for x in lv]))
+            )
             out.append((di, li))
         return tuple(sorted(out))
 
     def regimen_of(self, key: Key) -> Regimen:
         st = self._struct()
-        return Regimen.of([
-            DrugDose(ingredient=st["drugs"][d].ingredient, rxcui=st["drugs"][d].rxcui,
-                     dose_mg_day=float(st["levels"][d][lv]), drug_class=st["drugs"][d].drug_class)
-            for d, lv in key
-        ])
+        return Regimen.of(
+            [
+                DrugDose(
+                    ingredient=st["drugs"][d].ingredient,
+                    rxcui=st["drugs"][d].rxcui,
+                    dose_mg_day=float(st["levels"][d][lv]),
+                    drug_class=st["drugs"][d].drug_class,
+                )
+                for d, lv in key
+            ]
+        )
 
     def _allowed(self, key: Key) -> bool:
         st = self._struct()
@@ -264,8 +283,9 @@ class RegimenGenerator(BaseEstimator):
                 cache[key] = hit
         return hit[0], hit[1].copy()
 
-    def _move_distribution(self, kind_p: np.ndarray, current: Key, dw: np.ndarray,
-                           lw: np.ndarray) -> tuple[list[Move], np.ndarray]:
+    def _move_distribution(
+        self, kind_p: np.ndarray, current: Key, dw: np.ndarray, lw: np.ndarray
+    ) -> tuple[list[Move], np.ndarray]:
         mv = self.moves(current)
         by_kind: dict[str, list[int]] = {}
         for i, m in enumerate(mv):
@@ -295,14 +315,20 @@ class RegimenGenerator(BaseEstimator):
                 return m
         return Move("other", -1, -1, chosen)
 
-    def fit(self, X: pd.DataFrame, current_regimens: Sequence[Any], chosen_regimens: Sequence[Any]) -> "RegimenGenerator":
+    def fit(
+        self, X: pd.DataFrame, current_regimens: Sequence[Any], chosen_regimens: Sequence[Any]
+    ) -> "RegimenGenerator":
         """Fit on decisions: features at the decision, the regimen before it, and the regimen chosen."""
         if not isinstance(X, pd.DataFrame):
             raise ModelError("features must be a pandas DataFrame", field="X", value=type(X).__name__)
         n = len(X)
         if len(current_regimens) != n or len(chosen_regimens) != n:
-            raise ModelError("X, current_regimens and chosen_regimens differ in length", field="regimens",
-                             value=(n, len(current_regimens), len(chosen_regimens)), expected="equal lengths")
+            raise ModelError(
+                "X, current_regimens and chosen_regimens differ in length",
+                field="regimens",
+                value=(n, len(current_regimens), len(chosen_regimens)),
+                expected="equal lengths",
+            )
         if n == 0:
             raise ModelError("no decisions to fit", field="X", value=0, expected="at least one row")
         from .response import ResponseModel  # the same column handling as the response model
@@ -344,14 +370,18 @@ class RegimenGenerator(BaseEstimator):
         return self
 
     # ---- use -----------------------------------------------------------------------------------------
-    def propensity(self, X: pd.DataFrame | None, current_regimens: Sequence[Any],
-                   chosen_regimens: Sequence[Any]) -> np.ndarray:
+    def propensity(
+        self, X: pd.DataFrame | None, current_regimens: Sequence[Any], chosen_regimens: Sequence[Any]
+    ) -> np.ndarray:
         """P(chosen | features, current) per row. A regimen not one move away gets ``P(other)`` spread evenly
         over the about ``m^2/2`` two-move regimens (``m`` the number of single moves), an approximation."""
         n = len(current_regimens)
         if len(chosen_regimens) != n or (X is not None and len(X) != n):
-            raise ModelError("inputs differ in length", field="regimens",
-                             value=(None if X is None else len(X), n, len(chosen_regimens)))
+            raise ModelError(
+                "inputs differ in length",
+                field="regimens",
+                value=(None if X is None else len(X), n, len(chosen_regimens)),
+            )
         cur = [self.key_of(r, field=f"current_regimens[{i}]") for i, r in enumerate(current_regimens)]
         cho = [self.key_of(r, field=f"chosen_regimens[{i}]") for i, r in enumerate(chosen_regimens)]
         kp = self._kind_probs(X if self._is_fitted() else None, cur)
@@ -366,8 +396,9 @@ class RegimenGenerator(BaseEstimator):
                 out[i] = float(pr[-1]) / max(m * m / 2.0, 1.0)
         return out
 
-    def propose(self, X_row: pd.DataFrame | pd.Series | None, current: Regimen, *, n: int = 50,
-                seed: int = 0) -> list[Regimen]:
+    def propose(
+        self, X_row: pd.DataFrame | pd.Series | None, current: Regimen, *, n: int = 50, seed: int = 0
+    ) -> list[Regimen]:
         """Candidate regimens: the current one, every valid single move (most probable first), then up to
         ``n`` sampled two-move regimens drawn from the generator (kind ``other``), without duplicates."""
         if isinstance(X_row, pd.Series):
@@ -418,20 +449,35 @@ class RegimenGenerator(BaseEstimator):
         area = self._a()
         params = self.get_params()
         params["area"] = area.id
-        state: dict[str, Any] = {"format": "planner.model.RegimenGenerator", "format_version": 1,
-                                 "planner": __version__, "area": {"id": area.id, "version": area.version},
-                                 "params": params, "fitted": self._is_fitted()}
+        state: dict[str, Any] = {
+            "format": "planner.model.RegimenGenerator",
+            "format_version": 1,
+            "planner": __version__,
+            "area": {"id": area.id, "version": area.version},
+            "params": params,
+            "fitted": self._is_fitted(),
+        }
         if self._is_fitted():
             lr = self.kind_model_
-            state.update({
-                "feature_names_in": list(self.feature_names_in_), "categories": self.categories_,
-                "feat_loc": self.feat_loc_.tolist(),
-                "feat_scale": self.feat_scale_.tolist(), "drug_weights": self.drug_weights_.tolist(),
-                "level_weights": self.level_weights_.tolist(), "kind_counts": self.kind_counts_,
-                "n_decisions": self.n_decisions_,
-                "kind_model": None if lr is None else {"classes": lr.classes_.tolist(), "coef": lr.coef_.tolist(),
-                                                       "intercept": lr.intercept_.tolist()},
-            })
+            state.update(
+                {
+                    "feature_names_in": list(self.feature_names_in_),
+                    "categories": self.categories_,
+                    "feat_loc": self.feat_loc_.tolist(),
+                    "feat_scale": self.feat_scale_.tolist(),
+                    "drug_weights": self.drug_weights_.tolist(),
+                    "level_weights": self.level_weights_.tolist(),
+                    "kind_counts": self.kind_counts_,
+                    "n_decisions": self.n_decisions_,
+                    "kind_model": None
+                    if lr is None
+                    else {
+                        "classes": lr.classes_.tolist(),
+                        "coef": lr.coef_.tolist(),
+                        "intercept": lr.intercept_.tolist(),
+                    },
+                }
+            )
         (d / "generator.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
         return d
 

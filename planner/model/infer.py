@@ -67,10 +67,22 @@ def default_steps(n: int, batch_size: int) -> int:
     return int(min(4000, max(2000, 3 * n // batch_size)))
 
 
-def fit_svi(pr: Priors, batch: Batch, y: torch.Tensor, *, seed: int, guide: str = "mvn", rank: int | None = None,
-            num_steps: int | None = None, batch_size: int = 2048, learning_rate: float = 0.03,
-            num_draws: int = 1000, progress: Progress | None = None, jit: bool = True,
-            num_threads: int = 1) -> FitResult:
+def fit_svi(
+    pr: Priors,
+    batch: Batch,
+    y: torch.Tensor,
+    *,
+    seed: int,
+    guide: str = "mvn",
+    rank: int | None = None,
+    num_steps: int | None = None,
+    batch_size: int = 2048,
+    learning_rate: float = 0.03,
+    num_draws: int = 1000,
+    progress: Progress | None = None,
+    jit: bool = True,
+    num_threads: int = 1,
+) -> FitResult:
     """Fit by SVI and return ``num_draws`` draws from the fitted guide.
 
     Minibatches (when the data has more than ``batch_size`` rows) are indices drawn with replacement from a
@@ -106,7 +118,7 @@ def fit_svi(pr: Priors, batch: Batch, y: torch.Tensor, *, seed: int, guide: str 
     with torch.no_grad():
         pyro.set_rng_seed(seed + 1)
         draws = guide_draws(g, num_draws)
-    tail = losses[-max(1, steps // 10):]
+    tail = losses[-max(1, steps // 10) :]
     diag = {"final_loss": float(sum(tail) / len(tail))}
     pyro.clear_param_store()
     return FitResult(draws=draws, losses=losses, seconds=seconds, steps=steps, diagnostics=diag)
@@ -122,8 +134,17 @@ def guide_draws(g, num_draws: int) -> dict[str, torch.Tensor]:
     return out
 
 
-def fit_nuts(pr: Priors, batch: Batch, y: torch.Tensor, *, seed: int, num_warmup: int = 500,
-             num_samples: int = 1000, progress: Progress | None = None, max_tree_depth: int = 7) -> FitResult:
+def fit_nuts(
+    pr: Priors,
+    batch: Batch,
+    y: torch.Tensor,
+    *,
+    seed: int,
+    num_warmup: int = 500,
+    num_samples: int = 1000,
+    progress: Progress | None = None,
+    max_tree_depth: int = 7,
+) -> FitResult:
     """Fit by NUTS on the full data (small cohorts, and the reference for checking SVI)."""
     pyro.clear_param_store()
     pyro.set_rng_seed(seed)
@@ -136,10 +157,17 @@ def fit_nuts(pr: Priors, batch: Batch, y: torch.Tensor, *, seed: int, num_warmup
         if progress is not None and (counter["i"] % 10 == 0 or counter["i"] == total):
             progress(counter["i"], total, math.nan)
 
-    kernel = NUTS(model, target_accept_prob=0.85, max_tree_depth=max_tree_depth, init_strategy=init_to_median(num_samples=15),
-                  jit_compile=True, ignore_jit_warnings=True)
-    mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=num_warmup, num_chains=1, disable_progbar=True,
-                hook_fn=hook)
+    kernel = NUTS(
+        model,
+        target_accept_prob=0.85,
+        max_tree_depth=max_tree_depth,
+        init_strategy=init_to_median(num_samples=15),
+        jit_compile=True,
+        ignore_jit_warnings=True,
+    )
+    mcmc = MCMC(
+        kernel, num_samples=num_samples, warmup_steps=num_warmup, num_chains=1, disable_progbar=True, hook_fn=hook
+    )
     t0 = time.perf_counter()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -18,9 +18,14 @@ __all__ = ["check_frame", "feature_columns", "raw_features", "matrix", "matrix_d
 
 def check_frame(X: Any, name: str = "X") -> pd.DataFrame:
     if not isinstance(X, pd.DataFrame):
-        raise ModelError("features must be a pandas DataFrame", field=name, value=type(X).__name__,
-                         expected="pandas.DataFrame with one row per episode/patient")
+        raise ModelError(
+            "features must be a pandas DataFrame",
+            field=name,
+            value=type(X).__name__,
+            expected="pandas.DataFrame with one row per episode/patient",
+        )
     return X
+
 
 def feature_columns(X: pd.DataFrame, area: Area | None) -> tuple[list[str], dict[str, list[str]]]:
     """Columns used as features: numeric/boolean as they are, text/categorical one-hot (``col=level``).
@@ -38,22 +43,38 @@ def feature_columns(X: pd.DataFrame, area: Area | None) -> tuple[list[str], dict
         s = X[c]
         if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
             names.append(str(c))
-        elif isinstance(s.dtype, pd.CategoricalDtype) or pd.api.types.is_object_dtype(s) \
-                or pd.api.types.is_string_dtype(s):
+        elif (
+            isinstance(s.dtype, pd.CategoricalDtype)
+            or pd.api.types.is_object_dtype(s)
+            or pd.api.types.is_string_dtype(s)
+        ):
             vals = s.dropna()
             if not all(isinstance(v, str) for v in vals):
-                raise ModelError("feature column is neither numeric nor text", field=f"X[{c!r}]",
-                                 value=str(s.dtype), expected="numbers, booleans or category labels")
+                raise ModelError(
+                    "feature column is neither numeric nor text",
+                    field=f"X[{c!r}]",
+                    value=str(s.dtype),
+                    expected="numbers, booleans or category labels",
+                )
             levels = sorted(set(vals))
             if len(levels) > 50:
-                raise ModelError("too many category levels", field=f"X[{c!r}]", value=len(levels),
-                                 expected="at most 50 (encode it yourself)")
+                raise ModelError(
+                    "too many category levels",
+                    field=f"X[{c!r}]",
+                    value=len(levels),
+                    expected="at most 50 (encode it yourself)",
+                )
             cats[str(c)] = levels
             names.extend(f"{c}={lv}" for lv in levels)
         else:
-            raise ModelError("feature column type not supported", field=f"X[{c!r}]", value=str(s.dtype),
-                             expected="numbers, booleans or category labels")
+            raise ModelError(
+                "feature column type not supported",
+                field=f"X[{c!r}]",
+                value=str(s.dtype),
+                expected="numbers, booleans or category labels",
+            )
     return names, cats
+
 
 def raw_features(spec: ModelSpec, X: pd.DataFrame, *, lenient: bool) -> np.ndarray:
     """Unstandardized feature matrix (n, p); NaN where missing."""
@@ -66,32 +87,42 @@ def raw_features(spec: ModelSpec, X: pd.DataFrame, *, lenient: bool) -> np.ndarr
         col, _, level = f.partition("=")
         if level and col in spec.categories:
             if col not in X.columns:
-                raise ModelError("missing feature column", field="X", value=col,
-                                 expected="columns " + ", ".join(base_names(spec)))
+                raise ModelError(
+                    "missing feature column", field="X", value=col, expected="columns " + ", ".join(base_names(spec))
+                )
             v = (X[col].astype(object) == level).to_numpy(dtype=np.float64)
         elif f in X.columns:
             s = X[f]
             if not (pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s)):
-                raise ModelError("feature column is not numeric", field=f"X[{f!r}]", value=str(s.dtype),
-                                 expected="numbers or booleans (as in fit)")
+                raise ModelError(
+                    "feature column is not numeric",
+                    field=f"X[{f!r}]",
+                    value=str(s.dtype),
+                    expected="numbers or booleans (as in fit)",
+                )
             v = s.to_numpy(dtype=np.float64, na_value=np.nan)
         elif lenient and f != spec.baseline:
             v = np.full(n, np.nan)
         else:
-            raise ModelError("missing feature column", field="X", value=f,
-                             expected="columns " + ", ".join(base_names(spec)))
+            raise ModelError(
+                "missing feature column", field="X", value=f, expected="columns " + ", ".join(base_names(spec))
+            )
         cols.append(v)
     return np.stack(cols, axis=1) if cols else np.zeros((n, 0))
 
-def matrix(spec: ModelSpec, X: pd.DataFrame, basis: Any = None,
-           basis_cols: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+
+def matrix(
+    spec: ModelSpec, X: pd.DataFrame, basis: Any = None, basis_cols: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Standardized feature matrix (n, p) and offset (n,) on the standardized model scale. Missing values
     are filled with the training mean (untrained area model: the area's feature default)."""
     x, off, _ = matrix_dev(spec, X, basis, basis_cols)
     return x, off
 
-def matrix_dev(spec: ModelSpec, X: pd.DataFrame, basis: Any = None,
-               basis_cols: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+
+def matrix_dev(
+    spec: ModelSpec, X: pd.DataFrame, basis: Any = None, basis_cols: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """:meth:`_matrix` plus, with a learned basis, its scaled per-fold deviations (K, n, q) on the
     standardized scale (None without one). ``basis_cols``: the basis values to use (fit: out-of-fold)."""
     X = check_frame(X)
@@ -111,22 +142,32 @@ def matrix_dev(spec: ModelSpec, X: pd.DataFrame, basis: Any = None,
         x = raw
     if spec.baseline is not None:
         if spec.baseline not in X.columns:
-            raise ModelError("missing baseline outcome column", field="X", value=spec.baseline,
-                             expected=f"a column {spec.baseline!r} with the baseline outcome")
+            raise ModelError(
+                "missing baseline outcome column",
+                field="X",
+                value=spec.baseline,
+                expected=f"a column {spec.baseline!r} with the baseline outcome",
+            )
         b = X[spec.baseline].to_numpy(dtype=np.float64, na_value=np.nan)
         if not np.all(np.isfinite(b)):
-            raise ModelError("baseline outcome missing or not finite", field=f"X[{spec.baseline!r}]",
-                             value=int((~np.isfinite(b)).sum()), expected="a value on every row")
+            raise ModelError(
+                "baseline outcome missing or not finite",
+                field=f"X[{spec.baseline!r}]",
+                value=int((~np.isfinite(b)).sum()),
+                expected="a value on every row",
+            )
         off = to_model_scale(spec, b, f"X[{spec.baseline!r}]")
     else:
         off = np.zeros(n)
     return x, off / spec.y_scale, dev
 
+
 def to_model_scale(spec: ModelSpec, v: np.ndarray, where: str) -> np.ndarray:
     if spec.scale == "log":
         if np.any(v <= 0):
-            raise ModelError("log-scale outcome must be positive", field=where, value=float(v[v <= 0][0]),
-                             expected="> 0")
+            raise ModelError(
+                "log-scale outcome must be positive", field=where, value=float(v[v <= 0][0]), expected="> 0"
+            )
         return np.log(v)
     return v
 
@@ -153,11 +194,19 @@ def check_sample_args(regimens: Any, num_samples: Any, S: int) -> int:
     if num_samples is None:
         num_samples = S
     if not (isinstance(num_samples, (int, np.integer)) and 1 <= num_samples <= S):
-        raise ModelError("num_samples out of range", field="num_samples", value=num_samples,
-                         expected=f"an integer from 1 to {S} (the cached draws; raise num_draws for more)")
+        raise ModelError(
+            "num_samples out of range",
+            field="num_samples",
+            value=num_samples,
+            expected=f"an integer from 1 to {S} (the cached draws; raise num_draws for more)",
+        )
     if isinstance(regimens, (Regimen, str)) or not hasattr(regimens, "__len__"):
-        raise ModelError("regimens must be a list of regimens", field="regimens", value=regimens,
-                         expected="a list, e.g. [set(), {'treated'}]")
+        raise ModelError(
+            "regimens must be a list of regimens",
+            field="regimens",
+            value=regimens,
+            expected="a list, e.g. [set(), {'treated'}]",
+        )
     if len(regimens) == 0:
         raise ModelError("no regimens to predict", field="regimens", value=0, expected="at least one")
     return int(num_samples)

@@ -47,9 +47,30 @@ import torch
 from .spec import Design, ModelSpec
 
 __all__ = [
-    "SITE_ALPHA", "SITE_BETA", "SITE_CLASS", "SITE_DRUG", "SITE_SLOPE", "SITE_ED50", "SITE_HET", "SITE_TAU", "SITE_MOD", "SITE_RHO",
-    "SITE_SIGMA", "SITE_NU", "SITE_OBS", "PLATE_OBS", "LATENT_SITES", "Batch", "Priors", "response_model",
-    "derived", "priors_for", "regimen_effect", "batch_mean", "Slots", "Effect",
+    "SITE_ALPHA",
+    "SITE_BETA",
+    "SITE_CLASS",
+    "SITE_DRUG",
+    "SITE_SLOPE",
+    "SITE_ED50",
+    "SITE_HET",
+    "SITE_TAU",
+    "SITE_MOD",
+    "SITE_RHO",
+    "SITE_SIGMA",
+    "SITE_NU",
+    "SITE_OBS",
+    "PLATE_OBS",
+    "LATENT_SITES",
+    "Batch",
+    "Priors",
+    "response_model",
+    "derived",
+    "priors_for",
+    "regimen_effect",
+    "batch_mean",
+    "Slots",
+    "Effect",
 ]
 
 SITE_ALPHA = "alpha"
@@ -66,8 +87,20 @@ SITE_SIGMA = "sigma"
 SITE_NU = "nu"
 SITE_OBS = "y"
 PLATE_OBS = "episodes"
-LATENT_SITES = (SITE_ALPHA, SITE_BETA, SITE_CLASS, SITE_DRUG, SITE_SLOPE, SITE_ED50, SITE_HET, SITE_TAU, SITE_MOD, SITE_RHO,
-                SITE_SIGMA, SITE_NU)
+LATENT_SITES = (
+    SITE_ALPHA,
+    SITE_BETA,
+    SITE_CLASS,
+    SITE_DRUG,
+    SITE_SLOPE,
+    SITE_ED50,
+    SITE_HET,
+    SITE_TAU,
+    SITE_MOD,
+    SITE_RHO,
+    SITE_SIGMA,
+    SITE_NU,
+)
 
 DTYPE = torch.float64
 ED50_LOG_SD = 0.3  # prior SD of log ed50 around the area's value (emax classes)
@@ -91,8 +124,14 @@ class Batch(NamedTuple):
     def build(cls, x: np.ndarray, offset: np.ndarray, design: Design) -> "Batch":
         t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=DTYPE)  # noqa: E731
         return cls(
-            x=t(x), offset=t(offset), drug=torch.as_tensor(design.drug), cls=torch.as_tensor(design.cls),
-            g=t(design.g), log2r=t(design.log2r), rank=t(design.rank), mask=t(design.mask),
+            x=t(x),
+            offset=t(offset),
+            drug=torch.as_tensor(design.drug),
+            cls=torch.as_tensor(design.cls),
+            g=t(design.g),
+            log2r=t(design.log2r),
+            rank=t(design.rank),
+            mask=t(design.mask),
             changed=t(design.changed if design.changed is not None else np.abs(design.mask)),
         )
 
@@ -139,8 +178,7 @@ class Priors:
         self.noise_loc = math.log(spec.noise_sd)
         self.noise_scale = float(spec.noise_sd_log_sd)
         self.het = spec.heterogeneity is not None
-        self.het_scale = (float(spec.heterogeneity or 0.0) * torch.abs(self.class_mean)
-                          + 0.05 * float(spec.noise_sd))
+        self.het_scale = float(spec.heterogeneity or 0.0) * torch.abs(self.class_mean) + 0.05 * float(spec.noise_sd)
         self.any_unknown_mod = bool(((1 - self.mod_given) * self.mod_mask).sum() > 0)
 
     def distributions(self) -> dict[str, dist.Distribution]:
@@ -190,8 +228,20 @@ def derived(pr: Priors, v: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor
     gamma_off = (gamma * pr.mod_offset).sum(-1)
     rho = v[SITE_RHO] if SITE_RHO in v else torch.ones(batch, dtype=DTYPE)
     omega = pr.het_scale * v[SITE_HET] if SITE_HET in v else torch.zeros(batch + (pr.C,), dtype=DTYPE)
-    return {"omega": omega, "alpha": alpha, "beta": beta, "class_eff": class_eff, "drug_eff": drug_eff, "slope": slope, "ed50": ed50,
-            "gamma": gamma, "gamma_off": gamma_off, "rho": rho, "sigma": v[SITE_SIGMA], "nu": v[SITE_NU]}
+    return {
+        "omega": omega,
+        "alpha": alpha,
+        "beta": beta,
+        "class_eff": class_eff,
+        "drug_eff": drug_eff,
+        "slope": slope,
+        "ed50": ed50,
+        "gamma": gamma,
+        "gamma_off": gamma_off,
+        "rho": rho,
+        "sigma": v[SITE_SIGMA],
+        "nu": v[SITE_NU],
+    }
 
 
 def dose_curve(kind: torch.Tensor, ed50: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
@@ -213,8 +263,14 @@ class Slots(NamedTuple):
     @classmethod
     def of(cls, design: Design, dtype: torch.dtype = DTYPE) -> "Slots":
         t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=dtype)  # noqa: E731
-        return cls(torch.as_tensor(design.drug), torch.as_tensor(design.cls), t(design.g), t(design.log2r),
-                   t(design.rank), t(design.mask))
+        return cls(
+            torch.as_tensor(design.drug),
+            torch.as_tensor(design.cls),
+            t(design.g),
+            t(design.log2r),
+            t(design.rank),
+            t(design.mask),
+        )
 
 
 class Effect(NamedTuple):
@@ -230,8 +286,9 @@ def _take(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return t.index_select(-1, idx.reshape(-1)).reshape(t.shape[:-1] + idx.shape)
 
 
-def regimen_effect(pr: Priors, par: Mapping[str, torch.Tensor], x: torch.Tensor, d: "Slots | Batch", *,
-                   cross: bool) -> Effect:
+def regimen_effect(
+    pr: Priors, par: Mapping[str, torch.Tensor], x: torch.Tensor, d: "Slots | Batch", *, cross: bool
+) -> Effect:
     """``E(R, x)`` of the generative story (module docstring): the one function behind the model's likelihood
     (:func:`batch_mean`) and every prediction (:meth:`ResponseModel.sample`).
 
@@ -244,8 +301,10 @@ def regimen_effect(pr: Priors, par: Mapping[str, torch.Tensor], x: torch.Tensor,
     ed50 = _take(torch.cat([par["ed50"], torch.ones_like(zero)], -1), d.cls)
     g = dose_curve(pr.kind[d.cls], ed50, d.g)  # (..., r, K)
     wg = d.mask * par["rho"][..., None, None] ** d.rank * g
-    main = _take(torch.cat([par["drug_eff"], zero], -1), d.drug) + _take(torch.cat([par["slope"], zero], -1),
-                                                                          d.cls) * d.log2r
+    main = (
+        _take(torch.cat([par["drug_eff"], zero], -1), d.drug)
+        + _take(torch.cat([par["slope"], zero], -1), d.cls) * d.log2r
+    )
     eff = (wg * main).sum(-1)  # (..., r)
     n = x.shape[0]
     if not pr.p:
@@ -254,7 +313,7 @@ def regimen_effect(pr: Priors, par: Mapping[str, torch.Tensor], x: torch.Tensor,
     wp = wg * pot
     M = torch.matmul(x, par["gamma"].transpose(-1, -2)) - par["gamma_off"][..., None, :]  # (..., n, C)
     if cross:
-        onehot = torch.nn.functional.one_hot(d.cls, pr.C + 1)[..., :pr.C].to(dt)  # (r, K, C)
+        onehot = torch.nn.functional.one_hot(d.cls, pr.C + 1)[..., : pr.C].to(dt)  # (r, K, C)
         W = torch.einsum("...rk,rkc->...cr", wp, onehot)  # (..., C, r)
         return Effect(eff[..., None, :] + torch.matmul(M, W), g)
     Mp = torch.cat([M, torch.zeros(M.shape[:-1] + (1,), dtype=dt)], -1)
@@ -272,8 +331,9 @@ def batch_mean(pr: Priors, par: Mapping[str, torch.Tensor], b: Batch) -> tuple[t
     return mean, het
 
 
-def response_model(pr: Priors, batch: Batch, y: torch.Tensor | None = None,
-                   subsample: torch.Tensor | None = None) -> torch.Tensor:
+def response_model(
+    pr: Priors, batch: Batch, y: torch.Tensor | None = None, subsample: torch.Tensor | None = None
+) -> torch.Tensor:
     """The Pyro model (see the module docstring). ``subsample``: row indices of a minibatch (drawn by the
     caller with its own generator, so a step costs O(batch) not O(N))."""
     batch = Batch(*batch)  # the traced ELBO passes a plain tuple

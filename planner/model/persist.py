@@ -42,11 +42,21 @@ def save_model(model: Any, directory: str | Path) -> Path:
         "params": params,
         "spec": spec.to_dict(),
         "area": None if area is None else {"id": area.id, "version": area.version},
-        "feature_spec": {"features": spec.features, "loc": spec.feat_loc, "scale": spec.feat_scale,
-                         "baseline": spec.baseline, "outcome_scale": spec.scale},
-        "versions": {"planner": __version__, "torch": torch.__version__, "pyro": pyro.__version__,
-                     "numpy": np.__version__, "sklearn": sklearn.__version__,
-                     "python": platform.python_version()},
+        "feature_spec": {
+            "features": spec.features,
+            "loc": spec.feat_loc,
+            "scale": spec.feat_scale,
+            "baseline": spec.baseline,
+            "outcome_scale": spec.scale,
+        },
+        "versions": {
+            "planner": __version__,
+            "torch": torch.__version__,
+            "pyro": pyro.__version__,
+            "numpy": np.__version__,
+            "sklearn": sklearn.__version__,
+            "python": platform.python_version(),
+        },
         "seed": model.seed,
         "method": getattr(model, "method_", None),
         "training": getattr(model, "training_summary_", None),
@@ -59,6 +69,7 @@ def save_model(model: Any, directory: str | Path) -> Path:
     if spec.basis:
         model.basis_.save(d / "basis")
     return d
+
 
 def read_state(path: Path, kind: str) -> dict[str, Any]:
     """The JSON state file of a saved ``planner.model.<kind>``; unreadable or of another kind: a ModelError."""
@@ -80,8 +91,13 @@ def load_model(cls: Any, directory: str | Path, *, rules: str | None = None) -> 
         raise ModelError("not a saved model folder", file=str(d), expected="meta.json and draws.npz")
     meta = read_state(mj, "ResponseModel")
     if int(meta.get("format_version", 0)) > FORMAT_VERSION:
-        raise ModelError("saved by a newer planner", file=str(mj), field="format_version",
-                         value=meta.get("format_version"), expected=f"<= {FORMAT_VERSION}")
+        raise ModelError(
+            "saved by a newer planner",
+            file=str(mj),
+            field="format_version",
+            value=meta.get("format_version"),
+            expected=f"<= {FORMAT_VERSION}",
+        )
     params = dict(meta["params"])
     if rules is not None:
         params["rules"] = rules
@@ -96,16 +112,21 @@ def load_model(cls: Any, directory: str | Path, *, rules: str | None = None) -> 
     if area is not None and meta.get("area") and area.version != meta["area"]["version"]:
         import warnings
 
-        warnings.warn(f"model was built with area {area.id} version {meta['area']['version']}, "
-                      f"rules now have {area.version}", stacklevel=2)
+        warnings.warn(
+            f"model was built with area {area.id} version {meta['area']['version']}, rules now have {area.version}",
+            stacklevel=2,
+        )
     model.spec_ = spec
     model.draws_ = draws
     if spec.basis:
         from .basis import LearnedBasis
 
         if not (d / "basis" / "basis.json").is_file():
-            raise ModelError("saved model lacks its learned basis", file=str(d / "basis"),
-                             expected="basis/basis.json and the fold models written by save()")
+            raise ModelError(
+                "saved model lacks its learned basis",
+                file=str(d / "basis"),
+                expected="basis/basis.json and the fold models written by save()",
+            )
         model.basis_ = LearnedBasis.load(d / "basis")
     model.area_ = area
     model.method_ = meta.get("method") or "prior"

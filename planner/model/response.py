@@ -192,19 +192,28 @@ class ResponseModel(BaseEstimator):
     def _feature_columns(self, X: pd.DataFrame, area: Area | None) -> tuple[list[str], dict[str, list[str]]]:
         return inputs.feature_columns(X, area)
 
-    def _matrix(self, spec: ModelSpec, X: pd.DataFrame,
-                basis_cols: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def _matrix(
+        self, spec: ModelSpec, X: pd.DataFrame, basis_cols: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Standardized feature matrix (n, p) and offset (n,) on the standardized model scale."""
         return inputs.matrix(spec, X, getattr(self, "basis_", None), basis_cols)
 
-    def _matrix_dev(self, spec: ModelSpec, X: pd.DataFrame,
-                    basis_cols: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def _matrix_dev(
+        self, spec: ModelSpec, X: pd.DataFrame, basis_cols: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """:meth:`_matrix` plus the learned basis' scaled per-fold deviations (None without one)."""
         return inputs.matrix_dev(spec, X, getattr(self, "basis_", None), basis_cols)
 
     # ---- fitting -------------------------------------------------------------------------------------
-    def fit(self, X: pd.DataFrame, regimens: Sequence[Any], y: Any, *, current: Sequence[Any] | None = None,
-            progress: Callable[[int, int, float], None] | None = None) -> "ResponseModel":
+    def fit(
+        self,
+        X: pd.DataFrame,
+        regimens: Sequence[Any],
+        y: Any,
+        *,
+        current: Sequence[Any] | None = None,
+        progress: Callable[[int, int, float], None] | None = None,
+    ) -> "ResponseModel":
         """Fit the posterior on episodes: features ``X`` (one row each), the regimen each row received, and
         the follow-up outcome ``y``. Area models: ``current`` is the regimen each row was on at baseline (the
         baseline carries its effect, so the model's change is effect(new) - effect(current)); None means
@@ -214,15 +223,26 @@ class ResponseModel(BaseEstimator):
         if n == 0:
             raise ModelError("no rows to fit", field="X", value=0, expected="at least one episode")
         if len(regimens) != n:
-            raise ModelError("regimens and X differ in length", field="regimens", value=len(regimens),
-                             expected=f"{n} (one regimen per row of X)")
-        yv = np.asarray(y, dtype=np.float64).reshape(-1) if not isinstance(y, pd.Series) else \
-            y.to_numpy(dtype=np.float64, na_value=np.nan)
+            raise ModelError(
+                "regimens and X differ in length",
+                field="regimens",
+                value=len(regimens),
+                expected=f"{n} (one regimen per row of X)",
+            )
+        yv = (
+            np.asarray(y, dtype=np.float64).reshape(-1)
+            if not isinstance(y, pd.Series)
+            else y.to_numpy(dtype=np.float64, na_value=np.nan)
+        )
         if yv.shape[0] != n:
             raise ModelError("y and X differ in length", field="y", value=int(yv.shape[0]), expected=str(n))
         if not np.all(np.isfinite(yv)):
-            raise ModelError("outcome missing or not finite", field="y", value=int((~np.isfinite(yv)).sum()),
-                             expected="a finite value on every row")
+            raise ModelError(
+                "outcome missing or not finite",
+                field="y",
+                value=int((~np.isfinite(yv)).sum()),
+                expected="a finite value on every row",
+            )
         if self.method not in ("svi", "nuts"):
             raise ConfigError("unknown method", field="method", value=self.method, expected="svi or nuts")
         if self.guide not in infer.GUIDES:
@@ -238,18 +258,27 @@ class ResponseModel(BaseEstimator):
         if area is not None:
             base = next((f.name for f in area.features if f.kind == "baseline"), None)
             if base is not None and base not in cols:
-                raise ModelError("missing baseline outcome column", field="X", value=base,
-                                 expected=f"a numeric column {base!r} (area {area.id})")
-            spec = spec_from_area(area, features=cols, feat_loc=loc, feat_scale=sd, trained=True,
-                                  shrinkage=self.shrinkage)
+                raise ModelError(
+                    "missing baseline outcome column",
+                    field="X",
+                    value=base,
+                    expected=f"a numeric column {base!r} (area {area.id})",
+                )
+            spec = spec_from_area(
+                area, features=cols, feat_loc=loc, feat_scale=sd, trained=True, shrinkage=self.shrinkage
+            )
         else:
             arms = sorted({a for r in self._arm_sets(regimens) for a in r})
             width = max((len(r) for r in self._arm_sets(regimens)), default=1)
             z = yv.copy()
             if self.baseline is not None:
                 if self.baseline not in cols:
-                    raise ModelError("baseline column not in X", field="baseline", value=self.baseline,
-                                     expected="one of " + ", ".join(cols))
+                    raise ModelError(
+                        "baseline column not in X",
+                        field="baseline",
+                        value=self.baseline,
+                        expected="one of " + ", ".join(cols),
+                    )
                 z = z - X[self.baseline].to_numpy(dtype=np.float64)
             y_loc, y_scale = float(np.mean(z)), float(np.std(z))
             if not y_scale > 1e-12:
@@ -260,9 +289,19 @@ class ResponseModel(BaseEstimator):
                 cols = cols + basis_obj.names
                 loc = np.concatenate([loc, oof.mean(0)])
                 sd = np.concatenate([sd, np.where(oof.std(0) > 1e-12, oof.std(0), 1.0)])
-            spec = spec_from_tabular(arms, cols, loc, sd, y_loc=y_loc, y_scale=y_scale, effect_sd=self.effect_sd,
-                                     shrinkage=self.shrinkage, baseline=self.baseline, max_drugs=width,
-                                     subadditivity=self.subadditivity)
+            spec = spec_from_tabular(
+                arms,
+                cols,
+                loc,
+                sd,
+                y_loc=y_loc,
+                y_scale=y_scale,
+                effect_sd=self.effect_sd,
+                shrinkage=self.shrinkage,
+                baseline=self.baseline,
+                max_drugs=width,
+                subadditivity=self.subadditivity,
+            )
             if learned is not None:
                 from .basis import basis_priors
 
@@ -271,11 +310,14 @@ class ResponseModel(BaseEstimator):
         spec.categories = cats
         if current is not None:
             if area is None:
-                raise ModelError("current regimens apply to area models", field="current", value=len(current),
-                                 expected="None for a tabular study")
+                raise ModelError(
+                    "current regimens apply to area models",
+                    field="current",
+                    value=len(current),
+                    expected="None for a tabular study",
+                )
             if len(current) != n:
-                raise ModelError("current and X differ in length", field="current", value=len(current),
-                                 expected=str(n))
+                raise ModelError("current and X differ in length", field="current", value=len(current), expected=str(n))
             spec.uses_current = True
         design = spec.encode_change(list(regimens), None if current is None else list(current))
         for attr in ("draws_", "_fast_cache"):
@@ -293,12 +335,23 @@ class ResponseModel(BaseEstimator):
         yt = torch.as_tensor(target, dtype=DTYPE)
         pr = Priors(spec)
         if self.method == "nuts":
-            res = infer.fit_nuts(pr, batch, yt, seed=self.seed, num_warmup=self.num_warmup,
-                                 num_samples=self.num_draws, progress=progress)
+            res = infer.fit_nuts(
+                pr, batch, yt, seed=self.seed, num_warmup=self.num_warmup, num_samples=self.num_draws, progress=progress
+            )
         else:
-            res = infer.fit_svi(pr, batch, yt, seed=self.seed, guide=self.guide, rank=self.rank,
-                                num_steps=self.num_steps, batch_size=self.batch_size,
-                                learning_rate=self.learning_rate, num_draws=self.num_draws, progress=progress)
+            res = infer.fit_svi(
+                pr,
+                batch,
+                yt,
+                seed=self.seed,
+                guide=self.guide,
+                rank=self.rank,
+                num_steps=self.num_steps,
+                batch_size=self.batch_size,
+                learning_rate=self.learning_rate,
+                num_draws=self.num_draws,
+                progress=progress,
+            )
         self.draws_ = res.draws
         self.area_ = area
         self.method_ = self.method
@@ -344,8 +397,11 @@ class ResponseModel(BaseEstimator):
         from .basis import LearnedBasis
 
         if importlib.util.find_spec("xgboost") is None:  # an optional extra: say so, fit the linear model
-            warnings.warn("basis='auto': xgboost is not installed (pip install 'planner[xgboost]'), so the tabular "
-                          "model stays linear in the features", stacklevel=3)
+            warnings.warn(
+                "basis='auto': xgboost is not installed (pip install 'planner[xgboost]'), so the tabular "
+                "model stays linear in the features",
+                stacklevel=3,
+            )
             return None
 
         return LearnedBasis.fit(raw, [self._regimen_label(r) for r in regimens], z, seed=self.seed)
@@ -362,8 +418,12 @@ class ResponseModel(BaseEstimator):
                     raise ModelError("arm names must be strings", field=f"regimens[{i}]", value=bad[0])
                 out.append(set(r))
             else:
-                raise ModelError("not a regimen", field=f"regimens[{i}]", value=r,
-                                 expected='a set of arm names, e.g. set() or {"treated"}')
+                raise ModelError(
+                    "not a regimen",
+                    field=f"regimens[{i}]",
+                    value=r,
+                    expected='a set of arm names, e.g. set() or {"treated"}',
+                )
         return out
 
     @staticmethod
@@ -375,8 +435,16 @@ class ResponseModel(BaseEstimator):
         return str(r)
 
     # ---- prediction ----------------------------------------------------------------------------------
-    def sample(self, X: pd.DataFrame, regimens: Sequence[Any], num_samples: int | None = None, *,
-               kind: Kind = "mean", seed: int | None = None, current: Any = None) -> np.ndarray:
+    def sample(
+        self,
+        X: pd.DataFrame,
+        regimens: Sequence[Any],
+        num_samples: int | None = None,
+        *,
+        kind: Kind = "mean",
+        seed: int | None = None,
+        current: Any = None,
+    ) -> np.ndarray:
         """Draws (num_samples, n_rows, n_regimens) of the expected outcome (``kind="mean"``) or of a new
         observation (``"predictive"``), for every row of ``X`` under every regimen in ``regimens``; in the
         outcome's unit. ``num_samples`` at most ``num_draws`` (default: all cached draws). The same draw
@@ -395,8 +463,15 @@ class ResponseModel(BaseEstimator):
             torch.set_num_threads(threads)
         return out.numpy()
 
-    def sample_kinds(self, X: pd.DataFrame, regimens: Sequence[Any], num_samples: int | None = None, *,
-                     seeds: Sequence[tuple[Kind, int | None]], current: Any = None) -> list[np.ndarray]:
+    def sample_kinds(
+        self,
+        X: pd.DataFrame,
+        regimens: Sequence[Any],
+        num_samples: int | None = None,
+        *,
+        seeds: Sequence[tuple[Kind, int | None]],
+        current: Any = None,
+    ) -> list[np.ndarray]:
         """``[sample(X, regimens, num_samples, kind=k, seed=s, current=current) for k, s in seeds]``, equal to
         those calls value for value, with the parameters' expected outcome (the part that uses no random
         draws) computed once for all of them: the prediction stage asks for mean and predictive draws."""
@@ -413,13 +488,22 @@ class ResponseModel(BaseEstimator):
         finally:
             torch.set_num_threads(threads)
 
-    def _sample_t(self, X: pd.DataFrame, regimens: Sequence[Any], num_samples: int | None, *, kind: Kind,
-                  seed: int | None, current: Any = None) -> torch.Tensor:
+    def _sample_t(
+        self,
+        X: pd.DataFrame,
+        regimens: Sequence[Any],
+        num_samples: int | None,
+        *,
+        kind: Kind,
+        seed: int | None,
+        current: Any = None,
+    ) -> torch.Tensor:
         self._check_kind(kind)
         return self._draw(self._prepare(X, regimens, num_samples, current), kind=kind, seed=seed)
 
-    def _prepare(self, X: pd.DataFrame, regimens: Sequence[Any], num_samples: int | None,
-                 current: Any) -> dict[str, Any]:
+    def _prepare(
+        self, X: pd.DataFrame, regimens: Sequence[Any], num_samples: int | None, current: Any
+    ) -> dict[str, Any]:
         """Everything of a draw that uses no random numbers: parameters, design, expected outcome (S, n, R) and
         the heterogeneity spreads; :meth:`_draw` adds the random parts for one kind and seed."""
         spec, draws = self._state()
@@ -452,13 +536,29 @@ class ResponseModel(BaseEstimator):
                     Gc = spread(dcur, old.g)  # (S, n, D+1) of the current regimens
                     curmask = torch.zeros(x.shape[0], D + 1, dtype=f32)
                     curmask.scatter_(1, torch.as_tensor(dcur.drug), torch.as_tensor(np.abs(dcur.mask), dtype=f32))
-        return dict(spec=spec, p=p, Sn=Sn, x=x, design=design, dev_np=dev_np, mean=mean, new=new, het=het, D=D,
-                    Gn=Gn, Gc=Gc, newmask=newmask, curmask=curmask, current=current)
+        return dict(
+            spec=spec,
+            p=p,
+            Sn=Sn,
+            x=x,
+            design=design,
+            dev_np=dev_np,
+            mean=mean,
+            new=new,
+            het=het,
+            D=D,
+            Gn=Gn,
+            Gc=Gc,
+            newmask=newmask,
+            curmask=curmask,
+            current=current,
+        )
 
     def _draw(self, prep: dict[str, Any], *, kind: Kind, seed: int | None) -> torch.Tensor:
         """One kind's draws from :meth:`_prepare`'s state with the generator seeded by ``seed``."""
-        spec, p, Sn, x, design, dev_np, mean, new, D = (prep[k] for k in (
-            "spec", "p", "Sn", "x", "design", "dev_np", "mean", "new", "D"))
+        spec, p, Sn, x, design, dev_np, mean, new, D = (
+            prep[k] for k in ("spec", "p", "Sn", "x", "design", "dev_np", "mean", "new", "D")
+        )
         beta, gamma = p["beta"], p["gamma"]
         f32 = torch.float32
         with torch.no_grad():
@@ -470,8 +570,11 @@ class ResponseModel(BaseEstimator):
                 Z[:, :, D] = 0.0
                 Gn = prep["Gn"]
                 if prep["current"] is not None:
-                    mean = mean + torch.bmm(Z * (1 - prep["curmask"]), Gn.transpose(1, 2)) \
+                    mean = (
+                        mean
+                        + torch.bmm(Z * (1 - prep["curmask"]), Gn.transpose(1, 2))
                         - torch.matmul(Z * prep["Gc"], (1 - prep["newmask"]).T)
+                    )
                 else:
                     mean = mean + torch.bmm(Z, Gn.transpose(1, 2))
             if dev_np is not None:
@@ -484,10 +587,15 @@ class ResponseModel(BaseEstimator):
                 mean = mean + (delta @ beta[:, -q:, None])  # (S, n, 1): same for every regimen
                 Mq = torch.matmul(delta, gamma[:, :, -q:].transpose(1, 2))  # (S, n, C)
                 onehot = torch.nn.functional.one_hot(torch.as_tensor(design.cls), spec.n_classes + 1)
-                wp = new.g * torch.as_tensor(design.mask, dtype=f32) * p["rho"][:, None, None] ** torch.as_tensor(
-                    design.rank, dtype=f32) * torch.as_tensor(
-                    np.append([d.potency for d in spec.drugs], 0.0), dtype=f32)[torch.as_tensor(design.drug)]
-                W = torch.einsum("srk,rkc->scr", wp, onehot[..., :spec.n_classes].to(f32))
+                wp = (
+                    new.g
+                    * torch.as_tensor(design.mask, dtype=f32)
+                    * p["rho"][:, None, None] ** torch.as_tensor(design.rank, dtype=f32)
+                    * torch.as_tensor(np.append([d.potency for d in spec.drugs], 0.0), dtype=f32)[
+                        torch.as_tensor(design.drug)
+                    ]
+                )
+                W = torch.einsum("srk,rkc->scr", wp, onehot[..., : spec.n_classes].to(f32))
                 mean = mean + torch.bmm(Mq, W)
             nu = p["nu"].to(torch.float64)
             sigma = p["sigma"]
@@ -506,7 +614,7 @@ class ResponseModel(BaseEstimator):
                     j = spec.features.index(spec.baseline)
                     rtm = torch.clamp(-beta[:, j].double() * spec.feat_scale[j] * spec.y_scale, min=1e-12)
                     meas = torch.where(rtm.sqrt() < meas, torch.sqrt(meas * rtm.sqrt()), meas)
-                tau = torch.sqrt(torch.clamp(var - meas ** 2, min=0.0)).to(f32)
+                tau = torch.sqrt(torch.clamp(var - meas**2, min=0.0)).to(f32)
                 mean = mean + (tau[:, None] * torch.randn((Sn, mean.shape[1]), generator=gen))[:, :, None]
                 shrink = torch.sqrt(torch.clamp((nu - 2.0) / nu, min=0.2)).to(f32)  # t variance is s^2 nu/(nu-2)
                 scale = float(spec.meas_sd) * shrink
@@ -525,8 +633,9 @@ class ResponseModel(BaseEstimator):
                 out = torch.exp(out)
         return out
 
-    def _expected(self, spec: ModelSpec, p: dict[str, torch.Tensor], x: torch.Tensor, off: torch.Tensor,
-                  design: Any, current: Any) -> tuple[torch.Tensor, Any, Any, Any]:
+    def _expected(
+        self, spec: ModelSpec, p: dict[str, torch.Tensor], x: torch.Tensor, off: torch.Tensor, design: Any, current: Any
+    ) -> tuple[torch.Tensor, Any, Any, Any]:
         """The parameters' expected outcome (standardized model scale) of every row under every regimen,
         (S, n, R): offset + alpha + beta . x + E(R, x) - E(current, x), through the same
         :func:`~planner.model.model.regimen_effect` as the model's likelihood (``batch_mean``). Also returns
@@ -541,14 +650,19 @@ class ResponseModel(BaseEstimator):
             return mean, new, None, None
         cur = [current] * x.shape[0] if isinstance(current, Regimen) else list(current)
         if len(cur) != x.shape[0]:
-            raise ModelError("current and X differ in length", field="current", value=len(cur),
-                             expected=f"{x.shape[0]} (one per row) or a single Regimen")
+            raise ModelError(
+                "current and X differ in length",
+                field="current",
+                value=len(cur),
+                expected=f"{x.shape[0]} (one per row) or a single Regimen",
+            )
         dcur = spec.encode(cur, field_name="current")
         old = regimen_effect(pr, p, x, Slots.of(dcur, f32), cross=False)  # (S, n): each row its own
         return mean - old.value[:, :, None], new, old, dcur
 
-    def predict(self, X: pd.DataFrame, regimens: Sequence[Any], *, level: float = 0.9,
-                kind: Kind = "mean", current: Any = None) -> pd.DataFrame:
+    def predict(
+        self, X: pd.DataFrame, regimens: Sequence[Any], *, level: float = 0.9, kind: Kind = "mean", current: Any = None
+    ) -> pd.DataFrame:
         """Posterior mean and central ``level`` interval per row and regimen, as a long DataFrame with
         columns ``row`` (position in X), ``regimen`` (label), ``mean``, ``lower``, ``upper``."""
         if not 0 < level < 1:
@@ -557,13 +671,15 @@ class ResponseModel(BaseEstimator):
         lo, hi = np.quantile(d, [(1 - level) / 2, (1 + level) / 2], axis=0)
         n, R = d.shape[1], d.shape[2]
         labels = [self._regimen_label(r) for r in regimens]
-        return pd.DataFrame({
-            "row": np.repeat(np.arange(n), R),
-            "regimen": np.tile(np.array(labels, dtype=object), n),
-            "mean": d.mean(0).reshape(-1),
-            "lower": lo.reshape(-1),
-            "upper": hi.reshape(-1),
-        })
+        return pd.DataFrame(
+            {
+                "row": np.repeat(np.arange(n), R),
+                "regimen": np.tile(np.array(labels, dtype=object), n),
+                "mean": d.mean(0).reshape(-1),
+                "lower": lo.reshape(-1),
+                "upper": hi.reshape(-1),
+            }
+        )
 
     def parameter_summary(self) -> pd.DataFrame:
         """Posterior (or prior) mean and 90% interval of the class and drug effects, on the model scale."""

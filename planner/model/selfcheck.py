@@ -33,14 +33,26 @@ def ece(p: np.ndarray, hit: np.ndarray, bins: int = 10) -> float:
     """Expected calibration error of probabilities ``p`` against outcomes or true probabilities ``hit``."""
     p, hit = np.asarray(p, float), np.asarray(hit, float)
     idx = np.minimum((p * bins).astype(int), bins - 1)
-    return float(sum((idx == b).mean() * abs(p[idx == b].mean() - hit[idx == b].mean())
-                     for b in range(bins) if (idx == b).any()))
+    return float(
+        sum((idx == b).mean() * abs(p[idx == b].mean() - hit[idx == b].mean()) for b in range(bins) if (idx == b).any())
+    )
 
 
-def self_check(make_model: Callable[[], Any], X: pd.DataFrame, regimens: Sequence[Any], y: np.ndarray,
-               current: Sequence[Any] | None, targets: np.ndarray, groups: Sequence[Any], *, folds: int = 3,
-               seed: int = 0, max_rows: int = 20_000, direction: str = "lower",
-               progress: Progress | None = None) -> dict[str, Any]:
+def self_check(
+    make_model: Callable[[], Any],
+    X: pd.DataFrame,
+    regimens: Sequence[Any],
+    y: np.ndarray,
+    current: Sequence[Any] | None,
+    targets: np.ndarray,
+    groups: Sequence[Any],
+    *,
+    folds: int = 3,
+    seed: int = 0,
+    max_rows: int = 20_000,
+    direction: str = "lower",
+    progress: Progress | None = None,
+) -> dict[str, Any]:
     """Cross-validated predictive calibration (see the module docstring). ``make_model()`` returns an unfitted
     model with the options of the real one; at most ``max_rows`` episodes (whole patients) take part."""
     rng = np.random.default_rng([seed, 4049])
@@ -62,13 +74,23 @@ def self_check(make_model: Callable[[], Any], X: pd.DataFrame, regimens: Sequenc
         te = np.nonzero(fold == k)[0]
         m = make_model()
         cb = None if progress is None else (lambda s, t, loss, k=k: progress(k, s, t, loss))
-        m.fit(X.iloc[tr], [regimens[i] for i in tr], y[tr],
-              current=None if current is None else [current[i] for i in tr], progress=cb)
+        m.fit(
+            X.iloc[tr],
+            [regimens[i] for i in tr],
+            y[tr],
+            current=None if current is None else [current[i] for i in tr],
+            progress=cb,
+        )
         keys = pd.Series([_key(regimens[int(i)]) for i in te])
         for _, pos in keys.groupby(keys).indices.items():
             rows = te[np.asarray(pos)]
-            d = m.sample(X.iloc[rows], [regimens[int(rows[0])]], kind="predictive", seed=seed + 7 + k,
-                         current=None if current is None else [current[int(i)] for i in rows])[:, :, 0]  # (S, n)
+            d = m.sample(
+                X.iloc[rows],
+                [regimens[int(rows[0])]],
+                kind="predictive",
+                seed=seed + 7 + k,
+                current=None if current is None else [current[int(i)] for i in rows],
+            )[:, :, 0]  # (S, n)
             yo = y[rows]
             below, tie = (d < yo).mean(0), (d == yo).mean(0)
             pit.append(below + tie * rng.random(len(rows)))
@@ -80,11 +102,16 @@ def self_check(make_model: Callable[[], Any], X: pd.DataFrame, regimens: Sequenc
             hit.append((yo <= tg) if direction == "lower" else (yo >= tg))
     u = np.concatenate(pit)
     hist = np.histogram(u, bins=10, range=(0.0, 1.0))[0] / max(len(u), 1)
-    res = {"folds": folds, "episodes": int(len(u)), "patients": int(len(ids)),
-           "coverage90": float(np.concatenate(cover).mean()), "pit_hist": [round(float(h), 4) for h in hist],
-           "pit_max_dev": float(np.abs(hist - 0.1).max()),
-           "ece_p_target": ece(np.concatenate(pt), np.concatenate(hit)),
-           "ranges": {k: list(v) for k, v in RANGES.items()}}
+    res = {
+        "folds": folds,
+        "episodes": int(len(u)),
+        "patients": int(len(ids)),
+        "coverage90": float(np.concatenate(cover).mean()),
+        "pit_hist": [round(float(h), 4) for h in hist],
+        "pit_max_dev": float(np.abs(hist - 0.1).max()),
+        "ece_p_target": ece(np.concatenate(pt), np.concatenate(hit)),
+        "ranges": {k: list(v) for k, v in RANGES.items()},
+    }
     res["warnings"] = warnings_for(res)
     return res
 
@@ -94,8 +121,10 @@ def warnings_for(res: dict[str, Any]) -> list[str]:
     for key, (lo, hi) in RANGES.items():
         v = res.get(key)
         if v is not None and not lo <= v <= hi:
-            out.append(f"{key} {v:.3f} outside [{lo:g}, {hi:g}] on held-out follow-ups: intervals or P(target) "
-                       "are miscalibrated for this cohort")
+            out.append(
+                f"{key} {v:.3f} outside [{lo:g}, {hi:g}] on held-out follow-ups: intervals or P(target) "
+                "are miscalibrated for this cohort"
+            )
     return out
 
 

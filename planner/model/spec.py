@@ -88,7 +88,9 @@ class ModelSpec:
     uses_current: bool = False
     trained: bool = False  # False: an untrained area prior (missing modifier features take their defaults)
     heterogeneity: float | None = None  # prior scale of between-patient response SD, x |class effect|
-    meas_sd: float | None = None  # SD of one measurement around a patient's expected level (area noise_sd)  # fitted with the current (pre-decision) regimen of each row
+    meas_sd: float | None = (
+        None  # SD of one measurement around a patient's expected level (area noise_sd)  # fitted with the current (pre-decision) regimen of each row
+    )
     feat_default: list[float] = field(default_factory=list)  # value used for a missing feature value
     basis: list[str] = field(default_factory=list)  # learned-basis columns (the last features; planner.model.basis)
 
@@ -188,9 +190,13 @@ class ModelSpec:
         # a drug in only one of the two regimens brings the patient's own response to it (heterogeneity)
         hn = (np.abs(new.mask) > 0) & ~(new.drug[:, :, None] == old.drug[:, None, :]).any(2)
         ho = (np.abs(old.mask) > 0) & ~(old.drug[:, :, None] == new.drug[:, None, :]).any(2)
-        return Design(*(np.concatenate([getattr(new, f), getattr(old, f)], axis=1)
-                        for f in ("drug", "cls", "g", "log2r", "rank", "mask")),
-                      np.concatenate([hn, ho], axis=1).astype(np.float64))
+        return Design(
+            *(
+                np.concatenate([getattr(new, f), getattr(old, f)], axis=1)
+                for f in ("drug", "cls", "g", "log2r", "rank", "mask")
+            ),
+            np.concatenate([hn, ho], axis=1).astype(np.float64),
+        )
 
     def _encode_one(self, items: list[tuple[str, float | None]], field_name: str, row: int) -> list[tuple]:
         out = []
@@ -203,8 +209,7 @@ class ModelSpec:
             d = self.drugs[di]
             c = self.classes[d.class_index]
             if dose is not None and not (math.isfinite(dose) and dose > 0):
-                raise ModelError("dose must be a positive number of mg/day", field=f"{field_name}[{row}]",
-                                 value=dose)
+                raise ModelError("dose must be a positive number of mg/day", field=f"{field_name}[{row}]", value=dose)
             r = 1.0 if (dose is None or d.reference_dose is None) else dose / d.reference_dose
             out.append((di, d.class_index, r, math.log2(r) if c.dose_kind == "log2" else 0.0))
         # sub-additivity order: larger prior effect first (fixed, so the model stays smooth in its parameters)
@@ -271,9 +276,15 @@ class Design:
 # ---- builders ---------------------------------------------------------------------------------------
 
 
-def spec_from_area(area: Area, *, features: Sequence[str] | None = None, feat_loc: Sequence[float] | None = None,
-                   feat_scale: Sequence[float] | None = None, trained: bool = False,
-                   shrinkage: float = 0.1) -> ModelSpec:
+def spec_from_area(
+    area: Area,
+    *,
+    features: Sequence[str] | None = None,
+    feat_loc: Sequence[float] | None = None,
+    feat_scale: Sequence[float] | None = None,
+    trained: bool = False,
+    shrinkage: float = 0.1,
+) -> ModelSpec:
     """The spec of an area model.
 
     Untrained (``trained=False``): features are the area's modifier features (plus ``baseline``), on their raw
@@ -286,14 +297,29 @@ def spec_from_area(area: Area, *, features: Sequence[str] | None = None, feat_lo
     for c in area.classes:
         dr = c.dose_response
         pd = float(dr.per_doubling or 0.0) if dr.kind == "log2" else 0.0
-        classes.append(ClassSpec(
-            id=c.id, prior_mean=c.effect_on_scale(), prior_sd=c.sd, within_sd=c.within_class_sd,
-            dose_kind=dr.kind, ed50=dr.ed50, per_doubling=pd, per_doubling_sd=abs(pd) / 2.0 if pd else 0.0,
-        ))
+        classes.append(
+            ClassSpec(
+                id=c.id,
+                prior_mean=c.effect_on_scale(),
+                prior_sd=c.sd,
+                within_sd=c.within_class_sd,
+                dose_kind=dr.kind,
+                ed50=dr.ed50,
+                per_doubling=pd,
+                per_doubling_sd=abs(pd) / 2.0 if pd else 0.0,
+            )
+        )
     class_ids = [c.id for c in area.classes]
     drugs = [
-        DrugSpec(name=d.ingredient, class_index=class_ids.index(d.drug_class), potency=d.relative_potency,
-                 reference_dose=d.reference_dose, rxcui=d.rxcui, doses=tuple(d.doses), first_line=d.first_line)
+        DrugSpec(
+            name=d.ingredient,
+            class_index=class_ids.index(d.drug_class),
+            potency=d.relative_potency,
+            reference_dose=d.reference_dose,
+            rxcui=d.rxcui,
+            doses=tuple(d.doses),
+            first_line=d.first_line,
+        )
         for d in area.formulary
     ]
     baseline = next((f.name for f in area.features if f.kind == "baseline"), None)
@@ -333,23 +359,54 @@ def spec_from_area(area: Area, *, features: Sequence[str] | None = None, feat_lo
     comb = area.combination
     noise = area.outcome.noise_sd
     return ModelSpec(
-        classes=classes, drugs=drugs, features=list(features), feat_loc=[float(x) for x in feat_loc],
-        feat_scale=[float(x) for x in feat_scale], scale=area.outcome.scale, area_id=area.id,
-        area_version=area.version, baseline=baseline, noise_sd=noise, noise_sd_log_sd=0.5,
-        alpha_sd=noise, beta_sd=noise, beta_mask=[1.0 if trained else 0.0] * p,
-        mod_mean=mod_mean.tolist(), mod_sd=mod_sd.tolist(), mod_given=given.tolist(), mod_offset=offset.tolist(),
-        mod_mask=mask.tolist(), shrinkage=shrinkage * noise, rho_mean=comb.subadditivity, rho_conc=40.0,
-        max_drugs=comb.max_drugs, max_per_class=comb.max_per_class,
-        exclusive_classes=[list(x) for x in comb.exclusive_classes], meas_sd=noise, trained=trained, heterogeneity=0.5,
-        feat_default=[float(defaults.get(f) if defaults.get(f) is not None else loc)
-                      for f, loc in zip(features, feat_loc)],
+        classes=classes,
+        drugs=drugs,
+        features=list(features),
+        feat_loc=[float(x) for x in feat_loc],
+        feat_scale=[float(x) for x in feat_scale],
+        scale=area.outcome.scale,
+        area_id=area.id,
+        area_version=area.version,
+        baseline=baseline,
+        noise_sd=noise,
+        noise_sd_log_sd=0.5,
+        alpha_sd=noise,
+        beta_sd=noise,
+        beta_mask=[1.0 if trained else 0.0] * p,
+        mod_mean=mod_mean.tolist(),
+        mod_sd=mod_sd.tolist(),
+        mod_given=given.tolist(),
+        mod_offset=offset.tolist(),
+        mod_mask=mask.tolist(),
+        shrinkage=shrinkage * noise,
+        rho_mean=comb.subadditivity,
+        rho_conc=40.0,
+        max_drugs=comb.max_drugs,
+        max_per_class=comb.max_per_class,
+        exclusive_classes=[list(x) for x in comb.exclusive_classes],
+        meas_sd=noise,
+        trained=trained,
+        heterogeneity=0.5,
+        feat_default=[
+            float(defaults.get(f) if defaults.get(f) is not None else loc) for f, loc in zip(features, feat_loc)
+        ],
     )
 
 
-def spec_from_tabular(arms: Iterable[str], features: Sequence[str], feat_loc: Sequence[float],
-                      feat_scale: Sequence[float], *, y_loc: float, y_scale: float, effect_sd: float,
-                      shrinkage: float, baseline: str | None, max_drugs: int,
-                      subadditivity: float | None) -> ModelSpec:
+def spec_from_tabular(
+    arms: Iterable[str],
+    features: Sequence[str],
+    feat_loc: Sequence[float],
+    feat_scale: Sequence[float],
+    *,
+    y_loc: float,
+    y_scale: float,
+    effect_sd: float,
+    shrinkage: float,
+    baseline: str | None,
+    max_drugs: int,
+    subadditivity: float | None,
+) -> ModelSpec:
     """A weakly informative spec for any tabular study: one class per arm, standardized outcome and features."""
     arms = list(arms)
     classes = [ClassSpec(id=a, prior_mean=0.0, prior_sd=effect_sd, within_sd=0.0) for a in arms]
@@ -357,10 +414,31 @@ def spec_from_tabular(arms: Iterable[str], features: Sequence[str], feat_loc: Se
     p, C = len(features), len(classes)
     zeros = np.zeros((C, p)).tolist()
     return ModelSpec(
-        classes=classes, drugs=drugs, features=list(features), feat_loc=[float(x) for x in feat_loc],
-        feat_scale=[float(x) for x in feat_scale], scale="identity", area_id=None, baseline=baseline,
-        y_loc=float(y_loc), y_scale=float(y_scale), noise_sd=0.7, noise_sd_log_sd=1.0, alpha_sd=2.0,
-        beta_sd=1.0, beta_mask=[1.0] * p, mod_mean=zeros, mod_sd=zeros, mod_given=zeros, mod_offset=zeros,
-        mod_mask=np.ones((C, p)).tolist(), shrinkage=shrinkage, rho_mean=subadditivity, rho_conc=20.0,
-        max_drugs=max(max_drugs, 1), max_per_class=max(max_drugs, 1), trained=True, feat_default=[float(x) for x in feat_loc],
+        classes=classes,
+        drugs=drugs,
+        features=list(features),
+        feat_loc=[float(x) for x in feat_loc],
+        feat_scale=[float(x) for x in feat_scale],
+        scale="identity",
+        area_id=None,
+        baseline=baseline,
+        y_loc=float(y_loc),
+        y_scale=float(y_scale),
+        noise_sd=0.7,
+        noise_sd_log_sd=1.0,
+        alpha_sd=2.0,
+        beta_sd=1.0,
+        beta_mask=[1.0] * p,
+        mod_mean=zeros,
+        mod_sd=zeros,
+        mod_given=zeros,
+        mod_offset=zeros,
+        mod_mask=np.ones((C, p)).tolist(),
+        shrinkage=shrinkage,
+        rho_mean=subadditivity,
+        rho_conc=20.0,
+        max_drugs=max(max_drugs, 1),
+        max_per_class=max(max_drugs, 1),
+        trained=True,
+        feat_default=[float(x) for x in feat_loc],
     )

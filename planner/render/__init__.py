@@ -52,8 +52,9 @@ def render(rec: Recommendation, fmt: str = "json") -> str:
     try:
         fn = FORMATS[fmt]
     except KeyError:
-        raise ConfigError("unknown output format", field="format", value=fmt,
-                          expected="one of " + ", ".join(FORMATS)) from None
+        raise ConfigError(
+            "unknown output format", field="format", value=fmt, expected="one of " + ", ".join(FORMATS)
+        ) from None
     return fn(rec)
 
 

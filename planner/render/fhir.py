@@ -51,8 +51,16 @@ def _med_request(drug: PlanDrug, subject: dict[str, str] | None, note: str) -> d
         instruction: dict[str, Any] = {
             "text": dose_text(drug),
             "timing": {"repeat": {"frequency": dose.times, "period": 1, "periodUnit": _PERIOD[dose.period]}},
-            "doseAndRate": [{"doseQuantity": {"value": dose.amount, "unit": dose.unit,
-                                              "system": "http://unitsofmeasure.org", "code": dose.ucum}}],
+            "doseAndRate": [
+                {
+                    "doseQuantity": {
+                        "value": dose.amount,
+                        "unit": dose.unit,
+                        "system": "http://unitsofmeasure.org",
+                        "code": dose.ucum,
+                    }
+                }
+            ],
         }
         if dose.route_code:
             instruction["route"] = {"coding": [{"system": SNOMED, "code": dose.route_code}], "text": dose.route}
@@ -64,8 +72,10 @@ def _issue(f: Finding, subject: dict[str, str] | None, implicated: list[str]) ->
     res: dict[str, Any] = {
         "resourceType": "DetectedIssue",
         "status": "preliminary",
-        "code": {"coding": [{"system": "https://planner.example/fhir/CodeSystem/finding-kind",
-                             "code": f.kind}], "text": f.kind},
+        "code": {
+            "coding": [{"system": "https://planner.example/fhir/CodeSystem/finding-kind", "code": f.kind}],
+            "text": f.kind,
+        },
         "severity": _SEVERITY[f.action],
         "detail": f.message,
         "reference": f.source if f.source.startswith(("http://", "https://")) else None,
@@ -104,13 +114,26 @@ def render_fhir(rec: Recommendation) -> dict[str, Any]:
             "title": f"{rec.area_name}: option {plan.rank}",
             "description": plan.rationale,
             "activity": [{"reference": {"reference": u}} for u in med_urls]
-            + [{"detail": {"status": "not-started", "kind": "MedicationRequest",
-                           "description": f"stop {d.drug}",
-                           "code": {"coding": [{"system": RXNORM, "code": d.rxnorm, "display": d.drug}]}}}
-               for d in plan.stopped],
-            "note": [{"text": (f"predicted {rec.outcome.quantity} {plan.predicted.mean:g} {rec.outcome.unit} "
-                               f"[{plan.predicted.lower:g}, {plan.predicted.upper:g}]; "
-                               f"P(target) {plan.p_target:.2f}; P(best) {plan.p_best:.2f}")}],
+            + [
+                {
+                    "detail": {
+                        "status": "not-started",
+                        "kind": "MedicationRequest",
+                        "description": f"stop {d.drug}",
+                        "code": {"coding": [{"system": RXNORM, "code": d.rxnorm, "display": d.drug}]},
+                    }
+                }
+                for d in plan.stopped
+            ],
+            "note": [
+                {
+                    "text": (
+                        f"predicted {rec.outcome.quantity} {plan.predicted.mean:g} {rec.outcome.unit} "
+                        f"[{plan.predicted.lower:g}, {plan.predicted.upper:g}]; "
+                        f"P(target) {plan.p_target:.2f}; P(best) {plan.p_best:.2f}"
+                    )
+                }
+            ],
         }
         if subject:
             care["subject"] = subject
@@ -126,13 +149,22 @@ def render_fhir(rec: Recommendation) -> dict[str, Any]:
     for j, f in enumerate(rec.current_findings):
         add(_issue(f, subject, []), "issue", "current", j)
     p = rec.provenance
-    add({
-        "resourceType": "Provenance",
-        "target": [{"reference": u} for u in plan_urls] or [{"display": "no plan"}],
-        "recorded": f"{p.as_of.isoformat()}T00:00:00Z",
-        "agent": [{"type": {"text": "software"},
-                   "who": {"display": f"planner {p.planner_version}; rules {p.rules_version}; model {p.model}; seed {p.seed}"}}],
-    }, "provenance")
+    add(
+        {
+            "resourceType": "Provenance",
+            "target": [{"reference": u} for u in plan_urls] or [{"display": "no plan"}],
+            "recorded": f"{p.as_of.isoformat()}T00:00:00Z",
+            "agent": [
+                {
+                    "type": {"text": "software"},
+                    "who": {
+                        "display": f"planner {p.planner_version}; rules {p.rules_version}; model {p.model}; seed {p.seed}"
+                    },
+                }
+            ],
+        },
+        "provenance",
+    )
     return {"resourceType": "Bundle", "type": "collection", "entry": entries}
 
 

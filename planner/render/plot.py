@@ -21,8 +21,9 @@ def _label(p: Plan) -> str:
     return f"{p.rank}. {drugs}"
 
 
-def plot_plans(rec: Recommendation, plans: tuple[Plan, ...] | list[Plan] | None = None, ax: Any = None,
-               *, title: str | None = None) -> Any:
+def plot_plans(
+    rec: Recommendation, plans: tuple[Plan, ...] | list[Plan] | None = None, ax: Any = None, *, title: str | None = None
+) -> Any:
     """Horizontal interval plot of ``plans`` (default: all of ``rec``'s): the predictive 5-95% and 25-75%
     ranges of a new measurement, the expected outcome's interval and mean, the baseline and the target.
     Returns the Axes."""
@@ -39,8 +40,14 @@ def plot_plans(rec: Recommendation, plans: tuple[Plan, ...] | list[Plan] | None 
         if len(q) == 19:
             ax.hlines(y, q[0], q[-1], color="#9ecae1", lw=7, label="next measurement, 5-95%" if i == 0 else None)
             ax.hlines(y, q[4], q[14], color="#3182bd", lw=7, label="next measurement, 25-75%" if i == 0 else None)
-        ax.hlines(y + 0.28, p.predicted.lower, p.predicted.upper, color="black", lw=1.5,
-                  label=f"expected outcome, {round(p.predicted.level * 100)}% interval" if i == 0 else None)
+        ax.hlines(
+            y + 0.28,
+            p.predicted.lower,
+            p.predicted.upper,
+            color="black",
+            lw=1.5,
+            label=f"expected outcome, {round(p.predicted.level * 100)}% interval" if i == 0 else None,
+        )
         ax.plot([p.predicted.mean], [y + 0.28], "ko", ms=4, label="expected outcome, mean" if i == 0 else None)
     ax.set_yticks(range(len(plans) - 1, -1, -1), [_label(p) for p in plans])
     if not plans:
@@ -81,12 +88,16 @@ def alt_text(rec: Recommendation) -> str:
     o = rec.outcome
     u = unit(o.unit)
     sign = "below" if o.direction == "lower" else "above"
-    parts = [f"Predicted {quantity_label(o.quantity)} ({u}) at follow-up for {len(rec.plans)} ranked plans; target {sign} "
-             f"{o.target:g} {u}" + ("" if o.baseline is None else f"; baseline {num(o.baseline)} {u}") + "."]
+    parts = [
+        f"Predicted {quantity_label(o.quantity)} ({u}) at follow-up for {len(rec.plans)} ranked plans; target {sign} "
+        f"{o.target:g} {u}" + ("" if o.baseline is None else f"; baseline {num(o.baseline)} {u}") + "."
+    ]
     for p in rec.plans:
         pr = p.predicted
-        parts.append(f"{_label(p)}: mean {pr.mean:.2f}, {round(pr.level * 100)}% interval {pr.lower:.2f} to "
-                     f"{pr.upper:.2f}, P(target) {p.p_target:.2f}.")
+        parts.append(
+            f"{_label(p)}: mean {pr.mean:.2f}, {round(pr.level * 100)}% interval {pr.lower:.2f} to "
+            f"{pr.upper:.2f}, P(target) {p.p_target:.2f}."
+        )
     return " ".join(parts)
 
 
@@ -95,10 +106,12 @@ def figure_html(rec: Recommendation) -> str:
     if not rec.plans:
         return ""
     data = base64.b64encode(png_bytes(rec)).decode("ascii")
-    return (f"<figure><img src=\"data:image/png;base64,{data}\" alt=\"{esc(alt_text(rec))}\">"
-            "<figcaption>Bars: where the next measurement is likely to fall (light 5-95%, dark 25-75%); black line "
-            "and dot: the expected outcome's interval and mean; dashed green: target; dotted red: baseline."
-            "</figcaption></figure>")
+    return (
+        f'<figure><img src="data:image/png;base64,{data}" alt="{esc(alt_text(rec))}">'
+        "<figcaption>Bars: where the next measurement is likely to fall (light 5-95%, dark 25-75%); black line "
+        "and dot: the expected outcome's interval and mean; dashed green: target; dotted red: baseline."
+        "</figcaption></figure>"
+    )
 
 
 def plot_problems(ax: Any, rec: Recommendation) -> list[str]:

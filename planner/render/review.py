@@ -45,36 +45,56 @@ def with_lab(record: PatientRecord, quantity: str, value: float, *, date: dt.dat
 
     q = code_tables().quantities.get(quantity)
     if q is None:
-        raise ConfigError("unknown quantity", field="quantity", value=quantity,
-                          expected="one of " + ", ".join(sorted(code_tables().quantities)))
-    m = Measurement(date=_date(date, record.as_of), value=float(value), unit=q.unit, loinc=q.loinc[0],
-                    source="what-if")
+        raise ConfigError(
+            "unknown quantity",
+            field="quantity",
+            value=quantity,
+            expected="one of " + ", ".join(sorted(code_tables().quantities)),
+        )
+    m = Measurement(date=_date(date, record.as_of), value=float(value), unit=q.unit, loinc=q.loinc[0], source="what-if")
     series = tuple(sorted((*record.observations.get(quantity, ()), m), key=lambda x: x.date))
     return record.model_copy(update={"observations": {**record.observations, quantity: series}})
 
 
-def with_genotype(record: PatientRecord, gene: str, diplotype: str, *, date: dt.date | str | None = None) -> PatientRecord:
+def with_genotype(
+    record: PatientRecord, gene: str, diplotype: str, *, date: dt.date | str | None = None
+) -> PatientRecord:
     """The record with ``gene``'s results replaced by one genotype (``"*2/*2"``); the safety layer derives the
     phenotype from it as from any genotype Observation."""
     pgx = tuple(p for p in record.pgx if p.gene != gene) + (
-        PgxResult(gene=gene, diplotype=diplotype.removeprefix(gene), source="fhir-genotype", source_ref="what-if",
-                  date=_date(date, record.as_of)),)
+        PgxResult(
+            gene=gene,
+            diplotype=diplotype.removeprefix(gene),
+            source="fhir-genotype",
+            source_ref="what-if",
+            date=_date(date, record.as_of),
+        ),
+    )
     return record.model_copy(update={"pgx": pgx})
 
 
-def with_medication(record: PatientRecord, drug: str, dose_mg_day: float | None = None, *,
-                    start: dt.date | str | None = None) -> PatientRecord:
+def with_medication(
+    record: PatientRecord, drug: str, dose_mg_day: float | None = None, *, start: dt.date | str | None = None
+) -> PatientRecord:
     """The record with ``drug`` (an ingredient name, resolved by the RxNorm table) as a current medication
     started on ``start`` (default: 30 days before as-of)."""
     from ..ingest.codes import code_tables
 
     ing = code_tables().ingredient_by_name(drug)
     if ing is None or ing.rxcui is None:
-        raise ConfigError("unknown medication", field="drug", value=drug,
-                          expected="an ingredient name in rules/codes/rxnorm.csv")
-    med = Medication(id=f"what-if-{ing.name.replace(' ', '-')}", rxcui=ing.rxcui, ingredient=ing.name,
-                     source_display=f"{ing.name} (what-if)", dose_mg_day=dose_mg_day, status="active",
-                     intent="order", start=_date(start, record.as_of - dt.timedelta(days=30)))
+        raise ConfigError(
+            "unknown medication", field="drug", value=drug, expected="an ingredient name in rules/codes/rxnorm.csv"
+        )
+    med = Medication(
+        id=f"what-if-{ing.name.replace(' ', '-')}",
+        rxcui=ing.rxcui,
+        ingredient=ing.name,
+        source_display=f"{ing.name} (what-if)",
+        dose_mg_day=dose_mg_day,
+        status="active",
+        intent="order",
+        start=_date(start, record.as_of - dt.timedelta(days=30)),
+    )
     return record.model_copy(update={"medications": (*record.medications, med)})
 
 
@@ -87,19 +107,29 @@ def _plan(rec: Recommendation, which: int | str | Plan) -> Plan:
     for p in rec.plans:
         if (isinstance(which, int) and p.rank == which) or p.key == which:
             return p
-    raise ConfigError("no such plan", field="plan", value=which,
-                      expected="a rank 1-" + str(len(rec.plans)) + " or a plan key: " + ", ".join(p.key for p in rec.plans))
+    raise ConfigError(
+        "no such plan",
+        field="plan",
+        value=which,
+        expected="a rank 1-" + str(len(rec.plans)) + " or a plan key: " + ", ".join(p.key for p in rec.plans),
+    )
 
 
-def compare(rec: Recommendation, a: int | str | Plan = 1, b: int | str | Plan = 2,
-            other: Recommendation | None = None) -> Html:
+def compare(
+    rec: Recommendation, a: int | str | Plan = 1, b: int | str | Plan = 2, other: Recommendation | None = None
+) -> Html:
     """Two plans side by side: plan ``a`` of ``rec`` and plan ``b`` of ``other`` (default: of ``rec`` too;
     with ``other`` the cards say which is before and which after)."""
     pa, pb = _plan(rec, a), _plan(other or rec, b)
-    ta, tb = (f"Plan {pa.rank}", f"Plan {pb.rank}") if other is None else (
-        f"Before: plan {pa.rank}", f"After: plan {pb.rank}")
-    return Html(f"<div class=\"compare\"><div>{plan_card_html(rec, pa, title=ta)}</div>"
-                f"<div>{plan_card_html(other or rec, pb, title=tb)}</div></div>")
+    ta, tb = (
+        (f"Plan {pa.rank}", f"Plan {pb.rank}")
+        if other is None
+        else (f"Before: plan {pa.rank}", f"After: plan {pb.rank}")
+    )
+    return Html(
+        f'<div class="compare"><div>{plan_card_html(rec, pa, title=ta)}</div>'
+        f"<div>{plan_card_html(other or rec, pb, title=tb)}</div></div>"
+    )
 
 
 def _fmt_move(before: float | None, after: float | None, digits: int = 2) -> str:
@@ -133,23 +163,33 @@ def what_changed(before: Recommendation, after: Recommendation) -> Html:
         pb, pa = b_plans.get(k), a_plans.get(k)
         shown = pa or pb
         assert shown is not None
-        rows.append([drugs_html(shown.regimen, shown.stopped)]
-                    + [esc(_fmt_move(_value(pb, attr), _value(pa, attr), 0 if attr == "rank" else 2))
-                       for attr in ("rank", "mean", "p_target", "p_best")])
-    out = table(["plan", "rank", f"predicted ({unit(before.outcome.unit)})", "P(target)", "P(best)"], rows,
-                caption="Plans before -> after", widths=(32, 12, 20, 18, 18))
+        rows.append(
+            [drugs_html(shown.regimen, shown.stopped)]
+            + [
+                esc(_fmt_move(_value(pb, attr), _value(pa, attr), 0 if attr == "rank" else 2))
+                for attr in ("rank", "mean", "p_target", "p_best")
+            ]
+        )
+    out = table(
+        ["plan", "rank", f"predicted ({unit(before.outcome.unit)})", "P(target)", "P(best)"],
+        rows,
+        caption="Plans before -> after",
+        widths=(32, 12, 20, 18, 18),
+    )
     fb, fa = _finding_keys(before.current_findings), _finding_keys(after.current_findings)
     new = [f for k, f in fa.items() if k not in fb]
     gone = [f for k, f in fb.items() if k not in fa]
-    out += ("<h3>Findings on current medications</h3>"
-            + ("".join("<p>new: " + finding_html(f, source=False) + "</p>" for f in new)
-               + "".join("<p>no longer: " + finding_html(f, source=False) + "</p>" for f in gone)
-               or "<p class=\"muted\">unchanged</p>"))
+    out += "<h3>Findings on current medications</h3>" + (
+        "".join("<p>new: " + finding_html(f, source=False) + "</p>" for f in new)
+        + "".join("<p>no longer: " + finding_html(f, source=False) + "</p>" for f in gone)
+        or '<p class="muted">unchanged</p>'
+    )
     eb, ea = {e.key: e for e in before.excluded}, {e.key: e for e in after.excluded}
     newly = [e for k, e in ea.items() if k not in eb]
     back = [e for k, e in eb.items() if k not in ea]
-    out += "<h3>Newly excluded regimens</h3>" + (excluded_html(newly, caption=f"{len(newly)} newly excluded")
-                                                  if newly else "<p class=\"muted\">none</p>")
+    out += "<h3>Newly excluded regimens</h3>" + (
+        excluded_html(newly, caption=f"{len(newly)} newly excluded") if newly else '<p class="muted">none</p>'
+    )
     if back:
         out += "<p>No longer excluded: " + esc(", ".join(e.key for e in back)) + "</p>"
     return Html(out)
@@ -164,6 +204,10 @@ def why_excluded(rec: Recommendation, drug: str) -> Html:
         return Html(f"<p><b>{esc(drug)}</b>: {len(hits)} regimen(s) excluded.</p>" + excluded_html(hits))
     planned = [p.rank for p in rec.plans if drug in {d.drug for d in p.regimen}]
     if planned:
-        return Html(f"<p><b>{esc(drug)}</b> was not excluded: it is in plan(s) {esc(', '.join(map(str, planned)))}.</p>")
-    return Html(f"<p><b>{esc(drug)}</b> was not excluded by any rule; it is not among the top {len(rec.plans)} plans "
-                f"(of {rec.provenance.candidates_considered} candidates considered).</p>")
+        return Html(
+            f"<p><b>{esc(drug)}</b> was not excluded: it is in plan(s) {esc(', '.join(map(str, planned)))}.</p>"
+        )
+    return Html(
+        f"<p><b>{esc(drug)}</b> was not excluded by any rule; it is not among the top {len(rec.plans)} plans "
+        f"(of {rec.provenance.candidates_considered} candidates considered).</p>"
+    )

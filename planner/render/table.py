@@ -33,8 +33,11 @@ def _tradeoffs(p: Plan) -> str:
     lines = [("meets " if i.met else "NOT MET ") + i.label for i in p.indications]
     for t in p.tradeoffs:
         if t.term.startswith(("secondary:", "preference:")) and (t.value or t.utility):
-            val = f"{100 * t.value:.1f}%" if t.unit.startswith("risk") and t.value is not None else (
-                f"{t.value:+.1f} {t.unit}" if t.term.startswith("secondary:") else f"{t.value:g} x {t.unit}")
+            val = (
+                f"{100 * t.value:.1f}%"
+                if t.unit.startswith("risk") and t.value is not None
+                else (f"{t.value:+.1f} {t.unit}" if t.term.startswith("secondary:") else f"{t.value:g} x {t.unit}")
+            )
             lines.append(f"{t.label} {val} ({t.utility:+.2f})")
     if p.rank_without_preferences is not None:
         lines.append(f"rank {p.rank_without_preferences} without preferences")
@@ -48,9 +51,13 @@ def render_table(rec: Recommendation, *, width: int = 140) -> str:
     o = rec.outcome
     base = "no recent value" if o.baseline is None else f"{o.baseline:g} {o.unit} on {o.baseline_date}"
     # text from the record or the rules is printed literally ("[/bold]" in an EHR field is not markup)
-    con.print(f"[bold]{escape(rec.area_name)}[/bold]  " + escape(
-        f"outcome {o.quantity} (LOINC {o.loinc}); baseline {base}; "
-        f"target {'<' if o.direction == 'lower' else '>'} {o.target:g} {o.unit}"))
+    con.print(
+        f"[bold]{escape(rec.area_name)}[/bold]  "
+        + escape(
+            f"outcome {o.quantity} (LOINC {o.loinc}); baseline {base}; "
+            f"target {'<' if o.direction == 'lower' else '>'} {o.target:g} {o.unit}"
+        )
+    )
     if rec.current_regimen:
         con.print(Text("current: " + _drugs(rec.current_regimen).replace("\n", ", ")))
     t = Table(title="Ranked plans", show_lines=True)
@@ -58,25 +65,35 @@ def render_table(rec: Recommendation, *, width: int = 140) -> str:
         t.add_column(col)
     for p in rec.plans:
         pr = p.predicted
-        t.add_row(*(Text(c) for c in (
-            str(p.rank),
-            _drugs(p.regimen, p.stopped),
-            f"{pr.mean:.2f}\n[{pr.lower:.2f}, {pr.upper:.2f}]",
-            f"{p.p_target:.2f}",
-            f"{p.p_best:.2f}",
-            _tradeoffs(p),
-            "\n".join(f"{f.action}: {f.message}" for f in p.findings) or "-",
-        )))
+        t.add_row(
+            *(
+                Text(c)
+                for c in (
+                    str(p.rank),
+                    _drugs(p.regimen, p.stopped),
+                    f"{pr.mean:.2f}\n[{pr.lower:.2f}, {pr.upper:.2f}]",
+                    f"{p.p_target:.2f}",
+                    f"{p.p_best:.2f}",
+                    _tradeoffs(p),
+                    "\n".join(f"{f.action}: {f.message}" for f in p.findings) or "-",
+                )
+            )
+        )
     con.print(t)
     if rec.preferences:
-        con.print("preferences: " + ", ".join(rec.preferences) + " (each plan shows what they cost it and its rank without them)")
+        con.print(
+            "preferences: "
+            + ", ".join(rec.preferences)
+            + " (each plan shows what they cost it and its rank without them)"
+        )
     if rec.excluded:
         ex = Table(title=f"Excluded regimens ({len(rec.excluded)})", show_lines=False)
         ex.add_column("regimen")
         ex.add_column("why")
         for e in rec.excluded[:15]:
-            ex.add_row(Text(e.key), Text("; ".join(f"{f.rule_id}: {f.message}" for f in e.findings
-                                                   if f.action == "exclude")))
+            ex.add_row(
+                Text(e.key), Text("; ".join(f"{f.rule_id}: {f.message}" for f in e.findings if f.action == "exclude"))
+            )
         if len(rec.excluded) > 15:
             ex.add_row("...", f"{len(rec.excluded) - 15} more (use --format json)")
         con.print(ex)
@@ -89,6 +106,10 @@ def render_table(rec: Recommendation, *, width: int = 140) -> str:
         for g in rec.data_gaps:
             con.print(Text(f"  {g.message}" + (f" ({g.suggestion})" if g.suggestion else "")))
     p = rec.provenance
-    con.print(Text(f"planner {p.planner_version}; rules {p.rules_version}; area {rec.area}@{p.area_version}; "
-                   f"model {p.model}; seed {p.seed}; as of {p.as_of}"))
+    con.print(
+        Text(
+            f"planner {p.planner_version}; rules {p.rules_version}; area {rec.area}@{p.area_version}; "
+            f"model {p.model}; seed {p.seed}; as of {p.as_of}"
+        )
+    )
     return buf.getvalue()

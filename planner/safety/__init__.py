@@ -43,5 +43,13 @@ from .engine import PatientContext, RuleSet, apply_findings, sort_findings
 from .phenotype import GeneResult
 from .plan import PlanScreen, merge_findings, screen_plan
 
-__all__ = ["RuleSet", "PatientContext", "GeneResult", "PlanScreen", "apply_findings", "merge_findings",
-           "screen_plan", "sort_findings"]
+__all__ = [
+    "RuleSet",
+    "PatientContext",
+    "GeneResult",
+    "PlanScreen",
+    "apply_findings",
+    "merge_findings",
+    "screen_plan",
+    "sort_findings",
+]

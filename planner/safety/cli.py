@@ -25,14 +25,23 @@ def report(record: PatientRecord, *, rules: Path | None = None) -> dict:
     findings = rs.check(ctx)
     genes = rs.phenotypes(ctx)
     current = sorted(ctx.current)
-    gaps = sorted({g for d in current for g in rs.genes_for(d) if genes.get(g) and genes[g].status != GeneStatus.TESTED
-                   and not genes[g].phenoconverted_by})
+    gaps = sorted(
+        {
+            g
+            for d in current
+            for g in rs.genes_for(d)
+            if genes.get(g) and genes[g].status != GeneStatus.TESTED and not genes[g].phenoconverted_by
+        }
+    )
     return {
         "patient_id": record.patient_id,
         "as_of": record.as_of.isoformat(),
         "current_medications": current,
-        "genes": {g: r.model_dump(mode="json", exclude_defaults=True) for g, r in genes.items()
-                  if r.status != GeneStatus.NOT_TESTED or r.phenoconverted_by},
+        "genes": {
+            g: r.model_dump(mode="json", exclude_defaults=True)
+            for g, r in genes.items()
+            if r.status != GeneStatus.NOT_TESTED or r.phenoconverted_by
+        },
         "untested_genes_for_current_drugs": gaps,
         "findings": [f.model_dump(mode="json", exclude_none=True) for f in findings],
         "data_gaps": [g.model_dump(mode="json", exclude_none=True) for g in record_gaps(record)],
@@ -49,14 +58,29 @@ def render_report(data: dict, *, width: int = 120) -> str:
 
     # printed into a buffer only (the caller echoes the text once); EHR text is shown literally, never as markup
     console = Console(file=io.StringIO(), record=True, width=width, force_terminal=False, color_system=None)
-    console.print(Text(f"Safety report for {data['patient_id']} as of {data['as_of']} "
-                       f"(rules {data['provenance']['rules_version']})"))
+    console.print(
+        Text(
+            f"Safety report for {data['patient_id']} as of {data['as_of']} "
+            f"(rules {data['provenance']['rules_version']})"
+        )
+    )
     genes = Table(title="Pharmacogenomics (genes not listed: not tested)")
     for col in ("gene", "status", "diplotype", "phenotype", "activity score", "phenoconverted by"):
         genes.add_column(col)
     for g, r in data["genes"].items():
-        genes.add_row(*(Text(str(x)) for x in (g, r.get("status", ""), r.get("diplotype") or "-", r.get("phenotype") or "-",
-                      r.get("activity_score") or "-", ", ".join(r.get("phenoconverted_by", [])) or "-")))
+        genes.add_row(
+            *(
+                Text(str(x))
+                for x in (
+                    g,
+                    r.get("status", ""),
+                    r.get("diplotype") or "-",
+                    r.get("phenotype") or "-",
+                    r.get("activity_score") or "-",
+                    ", ".join(r.get("phenoconverted_by", [])) or "-",
+                )
+            )
+        )
     console.print(genes)
     meds = ", ".join(data["current_medications"]) or "none"
     console.print(Text(f"Current medications: {meds}"))
@@ -64,8 +88,19 @@ def render_report(data: dict, *, width: int = 120) -> str:
     for col in ("action", "kind", "drugs", "message", "strength", "rule"):
         table.add_column(col)
     for f in data["findings"]:
-        table.add_row(*(Text(str(x)) for x in (f["action"], f["kind"], ", ".join(f.get("drugs", [])), f["message"],
-                                               f.get("strength") or "-", f["rule_id"])))
+        table.add_row(
+            *(
+                Text(str(x))
+                for x in (
+                    f["action"],
+                    f["kind"],
+                    ", ".join(f.get("drugs", [])),
+                    f["message"],
+                    f.get("strength") or "-",
+                    f["rule_id"],
+                )
+            )
+        )
     console.print(table)
     if not data["findings"]:
         console.print("No findings.")
@@ -82,8 +117,10 @@ def register(app: typer.Typer) -> None:
         bundle: Annotated[Path, typer.Argument(help="FHIR R4 bundle (JSON) of one patient.")],
         format: ReportFormatOption = ReportFormat.table,
         rules: Annotated[Optional[Path], typer.Option("--rules", help="rules folder (default: packaged)")] = None,
-        patient: Annotated[Optional[str], typer.Option("--patient", help="Patient id, for inputs of several patients "
-                                              "(default: every patient).")] = None,
+        patient: Annotated[
+            Optional[str],
+            typer.Option("--patient", help="Patient id, for inputs of several patients (default: every patient)."),
+        ] = None,
     ) -> None:
         """Safety report on the patient's current medications (gene-drug, interactions, allergy, conditions)."""
         from ..ingest import read_records, select_patients

@@ -79,8 +79,13 @@ def prepare(
     genes = {g: data.knowledge.interpret(g, by_gene.get(g, ())) for g in data.gene_list}
     for g in by_gene:
         if g not in genes:
-            genes[g] = GeneResult(gene=g, status=GeneStatus.INDETERMINATE, phenotype=INDETERMINATE,
-                                  lookup=(INDETERMINATE,), note="gene not supported by planner rules")
+            genes[g] = GeneResult(
+                gene=g,
+                status=GeneStatus.INDETERMINATE,
+                phenotype=INDETERMINATE,
+                lookup=(INDETERMINATE,),
+                note="gene not supported by planner rules",
+            )
     allergies = match_allergies(data, record)
     conds = match_conditions(data, record, on)
     labs: dict[tuple[str, int], float | None] = {}
@@ -92,18 +97,28 @@ def prepare(
     replaced: frozenset[str] | None = None
     if area is not None:
         if area not in data.area_formulary:
-            raise RuleError("unknown area", field="area", value=area,
-                            expected="one of " + ", ".join(sorted(data.area_formulary)))
+            raise RuleError(
+                "unknown area", field="area", value=area, expected="one of " + ", ".join(sorted(data.area_formulary))
+            )
         replaced = data.area_formulary[area]
     declared = frozenset(populations)
     for pop in declared:
         if pop not in data.populations:
-            raise RuleError("unknown population", field="populations", value=pop,
-                            expected=", ".join(sorted(data.populations)))
+            raise RuleError(
+                "unknown population", field="populations", value=pop, expected=", ".join(sorted(data.populations))
+            )
     return PatientContext(
-        record=record, on=on, age=record.age(on), current=current, genes=genes, allergies=allergies,
-        conditions=conds, has_conditions=bool(record.conditions), labs=labs,
-        declared_populations=declared, replaced=replaced,
+        record=record,
+        on=on,
+        age=record.age(on),
+        current=current,
+        genes=genes,
+        allergies=allergies,
+        conditions=conds,
+        has_conditions=bool(record.conditions),
+        labs=labs,
+        declared_populations=declared,
+        replaced=replaced,
     )
 
 
@@ -118,9 +133,14 @@ def match_allergies(data: RuleData, record: PatientRecord) -> list[tuple[str, st
         sys_l = (a.system or "").lower()
         for g, grp in data.allergy_groups.items():
             coded = a.code is not None and (
-                ("rxnorm" not in sys_l and a.code in grp.snomed) or ("snomed" not in sys_l and a.code in grp.rxnorm))
-            if coded or (a.rxcui and a.rxcui in grp.rxnorm) or (ing and ing in data.allergy_members[g]) \
-                    or ((terms := data.allergy_terms[g]) is not None and terms.search(display)):
+                ("rxnorm" not in sys_l and a.code in grp.snomed) or ("snomed" not in sys_l and a.code in grp.rxnorm)
+            )
+            if (
+                coded
+                or (a.rxcui and a.rxcui in grp.rxnorm)
+                or (ing and ing in data.allergy_members[g])
+                or ((terms := data.allergy_terms[g]) is not None and terms.search(display))
+            ):
                 groups.add(g)
         if ing is None and not groups:
             continue
@@ -148,7 +168,7 @@ def match_conditions(data: RuleData, record: PatientRecord, on: dt.date) -> froz
                             break
                 m = cs.terms.search(display) if display and cs.terms is not None else None
                 if m is not None and display:
-                    before = f" {display[:m.start()].lower()}"  # a negation counts only before the term
+                    before = f" {display[: m.start()].lower()}"  # a negation counts only before the term
                     if not any(n in before for n in data.negations + cs.negations):
                         hits.add(name)
                         break

@@ -29,18 +29,40 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..rule_files import read_csv, read_yaml, rules_dir
 from ..errors import RuleError
+from ..rule_files import read_csv, read_yaml, rules_dir
 from .phenotype import NO_RESULT
 
 __all__ = ["MappedAction", "ActionMap", "map_recommendation", "load_overrides", "build_gene_drug_rows", "main"]
 
-OVERRIDE_COLUMNS = ("drug", "population", "lookup_key", "action", "dose_factor", "max_dose_mg_day", "alternatives",
-                    "reason")
+OVERRIDE_COLUMNS = (
+    "drug",
+    "population",
+    "lookup_key",
+    "action",
+    "dose_factor",
+    "max_dose_mg_day",
+    "alternatives",
+    "reason",
+)
 
 GENE_DRUG_COLUMNS = (
-    "id", "version", "drug", "rxcui", "genes", "conditions", "population", "action", "dose_factor",
-    "max_dose_mg_day", "strength", "alternatives", "message", "source", "data_version", "mapping",
+    "id",
+    "version",
+    "drug",
+    "rxcui",
+    "genes",
+    "conditions",
+    "population",
+    "action",
+    "dose_factor",
+    "max_dose_mg_day",
+    "strength",
+    "alternatives",
+    "message",
+    "source",
+    "data_version",
+    "mapping",
 )
 
 
@@ -60,8 +82,10 @@ class ActionMap:
 
     def __init__(self, data: dict[str, Any], *, file: str = "pgx/action_map.yaml") -> None:
         try:
-            self.rules = [(r["id"], re.compile(r["pattern"]), r["action"], frozenset(r.get("classification") or ()))
-                          for r in data["rules"]]
+            self.rules = [
+                (r["id"], re.compile(r["pattern"]), r["action"], frozenset(r.get("classification") or ()))
+                for r in data["rules"]
+            ]
             self.doses = [(d["id"], re.compile(d["pattern"]), d["kind"], d["value"]) for d in data["dose_patterns"]]
             self.alternatives = dict(data.get("alternatives") or {})
         except (KeyError, TypeError, re.error) as exc:
@@ -105,8 +129,12 @@ def map_recommendation(text: str, *, drug: str, amap: ActionMap, classification:
             elif kind == "max" and maximum is None:
                 maximum = value
         if factor is None and maximum is None:
-            raise RuleError("adjust_dose recommendation without a readable dose", field="recommendation",
-                            value=text, expected="a pattern in action_map.yaml dose_patterns")
+            raise RuleError(
+                "adjust_dose recommendation without a readable dose",
+                field="recommendation",
+                value=text,
+                expected="a pattern in action_map.yaml dose_patterns",
+            )
     alternatives: list[str] = []
     if action in {"exclude", "adjust_dose", "caution"}:
         for frag, shown in amap.alternatives.items():
@@ -187,11 +215,17 @@ def load_overrides(root: Path | None = None) -> dict[tuple[str, str, str], dict[
     for row in read_csv(path):
         key = (row.get("drug", ""), row.get("population", ""), row.get("lookup_key", ""))
         if row.get("action") not in {"exclude", "adjust_dose", "caution", "info"} or not row.get("reason"):
-            raise RuleError("override needs an action and a reason", file=str(path), resource="; ".join(key),
-                            field="action" if row.get("reason") else "reason", value=row.get("action"))
+            raise RuleError(
+                "override needs an action and a reason",
+                file=str(path),
+                resource="; ".join(key),
+                field="action" if row.get("reason") else "reason",
+                value=row.get("action"),
+            )
         if row["action"] == "adjust_dose" and not (row.get("dose_factor") or row.get("max_dose_mg_day")):
-            raise RuleError("adjust_dose override needs dose_factor or max_dose_mg_day", file=str(path),
-                            resource="; ".join(key))
+            raise RuleError(
+                "adjust_dose override needs dose_factor or max_dose_mg_day", file=str(path), resource="; ".join(key)
+            )
         if key in out:
             raise RuleError("two overrides for one CPIC row", file=str(path), resource="; ".join(key))
         out[key] = row
@@ -200,15 +234,19 @@ def load_overrides(root: Path | None = None) -> dict[tuple[str, str, str], dict[
 
 def _overridden(row: dict[str, str]) -> MappedAction:
     return MappedAction(
-        action=row["action"], mapping="hand",
+        action=row["action"],
+        mapping="hand",
         dose_factor=float(row["dose_factor"]) if row.get("dose_factor") else None,
         max_dose_mg_day=float(row["max_dose_mg_day"]) if row.get("max_dose_mg_day") else None,
         alternatives=tuple(a for a in (row.get("alternatives") or "").split(";") if a),
     )
 
 
-def build_gene_drug_rows(recommendations: list[dict[str, str]], amap: ActionMap,
-                         overrides: dict[tuple[str, str, str], dict[str, str]] | None = None) -> list[dict[str, str]]:
+def build_gene_drug_rows(
+    recommendations: list[dict[str, str]],
+    amap: ActionMap,
+    overrides: dict[tuple[str, str, str], dict[str, str]] | None = None,
+) -> list[dict[str, str]]:
     """One output row per CPIC recommendation row, in a stable order (hand-set rows from ``overrides``)."""
     overrides = load_overrides() if overrides is None else overrides
     used: set[tuple[str, str, str]] = set()
@@ -227,32 +265,39 @@ def build_gene_drug_rows(recommendations: list[dict[str, str]], amap: ActionMap,
             m = _overridden(overrides[key])
             used.add(key)
         else:
-            m = map_recommendation(row["recommendation"], drug=drug, amap=amap,
-                                   classification=row.get("classification"))
+            m = map_recommendation(
+                row["recommendation"], drug=drug, amap=amap, classification=row.get("classification")
+            )
         digest = hashlib.sha256(f"{drug}|{row['lookup_key']}|{row['population']}".encode()).hexdigest()[:8]
         rxcui = row["drug_id"].split(":", 1)[1] if row["drug_id"].startswith("RxNorm:") else ""
-        out.append({
-            "id": f"cpic.{re.sub(r'[^a-z0-9]+', '-', drug)}.{digest}",
-            "version": "1.0.0",
-            "drug": drug,
-            "rxcui": rxcui,
-            "genes": ";".join(sorted({c[0].split('*')[0] for c in conds})),
-            "conditions": "; ".join(f"{locus}={value}" for locus, value in conds),
-            "population": row["population"],
-            "action": m.action,
-            "dose_factor": "" if m.dose_factor is None else f"{m.dose_factor:g}",
-            "max_dose_mg_day": "" if m.max_dose_mg_day is None else f"{m.max_dose_mg_day:g}",
-            "strength": row["classification"],
-            "alternatives": ";".join(m.alternatives),
-            "message": compose_message(drug, conds, m, row["population"]),
-            "source": row["guideline_url"],
-            "data_version": f"CPIC {row['cpic_data_version']}",
-            "mapping": f"{amap.version}:{m.mapping}",
-        })
+        out.append(
+            {
+                "id": f"cpic.{re.sub(r'[^a-z0-9]+', '-', drug)}.{digest}",
+                "version": "1.0.0",
+                "drug": drug,
+                "rxcui": rxcui,
+                "genes": ";".join(sorted({c[0].split("*")[0] for c in conds})),
+                "conditions": "; ".join(f"{locus}={value}" for locus, value in conds),
+                "population": row["population"],
+                "action": m.action,
+                "dose_factor": "" if m.dose_factor is None else f"{m.dose_factor:g}",
+                "max_dose_mg_day": "" if m.max_dose_mg_day is None else f"{m.max_dose_mg_day:g}",
+                "strength": row["classification"],
+                "alternatives": ";".join(m.alternatives),
+                "message": compose_message(drug, conds, m, row["population"]),
+                "source": row["guideline_url"],
+                "data_version": f"CPIC {row['cpic_data_version']}",
+                "mapping": f"{amap.version}:{m.mapping}",
+            }
+        )
     unused = sorted(set(overrides) - used)
     if unused:
-        raise RuleError("override matches no CPIC recommendation row", file="pgx/action_overrides.csv",
-                        resource="; ".join(unused[0]), expected="drug, population and lookup_key of a CPIC row")
+        raise RuleError(
+            "override matches no CPIC recommendation row",
+            file="pgx/action_overrides.csv",
+            resource="; ".join(unused[0]),
+            expected="drug, population and lookup_key of a CPIC row",
+        )
     return out
 
 
@@ -270,8 +315,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("cpic_dir", type=Path)
     ap.add_argument("--rules", type=Path, default=None)
-    ap.add_argument("--check", action="store_true",
-                    help="compare with the committed rules instead of writing (exit 1 when they differ)")
+    ap.add_argument(
+        "--check",
+        action="store_true",
+        help="compare with the committed rules instead of writing (exit 1 when they differ)",
+    )
     args = ap.parse_args(argv)
     root = rules_dir(args.rules)
     recs = read_csv(args.cpic_dir / "recommendations.csv")
@@ -282,28 +330,47 @@ def main(argv: list[str] | None = None) -> int:
         committed = read_csv(root / "pgx" / "gene_drug.csv")
         diff = [r["id"] for r, c in zip(rows, committed) if r != c]
         if len(rows) != len(committed) or diff:
-            print(f"gene_drug.csv differs from CPIC ({len(rows)} generated, {len(committed)} committed; "
-                  f"first differing rule: {diff[0] if diff else '-'})")
+            print(
+                f"gene_drug.csv differs from CPIC ({len(rows)} generated, {len(committed)} committed; "
+                f"first differing rule: {diff[0] if diff else '-'})"
+            )
             return 1
         print(f"gene_drug.csv matches CPIC ({len(rows)} rules)")
         return 0
     dv = sorted({r["cpic_data_version"] for r in recs})
-    write_csv(root / "pgx" / "gene_drug.csv", rows, GENE_DRUG_COLUMNS, [
-        "id: pgx-gene-drug",
-        "version: 1.0.0",
-        f"source: CPIC recommendations (CC0, cpicpgx.org), export {', '.join(dv)}; structured by "
-        "planner.safety.cpic_import with pgx/action_map.yaml",
-        f"data_version: CPIC {', '.join(dv)}",
-    ])
-    arows = [{"gene": a["gene"], "allele": a["allele"], "function": a["clinical_function"],
-              "activity_value": a["activity_value"], "data_version": a["data_version"]} for a in alleles]
-    write_csv(root / "pgx" / "allele_function.csv", arows,
-              ("gene", "allele", "function", "activity_value", "data_version"), [
-        "id: pgx-allele-function",
-        "version: 1.0.0",
-        "source: CPIC allele functionality tables (CC0, cpicpgx.org) as distributed with PharmCAT",
-        f"data_version: CPIC {', '.join(sorted({a['data_version'] for a in alleles}))}",
-    ])
+    write_csv(
+        root / "pgx" / "gene_drug.csv",
+        rows,
+        GENE_DRUG_COLUMNS,
+        [
+            "id: pgx-gene-drug",
+            "version: 1.0.0",
+            f"source: CPIC recommendations (CC0, cpicpgx.org), export {', '.join(dv)}; structured by "
+            "planner.safety.cpic_import with pgx/action_map.yaml",
+            f"data_version: CPIC {', '.join(dv)}",
+        ],
+    )
+    arows = [
+        {
+            "gene": a["gene"],
+            "allele": a["allele"],
+            "function": a["clinical_function"],
+            "activity_value": a["activity_value"],
+            "data_version": a["data_version"],
+        }
+        for a in alleles
+    ]
+    write_csv(
+        root / "pgx" / "allele_function.csv",
+        arows,
+        ("gene", "allele", "function", "activity_value", "data_version"),
+        [
+            "id: pgx-allele-function",
+            "version: 1.0.0",
+            "source: CPIC allele functionality tables (CC0, cpicpgx.org) as distributed with PharmCAT",
+            f"data_version: CPIC {', '.join(sorted({a['data_version'] for a in alleles}))}",
+        ],
+    )
     print(f"{len(rows)} gene-drug rules, {len(arows)} alleles written to {root / 'pgx'}")
     return 0
 

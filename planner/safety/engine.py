@@ -47,8 +47,13 @@ class RuleSet:
         self.rules_version = rules_version
         self.knowledge = self.data.knowledge
         self.gene_drug_kind = GeneDrugKind(self.data)
-        drug_kinds = (self.gene_drug_kind, AllergyKind(self.data), ConditionKind(self.data), LabKind(self.data),
-                      MaxDoseKind(self.data))
+        drug_kinds = (
+            self.gene_drug_kind,
+            AllergyKind(self.data),
+            ConditionKind(self.data),
+            LabKind(self.data),
+            MaxDoseKind(self.data),
+        )
         current = CurrentEffectKind(self.data, self.gene_drug_kind)
         pairs, dups = InteractionKind(self.data), DuplicateKind(self.data)
         self.kinds: tuple[RuleKind, ...] = (*drug_kinds, current, pairs, dups)
@@ -83,8 +88,14 @@ class RuleSet:
         return self.data.rule(rule_id)
 
     # ---- patients ------------------------------------------------------------------------------------------
-    def prepare(self, record: PatientRecord | PatientContext, *, on: dt.date | None = None, area: str | None = None,
-                populations: Iterable[str] = ()) -> PatientContext:
+    def prepare(
+        self,
+        record: PatientRecord | PatientContext,
+        *,
+        on: dt.date | None = None,
+        area: str | None = None,
+        populations: Iterable[str] = (),
+    ) -> PatientContext:
         """Precompute a patient's phenotypes, allergies, conditions, labs and current drugs
         (:func:`planner.safety.context.prepare`; a context is returned as it is)."""
         return prepare(self.data, record, on=on, area=area, populations=populations)
@@ -94,8 +105,14 @@ class RuleSet:
         return self.gene_drug_kind.phenotypes(self.prepare(record_or_context))
 
     # ---- screening -----------------------------------------------------------------------------------------
-    def screen(self, record_or_context: PatientRecord | PatientContext, regimen: Regimen, *,
-               new_start: set[str] | None = None, stopping: Iterable[str] = ()) -> list[Finding]:
+    def screen(
+        self,
+        record_or_context: PatientRecord | PatientContext,
+        regimen: Regimen,
+        *,
+        new_start: set[str] | None = None,
+        stopping: Iterable[str] = (),
+    ) -> list[Finding]:
         """Findings for the list ``regimen`` leaves: the regimen plus the current drugs it does not replace.
 
         ``new_start``: the regimen drugs being started (default: those not currently taken).
@@ -104,20 +121,29 @@ class RuleSet:
         ctx = record_or_context if isinstance(record_or_context, PatientContext) else self.prepare(record_or_context)
         return self._screener.screen(ctx, regimen, new_start=new_start, stopping=stopping)
 
-    def screen_tuple(self, ctx: PatientContext, regimen: Regimen, *, new_start: set[str] | None = None
-                     ) -> tuple[Finding, ...]:
+    def screen_tuple(
+        self, ctx: PatientContext, regimen: Regimen, *, new_start: set[str] | None = None
+    ) -> tuple[Finding, ...]:
         """:meth:`screen` of a prepared context, as the memoized tuple (for :func:`~planner.safety.screen_plan`)."""
         return self._screener.screen_tuple(ctx, regimen, new_start=new_start)
 
     def check(self, record: PatientRecord | PatientContext) -> list[Finding]:
         """Screen the patient's current medications together (what ``planner check`` reports)."""
         ctx = self.prepare(record)
-        drugs = [DrugDose(ingredient=ing, rxcui=m.rxcui or "", dose_mg_day=m.dose_mg_day)
-                 for ing, m in sorted(ctx.current.items())]
+        drugs = [
+            DrugDose(ingredient=ing, rxcui=m.rxcui or "", dose_mg_day=m.dose_mg_day)
+            for ing, m in sorted(ctx.current.items())
+        ]
         return self.screen(ctx, Regimen.of(drugs), new_start=set())
 
-    def screen_plan(self, record_or_context: PatientRecord | PatientContext, regimen: Regimen, *,
-                    area: str | None = None, new_start: Iterable[str] | None = None) -> Any:
+    def screen_plan(
+        self,
+        record_or_context: PatientRecord | PatientContext,
+        regimen: Regimen,
+        *,
+        area: str | None = None,
+        new_start: Iterable[str] | None = None,
+    ) -> Any:
         """:func:`planner.safety.screen_plan` with this rule set."""
         from .plan import screen_plan
 

@@ -11,8 +11,7 @@ from pydantic import BaseModel
 from ..record import Finding, Regimen
 from .schema import ACTION_RANK
 
-__all__ = ["sort_key", "sort_findings", "keyed", "added", "fit", "apply_findings", "key_of", "finding_of",
-           "replace"]
+__all__ = ["sort_key", "sort_findings", "keyed", "added", "fit", "apply_findings", "key_of", "finding_of", "replace"]
 
 M = TypeVar("M", bound=BaseModel)
 _set = object.__setattr__
@@ -71,6 +70,7 @@ def apply_findings(regimen: Regimen, findings: Iterable[Finding]) -> Regimen | N
             changed = changed or new[f.target_drug] != cur
     if not changed:
         return regimen
-    drugs = [d if d.dose_mg_day == new[d.ingredient] else replace(d, dose_mg_day=new[d.ingredient])
-             for d in regimen.drugs]
+    drugs = [
+        d if d.dose_mg_day == new[d.ingredient] else replace(d, dose_mg_day=new[d.ingredient]) for d in regimen.drugs
+    ]
     return Regimen.of(drugs)

@@ -19,7 +19,15 @@ from ..errors import RuleError
 from ..rule_files import read_csv, read_yaml
 from .phenotype import GeneKnowledge
 from .schema import (
-    ACTION_RANK, AllergyGroup, ConditionRule, DdiRule, DrugClass, GeneDrugRule, LabRule, Population, validate_rule,
+    ACTION_RANK,
+    AllergyGroup,
+    ConditionRule,
+    DdiRule,
+    DrugClass,
+    GeneDrugRule,
+    LabRule,
+    Population,
+    validate_rule,
 )
 
 __all__ = ["RuleData", "Condset", "terms_pattern", "check_template", "csv_header", "rule_severity"]
@@ -28,9 +36,12 @@ __all__ = ["RuleData", "Condset", "terms_pattern", "check_template", "csv_header
 def rule_severity(r: GeneDrugRule, strength_rank: dict[str, int]) -> tuple:
     """Most severe first: action, then strength (rules/pgx/action_map.yaml strength_order), then dose; the
     finding a gene-drug rule gives takes its action, strength and dose from the rule."""
-    return (ACTION_RANK[r.action], strength_rank.get(r.strength or "", len(strength_rank)),
-            r.dose_factor if r.dose_factor is not None else 9.0,
-            r.max_dose_mg_day if r.max_dose_mg_day is not None else 1e9)
+    return (
+        ACTION_RANK[r.action],
+        strength_rank.get(r.strength or "", len(strength_rank)),
+        r.dose_factor if r.dose_factor is not None else 9.0,
+        r.max_dose_mg_day if r.max_dose_mg_day is not None else 1e9,
+    )
 
 
 def check_template(template: str, *, file: str, rule_id: str, **fields: str) -> None:
@@ -38,9 +49,14 @@ def check_template(template: str, *, file: str, rule_id: str, **fields: str) -> 
     try:
         template.format(**fields)
     except (KeyError, IndexError, ValueError) as exc:
-        raise RuleError(f"message template does not format ({exc!r})", file=file, resource=rule_id,
-                        field="message", value=template,
-                        expected="placeholders among {" + ", ".join(fields) + "}") from exc
+        raise RuleError(
+            f"message template does not format ({exc!r})",
+            file=file,
+            resource=rule_id,
+            field="message",
+            value=template,
+            expected="placeholders among {" + ", ".join(fields) + "}",
+        ) from exc
 
 
 def csv_header(path: Path) -> dict[str, str]:
@@ -113,11 +129,15 @@ class RuleData:
         # an inhibitor whose pair with the drug an exclude drug-drug rule already covers does not phenoconvert
         # it too (clopidogrel with omeprazole is excluded once, by the interaction rule)
         self.gd_inhibitors: dict[str, frozenset[str]] = {
-            d: frozenset(x for g in genes for x in self.inhibitors.get(g, {}) if x != d and (d, x) not in self.excl_pairs)
-            for d, genes in self.genes_of.items()}
+            d: frozenset(
+                x for g in genes for x in self.inhibitors.get(g, {}) if x != d and (d, x) not in self.excl_pairs
+            )
+            for d, genes in self.genes_of.items()
+        }
         # both, in one look-up per drug of a regimen: (gene-drug inhibitors or None, linked drugs or None)
         self.drug_info: dict[str, tuple[frozenset[str] | None, frozenset[str] | None]] = {
-            d: (self.gd_inhibitors.get(d), self.links.get(d)) for d in set(self.gd_inhibitors) | set(self.links)}
+            d: (self.gd_inhibitors.get(d), self.links.get(d)) for d in set(self.gd_inhibitors) | set(self.links)
+        }
 
     def _yaml(self, rel: str) -> tuple[dict, str]:
         path = self.root / rel
@@ -162,7 +182,8 @@ class RuleData:
                 self.drug_classes[mm] = self.drug_classes.get(mm, frozenset()) | {c}
         self.dup_classes: dict[str, tuple[str, ...]] = {
             d: tuple(sorted(c for c in cs if c in self.classes and self.classes[c].duplicate is not None))
-            for d, cs in self.drug_classes.items()}
+            for d, cs in self.drug_classes.items()
+        }
 
     def expand(self, items: Iterable[str], *, file: str = "", rule_id: str = "") -> frozenset[str]:
         """Ingredients named directly, through ``class:<id>`` or through ``inhibitor:<GENE>[:strong|moderate]``
@@ -172,14 +193,26 @@ class RuleData:
             if item.startswith("inhibitor:"):
                 _, gene, *level = item.split(":")
                 if gene not in self.inhibitors or (level and level[0] not in ("strong", "moderate")):
-                    raise RuleError("unknown inhibitor reference", file=file, resource=rule_id, field="drugs",
-                                    value=item, expected="inhibitor:<gene in drugs/cyp_inhibitors.yaml>[:strong|:moderate]")
+                    raise RuleError(
+                        "unknown inhibitor reference",
+                        file=file,
+                        resource=rule_id,
+                        field="drugs",
+                        value=item,
+                        expected="inhibitor:<gene in drugs/cyp_inhibitors.yaml>[:strong|:moderate]",
+                    )
                 out |= {x for x, st in self.inhibitors[gene].items() if not level or st == level[0]}
             elif item.startswith("class:"):
                 cid = item[6:]
                 if cid not in self.class_members:
-                    raise RuleError("unknown drug class", file=file, resource=rule_id, field="drugs", value=item,
-                                    expected="a class in drugs/classes.yaml or an area formulary")
+                    raise RuleError(
+                        "unknown drug class",
+                        file=file,
+                        resource=rule_id,
+                        field="drugs",
+                        value=item,
+                        expected="a class in drugs/classes.yaml or an area formulary",
+                    )
                 out |= self.class_members[cid]
             else:
                 out.add(item.lower())
@@ -200,8 +233,22 @@ class RuleData:
             try:
                 conds = tuple(tuple(part.split("=", 1)) for part in row["conditions"].split("; "))
                 data = {
-                    **{k: row[k] for k in ("id", "version", "drug", "rxcui", "population", "action", "strength",
-                                           "message", "source", "data_version", "mapping")},
+                    **{
+                        k: row[k]
+                        for k in (
+                            "id",
+                            "version",
+                            "drug",
+                            "rxcui",
+                            "population",
+                            "action",
+                            "strength",
+                            "message",
+                            "source",
+                            "data_version",
+                            "mapping",
+                        )
+                    },
                     "genes": tuple(g for g in row["genes"].split(";") if g),
                     "conditions": conds,
                     "dose_factor": float(row["dose_factor"]) if row["dose_factor"] else None,
@@ -219,8 +266,13 @@ class RuleData:
             key = frozenset(rule.conditions)
             slot = self.gd_index.setdefault((rule.drug, rule.population), {})
             if key in slot:
-                raise RuleError("two rules for the same drug, population and lookup key", file=str(path),
-                                resource=rid, field="conditions", value=row["conditions"])
+                raise RuleError(
+                    "two rules for the same drug, population and lookup key",
+                    file=str(path),
+                    resource=rid,
+                    field="conditions",
+                    value=row["conditions"],
+                )
             slot[key] = rule
             if rule.rxcui:
                 self.rxcui_to_ingredient.setdefault(rule.rxcui, rule.drug)
@@ -234,22 +286,27 @@ class RuleData:
             for r in rs_:
                 locsets.setdefault((d, r.population), set()).add(tuple(sorted(loc for loc, _ in r.conditions)))
         self.locisets: dict[tuple[str, str], tuple[tuple[str, ...], ...]] = {
-            k: tuple(sorted(v, key=lambda t: (-len(t), t))) for k, v in locsets.items()}
+            k: tuple(sorted(v, key=lambda t: (-len(t), t))) for k, v in locsets.items()
+        }
         self.genes_of: dict[str, tuple[str, ...]] = {
-            d: tuple(sorted({loc.split("*")[0] for loc in loci})) for d, loci in self.loci.items()}
+            d: tuple(sorted({loc.split("*")[0] for loc in loci})) for d, loci in self.loci.items()
+        }
         self.pops: dict[str, tuple[str, ...]] = {
             d: tuple(sorted({r.population for r in rs})) for d, rs in self.gene_drug.items()
         }
 
     def _load_populations(self) -> None:
         data, file = self._yaml("pgx/populations.yaml")
-        self.populations = {name: validate_rule(Population, spec, file=file, rule_id=name)
-                            for name, spec in (data.get("populations") or {}).items()}
+        self.populations = {
+            name: validate_rule(Population, spec, file=file, rule_id=name)
+            for name, spec in (data.get("populations") or {}).items()
+        }
         for d, pops in self.pops.items():
             for p in pops:
                 if p not in self.populations:
-                    raise RuleError("population used by a gene-drug rule is not defined", file=file, value=p,
-                                    resource=d)
+                    raise RuleError(
+                        "population used by a gene-drug rule is not defined", file=file, value=p, resource=d
+                    )
 
     def _load_inhibitors(self) -> None:
         data, file = self._yaml("drugs/cyp_inhibitors.yaml")
@@ -260,13 +317,19 @@ class RuleData:
                     self.inhibitors.setdefault(gene, {})[str(ing).lower()] = strength
         self.inhibitor_drugs = frozenset(d for v in self.inhibitors.values() for d in v)
         for gene in self.inhibitors:  # every gene with inhibitors needs its phenoconversion data
-            ok = (gene in self.knowledge.as_genes and "strong" in self.knowledge.as_genes[gene].factors
-                  and "moderate" in self.knowledge.as_genes[gene].factors) or \
-                 ("poor" in self.knowledge.step_down.get(gene, {}) and "steps" in self.knowledge.step_down[gene])
+            ok = (
+                gene in self.knowledge.as_genes
+                and "strong" in self.knowledge.as_genes[gene].factors
+                and "moderate" in self.knowledge.as_genes[gene].factors
+            ) or ("poor" in self.knowledge.step_down.get(gene, {}) and "steps" in self.knowledge.step_down[gene])
             if not ok:
-                raise RuleError("gene has inhibitors but no phenoconversion data", file=file, resource=gene,
-                                expected="activity_score.inhibitor_factor (strong, moderate) or step_down (poor, steps) "
-                                         "in pgx/genes.yaml")
+                raise RuleError(
+                    "gene has inhibitors but no phenoconversion data",
+                    file=file,
+                    resource=gene,
+                    expected="activity_score.inhibitor_factor (strong, moderate) or step_down (poor, steps) "
+                    "in pgx/genes.yaml",
+                )
         self.inhibitors_source = str(data["source"])
         self.inhibitors_version = str(data["version"])
 
@@ -281,8 +344,9 @@ class RuleData:
             if rule.id in seen:
                 raise RuleError("duplicate rule id", file=file, resource=rule.id, field="id")
             seen.add(rule.id)
-            self.ddi.append((rule, self.expand(rule.a, file=file, rule_id=rule.id),
-                             self.expand(rule.b, file=file, rule_id=rule.id)))
+            self.ddi.append(
+                (rule, self.expand(rule.a, file=file, rule_id=rule.id), self.expand(rule.b, file=file, rule_id=rule.id))
+            )
         self.ddi_by_drug: dict[str, list[int]] = {}
         partners: dict[str, set[str]] = {}
         for i, (_r, a, b) in enumerate(self.ddi):
@@ -294,8 +358,9 @@ class RuleData:
                 partners.setdefault(y, set()).update(a)
         self.ddi_partners: dict[str, frozenset[str]] = {d: frozenset(v) for d, v in partners.items()}
         self.cap_drugs = frozenset(d for r, a, b in self.ddi if r.action == "adjust_dose" for d in a | b)
-        self.excl_pairs = frozenset(p for r, a, b in self.ddi if r.action == "exclude"
-                                     for x in a for y in b if x != y for p in ((x, y), (y, x)))
+        self.excl_pairs = frozenset(
+            p for r, a, b in self.ddi if r.action == "exclude" for x in a for y in b if x != y for p in ((x, y), (y, x))
+        )
 
     def _load_conditions(self) -> None:
         data, file = self._yaml("conditions/condition_sets.yaml")
@@ -318,8 +383,14 @@ class RuleData:
             rule = validate_rule(ConditionRule, spec, file=file)
             check_template(rule.message, file=file, rule_id=rule.id, drug="x")
             if rule.condition is not None and rule.condition not in self.condsets:
-                raise RuleError("unknown condition set", file=file, resource=rule.id, field="condition",
-                                value=rule.condition, expected="a set in conditions/condition_sets.yaml")
+                raise RuleError(
+                    "unknown condition set",
+                    file=file,
+                    resource=rule.id,
+                    field="condition",
+                    value=rule.condition,
+                    expected="a set in conditions/condition_sets.yaml",
+                )
             self.condition_rules.append((rule, self.expand(rule.drugs, file=file, rule_id=rule.id)))
         for pname, pop in self.populations.items():
             for cs in filter(None, [pop.conditions, *pop.without]):
@@ -341,10 +412,13 @@ class RuleData:
         self.allergy_version = str(data["version"])
         self.allergy_source = str(data["source"])
         self.allergy_data_version = str(data.get("data_version", ""))
-        self.allergy_groups = {g: validate_rule(AllergyGroup, spec, file=file, rule_id=g)
-                               for g, spec in (data.get("groups") or {}).items()}
-        self.allergy_members = {g: self.expand([f"class:{c}" for c in grp.classes], file=file, rule_id=g)
-                                for g, grp in self.allergy_groups.items()}
+        self.allergy_groups = {
+            g: validate_rule(AllergyGroup, spec, file=file, rule_id=g) for g, spec in (data.get("groups") or {}).items()
+        }
+        self.allergy_members = {
+            g: self.expand([f"class:{c}" for c in grp.classes], file=file, rule_id=g)
+            for g, grp in self.allergy_groups.items()
+        }
         self.allergy_cross = {g: {c: act for c, act in grp.cross.items()} for g, grp in self.allergy_groups.items()}
         self.allergy_terms = {g: terms_pattern(grp.terms) for g, grp in self.allergy_groups.items()}
         for g, grp in self.allergy_groups.items():
@@ -355,8 +429,9 @@ class RuleData:
         for k in ("same", "class", "cross"):
             if k not in self.allergy_messages:
                 raise RuleError("missing message template", file=file, field=f"messages.{k}")
-            check_template(self.allergy_messages[k], file=file, rule_id=f"messages.{k}", drug="x", allergen="y",
-                            group="z")
+            check_template(
+                self.allergy_messages[k], file=file, rule_id=f"messages.{k}", drug="x", allergen="y", group="z"
+            )
 
     def _load_max_doses(self) -> None:
         path = self.root / "drugs" / "max_doses.csv"
@@ -405,8 +480,9 @@ class RuleData:
         out += [(r.id, "drug-drug", r.version, r.source) for r, _a, _b in self.ddi]
         out += [(r.id, "drug-condition", r.version, r.source) for r, _ in self.condition_rules]
         out += [(r.id, "drug-lab", r.version, r.source) for r, _ in self.lab_rules]
-        out += [(f"allergy.{g}", "drug-allergy", self.allergy_version, self.allergy_source)
-                for g in self.allergy_groups]
+        out += [
+            (f"allergy.{g}", "drug-allergy", self.allergy_version, self.allergy_source) for g in self.allergy_groups
+        ]
         return sorted(out)
 
     def rule(self, rule_id: str) -> dict:

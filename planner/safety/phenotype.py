@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from ..rule_files import read_csv, read_yaml
 from ..errors import RuleError
 from ..ingest.alleles import AlleleNames
 from ..record import Frozen, PgxResult
+from ..rule_files import read_csv, read_yaml
 from ..status import GeneStatus
 
 __all__ = ["GeneResult", "GeneKnowledge", "GeneStatus", "Translation", "format_score", "NO_RESULT", "INDETERMINATE"]
@@ -146,8 +146,11 @@ class GeneKnowledge:
                     table = {str(k).casefold(): str(v) for k, v in (spec.get("variants") or {}).items()}
                     for alias, target in (spec.get("aliases") or {}).items():
                         table[str(alias).casefold()] = table[str(target).casefold()]
-                    self.variants[str(g)] = {"reference": str(spec["reference"]), "unlisted": str(spec["unlisted"]),
-                                             "table": table}
+                    self.variants[str(g)] = {
+                        "reference": str(spec["reference"]),
+                        "unlisted": str(spec["unlisted"]),
+                        "table": table,
+                    }
             except (KeyError, TypeError, AttributeError) as exc:
                 raise RuleError(f"invalid variant table ({exc})", file=str(vpath)) from None
         self._not_tested: dict[str, GeneResult] = {}
@@ -284,7 +287,7 @@ class GeneKnowledge:
             return Translation(INDETERMINATE, None, False)
         body = text.strip()
         if body.upper().startswith(gene.upper()):
-            body = body[len(gene):]
+            body = body[len(gene) :]
         tokens = [t.strip(" ,;()[]").casefold() for t in re.split(r"[\s/;,+|]+", body) if t.strip(" ,;()[]")]
         found = [spec["table"][t] for t in tokens if t in spec["table"]]
         if found:
@@ -326,7 +329,11 @@ class GeneKnowledge:
             own: list[tuple[str, str | None]] = []
             if r.diplotype:
                 diplotypes.append(r.diplotype)
-                t = self.translate(gene, r.diplotype) if gene not in self.reported else self.variant_phenotype(gene, r.diplotype)
+                t = (
+                    self.translate(gene, r.diplotype)
+                    if gene not in self.reported
+                    else self.variant_phenotype(gene, r.diplotype)
+                )
                 if t.ok and t.phenotype != INDETERMINATE:
                     own.append((t.phenotype, t.score))
                 elif not (r.phenotype or r.activity_score is not None):
@@ -349,9 +356,15 @@ class GeneKnowledge:
             readings.extend(own)
         diplotype = " | ".join(dict.fromkeys(diplotypes)) or None
         if not readings:
-            return GeneResult(gene=gene, status=GeneStatus.INDETERMINATE, phenotype=INDETERMINATE,
-                              activity_score=NA_SCORE if is_as else None, diplotype=diplotype,
-                              lookup=(NA_SCORE,) if is_as else (INDETERMINATE,), note="; ".join(notes) or None)
+            return GeneResult(
+                gene=gene,
+                status=GeneStatus.INDETERMINATE,
+                phenotype=INDETERMINATE,
+                activity_score=NA_SCORE if is_as else None,
+                diplotype=diplotype,
+                lookup=(NA_SCORE,) if is_as else (INDETERMINATE,),
+                note="; ".join(notes) or None,
+            )
         phenos = list(dict.fromkeys(p for p, _ in readings))
         scores = list(dict.fromkeys(s for _, s in readings if s is not None))
         # a phenotype-only reading agrees with a scored one when it names the same bin
@@ -401,8 +414,13 @@ class GeneKnowledge:
                     a = a if a.startswith("*") else "*" + a.split("*")[-1]
                     statuses.setdefault(":".join(a.rstrip("GPNLSQ").split(":")[:2]), set()).add("positive")
         if not statuses and not typed:
-            return GeneResult(gene=gene, status=GeneStatus.INDETERMINATE, phenotype=INDETERMINATE,
-                              lookup=(INDETERMINATE,), note="; ".join(notes) or None)
+            return GeneResult(
+                gene=gene,
+                status=GeneStatus.INDETERMINATE,
+                phenotype=INDETERMINATE,
+                lookup=(INDETERMINATE,),
+                note="; ".join(notes) or None,
+            )
         alleles = tuple(sorted((a, "conflict" if len(s) > 1 else next(iter(s))) for a, s in statuses.items()))
         conflict = any(s == "conflict" for _, s in alleles)
         return GeneResult(

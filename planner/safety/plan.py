@@ -71,8 +71,9 @@ def screen_plan(
     ``new_start``: regimen drugs being started (default: those not currently taken).
     """
     rs = rules if isinstance(rules, RuleSet) else RuleSet.load(rules)
-    ctx = record_or_context if isinstance(record_or_context, PatientContext) \
-        else rs.prepare(record_or_context, area=area)
+    ctx = (
+        record_or_context if isinstance(record_or_context, PatientContext) else rs.prepare(record_or_context, area=area)
+    )
     starts = None if new_start is None else set(new_start)
     found = rs.screen_tuple(ctx, regimen, new_start=starts)
     acting = [f for f in found if f.action in _ACTING]
@@ -89,5 +90,6 @@ def screen_plan(
             final = None
         findings = merge_findings(findings, again)
     adjusted_by = {f.target_drug: f.rule_id for f in findings if f.action == "adjust_dose" and f.target_drug}
-    return PlanScreen(regimen=regimen, final=final, findings=tuple(findings),
-                      adjusted_by={} if final is None else adjusted_by)
+    return PlanScreen(
+        regimen=regimen, final=final, findings=tuple(findings), adjusted_by={} if final is None else adjusted_by
+    )

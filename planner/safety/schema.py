@@ -12,8 +12,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..errors import RuleError
 
 __all__ = [
-    "GeneDrugRule", "DdiRule", "ConditionRule", "LabRule", "AllergyGroup", "DrugClass", "Population",
-    "validate_rule", "ACTION_RANK",
+    "GeneDrugRule",
+    "DdiRule",
+    "ConditionRule",
+    "LabRule",
+    "AllergyGroup",
+    "DrugClass",
+    "Population",
+    "validate_rule",
+    "ACTION_RANK",
 ]
 
 ActionName = Literal["exclude", "adjust_dose", "caution", "info"]
@@ -146,5 +153,10 @@ def validate_rule(model: type[M], data: Any, *, file: str, rule_id: str | None =
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err.get("loc", ())) or None
         rid = rule_id or (data.get("id") if isinstance(data, dict) else None)
-        raise RuleError(err.get("msg", "invalid"), file=file, resource=str(rid) if rid else None, field=loc,
-                        value=err.get("input", ...) if loc else ...) from None
+        raise RuleError(
+            err.get("msg", "invalid"),
+            file=file,
+            resource=str(rid) if rid else None,
+            field=loc,
+            value=err.get("input", ...) if loc else ...,
+        ) from None

@@ -31,16 +31,27 @@ _input = tuple.__new__  # ScreenInput from its six fields without the NamedTuple
 class Screener:
     """The memoized screen loop over the rule kinds of one :class:`RuleData`."""
 
-    def __init__(self, rules: RuleData, drug_kinds: tuple[DrugKind, ...], current: CurrentEffectKind,
-                 pairs: InteractionKind, duplicates: DuplicateKind) -> None:
+    def __init__(
+        self,
+        rules: RuleData,
+        drug_kinds: tuple[DrugKind, ...],
+        current: CurrentEffectKind,
+        pairs: InteractionKind,
+        duplicates: DuplicateKind,
+    ) -> None:
         self.rules = rules
         self.drug_kinds = drug_kinds
         self.current = current
         self.pairs = pairs
         self.duplicates = duplicates
 
-    def plan_of(self, ctx: PatientContext, kd: tuple[tuple[str, float | None], ...], new_start: set[str] | None,
-                stopping: Iterable[str]) -> ScreenInput:
+    def plan_of(
+        self,
+        ctx: PatientContext,
+        kd: tuple[tuple[str, float | None], ...],
+        new_start: set[str] | None,
+        stopping: Iterable[str],
+    ) -> ScreenInput:
         """The list a regimen leaves: its drugs, the current drugs it keeps, the drugs it starts."""
         ings = tuple([x for x, _ in kd])
         ing_set = frozenset(ings)
@@ -59,12 +70,14 @@ class Screener:
         all_drugs = ing_set.union(others) if others else ing_set
         return _input(ScreenInput, (kd, ings, ing_set, others, all_drugs, starts))
 
-    def screen(self, ctx: PatientContext, regimen: Regimen, *, new_start: set[str] | None = None,
-               stopping: Iterable[str] = ()) -> list[Finding]:
+    def screen(
+        self, ctx: PatientContext, regimen: Regimen, *, new_start: set[str] | None = None, stopping: Iterable[str] = ()
+    ) -> list[Finding]:
         return list(self.screen_tuple(ctx, regimen, new_start=new_start, stopping=stopping))
 
-    def screen_tuple(self, ctx: PatientContext, regimen: Regimen, *, new_start: set[str] | None = None,
-                     stopping: Iterable[str] = ()) -> tuple[Finding, ...]:
+    def screen_tuple(
+        self, ctx: PatientContext, regimen: Regimen, *, new_start: set[str] | None = None, stopping: Iterable[str] = ()
+    ) -> tuple[Finding, ...]:
         """The sorted findings as the memo holds them (a tuple shared by every caller: do not copy it here)."""
         cache = ctx.cache
         kd = tuple([(d.ingredient, d.dose_mg_day) for d in regimen.drugs])
@@ -85,8 +98,9 @@ class Screener:
             pkey = ("pd", plan.ingredients, plan.others, tuple([dose for d, dose in kd if d in caps]))
             pd = cache.get(pkey)
             if pd is None:  # they depend on the drug set (and on doses only for dose caps)
-                pd = cache[pkey] = tuple(self.pairs.keyed_findings(ctx, plan)
-                                         + self.duplicates.keyed_findings(ctx, plan))
+                pd = cache[pkey] = tuple(
+                    self.pairs.keyed_findings(ctx, plan) + self.duplicates.keyed_findings(ctx, plan)
+                )
             out += pd
         if len(out) > 1:
             if len(plan.ingredient_set) < len(plan.ingredients):  # a drug listed twice: its findings once

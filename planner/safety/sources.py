@@ -41,9 +41,11 @@ def _patterns(root: Path) -> tuple[str, list[re.Pattern[str]]]:
 def source_report(rs: "RuleSet") -> list[SourceIssue]:
     """Rules without a checkable source, then data lines marked unverified, in a stable order."""
     marker, checkable = _patterns(rs.root)
-    out = [SourceIssue(rid, "no checkable source", source or "(empty)")
-           for rid, _kind, _version, source in rs.all_rules()
-           if not any(p.search(source or "") for p in checkable)]
+    out = [
+        SourceIssue(rid, "no checkable source", source or "(empty)")
+        for rid, _kind, _version, source in rs.all_rules()
+        if not any(p.search(source or "") for p in checkable)
+    ]
     for path in sorted(p for p in rs.root.rglob("*") if p.suffix in {".yaml", ".csv"} and p.is_file()):
         if path.name in {"manifest.yaml", "sources.yaml"}:
             continue

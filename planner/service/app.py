@@ -131,10 +131,16 @@ class _Guard:
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 if not value.isdigit() or int(value) > self.max_bytes:
-                    await _plain(send, 413 if value.isdigit() else 400, b'{"error":"request too large"}'
-                                 if value.isdigit() else b'{"error":"bad content-length"}')
-                    log.info("%s (request over the size limit) %s", str(scope.get("method", ""))[:10],
-                             413 if value.isdigit() else 400)
+                    await _plain(
+                        send,
+                        413 if value.isdigit() else 400,
+                        b'{"error":"request too large"}' if value.isdigit() else b'{"error":"bad content-length"}',
+                    )
+                    log.info(
+                        "%s (request over the size limit) %s",
+                        str(scope.get("method", ""))[:10],
+                        413 if value.isdigit() else 400,
+                    )
                     return
         seen = 0
         started = False
@@ -178,8 +184,13 @@ class _Guard:
                 await _plain(send, 500, b'{"error":"internal error","request_id":"' + rid.encode() + b'"}')
         finally:  # method, known route, status and time: never a body, query string or unknown path
             path = scope.get("path", "")
-            log.info("%s %s %s %.1f ms", str(scope.get("method", ""))[:10], path if path in self.known_paths else "(other)",
-                     status, 1000 * (time.perf_counter() - t0))
+            log.info(
+                "%s %s %s %.1f ms",
+                str(scope.get("method", ""))[:10],
+                path if path in self.known_paths else "(other)",
+                status,
+                1000 * (time.perf_counter() - t0),
+            )
 
 
 class _TooLarge(Exception):
@@ -187,8 +198,13 @@ class _TooLarge(Exception):
 
 
 async def _plain(send: Send, status: int, body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -210,32 +226,42 @@ class _Authenticate:
                 await anyio.to_thread.run_sync(self.verifier.verify, token, aud)
             except AuthError as exc:
                 log.info("token refused for %s: %s", scope.get("path"), exc.reason)
-                await send({"type": "http.response.start", "status": 401,
-                            "headers": [(b"www-authenticate", b"Bearer"), (b"content-length", b"0")]})
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 401,
+                        "headers": [(b"www-authenticate", b"Bearer"), (b"content-length", b"0")],
+                    }
+                )
                 await send({"type": "http.response.body", "body": b""})
                 return
         await self.app(scope, receive, send)
 
 
 # ---- the app --------------------------------------------------------------------------------------------------
-def create_app(config: ServiceConfig, *, planner: Any = None, defs: ServiceDefinitions | None = None,
-               audit: Any = None) -> ASGIApp:
+def create_app(
+    config: ServiceConfig, *, planner: Any = None, defs: ServiceDefinitions | None = None, audit: Any = None
+) -> ASGIApp:
     """The ASGI app (wrapped in the size/500 guard). ``planner``: a loaded Planner (default: Planner.load)."""
     from ..api import Planner
     from .config import load_definitions
 
     defs = defs or load_definitions(config.rules)
     if planner is None:
-        planner = Planner.load(model=config.model, rules=config.rules, audit=audit_config(config),
-                               num_samples=config.num_samples)
+        planner = Planner.load(
+            model=config.model, rules=config.rules, audit=audit_config(config), num_samples=config.num_samples
+        )
     if audit is None and config.audit is not None:
         from ..audit import AuditLog
 
         audit = planner.audit or AuditLog(audit_config(config))  # type: ignore[arg-type]
     engine = HookEngine(planner, defs, config, audit)
     verifier = TokenVerifier(config)
-    app = FastAPI(title="planner CDS Hooks service", version=defs.version,
-                  description="CDS Hooks 2.0: pharmacogenomic and medication-safety cards, ranked plans.")
+    app = FastAPI(
+        title="planner CDS Hooks service",
+        version=defs.version,
+        description="CDS Hooks 2.0: pharmacogenomic and medication-safety cards, ranked plans.",
+    )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -266,12 +292,17 @@ def audit_config(config: ServiceConfig) -> Any:
     return AuditConfig(path=config.audit, include_identifiers=config.include_identifiers)
 
 
-def _add_service_routes(app: FastAPI, service: dict[str, Any], *, engine: HookEngine,
-                        defs: ServiceDefinitions, audit: Any) -> None:
+def _add_service_routes(
+    app: FastAPI, service: dict[str, Any], *, engine: HookEngine, defs: ServiceDefinitions, audit: Any
+) -> None:
     sid = service["id"]
     responses: dict[int | str, dict[str, Any]] = {
-        400: {"model": Problem}, 401: {"description": "token refused"}, 412: {"model": Problem},
-        413: {"model": Problem}, 422: {"model": Problem}}
+        400: {"model": Problem},
+        401: {"description": "token refused"},
+        412: {"model": Problem},
+        413: {"model": Problem},
+        422: {"model": Problem},
+    }
 
     def call(body: HookRequest) -> Any:
         if body.hook != service["hook"]:
@@ -279,14 +310,20 @@ def _add_service_routes(app: FastAPI, service: dict[str, Any], *, engine: HookEn
         try:
             cards, issued = _run_hook(engine, service, _as_dict(body), defs)
         except BadRequest as exc:
-            return JSONResponse({"error": f"invalid {exc.field}: expected {exc.expected}", "fields": [exc.field]},
-                                status_code=400)
+            return JSONResponse(
+                {"error": f"invalid {exc.field}: expected {exc.expected}", "fields": [exc.field]}, status_code=400
+            )
         except DataUnavailable as exc:
             return JSONResponse({"error": "required data unavailable", "missing": exc.missing}, status_code=412)
         except PlannerError as exc:  # bad clinical input: where and what was expected, never the value
             where = " ".join(p for p in (exc.resource, exc.field) if p)
-            return JSONResponse({"error": f"unreadable input{(' at ' + where) if where else ''}"
-                                          + (f": expected {exc.expected}" if exc.expected else "")}, status_code=400)
+            return JSONResponse(
+                {
+                    "error": f"unreadable input{(' at ' + where) if where else ''}"
+                    + (f": expected {exc.expected}" if exc.expected else "")
+                },
+                status_code=400,
+            )
         if audit is not None:
             audit.write_cards(service=sid, hook=service["hook"], issued=issued)
         # the cards are built to the CardsResponse schema; serialized directly (no second validation pass)
@@ -297,23 +334,40 @@ def _add_service_routes(app: FastAPI, service: dict[str, Any], *, engine: HookEn
             audit.write_feedback(service=sid, items=[i.model_dump(mode="json") for i in body.feedback])
         return {"stored": len(body.feedback) if audit is not None else 0}
 
-    app.add_api_route(f"/cds-services/{sid}", call, methods=["POST"], response_model=CardsResponse,
-                      response_model_exclude_none=True,
-                      summary=f"{service['hook']} hook", responses=responses)
-    app.add_api_route(f"/cds-services/{sid}/feedback", feedback, methods=["POST"],
-                      summary=f"feedback on {sid} cards", responses=responses)
+    app.add_api_route(
+        f"/cds-services/{sid}",
+        call,
+        methods=["POST"],
+        response_model=CardsResponse,
+        response_model_exclude_none=True,
+        summary=f"{service['hook']} hook",
+        responses=responses,
+    )
+    app.add_api_route(
+        f"/cds-services/{sid}/feedback",
+        feedback,
+        methods=["POST"],
+        summary=f"feedback on {sid} cards",
+        responses=responses,
+    )
 
 
 def _as_dict(body: HookRequest) -> dict[str, Any]:
     """The request as plain data, without re-serializing the (possibly large) prefetch and context."""
     auth = body.fhirAuthorization
-    return {"hook": body.hook, "hookInstance": body.hookInstance, "fhirServer": body.fhirServer,
-            "fhirAuthorization": None if auth is None else auth.model_dump(), "context": body.context,
-            "prefetch": body.prefetch}
+    return {
+        "hook": body.hook,
+        "hookInstance": body.hookInstance,
+        "fhirServer": body.fhirServer,
+        "fhirAuthorization": None if auth is None else auth.model_dump(),
+        "context": body.context,
+        "prefetch": body.prefetch,
+    }
 
 
-def _run_hook(engine: HookEngine, service: dict[str, Any], body: dict[str, Any],
-              defs: ServiceDefinitions) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _run_hook(
+    engine: HookEngine, service: dict[str, Any], body: dict[str, Any], defs: ServiceDefinitions
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     resources = gather_resources(service, body, engine.config, optional=defs.optional_prefetch)
     record = engine.record(resources)
     cf = CardFactory(defs, body["hookInstance"], rules_version=engine.rules.rules_version)

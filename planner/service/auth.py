@@ -160,7 +160,12 @@ class TokenVerifier:
         cfg = self.config
         try:
             claims = jwt.decode(
-                token, key, algorithms=[alg], audience=list(audiences), issuer=iss, leeway=cfg.leeway_s,
+                token,
+                key,
+                algorithms=[alg],
+                audience=list(audiences),
+                issuer=iss,
+                leeway=cfg.leeway_s,
                 options={"require": ["exp", "iat", "jti", "iss", "aud"], "verify_iat": True},
             )
         except jwt.ExpiredSignatureError:

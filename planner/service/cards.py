@@ -37,8 +37,9 @@ def fit_summary(text: str, limit: int = SUMMARY_MAX) -> str:
     return cut + "…"
 
 
-def med_request(ingredient: str, rxcui: str, dose_mg_day: float | None, patient_id: str,
-                rules: Any = None) -> dict[str, Any]:
+def med_request(
+    ingredient: str, rxcui: str, dose_mg_day: float | None, patient_id: str, rules: Any = None
+) -> dict[str, Any]:
     """A draft MedicationRequest (order) for a suggestion's ``create`` action; the dose written as prescribed
     (:func:`planner.dosing.dosage`, the formatter every renderer uses)."""
     res: dict[str, Any] = {
@@ -46,17 +47,29 @@ def med_request(ingredient: str, rxcui: str, dose_mg_day: float | None, patient_
         "status": "draft",
         "intent": "order",
         "subject": {"reference": f"Patient/{patient_id}"},
-        "medicationCodeableConcept": {"coding": [{"system": RXNORM, "code": rxcui, "display": ingredient}],
-                                      "text": ingredient},
+        "medicationCodeableConcept": {
+            "coding": [{"system": RXNORM, "code": rxcui, "display": ingredient}],
+            "text": ingredient,
+        },
     }
     dose = dosage(ingredient, dose_mg_day, rules=rules)
     if dose is not None:
-        res["dosageInstruction"] = [{
-            "text": dose.text,
-            "timing": {"repeat": {"frequency": dose.times, "period": 1, "periodUnit": _PERIOD[dose.period]}},
-            "doseAndRate": [{"doseQuantity": {"value": dose.amount, "unit": dose.unit,
-                                              "system": "http://unitsofmeasure.org", "code": dose.ucum}}],
-        }]
+        res["dosageInstruction"] = [
+            {
+                "text": dose.text,
+                "timing": {"repeat": {"frequency": dose.times, "period": 1, "periodUnit": _PERIOD[dose.period]}},
+                "doseAndRate": [
+                    {
+                        "doseQuantity": {
+                            "value": dose.amount,
+                            "unit": dose.unit,
+                            "system": "http://unitsofmeasure.org",
+                            "code": dose.ucum,
+                        }
+                    }
+                ],
+            }
+        ]
     return res
 
 
@@ -89,8 +102,14 @@ class CardFactory:
         self.issued: list[dict[str, Any]] = []  # what the audit store keeps per card (no patient data)
 
     def _issue(self, card: dict[str, Any], rule_id: str | None) -> dict[str, Any]:
-        self.issued.append({"uuid": card["uuid"], "indicator": card["indicator"], "rule_id": rule_id,
-                            "suggestions": [s["uuid"] for s in card.get("suggestions") or ()]})
+        self.issued.append(
+            {
+                "uuid": card["uuid"],
+                "indicator": card["indicator"],
+                "rule_id": rule_id,
+                "suggestions": [s["uuid"] for s in card.get("suggestions") or ()],
+            }
+        )
         return card
 
     def uid(self, *parts: object) -> str:
@@ -98,15 +117,28 @@ class CardFactory:
         return str(uuid.uuid5(_NS, "|".join(map(str, (self.hook_instance, self._n, *parts)))))
 
     def _override(self) -> list[dict[str, Any]]:
-        return [{"code": c["code"], "system": self.defs.override_system, "display": c["display"]}
-                for c in self.defs.override_codes]
+        return [
+            {"code": c["code"], "system": self.defs.override_system, "display": c["display"]}
+            for c in self.defs.override_codes
+        ]
 
     def suggestion(self, label: str, actions: list[dict[str, Any]], *, recommended: bool = False) -> dict[str, Any]:
-        return {"label": fit_summary(label, 80), "uuid": self.uid("suggestion", label),
-                "isRecommended": recommended, "actions": actions}
+        return {
+            "label": fit_summary(label, 80),
+            "uuid": self.uid("suggestion", label),
+            "isRecommended": recommended,
+            "actions": actions,
+        }
 
-    def finding_card(self, f: Finding, *, summary: str | None = None, about: Iterable[str] = (),
-                     suggestions: list[dict[str, Any]] | None = None, note: str = "") -> dict[str, Any]:
+    def finding_card(
+        self,
+        f: Finding,
+        *,
+        summary: str | None = None,
+        about: Iterable[str] = (),
+        suggestions: list[dict[str, Any]] | None = None,
+        note: str = "",
+    ) -> dict[str, Any]:
         indicator = self.defs.indicator(f.action, f.strength)
         label = self.defs.source_labels.get(f.kind, "planner rules")
         url = _url_in(f.source)
@@ -126,9 +158,15 @@ class CardFactory:
             "summary": fit_summary(summary or f.message),
             "detail": "\n".join(lines).strip(),
             "indicator": indicator,
-            "source": {"label": label, **({"url": url} if url else {}),
-                       "topic": {"system": "https://planner.example/fhir/CodeSystem/finding-kind",
-                                 "code": f.kind, "display": f.kind}},
+            "source": {
+                "label": label,
+                **({"url": url} if url else {}),
+                "topic": {
+                    "system": "https://planner.example/fhir/CodeSystem/finding-kind",
+                    "code": f.kind,
+                    "display": f.kind,
+                },
+            },
         }
         if not _is_url(f.source) and f.source:
             card["detail"] += f"\n\nSource: {f.source}"  # the citation beside its URL
@@ -143,8 +181,16 @@ class CardFactory:
 
     def note_card(self, summary: str, detail: str, *, indicator: str = "warning") -> dict[str, Any]:
         """A card about the data itself (e.g. a draft order that could not be read)."""
-        return self._issue({"uuid": self.uid("note", summary), "summary": fit_summary(summary), "detail": detail,
-                            "indicator": indicator, "source": {"label": self.defs.plan_source_label}}, None)
+        return self._issue(
+            {
+                "uuid": self.uid("note", summary),
+                "summary": fit_summary(summary),
+                "detail": detail,
+                "indicator": indicator,
+                "source": {"label": self.defs.plan_source_label},
+            },
+            None,
+        )
 
     def plan_card(self, rec: Recommendation) -> dict[str, Any]:
         """The ranked plan summary of one therapeutic area (patient-view)."""
@@ -157,24 +203,42 @@ class CardFactory:
         else:
             gap = next((g.message for g in rec.data_gaps if g.code == "no-outcome"), "no plan could be ranked")
             summary = f"{rec.area_name}: no ranked plan ({gap})"
-        lines = [f"Target {o.quantity} {o.target:g}{unit} ({o.target_label}).", "",
-                 "| rank | plan | predicted (90% interval) | P(target) | P(best) |", "|---|---|---|---|---|"]
+        lines = [
+            f"Target {o.quantity} {o.target:g}{unit} ({o.target_label}).",
+            "",
+            "| rank | plan | predicted (90% interval) | P(target) | P(best) |",
+            "|---|---|---|---|---|",
+        ]
         for p in rec.plans:
             reg = " + ".join(f"{_drug_text(d)} ({d.change})" for d in p.regimen) or "no drug"
             q = p.predicted
-            lines.append(f"| {p.rank} | {reg} | {q.mean:.1f} ({q.lower:.1f}-{q.upper:.1f}){unit} "
-                         f"| {p.p_target:.0%} | {p.p_best:.0%} |")
+            lines.append(
+                f"| {p.rank} | {reg} | {q.mean:.1f} ({q.lower:.1f}-{q.upper:.1f}){unit} "
+                f"| {p.p_target:.0%} | {p.p_best:.0%} |"
+            )
         if rec.excluded:
             lines += ["", f"{len(rec.excluded)} regimen(s) excluded by safety rules."]
         if rec.data_gaps:
             lines += ["", "Data gaps:"] + [f"- {g.message}" for g in rec.data_gaps]
         pv = rec.provenance
         lines += ["", f"planner {pv.planner_version}, rules {pv.rules_version}, model {pv.model}, seed {pv.seed}."]
-        return self._issue({
-            "uuid": self.uid("plan", rec.area), "summary": fit_summary(summary), "detail": "\n".join(lines),
-            "indicator": "info", "source": {"label": self.defs.plan_source_label,
-                                            "topic": {"system": "https://planner.example/fhir/CodeSystem/area",
-                                                      "code": rec.area, "display": rec.area_name}}}, f"plan:{rec.area}")
+        return self._issue(
+            {
+                "uuid": self.uid("plan", rec.area),
+                "summary": fit_summary(summary),
+                "detail": "\n".join(lines),
+                "indicator": "info",
+                "source": {
+                    "label": self.defs.plan_source_label,
+                    "topic": {
+                        "system": "https://planner.example/fhir/CodeSystem/area",
+                        "code": rec.area,
+                        "display": rec.area_name,
+                    },
+                },
+            },
+            f"plan:{rec.area}",
+        )
 
 
 def _drug_text(d: Any) -> str:

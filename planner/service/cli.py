@@ -12,8 +12,12 @@ def register(app: typer.Typer) -> None:
     @app.command("serve")
     def serve(
         host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
-        port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on (0: any free port).")] = 8931,
-        config: Annotated[Optional[Path], typer.Option("--config", help="Service configuration (YAML; see README).")] = None,
+        port: Annotated[
+            int, typer.Option("--port", min=0, max=65535, help="Port to listen on (0: any free port).")
+        ] = 8931,
+        config: Annotated[
+            Optional[Path], typer.Option("--config", help="Service configuration (YAML; see README).")
+        ] = None,
     ) -> None:
         """Serve CDS Hooks 2.0 (discovery, order-select, order-sign, patient-view, feedback)."""
         from ..optional import require

@@ -35,8 +35,8 @@ from urllib.parse import urlsplit
 import orjson
 import yaml
 
-from ..rule_files import read_yaml, rules_dir
 from ..errors import ConfigError
+from ..rule_files import read_yaml, rules_dir
 
 __all__ = ["Issuer", "ServiceConfig", "ServiceDefinitions", "load_config", "load_definitions"]
 
@@ -76,34 +76,53 @@ class ServiceConfig:
     def fhir_server_allowed(self, url: str) -> bool:
         """Whether the service may fetch from this fhirServer (any, unless ``allowed_fhir_servers`` is set)."""
         base = url.rstrip("/")
-        return not self.allowed_fhir_servers or any(base == a or base.startswith(a + "/")
-                                                    for a in self.allowed_fhir_servers)
+        return not self.allowed_fhir_servers or any(
+            base == a or base.startswith(a + "/") for a in self.allowed_fhir_servers
+        )
 
     def audience(self, service_id: str) -> str:
         return self.service_url.rstrip("/") + "/" + service_id
 
 
-_INT_KEYS = {"max_request_bytes": (1024, 1 << 30), "leeway_s": (0, 300), "max_token_lifetime_s": (10, 3600),
-             "fhir_max_pages": (1, 1000), "top": (1, 20), "num_samples": (100, 100_000)}
+_INT_KEYS = {
+    "max_request_bytes": (1024, 1 << 30),
+    "leeway_s": (0, 300),
+    "max_token_lifetime_s": (10, 3600),
+    "fhir_max_pages": (1, 1000),
+    "top": (1, 20),
+    "num_samples": (100, 100_000),
+}
 
 
 def _read_jwks(path: Path, where: str) -> tuple[dict[str, Any], ...]:
     try:
         doc = orjson.loads(path.read_bytes())
     except OSError:
-        raise ConfigError("JWKS file not found", file=where, field="jwks_file", value=str(path),
-                          expected="a readable JSON Web Key Set file") from None
+        raise ConfigError(
+            "JWKS file not found",
+            file=where,
+            field="jwks_file",
+            value=str(path),
+            expected="a readable JSON Web Key Set file",
+        ) from None
     except orjson.JSONDecodeError:
-        raise ConfigError("JWKS file is not JSON", file=where, field="jwks_file", value=str(path),
-                          expected='{"keys": [...]}') from None
+        raise ConfigError(
+            "JWKS file is not JSON", file=where, field="jwks_file", value=str(path), expected='{"keys": [...]}'
+        ) from None
     keys = doc.get("keys") if isinstance(doc, dict) else None
     if not isinstance(keys, list) or not all(isinstance(k, dict) for k in keys):
-        raise ConfigError("JWKS file has no key list", file=where, field="jwks_file", value=str(path),
-                          expected='{"keys": [...]}')
+        raise ConfigError(
+            "JWKS file has no key list", file=where, field="jwks_file", value=str(path), expected='{"keys": [...]}'
+        )
     for k in keys:
         if any(p in k for p in ("d", "p", "q", "k")):
-            raise ConfigError("JWKS file holds private or symmetric key material", file=where, field="jwks_file",
-                              value=str(path), expected="public keys only")
+            raise ConfigError(
+                "JWKS file holds private or symmetric key material",
+                file=where,
+                field="jwks_file",
+                value=str(path),
+                expected="public keys only",
+            )
     return tuple(keys)
 
 
@@ -117,18 +136,31 @@ def _issuers(items: Any, base: Path, where: str) -> tuple[Issuer, ...]:
     if items is None:
         return ()
     if not isinstance(items, list):
-        raise ConfigError("trusted_issuers must be a list", file=where, field="trusted_issuers",
-                          expected="a list of {issuer, jwks_file | jku}")
+        raise ConfigError(
+            "trusted_issuers must be a list",
+            file=where,
+            field="trusted_issuers",
+            expected="a list of {issuer, jwks_file | jku}",
+        )
     out = []
     for i, item in enumerate(items):
         name = f"trusted_issuers[{i}]"
         if not isinstance(item, dict) or not isinstance(item.get("issuer"), str) or not item["issuer"]:
-            raise ConfigError("issuer entry needs an 'issuer' string", file=where, field=name,
-                              expected="{issuer: ..., jwks_file: ... | jku: [...]}")
+            raise ConfigError(
+                "issuer entry needs an 'issuer' string",
+                file=where,
+                field=name,
+                expected="{issuer: ..., jwks_file: ... | jku: [...]}",
+            )
         unknown = set(item) - {"issuer", "jwks_file", "jku"}
         if unknown:
-            raise ConfigError("unknown keys in issuer entry", file=where, field=name, value=sorted(unknown),
-                              expected="issuer, jwks_file, jku")
+            raise ConfigError(
+                "unknown keys in issuer entry",
+                file=where,
+                field=name,
+                value=sorted(unknown),
+                expected="issuer, jwks_file, jku",
+            )
         jwks: tuple[dict[str, Any], ...] = ()
         if item.get("jwks_file") is not None:
             p = Path(str(item["jwks_file"])).expanduser()
@@ -139,8 +171,13 @@ def _issuers(items: Any, base: Path, where: str) -> tuple[Issuer, ...]:
             raise ConfigError("jku must be a list of URLs", file=where, field=f"{name}.jku", expected="[https://...]")
         jku = tuple(_url(u, where, f"{name}.jku") for u in jku_list)
         if not jwks and not jku:
-            raise ConfigError("issuer has no keys", file=where, field=name, value=item["issuer"],
-                              expected="jwks_file or a jku allowlist")
+            raise ConfigError(
+                "issuer has no keys",
+                file=where,
+                field=name,
+                value=item["issuer"],
+                expected="jwks_file or a jku allowlist",
+            )
         out.append(Issuer(issuer=item["issuer"], jwks=jwks, jku=jku))
     return tuple(out)
 
@@ -154,12 +191,14 @@ def load_config(path: str | Path | None, **overrides: Any) -> ServiceConfig:
     try:
         doc = yaml.safe_load(p.read_text(encoding="utf-8"))
     except OSError:
-        raise ConfigError("configuration file not found", field="--config", value=where,
-                          expected="a readable YAML file") from None
+        raise ConfigError(
+            "configuration file not found", field="--config", value=where, expected="a readable YAML file"
+        ) from None
     except yaml.YAMLError as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
-        raise ConfigError("configuration is not valid YAML" + ("" if line is None else f" (line {line + 1})"),
-                          file=where) from None
+        raise ConfigError(
+            "configuration is not valid YAML" + ("" if line is None else f" (line {line + 1})"), file=where
+        ) from None
     if not isinstance(doc, dict):
         raise ConfigError("configuration must be a mapping", file=where, expected="service_url: ... etc.")
     known = set(ServiceConfig.__dataclass_fields__) - {"extra", "today"}
@@ -174,8 +213,9 @@ def load_config(path: str | Path | None, **overrides: Any) -> ServiceConfig:
             kw[key] = q if q.is_absolute() else p.parent / q
     if "include_identifiers" in doc:
         if not isinstance(doc["include_identifiers"], bool):
-            raise ConfigError("must be true or false", file=where, field="include_identifiers",
-                              value=doc["include_identifiers"])
+            raise ConfigError(
+                "must be true or false", file=where, field="include_identifiers", value=doc["include_identifiers"]
+            )
         kw["include_identifiers"] = doc["include_identifiers"]
     for key, (lo, hi) in _INT_KEYS.items():
         if key in doc:
@@ -230,8 +270,13 @@ def load_definitions(rules: str | Path | None = None) -> ServiceDefinitions:
     seen = set()
     for s in services:
         if not isinstance(s, dict) or s.get("hook") not in _HOOKS or not isinstance(s.get("id"), str):
-            raise ConfigError("bad service definition", file=where, field="services", value=s.get("id") if
-                              isinstance(s, dict) else s, expected="id, hook (" + ", ".join(_HOOKS) + "), title")
+            raise ConfigError(
+                "bad service definition",
+                file=where,
+                field="services",
+                value=s.get("id") if isinstance(s, dict) else s,
+                expected="id, hook (" + ", ".join(_HOOKS) + "), title",
+            )
         if s["id"] in seen:
             raise ConfigError("duplicate service id", file=where, field="services", value=s["id"])
         seen.add(s["id"])

@@ -75,8 +75,11 @@ def _auth(fhir_authorization: Any) -> _Auth | None:
         return None
     scope = fhir_authorization.get("scope")
     patient = fhir_authorization.get("patient")
-    return _Auth(token=token, scopes=tuple(scope.split()) if isinstance(scope, str) else (),
-                 patient=patient if isinstance(patient, str) else None)
+    return _Auth(
+        token=token,
+        scopes=tuple(scope.split()) if isinstance(scope, str) else (),
+        patient=patient if isinstance(patient, str) else None,
+    )
 
 
 def _expand(template: str, context: dict[str, Any]) -> str:
@@ -127,8 +130,14 @@ class _Fetcher:
             return doc
         entries = list(doc.get("entry") or [])
         for _ in range(self.config.fhir_max_pages - 1):
-            nxt = next((link.get("url") for link in doc.get("link") or []
-                        if isinstance(link, dict) and link.get("relation") == "next"), None)
+            nxt = next(
+                (
+                    link.get("url")
+                    for link in doc.get("link") or []
+                    if isinstance(link, dict) and link.get("relation") == "next"
+                ),
+                None,
+            )
             if not isinstance(nxt, str):
                 break
             if not (nxt.startswith(self.base + "/") or nxt.startswith(self.base + "?")):
@@ -147,8 +156,15 @@ def _resource_type_of(query: str) -> tuple[str, str]:
     return parts[0], ("read" if len(parts) == 2 and "?" not in query else "search")
 
 
-def _fetch_missing(service: dict[str, Any], missing: list[str], context: dict[str, Any], fhir_server: Any,
-                   auth: _Auth, config: ServiceConfig, client: httpx.Client | None) -> tuple[dict, dict]:
+def _fetch_missing(
+    service: dict[str, Any],
+    missing: list[str],
+    context: dict[str, Any],
+    fhir_server: Any,
+    auth: _Auth,
+    config: ServiceConfig,
+    client: httpx.Client | None,
+) -> tuple[dict, dict]:
     got: dict[str, Any] = {}
     failed: dict[str, str] = {}
     own = client or httpx.Client(timeout=config.fhir_timeout_s, follow_redirects=False)
@@ -161,8 +177,11 @@ def _fetch_missing(service: dict[str, Any], missing: list[str], context: dict[st
             if not allowed_by_scope(auth.scopes, rtype, interaction):
                 failed[key] = f"fhirAuthorization scope does not allow {interaction} of {rtype}"
                 continue
-            if auth.patient is not None and auth.patient != context.get("patientId") and any(
-                    s.startswith("patient/") for s in auth.scopes):
+            if (
+                auth.patient is not None
+                and auth.patient != context.get("patientId")
+                and any(s.startswith("patient/") for s in auth.scopes)
+            ):
                 failed[key] = "fhirAuthorization is for another patient"
                 continue
             if down is not None:  # the server timed out or could not be reached: do not wait for it again
@@ -180,8 +199,14 @@ def _fetch_missing(service: dict[str, Any], missing: list[str], context: dict[st
     return got, failed
 
 
-def gather_resources(service: dict[str, Any], body: dict[str, Any], config: ServiceConfig, *,
-                     optional: frozenset[str], client: httpx.Client | None = None) -> list[dict[str, Any]]:
+def gather_resources(
+    service: dict[str, Any],
+    body: dict[str, Any],
+    config: ServiceConfig,
+    *,
+    optional: frozenset[str],
+    client: httpx.Client | None = None,
+) -> list[dict[str, Any]]:
     """Every resource of the patient the hook needs, as Bundle entries (prefetch first, then fhirServer)."""
     context = body.get("context") or {}
     if not isinstance(context, dict):

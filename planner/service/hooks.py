@@ -68,8 +68,8 @@ class HookEngine:
                 self._area_of.setdefault(d.ingredient, []).append(area_id)
         self._cache: OrderedDict[str, list[Any]] = OrderedDict()
         self._lock = threading.Lock()
-        from ..rule_files import rules_dir
         from ..ingest import code_tables
+        from ..rule_files import rules_dir
 
         self._rules_dir = rules_dir(config.rules)  # resolved once (not per call)
         self._tables = code_tables(self._rules_dir)
@@ -82,10 +82,13 @@ class HookEngine:
         """The record of Bundle entries (``resource`` and optional ``fullUrl``), as of today."""
         today = self.today()
         bundle = {"resourceType": "Bundle", "type": "collection", "entry": entries}
-        return read_record(bundle, as_of=today, today=today, rules=self._rules_dir,
-                           max_bytes=self.config.max_request_bytes * 2)
+        return read_record(
+            bundle, as_of=today, today=today, rules=self._rules_dir, max_bytes=self.config.max_request_bytes * 2
+        )
 
-    def drafts(self, context: dict[str, Any], patient: dict[str, Any], *, selected_only: bool) -> tuple[list[Draft], list[Draft]]:
+    def drafts(
+        self, context: dict[str, Any], patient: dict[str, Any], *, selected_only: bool
+    ) -> tuple[list[Draft], list[Draft]]:
         """(drafts the hook is about, the other drafts) from ``context.draftOrders``."""
         orders = context.get("draftOrders")
         if not isinstance(orders, dict) or orders.get("resourceType") != "Bundle":
@@ -102,8 +105,16 @@ class HookEngine:
         mini = [patient] + [r for r in resources if r.get("resourceType") == "Medication"]
         for i, r in enumerate(meds):
             rid = r.get("id") if isinstance(r.get("id"), str) and FHIR_ID.match(r["id"]) else f"draft-{i + 1}"
-            mini.append({**r, "id": rid, "status": "active", "intent": "order", "authoredOn": self.today().isoformat(),
-                         "subject": {"reference": f"Patient/{pid}"}})
+            mini.append(
+                {
+                    **r,
+                    "id": rid,
+                    "status": "active",
+                    "intent": "order",
+                    "authoredOn": self.today().isoformat(),
+                    "subject": {"reference": f"Patient/{pid}"},
+                }
+            )
         rec = self.record([{"resource": r} for r in mini])
         by_id = {m.id: m for m in rec.medications}
         about: list[Draft] = []
@@ -114,7 +125,9 @@ class HookEngine:
             ref = f"MedicationRequest/{rid}" if has_id else None
             m = by_id.get(rid)
             cc = r.get("medicationCodeableConcept")
-            label = (cc.get("text") if isinstance(cc, dict) and isinstance(cc.get("text"), str) else None) or "a draft order"
+            label = (
+                cc.get("text") if isinstance(cc, dict) and isinstance(cc.get("text"), str) else None
+            ) or "a draft order"
             d = Draft(ref=ref, med=m if m is not None and m.ingredient else None, label=label[:60])
             chosen = not selected_only or not sel or (ref is not None and ref in sel)
             (about if chosen else others).append(d)
@@ -130,12 +143,15 @@ class HookEngine:
         ctx = self.rules.prepare(record, on=record.as_of)
         baseline = {_finding_key(f) for f in self.rules.check(ctx)}
         drugs: dict[str, DrugDose] = {
-            ing: DrugDose(ingredient=ing, rxcui=m.rxcui or "", dose_mg_day=m.dose_mg_day) for ing, m in ctx.current.items()}
+            ing: DrugDose(ingredient=ing, rxcui=m.rxcui or "", dose_mg_day=m.dose_mg_day)
+            for ing, m in ctx.current.items()
+        }
         draft_ings: set[str] = set()
         for d in [*drafts, *others]:
             if d.med is not None and d.med.ingredient:
-                drugs[d.med.ingredient] = DrugDose(ingredient=d.med.ingredient, rxcui=d.med.rxcui or "",
-                                                   dose_mg_day=d.med.dose_mg_day)
+                drugs[d.med.ingredient] = DrugDose(
+                    ingredient=d.med.ingredient, rxcui=d.med.rxcui or "", dose_mg_day=d.med.dose_mg_day
+                )
                 if d in drafts:
                     draft_ings.add(d.med.ingredient)
         starts = {i for i in drugs if i not in ctx.current}
@@ -161,15 +177,19 @@ class HookEngine:
         text = f"{f.message} {f.phenotype or ''}".lower()  # e.g. "Phenotype set by paroxetine"
         return [d for d in drafts if d.med and d.med.ingredient and d.med.ingredient in text]
 
-    def order_cards(self, record: PatientRecord, drafts: list[Draft], others: list[Draft], cf: CardFactory, *,
-                    suggest: bool) -> list[dict[str, Any]]:
+    def order_cards(
+        self, record: PatientRecord, drafts: list[Draft], others: list[Draft], cf: CardFactory, *, suggest: bool
+    ) -> list[dict[str, Any]]:
         cards: list[dict[str, Any]] = []
         for d in drafts:
             if d.med is None:
-                cards.append(cf.note_card(
-                    "A draft medication order could not be screened: its drug was not recognized",
-                    f"{d.ref or 'A draft MedicationRequest'}: the medication code and text did not resolve to an "
-                    "RxNorm ingredient planner knows, so no safety rule could be checked for it."))
+                cards.append(
+                    cf.note_card(
+                        "A draft medication order could not be screened: its drug was not recognized",
+                        f"{d.ref or 'A draft MedicationRequest'}: the medication code and text did not resolve to an "
+                        "RxNorm ingredient planner knows, so no safety rule could be checked for it.",
+                    )
+                )
         screened = self.screen_orders(record, drafts, others)
         final = screened.final_doses
         for f in screened.findings:
@@ -187,9 +207,18 @@ class HookEngine:
             cards.append(cf.finding_card(f, summary=summary, about=names, suggestions=sugg))
         return cards
 
-    def _suggestions(self, record: PatientRecord, f: Finding, concerned: list[Draft], drafts: list[Draft],
-                     others: list[Draft], cf: CardFactory, *, alternatives: bool,
-                     final: dict[str, float | None]) -> list[dict[str, Any]]:
+    def _suggestions(
+        self,
+        record: PatientRecord,
+        f: Finding,
+        concerned: list[Draft],
+        drafts: list[Draft],
+        others: list[Draft],
+        cf: CardFactory,
+        *,
+        alternatives: bool,
+        final: dict[str, float | None],
+    ) -> list[dict[str, Any]]:
         if f.action not in ("exclude", "adjust_dose"):
             return []
         out: list[dict[str, Any]] = []
@@ -198,27 +227,58 @@ class HookEngine:
             med = d.med
             if med is None or not med.ingredient:
                 continue
-            delete = [{"type": "delete", "description": f"Remove the draft order for {med.ingredient}",
-                       "resourceId": [d.ref]}] if d.ref else []
+            delete = (
+                [
+                    {
+                        "type": "delete",
+                        "description": f"Remove the draft order for {med.ingredient}",
+                        "resourceId": [d.ref],
+                    }
+                ]
+                if d.ref
+                else []
+            )
             if f.action == "adjust_dose" and f.target_drug == med.ingredient and f.adjusted_dose_mg_day is not None:
                 dose = final.get(med.ingredient) or f.adjusted_dose_mg_day  # every adjustment applied
                 words = dose_words(med.ingredient, dose, self._rules_dir)
-                out.append(cf.suggestion(f"Order {words} instead", delete + [{
-                    "type": "create", "description": f"Order {words}",
-                    "resource": med_request(med.ingredient, med.rxcui or "", dose, pid, self._rules_dir)}],
-                    recommended=True))
+                out.append(
+                    cf.suggestion(
+                        f"Order {words} instead",
+                        delete
+                        + [
+                            {
+                                "type": "create",
+                                "description": f"Order {words}",
+                                "resource": med_request(med.ingredient, med.rxcui or "", dose, pid, self._rules_dir),
+                            }
+                        ],
+                        recommended=True,
+                    )
+                )
                 continue
             if alternatives:
                 for alt, rxcui, dose in self._alternatives(record, f, med, drafts, others):
-                    out.append(cf.suggestion(f"Order {alt} instead of {med.ingredient}", delete + [{
-                        "type": "create", "description": f"Order {dose_words(alt, dose, self._rules_dir)}",
-                        "resource": med_request(alt, rxcui, dose, pid, self._rules_dir)}], recommended=not out))
+                    out.append(
+                        cf.suggestion(
+                            f"Order {alt} instead of {med.ingredient}",
+                            delete
+                            + [
+                                {
+                                    "type": "create",
+                                    "description": f"Order {dose_words(alt, dose, self._rules_dir)}",
+                                    "resource": med_request(alt, rxcui, dose, pid, self._rules_dir),
+                                }
+                            ],
+                            recommended=not out,
+                        )
+                    )
             if delete:
                 out.append(cf.suggestion(f"Remove the draft order for {med.ingredient}", delete))
         return out
 
-    def _alternatives(self, record: PatientRecord, f: Finding, med: Medication, drafts: list[Draft],
-                      others: list[Draft]) -> list[tuple[str, str, float | None]]:
+    def _alternatives(
+        self, record: PatientRecord, f: Finding, med: Medication, drafts: list[Draft], others: list[Draft]
+    ) -> list[tuple[str, str, float | None]]:
         """Drugs to order instead of ``med``, each screened in its place with no exclude and no new caution."""
         names: list[str] = []
         for a in f.alternatives:
@@ -239,8 +299,10 @@ class HookEngine:
             ing = self._tables.ingredient_by_name(name)
             if ing is None or not ing.rxcui:
                 continue
-            dose = next((load_area(a, self.planner.rules_path).drug(name).reference_dose
-                         for a in self._area_of.get(name, [])), None)
+            dose = next(
+                (load_area(a, self.planner.rules_path).drug(name).reference_dose for a in self._area_of.get(name, [])),
+                None,
+            )
             swapped = Medication(id="alt", rxcui=ing.rxcui, ingredient=name, dose_mg_day=dose, status="active")
             trial = [Draft(ref=None, med=swapped, label=name)]
             rest = [d for d in drafts if d.med is not med] + others

@@ -33,8 +33,10 @@ LOG_CONFIG: dict[str, Any] = {
 
 def startup_message(config: ServiceConfig) -> str:
     if not config.configured:
-        return ("no trusted issuers configured: this service trusts no EHR, so every hook and feedback call is "
-                "refused (401); discovery answers. Start with --config FILE to trust an issuer.")
+        return (
+            "no trusted issuers configured: this service trusts no EHR, so every hook and feedback call is "
+            "refused (401); discovery answers. Start with --config FILE to trust an issuer."
+        )
     names = ", ".join(i.issuer for i in config.trusted_issuers)
     return f"trusting {len(config.trusted_issuers)} issuer(s): {names}; audience {config.service_url}/<service id>"
 
@@ -53,6 +55,13 @@ def run(*, host: str, port: int, config_path: Path | None) -> None:
     log = logging.getLogger("planner.service")
     log.warning(startup_message(config)) if not config.configured else log.info(startup_message(config))
     app = build(config)
-    uvicorn.run(app, host=host, port=port, log_config=LOG_CONFIG, access_log=False, server_header=False,
-                timeout_graceful_shutdown=5)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_config=LOG_CONFIG,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=5,
+    )
     sys.stderr.flush()

@@ -33,17 +33,23 @@ class EpisodeMatch:
 
     @property
     def ok(self) -> bool:
-        return (self.matched == self.simulated == self.extracted and not any(self.mismatched.values())
-                and self.drops_simulated == self.drops_extracted)
+        return (
+            self.matched == self.simulated == self.extracted
+            and not any(self.mismatched.values())
+            and self.drops_simulated == self.drops_extracted
+        )
 
     def summary(self) -> str:
-        return (f"simulated {self.simulated}, extracted {self.extracted}, matched {self.matched}; "
-                f"mismatched {self.mismatched}; drops simulated {self.drops_simulated} "
-                f"extracted {self.drops_extracted}; features differing {self.feature_mismatches}")
+        return (
+            f"simulated {self.simulated}, extracted {self.extracted}, matched {self.matched}; "
+            f"mismatched {self.mismatched}; drops simulated {self.drops_simulated} "
+            f"extracted {self.drops_extracted}; features differing {self.feature_mismatches}"
+        )
 
 
-def compare_episodes(decisions: pd.DataFrame, episodes: pd.DataFrame, drops: Counter,
-                     *, features: tuple[str, ...] = ()) -> EpisodeMatch:
+def compare_episodes(
+    decisions: pd.DataFrame, episodes: pd.DataFrame, drops: Counter, *, features: tuple[str, ...] = ()
+) -> EpisodeMatch:
     """Compare the simulator's ``decisions`` (SimCohort.decisions or truth.parquet) with ``episodes_frame``
     output. ``features``: feature columns to compare too (numeric within 1e-9, text exactly)."""
     sim = decisions[decisions["episode"]].copy()
@@ -59,8 +65,9 @@ def compare_episodes(decisions: pd.DataFrame, episodes: pd.DataFrame, drops: Cou
         cb = f"{b}_ext" if f"{b}_ext" in both.columns else b
         mism[name] = int((both[ca].astype(str) != both[cb].astype(str)).sum())
     for col in ("baseline", "followup"):
-        mism[col] = int((~np.isclose(both[f"{col}_sim"].astype(float), both[f"{col}_ext"].astype(float),
-                                     rtol=0, atol=1e-9)).sum())
+        mism[col] = int(
+            (~np.isclose(both[f"{col}_sim"].astype(float), both[f"{col}_ext"].astype(float), rtol=0, atol=1e-9)).sum()
+        )
     for col in ("baseline_date", "followup_date"):
         mism[col] = int((pd.to_datetime(both[f"{col}_sim"]) != pd.to_datetime(both[f"{col}_ext"])).sum())
     fmis: dict[str, int] = {}
@@ -76,8 +83,14 @@ def compare_episodes(decisions: pd.DataFrame, episodes: pd.DataFrame, drops: Cou
             fmis[f] = int((~same).sum())
     ds = decisions["drop_reason"].dropna().value_counts().to_dict()
     de = {k: int(v) for k, v in drops.items() if k in ("no-baseline", "overlapping-change", "no-follow-up")}
-    return EpisodeMatch(simulated=len(sim), extracted=len(ext), matched=len(both), mismatched=mism,
-                        only_simulated=int((m["_merge"] == "left_only").sum()),
-                        only_extracted=int((m["_merge"] == "right_only").sum()),
-                        drops_simulated={k: int(v) for k, v in sorted(ds.items())},
-                        drops_extracted=dict(sorted(de.items())), feature_mismatches=fmis)
+    return EpisodeMatch(
+        simulated=len(sim),
+        extracted=len(ext),
+        matched=len(both),
+        mismatched=mism,
+        only_simulated=int((m["_merge"] == "left_only").sum()),
+        only_extracted=int((m["_merge"] == "right_only").sum()),
+        drops_simulated={k: int(v) for k, v in sorted(ds.items())},
+        drops_extracted=dict(sorted(de.items())),
+        feature_mismatches=fmis,
+    )

@@ -131,8 +131,12 @@ class SimCohort:
         ids = np.asarray(patient_ids, dtype=object)
         when = pd.to_datetime(pd.Series(dates)).to_numpy(dtype="datetime64[D]")
         if ids.shape[0] != when.shape[0]:
-            raise ConfigError("patient_ids and dates differ in length", field="dates", value=int(when.shape[0]),
-                              expected=f"{ids.shape[0]} dates")
+            raise ConfigError(
+                "patient_ids and dates differ in length",
+                field="dates",
+                value=int(when.shape[0]),
+                expected=f"{ids.shape[0]} dates",
+            )
         pos = {p: i for i, p in enumerate(self.patients["patient_id"])}
         missing = [p for p in ids if p not in pos]
         if missing:
@@ -159,8 +163,7 @@ class SimCohort:
             keys = np.where(ok, dec["regimen_key"].to_numpy()[order][np.maximum(j, 0)], "none")
         u = lat["u0"][rows] + lat["drift"][rows] * day / 365.0
         back = np.exp if log else (lambda x: x)
-        out: dict[str, Any] = {"patient_id": ids, "t0": when.astype("datetime64[ns]"), "day": day,
-                               "current_key": keys}
+        out: dict[str, Any] = {"patient_id": ids, "t0": when.astype("datetime64[ns]"), "day": day, "current_key": keys}
         qspec = {q.quantity: q for q in area.simulation.quantities}
         for f in area.features:
             if f.kind == "age":
@@ -171,8 +174,11 @@ class SimCohort:
                 v = back(u + eff)
             elif f.kind == "quantity":
                 q = qspec.get(f.quantity or "")
-                v = (np.full(rows.size, np.nan) if q is None else
-                     np.clip(lat["qbase"][q.quantity][rows] + q.per_year * day / 365.0, q.low, q.high))
+                v = (
+                    np.full(rows.size, np.nan)
+                    if q is None
+                    else np.clip(lat["qbase"][q.quantity][rows] + q.per_year * day / 365.0, q.low, q.high)
+                )
             elif f.kind == "condition":
                 onset = lat["cond_onset"].get(f.name)
                 v = np.zeros(rows.size) if onset is None else (onset[rows] <= day).astype(float)
@@ -203,8 +209,9 @@ class SimCohort:
 
         return build_records(self)
 
-    def write_fhir(self, out_dir: str, *, truth_regimens: "list[Regimen] | None" = None,
-                   overwrite: bool = False) -> dict[str, Any]:
+    def write_fhir(
+        self, out_dir: str, *, truth_regimens: "list[Regimen] | None" = None, overwrite: bool = False
+    ) -> dict[str, Any]:
         """Write one FHIR R4 transaction bundle per patient (``<out>/fhir/<patient_id>.json``) and the truth
         (``<out>/truth.parquet``, ``<out>/truth_params.yaml``). Byte-identical for the same area, n and seed.
         A folder that already holds bundles is refused unless ``overwrite`` (which removes them first)."""
@@ -234,11 +241,18 @@ class _Sim:
 
     def __init__(self, area: Area, n: int, seed: int) -> None:
         if area.simulation is None:
-            raise ConfigError("area has no simulation block", field=f"{area.id}.simulation",
-                              expected="a 'simulation:' section in the area file")
+            raise ConfigError(
+                "area has no simulation block",
+                field=f"{area.id}.simulation",
+                expected="a 'simulation:' section in the area file",
+            )
         if area.combination.max_per_class != 1:
-            raise ConfigError("the simulator supports one drug per class", field="combination.max_per_class",
-                              value=area.combination.max_per_class, expected="1")
+            raise ConfigError(
+                "the simulator supports one drug per class",
+                field="combination.max_per_class",
+                value=area.combination.max_per_class,
+                expected="1",
+            )
         self.area = area
         self.sim = area.simulation
         self.n = int(n)
@@ -264,10 +278,14 @@ class _Sim:
         self.birth_offset = np.round(self.age0 * _DAYS_PER_YEAR).astype(int)  # days before index
         self.horizon = np.round(rng.uniform(*sim.followup_years, n) * 365).astype(int)
         self.u0 = rng.normal(sim.untreated_mean, sim.untreated_sd, n)  # correlations added below
-        self.drift = rng.normal(sim.drift_per_year, sim.drift_sd, n) if sim.drift_sd > 0 else np.full(n, sim.drift_per_year)
+        self.drift = (
+            rng.normal(sim.drift_per_year, sim.drift_sd, n) if sim.drift_sd > 0 else np.full(n, sim.drift_per_year)
+        )
         self.qbase = {}
         for q in sim.quantities:
-            self.qbase[q.quantity] = np.clip(rng.normal(q.mean + q.age_slope * (self.age0 - 60), q.sd, n), q.low, q.high)
+            self.qbase[q.quantity] = np.clip(
+                rng.normal(q.mean + q.age_slope * (self.age0 - 60), q.sd, n), q.low, q.high
+            )
         qmean = {q.quantity: q.mean for q in sim.quantities}
         for q, slope in sim.untreated_slopes.items():
             x = self.age0 - a_mean if q == "age" else self.qbase[q] - qmean[q]
@@ -279,8 +297,9 @@ class _Sim:
                 prev = np.where(self.qbase[q] < below, p_below, prev)
             has = rng.random(n) < prev
             incident = rng.random(n) < c.incident_share
-            onset = np.where(incident, rng.integers(30, np.maximum(self.horizon, 31)),
-                             -rng.integers(30, 3650, n)).astype(float)
+            onset = np.where(
+                incident, rng.integers(30, np.maximum(self.horizon, 31)), -rng.integers(30, 3650, n)
+            ).astype(float)
             self.cond_onset[c.feature] = np.where(has, onset, np.inf)
         self.area_onset = -rng.integers(30, 3 * 365, n)
         tested_share, genes = load_pgx_population()
@@ -325,13 +344,15 @@ class _Sim:
                     vals[f.name] = np.clip(self.qbase[q.quantity][rows] + q.per_year * day / 365.0, q.low, q.high)
             elif f.kind == "condition":
                 onset = self.cond_onset.get(f.name)
-                vals[f.name] = (np.zeros(rows.size) if onset is None else (onset[rows] <= day).astype(float))
+                vals[f.name] = np.zeros(rows.size) if onset is None else (onset[rows] <= day).astype(float)
         return vals
 
     def phenos(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         return {g: p[rows] for g, p in self.phenotype.items()}
 
-    def regimen_effect(self, rows: np.ndarray, drug: np.ndarray, lvl: np.ndarray, values: dict[str, np.ndarray]) -> np.ndarray:
+    def regimen_effect(
+        self, rows: np.ndarray, drug: np.ndarray, lvl: np.ndarray, values: dict[str, np.ndarray]
+    ) -> np.ndarray:
         """True effect (model scale) of the slot regimens ``drug``/``lvl`` (rows x C) for ``rows``."""
         ph = self.phenos(rows)
         cols = []
@@ -406,18 +427,33 @@ class _Sim:
         for q in sim.quantities:
             obs_log.setdefault(q.quantity, [])
 
-        def apply(rows: np.ndarray, new_drug: np.ndarray, new_lvl: np.ndarray, day: np.ndarray, reason: np.ndarray) -> None:
+        def apply(
+            rows: np.ndarray, new_drug: np.ndarray, new_lvl: np.ndarray, day: np.ndarray, reason: np.ndarray
+        ) -> None:
             """Record changes for rows whose slots differ; update state, requests, effects, early stops."""
             nonlocal drug, lvl, cur_eff
             changed = ((new_drug != drug[rows]) | ((new_lvl != lvl[rows]) & (new_drug >= 0))).any(axis=1)
-            rows, new_drug, new_lvl, day, reason = rows[changed], new_drug[changed], new_lvl[changed], day[changed], reason[changed]
+            rows, new_drug, new_lvl, day, reason = (
+                rows[changed],
+                new_drug[changed],
+                new_lvl[changed],
+                day[changed],
+                reason[changed],
+            )
             if rows.size == 0:
                 return
             vals = self.true_values(rows, day, cur_eff[rows])
             latent = self.u0[rows] + self.drift[rows] * (day + area.outcome.followup_days) / 365.0
-            rec = {"pid": rows, "day": day, "reason": reason, "drug_before": drug[rows].copy(),
-                   "lvl_before": lvl[rows].copy(), "drug_after": new_drug.copy(), "lvl_after": new_lvl.copy(),
-                   LATENT: _to_units(area, latent)}
+            rec = {
+                "pid": rows,
+                "day": day,
+                "reason": reason,
+                "drug_before": drug[rows].copy(),
+                "lvl_before": lvl[rows].copy(),
+                "drug_after": new_drug.copy(),
+                "lvl_after": new_lvl.copy(),
+                LATENT: _to_units(area, latent),
+            }
             for k, v in vals.items():
                 rec["true_" + k] = v
             self.dec.append(rec)
@@ -568,8 +604,15 @@ class _Sim:
             target = np.where(ok, rule.value, target)
         return target
 
-    def intensify(self, rows: np.ndarray, act: np.ndarray, nd: np.ndarray, nl: np.ndarray,
-                  vals: dict[str, np.ndarray], reason: np.ndarray) -> None:
+    def intensify(
+        self,
+        rows: np.ndarray,
+        act: np.ndarray,
+        nd: np.ndarray,
+        nl: np.ndarray,
+        vals: dict[str, np.ndarray],
+        reason: np.ndarray,
+    ) -> None:
         rng = self.rng
         idx = np.nonzero(act)[0]
         if idx.size == 0:
@@ -584,8 +627,14 @@ class _Sim:
         can_switch = on.any(axis=1)
         aw = self.sim.action_weights
         w = np.log(np.array([max(aw.get(k, 0.0), 1e-12) for k in ("uptitrate", "add", "switch")]))
-        opt = np.stack([np.where(can_up.any(axis=1), w[0], -np.inf), np.where(can_add, w[1], -np.inf),
-                        np.where(can_switch, w[2], -np.inf)], axis=1)
+        opt = np.stack(
+            [
+                np.where(can_up.any(axis=1), w[0], -np.inf),
+                np.where(can_add, w[1], -np.inf),
+                np.where(can_switch, w[2], -np.inf),
+            ],
+            axis=1,
+        )
         action = _gumbel_choice(opt, rng)
         # uptitrate
         up = np.nonzero(action == 0)[0]

@@ -105,32 +105,64 @@ class _Writer:
                 counter[0] += 1
                 rid = _uuid(seed, counter[0])
             res["id"] = rid
-            entries.append({"fullUrl": f"urn:uuid:{rid}", "resource": res,
-                            "request": {"method": "POST", "url": res["resourceType"]}})
+            entries.append(
+                {
+                    "fullUrl": f"urn:uuid:{rid}",
+                    "resource": res,
+                    "request": {"method": "POST", "url": res["resourceType"]},
+                }
+            )
 
-        add({"resourceType": "Patient", "name": [{"use": "official", "family": "Simulated", "given": [f"Patient {i}"]}],
-             "gender": self.sex[i], "birthDate": self.birth[i].isoformat()}, rid=pid)
+        add(
+            {
+                "resourceType": "Patient",
+                "name": [{"use": "official", "family": "Simulated", "given": [f"Patient {i}"]}],
+                "gender": self.sex[i],
+                "birthDate": self.birth[i].isoformat(),
+            },
+            rid=pid,
+        )
         # conditions
         b, rows = self.tables["conditions"]
-        for r in rows[b[i]:b[i + 1]]:
+        for r in rows[b[i] : b[i + 1]]:
             onset = _dt(self.day(i, r["onset"]))
-            add({"resourceType": "Condition",
-                 "clinicalStatus": COND_CLINICAL, "verificationStatus": COND_VERIFIED,
-                 "code": {"coding": [{"system": SNOMED, "code": r["code"], "display": r["display"]}], "text": r["display"]},
-                 "subject": subject, "onsetDateTime": onset, "recordedDate": onset})
+            add(
+                {
+                    "resourceType": "Condition",
+                    "clinicalStatus": COND_CLINICAL,
+                    "verificationStatus": COND_VERIFIED,
+                    "code": {
+                        "coding": [{"system": SNOMED, "code": r["code"], "display": r["display"]}],
+                        "text": r["display"],
+                    },
+                    "subject": subject,
+                    "onsetDateTime": onset,
+                    "recordedDate": onset,
+                }
+            )
         # allergies
         b, rows = self.tables["allergies"]
-        for r in rows[b[i]:b[i + 1]]:
+        for r in rows[b[i] : b[i + 1]]:
             drug = self.area.formulary[int(r["drug"])]
-            add({"resourceType": "AllergyIntolerance",
-                 "clinicalStatus": ALLERGY_CLINICAL, "verificationStatus": ALLERGY_VERIFIED,
-                 "type": "allergy", "category": ["medication"], "criticality": "high",
-                 "code": {"coding": [{"system": RXNORM, "code": drug.rxcui, "display": drug.ingredient}],
-                          "text": drug.ingredient},
-                 "patient": subject, "recordedDate": _dt(self.day(i, r["day"]))})
+            add(
+                {
+                    "resourceType": "AllergyIntolerance",
+                    "clinicalStatus": ALLERGY_CLINICAL,
+                    "verificationStatus": ALLERGY_VERIFIED,
+                    "type": "allergy",
+                    "category": ["medication"],
+                    "criticality": "high",
+                    "code": {
+                        "coding": [{"system": RXNORM, "code": drug.rxcui, "display": drug.ingredient}],
+                        "text": drug.ingredient,
+                    },
+                    "patient": subject,
+                    "recordedDate": _dt(self.day(i, r["day"])),
+                }
+            )
         # medication requests
         b, rows = self.tables["meds"]
-        for r in rows[b[i]:b[i + 1]]:
+        for r in rows[b[i] : b[i + 1]]:
             drug = self.area.formulary[int(r["drug"])]
             dose = float(r["dose"])
             times = 2 if dose >= 1000 and (dose / 2).is_integer() else 1
@@ -141,16 +173,33 @@ class _Writer:
             if end is not None and not (isinstance(end, float) and np.isnan(end)) and r["end_written"]:
                 validity["end"] = _dt(self.day(i, int(end)))
             label = f"{drug.ingredient} {per:g} MG"
-            add({"resourceType": "MedicationRequest", "status": r["status"], "intent": "order",
-                 "medicationCodeableConcept": {"coding": [{"system": RXNORM, "code": drug.rxcui, "display": label}],
-                                               "text": label},
-                 "subject": subject, "authoredOn": start,
-                 "dosageInstruction": [{"sequence": 1,
-                                        "timing": {"repeat": {"frequency": times, "period": 1, "periodUnit": "d"}},
-                                        "asNeededBoolean": False,
-                                        "doseAndRate": [{"type": DOSE_ORDERED, "doseQuantity": {
-                                            "value": per, "unit": "mg", "system": UCUM, "code": "mg"}}]}],
-                 "dispenseRequest": {"validityPeriod": validity, "numberOfRepeatsAllowed": 3}})
+            add(
+                {
+                    "resourceType": "MedicationRequest",
+                    "status": r["status"],
+                    "intent": "order",
+                    "medicationCodeableConcept": {
+                        "coding": [{"system": RXNORM, "code": drug.rxcui, "display": label}],
+                        "text": label,
+                    },
+                    "subject": subject,
+                    "authoredOn": start,
+                    "dosageInstruction": [
+                        {
+                            "sequence": 1,
+                            "timing": {"repeat": {"frequency": times, "period": 1, "periodUnit": "d"}},
+                            "asNeededBoolean": False,
+                            "doseAndRate": [
+                                {
+                                    "type": DOSE_ORDERED,
+                                    "doseQuantity": {"value": per, "unit": "mg", "system": UCUM, "code": "mg"},
+                                }
+                            ],
+                        }
+                    ],
+                    "dispenseRequest": {"validityPeriod": validity, "numberOfRepeatsAllowed": 3},
+                }
+            )
         # outcome and other observations
         out = self.area.outcome
         for q, (bounds, days, vals) in self.obs.items():
@@ -170,33 +219,76 @@ class _Writer:
                 if q == "sbp":
                     dbp = int(round(0.5 * value + 12 + self.dbp_noise[self.dbp_k % self.dbp_noise.size]))
                     self.dbp_k += 1
-                    add({"resourceType": "Observation", "status": "final", "category": category,
-                         "code": {"coding": [{"system": LOINC, "code": BP_PANEL[0], "display": BP_PANEL[1]}],
-                                  "text": BP_PANEL[1]},
-                         "subject": subject, "effectiveDateTime": when, "issued": when,
-                         "component": [
-                             {"code": {"coding": [{"system": LOINC, "code": DBP[0], "display": DBP[1]}], "text": DBP[1]},
-                              "valueQuantity": {"value": dbp, "unit": "mm[Hg]", "system": UCUM, "code": "mm[Hg]"}},
-                             {"code": {"coding": [{"system": LOINC, "code": loinc, "display": display}], "text": display},
-                              "valueQuantity": vq}]})
+                    add(
+                        {
+                            "resourceType": "Observation",
+                            "status": "final",
+                            "category": category,
+                            "code": {
+                                "coding": [{"system": LOINC, "code": BP_PANEL[0], "display": BP_PANEL[1]}],
+                                "text": BP_PANEL[1],
+                            },
+                            "subject": subject,
+                            "effectiveDateTime": when,
+                            "issued": when,
+                            "component": [
+                                {
+                                    "code": {
+                                        "coding": [{"system": LOINC, "code": DBP[0], "display": DBP[1]}],
+                                        "text": DBP[1],
+                                    },
+                                    "valueQuantity": {"value": dbp, "unit": "mm[Hg]", "system": UCUM, "code": "mm[Hg]"},
+                                },
+                                {
+                                    "code": {
+                                        "coding": [{"system": LOINC, "code": loinc, "display": display}],
+                                        "text": display,
+                                    },
+                                    "valueQuantity": vq,
+                                },
+                            ],
+                        }
+                    )
                 else:
-                    add({"resourceType": "Observation", "status": "final", "category": category,
-                         "code": {"coding": [{"system": LOINC, "code": loinc, "display": display}], "text": display},
-                         "subject": subject, "effectiveDateTime": when, "issued": when, "valueQuantity": vq})
+                    add(
+                        {
+                            "resourceType": "Observation",
+                            "status": "final",
+                            "category": category,
+                            "code": {"coding": [{"system": LOINC, "code": loinc, "display": display}], "text": display},
+                            "subject": subject,
+                            "effectiveDateTime": when,
+                            "issued": when,
+                            "valueQuantity": vq,
+                        }
+                    )
         # genotypes (Genomics Reporting IG)
         b, rows = self.tables["pgx"]
-        for r in rows[b[i]:b[i + 1]]:
+        for r in rows[b[i] : b[i + 1]]:
             gene = r["gene"]
             hgnc = self.c_hgnc(gene)
             when = _dt(self.day(i, r["day"]))
-            add({"resourceType": "Observation", "status": "final",
-                 "meta": {"profile": [GENOTYPE_PROFILE]},
-                 "category": [{"coding": [{"system": OBS_CAT, "code": "laboratory"}]}],
-                 "code": {"coding": [{"system": LOINC, "code": GENOTYPE[0], "display": GENOTYPE[1]}]},
-                 "subject": subject, "effectiveDateTime": when, "issued": when,
-                 "valueCodeableConcept": {"text": f"{gene} {r['diplotype']}"},
-                 "component": [{"code": {"coding": [{"system": LOINC, "code": GENE_STUDIED[0], "display": GENE_STUDIED[1]}]},
-                                "valueCodeableConcept": {"coding": [{"system": HGNC, "code": hgnc, "display": gene}]}}]})
+            add(
+                {
+                    "resourceType": "Observation",
+                    "status": "final",
+                    "meta": {"profile": [GENOTYPE_PROFILE]},
+                    "category": [{"coding": [{"system": OBS_CAT, "code": "laboratory"}]}],
+                    "code": {"coding": [{"system": LOINC, "code": GENOTYPE[0], "display": GENOTYPE[1]}]},
+                    "subject": subject,
+                    "effectiveDateTime": when,
+                    "issued": when,
+                    "valueCodeableConcept": {"text": f"{gene} {r['diplotype']}"},
+                    "component": [
+                        {
+                            "code": {
+                                "coding": [{"system": LOINC, "code": GENE_STUDIED[0], "display": GENE_STUDIED[1]}]
+                            },
+                            "valueCodeableConcept": {"coding": [{"system": HGNC, "code": hgnc, "display": gene}]},
+                        }
+                    ],
+                }
+            )
         return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
 
     def c_hgnc(self, gene: str) -> str:
@@ -224,8 +316,9 @@ def _yaml(data: dict[str, Any]) -> str:
     return yaml.safe_dump(_plain(data), sort_keys=True, default_flow_style=False)
 
 
-def write_cohort(cohort: "SimCohort", out_dir: str | Path, *,
-                 truth_regimens: "list[Regimen] | None" = None, overwrite: bool = False) -> dict[str, Any]:
+def write_cohort(
+    cohort: "SimCohort", out_dir: str | Path, *, truth_regimens: "list[Regimen] | None" = None, overwrite: bool = False
+) -> dict[str, Any]:
     """Write bundles and truth (see the module docstring); returns counts and paths."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -233,8 +326,13 @@ def write_cohort(cohort: "SimCohort", out_dir: str | Path, *,
     fdir = out / "fhir"
     old = sorted(fdir.glob("*.json")) if fdir.is_dir() else []
     if old and not overwrite:
-        raise ConfigError("output folder already holds bundles", field="--out", value=str(out),
-                          expected="a new or empty folder", hint="pass --overwrite to replace them")
+        raise ConfigError(
+            "output folder already holds bundles",
+            field="--out",
+            value=str(out),
+            expected="a new or empty folder",
+            hint="pass --overwrite to replace them",
+        )
     for p in old:
         p.unlink()
     fdir.mkdir(parents=True, exist_ok=True)
@@ -253,9 +351,17 @@ def write_cohort(cohort: "SimCohort", out_dir: str | Path, *,
         rules_version = verify(strict=False)
     except Exception:  # noqa: BLE001 - a mismatched manifest must not stop a simulation; recorded as such
         rules_version = "unverified"
-    info = {"area": cohort.area.id, "area_version": cohort.area.version, "seed": cohort.seed, "n": cohort.n,
-            "rules_version": rules_version, "bundles": cohort.n, "resources": n_res,
-            "decisions": int(len(cohort.decisions)), "episodes": int(cohort.decisions["episode"].sum()),
-            "truth_regimens": int(sum(c.startswith("truth:") for c in table.columns))}
+    info = {
+        "area": cohort.area.id,
+        "area_version": cohort.area.version,
+        "seed": cohort.seed,
+        "n": cohort.n,
+        "rules_version": rules_version,
+        "bundles": cohort.n,
+        "resources": n_res,
+        "decisions": int(len(cohort.decisions)),
+        "episodes": int(cohort.decisions["episode"].sum()),
+        "truth_regimens": int(sum(c.startswith("truth:") for c in table.columns)),
+    }
     (out / "simulation.yaml").write_text(_yaml(info), encoding="utf-8")
     return {**info, "fhir_dir": str(fdir), "truth": str(out / "truth.parquet")}

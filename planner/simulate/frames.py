@@ -23,13 +23,14 @@ def _keys(pid: np.ndarray, day: np.ndarray) -> np.ndarray:
     return pid.astype(np.int64) * _KEY + (day.astype(np.int64) + _OFF)
 
 
-def _latest(okey: np.ndarray, opid: np.ndarray, oday: np.ndarray, pid: np.ndarray, day: np.ndarray,
-            lookback: int | None) -> np.ndarray:
+def _latest(
+    okey: np.ndarray, opid: np.ndarray, oday: np.ndarray, pid: np.ndarray, day: np.ndarray, lookback: int | None
+) -> np.ndarray:
     """Index of the latest observation of patient ``pid`` dated <= ``day`` (within ``lookback``), else -1."""
     if okey.size == 0:
         return np.full(pid.size, -1)
     i = np.searchsorted(okey, _keys(pid, day), side="right") - 1
-    ok = (i >= 0)
+    ok = i >= 0
     ic = np.maximum(i, 0)
     ok &= opid[ic] == pid
     if lookback is not None:
@@ -37,8 +38,16 @@ def _latest(okey: np.ndarray, opid: np.ndarray, oday: np.ndarray, pid: np.ndarra
     return np.where(ok, i, -1)
 
 
-def _followup(okey: np.ndarray, opid: np.ndarray, oday: np.ndarray, pid: np.ndarray, t0: np.ndarray,
-              upper: np.ndarray, lower: np.ndarray, aim: np.ndarray) -> np.ndarray:
+def _followup(
+    okey: np.ndarray,
+    opid: np.ndarray,
+    oday: np.ndarray,
+    pid: np.ndarray,
+    t0: np.ndarray,
+    upper: np.ndarray,
+    lower: np.ndarray,
+    aim: np.ndarray,
+) -> np.ndarray:
     """Index of the observation closest to ``aim`` within [lower, upper] (ties: the earlier), else -1."""
     if okey.size == 0:
         return np.full(pid.size, -1)
@@ -58,7 +67,7 @@ def _followup(okey: np.ndarray, opid: np.ndarray, oday: np.ndarray, pid: np.ndar
 
 
 def build_outputs(sim: "_Sim", obs_log: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]) -> "SimCohort":
-    from .cohort import SimCohort, _EPOCH, _Logs
+    from .cohort import _EPOCH, SimCohort, _Logs
 
     area, n = sim.area, sim.n
     rng = np.random.default_rng([sim.seed, 15485863, n])
@@ -105,8 +114,9 @@ def build_outputs(sim: "_Sim", obs_log: dict[str, list[tuple[np.ndarray, np.ndar
     fi = _followup(okey, opid, oday, pid, day, upper, day + lo_w, day + out.followup_days)
     has_b, has_f = bi >= 0, fi >= 0
     overlap = next_day < day + lo_w
-    drop = np.where(~has_b, "no-baseline", np.where(overlap, "overlapping-change",
-                                                    np.where(~has_f, "no-follow-up", None))).astype(object)
+    drop = np.where(
+        ~has_b, "no-baseline", np.where(overlap, "overlapping-change", np.where(~has_f, "no-follow-up", None))
+    ).astype(object)
     drop[has_b & has_f] = None
 
     index_date = np.datetime64(_EPOCH, "D") + sim.index_day.astype("timedelta64[D]")
@@ -129,8 +139,14 @@ def build_outputs(sim: "_Sim", obs_log: dict[str, list[tuple[np.ndarray, np.ndar
             for j, k in zip(dr, lv):
                 if j >= 0:
                     e = area.formulary[int(j)]
-                    drugs.append(DrugDose(ingredient=e.ingredient, rxcui=e.rxcui,
-                                          dose_mg_day=float(sim.levels[int(j)][int(k)]), drug_class=e.drug_class))
+                    drugs.append(
+                        DrugDose(
+                            ingredient=e.ingredient,
+                            rxcui=e.rxcui,
+                            dose_mg_day=float(sim.levels[int(j)][int(k)]),
+                            drug_class=e.drug_class,
+                        )
+                    )
             r = cache[key] = Regimen.of(drugs)
         return r
 
@@ -156,8 +172,9 @@ def build_outputs(sim: "_Sim", obs_log: dict[str, list[tuple[np.ndarray, np.ndar
         "followup_date": dates(fi).astype("datetime64[ns]"),
         "episode": has_b & has_f,
         "drop_reason": drop,
-        "next_t0": np.where(same_next, index_date[pid] + np.minimum(next_day, 10**6).astype("timedelta64[D]"),
-                            np.datetime64("NaT")).astype("datetime64[ns]"),
+        "next_t0": np.where(
+            same_next, index_date[pid] + np.minimum(next_day, 10**6).astype("timedelta64[D]"), np.datetime64("NaT")
+        ).astype("datetime64[ns]"),
     }
     # targets (vectorized over decisions)
     true_vals = {k[5:]: D[k] for k in D if k.startswith("true_")}
@@ -206,7 +223,7 @@ def build_outputs(sim: "_Sim", obs_log: dict[str, list[tuple[np.ndarray, np.ndar
     for f in area.features:
         if f.kind == "pgx":
             ph = sim.phenotype.get(f.gene or "")
-            frame["true_" + f.name] = (ph[pid] if ph is not None else np.full(m, "Normal", dtype=object))
+            frame["true_" + f.name] = ph[pid] if ph is not None else np.full(m, "Normal", dtype=object)
     frame[LATENT] = D[LATENT] if m else np.zeros(0)
     decisions = pd.DataFrame(frame)
     # truth under the chosen and the previous regimen
@@ -221,7 +238,7 @@ def build_outputs(sim: "_Sim", obs_log: dict[str, list[tuple[np.ndarray, np.ndar
     decisions["true_expected_before"] = tb
 
     # ---- record logs
-    last_dec = np.full(n, -10**6)
+    last_dec = np.full(n, -(10**6))
     if m:
         np.maximum.at(last_dec, pid, day)
     record_end = np.maximum(sim.end_day, last_dec)
@@ -244,39 +261,56 @@ def build_outputs(sim: "_Sim", obs_log: dict[str, list[tuple[np.ndarray, np.ndar
     if extra:
         meds = pd.concat([meds, pd.DataFrame(extra, columns=meds.columns)], ignore_index=True)
     meds = meds.sort_values(["pid", "start", "drug"], kind="stable").reset_index(drop=True)
-    cond_rows = [(i, area.simulation.condition[0], area.simulation.condition[1], int(sim.area_onset[i]))
-                 for i in range(n)]
+    cond_rows = [
+        (i, area.simulation.condition[0], area.simulation.condition[1], int(sim.area_onset[i])) for i in range(n)
+    ]
     for c in area.simulation.conditions:
         onset = sim.cond_onset[c.feature]
         for i in np.nonzero(onset <= record_end)[0].tolist():
             cond_rows.append((i, c.code, c.display, int(onset[i])))
-    conditions = pd.DataFrame(cond_rows, columns=["pid", "code", "display", "onset"]).sort_values(
-        ["pid", "onset", "code"], kind="stable").reset_index(drop=True)
+    conditions = (
+        pd.DataFrame(cond_rows, columns=["pid", "code", "display", "onset"])
+        .sort_values(["pid", "onset", "code"], kind="stable")
+        .reset_index(drop=True)
+    )
     pgx_rows = []
     for gene, dip in sim.diplotype.items():
         ok = np.nonzero(sim.tested & (sim.test_day <= record_end))[0]
         for i in ok.tolist():
             pgx_rows.append((i, gene, dip[i], sim.phenotype[gene][i], int(sim.test_day[i])))
-    pgx = pd.DataFrame(pgx_rows, columns=["pid", "gene", "diplotype", "phenotype", "day"]).sort_values(
-        ["pid", "gene"], kind="stable").reset_index(drop=True)
+    pgx = (
+        pd.DataFrame(pgx_rows, columns=["pid", "gene", "diplotype", "phenotype", "day"])
+        .sort_values(["pid", "gene"], kind="stable")
+        .reset_index(drop=True)
+    )
     al = np.nonzero(sim.allergy >= 0)[0]
     allergies = pd.DataFrame({"pid": al, "drug": sim.allergy[al], "day": sim.allergy_day[al]})
     logs = _Logs(obs=obs, meds=meds, conditions=conditions, pgx=pgx, allergies=allergies)
     birth = index_date - sim.birth_offset.astype("timedelta64[D]")
-    patients = pd.DataFrame({
-        "patient_id": patient_ids,
-        "birth_date": birth.astype("datetime64[ns]"),
-        "sex": np.where(sim.female, "female", "male"),
-        "index_date": index_date.astype("datetime64[ns]"),
-        "end_date": (index_date + record_end.astype("timedelta64[D]")).astype("datetime64[ns]"),
-        "last_visit_day": sim.end_day,
-        "allergy": [area.formulary[j].ingredient if j >= 0 else None for j in sim.allergy],
-        "pgx_tested": sim.tested,
-        "pgx_test_date": (index_date + sim.test_day.astype("timedelta64[D]")).astype("datetime64[ns]"),
-    })
+    patients = pd.DataFrame(
+        {
+            "patient_id": patient_ids,
+            "birth_date": birth.astype("datetime64[ns]"),
+            "sex": np.where(sim.female, "female", "male"),
+            "index_date": index_date.astype("datetime64[ns]"),
+            "end_date": (index_date + record_end.astype("timedelta64[D]")).astype("datetime64[ns]"),
+            "last_visit_day": sim.end_day,
+            "allergy": [area.formulary[j].ingredient if j >= 0 else None for j in sim.allergy],
+            "pgx_tested": sim.tested,
+            "pgx_test_date": (index_date + sim.test_day.astype("timedelta64[D]")).astype("datetime64[ns]"),
+        }
+    )
     for gene, ph in sim.phenotype.items():
         patients[f"phenotype_{gene}"] = ph
-    latent = {"u0": sim.u0, "drift": sim.drift, "qbase": sim.qbase, "birth_offset": sim.birth_offset,
-              "female": sim.female, "cond_onset": sim.cond_onset, "phenotype": sim.phenotype}
-    return SimCohort(area=area, seed=sim.seed, n=n, truth=sim.truth, decisions=decisions, patients=patients,
-                     logs=logs, latent=latent)
+    latent = {
+        "u0": sim.u0,
+        "drift": sim.drift,
+        "qbase": sim.qbase,
+        "birth_offset": sim.birth_offset,
+        "female": sim.female,
+        "cond_onset": sim.cond_onset,
+        "phenotype": sim.phenotype,
+    }
+    return SimCohort(
+        area=area, seed=sim.seed, n=n, truth=sim.truth, decisions=decisions, patients=patients, logs=logs, latent=latent
+    )

@@ -79,8 +79,9 @@ def _draw_world(area: Area, p: dict[str, Any], seed: int) -> _World:
     rng = np.random.default_rng([seed, 7001])
     C = len(area.classes)
     eff = np.array([c.effect_on_scale() for c in area.classes]) * rng.lognormal(0, w["class_effect_spread"], C)
-    pot = np.array([d.relative_potency for d in area.formulary]) * rng.lognormal(0, w["drug_potency_spread"],
-                                                                               len(area.formulary))
+    pot = np.array([d.relative_potency for d in area.formulary]) * rng.lognormal(
+        0, w["drug_potency_spread"], len(area.formulary)
+    )
     floor = float(p["areas"][area.id]["floor"])
     if area.outcome.scale == "log":
         frac = np.abs(1.0 - np.exp(eff))
@@ -90,8 +91,9 @@ def _draw_world(area: Area, p: dict[str, Any], seed: int) -> _World:
     hb = rng.normal(0, w["hidden_modifier_sd"], C)
     c = p["clinic"]
     link = c["confounder_effect_link"]
-    pb = c["confounder_sd"] * (link * hb / max(w["hidden_modifier_sd"], 1e-9)
-                               + math.sqrt(1 - link ** 2) * rng.normal(0, 1, C))
+    pb = c["confounder_sd"] * (
+        link * hb / max(w["hidden_modifier_sd"], 1e-9) + math.sqrt(1 - link**2) * rng.normal(0, 1, C)
+    )
     return _World(eff, pot, np.clip(frac, 0, 0.9), ha, hb, rng.normal(0, c["class_preference_sd"], C), pb, floor)
 
 
@@ -156,9 +158,15 @@ class IndependentCohort:
         vals = self.expected_outcome(self.decisions, regs)
         extra = pd.DataFrame(vals, columns=[f"truth:{r.key()}" for r in regs], index=base.index)
         pd.concat([base, extra], axis=1).to_parquet(out / "truth.parquet")
-        info = {"simulator": "independent", "area": self.area.id, "area_version": self.area.version,
-                "seed": self.seed, "n": self.n, "params_version": self.params.get("version"),
-                "decisions": int(len(self.decisions))}
+        info = {
+            "simulator": "independent",
+            "area": self.area.id,
+            "area_version": self.area.version,
+            "seed": self.seed,
+            "n": self.n,
+            "params_version": self.params.get("version"),
+            "decisions": int(len(self.decisions)),
+        }
         (out / "simulation.yaml").write_text(yaml.safe_dump(info, sort_keys=True), encoding="utf-8")
         return info
 
@@ -175,8 +183,12 @@ class IndependentCohort:
         r["t0"] = pd.to_datetime(r["t0"]).dt.normalize().astype("datetime64[ns]")
         m = r.merge(d, on=key, how="left")
         if m["state_mean"].isna().any():
-            raise ConfigError("rows not among the simulated decisions", field="rows",
-                              value=int(m["state_mean"].isna().sum()), expected="(patient_id, t0) of a decision")
+            raise ConfigError(
+                "rows not among the simulated decisions",
+                field="rows",
+                value=int(m["state_mean"].isna().sum()),
+                expected="(patient_id, t0) of a decision",
+            )
         return m
 
     def _fractions(self, rows: Any, regimens: Sequence[Regimen]) -> np.ndarray:
@@ -200,7 +212,7 @@ class IndependentCohort:
                 r = (dd.dose_mg_day or e.reference_dose) / e.reference_dose
                 k = klass.dose_response.ed50 or p["hill_k_default"]
                 h = p["hill"]
-                hill = (1 + k ** h) * r ** h / (k ** h + r ** h)
+                hill = (1 + k**h) * r**h / (k**h + r**h)
                 mod = np.exp(w.hidden_age[c] * np.tanh((age - 60) / 15) + w.hidden_bmi[c] * np.tanh((bmi - 30) / 6))
                 cap = p["modifier_cap"]
                 for m in klass.modifiers:
@@ -225,8 +237,11 @@ class IndependentCohort:
         h = self.area.outcome.followup_days
         lam = math.log(2) / p["ou_halflife_days"]
         ou = rows["state_ou"].to_numpy(float) * math.exp(-lam * h)
-        mean = rows["state_mean"].to_numpy(float) + rows["state_drift"].to_numpy(float) * (
-            rows["day"].to_numpy(float) + h) / 365.25 + ou
+        mean = (
+            rows["state_mean"].to_numpy(float)
+            + rows["state_drift"].to_numpy(float) * (rows["day"].to_numpy(float) + h) / 365.25
+            + ou
+        )
         sd = p["ou_sd"] * self.area.outcome.noise_sd * math.sqrt(1 - math.exp(-2 * lam * h))
         return mean, np.full(len(rows), sd)
 
@@ -240,8 +255,9 @@ class IndependentCohort:
             return np.exp(zm)[:, None] * P
         return fl + (zm - fl)[:, None] * P
 
-    def p_target(self, rows: pd.DataFrame, regimens: Sequence[Regimen], *, draws: int = 2000,
-                 seed: int = 0) -> np.ndarray:
+    def p_target(
+        self, rows: pd.DataFrame, regimens: Sequence[Regimen], *, draws: int = 2000, seed: int = 0
+    ) -> np.ndarray:
         """TRUE probability that the follow-up measurement meets the row's target (lower is better), (n, R)."""
         rows = self._rows(rows)
         P = self._fractions(rows, regimens)
@@ -255,9 +271,9 @@ class IndependentCohort:
         fl = self.world.floor
         for j in range(P.shape[1]):
             if self.area.outcome.scale == "log":
-                y = np.exp(z + np.log(P[:, j:j + 1]) + noise)
+                y = np.exp(z + np.log(P[:, j : j + 1]) + noise)
             else:
-                y = fl + (z - fl) * P[:, j:j + 1] + noise
+                y = fl + (z - fl) * P[:, j : j + 1] + noise
             out[:, j] = (y <= tgt).mean(1)
         return out
 
@@ -272,8 +288,12 @@ def simulate_independent(area: "Area | str", n: int, *, seed: int, rules: str | 
         raise ConfigError("n must be positive", field="n", value=n, expected=">= 1")
     params = _params(rules)
     if area.id not in params["areas"]:
-        raise ConfigError("no independent-simulator parameters for this area", field="areas", value=area.id,
-                          expected="an entry in rules/" + PARAMS_FILE)
+        raise ConfigError(
+            "no independent-simulator parameters for this area",
+            field="areas",
+            value=area.id,
+            expected="an entry in rules/" + PARAMS_FILE,
+        )
     world = _draw_world(area, params, seed)
     cohort = IndependentCohort(area, seed, params, world)
     _, pops = load_pgx_population(rules)  # allele frequencies only (the tested share is this simulator's own)
@@ -286,7 +306,14 @@ def patient_id(area: Area, seed: int, i: int) -> str:
 
 
 def regimen_of(area: Area, drugs: dict[int, float]) -> Regimen:
-    return Regimen.of([DrugDose(ingredient=area.formulary[d].ingredient, rxcui=area.formulary[d].rxcui,
-                                dose_mg_day=float(dose), drug_class=area.formulary[d].drug_class)
-                       for d, dose in sorted(drugs.items())])
-
+    return Regimen.of(
+        [
+            DrugDose(
+                ingredient=area.formulary[d].ingredient,
+                rxcui=area.formulary[d].rxcui,
+                dose_mg_day=float(dose),
+                drug_class=area.formulary[d].drug_class,
+            )
+            for d, dose in sorted(drugs.items())
+        ]
+    )

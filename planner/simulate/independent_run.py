@@ -41,8 +41,10 @@ class _Patient:
         self.age0 = float(np.clip(rng.normal(a_mean, a_sd), a_lo, a_hi))
         self.female = bool(rng.random() < sim.female_share)
         self.index = _EPOCH + dt.timedelta(days=int(rng.integers(0, 3 * 365)))
-        self.q0 = {q.quantity: float(np.clip(rng.normal(q.mean + q.age_slope * (self.age0 - 60), q.sd), q.low, q.high))
-                   for q in sim.quantities}
+        self.q0 = {
+            q.quantity: float(np.clip(rng.normal(q.mean + q.age_slope * (self.age0 - 60), q.sd), q.low, q.high))
+            for q in sim.quantities
+        }
         self.qspec = {q.quantity: q for q in sim.quantities}
         self.years = float(rng.uniform(*self.p["clinic"]["followup_years"]))
         self.end_day = int(self.years * 365.25)
@@ -54,8 +56,9 @@ class _Patient:
                     prev = p2
             if rng.random() < prev:
                 incident = rng.random() < cs.incident_share
-                self.cond[cs.feature] = int(rng.integers(1, max(self.end_day, 2))) if incident else \
-                    -int(rng.integers(30, 3000))
+                self.cond[cs.feature] = (
+                    int(rng.integers(1, max(self.end_day, 2))) if incident else -int(rng.integers(30, 3000))
+                )
         self.pheno: dict[str, str] = {}
         self.dip: dict[str, str] = {}
         for g in area.pgx_genes:
@@ -72,14 +75,18 @@ class _Patient:
         zb = 0.0 if bmi_q is None else (bmi - bmi_q.mean) / max(bmi_q.sd, 1e-9)
         self.z_bmi = zb
         self.m = sim.untreated_mean + sim.untreated_sd * (
-            rng.normal() + w["level_slope_bmi"] * math.tanh(zb) + w["level_slope_age"] * ((self.age0 - 60) / 15) ** 2)
+            rng.normal() + w["level_slope_bmi"] * math.tanh(zb) + w["level_slope_age"] * ((self.age0 - 60) / 15) ** 2
+        )
         self.drift = float(rng.normal(0, w["drift_sd_per_year"] * noise))
         self.ou_sd = w["ou_sd"] * noise
         self.lam = math.log(2) / w["ou_halflife_days"]
         self.ou = float(rng.normal(0, self.ou_sd))
         self.ou_day = 0
-        self.b = BundleBuilder(patient_id=self.pid, birth_date=self.index - dt.timedelta(days=int(self.age0 * 365.25)),
-                               sex="female" if self.female else "male")
+        self.b = BundleBuilder(
+            patient_id=self.pid,
+            birth_date=self.index - dt.timedelta(days=int(self.age0 * 365.25)),
+            sex="female" if self.female else "male",
+        )
         self.regimen: dict[int, float] = {}  # drug index -> dose
         self.med_ids: dict[int, tuple[float, int]] = {}  # drug index -> (dose, start day) of the open request
         self.P = 1.0
@@ -104,17 +111,24 @@ class _Patient:
             if f.kind == "quantity" and f.quantity is not None and f.quantity in self.qspec:
                 row["true_" + f.name] = self.q(f.quantity, day)
             elif f.kind == "condition":
-                row["true_" + f.name] = float(self.cond.get(f.name, 10 ** 9) <= day)
+                row["true_" + f.name] = float(self.cond.get(f.name, 10**9) <= day)
             elif f.kind == "sex":
                 row["true_" + f.name] = float(self.female)
         for g, ph in self.pheno.items():
             row["true_pgx:" + g] = ph
-        row.update({"sens": self.sens, **{f"sens:{k}": v for k, v in self.sens_c.items()},
-                    "state_mean": self.m, "state_ou": self.ou, "state_drift": self.drift})
+        row.update(
+            {
+                "sens": self.sens,
+                **{f"sens:{k}": v for k, v in self.sens_c.items()},
+                "state_mean": self.m,
+                "state_ou": self.ou,
+                "state_drift": self.drift,
+            }
+        )
         return row
 
     def target(self, day: int) -> float:
-        codes = {cs.code for cs in self.area.simulation.conditions if self.cond.get(cs.feature, 10 ** 9) <= day}
+        codes = {cs.code for cs in self.area.simulation.conditions if self.cond.get(cs.feature, 10**9) <= day}
         return float(self.area.target_for(codes, self.age0 + day / 365.25))
 
     def level_units(self, day: int) -> float:
@@ -141,9 +155,19 @@ class _Patient:
                 self.med_ids[d] = (dose, day)
         self.regimen = dict(new)
         self.P = float(self.c._fractions(row, [after])[0, 0])
-        self.c._dec.append({"patient_id": self.pid, "t0": pd.Timestamp(self.date(day)), "reason": reason,
-                            "regimen_before": before, "regimen": after, "regimen_before_key": before.key(),
-                            "regimen_key": after.key(), "target": self.target(day), **row})
+        self.c._dec.append(
+            {
+                "patient_id": self.pid,
+                "t0": pd.Timestamp(self.date(day)),
+                "reason": reason,
+                "regimen_before": before,
+                "regimen": after,
+                "regimen_before_key": before.key(),
+                "regimen_key": after.key(),
+                "target": self.target(day),
+                **row,
+            }
+        )
 
     def choose(self, day: int, value: float) -> None:
         """A clinician's move at a lab above target."""
@@ -170,8 +194,9 @@ class _Patient:
             new[d0] = lv[lv.index(new[d0]) + 1]
         else:
             ids = [c.id for c in area.classes]
-            score = np.array([self.w.pref[ids.index(c.id)] + self.w.pref_bmi[ids.index(c.id)] * self.z_bmi
-                              for c in addable])
+            score = np.array(
+                [self.w.pref[ids.index(c.id)] + self.w.pref_bmi[ids.index(c.id)] * self.z_bmi for c in addable]
+            )
             pr = np.exp(score - score.max())
             cid = addable[int(rng.choice(len(addable), p=pr / pr.sum()))].id
             drugs = [k for k, e in enumerate(area.formulary) if e.drug_class == cid]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..rule_files import read_yaml, rules_dir
 from ..errors import RuleError
+from ..rule_files import read_yaml, rules_dir
 
 __all__ = ["GenePopulation", "load_pgx_population", "sample_diplotypes"]
 
@@ -31,8 +31,12 @@ class GenePopulation:
         for d in (f"{a}/{b}", f"{b}/{a}"):
             if d in self.diplotypes:
                 return d, self.diplotypes[d]
-        raise RuleError("diplotype missing from the population table", file=PGX_POPULATION_FILE,
-                        field=f"genes.{self.gene}.diplotypes", value=f"{a}/{b}")
+        raise RuleError(
+            "diplotype missing from the population table",
+            file=PGX_POPULATION_FILE,
+            field=f"genes.{self.gene}.diplotypes",
+            value=f"{a}/{b}",
+        )
 
 
 @functools.lru_cache(maxsize=4)
@@ -45,11 +49,20 @@ def _load(path: str) -> tuple[float, dict[str, GenePopulation]]:
             alleles = tuple(spec["alleles"])
             freqs = np.array([float(spec["alleles"][a]) for a in alleles])
             if np.any(freqs < 0) or abs(freqs.sum() - 1.0) > 0.01:
-                raise RuleError("allele frequencies must be >= 0 and sum to 1", file=path,
-                                field=f"genes.{gene}.alleles", value=float(freqs.sum()))
-            genes[gene] = GenePopulation(gene=gene, hgnc=str(spec["hgnc"]), alleles=alleles,
-                                         freqs=tuple(freqs / freqs.sum()), diplotypes=dict(spec["diplotypes"]),
-                                         data_version=str(spec.get("data_version", "")))
+                raise RuleError(
+                    "allele frequencies must be >= 0 and sum to 1",
+                    file=path,
+                    field=f"genes.{gene}.alleles",
+                    value=float(freqs.sum()),
+                )
+            genes[gene] = GenePopulation(
+                gene=gene,
+                hgnc=str(spec["hgnc"]),
+                alleles=alleles,
+                freqs=tuple(freqs / freqs.sum()),
+                diplotypes=dict(spec["diplotypes"]),
+                data_version=str(spec.get("data_version", "")),
+            )
             for i, a in enumerate(alleles):
                 for b in alleles[i:]:
                     genes[gene].phenotype(a, b)

@@ -93,23 +93,42 @@ def draw_truth(area: Area, seed: int) -> TruthParams:
             mods.append(("age", float(rng.normal(0.0, hidden * abs(beta_c) / 10.0)), 60.0))
         modifiers[c.id] = mods
         dr = c.dose_response
-        per_doubling[c.id] = (float(rng.normal(dr.per_doubling, 0.2 * abs(dr.per_doubling)))
-                              if dr.kind == "log2" and dr.per_doubling is not None else None)
-        ed50[c.id] = (float(dr.ed50 * math.exp(rng.normal(0.0, 0.25)))
-                      if dr.kind == "emax" and dr.ed50 is not None else None)
+        per_doubling[c.id] = (
+            float(rng.normal(dr.per_doubling, 0.2 * abs(dr.per_doubling)))
+            if dr.kind == "log2" and dr.per_doubling is not None
+            else None
+        )
+        ed50[c.id] = (
+            float(dr.ed50 * math.exp(rng.normal(0.0, 0.25))) if dr.kind == "emax" and dr.ed50 is not None else None
+        )
     sub = float(np.clip(rng.normal(area.combination.subadditivity, 0.05), 0.5, 1.0))
     noise = float(area.outcome.noise_sd * rng.uniform(0.9, 1.1))
     pgx = [(e.gene, tuple(e.phenotypes), tuple(e.drugs), float(e.efficacy_factor)) for e in area.pgx_effects]
-    return TruthParams(area_id=area.id, seed=int(seed), drug_effect=drug_effect, modifiers=modifiers,
-                       per_doubling=per_doubling, ed50=ed50, subadditivity=sub, noise_sd=noise, pgx_efficacy=pgx)
+    return TruthParams(
+        area_id=area.id,
+        seed=int(seed),
+        drug_effect=drug_effect,
+        modifiers=modifiers,
+        per_doubling=per_doubling,
+        ed50=ed50,
+        subadditivity=sub,
+        noise_sd=noise,
+        pgx_efficacy=pgx,
+    )
 
 
 def _pgx_feature_names(area: Area) -> dict[str, str]:
     return {f.gene: f.name for f in area.features if f.kind == "pgx" and f.gene}
 
 
-def drug_effects(area: Area, truth: TruthParams, drug_idx: np.ndarray, dose: np.ndarray,
-                 values: dict[str, np.ndarray], phenotypes: dict[str, np.ndarray]) -> np.ndarray:
+def drug_effects(
+    area: Area,
+    truth: TruthParams,
+    drug_idx: np.ndarray,
+    dose: np.ndarray,
+    values: dict[str, np.ndarray],
+    phenotypes: dict[str, np.ndarray],
+) -> np.ndarray:
     """True effect (model scale) of formulary drug ``drug_idx[i]`` (-1: none -> 0) at ``dose[i]`` mg/day
     (NaN: reference dose) for row i. ``values``: feature -> float array; ``phenotypes``: gene -> str array."""
     drug_idx = np.asarray(drug_idx)
@@ -132,8 +151,13 @@ def drug_effects(area: Area, truth: TruthParams, drug_idx: np.ndarray, dose: np.
         e = np.where(e * beta < 0, 0.0, e)
         d = np.asarray(dose, dtype=float)[rows]
         ratio = np.where(np.isnan(d), 1.0, d / entry.reference_dose)
-        e = dose_scaled_effect(e, ratio, cprior.dose_response, per_doubling=truth.per_doubling.get(entry.drug_class),
-                               ed50=truth.ed50.get(entry.drug_class))
+        e = dose_scaled_effect(
+            e,
+            ratio,
+            cprior.dose_response,
+            per_doubling=truth.per_doubling.get(entry.drug_class),
+            ed50=truth.ed50.get(entry.drug_class),
+        )
         for gene, phenos, drugs, factor in truth.pgx_efficacy:
             if entry.ingredient in drugs and gene in phenotypes:
                 ph = np.asarray(phenotypes[gene], dtype=object)[rows]
@@ -156,8 +180,9 @@ def _feature_values(area: Area, features: pd.DataFrame) -> tuple[dict[str, np.nd
     return values, phen
 
 
-def expected_outcome(area: Area, features: pd.DataFrame, regimens: "list[Regimen]", *,
-                     truth_params: TruthParams) -> np.ndarray:
+def expected_outcome(
+    area: Area, features: pd.DataFrame, regimens: "list[Regimen]", *, truth_params: TruthParams
+) -> np.ndarray:
     """TRUE expected follow-up outcome (outcome units) of each regimen for each row: shape (n_rows, n_regimens).
 
     ``features`` needs the column ``latent_untreated`` (the simulator's decisions frame has it, with every
@@ -165,11 +190,19 @@ def expected_outcome(area: Area, features: pd.DataFrame, regimens: "list[Regimen
     means its reference dose.
     """
     if truth_params.area_id != area.id:
-        raise ConfigError("truth parameters belong to another area", field="truth_params.area_id",
-                          value=truth_params.area_id, expected=area.id)
+        raise ConfigError(
+            "truth parameters belong to another area",
+            field="truth_params.area_id",
+            value=truth_params.area_id,
+            expected=area.id,
+        )
     if LATENT not in features.columns:
-        raise ConfigError("features lack the latent untreated level", field="features", value=list(features.columns)[:8],
-                          expected=f"a '{LATENT}' column (use SimCohort.decisions)")
+        raise ConfigError(
+            "features lack the latent untreated level",
+            field="features",
+            value=list(features.columns)[:8],
+            expected=f"a '{LATENT}' column (use SimCohort.decisions)",
+        )
     latent = pd.to_numeric(features[LATENT], errors="coerce").to_numpy(dtype=float)
     values, phen = _feature_values(area, features)
     n = len(features)
@@ -181,13 +214,18 @@ def expected_outcome(area: Area, features: pd.DataFrame, regimens: "list[Regimen
         cols = []
         for dd in reg.drugs:
             if dd.ingredient not in index:
-                raise AreaError("regimen drug not in the formulary", field=f"{area.id}.formulary",
-                                value=dd.ingredient, expected="one of " + ", ".join(index))
+                raise AreaError(
+                    "regimen drug not in the formulary",
+                    field=f"{area.id}.formulary",
+                    value=dd.ingredient,
+                    expected="one of " + ", ".join(index),
+                )
             dose = float("nan") if dd.dose_mg_day is None else float(dd.dose_mg_day)
             key = (dd.ingredient, dose)
             if key not in cache:
-                cache[key] = drug_effects(area, truth_params, np.full(n, index[dd.ingredient]), np.full(n, dose),
-                                          values, phen)
+                cache[key] = drug_effects(
+                    area, truth_params, np.full(n, index[dd.ingredient]), np.full(n, dose), values, phen
+                )
             cols.append(cache[key])
         eff = combine_effects(np.stack(cols, axis=1), truth_params.subadditivity) if cols else np.zeros(n)
         y = base + eff

@@ -17,5 +17,15 @@ from .predict import OutcomeModel, predict, predict_draws
 from .report import report
 from .screening import screen_candidates
 
-__all__ = ["CandidateGenerator", "GapRules", "OutcomeModel", "data_gaps", "feature_row", "predict", "predict_draws",
-           "propose_candidates", "report", "screen_candidates"]
+__all__ = [
+    "CandidateGenerator",
+    "GapRules",
+    "OutcomeModel",
+    "data_gaps",
+    "feature_row",
+    "predict",
+    "predict_draws",
+    "propose_candidates",
+    "report",
+    "screen_candidates",
+]

@@ -25,8 +25,9 @@ class CandidateGenerator(Protocol):
     def propose(self, X_row: pd.DataFrame, current: Regimen, *, n: int, seed: int) -> list[Regimen]: ...
 
 
-def propose_candidates(features: FeatureRow, *, area: Area, generator: CandidateGenerator, n: int,
-                       seed: int) -> CandidateSet:
+def propose_candidates(
+    features: FeatureRow, *, area: Area, generator: CandidateGenerator, n: int, seed: int
+) -> CandidateSet:
     """The regimens to screen for this patient: ``n`` generator samples plus the single moves, current first."""
     current = features.current
     filled = fill_doses(current, area)

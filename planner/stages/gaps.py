@@ -74,21 +74,34 @@ def _load(path: str) -> GapRules:
         rules = GapRules.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise RuleError(str(err["msg"]), file=path, field=".".join(str(x) for x in err["loc"]),
-                        expected="id, version, source, gene_statuses and gaps as in the packaged file") from None
+        raise RuleError(
+            str(err["msg"]),
+            file=path,
+            field=".".join(str(x) for x in err["loc"]),
+            expected="id, version, source, gene_statuses and gaps as in the packaged file",
+        ) from None
     for code, names in _FIELDS.items():
         t = rules.gaps.get(code)
         if t is None:
-            raise RuleError("data-gap wording missing", file=path, field=f"gaps.{code}",
-                            expected="message and suggestion")
+            raise RuleError(
+                "data-gap wording missing", file=path, field=f"gaps.{code}", expected="message and suggestion"
+            )
         sample = {n: 1.0 if n in ("low", "high") else "x" for n in names}
-        for key, template in (("message", t.message), ("suggestion", t.suggestion),
-                              ("message_with_last", t.message_with_last or "")):
+        for key, template in (
+            ("message", t.message),
+            ("suggestion", t.suggestion),
+            ("message_with_last", t.message_with_last or ""),
+        ):
             try:
                 template.format(**sample)
             except (KeyError, IndexError, ValueError) as exc:
-                raise RuleError(f"template does not format ({exc!r})", file=path, field=f"gaps.{code}.{key}",
-                                value=template, expected="placeholders among {" + ", ".join(names) + "}") from None
+                raise RuleError(
+                    f"template does not format ({exc!r})",
+                    file=path,
+                    field=f"gaps.{code}.{key}",
+                    value=template,
+                    expected="placeholders among {" + ", ".join(names) + "}",
+                ) from None
     return rules
 
 
@@ -98,8 +111,15 @@ def data_gaps(screened: ScreenedCandidates, *, area: Area, rules: GapRules) -> t
     o = area.outcome
     gaps: list[DataGap] = []
 
-    def add(code: str, key: str | None = None, *, with_last: bool = False, gene: str | None = None,
-            quantity: str | None = None, **fields: Any) -> None:
+    def add(
+        code: str,
+        key: str | None = None,
+        *,
+        with_last: bool = False,
+        gene: str | None = None,
+        quantity: str | None = None,
+        **fields: Any,
+    ) -> None:
         named = {k: v for k, v in (("gene", gene), ("quantity", quantity)) if v is not None}
         message, suggestion = rules.text(key or code, with_last=with_last, **named, **fields)
         gaps.append(DataGap(code=code, message=message, suggestion=suggestion, gene=gene, quantity=quantity))
@@ -109,15 +129,27 @@ def data_gaps(screened: ScreenedCandidates, *, area: Area, rules: GapRules) -> t
             add("dose-unknown", drug=d.ingredient)
     if f.outcome_recent is None:
         last = f.outcome_last
-        add("no-recent-outcome", with_last=last is not None, quantity=o.quantity, days=o.baseline_window_days,
-            last="" if last is None else last.date.isoformat(), loinc=o.loinc[0])
+        add(
+            "no-recent-outcome",
+            with_last=last is not None,
+            quantity=o.quantity,
+            days=o.baseline_window_days,
+            last="" if last is None else last.date.isoformat(),
+            loinc=o.loinc[0],
+        )
     by_name = {q.name: q for q in area.features}
     for name in f.labs_missing:
         add("lab-missing", quantity=by_name[name].quantity, days=by_name[name].lookback_days)
     for need in screened.genes:
         if need.status in rules.gene_statuses:
-            add(f"gene-{need.status.value}", "gene", gene=need.gene, status=need.status.value,
-                status_label=need.status.label, drugs=", ".join(need.drugs))
+            add(
+                f"gene-{need.status.value}",
+                "gene",
+                gene=need.gene,
+                status=need.status.value,
+                status_label=need.status.label,
+                drugs=", ".join(need.drugs),
+            )
     used = f.values.get(f.baseline_feature) if f.baseline_feature else None
     lo, hi = o.plausible
     if isinstance(used, (int, float)) and not lo <= used <= hi:

@@ -19,14 +19,18 @@ from ..status import GeneStatus
 __all__ = ["screen_candidates"]
 
 
-def screen_candidates(candidates: CandidateSet, record: PatientRecord, *, area: Area,
-                      rules: RuleSet) -> ScreenedCandidates:
+def screen_candidates(
+    candidates: CandidateSet, record: PatientRecord, *, area: Area, rules: RuleSet
+) -> ScreenedCandidates:
     """Screen every candidate for ``record`` (the record the features were computed from) under ``rules``."""
     f = candidates.features
     if record.as_of != f.as_of or record.patient_id != f.patient_id or area.id != f.area:
-        raise ConfigError("the record and area do not match the candidates' features", field="record",
-                          value=f"{area.id} as of {record.as_of.isoformat()}",
-                          expected=f"{f.area} as of {f.as_of.isoformat()}, the same patient")
+        raise ConfigError(
+            "the record and area do not match the candidates' features",
+            field="record",
+            value=f"{area.id} as of {record.as_of.isoformat()}",
+            expected=f"{f.area} as of {f.as_of.isoformat()}, the same patient",
+        )
     ctx = rules.prepare(record, on=record.as_of, area=area.id)
     current = set(f.current.ingredients)
     kept: dict[str, ScreenedRegimen] = {}
@@ -36,13 +40,18 @@ def screen_candidates(candidates: CandidateSet, record: PatientRecord, *, area: 
         if ps.final is None:
             excluded.setdefault(cand.key(), ExcludedCandidate(regimen=cand, findings=ps.exclusions))
             continue
-        kept.setdefault(ps.final.key(), ScreenedRegimen(proposed=cand, regimen=ps.final, findings=ps.findings,
-                                                        adjusted_by=ps.adjusted_by))
+        kept.setdefault(
+            ps.final.key(),
+            ScreenedRegimen(proposed=cand, regimen=ps.final, findings=ps.findings, adjusted_by=ps.adjusted_by),
+        )
     return ScreenedCandidates(
-        candidates=candidates, kept=tuple(kept.values()),
+        candidates=candidates,
+        kept=tuple(kept.values()),
         excluded=tuple(sorted(excluded.values(), key=lambda e: e.regimen.key())),
-        current_findings=tuple(rules.check(record)), genes=_gene_needs(candidates, record, rules),
-        rules_version=rules.rules_version)
+        current_findings=tuple(rules.check(record)),
+        genes=_gene_needs(candidates, record, rules),
+        rules_version=rules.rules_version,
+    )
 
 
 def _gene_needs(candidates: CandidateSet, record: PatientRecord, rules: RuleSet) -> tuple[GeneNeed, ...]:

@@ -48,10 +48,18 @@ class AllergyKind(DrugKind):
             if kind is None or action is None:
                 continue
             label = r.classes[gname].label if gname in r.classes else gname
-            out.append(Finding(
-                rule_id=f"allergy.{kind}" + (f".{gname}" if gname else ""), rule_version=r.allergy_version,
-                kind="drug-allergy", action=action, strength="allergy",
-                message=fit(r.allergy_messages[kind].format(drug=d, allergen=allergen, group=label)),
-                source=r.allergy_source, data_version=r.allergy_data_version, drugs=(d,), target_drug=d,
-            ))
+            out.append(
+                Finding(
+                    rule_id=f"allergy.{kind}" + (f".{gname}" if gname else ""),
+                    rule_version=r.allergy_version,
+                    kind="drug-allergy",
+                    action=action,
+                    strength="allergy",
+                    message=fit(r.allergy_messages[kind].format(drug=d, allergen=allergen, group=label)),
+                    source=r.allergy_source,
+                    data_version=r.allergy_data_version,
+                    drugs=(d,),
+                    target_drug=d,
+                )
+            )
         return out

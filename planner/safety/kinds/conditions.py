@@ -35,10 +35,19 @@ class ConditionKind(DrugKind):
                     continue
             elif rule.min_age is not None and (ctx.age is None or ctx.age < rule.min_age):
                 continue
-            out.append(Finding(
-                rule_id=rule.id, rule_version=rule.version, kind="drug-condition", action=rule.action,
-                strength=rule.strength, message=fit(rule.message.format(drug=d)), source=rule.source,
-                data_version=self.rules.condition_data_version, drugs=(d,), target_drug=d,
-                max_dose_mg_day=rule.max_dose_mg_day,
-            ))
+            out.append(
+                Finding(
+                    rule_id=rule.id,
+                    rule_version=rule.version,
+                    kind="drug-condition",
+                    action=rule.action,
+                    strength=rule.strength,
+                    message=fit(rule.message.format(drug=d)),
+                    source=rule.source,
+                    data_version=self.rules.condition_data_version,
+                    drugs=(d,),
+                    target_drug=d,
+                    max_dose_mg_day=rule.max_dose_mg_day,
+                )
+            )
         return out

@@ -14,8 +14,11 @@ from .gene_drug import GeneDrugKind
 
 __all__ = ["CurrentEffectKind"]
 
-_SHORT = {"exclude": "CPIC advises against {c} then.", "caution": "use {c} with caution.",
-          "adjust_dose": "{c} needs a dose change."}
+_SHORT = {
+    "exclude": "CPIC advises against {c} then.",
+    "caution": "use {c} with caution.",
+    "adjust_dose": "{c} needs a dose change.",
+}
 
 
 class CurrentEffectKind:
@@ -69,9 +72,14 @@ class CurrentEffectKind:
             msg = head + f.message[:1].lower() + f.message[1:]
             if len(msg) > 140:
                 msg = head + _SHORT[f.action].format(c=c)
-            out.append(replace(
-                f, message=fit(msg), drugs=tuple(sorted({c, *by, *f.drugs})),
-                target_drug=by[0] if f.action == "exclude" else c, adjusted_dose_mg_day=adjusted,
-                plan_adds=added(by, ctx.current_names),
-            ))
+            out.append(
+                replace(
+                    f,
+                    message=fit(msg),
+                    drugs=tuple(sorted({c, *by, *f.drugs})),
+                    target_drug=by[0] if f.action == "exclude" else c,
+                    adjusted_dose_mg_day=adjusted,
+                    plan_adds=added(by, ctx.current_names),
+                )
+            )
         return out

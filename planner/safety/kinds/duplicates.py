@@ -38,13 +38,22 @@ class DuplicateKind:
                 hit = ctx.cache.get(dkey)
                 if hit is None:
                     spec = r.classes[c]
-                    hit = ctx.cache[dkey] = keyed([Finding(
-                        rule_id=f"duplicate.{c}", rule_version=r.classes_version, kind="duplicate-therapy",
-                        action=spec.duplicate or "caution", strength="duplicate therapy",
-                        message=fit(f"{' and '.join(members)} are both {spec.label}: use one drug of a class."),
-                        source="rules/drugs/classes.yaml (therapeutic duplication); " + r.classes_source,
-                        data_version=None, drugs=tuple(members), target_drug=x,
-                        plan_adds=added(members, ctx.current_names),
-                    )])[0]
+                    hit = ctx.cache[dkey] = keyed(
+                        [
+                            Finding(
+                                rule_id=f"duplicate.{c}",
+                                rule_version=r.classes_version,
+                                kind="duplicate-therapy",
+                                action=spec.duplicate or "caution",
+                                strength="duplicate therapy",
+                                message=fit(f"{' and '.join(members)} are both {spec.label}: use one drug of a class."),
+                                source="rules/drugs/classes.yaml (therapeutic duplication); " + r.classes_source,
+                                data_version=None,
+                                drugs=tuple(members),
+                                target_drug=x,
+                                plan_adds=added(members, ctx.current_names),
+                            )
+                        ]
+                    )[0]
                 out.append(hit)
         return out

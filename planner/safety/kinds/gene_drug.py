@@ -66,16 +66,23 @@ class GeneDrugKind(DrugKind):
                     vals.append(format_score(floor_to(float(v.lstrip("≥")) * factor, spec.step)))
                 vals = list(dict.fromkeys(vals))
             phen = " / ".join(dict.fromkeys(kn.bin_of(gene, v) for v in vals if v != NO_RESULT))
-            res = base.model_copy(update={"lookup": tuple(vals), "activity_score": " / ".join(vals),
-                                          "phenotype": phen or base.phenotype, "phenoconverted_by": by})
+            res = base.model_copy(
+                update={
+                    "lookup": tuple(vals),
+                    "activity_score": " / ".join(vals),
+                    "phenotype": phen or base.phenotype,
+                    "phenoconverted_by": by,
+                }
+            )
         elif strong:
             poor = kn.step_down[gene]["poor"]
             res = base.model_copy(update={"phenotype": poor, "lookup": (poor,), "phenoconverted_by": by})
         else:
             steps = kn.step_down[gene]["steps"]
             vals = list(dict.fromkeys(steps.get(v, v) for v in base.lookup))
-            res = base.model_copy(update={"lookup": tuple(vals), "phenotype": " / ".join(vals),
-                                          "phenoconverted_by": by})
+            res = base.model_copy(
+                update={"lookup": tuple(vals), "phenotype": " / ".join(vals), "phenoconverted_by": by}
+            )
         if base.status == GeneStatus.NOT_TESTED and moderate and not strong:
             res = base  # a moderate inhibitor says nothing about an untested gene
         ctx.cache[key] = res
@@ -119,8 +126,9 @@ class GeneDrugKind(DrugKind):
         if d not in self.rules.loci:
             return []
         bests, gaps = self.gdm(ctx, d, plan.all_drugs, d in plan.starts)
-        out = [self.dose_adjusted(r, f, d, dose) if f.action == "adjust_dose" and dose is not None else f
-               for r, f in bests]
+        out = [
+            self.dose_adjusted(r, f, d, dose) if f.action == "adjust_dose" and dose is not None else f for r, f in bests
+        ]
         return out + list(gaps)
 
     def gdm(self, ctx: PatientContext, d: str, drugs: frozenset[str], is_new: bool) -> Matches:
@@ -176,8 +184,12 @@ class GeneDrugKind(DrugKind):
         values = self._values(d, eff)
         members = {p: self.population_member(ctx, p, d, is_new) for p in self.rules.pops[d]}
         declared = [p for p in members if p in ctx.declared_populations]
-        chosen = declared or [p for p, m in members.items() if m is True] \
-            or [p for p, m in members.items() if m is None] or list(members)
+        chosen = (
+            declared
+            or [p for p, m in members.items() if m is True]
+            or [p for p, m in members.items() if m is None]
+            or list(members)
+        )
         matches = self.lookup(d, chosen, values)
         widened = False
         if not matches:
@@ -186,8 +198,12 @@ class GeneDrugKind(DrugKind):
             wide = {}
             for loc, vals in values.items():
                 if self.rules.knowledge.is_activity_gene(loc):
-                    more = [x for v in vals if v not in (NO_RESULT, NA_SCORE)
-                            for x in self.rules.knowledge.scores_in_bin(loc, self.rules.knowledge.bin_of(loc, v))]
+                    more = [
+                        x
+                        for v in vals
+                        if v not in (NO_RESULT, NA_SCORE)
+                        for x in self.rules.knowledge.scores_in_bin(loc, self.rules.knowledge.bin_of(loc, v))
+                    ]
                     wide[loc] = list(dict.fromkeys(vals + more))
                 else:
                     wide[loc] = vals
@@ -209,43 +225,72 @@ class GeneDrugKind(DrugKind):
             best_rule = min((r for r, _ in group), key=lambda r: rule_severity(r, self.rules.strength_rank))
             best = self.finding(best_rule, d, eff, converted, ctx.current_names)
             if uncertain_pop or widened or len({r.id for r, _ in group}) > 1:
-                why = ("population not determined" if uncertain_pop else
-                       "no CPIC row for this exact activity score; same phenotype used" if widened else
-                       "uncertain genotype")
-                best = replace(best, phenotype=f"{best.phenotype}; most severe of {len(group)} "
-                                             f"possible recommendations ({why})")
+                why = (
+                    "population not determined"
+                    if uncertain_pop
+                    else "no CPIC row for this exact activity score; same phenotype used"
+                    if widened
+                    else "uncertain genotype"
+                )
+                best = replace(
+                    best, phenotype=f"{best.phenotype}; most severe of {len(group)} possible recommendations ({why})"
+                )
             bests.append((best_rule, best))
         return tuple(bests), tuple(self._gaps(d, genes, eff, values, bests))
 
-    def _gaps(self, d: str, genes: tuple[str, ...], eff: dict[str, GeneResult], values: dict[str, list[str]],
-              bests: list[tuple[GeneDrugRule, Finding]]) -> list[Finding]:
+    def _gaps(
+        self,
+        d: str,
+        genes: tuple[str, ...],
+        eff: dict[str, GeneResult],
+        values: dict[str, list[str]],
+        bests: list[tuple[GeneDrugRule, Finding]],
+    ) -> list[Finding]:
         """Genes not tested, indeterminate or in conflict (unless an exclusion stands anyway), or no rule."""
         findings: list[Finding] = []
         gaps = [g for g in genes if eff[g].status.is_gap and not eff[g].phenoconverted_by]
         if not bests and not gaps:  # tested, but no rule matches: say so rather than pass silently
             keys = "; ".join(f"{loc}={'/'.join(v)}" for loc, v in values.items())
-            findings.append(Finding(
-                rule_id="gap.pgx.no-rule", rule_version=self.rules.knowledge.version, kind="data-gap", action="caution",
-                message=fit(f"No CPIC rule matches {d} for {keys}; review the genotype manually."),
-                source=self.guideline(d), data_version=self.rules.knowledge.data_version, drugs=(d,), genes=genes,
-                phenotype=keys, target_drug=d,
-            ))
+            findings.append(
+                Finding(
+                    rule_id="gap.pgx.no-rule",
+                    rule_version=self.rules.knowledge.version,
+                    kind="data-gap",
+                    action="caution",
+                    message=fit(f"No CPIC rule matches {d} for {keys}; review the genotype manually."),
+                    source=self.guideline(d),
+                    data_version=self.rules.knowledge.data_version,
+                    drugs=(d,),
+                    genes=genes,
+                    phenotype=keys,
+                    target_drug=d,
+                )
+            )
         if gaps and not any(f.action == "exclude" for _r, f in bests):
             for g in gaps:
                 st = eff[g].status
                 word = "reported with conflicting results" if st == GeneStatus.CONFLICT else GeneStatus(st).label
-                findings.append(Finding(
-                    rule_id=f"gap.pgx.{g}", rule_version=self.rules.knowledge.version, kind="data-gap",
-                    action="caution", strength=None,
-                    message=fit(f"{g} is {word} while {d} has CPIC rules for it; treat the phenotype as unknown."),
-                    source=self.guideline(d), data_version=self.rules.knowledge.data_version, drugs=(d,), genes=(g,),
-                    phenotype=f"{g} {st}" + (f": {eff[g].phenotype}" if eff[g].phenotype else ""),
-                    target_drug=d,
-                ))
+                findings.append(
+                    Finding(
+                        rule_id=f"gap.pgx.{g}",
+                        rule_version=self.rules.knowledge.version,
+                        kind="data-gap",
+                        action="caution",
+                        strength=None,
+                        message=fit(f"{g} is {word} while {d} has CPIC rules for it; treat the phenotype as unknown."),
+                        source=self.guideline(d),
+                        data_version=self.rules.knowledge.data_version,
+                        drugs=(d,),
+                        genes=(g,),
+                        phenotype=f"{g} {st}" + (f": {eff[g].phenotype}" if eff[g].phenotype else ""),
+                        target_drug=d,
+                    )
+                )
         return findings
 
-    def lookup(self, d: str, pops: list[str],
-                values: dict[str, list[str]]) -> list[tuple[GeneDrugRule, str, tuple[str, ...]]]:
+    def lookup(
+        self, d: str, pops: list[str], values: dict[str, list[str]]
+    ) -> list[tuple[GeneDrugRule, str, tuple[str, ...]]]:
         """Rules of ``d`` whose lookup key is one combination of ``values`` (per set of loci the rules use)."""
         out: list[tuple[GeneDrugRule, str, tuple[str, ...]]] = []
         for pop in pops:
@@ -261,21 +306,37 @@ class GeneDrugKind(DrugKind):
         rs = self.rules.gene_drug.get(d)
         return rs[0].source if rs else ""
 
-    def finding(self, rule: GeneDrugRule, d: str, eff: dict[str, GeneResult], converted: list[str],
-                    current: frozenset[str]) -> Finding:
+    def finding(
+        self, rule: GeneDrugRule, d: str, eff: dict[str, GeneResult], converted: list[str], current: frozenset[str]
+    ) -> Finding:
         pheno = "; ".join(
-            f"{loc}={val}" + (f" (phenoconverted by {', '.join(eff[loc.split('*')[0]].phenoconverted_by)})"
-                              if eff[loc.split('*')[0]].phenoconverted_by else "")
-            for loc, val in rule.conditions)
+            f"{loc}={val}"
+            + (
+                f" (phenoconverted by {', '.join(eff[loc.split('*')[0]].phenoconverted_by)})"
+                if eff[loc.split("*")[0]].phenoconverted_by
+                else ""
+            )
+            for loc, val in rule.conditions
+        )
         msg = rule.message
         if converted:
             extra = f" Phenotype set by {', '.join(converted)} (CYP inhibitor)."
-            msg = msg + extra if len(msg + extra) <= 140 else fit(
-                f"{msg.rstrip('.')}; due to {', '.join(converted)}.")
+            msg = msg + extra if len(msg + extra) <= 140 else fit(f"{msg.rstrip('.')}; due to {', '.join(converted)}.")
         return Finding(
-            rule_id=rule.id, rule_version=rule.version, kind="gene-drug", action=rule.action,
-            strength=rule.strength, message=msg, source=rule.source, data_version=rule.data_version,
-            drugs=tuple(sorted({d, *converted})), genes=rule.genes, phenotype=pheno, target_drug=d,
-            dose_factor=rule.dose_factor, max_dose_mg_day=rule.max_dose_mg_day, alternatives=rule.alternatives,
+            rule_id=rule.id,
+            rule_version=rule.version,
+            kind="gene-drug",
+            action=rule.action,
+            strength=rule.strength,
+            message=msg,
+            source=rule.source,
+            data_version=rule.data_version,
+            drugs=tuple(sorted({d, *converted})),
+            genes=rule.genes,
+            phenotype=pheno,
+            target_drug=d,
+            dose_factor=rule.dose_factor,
+            max_dose_mg_day=rule.max_dose_mg_day,
+            alternatives=rule.alternatives,
             plan_adds=added((d, *converted), current) if converted else (),
         )

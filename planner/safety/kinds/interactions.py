@@ -58,8 +58,9 @@ class InteractionKind:
                 out += kp
         return out
 
-    def _pair_cached(self, ctx: PatientContext, x: str, y: str, dx: float | None, dy: float | None = None, *,
-                     both: bool = False) -> list[Finding]:
+    def _pair_cached(
+        self, ctx: PatientContext, x: str, y: str, dx: float | None, dy: float | None = None, *, both: bool = False
+    ) -> list[Finding]:
         """One pair's findings; ``y`` is a current co-medication (its recorded dose) unless ``both``."""
         if not both:
             cur = ctx.current.get(y)  # a current drug outside the regimen keeps its recorded dose
@@ -87,12 +88,23 @@ class InteractionKind:
                     adjusted = min(dose, rule.max_dose_mg_day)
                     if adjusted == dose:
                         action, adjusted = "info", None
-            out.append(Finding(
-                rule_id=rule.id, rule_version=rule.version, kind="drug-drug", action=action,
-                strength=rule.strength, message=fit(rule.message.format(a=da, b=db)), source=rule.source,
-                data_version=r.ddi_data_version, drugs=tuple(sorted((da, db))), target_drug=target,
-                max_dose_mg_day=rule.max_dose_mg_day, adjusted_dose_mg_day=adjusted, alternatives=rule.alternatives,
-                plan_adds=added((da, db), ctx.current_names),
-            ))
+            out.append(
+                Finding(
+                    rule_id=rule.id,
+                    rule_version=rule.version,
+                    kind="drug-drug",
+                    action=action,
+                    strength=rule.strength,
+                    message=fit(rule.message.format(a=da, b=db)),
+                    source=rule.source,
+                    data_version=r.ddi_data_version,
+                    drugs=tuple(sorted((da, db))),
+                    target_drug=target,
+                    max_dose_mg_day=rule.max_dose_mg_day,
+                    adjusted_dose_mg_day=adjusted,
+                    alternatives=rule.alternatives,
+                    plan_adds=added((da, db), ctx.current_names),
+                )
+            )
         ctx.cache[("pair", x, y, dx, dy)] = out
         return out

@@ -40,21 +40,41 @@ class LabKind(DrugKind):
                 if rule.quantity not in gap_done:
                     gap_done.add(rule.quantity)
                     label = r.lab_labels.get(rule.quantity, rule.quantity)
-                    out.append(Finding(
-                        rule_id=f"gap.lab.{rule.quantity}", rule_version=rule.version, kind="data-gap",
-                        action="caution", message=fit(f"No {label} in the last {rule.within_days} days; "
-                                                      f"{d} needs it to be checked before use."),
-                        source=rule.source, data_version=r.lab_data_version, drugs=(d,), target_drug=d,
-                    ))
+                    out.append(
+                        Finding(
+                            rule_id=f"gap.lab.{rule.quantity}",
+                            rule_version=rule.version,
+                            kind="data-gap",
+                            action="caution",
+                            message=fit(
+                                f"No {label} in the last {rule.within_days} days; "
+                                f"{d} needs it to be checked before use."
+                            ),
+                            source=rule.source,
+                            data_version=r.lab_data_version,
+                            drugs=(d,),
+                            target_drug=d,
+                        )
+                    )
                 continue
             if rule.below is not None and not value < rule.below:
                 continue
             if rule.at_least is not None and not value >= rule.at_least:
                 continue
-            out.append(Finding(
-                rule_id=rule.id, rule_version=rule.version, kind="drug-lab", action=rule.action,
-                strength=rule.strength, message=fit(rule.message.format(drug=d, value=f"{value:g}")),
-                source=rule.source, data_version=r.lab_data_version, drugs=(d,), target_drug=d,
-                phenotype=f"{rule.quantity}={value:g}", max_dose_mg_day=rule.max_dose_mg_day,
-            ))
+            out.append(
+                Finding(
+                    rule_id=rule.id,
+                    rule_version=rule.version,
+                    kind="drug-lab",
+                    action=rule.action,
+                    strength=rule.strength,
+                    message=fit(rule.message.format(drug=d, value=f"{value:g}")),
+                    source=rule.source,
+                    data_version=r.lab_data_version,
+                    drugs=(d,),
+                    target_drug=d,
+                    phenotype=f"{rule.quantity}={value:g}",
+                    max_dose_mg_day=rule.max_dose_mg_day,
+                )
+            )
         return out

@@ -27,10 +27,19 @@ class MaxDoseKind(DrugKind):
         mx, src = r.max_dose[drug]
         if dose <= mx:
             return []
-        return [Finding(
-            rule_id=f"maxdose.{re.sub(r'[^a-z0-9]+', '-', drug)}", rule_version=r.max_dose_version,
-            kind="max-dose", action="adjust_dose", strength="label",
-            message=fit(f"{drug} {dose:g} mg/day is above the labelled maximum of {mx:g} mg/day; cap it there."),
-            source=src, data_version=r.max_dose_data_version, drugs=(drug,), target_drug=drug, max_dose_mg_day=mx,
-            adjusted_dose_mg_day=mx,
-        )]
+        return [
+            Finding(
+                rule_id=f"maxdose.{re.sub(r'[^a-z0-9]+', '-', drug)}",
+                rule_version=r.max_dose_version,
+                kind="max-dose",
+                action="adjust_dose",
+                strength="label",
+                message=fit(f"{drug} {dose:g} mg/day is above the labelled maximum of {mx:g} mg/day; cap it there."),
+                source=src,
+                data_version=r.max_dose_data_version,
+                drugs=(drug,),
+                target_drug=drug,
+                max_dose_mg_day=mx,
+                adjusted_dose_mg_day=mx,
+            )
+        ]
