@@ -10,12 +10,13 @@ from .areas import Area
 from .dosing import dose_text
 from .recommendation import PlanDrug, Predicted
 from .record import Finding
+from .units import with_unit
 
 __all__ = ["rationale"]
 
 
 def _fmt(x: float, unit: str) -> str:
-    return f"{x:.1f}{'' if unit == '%' else ' '}{unit}" if abs(x) < 1000 else f"{x:.0f} {unit}"
+    return with_unit(f"{x:.1f}" if abs(x) < 1000 else f"{x:.0f}", unit)
 
 
 def rationale(
