@@ -278,7 +278,6 @@ class IndependentCohort:
 
 def simulate_independent(area: "Area | str", n: int, *, seed: int, rules: str | None = None) -> IndependentCohort:
     """Simulate ``n`` patients of ``area`` in the independent world (see the module docstring)."""
-
     if isinstance(area, str):
         area = load_area(area, rules)
     if n < 1:

@@ -20,27 +20,9 @@ from .population import sample_diplotypes
 if TYPE_CHECKING:  # pragma: no cover
     from .independent import IndependentCohort
 
-__all__ = ["run_patients", "patient_id", "regimen_of", "EPOCH"]
+__all__ = ["run_patients"]
 
-EPOCH = dt.date(2015, 1, 1)  # simulated patients enter within three years of this day
-
-
-def patient_id(area: Area, seed: int, i: int) -> str:
-    return hashlib.blake2b(f"planner-indep/{area.id}/{seed}/{i}".encode(), digest_size=8).hexdigest()
-
-
-def regimen_of(area: Area, drugs: dict[int, float]) -> Regimen:
-    return Regimen.of(
-        [
-            DrugDose(
-                ingredient=area.formulary[d].ingredient,
-                rxcui=area.formulary[d].rxcui,
-                dose_mg_day=float(dose),
-                drug_class=area.formulary[d].drug_class,
-            )
-            for d, dose in sorted(drugs.items())
-        ]
-    )
+EPOCH = dt.date(2015, 1, 1)  # day 0 of this simulator's calendar (index dates are days after it)
 
 
 def run_patients(cohort: "IndependentCohort", n: int, pops: dict[str, Any]) -> None:
@@ -290,3 +272,21 @@ class _Patient:
             b.medication(area.formulary[d].ingredient, dose, start=self.date(start))
         self.c.patients.append({"patient_id": self.pid, "index_date": self.index, "tested": self.tested})
         self.c.builders.append(b)
+
+
+def patient_id(area: Area, seed: int, i: int) -> str:
+    return hashlib.blake2b(f"planner-indep/{area.id}/{seed}/{i}".encode(), digest_size=8).hexdigest()
+
+
+def regimen_of(area: Area, drugs: dict[int, float]) -> Regimen:
+    return Regimen.of(
+        [
+            DrugDose(
+                ingredient=area.formulary[d].ingredient,
+                rxcui=area.formulary[d].rxcui,
+                dose_mg_day=float(dose),
+                drug_class=area.formulary[d].drug_class,
+            )
+            for d, dose in sorted(drugs.items())
+        ]
+    )
