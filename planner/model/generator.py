@@ -165,8 +165,8 @@ class RegimenGenerator(BaseEstimator):
             ]
         )
 
-    def _allowed(self, key: Key) -> bool:
-        st = self._struct()
+    def _allowed(self, key: Key, st: dict[str, Any] | None = None) -> bool:
+        st = self._struct() if st is None else st
         if len(key) > st["max_drugs"]:
             return False
         cls = [st["cls"][d] for d, _ in key]
@@ -191,7 +191,7 @@ class RegimenGenerator(BaseEstimator):
 
         def put(kind: str, drug: int, level: int, items: dict[int, int]) -> None:
             key = tuple(sorted(items.items()))
-            if key != current and self._allowed(key):
+            if key != current and self._allowed(key, st):
                 out.append(Move(kind, drug, level, key))
 
         if len(cur) < st["max_drugs"]:

@@ -76,13 +76,13 @@ def screen_plan(
     )
     starts = None if new_start is None else set(new_start)
     found = rs.screen_tuple(ctx, regimen, new_start=starts)
-    acting = [f for f in found if f.action in _ACTING]
-    if not acting:  # nothing excludes or adjusts: the regimen stands as proposed
+    # findings come most severe action first: the first one says whether anything excludes or adjusts
+    if not found or found[0].action not in _ACTING:  # nothing excludes or adjusts: the regimen stands
         return PlanScreen(regimen, regimen, found)
-    if any(f.action == "exclude" for f in acting):  # what apply_findings would say: excluded, nothing adjusted
+    if found[0].action == "exclude":  # what apply_findings would say: excluded, nothing adjusted
         return PlanScreen(regimen, None, found, {})
     findings: Sequence[Finding] = found
-    final = apply_findings(regimen, acting)
+    final = apply_findings(regimen, [f for f in found if f.action in _ACTING])
     if final is not None and final is not regimen:  # dose adjusted: the adjusted plan must pass as well
         again = rs.screen_tuple(ctx, final, new_start=starts)
         redo = apply_findings(final, again)
