@@ -92,6 +92,8 @@ SCHEMA = pa.schema(
         ("obs_cover80", _B),
         ("obs_cover90", _B),
         ("obs_cover95", _B),
+        ("obs_mean_draws", pa.list_(pa.float32())),  # the model's draws of the expected follow-up (rows.py)
+        ("rec_mean_draws", pa.list_(pa.float32())),
     ]
 )
 _RUN_KEYS = ("area", "at", "top", "seed", "model", "rules", "input_fingerprint")
@@ -468,4 +470,7 @@ def read_results(out: str | os.PathLike[str], columns: list[str] | None = None) 
             value=str(p),
             expected="a folder written by `planner cohort run`",
         )
+    if columns is not None:  # results of an older planner may lack newer columns: read the ones there
+        have = set(pq.read_schema(f).names)
+        columns = [c for c in columns if c in have]
     return pq.read_table(f, columns=columns).to_pandas()
