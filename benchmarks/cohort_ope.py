@@ -62,6 +62,13 @@ def _rates(seeds: list[int], table: dict[str, list[tuple[int, bool, float]]]) ->
     return lines
 
 
+def _iv(est: dict[str, Any]) -> str:
+    if est.get("value") is None:
+        return "-"
+    hit = "+" if est.get("covers_truth") else "-"
+    return f"{est['value']:.2f} [{est['lower']:.2f}, {est['upper']:.2f}]{hit}"
+
+
 def _span(seeds: list[int]) -> str:
     return f"{seeds[0]}-{seeds[-1]}" if seeds else "-"
 
@@ -106,9 +113,15 @@ def main(argv: list[str] | None = None) -> int:
                 width = est["upper"] - est["lower"]
                 table.setdefault(name, []).append((seed, bool(est["covers_truth"]), width))
             print(_row(seed, pol, time.perf_counter() - t0), flush=True)
+            others = [f"{k} {_iv(v)}" for k, v in pol["recommended"].items() if k != "dr"]
+            print("      " + "; ".join(others), flush=True)
     print("\n".join(_rates(args.seeds, table)))
     k5 = [h for s, h, _ in table["dr"] if s in set(args.seeds[:5])]
-    print(f"DR interval holds the true value in {sum(k5)} of the first {len(k5)} seeds (acceptance: >= 4 of 5)")
+    hits = sum(h for _, h, _ in table["dr"])
+    print(
+        f"DR interval holds the true value in {sum(k5)} of {len(k5)} seeds (seeds {_span(args.seeds[:5])}; "
+        f"acceptance: >= 4 of 5); over all {len(args.seeds)} seeds: {hits}"
+    )
     return 0
 
 

@@ -362,10 +362,12 @@ def off_policy(
     out["interval"] = _method(
         ns, folds, n_boot, level, have_draws=bool(terms), k=0 if d_rec is None else d_rec.shape[1]
     )
+    # DR minus observed: the same resamples for both (paired), the same model-error term
+    diff = np.concatenate([r["dr"] - r["observed"] for r in per_split[:ns]])
+    if "dr" in terms:
+        diff = diff + terms["dr"][rng.integers(0, terms["dr"].size, diff.size)]
+    out["difference_dr"] = _percentile(est["dr"]["value"] - out["observed"]["value"], diff, level)
     mu_obs, mu_rec, _ = fits[0]
-    sw = w0.sum()
-    eps = float((w0 * (y - mu_obs)).sum() / sw) if sw > 0 else 0.0
-    out["difference_dr"] = bootstrap_mean(mu_rec + eps - y, groups, n_boot=n_boot, level=level, seed=seed)
     out["_scores"] = {
         "frame": pd.DataFrame(
             {"y": y, "mu_rec": mu_rec, "mu_obs": mu_obs, "w": w0, "groups": groups}, index=rows.index

@@ -441,7 +441,7 @@ def finalize(out: Path) -> Path:
             con.execute("SET memory_limit='1GB'")
             con.execute(f"SET temp_directory='{(out / 'duckdb.tmp').as_posix()}'")
             con.execute(
-                f"COPY (SELECT * FROM read_parquet({[str(p) for p in parts]!r}) "
+                f"COPY (SELECT * FROM read_parquet({[str(p) for p in parts]!r}, union_by_name = true) "
                 "ORDER BY unit, patient_id NULLS LAST, point) TO ? (FORMAT parquet)",
                 [str(tmp)],
             )
