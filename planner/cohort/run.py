@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from ..errors import ConfigError
 from ..version import __version__
-from .rows import AT_CHOICES, RunOptions, plan_unit
+from .rows import AT_CHOICES, RunOptions, plan_units
 from .sources import Unit, open_source
 
 __all__ = ["run_cohort", "RunSummary", "SCHEMA", "read_results"]
@@ -132,10 +132,7 @@ def plan_batch(units: list[Unit], opts: dict[str, Any], model: str | None, rules
     """Rows of a batch of units (runs in a worker: local process or Dask worker)."""
     planner = _planner(model, rules)
     ro = RunOptions(**opts)
-    rows: list[dict] = []
-    for u in units:
-        rows.extend(plan_unit(planner, u, ro))
-    return rows
+    return plan_units(planner, units, ro)
 
 
 def _init_worker(model: str | None, rules: str | None) -> None:

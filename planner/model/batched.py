@@ -65,10 +65,13 @@ def _sample(model: Any, jobs: Sequence[DrawJob], num_samples: int) -> list[tuple
         Sn = model._check_sample_args(j.regimens, num_samples, S)
     p = {k: v[:Sn] for k, v in par.items()}
     designs = [spec.encode(list(j.regimens)) for j in jobs]
+    keys = [_row_keys(d) for d in designs]
     out: list[tuple[np.ndarray, np.ndarray]] = []
-    for job, design in zip(jobs, designs):
-        cache = _cache_for(model, par, Sn, int(design.drug.shape[1]))
-        cols = cache.columns(spec, pr, p, design, [d for d in designs if d.drug.shape[1] == design.drug.shape[1]])
+    for i, (job, design) in enumerate(zip(jobs, designs)):
+        width = int(design.drug.shape[1])
+        cache = _cache_for(model, par, Sn, width)
+        batch = [(design, keys[i])] + [(d, k) for d, k in zip(designs, keys) if d.drug.shape[1] == width]
+        cols = cache.columns(spec, pr, p, design, batch)
         prep = _patient_prep(model, spec, pr, p, Sn, job, design, cache, cols)
         mean = model._draw(prep, kind="mean", seed=job.seed).numpy()
         pred = model._draw(prep, kind="predictive", seed=job.seed + 1).numpy()
@@ -91,9 +94,10 @@ def _cache_for(model: Any, par: dict[str, torch.Tensor], Sn: int, width: int) ->
     return c
 
 
-def _row_key(d: Design, r: int) -> bytes:
-    """A regimen as the model sees it (its encoded slots)."""
-    return b"".join(a[r].tobytes() for a in (d.drug, d.cls, d.g, d.log2r, d.rank, d.mask))
+def _row_keys(d: Design) -> list[bytes]:
+    """Each regimen as the model sees it (its encoded slots), as bytes."""
+    m = np.concatenate([d.drug.astype(np.float64), d.cls.astype(np.float64), d.g, d.log2r, d.rank, d.mask], axis=1)
+    return [row.tobytes() for row in np.ascontiguousarray(m)]
 
 
 class RegimenParts:
@@ -104,24 +108,25 @@ class RegimenParts:
         self.rows: dict[bytes, int] = {}
         self.t: dict[str, Any] = {}
 
-    def columns(self, spec: Any, pr: Any, p: dict[str, torch.Tensor], design: Design, batch: list[Design]) -> Any:
-        """The columns of ``design``'s regimens, computing (with the other regimens of the ``batch`` not yet
-        seen, in one call) those that are missing."""
-        keys = [_row_key(design, r) for r in range(len(design))]
+    def columns(
+        self, spec: Any, pr: Any, p: dict[str, torch.Tensor], design: Design, batch: list[tuple[Design, list[bytes]]]
+    ) -> Any:
+        """The columns of ``design``'s regimens (the first of ``batch``, with its keys), computing (with the
+        other regimens of the ``batch`` not yet seen, in one call) those that are missing."""
+        keys = batch[0][1]
         if any(k not in self.rows for k in keys):
-            todo = [design, *batch]
-            missing = {_row_key(d, r) for d in todo for r in range(len(d))} - self.rows.keys()
+            todo = batch
+            missing = {k for _, ks in todo for k in ks} - self.rows.keys()
             if len(self.rows) + len(missing) > MAX_REGIMENS:  # full: start again (the values do not change)
                 self.rows, self.t = {}, {}
-                todo = [design]
+                todo = batch[:1]
             self._add(spec, pr, p, todo)
         return torch.as_tensor(np.asarray([self.rows[k] for k in keys], dtype=np.int64))
 
-    def _add(self, spec: Any, pr: Any, p: dict[str, torch.Tensor], designs: list[Design]) -> None:
+    def _add(self, spec: Any, pr: Any, p: dict[str, torch.Tensor], designs: list[tuple[Design, list[bytes]]]) -> None:
         pick: list[tuple[Design, int]] = []
-        for d in designs:
-            for r in range(len(d)):
-                k = _row_key(d, r)
+        for d, ks in designs:
+            for r, k in enumerate(ks):
                 if k not in self.rows:
                     self.rows[k] = len(self.rows)
                     pick.append((d, r))
@@ -215,7 +220,8 @@ def _patient_prep(
     D = spec.n_drugs
     current = job.current
     with torch.no_grad():
-        g = shared["g"].index_select(0, cols).permute(1, 0, 2)  # (S, R, K)
+        # the slots' dose curves are used only with a learned basis (``_draw``'s deviations)
+        g = shared["g"].index_select(0, cols).permute(1, 0, 2) if dev_np is not None else shared["g"][:0]
         eff = shared["eff"].index_select(0, cols).T.contiguous()  # (S, R), laid out as before
         if not pr.p:
             value = eff[..., None, :].expand(eff.shape[:-1] + (x.shape[0], eff.shape[-1]))
