@@ -24,16 +24,19 @@ __all__ = ["RecommendBatcher"]
 class _Slot:
     record: PatientRecord
     digest: str
-    done: threading.Event = field(default_factory=threading.Event)
+    wake: threading.Event = field(default_factory=threading.Event)
+    lead: bool = False  # woken to plan the next batch (its own request among them), not with a result
+    done: bool = False
     result: list[Any] | None = None
     error: BaseException | None = None
 
 
 class RecommendBatcher:
     """``recommend_all`` for records submitted from many threads at once, planned in batches of at most
-    ``max_batch`` after waiting ``window_s`` for company."""
+    ``max_batch`` after waiting ``window_s`` for company. The thread that plans a batch answers its own request
+    as soon as that batch is done, handing the next batch to the first request still waiting."""
 
-    def __init__(self, planner: Any, *, top: int, seed: int = 0, window_s: float = 0.004, max_batch: int = 32) -> None:
+    def __init__(self, planner: Any, *, top: int, seed: int = 0, window_s: float = 0.004, max_batch: int = 8) -> None:
         self.planner = planner
         self.top = top
         self.seed = seed
@@ -51,28 +54,37 @@ class RecommendBatcher:
             lead = not self._leading
             self._leading = True
         if lead:
+            time.sleep(self.window_s)  # let the requests arriving together join
             self._lead()
-        slot.done.wait()
+        while not slot.done:
+            slot.wake.wait()
+            slot.wake.clear()
+            if slot.lead and not slot.done:
+                slot.lead = False
+                self._lead()
         if slot.error is not None:
             raise slot.error
         assert slot.result is not None
         return slot.result
 
     def _lead(self) -> None:
-        time.sleep(self.window_s)  # let the requests arriving together join
-        while True:
-            with self._lock:
-                batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
-                if not batch:
-                    self._leading = False
-                    return
-            try:
-                self._plan(batch)
-            except BaseException as exc:  # noqa: BLE001 - every waiting request gets the failure, none hangs
-                for s in batch:
-                    if not s.done.is_set():
-                        s.error = exc
-                        s.done.set()
+        with self._lock:
+            batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+        try:
+            self._plan(batch)
+        except BaseException as exc:  # noqa: BLE001 - every waiting request gets the failure, none hangs
+            for s in batch:
+                if not s.done:
+                    s.error = exc
+                    s.done = True
+                    s.wake.set()
+        with self._lock:
+            if self._queue:  # the first request still waiting plans the next batch
+                nxt = self._queue[0]
+                nxt.lead = True
+                nxt.wake.set()
+            else:
+                self._leading = False
 
     def _plan(self, batch: list[_Slot]) -> None:
         from ..batch import Job, recommend_jobs
@@ -84,7 +96,8 @@ class RecommendBatcher:
                 areas = self.planner.areas_for(s.record)
             except Exception as exc:  # noqa: BLE001 - this request's error, the others go on
                 s.error = exc
-                s.done.set()
+                s.done = True
+                s.wake.set()
                 continue
             spans.append((s, len(jobs), len(jobs) + len(areas)))
             jobs.extend(Job(s.record, a, s.digest) for a in areas)
@@ -102,4 +115,5 @@ class RecommendBatcher:
                 mine.append(rec)
             if s.error is None:
                 s.result = mine
-            s.done.set()
+            s.done = True
+            s.wake.set()
