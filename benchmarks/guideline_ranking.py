@@ -14,7 +14,9 @@ utility gives nothing for going past it), and the share of patients with an appl
 indication whose top plan meets every one of them. The model is fitted by SVI on the other simulated patients
 of the same world (``--train N``; ``--train 0``: the untrained literature priors that ship).
 
-    .venv/bin/python benchmarks/guideline_ranking.py [--areas t2d,hypertension] [--n 150] [--seed 0] [--json F]
+    .venv/bin/python benchmarks/guideline_ranking.py [--areas t2d,hypertension] [--n 150] [--seeds 3,4,5] [--json F]
+
+The weights in rules/ranking.yaml were checked on seeds 0-2 (benchmarks/guideline_tuning.py); report on others.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -35,6 +38,7 @@ from planner import Planner  # noqa: E402
 from planner.areas import list_areas, load_area, regimen_of  # noqa: E402
 from planner.guidelines import load_guidelines  # noqa: E402
 from planner.simulate import simulate_cohort  # noqa: E402
+from planner.units import unit_display  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from model_quality import feature_frame, regimen_at_baseline  # noqa: E402
@@ -89,7 +93,34 @@ def _toward(cur: float, new: float, target: float, sign: float) -> float:
     return max(sign * (cur - (max(new, target) if sign > 0 else min(new, target))), 0.0)
 
 
-def run_area(area_id: str, n: int, seed: int, template: Planner, *, n_train: int, steps: int | None) -> dict:
+def run_area(
+    area_id: str, n: int, seed: int | Sequence[int], template: Planner, *, n_train: int, steps: int | None
+) -> dict:
+    """planner.simulate: the comparison on ``n`` held-out patients per seed (seeds pooled)."""
+    return _pooled(_rows_first, area_id, n, seed, template, n_train=n_train, steps=steps)
+
+
+def _pooled(rows_fn, area_id: str, n: int, seed, template: Planner, *, n_train: int, steps: int | None, **extra):
+    seeds = [seed] if isinstance(seed, int) else list(seed)
+    rows: list[dict] = []
+    n_ep, kind, secs = 0, "prior", 0.0
+    for s in seeds:
+        r, n_ep_s, kind, secs_s = rows_fn(area_id, n, s, template, n_train=n_train, steps=steps)
+        rows += r
+        n_ep += n_ep_s
+        secs += secs_s
+    return _summary(
+        load_area(area_id),
+        rows,
+        model=kind,
+        train_episodes=n_ep,
+        seconds=secs,
+        seeds=",".join(map(str, seeds)),
+        **extra,
+    )
+
+
+def _rows_first(area_id: str, n: int, seed: int, template: Planner, *, n_train: int, steps: int | None):
     area = load_area(area_id)
     cohort = simulate_cohort(area_id, n + n_train, seed=seed)
     eps = cohort.episodes
@@ -125,8 +156,7 @@ def run_area(area_id: str, n: int, seed: int, template: Planner, *, n_train: int
             row_out[f"toward_{k}"] = _toward(y[0], yk, target, sign)
             row_out[f"met_{k}"] = all(s.met for s in res[k].plans[0].indications if s.id not in goals)
         rows_out.append(row_out)
-    secs = time.perf_counter() - t
-    return _summary(area, rows_out, model="fitted" if model is not None else "prior", train_episodes=n_ep, seconds=secs)
+    return rows_out, n_ep, "fitted" if model is not None else "prior", time.perf_counter() - t
 
 
 def _independent(area, n_total: int, seed: int):
@@ -151,9 +181,13 @@ def _independent(area, n_total: int, seed: int):
 
 
 def run_area_independent(
-    area_id: str, n: int, seed: int, template: Planner, *, n_train: int, steps: int | None
+    area_id: str, n: int, seed: int | Sequence[int], template: Planner, *, n_train: int, steps: int | None
 ) -> dict:
     """The same comparison on planner.simulate.independent (truth only at its decision dates)."""
+    return _pooled(_rows_independent, area_id, n, seed, template, n_train=n_train, steps=steps, simulator="independent")
+
+
+def _rows_independent(area_id: str, n: int, seed: int, template: Planner, *, n_train: int, steps: int | None):
     from planner.model import ResponseModel
 
     area = load_area(area_id)
@@ -202,14 +236,7 @@ def run_area_independent(
             row_out[f"toward_{k}"] = _toward(y[0], yk, target, sign)
             row_out[f"met_{k}"] = all(s.met for s in res[k].plans[0].indications if s.id not in goals)
         rows_out.append(row_out)
-    return _summary(
-        area,
-        rows_out,
-        model="fitted" if model is not None else "prior",
-        train_episodes=n_ep,
-        seconds=time.perf_counter() - t,
-        simulator="independent",
-    )
+    return rows_out, n_ep, "fitted" if model is not None else "prior", time.perf_counter() - t
 
 
 def _summary(area, rows_out: list[dict], **extra) -> dict:
@@ -220,6 +247,7 @@ def _summary(area, rows_out: list[dict], **extra) -> dict:
         "area": area.id,
         "patients": len(rows_out),
         "unit": area.outcome.unit,
+        "unit_display": unit_display(area.outcome.unit),
         "patients_with_indication": len(ind),
     }
     for k in RANKINGS:
@@ -230,6 +258,10 @@ def _summary(area, rows_out: list[dict], **extra) -> dict:
         base, base_t = out["true_improvement_outcome"], out["toward_target_outcome"]
         out[f"ratio_{k}"] = round(out[f"true_improvement_{k}"] / base, 4) if base > 0 else None
         out[f"toward_target_ratio_{k}"] = round(out[f"toward_target_{k}"] / base_t, 4) if base_t > 0 else None
+        # of the improvement lost against outcome-only, the share that lay past the target (over-treatment)
+        lost = out["true_improvement_outcome"] - out[f"true_improvement_{k}"]
+        lost_t = base_t - out[f"toward_target_{k}"]
+        out[f"loss_past_target_share_{k}"] = round((lost - lost_t) / lost, 4) if lost > 1e-9 else None
     out.update({k: (round(v, 1) if isinstance(v, float) else v) for k, v in extra.items()})
     return out
 
@@ -243,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--areas", default=",".join(list_areas()))
     ap.add_argument("--n", type=int, default=150, help="simulated patients per area")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", default=None, help="comma list of seeds, pooled (overrides --seed)")
     ap.add_argument("--num-samples", type=int, default=400, help="posterior draws per candidate")
     ap.add_argument(
         "--train",
@@ -272,9 +305,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{'area':<13} {'n':>4} {'ranking':<12} {'improvement':>11} {'ratio':>6} {'to target':>9} {'ratio':>6} "
         f"{'met':>5}"
     )
+    seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [args.seed]
+    print(f"seeds {','.join(map(str, seeds))} pooled ({args.n} held-out patients each)")
     for area_id in [a for a in args.areas.split(",") if a]:
         run = run_area if args.sim == "first" else run_area_independent
-        r = run(area_id, args.n, args.seed, template, n_train=args.train, steps=args.steps)
+        r = run(area_id, args.n, seeds, template, n_train=args.train, steps=args.steps)
         results.append(r)
         if not r["patients"]:
             print(f"{area_id:<13} {0:>4}  (no patient with a rankable plan)")
@@ -287,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{_fmt(r.get(f'toward_target_ratio_{k}', 1.0)):>6} {_fmt(r[f'indications_met_{k}']):>5}"
             )
         print(
-            f"{'':<13} {'':>4} ({r['patients_with_indication']} with an indication; unit {r['unit']}; "
+            f"{'':<13} {'':>4} ({r['patients_with_indication']} with an indication; unit {r['unit_display']}; "
+            f"share of the lost improvement past the target {_fmt(r.get('loss_past_target_share_guideline'))}; "
             f"{r['seconds']:.0f} s)"
         )
     if args.json:

@@ -11,6 +11,7 @@ regimen and baseline handling the recommendation uses.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .api import Planner, Source
     from .recommendation import Recommendation
 
-__all__ = ["recommend_many", "predict_regimens", "record_at"]
+__all__ = ["Job", "recommend_many", "recommend_jobs", "predict_regimens", "record_at"]
 
 
 def recommend_many(
@@ -35,6 +36,7 @@ def recommend_many(
     top: int = 5,
     seed: int = 0,
     errors: str = "raise",
+    preferences: str | Sequence[str] | None = None,
 ) -> list["Recommendation | Exception"]:
     """One recommendation per source, in order, as ``planner.recommend`` would give each.
 
@@ -42,15 +44,132 @@ def recommend_many(
     takes that source's place in the list and the others go on (one bad patient never sinks a batch)."""
     if errors not in ("raise", "return"):
         raise ConfigError("unknown errors mode", field="errors", value=errors, expected='"raise" or "return"')
-    out: list[Any] = []
-    for src in sources:
+    prefs = planner.ranking.parse_preferences(preferences)
+    out: list[Any] = [None] * len(sources)
+    jobs: list[Job] = []
+    at: list[int] = []
+    failed: Exception | None = None
+    for i, src in enumerate(sources):
         try:
-            out.append(planner.recommend(src, area=area, as_of=as_of, top=top, seed=seed))
-        except Exception as exc:
-            if errors == "raise":
-                raise
-            out.append(exc)
+            record, digest = planner.read(src, as_of=as_of)
+            jobs.append(Job(record, planner.area_of(record, area), digest))
+            at.append(i)
+        except Exception as exc:  # noqa: BLE001 - one bad patient never sinks a batch
+            if errors == "raise":  # the sources before it are still recommended (and audited), as one at a time
+                failed = exc
+                break
+            out[i] = exc
+    got = recommend_jobs(planner, jobs, top=top, seed=seed, preferences=prefs, fail_fast=errors == "raise")
+    for i, rec in zip(at, got):
+        out[i] = rec
+    if failed is not None:
+        raise failed
     return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One recommendation to make: the record (as of its date), the area and the input's digest (audit)."""
+
+    record: PatientRecord
+    area: str
+    digest: str
+
+
+def recommend_jobs(
+    planner: "Planner",
+    jobs: Sequence[Job],
+    *,
+    top: int,
+    seed: int,
+    preferences: Sequence[str] = (),
+    fail_fast: bool = False,
+    audit: bool = True,
+) -> list["Recommendation | Exception"]:
+    """The pipeline for a batch: features, candidates and screening per record; posterior draws of every
+    record of an area in one sampler call (:func:`planner.stages.predict_many`, per-record random streams);
+    then the ranked report per record. ``Planner.recommend`` is a batch of one. A record that fails gets its
+    exception in its place (``fail_fast``: the first failure is raised, in input order, as one at a time).
+    ``audit=False``: the caller writes the planner's audit entries itself."""
+    from . import stages
+    from .areas import load_area
+
+    _check_int("top", top, 1, 10_000)
+    _check_int("seed", seed, 0, 2**32 - 1)
+    out: list[Any] = [None] * len(jobs)
+    screened: dict[int, Any] = {}
+    for i, job in enumerate(jobs):
+        try:
+            screened[i] = _screen(planner, job, seed)
+        except Exception as exc:  # noqa: BLE001 - one bad patient never sinks a batch
+            out[i] = exc
+    by_area: dict[str, list[int]] = {}
+    for i in screened:
+        by_area.setdefault(jobs[i].area, []).append(i)
+    preds: dict[int, Any] = {}
+    for area_id, members in by_area.items():
+        got = stages.predict_many(
+            [(screened[i], seed) for i in members],
+            area=load_area(area_id, planner.rules_path),
+            model=planner.models[area_id],
+            num_samples=planner.ranking.num_samples,
+        )
+        preds.update(zip(members, got))
+    for i, job in enumerate(jobs):
+        if fail_fast and out[i] is not None:  # as one at a time: nothing after the first failure is made
+            raise out[i]
+        if i not in preds:
+            continue
+        try:
+            if isinstance(preds[i], Exception):
+                raise preds[i]
+            rec = stages.report(
+                preds[i],
+                area=load_area(job.area, planner.rules_path),
+                ranking=planner.ranking,
+                gaps=planner.gap_rules,
+                top=top,
+                record=job.record,
+                preferences=preferences,
+            )
+            if audit and planner.audit is not None:
+                planner.audit.write(rec, input_sha256=job.digest)
+            out[i] = rec
+        except Exception as exc:
+            if fail_fast:
+                raise
+            out[i] = exc
+    return out
+
+
+def _screen(planner: "Planner", job: Job, seed: int) -> Any:
+    """Features, candidates and screening of one job (the stages before the batch's posterior draws)."""
+    from . import stages
+    from .areas import load_area
+    from .guidelines import add_indicated
+
+    if job.area not in planner.models:
+        raise ConfigError(
+            "unknown area", field="area", value=job.area, expected="one of " + ", ".join(sorted(planner.models))
+        )
+    area = load_area(job.area, planner.rules_path)
+    row = stages.feature_row(job.record, area, knowledge=planner.ruleset.knowledge)
+    cands = stages.propose_candidates(
+        row, area=area, generator=planner.generators[job.area], n=planner.num_candidates, seed=seed
+    )
+    if any(planner.ranking.guideline.values()):  # also the candidates with an indicated drug added
+        cands = add_indicated(cands, job.record, area, rules=planner.rules_path)
+    return stages.screen_candidates(cands, job.record, area=area, rules=planner.ruleset)
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> None:
+    """Options of the Python API typed as the CLI types them: a clear ConfigError, never a TypeError."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(
+            f"{name} must be an integer", field=name, value=value, expected=f"an int from {low:,} to {high:,}"
+        )
+    if not low <= value <= high:
+        raise ConfigError(f"{name} out of range", field=name, value=value, expected=f"an int from {low:,} to {high:,}")
 
 
 def record_at(record: PatientRecord, t0: dt.date) -> PatientRecord:

@@ -17,6 +17,7 @@ from .areas import Area
 from .guidelines import Applicable, Guidelines, UtilityTerms
 from .recommendation import IndicationStatus, Tradeoff
 from .record import Regimen
+from .units import unit_display
 
 __all__ = ["Explainer"]
 
@@ -80,7 +81,7 @@ class Explainer:
         if ind.kind == "avoid":
             return f"not met: {ind.recommendation}; {self._others(k).replace('meets it', 'avoids it')}"
         if ind.kind == "history":
-            about = "; ".join(c.describe(self.area.outcome.unit) for c in a.courses)
+            about = "; ".join(c.describe(unit_display(self.area.outcome.unit)) for c in a.courses)
             if ind.history == "response":
                 return (
                     f"meets {ind.label}: {about}"
@@ -114,7 +115,7 @@ class Explainer:
                 term="outcome:shortfall",
                 label=f"expected shortfall from the {o.quantity} target",
                 value=_r(shortfall, 3),
-                unit=o.unit,
+                unit=unit_display(o.unit),
                 utility=_r(shortfall_utility),
             ),
             Tradeoff(term="burden", label="drugs, changes, cautions and rule-adjusted doses", utility=_r(burden)),

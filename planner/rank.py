@@ -30,9 +30,10 @@ import numpy as np
 
 from . import explain
 from .areas import Area
-from .dosing import Prescribing, dosage, dose_text, load_prescribing
+from .dosing import Prescribing, dosage, load_prescribing
 from .errors import ConfigError, RuleError
 from .guidelines import PREFERENCE_MEASURES, Guidelines, PatientContext, UtilityTerms, load_guidelines, utility_terms
+from .rationale import rationale
 from .recommendation import Plan, PlanDrug, Predicted
 from .record import DrugDose, Finding, PatientRecord, Regimen
 from .rule_files import read_yaml, rules_dir
@@ -221,61 +222,69 @@ def _class_of(area: Area, ingredient: str) -> str | None:
     return None
 
 
-def _fmt(x: float, unit: str) -> str:
-    return f"{x:.1f}{'' if unit == '%' else ' '}{unit}" if abs(x) < 1000 else f"{x:.0f} {unit}"
+@dataclass(frozen=True)
+class _Scores:
+    """The utility of every candidate (per joint draw and its mean) and what the ranking reads from it."""
+
+    reached: np.ndarray  # (S, n) the new measurement reaches the target
+    p_target: np.ndarray  # (n,)
+    shortfall: np.ndarray  # (S, n) expected shortfall from the target (outcome units)
+    penalties: np.ndarray  # (n,) burden
+    extra: UtilityTerms
+    utility_mean: np.ndarray  # (n,)
+    order: list[int]  # candidate indices, best first
+    p_best: np.ndarray  # (n,)
+    rank_of: dict[int, int]
+    rank_without: dict[int, int]  # rank without the preference terms (only with preferences)
 
 
-def _rationale(
+def _order(utility: np.ndarray, candidates: Sequence[Regimen]) -> list[int]:
+    return sorted(range(len(candidates)), key=lambda i: (-round(float(utility[i]), 12), candidates[i].key()))
+
+
+def _score(
     *,
     area: Area,
-    drugs: Sequence[PlanDrug],
-    stopped: Sequence[PlanDrug],
-    pred: Predicted,
-    p_target: float,
-    baseline: float | None,
+    current: Regimen,
+    candidates: Sequence[Regimen],
+    findings: Sequence[Sequence[Finding]],
+    mean_draws: np.ndarray,
+    pred_draws: np.ndarray,
     target: float,
-    findings: Sequence[Finding],
-    features: Mapping[str, float | str | None],
-) -> str:
-    unit = area.outcome.unit
-    parts = [
-        f"Predicted {area.outcome.quantity} {_fmt(pred.mean, unit)} "
-        f"({int(round(pred.level * 100))}% interval {_fmt(pred.lower, unit)} to {_fmt(pred.upper, unit)})"
-        + (f" from {_fmt(baseline, unit)}" if baseline is not None else "")
-        + f"; P(target {'<' if area.outcome.direction == 'lower' else '>'} {target:g}) {p_target:.2f}."
-    ]
-    moves = [
-        f"{d.change} {d.drug}" + (f" {dose_text(d)}" if d.dose_mg_day else "") for d in drugs if d.change != "continue"
-    ]
-    moves += [f"stop {d.drug}" for d in stopped]
-    if moves:
-        parts.append("Changes: " + ", ".join(moves) + ".")
-    else:
-        parts.append("Keeps the current regimen.")
-    mods: list[str] = []
-    seen: set[str] = set()
-    for d in drugs:
-        if not d.drug_class or d.drug_class in seen:
-            continue
-        seen.add(d.drug_class)
-        prior = area.class_prior(d.drug_class)
-        base_eff = prior.effect_on_scale()
-        for m in prior.modifiers:
-            val = features.get(m.feature)
-            if not isinstance(val, (int, float)) or isinstance(val, bool) or math.isnan(float(val)):
-                continue
-            shift = m.per_unit * (float(val) - m.center)
-            if abs(shift) >= 0.15 * abs(base_eff):
-                direction = "larger" if (shift < 0) == (base_eff < 0) else "smaller"
-                mods.append(
-                    f"{prior.label or d.drug_class}: {direction} effect expected with {m.feature} {float(val):g}"
-                )
-    if mods:
-        parts.append("Modifiers: " + "; ".join(mods) + ".")
-    rules = [f"{f.rule_id} ({f.action})" for f in findings if f.action in {"adjust_dose", "caution"}]
-    if rules:
-        parts.append("Rules: " + ", ".join(rules) + ".")
-    return " ".join(parts)
+    config: RankingConfig,
+    record: PatientRecord | None,
+    prefs: Sequence[str],
+    seed: int,
+) -> _Scores:
+    """The utility per joint draw (see the module docstring); its mean ranks, the per-draw winner gives P(best)."""
+    n = len(candidates)
+    d = 1.0 if area.outcome.direction == "lower" else -1.0
+    reached = d * (target - pred_draws) > 0  # (S, n) per draw: the new measurement reaches the target
+    shortfall = np.maximum(d * (mean_draws - target), 0.0)
+    w = config.weights
+    penalties = _burden(area, current, candidates, findings, w)
+    extra = _extra_terms(area, current, candidates, config, record, prefs, pred_draws, mean_draws, seed)
+    primary = w["p_target"] * reached - w["improvement"] * shortfall / config.scale_for(area)
+    util_draws = primary - penalties[None, :] + extra.total()
+    utility_mean = util_draws.mean(axis=0)
+    order = _order(utility_mean, candidates)
+    winners = np.asarray(order)[np.argmax(util_draws[:, order], axis=1)]  # ties go to the higher-ranked plan
+    rank_without: dict[int, int] = {}
+    if prefs:
+        plain = utility_mean - np.asarray(extra.total(kinds=frozenset({"preference"}))).mean(axis=0)
+        rank_without = {i: r for r, i in enumerate(_order(plain, candidates), start=1)}
+    return _Scores(
+        reached=reached,
+        p_target=reached.mean(axis=0),
+        shortfall=shortfall,
+        penalties=penalties,
+        extra=extra,
+        utility_mean=utility_mean,
+        order=order,
+        p_best=np.bincount(winners, minlength=n) / util_draws.shape[0],
+        rank_of={i: r for r, i in enumerate(order, start=1)},
+        rank_without=rank_without,
+    )
 
 
 def rank_plans(
@@ -306,97 +315,130 @@ def rank_plans(
         raise ValueError(f"draws must be (num_samples, {n}); got {mean_draws.shape} and {pred_draws.shape}")
     if n == 0:
         return []
-    features = features or {}
     prefs = config.parse_preferences(list(preferences))
-    d = 1.0 if area.outcome.direction == "lower" else -1.0
-    alpha = (1 - config.level) / 2
-    means = mean_draws.mean(axis=0)
-    reached = d * (target - pred_draws) > 0  # (S, n) per draw: the new measurement reaches the target
-    p_target = reached.mean(axis=0)
-    shortfall = np.maximum(d * (mean_draws - target), 0.0)
-    w = config.weights
-    penalties = _burden(area, current, candidates, findings, w)
-    extra = _extra_terms(area, current, candidates, config, record, prefs, pred_draws, mean_draws, seed)
-    primary = w["p_target"] * reached - w["improvement"] * shortfall / config.scale_for(area)
-    # utility per joint draw; the expected utility ranks, the per-draw winner gives P(best)
-    util_draws = primary - penalties[None, :] + extra.total()
-    utility_mean = util_draws.mean(axis=0)
-    order = sorted(range(n), key=lambda i: (-round(float(utility_mean[i]), 12), candidates[i].key()))
-    winners = np.asarray(order)[np.argmax(util_draws[:, order], axis=1)]  # ties go to the higher-ranked plan
-    p_best = np.bincount(winners, minlength=n) / util_draws.shape[0]
-    rank_of = {i: r for r, i in enumerate(order, start=1)}
-    rank_without: dict[int, int] = {}
-    if prefs:
-        plain = utility_mean - np.asarray(extra.total(kinds=frozenset({"preference"}))).mean(axis=0)
-        plain_order = sorted(range(n), key=lambda i: (-round(float(plain[i]), 12), candidates[i].key()))
-        rank_without = {i: r for r, i in enumerate(plain_order, start=1)}
+    sc = _score(
+        area=area,
+        current=current,
+        candidates=candidates,
+        findings=findings,
+        mean_draws=mean_draws,
+        pred_draws=pred_draws,
+        target=target,
+        config=config,
+        record=record,
+        prefs=prefs,
+        seed=seed,
+    )
     explainer = explain.Explainer(
         area=area,
-        terms=extra,
+        terms=sc.extra,
         regimens=candidates,
-        rank_of=rank_of,
+        rank_of=sc.rank_of,
         pred_draws=pred_draws,
         guidelines=extra_guidelines(area, config, record),
     )
-
-    shown = order[:top] if top is not None else order
+    means = mean_draws.mean(axis=0)
+    shown = sc.order[:top] if top is not None else sc.order
     # intervals and quantiles only for the plans built (each column's quantile is its own: same values)
-    lo, hi, obs_lo, obs_hi, qs = _quantiles(mean_draws, pred_draws, shown, alpha, n)
-    plans: list[Plan] = []
+    bounds = _quantiles(mean_draws, pred_draws, shown, (1 - config.level) / 2, n)
     forms = load_prescribing(config.rules)
-    for rank, i in enumerate(shown, start=1):
-        drugs, stopped = describe_changes(current, candidates[i], area, forms=forms)
-        if adjusted_by and adjusted_by[i]:
-            drugs = tuple(pd.model_copy(update={"dose_adjusted_by": adjusted_by[i].get(pd.drug)}) for pd in drugs)
-        pred = Predicted(
-            mean=_r(means[i]),
-            lower=_r(lo[i]),
-            upper=_r(hi[i]),
-            level=config.level,
-            obs_lower=_r(obs_lo[i]),
-            obs_upper=_r(obs_hi[i]),
-            change_from_baseline=None if baseline is None else _r(means[i] - baseline),
-            quantiles=tuple(_r(q) for q in qs[:, i]),
-        )
-        statuses = explainer.statuses(i)
-        trade = explainer.tradeoffs(
+    return [
+        _plan(
             i,
-            p_target=float(p_target[i]),
-            w_target=w["p_target"],
-            shortfall=float(shortfall[:, i].mean()),
-            shortfall_utility=float(-w["improvement"] * shortfall[:, i].mean() / config.scale_for(area)),
-            burden=float(-penalties[i]),
-        )
-        text = _rationale(
+            rank,
             area=area,
-            drugs=drugs,
-            stopped=stopped,
-            pred=pred,
-            p_target=float(p_target[i]),
+            current=current,
+            candidate=candidates[i],
+            findings=findings[i],
+            mean=float(means[i]),
+            bounds=bounds,
             baseline=baseline,
             target=target,
-            findings=findings[i],
-            features=features,
+            config=config,
+            features=features or {},
+            adjusted=adjusted_by[i] if adjusted_by else None,
+            scores=sc,
+            explainer=explainer,
+            forms=forms,
         )
-        text = " ".join([text, *explainer.sentences(statuses, trade, rank, rank_without.get(i))])
-        plans.append(
-            Plan(
-                rank=rank,
-                key=candidates[i].key(),
-                regimen=drugs,
-                stopped=stopped,
-                predicted=pred,
-                p_target=_r(p_target[i], 4),
-                p_best=_r(p_best[i], 4),
-                utility=_r(utility_mean[i], 4),
-                findings=tuple(findings[i]),
-                rationale=text,
-                indications=statuses,
-                tradeoffs=trade,
-                rank_without_preferences=rank_without.get(i),
-            )
-        )
-    return plans
+        for rank, i in enumerate(shown, start=1)
+    ]
+
+
+def _plan(
+    i: int,
+    rank: int,
+    *,
+    area: Area,
+    current: Regimen,
+    candidate: Regimen,
+    findings: Sequence[Finding],
+    mean: float,
+    bounds: tuple[np.ndarray, ...],
+    baseline: float | None,
+    target: float,
+    config: RankingConfig,
+    features: Mapping[str, float | str | None],
+    adjusted: Mapping[str, str] | None,
+    scores: _Scores,
+    explainer: explain.Explainer,
+    forms: Prescribing,
+) -> Plan:
+    """Candidate ``i`` as the plan at ``rank``: its drugs as prescribed, prediction, trade-offs and rationale."""
+    drugs, stopped = describe_changes(current, candidate, area, forms=forms)
+    if adjusted:
+        drugs = tuple(pd.model_copy(update={"dose_adjusted_by": adjusted.get(pd.drug)}) for pd in drugs)
+    lo, hi, obs_lo, obs_hi, qs = bounds
+    pred = Predicted(
+        mean=_r(mean),
+        lower=_r(lo[i]),
+        upper=_r(hi[i]),
+        level=config.level,
+        obs_lower=_r(obs_lo[i]),
+        obs_upper=_r(obs_hi[i]),
+        change_from_baseline=None if baseline is None else _r(mean - baseline),
+        quantiles=tuple(_r(q) for q in qs[:, i]),
+    )
+    p_target = float(scores.p_target[i])
+    shortfall = float(scores.shortfall[:, i].mean())
+    w = config.weights
+    statuses = explainer.statuses(i)
+    trade = explainer.tradeoffs(
+        i,
+        p_target=p_target,
+        w_target=w["p_target"],
+        shortfall=shortfall,
+        shortfall_utility=float(-w["improvement"] * shortfall / config.scale_for(area)),
+        burden=float(-scores.penalties[i]),
+    )
+    text = rationale(
+        area=area,
+        drugs=drugs,
+        stopped=stopped,
+        pred=pred,
+        p_target=p_target,
+        baseline=baseline,
+        target=target,
+        findings=findings,
+        features=features,
+    )
+    rank_without = scores.rank_without.get(i)
+    text = " ".join([text, *explainer.sentences(statuses, trade, rank, rank_without)])
+    return Plan(
+        rank=rank,
+        key=candidate.key(),
+        regimen=drugs,
+        stopped=stopped,
+        predicted=pred,
+        p_target=_r(p_target, 4),
+        p_best=_r(scores.p_best[i], 4),
+        utility=_r(scores.utility_mean[i], 4),
+        findings=tuple(findings),
+        rationale=text,
+        indications=statuses,
+        tradeoffs=trade,
+        rank_without_preferences=rank_without,
+    )
 
 
 def _quantiles(

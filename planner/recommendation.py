@@ -45,7 +45,8 @@ Change = Literal["continue", "add", "switch", "dose-change", "stop"]
 class OutcomeSummary(Frozen):
     quantity: str
     loinc: str
-    unit: str
+    unit: str  # UCUM code (machine-readable)
+    unit_display: str = ""  # the unit as a clinician reads it (rules/codes/units.yaml: mm[Hg] -> mmHg)
     direction: Literal["lower", "higher"]
     baseline: float | None
     baseline_date: dt.date | None

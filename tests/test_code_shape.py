@@ -19,32 +19,11 @@ _REASON = re.compile(r"#\s*long:\s*\S")
 # failed while its owner works on it; the test fails for any new offender, and asks for an entry to be removed
 # once it is fixed. New code gets no entry.
 FILE_DEBT = {  # module -> lines
-    "planner/simulate/cohort.py": 710,  # issue 11
-    "planner/model/response.py": 714,  # issue 11 (grew past 600 in the ruff format pass)
 }
 FUNCTION_DEBT = {  # (module, function) -> lines
-    ("planner/ingest/codes.py", "_build"): 141,  # issue 9
-    ("planner/model/cli.py", "fit_cohort"): 127,  # issue 11
-    ("planner/model/response.py", "fit"): 179,  # issue 11
-    ("planner/simulate/cohort.py", "run"): 167,  # issue 11
-    ("planner/simulate/fhir.py", "bundle"): 197,  # issue 11
-    ("planner/simulate/frames.py", "build_outputs"): 248,  # issue 11
-    ("planner/rank.py", "rank_plans"): 119,  # issue 16
     # grew past 80 lines in the one ruff format pass; each owner splits its own
-    ("planner/cohort/run.py", "run_cohort"): 82,  # issue 12
-    ("planner/ingest/clinical.py", "_measure"): 118,  # issue 14
-    ("planner/ingest/clinical.py", "read_observation"): 84,  # issue 14
-    ("planner/ingest/normalize.py", "_finish"): 105,  # issue 14
-    ("planner/ingest/pgx.py", "_hla"): 83,  # issue 14
-    ("planner/ingest/source.py", "load_resources"): 81,  # issue 14
-    ("planner/model/spec.py", "spec_from_area"): 115,  # issue 11
-    ("planner/safety/phenotype.py", "interpret"): 84,  # issue 10
 }
 CYCLE_DEBT = [  # modules of a known cycle, by owner
-    {"planner.simulate.cohort", "planner.simulate.frames"},  # issue 11: the simulator and its output builders
-    {"planner.simulate.independent", "planner.simulate.independent_run"},  # issue 11
-    {"planner.manifest", "planner.rule_files"},  # issue 10: read_yaml verifies checksums through manifest
-    {"planner.safety.engine", "planner.safety.plan"},  # issue 10: RuleSet.screen_plan calls plan.screen_plan
 ]
 
 

@@ -405,6 +405,10 @@ def test_hypoglycaemia_risk_rises_the_deeper_a_sulfonylurea_drives_hba1c():
     assert shallow[:, 0].mean() > 3 * shallow[:, 1].mean()  # sulfonylurea vs DPP-4 inhibitor (RR 4.57)
     assert deep[:, 0].mean() > 2 * shallow[:, 0].mean()  # ACCORD: lower HbA1c on a sulfonylurea, more events
     assert np.allclose(deep[:, 1], shallow[:, 1])  # a DPP-4 inhibitor's risk does not depend on the HbA1c
+    # two-sided: a sulfonylurea that leaves HbA1c well above 7 carries less of its excess, never below baseline
+    high = secondary_draws(so, area, regs, ctx, g, 400, np.random.default_rng(0), outcome_draws=np.full((400, 2), 8.5))
+    assert high[:, 0].mean() < 0.5 * shallow[:, 0].mean()
+    assert np.all(high[:, 0] >= high[:, 1] - 1e-12) and np.allclose(high[:, 1], shallow[:, 1])
 
 
 def test_hypertension_ckd_by_egfr_gets_an_acei_or_arb_with_hyperkalaemia_shown(planner):

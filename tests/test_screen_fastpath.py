@@ -28,7 +28,7 @@ from planner.record import (
     PgxResult,
     Regimen,
 )
-from planner.safety import RuleSet, screen_plan
+from planner.safety import RuleSet, screen_plan, sort_findings
 from planner.safety.plan import PlanScreen
 
 AS_OF = dt.date(2024, 6, 1)
@@ -175,3 +175,29 @@ def test_adjusted_regimen_keeps_every_drug_field():
         simva = [d for d in v.final.drugs if d.ingredient == "simvastatin"][0]
         assert (simva.rxcui, simva.drug_class) == ("36567", "statin")
         assert simva.dose_mg_day is not None and simva.dose_mg_day < 80.0
+
+
+def reference(rs: RuleSet, rec: PatientRecord, reg: Regimen) -> list[Finding]:
+    """The findings of ``reg`` from every rule kind's own ``findings(ctx, plan)`` (the protocol, every kind
+    asked, nothing skipped), on a fresh context: what the screen loop's shortcuts (per-drug kinds only where a
+    rule can name the drug, pairs gathered per drug, list kinds only when something links) must reproduce."""
+    ctx = rs.prepare(rec)
+    kd = tuple((d.ingredient, d.dose_mg_day) for d in reg.drugs)
+    plan = rs._screener.plan_of(ctx, kd, None, ())
+    return sort_findings([f for kind in rs.kinds for f in kind.findings(ctx, plan)])
+
+
+def test_screen_loop_equals_every_kind_asked_directly():
+    rs = RuleSet.load()
+    fresh = RuleSet(Path(rs.root), rs.rules_version)
+    rng = random.Random(12)
+    n = 0
+    for p in range(40):
+        rec = generated(rs, rng, p)
+        ctx = rs.prepare(rec)
+        for reg in candidates(rng, 30):
+            assert len(set(reg.ingredients)) == len(reg.drugs)
+            fast = rs.screen(ctx, reg)
+            assert [f.model_dump() for f in fast] == [f.model_dump() for f in reference(fresh, rec, reg)], reg.key()
+            n += len(fast)
+    assert n > 300

@@ -18,14 +18,10 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from .. import (
-    render,  # noqa: F401 - registers the notebook views of the Recommendations made here
-    stages,
-)
+from .. import render  # noqa: F401 - registers the notebook views of the Recommendations made here
 from ..areas import list_areas, load_area
 from ..audit import AuditConfig, AuditLog
 from ..errors import ConfigError
-from ..guidelines import add_indicated
 from ..rank import RankingConfig
 from ..recommendation import Recommendation
 from ..record import PatientRecord
@@ -212,24 +208,33 @@ class Planner:
         or a list (ids in ``rules/ranking.yaml``); they move the ranking and each plan says how."""
         record, digest = self.read(source, as_of=as_of)
         digest = input_digest or digest
-        if area is None:
-            areas = self.areas_for(record)
-            if len(areas) != 1:
-                raise ConfigError(
-                    "cannot choose the therapeutic area from the conditions"
-                    if not areas
-                    else "the patient is in several areas",
-                    field="area",
-                    value=areas,
-                    expected="exactly one matching area; pass area= (one of "
-                    + ", ".join(sorted(self.models))
-                    + ")"
-                    + ("" if not areas else " or use recommend_all"),
-                )
-            area = areas[0]
         return self._recommend(
-            record, area, top=top, seed=seed, digest=digest, preferences=self.ranking.parse_preferences(preferences)
+            record,
+            self.area_of(record, area),
+            top=top,
+            seed=seed,
+            digest=digest,
+            preferences=self.ranking.parse_preferences(preferences),
         )
+
+    def area_of(self, record: PatientRecord, area: str | None) -> str:
+        """``area``, or the patient's only area from the conditions (a ConfigError if none or several)."""
+        if area is not None:
+            return area
+        areas = self.areas_for(record)
+        if len(areas) != 1:
+            raise ConfigError(
+                "cannot choose the therapeutic area from the conditions"
+                if not areas
+                else "the patient is in several areas",
+                field="area",
+                value=areas,
+                expected="exactly one matching area; pass area= (one of "
+                + ", ".join(sorted(self.models))
+                + ")"
+                + ("" if not areas else " or use recommend_all"),
+            )
+        return areas[0]
 
     def recommend_all(
         self,
@@ -259,46 +264,28 @@ class Planner:
         top: int = 5,
         seed: int = 0,
         errors: str = "raise",
+        preferences: str | Sequence[str] | None = None,
     ) -> list[Any]:
-        """One recommendation per source, the same as :meth:`recommend` gives each (see :mod:`planner.batch`);
-        ``errors="return"`` puts a failing source's exception in its place instead of raising."""
+        """One recommendation per source, the same as :meth:`recommend` gives each, with the posterior draws of
+        the whole batch in one sampler call (see :mod:`planner.batch`); ``errors="return"`` puts a failing
+        source's exception in its place instead of raising."""
         from ..batch import recommend_many
 
-        return recommend_many(self, sources, area=area, as_of=as_of, top=top, seed=seed, errors=errors)
+        return recommend_many(
+            self, sources, area=area, as_of=as_of, top=top, seed=seed, errors=errors, preferences=preferences
+        )
 
     # ---- the pipeline: only wiring (each stage in planner.stages; hand-offs in planner.handoffs) -------------
     def _recommend(
         self, record: PatientRecord, area_id: str, *, top: int, seed: int, digest: str, preferences: Sequence[str] = ()
     ) -> Recommendation:
-        _check_int("top", top, 1, 10_000)
-        _check_int("seed", seed, 0, 2**32 - 1)
-        if area_id not in self.models:
-            raise ConfigError(
-                "unknown area", field="area", value=area_id, expected="one of " + ", ".join(sorted(self.models))
-            )
-        area = load_area(area_id, self.rules_path)
-        row = stages.feature_row(record, area, knowledge=self.ruleset.knowledge)
-        candidates = stages.propose_candidates(
-            row, area=area, generator=self.generators[area_id], n=self.num_candidates, seed=seed
-        )
-        if any(self.ranking.guideline.values()):  # also the candidates with an indicated drug added
-            candidates = add_indicated(candidates, record, area, rules=self.rules_path)
-        screened = stages.screen_candidates(candidates, record, area=area, rules=self.ruleset)
-        predictions = stages.predict(
-            screened, area=area, model=self.models[area_id], num_samples=self.ranking.num_samples, seed=seed
-        )
-        rec = stages.report(
-            predictions,
-            area=area,
-            ranking=self.ranking,
-            gaps=self.gap_rules,
-            top=top,
-            record=record,
-            preferences=preferences,
-        )
-        if self.audit is not None:
-            self.audit.write(rec, input_sha256=digest)
-        return rec
+        """One recommendation: the batch pipeline of :func:`planner.batch.recommend_jobs` with a batch of one."""
+        from ..batch import Job, recommend_jobs
+
+        out = recommend_jobs(self, [Job(record, area_id, digest)], top=top, seed=seed, preferences=preferences)[0]
+        if isinstance(out, Exception):
+            raise out
+        return out
 
 
 def _load_saved(d: Path) -> tuple[Any, Any]:
@@ -323,16 +310,6 @@ def _load_saved(d: Path) -> tuple[Any, Any]:
             expected="a folder written by `planner fit` (meta.json with params and spec, a complete "
             "draws.npz); fit it again",
         ) from None
-
-
-def _check_int(name: str, value: object, low: int, high: int) -> None:
-    """Options of the Python API typed as the CLI types them: a clear ConfigError, never a TypeError."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(
-            f"{name} must be an integer", field=name, value=value, expected=f"an int from {low:,} to {high:,}"
-        )
-    if not low <= value <= high:
-        raise ConfigError(f"{name} out of range", field=name, value=value, expected=f"an int from {low:,} to {high:,}")
 
 
 def _date(value: dt.date | str) -> dt.date:

@@ -35,7 +35,7 @@ class Course:
         if self.outcome == "not_tolerated":
             return f"{self.ingredient} stopped after {span} (possible intolerance)"
         if self.before is not None and self.after is not None:
-            u = f" {unit}" if unit and not unit.startswith("{") else ""  # UCUM annotations like {score}: none
+            u = f" {unit}" if unit and not unit.startswith("{") else ""  # a unit as read (planner.units); raw {x}: none
             word = {"no_response": "no response", "response": "response", "partial": "partial response"}.get(
                 self.outcome, self.outcome
             )

@@ -154,9 +154,14 @@ def secondary_draws(
     base = next(b.risk for b in so.baseline if ctx.matches(b.when, g))
     if so.intensity is not None and outcome_draws is not None:
         sign = 1.0 if area.outcome.direction == "lower" else -1.0
-        deep = np.maximum(sign * (so.intensity.below - outcome_draws), 0.0)
+        deep = sign * (so.intensity.below - outcome_draws)
         flagged = np.array([any(so.effects[i].by_intensity for i in idx) for idx in idxs])
-        out = out + np.where(flagged[None, :], so.intensity.log_rr_per_unit * deep, 0.0)
+        if not so.intensity.two_sided:
+            deep = np.maximum(deep, 0.0)
+        shifted = out + so.intensity.log_rr_per_unit * deep
+        if so.intensity.two_sided:  # less of the drugs' excess above the reference level, never below baseline
+            shifted = np.maximum(shifted, 0.0)
+        out = np.where(flagged[None, :], shifted, out)
     return np.minimum(base * np.exp(out), 1.0)
 
 

@@ -134,10 +134,14 @@ class BaselineRisk(_M):
 
 class IntensityRisk(_M):
     """Risk rising with how far the plan drives the primary outcome: x exp(log_rr_per_unit * (below - outcome))
-    when the plan's expected outcome is under ``below`` (direction lower), for plans with a ``by_intensity`` drug."""
+    when the plan's expected outcome is under ``below`` (direction lower), for plans with a ``by_intensity`` drug.
+    ``two_sided``: ``below`` is the level at which the drugs' relative risks were measured (the trials' achieved
+    outcome), and a plan that keeps the outcome above it has proportionally less of the drugs' excess risk (the
+    risk never falls below the patient's baseline risk without the drug)."""
 
     below: float
     log_rr_per_unit: float = Field(ge=0)
+    two_sided: bool = False
     source: str
 
 

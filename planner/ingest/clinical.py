@@ -18,7 +18,7 @@ import msgspec
 from ..errors import FhirError, UnitError
 from ..record import Allergy, Coding, Condition, Measurement
 from . import fhir_types as ft
-from .codes import RXNORM_SYSTEMS, CodeTables
+from .codes import RXNORM_SYSTEMS, CodeTables, Quantity, UnitRule
 from .common import Builder, Context, display_of, first_code, status_of
 from .pgx import is_pgx_observation, pgx_from_observation
 from .source import explain_validation
@@ -28,21 +28,20 @@ __all__ = ["read_observation", "read_condition", "read_allergy", "classify"]
 _SKIP_OBS_STATUS = frozenset({"entered-in-error", "cancelled"})
 
 
-def _measure(
-    *,
+def _numeric(
+    q: Quantity,
     q_code: str,
     quantity: ft.Quantity | None,
     integer: int | None,
-    date: dt.date,
-    rref: str,
+    text: str | None,
+    absent: str | None,
+    *,
     field: str,
-    file: str | None,
-    ctx: Context,
+    rref: str,
     b: Builder,
-    text: str | None = None,
-    absent: str | None = None,
-) -> None:
-    q = ctx.tables.loinc_to_quantity[q_code]
+) -> ft.Quantity | None:
+    """The value as a Quantity (a score sent as valueInteger or as a numeric valueString included); None, with
+    a warning, when there is none or a dataAbsentReason."""
     if quantity is None and integer is None and text is not None:
         try:  # a score sent as valueString ("12")
             integer_or_float = float(text.strip())
@@ -55,7 +54,7 @@ def _measure(
                 field=field.replace("valueQuantity", "valueString"),
                 value=text,
             )
-            return
+            return None
     if quantity is None and integer is not None:
         quantity = ft.Quantity(value=float(integer), unit=q.unit if "" not in q.accept else "")
     if absent is not None:
@@ -65,27 +64,26 @@ def _measure(
             rref,
             field=field.replace("valueQuantity", "dataAbsentReason"),
         )
-        return
+        return None
     if quantity is None or quantity.value is None:
         b.warn("no-value", f"{q.label} (LOINC {q_code}) has no numeric value", rref, field=field)
-        return
-    value = quantity.value
-    if quantity.comparator is not None:
-        b.warn(
-            "value-with-comparator",
-            f"{q.label} (LOINC {q_code}) is '{quantity.comparator} {value:g}'; "
-            f"the bound {value:g} is used as the value",
-            rref,
-        )
-    if not math.isfinite(value):
-        raise FhirError(
-            "value is not a finite number",
-            file=file,
-            resource=rref,
-            field=f"{field}.value",
-            value=value,
-            expected="a finite number",
-        )
+        return None
+    return quantity
+
+
+def _unit_rule(
+    q: Quantity,
+    q_code: str,
+    quantity: ft.Quantity,
+    value: float,
+    *,
+    field: str,
+    file: str | None,
+    rref: str,
+    b: Builder,
+) -> tuple[UnitRule, str] | None:
+    """The conversion rule of the quantity's unit (its UCUM code, else its unit text) and the unit used; None,
+    with a warning, when code and text disagree; a UnitError for a unit the quantity does not accept."""
     candidates = [u for u in (quantity.code, quantity.unit) if u is not None]
     if not candidates:
         if q.assume_missing_unit:
@@ -105,7 +103,7 @@ def _measure(
                 field=f"{field}.unit",
                 value=quantity.unit,
             )
-            return
+            return None
     for u in candidates:
         rule = q.accept.get(u.strip())
         if rule is not None:
@@ -121,6 +119,48 @@ def _measure(
             expected=f"{q.unit}"
             + (f" or one of {', '.join(repr(u) for u in q.accept if u != q.unit)}" if len(q.accept) > 1 else ""),
         )
+    return rule, used
+
+
+def _measure(
+    *,
+    q_code: str,
+    quantity: ft.Quantity | None,
+    integer: int | None,
+    date: dt.date,
+    rref: str,
+    field: str,
+    file: str | None,
+    ctx: Context,
+    b: Builder,
+    text: str | None = None,
+    absent: str | None = None,
+) -> None:
+    q = ctx.tables.loinc_to_quantity[q_code]
+    quantity = _numeric(q, q_code, quantity, integer, text, absent, field=field, rref=rref, b=b)
+    if quantity is None or quantity.value is None:
+        return
+    value = quantity.value
+    if quantity.comparator is not None:
+        b.warn(
+            "value-with-comparator",
+            f"{q.label} (LOINC {q_code}) is '{quantity.comparator} {value:g}'; "
+            f"the bound {value:g} is used as the value",
+            rref,
+        )
+    if not math.isfinite(value):
+        raise FhirError(
+            "value is not a finite number",
+            file=file,
+            resource=rref,
+            field=f"{field}.value",
+            value=value,
+            expected="a finite number",
+        )
+    found = _unit_rule(q, q_code, quantity, value, field=field, file=file, rref=rref, b=b)
+    if found is None:
+        return
+    rule, used = found
     canonical = rule.apply(value)
     if q.plausible is not None and not (q.plausible[0] <= canonical <= q.plausible[1]):
         b.warn(
@@ -183,14 +223,7 @@ def read_observation(
     if panel is None and known is None and not pgx:
         stats.unknown_loinc += 1
         return
-    if obs.effectiveDateTime is not None:
-        date = ctx.date(obs.effectiveDateTime, rref=rref, field="effectiveDateTime", file=file)
-    elif obs.effectivePeriod is not None and obs.effectivePeriod.start is not None:
-        date = ctx.date(obs.effectivePeriod.start, rref=rref, field="effectivePeriod.start", file=file)
-    elif obs.effectiveInstant is not None:
-        date = ctx.date(obs.effectiveInstant, rref=rref, field="effectiveInstant", file=file)
-    else:
-        date = ctx.date(obs.issued, rref=rref, field="issued", file=file)
+    date = _observation_date(obs, rref=rref, file=file, ctx=ctx)
     if pgx:
 
         def lookup_obs(ref: str) -> ft.Observation | None:
@@ -223,33 +256,52 @@ def read_observation(
             absent=display_of(obs.dataAbsentReason) or _code_of(obs.dataAbsentReason),
         )
     if panel is not None:
-        for i, comp in enumerate(obs.component):
-            ck = None
-            if comp.code is not None:
-                ck = next(
-                    (
-                        c.code
-                        for c in comp.code.coding
-                        if (c.system is None or c.system in tables.loinc_systems) and c.code in tables.loinc_to_quantity
-                    ),
-                    None,
-                )
-            if ck is None:
-                stats.unknown_loinc += 1
-                continue
-            _measure(
-                q_code=ck,
-                quantity=comp.valueQuantity,
-                integer=comp.valueInteger,
-                date=date,
-                rref=rref,
-                field=f"component[{i}].valueQuantity",
-                file=file,
-                ctx=ctx,
-                b=b,
-                text=comp.valueString,
-                absent=display_of(comp.dataAbsentReason) or _code_of(comp.dataAbsentReason),
+        _components(obs, date=date, rref=rref, file=file, ctx=ctx, b=b, stats=stats)
+
+
+def _observation_date(obs: ft.Observation, *, rref: str, file: str | None, ctx: Context) -> dt.date | None:
+    """effectiveDateTime, else effectivePeriod.start, else effectiveInstant, else issued."""
+    if obs.effectiveDateTime is not None:
+        return ctx.date(obs.effectiveDateTime, rref=rref, field="effectiveDateTime", file=file)
+    if obs.effectivePeriod is not None and obs.effectivePeriod.start is not None:
+        return ctx.date(obs.effectivePeriod.start, rref=rref, field="effectivePeriod.start", file=file)
+    if obs.effectiveInstant is not None:
+        return ctx.date(obs.effectiveInstant, rref=rref, field="effectiveInstant", file=file)
+    return ctx.date(obs.issued, rref=rref, field="issued", file=file)
+
+
+def _components(
+    obs: ft.Observation, *, date: dt.date, rref: str, file: str | None, ctx: Context, b: Builder, stats: Any
+) -> None:
+    """A panel's components, each read as its own measurement (unknown codes counted, not used)."""
+    tables = ctx.tables
+    for i, comp in enumerate(obs.component):
+        ck = None
+        if comp.code is not None:
+            ck = next(
+                (
+                    c.code
+                    for c in comp.code.coding
+                    if (c.system is None or c.system in tables.loinc_systems) and c.code in tables.loinc_to_quantity
+                ),
+                None,
             )
+        if ck is None:
+            stats.unknown_loinc += 1
+            continue
+        _measure(
+            q_code=ck,
+            quantity=comp.valueQuantity,
+            integer=comp.valueInteger,
+            date=date,
+            rref=rref,
+            field=f"component[{i}].valueQuantity",
+            file=file,
+            ctx=ctx,
+            b=b,
+            text=comp.valueString,
+            absent=display_of(comp.dataAbsentReason) or _code_of(comp.dataAbsentReason),
+        )
 
 
 # ---- conditions, allergies --------------------------------------------------------------------------------------

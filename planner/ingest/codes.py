@@ -183,6 +183,44 @@ class CodeTables:
 
 def _build(root: Path) -> CodeTables:
     codes = root / "codes"
+    by_code, by_name, ingredients = _read_rxnorm(codes)
+    qdoc, quantities, by_loinc = _read_quantities(codes)
+    pgx = read_yaml(codes / "pgx.yaml")
+    variants_file = codes / "pgx_variants.yaml"
+    if variants_file.is_file():  # genes whose results labs send as variants (MT-RNR1, RYR1, CACNA1S)
+        pgx = {**pgx, "variant_genes": sorted(read_yaml(variants_file).get("genes") or {})}
+    timing_codes, timing_text = _read_timing(codes)
+    system_alias, sex_extensions = _read_systems(codes)
+    versions = {
+        "quantities": str(qdoc.get("version")),
+        "pgx": str(pgx.get("version")),
+    }
+    return CodeTables(
+        rxcui_to_ingredient=by_code,
+        name_to_ingredient=by_name,
+        max_name_words=max((len(k.split()) for k in by_name), default=1),
+        loinc_to_quantity=by_loinc,
+        quantities=quantities,
+        panels=frozenset(str(p) for p in (qdoc.get("panels") or {})),
+        pgx=pgx,
+        versions=versions,
+        pgx_codes=frozenset(
+            str(c)
+            for key in ("genotype", "phenotype", "implication_codes", "haplotype", "variant", "region_studied")
+            for c in pgx["loinc"].get(key, ())
+        ),
+        products=_read_products(codes, ingredients),
+        timing_codes=timing_codes,
+        timing_text=timing_text,
+        system_alias=system_alias,
+        sex_extensions=sex_extensions,
+        gene_studied_codes=frozenset(str(c) for c in pgx["loinc"]["gene_studied"]),
+    )
+
+
+def _read_rxnorm(codes: Path) -> tuple[dict[str, Ingredient], dict[str, Ingredient], dict[str, Ingredient]]:
+    """``rxnorm.csv``: RxCUI -> ingredient (ingredient and clinical-drug rows), normalized name (and synonyms)
+    -> ingredient, and the ingredients by name."""
     rows = read_csv(codes / "rxnorm.csv")
     by_code: dict[str, Ingredient] = {}
     by_name: dict[str, Ingredient] = {}
@@ -224,6 +262,11 @@ def _build(root: Path) -> CodeTables:
                 expected="an ingredient listed with tty IN",
             )
         by_code[row["rxcui"].strip()] = ing
+    return by_code, by_name, ingredients
+
+
+def _read_quantities(codes: Path) -> tuple[dict[str, Any], dict[str, Quantity], dict[str, Quantity]]:
+    """``quantities.yaml``: the document, the quantities by name and by LOINC code (each code once)."""
     qdoc = read_yaml(codes / "quantities.yaml")
     quantities: dict[str, Quantity] = {}
     by_loinc: dict[str, Quantity] = {}
@@ -260,10 +303,11 @@ def _build(root: Path) -> CodeTables:
                     "LOINC code listed under two quantities", file=str(codes / "quantities.yaml"), value=code
                 )
             by_loinc[code] = q
-    pgx = read_yaml(codes / "pgx.yaml")
-    variants_file = codes / "pgx_variants.yaml"
-    if variants_file.is_file():  # genes whose results labs send as variants (MT-RNR1, RYR1, CACNA1S)
-        pgx = {**pgx, "variant_genes": sorted(read_yaml(variants_file).get("genes") or {})}
+    return qdoc, quantities, by_loinc
+
+
+def _read_products(codes: Path, ingredients: dict[str, Ingredient]) -> dict[str, tuple[Ingredient, ...]]:
+    """``products.csv`` (optional): a combination product's normalized name -> its ingredients."""
     products: dict[str, tuple[Ingredient, ...]] = {}
     ppath = codes / "products.csv"
     if ppath.is_file():
@@ -280,12 +324,22 @@ def _build(root: Path) -> CodeTables:
                     )
                 ings.append(ing)
             products[_norm_name(row["name"])] = tuple(ings)
+    return products
+
+
+def _read_timing(codes: Path) -> tuple[dict[str, float], dict[str, float]]:
+    """``timing.yaml`` (optional): doses a day by timing code and by normalized free text."""
     tdoc = read_yaml(codes / "timing.yaml") if (codes / "timing.yaml").is_file() else {}
     try:
         timing_codes = {str(k).upper(): float(v) for k, v in (tdoc.get("codes") or {}).items()}
         timing_text = {" ".join(str(k).lower().split()): float(v) for k, v in (tdoc.get("text") or {}).items()}
     except (TypeError, ValueError) as exc:
         raise RuleError(f"invalid timing code table ({exc})", file=str(codes / "timing.yaml")) from None
+    return timing_codes, timing_text
+
+
+def _read_systems(codes: Path) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """``systems.yaml`` (optional): code-system alias -> canonical URI, and the sex extensions by URL."""
     system_alias: dict[str, str] = {}
     sex_extensions: dict[str, dict[str, str]] = {}
     spath = codes / "systems.yaml"
@@ -297,31 +351,7 @@ def _build(root: Path) -> CodeTables:
         for canonical, aliases in (sdoc.get("systems") or {}).items():
             for a in aliases or ():
                 system_alias[str(a).strip()] = str(canonical)
-    versions = {
-        "quantities": str(qdoc.get("version")),
-        "pgx": str(pgx.get("version")),
-    }
-    return CodeTables(
-        rxcui_to_ingredient=by_code,
-        name_to_ingredient=by_name,
-        max_name_words=max((len(k.split()) for k in by_name), default=1),
-        loinc_to_quantity=by_loinc,
-        quantities=quantities,
-        panels=frozenset(str(p) for p in (qdoc.get("panels") or {})),
-        pgx=pgx,
-        versions=versions,
-        pgx_codes=frozenset(
-            str(c)
-            for key in ("genotype", "phenotype", "implication_codes", "haplotype", "variant", "region_studied")
-            for c in pgx["loinc"].get(key, ())
-        ),
-        products=products,
-        timing_codes=timing_codes,
-        timing_text=timing_text,
-        system_alias=system_alias,
-        sex_extensions=sex_extensions,
-        gene_studied_codes=frozenset(str(c) for c in pgx["loinc"]["gene_studied"]),
-    )
+    return system_alias, sex_extensions
 
 
 @functools.lru_cache(maxsize=4)

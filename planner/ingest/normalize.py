@@ -344,18 +344,11 @@ def _read_all(inp: _Input, ctx: Context, patients: list, builders: dict[int, Bui
             x.warnings.append(w)
 
 
-def _finish(
-    raw: RawResource,
-    p: Any,
-    rref: str,
-    b: Builder,
-    *,
-    ctx: Context,
-    as_of: dt.date | None,
-    today: dt.date,
-    problems: list[DataWarning],
-) -> PatientRecord:
-    """The record of one patient (a FhirError when the Patient itself is unusable)."""
+def _birth_and_death(
+    raw: RawResource, p: Any, rref: str, b: Builder, *, ctx: Context
+) -> tuple[dt.date | None, dt.date | None]:
+    """The Patient's birth and death dates (an unreadable one is reported and not used; death before birth is a
+    FhirError)."""
     try:
         birth = ctx.date(p.birthDate, rref=rref, field="birthDate", file=raw.file)
     except PlannerError as exc:
@@ -374,6 +367,11 @@ def _finish(
             field="deceasedDateTime",
             expected="a date of death on or after the birth date",
         )
+    return birth, deceased
+
+
+def _sex(p: Any, rref: str, b: Builder, *, ctx: Context) -> str | None:
+    """Patient.gender, else the US Core sex extension; a value outside the FHIR codes is reported, not used."""
     sex = p.gender
     if sex is None:  # US Core: sex in an extension when gender is not given
         for url, codes in ctx.tables.sex_extensions.items():
@@ -396,6 +394,23 @@ def _finish(
             value=sex,
         )
         sex = None
+    return sex
+
+
+def _finish(
+    raw: RawResource,
+    p: Any,
+    rref: str,
+    b: Builder,
+    *,
+    ctx: Context,
+    as_of: dt.date | None,
+    today: dt.date,
+    problems: list[DataWarning],
+) -> PatientRecord:
+    """The record of one patient (a FhirError when the Patient itself is unusable)."""
+    birth, deceased = _birth_and_death(raw, p, rref, b, ctx=ctx)
+    sex = _sex(p, rref, b, ctx=ctx)
     if deceased is not None:
         b.dates.append(deceased)
     record_as_of = as_of

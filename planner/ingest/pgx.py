@@ -365,19 +365,35 @@ def _hla(
     if out:
         return list(dict.fromkeys(out))
     if depth == 0 and obs.derivedFrom and _high_risk(obs, tables):
-        for r in obs.derivedFrom:
-            target = lookup(r.reference) if r.reference else None
-            if target is None:
-                continue
-            for res in pgx_from_observation(
-                target, ref=ref, date=date, tables=tables, lookup=lookup, warn=lambda c, m: None, _depth=1
-            ):
-                if res.gene == gene and res.allele_status == "positive":
-                    out.append(res.model_copy(update={"source": "fhir-implication", "source_ref": ref}))
+        out = _positive_sources(obs, gene, ref=ref, date=date, tables=tables, lookup=lookup)
         if out:
             return out
     warn("pgx-unreadable", f"{ref}: {gene} result without an allele and a positive/negative status; skipped")
     return []
+
+
+def _positive_sources(
+    obs: Observation,
+    gene: str,
+    *,
+    ref: str,
+    date: dt.date | None,
+    tables: CodeTables,
+    lookup: Callable[[str], Observation | None],
+) -> list[PgxResult]:
+    """A high-risk implication without its own allele: the positive alleles of ``gene`` in the Observations it
+    is derived from (read one level deep), credited to the implication."""
+    out: list[PgxResult] = []
+    for r in obs.derivedFrom:
+        target = lookup(r.reference) if r.reference else None
+        if target is None:
+            continue
+        for res in pgx_from_observation(
+            target, ref=ref, date=date, tables=tables, lookup=lookup, warn=lambda c, m: None, _depth=1
+        ):
+            if res.gene == gene and res.allele_status == "positive":
+                out.append(res.model_copy(update={"source": "fhir-implication", "source_ref": ref}))
+    return out
 
 
 def _high_risk(obs: Observation, tables: CodeTables) -> bool:

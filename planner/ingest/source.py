@@ -328,6 +328,31 @@ def _read_limited(fh: Any, max_bytes: int, name: str) -> bytes:
     return bytes(data)
 
 
+def _load_folder(path: Path, *, max_bytes: int, problems: list[DataWarning] | None) -> list[RawResource]:
+    """Every .json / .ndjson file under a folder (Bulk Data log files excluded), sorted by path, under one size
+    limit in all."""
+    files = sorted(
+        p
+        for p in path.rglob("*")
+        if p.is_file() and p.suffix.lower() in _SUFFIXES and p.name.lower() not in _BULK_LOG_FILES
+    )
+    if not files:
+        raise InputError("folder holds no .json or .ndjson files", file=str(path))
+    out: list[RawResource] = []
+    total = 0
+    for p in files:
+        data = _read_file(p, max_bytes)
+        total += len(data)
+        if total > max_bytes:
+            raise InputError(
+                f"folder holds over {max_bytes:,} bytes",
+                file=str(path),
+                expected=f"at most {max_bytes:,} bytes in all",
+            )
+        out.extend(_parse_bytes(data, str(p), ndjson_hint=p.suffix.lower() in (".ndjson", ".jsonl"), problems=problems))
+    return out
+
+
 def load_resources(
     source: Any, *, max_bytes: int = DEFAULT_MAX_BYTES, problems: list[DataWarning] | None = None
 ) -> list[RawResource]:
@@ -380,28 +405,7 @@ def load_resources(
     if isinstance(source, os.PathLike):
         path = Path(source)
         if path.is_dir():
-            files = sorted(
-                p
-                for p in path.rglob("*")
-                if p.is_file() and p.suffix.lower() in _SUFFIXES and p.name.lower() not in _BULK_LOG_FILES
-            )
-            if not files:
-                raise InputError("folder holds no .json or .ndjson files", file=str(path))
-            out: list[RawResource] = []
-            total = 0
-            for p in files:
-                data = _read_file(p, max_bytes)
-                total += len(data)
-                if total > max_bytes:
-                    raise InputError(
-                        f"folder holds over {max_bytes:,} bytes",
-                        file=str(path),
-                        expected=f"at most {max_bytes:,} bytes in all",
-                    )
-                out.extend(
-                    _parse_bytes(data, str(p), ndjson_hint=p.suffix.lower() in (".ndjson", ".jsonl"), problems=problems)
-                )
-            return out
+            return _load_folder(path, max_bytes=max_bytes, problems=problems)
         if not path.exists():
             raise InputError("no such file or folder", file=str(path))
         data = _read_file(path, max_bytes)

@@ -165,11 +165,20 @@ class RegimenGenerator(BaseEstimator):
             ]
         )
 
-    def _allowed(self, key: Key) -> bool:
-        st = self._struct()
+    def _allowed(self, key: Key, st: dict[str, Any] | None = None) -> bool:
+        st = self._struct() if st is None else st
         if len(key) > st["max_drugs"]:
             return False
         cls = [st["cls"][d] for d, _ in key]
+        memo = st.setdefault("allowed", {})  # the answer depends only on the classes (moves() asks thousands)
+        ck = tuple(sorted(cls))
+        hit = memo.get(ck)
+        if hit is None:
+            hit = memo[ck] = self._classes_allowed(cls, st)
+        return bool(hit)
+
+    @staticmethod
+    def _classes_allowed(cls: list[int], st: dict[str, Any]) -> bool:
         if any(cls.count(c) > st["max_per_class"] for c in set(cls)):
             return False
         names = {st["classes"][c] for c in cls}
@@ -191,7 +200,7 @@ class RegimenGenerator(BaseEstimator):
 
         def put(kind: str, drug: int, level: int, items: dict[int, int]) -> None:
             key = tuple(sorted(items.items()))
-            if key != current and self._allowed(key):
+            if key != current and self._allowed(key, st):
                 out.append(Move(kind, drug, level, key))
 
         if len(cur) < st["max_drugs"]:

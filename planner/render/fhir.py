@@ -21,6 +21,7 @@ import orjson
 from ..dosing import dosage, dose_text
 from ..recommendation import PlanDrug, Recommendation
 from ..record import Finding
+from ..units import with_unit
 
 _NS = uuid.UUID("6f1b7d3e-7f0e-4c8a-9d44-2b1c6a0f9e51")
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
@@ -128,7 +129,7 @@ def render_fhir(rec: Recommendation) -> dict[str, Any]:
             "note": [
                 {
                     "text": (
-                        f"predicted {rec.outcome.quantity} {plan.predicted.mean:g} {rec.outcome.unit} "
+                        f"predicted {rec.outcome.quantity} {with_unit(f'{plan.predicted.mean:g}', rec.outcome.unit)} "
                         f"[{plan.predicted.lower:g}, {plan.predicted.upper:g}]; "
                         f"P(target) {plan.p_target:.2f}; P(best) {plan.p_best:.2f}"
                     )

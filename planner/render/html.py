@@ -16,6 +16,7 @@ from html import escape
 from ..recommendation import DataGap, ExcludedRegimen, Plan, PlanDrug, Recommendation
 from ..record import Finding, Medication, PatientRecord, PgxResult
 from ..status import GeneStatus
+from ..units import unit_display
 
 __all__ = [
     "css",
@@ -62,13 +63,9 @@ def fragment(body: str, *, style: bool = True) -> str:
 
 
 def unit(u: str) -> str:
-    """A UCUM unit for reading: annotations and brackets go (``{cells}`` -> ``cells``, ``mm[Hg]`` -> ``mmHg``),
-    powers of ten read as such (``10*3/uL`` -> ``10^3/uL``), ``Cel`` is degrees Celsius and a score is in points."""
-    if u == "Cel":
-        return "°C"
-    if u == "{score}":
-        return "points"
-    return u.replace("{", "").replace("}", "").replace("[", "").replace("]", "").replace("10*", "10^")
+    """A UCUM unit for reading (``rules/codes/units.yaml``: ``mm[Hg]`` -> ``mmHg``, ``{score}`` -> ``points``;
+    an unlisted one loses its braces and brackets, ``10*3/uL`` -> ``10^3/uL``)."""
+    return unit_display(u)
 
 
 def num(x: float) -> str:

@@ -11,6 +11,7 @@ from rich.text import Text
 
 from ..dosing import dose_text
 from ..recommendation import Plan, PlanDrug, Recommendation
+from ..units import unit_display, with_unit
 
 
 def _drugs(drugs: tuple[PlanDrug, ...], stopped: tuple[PlanDrug, ...] = ()) -> str:
@@ -49,19 +50,20 @@ def render_table(rec: Recommendation, *, width: int = 140) -> str:
     buf = io.StringIO()
     con = Console(file=buf, width=width, force_terminal=False, color_system=None, highlight=False)
     o = rec.outcome
-    base = "no recent value" if o.baseline is None else f"{o.baseline:g} {o.unit} on {o.baseline_date}"
+    u = o.unit_display or unit_display(o.unit)
+    base = "no recent value" if o.baseline is None else f"{with_unit(f'{o.baseline:g}', o.unit)} on {o.baseline_date}"
     # text from the record or the rules is printed literally ("[/bold]" in an EHR field is not markup)
     con.print(
         f"[bold]{escape(rec.area_name)}[/bold]  "
         + escape(
             f"outcome {o.quantity} (LOINC {o.loinc}); baseline {base}; "
-            f"target {'<' if o.direction == 'lower' else '>'} {o.target:g} {o.unit}"
+            f"target {'<' if o.direction == 'lower' else '>'} {with_unit(f'{o.target:g}', o.unit)}"
         )
     )
     if rec.current_regimen:
         con.print(Text("current: " + _drugs(rec.current_regimen).replace("\n", ", ")))
     t = Table(title="Ranked plans", show_lines=True)
-    for col in ("#", "regimen", f"predicted ({o.unit})", "P(target)", "P(best)", "guidelines, trade-offs", "findings"):
+    for col in ("#", "regimen", f"predicted ({u})", "P(target)", "P(best)", "guidelines, trade-offs", "findings"):
         t.add_column(col)
     for p in rec.plans:
         pr = p.predicted

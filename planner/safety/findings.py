@@ -11,10 +11,26 @@ from pydantic import BaseModel
 from ..record import Finding, Regimen
 from .schema import ACTION_RANK
 
-__all__ = ["sort_key", "sort_findings", "keyed", "added", "fit", "apply_findings", "key_of", "finding_of", "replace"]
+__all__ = [
+    "new_finding",
+    "sort_key",
+    "sort_findings",
+    "keyed",
+    "added",
+    "fit",
+    "apply_findings",
+    "key_of",
+    "finding_of",
+    "replace",
+]
 
 M = TypeVar("M", bound=BaseModel)
 _set = object.__setattr__
+
+_FIELDS = tuple(Finding.model_fields)
+_FIELD_SET = frozenset(_FIELDS)
+_DEFAULTS = {k: f.default for k, f in Finding.model_fields.items() if not f.is_required()}
+_REQUIRED = frozenset(k for k, f in Finding.model_fields.items() if f.is_required())
 
 key_of = operator.itemgetter(0)  # (sort key, finding) -> sort key
 finding_of = operator.itemgetter(1)
@@ -29,6 +45,22 @@ def replace(model: M, **update: Any) -> M:
     _set(new, "__dict__", d)
     _set(new, "__pydantic_extra__", None)
     _set(new, "__pydantic_fields_set__", model.__pydantic_fields_set__ | update.keys())
+    _set(new, "__pydantic_private__", None)
+    return new
+
+
+def new_finding(**fields: Any) -> Finding:
+    """A :class:`Finding` from fields that are already of the model's types (rule data validated at load,
+    literals of the rule kinds), without validating them again: the rule kinds build one per rule that fires.
+    Unknown or missing fields are refused as the model refuses them; ``tests/test_screen_fastpath.py`` checks
+    that every finding the screen gives equals its validated twin, field types included."""
+    if not (_FIELD_SET.issuperset(fields) and _REQUIRED.issubset(fields)):
+        return Finding(**fields)  # let the model name the unknown or missing field
+    d = {k: fields[k] if k in fields else _DEFAULTS[k] for k in _FIELDS}
+    new = object.__new__(Finding)
+    _set(new, "__dict__", d)
+    _set(new, "__pydantic_extra__", None)
+    _set(new, "__pydantic_fields_set__", set(fields))
     _set(new, "__pydantic_private__", None)
     return new
 
@@ -70,7 +102,10 @@ def apply_findings(regimen: Regimen, findings: Iterable[Finding]) -> Regimen | N
             changed = changed or new[f.target_drug] != cur
     if not changed:
         return regimen
-    drugs = [
-        d if d.dose_mg_day == new[d.ingredient] else replace(d, dose_mg_day=new[d.ingredient]) for d in regimen.drugs
-    ]
+    drugs = tuple(
+        [d if d.dose_mg_day == new[d.ingredient] else replace(d, dose_mg_day=new[d.ingredient]) for d in regimen.drugs]
+    )
+    ings = [d.ingredient for d in drugs]
+    if ings == sorted(ings):  # already in Regimen.of's order: the same regimen without validating it again
+        return replace(regimen, drugs=drugs)
     return Regimen.of(drugs)

@@ -115,15 +115,16 @@ class RuleData:
     def _link(self) -> None:
         """Indexes the screen loop uses: per drug, the drugs it can interact with or duplicate, and the CYP
         inhibitors its gene-drug findings depend on."""
-        # per drug: the other drugs it can interact with or duplicate (a quick test that a regimen has no links)
-        self.links: dict[str, frozenset[str]] = {}
-        for d in set(self.ddi_partners) | set(self.dup_classes):
-            near = set(self.ddi_partners.get(d, ()))
-            for c in self.dup_classes.get(d, ()):
+        # per drug: the other drugs it can interact with, and those it can duplicate (quick tests that a
+        # regimen has no pair or no duplicate to look at)
+        self.dup_near: dict[str, frozenset[str]] = {}
+        for d, cs in self.dup_classes.items():
+            near: set[str] = set()
+            for c in cs:
                 near |= self.class_members[c]
             near.discard(d)
             if near:
-                self.links[d] = frozenset(near)
+                self.dup_near[d] = frozenset(near)
         # per gene-drug drug: the CYP inhibitors that can change its genes' phenotypes (the only co-medications
         # its gene-drug findings depend on), so blocks are shared by regimens that differ only in other drugs
         # an inhibitor whose pair with the drug an exclude drug-drug rule already covers does not phenoconvert
@@ -134,9 +135,19 @@ class RuleData:
             )
             for d, genes in self.genes_of.items()
         }
-        # both, in one look-up per drug of a regimen: (gene-drug inhibitors or None, linked drugs or None)
-        self.drug_info: dict[str, tuple[frozenset[str] | None, frozenset[str] | None]] = {
-            d: (self.gd_inhibitors.get(d), self.links.get(d)) for d in set(self.gd_inhibitors) | set(self.links)
+        # per drug: its condition and lab rules, in file order (a drug's block scans only its own rules)
+        self.condition_rules_of: dict[str, tuple[tuple[ConditionRule, frozenset[str]], ...]] = {}
+        for cr in self.condition_rules:
+            for d in cr[1]:
+                self.condition_rules_of[d] = self.condition_rules_of.get(d, ()) + (cr,)
+        self.lab_rules_of: dict[str, tuple[tuple[LabRule, frozenset[str]], ...]] = {}
+        for lr in self.lab_rules:
+            for d in lr[1]:
+                self.lab_rules_of[d] = self.lab_rules_of.get(d, ()) + (lr,)
+        # all three, in one look-up per drug of a regimen (None where there are none)
+        self.drug_info: dict[str, tuple[frozenset[str] | None, frozenset[str] | None, frozenset[str] | None]] = {
+            d: (self.gd_inhibitors.get(d), (self.ddi_partners.get(d, frozenset()) - {d}) or None, self.dup_near.get(d))
+            for d in set(self.gd_inhibitors) | set(self.ddi_partners) | set(self.dup_near)
         }
 
     def _yaml(self, rel: str) -> tuple[dict, str]:

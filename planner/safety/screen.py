@@ -24,7 +24,7 @@ from .loader import RuleData
 
 __all__ = ["Screener"]
 
-_NO_INFO: tuple[None, None] = (None, None)
+_NO_INFO: tuple[None, None, None] = (None, None, None)
 _input = tuple.__new__  # ScreenInput from its six fields without the NamedTuple keyword __new__ (hot loop)
 
 
@@ -44,6 +44,14 @@ class Screener:
         self.current = current
         self.pairs = pairs
         self.duplicates = duplicates
+        # per drug, once per rule set: the per-drug kinds that have a rule able to name it
+        named = rules.named_drugs().union(
+            rules.drug_info, rules.loci, rules.condition_rules_of, rules.lab_rules_of, rules.max_dose
+        )
+        self.kinds_of: dict[str, tuple[DrugKind, ...]] = {
+            d: tuple(k for k in drug_kinds if k.applies(d)) for d in named
+        }
+        self.other_kinds = tuple(k for k in drug_kinds if k.applies(""))  # kinds for any drug (allergies)
 
     def plan_of(
         self,
@@ -87,23 +95,15 @@ class Screener:
             if hit is not None:
                 return hit
         plan = self.plan_of(ctx, kd, new_start, stopping)
+        key: tuple = kd
         if not default:
-            hit = cache.get((kd, plan.others, plan.starts))
+            key = (kd, plan.others, plan.starts)
+            hit = cache.get(key)
             if hit is not None:
                 return hit
-        out = self._drug_blocks(ctx, plan)
-        out += self.current.keyed_findings(ctx, plan)
-        if self._linked(plan):  # some drug interacts with or duplicates another one present
-            caps = self.rules.cap_drugs
-            pkey = ("pd", plan.ingredients, plan.others, tuple([dose for d, dose in kd if d in caps]))
-            pd = cache.get(pkey)
-            if pd is None:  # they depend on the drug set (and on doses only for dose caps)
-                pd = cache[pkey] = tuple(
-                    self.pairs.keyed_findings(ctx, plan) + self.duplicates.keyed_findings(ctx, plan)
-                )
-            out += pd
+        out = self.compose(ctx, plan)
         if len(out) > 1:
-            if len(plan.ingredient_set) < len(plan.ingredients):  # a drug listed twice: its findings once
+            if len(plan.ingredient_set) < len(kd):  # a drug listed twice: its findings once
                 first: dict[int, tuple[tuple, Finding]] = {}
                 for kf in out:
                     first.setdefault(id(kf[1]), kf)
@@ -111,27 +111,50 @@ class Screener:
             out.sort(key=key_of)
         result = tuple(map(finding_of, out))
         if len(cache) < 50_000:
-            cache[kd if default else (kd, plan.others, plan.starts)] = result
+            cache[key] = result
         return result
 
-    def _drug_blocks(self, ctx: PatientContext, plan: ScreenInput) -> list[tuple[tuple, Finding]]:
-        """Each regimen drug's per-drug findings, memoized on what they depend on."""
+    def compose(self, ctx: PatientContext, plan: ScreenInput) -> list[tuple[tuple, Finding]]:
+        """The (sort key, finding) pairs of the list ``plan``, gathered from memoized units in one pass over the
+        regimen's drugs: each drug's per-drug block (memoized on drug, dose, start and the inhibitors of its
+        genes present), its pairs with the kept current drugs and with later regimen drugs; then, only when
+        they can find something, current drugs a regimen drug phenoconverts and duplicate therapy."""
         cache = ctx.cache
         info = self.rules.drug_info
+        kinds_of, other_kinds = self.kinds_of, self.other_kinds
+        pairs = self.pairs
+        all_drugs, starts, ing_set = plan.all_drugs, plan.starts, plan.ingredient_set
+        twice = len(ing_set) < len(plan.drugs)  # a drug listed twice: pairs as the kind gives them (last dose)
         out: list[tuple[tuple, Finding]] = []
+        dups = False
+        doses: dict[str, float | None] | None = None
         for d, dose in plan.drugs:
-            inh = info.get(d, _NO_INFO)[0]
-            dkey = ("block", d, dose, d in plan.starts, None if inh is None else inh & plan.all_drugs)
+            inh, ddi_near, dup_near = info.get(d, _NO_INFO)
+            dkey = ("block", d, dose, d in starts, None if inh is None else inh & all_drugs)
             block = cache.get(dkey)
             if block is None:
-                block = cache[dkey] = keyed([f for k in self.drug_kinds for f in k.drug_findings(ctx, plan, d, dose)])
+                block = cache[dkey] = keyed(
+                    [f for k in kinds_of.get(d, other_kinds) for f in k.drug_findings(ctx, plan, d, dose)]
+                )
             out += block
+            if ddi_near is not None and not twice:
+                near = ddi_near & all_drugs
+                if near:
+                    cur = near - ing_set
+                    if cur:
+                        out += pairs.with_current(ctx, d, dose, cur)
+                    if len(cur) < len(near):
+                        if doses is None:
+                            doses = dict(plan.drugs)
+                        for y in near & ing_set:
+                            if y > d:
+                                out += pairs.regimen_pair(ctx, d, y, dose, doses[y])
+            if not dups and dup_near is not None and not dup_near.isdisjoint(all_drugs):
+                dups = True
+        if twice:
+            out += pairs.keyed_findings(ctx, plan)
+        if plan.others and not self.rules.inhibitor_drugs.isdisjoint(ing_set):
+            out += self.current.keyed_findings(ctx, plan)  # a regimen drug may phenoconvert a kept current drug
+        if dups:
+            out += self.duplicates.keyed_findings(ctx, plan)
         return out
-
-    def _linked(self, plan: ScreenInput) -> bool:
-        info = self.rules.drug_info
-        for d in plan.ingredients:
-            near = info.get(d, _NO_INFO)[1]
-            if near is not None and not near.isdisjoint(plan.all_drugs):
-                return True
-        return False

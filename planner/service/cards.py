@@ -17,6 +17,7 @@ from typing import Any, Iterable
 from ..dosing import dosage, dose_text
 from ..recommendation import Recommendation
 from ..record import Finding
+from ..units import unit_display
 from .config import ServiceDefinitions
 
 __all__ = ["CardFactory", "fit_summary", "med_request", "dose_words"]
@@ -195,7 +196,8 @@ class CardFactory:
     def plan_card(self, rec: Recommendation) -> dict[str, Any]:
         """The ranked plan summary of one therapeutic area (patient-view)."""
         o = rec.outcome
-        unit = "" if o.unit.startswith("{") else f" {o.unit}"
+        shown = o.unit_display or unit_display(o.unit)
+        unit = f" {shown}" if shown else ""
         if rec.plans:
             top = rec.plans[0]
             regimen = " + ".join(_drug_text(d) for d in top.regimen) or "no drug"

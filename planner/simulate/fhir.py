@@ -35,7 +35,7 @@ from ..errors import ConfigError
 from ..record import Regimen
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .cohort import SimCohort
+    from .result import SimCohort
 
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
@@ -63,6 +63,24 @@ def _uuid(seed: bytes, k: int) -> str:
 
 def _dt(date: dt.date) -> str:
     return date.isoformat() + "T09:00:00+00:00"
+
+
+class _Entries:
+    """A bundle's entries being written: ``urn:uuid`` fullUrls and POST requests, ids derived from the patient."""
+
+    def __init__(self, seed: bytes) -> None:
+        self.seed = seed
+        self.counter = 0
+        self.entries: list[dict[str, Any]] = []
+
+    def add(self, res: dict[str, Any], rid: str | None = None) -> None:
+        if rid is None:
+            self.counter += 1
+            rid = _uuid(self.seed, self.counter)
+        res["id"] = rid
+        self.entries.append(
+            {"fullUrl": f"urn:uuid:{rid}", "resource": res, "request": {"method": "POST", "url": res["resourceType"]}}
+        )
 
 
 class _Writer:
@@ -94,26 +112,11 @@ class _Writer:
         return self.index[i] + dt.timedelta(days=int(d))
 
     def bundle(self, i: int) -> dict[str, Any]:
+        """Patient ``i``'s transaction bundle: Patient, Conditions, AllergyIntolerances, MedicationRequests,
+        Observations (outcome and other quantities), genotype Observations; in that order."""
         pid = self.ids[i]
-        seed = hashlib.blake2b(pid.encode(), digest_size=8).digest()
-        counter = [0]
-        entries: list[dict[str, Any]] = []
-        subject = {"reference": f"urn:uuid:{pid}"}
-
-        def add(res: dict[str, Any], rid: str | None = None) -> None:
-            if rid is None:
-                counter[0] += 1
-                rid = _uuid(seed, counter[0])
-            res["id"] = rid
-            entries.append(
-                {
-                    "fullUrl": f"urn:uuid:{rid}",
-                    "resource": res,
-                    "request": {"method": "POST", "url": res["resourceType"]},
-                }
-            )
-
-        add(
+        b = _Entries(hashlib.blake2b(pid.encode(), digest_size=8).digest())
+        b.add(
             {
                 "resourceType": "Patient",
                 "name": [{"use": "official", "family": "Simulated", "given": [f"Patient {i}"]}],
@@ -122,11 +125,22 @@ class _Writer:
             },
             rid=pid,
         )
-        # conditions
-        b, rows = self.tables["conditions"]
-        for r in rows[b[i] : b[i + 1]]:
+        subject = {"reference": f"urn:uuid:{pid}"}
+        self.conditions(i, b, subject)
+        self.allergies(i, b, subject)
+        self.medication_requests(i, b, subject)
+        self.observations(i, b, subject)
+        self.genotypes(i, b, subject)
+        return {"resourceType": "Bundle", "type": "transaction", "entry": b.entries}
+
+    def rows(self, table: str, i: int) -> list[dict[str, Any]]:
+        bounds, rows = self.tables[table]
+        return rows[bounds[i] : bounds[i + 1]]
+
+    def conditions(self, i: int, b: "_Entries", subject: dict[str, str]) -> None:
+        for r in self.rows("conditions", i):
             onset = _dt(self.day(i, r["onset"]))
-            add(
+            b.add(
                 {
                     "resourceType": "Condition",
                     "clinicalStatus": COND_CLINICAL,
@@ -140,11 +154,11 @@ class _Writer:
                     "recordedDate": onset,
                 }
             )
-        # allergies
-        b, rows = self.tables["allergies"]
-        for r in rows[b[i] : b[i + 1]]:
+
+    def allergies(self, i: int, b: "_Entries", subject: dict[str, str]) -> None:
+        for r in self.rows("allergies", i):
             drug = self.area.formulary[int(r["drug"])]
-            add(
+            b.add(
                 {
                     "resourceType": "AllergyIntolerance",
                     "clinicalStatus": ALLERGY_CLINICAL,
@@ -160,9 +174,9 @@ class _Writer:
                     "recordedDate": _dt(self.day(i, r["day"])),
                 }
             )
-        # medication requests
-        b, rows = self.tables["meds"]
-        for r in rows[b[i] : b[i + 1]]:
+
+    def medication_requests(self, i: int, b: "_Entries", subject: dict[str, str]) -> None:
+        for r in self.rows("meds", i):
             drug = self.area.formulary[int(r["drug"])]
             dose = float(r["dose"])
             times = 2 if dose >= 1000 and (dose / 2).is_integer() else 1
@@ -173,7 +187,7 @@ class _Writer:
             if end is not None and not (isinstance(end, float) and np.isnan(end)) and r["end_written"]:
                 validity["end"] = _dt(self.day(i, int(end)))
             label = f"{drug.ingredient} {per:g} MG"
-            add(
+            b.add(
                 {
                     "resourceType": "MedicationRequest",
                     "status": r["status"],
@@ -200,7 +214,9 @@ class _Writer:
                     "dispenseRequest": {"validityPeriod": validity, "numberOfRepeatsAllowed": 3},
                 }
             )
-        # outcome and other observations
+
+    def observations(self, i: int, b: "_Entries", subject: dict[str, str]) -> None:
+        """The outcome and the other quantities; systolic blood pressure as the panel with a diastolic part."""
         out = self.area.outcome
         for q, (bounds, days, vals) in self.obs.items():
             lo, hi = bounds[i], bounds[i + 1]
@@ -211,64 +227,46 @@ class _Writer:
                 spec = self.qspec[q]
                 loinc, display, unit, cat, decimals = spec.loinc, spec.display, spec.unit, spec.category, spec.decimals
             for k in range(lo, hi):
+                code = {"coding": [{"system": LOINC, "code": loinc, "display": display}], "text": display}
                 value = vals[k]
                 value = int(value) if decimals == 0 else value
                 when = _dt(self.day(i, days[k]))
                 vq = {"value": value, "unit": unit, "system": UCUM, "code": unit}
-                category = [{"coding": [{"system": OBS_CAT, "code": cat, "display": cat}]}]
+                res: dict[str, Any] = {
+                    "resourceType": "Observation",
+                    "status": "final",
+                    "category": [{"coding": [{"system": OBS_CAT, "code": cat, "display": cat}]}],
+                    "code": code,
+                    "subject": subject,
+                    "effectiveDateTime": when,
+                    "issued": when,
+                }
                 if q == "sbp":
-                    dbp = int(round(0.5 * value + 12 + self.dbp_noise[self.dbp_k % self.dbp_noise.size]))
-                    self.dbp_k += 1
-                    add(
-                        {
-                            "resourceType": "Observation",
-                            "status": "final",
-                            "category": category,
-                            "code": {
-                                "coding": [{"system": LOINC, "code": BP_PANEL[0], "display": BP_PANEL[1]}],
-                                "text": BP_PANEL[1],
-                            },
-                            "subject": subject,
-                            "effectiveDateTime": when,
-                            "issued": when,
-                            "component": [
-                                {
-                                    "code": {
-                                        "coding": [{"system": LOINC, "code": DBP[0], "display": DBP[1]}],
-                                        "text": DBP[1],
-                                    },
-                                    "valueQuantity": {"value": dbp, "unit": "mm[Hg]", "system": UCUM, "code": "mm[Hg]"},
-                                },
-                                {
-                                    "code": {
-                                        "coding": [{"system": LOINC, "code": loinc, "display": display}],
-                                        "text": display,
-                                    },
-                                    "valueQuantity": vq,
-                                },
-                            ],
-                        }
-                    )
+                    res["code"] = {
+                        "coding": [{"system": LOINC, "code": BP_PANEL[0], "display": BP_PANEL[1]}],
+                        "text": BP_PANEL[1],
+                    }
+                    res["component"] = [self.diastolic(value), {"code": code, "valueQuantity": vq}]
                 else:
-                    add(
-                        {
-                            "resourceType": "Observation",
-                            "status": "final",
-                            "category": category,
-                            "code": {"coding": [{"system": LOINC, "code": loinc, "display": display}], "text": display},
-                            "subject": subject,
-                            "effectiveDateTime": when,
-                            "issued": when,
-                            "valueQuantity": vq,
-                        }
-                    )
-        # genotypes (Genomics Reporting IG)
-        b, rows = self.tables["pgx"]
-        for r in rows[b[i] : b[i + 1]]:
+                    res["valueQuantity"] = vq
+                b.add(res)
+
+    def diastolic(self, sbp: float) -> dict[str, Any]:
+        """The panel's diastolic component, drawn around the systolic value (its own seeded noise)."""
+        dbp = int(round(0.5 * sbp + 12 + self.dbp_noise[self.dbp_k % self.dbp_noise.size]))
+        self.dbp_k += 1
+        return {
+            "code": {"coding": [{"system": LOINC, "code": DBP[0], "display": DBP[1]}], "text": DBP[1]},
+            "valueQuantity": {"value": dbp, "unit": "mm[Hg]", "system": UCUM, "code": "mm[Hg]"},
+        }
+
+    def genotypes(self, i: int, b: "_Entries", subject: dict[str, str]) -> None:
+        """Genotype results in the Genomics Reporting IG form."""
+        for r in self.rows("pgx", i):
             gene = r["gene"]
             hgnc = self.c_hgnc(gene)
             when = _dt(self.day(i, r["day"]))
-            add(
+            b.add(
                 {
                     "resourceType": "Observation",
                     "status": "final",
@@ -289,7 +287,6 @@ class _Writer:
                     ],
                 }
             )
-        return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
 
     def c_hgnc(self, gene: str) -> str:
         pop = getattr(self, "_pop", None)

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ..areas import Area
 from ..record import DrugDose, Regimen
 from ..status import GeneStatus
+from .engine import ObsLog, SimRun
+from .fhir import _uuid
+from .result import EPOCH, SimCohort, SimLogs
 from .truth import LATENT, expected_outcome
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .cohort import SimCohort, _Sim
 
 _KEY = 1 << 22  # day offset inside a (patient, day) sort key
 _OFF = 1 << 20
@@ -66,13 +67,47 @@ def _followup(
     return np.where(ok0 | ok1, pick, -1)
 
 
-def build_outputs(sim: "_Sim", obs_log: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]) -> "SimCohort":
-    from .cohort import _EPOCH, SimCohort, _Logs
-
+def build_outputs(sim: SimRun, obs_log: ObsLog) -> SimCohort:
+    """The cohort of a finished run: decisions (with truth), patients, record logs and the hidden state."""
     area, n = sim.area, sim.n
-    rng = np.random.default_rng([sim.seed, 15485863, n])
-    # ---- observations, sorted by (patient, day)
-    obs: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    obs = _sorted_observations(obs_log)
+    D = _decision_arrays(sim)
+    index_date = np.datetime64(EPOCH, "D") + sim.index_day.astype("timedelta64[D]")
+    id_seed = hashlib.blake2b(f"planner-sim/{area.id}/{sim.seed}/{n}".encode(), digest_size=8).digest()
+    patient_ids = np.array([_uuid(id_seed, i) for i in range(n)], dtype=object)
+    frame, reg_before, reg_after = _decision_frame(sim, obs, D, index_date, patient_ids)
+    _observed_features(frame, sim, obs, D, index_date)
+    _current_regimen(frame, sim, D)
+    _true_columns(frame, sim, D)
+    decisions = pd.DataFrame(frame)
+    # truth under the chosen and the previous regimen
+    decisions["true_expected"] = _truth_under(area, sim, decisions, "regimen_key", reg_after)
+    decisions["true_expected_before"] = _truth_under(area, sim, decisions, "regimen_before_key", reg_before)
+    last_dec = np.full(n, -(10**6))
+    if D["m"]:
+        np.maximum.at(last_dec, D["pid"], D["day"])
+    record_end = np.maximum(sim.end_day, last_dec)
+    logs = _record_logs(sim, obs, record_end)
+    patients = _patients(sim, patient_ids, index_date, record_end)
+    latent = {
+        "u0": sim.u0,
+        "drift": sim.drift,
+        "qbase": sim.qbase,
+        "birth_offset": sim.birth_offset,
+        "female": sim.female,
+        "cond_onset": sim.cond_onset,
+        "phenotype": sim.phenotype,
+    }
+    return SimCohort(
+        area=area, seed=sim.seed, n=n, truth=sim.truth, decisions=decisions, patients=patients, logs=logs, latent=latent
+    )
+
+
+Obs = dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]  # quantity -> (pid, day, value), by (pid, day)
+
+
+def _sorted_observations(obs_log: ObsLog) -> Obs:
+    obs: Obs = {}
     for q, parts in obs_log.items():
         if parts:
             pid = np.concatenate([p[0] for p in parts]).astype(np.int64)
@@ -83,13 +118,17 @@ def build_outputs(sim: "_Sim", obs_log: dict[str, list[tuple[np.ndarray, np.ndar
             val = np.zeros(0)
         order = np.lexsort((day, pid))
         obs[q] = (pid[order], day[order], val[order])
+    return obs
 
-    # ---- decisions
+
+def _decision_arrays(sim: SimRun) -> dict[str, Any]:
+    """The run's decision records as arrays sorted by (patient, day), with ``m`` (their number), ``pid``,
+    ``day``, ``same_next`` (the next row is the same patient's), ``next_day`` and ``decision`` (number)."""
     cols: dict[str, list[np.ndarray]] = {}
     for rec in sim.dec:
         for k, v in rec.items():
             cols.setdefault(k, []).append(np.asarray(v))
-    D = {k: np.concatenate(v) for k, v in cols.items()} if cols else {}
+    D: dict[str, Any] = {k: np.concatenate(v) for k, v in cols.items()} if cols else {}
     m = D["pid"].size if D else 0
     order = np.lexsort((D["day"], D["pid"])) if m else np.zeros(0, dtype=int)
     D = {k: v[order] for k, v in D.items()}
@@ -104,31 +143,12 @@ def build_outputs(sim: "_Sim", obs_log: dict[str, list[tuple[np.ndarray, np.ndar
         first = np.r_[True, pid[1:] != pid[:-1]]
         grp_start = np.maximum.accumulate(np.where(first, np.arange(m), 0))
         decision_no = np.arange(m) - grp_start
+    D.update(m=m, pid=pid, day=day, same_next=same_next, next_day=next_day, decision=decision_no)
+    return D
 
-    out = area.outcome
-    opid, oday, oval = obs[out.quantity]
-    okey = _keys(opid, oday)
-    bi = _latest(okey, opid, oday, pid, day, out.baseline_window_days)
-    lo_w, hi_w = out.followup_window
-    upper = np.minimum(day + hi_w, next_day)
-    fi = _followup(okey, opid, oday, pid, day, upper, day + lo_w, day + out.followup_days)
-    has_b, has_f = bi >= 0, fi >= 0
-    overlap = next_day < day + lo_w
-    drop = np.where(
-        ~has_b, "no-baseline", np.where(overlap, "overlapping-change", np.where(~has_f, "no-follow-up", None))
-    ).astype(object)
-    drop[has_b & has_f] = None
 
-    index_date = np.datetime64(_EPOCH, "D") + sim.index_day.astype("timedelta64[D]")
-    t0 = index_date[pid] + day.astype("timedelta64[D]")
-
-    def dates(idx: np.ndarray) -> np.ndarray:
-        res = np.full(idx.size, np.datetime64("NaT"), dtype="datetime64[D]")
-        ok = idx >= 0
-        res[ok] = index_date[pid[ok]] + oday[idx[ok]].astype("timedelta64[D]")
-        return res
-
-    # regimens
+def _regimens(area: Area, sim: SimRun, D: dict[str, Any]) -> tuple[list[Regimen], list[Regimen]]:
+    """The regimens before and after each decision (one object per distinct slot state)."""
     cache: dict[tuple[int, ...], Regimen] = {}
 
     def regimen(dr: np.ndarray, lv: np.ndarray) -> Regimen:
@@ -150,15 +170,43 @@ def build_outputs(sim: "_Sim", obs_log: dict[str, list[tuple[np.ndarray, np.ndar
             r = cache[key] = Regimen.of(drugs)
         return r
 
+    m = D["m"]
     reg_before = [regimen(D["drug_before"][i], D["lvl_before"][i]) for i in range(m)]
     reg_after = [regimen(D["drug_after"][i], D["lvl_after"][i]) for i in range(m)]
-    from .fhir import _uuid
+    return reg_before, reg_after
 
-    id_seed = hashlib.blake2b(f"planner-sim/{area.id}/{sim.seed}/{n}".encode(), digest_size=8).digest()
-    patient_ids = np.array([_uuid(id_seed, i) for i in range(n)], dtype=object)
+
+def _decision_frame(
+    sim: SimRun, obs: Obs, D: dict[str, Any], index_date: np.ndarray, patient_ids: np.ndarray
+) -> tuple[dict[str, Any], list[Regimen], list[Regimen]]:
+    """The decision columns up to ``target``: dates, regimens, the episode's baseline and follow-up."""
+    area = sim.area
+    m, pid, day, same_next, next_day = D["m"], D["pid"], D["day"], D["same_next"], D["next_day"]
+    out = area.outcome
+    opid, oday, oval = obs[out.quantity]
+    okey = _keys(opid, oday)
+    bi = _latest(okey, opid, oday, pid, day, out.baseline_window_days)
+    lo_w, hi_w = out.followup_window
+    upper = np.minimum(day + hi_w, next_day)
+    fi = _followup(okey, opid, oday, pid, day, upper, day + lo_w, day + out.followup_days)
+    has_b, has_f = bi >= 0, fi >= 0
+    overlap = next_day < day + lo_w
+    drop = np.where(
+        ~has_b, "no-baseline", np.where(overlap, "overlapping-change", np.where(~has_f, "no-follow-up", None))
+    ).astype(object)
+    drop[has_b & has_f] = None
+    t0 = index_date[pid] + day.astype("timedelta64[D]")
+
+    def dates(idx: np.ndarray) -> np.ndarray:
+        res = np.full(idx.size, np.datetime64("NaT"), dtype="datetime64[D]")
+        ok = idx >= 0
+        res[ok] = index_date[pid[ok]] + oday[idx[ok]].astype("timedelta64[D]")
+        return res
+
+    reg_before, reg_after = _regimens(area, sim, D)
     frame: dict[str, Any] = {
         "patient_id": patient_ids[pid] if m else np.zeros(0, dtype=object),
-        "decision": decision_no,
+        "decision": D["decision"],
         "t0": t0.astype("datetime64[ns]"),
         "day": day,
         "reason": D["reason"] if m else np.zeros(0, dtype=object),
@@ -177,10 +225,20 @@ def build_outputs(sim: "_Sim", obs_log: dict[str, list[tuple[np.ndarray, np.ndar
         ).astype("datetime64[ns]"),
     }
     # targets (vectorized over decisions)
-    true_vals = {k[5:]: D[k] for k in D if k.startswith("true_")}
-    frame["target"] = sim.targets(pid, day, true_vals) if m else np.zeros(0)
-    # observed features at t0
-    for f in area.features:
+    frame["target"] = sim.targets(pid, day, _true_values(D)) if m else np.zeros(0)
+    return frame, reg_before, reg_after
+
+
+def _true_values(D: dict[str, Any]) -> dict[str, np.ndarray]:
+    return {k[5:]: D[k] for k in D if k.startswith("true_")}
+
+
+def _observed_features(frame: dict[str, Any], sim: SimRun, obs: Obs, D: dict[str, Any], index_date: np.ndarray) -> None:
+    """Each area feature as the record shows it at t0 (what planner.features gives on the ingested record)."""
+    m, pid, day = D["m"], D["pid"], D["day"]
+    out = sim.area.outcome
+    t0 = index_date[pid] + day.astype("timedelta64[D]")
+    for f in sim.area.features:
         if f.kind == "age":
             birth = index_date[pid] - sim.birth_offset[pid].astype("timedelta64[D]")
             frame[f.name] = (t0 - birth).astype(int) / 365.25
@@ -206,9 +264,12 @@ def build_outputs(sim: "_Sim", obs_log: dict[str, list[tuple[np.ndarray, np.ndar
             else:
                 known = sim.tested[pid] & (sim.test_day[pid] <= day)
                 frame[f.name] = np.where(known, ph[pid], GeneStatus.NOT_TESTED.value).astype(object)
-    # the current regimen as the featurizer gives it (dose / reference dose per class, number of drugs)
-    if m:
-        ref = np.array([e.reference_dose for e in area.formulary])
+
+
+def _current_regimen(frame: dict[str, Any], sim: SimRun, D: dict[str, Any]) -> None:
+    """The current regimen as the featurizer gives it (dose / reference dose per class, number of drugs)."""
+    if D["m"]:
+        ref = np.array([e.reference_dose for e in sim.area.formulary])
         for c, cid in enumerate(sim.classes):
             dj, lv = D["drug_before"][:, c], D["lvl_before"][:, c]
             dose = np.array([sim.levels[j][k] if j >= 0 else 0.0 for j, k in zip(dj, lv)])
@@ -218,30 +279,33 @@ def build_outputs(sim: "_Sim", obs_log: dict[str, list[tuple[np.ndarray, np.ndar
         for cid in sim.classes:
             frame[f"cur_{cid}"] = np.zeros(0)
         frame["cur_n_drugs"] = np.zeros(0)
-    for k, v in true_vals.items():
+
+
+def _true_columns(frame: dict[str, Any], sim: SimRun, D: dict[str, Any]) -> None:
+    """The noise-free values the truth uses, the true phenotypes (tested or not) and the untreated latent."""
+    m, pid = D["m"], D["pid"]
+    for k, v in _true_values(D).items():
         frame["true_" + k] = v
-    for f in area.features:
+    for f in sim.area.features:
         if f.kind == "pgx":
             ph = sim.phenotype.get(f.gene or "")
             frame["true_" + f.name] = ph[pid] if ph is not None else np.full(m, "Normal", dtype=object)
     frame[LATENT] = D[LATENT] if m else np.zeros(0)
-    decisions = pd.DataFrame(frame)
-    # truth under the chosen and the previous regimen
-    te = np.empty(m)
-    tb = np.empty(m)
-    for col, target in (("regimen_key", te), ("regimen_before_key", tb)):
-        groups = decisions.groupby(col, sort=True).indices
-        regs = reg_after if col == "regimen_key" else reg_before
-        for _key, idx in groups.items():
-            target[idx] = expected_outcome(area, decisions.iloc[idx], [regs[idx[0]]], truth_params=sim.truth)[:, 0]
-    decisions["true_expected"] = te
-    decisions["true_expected_before"] = tb
 
-    # ---- record logs
-    last_dec = np.full(n, -(10**6))
-    if m:
-        np.maximum.at(last_dec, pid, day)
-    record_end = np.maximum(sim.end_day, last_dec)
+
+def _truth_under(area: Area, sim: SimRun, decisions: pd.DataFrame, col: str, regs: list[Regimen]) -> np.ndarray:
+    """TRUE expected follow-up of each decision under its regimen in ``regs`` (grouped by ``col``, its key)."""
+    target = np.empty(len(decisions))
+    for _key, idx in decisions.groupby(col, sort=True).indices.items():
+        target[idx] = expected_outcome(area, decisions.iloc[idx], [regs[idx[0]]], truth_params=sim.truth)[:, 0]
+    return target
+
+
+def _record_logs(sim: SimRun, obs: Obs, record_end: np.ndarray) -> SimLogs:
+    """What each patient's record holds: measurements, medication requests (with cancelled orders),
+    conditions, genotype results and drug allergies."""
+    area, n = sim.area, sim.n
+    rng = np.random.default_rng([sim.seed, 15485863, n])
     meds = pd.DataFrame(sim.med_rows, columns=["pid", "drug", "dose", "start", "end", "status", "end_written"])
     # cancelled orders: a drug not active that day, never active from it (no effect on intervals)
     cancel_pids = np.nonzero(rng.random(n) < area.simulation.cancelled_order_share)[0]
@@ -285,7 +349,11 @@ def build_outputs(sim: "_Sim", obs_log: dict[str, list[tuple[np.ndarray, np.ndar
     )
     al = np.nonzero(sim.allergy >= 0)[0]
     allergies = pd.DataFrame({"pid": al, "drug": sim.allergy[al], "day": sim.allergy_day[al]})
-    logs = _Logs(obs=obs, meds=meds, conditions=conditions, pgx=pgx, allergies=allergies)
+    return SimLogs(obs=obs, meds=meds, conditions=conditions, pgx=pgx, allergies=allergies)
+
+
+def _patients(sim: SimRun, patient_ids: np.ndarray, index_date: np.ndarray, record_end: np.ndarray) -> pd.DataFrame:
+    area = sim.area
     birth = index_date - sim.birth_offset.astype("timedelta64[D]")
     patients = pd.DataFrame(
         {
@@ -302,15 +370,4 @@ def build_outputs(sim: "_Sim", obs_log: dict[str, list[tuple[np.ndarray, np.ndar
     )
     for gene, ph in sim.phenotype.items():
         patients[f"phenotype_{gene}"] = ph
-    latent = {
-        "u0": sim.u0,
-        "drift": sim.drift,
-        "qbase": sim.qbase,
-        "birth_offset": sim.birth_offset,
-        "female": sim.female,
-        "cond_onset": sim.cond_onset,
-        "phenotype": sim.phenotype,
-    }
-    return SimCohort(
-        area=area, seed=sim.seed, n=n, truth=sim.truth, decisions=decisions, patients=patients, logs=logs, latent=latent
-    )
+    return patients

@@ -38,8 +38,6 @@ model's ``kind="mean"``); ``p_target(rows, regimens)`` is the probability that t
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
-import hashlib
 import math
 from typing import Any, Sequence
 
@@ -48,14 +46,14 @@ import pandas as pd
 
 from ..areas import Area, load_area
 from ..errors import ConfigError
-from ..record import DrugDose, Regimen
+from ..record import Regimen
 from ..rule_files import read_yaml, rules_dir
+from .independent_run import run_patients
 from .population import load_pgx_population
 
 __all__ = ["IndependentCohort", "simulate_independent", "PARAMS_FILE"]
 
 PARAMS_FILE = "areas/simulation/independent.yaml"
-_EPOCH = dt.date(2015, 1, 1)
 
 
 def _params(rules: str | None) -> dict[str, Any]:
@@ -280,8 +278,6 @@ class IndependentCohort:
 
 def simulate_independent(area: "Area | str", n: int, *, seed: int, rules: str | None = None) -> IndependentCohort:
     """Simulate ``n`` patients of ``area`` in the independent world (see the module docstring)."""
-    from .independent_run import run_patients
-
     if isinstance(area, str):
         area = load_area(area, rules)
     if n < 1:
@@ -299,21 +295,3 @@ def simulate_independent(area: "Area | str", n: int, *, seed: int, rules: str | 
     _, pops = load_pgx_population(rules)  # allele frequencies only (the tested share is this simulator's own)
     run_patients(cohort, n, pops)
     return cohort
-
-
-def patient_id(area: Area, seed: int, i: int) -> str:
-    return hashlib.blake2b(f"planner-indep/{area.id}/{seed}/{i}".encode(), digest_size=8).hexdigest()
-
-
-def regimen_of(area: Area, drugs: dict[int, float]) -> Regimen:
-    return Regimen.of(
-        [
-            DrugDose(
-                ingredient=area.formulary[d].ingredient,
-                rxcui=area.formulary[d].rxcui,
-                dose_mg_day=float(dose),
-                drug_class=area.formulary[d].drug_class,
-            )
-            for d, dose in sorted(drugs.items())
-        ]
-    )

@@ -5,12 +5,15 @@ latent level, clinicians' decisions, and each patient's FHIR bundle (through :cl
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from ..areas import Area
+from ..record import DrugDose, Regimen
 from ..testing import BundleBuilder
 from .population import sample_diplotypes
 
@@ -18,6 +21,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .independent import IndependentCohort
 
 __all__ = ["run_patients"]
+
+EPOCH = dt.date(2015, 1, 1)  # day 0 of this simulator's calendar (index dates are days after it)
 
 
 def run_patients(cohort: "IndependentCohort", n: int, pops: dict[str, Any]) -> None:
@@ -31,8 +36,6 @@ def run_patients(cohort: "IndependentCohort", n: int, pops: dict[str, Any]) -> N
 
 class _Patient:
     def __init__(self, cohort: "IndependentCohort", i: int, pops: dict[str, Any]) -> None:
-        from .independent import _EPOCH, patient_id
-
         self.c, self.area, self.p, self.w = cohort, cohort.area, cohort.params, cohort.world
         area, sim = self.area, self.area.simulation
         self.rng = rng = np.random.default_rng([cohort.seed, i, 99])
@@ -40,7 +43,7 @@ class _Patient:
         a_mean, a_sd, a_lo, a_hi = sim.age
         self.age0 = float(np.clip(rng.normal(a_mean, a_sd), a_lo, a_hi))
         self.female = bool(rng.random() < sim.female_share)
-        self.index = _EPOCH + dt.timedelta(days=int(rng.integers(0, 3 * 365)))
+        self.index = EPOCH + dt.timedelta(days=int(rng.integers(0, 3 * 365)))
         self.q0 = {
             q.quantity: float(np.clip(rng.normal(q.mean + q.age_slope * (self.age0 - 60), q.sd), q.low, q.high))
             for q in sim.quantities
@@ -140,8 +143,6 @@ class _Patient:
 
     # ---- regimen changes -----------------------------------------------------------------------------------
     def change(self, day: int, new: dict[int, float], reason: str) -> None:
-        from .independent import regimen_of
-
         if new == self.regimen:
             return
         row = self.truth_row(day)
@@ -271,3 +272,21 @@ class _Patient:
             b.medication(area.formulary[d].ingredient, dose, start=self.date(start))
         self.c.patients.append({"patient_id": self.pid, "index_date": self.index, "tested": self.tested})
         self.c.builders.append(b)
+
+
+def patient_id(area: Area, seed: int, i: int) -> str:
+    return hashlib.blake2b(f"planner-indep/{area.id}/{seed}/{i}".encode(), digest_size=8).hexdigest()
+
+
+def regimen_of(area: Area, drugs: dict[int, float]) -> Regimen:
+    return Regimen.of(
+        [
+            DrugDose(
+                ingredient=area.formulary[d].ingredient,
+                rxcui=area.formulary[d].rxcui,
+                dose_mg_day=float(dose),
+                drug_class=area.formulary[d].drug_class,
+            )
+            for d, dose in sorted(drugs.items())
+        ]
+    )

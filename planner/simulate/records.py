@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from ..record import PatientRecord
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .cohort import SimCohort
+    from .result import SimCohort
 
 
 def build_records(cohort: "SimCohort") -> list[PatientRecord]:

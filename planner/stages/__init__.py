@@ -13,7 +13,7 @@
 from ..features.row import feature_row
 from .candidates import CandidateGenerator, propose_candidates
 from .gaps import GapRules, data_gaps
-from .predict import OutcomeModel, predict, predict_draws
+from .predict import OutcomeModel, predict, predict_draws, predict_many
 from .report import report
 from .screening import screen_candidates
 
@@ -25,6 +25,7 @@ __all__ = [
     "feature_row",
     "predict",
     "predict_draws",
+    "predict_many",
     "propose_candidates",
     "report",
     "screen_candidates",

@@ -10,6 +10,7 @@ from ..handoffs import Predictions
 from ..rank import RankingConfig, describe_changes, rank
 from ..recommendation import ExcludedRegimen, OutcomeSummary, Provenance, Recommendation
 from ..record import PatientRecord
+from ..units import unit_display
 from ..version import __version__
 from .gaps import GapRules, data_gaps
 
@@ -51,6 +52,7 @@ def report(
             quantity=o.quantity,
             loinc=o.loinc[0],
             unit=o.unit,
+            unit_display=unit_display(o.unit, ranking.rules),
             direction=o.direction,
             baseline=None if recent is None else recent.value,
             baseline_date=None if recent is None else recent.date,

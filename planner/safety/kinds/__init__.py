@@ -44,6 +44,10 @@ class DrugKind:
 
     kind = ""
 
+    def applies(self, drug: str) -> bool:
+        """Whether a rule of this kind can name ``drug`` (``""``: any drug), from the rule data alone."""
+        return True
+
     def drug_findings(self, ctx: PatientContext, plan: ScreenInput, drug: str, dose: float | None) -> list[Finding]:
         raise NotImplementedError
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ...record import Finding
 from ..context import PatientContext
-from ..findings import fit
+from ..findings import fit, new_finding
 from ..loader import RuleData
 from ..schema import ActionName
 from . import DrugKind, ScreenInput
@@ -49,7 +49,7 @@ class AllergyKind(DrugKind):
                 continue
             label = r.classes[gname].label if gname in r.classes else gname
             out.append(
-                Finding(
+                new_finding(
                     rule_id=f"allergy.{kind}" + (f".{gname}" if gname else ""),
                     rule_version=r.allergy_version,
                     kind="drug-allergy",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ...record import Finding
 from ..context import PatientContext
-from ..findings import fit
+from ..findings import fit, new_finding
 from ..loader import RuleData
 from . import DrugKind, ScreenInput, cap
 
@@ -18,7 +18,12 @@ class ConditionKind(DrugKind):
     def __init__(self, rules: RuleData) -> None:
         self.rules = rules
 
+    def applies(self, drug: str) -> bool:
+        return drug in self.rules.condition_rules_of
+
     def drug_findings(self, ctx: PatientContext, plan: ScreenInput, drug: str, dose: float | None) -> list[Finding]:
+        if drug not in self.rules.condition_rules_of:
+            return []
         key = ("condition", drug)
         hit = ctx.cache.get(key)
         if hit is None:
@@ -27,16 +32,14 @@ class ConditionKind(DrugKind):
 
     def _findings(self, ctx: PatientContext, d: str) -> list[Finding]:
         out: list[Finding] = []
-        for rule, drugs in self.rules.condition_rules:
-            if d not in drugs:
-                continue
+        for rule, _drugs in self.rules.condition_rules_of.get(d, ()):
             if rule.condition is not None:
                 if rule.condition not in ctx.conditions:
                     continue
             elif rule.min_age is not None and (ctx.age is None or ctx.age < rule.min_age):
                 continue
             out.append(
-                Finding(
+                new_finding(
                     rule_id=rule.id,
                     rule_version=rule.version,
                     kind="drug-condition",

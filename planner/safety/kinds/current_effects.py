@@ -32,9 +32,19 @@ class CurrentEffectKind:
         return [f for _k, f in self.keyed_findings(ctx, plan)]
 
     def keyed_findings(self, ctx: PatientContext, plan: ScreenInput) -> list[tuple[tuple, Finding]]:
+        if not plan.others:
+            return []
+        by = self.rules.inhibitor_drugs & plan.ingredient_set
+        if not by:
+            return []  # no regimen drug can phenoconvert anything
+        key = ("ce-list", by, plan.others)  # all the rest follows from the inhibitors added and the kept drugs
+        hit = ctx.cache.get(key)
+        if hit is None:
+            hit = ctx.cache[key] = self._keyed(ctx, plan)
+        return hit
+
+    def _keyed(self, ctx: PatientContext, plan: ScreenInput) -> list[tuple[tuple, Finding]]:
         out: list[tuple[tuple, Finding]] = []
-        if not plan.others or self.rules.inhibitor_drugs.isdisjoint(plan.ingredient_set):
-            return out  # no regimen drug can phenoconvert anything
         rest: frozenset[str] | None = None
         gdi = self.rules.gd_inhibitors
         ing_set = plan.ingredient_set

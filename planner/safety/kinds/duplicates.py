@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ...record import Finding
 from ..context import PatientContext
-from ..findings import added, fit, keyed
+from ..findings import added, fit, keyed, new_finding
 from ..loader import RuleData
 from . import ScreenInput
 
@@ -40,7 +40,7 @@ class DuplicateKind:
                     spec = r.classes[c]
                     hit = ctx.cache[dkey] = keyed(
                         [
-                            Finding(
+                            new_finding(
                                 rule_id=f"duplicate.{c}",
                                 rule_version=r.classes_version,
                                 kind="duplicate-therapy",

@@ -10,7 +10,7 @@ import itertools
 from ...record import Finding, PatientRecord
 from ...status import GeneStatus
 from ..context import PatientContext, prepare
-from ..findings import added, fit, replace
+from ..findings import added, fit, new_finding, replace
 from ..loader import RuleData, rule_severity
 from ..phenotype import INDETERMINATE, NA_SCORE, NO_RESULT, GeneResult, floor_to, format_score
 from ..schema import GeneDrugRule
@@ -26,6 +26,10 @@ class GeneDrugKind(DrugKind):
 
     def __init__(self, rules: RuleData) -> None:
         self.rules = rules
+        # each rule's finding where no co-medication changes the drug's genes, built once per rule set
+        self.plain: dict[str, Finding] = {
+            r.id: self._finding(r, r.drug, {}, [], frozenset()) for rs in rules.gene_drug.values() for r in rs
+        }
 
     # ---- phenotypes ----------------------------------------------------------------------------------------
     def phenotypes(self, record_or_context: PatientRecord | PatientContext) -> dict[str, GeneResult]:
@@ -66,23 +70,20 @@ class GeneDrugKind(DrugKind):
                     vals.append(format_score(floor_to(float(v.lstrip("≥")) * factor, spec.step)))
                 vals = list(dict.fromkeys(vals))
             phen = " / ".join(dict.fromkeys(kn.bin_of(gene, v) for v in vals if v != NO_RESULT))
-            res = base.model_copy(
-                update={
-                    "lookup": tuple(vals),
-                    "activity_score": " / ".join(vals),
-                    "phenotype": phen or base.phenotype,
-                    "phenoconverted_by": by,
-                }
+            res = replace(
+                base,
+                lookup=tuple(vals),
+                activity_score=" / ".join(vals),
+                phenotype=phen or base.phenotype,
+                phenoconverted_by=by,
             )
         elif strong:
             poor = kn.step_down[gene]["poor"]
-            res = base.model_copy(update={"phenotype": poor, "lookup": (poor,), "phenoconverted_by": by})
+            res = replace(base, phenotype=poor, lookup=(poor,), phenoconverted_by=by)
         else:
             steps = kn.step_down[gene]["steps"]
             vals = list(dict.fromkeys(steps.get(v, v) for v in base.lookup))
-            res = base.model_copy(
-                update={"lookup": tuple(vals), "phenotype": " / ".join(vals), "phenoconverted_by": by}
-            )
+            res = replace(base, lookup=tuple(vals), phenotype=" / ".join(vals), phenoconverted_by=by)
         if base.status == GeneStatus.NOT_TESTED and moderate and not strong:
             res = base  # a moderate inhibitor says nothing about an untested gene
         ctx.cache[key] = res
@@ -121,6 +122,9 @@ class GeneDrugKind(DrugKind):
                 return False
             return True if spec.conditions in ctx.conditions else None
         return None  # pragma: no cover
+
+    def applies(self, drug: str) -> bool:
+        return drug in self.rules.loci
 
     def drug_findings(self, ctx: PatientContext, plan: ScreenInput, d: str, dose: float | None) -> list[Finding]:
         if d not in self.rules.loci:
@@ -252,7 +256,7 @@ class GeneDrugKind(DrugKind):
         if not bests and not gaps:  # tested, but no rule matches: say so rather than pass silently
             keys = "; ".join(f"{loc}={'/'.join(v)}" for loc, v in values.items())
             findings.append(
-                Finding(
+                new_finding(
                     rule_id="gap.pgx.no-rule",
                     rule_version=self.rules.knowledge.version,
                     kind="data-gap",
@@ -271,7 +275,7 @@ class GeneDrugKind(DrugKind):
                 st = eff[g].status
                 word = "reported with conflicting results" if st == GeneStatus.CONFLICT else GeneStatus(st).label
                 findings.append(
-                    Finding(
+                    new_finding(
                         rule_id=f"gap.pgx.{g}",
                         rule_version=self.rules.knowledge.version,
                         kind="data-gap",
@@ -309,11 +313,19 @@ class GeneDrugKind(DrugKind):
     def finding(
         self, rule: GeneDrugRule, d: str, eff: dict[str, GeneResult], converted: list[str], current: frozenset[str]
     ) -> Finding:
+        """The finding of ``rule`` for ``d`` (the rule's drug), phenoconverted by ``converted`` (if any)."""
+        if not converted and d == rule.drug:
+            return self.plain[rule.id]
+        return self._finding(rule, d, eff, converted, current)
+
+    def _finding(
+        self, rule: GeneDrugRule, d: str, eff: dict[str, GeneResult], converted: list[str], current: frozenset[str]
+    ) -> Finding:
         pheno = "; ".join(
             f"{loc}={val}"
             + (
                 f" (phenoconverted by {', '.join(eff[loc.split('*')[0]].phenoconverted_by)})"
-                if eff[loc.split("*")[0]].phenoconverted_by
+                if converted and eff[loc.split("*")[0]].phenoconverted_by
                 else ""
             )
             for loc, val in rule.conditions
@@ -322,7 +334,7 @@ class GeneDrugKind(DrugKind):
         if converted:
             extra = f" Phenotype set by {', '.join(converted)} (CYP inhibitor)."
             msg = msg + extra if len(msg + extra) <= 140 else fit(f"{msg.rstrip('.')}; due to {', '.join(converted)}.")
-        return Finding(
+        return new_finding(
             rule_id=rule.id,
             rule_version=rule.version,
             kind="gene-drug",

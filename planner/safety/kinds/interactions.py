@@ -6,13 +6,15 @@ from __future__ import annotations
 
 from ...record import Finding
 from ..context import PatientContext
-from ..findings import added, fit, keyed
+from ..findings import added, fit, keyed, new_finding, replace
 from ..loader import RuleData
+from ..schema import DdiRule
 from . import ScreenInput
 
 __all__ = ["InteractionKind"]
 
 Keyed = list[tuple[tuple, Finding]]
+KeyedTuple = tuple[tuple[tuple, Finding], ...]
 
 
 class InteractionKind:
@@ -20,17 +22,46 @@ class InteractionKind:
 
     def __init__(self, rules: RuleData) -> None:
         self.rules = rules
+        self.by_pair = self._compile()
+
+    def _compile(self) -> dict[tuple[str, str], tuple[tuple[DdiRule, str, str, str | None, Finding], ...]]:
+        """Per ordered pair (x, y) of drugs some rule joins, in rule order: (rule, its ``a`` drug, its ``b`` drug,
+        target, the finding before doses and the plan are known), built once per rule set. A pair keeps the
+        direction x-as-a when the rule allows it, else y-as-a (both when x and y are on both sides)."""
+        r = self.rules
+        out: dict[tuple[str, str], list[tuple[DdiRule, str, str, str | None, Finding]]] = {}
+        for rule, a, b in r.ddi:
+            keys = {k for x in a for y in b if x != y for k in ((x, y), (y, x))}
+            for x, y in sorted(keys):
+                da, db = (x, y) if x in a and y in b else (y, x)
+                target = {"a": da, "b": db}.get(rule.target or "", rule.target)
+                base = new_finding(
+                    rule_id=rule.id,
+                    rule_version=rule.version,
+                    kind="drug-drug",
+                    action=rule.action,
+                    strength=rule.strength,
+                    message=fit(rule.message.format(a=da, b=db)),
+                    source=rule.source,
+                    data_version=r.ddi_data_version,
+                    drugs=tuple(sorted((da, db))),
+                    target_drug=target,
+                    max_dose_mg_day=rule.max_dose_mg_day,
+                    adjusted_dose_mg_day=None,
+                    alternatives=rule.alternatives,
+                    plan_adds=(),
+                )
+                out.setdefault((x, y), []).append((rule, da, db, target, base))
+        return {k: tuple(v) for k, v in out.items()}
 
     def findings(self, ctx: PatientContext, plan: ScreenInput) -> list[Finding]:
         return [f for _k, f in self.keyed_findings(ctx, plan)]
 
     def keyed_findings(self, ctx: PatientContext, plan: ScreenInput) -> Keyed:
-        """Each pair with a regimen drug once; a regimen drug's pairs with the current co-medications are
-        memoized on (drug, dose, co-medications)."""
+        """Each pair with a regimen drug once: a regimen drug with the current co-medications kept beside it
+        (:meth:`with_current`), and each pair of regimen drugs (:meth:`regimen_pair`)."""
         out: Keyed = []
         empty: frozenset[str] = frozenset()
-        cache = ctx.cache
-        caps = self.rules.cap_drugs
         partners = self.rules.ddi_partners
         doses = dict(plan.drugs)  # the last dose of each ingredient
         ing_set, all_drugs = plan.ingredient_set, plan.all_drugs
@@ -40,23 +71,37 @@ class InteractionKind:
                 continue
             cur = near - ing_set
             if cur:
-                dx = doses[x] if x in caps or not caps.isdisjoint(cur) else None
-                key = ("px", x, dx, cur)
-                hit = cache.get(key)
-                if hit is None:
-                    hit = cache[key] = keyed([f for y in sorted(cur) for f in self._pair_cached(ctx, x, y, dx)])
-                out += hit
+                out += self.with_current(ctx, x, doses[x], cur)
             for y in near & ing_set:
-                if y <= x:
-                    continue  # each regimen pair once
-                dx = dy = None
-                if x in caps or y in caps:
-                    dx, dy = doses[x], doses[y]
-                kp = cache.get(("kpair", x, y, dx, dy))
-                if kp is None:
-                    kp = cache[("kpair", x, y, dx, dy)] = keyed(self._pair_cached(ctx, x, y, dx, dy, both=True))
-                out += kp
+                if y > x:  # each regimen pair once
+                    out += self.regimen_pair(ctx, x, y, doses[x], doses[y])
         return out
+
+    def with_current(self, ctx: PatientContext, x: str, dose: float | None, cur: frozenset[str]) -> KeyedTuple:
+        """Regimen drug ``x``'s pairs with the current drugs ``cur`` kept beside it (memoized on the drug, its
+        dose where a dose cap can apply, and ``cur``)."""
+        caps = self.rules.cap_drugs
+        dx = dose if x in caps or not caps.isdisjoint(cur) else None
+        key = ("px", x, dx, cur)
+        hit = ctx.cache.get(key)
+        if hit is None:
+            hit = ctx.cache[key] = keyed([f for y in sorted(cur) for f in self._pair_cached(ctx, x, y, dx)])
+        return hit
+
+    def regimen_pair(
+        self, ctx: PatientContext, x: str, y: str, dose_x: float | None, dose_y: float | None
+    ) -> KeyedTuple:
+        """The findings of two regimen drugs (``x`` < ``y``), memoized on the pair and their doses where a dose
+        cap can apply."""
+        caps = self.rules.cap_drugs
+        dx = dy = None
+        if x in caps or y in caps:
+            dx, dy = dose_x, dose_y
+        key = ("kpair", x, y, dx, dy)
+        hit = ctx.cache.get(key)
+        if hit is None:
+            hit = ctx.cache[key] = keyed(self._pair_cached(ctx, x, y, dx, dy, both=True))
+        return hit
 
     def _pair_cached(
         self, ctx: PatientContext, x: str, y: str, dx: float | None, dy: float | None = None, *, both: bool = False
@@ -69,42 +114,19 @@ class InteractionKind:
         return hit if hit is not None else self._pair(ctx, x, y, dx, dy)
 
     def _pair(self, ctx: PatientContext, x: str, y: str, dx: float | None, dy: float | None) -> list[Finding]:
-        r = self.rules
         out: list[Finding] = []
         doses = {x: dx, y: dy}
-        for i in sorted(set(r.ddi_by_drug.get(x, ())) & set(r.ddi_by_drug.get(y, ()))):
-            rule, a, b = r.ddi[i]
-            for da, db in ((x, y), (y, x)):
-                if da in a and db in b:
-                    break
-            else:
-                continue
-            target = {"a": da, "b": db}.get(rule.target or "", rule.target)
-            action = rule.action
-            adjusted = None
-            if action == "adjust_dose" and rule.max_dose_mg_day is not None:
+        current = ctx.current_names
+        for rule, da, db, target, f in self.by_pair.get((x, y), ()):
+            update: dict = {}
+            if rule.action == "adjust_dose" and rule.max_dose_mg_day is not None:
                 dose = doses.get(target or "")
                 if dose is not None:
                     adjusted = min(dose, rule.max_dose_mg_day)
-                    if adjusted == dose:
-                        action, adjusted = "info", None
-            out.append(
-                Finding(
-                    rule_id=rule.id,
-                    rule_version=rule.version,
-                    kind="drug-drug",
-                    action=action,
-                    strength=rule.strength,
-                    message=fit(rule.message.format(a=da, b=db)),
-                    source=rule.source,
-                    data_version=r.ddi_data_version,
-                    drugs=tuple(sorted((da, db))),
-                    target_drug=target,
-                    max_dose_mg_day=rule.max_dose_mg_day,
-                    adjusted_dose_mg_day=adjusted,
-                    alternatives=rule.alternatives,
-                    plan_adds=added((da, db), ctx.current_names),
-                )
-            )
+                    update = {"action": "info"} if adjusted == dose else {"adjusted_dose_mg_day": adjusted}
+            plan_adds = added((da, db), current)
+            if plan_adds:
+                update["plan_adds"] = plan_adds
+            out.append(replace(f, **update) if update else f)
         ctx.cache[("pair", x, y, dx, dy)] = out
         return out

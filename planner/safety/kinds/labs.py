@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ...record import Finding
 from ..context import PatientContext
-from ..findings import fit
+from ..findings import fit, new_finding
 from ..loader import RuleData
 from . import DrugKind, ScreenInput, cap
 
@@ -18,7 +18,12 @@ class LabKind(DrugKind):
     def __init__(self, rules: RuleData) -> None:
         self.rules = rules
 
+    def applies(self, drug: str) -> bool:
+        return drug in self.rules.lab_rules_of
+
     def drug_findings(self, ctx: PatientContext, plan: ScreenInput, drug: str, dose: float | None) -> list[Finding]:
+        if drug not in self.rules.lab_rules_of:
+            return []
         is_new = drug in plan.starts
         key = ("lab", drug, is_new)
         hit = ctx.cache.get(key)
@@ -30,9 +35,7 @@ class LabKind(DrugKind):
         r = self.rules
         out: list[Finding] = []
         gap_done: set[str] = set()
-        for rule, drugs in r.lab_rules:
-            if d not in drugs:
-                continue
+        for rule, _drugs in r.lab_rules_of.get(d, ()):
             if rule.when == "new_start" and not is_new or rule.when == "continuing" and is_new:
                 continue
             value = ctx.labs.get((rule.quantity, rule.within_days))
@@ -41,7 +44,7 @@ class LabKind(DrugKind):
                     gap_done.add(rule.quantity)
                     label = r.lab_labels.get(rule.quantity, rule.quantity)
                     out.append(
-                        Finding(
+                        new_finding(
                             rule_id=f"gap.lab.{rule.quantity}",
                             rule_version=rule.version,
                             kind="data-gap",
@@ -62,7 +65,7 @@ class LabKind(DrugKind):
             if rule.at_least is not None and not value >= rule.at_least:
                 continue
             out.append(
-                Finding(
+                new_finding(
                     rule_id=rule.id,
                     rule_version=rule.version,
                     kind="drug-lab",

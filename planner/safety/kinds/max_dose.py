@@ -7,7 +7,7 @@ import re
 
 from ...record import Finding
 from ..context import PatientContext
-from ..findings import fit
+from ..findings import fit, new_finding
 from ..loader import RuleData
 from . import DrugKind, ScreenInput
 
@@ -20,6 +20,9 @@ class MaxDoseKind(DrugKind):
     def __init__(self, rules: RuleData) -> None:
         self.rules = rules
 
+    def applies(self, drug: str) -> bool:
+        return drug in self.rules.max_dose
+
     def drug_findings(self, ctx: PatientContext, plan: ScreenInput, drug: str, dose: float | None) -> list[Finding]:
         r = self.rules
         if dose is None or drug not in r.max_dose:
@@ -28,7 +31,7 @@ class MaxDoseKind(DrugKind):
         if dose <= mx:
             return []
         return [
-            Finding(
+            new_finding(
                 rule_id=f"maxdose.{re.sub(r'[^a-z0-9]+', '-', drug)}",
                 rule_version=r.max_dose_version,
                 kind="max-dose",

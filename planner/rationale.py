@@ -1,0 +1,72 @@
+"""A plan's rationale: the prediction, the changes with doses as prescribed, the effect modifiers and the rules
+that touched it (the guideline and trade-off sentences come from :mod:`planner.explain`)."""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+from .areas import Area
+from .dosing import dose_text
+from .recommendation import PlanDrug, Predicted
+from .record import Finding
+from .units import with_unit
+
+__all__ = ["rationale"]
+
+
+def _fmt(x: float, unit: str) -> str:
+    return with_unit(f"{x:.1f}" if abs(x) < 1000 else f"{x:.0f}", unit)
+
+
+def rationale(
+    *,
+    area: Area,
+    drugs: Sequence[PlanDrug],
+    stopped: Sequence[PlanDrug],
+    pred: Predicted,
+    p_target: float,
+    baseline: float | None,
+    target: float,
+    findings: Sequence[Finding],
+    features: Mapping[str, float | str | None],
+) -> str:
+    unit = area.outcome.unit
+    parts = [
+        f"Predicted {area.outcome.quantity} {_fmt(pred.mean, unit)} "
+        f"({int(round(pred.level * 100))}% interval {_fmt(pred.lower, unit)} to {_fmt(pred.upper, unit)})"
+        + (f" from {_fmt(baseline, unit)}" if baseline is not None else "")
+        + f"; P(target {'<' if area.outcome.direction == 'lower' else '>'} {target:g}) {p_target:.2f}."
+    ]
+    moves = [
+        f"{d.change} {d.drug}" + (f" {dose_text(d)}" if d.dose_mg_day else "") for d in drugs if d.change != "continue"
+    ]
+    moves += [f"stop {d.drug}" for d in stopped]
+    if moves:
+        parts.append("Changes: " + ", ".join(moves) + ".")
+    else:
+        parts.append("Keeps the current regimen.")
+    mods: list[str] = []
+    seen: set[str] = set()
+    for d in drugs:
+        if not d.drug_class or d.drug_class in seen:
+            continue
+        seen.add(d.drug_class)
+        prior = area.class_prior(d.drug_class)
+        base_eff = prior.effect_on_scale()
+        for m in prior.modifiers:
+            val = features.get(m.feature)
+            if not isinstance(val, (int, float)) or isinstance(val, bool) or math.isnan(float(val)):
+                continue
+            shift = m.per_unit * (float(val) - m.center)
+            if abs(shift) >= 0.15 * abs(base_eff):
+                direction = "larger" if (shift < 0) == (base_eff < 0) else "smaller"
+                mods.append(
+                    f"{prior.label or d.drug_class}: {direction} effect expected with {m.feature} {float(val):g}"
+                )
+    if mods:
+        parts.append("Modifiers: " + "; ".join(mods) + ".")
+    rules = [f"{f.rule_id} ({f.action})" for f in findings if f.action in {"adjust_dose", "caution"}]
+    if rules:
+        parts.append("Rules: " + ", ".join(rules) + ".")
+    return " ".join(parts)

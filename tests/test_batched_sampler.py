@@ -1,0 +1,76 @@
+"""``planner.model.batched.sample_batch``: one sampler call for many patients gives, patient by patient, the
+same draws (bit for bit) as ``ResponseModel.sample_kinds`` for that patient alone, whatever else is in the batch
+and whatever the model remembers of earlier batches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from planner.areas import fill_doses, load_area
+from planner.features.row import feature_row
+from planner.model import RegimenGenerator, ResponseModel, batched
+from planner.safety import RuleSet
+from planner.simulate import simulate_cohort
+
+
+def _jobs(area_id: str, n: int, seed: int) -> tuple[ResponseModel, list[batched.DrawJob]]:
+    area = load_area(area_id)
+    rules = RuleSet.load()
+    gen = RegimenGenerator.from_area(area)
+    jobs = []
+    for i, rec in enumerate(simulate_cohort(area, n, seed=seed).records()):
+        row = feature_row(rec, area, knowledge=rules.knowledge)
+        if not row.can_predict:
+            continue
+        regs = [fill_doses(r, area) for r in gen.propose(row.frame(), fill_doses(row.current, area), n=20, seed=i)]
+        jobs.append(batched.DrawJob(X=row.frame(), regimens=regs, current=row.measured_under, seed=7 * i))
+    return ResponseModel.from_area(area), jobs
+
+
+def _alone(model: ResponseModel, job: batched.DrawJob, S: int) -> list[np.ndarray]:
+    return model.sample_kinds(
+        job.X, list(job.regimens), S, seeds=[("mean", job.seed), ("predictive", job.seed + 1)], current=job.current
+    )
+
+
+@pytest.mark.parametrize("area_id", ["t2d", "lipids"])
+def test_batch_equals_one_at_a_time(area_id: str) -> None:
+    model, jobs = _jobs(area_id, 8, seed=2)
+    assert len(jobs) >= 4
+    S = 300
+    got = batched.sample_batch(model, jobs, S)
+    for job, (mean, pred) in zip(jobs, got):
+        m1, p1 = _alone(model, job, S)
+        assert mean.shape == (S, 1, len(job.regimens))
+        assert np.array_equal(mean, m1) and np.array_equal(pred, p1)
+        assert mean.flags.c_contiguous and pred.flags.c_contiguous  # the layout the ranking reduces over
+
+
+def test_remembered_regimens_and_a_full_cache_change_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    model, jobs = _jobs("t2d", 6, seed=4)
+    S = 200
+    first = batched.sample_batch(model, jobs[:3], S)
+    again = batched.sample_batch(model, list(reversed(jobs)), S)[::-1]  # most regimens now remembered
+    monkeypatch.setattr(batched, "MAX_REGIMENS", 40)  # forces the memory to start again mid-batch
+    small = batched.sample_batch(model, jobs, S)
+    for k, job in enumerate(jobs):
+        m1, p1 = _alone(model, job, S)
+        for got in ([first[k]] if k < 3 else []) + [again[k], small[k]]:
+            assert np.array_equal(got[0], m1) and np.array_equal(got[1], p1)
+
+
+def test_concurrent_callers_get_their_own_draws(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The service plans requests in threads: remembered regimens (and a memory that starts again) are shared
+    safely."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    model, jobs = _jobs("t2d", 8, seed=6)
+    S = 200
+    want = [_alone(model, j, S) for j in jobs]
+    monkeypatch.setattr(batched, "MAX_REGIMENS", 150)
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda j: batched.sample_batch(model, [j], S)[0], jobs * 3))
+    for k, (mean, pred) in enumerate(got):
+        m1, p1 = want[k % len(jobs)]
+        assert np.array_equal(mean, m1) and np.array_equal(pred, p1)
