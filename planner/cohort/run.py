@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from ..errors import ConfigError
 from ..version import __version__
-from .rows import AT_CHOICES, RunOptions, plan_unit
+from .rows import AT_CHOICES, RunOptions, plan_units
 from .sources import Unit, open_source
 
 __all__ = ["run_cohort", "RunSummary", "SCHEMA", "read_results"]
@@ -132,10 +132,7 @@ def plan_batch(units: list[Unit], opts: dict[str, Any], model: str | None, rules
     """Rows of a batch of units (runs in a worker: local process or Dask worker)."""
     planner = _planner(model, rules)
     ro = RunOptions(**opts)
-    rows: list[dict] = []
-    for u in units:
-        rows.extend(plan_unit(planner, u, ro))
-    return rows
+    return plan_units(planner, units, ro)
 
 
 def _init_worker(model: str | None, rules: str | None) -> None:
@@ -241,15 +238,7 @@ def run_cohort(
     t0 = time.perf_counter()
     counter = _Counter(total=total, done=len(done), errors=errors_before, progress=progress)
     try:
-        if scheduler is not None:
-            _run_dask(scheduler, batches, opts, model_s, rules, parts, counter, on_batch)
-        elif workers == 1:
-            for batch in batches:
-                counter.add(_store(parts, batch, plan_batch(batch, opts, model_s, rules)))
-                if on_batch:
-                    on_batch(counter.planned)
-        else:
-            _run_local(workers, batches, opts, model_s, rules, parts, counter, on_batch)
+        _dispatch(scheduler, workers, batches, opts, model_s, rules, parts, counter, on_batch)
     finally:
         counter.close()
     seconds = time.perf_counter() - t0
@@ -266,6 +255,29 @@ def run_cohort(
         notes=dict(src.notes),
         steady_units_per_second=counter.steady_rate(),
     )
+
+
+def _dispatch(
+    scheduler: Any,
+    workers: int,
+    batches: Iterator[list[Unit]],
+    opts: dict[str, Any],
+    model: str | None,
+    rules: str | None,
+    parts: Path,
+    counter: "_Counter",
+    on_batch: Callable[[int], None] | None,
+) -> None:
+    """Plan every batch on the Dask scheduler, in local worker processes, or (one worker) in this process."""
+    if scheduler is not None:
+        _run_dask(scheduler, batches, opts, model, rules, parts, counter, on_batch)
+    elif workers == 1:
+        for batch in batches:
+            counter.add(_store(parts, batch, plan_batch(batch, opts, model, rules)))
+            if on_batch:
+                on_batch(counter.planned)
+    else:
+        _run_local(workers, batches, opts, model, rules, parts, counter, on_batch)
 
 
 def _take(it: Iterator[Unit], n: int) -> Iterator[Unit]:
