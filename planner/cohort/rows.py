@@ -31,6 +31,7 @@ COVERAGE_LEVELS = (0.5, 0.8, 0.9, 0.95)
 QUANTILES = tuple(round(0.05 * k, 2) for k in range(1, 20))
 AT_CHOICES = ("all", "episodes", "current")
 _MESSAGE_LIMIT = 300
+MODEL_DRAWS = 64  # posterior draws of the expected follow-up kept per row (the same draw indices for every row)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -281,6 +282,11 @@ def _observed(planner: Any, view: PatientRecord, ep: Any, area: Any, opts: RunOp
     if draws is None:
         return out
     mean, pred = draws[0][:, 0], draws[1][:, 0]
+    out["obs_mean_draws"] = [float(v) for v in mean[:MODEL_DRAWS]]
+    if rec.plans:  # the model's error draws at the recommended regimen, for the off-policy interval
+        rec_draws = predict_regimens(planner, view, area.id, [_plan_regimen(rec.plans[0])], seed=opts.seed)
+        if rec_draws is not None:
+            out["rec_mean_draws"] = [float(v) for v in rec_draws[0][:MODEL_DRAWS, 0]]
     y = float(ep.followup)
     d = 1.0 if area.outcome.direction == "lower" else -1.0
     out.update(
@@ -298,6 +304,14 @@ def _observed(planner: Any, view: PatientRecord, ep: Any, area: Any, opts: RunOp
         lo, hi = np.quantile(pred, [(1 - level) / 2, (1 + level) / 2])
         out[f"obs_cover{int(level * 100)}"] = bool(lo <= y <= hi)
     return out
+
+
+def _plan_regimen(plan: Any) -> Regimen:
+    from ..record import DrugDose
+
+    return Regimen.of(
+        [DrugDose(ingredient=d.drug, rxcui=d.rxnorm or "", dose_mg_day=d.dose_mg_day) for d in plan.regimen]
+    )
 
 
 def _crps(draws: np.ndarray, y: float) -> float:

@@ -92,6 +92,8 @@ SCHEMA = pa.schema(
         ("obs_cover80", _B),
         ("obs_cover90", _B),
         ("obs_cover95", _B),
+        ("obs_mean_draws", pa.list_(pa.float32())),  # the model's draws of the expected follow-up (rows.py)
+        ("rec_mean_draws", pa.list_(pa.float32())),
     ]
 )
 _RUN_KEYS = ("area", "at", "top", "seed", "model", "rules", "input_fingerprint")
@@ -451,7 +453,7 @@ def finalize(out: Path) -> Path:
             con.execute("SET memory_limit='1GB'")
             con.execute(f"SET temp_directory='{(out / 'duckdb.tmp').as_posix()}'")
             con.execute(
-                f"COPY (SELECT * FROM read_parquet({[str(p) for p in parts]!r}) "
+                f"COPY (SELECT * FROM read_parquet({[str(p) for p in parts]!r}, union_by_name = true) "
                 "ORDER BY unit, patient_id NULLS LAST, point) TO ? (FORMAT parquet)",
                 [str(tmp)],
             )
@@ -480,4 +482,7 @@ def read_results(out: str | os.PathLike[str], columns: list[str] | None = None) 
             value=str(p),
             expected="a folder written by `planner cohort run`",
         )
+    if columns is not None:  # results of an older planner may lack newer columns: read the ones there
+        have = set(pq.read_schema(f).names)
+        columns = [c for c in columns if c in have]
     return pq.read_table(f, columns=columns).to_pandas()
