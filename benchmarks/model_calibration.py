@@ -11,6 +11,10 @@ Per area and simulator: split patients 80/20; fit ``ResponseModel.from_area`` (S
 training episodes; on held-out decisions, for every candidate (continue and each valid single move):
 
 * coverage of the 90% interval of ``kind="mean"`` draws of the TRUE expected outcome (target [0.85, 0.95]);
+  the model splits its residual variance by the follow-up's own spread around the patient's expected level
+  (``fu sd``), measured on the training patients' same-regimen lab pairs (:mod:`planner.model.levels`);
+  beside it (``area sd``), the same-run baseline: the same posterior split by the area's noise SD (with its
+  fixed +-10% and the regression-to-the-mean blend), as before that measurement;
 * P(target) = share of ``kind="predictive"`` draws meeting the row's target, against the TRUE probability that
   the follow-up measurement meets it (first: Normal(true expected, noise sd) on the area scale; independent:
   its Monte Carlo of latent fluctuation and heavy-tailed lab noise); expected calibration error over 10 equal-
@@ -41,6 +45,7 @@ from model_quality import regimen_at_baseline, s_learner_design  # noqa: E402
 
 from planner.areas import list_areas, load_area  # noqa: E402
 from planner.model import RegimenGenerator, ResponseModel  # noqa: E402
+from planner.model.levels import within_patient_variance  # noqa: E402
 
 
 def ece(p: np.ndarray, truth: np.ndarray, bins: int = 10) -> float:
@@ -73,7 +78,7 @@ def first_episodes(area, patients: int, seed: int):
         mu = T(truth(rows, regs))
         return norm.cdf((T(rows["target"].to_numpy(float))[:, None] - mu) / noise)
 
-    return ep, truth, p_true
+    return ep, truth, p_true, cohort.records()
 
 
 def independent_episodes(area, patients: int, seed: int):
@@ -92,18 +97,25 @@ def independent_episodes(area, patients: int, seed: int):
     ep["regimen_before"] = [Regimen.model_validate_json(s) for s in ep["regimen_before_json"]]
     ep["regimen_before_key"] = [r.key() for r in ep["regimen_before"]]
     ep["regimen_at_baseline"] = _regimens_at_baseline(records, area, ep)
-    return ep, cohort.expected_outcome, cohort.p_target
+    return ep, cohort.expected_outcome, cohort.p_target, records
 
 
 def evaluate(
-    area_id: str, sim: str, *, patients: int, seed: int, eval_rows: int, steps: int | None, keep: bool = False
+    area_id: str,
+    sim: str,
+    *,
+    patients: int,
+    seed: int,
+    eval_rows: int,
+    steps: int | None,
+    keep: bool = False,
 ) -> dict:
     """The figures of one (area, simulator); ``keep`` also returns the per-pair ``p`` and ``p_true``."""
     import xgboost as xgb
 
     area = load_area(area_id)
     t0 = time.perf_counter()
-    ep, truth_fn, ptrue_fn = (first_episodes if sim == "first" else independent_episodes)(area, patients, seed)
+    ep, truth_fn, ptrue_fn, records = (first_episodes if sim == "first" else independent_episodes)(area, patients, seed)
     res: dict = {
         "area": area_id,
         "sim": sim,
@@ -119,7 +131,17 @@ def evaluate(
     Xtr = tr[feats].copy()
     t1 = time.perf_counter()
     m = ResponseModel.from_area(area_id, seed=seed, num_steps=steps)
-    m.fit(Xtr, list(tr["regimen"]), tr["followup"].to_numpy(float), current=list(tr["regimen_at_baseline"]))
+    # the follow-up's own spread, measured on the TRAINING patients' same-regimen lab pairs (planner.model.levels)
+    noise = within_patient_variance([r for r in records if r.patient_id not in test_ids], area, seed=seed)
+    m.fit(
+        Xtr,
+        list(tr["regimen"]),
+        tr["followup"].to_numpy(float),
+        current=list(tr["regimen_at_baseline"]),
+        followup_noise=noise,
+    )
+    res["followup_sd"] = float(np.sqrt(noise["var"])) if noise else float("nan")
+    res["followup_pairs"] = int(noise["pairs"]) if noise else 0
     res["fit_s"] = round(time.perf_counter() - t1, 1)
     levels = {c: sorted(set(Xtr[c].dropna())) for c in Xtr.columns if not pd.api.types.is_numeric_dtype(Xtr[c])}
     log = area.outcome.scale == "log"
@@ -137,7 +159,7 @@ def evaluate(
     if len(te) > eval_rows:
         te = te.iloc[np.sort(rng.choice(len(te), eval_rows, replace=False))].reset_index(drop=True)
     gen = RegimenGenerator.from_area(area_id)
-    acc: dict[str, list] = {k: [] for k in ("cov", "p", "pt", "oracle", "model", "xgb", "continue")}
+    acc: dict[str, list] = {k: [] for k in ("cov", "cov0", "p", "pt", "oracle", "model", "xgb", "continue")}
     for _, idx in te.groupby("regimen_before_key", sort=True).indices.items():
         idx = np.asarray(idx)
         rows = te.iloc[idx]
@@ -151,6 +173,11 @@ def evaluate(
         pred = m.sample(Xg, cands, kind="predictive", current=base, seed=seed + 1)
         lo, hi = np.quantile(mean, [0.05, 0.95], axis=0)
         acc["cov"].append(((truth >= lo) & (truth <= hi)).ravel())
+        # same-run baseline: the same posterior split by the area's noise SD (the split before it was measured)
+        kept, m.spec_.followup_var = m.spec_.followup_var, None
+        lo0, hi0 = np.quantile(m.sample(Xg, cands, kind="mean", current=base), [0.05, 0.95], axis=0)
+        m.spec_.followup_var = kept
+        acc["cov0"].append(((truth >= lo0) & (truth <= hi0)).ravel())
         acc["p"].append((pred <= rows["target"].to_numpy(float)[None, :, None]).mean(0).ravel())
         acc["pt"].append(ptrue_fn(rows, cands).ravel())
         n, R = truth.shape
@@ -169,6 +196,7 @@ def evaluate(
             "test_decisions": int(len(te)),
             "pairs": int(c["cov"].size),
             "coverage90": float(c["cov"].mean()),
+            "coverage90_unsplit": float(c["cov0"].mean()),
             "ece_p_target": ece(c["p"], c["pt"]),
             "mean_p": float(c["p"].mean()),
             "mean_p_true": float(c["pt"].mean()),
@@ -196,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     out = []
     print(
-        f"{'area':13s} {'sim':11s} {'episodes':>8s} {'cov90':>6s} {'ECE':>6s} {'top plan':>9s} {'xgb S':>9s} "
+        f"{'area':13s} {'sim':11s} {'episodes':>8s} {'cov90':>6s} {'area sd':>7s} {'fu sd':>6s} {'ECE':>6s} "
+        f"{'top plan':>9s} {'xgb S':>9s} "
         f"{'oracle':>9s} {'continue':>9s} {'gap closed: model / xgb':>24s}  checks"
     )
     for area_id in a.areas.split(","):
@@ -207,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
             out.append(r)
             marks = " ".join(("ok" if v else "NO") + ":" + k for v, k in zip(ok, ("cov", "ece", "plan")))
             print(
-                f"{area_id:13s} {sim:11s} {r['episodes']:8d} {r['coverage90']:6.3f} {r['ece_p_target']:6.3f} "
+                f"{area_id:13s} {sim:11s} {r['episodes']:8d} {r['coverage90']:6.3f} {r['coverage90_unsplit']:7.3f} "
+                f"{r['followup_sd']:6.2f} {r['ece_p_target']:6.3f} "
                 f"{r['value_model']:9.3f} {r['value_xgb']:9.3f} {r['value_oracle']:9.3f} {r['value_continue']:9.3f} "
                 f"{r['gap_closed_model']:11.2f} / {r['gap_closed_xgb']:.2f}  {marks}",
                 flush=True,

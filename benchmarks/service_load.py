@@ -9,6 +9,9 @@ patient-view results are cached per record content after the first call for that
 reported separately: ``patient-view (cold)`` at 1 client (the pool's first calls) and ``patient-view (new
 patients)`` at the top concurrency, every request for a patient never seen before.
 
+The new-patient level is run again on a second service with micro-batching off (``batch_window_ms: 0``), warmed
+the same way: the baseline of the batching (``--no-compare`` skips it).
+
 Bounded: ``--requests`` per (hook, concurrency) and ``--max-seconds`` per level. Floor: p99 <= 200 ms at 20
 clients with 0 errors. The clients are lean asyncio keep-alive connections in this process (requests and tokens
 built before timing); they still share the CPU with the server (and, on a shared machine, with everything else),
@@ -115,14 +118,15 @@ def new_patients(n: int) -> list[tuple[str, dict[str, Any]]]:
 class Service:
     """``planner serve`` in a subprocess with a temporary key, JWKS and configuration."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, extra_config: str = "") -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         jwk = orjson.loads(RSAAlgorithm.to_jwk(self.key.public_key()))
         (workdir / "jwks.json").write_bytes(orjson.dumps({"keys": [{**jwk, "kid": "load", "alg": "RS384"}]}))
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}/cds-services"
         (workdir / "service.yaml").write_text(
-            f"service_url: {self.base}\ntrusted_issuers:\n  - issuer: {ISSUER}\n    jwks_file: jwks.json\n",
+            f"service_url: {self.base}\ntrusted_issuers:\n  - issuer: {ISSUER}\n    jwks_file: jwks.json\n{extra_config}",
             encoding="utf-8",
         )
         env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -290,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--levels", default="1,5,20", help="concurrent clients, comma-separated")
     ap.add_argument("--max-seconds", type=float, default=30.0, help="time cap per level")
     ap.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
+    ap.add_argument(
+        "--no-compare", action="store_true", help="skip the new-patient level on a service without micro-batching"
+    )
     args = ap.parse_args(argv)
     levels = [int(x) for x in args.levels.split(",") if x.strip()]
     if args.requests < 1 or not levels or min(levels) < 1 or max(levels) > 64:
@@ -325,6 +332,17 @@ def main(argv: list[str] | None = None) -> int:
             )
         finally:
             svc.stop()
+        if not args.no_compare:  # the same new patients on a service that plans each request alone
+            alone = Service(Path(tmp) / "alone", "batch_window_ms: 0\n")
+            try:
+                alone.wait()
+                warm = [_body("patient-view", pid, b, d) for pid, b, d in pool]  # as the first service was
+                run_level(alone, hooks["patient-view"], warm, len(warm), 1, args.max_seconds)
+                fresh = [_body("patient-view", pid, b, []) for pid, b in new_patients(args.requests)]
+                row = run_level(alone, hooks["patient-view"], fresh, len(fresh), max(levels), args.max_seconds)
+                results.append({"hook": "patient-view (new, no batching)", **row})
+            finally:
+                alone.stop()
     base = {r["clients"]: r for r in results if r["hook"].startswith("discovery")}
     top = max(levels)
     for r in results:

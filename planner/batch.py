@@ -84,11 +84,13 @@ def recommend_jobs(
     seed: int,
     preferences: Sequence[str] = (),
     fail_fast: bool = False,
+    audit: bool = True,
 ) -> list["Recommendation | Exception"]:
     """The pipeline for a batch: features, candidates and screening per record; posterior draws of every
     record of an area in one sampler call (:func:`planner.stages.predict_many`, per-record random streams);
     then the ranked report per record. ``Planner.recommend`` is a batch of one. A record that fails gets its
-    exception in its place (``fail_fast``: the first failure is raised, in input order, as one at a time)."""
+    exception in its place (``fail_fast``: the first failure is raised, in input order, as one at a time).
+    ``audit=False``: the caller writes the planner's audit entries itself."""
     from . import stages
     from .areas import load_area
 
@@ -130,7 +132,7 @@ def recommend_jobs(
                 record=job.record,
                 preferences=preferences,
             )
-            if planner.audit is not None:
+            if audit and planner.audit is not None:
                 planner.audit.write(rec, input_sha256=job.digest)
             out[i] = rec
         except Exception as exc:

@@ -19,17 +19,17 @@ from typing import Any
 import yaml
 
 from .errors import RuleError
-from .rule_files import read_yaml, rules_dir, sha256_file
+from .pins import DATA_SUFFIXES, MANIFEST, forget, sha256_file, verify_file
+from .rule_files import read_yaml, rules_dir
 
-MANIFEST = "manifest.yaml"
-_DATA_SUFFIXES = {".yaml", ".yml", ".csv", ".tsv", ".json"}
+__all__ = ["build", "verify", "verify_file", "rules_version", "main"]
 
 
 def _data_files(root: Path) -> list[Path]:
     return sorted(
         p
         for p in root.rglob("*")
-        if p.is_file() and p.suffix in _DATA_SUFFIXES and p.name != MANIFEST and "__pycache__" not in p.parts
+        if p.is_file() and p.suffix in DATA_SUFFIXES and p.name != MANIFEST and "__pycache__" not in p.parts
     )
 
 
@@ -101,58 +101,6 @@ def _verify_cached(root: str, strict: bool) -> str:
     return f"{manifest.get('version', '0')}+{_digest(files)}"
 
 
-def _rules_root(path: Path) -> Path | None:
-    """The nearest folder above ``path`` holding a manifest (a rules folder), or None."""
-    for parent in list(path.parents)[:6]:
-        if (parent / MANIFEST).is_file():
-            return parent
-    return None
-
-
-@functools.lru_cache(maxsize=64)
-def _pinned(manifest_path: str, mtime_ns: int) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(Path(manifest_path).read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise RuleError(f"rules manifest unreadable: {exc}", file=manifest_path) from None
-    files = data.get("files") if isinstance(data, dict) else None
-    if not isinstance(files, dict):
-        raise RuleError("rules manifest has no files mapping", file=manifest_path, field="files")
-    return files
-
-
-@functools.lru_cache(maxsize=1024)
-def _check_file(path: str, mtime_ns: int, size: int) -> None:
-    p = Path(path)
-    root = _rules_root(p)
-    if root is None or p.suffix not in _DATA_SUFFIXES:
-        return  # not inside a rules folder: nothing pins it
-    rel = p.relative_to(root).as_posix()
-    if rel == MANIFEST:
-        return
-    mpath = root / MANIFEST
-    meta = _pinned(str(mpath), mpath.stat().st_mtime_ns).get(rel)
-    if not isinstance(meta, dict):
-        raise RuleError(
-            "data file not listed in the manifest", file=path, hint="run: python -m planner.manifest " + str(root)
-        )
-    if sha256_file(p) != meta.get("sha256"):
-        raise RuleError(
-            "checksum does not match the manifest (edited without re-pinning?)",
-            file=path,
-            hint="run: python -m planner.manifest " + str(root),
-        )
-
-
-def verify_file(path: str | Path) -> None:
-    """Refuse a data file of a rules folder whose SHA-256 is not the one ``rules/manifest.yaml`` pins (or that
-    the manifest does not list), naming the file. Every stage reads rule data through
-    :mod:`planner.rule_files`, which calls this; files outside any rules folder are not pinned."""
-    p = Path(path).resolve()
-    st = p.stat()
-    _check_file(str(p), st.st_mtime_ns, st.st_size)
-
-
 def verify(root: str | Path | None = None, *, strict: bool = True) -> str:
     """Check every file against the manifest; return the ``rules_version`` string (e.g. ``1.0.0+3fa2...``)."""
     return _verify_cached(str(rules_dir(root)), strict)
@@ -176,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         encoding="utf-8",
     )
     _verify_cached.cache_clear()
-    _check_file.cache_clear()
+    forget()
     print(f"{len(data['files'])} files pinned; rules_version {verify(root)}")
     return 0
 

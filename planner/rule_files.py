@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import hashlib
 import io
 import os
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from .errors import RuleError
+from .pins import sha256_file, verify_file
 
 __all__ = ["default_rules_dir", "rules_dir", "read_yaml", "read_csv", "sha256_file"]
 
@@ -98,9 +98,7 @@ def read_yaml(path: str | os.PathLike[str]) -> Any:
 
 
 def _verify(p: Path) -> None:
-    """A file of a rules folder must match the checksum its manifest pins (planner.manifest.verify_file)."""
-    from .manifest import verify_file
-
+    """A file of a rules folder must match the checksum its manifest pins (:func:`planner.pins.verify_file`)."""
     verify_file(p)
 
 
@@ -113,11 +111,3 @@ def read_csv(path: str | os.PathLike[str]) -> list[dict[str, str]]:
     text = p.read_text(encoding="utf-8")
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     return list(csv.DictReader(io.StringIO("\n".join(lines))))
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 16), b""):
-            h.update(chunk)
-    return h.hexdigest()

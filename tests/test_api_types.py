@@ -83,7 +83,8 @@ def test_audit_database_of_another_schema_is_refused_before_any_work(tmp_path) -
         con.execute("create table recommendation_audit (x int)")
     with pytest.raises(ConfigError) as info:
         Planner.load(audit=db)
-    assert str(info.value).startswith(
-        f"audit {str(db)!r}: audit database has another schema; expected table "
-        "recommendation_audit with columns area, as_of, "
+    # the error names the file (long values are shortened, so only its start is compared: tmp paths vary)
+    assert str(info.value).startswith(f"audit {str(db)[:40]!r}"[:-1])
+    assert ": audit database has another schema; expected table recommendation_audit with columns area, as_of, " in str(
+        info.value
     )

@@ -58,3 +58,19 @@ def test_remembered_regimens_and_a_full_cache_change_nothing(monkeypatch: pytest
         m1, p1 = _alone(model, job, S)
         for got in ([first[k]] if k < 3 else []) + [again[k], small[k]]:
             assert np.array_equal(got[0], m1) and np.array_equal(got[1], p1)
+
+
+def test_concurrent_callers_get_their_own_draws(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The service plans requests in threads: remembered regimens (and a memory that starts again) are shared
+    safely."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    model, jobs = _jobs("t2d", 8, seed=6)
+    S = 200
+    want = [_alone(model, j, S) for j in jobs]
+    monkeypatch.setattr(batched, "MAX_REGIMENS", 150)
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda j: batched.sample_batch(model, [j], S)[0], jobs * 3))
+    for k, (mean, pred) in enumerate(got):
+        m1, p1 = want[k % len(jobs)]
+        assert np.array_equal(mean, m1) and np.array_equal(pred, p1)

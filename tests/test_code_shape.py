@@ -19,22 +19,11 @@ _REASON = re.compile(r"#\s*long:\s*\S")
 # failed while its owner works on it; the test fails for any new offender, and asks for an entry to be removed
 # once it is fixed. New code gets no entry.
 FILE_DEBT = {  # module -> lines
-    "planner/model/response.py": 714,  # issue 11 (grew past 600 in the ruff format pass)
 }
 FUNCTION_DEBT = {  # (module, function) -> lines
-    ("planner/model/cli.py", "fit_cohort"): 127,  # issue 11
-    ("planner/model/response.py", "fit"): 179,  # issue 11
     # grew past 80 lines in the one ruff format pass; each owner splits its own
-    ("planner/cohort/cli.py", "register"): 94,  # issue 12
-    ("planner/cohort/report.py", "render_report"): 123,  # issue 12
-    ("planner/cohort/run.py", "run_cohort"): 82,  # issue 12
-    ("planner/cohort/tables.py", "print_evaluation"): 88,  # issue 12
-    ("planner/model/spec.py", "spec_from_area"): 115,  # issue 11
-    ("planner/safety/phenotype.py", "interpret"): 84,  # issue 10
 }
 CYCLE_DEBT = [  # modules of a known cycle, by owner
-    {"planner.manifest", "planner.rule_files"},  # issue 10: read_yaml verifies checksums through manifest
-    {"planner.safety.engine", "planner.safety.plan"},  # issue 10: RuleSet.screen_plan calls plan.screen_plan
 ]
 
 

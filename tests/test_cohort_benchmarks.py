@@ -34,6 +34,7 @@ def test_cohort_throughput_benchmark_tiny() -> None:
         "recommend_many, 1 process",
         "cohort run, 2 local processes",
         "1 -> 2 local processes",
+        "byte-identical to one-at-a-time recommend: 6 of 6",
     ):
         assert line in out
     assert "peak MiB" in out

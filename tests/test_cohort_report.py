@@ -76,6 +76,11 @@ def test_evaluation_has_every_part(evaluation: dict) -> None:
             continue
         assert est["lower"] <= est["upper"]
         assert isinstance(est["covers_truth"], bool)
+    dr = pol["recommended"]["dr"]  # the outcome model's posterior error is in the DR interval, and reported
+    assert pol["interval"]["model_error"] and pol["interval"]["model_draws"] == 64 and dr["model_sd"] > 0
+    assert len(dr["sampling_interval"]) == 2 and pol["recommended"]["ipw"]["model_sd"] is None
+    ov = pol["overlap"]
+    assert ov["verdict"] in ("good", "limited", "poor") and ov["effective_sample_size"] >= 0 and ov["message"]
     t = pol["truth"]
     assert t["regret_recommended"] >= 0 and t["regret_observed"] >= 0
     cal = ev["calibration"]
@@ -97,7 +102,16 @@ def test_evaluate_table_output(run_dir: Path) -> None:
         timeout=300,
     )
     assert p.returncode == 0, p.stderr
-    for word in ("Policy value", "snipw", "Calibration", "By sex", "true regret"):
+    for word in (
+        "Policy value",
+        "snipw",
+        "Calibration",
+        "By sex",
+        "true regret",
+        "overlap: ",
+        "model sd",
+        "intervals: ",
+    ):
         assert word in p.stdout
 
 
@@ -124,6 +138,6 @@ def test_report_renders_in_headless_chromium(run_dir: Path, evaluation: dict, tm
     assert len(check["images"]) == 3  # policy values, calibration curve, PIT histogram
     for img in check["images"]:
         assert img["ok"] and img["scheme"] == "data:" and len(img["alt"]) > 30, img
-    for word in ("Policy value", "Calibration", "PIT", "By sex", "By age band", "Safety"):
+    for word in ("Policy value", "Calibration", "PIT", "By sex", "By age band", "Safety", "Overlap: ", "sampling only"):
         assert word in check["text"]
     (tmp_path / "shot.png").write_bytes(rep.screenshot)

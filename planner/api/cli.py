@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -37,55 +37,124 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
     ) -> None:
-        """Recommend ranked treatment plans for a patient."""
-        import orjson
+        """Recommend ranked treatment plans for a patient.
 
+        An input of several patients (NDJSON, a Bulk export, a bundle of several Patients): every patient is
+        planned and printed; a patient that fails is listed on standard error by position (``patient 3 of
+        5``, never its identifiers) with the error's class and message, and the exit code is 3."""
         from ..errors import ConfigError
         from ..ingest import read_records, select_patients
-        from ..render import render
         from . import Planner
 
         # bad input fails fast, before models load; several patients: each one (or the one --patient names)
         records = select_patients(read_records(bundle, as_of=as_of), patient, file=str(bundle))
-        pairs = (
-            [Planner.read(bundle, as_of=as_of)]
-            if len(records) == 1 and patient is None
-            else [Planner.read(r) for r in records]
-        )
-        if fmt is RecommendFormat.html and len(pairs) > 1:
+        single = len(records) == 1 and patient is None
+        if fmt is RecommendFormat.html and len(records) > 1:
             raise ConfigError(
-                f"an HTML page shows one patient and the input holds {len(pairs)}",
+                f"an HTML page shows one patient and the input holds {len(records)}",
                 file=str(bundle),
                 field="--patient",
                 expected="--patient ID with --format html",
             )
-        planner = Planner.load(model=model, rules=rules, audit=audit)
-        recs = []
-        for record, digest in pairs:
-            if area:
-                recs.append(
-                    planner.recommend(record, area=area, top=top, seed=seed, input_digest=digest, preferences=prefer)
-                )
-            else:
-                found = planner.recommend_all(record, top=top, seed=seed, input_digest=digest, preferences=prefer)
-                if not found and len(pairs) == 1:
-                    raise ConfigError(
-                        "the patient has no condition of a known therapeutic area",
-                        field="--area",
-                        expected="one of the areas: pass --area " + "|".join(sorted(planner.models)),
-                    )
-                recs += found
-        record = pairs[0][0]
-        if fmt is RecommendFormat.html:  # one self-contained page: the record summary and every area's plans
-            from ..render.report import build_report, render_page
-
-            typer.echo(render_page(build_report(record, recs, planner.ruleset)), nl=False)
-        elif fmt is RecommendFormat.json:
-            if len(recs) == 1:
-                typer.echo(recs[0].to_json())
-            else:
-                docs = [orjson.loads(r.to_json(indent=None)) for r in recs]
-                typer.echo(orjson.dumps(docs, option=orjson.OPT_INDENT_2).decode())
+        if single:
+            pairs: list[tuple[int, Any]] = [(1, Planner.read(bundle, as_of=as_of))]
+            failed: list[tuple[int, BaseException, str]] = []
         else:
-            for r in recs:
-                typer.echo(render(r, fmt.value))
+            pairs, failed = _read_each(records)
+        planner = Planner.load(model=model, rules=rules, audit=audit)
+        opts = {"top": top, "seed": seed, "preferences": prefer}
+        recs, more = _recommend_each(planner, pairs, area, opts, total=len(records), strict=len(records) == 1)
+        failed += more
+        _print(recs, pairs[0][1][0] if pairs else None, fmt, planner)
+        if failed:
+            _report_failures(failed, len(records), planned=len({pos for pos, _ in recs}))
+            raise typer.Exit(code=PARTIAL_EXIT)
+
+
+# A multi-patient input: one failing patient never sinks the others (the exit code says some failed).
+PARTIAL_EXIT = 3
+
+
+def _scrub(text: str, patient_id: str) -> str:
+    """An error message with the patient's id replaced (it may quote a reference such as Patient/<id>)."""
+    return text.replace(patient_id, "<patient>") if patient_id else text
+
+
+def _read_each(records: list[Any]) -> tuple[list[tuple[int, Any]], list[tuple[int, BaseException, str]]]:
+    from . import Planner
+
+    pairs: list[tuple[int, Any]] = []
+    failed: list[tuple[int, BaseException, str]] = []
+    for pos, r in enumerate(records, start=1):
+        try:
+            pairs.append((pos, Planner.read(r)))
+        except Exception as exc:  # noqa: BLE001 - reported by position, the other patients go on
+            failed.append((pos, exc, r.patient_id or ""))
+    return pairs, failed
+
+
+def _recommend_each(
+    planner: Any, pairs: list[tuple[int, Any]], area: str | None, opts: dict[str, Any], *, total: int, strict: bool
+) -> tuple[list[tuple[int, Any]], list[tuple[int, BaseException, str]]]:
+    """Recommendations (position, Recommendation) of every patient; with several patients a failing one is
+    kept as (position, error, id) and the others go on; with one (``strict``) an error is raised as is."""
+    from ..errors import ConfigError
+
+    recs: list[tuple[int, Any]] = []
+    failed: list[tuple[int, BaseException, str]] = []
+    for pos, (record, digest) in pairs:
+        try:
+            if area:
+                recs.append((pos, planner.recommend(record, area=area, input_digest=digest, **opts)))
+                continue
+            found = planner.recommend_all(record, input_digest=digest, **opts)
+            if not found and strict:
+                raise ConfigError(
+                    "the patient has no condition of a known therapeutic area",
+                    field="--area",
+                    expected="one of the areas: pass --area " + "|".join(sorted(planner.models)),
+                )
+            recs += [(pos, r) for r in found]
+            if not found:
+                typer.echo(f"patient {pos} of {total}: no condition of a known therapeutic area; no plans", err=True)
+        except Exception as exc:
+            if strict:
+                raise
+            failed.append((pos, exc, record.patient_id or ""))
+    return recs, failed
+
+
+def _print(recs: list[tuple[int, Any]], record: Any, fmt: RecommendFormat, planner: Any) -> None:
+    import orjson
+
+    from ..render import render
+
+    only = [r for _, r in recs]
+    if fmt is RecommendFormat.html:  # one self-contained page: the record summary and every area's plans
+        from ..render.report import build_report, render_page
+
+        typer.echo(render_page(build_report(record, only, planner.ruleset)), nl=False)
+    elif fmt is RecommendFormat.json:
+        if len(only) == 1:
+            typer.echo(only[0].to_json())
+        else:
+            docs = [orjson.loads(r.to_json(indent=None)) for r in only]
+            typer.echo(orjson.dumps(docs, option=orjson.OPT_INDENT_2).decode())
+    else:
+        for r in only:
+            typer.echo(render(r, fmt.value))
+
+
+def _report_failures(failed: list[tuple[int, BaseException, str]], total: int, *, planned: int) -> None:
+    """On standard error: each failed patient by position, error class and message (its id scrubbed)."""
+    from ..errors import PlannerError
+
+    for pos, exc, pid in sorted(failed, key=lambda f: f[0]):
+        msg = str(exc) if isinstance(exc, PlannerError) else f"{exc} (an internal error; PLANNER_DEBUG=1 for more)"
+        typer.echo(f"patient {pos} of {total}: {type(exc).__name__}: {_scrub(msg, pid)[:300]}", err=True)
+    if failed:
+        typer.echo(
+            f"{len(failed)} of {total} patients failed (listed above by position in the input); "
+            f"{planned} planned and printed; exit code {PARTIAL_EXIT}",
+            err=True,
+        )

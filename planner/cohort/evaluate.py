@@ -20,7 +20,7 @@ import pandas as pd
 
 from ..errors import ConfigError
 from .metrics import agreement, calibration, safety, subgroup_columns
-from .ope import bootstrap_mean, off_policy
+from .ope import SPLITS, bootstrap_mean, off_policy, subset_values
 from .run import SCHEMA, read_results
 
 __all__ = ["evaluate", "find_truth", "true_values"]
@@ -97,9 +97,16 @@ def _truth_block(rows: pd.DataFrame, truth: pd.DataFrame, area: Any, boot: dict[
 
 
 def _policy_block(
-    rows: pd.DataFrame, area: Any, *, n_boot: int, level: float, seed: int, truth: pd.DataFrame | None
-) -> tuple[dict[str, Any], pd.DataFrame]:
-    ope = off_policy(rows, area, n_boot=n_boot, level=level, seed=seed)
+    rows: pd.DataFrame,
+    area: Any,
+    *,
+    n_boot: int,
+    level: float,
+    seed: int,
+    truth: pd.DataFrame | None,
+    splits: int = SPLITS,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    ope = off_policy(rows, area, n_boot=n_boot, level=level, seed=seed, splits=splits)
     scores = ope.pop("_scores")
     if truth is not None:
         tv = _truth_block(rows, truth, area, dict(n_boot=n_boot, level=level, seed=seed))
@@ -118,6 +125,7 @@ def evaluate(
     level: float = 0.9,
     seed: int = 0,
     subgroups: bool = True,
+    splits: int = SPLITS,
 ) -> dict[str, Any]:
     """The evaluation of a finished run (see the module docstring), as a JSON-ready dict."""
     from ..areas import load_area
@@ -153,7 +161,9 @@ def evaluate(
     }
     scores = None
     if len(ep) >= 10 and ep["patient_id"].nunique() >= 4:
-        report["policy"], scores = _policy_block(ep, area, n_boot=n_boot, level=level, seed=seed, truth=truth_df)
+        report["policy"], scores = _policy_block(
+            ep, area, n_boot=n_boot, level=level, seed=seed, truth=truth_df, splits=splits
+        )
     if subgroups:
         report["subgroups"] = _subgroups(df, ep, area, scores, n_boot=n_boot, level=level, seed=seed, truth=truth_df)
     return _clean(report)
@@ -163,15 +173,15 @@ def _subgroups(
     df: pd.DataFrame,
     ep: pd.DataFrame,
     area: Any,
-    scores: pd.DataFrame | None,
+    scores: dict[str, Any] | None,
     *,
     n_boot: int,
     level: float,
     seed: int,
     truth: pd.DataFrame | None,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Every measure by subgroup; policy values from the whole cohort's cross-fitted DR scores restricted to
-    the subgroup (nuisance models fitted once), with the same patient bootstrap."""
+    """Every measure by subgroup; policy values from the whole cohort's cross-fitted nuisances restricted to
+    the subgroup (fitted once), with the same patient bootstrap and outcome-model error term."""
     boot: dict[str, Any] = {"n_boot": n_boot, "level": level, "seed": seed}
     out: dict[str, list[dict[str, Any]]] = {}
     labels_ep = subgroup_columns(ep) if len(ep) else {}
@@ -194,10 +204,7 @@ def _subgroups(
                 entry["crps"] = cal.get("crps")
                 entry["ece"] = (cal.get("p_target") or {}).get("ece")
                 if scores is not None and len(sub) >= MIN_SUBGROUP and sub["patient_id"].nunique() >= 4:
-                    sc = scores.loc[sub.index]
-                    g = sc["groups"].to_numpy()
-                    entry["observed_value"] = bootstrap_mean(sc["y"].to_numpy(), g, **boot)
-                    entry["dr_value"] = bootstrap_mean(sc["dr"].to_numpy(), g, **boot)
+                    entry["observed_value"], entry["dr_value"] = subset_values(scores, sub.index, **boot)
                     if truth is not None:
                         tv = _truth_block(sub, truth, area, boot)
                         entry["true_value"] = tv["recommended"]

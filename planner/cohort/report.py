@@ -26,6 +26,7 @@ th,td{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}
 thead th{background:#f0f0f0}td.num{text-align:right;font-variant-numeric:tabular-nums}
 figure{margin:12px 0}img{max-width:100%;height:auto}figcaption{font-size:.9em;color:#555}
 p.note{color:#555;font-size:.92em}
+p.warn{color:#7a4b00;background:#fff6e0;border-left:4px solid #e0a000;padding:6px 10px}
 """
 
 
@@ -150,117 +151,149 @@ def render_report(ev: dict[str, Any]) -> str:
     ]
     if c.get("errors_by_class"):
         parts.append(_table(["error class", "rows"], [[k, v] for k, v in c["errors_by_class"].items()]))
-    pol = ev.get("policy")
-    parts.append("<h2>Policy value</h2>")
-    if pol:
-        truth = pol.get("truth") or {}
-        rows = [
-            [
-                "observed",
-                "mean of follow-ups",
-                _interval(pol["observed"]),
-                truth.get("observed"),
-                pol["observed"].get("covers_truth"),
-            ]
-        ]
-        rows += [
-            ["recommended", k, _interval(v), truth.get("recommended"), v.get("covers_truth")]
-            for k, v in pol["recommended"].items()
-        ]
-        parts.append(_table(["policy", "estimator", "value [interval]", "true value", "interval holds truth"], rows))
-        m = pol["match"]
-        parts.append(
-            f'<p class="note">The recommended regimen has the observed regimen\'s drug classes at '
-            f"{m['matched']} of {pol['n']} decision points ({100 * m['rate']:.1f}%); IPW effective sample "
-            f"size {m['effective_sample_size']:.1f}. DR minus observed: {_e(_interval(pol['difference_dr']))}."
-            + (
-                f" True regret: recommended {fmt(truth.get('regret_recommended'))}, observed "
-                f"{fmt(truth.get('regret_observed'))} {_e(o['unit'])}."
-                if truth
-                else ""
-            )
-            + "</p>"
-        )
-        rec = pol["recommended"]["dr"]
-        alt = (
-            f"Dot plot of policy values with intervals: observed {fmt(pol['observed']['value'])}, recommended "
-            f"(doubly robust) {fmt(rec['value'])} from {fmt(rec['lower'])} to {fmt(rec['upper'])} {o['unit']}"
-            + (f"; true value of the recommended policy {fmt(truth['recommended'])}" if truth else "")
-        )
-        parts.append(_figure(_png(plot_policy(ev)), alt, "Estimated mean follow-up under each policy."))
-    else:
-        parts.append("<p>Too few decision points with a follow-up for off-policy evaluation.</p>")
-    cal = ev.get("calibration") or {}
-    parts.append("<h2>Calibration against observed follow-ups</h2>")
-    if cal.get("n"):
-        cov = cal["coverage"]
-        parts.append(_table(["nominal", "empirical coverage"], [[f"{k}%", v] for k, v in cov.items()]))
-        parts.append(
-            f"<p>CRPS {fmt(cal['crps'])} {_e(o['unit'])}; PIT mean {fmt(cal['pit']['mean'])}, KS distance "
-            f"from uniform {fmt(cal['pit']['ks'])}; ECE of P(target) {fmt(cal['p_target']['ece'])} "
-            f"(mean predicted {fmt(cal['p_target']['mean_predicted'])}, observed "
-            f"{fmt(cal['p_target']['observed_rate'])}).</p>"
-        )
-        curve = ", ".join(
-            f"{c['predicted']:.2f} predicted vs {c['observed']:.2f} observed" for c in cal["p_target"]["curve"]
-        )
-        parts.append(
-            _figure(
-                _png(plot_calibration(cal)),
-                f"Calibration curve of P(target) by bin: {curve}",
-                "Predicted P(target) against the observed share reaching it (points: bins, labels: n).",
-            )
-        )
-        parts.append(
-            _figure(
-                _png(plot_pit(cal)),
-                "Histogram of PIT values in ten bins, counts " + ", ".join(str(h) for h in cal["pit"]["histogram"]),
-                "PIT histogram: flat when the predictive distributions are calibrated.",
-            )
-        )
-    else:
-        parts.append("<p>No decision point with an observed follow-up.</p>")
+    parts.append(_policy_section(ev))
+    parts.append(_calibration_section(ev.get("calibration") or {}, o))
     parts.append(_safety(ev.get("safety") or {}))
-    for name, rows in (ev.get("subgroups") or {}).items():
-        parts.append(f"<h2>By {_e(name)}</h2>")
-        parts.append(
-            _table(
-                [
-                    "group",
-                    "patients",
-                    "decision points",
-                    "agreement",
-                    "coverage 90%",
-                    "CRPS",
-                    "ECE",
-                    "DR value",
-                    "observed value",
-                    "true value",
-                    "patients with findings",
-                ],
-                [
-                    [
-                        r["group"],
-                        r["patients"],
-                        r.get("decision_points"),
-                        r.get("agreement_top1"),
-                        r.get("coverage90"),
-                        r.get("crps"),
-                        r.get("ece"),
-                        _interval(r.get("dr_value")),
-                        _interval(r.get("observed_value")),
-                        r.get("true_value"),
-                        r.get("safety_patients_with_findings"),
-                    ]
-                    for r in rows
-                ],
-            )
-        )
+    parts += [_subgroup_section(name, rows) for name, rows in (ev.get("subgroups") or {}).items()]
     body = "\n".join(parts)
     return (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Cohort evaluation '
         f"{_e(ev['area'])}</title><style>{_CSS}</style></head><body><main>{body}</main></body></html>"
     )
+
+
+def _policy_rows(pol: dict[str, Any]) -> list[list[Any]]:
+    truth = pol.get("truth") or {}
+    obs = pol["observed"]
+    rows = [
+        ["observed", "mean of follow-ups", _interval(obs), "-", None, truth.get("observed"), obs.get("covers_truth")]
+    ]
+    for k, v in pol["recommended"].items():
+        samp = v.get("sampling_interval")
+        rows.append(
+            [
+                "recommended",
+                k,
+                _interval(v),
+                f"[{fmt(samp[0])}, {fmt(samp[1])}]" if samp else "-",
+                v.get("model_sd"),
+                truth.get("recommended"),
+                v.get("covers_truth"),
+            ]
+        )
+    return rows
+
+
+def _policy_section(ev: dict[str, Any]) -> str:
+    pol, o = ev.get("policy"), ev["outcome"]
+    if not pol:
+        return "<h2>Policy value</h2><p>Too few decision points with a follow-up for off-policy evaluation.</p>"
+    truth = pol.get("truth") or {}
+    head = ["policy", "estimator", "value [interval]", "sampling only", "model error sd", "true value"]
+    parts = [
+        "<h2>Policy value</h2>",
+        _overlap_note(pol),
+        _table(head + ["interval holds truth"], _policy_rows(pol)),
+        f'<p class="note">Intervals: {_e((pol.get("interval") or {}).get("text", "patient bootstrap"))}. '
+        f"DR minus observed: {_e(_interval(pol['difference_dr']))}."
+        + (
+            f" True regret: recommended {fmt(truth.get('regret_recommended'))}, observed "
+            f"{fmt(truth.get('regret_observed'))} {_e(o['unit'])}."
+            if truth
+            else ""
+        )
+        + "</p>",
+    ]
+    rec = pol["recommended"]["dr"]
+    alt = (
+        f"Dot plot of policy values with intervals: observed {fmt(pol['observed']['value'])}, recommended "
+        f"(doubly robust) {fmt(rec['value'])} from {fmt(rec['lower'])} to {fmt(rec['upper'])} {o['unit']}"
+        + (f"; true value of the recommended policy {fmt(truth['recommended'])}" if truth else "")
+    )
+    parts.append(_figure(_png(plot_policy(ev)), alt, "Estimated mean follow-up under each policy."))
+    return "".join(parts)
+
+
+def _overlap_note(pol: dict[str, Any]) -> str:
+    """How far the observed decisions reach the recommended ones, and what that means for the DR value."""
+    m, ov = pol["match"], pol.get("overlap") or {}
+    text = (
+        f"The recommended regimen has the observed regimen's drug classes at {m['matched']} of {pol['n']} "
+        f"decision points ({100 * m['rate']:.1f}%); weights' effective sample size "
+        f"{m['effective_sample_size']:.1f}"
+    )
+    if ov:
+        text += (
+            f", largest weight {100 * (ov.get('max_weight_share') or 0):.1f}% of the total, "
+            f"{ov.get('floored_matched')} matched propensities raised to the floor {ov.get('propensity_floor')}. "
+            f"Overlap: {ov['verdict']}. {ov['message']}."
+        )
+    cls = "warn" if ov.get("verdict") in ("poor", "limited") else "note"
+    return f'<p class="{cls}">{_e(text)}</p>'
+
+
+def _calibration_section(cal: dict[str, Any], o: dict[str, Any]) -> str:
+    if not cal.get("n"):
+        return "<h2>Calibration against observed follow-ups</h2><p>No decision point with an observed follow-up.</p>"
+    cov = cal["coverage"]
+    curve = ", ".join(
+        f"{c['predicted']:.2f} predicted vs {c['observed']:.2f} observed" for c in cal["p_target"]["curve"]
+    )
+    return "".join(
+        [
+            "<h2>Calibration against observed follow-ups</h2>",
+            _table(["nominal", "empirical coverage"], [[f"{k}%", v] for k, v in cov.items()]),
+            f"<p>CRPS {fmt(cal['crps'])} {_e(o['unit'])}; PIT mean {fmt(cal['pit']['mean'])}, KS distance "
+            f"from uniform {fmt(cal['pit']['ks'])}; ECE of P(target) {fmt(cal['p_target']['ece'])} "
+            f"(mean predicted {fmt(cal['p_target']['mean_predicted'])}, observed "
+            f"{fmt(cal['p_target']['observed_rate'])}).</p>",
+            _figure(
+                _png(plot_calibration(cal)),
+                f"Calibration curve of P(target) by bin: {curve}",
+                "Predicted P(target) against the observed share reaching it (points: bins, labels: n).",
+            ),
+            _figure(
+                _png(plot_pit(cal)),
+                "Histogram of PIT values in ten bins, counts " + ", ".join(str(h) for h in cal["pit"]["histogram"]),
+                "PIT histogram: flat when the predictive distributions are calibrated.",
+            ),
+        ]
+    )
+
+
+_SUBGROUP_HEAD = [
+    "group",
+    "patients",
+    "decision points",
+    "agreement",
+    "coverage 90%",
+    "CRPS",
+    "ECE",
+    "DR value",
+    "observed value",
+    "true value",
+    "patients with findings",
+]
+
+
+def _subgroup_section(name: str, rows: list[dict[str, Any]]) -> str:
+    body = [
+        [
+            r["group"],
+            r["patients"],
+            r.get("decision_points"),
+            r.get("agreement_top1"),
+            r.get("coverage90"),
+            r.get("crps"),
+            r.get("ece"),
+            _interval(r.get("dr_value")),
+            _interval(r.get("observed_value")),
+            r.get("true_value"),
+            r.get("safety_patients_with_findings"),
+        ]
+        for r in rows
+    ]
+    return f"<h2>By {_e(name)}</h2>" + _table(_SUBGROUP_HEAD, body)
 
 
 def _safety(s: dict[str, Any]) -> str:

@@ -25,12 +25,13 @@ import orjson
 from ..errors import PlannerError
 from ..record import PatientRecord, Regimen
 
-__all__ = ["RunOptions", "plan_unit", "COVERAGE_LEVELS", "QUANTILES", "error_row"]
+__all__ = ["RunOptions", "plan_unit", "plan_units", "COVERAGE_LEVELS", "QUANTILES", "error_row"]
 
 COVERAGE_LEVELS = (0.5, 0.8, 0.9, 0.95)
 QUANTILES = tuple(round(0.05 * k, 2) for k in range(1, 20))
 AT_CHOICES = ("all", "episodes", "current")
 _MESSAGE_LIMIT = 300
+MODEL_DRAWS = 64  # posterior draws of the expected follow-up kept per row (the same draw indices for every row)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,30 +112,78 @@ def _omb(patient: dict, name: str) -> str | None:
 
 def plan_unit(planner: Any, unit: Any, opts: RunOptions) -> list[dict[str, Any]]:
     """Rows for one unit; a unit that cannot be read gives one error row, a patient that fails gives its own."""
+    return plan_units(planner, [unit], opts)
+
+
+def plan_units(planner: Any, units: Iterable[Any], opts: RunOptions) -> list[dict[str, Any]]:
+    """Rows for a batch of units, in order: every decision point of the batch goes through one
+    :func:`planner.batch.recommend_jobs` call (one sampler call for the batch's posterior draws). A unit that
+    cannot be read gives one error row, a patient or decision point that fails its own; the others go on."""
+    from ..batch import Job, recommend_jobs
+
+    slots: list[Any] = []  # per unit and patient: a finished list of rows, or the decision points to plan
+    points: list[tuple[dict[str, Any], PatientRecord, Any]] = []
+    for unit in units:
+        for item in _unit_points(planner, unit, opts):
+            slots.append(item)
+            if isinstance(item, _Pending):
+                points.extend(item.points)
+    try:  # no digest: the cohort planner keeps no audit of its own
+        recs = recommend_jobs(planner, [Job(v, opts.area, "") for _, v, _ in points], top=opts.top, seed=opts.seed)
+    except Exception as exc:  # noqa: BLE001 - bad options: every decision point gets the error row
+        recs = [exc] * len(points)
+    got = iter(recs)
+    rows: list[dict[str, Any]] = []
+    for item in slots:
+        if not isinstance(item, _Pending):
+            rows.extend(item)
+            continue
+        for base, view, ep in item.points:
+            rec = next(got)
+            try:
+                if isinstance(rec, Exception):
+                    raise rec
+                rows.append(_point_row(planner, base, view, ep, item.area, opts, rec))
+            except Exception as exc:  # noqa: BLE001 - a failing decision point is an error row; the others go on
+                rows.append(error_row(item.unit, exc, patient_id=view.patient_id, area=opts.area, point=base["point"]))
+    return rows
+
+
+@dataclasses.dataclass
+class _Pending:
+    """A patient's decision points waiting for their recommendations."""
+
+    unit: str
+    area: Any
+    points: list[tuple[dict[str, Any], PatientRecord, Any]]
+
+
+def _unit_points(planner: Any, unit: Any, opts: RunOptions) -> list[Any]:
+    """Per patient of the unit: finished rows (error, not in the area) or its pending decision points."""
     from ..ingest import read_records
 
     try:
         data = unit.read()
         records = read_records(data)
     except Exception as exc:  # noqa: BLE001 - one bad unit never sinks a batch
-        return [error_row(unit.id, exc, area=opts.area)]
+        return [[error_row(unit.id, exc, area=opts.area)]]
     demo = _demographics(data)
-    rows: list[dict[str, Any]] = []
+    out: list[Any] = []
     for record in records:
         try:
-            rows.extend(_record_rows(planner, unit.id, record, opts, demo.get(record.patient_id, {})))
+            out.append(_record_points(planner, unit.id, record, opts, demo.get(record.patient_id, {})))
         except Exception as exc:  # noqa: BLE001 - one bad patient never sinks a batch
-            rows.append(error_row(unit.id, exc, patient_id=record.patient_id, area=opts.area))
-    return rows
+            out.append([error_row(unit.id, exc, patient_id=record.patient_id, area=opts.area)])
+    return out
 
 
 def _in_area(planner: Any, record: PatientRecord, area_id: str) -> bool:
     return area_id in planner.areas_for(record)
 
 
-def _record_rows(
+def _record_points(
     planner: Any, unit_id: str, record: PatientRecord, opts: RunOptions, demo: dict[str, str | None]
-) -> list[dict[str, Any]]:
+) -> Any:
     from ..areas import load_area
     from ..batch import record_at
     from ..episodes import extract_episodes
@@ -157,21 +206,16 @@ def _record_rows(
             points.append(("episode", record_at(record, ep.t0), ep))
     if opts.at in ("all", "current"):
         points.append(("current", record, None))
-    rows = []
-    for i, (kind, view, ep) in enumerate(points):
-        try:
-            rows.append(_point_row(planner, {**base, "point": i, "kind": kind}, view, ep, area, opts))
-        except Exception as exc:  # noqa: BLE001 - a failing decision point is an error row; the others go on
-            rows.append(error_row(unit_id, exc, patient_id=record.patient_id, area=area.id, point=i))
-    return rows
+    return _Pending(
+        unit_id, area, [({**base, "point": i, "kind": kind}, view, ep) for i, (kind, view, ep) in enumerate(points)]
+    )
 
 
 def _point_row(
-    planner: Any, base: dict[str, Any], view: PatientRecord, ep: Any, area: Any, opts: RunOptions
+    planner: Any, base: dict[str, Any], view: PatientRecord, ep: Any, area: Any, opts: RunOptions, rec: Any
 ) -> dict[str, Any]:
     from ..features import features_at
 
-    rec = planner.recommend(view, area=area.id, top=opts.top, seed=opts.seed)
     feats = features_at(view, area, view.as_of)
     row: dict[str, Any] = {
         **base,
@@ -238,6 +282,11 @@ def _observed(planner: Any, view: PatientRecord, ep: Any, area: Any, opts: RunOp
     if draws is None:
         return out
     mean, pred = draws[0][:, 0], draws[1][:, 0]
+    out["obs_mean_draws"] = [float(v) for v in mean[:MODEL_DRAWS]]
+    if rec.plans:  # the model's error draws at the recommended regimen, for the off-policy interval
+        rec_draws = predict_regimens(planner, view, area.id, [_plan_regimen(rec.plans[0])], seed=opts.seed)
+        if rec_draws is not None:
+            out["rec_mean_draws"] = [float(v) for v in rec_draws[0][:MODEL_DRAWS, 0]]
     y = float(ep.followup)
     d = 1.0 if area.outcome.direction == "lower" else -1.0
     out.update(
@@ -255,6 +304,14 @@ def _observed(planner: Any, view: PatientRecord, ep: Any, area: Any, opts: RunOp
         lo, hi = np.quantile(pred, [(1 - level) / 2, (1 + level) / 2])
         out[f"obs_cover{int(level * 100)}"] = bool(lo <= y <= hi)
     return out
+
+
+def _plan_regimen(plan: Any) -> Regimen:
+    from ..record import DrugDose
+
+    return Regimen.of(
+        [DrugDose(ingredient=d.drug, rxcui=d.rxnorm or "", dose_mg_day=d.dose_mg_day) for d in plan.regimen]
+    )
 
 
 def _crps(draws: np.ndarray, y: float) -> float:

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from ..errors import ConfigError
 from ..version import __version__
-from .rows import AT_CHOICES, RunOptions, plan_unit
+from .rows import AT_CHOICES, RunOptions, plan_units
 from .sources import Unit, open_source
 
 __all__ = ["run_cohort", "RunSummary", "SCHEMA", "read_results"]
@@ -92,6 +92,8 @@ SCHEMA = pa.schema(
         ("obs_cover80", _B),
         ("obs_cover90", _B),
         ("obs_cover95", _B),
+        ("obs_mean_draws", pa.list_(pa.float32())),  # the model's draws of the expected follow-up (rows.py)
+        ("rec_mean_draws", pa.list_(pa.float32())),
     ]
 )
 _RUN_KEYS = ("area", "at", "top", "seed", "model", "rules", "input_fingerprint")
@@ -132,10 +134,7 @@ def plan_batch(units: list[Unit], opts: dict[str, Any], model: str | None, rules
     """Rows of a batch of units (runs in a worker: local process or Dask worker)."""
     planner = _planner(model, rules)
     ro = RunOptions(**opts)
-    rows: list[dict] = []
-    for u in units:
-        rows.extend(plan_unit(planner, u, ro))
-    return rows
+    return plan_units(planner, units, ro)
 
 
 def _init_worker(model: str | None, rules: str | None) -> None:
@@ -241,15 +240,7 @@ def run_cohort(
     t0 = time.perf_counter()
     counter = _Counter(total=total, done=len(done), errors=errors_before, progress=progress)
     try:
-        if scheduler is not None:
-            _run_dask(scheduler, batches, opts, model_s, rules, parts, counter, on_batch)
-        elif workers == 1:
-            for batch in batches:
-                counter.add(_store(parts, batch, plan_batch(batch, opts, model_s, rules)))
-                if on_batch:
-                    on_batch(counter.planned)
-        else:
-            _run_local(workers, batches, opts, model_s, rules, parts, counter, on_batch)
+        _dispatch(scheduler, workers, batches, opts, model_s, rules, parts, counter, on_batch)
     finally:
         counter.close()
     seconds = time.perf_counter() - t0
@@ -266,6 +257,29 @@ def run_cohort(
         notes=dict(src.notes),
         steady_units_per_second=counter.steady_rate(),
     )
+
+
+def _dispatch(
+    scheduler: Any,
+    workers: int,
+    batches: Iterator[list[Unit]],
+    opts: dict[str, Any],
+    model: str | None,
+    rules: str | None,
+    parts: Path,
+    counter: "_Counter",
+    on_batch: Callable[[int], None] | None,
+) -> None:
+    """Plan every batch on the Dask scheduler, in local worker processes, or (one worker) in this process."""
+    if scheduler is not None:
+        _run_dask(scheduler, batches, opts, model, rules, parts, counter, on_batch)
+    elif workers == 1:
+        for batch in batches:
+            counter.add(_store(parts, batch, plan_batch(batch, opts, model, rules)))
+            if on_batch:
+                on_batch(counter.planned)
+    else:
+        _run_local(workers, batches, opts, model, rules, parts, counter, on_batch)
 
 
 def _take(it: Iterator[Unit], n: int) -> Iterator[Unit]:
@@ -439,7 +453,7 @@ def finalize(out: Path) -> Path:
             con.execute("SET memory_limit='1GB'")
             con.execute(f"SET temp_directory='{(out / 'duckdb.tmp').as_posix()}'")
             con.execute(
-                f"COPY (SELECT * FROM read_parquet({[str(p) for p in parts]!r}) "
+                f"COPY (SELECT * FROM read_parquet({[str(p) for p in parts]!r}, union_by_name = true) "
                 "ORDER BY unit, patient_id NULLS LAST, point) TO ? (FORMAT parquet)",
                 [str(tmp)],
             )
@@ -468,4 +482,7 @@ def read_results(out: str | os.PathLike[str], columns: list[str] | None = None) 
             value=str(p),
             expected="a folder written by `planner cohort run`",
         )
+    if columns is not None:  # results of an older planner may lack newer columns: read the ones there
+        have = set(pq.read_schema(f).names)
+        columns = [c for c in columns if c in have]
     return pq.read_table(f, columns=columns).to_pandas()

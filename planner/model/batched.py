@@ -17,6 +17,7 @@ patient's own generator seeded by its own seed (per-patient streams), through ``
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -63,37 +64,55 @@ def _sample(model: Any, jobs: Sequence[DrawJob], num_samples: int) -> list[tuple
     S = int(par["alpha"].shape[0])
     for j in jobs:
         Sn = model._check_sample_args(j.regimens, num_samples, S)
+    if spec.basis:  # a learned basis (tabular models): its deviations need every slot's dose curve; one by one
+        return [_alone(model, j, Sn) for j in jobs]
     p = {k: v[:Sn] for k, v in par.items()}
     designs = [spec.encode(list(j.regimens)) for j in jobs]
+    keys = [_row_keys(d) for d in designs]
     out: list[tuple[np.ndarray, np.ndarray]] = []
-    for job, design in zip(jobs, designs):
-        cache = _cache_for(model, par, Sn, int(design.drug.shape[1]))
-        cols = cache.columns(spec, pr, p, design, [d for d in designs if d.drug.shape[1] == design.drug.shape[1]])
-        prep = _patient_prep(model, spec, pr, p, Sn, job, design, cache, cols)
+    for i, (job, design) in enumerate(zip(jobs, designs)):
+        width = int(design.drug.shape[1])
+        cache = _cache_for(model, par, Sn, width)
+        batch = [(design, keys[i])] + [(d, k) for d, k in zip(designs, keys) if d.drug.shape[1] == width]
+        x_np, off_np, dev_np = model._matrix_dev(spec, job.X)
+        parts = cache.take(spec, pr, p, batch)
+        prep = _patient_prep(model, spec, pr, p, Sn, job, design, parts, (x_np, off_np, dev_np))
         mean = model._draw(prep, kind="mean", seed=job.seed).numpy()
         pred = model._draw(prep, kind="predictive", seed=job.seed + 1).numpy()
         out.append((mean, pred))
     return out
 
 
-MAX_REGIMENS = 4096  # distinct regimens remembered per model and slot width (about 60 KB each at 1000 draws)
+def _alone(model: Any, job: DrawJob, Sn: int) -> tuple[np.ndarray, np.ndarray]:
+    m3, p3 = model.sample_kinds(
+        job.X, list(job.regimens), Sn, seeds=[("mean", job.seed), ("predictive", job.seed + 1)], current=job.current
+    )
+    return m3, p3
+
+
+MAX_REGIMENS = 4096  # distinct regimens remembered per model and slot width (about 45 KB each at 1000 draws)
 _CACHES: "weakref.WeakKeyDictionary[Any, dict[tuple[int, int], RegimenParts]]" = weakref.WeakKeyDictionary()
+
+
+_LOCK = threading.Lock()
 
 
 def _cache_for(model: Any, par: dict[str, torch.Tensor], Sn: int, width: int) -> "RegimenParts":
     """The model's remembered regimen parts for these parameter draws, draw count and slot width."""
-    per = _CACHES.get(model)
-    if per is None:
-        per = _CACHES[model] = {}
-    c = per.get((Sn, width))
-    if c is None or c.par is not par:
-        c = per[(Sn, width)] = RegimenParts(par)
-    return c
+    with _LOCK:
+        per = _CACHES.get(model)
+        if per is None:
+            per = _CACHES[model] = {}
+        c = per.get((Sn, width))
+        if c is None or c.par is not par:
+            c = per[(Sn, width)] = RegimenParts(par)
+        return c
 
 
-def _row_key(d: Design, r: int) -> bytes:
-    """A regimen as the model sees it (its encoded slots)."""
-    return b"".join(a[r].tobytes() for a in (d.drug, d.cls, d.g, d.log2r, d.rank, d.mask))
+def _row_keys(d: Design) -> list[bytes]:
+    """Each regimen as the model sees it (its encoded slots), as bytes."""
+    m = np.concatenate([d.drug.astype(np.float64), d.cls.astype(np.float64), d.g, d.log2r, d.rank, d.mask], axis=1)
+    return [row.tobytes() for row in np.ascontiguousarray(m)]
 
 
 class RegimenParts:
@@ -103,25 +122,30 @@ class RegimenParts:
         self.par = par
         self.rows: dict[bytes, int] = {}
         self.t: dict[str, Any] = {}
+        self._lock = threading.Lock()  # the service plans concurrent requests in threads
 
-    def columns(self, spec: Any, pr: Any, p: dict[str, torch.Tensor], design: Design, batch: list[Design]) -> Any:
-        """The columns of ``design``'s regimens, computing (with the other regimens of the ``batch`` not yet
-        seen, in one call) those that are missing."""
-        keys = [_row_key(design, r) for r in range(len(design))]
-        if any(k not in self.rows for k in keys):
-            todo = [design, *batch]
-            missing = {_row_key(d, r) for d in todo for r in range(len(d))} - self.rows.keys()
-            if len(self.rows) + len(missing) > MAX_REGIMENS:  # full: start again (the values do not change)
-                self.rows, self.t = {}, {}
-                todo = [design]
-            self._add(spec, pr, p, todo)
-        return torch.as_tensor(np.asarray([self.rows[k] for k in keys], dtype=np.int64))
+    def take(
+        self, spec: Any, pr: Any, p: dict[str, torch.Tensor], batch: list[tuple[Design, list[bytes]]]
+    ) -> dict[str, Any]:
+        """The parts of the first regimens of ``batch`` (a design with its keys), gathered, regimens first;
+        missing ones are computed first, with the other regimens of the ``batch`` not yet seen, in one call."""
+        keys = batch[0][1]
+        with self._lock:
+            if any(k not in self.rows for k in keys):
+                todo = batch
+                missing = {k for _, ks in todo for k in ks} - self.rows.keys()
+                if len(self.rows) + len(missing) > MAX_REGIMENS:  # full: start again (the values do not change)
+                    self.rows, self.t = {}, {}
+                    todo = batch[:1]
+                self._add(spec, pr, p, todo)
+            cols = torch.as_tensor(np.asarray([self.rows[k] for k in keys], dtype=np.int64))
+            names = [n for n in ("eff", "W", "gw", "drug", "newmask") if self.t.get(n) is not None]
+            return {n: self.t[n].index_select(0, cols) for n in names}
 
-    def _add(self, spec: Any, pr: Any, p: dict[str, torch.Tensor], designs: list[Design]) -> None:
+    def _add(self, spec: Any, pr: Any, p: dict[str, torch.Tensor], designs: list[tuple[Design, list[bytes]]]) -> None:
         pick: list[tuple[Design, int]] = []
-        for d in designs:
-            for r in range(len(d)):
-                k = _row_key(d, r)
+        for d, ks in designs:
+            for r, k in enumerate(ks):
                 if k not in self.rows:
                     self.rows[k] = len(self.rows)
                     pick.append((d, r))
@@ -174,7 +198,6 @@ def _regimen_parts(spec: Any, pr: Any, p: dict[str, torch.Tensor], design: Desig
         newmask.scatter_(1, torch.as_tensor(design.drug), torch.as_tensor(np.abs(design.mask), dtype=f32))
     # regimen-major (each regimen's values contiguous), so a patient's columns are gathered as blocks
     return {
-        "g": g.permute(1, 0, 2),
         "eff": eff.T,
         "W": None if W is None else W.permute(2, 0, 1),
         "gw": None if gw is None else gw.permute(1, 0, 2),
@@ -202,25 +225,25 @@ def _patient_prep(
     Sn: int,
     job: DrawJob,
     design: Design,
-    cache: RegimenParts,
-    cols: torch.Tensor,
+    parts: dict[str, Any],
+    matrix: tuple[np.ndarray, np.ndarray, np.ndarray | None],
 ) -> dict[str, Any]:
-    """``_prepare``'s state for one patient, with the regimen parts gathered from the remembered columns."""
-    shared = cache.t
+    """``_prepare``'s state for one patient, with the regimen parts gathered from the remembered columns
+    (regimens first: each regimen's values contiguous) and the patient's feature ``matrix``."""
     f32 = torch.float32
-    x_np, off_np, dev_np = model._matrix_dev(spec, job.X)
+    x_np, off_np, dev_np = matrix
     x = torch.as_tensor(x_np, dtype=f32)
     off = torch.as_tensor(off_np, dtype=f32)
     het = spec.heterogeneity is not None
     D = spec.n_drugs
     current = job.current
     with torch.no_grad():
-        g = shared["g"].index_select(0, cols).permute(1, 0, 2)  # (S, R, K)
-        eff = shared["eff"].index_select(0, cols).T.contiguous()  # (S, R), laid out as before
+        g = torch.zeros((Sn, 0, 0), dtype=f32)  # the slots' dose curves: used only with a learned basis
+        eff = parts["eff"].T.contiguous()  # (S, R), laid out as before
         if not pr.p:
             value = eff[..., None, :].expand(eff.shape[:-1] + (x.shape[0], eff.shape[-1]))
         else:
-            W = shared["W"].index_select(0, cols).permute(1, 2, 0)  # (S, C, R), laid out as einsum gives it
+            W = parts["W"].permute(1, 2, 0)  # (S, C, R), laid out as einsum gives it
             M = torch.matmul(x, p["gamma"].transpose(-1, -2)) - p["gamma_off"][..., None, :]  # (S, n, C)
             value = eff[..., None, :] + torch.matmul(M, W)
         new = Effect(value, g)
@@ -234,9 +257,8 @@ def _patient_prep(
             mean = mean - old.value[:, :, None]
         Gn = newmask = curmask = Gc = None
         if het:
-            gw = shared["gw"].index_select(0, cols).permute(1, 0, 2)  # (S, R, K)
-            Gn = _scatter(gw, shared["drug"].index_select(0, cols), Sn, D)
-            newmask = shared["newmask"].index_select(0, cols)
+            Gn = _scatter(parts["gw"].permute(1, 0, 2), parts["drug"], Sn, D)
+            newmask = parts["newmask"]
             if current is not None:
                 assert old is not None and dcur is not None
                 omg = torch.cat([p["omega"], torch.zeros(Sn, 1, dtype=f32)], 1)

@@ -29,14 +29,9 @@ def fit_cohort(
     cross-validation on the observed follow-ups (:mod:`planner.model.selfcheck`; 0 skips it), save them to
     ``out`` (``meta.json`` with the check, ``draws.npz``, ``generator/``), and return a summary (counts, loss,
     times, the check; no identifiers)."""
-    import pandas as pd
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..areas import load_area
-    from ..episodes import episodes_frame
-    from ..ingest import read_records
-    from ..record import Regimen
     from .generator import RegimenGenerator
     from .response import ResponseModel
 
@@ -49,15 +44,59 @@ def fit_cohort(
             value=str(source),
             expected="a folder of FHIR bundles / NDJSON (e.g. from `planner simulate`)",
         )
+    if steps is not None and steps < 1:
+        raise ConfigError("steps must be positive", field="--steps", value=steps, expected="an integer >= 1")
     area = load_area(area_id, rules)
     console = Console(stderr=True, quiet=not progress)
     t0 = time.perf_counter()
+    coh = _read_cohort(source, area, rules, console)
+    read_s = time.perf_counter() - t0
+
+    def build() -> ResponseModel:
+        return ResponseModel.from_area(area, seed=seed, method=method, rules=rules, num_steps=steps)
+
+    model = _fit_with_progress(build, coh, area, method, seed, check_folds, console)
+    gen = RegimenGenerator.from_area(area, seed=seed, rules=rules)
+    gen.fit(coh["X"], coh["current"], coh["regimens"])
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(out)
+    gen.save(out / "generator")
+    counts = coh["counts"]
+    return {
+        "area": area.id,
+        "area_version": area.version,
+        "patients": len(coh["records"]),
+        "candidates": int(counts.get("candidates", 0)),
+        "episodes": int(len(coh["frame"])),
+        "dropped": {k: int(v) for k, v in counts.items() if k not in ("candidates", "episodes")},
+        "method": method,
+        "seed": seed,
+        "final_loss": model.training_summary_.get("final_loss"),
+        "fit_seconds": round(model.fit_seconds_, 2),
+        "read_seconds": round(read_s, 2),
+        "diagnostics": model.diagnostics_,
+        "generator_moves": gen.kind_counts_,
+        "out": str(out),
+        "self_check": getattr(model, "self_check_", None),
+        "followup_noise": coh["followup_noise"],  # aggregates of lab pairs only (planner.model.levels)
+    }
+
+
+def _read_cohort(source: Path, area, rules: str | None, console) -> dict:  # noqa: ANN001
+    """Records and episodes of a cohort folder: the frame, features ``X``, the regimen of each episode, the
+    regimen at its baseline and the follow-up ``y`` (refused when there are no episodes)."""
+    import pandas as pd
+
+    from ..episodes import episodes_frame
+    from ..ingest import read_records
+    from ..record import Regimen
+    from .levels import within_patient_variance
+
     fhir_dir = source / "fhir" if (source / "fhir").is_dir() else source
     with console.status("reading FHIR records"):
         records = read_records(str(fhir_dir), rules=rules)
     with console.status(f"extracting {area.id} episodes from {len(records)} patients"):
         frame, counts = episodes_frame(records, area)
-    read_s = time.perf_counter() - t0
     if frame.empty:
         raise ConfigError(
             "no episodes in the cohort",
@@ -70,12 +109,24 @@ def fit_cohort(
     for c in X.columns:
         if X[c].dtype == object and all(isinstance(v, (int, float, bool)) or v is None for v in X[c]):
             X[c] = pd.to_numeric(X[c])
-    regimens = [Regimen.model_validate_json(s) for s in frame["regimen_json"]]
-    current = _regimens_at_baseline(records, area, frame)
-    y = frame["followup"].to_numpy(dtype=float)
-    if steps is not None and steps < 1:
-        raise ConfigError("steps must be positive", field="--steps", value=steps, expected="an integer >= 1")
-    model = ResponseModel.from_area(area, seed=seed, method=method, rules=rules, num_steps=steps)
+    return {
+        "records": records,
+        "frame": frame,
+        "counts": counts,
+        "X": X,
+        "regimens": [Regimen.model_validate_json(s) for s in frame["regimen_json"]],
+        "current": _regimens_at_baseline(records, area, frame),
+        "y": frame["followup"].to_numpy(dtype=float),
+        "followup_noise": within_patient_variance(records, area),
+    }
+
+
+def _fit_with_progress(build, coh: dict, area, method: str, seed: int, check_folds: int, console):  # noqa: ANN001, ANN202
+    """Fit ``build()`` on the cohort with a progress bar, then (``check_folds`` > 0) its cross-validated
+    self-check on the observed follow-ups, kept as ``model.self_check_``."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    model = build()
     with Progress(
         TextColumn("[bold]fit[/] {task.description}"),
         BarColumn(),
@@ -89,57 +140,42 @@ def fit_cohort(
         def report(step: int, total: int, loss: float) -> None:
             bar.update(task, completed=step, total=total, loss="-" if loss != loss else f"{loss:.4f}")
 
-        model.fit(X, regimens, y, current=current, progress=report)
-        if check_folds:
-            from .selfcheck import self_check
+        model.fit(
+            coh["X"],
+            coh["regimens"],
+            coh["y"],
+            current=coh["current"],
+            progress=report,
+            followup_noise=coh["followup_noise"],
+        )
+        if not check_folds:
+            return model
+        from .selfcheck import self_check
 
-            targets = _targets_at_t0(records, area, frame)
-            task2 = bar.add_task(f"self-check ({check_folds}-fold CV)", total=None, loss="-")
+        task2 = bar.add_task(f"self-check ({check_folds}-fold CV)", total=None, loss="-")
 
-            def report_cv(fold: int, step: int, total: int, loss: float) -> None:
-                bar.update(
-                    task2,
-                    completed=fold * total + step,
-                    total=check_folds * total,
-                    loss="-" if loss != loss else f"{loss:.4f}",
-                )
-
-            model.self_check_ = self_check(
-                lambda: ResponseModel.from_area(area, seed=seed, method=method, rules=rules, num_steps=steps),
-                X,
-                regimens,
-                y,
-                current,
-                targets,
-                list(frame["patient_id"]),
-                folds=check_folds,
-                seed=seed,
-                direction=area.outcome.direction,
-                progress=report_cv,
+        def report_cv(fold: int, step: int, total: int, loss: float) -> None:
+            bar.update(
+                task2,
+                completed=fold * total + step,
+                total=check_folds * total,
+                loss="-" if loss != loss else f"{loss:.4f}",
             )
-    gen = RegimenGenerator.from_area(area, seed=seed, rules=rules)
-    gen.fit(X, current, regimens)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save(out)
-    gen.save(out / "generator")
-    summ = {
-        "area": area.id,
-        "area_version": area.version,
-        "patients": len(records),
-        "candidates": int(counts.get("candidates", 0)),
-        "episodes": int(len(frame)),
-        "dropped": {k: int(v) for k, v in counts.items() if k not in ("candidates", "episodes")},
-        "method": method,
-        "seed": seed,
-        "final_loss": model.training_summary_.get("final_loss"),
-        "fit_seconds": round(model.fit_seconds_, 2),
-        "read_seconds": round(read_s, 2),
-        "diagnostics": model.diagnostics_,
-        "generator_moves": gen.kind_counts_,
-        "out": str(out),
-        "self_check": getattr(model, "self_check_", None),
-    }
-    return summ
+
+        model.self_check_ = self_check(
+            build,
+            coh["X"],
+            coh["regimens"],
+            coh["y"],
+            coh["current"],
+            _targets_at_t0(coh["records"], area, coh["frame"]),
+            list(coh["frame"]["patient_id"]),
+            folds=check_folds,
+            seed=seed,
+            direction=area.outcome.direction,
+            progress=report_cv,
+        )
+    return model
 
 
 def _targets_at_t0(records, area, frame):  # noqa: ANN001, ANN202 - returns a float ndarray
@@ -230,6 +266,16 @@ def register(app: typer.Typer) -> None:
             f"{s['method']} fit in {s['fit_seconds']:.1f} s (reading {s['read_seconds']:.1f} s)"
             + ("" if loss is None else f", final loss {loss:.4f} per episode")
             + "".join(f", {k} {v:.3g}" for k, v in s["diagnostics"].items() if k != "final_loss")
+        )
+        fn = s.get("followup_noise")
+        typer.echo(
+            "follow-up spread around the patient's level: "
+            + (
+                f"SD {fn['var'] ** 0.5:.3g} (model scale) from {fn['pairs']} same-regimen lab pairs of "
+                f"{fn['patients']} patients"
+                if fn
+                else "too few same-regimen lab pairs; the area's noise SD is used"
+            )
         )
         chk = s.get("self_check") or {}
         if "coverage90" in chk:

@@ -170,6 +170,15 @@ class RegimenGenerator(BaseEstimator):
         if len(key) > st["max_drugs"]:
             return False
         cls = [st["cls"][d] for d, _ in key]
+        memo = st.setdefault("allowed", {})  # the answer depends only on the classes (moves() asks thousands)
+        ck = tuple(sorted(cls))
+        hit = memo.get(ck)
+        if hit is None:
+            hit = memo[ck] = self._classes_allowed(cls, st)
+        return bool(hit)
+
+    @staticmethod
+    def _classes_allowed(cls: list[int], st: dict[str, Any]) -> bool:
         if any(cls.count(c) > st["max_per_class"] for c in set(cls)):
             return False
         names = {st["classes"][c] for c in cls}

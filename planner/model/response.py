@@ -18,19 +18,12 @@ After :meth:`fit` (or, for an area model, from the prior) the posterior is cache
 draws, so :meth:`sample` is a few batched matrix products: draws of the expected outcome (``kind="mean"``) or
 of a new observation (``kind="predictive"``) for every row under every listed regimen.
 
-What ``kind="mean"`` means. Tabular models: E[y | x, regimen] (parameter uncertainty only). Area models: the
-expected follow-up of *this patient*, which is uncertain beyond the parameters for two reasons the model
-represents explicitly: (1) the patient's own level is known only through a noisy baseline (and drifts): the
-residual variance above one measurement's variance (the area's ``noise_sd``, itself taken as uncertain by
-+-10%) is added as a per-row term shared by all regimens; (2) patients respond differently to the same drug:
-a per-row, per-drug response deviation with the fitted between-patient SD ``omega_c``, added for drugs
-started and subtracted for drugs stopped (kept drugs cancel), shared by every regimen of the row, so that
-differences between regimens and P(best) stay coherent. ``kind="predictive"`` adds one measurement's noise.
+What ``kind="mean"`` and ``kind="predictive"`` mean, and how the residual variance is split between them:
+:mod:`planner.model.draws`.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
@@ -43,15 +36,15 @@ from sklearn.exceptions import NotFittedError as _SkNotFitted
 from ..areas import Area, load_area
 from ..errors import ConfigError, ModelError
 from ..record import Regimen
+from . import draws as draws_mod
 from . import infer, inputs, persist
-from .model import DTYPE, Batch, Priors, Slots, _take, derived, regimen_effect
+from .model import DTYPE, Batch, Priors, derived
 from .spec import ModelSpec, spec_from_area, spec_from_tabular
 
 __all__ = ["ResponseModel", "NotFittedError", "FORMAT_VERSION"]
 
 FORMAT_VERSION = persist.FORMAT_VERSION
 Kind = Literal["mean", "predictive"]
-MEAS_LOG_SD = 0.1  # uncertainty (log scale) of the area's measurement-noise SD when splitting residual variance
 
 
 class NotFittedError(ModelError, _SkNotFitted):
@@ -213,99 +206,23 @@ class ResponseModel(BaseEstimator):
         *,
         current: Sequence[Any] | None = None,
         progress: Callable[[int, int, float], None] | None = None,
+        followup_noise: dict[str, Any] | None = None,
     ) -> "ResponseModel":
         """Fit the posterior on episodes: features ``X`` (one row each), the regimen each row received, and
         the follow-up outcome ``y``. Area models: ``current`` is the regimen each row was on at baseline (the
         baseline carries its effect, so the model's change is effect(new) - effect(current)); None means
-        untreated at baseline. ``progress(step, total, loss)`` is called as it goes."""
+        untreated at baseline. ``followup_noise`` (area models, optional): the cohort's measured spread of a
+        follow-up around the patient's expected level (``{"var", "se"}`` on the model scale, from
+        :func:`planner.model.levels.within_patient_variance`); it sets the split of the residual variance
+        between ``kind="mean"`` and ``kind="predictive"`` in place of the area's noise SD.
+        ``progress(step, total, loss)`` is called as it goes."""
         X = self._check_frame(X)
         n = len(X)
-        if n == 0:
-            raise ModelError("no rows to fit", field="X", value=0, expected="at least one episode")
-        if len(regimens) != n:
-            raise ModelError(
-                "regimens and X differ in length",
-                field="regimens",
-                value=len(regimens),
-                expected=f"{n} (one regimen per row of X)",
-            )
-        yv = (
-            np.asarray(y, dtype=np.float64).reshape(-1)
-            if not isinstance(y, pd.Series)
-            else y.to_numpy(dtype=np.float64, na_value=np.nan)
-        )
-        if yv.shape[0] != n:
-            raise ModelError("y and X differ in length", field="y", value=int(yv.shape[0]), expected=str(n))
-        if not np.all(np.isfinite(yv)):
-            raise ModelError(
-                "outcome missing or not finite",
-                field="y",
-                value=int((~np.isfinite(yv)).sum()),
-                expected="a finite value on every row",
-            )
-        if self.method not in ("svi", "nuts"):
-            raise ConfigError("unknown method", field="method", value=self.method, expected="svi or nuts")
-        if self.guide not in infer.GUIDES:
-            raise ConfigError("unknown guide", field="guide", value=self.guide, expected=", ".join(infer.GUIDES))
+        yv = self._check_fit_inputs(X, regimens, y)
         area = self._area()
         cols, cats = self._feature_columns(X, area)
-        probe = ModelSpec(classes=[], drugs=[], features=cols, feat_loc=[], feat_scale=[], categories=cats)
-        raw = self._raw_features(probe, X, lenient=False)
-        loc = np.array([np.nanmean(raw[:, j]) if np.isfinite(raw[:, j]).any() else 0.0 for j in range(len(cols))])
-        sd = np.array([np.nanstd(raw[:, j]) if np.isfinite(raw[:, j]).sum() > 1 else 1.0 for j in range(len(cols))])
-        sd = np.where(np.isfinite(sd) & (sd > 1e-12), sd, 1.0)
-        learned = None
-        if area is not None:
-            base = next((f.name for f in area.features if f.kind == "baseline"), None)
-            if base is not None and base not in cols:
-                raise ModelError(
-                    "missing baseline outcome column",
-                    field="X",
-                    value=base,
-                    expected=f"a numeric column {base!r} (area {area.id})",
-                )
-            spec = spec_from_area(
-                area, features=cols, feat_loc=loc, feat_scale=sd, trained=True, shrinkage=self.shrinkage
-            )
-        else:
-            arms = sorted({a for r in self._arm_sets(regimens) for a in r})
-            width = max((len(r) for r in self._arm_sets(regimens)), default=1)
-            z = yv.copy()
-            if self.baseline is not None:
-                if self.baseline not in cols:
-                    raise ModelError(
-                        "baseline column not in X",
-                        field="baseline",
-                        value=self.baseline,
-                        expected="one of " + ", ".join(cols),
-                    )
-                z = z - X[self.baseline].to_numpy(dtype=np.float64)
-            y_loc, y_scale = float(np.mean(z)), float(np.std(z))
-            if not y_scale > 1e-12:
-                y_scale = 1.0
-            learned = self._fit_basis(raw, regimens, z)
-            if learned is not None:
-                basis_obj, oof = learned
-                cols = cols + basis_obj.names
-                loc = np.concatenate([loc, oof.mean(0)])
-                sd = np.concatenate([sd, np.where(oof.std(0) > 1e-12, oof.std(0), 1.0)])
-            spec = spec_from_tabular(
-                arms,
-                cols,
-                loc,
-                sd,
-                y_loc=y_loc,
-                y_scale=y_scale,
-                effect_sd=self.effect_sd,
-                shrinkage=self.shrinkage,
-                baseline=self.baseline,
-                max_drugs=width,
-                subadditivity=self.subadditivity,
-            )
-            if learned is not None:
-                from .basis import basis_priors
-
-                basis_priors(spec, basis_obj)
+        spec, learned, loc = self._build_spec(X, regimens, yv, area, cols, cats)
+        cols = list(spec.features)
         spec.feat_default = [float(v) for v in loc]
         spec.categories = cats
         if current is not None:
@@ -334,25 +251,12 @@ class ResponseModel(BaseEstimator):
         batch = Batch.build(x, off, design)
         yt = torch.as_tensor(target, dtype=DTYPE)
         pr = Priors(spec)
-        if self.method == "nuts":
-            res = infer.fit_nuts(
-                pr, batch, yt, seed=self.seed, num_warmup=self.num_warmup, num_samples=self.num_draws, progress=progress
-            )
-        else:
-            res = infer.fit_svi(
-                pr,
-                batch,
-                yt,
-                seed=self.seed,
-                guide=self.guide,
-                rank=self.rank,
-                num_steps=self.num_steps,
-                batch_size=self.batch_size,
-                learning_rate=self.learning_rate,
-                num_draws=self.num_draws,
-                progress=progress,
-            )
+        res = self._infer(pr, batch, yt, progress)
         self.draws_ = res.draws
+        if followup_noise is not None and area is not None:
+            spec.followup_var = float(followup_noise["var"]) / spec.y_scale**2
+            se = followup_noise.get("se")
+            spec.followup_var_se = float(se) / spec.y_scale**2 if se is not None and np.isfinite(se) else 0.0
         self.area_ = area
         self.method_ = self.method
         self.loss_ = res.losses
@@ -362,15 +266,144 @@ class ResponseModel(BaseEstimator):
         self.feature_names_in_ = np.array(user_cols, dtype=object)
         self.n_features_in_ = len(user_cols)
         self.arms_ = [d.name for d in spec.drugs]
+        self.training_summary_ = self._training_summary(spec, design, regimens, yv, cols, res)
+        return self
+
+    def _check_fit_inputs(self, X: pd.DataFrame, regimens: Sequence[Any], y: Any) -> np.ndarray:
+        """The outcome as a float vector, after checking lengths, finiteness and the method/guide options."""
+        n = len(X)
+        if n == 0:
+            raise ModelError("no rows to fit", field="X", value=0, expected="at least one episode")
+        if len(regimens) != n:
+            raise ModelError(
+                "regimens and X differ in length",
+                field="regimens",
+                value=len(regimens),
+                expected=f"{n} (one regimen per row of X)",
+            )
+        yv = (
+            np.asarray(y, dtype=np.float64).reshape(-1)
+            if not isinstance(y, pd.Series)
+            else y.to_numpy(dtype=np.float64, na_value=np.nan)
+        )
+        if yv.shape[0] != n:
+            raise ModelError("y and X differ in length", field="y", value=int(yv.shape[0]), expected=str(n))
+        if not np.all(np.isfinite(yv)):
+            raise ModelError(
+                "outcome missing or not finite",
+                field="y",
+                value=int((~np.isfinite(yv)).sum()),
+                expected="a finite value on every row",
+            )
+        if self.method not in ("svi", "nuts"):
+            raise ConfigError("unknown method", field="method", value=self.method, expected="svi or nuts")
+        if self.guide not in infer.GUIDES:
+            raise ConfigError("unknown guide", field="guide", value=self.guide, expected=", ".join(infer.GUIDES))
+        return yv
+
+    def _build_spec(
+        self,
+        X: pd.DataFrame,
+        regimens: Sequence[Any],
+        yv: np.ndarray,
+        area: Area | None,
+        cols: list[str],
+        cats: dict[str, list[str]],
+    ) -> tuple[ModelSpec, Any, np.ndarray]:
+        """The trained spec (area priors, or the tabular study's, with the learned basis when it helps), the
+        learned basis and its out-of-fold columns (None without), and every feature's location."""
+        probe = ModelSpec(classes=[], drugs=[], features=cols, feat_loc=[], feat_scale=[], categories=cats)
+        raw = self._raw_features(probe, X, lenient=False)
+        loc = np.array([np.nanmean(raw[:, j]) if np.isfinite(raw[:, j]).any() else 0.0 for j in range(len(cols))])
+        sd = np.array([np.nanstd(raw[:, j]) if np.isfinite(raw[:, j]).sum() > 1 else 1.0 for j in range(len(cols))])
+        sd = np.where(np.isfinite(sd) & (sd > 1e-12), sd, 1.0)
+        if area is not None:
+            base = next((f.name for f in area.features if f.kind == "baseline"), None)
+            if base is not None and base not in cols:
+                raise ModelError(
+                    "missing baseline outcome column",
+                    field="X",
+                    value=base,
+                    expected=f"a numeric column {base!r} (area {area.id})",
+                )
+            spec = spec_from_area(
+                area, features=cols, feat_loc=loc, feat_scale=sd, trained=True, shrinkage=self.shrinkage
+            )
+            return spec, None, loc
+        arm_sets = self._arm_sets(regimens)
+        z = yv.copy()
+        if self.baseline is not None:
+            if self.baseline not in cols:
+                raise ModelError(
+                    "baseline column not in X",
+                    field="baseline",
+                    value=self.baseline,
+                    expected="one of " + ", ".join(cols),
+                )
+            z = z - X[self.baseline].to_numpy(dtype=np.float64)
+        y_loc, y_scale = float(np.mean(z)), float(np.std(z))
+        if not y_scale > 1e-12:
+            y_scale = 1.0
+        learned = self._fit_basis(raw, regimens, z)
+        if learned is not None:
+            basis_obj, oof = learned
+            cols = cols + basis_obj.names
+            loc = np.concatenate([loc, oof.mean(0)])
+            sd = np.concatenate([sd, np.where(oof.std(0) > 1e-12, oof.std(0), 1.0)])
+        spec = spec_from_tabular(
+            sorted({a for r in arm_sets for a in r}),
+            cols,
+            loc,
+            sd,
+            y_loc=y_loc,
+            y_scale=y_scale,
+            effect_sd=self.effect_sd,
+            shrinkage=self.shrinkage,
+            baseline=self.baseline,
+            max_drugs=max((len(r) for r in arm_sets), default=1),
+            subadditivity=self.subadditivity,
+        )
+        if learned is not None:
+            from .basis import basis_priors
+
+            basis_priors(spec, basis_obj)
+        return spec, learned, loc
+
+    def _infer(
+        self, pr: Priors, batch: Batch, yt: torch.Tensor, progress: Callable[[int, int, float], None] | None
+    ) -> Any:
+        """Run the chosen inference (NUTS or SVI) with this model's options."""
+        if self.method == "nuts":
+            return infer.fit_nuts(
+                pr, batch, yt, seed=self.seed, num_warmup=self.num_warmup, num_samples=self.num_draws, progress=progress
+            )
+        return infer.fit_svi(
+            pr,
+            batch,
+            yt,
+            seed=self.seed,
+            guide=self.guide,
+            rank=self.rank,
+            num_steps=self.num_steps,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            num_draws=self.num_draws,
+            progress=progress,
+        )
+
+    def _training_summary(
+        self, spec: ModelSpec, design: Any, regimens: Sequence[Any], yv: np.ndarray, cols: list[str], res: Any
+    ) -> dict[str, Any]:
+        """Counts and aggregates of the training data and the run (no identifiers)."""
         counts: dict[str, int] = {}
-        for row in range(n):
+        for row in range(len(yv)):
             for k in range(design.drug.shape[1]):
                 if design.mask[row, k]:
                     nm = spec.drugs[int(design.drug[row, k])].name
                     counts[nm] = counts.get(nm, 0) + 1
         keys = pd.Series([self._regimen_label(r) for r in regimens]).value_counts()
-        self.training_summary_ = {
-            "episodes": n,
+        return {
+            "episodes": len(yv),
             "features": cols,
             "regimens_distinct": int(len(keys)),
             "rows_per_arm": counts,
@@ -383,7 +416,6 @@ class ResponseModel(BaseEstimator):
             "final_loss": res.diagnostics.get("final_loss"),
             "fit_seconds": round(res.seconds, 3),
         }
-        return self
 
     def _fit_basis(self, raw: np.ndarray, regimens: Sequence[Any], z: np.ndarray):  # noqa: ANN202
         """The cross-fitted learned basis of a tabular study, or None (``basis="none"``, or data too few)."""
@@ -504,161 +536,18 @@ class ResponseModel(BaseEstimator):
     def _prepare(
         self, X: pd.DataFrame, regimens: Sequence[Any], num_samples: int | None, current: Any
     ) -> dict[str, Any]:
-        """Everything of a draw that uses no random numbers: parameters, design, expected outcome (S, n, R) and
-        the heterogeneity spreads; :meth:`_draw` adds the random parts for one kind and seed."""
-        spec, draws = self._state()
-        par = self._fast(spec, draws)
-        Sn = self._check_sample_args(regimens, num_samples, int(par["alpha"].shape[0]))
-        x_np, off_np, dev_np = self._matrix_dev(spec, X)
-        design = spec.encode(list(regimens))
-        f32 = torch.float32
-        p = {k: v[:Sn] for k, v in par.items()}
-        x = torch.as_tensor(x_np, dtype=f32)
-        off = torch.as_tensor(off_np, dtype=f32)
-        het = spec.heterogeneity is not None
-        D = spec.n_drugs
-        omg = torch.cat([p["omega"], torch.zeros(Sn, 1, dtype=f32)], 1) if het else None
-
-        def spread(dsg, g):  # (S, r, D+1): g * omega of each drug of each regimen (0 elsewhere)
-            dr = torch.as_tensor(dsg.drug)
-            gw = g * _take(omg, torch.as_tensor(dsg.cls)) * torch.as_tensor(np.abs(dsg.mask), dtype=f32)
-            return torch.zeros(Sn, dr.shape[0], D + 1, dtype=f32).scatter_add_(2, dr[None].expand(Sn, -1, -1), gw)
-
-        with torch.no_grad():
-            mean, new, old, dcur = self._expected(spec, p, x, off, design, current)
-            Gn = spread(design, new.g) if het else None
-            newmask = curmask = Gc = None
-            if het:
-                newmask = torch.zeros(len(regimens), D + 1, dtype=f32)
-                newmask.scatter_(1, torch.as_tensor(design.drug), torch.as_tensor(np.abs(design.mask), dtype=f32))
-                if current is not None:
-                    assert old is not None and dcur is not None
-                    Gc = spread(dcur, old.g)  # (S, n, D+1) of the current regimens
-                    curmask = torch.zeros(x.shape[0], D + 1, dtype=f32)
-                    curmask.scatter_(1, torch.as_tensor(dcur.drug), torch.as_tensor(np.abs(dcur.mask), dtype=f32))
-        return dict(
-            spec=spec,
-            p=p,
-            Sn=Sn,
-            x=x,
-            design=design,
-            dev_np=dev_np,
-            mean=mean,
-            new=new,
-            het=het,
-            D=D,
-            Gn=Gn,
-            Gc=Gc,
-            newmask=newmask,
-            curmask=curmask,
-            current=current,
-        )
+        """The non-random part of a draw (:func:`planner.model.draws.prepare`)."""
+        return draws_mod.prepare(self, X, regimens, num_samples, current)
 
     def _draw(self, prep: dict[str, Any], *, kind: Kind, seed: int | None) -> torch.Tensor:
-        """One kind's draws from :meth:`_prepare`'s state with the generator seeded by ``seed``."""
-        spec, p, Sn, x, design, dev_np, mean, new, D = (
-            prep[k] for k in ("spec", "p", "Sn", "x", "design", "dev_np", "mean", "new", "D")
-        )
-        beta, gamma = p["beta"], p["gamma"]
-        f32 = torch.float32
-        with torch.no_grad():
-            gen = torch.Generator().manual_seed(self.seed if seed is None else int(seed))
-            if prep["het"]:
-                # the patient's own response to each drug (between-patient heterogeneity), shared by every
-                # regimen of the row: + for drugs started, - for drugs stopped (kept drugs cancel)
-                Z = torch.randn((Sn, x.shape[0], D + 1), generator=gen)
-                Z[:, :, D] = 0.0
-                Gn = prep["Gn"]
-                if prep["current"] is not None:
-                    mean = (
-                        mean
-                        + torch.bmm(Z * (1 - prep["curmask"]), Gn.transpose(1, 2))
-                        - torch.matmul(Z * prep["Gc"], (1 - prep["newmask"]).T)
-                    )
-                else:
-                    mean = mean + torch.bmm(Z, Gn.transpose(1, 2))
-            if dev_np is not None:
-                # the learned basis is an estimate: each draw takes it at a Gaussian combination of its fold
-                # models' deviations (the full-data estimator's sampling SD, planner.model.basis), through
-                # this draw's coefficients (prognostic slope and every arm's interaction)
-                q, K = len(spec.basis), dev_np.shape[0]
-                wts = torch.randn((Sn, K), generator=gen) / math.sqrt(max(K - 1, 1))
-                delta = torch.einsum("sk,knq->snq", wts, torch.as_tensor(dev_np, dtype=f32))  # (S, n, q)
-                mean = mean + (delta @ beta[:, -q:, None])  # (S, n, 1): same for every regimen
-                Mq = torch.matmul(delta, gamma[:, :, -q:].transpose(1, 2))  # (S, n, C)
-                onehot = torch.nn.functional.one_hot(torch.as_tensor(design.cls), spec.n_classes + 1)
-                wp = (
-                    new.g
-                    * torch.as_tensor(design.mask, dtype=f32)
-                    * p["rho"][:, None, None] ** torch.as_tensor(design.rank, dtype=f32)
-                    * torch.as_tensor(np.append([d.potency for d in spec.drugs], 0.0), dtype=f32)[
-                        torch.as_tensor(design.drug)
-                    ]
-                )
-                W = torch.einsum("srk,rkc->scr", wp, onehot[..., : spec.n_classes].to(f32))
-                mean = mean + torch.bmm(Mq, W)
-            nu = p["nu"].to(torch.float64)
-            sigma = p["sigma"]
-            if spec.meas_sd is not None:
-                # the patient's own expected level is uncertain beyond the parameters (a noisy baseline,
-                # drift): residual variance above one measurement's variance, shared by all regimens of a row
-                var = sigma.double() ** 2 * torch.where(nu > 2.5, nu / (nu - 2.0), torch.full_like(nu, 5.0))
-                # the area's measurement SD is a guess: +-10% (log-normal) per draw, so that tau^2, a small
-                # difference of two large variances, is not over-confident
-                meas = spec.meas_sd * torch.exp(MEAS_LOG_SD * torch.randn(Sn, generator=gen, dtype=torch.float64))
-                if spec.trained and spec.baseline in spec.features and spec.scale == "identity":
-                    # the data's own estimate: regression to the mean of the noisy baseline gives the slope
-                    # -meas^2 / var(baseline). When it says the noise is smaller than the area's guess, take
-                    # the log-average of the two (area alone under-covered, data alone over-covered, in
-                    # benchmarks/model_quality.py): wider, safer intervals, never narrower than the area's
-                    j = spec.features.index(spec.baseline)
-                    rtm = torch.clamp(-beta[:, j].double() * spec.feat_scale[j] * spec.y_scale, min=1e-12)
-                    meas = torch.where(rtm.sqrt() < meas, torch.sqrt(meas * rtm.sqrt()), meas)
-                tau = torch.sqrt(torch.clamp(var - meas**2, min=0.0)).to(f32)
-                mean = mean + (tau[:, None] * torch.randn((Sn, mean.shape[1]), generator=gen))[:, :, None]
-                shrink = torch.sqrt(torch.clamp((nu - 2.0) / nu, min=0.2)).to(f32)  # t variance is s^2 nu/(nu-2)
-                scale = float(spec.meas_sd) * shrink
-            else:
-                scale = sigma
-            if kind == "predictive":
-                z = torch.randn(mean.shape, generator=gen, dtype=f32)
-                # a new measurement's noise: at least 2.5 degrees of freedom (finite variance), so that a
-                # prior draw of nu near 1 (Cauchy tails) cannot overflow, e.g. through exp on a log scale
-                nu_p = torch.clamp(nu, min=2.5)
-                chi = _gamma(nu_p / 2.0, mean.shape, gen)  # chi2(nu) / 2
-                t = z / torch.sqrt(torch.clamp(chi / (nu_p / 2.0)[:, None, None].to(f32), min=1e-6))
-                mean = mean + scale[:, None, None] * t
-            out = spec.y_loc + spec.y_scale * mean
-            if spec.scale == "log":
-                out = torch.exp(out)
-        return out
+        """One kind's draws from :meth:`_prepare`'s state (:func:`planner.model.draws.draw`)."""
+        return draws_mod.draw(prep, kind=kind, seed=self.seed if seed is None else int(seed))
 
     def _expected(
         self, spec: ModelSpec, p: dict[str, torch.Tensor], x: torch.Tensor, off: torch.Tensor, design: Any, current: Any
     ) -> tuple[torch.Tensor, Any, Any, Any]:
-        """The parameters' expected outcome (standardized model scale) of every row under every regimen,
-        (S, n, R): offset + alpha + beta . x + E(R, x) - E(current, x), through the same
-        :func:`~planner.model.model.regimen_effect` as the model's likelihood (``batch_mean``). Also returns
-        the new and current :class:`~planner.model.model.Effect` and the current design (None without)."""
-        f32 = x.dtype
-        pr = self._priors_cache[1]
-        new = regimen_effect(pr, p, x, Slots.of(design, f32), cross=True)
-        mean = (p["alpha"][:, None, None] + off[None, :, None]) + new.value  # (S, n, R)
-        if spec.n_features:
-            mean = mean + (p["beta"] @ x.T)[:, :, None]
-        if current is None:
-            return mean, new, None, None
-        cur = [current] * x.shape[0] if isinstance(current, Regimen) else list(current)
-        if len(cur) != x.shape[0]:
-            raise ModelError(
-                "current and X differ in length",
-                field="current",
-                value=len(cur),
-                expected=f"{x.shape[0]} (one per row) or a single Regimen",
-            )
-        dcur = spec.encode(cur, field_name="current")
-        old = regimen_effect(pr, p, x, Slots.of(dcur, f32), cross=False)  # (S, n): each row its own
-        return mean - old.value[:, :, None], new, old, dcur
+        """The parameters' expected outcome (:func:`planner.model.draws.expected`)."""
+        return draws_mod.expected(spec, self._priors_cache[1], p, x, off, design, current)
 
     def predict(
         self, X: pd.DataFrame, regimens: Sequence[Any], *, level: float = 0.9, kind: Kind = "mean", current: Any = None
@@ -703,12 +592,3 @@ class ResponseModel(BaseEstimator):
     def load(cls, directory: str | Path, *, rules: str | None = None) -> "ResponseModel":
         """Load a model written by :meth:`save`."""
         return persist.load_model(cls, directory, rules=rules)
-
-
-def _gamma(shape_param: torch.Tensor, out_shape: torch.Size, gen: torch.Generator) -> torch.Tensor:
-    """Gamma(shape_param[s], 1) draws of ``out_shape`` (S, ...) from a seeded generator (Marsaglia-Tsang via
-    numpy, seeded from the generator, to stay deterministic)."""
-    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
-    rng = np.random.default_rng(seed)
-    k = shape_param.numpy().reshape((-1,) + (1,) * (len(out_shape) - 1))
-    return torch.as_tensor(rng.standard_gamma(np.broadcast_to(k, out_shape)), dtype=torch.float32)

@@ -85,12 +85,15 @@ class ModelSpec:
     max_per_class: int = 1
     exclusive_classes: list[list[str]] = field(default_factory=list)
     categories: dict[str, list[str]] = field(default_factory=dict)  # column -> levels (one-hot "col=level")
-    uses_current: bool = False
+    uses_current: bool = False  # fitted with the current (pre-decision) regimen of each row
     trained: bool = False  # False: an untrained area prior (missing modifier features take their defaults)
     heterogeneity: float | None = None  # prior scale of between-patient response SD, x |class effect|
-    meas_sd: float | None = (
-        None  # SD of one measurement around a patient's expected level (area noise_sd)  # fitted with the current (pre-decision) regimen of each row
-    )
+    meas_sd: float | None = None  # SD of one measurement around a patient's expected level (area noise_sd)
+    # variance (model scale) of a follow-up measurement around the patient's expected level at the horizon, and
+    # its standard error, measured on the cohort's same-patient lab pairs (planner.model.levels); None: the
+    # area's noise SD and its fixed uncertainty stand in
+    followup_var: float | None = None
+    followup_var_se: float | None = None
     feat_default: list[float] = field(default_factory=list)  # value used for a missing feature value
     basis: list[str] = field(default_factory=list)  # learned-basis columns (the last features; planner.model.basis)
 
@@ -276,6 +279,76 @@ class Design:
 # ---- builders ---------------------------------------------------------------------------------------
 
 
+def _area_classes(area: Area) -> list[ClassSpec]:
+    """The class priors of an area: effect at the reference dose, its SD, within-class SD, dose-response."""
+    classes = []
+    for c in area.classes:
+        dr = c.dose_response
+        pd = float(dr.per_doubling or 0.0) if dr.kind == "log2" else 0.0
+        classes.append(
+            ClassSpec(
+                id=c.id,
+                prior_mean=c.effect_on_scale(),
+                prior_sd=c.sd,
+                within_sd=c.within_class_sd,
+                dose_kind=dr.kind,
+                ed50=dr.ed50,
+                per_doubling=pd,
+                per_doubling_sd=abs(pd) / 2.0 if pd else 0.0,
+            )
+        )
+    return classes
+
+
+def _area_drugs(area: Area) -> list[DrugSpec]:
+    """The formulary of an area as drug specs (class, relative potency, reference dose, strengths)."""
+    class_ids = [c.id for c in area.classes]
+    return [
+        DrugSpec(
+            name=d.ingredient,
+            class_index=class_ids.index(d.drug_class),
+            potency=d.relative_potency,
+            reference_dose=d.reference_dose,
+            rxcui=d.rxcui,
+            doses=tuple(d.doses),
+            first_line=d.first_line,
+        )
+        for d in area.formulary
+    ]
+
+
+def _prior_features(area: Area, baseline: str | None) -> tuple[list[str], list[float], list[float]]:
+    """An untrained model's features: the baseline and every modifier feature, raw units, at their centres."""
+    defaults = {f.name: f.default for f in area.features}
+    names: list[str] = [baseline] if baseline else []
+    centre: dict[str, float] = {}
+    for c in area.classes:
+        for m in c.modifiers:
+            if m.feature not in names:
+                names.append(m.feature)
+            centre.setdefault(m.feature, m.center)
+    return names, [centre.get(f, defaults.get(f) or 0.0) for f in names], [1.0] * len(names)
+
+
+def _modifier_priors(
+    area: Area, features: Sequence[str], feat_loc: Sequence[float], feat_scale: Sequence[float]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Class x feature prior mean, SD, given-flag and centre offset of the area's modifiers (standardized)."""
+    p, C = len(features), len(area.classes)
+    mod_mean, mod_sd, given, offset = (np.zeros((C, p)) for _ in range(4))
+    for ci, c in enumerate(area.classes):
+        for m in c.modifiers:
+            if m.feature not in features:
+                continue
+            j = list(features).index(m.feature)
+            s = float(feat_scale[j])
+            mod_mean[ci, j] = m.per_unit * s
+            mod_sd[ci, j] = (m.sd if m.sd > 0 else abs(m.per_unit) / 2.0) * s
+            given[ci, j] = 1.0
+            offset[ci, j] = (m.center - float(feat_loc[j])) / s
+    return mod_mean, mod_sd, given, offset
+
+
 def spec_from_area(
     area: Area,
     *,
@@ -293,74 +366,19 @@ def spec_from_area(
     class x feature interaction is in the model, with the area's prior where it gives one and a shared
     shrinkage prior elsewhere.
     """
-    classes = []
-    for c in area.classes:
-        dr = c.dose_response
-        pd = float(dr.per_doubling or 0.0) if dr.kind == "log2" else 0.0
-        classes.append(
-            ClassSpec(
-                id=c.id,
-                prior_mean=c.effect_on_scale(),
-                prior_sd=c.sd,
-                within_sd=c.within_class_sd,
-                dose_kind=dr.kind,
-                ed50=dr.ed50,
-                per_doubling=pd,
-                per_doubling_sd=abs(pd) / 2.0 if pd else 0.0,
-            )
-        )
-    class_ids = [c.id for c in area.classes]
-    drugs = [
-        DrugSpec(
-            name=d.ingredient,
-            class_index=class_ids.index(d.drug_class),
-            potency=d.relative_potency,
-            reference_dose=d.reference_dose,
-            rxcui=d.rxcui,
-            doses=tuple(d.doses),
-            first_line=d.first_line,
-        )
-        for d in area.formulary
-    ]
     baseline = next((f.name for f in area.features if f.kind == "baseline"), None)
     defaults = {f.name: f.default for f in area.features}
     if not trained:
-        names: list[str] = []
-        if baseline:
-            names.append(baseline)
-        for c in area.classes:
-            for m in c.modifiers:
-                if m.feature not in names:
-                    names.append(m.feature)
-        features = names
-        centre: dict[str, float] = {}
-        for c in area.classes:
-            for m in c.modifiers:
-                centre.setdefault(m.feature, m.center)
-        feat_loc = [centre.get(f, defaults.get(f) or 0.0) for f in names]
-        feat_scale = [1.0] * len(names)
+        features, feat_loc, feat_scale = _prior_features(area, baseline)
     assert features is not None and feat_loc is not None and feat_scale is not None
-    p, C = len(features), len(classes)
-    mod_mean = np.zeros((C, p))
-    mod_sd = np.zeros((C, p))
-    given = np.zeros((C, p))
-    offset = np.zeros((C, p))
-    for ci, c in enumerate(area.classes):
-        for m in c.modifiers:
-            if m.feature not in features:
-                continue
-            j = list(features).index(m.feature)
-            s = float(feat_scale[j])
-            mod_mean[ci, j] = m.per_unit * s
-            mod_sd[ci, j] = (m.sd if m.sd > 0 else abs(m.per_unit) / 2.0) * s
-            given[ci, j] = 1.0
-            offset[ci, j] = (m.center - float(feat_loc[j])) / s
-    mask = np.ones((C, p)) if trained else given.copy()
+    p = len(features)
+    mod_mean, mod_sd, given, offset = _modifier_priors(area, features, feat_loc, feat_scale)
+    mask = np.ones_like(given) if trained else given.copy()
     comb = area.combination
     noise = area.outcome.noise_sd
     return ModelSpec(
-        classes=classes,
-        drugs=drugs,
+        classes=_area_classes(area),
+        drugs=_area_drugs(area),
         features=list(features),
         feat_loc=[float(x) for x in feat_loc],
         feat_scale=[float(x) for x in feat_scale],

@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
+from ..manifest import verify
 from ..record import DrugDose, Finding, PatientRecord, Regimen
 from ..rule_files import rules_dir
 from .context import PatientContext, prepare
@@ -32,6 +33,7 @@ from .kinds.max_dose import MaxDoseKind
 from .loader import RuleData
 from .phenotype import GeneResult
 from .screen import Screener
+from .verdict import PlanScreen, verdict
 
 __all__ = ["RuleSet", "PatientContext", "apply_findings", "sort_findings"]
 
@@ -143,16 +145,17 @@ class RuleSet:
         *,
         area: str | None = None,
         new_start: Iterable[str] | None = None,
-    ) -> Any:
-        """:func:`planner.safety.screen_plan` with this rule set."""
-        from .plan import screen_plan
-
-        return screen_plan(record_or_context, regimen, rules=self, area=area, new_start=new_start)
+    ) -> PlanScreen:
+        """:func:`planner.safety.screen_plan` with this rule set: the regimen's verdict (:mod:`.verdict`)."""
+        ctx = (
+            record_or_context
+            if isinstance(record_or_context, PatientContext)
+            else self.prepare(record_or_context, area=area)
+        )
+        return verdict(self._screener.screen_tuple, ctx, regimen, None if new_start is None else set(new_start))
 
 
 @functools.lru_cache(maxsize=8)
 def _load_cached(root: str) -> RuleSet:
-    from ..manifest import verify
-
     version = verify(root)
     return RuleSet(Path(root), version)

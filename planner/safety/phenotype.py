@@ -323,38 +323,12 @@ class GeneKnowledge:
         is_as = gene in self.as_genes
         readings: list[tuple[str, str | None]] = []  # (phenotype, score)
         notes: list[str] = []
-        diplotypes: list[str] = []
         indeterminate = False
         for r in results:
-            own: list[tuple[str, str | None]] = []
-            if r.diplotype:
-                diplotypes.append(r.diplotype)
-                t = (
-                    self.translate(gene, r.diplotype)
-                    if gene not in self.reported
-                    else self.variant_phenotype(gene, r.diplotype)
-                )
-                if t.ok and t.phenotype != INDETERMINATE:
-                    own.append((t.phenotype, t.score))
-                elif not (r.phenotype or r.activity_score is not None):
-                    indeterminate = True
-                    notes.append(f"diplotype {r.diplotype} not translatable")
-            if r.activity_score is not None and is_as:
-                score = format_score(r.activity_score)
-                own.append((self.bin_of(gene, score), score))
-            if r.phenotype:
-                ph = self.normalize_phenotype(gene, r.phenotype)
-                if ph is None:
-                    if not own:
-                        indeterminate = True
-                    notes.append(f"phenotype '{r.phenotype}' not a {gene} term")
-                elif ph == INDETERMINATE:
-                    if not own:
-                        indeterminate = True
-                else:
-                    own.append((ph, None))
+            own, unread = self._readings(gene, r, is_as, notes)
             readings.extend(own)
-        diplotype = " | ".join(dict.fromkeys(diplotypes)) or None
+            indeterminate = indeterminate or unread
+        diplotype = " | ".join(dict.fromkeys(r.diplotype for r in results if r.diplotype)) or None
         if not readings:
             return GeneResult(
                 gene=gene,
@@ -365,6 +339,51 @@ class GeneKnowledge:
                 lookup=(NA_SCORE,) if is_as else (INDETERMINATE,),
                 note="; ".join(notes) or None,
             )
+        return self._merged(gene, readings, notes, indeterminate, diplotype, is_as)
+
+    def _readings(
+        self, gene: str, r: PgxResult, is_as: bool, notes: list[str]
+    ) -> tuple[list[tuple[str, str | None]], bool]:
+        """One result's (phenotype, score) readings, and whether part of it could not be read (notes added)."""
+        own: list[tuple[str, str | None]] = []
+        unread = False
+        if r.diplotype:
+            t = (
+                self.translate(gene, r.diplotype)
+                if gene not in self.reported
+                else self.variant_phenotype(gene, r.diplotype)
+            )
+            if t.ok and t.phenotype != INDETERMINATE:
+                own.append((t.phenotype, t.score))
+            elif not (r.phenotype or r.activity_score is not None):
+                unread = True
+                notes.append(f"diplotype {r.diplotype} not translatable")
+        if r.activity_score is not None and is_as:
+            score = format_score(r.activity_score)
+            own.append((self.bin_of(gene, score), score))
+        if r.phenotype:
+            ph = self.normalize_phenotype(gene, r.phenotype)
+            if ph is None:
+                if not own:
+                    unread = True
+                notes.append(f"phenotype '{r.phenotype}' not a {gene} term")
+            elif ph == INDETERMINATE:
+                if not own:
+                    unread = True
+            else:
+                own.append((ph, None))
+        return own, unread
+
+    def _merged(
+        self,
+        gene: str,
+        readings: list[tuple[str, str | None]],
+        notes: list[str],
+        indeterminate: bool,
+        diplotype: str | None,
+        is_as: bool,
+    ) -> GeneResult:
+        """The readings of every result as one result: tested, or in conflict when they disagree."""
         phenos = list(dict.fromkeys(p for p, _ in readings))
         scores = list(dict.fromkeys(s for _, s in readings if s is not None))
         # a phenotype-only reading agrees with a scored one when it names the same bin
@@ -389,7 +408,7 @@ class GeneKnowledge:
             gene=gene,
             status=GeneStatus.CONFLICT if conflict else GeneStatus.TESTED,
             phenotype=" / ".join(phenos),
-            activity_score=" / ".join(scores) if scores else (None if not is_as else None),
+            activity_score=" / ".join(scores) if scores else None,
             diplotype=diplotype,
             lookup=tuple(lookup),
             note="; ".join(notes) or None,

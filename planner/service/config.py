@@ -20,6 +20,7 @@ Configuration file (every key but ``service_url`` optional)::
     model: models/                 # fitted models (default: literature priors)
     rules: rules/                  # rules folder (default: packaged)
     top: 3                         # plans per area on patient-view cards
+    batch_window_ms: 4             # patient-view: new patients arriving within this window are planned together (0: off)
 
 Without a configuration file the service trusts no issuer: every hook call is 401 (discovery still answers).
 """
@@ -66,6 +67,7 @@ class ServiceConfig:
     model: Path | None = None
     rules: Path | None = None
     top: int = 3
+    batch_window_ms: int = 4
     today: dt.date | None = None  # fixed "today" (tests); default: the UTC date of each call
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -91,6 +93,7 @@ _INT_KEYS = {
     "fhir_max_pages": (1, 1000),
     "top": (1, 20),
     "num_samples": (100, 100_000),
+    "batch_window_ms": (0, 1000),
 }
 
 

@@ -27,6 +27,7 @@ from ..areas import load_area
 from ..ingest import read_record
 from ..record import DrugDose, Finding, Medication, PatientRecord, Regimen
 from ..safety import screen_plan, sort_findings
+from .batching import RecommendBatcher
 from .cards import CardFactory, dose_words, med_request
 from .config import ServiceConfig, ServiceDefinitions
 from .fhirdata import FHIR_ID, BadRequest
@@ -68,6 +69,7 @@ class HookEngine:
                 self._area_of.setdefault(d.ingredient, []).append(area_id)
         self._cache: OrderedDict[str, list[Any]] = OrderedDict()
         self._lock = threading.Lock()
+        self._batcher = RecommendBatcher(planner, top=config.top, seed=0, window_s=config.batch_window_ms / 1000)
         from ..ingest import code_tables
         from ..rule_files import rules_dir
 
@@ -326,7 +328,10 @@ class HookEngine:
                 for r in recs:
                     self.planner.audit.write(r, input_sha256=key)
         else:
-            recs = self.planner.recommend_all(record, top=self.config.top, seed=0, input_digest=key)
+            if self.config.batch_window_ms:  # concurrent new patients planned together
+                recs = self._batcher.recommend_all(record, digest=key)
+            else:
+                recs = self.planner.recommend_all(record, top=self.config.top, seed=0, input_digest=key)
             with self._lock:
                 self._cache[key] = recs
                 while len(self._cache) > _CACHE_MAX:

@@ -1,0 +1,237 @@
+"""Prediction draws of a :class:`~planner.model.ResponseModel`: the expected outcome of every row under every
+regimen from cached parameter draws, and the random parts that ``kind="mean"`` and ``kind="predictive"`` add.
+
+What ``kind="mean"`` means. Tabular models: E[y | x, regimen] (parameter uncertainty only). Area models: the
+expected follow-up of *this patient* at the area's horizon given the patient's state at the decision, which is
+uncertain beyond the parameters for two reasons the model represents explicitly: (1) the patient's own level is
+known only through a noisy baseline: the residual variance above a follow-up measurement's own spread around
+the patient's expected level at the horizon is added as a per-row term shared by all regimens. That spread
+(one lab's noise plus the level's own change after the decision) is measured on the cohort's same-patient,
+same-regimen lab pairs (``ModelSpec.followup_var``, :mod:`planner.model.levels`) when the model was fitted
+with it; otherwise the area's measurement ``noise_sd`` (taken as uncertain by +-10%) stands in; (2) patients respond
+differently to the same drug: a per-row, per-drug response deviation with the fitted between-patient SD
+``omega_c``, added for drugs started and subtracted for drugs stopped (kept drugs cancel), shared by every
+regimen of the row, so that differences between regimens and P(best) stay coherent. ``kind="predictive"`` is
+one follow-up *measurement*: it adds the level's change after the decision and one measurement's noise.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..errors import ModelError
+from ..record import Regimen
+from .model import Priors, Slots, _take, regimen_effect
+from .spec import ModelSpec
+
+__all__ = ["prepare", "draw", "expected", "MEAS_LOG_SD"]
+
+MEAS_LOG_SD = 0.1  # uncertainty (log scale) of the area's measurement-noise SD when splitting residual variance
+F32 = torch.float32
+
+
+def prepare(model: Any, X: pd.DataFrame, regimens: Sequence[Any], num_samples: int | None, current: Any) -> dict:
+    """Everything of a draw that uses no random numbers: parameters, design, expected outcome (S, n, R) and
+    the heterogeneity spreads; :func:`draw` adds the random parts for one kind and seed."""
+    spec, draws = model._state()
+    par = model._fast(spec, draws)
+    Sn = model._check_sample_args(regimens, num_samples, int(par["alpha"].shape[0]))
+    x_np, off_np, dev_np = model._matrix_dev(spec, X)
+    design = spec.encode(list(regimens))
+    p = {k: v[:Sn] for k, v in par.items()}
+    x = torch.as_tensor(x_np, dtype=F32)
+    off = torch.as_tensor(off_np, dtype=F32)
+    het = spec.heterogeneity is not None
+    D = spec.n_drugs
+    omg = torch.cat([p["omega"], torch.zeros(Sn, 1, dtype=F32)], 1) if het else None
+
+    def spread(dsg, g):  # (S, r, D+1): g * omega of each drug of each regimen (0 elsewhere)
+        assert omg is not None
+        dr = torch.as_tensor(dsg.drug)
+        gw = g * _take(omg, torch.as_tensor(dsg.cls)) * torch.as_tensor(np.abs(dsg.mask), dtype=F32)
+        return torch.zeros(Sn, dr.shape[0], D + 1, dtype=F32).scatter_add_(2, dr[None].expand(Sn, -1, -1), gw)
+
+    def drugmask(dsg, rows: int) -> torch.Tensor:  # (rows, D+1): 1 where the regimen holds the drug
+        out = torch.zeros(rows, D + 1, dtype=F32)
+        return out.scatter_(1, torch.as_tensor(dsg.drug), torch.as_tensor(np.abs(dsg.mask), dtype=F32))
+
+    with torch.no_grad():
+        mean, new, old, dcur = expected(spec, model._priors_cache[1], p, x, off, design, current)
+        Gn = spread(design, new.g) if het else None
+        newmask = curmask = Gc = None
+        if het:
+            newmask = drugmask(design, len(regimens))
+            if current is not None:
+                assert old is not None and dcur is not None
+                Gc = spread(dcur, old.g)  # (S, n, D+1) of the current regimens
+                curmask = drugmask(dcur, x.shape[0])
+    return dict(
+        spec=spec,
+        p=p,
+        Sn=Sn,
+        x=x,
+        design=design,
+        dev_np=dev_np,
+        mean=mean,
+        new=new,
+        het=het,
+        D=D,
+        Gn=Gn,
+        Gc=Gc,
+        newmask=newmask,
+        curmask=curmask,
+        current=current,
+    )
+
+
+def draw(prep: dict[str, Any], *, kind: str, seed: int) -> torch.Tensor:
+    """One kind's draws (S, n, R) in the outcome's unit from :func:`prepare`'s state, generator seeded by
+    ``seed``."""
+    spec, mean = prep["spec"], prep["mean"]
+    with torch.no_grad():
+        gen = torch.Generator().manual_seed(int(seed))
+        if prep["het"]:
+            mean = mean + _response_deviation(prep, gen)
+        if prep["dev_np"] is not None:
+            mean = mean + _basis_error(prep, gen)
+        nu = prep["p"]["nu"].to(torch.float64)
+        if spec.meas_sd is not None:
+            tau, change, scale = _level_split(spec, prep["p"], nu, gen)
+            mean = mean + (tau[:, None] * torch.randn((prep["Sn"], mean.shape[1]), generator=gen))[:, :, None]
+        else:
+            change, scale = None, prep["p"]["sigma"]
+        if kind == "predictive":
+            if change is not None:  # the level's own change between the decision and the follow-up
+                mean = mean + (change[:, None] * torch.randn((prep["Sn"], mean.shape[1]), generator=gen))[:, :, None]
+            z = torch.randn(mean.shape, generator=gen, dtype=F32)
+            # a new measurement's noise: at least 2.5 degrees of freedom (finite variance), so that a
+            # prior draw of nu near 1 (Cauchy tails) cannot overflow, e.g. through exp on a log scale
+            nu_p = torch.clamp(nu, min=2.5)
+            chi = _gamma(nu_p / 2.0, mean.shape, gen)  # chi2(nu) / 2
+            t = z / torch.sqrt(torch.clamp(chi / (nu_p / 2.0)[:, None, None].to(F32), min=1e-6))
+            mean = mean + scale[:, None, None] * t
+        out = spec.y_loc + spec.y_scale * mean
+        if spec.scale == "log":
+            out = torch.exp(out)
+    return out
+
+
+def _response_deviation(prep: dict[str, Any], gen: torch.Generator) -> torch.Tensor:
+    """The patient's own response to each drug (between-patient heterogeneity), shared by every regimen of the
+    row: + for drugs started, - for drugs stopped (kept drugs cancel). (S, n, R)."""
+    Sn, x, D, Gn = prep["Sn"], prep["x"], prep["D"], prep["Gn"]
+    Z = torch.randn((Sn, x.shape[0], D + 1), generator=gen)
+    Z[:, :, D] = 0.0
+    if prep["current"] is None:
+        return torch.bmm(Z, Gn.transpose(1, 2))
+    return torch.bmm(Z * (1 - prep["curmask"]), Gn.transpose(1, 2)) - torch.matmul(
+        Z * prep["Gc"], (1 - prep["newmask"]).T
+    )
+
+
+def _basis_error(prep: dict[str, Any], gen: torch.Generator) -> torch.Tensor:
+    """The learned basis is an estimate: each draw takes it at a Gaussian combination of its fold models'
+    deviations (the full-data estimator's sampling SD, :mod:`planner.model.basis`), through this draw's
+    coefficients (prognostic slope and every arm's interaction). (S, n, R)."""
+    spec, p, Sn, design, dev_np, new = (prep[k] for k in ("spec", "p", "Sn", "design", "dev_np", "new"))
+    beta, gamma = p["beta"], p["gamma"]
+    q, K = len(spec.basis), dev_np.shape[0]
+    wts = torch.randn((Sn, K), generator=gen) / math.sqrt(max(K - 1, 1))
+    delta = torch.einsum("sk,knq->snq", wts, torch.as_tensor(dev_np, dtype=F32))  # (S, n, q)
+    prog = delta @ beta[:, -q:, None]  # (S, n, 1): same for every regimen
+    Mq = torch.matmul(delta, gamma[:, :, -q:].transpose(1, 2))  # (S, n, C)
+    onehot = torch.nn.functional.one_hot(torch.as_tensor(design.cls), spec.n_classes + 1)
+    potency = torch.as_tensor(np.append([d.potency for d in spec.drugs], 0.0), dtype=F32)
+    wp = (
+        new.g
+        * torch.as_tensor(design.mask, dtype=F32)
+        * p["rho"][:, None, None] ** torch.as_tensor(design.rank, dtype=F32)
+        * potency[torch.as_tensor(design.drug)]
+    )
+    W = torch.einsum("srk,rkc->scr", wp, onehot[..., : spec.n_classes].to(F32))
+    return prog + torch.bmm(Mq, W)
+
+
+def _level_split(
+    spec: ModelSpec, p: dict[str, torch.Tensor], nu: torch.Tensor, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Split each draw's residual variance (standardized model scale) into the patient's own expected level
+    (SD ``tau``, in ``kind="mean"``), the level's change after the decision (SD ``change``, predictive only;
+    None without a measured follow-up spread) and one measurement's noise (t scale ``scale``, predictive
+    only)."""
+    sigma = p["sigma"]
+    Sn = sigma.shape[0]
+    assert spec.meas_sd is not None
+    var = sigma.double() ** 2 * torch.where(nu > 2.5, nu / (nu - 2.0), torch.full_like(nu, 5.0))
+    shrink = torch.sqrt(torch.clamp((nu - 2.0) / nu, min=0.2)).to(F32)  # t variance is s^2 nu/(nu-2)
+    if spec.followup_var is not None:
+        # measured on the cohort (planner.model.levels): a follow-up's spread around the expected level at the
+        # horizon, uncertain by its bootstrap standard error (log-normal per draw); never more than the
+        # residual variance, so that kind="predictive" keeps the likelihood's spread
+        rel = float(spec.followup_var_se or 0.0) / float(spec.followup_var)
+        w = float(spec.followup_var) * torch.exp(rel * torch.randn(Sn, generator=gen, dtype=torch.float64))
+        w = torch.minimum(w, var)
+        meas2 = torch.minimum(torch.full_like(w, float(spec.meas_sd) ** 2), w)
+        tau = torch.sqrt(var - w).to(F32)
+        return tau, torch.sqrt(w - meas2).to(F32), float(spec.meas_sd) * shrink
+    beta = p["beta"]
+    # the area's measurement SD is a guess: +-10% (log-normal) per draw, so that tau^2, a small difference of
+    # two large variances, is not over-confident
+    meas = spec.meas_sd * torch.exp(MEAS_LOG_SD * torch.randn(Sn, generator=gen, dtype=torch.float64))
+    if spec.trained and spec.baseline in spec.features and spec.scale == "identity":
+        # the data's own estimate: regression to the mean of the noisy baseline gives the slope
+        # -meas^2 / var(baseline). When it says the noise is smaller than the area's guess, take the log-average
+        # of the two (area alone under-covered, data alone over-covered, in benchmarks/model_quality.py): wider,
+        # safer intervals, never narrower than the area's
+        j = spec.features.index(spec.baseline)
+        rtm = torch.clamp(-beta[:, j].double() * spec.feat_scale[j] * spec.y_scale, min=1e-12)
+        meas = torch.where(rtm.sqrt() < meas, torch.sqrt(meas * rtm.sqrt()), meas)
+    tau = torch.sqrt(torch.clamp(var - meas**2, min=0.0)).to(F32)
+    return tau, None, float(spec.meas_sd) * shrink
+
+
+def expected(
+    spec: ModelSpec,
+    pr: Priors,
+    p: dict[str, torch.Tensor],
+    x: torch.Tensor,
+    off: torch.Tensor,
+    design: Any,
+    current: Any,
+) -> tuple[torch.Tensor, Any, Any, Any]:
+    """The parameters' expected outcome (standardized model scale) of every row under every regimen,
+    (S, n, R): offset + alpha + beta . x + E(R, x) - E(current, x), through the same
+    :func:`~planner.model.model.regimen_effect` as the model's likelihood (``batch_mean``). Also returns
+    the new and current :class:`~planner.model.model.Effect` and the current design (None without)."""
+    f32 = x.dtype
+    new = regimen_effect(pr, p, x, Slots.of(design, f32), cross=True)
+    mean = (p["alpha"][:, None, None] + off[None, :, None]) + new.value  # (S, n, R)
+    if spec.n_features:
+        mean = mean + (p["beta"] @ x.T)[:, :, None]
+    if current is None:
+        return mean, new, None, None
+    cur = [current] * x.shape[0] if isinstance(current, Regimen) else list(current)
+    if len(cur) != x.shape[0]:
+        raise ModelError(
+            "current and X differ in length",
+            field="current",
+            value=len(cur),
+            expected=f"{x.shape[0]} (one per row) or a single Regimen",
+        )
+    dcur = spec.encode(cur, field_name="current")
+    old = regimen_effect(pr, p, x, Slots.of(dcur, f32), cross=False)  # (S, n): each row its own
+    return mean - old.value[:, :, None], new, old, dcur
+
+
+def _gamma(shape_param: torch.Tensor, out_shape: torch.Size, gen: torch.Generator) -> torch.Tensor:
+    """Gamma(shape_param[s], 1) draws of ``out_shape`` (S, ...) from a seeded generator (Marsaglia-Tsang via
+    numpy, seeded from the generator, to stay deterministic)."""
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
+    rng = np.random.default_rng(seed)
+    k = shape_param.numpy().reshape((-1,) + (1,) * (len(out_shape) - 1))
+    return torch.as_tensor(rng.standard_gamma(np.broadcast_to(k, out_shape)), dtype=torch.float32)
