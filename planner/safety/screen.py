@@ -62,11 +62,6 @@ class Screener:
     ) -> ScreenInput:
         """The list a regimen leaves: its drugs, the current drugs it keeps, the drugs it starts."""
         ings = tuple([x for x, _ in kd])
-        default = new_start is None and not stopping
-        if default:  # the list's drugs follow from the ingredients alone (an adjusted plan has its plan's)
-            hit = ctx.cache.get(("plan", ings))
-            if hit is not None:
-                return _input(ScreenInput, (kd, *hit))
         ing_set = frozenset(ings)
         others: tuple[str, ...] = ()
         if ctx.current:
@@ -81,10 +76,7 @@ class Screener:
             others = tuple(sorted(rest)) if len(rest) > 1 else tuple(rest)
         starts = frozenset(new_start) if new_start is not None else ing_set.difference(ctx.current_names)
         all_drugs = ing_set.union(others) if others else ing_set
-        parts = (ings, ing_set, others, all_drugs, starts)
-        if default:
-            ctx.cache[("plan", ings)] = parts
-        return _input(ScreenInput, (kd, *parts))
+        return _input(ScreenInput, (kd, ings, ing_set, others, all_drugs, starts))
 
     def screen(
         self, ctx: PatientContext, regimen: Regimen, *, new_start: set[str] | None = None, stopping: Iterable[str] = ()
