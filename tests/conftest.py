@@ -39,6 +39,7 @@ SLOW_TESTS = {
     "tests/test_cohort_report.py::test_evaluate_table_output",
     "tests/test_guidelines.py::test_cli_prefer",
     "tests/test_guideline_benchmark.py::test_guideline_benchmark_tiny",
+    "tests/test_guideline_benchmark.py::test_guideline_tuning_tiny",  # a benchmark script in its own process, 4 s CPU
     "tests/test_report.py::test_cli_writes_one_self_contained_page",
 }
 

@@ -214,6 +214,7 @@ def test_acceptance_simulated_bundles_match_the_simulator(tmp_path, area):
     assert not any(match.feature_mismatches.values()), match.feature_mismatches
 
 
+@pytest.mark.slow  # two simulations written as FHIR and read back through the CLI (~2.5 s CPU)
 def test_cli_episodes_writes_parquet_and_reports_drops(tmp_path, capsys):
     assert cli_main(["simulate", "--area", "lipids", "--n", "40", "--seed", "3", "--out", str(tmp_path / "sim")]) == 0
     out = tmp_path / "ep.parquet"

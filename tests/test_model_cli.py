@@ -36,7 +36,10 @@ def test_fit_command_on_simulated_bundles(tmp_path, capsys):
     assert rc == 0, text
     assert "episodes used" in text and "svi fit in" in text and "final loss" in text
     assert "self-check (2-fold CV" in text and "P(target) ECE" in text
+    assert "follow-up spread around the patient's level:" in text
     meta = json.loads((out / "meta.json").read_text())
+    fv = meta["spec"]["followup_var"]  # measured on the cohort's lab pairs, or None (too few): never a guess
+    assert fv is None or (0 < fv < 1.0 and meta["spec"]["followup_var_se"] >= 0)
     chk = meta["self_check"]
     assert chk["folds"] == 2 and chk["episodes"] == meta["training"]["episodes"]
     assert 0 <= chk["coverage90"] <= 1 and abs(sum(chk["pit_hist"]) - 1) < 1e-6 and isinstance(chk["warnings"], list)

@@ -201,3 +201,33 @@ def test_screen_loop_equals_every_kind_asked_directly():
             assert [f.model_dump() for f in fast] == [f.model_dump() for f in reference(fresh, rec, reg)], reg.key()
             n += len(fast)
     assert n > 300
+
+
+def test_screen_plans_batch_equals_screen_plan_one_by_one():
+    """``RuleSet.screen_plans`` (the candidates of one patient in one call) gives what ``screen_plan`` gives for
+    each candidate from a fresh context, with and without ``new_start``; a ``new_start`` list of the wrong
+    length is refused naming the field."""
+    from planner.errors import RuleError
+
+    rs = RuleSet.load()
+    fresh = RuleSet(Path(rs.root), rs.rules_version)
+    rng = random.Random(12)
+    n = 0
+    for p in range(12):
+        rec = generated(rs, rng, p)
+        regs = candidates(rng, 30)
+        current = {m.ingredient for m in rec.medications if m.ingredient}
+        starts = [None if i % 3 == 0 else set(r.ingredients) - current for i, r in enumerate(regs)]
+        for batch, per_call in (
+            (rs.screen_plans(rs.prepare(rec), regs), [screen_plan(rec, r, rules=fresh) for r in regs]),
+            (
+                rs.screen_plans(rec, regs, new_start=starts),
+                [screen_plan(rec, r, rules=fresh, new_start=s) for r, s in zip(regs, starts)],
+            ),
+        ):
+            assert [as_data(v) for v in batch] == [as_data(v) for v in per_call], rec.patient_id
+            assert [v.regimen for v in batch] == regs
+            n += sum(len(v.findings) for v in batch)
+    assert n > 200
+    with pytest.raises(RuleError, match="new_start"):
+        rs.screen_plans(rec, regs, new_start=starts[:-1])

@@ -78,6 +78,7 @@ def fit_cohort(
         "generator_moves": gen.kind_counts_,
         "out": str(out),
         "self_check": getattr(model, "self_check_", None),
+        "followup_noise": coh["followup_noise"],  # aggregates of lab pairs only (planner.model.levels)
     }
 
 
@@ -265,6 +266,16 @@ def register(app: typer.Typer) -> None:
             f"{s['method']} fit in {s['fit_seconds']:.1f} s (reading {s['read_seconds']:.1f} s)"
             + ("" if loss is None else f", final loss {loss:.4f} per episode")
             + "".join(f", {k} {v:.3g}" for k, v in s["diagnostics"].items() if k != "final_loss")
+        )
+        fn = s.get("followup_noise")
+        typer.echo(
+            "follow-up spread around the patient's level: "
+            + (
+                f"SD {fn['var'] ** 0.5:.3g} (model scale) from {fn['pairs']} same-regimen lab pairs of "
+                f"{fn['patients']} patients"
+                if fn
+                else "too few same-regimen lab pairs; the area's noise SD is used"
+            )
         )
         chk = s.get("self_check") or {}
         if "coverage90" in chk:

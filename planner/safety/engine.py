@@ -14,8 +14,9 @@ import datetime as dt
 import functools
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
+from ..errors import RuleError
 from ..manifest import verify
 from ..record import DrugDose, Finding, PatientRecord, Regimen
 from ..rule_files import rules_dir
@@ -33,7 +34,7 @@ from .kinds.max_dose import MaxDoseKind
 from .loader import RuleData
 from .phenotype import GeneResult
 from .screen import Screener
-from .verdict import PlanScreen, verdict
+from .verdict import PlanScreen, verdict, verdicts
 
 __all__ = ["RuleSet", "PatientContext", "apply_findings", "sort_findings"]
 
@@ -153,6 +154,31 @@ class RuleSet:
             else self.prepare(record_or_context, area=area)
         )
         return verdict(self._screener.screen_tuple, ctx, regimen, None if new_start is None else set(new_start))
+
+    def screen_plans(
+        self,
+        record_or_context: PatientRecord | PatientContext,
+        regimens: Sequence[Regimen],
+        *,
+        area: str | None = None,
+        new_start: Sequence[Iterable[str] | None] | None = None,
+    ) -> list[PlanScreen]:
+        """:meth:`screen_plan` of each of ``regimens`` (the candidates of one patient) in one call: the same
+        verdicts, without the per-call overhead. ``new_start``: one entry per regimen (default: none given)."""
+        ctx = (
+            record_or_context
+            if isinstance(record_or_context, PatientContext)
+            else self.prepare(record_or_context, area=area)
+        )
+        if new_start is not None and len(new_start) != len(regimens):
+            raise RuleError(
+                "one new_start entry per regimen",
+                field="new_start",
+                value=f"{len(new_start)} entries",
+                expected=f"{len(regimens)} (one per regimen)",
+            )
+        starts = None if new_start is None else [None if s is None else set(s) for s in new_start]
+        return verdicts(self._screener.screen_tuple, ctx, regimens, starts)
 
 
 @functools.lru_cache(maxsize=8)

@@ -62,6 +62,11 @@ class Screener:
     ) -> ScreenInput:
         """The list a regimen leaves: its drugs, the current drugs it keeps, the drugs it starts."""
         ings = tuple([x for x, _ in kd])
+        default = new_start is None and not stopping
+        if default:  # the list's drugs follow from the ingredients alone (an adjusted plan has its plan's)
+            hit = ctx.cache.get(("plan", ings))
+            if hit is not None:
+                return _input(ScreenInput, (kd, *hit))
         ing_set = frozenset(ings)
         others: tuple[str, ...] = ()
         if ctx.current:
@@ -76,7 +81,10 @@ class Screener:
             others = tuple(sorted(rest)) if len(rest) > 1 else tuple(rest)
         starts = frozenset(new_start) if new_start is not None else ing_set.difference(ctx.current_names)
         all_drugs = ing_set.union(others) if others else ing_set
-        return _input(ScreenInput, (kd, ings, ing_set, others, all_drugs, starts))
+        parts = (ings, ing_set, others, all_drugs, starts)
+        if default:
+            ctx.cache[("plan", ings)] = parts
+        return _input(ScreenInput, (kd, *parts))
 
     def screen(
         self, ctx: PatientContext, regimen: Regimen, *, new_start: set[str] | None = None, stopping: Iterable[str] = ()
@@ -123,6 +131,7 @@ class Screener:
         info = self.rules.drug_info
         kinds_of, other_kinds = self.kinds_of, self.other_kinds
         pairs = self.pairs
+        caps = self.rules.cap_drugs
         all_drugs, starts, ing_set = plan.all_drugs, plan.starts, plan.ingredient_set
         twice = len(ing_set) < len(plan.drugs)  # a drug listed twice: pairs as the kind gives them (last dose)
         out: list[tuple[tuple, Finding]] = []
@@ -141,8 +150,10 @@ class Screener:
                 near = ddi_near & all_drugs
                 if near:
                     cur = near - ing_set
-                    if cur:
-                        out += pairs.with_current(ctx, d, dose, cur)
+                    if cur:  # pairs.with_current, its memo looked up in line
+                        dx = dose if d in caps or not caps.isdisjoint(cur) else None
+                        hit = cache.get(("px", d, dx, cur))
+                        out += hit if hit is not None else pairs.with_current(ctx, d, dose, cur)
                     if len(cur) < len(near):
                         if doses is None:
                             doses = dict(plan.drugs)

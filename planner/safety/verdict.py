@@ -11,7 +11,7 @@ from ..record import Finding, Regimen
 from .context import PatientContext
 from .findings import apply_findings
 
-__all__ = ["PlanScreen", "merge_findings", "verdict"]
+__all__ = ["PlanScreen", "merge_findings", "verdict", "verdicts"]
 
 _ACTING = frozenset({"exclude", "adjust_dose"})
 
@@ -43,6 +43,41 @@ def merge_findings(a: Sequence[Finding], b: Sequence[Finding]) -> list[Finding]:
     return list(a) + [f for f in b if (f.rule_id, f.target_drug, f.action) not in keys]
 
 
+_set = object.__setattr__
+_new = object.__new__
+
+
+def _standing(regimen: Regimen, final: Regimen | None, found: tuple[Finding, ...]) -> PlanScreen:
+    """``PlanScreen(regimen, final, found)`` without the frozen dataclass's per-field ``__setattr__`` calls
+    (the same ``__dict__``; the verdict of every regimen that no rule adjusts)."""
+    p = _new(PlanScreen)
+    _set(p, "__dict__", {"regimen": regimen, "final": final, "findings": found, "adjusted_by": {}})
+    return p
+
+
+def verdicts(
+    screen: ScreenTuple, ctx: PatientContext, regimens: Sequence[Regimen], starts: Sequence[set[str] | None] | None
+) -> list[PlanScreen]:
+    """:func:`verdict` of each regimen (``starts``: each one's ``new_start``, default None for all), with the
+    verdicts that need no dose change built in line."""
+    out: list[PlanScreen] = []
+    append = out.append
+    for i, regimen in enumerate(regimens):
+        s = None if starts is None else starts[i]
+        found = screen(ctx, regimen, new_start=s)
+        if not found:
+            append(_standing(regimen, regimen, found))
+            continue
+        action = found[0].action
+        if action == "exclude":
+            append(_standing(regimen, None, found))
+        elif action == "adjust_dose":
+            append(verdict(screen, ctx, regimen, s))
+        else:
+            append(_standing(regimen, regimen, found))
+    return out
+
+
 def verdict(screen: ScreenTuple, ctx: PatientContext, regimen: Regimen, starts: set[str] | None) -> PlanScreen:
     """Screen ``regimen`` in ``ctx`` with ``screen``; apply its dose adjustments and screen the adjusted plan
     again (excluded when the adjustments do not settle)."""
@@ -56,7 +91,8 @@ def verdict(screen: ScreenTuple, ctx: PatientContext, regimen: Regimen, starts: 
     final = apply_findings(regimen, [f for f in found if f.action in _ACTING])
     if final is not None and final is not regimen:  # dose adjusted: the adjusted plan must pass as well
         again = screen(ctx, final, new_start=starts)
-        redo = apply_findings(final, again)
+        # findings come most severe first: none acting means apply_findings would return ``final`` itself
+        redo = apply_findings(final, again) if again and again[0].action in _ACTING else final
         if redo is not final and (redo is None or redo.key() != final.key()):
             final = None
         findings = merge_findings(findings, again)
