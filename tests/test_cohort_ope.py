@@ -56,3 +56,15 @@ def test_overlap_verdicts() -> None:
 
 def test_cli_default_splits_is_the_evaluators() -> None:
     assert cohort_cli.SPLITS == ope.SPLITS
+
+
+def test_model_draws_are_centred_per_row_and_missing_ones_say_so() -> None:
+    import pandas as pd
+
+    rows = pd.DataFrame({"rec_mean_draws": [np.arange(16.0), None, np.full(16, 3.0)]})
+    d = ope._centred_draws(rows, "rec_mean_draws")
+    assert d is not None and d.shape == (3, 16)
+    assert np.allclose(d[0], np.arange(16.0) - 7.5) and np.allclose(d[1:], 0)
+    assert ope._centred_draws(rows, "obs_mean_draws") is None  # results of an older run: no draws
+    text = ope._method(3, 5, 100, 0.9, have_draws=False, k=0)["text"]
+    assert "NOT in the intervals" in text

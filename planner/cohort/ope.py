@@ -279,16 +279,16 @@ def overlap_verdict(matched: int, ess: float) -> tuple[str, str]:
     """``good`` | ``limited`` | ``poor`` and what it means for the doubly robust value."""
     if matched < OVERLAP_MIN_MATCHED or ess < OVERLAP_POOR_ESS:
         return "poor", (
-            f"poor overlap: the clinicians chose the recommended classes at {matched} decision points (weights' "
+            f"the clinicians chose the recommended classes at {matched} decision points (weights' "
             f"effective sample size {ess:.1f}); the DR value rests on the outcome model and its interval is "
             "mostly the model's own uncertainty; not a trustworthy estimate of the policy's value"
         )
     if ess < OVERLAP_GOOD_ESS:
         return "limited", (
-            f"limited overlap (effective sample size {ess:.1f}): the DR value leans on the outcome model where "
+            f"weights' effective sample size {ess:.1f}: the DR value leans on the outcome model where "
             "the data do not reach; its interval includes the model's uncertainty"
         )
-    return "good", f"good overlap (effective sample size {ess:.1f})"
+    return "good", f"weights' effective sample size {ess:.1f}"
 
 
 def _nuisances(

@@ -226,7 +226,7 @@ def _overlap_note(pol: dict[str, Any]) -> str:
         text += (
             f", largest weight {100 * (ov.get('max_weight_share') or 0):.1f}% of the total, "
             f"{ov.get('floored_matched')} matched propensities raised to the floor {ov.get('propensity_floor')}. "
-            f"Overlap: {ov['verdict']}. {ov['message']}."
+            f"Overlap: {ov['verdict']} ({ov['message']})."
         )
     cls = "warn" if ov.get("verdict") in ("poor", "limited") else "note"
     return f'<p class="{cls}">{_e(text)}</p>'

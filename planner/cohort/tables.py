@@ -80,7 +80,7 @@ def _policy(con: Any, pol: dict[str, Any], o: dict[str, Any]) -> None:
     )
     if ov:
         style = "bold yellow" if ov["verdict"] in ("poor", "limited") else "green"
-        con.print(f"overlap: {ov['verdict']}: {ov['message']}", style=style, markup=False)
+        con.print(f"overlap: {ov['verdict']} ({ov['message']})", style=style, markup=False)
     if pol.get("interval"):
         con.print(f"intervals: {pol['interval']['text']}", markup=False)
     if truth:
