@@ -200,21 +200,16 @@ def _regimen_parts(spec: Any, pr: Any, p: dict[str, torch.Tensor], design: Desig
     return {
         "eff": eff.T,
         "W": None if W is None else W.permute(2, 0, 1),
-        "gw": None if gw is None else gw.permute(1, 0, 2),
+        "gw": None if gw is None else gw.permute(1, 2, 0),  # (r, K, S): the layout the deviation reads
         "newmask": newmask,
         "drug": torch.as_tensor(design.drug),
     }
 
 
-def _spread(omg: torch.Tensor, dsg: Design, g: torch.Tensor, Sn: int, D: int) -> torch.Tensor:
-    """(S, r, D+1): g * omega of each drug of each regimen (0 elsewhere), as ``_prepare``'s ``spread``."""
+def _spread(omg: torch.Tensor, dsg: Design, g: torch.Tensor) -> torch.Tensor:
+    """(S, r, K): g * omega of each slot's drug (0 in empty slots), as ``prepare``'s ``spread``."""
     f32 = torch.float32
-    gw = g * _take(omg, torch.as_tensor(dsg.cls)) * torch.as_tensor(np.abs(dsg.mask), dtype=f32)
-    return _scatter(gw, torch.as_tensor(dsg.drug), Sn, D)
-
-
-def _scatter(gw: torch.Tensor, drug: torch.Tensor, Sn: int, D: int) -> torch.Tensor:
-    return torch.zeros(Sn, drug.shape[0], D + 1, dtype=torch.float32).scatter_add_(2, drug[None].expand(Sn, -1, -1), gw)
+    return g * _take(omg, torch.as_tensor(dsg.cls)) * torch.as_tensor(np.abs(dsg.mask), dtype=f32)
 
 
 def _patient_prep(
@@ -255,14 +250,15 @@ def _patient_prep(
             dcur = spec.encode([current] * x.shape[0], field_name="current")
             old = regimen_effect(pr, p, x, Slots.of(dcur, f32), cross=False)
             mean = mean - old.value[:, :, None]
-        Gn = newmask = curmask = Gc = None
+        Gn = newmask = curmask = Gc = cdrug = None
         if het:
-            Gn = _scatter(parts["gw"].permute(1, 0, 2), parts["drug"], Sn, D)
+            Gn = parts["gw"]  # (R, K, S), as prepare lays it out
             newmask = parts["newmask"]
             if current is not None:
                 assert old is not None and dcur is not None
                 omg = torch.cat([p["omega"], torch.zeros(Sn, 1, dtype=f32)], 1)
-                Gc = _spread(omg, dcur, old.g, Sn, D)
+                Gc = _spread(omg, dcur, old.g)
+                cdrug = torch.as_tensor(dcur.drug)
                 curmask = torch.zeros(x.shape[0], D + 1, dtype=f32)
                 curmask.scatter_(1, torch.as_tensor(dcur.drug), torch.as_tensor(np.abs(dcur.mask), dtype=f32))
     return dict(
@@ -277,7 +273,9 @@ def _patient_prep(
         het=het,
         D=D,
         Gn=Gn,
+        drug=None if Gn is None else parts["drug"].T.contiguous(),
         Gc=Gc,
+        cdrug=cdrug,
         newmask=newmask,
         curmask=curmask,
         current=current,

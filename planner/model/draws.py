@@ -50,11 +50,9 @@ def prepare(model: Any, X: pd.DataFrame, regimens: Sequence[Any], num_samples: i
     D = spec.n_drugs
     omg = torch.cat([p["omega"], torch.zeros(Sn, 1, dtype=F32)], 1) if het else None
 
-    def spread(dsg, g):  # (S, r, D+1): g * omega of each drug of each regimen (0 elsewhere)
+    def spread(dsg, g):  # (S, r, K): g * omega of each slot's drug (0 in empty slots)
         assert omg is not None
-        dr = torch.as_tensor(dsg.drug)
-        gw = g * _take(omg, torch.as_tensor(dsg.cls)) * torch.as_tensor(np.abs(dsg.mask), dtype=F32)
-        return torch.zeros(Sn, dr.shape[0], D + 1, dtype=F32).scatter_add_(2, dr[None].expand(Sn, -1, -1), gw)
+        return g * _take(omg, torch.as_tensor(dsg.cls)) * torch.as_tensor(np.abs(dsg.mask), dtype=F32)
 
     def drugmask(dsg, rows: int) -> torch.Tensor:  # (rows, D+1): 1 where the regimen holds the drug
         out = torch.zeros(rows, D + 1, dtype=F32)
@@ -62,14 +60,15 @@ def prepare(model: Any, X: pd.DataFrame, regimens: Sequence[Any], num_samples: i
 
     with torch.no_grad():
         mean, new, old, dcur = expected(spec, model._priors_cache[1], p, x, off, design, current)
-        Gn = spread(design, new.g) if het else None
-        newmask = curmask = Gc = None
+        Gn = spread(design, new.g).permute(1, 2, 0).contiguous() if het else None  # (R, K, S)
+        newmask = curmask = Gc = cdrug = None
         if het:
             newmask = drugmask(design, len(regimens))
             if current is not None:
                 assert old is not None and dcur is not None
-                Gc = spread(dcur, old.g)  # (S, n, D+1) of the current regimens
+                Gc = spread(dcur, old.g)  # (S, n, K) of the current regimens
                 curmask = drugmask(dcur, x.shape[0])
+                cdrug = torch.as_tensor(dcur.drug)
     return dict(
         spec=spec,
         p=p,
@@ -82,7 +81,9 @@ def prepare(model: Any, X: pd.DataFrame, regimens: Sequence[Any], num_samples: i
         het=het,
         D=D,
         Gn=Gn,
+        drug=torch.as_tensor(design.drug).T.contiguous(),
         Gc=Gc,
+        cdrug=cdrug,
         newmask=newmask,
         curmask=curmask,
         current=current,
@@ -123,15 +124,27 @@ def draw(prep: dict[str, Any], *, kind: str, seed: int) -> torch.Tensor:
 
 def _response_deviation(prep: dict[str, Any], gen: torch.Generator) -> torch.Tensor:
     """The patient's own response to each drug (between-patient heterogeneity), shared by every regimen of the
-    row: + for drugs started, - for drugs stopped (kept drugs cancel). (S, n, R)."""
-    Sn, x, D, Gn = prep["Sn"], prep["x"], prep["D"], prep["Gn"]
+    row: + for drugs started, - for drugs stopped (kept drugs cancel). (S, n, R).
+
+    ``Gn`` (R, K, S) and ``Gc`` (S, n, K) hold each slot's spread (g * omega, 0 in empty slots) of the
+    candidate and current regimens, ``drug`` (K, R) and ``cdrug`` (n, K) the slots' drugs: the sum over drugs
+    of Z times a regimen's spread is a sum over its few slots of Z's row at the slot's drug, drugs first so
+    that each gathered row is one contiguous block of draws."""
+    Sn, x, D, Gn, drug = prep["Sn"], prep["x"], prep["D"], prep["Gn"], prep["drug"]
     Z = torch.randn((Sn, x.shape[0], D + 1), generator=gen)
     Z[:, :, D] = 0.0
+    Zs = Z if prep["current"] is None else Z * (1 - prep["curmask"])
+    Zt = Zs.permute(2, 1, 0).contiguous()  # (D+1, n, S)
+    acc = Zt.index_select(0, drug[0]) * Gn[:, 0, None, :]  # (R, n, S)
+    for k in range(1, drug.shape[0]):
+        acc.addcmul_(Zt.index_select(0, drug[k]), Gn[:, k, None, :])
+    out = acc.permute(2, 1, 0)  # (S, n, R)
     if prep["current"] is None:
-        return torch.bmm(Z, Gn.transpose(1, 2))
-    return torch.bmm(Z * (1 - prep["curmask"]), Gn.transpose(1, 2)) - torch.matmul(
-        Z * prep["Gc"], (1 - prep["newmask"]).T
-    )
+        return out
+    cdrug = prep["cdrug"]  # (n, Kc)
+    stop = torch.gather(Z, 2, cdrug[None].expand(Sn, -1, -1)) * prep["Gc"]  # (S, n, Kc)
+    keep = (1 - prep["newmask"])[:, cdrug].permute(1, 2, 0)  # (n, Kc, R): 1 where the candidate lacks it
+    return out - torch.einsum("sik,ikr->sir", stop, keep)
 
 
 def _basis_error(prep: dict[str, Any], gen: torch.Generator) -> torch.Tensor:
@@ -234,4 +247,5 @@ def _gamma(shape_param: torch.Tensor, out_shape: torch.Size, gen: torch.Generato
     seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
     rng = np.random.default_rng(seed)
     k = shape_param.numpy().reshape((-1,) + (1,) * (len(out_shape) - 1))
-    return torch.as_tensor(rng.standard_gamma(np.broadcast_to(k, out_shape)), dtype=torch.float32)
+    k = np.ascontiguousarray(np.broadcast_to(k, out_shape))  # the same draws, faster than a broadcast view
+    return torch.as_tensor(rng.standard_gamma(k), dtype=torch.float32)
