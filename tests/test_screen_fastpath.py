@@ -201,3 +201,22 @@ def test_screen_loop_equals_every_kind_asked_directly():
             assert [f.model_dump() for f in fast] == [f.model_dump() for f in reference(fresh, rec, reg)], reg.key()
             n += len(fast)
     assert n > 300
+
+
+def test_verdict_objects_equal_the_dataclass_built_ones():
+    """``verdict`` builds its PlanScreen without the dataclass __init__: it must be the same object in every
+    way a caller can tell (fields, equality, dataclasses.replace/asdict, frozen)."""
+    import dataclasses
+
+    rs = RuleSet.load()
+    rng = random.Random(3)
+    rec = generated(rs, rng, 0)
+    ctx = rs.prepare(rec)
+    for reg in candidates(rng, 60):
+        v = screen_plan(ctx, reg, rules=rs)
+        built = PlanScreen(v.regimen, v.final, v.findings, dict(v.adjusted_by))
+        assert v == built and vars(v) == vars(built)
+        assert dataclasses.asdict(v) == dataclasses.asdict(built)
+        assert dataclasses.replace(v, findings=()) == dataclasses.replace(built, findings=())
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            v.final = None  # type: ignore[misc]

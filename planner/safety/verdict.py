@@ -43,15 +43,28 @@ def merge_findings(a: Sequence[Finding], b: Sequence[Finding]) -> list[Finding]:
     return list(a) + [f for f in b if (f.rule_id, f.target_drug, f.action) not in keys]
 
 
+_new = object.__new__
+
+
+def _screened(
+    regimen: Regimen, final: Regimen | None, findings: tuple[Finding, ...], adjusted_by: dict[str, str]
+) -> PlanScreen:
+    """``PlanScreen(regimen, final, findings, adjusted_by)`` without the frozen dataclass's per-field
+    ``object.__setattr__`` calls (one verdict per candidate regimen): the same fields, an equal object."""
+    new = _new(PlanScreen)
+    new.__dict__.update(regimen=regimen, final=final, findings=findings, adjusted_by=adjusted_by)
+    return new
+
+
 def verdict(screen: ScreenTuple, ctx: PatientContext, regimen: Regimen, starts: set[str] | None) -> PlanScreen:
     """Screen ``regimen`` in ``ctx`` with ``screen``; apply its dose adjustments and screen the adjusted plan
     again (excluded when the adjustments do not settle)."""
     found = screen(ctx, regimen, new_start=starts)
     # findings come most severe action first: the first one says whether anything excludes or adjusts
     if not found or found[0].action not in _ACTING:  # nothing excludes or adjusts: the regimen stands
-        return PlanScreen(regimen, regimen, found)
+        return _screened(regimen, regimen, found, {})
     if found[0].action == "exclude":  # what apply_findings would say: excluded, nothing adjusted
-        return PlanScreen(regimen, None, found, {})
+        return _screened(regimen, None, found, {})
     findings: Sequence[Finding] = found
     final = apply_findings(regimen, [f for f in found if f.action in _ACTING])
     if final is not None and final is not regimen:  # dose adjusted: the adjusted plan must pass as well
