@@ -67,6 +67,7 @@ def evaluation(run_dir: Path) -> dict:
 
 def test_evaluation_has_every_part(evaluation: dict) -> None:
     ev = evaluation
+    assert ev["outcome"]["unit"] == "%" and ev["outcome"]["unit_display"] == "%"  # UCUM for machines, and as read
     assert ev["truth"] and ev["counts"]["decision_points_with_follow_up"] > 20
     pol = ev["policy"]
     for name in ("ipw", "snipw", "dr", "dm"):

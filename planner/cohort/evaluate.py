@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
+from ..units import unit_display
 from .metrics import agreement, calibration, safety, subgroup_columns
 from .ope import SPLITS, bootstrap_mean, off_policy, subset_values
 from .run import SCHEMA, read_results
@@ -142,7 +143,12 @@ def evaluate(
     truth_df = true_values(ep, truth_dir, area) if truth_dir is not None and len(ep) else None
     report: dict[str, Any] = {
         "area": area.id,
-        "outcome": {"quantity": area.outcome.quantity, "unit": area.outcome.unit, "direction": area.outcome.direction},
+        "outcome": {
+            "quantity": area.outcome.quantity,
+            "unit": area.outcome.unit,  # UCUM, for machines
+            "unit_display": unit_display(area.outcome.unit, meta.get("rules")),  # as a clinician reads it
+            "direction": area.outcome.direction,
+        },
         "counts": {
             "units": int(df["unit"].nunique()),
             "rows": int(len(df)),

@@ -97,7 +97,7 @@ def plot_policy(ev: dict[str, Any], ax: Any = None) -> Any:
         ax.legend(loc="best", fontsize=8)
     ax.set_yticks(ys, names)
     o = ev["outcome"]
-    ax.set_xlabel(f"mean follow-up {o['quantity']} ({o['unit']}; {o['direction']} is better)")
+    ax.set_xlabel(f"mean follow-up {o['quantity']} ({o.get('unit_display', o['unit'])}; {o['direction']} is better)")
     ax.set_title(f"Policy values with {int(100 * pol['observed']['level'])}% bootstrap intervals")
     return fig
 
@@ -146,7 +146,7 @@ def render_report(ev: dict[str, Any]) -> str:
         f"<h1>Cohort evaluation: {_e(ev['area'])}</h1>",
         f"<p>{c['patients']} patients, {c['rows']} result rows, {c['decision_points_with_follow_up']} decision "
         f"points with an observed follow-up, {c['error_rows']} error rows, {c['not_in_area']} patients "
-        f"outside the area. Outcome: {_e(o['quantity'])} ({_e(o['unit'])}; {_e(o['direction'])} is "
+        f"outside the area. Outcome: {_e(o['quantity'])} ({_e(o.get('unit_display', o['unit']))}; {_e(o['direction'])} is "
         "better).</p>",
     ]
     if c.get("errors_by_class"):
@@ -198,7 +198,7 @@ def _policy_section(ev: dict[str, Any]) -> str:
         f"DR minus observed: {_e(_interval(pol['difference_dr']))}."
         + (
             f" True regret: recommended {fmt(truth.get('regret_recommended'))}, observed "
-            f"{fmt(truth.get('regret_observed'))} {_e(o['unit'])}."
+            f"{fmt(truth.get('regret_observed'))} {_e(o.get('unit_display', o['unit']))}."
             if truth
             else ""
         )
@@ -207,7 +207,7 @@ def _policy_section(ev: dict[str, Any]) -> str:
     rec = pol["recommended"]["dr"]
     alt = (
         f"Dot plot of policy values with intervals: observed {fmt(pol['observed']['value'])}, recommended "
-        f"(doubly robust) {fmt(rec['value'])} from {fmt(rec['lower'])} to {fmt(rec['upper'])} {o['unit']}"
+        f"(doubly robust) {fmt(rec['value'])} from {fmt(rec['lower'])} to {fmt(rec['upper'])} {o.get('unit_display', o['unit'])}"
         + (f"; true value of the recommended policy {fmt(truth['recommended'])}" if truth else "")
     )
     parts.append(_figure(_png(plot_policy(ev)), alt, "Estimated mean follow-up under each policy."))
@@ -243,7 +243,7 @@ def _calibration_section(cal: dict[str, Any], o: dict[str, Any]) -> str:
         [
             "<h2>Calibration against observed follow-ups</h2>",
             _table(["nominal", "empirical coverage"], [[f"{k}%", v] for k, v in cov.items()]),
-            f"<p>CRPS {fmt(cal['crps'])} {_e(o['unit'])}; PIT mean {fmt(cal['pit']['mean'])}, KS distance "
+            f"<p>CRPS {fmt(cal['crps'])} {_e(o.get('unit_display', o['unit']))}; PIT mean {fmt(cal['pit']['mean'])}, KS distance "
             f"from uniform {fmt(cal['pit']['ks'])}; ECE of P(target) {fmt(cal['p_target']['ece'])} "
             f"(mean predicted {fmt(cal['p_target']['mean_predicted'])}, observed "
             f"{fmt(cal['p_target']['observed_rate'])}).</p>",

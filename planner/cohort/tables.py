@@ -32,7 +32,7 @@ def print_evaluation(ev: dict[str, Any]) -> None:
     con.print(
         f"[bold]{ev['area']}[/bold]: {c['patients']} patients, {c['rows']} rows, "
         f"{c['decision_points_with_follow_up']} decision points with a follow-up, {c['error_rows']} error rows; "
-        f"outcome {o['quantity']} ({o['unit']}, {o['direction']} is better)",
+        f"outcome {o['quantity']} ({o.get('unit_display', o['unit'])}, {o['direction']} is better)",
         markup=True,
         highlight=False,
     )
@@ -86,7 +86,7 @@ def _policy(con: Any, pol: dict[str, Any], o: dict[str, Any]) -> None:
     if truth:
         con.print(
             f"true regret: recommended {fmt(truth['regret_recommended'])}, observed "
-            f"{fmt(truth['regret_observed'])} {o['unit']}",
+            f"{fmt(truth['regret_observed'])} {o.get('unit_display', o['unit'])}",
             markup=False,
         )
 
