@@ -5,7 +5,8 @@
 * a deceased patient: no plans are made, and the output says so;
 * the latest value of the outcome dropped as implausible: the gap says so, with its date, since the baseline then
   comes from an older value (or none);
-* parts of the input that could not be read (a broken NDJSON line) or a resource that was skipped.
+* parts of the input that could not be read (a broken NDJSON line) or a resource that was skipped;
+* a pharmacogenomic result that could not be read (its gene may then show as not tested).
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from ..record import PatientRecord
 __all__ = ["record_gaps", "DECEASED"]
 
 DECEASED = "deceased"
+
+
+# a lab result planner skipped (ingest/pgx.py): the gene is then not tested here, which the report must say
+PGX_NOT_READ = frozenset({"pgx-unreadable", "pgx-no-gene", "pgx-gene-mismatch", "pgx-variant-not-read"})
 
 
 def record_gaps(record: PatientRecord, *, on: dt.date | None = None, quantity: str | None = None) -> list[DataGap]:
@@ -73,6 +78,16 @@ def record_gaps(record: PatientRecord, *, on: dt.date | None = None, quantity: s
                 message=f"{len(unread)} part(s) of the input could not be used (see the record's "
                 "data-quality warnings); facts in them are missing here",
                 suggestion="planner inspect FILE lists each one with resource, field and why",
+            )
+        )
+    pgx_unread = [w for w in record.warnings if w.code in PGX_NOT_READ]
+    if pgx_unread:
+        gaps.append(
+            DataGap(
+                code="pgx-not-read",
+                message=f"{len(pgx_unread)} pharmacogenomic result(s) could not be read and are not used; "
+                "a gene they report may show here as not tested",
+                suggestion="planner inspect FILE lists each one with the resource and why",
             )
         )
     return gaps

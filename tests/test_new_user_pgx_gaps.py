@@ -1,0 +1,35 @@
+"""A pharmacogenomic result planner could not read is reported in ``planner check`` and beside every plan.
+
+Real data: HL7 Genomics Reporting IG examples (fixtures/realworld/genomics-2020, as published). Before this test,
+the unreadable HLA-A GL string and the CYP2C19 variants without a gene studied were only in ``planner inspect``;
+the safety report listed the genes as "not listed: not tested" and said nothing of the result it had skipped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from planner.ingest import read_record
+from planner.ingest.quality import record_gaps
+from planner.safety.cli import render_report, report
+
+GEN = Path(__file__).resolve().parent.parent / "fixtures" / "realworld" / "genomics-2020"
+
+
+def test_unreadable_hla_gl_string_is_a_data_gap_in_the_safety_report() -> None:
+    rec = read_record(GEN / "Bundle-CG-IG-HLA-FullBundle-01")
+    assert any(w.code == "pgx-unreadable" for w in rec.warnings)
+    data = report(rec)
+    gaps = [g for g in data["data_gaps"] if g["code"] == "pgx-not-read"]
+    assert len(gaps) == 1 and gaps[0]["message"].startswith("1 pharmacogenomic result(s) could not be read")
+    assert "Data gap: 1 pharmacogenomic result(s) could not be read" in render_report(data, width=400)
+
+
+def test_variants_without_a_gene_are_a_data_gap() -> None:
+    rec = read_record(GEN / "DiagnosticReport-report-CYP2C19")
+    codes = [g.code for g in record_gaps(rec)]
+    assert codes.count("pgx-not-read") == 1
+
+
+def test_a_fully_read_pgx_report_has_no_such_gap() -> None:
+    rec = read_record(GEN / "Bundle-HLAB1502-pgx-example")
+    assert "pgx-not-read" not in [g.code for g in record_gaps(rec)]
