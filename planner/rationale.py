@@ -19,6 +19,21 @@ def _fmt(x: float, unit: str) -> str:
     return with_unit(f"{x:.1f}" if abs(x) < 1000 else f"{x:.0f}", unit)
 
 
+def _feature_text(area: Area, name: str, val: float, defaulted: bool) -> str:
+    """``bmi 31.2 kg/m²``, rounded and with the feature's unit; a value not measured says what stands in."""
+    from .features.values import feature_units
+
+    unit = feature_units(area).get(name, "")
+    if unit == "1" and val in (0.0, 1.0):  # a condition present or absent
+        return name.replace("_", " ") if val else "no " + name.replace("_", " ")
+    text = f"{name} {_fmt(val, unit)}"
+    if not defaulted:
+        return text
+    # a baseline not recent is the last value on record (features/row.py); another quantity takes the default
+    stale = any(f.name == name and f.kind == "baseline" for f in area.features)
+    return text + (" (the last value on record, not recent)" if stale else " (not measured: population default)")
+
+
 def rationale(
     *,
     area: Area,
@@ -62,7 +77,8 @@ def rationale(
             if abs(shift) >= 0.15 * abs(base_eff):
                 direction = "larger" if (shift < 0) == (base_eff < 0) else "smaller"
                 mods.append(
-                    f"{prior.label or d.drug_class}: {direction} effect expected with {m.feature} {float(val):g}"
+                    f"{prior.label or d.drug_class}: {direction} effect expected with "
+                    + _feature_text(area, m.feature, float(val), features.get(m.feature + "_missing") == 1)
                 )
     if mods:
         parts.append("Modifiers: " + "; ".join(mods) + ".")
