@@ -81,3 +81,14 @@ def test_all_patients_fine_exit_zero_and_one_patient_error_is_unchanged(tmp_path
     _, err = capsys.readouterr()
     assert code == 2 and err.startswith("error: draws: posterior draws unreadable")
     monkeypatch.setattr(Planner, "_recommend", real)
+
+
+def test_table_of_several_patients_names_whose_plans_each_block_is(tmp_path, capsys) -> None:
+    # a Bulk export or NDJSON of several patients: without a heading the blocks cannot be told apart
+    f = _ndjson(tmp_path)
+    code = main(["recommend", str(f), "--area", "t2d", "--top", "1"])
+    out, _ = capsys.readouterr()
+    assert code == 0
+    heads = [line for line in out.splitlines() if line.startswith("Patient ")]
+    assert heads == [f"Patient {pid} ({i} of 3 in the input)" for i, pid in enumerate(IDS, start=1)]
+    assert out.index(heads[1]) < out.index("Ranked plans", out.index(heads[1]))

@@ -65,7 +65,7 @@ def register(app: typer.Typer) -> None:
         opts = {"top": top, "seed": seed, "preferences": prefer}
         recs, more = _recommend_each(planner, pairs, area, opts, total=len(records), strict=len(records) == 1)
         failed += more
-        _print(recs, pairs[0][1][0] if pairs else None, fmt, planner)
+        _print(recs, pairs[0][1][0] if pairs else None, fmt, planner, total=len(records))
         if failed:
             _report_failures(failed, len(records), planned=len({pos for pos, _ in recs}))
             raise typer.Exit(code=PARTIAL_EXIT)
@@ -124,7 +124,7 @@ def _recommend_each(
     return recs, failed
 
 
-def _print(recs: list[tuple[int, Any]], record: Any, fmt: RecommendFormat, planner: Any) -> None:
+def _print(recs: list[tuple[int, Any]], record: Any, fmt: RecommendFormat, planner: Any, *, total: int = 1) -> None:
     import orjson
 
     from ..render import render
@@ -141,7 +141,10 @@ def _print(recs: list[tuple[int, Any]], record: Any, fmt: RecommendFormat, plann
             docs = [orjson.loads(r.to_json(indent=None)) for r in only]
             typer.echo(orjson.dumps(docs, option=orjson.OPT_INDENT_2).decode())
     else:
-        for r in only:
+        for pos, r in recs:
+            if total > 1:  # several patients: each block says whose plans they are (stdout, as JSON does)
+                who = f"Patient {r.patient_id}" if r.patient_id else "Patient"
+                typer.echo(f"{who} ({pos} of {total} in the input)")
             typer.echo(render(r, fmt.value))
 
 
