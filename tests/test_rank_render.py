@@ -260,3 +260,11 @@ def test_audit_log_withholds_identifiers_by_default(area, tmp_path):
     log2 = AuditLog(AuditConfig(path=tmp_path / "audit.sqlite", include_identifiers=True))
     log2.write(rec, input_sha256="1" * 64)
     assert log2.rows()[1]["patient_id"] == "p-1"
+
+
+def test_table_baseline_is_rounded_as_measured_values_are(area):
+    # HbA1c sent as 53 mmol/mol converts to 7.00044%: the table header read "baseline 7.00044%", the HTML "7"
+    rec = _recommendation(area)
+    rec = rec.model_copy(update={"outcome": rec.outcome.model_copy(update={"baseline": 7.000440000000001})})
+    table = render(rec, "table")
+    assert "baseline 7% on" in table and "7.00044" not in table

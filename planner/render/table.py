@@ -12,6 +12,7 @@ from rich.text import Text
 from ..dosing import dose_text
 from ..recommendation import Plan, PlanDrug, Recommendation
 from ..units import unit_display, with_unit
+from .html import num
 
 
 def _drugs(drugs: tuple[PlanDrug, ...], stopped: tuple[PlanDrug, ...] = ()) -> str:
@@ -51,7 +52,8 @@ def render_table(rec: Recommendation, *, width: int = 140) -> str:
     con = Console(file=buf, width=width, force_terminal=False, color_system=None, highlight=False)
     o = rec.outcome
     u = o.unit_display or unit_display(o.unit)
-    base = "no recent value" if o.baseline is None else f"{with_unit(f'{o.baseline:g}', o.unit)} on {o.baseline_date}"
+    # a measured value to four significant digits, as the HTML report writes it (53 mmol/mol -> 7%, not 7.00044%)
+    base = "no recent value" if o.baseline is None else f"{with_unit(num(o.baseline), o.unit)} on {o.baseline_date}"
     # text from the record or the rules is printed literally ("[/bold]" in an EHR field is not markup)
     con.print(
         f"[bold]{escape(rec.area_name)}[/bold]  "
