@@ -17,6 +17,7 @@ import msgspec
 
 from ..errors import FhirError, UnitError
 from ..record import Allergy, Coding, Condition, Measurement
+from ..units import with_unit
 from . import fhir_types as ft
 from .codes import RXNORM_SYSTEMS, CodeTables, Quantity, UnitRule
 from .common import Builder, Context, display_of, first_code, status_of
@@ -165,8 +166,8 @@ def _measure(
     if q.plausible is not None and not (q.plausible[0] <= canonical <= q.plausible[1]):
         b.warn(
             "implausible-value",
-            f"{q.label} (LOINC {q_code}) of {date.isoformat()} is {canonical:g} {q.unit}, "
-            f"outside the plausible range {q.plausible[0]:g}-{q.plausible[1]:g} {q.unit}; not used",
+            f"{q.label} (LOINC {q_code}) of {date.isoformat()} is {with_unit(f'{canonical:g}', q.unit)}, "
+            f"outside the plausible range {with_unit(f'{q.plausible[0]:g}-{q.plausible[1]:g}', q.unit)}; not used",
             rref,
             field=field,
             value=f"{value:g} {used}",
