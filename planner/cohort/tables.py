@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 __all__ = ["print_evaluation", "fmt"]
@@ -27,6 +28,8 @@ def print_evaluation(ev: dict[str, Any]) -> None:
     from rich.console import Console
 
     con = Console()
+    if not con.is_terminal and "COLUMNS" not in os.environ:  # a file or a pipe: rich's 80 columns cut headers
+        con = Console(width=140)
     c = ev["counts"]
     o = ev["outcome"]
     con.print(
