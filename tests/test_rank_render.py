@@ -268,3 +268,12 @@ def test_table_baseline_is_rounded_as_measured_values_are(area):
     rec = rec.model_copy(update={"outcome": rec.outcome.model_copy(update={"baseline": 7.000440000000001})})
     table = render(rec, "table")
     assert "baseline 7% on" in table and "7.00044" not in table
+
+
+def test_fhir_care_plan_note_names_the_interval_it_gives(area):
+    # the note read "predicted hba1c 7.1% [6.843, 7.412]": which interval, at what level, was not said
+    rec = _recommendation(area)
+    doc = json.loads(render(rec, "fhir"))
+    notes = [n["text"] for e in doc["entry"] for n in e["resource"].get("note", []) if "predicted" in n["text"]]
+    p = rec.plans[0].predicted
+    assert notes[0].startswith(f"predicted hba1c {p.mean:.1f}% (90% interval {p.lower:.1f}% to {p.upper:.1f}%); ")

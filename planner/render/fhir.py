@@ -92,6 +92,11 @@ def _issue(f: Finding, subject: dict[str, str] | None, implicated: list[str]) ->
     return res
 
 
+def _one(x: float, unit: str) -> str:
+    """A predicted value for a reader: one decimal and its unit, as the rationale writes it."""
+    return with_unit(f"{x:.1f}", unit)
+
+
 def render_fhir(rec: Recommendation) -> dict[str, Any]:
     seed = rec.model_dump_json()
     subject = {"reference": f"Patient/{rec.patient_id}"} if rec.patient_id else None
@@ -129,8 +134,9 @@ def render_fhir(rec: Recommendation) -> dict[str, Any]:
             "note": [
                 {
                     "text": (
-                        f"predicted {rec.outcome.quantity} {with_unit(f'{plan.predicted.mean:g}', rec.outcome.unit)} "
-                        f"[{plan.predicted.lower:g}, {plan.predicted.upper:g}]; "
+                        f"predicted {rec.outcome.quantity} {_one(plan.predicted.mean, rec.outcome.unit)} "
+                        f"({round(100 * plan.predicted.level)}% interval {_one(plan.predicted.lower, rec.outcome.unit)} "
+                        f"to {_one(plan.predicted.upper, rec.outcome.unit)}); "
                         f"P(target) {plan.p_target:.2f}; P(best) {plan.p_best:.2f}"
                     )
                 }
