@@ -10,13 +10,9 @@ from .areas import Area
 from .dosing import dose_text
 from .recommendation import PlanDrug, Predicted
 from .record import Finding
-from .units import with_unit
+from .units import rounded
 
 __all__ = ["rationale"]
-
-
-def _fmt(x: float, unit: str) -> str:
-    return with_unit(f"{x:.1f}" if abs(x) < 1000 else f"{x:.0f}", unit)
 
 
 def _feature_text(area: Area, name: str, val: float, defaulted: bool) -> str:
@@ -26,7 +22,7 @@ def _feature_text(area: Area, name: str, val: float, defaulted: bool) -> str:
     unit = feature_units(area).get(name, "")
     if unit == "1" and val in (0.0, 1.0):  # a condition present or absent
         return name.replace("_", " ") if val else "no " + name.replace("_", " ")
-    text = f"{name} {_fmt(val, unit)}"
+    text = f"{name} {rounded(val, unit)}"
     if not defaulted:
         return text
     # a baseline not recent is the last value on record (features/row.py); another quantity takes the default
@@ -48,9 +44,9 @@ def rationale(
 ) -> str:
     unit = area.outcome.unit
     parts = [
-        f"Predicted {area.outcome.quantity} {_fmt(pred.mean, unit)} "
-        f"({int(round(pred.level * 100))}% interval {_fmt(pred.lower, unit)} to {_fmt(pred.upper, unit)})"
-        + (f" from {_fmt(baseline, unit)}" if baseline is not None else "")
+        f"Predicted {area.outcome.quantity} {rounded(pred.mean, unit)} "
+        f"({int(round(pred.level * 100))}% interval {rounded(pred.lower, unit)} to {rounded(pred.upper, unit)})"
+        + (f" from {rounded(baseline, unit)}" if baseline is not None else "")
         + f"; P(target {'<' if area.outcome.direction == 'lower' else '>'} {target:g}) {p_target:.2f}."
     ]
     moves = [

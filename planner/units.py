@@ -14,7 +14,7 @@ from pathlib import Path
 from .errors import RuleError
 from .rule_files import read_yaml, rules_dir
 
-__all__ = ["UnitDisplay", "unit_display", "with_unit"]
+__all__ = ["UnitDisplay", "unit_display", "with_unit", "num", "rounded"]
 
 
 @dataclass(frozen=True)
@@ -56,3 +56,13 @@ def with_unit(value: str, ucum: str, rules: str | Path | None = None) -> str:
     if not u.display:
         return value
     return f"{value}{' ' if u.space else ''}{u.display}"
+
+
+def num(x: float) -> str:
+    """A measured value to four significant digits (``172.678`` -> ``172.7``; ``7.00044`` -> ``7``)."""
+    return f"{x:.4g}" if abs(x) < 1e4 else f"{x:.0f}"
+
+
+def rounded(x: float, ucum: str, rules: str | Path | None = None) -> str:
+    """A predicted value for a reader: one decimal (none from 1,000 up) and its unit (``"7.1%"``)."""
+    return with_unit(f"{x:.1f}" if abs(x) < 1000 else f"{x:.0f}", ucum, rules)

@@ -115,11 +115,11 @@ def _folds(groups: np.ndarray, k: int, seed: int) -> np.ndarray:
     return np.array([fold_of[g] for g in groups])
 
 
-def _xgb_reg(seed: int) -> Any:
-    XGBRegressor = require("xgboost", extra="xgboost", purpose="the off-policy evaluation").XGBRegressor
-
-    return XGBRegressor(
-        n_estimators=300,
+def _xgb(kind: str, seed: int, n_estimators: int) -> Any:
+    """A small, shallow xgboost model for a nuisance fit (``kind``: XGBRegressor or XGBClassifier)."""
+    cls = getattr(require("xgboost", extra="xgboost", purpose="the off-policy evaluation"), kind)
+    return cls(
+        n_estimators=n_estimators,
         max_depth=2,
         learning_rate=0.05,
         subsample=0.8,
@@ -128,21 +128,14 @@ def _xgb_reg(seed: int) -> Any:
         random_state=seed,
         verbosity=0,
     )
+
+
+def _xgb_reg(seed: int) -> Any:
+    return _xgb("XGBRegressor", seed, 300)
 
 
 def _xgb_clf(seed: int) -> Any:
-    XGBClassifier = require("xgboost", extra="xgboost", purpose="the off-policy evaluation").XGBClassifier
-
-    return XGBClassifier(
-        n_estimators=150,
-        max_depth=2,
-        learning_rate=0.05,
-        subsample=0.8,
-        min_child_weight=3,
-        n_jobs=1,
-        random_state=seed,
-        verbosity=0,
-    )
+    return _xgb("XGBClassifier", seed, 150)
 
 
 def cross_fit(

@@ -21,7 +21,7 @@ import orjson
 from ..dosing import dosage, dose_text
 from ..recommendation import PlanDrug, Recommendation
 from ..record import Finding
-from ..units import with_unit
+from ..units import rounded
 
 _NS = uuid.UUID("6f1b7d3e-7f0e-4c8a-9d44-2b1c6a0f9e51")
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
@@ -92,11 +92,6 @@ def _issue(f: Finding, subject: dict[str, str] | None, implicated: list[str]) ->
     return res
 
 
-def _one(x: float, unit: str) -> str:
-    """A predicted value for a reader: one decimal and its unit, as the rationale writes it."""
-    return with_unit(f"{x:.1f}", unit)
-
-
 def render_fhir(rec: Recommendation) -> dict[str, Any]:
     seed = rec.model_dump_json()
     subject = {"reference": f"Patient/{rec.patient_id}"} if rec.patient_id else None
@@ -134,9 +129,9 @@ def render_fhir(rec: Recommendation) -> dict[str, Any]:
             "note": [
                 {
                     "text": (
-                        f"predicted {rec.outcome.quantity} {_one(plan.predicted.mean, rec.outcome.unit)} "
-                        f"({round(100 * plan.predicted.level)}% interval {_one(plan.predicted.lower, rec.outcome.unit)} "
-                        f"to {_one(plan.predicted.upper, rec.outcome.unit)}); "
+                        f"predicted {rec.outcome.quantity} {rounded(plan.predicted.mean, rec.outcome.unit)} "
+                        f"({round(100 * plan.predicted.level)}% interval {rounded(plan.predicted.lower, rec.outcome.unit)} "
+                        f"to {rounded(plan.predicted.upper, rec.outcome.unit)}); "
                         f"P(target) {plan.p_target:.2f}; P(best) {plan.p_best:.2f}"
                     )
                 }

@@ -16,7 +16,7 @@ from html import escape
 from ..recommendation import DataGap, ExcludedRegimen, Plan, PlanDrug, Recommendation
 from ..record import Finding, Medication, PatientRecord, PgxResult
 from ..status import GeneStatus
-from ..units import unit_display
+from ..units import num, unit_display
 
 __all__ = [
     "css",
@@ -66,11 +66,6 @@ def unit(u: str) -> str:
     """A UCUM unit for reading (``rules/codes/units.yaml``: ``mm[Hg]`` -> ``mmHg``, ``{score}`` -> ``points``;
     an unlisted one loses its braces and brackets, ``10*3/uL`` -> ``10^3/uL``)."""
     return unit_display(u)
-
-
-def num(x: float) -> str:
-    """A measured value to four significant digits (``172.678`` -> ``172.7``)."""
-    return f"{x:.4g}" if abs(x) < 1e4 else f"{x:.0f}"
 
 
 def dose(mg_day: float | None, drug: str | None = None) -> str:

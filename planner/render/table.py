@@ -11,8 +11,7 @@ from rich.text import Text
 
 from ..dosing import dose_text
 from ..recommendation import Plan, PlanDrug, Recommendation
-from ..units import unit_display, with_unit
-from .html import num
+from ..units import num, unit_display, with_unit
 
 
 def _drugs(drugs: tuple[PlanDrug, ...], stopped: tuple[PlanDrug, ...] = ()) -> str:
