@@ -22,6 +22,7 @@ __all__ = [
     "key_of",
     "finding_of",
     "replace",
+    "built",
 ]
 
 M = TypeVar("M", bound=BaseModel)
@@ -45,6 +46,40 @@ def replace(model: M, **update: Any) -> M:
     _set(new, "__dict__", d)
     _set(new, "__pydantic_extra__", None)
     _set(new, "__pydantic_fields_set__", model.__pydantic_fields_set__ | update.keys())
+    _set(new, "__pydantic_private__", None)
+    return new
+
+
+_Spec = tuple[tuple[str, ...], frozenset[str], frozenset[str], dict[str, Any]]
+_SPECS: dict[type, _Spec] = {}
+_IMMUTABLE = (str, int, float, tuple, frozenset, type(None))
+
+
+def _spec(cls: type[BaseModel]) -> _Spec:
+    """(field names, names, names that must be given: required or with a mutable default, defaults)."""
+    spec = _SPECS.get(cls)
+    if spec is None:
+        fields = cls.model_fields
+        defaults = {k: f.default for k, f in fields.items() if not f.is_required()}
+        must = frozenset(k for k in fields if k not in defaults or not isinstance(defaults[k], _IMMUTABLE))
+        spec = _SPECS[cls] = (tuple(fields), frozenset(fields), must, defaults)
+    return spec
+
+
+def built(cls: type[M], **fields: Any) -> M:
+    """``cls(**fields)`` for a frozen, extra-forbidding, private-free model whose field values are already of
+    the model's types (objects the caller built from validated parts), without validating them again: the
+    same fields, defaults and fields-set as the validated model. Unknown or missing fields (or a field with a
+    mutable default left out) go through the model, which names the problem (or copies the default);
+    ``tests/test_screen_fastpath.py`` compares such objects with their validated twins."""
+    names, known, must, defaults = _spec(cls)
+    if not (must <= fields.keys() <= known):
+        return cls(**fields)
+    d = {k: fields[k] if k in fields else defaults[k] for k in names}
+    new = object.__new__(cls)
+    _set(new, "__dict__", d)
+    _set(new, "__pydantic_extra__", None)
+    _set(new, "__pydantic_fields_set__", set(fields))
     _set(new, "__pydantic_private__", None)
     return new
 
