@@ -52,7 +52,15 @@ class UtilityTerms:
 
     def total(self, *, kinds: frozenset[str] | None = None) -> np.ndarray | float:
         parts = [t.draws for t in self.terms if kinds is None or t.kind in kinds]
-        return sum(parts[1:], parts[0]) if parts else 0.0
+        if len(parts) < 2:
+            return parts[0] if parts else 0.0
+        out = parts[0] + parts[1]  # then the rest added in place, in order
+        for p in parts[2:]:
+            if np.result_type(out, p) == out.dtype:
+                out += p
+            else:
+                out = out + p
+        return out
 
 
 def applicable_indications(g: Guidelines | None, ctx: PatientContext) -> list[Applicable]:
@@ -121,6 +129,24 @@ def _effect_index(
     return out
 
 
+def _effect_sets(
+    so: SecondaryOutcome, area: Area, regimens: Sequence[Regimen]
+) -> tuple[list[tuple[int, ...]], np.ndarray]:
+    """The distinct sets of effect indices of ``regimens`` (first seen first) and, per regimen, the position of
+    its set: many regimens share drugs, so each set is summed (and transformed) once."""
+    memo: dict[tuple[str, str | None], int | None] = {}
+    by_drugs: dict[tuple[tuple[str, str | None], ...], int] = {}
+    pos: dict[tuple[int, ...], int] = {}
+    inverse = np.empty(len(regimens), dtype=np.intp)
+    for j, reg in enumerate(regimens):
+        sig = tuple((d.ingredient, d.drug_class) for d in reg.drugs)
+        at = by_drugs.get(sig)
+        if at is None:
+            at = by_drugs[sig] = pos.setdefault(tuple(_effect_index(so, area, reg, memo)), len(pos))
+        inverse[j] = at
+    return list(pos), inverse
+
+
 def secondary_draws(
     so: SecondaryOutcome,
     area: Area,
@@ -139,30 +165,32 @@ def secondary_draws(
         eff = np.stack([e.mean + e.sd * rng.standard_normal(num) for e in so.effects], axis=1)  # type: ignore[operator]
     else:
         eff = np.stack([np.log(e.rr) + e.log_sd * rng.standard_normal(num) for e in so.effects], axis=1)  # type: ignore[arg-type]
-    sums: dict[tuple[int, ...], np.ndarray] = {}  # many regimens share the same effects: sum each set once
-    memo: dict[tuple[str, str | None], int | None] = {}
-    idxs = [tuple(_effect_index(so, area, reg, memo)) for reg in regimens]
 
     def total(idx: tuple[int, ...]) -> np.ndarray:
-        if idx not in sums:
-            sums[idx] = eff[:, list(idx)].sum(axis=1) if idx else np.zeros(num)
-        return sums[idx]
+        return eff[:, list(idx)].sum(axis=1) if idx else np.zeros(num)
 
-    out = np.stack([total(idx) for idx in idxs], axis=1) if regimens else np.zeros((num, 0))
+    if not regimens:
+        return np.zeros((num, 0))
+    # every elementwise step runs once per distinct effect set (columns of ``sums``), then is gathered per regimen
+    sets, inverse = _effect_sets(so, area, regimens)
+    sums = np.stack([total(idx) for idx in sets], axis=1)
     if so.kind == "change":  # a change happens when the regimen changes: relative to the current regimen
-        return out - total(tuple(_effect_index(so, area, current)))[:, None]
+        return (sums - total(tuple(_effect_index(so, area, current)))[:, None])[:, inverse]
     base = next(b.risk for b in so.baseline if ctx.matches(b.when, g))
+    out = np.minimum(base * np.exp(sums), 1.0)[:, inverse]
     if so.intensity is not None and outcome_draws is not None:
-        sign = 1.0 if area.outcome.direction == "lower" else -1.0
-        deep = sign * (so.intensity.below - outcome_draws)
-        flagged = np.array([any(so.effects[i].by_intensity for i in idx) for idx in idxs])
-        if not so.intensity.two_sided:
-            deep = np.maximum(deep, 0.0)
-        shifted = out + so.intensity.log_rr_per_unit * deep
-        if so.intensity.two_sided:  # less of the drugs' excess above the reference level, never below baseline
-            shifted = np.maximum(shifted, 0.0)
-        out = np.where(flagged[None, :], shifted, out)
-    return np.minimum(base * np.exp(out), 1.0)
+        flagged = np.array([any(so.effects[i].by_intensity for i in idx) for idx in sets])[inverse]
+        cols = np.flatnonzero(flagged)
+        if cols.size:
+            sign = 1.0 if area.outcome.direction == "lower" else -1.0
+            deep = sign * (so.intensity.below - outcome_draws[:, cols])
+            if not so.intensity.two_sided:
+                deep = np.maximum(deep, 0.0)
+            shifted = sums[:, inverse[cols]] + so.intensity.log_rr_per_unit * deep
+            if so.intensity.two_sided:  # less of the drugs' excess above the reference level, never below baseline
+                shifted = np.maximum(shifted, 0.0)
+            out[:, cols] = np.minimum(base * np.exp(shifted), 1.0)
+    return out
 
 
 def _preference_values(
