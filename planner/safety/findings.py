@@ -126,16 +126,22 @@ def fit(text: str, limit: int = 140) -> str:
 def apply_findings(regimen: Regimen, findings: Iterable[Finding]) -> Regimen | None:
     """The regimen after findings: None if any finding excludes it; ``adjust_dose`` applied to its target
     (the lowest adjusted dose wins when several apply); the same object when no dose changes."""
-    new: dict[str, float | None] = {d.ingredient: d.dose_mg_day for d in regimen.drugs}
+    new: dict[str, float | None] | None = None
     changed = False
     for f in findings:
-        if f.action == "exclude":
+        action = f.action
+        if action == "exclude":
             return None
-        if f.action == "adjust_dose" and f.target_drug in new and f.adjusted_dose_mg_day is not None:
-            cur = new[f.target_drug]
-            new[f.target_drug] = f.adjusted_dose_mg_day if cur is None else min(cur, f.adjusted_dose_mg_day)
-            changed = changed or new[f.target_drug] != cur
-    if not changed:
+        if action == "adjust_dose" and f.adjusted_dose_mg_day is not None:
+            if new is None:
+                new = {d.ingredient: d.dose_mg_day for d in regimen.drugs}
+            target, adjusted = f.target_drug, f.adjusted_dose_mg_day
+            if target in new:
+                cur = new[target]
+                if cur is None or adjusted < cur:  # min(cur, adjusted); an equal dose is no change
+                    new[target] = adjusted
+                    changed = True
+    if not changed or new is None:
         return regimen
     drugs = tuple(
         [d if d.dose_mg_day == new[d.ingredient] else replace(d, dose_mg_day=new[d.ingredient]) for d in regimen.drugs]
