@@ -258,14 +258,23 @@ def _score(
 ) -> _Scores:
     """The utility per joint draw (see the module docstring); its mean ranks, the per-draw winner gives P(best)."""
     n = len(candidates)
-    d = 1.0 if area.outcome.direction == "lower" else -1.0
-    reached = d * (target - pred_draws) > 0  # (S, n) per draw: the new measurement reaches the target
-    shortfall = np.maximum(d * (mean_draws - target), 0.0)
+    lower = area.outcome.direction == "lower"
+    # (S, n) per draw: the new measurement reaches the target (d * (target - Y) > 0, d = +1 lower is better, else -1)
+    reached = pred_draws < target if lower else pred_draws > target
+    shortfall = mean_draws - target  # then d * (Y - target), floored at 0, in place
+    if not lower:
+        np.negative(shortfall, out=shortfall)
+    np.maximum(shortfall, 0.0, out=shortfall)
     w = config.weights
-    penalties = _burden(area, current, candidates, findings, w)
+    penalties = _burden(current, candidates, findings, w)
     extra = _extra_terms(area, current, candidates, config, record, prefs, pred_draws, mean_draws, seed)
-    primary = w["p_target"] * reached - w["improvement"] * shortfall / config.scale_for(area)
-    util_draws = primary - penalties[None, :] + extra.total()
+    # primary - penalties + extra terms, each step in place (the same operations in the same order)
+    util_draws = w["p_target"] * reached
+    part = w["improvement"] * shortfall
+    part /= config.scale_for(area)
+    util_draws -= part
+    util_draws -= penalties[None, :]
+    util_draws += extra.total()
     utility_mean = util_draws.mean(axis=0)
     order = _order(utility_mean, candidates)
     winners = np.asarray(order)[np.argmax(util_draws[:, order], axis=1)]  # ties go to the higher-ranked plan
@@ -456,22 +465,34 @@ def _quantiles(
 
 
 def _burden(
-    area: Area,
     current: Regimen,
     candidates: Sequence[Regimen],
     findings: Sequence[Sequence[Finding]],
     w: Mapping[str, float],
 ) -> np.ndarray:
     """Each candidate's burden penalty (cautions, adjusted doses, drugs, changes against the current regimen);
-    the labelled drugs themselves are built only for the plans reported."""
+    the labelled drugs themselves are built only for the plans reported. A change is what :func:`_changes`
+    labels other than "continue" (an add, switch or dose change: the class is not needed to count it), or a stop."""
+    cur = {d.ingredient: d.dose_mg_day for d in current.drugs}
     penalties = np.zeros(len(candidates))
     for i, (reg, fs) in enumerate(zip(candidates, findings)):
-        labels, gone = _changes(current, reg, area)
         n_caution = sum(1 for f in fs if f.action == "caution")
         n_adjust = sum(1 for f in fs if f.action == "adjust_dose")
-        n_change = sum(1 for x in labels if x[2] != "continue") + len(gone)
+        n_change = 0
+        for d in reg.drugs:
+            if d.ingredient not in cur:
+                n_change += 1  # an add or a switch
+                continue
+            before = cur[d.ingredient]
+            if not (before is None or d.dose_mg_day is None or math.isclose(before, d.dose_mg_day, rel_tol=1e-6)):
+                n_change += 1  # a dose change
+        kept = {d.ingredient for d in reg.drugs}
+        n_change += sum(1 for d in current.drugs if d.ingredient not in kept)  # stops
         penalties[i] = (
-            w["caution"] * n_caution + w["adjusted_dose"] * n_adjust + w["drug"] * len(labels) + w["change"] * n_change
+            w["caution"] * n_caution
+            + w["adjusted_dose"] * n_adjust
+            + w["drug"] * len(reg.drugs)
+            + w["change"] * n_change
         )
     return penalties
 

@@ -190,6 +190,7 @@ class DataWarning(Frozen):
     value: str | None = None  # the offending value, shortened (never for Patient demographics)
     quantity: str | None = None  # the quantity a dropped measurement was of (e.g. "hba1c"), when it was one
     date: dt.date | None = None  # the date of the fact the warning is about, when it has one
+    gene: str | None = None  # the gene a pharmacogenomic result that could not be read is about, when it names one
 
 
 class PatientRecord(Frozen):

@@ -14,7 +14,7 @@ from pathlib import Path
 from .errors import RuleError
 from .rule_files import read_yaml, rules_dir
 
-__all__ = ["UnitDisplay", "unit_display", "with_unit", "num", "rounded"]
+__all__ = ["UnitDisplay", "unit_display", "with_unit", "num", "one_decimal", "rounded"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,11 @@ def num(x: float) -> str:
     return f"{x:.4g}" if abs(x) < 1e4 else f"{x:.0f}"
 
 
+def one_decimal(x: float) -> str:
+    """A predicted value for a reader, without its unit: one decimal, none from 1,000 up (``170.84`` -> ``170.8``)."""
+    return f"{x:.1f}" if abs(x) < 1000 else f"{x:.0f}"
+
+
 def rounded(x: float, ucum: str, rules: str | Path | None = None) -> str:
     """A predicted value for a reader: one decimal (none from 1,000 up) and its unit (``"7.1%"``)."""
-    return with_unit(f"{x:.1f}" if abs(x) < 1000 else f"{x:.0f}", ucum, rules)
+    return with_unit(one_decimal(x), ucum, rules)

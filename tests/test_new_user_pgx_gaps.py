@@ -33,3 +33,19 @@ def test_variants_without_a_gene_are_a_data_gap() -> None:
 def test_a_fully_read_pgx_report_has_no_such_gap() -> None:
     rec = read_record(GEN / "Bundle-HLAB1502-pgx-example")
     assert "pgx-not-read" not in [g.code for g in record_gaps(rec)]
+
+
+def test_the_gap_names_the_gene_whose_result_was_not_read() -> None:
+    """The HLA-A GL string of the IG's HLA bundle is the unreadable one: the gap says HLA-A may show as not
+    tested (a reader must not have to open ``inspect`` to learn which gene), and carries the gene."""
+    rec = read_record(GEN / "Bundle-CG-IG-HLA-FullBundle-01")
+    unread = [w for w in rec.warnings if w.code == "pgx-unreadable"]
+    assert [w.gene for w in unread] == ["HLA-A"]
+    (gap,) = [g for g in record_gaps(rec) if g.code == "pgx-not-read"]
+    assert "HLA-A may show here as not tested" in gap.message and gap.gene == "HLA-A"
+
+
+def test_a_result_without_a_gene_says_so_rather_than_naming_one() -> None:
+    rec = read_record(GEN / "DiagnosticReport-report-CYP2C19")
+    (gap,) = [g for g in record_gaps(rec) if g.code == "pgx-not-read"]
+    assert gap.gene is None and "a gene they report may show here as not tested" in gap.message

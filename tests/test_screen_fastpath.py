@@ -220,3 +220,55 @@ def test_verdict_objects_equal_the_dataclass_built_ones():
         assert dataclasses.replace(v, findings=()) == dataclasses.replace(built, findings=())
         with pytest.raises(dataclasses.FrozenInstanceError):
             v.final = None  # type: ignore[misc]
+
+
+def _same_model(a, b) -> None:
+    """Equal, with the same fields-set and field types, recursively through nested models and tuples."""
+    from pydantic import BaseModel
+
+    assert type(a) is type(b) and a == b
+    if isinstance(a, BaseModel):
+        assert a.model_fields_set == b.model_fields_set, type(a).__name__
+        for k in type(a).model_fields:
+            _same_model(getattr(a, k), getattr(b, k))
+    elif isinstance(a, tuple):
+        for x, y in zip(a, b):
+            _same_model(x, y)
+
+
+def test_screening_stage_objects_equal_their_validated_twins():
+    """``screen_candidates`` builds its hand-off objects with ``findings.built`` (no re-validation): each must
+    equal the object validation gives from the same fields (fields-set and field types included)."""
+    from planner import stages
+    from planner.handoffs import CandidateSet, ExcludedCandidate, GeneNeed, ScreenedCandidates, ScreenedRegimen
+    from planner.safety.findings import built
+
+    rs = RuleSet.load()
+    area = load_area("depression")
+    rng = random.Random(4)
+    regs = enumerate_regimens(area, doses="all", max_drugs=2)
+    given = {  # the fields the stage gives each model (the others keep their defaults, unset)
+        ScreenedCandidates: ("candidates", "kept", "excluded", "current_findings", "genes", "rules_version"),
+        ScreenedRegimen: ("proposed", "regimen", "findings", "adjusted_by"),
+        ExcludedCandidate: ("regimen", "findings"),
+        GeneNeed: ("gene", "status", "drugs"),
+    }
+    seen = 0
+    for p in range(6):
+        rec = generated(rs, rng, p)
+        row = stages.feature_row(rec, area, knowledge=rs.knowledge)
+        cands = CandidateSet(
+            features=row, candidates=tuple(rng.sample(regs, 40)), generator="test", seed=0, requested=40
+        )
+        sc = stages.screen_candidates(cands, rec, area=area, rules=rs)
+        for obj in (sc, *sc.kept, *sc.excluded, *sc.genes):  # each built with the fields the stage passes
+            _same_model(obj, type(obj)(**{f: getattr(obj, f) for f in given[type(obj)]}))
+        seen += len(sc.kept) + len(sc.excluded)
+    assert seen > 100
+    with pytest.raises(ValueError, match="unknown"):  # an unknown field goes through the model, which names it
+        built(GeneNeed, gene="CYP2D6", status="tested", drugs=(), unknown=1)
+    left = built(ScreenedRegimen, proposed=regs[0], regimen=regs[0])  # a mutable default: the model copies it
+    assert (
+        left.adjusted_by == {}
+        and left.adjusted_by is not built(ScreenedRegimen, proposed=regs[0], regimen=regs[0]).adjusted_by
+    )

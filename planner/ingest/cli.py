@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -13,17 +13,37 @@ from ..record import PatientRecord
 __all__ = ["register", "render_table"]
 
 
+def _row(table: Any, *cells: object) -> None:
+    """EHR text is shown literally: ``[/bold]`` in a display is text, never rich markup."""
+    from rich.text import Text
+
+    table.add_row(*(Text(str(c)) for c in cells))
+
+
+def _labs_table(record: PatientRecord) -> Any:
+    """The latest value of each quantity, its unit as a clinician reads it (mm[Hg] -> mmHg; JSON keeps UCUM)."""
+    from rich.table import Table
+
+    from ..units import unit_display
+
+    labs = Table(title="Latest measurements")
+    for col in ("quantity", "value", "unit", "date", "LOINC", "n"):
+        labs.add_column(col)
+    for name in sorted(record.observations):
+        last = record.latest(name)
+        if last is None:
+            continue
+        shown = unit_display(last.unit) if last.unit else "-"
+        _row(labs, name, f"{last.value:.4g}", shown, str(last.date), last.loinc, str(len(record.series(name))))
+    return labs
+
+
 def render_table(record: PatientRecord, *, width: int | None = None) -> str:
     """The record as text tables: patient, conditions, current medications, latest labs, PGx, warnings."""
     import io
 
     from rich.console import Console
     from rich.table import Table
-    from rich.text import Text
-
-    def _row(table: Table, *cells: object) -> None:
-        """EHR text is shown literally: ``[/bold]`` in a display is text, never rich markup."""
-        table.add_row(*(Text(str(c)) for c in cells))
 
     # printed into a buffer only (the caller echoes the text once)
     console = Console(file=io.StringIO(), record=True, width=width or 110, force_terminal=False, color_system=None)
@@ -60,15 +80,7 @@ def render_table(record: PatientRecord, *, width: int | None = None) -> str:
         )
     console.print(meds)
 
-    labs = Table(title="Latest measurements")
-    for col in ("quantity", "value", "unit", "date", "LOINC", "n"):
-        labs.add_column(col)
-    for name in sorted(record.observations):
-        last = record.latest(name)
-        if last is None:
-            continue
-        _row(labs, name, f"{last.value:.4g}", last.unit, str(last.date), last.loinc, str(len(record.series(name))))
-    console.print(labs)
+    console.print(_labs_table(record))
 
     pgx = Table(title="Pharmacogenomics (genes not listed: not tested)")
     for col in ("gene", "diplotype", "phenotype", "activity", "allele status", "source"):

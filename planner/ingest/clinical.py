@@ -232,7 +232,12 @@ def read_observation(
             return target if target is not None and target.resourceType == "Observation" else None
 
         found = pgx_from_observation(
-            obs, ref=rref, date=date, tables=tables, lookup=lookup_obs, warn=lambda code, msg: b.warn(code, msg, rref)
+            obs,
+            ref=rref,
+            date=date,
+            tables=tables,
+            lookup=lookup_obs,
+            warn=lambda code, msg, gene: b.warn(code, msg, rref, gene=gene),
         )
         b.pgx.extend(found)
         if found and date is not None:

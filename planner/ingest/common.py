@@ -103,6 +103,7 @@ class Builder:
         value: object = None,
         quantity: str | None = None,
         date: dt.date | None = None,
+        gene: str | None = None,
     ) -> None:
         self.warnings.append(
             DataWarning(
@@ -113,6 +114,7 @@ class Builder:
                 value=short(value) if value is not None else None,
                 quantity=quantity,
                 date=date,
+                gene=gene,
             )
         )
 

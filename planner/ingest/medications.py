@@ -135,13 +135,14 @@ def dose_mg_day(
     prn = bool(d.asNeededBoolean) or d.asNeededCodeableConcept is not None
     n = per_day(d, tables)
     if n is None:
-        return (
-            None,
-            None,
-            ("taken as needed (no schedule)" if prn else "dosage has no timing (frequency/period or timing code)"),
-            False,
-            prn,
-        )
+        if prn:
+            no_timing = "taken as needed (no schedule)"
+        elif (d.text or "").strip() and d.timing is None and not d.doseAndRate:
+            # US Core allows a dosage that is only free text ("1 tablet by mouth daily"); it is not parsed
+            no_timing = "dose and schedule given only as free text (Dosage.text; no doseAndRate or timing): not read"
+        else:
+            no_timing = "dosage has no timing (frequency/period or timing code)"
+        return None, None, no_timing, False, prn
     dr = _pick_dose(d)
     if dr is not None and dr.doseRange is not None and dr.doseQuantity is None:
         lo = _qty_mg(dr.doseRange.low, strength, mg_per_unit)[0] if dr.doseRange.low else None

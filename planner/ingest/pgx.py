@@ -30,6 +30,8 @@ _RS_GENOTYPE = re.compile(r"^rs\d+\b", re.IGNORECASE)
 _VARIANT = re.compile(r"\b(?:[cmgp]\.\S+|rs\d+)", re.IGNORECASE)
 
 Warn = Callable[[str, str], None]
+# what a caller of pgx_from_observation passes: (code, message, gene the result is about or None)
+GeneWarn = Callable[[str, str, "str | None"], None]
 
 
 def _texts(cc: CodeableConcept | None, code_systems: Iterable[str] = ()) -> list[str]:
@@ -129,10 +131,12 @@ def pgx_from_observation(
     date: dt.date | None,
     tables: CodeTables,
     lookup: Callable[[str], Observation | None],
-    warn: Warn,
+    warn: GeneWarn,
     _depth: int = 0,
 ) -> list[PgxResult]:
-    """The PGx statements of one Observation (usually one). ``lookup`` resolves derivedFrom references."""
+    """The PGx statements of one Observation (usually one). ``lookup`` resolves derivedFrom references.
+    Each warning names the gene the Observation is about (None when none is named), so that a result that
+    could not be read says which gene may show as not tested."""
     codes = set(_codes(obs.code))
     loinc = tables.pgx["loinc"]
     gene = _gene_of(obs, tables) or _gene_through_derived(obs, tables, lookup)
@@ -145,25 +149,30 @@ def pgx_from_observation(
             if m:
                 hla_gene = m.group(0)
                 break
+    about = hla_gene or gene
+
+    def gene_warn(code: str, message: str) -> None:
+        warn(code, message, about)
+
     if hla_gene is not None:
         return _hla(
-            obs, hla_gene, value_texts, ref=ref, date=date, tables=tables, lookup=lookup, warn=warn, depth=_depth
+            obs, hla_gene, value_texts, ref=ref, date=date, tables=tables, lookup=lookup, warn=gene_warn, depth=_depth
         )
     if codes & set(loinc.get("region_studied", ())):
         if gene:
-            warn(
+            gene_warn(
                 "pgx-not-interpreted",
                 f"{gene} was studied (region-studied Observation); planner uses only the "
                 "genotype or phenotype results reported for it",
             )
         return []
     if codes & set(loinc.get("variant", ())):
-        return _variant(obs, gene, ref=ref, date=date, tables=tables, warn=warn)
+        return _variant(obs, gene, ref=ref, date=date, tables=tables, warn=gene_warn)
     if codes & set(loinc.get("haplotype", ())):
         return []  # one haplotype of a star-allele gene: the genotype Observation it belongs to carries the call
     if codes & set(loinc["genotype"]):
-        return _genotype(obs, gene, value_texts, ref=ref, date=date, tables=tables, warn=warn)
-    return _phenotype(obs, gene, codes, value_texts, ref=ref, date=date, tables=tables, warn=warn)
+        return _genotype(obs, gene, value_texts, ref=ref, date=date, tables=tables, warn=gene_warn)
+    return _phenotype(obs, gene, codes, value_texts, ref=ref, date=date, tables=tables, warn=gene_warn)
 
 
 def _genotype(
@@ -389,7 +398,7 @@ def _positive_sources(
         if target is None:
             continue
         for res in pgx_from_observation(
-            target, ref=ref, date=date, tables=tables, lookup=lookup, warn=lambda c, m: None, _depth=1
+            target, ref=ref, date=date, tables=tables, lookup=lookup, warn=lambda c, m, g: None, _depth=1
         ):
             if res.gene == gene and res.allele_status == "positive":
                 out.append(res.model_copy(update={"source": "fhir-implication", "source_ref": ref}))

@@ -82,12 +82,19 @@ def record_gaps(record: PatientRecord, *, on: dt.date | None = None, quantity: s
         )
     pgx_unread = [w for w in record.warnings if w.code in PGX_NOT_READ]
     if pgx_unread:
+        genes = sorted({w.gene for w in pgx_unread if w.gene})
         gaps.append(
             DataGap(
                 code="pgx-not-read",
                 message=f"{len(pgx_unread)} pharmacogenomic result(s) could not be read and are not used; "
-                "a gene they report may show here as not tested",
+                + (
+                    f"{', '.join(genes)} may show here as not tested"
+                    if genes
+                    else "a gene they report may show here as not tested"
+                )
+                + (" (some name no gene)" if genes and any(w.gene is None for w in pgx_unread) else ""),
                 suggestion="planner inspect FILE lists each one with the resource and why",
+                gene=genes[0] if len(genes) == 1 else None,
             )
         )
     return gaps

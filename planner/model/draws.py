@@ -26,7 +26,7 @@ import torch
 
 from ..errors import ModelError
 from ..record import Regimen
-from .model import Priors, Slots, _take, regimen_effect
+from .model import Effect, Priors, Slots, _take, regimen_columns
 from .spec import ModelSpec
 
 __all__ = ["prepare", "draw", "expected", "MEAS_LOG_SD"]
@@ -47,27 +47,16 @@ def prepare(model: Any, X: pd.DataFrame, regimens: Sequence[Any], num_samples: i
     x = torch.as_tensor(x_np, dtype=F32)
     off = torch.as_tensor(off_np, dtype=F32)
     het = spec.heterogeneity is not None
-    D = spec.n_drugs
-    omg = torch.cat([p["omega"], torch.zeros(Sn, 1, dtype=F32)], 1) if het else None
-
-    def spread(dsg, g):  # (S, r, K): g * omega of each slot's drug (0 in empty slots)
-        assert omg is not None
-        return g * _take(omg, torch.as_tensor(dsg.cls)) * torch.as_tensor(np.abs(dsg.mask), dtype=F32)
-
-    def drugmask(dsg, rows: int) -> torch.Tensor:  # (rows, D+1): 1 where the regimen holds the drug
-        out = torch.zeros(rows, D + 1, dtype=F32)
-        return out.scatter_(1, torch.as_tensor(dsg.drug), torch.as_tensor(np.abs(dsg.mask), dtype=F32))
-
     with torch.no_grad():
-        mean, new, old, dcur = expected(spec, model._priors_cache[1], p, x, off, design, current)
-        Gn = spread(design, new.g).permute(1, 2, 0).contiguous() if het else None  # (R, K, S)
+        mean, new, _, dcur, parts, cparts = _expected_parts(spec, model._priors_cache[1], p, x, off, design, current)
+        Gn = parts["gw"]  # (R, K, S)
         newmask = curmask = Gc = cdrug = None
         if het:
-            newmask = drugmask(design, len(regimens))
+            newmask = torch.from_numpy(parts["mask"])
             if current is not None:
-                assert old is not None and dcur is not None
-                Gc = spread(dcur, old.g)  # (S, n, K) of the current regimens
-                curmask = drugmask(dcur, x.shape[0])
+                assert dcur is not None and cparts is not None
+                Gc = cparts["gw"].permute(2, 0, 1).contiguous()  # (S, n, K) of the current regimens
+                curmask = torch.from_numpy(cparts["mask"])
                 cdrug = torch.as_tensor(dcur.drug)
     return dict(
         spec=spec,
@@ -79,7 +68,7 @@ def prepare(model: Any, X: pd.DataFrame, regimens: Sequence[Any], num_samples: i
         mean=mean,
         new=new,
         het=het,
-        D=D,
+        D=spec.n_drugs,
         Gn=Gn,
         drug=torch.as_tensor(design.drug).T.contiguous(),
         Gc=Gc,
@@ -88,6 +77,58 @@ def prepare(model: Any, X: pd.DataFrame, regimens: Sequence[Any], num_samples: i
         curmask=curmask,
         current=current,
     )
+
+
+def regimen_parts(spec: ModelSpec, pr: Priors, p: dict[str, torch.Tensor], design: Any) -> dict[str, Any]:
+    """What of a draw depends only on the regimens and the parameter draws: ``lin`` (r, 1 + p, S) of
+    :func:`~planner.model.model.regimen_columns`, the dose curves ``g`` (S, r, K) and, with heterogeneity,
+    ``gw`` (r, K, S), each slot's spread g * omega (0 in empty slots), and ``mask`` (r, D + 1), 1 where the
+    regimen holds the drug (else None). Elementwise or within one regimen: the same for a regimen whatever is
+    beside it."""
+    lin, g = regimen_columns(pr, p, Slots.of(design, F32))
+    gw = mask = None
+    if spec.heterogeneity is not None:
+        omg = torch.cat([p["omega"], torch.zeros(g.shape[0], 1, dtype=F32)], 1)
+        am = np.abs(design.mask)
+        gw = (g * _take(omg, torch.as_tensor(design.cls)) * torch.as_tensor(am, dtype=F32)).permute(1, 2, 0)
+        gw = gw.contiguous()
+        mask = np.zeros((len(design), spec.n_drugs + 1), dtype=np.float32)
+        mask[np.arange(len(design))[:, None], design.drug] = am
+    return {"lin": lin, "g": g, "gw": gw, "mask": mask}
+
+
+def cross_value(lin: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """E(R, x) of every row of ``x`` (n, p) under every regimen of ``lin`` (r, 1 + p, S): (r, n, S)."""
+    v = lin[:, None, 0, :]
+    for j in range(lin.shape[1] - 1):
+        v = v + x[None, :, j, None] * lin[:, None, 1 + j, :]
+    return v
+
+
+def paired_value(lin: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """E(R_i, x_i) of row i under regimen i of ``lin`` (n, 1 + p, S): (n, S), as :func:`cross_value`'s sums."""
+    v = lin[:, 0, :]
+    for j in range(lin.shape[1] - 1):
+        v = v + x[:, j, None] * lin[:, 1 + j, :]
+    return v
+
+
+def assemble(
+    spec: ModelSpec,
+    p: dict[str, torch.Tensor],
+    x: torch.Tensor,
+    off: torch.Tensor,
+    value: torch.Tensor,
+    old: torch.Tensor | None,
+) -> torch.Tensor:
+    """offset + alpha + beta . x + E(R, x) - E(current, x) from ``value`` (r, n, S) and ``old`` (n, S) (None:
+    untreated): (S, n, r), contiguous."""
+    mean = (p["alpha"][None, :] + off[:, None])[None] + value
+    if spec.n_features:
+        mean = mean + (p["beta"] @ x.T).T[None]
+    if old is not None:
+        mean = mean - old[None]
+    return mean.permute(2, 1, 0).contiguous()
 
 
 def draw(prep: dict[str, Any], *, kind: str, seed: int) -> torch.Tensor:
@@ -218,16 +259,28 @@ def expected(
     current: Any,
 ) -> tuple[torch.Tensor, Any, Any, Any]:
     """The parameters' expected outcome (standardized model scale) of every row under every regimen,
-    (S, n, R): offset + alpha + beta . x + E(R, x) - E(current, x), through the same
-    :func:`~planner.model.model.regimen_effect` as the model's likelihood (``batch_mean``). Also returns
-    the new and current :class:`~planner.model.model.Effect` and the current design (None without)."""
-    f32 = x.dtype
-    new = regimen_effect(pr, p, x, Slots.of(design, f32), cross=True)
-    mean = (p["alpha"][:, None, None] + off[None, :, None]) + new.value  # (S, n, R)
-    if spec.n_features:
-        mean = mean + (p["beta"] @ x.T)[:, :, None]
+    (S, n, R): offset + alpha + beta . x + E(R, x) - E(current, x), with ``E`` the model likelihood's
+    :func:`~planner.model.model.regimen_effect` (through :func:`~planner.model.model.regimen_columns`). Also
+    returns the new and current :class:`~planner.model.model.Effect` and the current design (None without)."""
+    mean, new, old, dcur, _, _ = _expected_parts(spec, pr, p, x, off, design, current)
+    return mean, new, old, dcur
+
+
+def _expected_parts(
+    spec: ModelSpec,
+    pr: Priors,
+    p: dict[str, torch.Tensor],
+    x: torch.Tensor,
+    off: torch.Tensor,
+    design: Any,
+    current: Any,
+) -> tuple[torch.Tensor, Effect, Effect | None, Any, dict[str, Any], dict[str, Any] | None]:
+    """:func:`expected` and the :func:`regimen_parts` of the regimens and of the current regimens."""
+    parts = regimen_parts(spec, pr, p, design)
+    value = cross_value(parts["lin"], x)  # (R, n, S)
+    new = Effect(value.permute(2, 1, 0), parts["g"])
     if current is None:
-        return mean, new, None, None
+        return assemble(spec, p, x, off, value, None), new, None, None, parts, None
     cur = [current] * x.shape[0] if isinstance(current, Regimen) else list(current)
     if len(cur) != x.shape[0]:
         raise ModelError(
@@ -237,8 +290,10 @@ def expected(
             expected=f"{x.shape[0]} (one per row) or a single Regimen",
         )
     dcur = spec.encode(cur, field_name="current")
-    old = regimen_effect(pr, p, x, Slots.of(dcur, f32), cross=False)  # (S, n): each row its own
-    return mean - old.value[:, :, None], new, old, dcur
+    cparts = regimen_parts(spec, pr, p, dcur)
+    old = paired_value(cparts["lin"], x)  # (n, S): each row its own
+    mean = assemble(spec, p, x, off, value, old)
+    return mean, new, Effect(old.T, cparts["g"]), dcur, parts, cparts
 
 
 def _gamma(shape_param: torch.Tensor, out_shape: torch.Size, gen: torch.Generator) -> torch.Tensor:

@@ -68,6 +68,7 @@ __all__ = [
     "derived",
     "priors_for",
     "regimen_effect",
+    "regimen_columns",
     "batch_mean",
     "Slots",
     "Effect",
@@ -318,6 +319,31 @@ def regimen_effect(
         return Effect(eff[..., None, :] + torch.matmul(M, W), g)
     Mp = torch.cat([M, torch.zeros(M.shape[:-1] + (1,), dtype=dt)], -1)
     return Effect(eff + (wp * torch.gather(Mp, -1, d.cls.expand(Mp.shape[:-2] + d.cls.shape))).sum(-1), g)
+
+
+def regimen_columns(pr: Priors, par: Mapping[str, torch.Tensor], d: "Slots") -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`regimen_effect` factored for prediction, for a leading batch of draws ``S``: ``lin`` (r, 1 + p, S)
+    such that ``E(R, x) = lin[:, 0] + sum_j x_j lin[:, 1 + j]`` (the modifier terms summed over the regimen's
+    slots first: the same sum as ``regimen_effect``'s, in another order), and the slots' dose curves ``g``
+    (S, r, K). Every value is elementwise or a sum within one regimen, so a regimen's columns are the same
+    whichever regimens are computed beside it (the batched sampler remembers them per regimen)."""
+    dt = d.g.dtype
+    zero = torch.zeros(par["drug_eff"].shape[:-1] + (1,), dtype=dt)
+    ed50 = _take(torch.cat([par["ed50"], torch.ones_like(zero)], -1), d.cls)
+    g = dose_curve(pr.kind[d.cls], ed50, d.g)  # (S, r, K)
+    wg = d.mask * par["rho"][..., None, None] ** d.rank * g
+    main = (
+        _take(torch.cat([par["drug_eff"], zero], -1), d.drug)
+        + _take(torch.cat([par["slope"], zero], -1), d.cls) * d.log2r
+    )
+    eff = (wg * main).sum(-1)  # (S, r)
+    cols = [eff]
+    if pr.p:
+        wp = wg * torch.cat([pr.potency.to(dt), torch.zeros(1, dtype=dt)])[d.drug]  # (S, r, K)
+        cols = [eff - (wp * _take(torch.cat([par["gamma_off"], zero], -1), d.cls)).sum(-1)]
+        for j in range(pr.p):
+            cols.append((wp * _take(torch.cat([par["gamma"][..., j], zero], -1), d.cls)).sum(-1))
+    return torch.stack(cols, 0).permute(2, 0, 1).contiguous(), g
 
 
 def batch_mean(pr: Priors, par: Mapping[str, torch.Tensor], b: Batch) -> tuple[torch.Tensor, torch.Tensor]:

@@ -157,19 +157,25 @@ class ModelSpec:
     def encode(self, regimens: Sequence[Any], *, field_name: str = "regimens", sign: float = 1.0) -> "Design":
         """Encode regimens (``Regimen``, or a set/list of drug or arm names) as padded slot arrays
         (``mask`` holds ``sign`` on used slots, 0 on padding)."""
-        n = len(regimens)
-        cache: dict[Any, list] = {}
-        encoded = []
-        for i, reg in enumerate(regimens):
-            items = _regimen_items(reg, field_name, i)
-            key = tuple(items)
-            enc = cache.get(key)
-            if enc is None:
-                enc = self._encode_one(items, field_name, i)
-                cache[key] = enc
-            encoded.append(enc)
+        encoded = [self.encoded(regimen_key(reg, field_name, i), field_name, i) for i, reg in enumerate(regimens)]
+        return self.design_of(encoded, sign=sign)
+
+    def encoded(self, key: tuple[tuple[str, float | None], ...], field_name: str, row: int) -> list[tuple]:
+        """The slots of one regimen given by its :func:`regimen_key` (remembered per spec, bounded)."""
+        memo: dict[Any, list[tuple]] | None = getattr(self, "_enc_cache", None)
+        if memo is None or len(memo) > 50_000:
+            memo = {}
+            object.__setattr__(self, "_enc_cache", memo)
+        enc = memo.get(key)
+        if enc is None:
+            enc = memo[key] = self._encode_one(list(key), field_name, row)
+        return enc
+
+    def design_of(self, encoded: Sequence[list[tuple]], *, sign: float = 1.0, width: int = 0) -> "Design":
+        """Padded slot arrays of encoded regimens, at least ``width`` slots wide."""
+        n = len(encoded)
         # observed regimens may exceed the area's combination limit: that is data, the width follows it
-        K = max([self.max_drugs] + [len(e) for e in encoded])
+        K = max([self.max_drugs, width] + [len(e) for e in encoded])
         D, C = self.n_drugs, self.n_classes
         drug = np.full((n, K), D, dtype=np.int64)
         cls_ = np.full((n, K), C, dtype=np.int64)
@@ -228,6 +234,12 @@ def dose_factor(c: ClassSpec, ratio: float) -> float:
     if c.dose_kind == "linear":
         return ratio
     return 1.0
+
+
+def regimen_key(reg: Any, field_name: str = "regimens", row: int = 0) -> tuple[tuple[str, float | None], ...]:
+    """A regimen as its encoding reads it: sorted (drug or arm name, dose or None); a clear ModelError for
+    anything that is not a regimen (``field_name[row]``)."""
+    return tuple(_regimen_items(reg, field_name, row))
 
 
 def _regimen_items(reg: Any, field_name: str, row: int) -> list[tuple[str, float | None]]:

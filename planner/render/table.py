@@ -11,7 +11,7 @@ from rich.text import Text
 
 from ..dosing import dose_text
 from ..recommendation import Plan, PlanDrug, Recommendation
-from ..units import num, unit_display, with_unit
+from ..units import num, one_decimal, unit_display, with_unit
 
 
 def _drugs(drugs: tuple[PlanDrug, ...], stopped: tuple[PlanDrug, ...] = ()) -> str:
@@ -74,7 +74,8 @@ def render_table(rec: Recommendation, *, width: int = 140) -> str:
                 for c in (
                     str(p.rank),
                     _drugs(p.regimen, p.stopped),
-                    f"{pr.mean:.2f}\n[{pr.lower:.2f}, {pr.upper:.2f}]",
+                    # as the rationale writes it: one decimal (SBP 170.8, not 170.84)
+                    f"{one_decimal(pr.mean)}\n[{one_decimal(pr.lower)}, {one_decimal(pr.upper)}]",
                     f"{p.p_target:.2f}",
                     f"{p.p_best:.2f}",
                     _tradeoffs(p),

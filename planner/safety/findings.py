@@ -22,6 +22,7 @@ __all__ = [
     "key_of",
     "finding_of",
     "replace",
+    "built",
 ]
 
 M = TypeVar("M", bound=BaseModel)
@@ -45,6 +46,40 @@ def replace(model: M, **update: Any) -> M:
     _set(new, "__dict__", d)
     _set(new, "__pydantic_extra__", None)
     _set(new, "__pydantic_fields_set__", model.__pydantic_fields_set__ | update.keys())
+    _set(new, "__pydantic_private__", None)
+    return new
+
+
+_Spec = tuple[tuple[str, ...], frozenset[str], frozenset[str], dict[str, Any]]
+_SPECS: dict[type, _Spec] = {}
+_IMMUTABLE = (str, int, float, tuple, frozenset, type(None))
+
+
+def _spec(cls: type[BaseModel]) -> _Spec:
+    """(field names, names, names that must be given: required or with a mutable default, defaults)."""
+    spec = _SPECS.get(cls)
+    if spec is None:
+        fields = cls.model_fields
+        defaults = {k: f.default for k, f in fields.items() if not f.is_required()}
+        must = frozenset(k for k in fields if k not in defaults or not isinstance(defaults[k], _IMMUTABLE))
+        spec = _SPECS[cls] = (tuple(fields), frozenset(fields), must, defaults)
+    return spec
+
+
+def built(cls: type[M], **fields: Any) -> M:
+    """``cls(**fields)`` for a frozen, extra-forbidding, private-free model whose field values are already of
+    the model's types (objects the caller built from validated parts), without validating them again: the
+    same fields, defaults and fields-set as the validated model. Unknown or missing fields (or a field with a
+    mutable default left out) go through the model, which names the problem (or copies the default);
+    ``tests/test_screen_fastpath.py`` compares such objects with their validated twins."""
+    names, known, must, defaults = _spec(cls)
+    if not (must <= fields.keys() <= known):
+        return cls(**fields)
+    d = {k: fields[k] if k in fields else defaults[k] for k in names}
+    new = object.__new__(cls)
+    _set(new, "__dict__", d)
+    _set(new, "__pydantic_extra__", None)
+    _set(new, "__pydantic_fields_set__", set(fields))
     _set(new, "__pydantic_private__", None)
     return new
 
@@ -91,16 +126,22 @@ def fit(text: str, limit: int = 140) -> str:
 def apply_findings(regimen: Regimen, findings: Iterable[Finding]) -> Regimen | None:
     """The regimen after findings: None if any finding excludes it; ``adjust_dose`` applied to its target
     (the lowest adjusted dose wins when several apply); the same object when no dose changes."""
-    new: dict[str, float | None] = {d.ingredient: d.dose_mg_day for d in regimen.drugs}
+    new: dict[str, float | None] | None = None
     changed = False
     for f in findings:
-        if f.action == "exclude":
+        action = f.action
+        if action == "exclude":
             return None
-        if f.action == "adjust_dose" and f.target_drug in new and f.adjusted_dose_mg_day is not None:
-            cur = new[f.target_drug]
-            new[f.target_drug] = f.adjusted_dose_mg_day if cur is None else min(cur, f.adjusted_dose_mg_day)
-            changed = changed or new[f.target_drug] != cur
-    if not changed:
+        if action == "adjust_dose" and f.adjusted_dose_mg_day is not None:
+            if new is None:
+                new = {d.ingredient: d.dose_mg_day for d in regimen.drugs}
+            target, adjusted = f.target_drug, f.adjusted_dose_mg_day
+            if target in new:
+                cur = new[target]
+                if cur is None or adjusted < cur:  # min(cur, adjusted); an equal dose is no change
+                    new[target] = adjusted
+                    changed = True
+    if not changed or new is None:
         return regimen
     drugs = tuple(
         [d if d.dose_mg_day == new[d.ingredient] else replace(d, dose_mg_day=new[d.ingredient]) for d in regimen.drugs]

@@ -1,7 +1,7 @@
 """The screening stage: ``CandidateSet -> ScreenedCandidates``.
 
 Each candidate is screened as the whole medication list it leaves the patient on, through the safety layer's
-public :func:`planner.safety.screen_plan` (screen, apply dose adjustments, screen the adjusted regimen again;
+public ``RuleSet.screen_plan`` (what :func:`planner.safety.screen_plan` calls: screen, apply dose adjustments, screen the adjusted regimen again;
 excluded when a rule excludes it or the adjustment does not settle). Kept regimens are de-duplicated by their
 final key (the first candidate that reached it wins), excluded ones by their own key. The stage also screens
 the current medications and records the test status of every gene a candidate's drugs have rules for.
@@ -13,7 +13,9 @@ from ..areas import Area
 from ..errors import ConfigError
 from ..handoffs import CandidateSet, ExcludedCandidate, GeneNeed, ScreenedCandidates, ScreenedRegimen
 from ..record import PatientRecord
-from ..safety import RuleSet, screen_plan
+from ..safety import RuleSet
+from ..safety.context import PatientContext
+from ..safety.findings import built
 from ..status import GeneStatus
 
 __all__ = ["screen_candidates"]
@@ -32,38 +34,45 @@ def screen_candidates(
             expected=f"{f.area} as of {f.as_of.isoformat()}, the same patient",
         )
     ctx = rules.prepare(record, on=record.as_of, area=area.id)
-    current = set(f.current.ingredients)
+    current = frozenset(f.current.ingredients)
     kept: dict[str, ScreenedRegimen] = {}
-    excluded: dict[str, ExcludedCandidate] = {}
+    excluded: list[tuple[str, ExcludedCandidate]] = []
     for cand in candidates.candidates:
-        ps = screen_plan(ctx, cand, rules=rules, new_start=set(cand.ingredients) - current)
-        if ps.final is None:
-            excluded.setdefault(cand.key(), ExcludedCandidate(regimen=cand, findings=ps.exclusions))
+        ps = rules.screen_plan(ctx, cand, new_start=[d.ingredient for d in cand.drugs if d.ingredient not in current])
+        if ps.final is None:  # candidates are unique by key (CandidateSet): no excluded key repeats
+            excluded.append((cand.key(), built(ExcludedCandidate, regimen=cand, findings=ps.exclusions)))
             continue
-        kept.setdefault(
-            ps.final.key(),
-            ScreenedRegimen(proposed=cand, regimen=ps.final, findings=ps.findings, adjusted_by=ps.adjusted_by),
-        )
-    return ScreenedCandidates(
+        key = ps.final.key()
+        if key not in kept:
+            kept[key] = built(
+                ScreenedRegimen,
+                proposed=cand,
+                regimen=ps.final,
+                findings=ps.findings,
+                adjusted_by=dict(ps.adjusted_by),
+            )
+    excluded.sort(key=lambda e: e[0])
+    return built(
+        ScreenedCandidates,
         candidates=candidates,
         kept=tuple(kept.values()),
-        excluded=tuple(sorted(excluded.values(), key=lambda e: e.regimen.key())),
-        current_findings=tuple(rules.check(record)),
-        genes=_gene_needs(candidates, record, rules),
+        excluded=tuple([e for _k, e in excluded]),
+        current_findings=tuple(rules.check(ctx)),  # the context of this record on its as_of date
+        genes=_gene_needs(candidates, ctx, rules),
         rules_version=rules.rules_version,
     )
 
 
-def _gene_needs(candidates: CandidateSet, record: PatientRecord, rules: RuleSet) -> tuple[GeneNeed, ...]:
+def _gene_needs(candidates: CandidateSet, ctx: PatientContext, rules: RuleSet) -> tuple[GeneNeed, ...]:
+    ingredients = {d.ingredient for cand in candidates.candidates for d in cand.drugs}
     needed: dict[str, set[str]] = {}
-    for cand in candidates.candidates:
-        for d in cand.drugs:
-            for g in rules.genes_for(d.ingredient):
-                needed.setdefault(g, set()).add(d.ingredient)
-    phenos = rules.phenotypes(record)
+    for ing in ingredients:
+        for g in rules.genes_for(ing):
+            needed.setdefault(g, set()).add(ing)
+    phenos = rules.phenotypes(ctx)
     out = []
     for gene in sorted(needed):
         res = phenos.get(gene)
         status = GeneStatus.NOT_TESTED if res is None else GeneStatus(res.status)
-        out.append(GeneNeed(gene=gene, status=status, drugs=tuple(sorted(needed[gene]))))
+        out.append(built(GeneNeed, gene=gene, status=status, drugs=tuple(sorted(needed[gene]))))
     return tuple(out)
