@@ -20,7 +20,6 @@ to the nearest formulary level (a missing dose is the reference dose).
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -32,7 +31,6 @@ from sklearn.base import BaseEstimator
 from ..areas import Area, load_area
 from ..errors import ModelError
 from ..record import DrugDose, Regimen
-from ..version import __version__
 
 __all__ = ["RegimenGenerator", "MOVE_KINDS", "Move"]
 
@@ -543,79 +541,15 @@ class RegimenGenerator(BaseEstimator):
     def _is_fitted(self) -> bool:
         return hasattr(self, "drug_weights_")
 
-    # ---- persistence ---------------------------------------------------------------------------------
+    # ---- persistence (planner.model.generator_io) ------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
         """Write ``generator.json`` (options, fitted weights and the kind model's coefficients)."""
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        area = self._a()
-        params = self.get_params()
-        params["area"] = area.id
-        state: dict[str, Any] = {
-            "format": "planner.model.RegimenGenerator",
-            "format_version": 1,
-            "planner": __version__,
-            "area": {"id": area.id, "version": area.version},
-            "params": params,
-            "fitted": self._is_fitted(),
-        }
-        if self._is_fitted():
-            lr = self.kind_model_
-            state.update(
-                {
-                    "feature_names_in": list(self.feature_names_in_),
-                    "categories": self.categories_,
-                    "feat_loc": self.feat_loc_.tolist(),
-                    "feat_scale": self.feat_scale_.tolist(),
-                    "drug_weights": self.drug_weights_.tolist(),
-                    "level_weights": self.level_weights_.tolist(),
-                    "kind_counts": self.kind_counts_,
-                    "n_decisions": self.n_decisions_,
-                    "kind_model": None
-                    if lr is None
-                    else {
-                        "classes": lr.classes_.tolist(),
-                        "coef": lr.coef_.tolist(),
-                        "intercept": lr.intercept_.tolist(),
-                    },
-                }
-            )
-        (d / "generator.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
-        return d
+        from .generator_io import save_generator
+
+        return save_generator(self, directory)
 
     @classmethod
     def load(cls, directory: str | Path, *, rules: str | None = None) -> "RegimenGenerator":
-        p = Path(directory) / "generator.json"
-        if not p.is_file():
-            raise ModelError("not a saved generator folder", file=str(directory), expected="generator.json")
-        from .persist import read_state
+        from .generator_io import load_generator
 
-        state = read_state(p, "RegimenGenerator")
-        params = dict(state["params"])
-        if rules is not None:
-            params["rules"] = rules
-        params["area"] = load_area(params["area"], params.get("rules"))
-        g = cls(**params)
-        if state.get("fitted"):
-            g.feature_names_in_ = np.array(state["feature_names_in"], dtype=object)
-            g.n_features_in_ = len(g.feature_names_in_)
-            g.categories_ = state.get("categories", {})
-            g.feat_loc_ = np.array(state["feat_loc"], dtype=np.float64)
-            g.feat_scale_ = np.array(state["feat_scale"], dtype=np.float64)
-            g.drug_weights_ = np.array(state["drug_weights"])
-            g.level_weights_ = np.array(state["level_weights"])
-            g.kind_counts_ = state["kind_counts"]
-            g.n_decisions_ = state["n_decisions"]
-            km = state.get("kind_model")
-            if km is None:
-                g.kind_model_ = None
-            else:
-                from sklearn.linear_model import LogisticRegression
-
-                lr = LogisticRegression(C=g.C)
-                lr.classes_ = np.array(km["classes"])
-                lr.coef_ = np.array(km["coef"])
-                lr.intercept_ = np.array(km["intercept"])
-                lr.n_features_in_ = lr.coef_.shape[1]
-                g.kind_model_ = lr
-        return g
+        return load_generator(cls, directory, rules=rules)
