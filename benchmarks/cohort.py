@@ -72,6 +72,37 @@ class PeakMemory:
         self.cpu = time.process_time() - self._cpu0 + sum(self._child_cpu.values())
 
 
+class SteadyCpu:
+    """CPU seconds of this process (the parent) and of its descendants (the workers) at every finished batch: their
+    CPU per patient over the steady window (first finished batch to last), start-up and model loading excluded."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self._proc = psutil.Process()
+        self.marks: list[tuple[int, float, float]] = []  # (units planned, parent CPU s, workers CPU s)
+
+    def __call__(self, planned: int) -> None:
+        import psutil
+
+        kids = 0.0
+        for p in self._proc.children(recursive=True):
+            try:
+                t = p.cpu_times()
+                kids += t.user + t.system
+            except psutil.Error:
+                pass
+        t = self._proc.cpu_times()
+        self.marks.append((planned, t.user + t.system, kids))
+
+    def per_patient(self) -> tuple[float, float]:
+        """(parent, workers) CPU ms per patient over the steady window (0, 0 with fewer than two batches)."""
+        if len(self.marks) < 2:
+            return 0.0, 0.0
+        (n0, p0, k0), (n1, p1, k1) = self.marks[0], self.marks[-1]
+        return 1000 * (p1 - p0) / (n1 - n0), 1000 * (k1 - k0) / (n1 - n0)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--area", default="t2d")
@@ -87,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     from planner.simulate import simulate_cohort
 
     results: list[tuple[str, float, float, float]] = []  # path, patients/s, peak MiB, CPU ms per patient
+    steady: dict[str, tuple[float, float]] = {}  # path: (parent, workers) CPU ms per patient, steady window
     load0 = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         sim = Path(tmp) / "sim"
@@ -110,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         results.append(("recommend_many, 1 process", rate, mem.peak, 1000 * mem.cpu / len(bundles)))
         del planner
         for workers in (1, 2):
+            meter = SteadyCpu()
             with PeakMemory() as mem:
                 s = run_cohort(
                     sim / "fhir",
@@ -118,19 +151,16 @@ def main(argv: list[str] | None = None) -> int:
                     at="current",
                     workers=workers,
                     batch_size=args.batch,
+                    on_batch=meter,
                 )
             # steady rate: after the first batch (worker start-up and model loading excluded)
-            results.append(
-                (
-                    f"cohort run, {workers} local process{'es' if workers > 1 else ''}",
-                    s.steady_units_per_second,
-                    mem.peak,
-                    1000 * mem.cpu / len(bundles),
-                )
-            )
+            name = f"cohort run, {workers} local process{'es' if workers > 1 else ''}"
+            results.append((name, s.steady_units_per_second, mem.peak, 1000 * mem.cpu / len(bundles)))
+            steady[name] = meter.per_patient()
         if not args.skip_dask:
             import distributed
 
+            meter = SteadyCpu()
             with PeakMemory() as mem:
                 with distributed.LocalCluster(
                     n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
@@ -142,15 +172,11 @@ def main(argv: list[str] | None = None) -> int:
                         at="current",
                         scheduler=cluster.scheduler_address,
                         batch_size=args.batch,
+                        on_batch=meter,
                     )
-            results.append(
-                (
-                    "cohort run, Dask LocalCluster 2 workers",
-                    s.steady_units_per_second,
-                    mem.peak,
-                    1000 * mem.cpu / len(bundles),
-                )
-            )
+            name = "cohort run, Dask LocalCluster 2 workers"
+            results.append((name, s.steady_units_per_second, mem.peak, 1000 * mem.cpu / len(bundles)))
+            steady[name] = meter.per_patient()
     print(
         f"{args.n} simulated {args.area} patients, one bundle each, one decision point each (--at current); "
         "shared 2-core machine: figures are noisy, ratios are from this one run"
@@ -167,6 +193,10 @@ def main(argv: list[str] | None = None) -> int:
         "CPU ms/pt: CPU seconds of every process of the path per patient (worker runs: with their start-up and "
         "model loading, which the steady rate leaves out)"
     )
+    print("steady window (first finished batch to last), CPU ms per patient: parent process / worker processes")
+    for name, (parent, kids) in steady.items():
+        where = "in the parent" if name.endswith("1 local process") else f"parent {parent:.1f} / workers {kids:.1f}"
+        print(f"  {name:<42} {parent + kids:>6.1f} ({where})")
     print(f"recommend_many JSON byte-identical to one-at-a-time recommend: {same} of {len(one)} patients")
     by = {n: r for n, r, _, _ in results}
     one, two = by.get("cohort run, 1 local process"), by.get("cohort run, 2 local processes")

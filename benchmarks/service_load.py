@@ -7,18 +7,22 @@ patient on tamoxifen ordering paroxetine, a genotype-less patient, a type 2 diab
 patient-view). Baseline, measured in the same run: ``GET /cds-services`` (discovery: the HTTP floor, no work).
 patient-view results are cached per record content after the first call for that patient; uncached calls are
 reported separately: ``patient-view (cold)`` at 1 client (the pool's first calls) and ``patient-view (new
-patients)`` at the top concurrency, every request for a patient never seen before.
+patients)`` at each concurrency, every request for a patient never seen before (no patient twice in a run).
 
-The new-patient level is run again on a second service with micro-batching off (``batch_window_ms: 0``), warmed
-the same way: the baseline of the batching (``--no-compare`` skips it).
+Each setup of ``--setups`` (default ``1x0,2x0,1x2``: ``planner serve --workers W --planners P``; W uvicorn worker
+processes, P patient-view planner processes each) is a fresh service, measured in turn. The top-concurrency
+new-patient level is run again on a service like the first setup with micro-batching off (``batch_window_ms:
+0``), warmed the same way: the baseline of the batching (``--no-compare`` skips it).
 
 Bounded: ``--requests`` per (hook, concurrency) and ``--max-seconds`` per level. Floor: p99 <= 200 ms at 20
 clients with 0 errors. The clients are lean asyncio keep-alive connections in this process (requests and tokens
 built before timing); they still share the CPU with the server (and, on a shared machine, with everything else),
-so the latencies are upper bounds of the service's own; ``cpu ms/req`` (the server process's CPU time per
-request, from /proc) is the figure least moved by other load.
+so the latencies are upper bounds of the service's own; ``cpu ms/req`` (the CPU time per request of the server's
+processes, parent, workers and planners, from /proc) is the figure least moved by other load, and ``client cpu`` is this
+load generator's own CPU per request (what it takes from the service's cores). The load average is printed.
 
-Usage: ``python benchmarks/service_load.py [--requests 200] [--levels 1,5,20] [--max-seconds 30] [--json]``
+Usage: ``python benchmarks/service_load.py [--requests 200] [--levels 1,5,20] [--setups 1x0,2x0,1x2] [--max-seconds 30]
+[--json]``
 """
 
 from __future__ import annotations
@@ -103,14 +107,15 @@ def patients() -> list[tuple[str, dict[str, Any], list[dict[str, Any]]]]:
     return out
 
 
-def new_patients(n: int) -> list[tuple[str, dict[str, Any]]]:
-    """n distinct type 2 diabetes patients (no two records alike, so none is served from the cache)."""
+def new_patients(n: int, start: int = 0) -> list[tuple[str, dict[str, Any]]]:
+    """n distinct type 2 diabetes patients, numbered from ``start`` (no two records alike, so none is served from
+    the cache)."""
     out = []
-    for i in range(n):
+    for i in range(start, start + n):
         b = BundleBuilder(patient_id=f"new-{i}", birth_date=f"19{40 + i % 40}-0{1 + i % 9}-01")
         b.condition("44054006", display="Diabetes mellitus type 2", onset="2019-01-01")
         b.medication("metformin", 1000, start="2022-01-01")
-        b.observation("hba1c", round(7.2 + 0.01 * i, 2), date="2024-05-01")
+        b.observation("hba1c", round(7.2 + 0.01 * (i % 300), 2), date="2024-05-01")
         out.append((f"new-{i}", b.build()))
     return out
 
@@ -118,8 +123,9 @@ def new_patients(n: int) -> list[tuple[str, dict[str, Any]]]:
 class Service:
     """``planner serve`` in a subprocess with a temporary key, JWKS and configuration."""
 
-    def __init__(self, workdir: Path, extra_config: str = "") -> None:
+    def __init__(self, workdir: Path, extra_config: str = "", workers: int = 1, planners: int = 0) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
+        self.workers = workers
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         jwk = orjson.loads(RSAAlgorithm.to_jwk(self.key.public_key()))
         (workdir / "jwks.json").write_bytes(orjson.dumps({"keys": [{**jwk, "kid": "load", "alg": "RS384"}]}))
@@ -130,34 +136,29 @@ class Service:
             encoding="utf-8",
         )
         env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "planner.cli",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--config",
-                str(workdir / "service.yaml"),
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        self.log = workdir / "serve.log"
+        with open(self.log, "wb") as err:  # the service's log (no patient data): workers' startup lines
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "planner.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+                + ["--workers", str(workers), "--planners", str(planners), "--config", str(workdir / "service.yaml")],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
 
-    def wait(self, timeout: float = 120.0) -> None:
+    def wait(self, timeout: float = 180.0) -> None:
+        """Until every worker has started (its startup line is in the log) and discovery answers."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"planner serve exited with {self.proc.returncode}")
-            try:
-                if httpx.get(self.base, timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
+            started = self.log.read_text(errors="replace").count("Application startup complete")
+            if started >= self.workers:
+                try:
+                    if httpx.get(self.base, timeout=2).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
             time.sleep(0.2)
         raise RuntimeError("planner serve did not answer in time")
 
@@ -174,10 +175,22 @@ class Service:
         return jwt.encode(claims, self.key, algorithm="RS384", headers={"kid": "load"})
 
     def cpu_s(self) -> float:
-        """The server process's CPU time so far (user + system), from /proc; NaN where unavailable."""
+        """CPU time so far (user + system) of the server process and its live descendants (the workers), from
+        /proc; NaN where unavailable."""
         try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            stats: dict[int, list[str]] = {}
+            for d in Path("/proc").iterdir():
+                if d.name.isdigit():
+                    try:
+                        stats[int(d.name)] = (d / "stat").read_text().rsplit(")", 1)[1].split()
+                    except OSError:
+                        continue  # gone meanwhile
+            mine, grew = {self.proc.pid}, True
+            while grew:
+                more = {pid for pid, f in stats.items() if int(f[1]) in mine} - mine
+                grew, mine = bool(more), mine | more
+            ticks = sum(int(stats[p][11]) + int(stats[p][12]) for p in mine if p in stats)
+            return ticks / os.sysconf("SC_CLK_TCK")
         except (OSError, ValueError, IndexError):
             return float("nan")
 
@@ -270,9 +283,10 @@ def run_level(
         stop_at = time.monotonic() + max_seconds
         await asyncio.gather(*(worker(stop_at) for _ in range(clients)))
 
-    cpu0 = svc.cpu_s()
+    cpu0, mine0 = svc.cpu_s(), time.process_time()
     asyncio.run(level())
     cpu_ms = 1000 * (svc.cpu_s() - cpu0) / max(1, len(lat))
+    client_ms = 1000 * (time.process_time() - mine0) / max(1, len(lat))
     lat.sort()
 
     def q(p: float) -> float:
@@ -285,13 +299,76 @@ def run_level(
         "p99_ms": round(q(0.99), 1),
         "errors": errors[0],
         "server_cpu_ms": round(cpu_ms, 2),
+        "client_cpu_ms": round(client_ms, 2),
     }
+
+
+HOOKS = {
+    "order-select": "planner-order-select",
+    "order-sign": "planner-order-sign",
+    "patient-view": "planner-patient-view",
+}
+
+
+def measure(
+    workdir: Path, workers: int, planners: int, levels: list[int], args: argparse.Namespace, *, compare: bool
+) -> list[dict[str, Any]]:
+    """Every row for one ``planner serve --workers W --planners P``: cold, discovery, each hook, new patients per
+    level (``compare``: also the top level on a service without micro-batching)."""
+    pool = patients()
+    rows: list[dict[str, Any]] = []
+    svc = Service(workdir, workers=workers, planners=planners)
+    try:
+        svc.wait()
+        view = [_body("patient-view", pid, b, d) for pid, b, d in pool]
+        rows.append({"hook": "patient-view (cold)", **run_level(svc, HOOKS["patient-view"], view, len(view), 1, 30)})
+        for _ in range(3):  # every worker has planned the pool (and loaded what a first request loads)
+            run_level(svc, HOOKS["patient-view"], view, len(view), min(4, len(view)), 30)
+        for c in levels:
+            rows.append(
+                {"hook": "discovery (baseline)", **run_level(svc, None, [], args.requests, c, args.max_seconds)}
+            )
+        for hook, sid in HOOKS.items():
+            bodies = [_body(hook, pid, b, d) for pid, b, d in pool]
+            for c in levels:
+                rows.append({"hook": hook, **run_level(svc, sid, bodies, args.requests, c, args.max_seconds)})
+        for k, c in enumerate(levels):
+            fresh = [_body("patient-view", pid, b, []) for pid, b in new_patients(args.requests, k * args.requests)]
+            row = run_level(svc, HOOKS["patient-view"], fresh, len(fresh), c, args.max_seconds)
+            rows.append({"hook": "patient-view (new patients)", **row})
+    finally:
+        svc.stop()
+    if compare:  # the same, planning each request alone
+        alone = Service(workdir / "alone", "batch_window_ms: 0\n", workers=workers)
+        try:
+            alone.wait()
+            for _ in range(3):
+                run_level(alone, HOOKS["patient-view"], view, len(view), min(4, len(view)), 30)
+            fresh = [_body("patient-view", pid, b, []) for pid, b in new_patients(args.requests)]
+            row = run_level(alone, HOOKS["patient-view"], fresh, len(fresh), max(levels), args.max_seconds)
+            rows.append({"hook": "patient-view (new, no batching)", **row})
+        finally:
+            alone.stop()
+    base = {r["clients"]: r for r in rows if r["hook"].startswith("discovery")}
+    for r in rows:
+        r["setup"] = f"{workers}x{planners}"
+        b = base.get(r["clients"])
+        r["p99_vs_discovery"] = round(r["p99_ms"] / b["p99_ms"], 1) if b and b["p99_ms"] > 0 else None
+        if r["clients"] == max(levels) and (r["hook"] in HOOKS or r["hook"] == "patient-view (new patients)"):
+            r["floor_met"] = r["p99_ms"] <= FLOOR_MS and r["errors"] == 0
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=200, help="requests per hook and concurrency level")
     ap.add_argument("--levels", default="1,5,20", help="concurrent clients, comma-separated")
+    ap.add_argument(
+        "--setups",
+        default="1x0,2x0,1x2",
+        help="service setups WxP, comma-separated: W worker processes (--workers), P planner processes each"
+        " (--planners; 0: planned in the worker's threads)",
+    )
     ap.add_argument("--max-seconds", type=float, default=30.0, help="time cap per level")
     ap.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
     ap.add_argument(
@@ -301,71 +378,37 @@ def main(argv: list[str] | None = None) -> int:
     levels = [int(x) for x in args.levels.split(",") if x.strip()]
     if args.requests < 1 or not levels or min(levels) < 1 or max(levels) > 64:
         ap.error("--requests >= 1 and levels between 1 and 64")
-    pool = patients()
-    hooks = {
-        "order-select": "planner-order-select",
-        "order-sign": "planner-order-sign",
-        "patient-view": "planner-patient-view",
-    }
+    try:
+        setups = [tuple(int(v) for v in x.split("x")) for x in args.setups.split(",") if x.strip()]
+    except ValueError:
+        ap.error("--setups: WxP pairs such as 1x0,2x0,1x2")
+    if not setups or not all(len(t) == 2 and 1 <= t[0] <= 16 and 0 <= t[1] <= 16 for t in setups):
+        ap.error("--setups: WxP pairs with 1 <= W <= 16 and 0 <= P <= 16")
+    load0 = os.getloadavg()
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        svc = Service(Path(tmp))
-        try:
-            svc.wait()
-            view = [_body("patient-view", pid, b, d) for pid, b, d in pool]
-            cold = run_level(svc, hooks["patient-view"], view, len(view), 1, args.max_seconds)
-            results.append({"hook": "patient-view (cold)", **cold})
-            for c in levels:
-                results.append(
-                    {"hook": "discovery (baseline)", **run_level(svc, None, [], args.requests, c, args.max_seconds)}
-                )
-            for hook, sid in hooks.items():
-                bodies = [_body(hook, pid, b, d) for pid, b, d in pool]
-                for c in levels:
-                    results.append({"hook": hook, **run_level(svc, sid, bodies, args.requests, c, args.max_seconds)})
-            fresh = [_body("patient-view", pid, b, []) for pid, b in new_patients(args.requests)]
-            results.append(
-                {
-                    "hook": "patient-view (new patients)",
-                    **run_level(svc, hooks["patient-view"], fresh, len(fresh), max(levels), args.max_seconds),
-                }
-            )
-        finally:
-            svc.stop()
-        if not args.no_compare:  # the same new patients on a service that plans each request alone
-            alone = Service(Path(tmp) / "alone", "batch_window_ms: 0\n")
-            try:
-                alone.wait()
-                warm = [_body("patient-view", pid, b, d) for pid, b, d in pool]  # as the first service was
-                run_level(alone, hooks["patient-view"], warm, len(warm), 1, args.max_seconds)
-                fresh = [_body("patient-view", pid, b, []) for pid, b in new_patients(args.requests)]
-                row = run_level(alone, hooks["patient-view"], fresh, len(fresh), max(levels), args.max_seconds)
-                results.append({"hook": "patient-view (new, no batching)", **row})
-            finally:
-                alone.stop()
-    base = {r["clients"]: r for r in results if r["hook"].startswith("discovery")}
+        for k, (w, p) in enumerate(setups):
+            results += measure(Path(tmp) / f"s{k}", w, p, levels, args, compare=k == 0 and not args.no_compare)
+    load = {"before": [round(x, 2) for x in load0], "after": [round(x, 2) for x in os.getloadavg()]}
     top = max(levels)
-    for r in results:
-        b = base.get(r["clients"])
-        r["p99_vs_discovery"] = round(r["p99_ms"] / b["p99_ms"], 1) if b and b["p99_ms"] > 0 else None
-        if r["clients"] == top and r["hook"] in hooks:
-            r["floor_met"] = r["p99_ms"] <= FLOOR_MS and r["errors"] == 0
     if args.json:
-        print(orjson.dumps({"results": results, "floor_ms": FLOOR_MS, "pool": len(pool)}).decode())
+        print(orjson.dumps({"results": results, "floor_ms": FLOOR_MS, "pool": len(patients()), "load": load}).decode())
     else:
         print(
-            f"{'hook':22} {'clients':>7} {'requests':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} "
-            f"{'p99/discovery':>13} {'cpu ms/req':>10}  floor (p99<={FLOOR_MS:g} ms @ {top}, 0 errors)"
+            f"{'hook':31} {'setup':>5} {'clients':>7} {'requests':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} "
+            f"{'p99/disc':>8} {'cpu ms/req':>10} {'client cpu':>10}  floor (p99<={FLOOR_MS:g} ms @ {top}, 0 errors)"
         )
         for r in results:
             floor = "" if "floor_met" not in r else ("met" if r["floor_met"] else "NOT met")
             print(
-                f"{r['hook']:22} {r['clients']:>7} {r['requests']:>8} {r['p50_ms']:>8} {r['p99_ms']:>8} "
-                f"{r['errors']:>6} {str(r['p99_vs_discovery']):>13} {r['server_cpu_ms']:>10}  {floor}"
+                f"{r['hook']:31} {r['setup']:>5} {r['clients']:>7} {r['requests']:>8} {r['p50_ms']:>8} "
+                f"{r['p99_ms']:>8} {r['errors']:>6} {str(r['p99_vs_discovery']):>8} {r['server_cpu_ms']:>10} "
+                f"{r['client_cpu_ms']:>10}  {floor}"
             )
         print(
-            f"pool: {len(pool)} patients; server and clients share this machine's CPU (numbers are noisy); "
-            "cpu ms/req: the server process's CPU time per request (less sensitive to other load)."
+            f"pool: {len(patients())} patients; load average before {load['before']}, after {load['after']}; "
+            f"{os.cpu_count()} CPUs shared by the server, these clients and anything else running (numbers are "
+            "noisy); cpu ms/req: CPU time per request of the server's processes; client cpu: this load generator's."
         )
     return 1 if any(r["errors"] for r in results) else 0
 

@@ -147,7 +147,8 @@ def _check_schema(con: sqlite3.Connection, path: str) -> None:
 
 
 class AuditLog:
-    """Append-only audit log. Thread-safe (one connection per write)."""
+    """Append-only audit log. Thread-safe (one connection per write) and shared safely by processes (SQLite
+    locking, WAL journal, writers wait up to 5 s for each other)."""
 
     def __init__(self, config: AuditConfig) -> None:
         self.config = config
@@ -158,6 +159,8 @@ class AuditLog:
                 for stmt in _SCHEMA:
                     con.execute(stmt)
                 _check_schema(con, str(config.path))
+                # WAL: the worker processes of `planner serve --workers N` write to one store at once
+                con.execute("PRAGMA journal_mode=WAL")
         except (sqlite3.Error, OSError) as exc:
             raise ConfigError(f"cannot open audit database ({exc})", field="audit", value=str(config.path)) from None
 

@@ -127,7 +127,7 @@ class Explainer:
     @functools.cached_property
     def _term_means(self) -> list[np.ndarray]:
         """Each term's mean utility per candidate (computed once for all plans)."""
-        return [t.draws.mean(axis=0) for t in self.terms.terms]
+        return [t.draws.mean(axis=0) if t.utility_mean is None else t.utility_mean for t in self.terms.terms]
 
     # ---- rationale ----------------------------------------------------------------------------------
     def sentences(

@@ -57,3 +57,51 @@ def test_cluster_bootstrap_mean_and_ratio() -> None:
 def test_regimen_keys_parse() -> None:
     assert regimen_from_key("insulin glargine@1.456+metformin") == {"insulin glargine": 1.456, "metformin": None}
     assert regimen_from_key("none") == {} and regimen_from_key(None) == {}
+
+
+def test_batch_gc_tunes_the_collector_only_while_batches_run() -> None:
+    import gc
+    import threading
+
+    from planner.cohort import run as run_mod
+
+    before, frozen = gc.get_threshold(), gc.get_freeze_count()
+    inside = threading.Event()
+    release = threading.Event()
+
+    def other_batch() -> None:
+        with run_mod._batch_gc():
+            inside.set()
+            release.wait(10)
+
+    t = threading.Thread(target=other_batch)
+    t.start()
+    assert inside.wait(10)
+    with run_mod._batch_gc():  # a second batch in the same process (Dask worker with two threads)
+        assert gc.get_threshold() == run_mod._GC_THRESHOLD
+    assert gc.get_threshold() == run_mod._GC_THRESHOLD  # the other batch is still running
+    if frozen == 0:
+        assert gc.get_freeze_count() > 0
+    release.set()
+    t.join(10)
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == frozen
+
+
+def test_static_malloc_thresholds_of_a_dask_nanny_are_undone() -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = "from planner.cohort.run import _malloc_for_planning as f; print(f())"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    plain = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    nanny = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**env, "MALLOC_TRIM_THRESHOLD_": "65536"},  # what distributed's nanny gives its workers
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert plain.stdout.strip() == "False"
+    assert nanny.stdout.strip() == ("True" if sys.platform.startswith("linux") else "False")

@@ -8,7 +8,7 @@ trade-offs. The weights are ``rules/ranking.yaml``'s; the priors and indications
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -33,6 +33,7 @@ class Term:
     draws: np.ndarray  # (S, n) utility added (negative: a cost)
     values: np.ndarray  # (n,) expected value of the measure (kg, risk, count, ...)
     kind: str  # "secondary" | "indication" | "preference"
+    utility_mean: np.ndarray | None = None  # (n,) draws.mean(axis=0), when computed with the term (same sums)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,22 +130,65 @@ def _effect_index(
     return out
 
 
+@dataclasses.dataclass(frozen=True)
+class _Columns:
+    """(S, m) draws and the column of each of n regimens: regimens that share a column share all its values, so
+    every elementwise step runs once per distinct column and the (S, n) array is gathered only when needed."""
+
+    values: np.ndarray  # (S, m), C order
+    at: np.ndarray  # (n,) column of each regimen
+
+    def full(self) -> np.ndarray:
+        return np.take(self.values, self.at, axis=1)  # (S, n), C order (as np.stack built it)
+
+    def map(self, f: Callable[[np.ndarray], np.ndarray]) -> "_Columns":
+        return _Columns(f(self.values), self.at)
+
+    def scaled(self, factor: float) -> "_Columns":
+        return _Columns(factor * self.values, self.at)
+
+    def mean(self) -> np.ndarray:
+        """``full().mean(axis=0)`` with the same sums: numpy adds a C-order 2-D array's rows in turn, and sums
+        a single column pairwise, so the distinct columns give it exactly when both have one column or both more."""
+        if (self.values.shape[1] >= 2) == (len(self.at) >= 2):
+            return self.values.mean(axis=0)[self.at]
+        return self.full().mean(axis=0)
+
+
+def _broadcast_mean(row: np.ndarray, num: int) -> np.ndarray:
+    """``np.broadcast_to(row, (num, n)).mean(axis=0)``, summed once per distinct value (the same sums)."""
+    if row.dtype != np.float64 or row.ndim != 1:
+        return np.broadcast_to(row, (num, *row.shape[-1:])).mean(axis=0)
+    bits, at = np.unique(np.ascontiguousarray(row).view(np.uint64), return_inverse=True)  # -0.0 is not 0.0 here
+    return _Columns(np.broadcast_to(bits.view(np.float64), (num, len(bits))), at).mean()
+
+
+def _signatures(regimens: Sequence[Regimen]) -> tuple[list[Regimen], np.ndarray]:
+    """One regimen per distinct (drug, class) list, and the position of each regimen's: every secondary outcome
+    depends on a regimen only through that list."""
+    first: dict[tuple[tuple[str, str | None], ...], int] = {}
+    reps: list[Regimen] = []
+    at = np.empty(len(regimens), dtype=np.intp)
+    for j, reg in enumerate(regimens):
+        sig = tuple((d.ingredient, d.drug_class) for d in reg.drugs)
+        k = first.get(sig)
+        if k is None:
+            k = first[sig] = len(reps)
+            reps.append(reg)
+        at[j] = k
+    return reps, at
+
+
 def _effect_sets(
-    so: SecondaryOutcome, area: Area, regimens: Sequence[Regimen]
+    so: SecondaryOutcome, area: Area, regimens: Sequence[Regimen], sigs: tuple[list[Regimen], np.ndarray]
 ) -> tuple[list[tuple[int, ...]], np.ndarray]:
     """The distinct sets of effect indices of ``regimens`` (first seen first) and, per regimen, the position of
     its set: many regimens share drugs, so each set is summed (and transformed) once."""
     memo: dict[tuple[str, str | None], int | None] = {}
-    by_drugs: dict[tuple[tuple[str, str | None], ...], int] = {}
     pos: dict[tuple[int, ...], int] = {}
-    inverse = np.empty(len(regimens), dtype=np.intp)
-    for j, reg in enumerate(regimens):
-        sig = tuple((d.ingredient, d.drug_class) for d in reg.drugs)
-        at = by_drugs.get(sig)
-        if at is None:
-            at = by_drugs[sig] = pos.setdefault(tuple(_effect_index(so, area, reg, memo)), len(pos))
-        inverse[j] = at
-    return list(pos), inverse
+    reps, at = sigs
+    of_rep = np.array([pos.setdefault(tuple(_effect_index(so, area, r, memo)), len(pos)) for r in reps], dtype=np.intp)
+    return list(pos), of_rep[at]
 
 
 def secondary_draws(
@@ -161,36 +205,59 @@ def secondary_draws(
     """(num, n) draws of the outcome's value per regimen; each effect is drawn once per draw (joint). A change
     outcome (weight) is the change the plan makes against ``current``; a risk is the risk on the plan's drugs,
     raised by the outcome's ``intensity`` rule from ``outcome_draws`` (expected primary outcome per draw)."""
+    if not regimens:
+        _draw_effects(so, num, rng)
+        return np.zeros((num, 0))
+    sigs = _signatures(regimens)
+    return _secondary_columns(so, area, sigs, ctx, g, num, rng, current, outcome_draws).full()
+
+
+def _draw_effects(so: SecondaryOutcome, num: int, rng: np.random.Generator) -> np.ndarray:
+    """(num, effects) joint draws of the outcome's effects (a change, or a log relative risk)."""
     if so.kind == "change":
-        eff = np.stack([e.mean + e.sd * rng.standard_normal(num) for e in so.effects], axis=1)  # type: ignore[operator]
-    else:
-        eff = np.stack([np.log(e.rr) + e.log_sd * rng.standard_normal(num) for e in so.effects], axis=1)  # type: ignore[arg-type]
+        return np.stack([e.mean + e.sd * rng.standard_normal(num) for e in so.effects], axis=1)  # type: ignore[operator]
+    return np.stack([np.log(e.rr) + e.log_sd * rng.standard_normal(num) for e in so.effects], axis=1)  # type: ignore[arg-type]
+
+
+def _secondary_columns(
+    so: SecondaryOutcome,
+    area: Area,
+    sigs: tuple[list[Regimen], np.ndarray],
+    ctx: PatientContext,
+    g: Guidelines,
+    num: int,
+    rng: np.random.Generator,
+    current: Regimen,
+    outcome_draws: np.ndarray | None,
+) -> _Columns:
+    """:func:`secondary_draws` as distinct columns: one per effect set, and one per regimen the intensity rule
+    raises (those depend on the regimen's own outcome draws)."""
+    eff = _draw_effects(so, num, rng)
 
     def total(idx: tuple[int, ...]) -> np.ndarray:
         return eff[:, list(idx)].sum(axis=1) if idx else np.zeros(num)
 
-    if not regimens:
-        return np.zeros((num, 0))
-    # every elementwise step runs once per distinct effect set (columns of ``sums``), then is gathered per regimen
-    sets, inverse = _effect_sets(so, area, regimens)
+    sets, at = _effect_sets(so, area, sigs[0], sigs)
     sums = np.stack([total(idx) for idx in sets], axis=1)
     if so.kind == "change":  # a change happens when the regimen changes: relative to the current regimen
-        return (sums - total(tuple(_effect_index(so, area, current)))[:, None])[:, inverse]
+        return _Columns(sums - total(tuple(_effect_index(so, area, current)))[:, None], at)
     base = next(b.risk for b in so.baseline if ctx.matches(b.when, g))
-    out = np.minimum(base * np.exp(sums), 1.0)[:, inverse]
-    if so.intensity is not None and outcome_draws is not None:
-        flagged = np.array([any(so.effects[i].by_intensity for i in idx) for idx in sets])[inverse]
-        cols = np.flatnonzero(flagged)
-        if cols.size:
-            sign = 1.0 if area.outcome.direction == "lower" else -1.0
-            deep = sign * (so.intensity.below - outcome_draws[:, cols])
-            if not so.intensity.two_sided:
-                deep = np.maximum(deep, 0.0)
-            shifted = sums[:, inverse[cols]] + so.intensity.log_rr_per_unit * deep
-            if so.intensity.two_sided:  # less of the drugs' excess above the reference level, never below baseline
-                shifted = np.maximum(shifted, 0.0)
-            out[:, cols] = np.minimum(base * np.exp(shifted), 1.0)
-    return out
+    out = np.minimum(base * np.exp(sums), 1.0)
+    if so.intensity is None or outcome_draws is None:
+        return _Columns(out, at)
+    cols = np.flatnonzero(np.array([any(so.effects[i].by_intensity for i in idx) for idx in sets])[at])
+    if not cols.size:
+        return _Columns(out, at)
+    sign = 1.0 if area.outcome.direction == "lower" else -1.0
+    deep = sign * (so.intensity.below - outcome_draws[:, cols])
+    if not so.intensity.two_sided:
+        deep = np.maximum(deep, 0.0)
+    shifted = sums[:, at[cols]] + so.intensity.log_rr_per_unit * deep
+    if so.intensity.two_sided:  # less of the drugs' excess above the reference level, never below baseline
+        shifted = np.maximum(shifted, 0.0)
+    raised = at.copy()
+    raised[cols] = out.shape[1] + np.arange(cols.size)
+    return _Columns(np.concatenate([out, np.minimum(base * np.exp(shifted), 1.0)], axis=1), raised)
 
 
 def _preference_values(
@@ -236,26 +303,24 @@ def utility_terms(
     """Every non-outcome utility term for ``regimens``. ``preferences``: id -> (measure, label, per, weight)."""
     num, n = pred_draws.shape
     terms: list[Term] = []
-    weight_draws = None
+    weight: _Columns | None = None
     if guidelines is not None and ctx is not None:
+        sigs = _signatures(regimens)
         for so in guidelines.secondary_outcomes:
             w = float(secondary_weights.get(so.id, 0.0))
-            vals = secondary_draws(so, area, regimens, ctx, guidelines, num, rng, current, mean_draws)
+            if not regimens:  # nothing to rank (the effects are still drawn: the later outcomes' draws are the same)
+                _draw_effects(so, num, rng)
+                vals = _Columns(np.zeros((num, 0)), np.zeros(0, dtype=np.intp))
+            else:
+                vals = _secondary_columns(so, area, sigs, ctx, guidelines, num, rng, current, mean_draws)
             if so.id == "weight":
-                weight_draws = vals
+                weight = vals
             counted = vals
             if so.kind == "change" and so.credit_fall_when and not ctx.matches(so.credit_fall_when, guidelines):
-                counted = np.maximum(vals, 0.0)  # a fall is no benefit for this patient; a rise is still a harm
-            terms.append(
-                Term(
-                    f"secondary:{so.id}",
-                    so.label,
-                    so.unit if so.kind == "change" else f"risk, {so.horizon}",
-                    -w * counted,
-                    vals.mean(axis=0),
-                    "secondary",
-                )
-            )
+                counted = vals.map(lambda v: np.maximum(v, 0.0))  # a fall is no benefit here; a rise is still a harm
+            cost = counted.scaled(-w)
+            unit = so.unit if so.kind == "change" else f"risk, {so.horizon}"
+            terms.append(Term(f"secondary:{so.id}", so.label, unit, cost.full(), vals.mean(), "secondary", cost.mean()))
     applicable = applicable_indications(guidelines, ctx) if ctx is not None else []
     met = np.zeros((len(applicable), n), dtype=bool)
     for k, a in enumerate(applicable):
@@ -265,20 +330,49 @@ def utility_terms(
         met[k] = [_meets(a, reg, guidelines, float(p_goal[j]), area) for j, reg in enumerate(regimens)]
         key = ind.history if ind.kind == "history" else f"{ind.kind}_unmet"
         w = float(guideline_weights.get(key or "", 0.0))
-        cost = np.where(met[k], 0.0, -w)
+        c = np.where(met[k], 0.0, -w)
+        draws = np.broadcast_to(c, (num, n))
         terms.append(
             Term(
                 f"indication:{ind.id}",
                 ind.label,
                 "unmet",
-                np.broadcast_to(cost, (num, n)),
+                draws,
                 (~met[k]).astype(float),
                 "indication",
+                _broadcast_mean(c, num),
             )
         )
     for pid, (measure, label, per, w) in preferences.items():
-        vals = _preference_values(measure, regimens, forms, weight_draws)
-        terms.append(
-            Term(f"preference:{pid}", label, per, np.broadcast_to(-w * vals, (num, n)), vals.mean(axis=0), "preference")
-        )
+        terms.append(_preference_term(pid, measure, label, per, w, regimens, forms, weight, num))
     return UtilityTerms(terms=tuple(terms), applicable=tuple(applicable), met=met)
+
+
+def _preference_term(
+    pid: str,
+    measure: str,
+    label: str,
+    per: str,
+    w: float,
+    regimens: Sequence[Regimen],
+    forms: Prescribing,
+    weight: _Columns | None,
+    num: int,
+) -> Term:
+    """A preference's term: a penalty of ``w`` per unit of its measure (per draw for weight gain)."""
+    n = len(regimens)
+    if measure == "weight_gain" and weight is not None:
+        gain = weight.map(lambda v: np.maximum(v, 0.0))
+        cost = gain.scaled(-w)
+        return Term(f"preference:{pid}", label, per, cost.full(), gain.mean(), "preference", cost.mean())
+    vals = _preference_values(measure, regimens, forms, None)  # (1, n)
+    row = -w * vals
+    return Term(
+        f"preference:{pid}",
+        label,
+        per,
+        np.broadcast_to(row, (num, n)),
+        vals.mean(axis=0),
+        "preference",
+        _broadcast_mean(row[0], num),
+    )

@@ -40,6 +40,7 @@ class PatientContext:
     declared_populations: frozenset[str]
     replaced: frozenset[str] | None  # formulary whose current drugs each regimen replaces (None: inferred)
     cache: dict = field(default_factory=dict)
+    kept: dict = field(default_factory=dict)  # replaced set -> (current drugs it keeps, the same sorted)
     current_names: frozenset[str] = field(init=False, default=frozenset())
 
     def __post_init__(self) -> None:

@@ -152,7 +152,7 @@ class RuleSet:
             if isinstance(record_or_context, PatientContext)
             else self.prepare(record_or_context, area=area)
         )
-        return verdict(self._screener.screen_tuple, ctx, regimen, None if new_start is None else set(new_start))
+        return verdict(self._screener, ctx, regimen, None if new_start is None else frozenset(new_start))
 
 
 @functools.lru_cache(maxsize=8)

@@ -27,6 +27,11 @@ __all__ = [
 
 M = TypeVar("M", bound=BaseModel)
 _set = object.__setattr__
+_new = object.__new__
+# the slot setters of every pydantic model (what object.__setattr__ finds for these names, looked up once)
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 
 _FIELDS = tuple(Finding.model_fields)
 _FIELD_SET = frozenset(_FIELDS)
@@ -40,13 +45,13 @@ finding_of = operator.itemgetter(1)
 def replace(model: M, **update: Any) -> M:
     """``model.model_copy(update=update)`` without its generic copying: the same fields, the same fields-set,
     no validation (as ``model_copy``); for the frozen, extra-forbidding, private-free hand-off models."""
-    new = object.__new__(type(model))
-    d = model.__dict__.copy()
+    new = _new(type(model))
+    d = new.__dict__  # the instance dict is set directly (a frozen model refuses only attribute assignment)
+    d.update(model.__dict__)
     d.update(update)
-    _set(new, "__dict__", d)
-    _set(new, "__pydantic_extra__", None)
-    _set(new, "__pydantic_fields_set__", model.__pydantic_fields_set__ | update.keys())
-    _set(new, "__pydantic_private__", None)
+    _set_extra(new, None)
+    _set_fields_set(new, model.__pydantic_fields_set__ | update.keys())
+    _set_private(new, None)
     return new
 
 
@@ -126,16 +131,22 @@ def fit(text: str, limit: int = 140) -> str:
 def apply_findings(regimen: Regimen, findings: Iterable[Finding]) -> Regimen | None:
     """The regimen after findings: None if any finding excludes it; ``adjust_dose`` applied to its target
     (the lowest adjusted dose wins when several apply); the same object when no dose changes."""
-    new: dict[str, float | None] = {d.ingredient: d.dose_mg_day for d in regimen.drugs}
+    new: dict[str, float | None] | None = None
     changed = False
     for f in findings:
-        if f.action == "exclude":
+        action = f.action
+        if action == "exclude":
             return None
-        if f.action == "adjust_dose" and f.target_drug in new and f.adjusted_dose_mg_day is not None:
-            cur = new[f.target_drug]
-            new[f.target_drug] = f.adjusted_dose_mg_day if cur is None else min(cur, f.adjusted_dose_mg_day)
-            changed = changed or new[f.target_drug] != cur
-    if not changed:
+        if action == "adjust_dose" and f.adjusted_dose_mg_day is not None:
+            if new is None:
+                new = {d.ingredient: d.dose_mg_day for d in regimen.drugs}
+            target, adjusted = f.target_drug, f.adjusted_dose_mg_day
+            if target in new:
+                cur = new[target]
+                if cur is None or adjusted < cur:  # min(cur, adjusted); an equal dose is no change
+                    new[target] = adjusted
+                    changed = True
+    if not changed or new is None:
         return regimen
     drugs = tuple(
         [d if d.dose_mg_day == new[d.ingredient] else replace(d, dose_mg_day=new[d.ingredient]) for d in regimen.drugs]

@@ -23,7 +23,7 @@ from typing import Iterable
 from ..record import PatientRecord, Regimen
 from .context import PatientContext
 from .engine import RuleSet
-from .verdict import PlanScreen, merge_findings
+from .verdict import PlanScreen, merge_findings, verdict
 
 __all__ = ["PlanScreen", "screen_plan", "merge_findings"]
 
@@ -44,4 +44,6 @@ def screen_plan(
     ``new_start``: regimen drugs being started (default: those not currently taken).
     """
     rs = rules if isinstance(rules, RuleSet) else RuleSet.load(rules)
+    if type(record_or_context) is PatientContext:  # a prepared context: its verdict directly (one per candidate)
+        return verdict(rs._screener, record_or_context, regimen, None if new_start is None else frozenset(new_start))
     return rs.screen_plan(record_or_context, regimen, area=area, new_start=new_start)

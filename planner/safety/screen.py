@@ -25,6 +25,7 @@ from .loader import RuleData
 __all__ = ["Screener"]
 
 _NO_INFO: tuple[None, None, None] = (None, None, None)
+_EMPTY: frozenset[str] = frozenset()
 _input = tuple.__new__  # ScreenInput from its six fields without the NamedTuple keyword __new__ (hot loop)
 
 
@@ -52,31 +53,52 @@ class Screener:
             d: tuple(k for k in drug_kinds if k.applies(d)) for d in named
         }
         self.other_kinds = tuple(k for k in drug_kinds if k.applies(""))  # kinds for any drug (allergies)
+        # per drug, how its dose enters its unit: True where a rule adjusts it (CPIC dose rule, condition or lab
+        # cap, drug-drug cap on either side); else its labelled maximum (only a dose above it gives a finding);
+        # a drug not listed here gives the same findings at every dose
+        exact = rules.cap_drugs.union(
+            [d for d, rs in rules.gene_drug.items() if any(r.action == "adjust_dose" for r in rs)],
+            [d for d, rs in rules.condition_rules_of.items() if any(r.action == "adjust_dose" for r, _ in rs)],
+            [d for d, rs in rules.lab_rules_of.items() if any(r.action == "adjust_dose" for r, _ in rs)],
+        )
+        self.dose_use: dict[str, float | bool] = {d: mx for d, (mx, _src) in rules.max_dose.items()}
+        self.dose_use.update(dict.fromkeys(exact, True))
 
     def plan_of(
         self,
         ctx: PatientContext,
         kd: tuple[tuple[str, float | None], ...],
-        new_start: set[str] | None,
+        new_start: Iterable[str] | None,
         stopping: Iterable[str],
     ) -> ScreenInput:
         """The list a regimen leaves: its drugs, the current drugs it keeps, the drugs it starts."""
         ings = tuple([x for x, _ in kd])
         ing_set = frozenset(ings)
-        others: tuple[str, ...] = ()
-        if ctx.current:
-            stop = ctx.replaced
+        current = ctx.current_names
+        if not current:
+            starts = ing_set if new_start is None else frozenset(new_start)
+            return _input(ScreenInput, (kd, ings, ing_set, (), ing_set, starts, _EMPTY))
+        stop = ctx.replaced
+        if stop is None:
+            stop = self.rules.replaced_cache.get(ings)
             if stop is None:
-                stop = self.rules.replaced_cache.get(ings)
-                if stop is None:
-                    stop = self.rules.replaced_by(ings)
-            if stopping:
-                stop = stop.union(stopping)
-            rest = ctx.current_names.difference(ing_set, stop)
-            others = tuple(sorted(rest)) if len(rest) > 1 else tuple(rest)
-        starts = frozenset(new_start) if new_start is not None else ing_set.difference(ctx.current_names)
-        all_drugs = ing_set.union(others) if others else ing_set
-        return _input(ScreenInput, (kd, ings, ing_set, others, all_drugs, starts))
+                stop = self.rules.replaced_by(ings)
+        if stopping:
+            stop = stop.union(stopping)
+        # the current drugs a replaced set keeps, sorted, once per context and set (a few sets per patient)
+        kept_sorted = ctx.kept.get(stop)
+        if kept_sorted is None:
+            kept_sorted = ctx.kept[stop] = (kept := current.difference(stop)), tuple(sorted(kept))
+        kept, others = kept_sorted
+        if not kept.isdisjoint(ing_set):  # a regimen drug that is also a kept current drug: not kept beside it
+            rest = kept.difference(ing_set)
+            others, kept = tuple(sorted(rest)), rest
+        if new_start is not None:
+            starts = frozenset(new_start)
+        else:
+            starts = ing_set if current.isdisjoint(ing_set) else ing_set.difference(current)
+        all_drugs = ing_set.union(kept) if others else ing_set
+        return _input(ScreenInput, (kd, ings, ing_set, others, all_drugs, starts, kept if others else _EMPTY))
 
     def screen(
         self, ctx: PatientContext, regimen: Regimen, *, new_start: set[str] | None = None, stopping: Iterable[str] = ()
@@ -87,20 +109,30 @@ class Screener:
         self, ctx: PatientContext, regimen: Regimen, *, new_start: set[str] | None = None, stopping: Iterable[str] = ()
     ) -> tuple[Finding, ...]:
         """The sorted findings as the memo holds them (a tuple shared by every caller: do not copy it here)."""
-        cache = ctx.cache
         kd = tuple([(d.ingredient, d.dose_mg_day) for d in regimen.drugs])
-        default = new_start is None and not stopping
-        if default:  # the list follows from the drugs alone: look the result up before computing it
-            hit = cache.get(kd)
-            if hit is not None:
-                return hit
-        plan = self.plan_of(ctx, kd, new_start, stopping)
-        key: tuple = kd
-        if not default:
-            key = (kd, plan.others, plan.starts)
-            hit = cache.get(key)
-            if hit is not None:
-                return hit
+        return self.screen_kd(ctx, kd, new_start, stopping)[0]
+
+    def screen_kd(
+        self,
+        ctx: PatientContext,
+        kd: tuple[tuple[str, float | None], ...],
+        new_start: Iterable[str] | None,
+        stopping: Iterable[str] = (),
+        plan: ScreenInput | None = None,
+    ) -> tuple[tuple[Finding, ...], ScreenInput | None]:
+        """(sorted findings, the list screened; None when the memo had the findings) of the regimen ``kd``.
+        ``plan``: the list, when the caller has it (a dose-adjusted regimen: the same drugs, other doses)."""
+        cache = ctx.cache
+        if stopping:
+            plan = self.plan_of(ctx, kd, new_start, stopping)
+            key: tuple = (kd, plan.others, plan.starts)
+        else:  # the list follows from the drugs (and the starts) alone: look the result up before building it
+            key = kd if new_start is None else (kd, frozenset(new_start))
+        hit = cache.get(key)
+        if hit is not None:
+            return hit, plan
+        if plan is None:
+            plan = self.plan_of(ctx, kd, new_start, stopping)
         out = self.compose(ctx, plan)
         if len(out) > 1:
             if len(plan.ingredient_set) < len(kd):  # a drug listed twice: its findings once
@@ -112,52 +144,80 @@ class Screener:
         result = tuple(map(finding_of, out))
         if len(cache) < 50_000:
             cache[key] = result
-        return result
+        return result, plan
+
+    def with_doses(self, plan: ScreenInput, kd: tuple[tuple[str, float | None], ...]) -> ScreenInput | None:
+        """``plan`` with the doses of ``kd`` (the same drugs in the same order), or None when ``kd`` lists
+        other drugs: what a dose-adjusted regimen leaves differs from the regimen's list only in doses."""
+        if tuple([x for x, _ in kd]) != plan.ingredients:
+            return None
+        return _input(ScreenInput, (kd, *plan[1:]))
 
     def compose(self, ctx: PatientContext, plan: ScreenInput) -> list[tuple[tuple, Finding]]:
         """The (sort key, finding) pairs of the list ``plan``, gathered from memoized units in one pass over the
-        regimen's drugs: each drug's per-drug block (memoized on drug, dose, start and the inhibitors of its
-        genes present), its pairs with the kept current drugs and with later regimen drugs; then, only when
-        they can find something, current drugs a regimen drug phenoconverts and duplicate therapy."""
+        regimen's drugs: each drug's unit (its per-drug block and its pairs with the kept current drugs,
+        memoized on drug, dose, start, the inhibitors of its genes present and the kept drugs), its pairs with
+        later regimen drugs; then, only when they can find something, current drugs a regimen drug
+        phenoconverts and duplicate therapy."""
         cache = ctx.cache
         info = self.rules.drug_info
-        kinds_of, other_kinds = self.kinds_of, self.other_kinds
-        pairs = self.pairs
-        caps = self.rules.cap_drugs
-        all_drugs, starts, ing_set = plan.all_drugs, plan.starts, plan.ingredient_set
+        all_drugs, ing_set = plan.all_drugs, plan.ingredient_set
         twice = len(ing_set) < len(plan.drugs)  # a drug listed twice: pairs as the kind gives them (last dose)
+        kept = None if twice else plan.kept
         out: list[tuple[tuple, Finding]] = []
         dups = False
         doses: dict[str, float | None] | None = None
+        dose_use = self.dose_use
         for d, dose in plan.drugs:
             inh, ddi_near, dup_near = info.get(d, _NO_INFO)
-            dkey = ("block", d, dose, d in starts, None if inh is None else inh & all_drugs)
-            block = cache.get(dkey)
-            if block is None:
-                block = cache[dkey] = keyed(
-                    [f for k in kinds_of.get(d, other_kinds) for f in k.drug_findings(ctx, plan, d, dose)]
-                )
-            out += block
-            if ddi_near is not None and not twice:
-                near = ddi_near & all_drugs
-                if near:
-                    cur = near - ing_set
-                    if cur:  # pairs.with_current, its memo looked up in line
-                        dx = dose if d in caps or not caps.isdisjoint(cur) else None
-                        hit = cache.get(("px", d, dx, cur))
-                        out += hit if hit is not None else pairs.with_current(ctx, d, dose, cur)
-                    if len(cur) < len(near):
-                        if doses is None:
-                            doses = dict(plan.drugs)
-                        for y in near & ing_set:
-                            if y > d:
-                                out += pairs.regimen_pair(ctx, d, y, dose, doses[y])
-            if not dups and dup_near is not None and not dup_near.isdisjoint(all_drugs):
-                dups = True
+            use = dose_use.get(d)  # the dose as far as it can change the unit's findings
+            kdose = dose if use is True or (use is not None and dose is not None and dose > use) else None
+            ukey = ("unit", d, kdose, d in plan.starts, None if inh is None else inh & all_drugs, kept)
+            unit = cache.get(ukey)
+            if unit is None:
+                unit = cache[ukey] = self._unit(ctx, plan, d, dose, kdose, ddi_near, dup_near, kept)
+            out += unit[0]
+            if ddi_near is not None and not twice and not ddi_near.isdisjoint(ing_set):
+                if doses is None:
+                    doses = dict(plan.drugs)
+                for y in ddi_near & ing_set:
+                    if y > d:
+                        out += self.pairs.regimen_pair(ctx, d, y, dose, doses[y])
+            if not dups and (
+                unit[1] or dup_near is not None and not dup_near.isdisjoint(ing_set if kept else all_drugs)
+            ):
+                dups = True  # a drug of its class in the regimen, or (unit[1]) among the kept drugs
         if twice:
-            out += pairs.keyed_findings(ctx, plan)
+            out += self.pairs.keyed_findings(ctx, plan)
         if plan.others and not self.rules.inhibitor_drugs.isdisjoint(ing_set):
             out += self.current.keyed_findings(ctx, plan)  # a regimen drug may phenoconvert a kept current drug
         if dups:
             out += self.duplicates.keyed_findings(ctx, plan)
         return out
+
+    def _unit(
+        self,
+        ctx: PatientContext,
+        plan: ScreenInput,
+        d: str,
+        dose: float | None,
+        kdose: float | None,
+        ddi_near: frozenset[str] | None,
+        dup_near: frozenset[str] | None,
+        kept: frozenset[str] | None,
+    ) -> tuple[tuple[tuple[tuple, Finding], ...], bool]:
+        """Drug ``d``'s unit: (its per-drug kinds' findings and, unless ``kept`` is None, its pairs with the kept
+        current drugs; whether a kept drug shares a duplicate-therapy class with it). ``kdose``: ``dose`` where
+        it can change them (:attr:`dose_use`), else None: the unit is then shared by every dose of ``d``."""
+        inh = self.rules.drug_info.get(d, _NO_INFO)[0]
+        bkey = ("block", d, kdose, d in plan.starts, None if inh is None else inh & plan.all_drugs)
+        block = ctx.cache.get(bkey)
+        if block is None:
+            block = ctx.cache[bkey] = keyed(
+                [f for k in self.kinds_of.get(d, self.other_kinds) for f in k.drug_findings(ctx, plan, d, dose)]
+            )
+        if kept and ddi_near is not None:
+            cur = ddi_near & kept
+            if cur:
+                block = block + self.pairs.with_current(ctx, d, dose, cur)
+        return block, bool(kept and dup_near is not None and not dup_near.isdisjoint(kept))

@@ -5,7 +5,7 @@ so ``RuleSet.screen_plan`` and :func:`planner.safety.screen_plan` share it witho
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Sequence
 
 from ..record import Finding, Regimen
 from .context import PatientContext
@@ -14,8 +14,6 @@ from .findings import apply_findings
 __all__ = ["PlanScreen", "merge_findings", "verdict"]
 
 _ACTING = frozenset({"exclude", "adjust_dose"})
-
-ScreenTuple = Callable[..., tuple[Finding, ...]]  # (ctx, regimen, *, new_start) -> sorted findings
 
 
 @dataclass(frozen=True)
@@ -56,25 +54,31 @@ def _screened(
     return new
 
 
-def verdict(screen: ScreenTuple, ctx: PatientContext, regimen: Regimen, starts: set[str] | None) -> PlanScreen:
-    """Screen ``regimen`` in ``ctx`` with ``screen``; apply its dose adjustments and screen the adjusted plan
-    again (excluded when the adjustments do not settle)."""
-    found = screen(ctx, regimen, new_start=starts)
+def verdict(screener: Any, ctx: PatientContext, regimen: Regimen, starts: frozenset[str] | None) -> PlanScreen:
+    """Screen ``regimen`` in ``ctx`` with ``screener`` (:class:`~planner.safety.screen.Screener`); apply its
+    dose adjustments and screen the adjusted plan again (excluded when the adjustments do not settle). The
+    adjusted plan is the regimen's list with other doses: screened as that list (its memoized units for the
+    drugs whose dose did not change are looked up, those of the changed doses computed)."""
+    kd = tuple([(d.ingredient, d.dose_mg_day) for d in regimen.drugs])
+    found, plan = screener.screen_kd(ctx, kd, starts)
     # findings come most severe action first: the first one says whether anything excludes or adjusts
     if not found or found[0].action not in _ACTING:  # nothing excludes or adjusts: the regimen stands
         return _screened(regimen, regimen, found, {})
     if found[0].action == "exclude":  # what apply_findings would say: excluded, nothing adjusted
         return _screened(regimen, None, found, {})
-    findings: Sequence[Finding] = found
-    final = apply_findings(regimen, [f for f in found if f.action in _ACTING])
-    if final is not None and final is not regimen:  # dose adjusted: the adjusted plan must pass as well
-        again = screen(ctx, final, new_start=starts)
-        # findings come most severe first: none acting means apply_findings would return ``final`` itself
-        redo = apply_findings(final, again) if again and again[0].action in _ACTING else final
-        if redo is not final and (redo is None or redo.key() != final.key()):
-            final = None
-        findings = merge_findings(findings, again)
-    adjusted_by = {f.target_drug: f.rule_id for f in findings if f.action == "adjust_dose" and f.target_drug}
-    return PlanScreen(
-        regimen=regimen, final=final, findings=tuple(findings), adjusted_by={} if final is None else adjusted_by
-    )
+    final = apply_findings(regimen, found)  # it reads only the acting findings
+    if final is regimen:  # no dose changes: the findings are the regimen's
+        return _screened(regimen, regimen, found, _adjusted_by(found))
+    assert final is not None  # found[0] adjusts, so nothing excludes
+    kd2 = tuple([(d.ingredient, d.dose_mg_day) for d in final.drugs])
+    again, _ = screener.screen_kd(ctx, kd2, starts, (), None if plan is None else screener.with_doses(plan, kd2))
+    # findings come most severe first: none acting means apply_findings would return ``final`` itself
+    redo = apply_findings(final, again) if again and again[0].action in _ACTING else final
+    findings = tuple(merge_findings(found, again))
+    if redo is not final and (redo is None or redo.key() != final.key()):
+        return _screened(regimen, None, findings, {})
+    return _screened(regimen, final, findings, _adjusted_by(findings))
+
+
+def _adjusted_by(findings: Sequence[Finding]) -> dict[str, str]:
+    return {f.target_drug: f.rule_id for f in findings if f.action == "adjust_dose" and f.target_drug}

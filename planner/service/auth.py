@@ -11,13 +11,13 @@ A token is accepted only when all of these hold, and every failure is the same b
 * the signature verifies; ``aud`` equals ``service_url + "/" + service id``; ``exp``, ``iat`` and ``jti`` present;
   ``exp`` not passed and ``iat`` not in the future (both with the configured leeway); ``exp - iat`` at most
   ``max_token_lifetime_s``;
-* the (``iss``, ``jti``) pair has not been seen before (replay cache, kept until the token expires).
+* the (``iss``, ``jti``) pair has not been seen before (replay cache, kept until the token expires; shared by
+  every worker process through a SQLite file, see :mod:`planner.service.replay`).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Any
 
@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from .config import Issuer, ServiceConfig
+from .replay import CacheFull, MemoryReplayCache, ReplayCache, open_replay_cache
 
 __all__ = ["AuthError", "TokenVerifier"]
 
@@ -35,7 +36,6 @@ log = logging.getLogger("planner.service.auth")
 _ALGS = ("RS384", "ES384")
 _JWKS_TTL_S = 300.0
 _JWKS_MAX_BYTES = 256 * 1024
-_REPLAY_MAX = 200_000
 
 
 class AuthError(Exception):
@@ -75,13 +75,21 @@ def _public_key(jwk: dict[str, Any], alg: str) -> Any:
 class TokenVerifier:
     """Verifies CDS Hooks bearer tokens against a :class:`ServiceConfig`. Thread-safe."""
 
-    def __init__(self, config: ServiceConfig, *, http: httpx.Client | None = None) -> None:
+    def __init__(
+        self, config: ServiceConfig, *, http: httpx.Client | None = None, replay: ReplayCache | None = None
+    ) -> None:
         self.config = config
         self._issuers: dict[str, Issuer] = {i.issuer: i for i in config.trusted_issuers}
-        self._seen: dict[tuple[str, str], float] = {}
-        self._lock = threading.Lock()
+        # the (iss, jti) pairs seen: in memory, or the file every worker shares (config.replay_cache)
+        self._replay = replay or open_replay_cache(config.replay_cache)
         self._jwks_cache: dict[str, tuple[float, tuple[dict[str, Any], ...]]] = {}
         self._http = http
+
+    @property
+    def may_block(self) -> bool:
+        """Whether :meth:`verify` may wait on I/O: a ``jku`` key set to fetch, or the replay cache file shared
+        with other worker processes (else it is CPU only, well under a millisecond)."""
+        return any(i.jku for i in self._issuers.values()) or not isinstance(self._replay, MemoryReplayCache)
 
     # ---- keys --------------------------------------------------------------------------------------------
     def _fetch_jwks(self, url: str) -> tuple[dict[str, Any], ...]:
@@ -196,14 +204,10 @@ class TokenVerifier:
         return claims
 
     def _check_replay(self, iss: str, claims: dict[str, Any]) -> None:
-        now = time.time()
-        key = (iss, str(claims["jti"]))
         keep_until = float(claims["exp"]) + self.config.leeway_s
-        with self._lock:
-            if key in self._seen and self._seen[key] >= now:
-                raise AuthError("replayed")
-            if len(self._seen) >= _REPLAY_MAX:
-                self._seen = {k: t for k, t in self._seen.items() if t >= now}
-                if len(self._seen) >= _REPLAY_MAX:
-                    raise AuthError("replay-cache-full")  # refuse rather than forget a live token
-            self._seen[key] = keep_until
+        try:
+            fresh = self._replay.claim(iss, str(claims["jti"]), keep_until, time.time())
+        except CacheFull:
+            raise AuthError("replay-cache-full") from None  # refuse rather than forget a live token
+        if not fresh:
+            raise AuthError("replayed")

@@ -18,6 +18,25 @@ def register(app: typer.Typer) -> None:
         config: Annotated[
             Optional[Path], typer.Option("--config", help="Service configuration (YAML; see README).")
         ] = None,
+        workers: Annotated[
+            Optional[int],
+            typer.Option(
+                "--workers",
+                min=1,
+                max=64,
+                help="Worker processes (default: the configuration's workers, 1); they share the replay cache.",
+            ),
+        ] = None,
+        planners: Annotated[
+            Optional[int],
+            typer.Option(
+                "--planners",
+                min=0,
+                max=64,
+                help="patient-view planner processes per worker, fed from one queue (default: the configuration's"
+                " planners, 0: in the worker's threads).",
+            ),
+        ] = None,
     ) -> None:
         """Serve CDS Hooks 2.0 (discovery, order-select, order-sign, patient-view, feedback)."""
         from ..optional import require
@@ -26,4 +45,4 @@ def register(app: typer.Typer) -> None:
             require(module, extra="service", purpose="planner serve")
         from .server import run
 
-        run(host=host, port=port, config_path=config)
+        run(host=host, port=port, config_path=config, workers=workers, planners=planners)

@@ -21,6 +21,12 @@ Configuration file (every key but ``service_url`` optional)::
     rules: rules/                  # rules folder (default: packaged)
     top: 3                         # plans per area on patient-view cards
     batch_window_ms: 4             # patient-view: new patients arriving within this window are planned together (0: off)
+    batch_max: 8                   # patient-view: at most this many patients in one batch
+    workers: 1                     # worker processes (planner serve --workers N wins); each loads the planner
+    planners: 0                    # patient-view planner processes per worker, fed from one queue (--planners N;
+                                   # 0: planned in the worker's own threads)
+    replay_cache: replay.sqlite    # jti replay cache file shared by the workers (default: in memory with one
+                                   # worker; a temporary file for the run with more)
 
 Without a configuration file the service trusts no issuer: every hook call is 401 (discovery still answers).
 """
@@ -68,6 +74,10 @@ class ServiceConfig:
     rules: Path | None = None
     top: int = 3
     batch_window_ms: int = 4
+    batch_max: int = 8
+    workers: int = 1
+    planners: int = 0
+    replay_cache: Path | None = None
     today: dt.date | None = None  # fixed "today" (tests); default: the UTC date of each call
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -94,6 +104,9 @@ _INT_KEYS = {
     "top": (1, 20),
     "num_samples": (100, 100_000),
     "batch_window_ms": (0, 1000),
+    "batch_max": (1, 256),
+    "workers": (1, 64),
+    "planners": (0, 64),
 }
 
 
@@ -210,7 +223,7 @@ def load_config(path: str | Path | None, **overrides: Any) -> ServiceConfig:
         raise ConfigError("unknown configuration keys", file=where, value=unknown, expected=", ".join(sorted(known)))
     kw: dict[str, Any] = {"service_url": _url(doc.get("service_url"), where, "service_url").rstrip("/")}
     kw["trusted_issuers"] = _issuers(doc.get("trusted_issuers"), p.parent, where)
-    for key in ("audit", "model", "rules"):
+    for key in ("audit", "model", "rules", "replay_cache"):
         if doc.get(key) is not None:
             q = Path(str(doc[key])).expanduser()
             kw[key] = q if q.is_absolute() else p.parent / q

@@ -69,7 +69,24 @@ class HookEngine:
                 self._area_of.setdefault(d.ingredient, []).append(area_id)
         self._cache: OrderedDict[str, list[Any]] = OrderedDict()
         self._lock = threading.Lock()
-        self._batcher = RecommendBatcher(planner, top=config.top, seed=0, window_s=config.batch_window_ms / 1000)
+        self.pool = None
+        run = None
+        if config.planners:  # patient-view planned in separate processes fed from one queue
+            from .pool import PlannerPool
+
+            self.pool = PlannerPool(
+                config.planners, model=config.model, rules=config.rules, num_samples=config.num_samples, top=config.top
+            )
+            run = self.pool.plan
+        self._batcher = RecommendBatcher(
+            planner,
+            top=config.top,
+            seed=0,
+            window_s=config.batch_window_ms / 1000,
+            max_batch=config.batch_max,
+            parallel=config.planners or 1,
+            run=run,
+        )
         from ..ingest import code_tables
         from ..rule_files import rules_dir
 
@@ -328,7 +345,7 @@ class HookEngine:
                 for r in recs:
                     self.planner.audit.write(r, input_sha256=key)
         else:
-            if self.config.batch_window_ms:  # concurrent new patients planned together
+            if self.config.batch_window_ms or self.pool is not None:  # concurrent new patients planned together
                 recs = self._batcher.recommend_all(record, digest=key)
             else:
                 recs = self.planner.recommend_all(record, top=self.config.top, seed=0, input_digest=key)

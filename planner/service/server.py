@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import logging
 import logging.config
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from .config import ServiceConfig, load_config
 
-__all__ = ["run", "build", "LOG_CONFIG"]
+__all__ = ["run", "build", "worker_app", "LOG_CONFIG"]
 
 LOG_CONFIG: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"}},
     "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}},
     "loggers": {
         "planner": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
@@ -47,21 +50,67 @@ def build(config: ServiceConfig) -> Any:
     return create_app(config)
 
 
-def run(*, host: str, port: int, config_path: Path | None) -> None:
+_ENV_CONFIG = "PLANNER_SERVE_CONFIG"  # set by `run` for its worker processes: the configuration file ("" none)
+_ENV_REPLAY = "PLANNER_SERVE_REPLAY_CACHE"  # and the replay cache file they share
+_ENV_PLANNERS = "PLANNER_SERVE_PLANNERS"  # and --planners
+
+
+def worker_app() -> Any:
+    """The app of one worker process of ``planner serve --workers N`` (a uvicorn app factory): the configuration
+    the parent read, with the replay cache file the parent chose (the parent logged the startup message)."""
+    path = os.environ.get(_ENV_CONFIG) or None
+    replay = os.environ.get(_ENV_REPLAY) or None
+    planners = os.environ.get(_ENV_PLANNERS) or None
+    overrides: dict[str, Any] = {"replay_cache": Path(replay)} if replay else {}
+    if planners is not None:
+        overrides["planners"] = int(planners)
+    return build(load_config(path, **overrides))
+
+
+def run(
+    *, host: str, port: int, config_path: Path | None, workers: int | None = None, planners: int | None = None
+) -> None:
+    """Serve until interrupted. ``workers`` (default: the configuration's ``workers``, 1) > 1 runs that many
+    uvicorn worker processes on one socket; they share the jti replay cache (a SQLite file: the configured
+    ``replay_cache``, else a temporary one removed at exit) and the audit store (SQLite). ``planners`` (default:
+    the configuration's) > 0 gives each worker that many patient-view planner processes
+    (:mod:`planner.service.pool`)."""
     import uvicorn
 
-    config = load_config(config_path)
+    config = load_config(config_path, **({} if planners is None else {"planners": planners}))
+    n = workers or config.workers
     logging.config.dictConfig(LOG_CONFIG)
     log = logging.getLogger("planner.service")
     log.warning(startup_message(config)) if not config.configured else log.info(startup_message(config))
-    app = build(config)
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_config=LOG_CONFIG,
-        access_log=False,
-        server_header=False,
-        timeout_graceful_shutdown=5,
-    )
-    sys.stderr.flush()
+    common: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_config": LOG_CONFIG,
+        "access_log": False,
+        "server_header": False,
+        "timeout_graceful_shutdown": 5,
+    }
+    if config.planners:
+        log.info("patient-view planned in %d planner process(es) per worker", config.planners)
+    if n <= 1:
+        uvicorn.run(build(config), **common)
+        sys.stderr.flush()
+        return
+    tmp = None
+    replay = config.replay_cache
+    if replay is None:
+        tmp = tempfile.mkdtemp(prefix="planner-serve-")
+        replay = Path(tmp) / "replay.sqlite"
+    from .replay import SqliteReplayCache
+
+    SqliteReplayCache(replay)  # created (or refused with a clear error) once, before the workers start
+    os.environ[_ENV_CONFIG] = "" if config_path is None else str(Path(config_path).resolve())
+    os.environ[_ENV_REPLAY] = str(Path(replay).resolve())
+    os.environ[_ENV_PLANNERS] = str(config.planners)
+    log.info("%d worker processes; jti replay cache shared in %s", n, "a temporary file" if tmp else replay)
+    try:
+        uvicorn.run("planner.service.server:worker_app", factory=True, workers=n, **common)
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        sys.stderr.flush()

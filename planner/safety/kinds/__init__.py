@@ -27,6 +27,7 @@ class ScreenInput(NamedTuple):
     others: tuple[str, ...]  # current drugs kept beside the regimen (outside its area), sorted
     all_drugs: frozenset[str]  # regimen + others
     starts: frozenset[str]  # regimen drugs being started
+    kept: frozenset[str] = frozenset()  # ``others`` as a set
 
 
 class RuleKind(Protocol):
