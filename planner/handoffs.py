@@ -185,10 +185,35 @@ class FeatureRow(Handoff):
         return self.baseline_feature is None or self.values[self.baseline_feature] is not None
 
     def frame(self) -> pd.DataFrame:
-        """The row as the models take it: one row, NaN where missing, ``attrs["units"]``."""
-        df = pd.DataFrame([{k: (np.nan if v is None else v) for k, v in self.values.items()}])
-        df.attrs["units"] = dict(self.units)
-        return df
+        """The row as the models take it: one row, NaN where missing, ``attrs["units"]``. Built once per row (the
+        candidates and predict stages both ask): each call returns its own shallow copy (copy-on-write: changing
+        one leaves the others as they were; its own ``attrs``)."""
+        state = (tuple(self.values.items()), tuple(self.units.items()))
+        kept = self.__dict__.get("_frame")
+        if not isinstance(kept, _Kept) or kept.state != state:
+            df = pd.DataFrame([{k: (np.nan if v is None else v) for k, v in self.values.items()}])
+            df.attrs["units"] = dict(self.units)
+            kept = self.__dict__["_frame"] = _Kept(state, df)
+        assert kept.frame is not None
+        return kept.frame.copy(deep=False)
+
+
+class _Kept:
+    """A value worked out from a frozen model's fields, kept in its instance dict: equal to any other (the
+    model's equality is its fields'), and neither pickled nor deep-copied (worked out again where needed)."""
+
+    __slots__ = ("state", "frame")
+
+    def __init__(self, state: Any = None, frame: pd.DataFrame | None = None) -> None:
+        self.state, self.frame = state, frame
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Kept)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[type[_Kept], tuple[()]]:
+        return (_Kept, ())
 
 
 # ---- candidates ----------------------------------------------------------------------------------------------

@@ -273,15 +273,27 @@ class Regimen(Frozen):
     def of(cls, drugs: "list[DrugDose] | tuple[DrugDose, ...]") -> "Regimen":
         return cls(drugs=tuple(sorted(drugs, key=lambda d: d.ingredient)))
 
+    # key() and ingredients are asked for thousands of times a batch: each is worked out once per regimen and kept
+    # in the instance dict under a "_" name (not a field: never dumped, iterated or hashed), with the drugs tuple
+    # it was worked out from (a copy with other drugs, by model_copy or a dict copy, works it out again)
     @property
     def ingredients(self) -> tuple[str, ...]:
-        return tuple(d.ingredient for d in self.drugs)
+        got = self.__dict__.get("_ingredients")
+        if got is None or got[0] is not self.drugs:
+            got = self.__dict__["_ingredients"] = (self.drugs, tuple(d.ingredient for d in self.drugs))
+        return got[1]
 
     def key(self) -> str:
         """Stable text key, e.g. ``"metformin@2000+sitagliptin@100"`` (``"none"`` for no drug)."""
-        if not self.drugs:
-            return "none"
-        return "+".join(d.ingredient + ("" if d.dose_mg_day is None else f"@{d.dose_mg_day:g}") for d in self.drugs)
+        got = self.__dict__.get("_key")
+        if got is None or got[0] is not self.drugs:
+            text = (
+                "+".join(d.ingredient + ("" if d.dose_mg_day is None else f"@{d.dose_mg_day:g}") for d in self.drugs)
+                if self.drugs
+                else "none"
+            )
+            got = self.__dict__["_key"] = (self.drugs, text)
+        return got[1]
 
     def dose_of(self, ingredient: str) -> float | None:
         for d in self.drugs:

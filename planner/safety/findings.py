@@ -27,6 +27,11 @@ __all__ = [
 
 M = TypeVar("M", bound=BaseModel)
 _set = object.__setattr__
+_new = object.__new__
+# the slot setters of every pydantic model (what object.__setattr__ finds for these names, looked up once)
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 
 _FIELDS = tuple(Finding.model_fields)
 _FIELD_SET = frozenset(_FIELDS)
@@ -40,13 +45,13 @@ finding_of = operator.itemgetter(1)
 def replace(model: M, **update: Any) -> M:
     """``model.model_copy(update=update)`` without its generic copying: the same fields, the same fields-set,
     no validation (as ``model_copy``); for the frozen, extra-forbidding, private-free hand-off models."""
-    new = object.__new__(type(model))
-    d = model.__dict__.copy()
+    new = _new(type(model))
+    d = new.__dict__  # the instance dict is set directly (a frozen model refuses only attribute assignment)
+    d.update(model.__dict__)
     d.update(update)
-    _set(new, "__dict__", d)
-    _set(new, "__pydantic_extra__", None)
-    _set(new, "__pydantic_fields_set__", model.__pydantic_fields_set__ | update.keys())
-    _set(new, "__pydantic_private__", None)
+    _set_extra(new, None)
+    _set_fields_set(new, model.__pydantic_fields_set__ | update.keys())
+    _set_private(new, None)
     return new
 
 

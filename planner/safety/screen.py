@@ -53,6 +53,16 @@ class Screener:
             d: tuple(k for k in drug_kinds if k.applies(d)) for d in named
         }
         self.other_kinds = tuple(k for k in drug_kinds if k.applies(""))  # kinds for any drug (allergies)
+        # per drug, how its dose enters its unit: True where a rule adjusts it (CPIC dose rule, condition or lab
+        # cap, drug-drug cap on either side); else its labelled maximum (only a dose above it gives a finding);
+        # a drug not listed here gives the same findings at every dose
+        exact = rules.cap_drugs.union(
+            [d for d, rs in rules.gene_drug.items() if any(r.action == "adjust_dose" for r in rs)],
+            [d for d, rs in rules.condition_rules_of.items() if any(r.action == "adjust_dose" for r, _ in rs)],
+            [d for d, rs in rules.lab_rules_of.items() if any(r.action == "adjust_dose" for r, _ in rs)],
+        )
+        self.dose_use: dict[str, float | bool] = {d: mx for d, (mx, _src) in rules.max_dose.items()}
+        self.dose_use.update(dict.fromkeys(exact, True))
 
     def plan_of(
         self,
@@ -157,12 +167,15 @@ class Screener:
         out: list[tuple[tuple, Finding]] = []
         dups = False
         doses: dict[str, float | None] | None = None
+        dose_use = self.dose_use
         for d, dose in plan.drugs:
             inh, ddi_near, dup_near = info.get(d, _NO_INFO)
-            ukey = ("unit", d, dose, d in plan.starts, None if inh is None else inh & all_drugs, kept)
+            use = dose_use.get(d)  # the dose as far as it can change the unit's findings
+            kdose = dose if use is True or (use is not None and dose is not None and dose > use) else None
+            ukey = ("unit", d, kdose, d in plan.starts, None if inh is None else inh & all_drugs, kept)
             unit = cache.get(ukey)
             if unit is None:
-                unit = cache[ukey] = self._unit(ctx, plan, d, dose, ddi_near, dup_near, kept)
+                unit = cache[ukey] = self._unit(ctx, plan, d, dose, kdose, ddi_near, dup_near, kept)
             out += unit[0]
             if ddi_near is not None and not twice and not ddi_near.isdisjoint(ing_set):
                 if doses is None:
@@ -188,14 +201,16 @@ class Screener:
         plan: ScreenInput,
         d: str,
         dose: float | None,
+        kdose: float | None,
         ddi_near: frozenset[str] | None,
         dup_near: frozenset[str] | None,
         kept: frozenset[str] | None,
     ) -> tuple[tuple[tuple[tuple, Finding], ...], bool]:
         """Drug ``d``'s unit: (its per-drug kinds' findings and, unless ``kept`` is None, its pairs with the kept
-        current drugs; whether a kept drug shares a duplicate-therapy class with it)."""
+        current drugs; whether a kept drug shares a duplicate-therapy class with it). ``kdose``: ``dose`` where
+        it can change them (:attr:`dose_use`), else None: the unit is then shared by every dose of ``d``."""
         inh = self.rules.drug_info.get(d, _NO_INFO)[0]
-        bkey = ("block", d, dose, d in plan.starts, None if inh is None else inh & plan.all_drugs)
+        bkey = ("block", d, kdose, d in plan.starts, None if inh is None else inh & plan.all_drugs)
         block = ctx.cache.get(bkey)
         if block is None:
             block = ctx.cache[bkey] = keyed(
