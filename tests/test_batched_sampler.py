@@ -104,3 +104,19 @@ def test_regimens_wider_than_the_combination_limit_and_untreated_patients() -> N
     for got, job in zip(batched.sample_batch(model, odd + jobs, S), odd + jobs):
         m1, p1 = _alone(model, job, S)
         assert np.array_equal(got[0], m1) and np.array_equal(got[1], p1)
+
+
+def test_patients_with_one_seed_and_as_many_regimens_share_random_numbers_not_draws() -> None:
+    """A batch planned with one seed: patients with as many regimens get the same random terms (drawn once and
+    remembered), and still each their own one-at-a-time draws."""
+    model, jobs = _jobs("t2d", 8, seed=10)
+    R = min(len(j.regimens) for j in jobs)
+    same = [batched.DrawJob(X=j.X, regimens=list(j.regimens)[-R:], current=j.current, seed=3) for j in jobs]
+    S = 120
+    got = batched.sample_batch(model, same, S)
+    again = batched.sample_batch(model, same[::-1], S)[::-1]  # remembered from the first call
+    for job, a, b in zip(same, got, again):
+        m1, p1 = _alone(model, job, S)
+        assert np.array_equal(a[0], m1) and np.array_equal(a[1], p1)
+        assert np.array_equal(b[0], m1) and np.array_equal(b[1], p1)
+    assert not np.array_equal(got[0][1], got[1][1])  # different patients: different draws

@@ -74,6 +74,7 @@ def _sample(model: Any, jobs: Sequence[DrawJob], num_samples: int) -> list[tuple
         if w.current is not None:
             by_width.setdefault(w.cwidth, []).append(w.current)
     out: list[tuple[np.ndarray, np.ndarray]] = []
+    noise = _noise_for(model, par)
     for job, w in zip(jobs, wanted):
         x_np, off_np, _ = model._matrix_dev(spec, job.X)
         parts = _cache_for(model, par, Sn, w.width).take(spec, pr, p, w.keys, by_width[w.width])
@@ -81,10 +82,51 @@ def _sample(model: Any, jobs: Sequence[DrawJob], num_samples: int) -> list[tuple
         if w.current is not None:
             cur = _cache_for(model, par, Sn, w.cwidth).take(spec, pr, p, [w.current], by_width[w.cwidth])
         prep = _patient_prep(spec, p, Sn, job, parts, cur, (x_np, off_np))
-        mean = model._draw(prep, kind="mean", seed=job.seed).numpy()
-        pred = model._draw(prep, kind="predictive", seed=job.seed + 1).numpy()
-        out.append((mean, pred))
+        mean = draws_mod.draw(prep, kind="mean", seed=job.seed, noise=noise.get(prep, "mean", job.seed))
+        pred = draws_mod.draw(
+            prep, kind="predictive", seed=job.seed + 1, noise=noise.get(prep, "predictive", job.seed + 1)
+        )
+        out.append((mean.numpy(), pred.numpy()))
     return out
+
+
+class _Noise:
+    """The random terms of draws (:func:`~planner.model.draws.random_terms`) remembered per seed, kind and
+    shape for one model's parameter draws: patients planned with the same seed and as many regimens get the
+    same random numbers, so they are drawn once (at most ``MAX_BYTES`` held)."""
+
+    MAX_BYTES = 64 << 20
+
+    def __init__(self, par: dict[str, torch.Tensor]) -> None:
+        self.par = par
+        self.terms: dict[tuple[int, str, tuple[int, ...]], dict[str, Any]] = {}
+        self.bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, prep: dict[str, Any], kind: str, seed: int) -> dict[str, Any]:
+        key = (int(seed), kind, tuple(prep["mean"].shape))
+        with self._lock:
+            hit = self.terms.get(key)
+        if hit is None:
+            hit = draws_mod.random_terms(prep, kind=kind, seed=seed)
+            size = sum(v.numel() * v.element_size() for v in hit.values() if isinstance(v, torch.Tensor))
+            with self._lock:
+                if self.bytes + size > self.MAX_BYTES:  # full: start again
+                    self.terms, self.bytes = {}, 0
+                self.terms[key] = hit
+                self.bytes += size
+        return hit
+
+
+_NOISE: "weakref.WeakKeyDictionary[Any, _Noise]" = weakref.WeakKeyDictionary()
+
+
+def _noise_for(model: Any, par: dict[str, torch.Tensor]) -> _Noise:
+    with _LOCK:
+        n = _NOISE.get(model)
+        if n is None or n.par is not par:
+            n = _NOISE[model] = _Noise(par)
+        return n
 
 
 Key = tuple[tuple[str, float | None], ...]  # a regimen as the model encodes it (spec.regimen_key)
