@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,7 @@ import torch
 
 from ..record import Regimen
 from . import draws as draws_mod
+from . import inputs
 from .spec import regimen_key
 
 __all__ = ["DrawJob", "sample_batch"]
@@ -36,13 +37,21 @@ __all__ = ["DrawJob", "sample_batch"]
 
 @dataclass(frozen=True)
 class DrawJob:
-    """One patient of a batch: a one-row feature frame, its regimens (known doses), the regimen the baseline
-    was measured under (None: untreated) and its seed (mean draws use ``seed``, predictive ``seed + 1``)."""
+    """One patient of a batch: a one-row feature frame (or its ``values``: read without a DataFrame where they
+    are plain numbers and labels), its regimens (known doses), the regimen the baseline was measured under
+    (None: untreated) and its seed (mean draws use ``seed``, predictive ``seed + 1``)."""
 
-    X: pd.DataFrame
+    X: pd.DataFrame | None
     regimens: Sequence[Regimen]
     current: Regimen | None
     seed: int
+    values: Mapping[str, Any] | None = None  # the row as column -> value (None missing), in place of X
+
+    def frame(self) -> pd.DataFrame:
+        """The feature row as a one-row frame (``X``, or built from ``values``)."""
+        if self.X is not None:
+            return self.X
+        return pd.DataFrame([{k: (np.nan if v is None else v) for k, v in (self.values or {}).items()}])
 
 
 def sample_batch(model: Any, jobs: Sequence[DrawJob], num_samples: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -76,7 +85,8 @@ def _sample(model: Any, jobs: Sequence[DrawJob], num_samples: int) -> list[tuple
     out: list[tuple[np.ndarray, np.ndarray]] = []
     noise = _noise_for(model, par)
     for job, w in zip(jobs, wanted):
-        x_np, off_np, _ = model._matrix_dev(spec, job.X)
+        got = None if job.values is None else inputs.matrix_values(spec, job.values)
+        x_np, off_np = got if got is not None else model._matrix_dev(spec, job.frame())[:2]
         parts = _cache_for(model, par, Sn, w.width).take(spec, pr, p, w.keys, by_width[w.width])
         cur = None
         if w.current is not None:
@@ -154,7 +164,11 @@ class _Wanted:
 
 def _alone(model: Any, job: DrawJob, Sn: int) -> tuple[np.ndarray, np.ndarray]:
     m3, p3 = model.sample_kinds(
-        job.X, list(job.regimens), Sn, seeds=[("mean", job.seed), ("predictive", job.seed + 1)], current=job.current
+        job.frame(),
+        list(job.regimens),
+        Sn,
+        seeds=[("mean", job.seed), ("predictive", job.seed + 1)],
+        current=job.current,
     )
     return m3, p3
 
