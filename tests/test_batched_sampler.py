@@ -74,3 +74,33 @@ def test_concurrent_callers_get_their_own_draws(monkeypatch: pytest.MonkeyPatch)
     for k, (mean, pred) in enumerate(got):
         m1, p1 = want[k % len(jobs)]
         assert np.array_equal(mean, m1) and np.array_equal(pred, p1)
+
+
+def test_regimens_wider_than_the_combination_limit_and_untreated_patients() -> None:
+    """Observed regimens may hold more drugs than the area's ``max_drugs`` (their encodings are wider): a patient
+    whose current regimen is wider than its candidates, one with a wide candidate, and one untreated at baseline
+    each get their one-at-a-time draws."""
+    model, jobs = _jobs("t2d", 6, seed=8)
+    area = load_area("t2d")
+    wide = [r for r in (jobs[0].current, *jobs[0].regimens) if r is not None and len(r.drugs) >= 2][0]
+    extra = [d for d in area.formulary if d.ingredient not in wide.ingredients]
+    four = fill_doses(
+        type(wide).of(
+            list(wide.drugs)
+            + [
+                type(wide.drugs[0])(ingredient=d.ingredient, rxcui=d.rxcui, drug_class=d.drug_class)
+                for d in extra[: 4 - len(wide.drugs)]
+            ]
+        ),
+        area,
+    )
+    assert len(four.drugs) == 4 > area.combination.max_drugs
+    odd = [
+        batched.DrawJob(X=jobs[1].X, regimens=jobs[1].regimens, current=four, seed=11),
+        batched.DrawJob(X=jobs[2].X, regimens=[*jobs[2].regimens[:5], four], current=jobs[2].current, seed=12),
+        batched.DrawJob(X=jobs[3].X, regimens=jobs[3].regimens, current=None, seed=13),
+    ]
+    S = 150
+    for got, job in zip(batched.sample_batch(model, odd + jobs, S), odd + jobs):
+        m1, p1 = _alone(model, job, S)
+        assert np.array_equal(got[0], m1) and np.array_equal(got[1], p1)

@@ -121,3 +121,58 @@ def test_errors(t2d):
         g.propose(pd.DataFrame({"a": [1.0, 2.0]}), Regimen(), n=1)
     with pytest.raises(ModelError, match="not a saved generator"):
         RegimenGenerator.load("/nonexistent")
+
+
+def _naive_distribution(g, kind_p, current):
+    """The generative story spelled out move by move: P(kind) over the kinds available, then the kind's drug x
+    dose-level weights."""
+    mv = g.moves(current)
+    dw, lw = g._weights()
+    avail = [k for k in MOVE_KINDS if k == "other" or any(m.kind == k for m in mv)]
+    kp = {k: kind_p[MOVE_KINDS.index(k)] for k in avail}
+    total = sum(kp.values())
+    probs = []
+    for m in mv:
+        if m.kind == "continue":
+            probs.append(kp["continue"] / total)
+            continue
+        ki = MOVE_KINDS.index(m.kind)
+        same = [x for x in mv if x.kind == m.kind]
+        w = [dw[ki, x.drug] * (lw[ki, x.level] if x.level >= 0 else 1.0) for x in same]
+        mine = dw[ki, m.drug] * (lw[ki, m.level] if m.level >= 0 else 1.0)
+        probs.append(kp[m.kind] / total * mine / sum(w))
+    return mv, np.array(probs + [kp["other"] / total])
+
+
+def test_move_distribution_is_the_generative_story_and_values_propose_as_a_frame(t2d):
+    g = RegimenGenerator.from_area(t2d, seed=0)
+    rng = np.random.default_rng(3)
+    n = 300
+    X = pd.DataFrame({"baseline": rng.normal(8.5, 1, n), "cyp2c9": rng.choice(["Normal Metabolizer", "Poor"], n)})
+    met = _reg(t2d, ("metformin", 1000.0))
+    two = _reg(t2d, ("metformin", 1000.0), ("glipizide", 5.0))
+    chosen = [two if b > 8.5 else _reg(t2d, ("metformin", 2000.0)) if b > 8 else met for b in X["baseline"]]
+    g.fit(X, [met] * n, chosen)
+    kp = g._kind_probs(X.iloc[[0]], [g.key_of(met)])[0]
+    for cur in (Regimen(), met, two):
+        mv, p = g.move_distribution(kp, g.key_of(cur))
+        ref_mv, ref = _naive_distribution(g, kp, g.key_of(cur))
+        assert mv == ref_mv
+        np.testing.assert_allclose(p, ref, rtol=1e-12, atol=0)
+        assert abs(p.sum() - 1) < 1e-12
+    rows = [
+        {"baseline": 9.5, "cyp2c9": "Poor"},
+        {"baseline": 7.0, "cyp2c9": None},
+        {"baseline": None, "cyp2c9": "Normal Metabolizer"},
+        {"baseline": 8, "cyp2c9": "unseen label", "other": "ignored"},
+    ]
+    for values in rows:
+        frame = pd.DataFrame([{k: (np.nan if v is None else v) for k, v in values.items()}])
+        for cur in (met, two):
+            assert g.propose_values(values, cur, n=15, seed=4) == g.propose(frame, cur, n=15, seed=4)
+    for bad in ({"cyp2c9": "Poor"}, {"baseline": "high", "cyp2c9": "Poor"}):  # the frame path's errors
+        with pytest.raises(ModelError) as got:
+            g.propose_values(bad, met, n=3)
+        with pytest.raises(ModelError) as want:
+            g.propose(pd.DataFrame([bad]), met, n=3)
+        assert str(got.value) == str(want.value)

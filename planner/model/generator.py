@@ -20,10 +20,9 @@ to the nearest formulary level (a missing dose is the reference dose).
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -32,7 +31,6 @@ from sklearn.base import BaseEstimator
 from ..areas import Area, load_area
 from ..errors import ModelError
 from ..record import DrugDose, Regimen
-from ..version import __version__
 
 __all__ = ["RegimenGenerator", "MOVE_KINDS", "Move"]
 
@@ -152,7 +150,18 @@ class RegimenGenerator(BaseEstimator):
         return tuple(sorted(out))
 
     def regimen_of(self, key: Key) -> Regimen:
+        """The regimen of a key (remembered: a Regimen is immutable)."""
         st = self._struct()
+        memo = st.setdefault("regimens", {})
+        hit = memo.get(key)
+        if hit is None:
+            if len(memo) > 50_000:
+                memo.clear()
+            hit = memo[key] = self._regimen_of(key, st)
+        return hit
+
+    @staticmethod
+    def _regimen_of(key: Key, st: dict[str, Any]) -> Regimen:
         return Regimen.of(
             [
                 DrugDose(
@@ -231,11 +240,15 @@ class RegimenGenerator(BaseEstimator):
 
     # ---- features ------------------------------------------------------------------------------------
     def _design(self, X: pd.DataFrame, currents: Sequence[Key]) -> np.ndarray:
-        st = self._struct()
         names = list(self.feature_names_in_)
-        raw = self._raw(X, names, getattr(self, "categories_", {}))
+        return self._design_z(self._standardize(self._raw(X, names, getattr(self, "categories_", {}))), currents)
+
+    def _standardize(self, raw: np.ndarray) -> np.ndarray:
         raw = np.where(np.isfinite(raw), raw, self.feat_loc_)
-        z = (raw - self.feat_loc_) / self.feat_scale_
+        return (raw - self.feat_loc_) / self.feat_scale_
+
+    def _design_z(self, z: np.ndarray, currents: Sequence[Key]) -> np.ndarray:
+        st = self._struct()
         C = len(st["classes"])
         reg = np.zeros((len(currents), C + 1))
         for i, key in enumerate(currents):
@@ -243,6 +256,31 @@ class RegimenGenerator(BaseEstimator):
                 reg[i, st["cls"][d]] = 1.0
             reg[i, C] = len(key)
         return np.hstack([z, reg])
+
+    def _row_z(self, values: Mapping[str, float | str | None]) -> np.ndarray | None:
+        """The standardized features (1, p) of one row of values, as :meth:`_design` reads a one-row frame of
+        them; None when a value is not a plain number or label (the frame path then decides, with its errors)."""
+        cats = getattr(self, "categories_", {})
+        names = list(self.feature_names_in_)
+        raw = np.empty((1, len(names)))
+        for i, f in enumerate(names):
+            col, _, level = f.partition("=")
+            if level and col in cats:
+                if col not in values:
+                    return None
+                v = values[col]
+                raw[0, i] = 1.0 if isinstance(v, str) and v == level else 0.0
+                continue
+            if f not in values:
+                return None
+            v = values[f]
+            if v is None:
+                raw[0, i] = np.nan
+            elif type(v) is float or type(v) is int:
+                raw[0, i] = float(v)
+            else:
+                return None
+        return self._standardize(raw)
 
     @staticmethod
     def _raw(X: pd.DataFrame, names: list[str], cats: dict[str, list[str]]) -> np.ndarray:
@@ -254,12 +292,18 @@ class RegimenGenerator(BaseEstimator):
 
     def _kind_probs(self, X: pd.DataFrame | None, currents: Sequence[Key]) -> np.ndarray:
         """P(kind) per row, (n, len(MOVE_KINDS)), before restriction to available kinds."""
-        n = len(currents)
-        base = np.full((n, len(MOVE_KINDS)), 1.0 / len(MOVE_KINDS))
         model = getattr(self, "kind_model_", None)
         if model is None or X is None:
-            return base
-        p = model.predict_proba(self._design(X, currents))
+            return np.full((len(currents), len(MOVE_KINDS)), 1.0 / len(MOVE_KINDS))
+        return self._kind_probs_z(None, currents, X)
+
+    def _kind_probs_z(self, z: np.ndarray | None, currents: Sequence[Key], X: pd.DataFrame | None = None) -> np.ndarray:
+        """:meth:`_kind_probs` of a fitted kind model from standardized features ``z`` (or the frame ``X``)."""
+        n = len(currents)
+        base = np.full((n, len(MOVE_KINDS)), 1.0 / len(MOVE_KINDS))
+        model = self.kind_model_
+        assert z is not None or X is not None
+        p = model.predict_proba(self._design(X, currents) if z is None else self._design_z(z, currents))
         full = np.zeros((n, len(MOVE_KINDS)))
         for j, k in enumerate(model.classes_):
             full[:, int(k)] = p[:, j]
@@ -269,10 +313,14 @@ class RegimenGenerator(BaseEstimator):
         st = self._struct()
         dw = getattr(self, "drug_weights_", None)
         lw = getattr(self, "level_weights_", None)
-        if dw is None:
-            dw = np.tile(st["first"], (len(MOVE_KINDS), 1))
-        if lw is None:
-            lw = np.ones((len(MOVE_KINDS), st["n_levels"]))
+        if dw is None or lw is None:  # the untrained preferences, made once per area structure
+            if "prior_weights" not in st:
+                st["prior_weights"] = (
+                    np.tile(st["first"], (len(MOVE_KINDS), 1)),
+                    np.ones((len(MOVE_KINDS), st["n_levels"])),
+                )
+            dw = st["prior_weights"][0] if dw is None else dw
+            lw = st["prior_weights"][1] if lw is None else lw
         return dw, lw
 
     def move_distribution(self, kind_p: np.ndarray, current: Key) -> tuple[list[Move], np.ndarray]:
@@ -295,26 +343,46 @@ class RegimenGenerator(BaseEstimator):
     def _move_distribution(
         self, kind_p: np.ndarray, current: Key, dw: np.ndarray, lw: np.ndarray
     ) -> tuple[list[Move], np.ndarray]:
+        mv, t = self._move_table(current, dw, lw)
+        kp = np.array([kind_p[_K[k]] for k in t["avail"]])
+        kp = kp / kp.sum()
+        probs = np.empty(len(mv) + 1)
+        probs[:-1] = kp[t["kind_at"]] * t["w"] / t["wsum"]  # P(kind) x the move's share of its kind
+        probs[-1] = kp[-1]  # "other" is always available, last
+        return mv, probs
+
+    def _move_table(self, current: Key, dw: np.ndarray, lw: np.ndarray) -> tuple[list[Move], dict[str, Any]]:
+        """What of :meth:`move_distribution` does not depend on the kind probabilities, per current regimen and
+        weights: the available kinds, each move's kind (its position among them), its drug x level weight and
+        the sum of the weights of its kind (``continue``: 1 and 1)."""
+        st = self._struct()
+        tables = st.setdefault("tables", {})
+        tkey = (current, dw.tobytes(), lw.tobytes())
+        hit = tables.get(tkey)
+        if hit is not None:
+            return hit
         mv = self.moves(current)
         by_kind: dict[str, list[int]] = {}
         for i, m in enumerate(mv):
             by_kind.setdefault(m.kind, []).append(i)
         avail = [k for k in MOVE_KINDS if k in by_kind or k == "other"]
-        kp = np.array([kind_p[_K[k]] for k in avail])
-        kp = kp / kp.sum()
-        probs = np.zeros(len(mv) + 1)
-        for k, pk in zip(avail, kp):
-            if k == "other":
-                probs[-1] = pk
-                continue
-            idx = by_kind[k]
+        pos = {k: i for i, k in enumerate(avail)}
+        kind_at = np.array([pos[m.kind] for m in mv], dtype=np.int64)
+        w = np.ones(len(mv))
+        wsum = np.ones(len(mv))
+        for k, idx in by_kind.items():
             if k == "continue":
-                probs[idx[0]] = pk
                 continue
             kk = _K[k]
-            w = np.array([dw[kk, mv[i].drug] * (lw[kk, mv[i].level] if mv[i].level >= 0 else 1.0) for i in idx])
-            probs[idx] = pk * w / w.sum()
-        return mv, probs
+            wk = np.array([dw[kk, mv[i].drug] * (lw[kk, mv[i].level] if mv[i].level >= 0 else 1.0) for i in idx])
+            w[idx] = wk
+            wsum[idx] = wk.sum()
+        table = {"avail": avail, "kind_at": kind_at, "w": w, "wsum": wsum}
+        table["nonc"] = np.array([m.kind != "continue" for m in mv], dtype=float)
+        if len(tables) > 20_000:
+            tables.clear()
+        tables[tkey] = (mv, table)
+        return mv, table
 
     # ---- fitting -------------------------------------------------------------------------------------
     def classify(self, current: Key, chosen: Key) -> Move:
@@ -416,113 +484,72 @@ class RegimenGenerator(BaseEstimator):
             raise ModelError("propose takes one patient row", field="X_row", value=len(X_row), expected="1 row")
         cur = self.key_of(current, field="current")
         kp = self._kind_probs(X_row if self._is_fitted() else None, [cur])[0]
+        return [self.regimen_of(k) for k in self._propose_keys(kp, cur, n, seed)]
+
+    def propose_values(
+        self, values: Mapping[str, float | str | None], current: Regimen, *, n: int = 50, seed: int = 0
+    ) -> list[Regimen]:
+        """:meth:`propose` for a patient's feature values (column -> value, None missing) as one row: the same
+        regimens, without building a DataFrame where the values are plain numbers and labels."""
+        cur = self.key_of(current, field="current")
+        if getattr(self, "kind_model_", None) is None or not self._is_fitted():
+            kp = self._kind_probs(None, [cur])[0]  # the kinds' prior: the same for every row
+        else:
+            z = self._row_z(values)
+            if z is None:
+                frame = pd.DataFrame([{k: (np.nan if v is None else v) for k, v in values.items()}])
+                kp = self._kind_probs(frame, [cur])[0]
+            else:
+                kp = self._kind_probs_z(z, [cur])[0]
+        return [self.regimen_of(k) for k in self._propose_keys(kp, cur, n, seed)]
+
+    def _propose_keys(self, kp: np.ndarray, cur: Key, n: int, seed: int) -> list[Key]:
         mv, pr = self.move_distribution(kp, cur)
-        order = sorted(range(len(mv)), key=lambda j: (mv[j].kind != "continue", -pr[j], j))
+        nonc = self._move_table(cur, *self._weights())[1]["nonc"]
+        order = np.lexsort((np.arange(len(mv)), -pr[:-1], nonc))  # continue first, then most probable, stable
         keys: list[Key] = []
         seen: set[Key] = set()
         for j in order:
-            if mv[j].result not in seen:
-                seen.add(mv[j].result)
-                keys.append(mv[j].result)
+            r = mv[j].result
+            if r not in seen:
+                seen.add(r)
+                keys.append(r)
         rng = np.random.default_rng(seed)
-        nonc = np.array([m.kind != "continue" for m in mv], dtype=float)
         draws = rng.random(max(int(n), 0))
+        w1 = pr[:-1] * nonc
+        if w1.sum() <= 0:
+            return keys
+        p1 = w1 / w1.sum()
         seconds: dict[Key, tuple[list[Move], np.ndarray]] = {}  # moves from a first move's result, asked once
         for u in draws:  # single-move draws add nothing new; a draw of kind "other" takes two moves
             if u >= pr[-1]:
                 continue
-            w1 = pr[:-1] * nonc
-            if w1.sum() <= 0:
-                break
-            first = mv[rng.choice(len(mv), p=w1 / w1.sum())]
+            first = mv[rng.choice(len(mv), p=p1)]
             if first.result not in seconds:
                 mv2, pr2 = self.move_distribution(kp, first.result)
-                seconds[first.result] = mv2, pr2[:-1] * np.array([m.kind != "continue" for m in mv2], dtype=float)
-            mv2, w2 = seconds[first.result]
-            if w2.sum() <= 0:
+                w2 = pr2[:-1] * self._move_table(first.result, *self._weights())[1]["nonc"]
+                seconds[first.result] = mv2, (w2 / w2.sum() if w2.sum() > 0 else w2)
+            mv2, p2 = seconds[first.result]
+            if p2.sum() <= 0:
                 continue
-            second = mv2[rng.choice(len(mv2), p=w2 / w2.sum())]
+            second = mv2[rng.choice(len(mv2), p=p2)]
             if second.result not in seen:
                 seen.add(second.result)
                 keys.append(second.result)
-        return [self.regimen_of(k) for k in keys]
+        return keys
 
     def _is_fitted(self) -> bool:
         return hasattr(self, "drug_weights_")
 
-    # ---- persistence ---------------------------------------------------------------------------------
+    # ---- persistence (planner.model.generator_io) ------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
         """Write ``generator.json`` (options, fitted weights and the kind model's coefficients)."""
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        area = self._a()
-        params = self.get_params()
-        params["area"] = area.id
-        state: dict[str, Any] = {
-            "format": "planner.model.RegimenGenerator",
-            "format_version": 1,
-            "planner": __version__,
-            "area": {"id": area.id, "version": area.version},
-            "params": params,
-            "fitted": self._is_fitted(),
-        }
-        if self._is_fitted():
-            lr = self.kind_model_
-            state.update(
-                {
-                    "feature_names_in": list(self.feature_names_in_),
-                    "categories": self.categories_,
-                    "feat_loc": self.feat_loc_.tolist(),
-                    "feat_scale": self.feat_scale_.tolist(),
-                    "drug_weights": self.drug_weights_.tolist(),
-                    "level_weights": self.level_weights_.tolist(),
-                    "kind_counts": self.kind_counts_,
-                    "n_decisions": self.n_decisions_,
-                    "kind_model": None
-                    if lr is None
-                    else {
-                        "classes": lr.classes_.tolist(),
-                        "coef": lr.coef_.tolist(),
-                        "intercept": lr.intercept_.tolist(),
-                    },
-                }
-            )
-        (d / "generator.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
-        return d
+        from .generator_io import save_generator
+
+        return save_generator(self, directory)
 
     @classmethod
     def load(cls, directory: str | Path, *, rules: str | None = None) -> "RegimenGenerator":
-        p = Path(directory) / "generator.json"
-        if not p.is_file():
-            raise ModelError("not a saved generator folder", file=str(directory), expected="generator.json")
-        from .persist import read_state
+        from .generator_io import load_generator
 
-        state = read_state(p, "RegimenGenerator")
-        params = dict(state["params"])
-        if rules is not None:
-            params["rules"] = rules
-        params["area"] = load_area(params["area"], params.get("rules"))
-        g = cls(**params)
-        if state.get("fitted"):
-            g.feature_names_in_ = np.array(state["feature_names_in"], dtype=object)
-            g.n_features_in_ = len(g.feature_names_in_)
-            g.categories_ = state.get("categories", {})
-            g.feat_loc_ = np.array(state["feat_loc"], dtype=np.float64)
-            g.feat_scale_ = np.array(state["feat_scale"], dtype=np.float64)
-            g.drug_weights_ = np.array(state["drug_weights"])
-            g.level_weights_ = np.array(state["level_weights"])
-            g.kind_counts_ = state["kind_counts"]
-            g.n_decisions_ = state["n_decisions"]
-            km = state.get("kind_model")
-            if km is None:
-                g.kind_model_ = None
-            else:
-                from sklearn.linear_model import LogisticRegression
-
-                lr = LogisticRegression(C=g.C)
-                lr.classes_ = np.array(km["classes"])
-                lr.coef_ = np.array(km["coef"])
-                lr.intercept_ = np.array(km["intercept"])
-                lr.n_features_in_ = lr.coef_.shape[1]
-                g.kind_model_ = lr
-        return g
+        return load_generator(cls, directory, rules=rules)

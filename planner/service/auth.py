@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from .config import Issuer, ServiceConfig
-from .replay import CacheFull, ReplayCache, open_replay_cache
+from .replay import CacheFull, MemoryReplayCache, ReplayCache, open_replay_cache
 
 __all__ = ["AuthError", "TokenVerifier"]
 
@@ -84,6 +84,12 @@ class TokenVerifier:
         self._replay = replay or open_replay_cache(config.replay_cache)
         self._jwks_cache: dict[str, tuple[float, tuple[dict[str, Any], ...]]] = {}
         self._http = http
+
+    @property
+    def may_block(self) -> bool:
+        """Whether :meth:`verify` may wait on I/O: a ``jku`` key set to fetch, or the replay cache file shared
+        with other worker processes (else it is CPU only, well under a millisecond)."""
+        return any(i.jku for i in self._issuers.values()) or not isinstance(self._replay, MemoryReplayCache)
 
     # ---- keys --------------------------------------------------------------------------------------------
     def _fetch_jwks(self, url: str) -> tuple[dict[str, Any], ...]:

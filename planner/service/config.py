@@ -21,6 +21,7 @@ Configuration file (every key but ``service_url`` optional)::
     rules: rules/                  # rules folder (default: packaged)
     top: 3                         # plans per area on patient-view cards
     batch_window_ms: 4             # patient-view: new patients arriving within this window are planned together (0: off)
+    batch_max: 8                   # patient-view: at most this many patients in one batch
     workers: 1                     # worker processes (planner serve --workers N wins); each loads the planner
     planners: 0                    # patient-view planner processes per worker, fed from one queue (--planners N;
                                    # 0: planned in the worker's own threads)
@@ -73,6 +74,7 @@ class ServiceConfig:
     rules: Path | None = None
     top: int = 3
     batch_window_ms: int = 4
+    batch_max: int = 8
     workers: int = 1
     planners: int = 0
     replay_cache: Path | None = None
@@ -102,6 +104,7 @@ _INT_KEYS = {
     "top": (1, 20),
     "num_samples": (100, 100_000),
     "batch_window_ms": (0, 1000),
+    "batch_max": (1, 256),
     "workers": (1, 64),
     "planners": (0, 64),
 }

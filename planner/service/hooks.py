@@ -83,6 +83,7 @@ class HookEngine:
             top=config.top,
             seed=0,
             window_s=config.batch_window_ms / 1000,
+            max_batch=config.batch_max,
             parallel=config.planners or 1,
             run=run,
         )

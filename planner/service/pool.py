@@ -11,17 +11,21 @@ the same cards (``tests/test_service_pool.py``). Each process exits when the ser
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
 from ..record import PatientRecord
 
 __all__ = ["PlannerPool"]
+
+log = logging.getLogger("planner.service")
 
 _PLANNER: Any = None
 _ARGS: tuple[int, int] = (3, 0)
@@ -69,19 +73,27 @@ class PlannerPool:
         start_timeout_s: float = 300.0,
     ) -> None:
         self.processes = processes
-        ctx = multiprocessing.get_context("spawn")  # no fork of a process holding threads and torch state
-        self._pool = ProcessPoolExecutor(
-            processes,
-            mp_context=ctx,
-            initializer=_init,
-            initargs=(model, rules, num_samples, top, seed, os.getpid()),
-        )
+        self._lock = threading.Lock()
+        self._args = (model, rules, num_samples, top, seed, os.getpid())
+        self._pool = self._start()
         # start every process now (one task each, so the first requests do not wait for a planner to load)
         for f in [self._pool.submit(_ready) for _ in range(processes)]:
             f.result(timeout=start_timeout_s)
 
+    def _start(self) -> ProcessPoolExecutor:
+        ctx = multiprocessing.get_context("spawn")  # no fork of a process holding threads and torch state
+        return ProcessPoolExecutor(self.processes, mp_context=ctx, initializer=_init, initargs=self._args)
+
     def plan(self, records: list[PatientRecord]) -> list[Any]:
-        return self._pool.submit(_plan, records).result()
+        pool = self._pool
+        try:
+            return pool.submit(_plan, records).result()
+        except BrokenProcessPool:  # a planner process died: this batch fails (500), later ones get new processes
+            with self._lock:
+                if self._pool is pool:
+                    log.error("a planner process exited unexpectedly; starting new planner processes")
+                    self._pool = self._start()
+            raise RuntimeError("planner process failed") from None
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

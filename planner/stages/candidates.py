@@ -33,37 +33,38 @@ def propose_candidates(
     current = features.current
     filled = fill_doses(current, area)
     proposals = _propose(generator, features, filled, n=n, seed=seed)
-    seen: dict[str, Regimen] = {}
-    for r in [current, *proposals]:
-        if r == filled and filled != current:
+    seen: dict[str, Regimen] = {current.key(): current}
+    fkey = filled.key() if filled != current else None
+    for r, k in proposals:
+        if k == fkey and r == filled:
             continue  # the current regimen itself, with its unknown doses filled in for the generator
-        seen.setdefault(r.key(), r)
+        seen.setdefault(k, r)
     name = str(getattr(generator, "name", type(generator).__name__))
     return CandidateSet(features=features, candidates=tuple(seen.values()), generator=name, seed=seed, requested=n)
 
 
-_MEMO: "weakref.WeakKeyDictionary[Any, dict[Any, list[Regimen]]]" = weakref.WeakKeyDictionary()
+_MEMO: "weakref.WeakKeyDictionary[Any, dict[Any, list[tuple[Regimen, str]]]]" = weakref.WeakKeyDictionary()
 _MEMO_SIZE = 20_000
 
 
 def _propose(
     generator: CandidateGenerator, features: FeatureRow, filled: Regimen, *, n: int, seed: int
-) -> list[Regimen]:
-    """``generator.propose``, remembered for a RegimenGenerator: its proposals are a function of the current
-    regimen, ``n``, ``seed``, its fitted weights and (only with a fitted kind model) the patient's features, so
-    patients on the same regimen get the same list without drawing it again."""
+) -> list[tuple[Regimen, str]]:
+    """``generator.propose`` with each regimen's key, remembered for a RegimenGenerator: its proposals are a
+    function of the current regimen, ``n``, ``seed``, its fitted weights and (only with a fitted kind model) the
+    patient's features, so patients on the same regimen get the same list without drawing it again."""
     from ..model import RegimenGenerator
 
     if not isinstance(generator, RegimenGenerator):
-        return generator.propose(features.frame(), filled, n=n, seed=seed)
+        return [(r, r.key()) for r in generator.propose(features.frame(), filled, n=n, seed=seed)]
     state = tuple(id(getattr(generator, a, None)) for a in ("drug_weights_", "level_weights_", "kind_model_"))
     row = tuple(features.values.items()) if getattr(generator, "kind_model_", None) is not None else None
     key = (state, filled.key(), tuple((d.ingredient, d.dose_mg_day) for d in filled.drugs), n, seed, row)
     memo = _MEMO.setdefault(generator, {})
     hit = memo.get(key)
     if hit is None:
-        hit = generator.propose(features.frame(), filled, n=n, seed=seed)
+        hit = [(r, r.key()) for r in generator.propose_values(features.values, filled, n=n, seed=seed)]
         if len(memo) >= _MEMO_SIZE:  # bounded on any cohort
             memo.clear()
         memo[key] = hit
-    return list(hit)
+    return hit
