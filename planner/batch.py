@@ -6,7 +6,8 @@ same record, area, top and seed (``tests/test_cohort_batch.py`` compares them fi
 
 :func:`predict_regimens` gives the model's joint draws for regimens the ranking did not choose (the cohort
 evaluation scores the *observed* regimen against the observed follow-up), with exactly the features, current
-regimen and baseline handling the recommendation uses.
+regimen and baseline handling the recommendation uses; :func:`predict_regimens_many` those of many records in one
+sampler call.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .api import Planner, Source
     from .recommendation import Recommendation
 
-__all__ = ["Job", "recommend_many", "recommend_jobs", "predict_regimens", "record_at"]
+__all__ = ["Job", "recommend_many", "recommend_jobs", "predict_regimens", "predict_regimens_many", "record_at"]
 
 
 def recommend_many(
@@ -199,14 +200,54 @@ def predict_regimens(
     """Joint draws (num_samples, len(regimens)) of the expected and of a new measured follow-up outcome of
     each regimen for ``record`` on its ``as_of`` date, through the same feature and prediction stages as the
     recommendation (None when the outcome cannot be predicted: no outcome value on record)."""
+    out = predict_regimens_many(planner, [(record, area_id, regimens)], seed=seed)[0]
+    if isinstance(out, Exception):
+        raise out
+    return out
+
+
+DrawsOrNone = tuple[np.ndarray, np.ndarray] | None
+
+
+def predict_regimens_many(
+    planner: "Planner", items: Sequence[tuple[PatientRecord, str, Sequence[Regimen]]], *, seed: int = 0
+) -> list["DrawsOrNone | Exception"]:
+    """:func:`predict_regimens` of every (record, area, regimens), in order, with one sampler call per area for
+    all of them (per-item random streams: the same draws as one call each). An item that fails gets its
+    exception in its place; if the batch's sampler call fails as a whole, each item is drawn on its own."""
     from . import stages
     from .areas import fill_doses, load_area
+    from .stages.predict import _draws_many
 
-    area = load_area(area_id, planner.rules_path)
-    row = stages.feature_row(record, area, knowledge=planner.ruleset.knowledge)
-    if not row.can_predict:
-        return None
-    regs = [fill_doses(r, area) for r in regimens]
-    return stages.predict_draws(
-        row, regs, model=planner.models[area_id], num_samples=planner.ranking.num_samples, seed=seed
-    )
+    out: list[Any] = [None] * len(items)
+    by_area: dict[str, list[tuple[int, Any, list[Regimen]]]] = {}
+    rows: dict[tuple[int, str], Any] = {}  # a record asked for twice (two regimens) has its features built once
+    for i, (record, area_id, regimens) in enumerate(items):
+        try:
+            area = load_area(area_id, planner.rules_path)
+            row = rows.get((id(record), area_id))
+            if row is None:
+                row = rows[id(record), area_id] = stages.feature_row(record, area, knowledge=planner.ruleset.knowledge)
+            if row.can_predict:
+                by_area.setdefault(area_id, []).append((i, row, [fill_doses(r, area) for r in regimens]))
+        except Exception as exc:  # noqa: BLE001 - one bad item never sinks the batch
+            out[i] = exc
+    n = planner.ranking.num_samples
+    for area_id, todo in by_area.items():
+        model = planner.models.get(area_id)
+        if model is None:
+            for i, _, _ in todo:
+                out[i] = ConfigError("unknown area", field="area", value=area_id, expected=", ".join(planner.models))
+            continue
+        try:
+            got = _draws_many([(row, regs, seed) for _, row, regs in todo], model=model, num_samples=n)
+        except Exception:  # noqa: BLE001 - find the item that fails: each on its own
+            got = []
+            for _, row, regs in todo:
+                try:
+                    got.extend(_draws_many([(row, regs, seed)], model=model, num_samples=n))
+                except Exception as exc:  # noqa: BLE001
+                    got.append(exc)
+        for (i, _, _), draws in zip(todo, got):
+            out[i] = draws
+    return out

@@ -132,21 +132,54 @@ def plan_units(planner: Any, units: Iterable[Any], opts: RunOptions) -> list[dic
         recs = recommend_jobs(planner, [Job(v, opts.area, "") for _, v, _ in points], top=opts.top, seed=opts.seed)
     except Exception as exc:  # noqa: BLE001 - bad options: every decision point gets the error row
         recs = [exc] * len(points)
-    got = iter(recs)
+    draws = _model_draws(planner, points, recs, opts)
+    got = iter(zip(recs, draws))
     rows: list[dict[str, Any]] = []
     for item in slots:
         if not isinstance(item, _Pending):
             rows.extend(item)
             continue
         for base, view, ep in item.points:
-            rec = next(got)
+            rec, scored = next(got)
             try:
                 if isinstance(rec, Exception):
                     raise rec
-                rows.append(_point_row(planner, base, view, ep, item.area, opts, rec))
+                rows.append(_point_row(base, view, ep, item.area, rec, scored))
             except Exception as exc:  # noqa: BLE001 - a failing decision point is an error row; the others go on
                 rows.append(error_row(item.unit, exc, patient_id=view.patient_id, area=opts.area, point=base["point"]))
     return rows
+
+
+def _model_draws(
+    planner: Any, points: list[tuple[dict[str, Any], PatientRecord, Any]], recs: list[Any], opts: RunOptions
+) -> list[tuple[Any, Any]]:
+    """Per decision point: the model's draws at the observed regimen and at the recommended one (None where the
+    point has no observed follow-up, no plan or no prediction), the draws of the whole batch in one sampler call
+    (:func:`planner.batch.predict_regimens_many`: the same draws as one call each)."""
+    from ..batch import predict_regimens_many
+
+    asks: list[tuple[PatientRecord, str, list[Regimen]]] = []
+    where: list[Any] = []  # per point: (index of the observed ask, of the recommended ask or None), or an error
+    for (_, view, ep), rec in zip(points, recs):
+        if ep is None or isinstance(rec, Exception):
+            where.append((None, None))
+            continue
+        try:
+            mine = [(view, opts.area, [ep.regimen])]
+            if rec.plans:
+                mine.append((view, opts.area, [_plan_regimen(rec.plans[0])]))
+        except Exception as exc:  # noqa: BLE001 - this point's error row; the others go on
+            where.append(exc)
+            continue
+        where.append((len(asks), len(asks) + 1 if rec.plans else None))
+        asks.extend(mine)
+    got = predict_regimens_many(planner, asks, seed=opts.seed) if asks else []
+    return [
+        (w, w)
+        if isinstance(w, Exception)
+        else (None if w[0] is None else got[w[0]], None if w[1] is None else got[w[1]])
+        for w in where
+    ]
 
 
 @dataclasses.dataclass
@@ -212,7 +245,7 @@ def _record_points(
 
 
 def _point_row(
-    planner: Any, base: dict[str, Any], view: PatientRecord, ep: Any, area: Any, opts: RunOptions, rec: Any
+    base: dict[str, Any], view: PatientRecord, ep: Any, area: Any, rec: Any, scored: tuple[Any, Any]
 ) -> dict[str, Any]:
     from ..features import features_at
 
@@ -260,13 +293,16 @@ def _point_row(
             }
         )
     if ep is not None:
-        row.update(_observed(planner, view, ep, area, opts, rec))
+        row.update(_observed(ep, area, rec, *scored))
     return row
 
 
-def _observed(planner: Any, view: PatientRecord, ep: Any, area: Any, opts: RunOptions, rec: Any) -> dict[str, Any]:
-    from ..batch import predict_regimens
-
+def _observed(ep: Any, area: Any, rec: Any, draws: Any, rec_draws: Any) -> dict[str, Any]:
+    """The observed regimen and outcome of an episode's decision point, scored by the model's draws at the
+    observed regimen (``draws``) and at the recommended one (``rec_draws``: the off-policy interval)."""
+    for got in (draws, rec_draws):
+        if isinstance(got, Exception):
+            raise got
     reg = ep.regimen
     out: dict[str, Any] = {
         "observed_regimen": reg.key(),
@@ -278,15 +314,12 @@ def _observed(planner: Any, view: PatientRecord, ep: Any, area: Any, opts: RunOp
     out["agree_top1"] = bool(top_keys) and top_keys[0] == reg.key()
     out["agree_topk"] = reg.key() in top_keys
     out["agree_drugs"] = bool(rec.plans) and {d.drug for d in rec.plans[0].regimen} == set(reg.ingredients)
-    draws = predict_regimens(planner, view, area.id, [reg], seed=opts.seed)
     if draws is None:
         return out
     mean, pred = draws[0][:, 0], draws[1][:, 0]
     out["obs_mean_draws"] = [float(v) for v in mean[:MODEL_DRAWS]]
-    if rec.plans:  # the model's error draws at the recommended regimen, for the off-policy interval
-        rec_draws = predict_regimens(planner, view, area.id, [_plan_regimen(rec.plans[0])], seed=opts.seed)
-        if rec_draws is not None:
-            out["rec_mean_draws"] = [float(v) for v in rec_draws[0][:MODEL_DRAWS, 0]]
+    if rec.plans and rec_draws is not None:  # the model's error draws at the recommended regimen
+        out["rec_mean_draws"] = [float(v) for v in rec_draws[0][:MODEL_DRAWS, 0]]
     y = float(ep.followup)
     d = 1.0 if area.outcome.direction == "lower" else -1.0
     out.update(
