@@ -25,6 +25,7 @@ from .loader import RuleData
 __all__ = ["Screener"]
 
 _NO_INFO: tuple[None, None, None] = (None, None, None)
+_NO_INFO4: tuple[None, None, None, None] = (None, None, None, None)
 _EMPTY: frozenset[str] = frozenset()
 _input = tuple.__new__  # ScreenInput from its six fields without the NamedTuple keyword __new__ (hot loop)
 
@@ -63,6 +64,11 @@ class Screener:
         )
         self.dose_use: dict[str, float | bool] = {d: mx for d, (mx, _src) in rules.max_dose.items()}
         self.dose_use.update(dict.fromkeys(exact, True))
+        # per drug, in one look-up: (inhibitors of its genes, drug-drug partners, duplicate-class partners, dose use)
+        self.info: dict[str, tuple] = {
+            d: (*rules.drug_info.get(d, _NO_INFO), self.dose_use.get(d))
+            for d in set(rules.drug_info) | set(self.dose_use)
+        }
 
     def plan_of(
         self,
@@ -160,26 +166,28 @@ class Screener:
         later regimen drugs; then, only when they can find something, current drugs a regimen drug
         phenoconverts and duplicate therapy."""
         cache = ctx.cache
-        info = self.rules.drug_info
-        all_drugs, ing_set = plan.all_drugs, plan.ingredient_set
-        twice = len(ing_set) < len(plan.drugs)  # a drug listed twice: pairs as the kind gives them (last dose)
-        kept = None if twice else plan.kept
+        info = self.info
+        drugs, _ings, ing_set, _others, all_drugs, starts, kept_set = plan
+        twice = len(ing_set) < len(drugs)  # a drug listed twice: pairs as the kind gives them (last dose)
+        kept = None if twice else kept_set
         out: list[tuple[tuple, Finding]] = []
         dups = False
         doses: dict[str, float | None] | None = None
-        dose_use = self.dose_use
-        for d, dose in plan.drugs:
-            inh, ddi_near, dup_near = info.get(d, _NO_INFO)
-            use = dose_use.get(d)  # the dose as far as it can change the unit's findings
+        for d, dose in drugs:
+            inh, ddi_near, dup_near, use = info.get(d, _NO_INFO4)
+            # the dose as far as it can change the unit's findings (:attr:`dose_use`)
             kdose = dose if use is True or (use is not None and dose is not None and dose > use) else None
-            ukey = ("unit", d, kdose, d in plan.starts, None if inh is None else inh & all_drugs, kept)
+            # the inhibitors of its genes present: those kept (``kept`` is in the key) and those of the regimen
+            if inh is not None:
+                inh = inh & all_drugs if twice else None if inh.isdisjoint(ing_set) else inh & ing_set
+            ukey = ("unit", d, kdose, d in starts, inh, kept)
             unit = cache.get(ukey)
             if unit is None:
                 unit = cache[ukey] = self._unit(ctx, plan, d, dose, kdose, ddi_near, dup_near, kept)
             out += unit[0]
             if ddi_near is not None and not twice and not ddi_near.isdisjoint(ing_set):
                 if doses is None:
-                    doses = dict(plan.drugs)
+                    doses = dict(drugs)
                 for y in ddi_near & ing_set:
                     if y > d:
                         out += self.pairs.regimen_pair(ctx, d, y, dose, doses[y])

@@ -69,7 +69,8 @@ def verdict(screener: Any, ctx: PatientContext, regimen: Regimen, starts: frozen
     final = apply_findings(regimen, found)  # it reads only the acting findings
     if final is regimen:  # no dose changes: the findings are the regimen's
         return _screened(regimen, regimen, found, _adjusted_by(found))
-    assert final is not None  # found[0] adjusts, so nothing excludes
+    if final is None:  # pragma: no cover - found[0] adjusts, so nothing excludes
+        return _screened(regimen, None, found, {})
     kd2 = tuple([(d.ingredient, d.dose_mg_day) for d in final.drugs])
     again, _ = screener.screen_kd(ctx, kd2, starts, (), None if plan is None else screener.with_doses(plan, kd2))
     # findings come most severe first: none acting means apply_findings would return ``final`` itself

@@ -25,6 +25,10 @@ Generative story (per area file ``simulation`` block, seed ``s``; every patient 
     a new drug or dose may cause an early adverse stop 10-55 days later (base + PGx stop_probability):
         a change before any follow-up is possible (the "overlapping-change" drop of the episode rules)
     E_i (the regimen's true effect) is fixed when the regimen starts, from the true features at that day.
+    failed courses (areas listed in rules/areas/simulation/retrial.yaml): an early adverse stop marks the drug
+        not tolerated (a re-trial is stopped early again with restop_same_drug); a course of adequate_days
+        whose noise-free level fell by less than fall_below marks it without response (a re-trial of it or
+        a class-mate keeps that factor of its effect); the truth reads both from ``true_retrial:<drug>``
 
 Decisions frame (``SimCohort.decisions``), one row per change of the area regimen (every candidate t0):
 
@@ -53,6 +57,7 @@ cur_<class>, cur_n_drugs  the current regimen (regimen_before): dose / reference
 true_<feature>          the noise-free value the truth uses (true_baseline: expected outcome at t0 under
                         regimen_before; true_<pgx>: the true phenotype, tested or not)
 latent_untreated        expected outcome at t0+followup_days with no drug (outcome units)
+true_retrial:<drug>     factor on that drug's effect from the failed courses so far (areas with a re-trial entry)
 true_expected           TRUE expected follow-up outcome under ``regimen`` (outcome units)
 true_expected_before    the same under ``regimen_before`` (continuing unchanged)
 ======================  ===========================================================================

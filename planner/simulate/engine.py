@@ -11,7 +11,8 @@ import numpy as np
 from ..areas import Area, code_matches, combine_effects
 from ..errors import ConfigError
 from .population import load_pgx_population, sample_diplotypes
-from .truth import LATENT, draw_truth, drug_effects
+from .retrial import load_retrial
+from .truth import LATENT, RETRIAL, draw_truth, drug_effects
 
 _DAYS_PER_YEAR = 365.25
 
@@ -150,6 +151,7 @@ class SimRun:
     ) -> np.ndarray:
         """True effect (model scale) of the slot regimens ``drug``/``lvl`` (rows x C) for ``rows``."""
         ph = self.phenos(rows)
+        fac = self.retrial_factors(rows, itt=False)
         cols = []
         for c in range(self.C):
             d = drug[:, c]
@@ -157,7 +159,7 @@ class SimRun:
             on = d >= 0
             if on.any():
                 dose[on] = [self.levels[j][k] for j, k in zip(d[on], lvl[on, c])]
-            cols.append(drug_effects(self.area, self.truth, d, dose, values, ph))
+            cols.append(drug_effects(self.area, self.truth, d, dose, values, ph, fac))
         return combine_effects(np.stack(cols, axis=1), self.truth.subadditivity)
 
     # ---- clinician ---------------------------------------------------------------------------------------
@@ -224,6 +226,13 @@ class SimRun:
             self.obs_log.setdefault(q.quantity, [])
         self.pend_day = np.full(n, np.inf)  # a pending early adverse stop: its day and slot
         self.pend_slot = np.full(n, -1, dtype=int)
+        # failed courses carried into re-trials (rules/areas/simulation/retrial.yaml; None: not simulated)
+        self.retrial = load_retrial(self.area.id)
+        self.not_tolerated = np.zeros((n, self.D), dtype=bool)
+        self.no_response = np.zeros((n, self.D), dtype=bool)
+        self.failures: list[tuple[int, int, str, int]] = []  # (patient, drug, "not_tolerated"/"no_response", day)
+        self.course_day = np.zeros((n, C), dtype=int)  # start day and true level at the start of each slot's course
+        self.course_level = np.zeros((n, C))
         self.prevalent_users()
         self.visits()
         return self.obs_log
@@ -244,6 +253,8 @@ class SimRun:
         )
         if rows.size == 0:
             return
+        if self.retrial is not None:
+            self.note_failures(rows, new_drug, day, reason)
         vals = self.true_values(rows, day, self.cur_eff[rows])
         latent = self.u0[rows] + self.drift[rows] * (day + area.outcome.followup_days) / 365.0
         rec = {
@@ -258,6 +269,10 @@ class SimRun:
         }
         for k, v in vals.items():
             rec["true_" + k] = v
+        if self.retrial is not None:
+            fac = self.retrial_factors(rows, itt=True)
+            for j, entry in enumerate(area.formulary):
+                rec[RETRIAL + entry.ingredient] = fac[:, j]
         self.dec.append(rec)
         new_eff = self.regimen_effect(rows, new_drug, new_lvl, vals)
         self.write_requests(rows, new_drug, new_lvl, day)
@@ -273,6 +288,37 @@ class SimRun:
         drug[rows] = new_drug
         lvl[rows] = new_lvl
         self.cur_eff[rows] = new_eff
+
+    def retrial_factors(self, rows: np.ndarray, *, itt: bool) -> np.ndarray | None:
+        """Effect factors (rows x drugs) of the failed courses so far; ``itt``: with re-trials stopped again."""
+        if self.retrial is None:
+            return None
+        return self.retrial.factors(self.area, self.not_tolerated[rows], self.no_response[rows], itt=itt)
+
+    def note_failures(self, rows: np.ndarray, new_drug: np.ndarray, day: np.ndarray, reason: np.ndarray) -> None:
+        """Courses that end with this change: an adverse stop is a drug not tolerated (its re-trial is stopped
+        early again with restop_same_drug); a course of at least adequate_days during which the true level fell
+        by less than fall_below is one without response. New courses note their start day and true level."""
+        rt = self.retrial
+        assert rt is not None
+        sign = 1.0 if self.area.outcome.direction == "lower" else -1.0
+        level = _to_units(self.area, self.u0[rows] + self.drift[rows] * day / 365.0 + self.cur_eff[rows])
+        for c in range(self.C):
+            od, nd = self.drug[rows, c], new_drug[:, c]
+            ended = (od >= 0) & (nd != od)
+            nt = ended & (reason == "stop-adverse")
+            start = self.course_level[rows, c]
+            fall = sign * (start - level) / np.maximum(np.abs(start), 1e-9)
+            nr = ended & ~nt & (day - self.course_day[rows, c] >= rt.adequate_days) & (fall < rt.fall_below)
+            for kind, hit in (("not_tolerated", nt), ("no_response", nr)):
+                i, j = rows[hit], od[hit]
+                getattr(self, kind)[i, j] = True
+                self.failures += [(int(a), int(b), kind, int(d)) for a, b, d in zip(i, j, day[hit])]
+            i, j = rows[nt], od[nt]
+            self.early_stop[i, j] = np.maximum(self.early_stop[i, j], rt.restop_same_drug)
+            begun = (nd >= 0) & (nd != od)
+            self.course_day[rows[begun], c] = day[begun]
+            self.course_level[rows[begun], c] = level[begun]
 
     def write_requests(self, rows: np.ndarray, new_drug: np.ndarray, new_lvl: np.ndarray, day: np.ndarray) -> None:
         """Medication requests of a change: the changed slots' open requests end, the new ones open."""

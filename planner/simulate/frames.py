@@ -97,6 +97,8 @@ def build_outputs(sim: SimRun, obs_log: ObsLog) -> SimCohort:
         "female": sim.female,
         "cond_onset": sim.cond_onset,
         "phenotype": sim.phenotype,
+        "retrial": sim.retrial,
+        "failures": sim.failures,
     }
     return SimCohort(
         area=area, seed=sim.seed, n=n, truth=sim.truth, decisions=decisions, patients=patients, logs=logs, latent=latent

@@ -26,6 +26,11 @@ Generative story (area A, seed s; ``x`` on the outcome's unit, ``z`` on the area
     treated level:  y(t) = floor + (level(t) - floor) * prod_{d in R} (1 - F_d)     # sub-multiplicative
     lab:  irregular visits (Gamma(2) gaps, per-patient mean); the outcome lab is drawn more often above target;
           measured value = y(t) (+) noise_sd * t_df / sqrt(df / (df - 2)) (x exp() on a log scale), rounded
+    failed courses (areas in rules/areas/simulation/retrial.yaml): a new drug is stopped for an adverse effect
+          at a contact 5-40 days in (adverse_stop_probability; a re-trial of a drug not tolerated:
+          restop_same_drug); a course of adequate_days whose own F_d < fall_below is one without response;
+          afterwards F_d of that drug and its class-mates x the file's factor (the truth also x (1 - restop) for a
+          drug not tolerated before); flags in the decisions' hist_nt:<drug> / hist_nr:<drug> columns
     clinician at a lab above target: acts with act_probability (1 - exp(-gap / act_gap)): uptitrate, add a
           class or switch, class chosen by softmax(pref_c + b_c z_bmi); stops; de-escalates below target
 
@@ -50,6 +55,7 @@ from ..record import Regimen
 from ..rule_files import read_yaml, rules_dir
 from .independent_run import run_patients
 from .population import load_pgx_population
+from .retrial import load_retrial
 
 __all__ = ["IndependentCohort", "simulate_independent", "PARAMS_FILE"]
 
@@ -110,6 +116,7 @@ class IndependentCohort:
         self.builders: list[Any] = []
         self._dec: list[dict[str, Any]] = []
         self.decisions = pd.DataFrame()
+        self.retrial = load_retrial(area.id)
 
     @property
     def n(self) -> int:
@@ -189,12 +196,20 @@ class IndependentCohort:
             )
         return m
 
-    def _fractions(self, rows: Any, regimens: Sequence[Regimen]) -> np.ndarray:
-        """prod over each regimen's drugs of (1 - F_d): (n, R). ``rows``: a DataFrame or a dict of columns."""
+    def _fractions(self, rows: Any, regimens: Sequence[Regimen], *, itt: bool = True) -> np.ndarray:
+        """prod over each regimen's drugs of (1 - F_d): (n, R). ``rows``: a DataFrame or a dict of columns.
+        With the patient's failed courses (``hist_nt:`` / ``hist_nr:`` columns) F_d is scaled by the re-trial
+        factor; ``itt``: counting re-trials of a drug not tolerated that are stopped again (the truth)."""
         area, w, p = self.area, self.world, self.params["world"]
 
         def col(name: str, dtype: Any = float) -> np.ndarray:
             return np.atleast_1d(np.asarray(rows[name], dtype=dtype))
+
+        retrial = None
+        if self.retrial is not None and ("hist_nt:" + area.formulary[0].ingredient) in rows:
+            nt = np.stack([col("hist_nt:" + e.ingredient) > 0.5 for e in area.formulary], axis=1)
+            nr = np.stack([col("hist_nr:" + e.ingredient) > 0.5 for e in area.formulary], axis=1)
+            retrial = self.retrial.factors(area, nt, nr, itt=itt)
 
         cls_ids = [c.id for c in area.classes]
         age = col("true_age")
@@ -226,6 +241,8 @@ class IndependentCohort:
                         pg = np.where(hit, pg * pe.efficacy_factor, pg)
                 F = w.potency[di] * w.frac[c] * sens * col("sens:" + klass.id)
                 F = np.clip(F * hill * mod * pg, 0.0, p["max_fraction"])
+                if retrial is not None:
+                    F = F * retrial[:, di]
                 out[:, j] *= 1.0 - F
         return out
 

@@ -93,6 +93,12 @@ class _Patient:
         self.regimen: dict[int, float] = {}  # drug index -> dose
         self.med_ids: dict[int, tuple[float, int]] = {}  # drug index -> (dose, start day) of the open request
         self.P = 1.0
+        # failed courses (rules/areas/simulation/retrial.yaml): drugs not tolerated / without response, the start
+        # day of each drug's course, and a pending stop for an adverse effect (day, drug)
+        self.not_tolerated: set[int] = set()
+        self.no_response: set[int] = set()
+        self.started: dict[int, int] = {}
+        self.pending: tuple[int, int] | None = None
 
     # ---- state ---------------------------------------------------------------------------------------------
     def date(self, day: int) -> dt.date:
@@ -119,6 +125,10 @@ class _Patient:
                 row["true_" + f.name] = float(self.female)
         for g, ph in self.pheno.items():
             row["true_pgx:" + g] = ph
+        if self.c.retrial is not None:
+            for d, e in enumerate(self.area.formulary):
+                row["hist_nt:" + e.ingredient] = float(d in self.not_tolerated)
+                row["hist_nr:" + e.ingredient] = float(d in self.no_response)
         row.update(
             {
                 "sens": self.sens,
@@ -145,6 +155,8 @@ class _Patient:
     def change(self, day: int, new: dict[int, float], reason: str) -> None:
         if new == self.regimen:
             return
+        if self.c.retrial is not None:
+            self.note_courses(day, new, reason)
         row = self.truth_row(day)
         before, after = regimen_of(self.area, self.regimen), regimen_of(self.area, new)
         for d, (dose, start) in list(self.med_ids.items()):
@@ -155,7 +167,7 @@ class _Patient:
             if d not in self.med_ids:
                 self.med_ids[d] = (dose, day)
         self.regimen = dict(new)
-        self.P = float(self.c._fractions(row, [after])[0, 0])
+        self.P = float(self.c._fractions(row, [after], itt=False)[0, 0])
         self.c._dec.append(
             {
                 "patient_id": self.pid,
@@ -169,6 +181,39 @@ class _Patient:
                 **row,
             }
         )
+
+    def note_courses(self, day: int, new: dict[int, float], reason: str) -> None:
+        """Courses ending now: stopped for an adverse effect -> not tolerated; at least adequate_days with the
+        drug's own removed fraction under fall_below -> no response. Courses starting now may be stopped early
+        for an adverse effect (a re-trial of a drug not tolerated: restop_same_drug)."""
+        rt, cl = self.c.retrial, self.p["clinic"]
+        assert rt is not None
+        row = self.truth_row(day)
+        for d in [d for d in self.regimen if d not in new]:
+            if reason == "stop-adverse":
+                self.not_tolerated.add(d)
+            elif day - self.started.get(d, day) >= rt.adequate_days:
+                own = regimen_of(self.area, {d: self.regimen[d]})
+                if 1.0 - float(self.c._fractions(row, [own], itt=False)[0, 0]) < rt.fall_below:
+                    self.no_response.add(d)
+        for d in [d for d in new if d not in self.regimen]:
+            self.started[d] = day
+            p = rt.restop_same_drug if d in self.not_tolerated else cl["adverse_stop_probability"]
+            if self.pending is None and self.rng.random() < p:
+                lo, hi = cl["adverse_stop_days"]
+                self.pending = (day + int(self.rng.integers(lo, hi + 1)), d)
+
+    def stop_pending(self, day: int) -> None:
+        """An adverse stop due on or before ``day`` (a contact between visits), if the drug is still taken."""
+        if self.pending is None or self.pending[0] > day:
+            return
+        pday, d = self.pending
+        self.pending = None
+        if d in self.regimen:
+            self.advance_ou(pday)
+            new = dict(self.regimen)
+            del new[d]
+            self.change(pday, new, "stop-adverse")
 
     def choose(self, day: int, value: float) -> None:
         """A clinician's move at a lab above target."""
@@ -228,6 +273,7 @@ class _Patient:
         tscale = noise / math.sqrt(df / (df - 2))
         lo, hi = out.plausible
         while day <= self.end_day:
+            self.stop_pending(day)
             self.advance_ou(day)
             y = self.level_units(day)
             tgt = self.target(day)

@@ -14,7 +14,7 @@ import pandas as pd
 from ..areas import Area, enumerate_regimens
 from ..errors import ConfigError
 from ..record import Regimen
-from .truth import LATENT, TruthParams, expected_outcome
+from .truth import LATENT, RETRIAL, TruthParams, expected_outcome
 
 EPOCH = dt.date(2014, 1, 1)  # day 0 of the simulated calendar (index dates are days after it)
 
@@ -124,7 +124,22 @@ class SimCohort:
                 v = ph[rows] if ph is not None else np.full(rows.size, "Normal", dtype=object)
             out["true_" + f.name] = v
         out[LATENT] = back(lat["u0"][rows] + lat["drift"][rows] * (day + area.outcome.followup_days) / 365.0)
+        out.update(self._retrial_columns(rows, day))
         return pd.DataFrame(out)
+
+    def _retrial_columns(self, rows: np.ndarray, day: np.ndarray) -> dict[str, np.ndarray]:
+        """``true_retrial:<ingredient>`` factors from the failed courses recorded on or before each day."""
+        rt = self.latent.get("retrial")
+        if rt is None:
+            return {}
+        D = len(self.area.formulary)
+        nt = np.zeros((rows.size, D), dtype=bool)
+        nr = np.zeros((rows.size, D), dtype=bool)
+        for pid, drug, kind, fday in self.latent.get("failures", []):
+            hit = (rows == pid) & (day >= fday)
+            (nt if kind == "not_tolerated" else nr)[hit, drug] = True
+        fac = rt.factors(self.area, nt, nr, itt=True)
+        return {RETRIAL + d.ingredient: fac[:, j] for j, d in enumerate(self.area.formulary)}
 
     def expected_outcome(self, regimens: "list[Regimen]", rows: pd.DataFrame | None = None) -> np.ndarray:
         """TRUE expected follow-up of each regimen for each decision row (n_rows, n_regimens)."""

@@ -15,6 +15,8 @@ Generative story of the truth (per area and seed)::
         e = beta_d + potency_d * sum_m gamma_cm (f_m - center_m)      (never of the opposite sign to beta_d)
         e = dose_scaled_effect(e, x / reference_dose_d)               (the area's curve, true parameters)
         e = e * efficacy_factor(d, phenotype)                          (area pgx_effects)
+        e = e * retrial factor                     (rules/areas/simulation/retrial.yaml: a failed course of d
+                                                    or its class before; true_retrial:<drug> columns)
     regimen effect = combine_effects(drug effects, s)                  (largest full, others x s)
     expected follow-up = latent_untreated (+) regimen effect           (identity: +, log scale: x exp())
 
@@ -128,9 +130,12 @@ def drug_effects(
     dose: np.ndarray,
     values: dict[str, np.ndarray],
     phenotypes: dict[str, np.ndarray],
+    retrial: np.ndarray | None = None,
 ) -> np.ndarray:
     """True effect (model scale) of formulary drug ``drug_idx[i]`` (-1: none -> 0) at ``dose[i]`` mg/day
-    (NaN: reference dose) for row i. ``values``: feature -> float array; ``phenotypes``: gene -> str array."""
+    (NaN: reference dose) for row i. ``values``: feature -> float array; ``phenotypes``: gene -> str array;
+    ``retrial``: (rows x formulary) factor on each drug's effect after a failed course of it or its class
+    (:mod:`planner.simulate.retrial`), None: none."""
     drug_idx = np.asarray(drug_idx)
     n = drug_idx.shape[0]
     out = np.zeros(n)
@@ -162,6 +167,8 @@ def drug_effects(
             if entry.ingredient in drugs and gene in phenotypes:
                 ph = np.asarray(phenotypes[gene], dtype=object)[rows]
                 e = np.where(np.isin(ph, list(phenos)), e * factor, e)
+        if retrial is not None:
+            e = e * retrial[rows, j]
         out[rows] = e
     return out
 
@@ -178,6 +185,24 @@ def _feature_values(area: Area, features: pd.DataFrame) -> tuple[dict[str, np.nd
         if col in features.columns:
             phen[gene] = features[col].astype(object).to_numpy()
     return values, phen
+
+
+RETRIAL = "true_retrial:"  # + ingredient: factor on that drug's effect after a failed course (1: none)
+
+
+def _retrial_factors(area: Area, features: pd.DataFrame) -> np.ndarray | None:
+    cols = [RETRIAL + d.ingredient for d in area.formulary]
+    if not any(c in features.columns for c in cols):
+        return None
+    return np.stack(
+        [
+            pd.to_numeric(features[c], errors="coerce").fillna(1.0).to_numpy(dtype=float)
+            if c in features.columns
+            else np.ones(len(features))
+            for c in cols
+        ],
+        axis=1,
+    )
 
 
 def expected_outcome(
@@ -206,6 +231,7 @@ def expected_outcome(
     latent = pd.to_numeric(features[LATENT], errors="coerce").to_numpy(dtype=float)
     values, phen = _feature_values(area, features)
     n = len(features)
+    retrial = _retrial_factors(area, features)
     index = {d.ingredient: j for j, d in enumerate(area.formulary)}
     cache: dict[tuple[str, float], np.ndarray] = {}
     out = np.empty((n, len(regimens)))
@@ -224,7 +250,7 @@ def expected_outcome(
             key = (dd.ingredient, dose)
             if key not in cache:
                 cache[key] = drug_effects(
-                    area, truth_params, np.full(n, index[dd.ingredient]), np.full(n, dose), values, phen
+                    area, truth_params, np.full(n, index[dd.ingredient]), np.full(n, dose), values, phen, retrial
                 )
             cols.append(cache[key])
         eff = combine_effects(np.stack(cols, axis=1), truth_params.subadditivity) if cols else np.zeros(n)
