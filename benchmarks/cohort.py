@@ -193,10 +193,17 @@ def main(argv: list[str] | None = None) -> int:
         "CPU ms/pt: CPU seconds of every process of the path per patient (worker runs: with their start-up and "
         "model loading, which the steady rate leaves out)"
     )
-    print("steady window (first finished batch to last), CPU ms per patient: parent process / worker processes")
+    print(
+        "steady window (first finished batch to last), CPU ms per patient: parent process / worker processes; "
+        "and the rate that CPU allows on dedicated cores (1 for one process, 2 otherwise; less noisy than the "
+        "wall-clock rate on a shared machine, but only a bound: it assumes the cores are the path's alone)"
+    )
     for name, (parent, kids) in steady.items():
-        where = "in the parent" if name.endswith("1 local process") else f"parent {parent:.1f} / workers {kids:.1f}"
-        print(f"  {name:<42} {parent + kids:>6.1f} ({where})")
+        one = name.endswith("1 local process")
+        where = "in the parent" if one else f"parent {parent:.1f} / workers {kids:.1f}"
+        cores = 1 if one else 2
+        bound = f"{cores * 1000 / (parent + kids):.0f}" if parent + kids > 0 else "-"
+        print(f"  {name:<42} {parent + kids:>6.1f} ({where}); CPU-bound {bound} patients/s on {cores} core(s)")
     print(f"recommend_many JSON byte-identical to one-at-a-time recommend: {same} of {len(one)} patients")
     by = {n: r for n, r, _, _ in results}
     one, two = by.get("cohort run, 1 local process"), by.get("cohort run, 2 local processes")
