@@ -199,9 +199,9 @@ def main(argv: list[str] | None = None) -> int:
         "wall-clock rate on a shared machine, but only a bound: it assumes the cores are the path's alone)"
     )
     for name, (parent, kids) in steady.items():
-        one = name.endswith("1 local process")
-        where = "in the parent" if one else f"parent {parent:.1f} / workers {kids:.1f}"
-        cores = 1 if one else 2
+        single = name.endswith("1 local process")
+        where = "in the parent" if single else f"parent {parent:.1f} / workers {kids:.1f}"
+        cores = 1 if single else 2
         bound = f"{cores * 1000 / (parent + kids):.0f}" if parent + kids > 0 else "-"
         print(f"  {name:<42} {parent + kids:>6.1f} ({where}); CPU-bound {bound} patients/s on {cores} core(s)")
     print(f"recommend_many JSON byte-identical to one-at-a-time recommend: {same} of {len(one)} patients")
