@@ -154,12 +154,28 @@ class _Wanted:
 
     @classmethod
     def of(cls, spec: Any, job: DrawJob) -> "_Wanted":
-        keys = [regimen_key(r, "regimens", i) for i, r in enumerate(job.regimens)]
+        keys = [_key_of(r, "regimens", i) for i, r in enumerate(job.regimens)]
         width = max([spec.max_drugs] + [len(spec.encoded(k, "regimens", i)) for i, k in enumerate(keys)])
         if job.current is None:
             return cls(keys, width, None, 0)
-        ck = regimen_key(job.current, "current", 0)
+        ck = _key_of(job.current, "current", 0)
         return cls(keys, width, ck, max(spec.max_drugs, len(spec.encoded(ck, "current", 0))))
+
+
+_KEYS: dict[int, tuple[Any, Key]] = {}  # id -> (regimen, key): the same Regimen objects recur across patients
+
+
+def _key_of(reg: Any, field_name: str, row: int) -> Key:
+    """``regimen_key`` of a regimen, remembered per object (held, so that its id is not reused; bounded)."""
+    hit = _KEYS.get(id(reg))
+    if hit is not None and hit[0] is reg:
+        return hit[1]
+    key = regimen_key(reg, field_name, row)
+    if isinstance(reg, Regimen):  # immutable; sets and lists of names are not remembered
+        if len(_KEYS) > 50_000:
+            _KEYS.clear()
+        _KEYS[id(reg)] = (reg, key)
+    return key
 
 
 def _alone(model: Any, job: DrawJob, Sn: int) -> tuple[np.ndarray, np.ndarray]:
