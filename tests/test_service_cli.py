@@ -75,7 +75,8 @@ def test_serve_refuses_a_bad_config_with_exit_2(tmp_path):
 
 def test_load_benchmark_runs_with_tiny_arguments():
     r = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "service_load.py"), "--requests", "4", "--levels", "1,2", "--json"],
+        [sys.executable, str(ROOT / "benchmarks" / "service_load.py"), "--requests", "4", "--levels", "1,2"]
+        + ["--setups", "1x1", "--json"],  # one worker with one planner process (and the no-batching comparison)
         env=_env(),
         capture_output=True,
         text=True,
@@ -87,3 +88,6 @@ def test_load_benchmark_runs_with_tiny_arguments():
     assert {"order-select", "order-sign", "patient-view", "discovery (baseline)"} <= hooks
     assert all(x["errors"] == 0 and x["requests"] > 0 and x["p99_ms"] >= x["p50_ms"] for x in doc["results"])
     assert any("floor_met" in x for x in doc["results"])
+    assert {x["setup"] for x in doc["results"]} == {"1x1"} and "patient-view (new, no batching)" in hooks
+    new = [x for x in doc["results"] if x["hook"].startswith("patient-view (new")]
+    assert new and all(x["server_cpu_ms"] > 0 and x["client_cpu_ms"] > 0 for x in new)  # planning takes CPU
