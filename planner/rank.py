@@ -239,7 +239,8 @@ class _Scores:
 
 
 def _order(utility: np.ndarray, candidates: Sequence[Regimen]) -> list[int]:
-    return sorted(range(len(candidates)), key=lambda i: (-round(float(utility[i]), 12), candidates[i].key()))
+    u = utility.tolist()  # the same floats as float(utility[i])
+    return sorted(range(len(candidates)), key=lambda i: (-round(u[i], 12), candidates[i].key()))
 
 
 def _score(
@@ -255,6 +256,7 @@ def _score(
     record: PatientRecord | None,
     prefs: Sequence[str],
     seed: int,
+    guidelines: Guidelines | None,
 ) -> _Scores:
     """The utility per joint draw (see the module docstring); its mean ranks, the per-draw winner gives P(best)."""
     n = len(candidates)
@@ -267,7 +269,7 @@ def _score(
     np.maximum(shortfall, 0.0, out=shortfall)
     w = config.weights
     penalties = _burden(current, candidates, findings, w)
-    extra = _extra_terms(area, current, candidates, config, record, prefs, pred_draws, mean_draws, seed)
+    extra = _extra_terms(area, current, candidates, config, record, prefs, pred_draws, mean_draws, seed, guidelines)
     # primary - penalties + extra terms, each step in place (the same operations in the same order)
     util_draws = w["p_target"] * reached
     part = w["improvement"] * shortfall
@@ -277,7 +279,7 @@ def _score(
     util_draws += extra.total()
     utility_mean = util_draws.mean(axis=0)
     order = _order(utility_mean, candidates)
-    winners = np.asarray(order)[np.argmax(util_draws[:, order], axis=1)]  # ties go to the higher-ranked plan
+    winners = np.asarray(order)[np.argmax(np.take(util_draws, order, axis=1), axis=1)]  # ties: the higher-ranked
     rank_without: dict[int, int] = {}
     if prefs:
         plain = utility_mean - np.asarray(extra.total(kinds=frozenset({"preference"}))).mean(axis=0)
@@ -325,6 +327,7 @@ def rank_plans(
     if n == 0:
         return []
     prefs = config.parse_preferences(list(preferences))
+    g = extra_guidelines(area, config, record)
     sc = _score(
         area=area,
         current=current,
@@ -337,6 +340,7 @@ def rank_plans(
         record=record,
         prefs=prefs,
         seed=seed,
+        guidelines=g,
     )
     explainer = explain.Explainer(
         area=area,
@@ -344,10 +348,10 @@ def rank_plans(
         regimens=candidates,
         rank_of=sc.rank_of,
         pred_draws=pred_draws,
-        guidelines=extra_guidelines(area, config, record),
+        guidelines=g,
     )
-    means = mean_draws.mean(axis=0)
     shown = sc.order[:top] if top is not None else sc.order
+    means = _column_means(mean_draws, shown)
     # intervals and quantiles only for the plans built (each column's quantile is its own: same values)
     bounds = _quantiles(mean_draws, pred_draws, shown, (1 - config.level) / 2, n)
     forms = load_prescribing(config.rules)
@@ -450,6 +454,18 @@ def _plan(
     )
 
 
+def _column_means(draws: np.ndarray, shown: Sequence[int]) -> np.ndarray:
+    """``draws.mean(axis=0)`` at the ``shown`` columns (others NaN), with the same sums: numpy adds a C-order
+    2-D array's rows in turn, a single column pairwise, so the shown columns alone give it when both have more
+    than one column (or both one)."""
+    n = draws.shape[1]
+    if (len(shown) >= 2) != (n >= 2) or not draws.flags.c_contiguous:
+        return draws.mean(axis=0)
+    out = np.full(n, np.nan)
+    out[list(shown)] = np.take(draws, shown, axis=1).mean(axis=0)
+    return out
+
+
 def _quantiles(
     mean_draws: np.ndarray, pred_draws: np.ndarray, shown: Sequence[int], alpha: float, n: int
 ) -> tuple[np.ndarray, ...]:
@@ -457,10 +473,13 @@ def _quantiles(
     columns, as full-width arrays indexed by candidate (other columns NaN)."""
     idx = np.asarray(shown, dtype=int)
     full = [np.full(n, np.nan) for _ in range(4)] + [np.full((len(QUANTILE_LEVELS), n), np.nan)]
-    if idx.size:
-        full[0][idx], full[1][idx] = np.quantile(mean_draws[:, idx], [alpha, 1 - alpha], axis=0)
-        full[2][idx], full[3][idx] = np.quantile(pred_draws[:, idx], [alpha, 1 - alpha], axis=0)
-        full[4][:, idx] = np.quantile(pred_draws[:, idx], QUANTILE_LEVELS, axis=0)
+    if idx.size:  # each column's draws contiguous (a faster partition; the same order statistics and weights)
+        m = np.ascontiguousarray(mean_draws[:, idx].T)
+        p = np.ascontiguousarray(pred_draws[:, idx].T)
+        full[0][idx], full[1][idx] = np.quantile(m, [alpha, 1 - alpha], axis=1)
+        qp = np.quantile(p, [alpha, 1 - alpha, *QUANTILE_LEVELS], axis=1)
+        full[2][idx], full[3][idx] = qp[0], qp[1]
+        full[4][:, idx] = qp[2:]
     return tuple(full)
 
 
@@ -476,8 +495,12 @@ def _burden(
     cur = {d.ingredient: d.dose_mg_day for d in current.drugs}
     penalties = np.zeros(len(candidates))
     for i, (reg, fs) in enumerate(zip(candidates, findings)):
-        n_caution = sum(1 for f in fs if f.action == "caution")
-        n_adjust = sum(1 for f in fs if f.action == "adjust_dose")
+        n_caution = n_adjust = 0
+        for f in fs:
+            if f.action == "caution":
+                n_caution += 1
+            elif f.action == "adjust_dose":
+                n_adjust += 1
         n_change = 0
         for d in reg.drugs:
             if d.ingredient not in cur:
@@ -511,9 +534,10 @@ def _extra_terms(
     pred_draws: np.ndarray,
     mean_draws: np.ndarray,
     seed: int,
+    g: Guidelines | None,
 ) -> UtilityTerms:
-    """Secondary outcomes, guideline indications and preferences as per-draw utility terms."""
-    g = extra_guidelines(area, config, record)
+    """Secondary outcomes, guideline indications and preferences as per-draw utility terms (``g``: the area's
+    guidelines when there is a record, :func:`extra_guidelines`)."""
     ctx = None if record is None else PatientContext.from_record(record, area, g)
     specs = {p: config.preferences[p] for p in prefs}
     return utility_terms(

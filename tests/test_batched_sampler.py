@@ -5,6 +5,7 @@ and whatever the model remembers of earlier batches."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from planner.areas import fill_doses, load_area
@@ -104,3 +105,62 @@ def test_regimens_wider_than_the_combination_limit_and_untreated_patients() -> N
     for got, job in zip(batched.sample_batch(model, odd + jobs, S), odd + jobs):
         m1, p1 = _alone(model, job, S)
         assert np.array_equal(got[0], m1) and np.array_equal(got[1], p1)
+
+
+def test_patients_with_one_seed_and_as_many_regimens_share_random_numbers_not_draws() -> None:
+    """A batch planned with one seed: patients with as many regimens get the same random terms (drawn once and
+    remembered), and still each their own one-at-a-time draws."""
+    model, jobs = _jobs("t2d", 8, seed=10)
+    R = min(len(j.regimens) for j in jobs)
+    same = [batched.DrawJob(X=j.X, regimens=list(j.regimens)[-R:], current=j.current, seed=3) for j in jobs]
+    S = 120
+    got = batched.sample_batch(model, same, S)
+    again = batched.sample_batch(model, same[::-1], S)[::-1]  # remembered from the first call
+    for job, a, b in zip(same, got, again):
+        m1, p1 = _alone(model, job, S)
+        assert np.array_equal(a[0], m1) and np.array_equal(a[1], p1)
+        assert np.array_equal(b[0], m1) and np.array_equal(b[1], p1)
+    assert not np.array_equal(got[0][1], got[1][1])  # different patients: different draws
+
+
+def test_a_row_given_as_values_is_read_as_its_one_row_frame() -> None:
+    """``DrawJob.values`` (the feature row without a DataFrame) gives the frame's numbers, and where the frame
+    would need pandas or raise, the frame path itself (same error)."""
+    from planner.errors import ModelError
+    from planner.model import inputs
+
+    area = load_area("t2d")
+    rules = RuleSet.load()
+    model = ResponseModel.from_area(area)
+    spec, _ = model._state()
+    rows = [feature_row(rec, area, knowledge=rules.knowledge) for rec in simulate_cohort(area, 6, seed=3).records()]
+    rows = [r for r in rows if r.can_predict]
+    base = dict(rows[0].values)
+    variants = [dict(r.values) for r in rows] + [
+        {**base, next(k for k in base if k != spec.baseline): None},
+        {k: v for k, v in base.items() if k == spec.baseline},  # every other feature missing (untrained: lenient)
+        {**base, spec.baseline: int(round(float(base[spec.baseline])))},
+    ]
+    for values in variants:
+        frame = pd.DataFrame([{k: (np.nan if v is None else v) for k, v in values.items()}])
+        got = inputs.matrix_values(spec, values)
+        assert got is not None
+        want = inputs.matrix(spec, frame)
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+    for bad in ({**base, spec.baseline: None}, {**base, spec.baseline: "high"}):
+        assert inputs.matrix_values(spec, bad) is None
+        job = batched.DrawJob(X=None, values=bad, regimens=[rows[0].current], current=None, seed=0)
+        with pytest.raises(ModelError) as got_err:
+            batched.sample_batch(model, [job], 50)
+        with pytest.raises(ModelError) as want_err:
+            model.sample(job.frame(), [rows[0].current], 50)
+        assert str(got_err.value) == str(want_err.value)
+    gen = RegimenGenerator.from_area(area)
+    S = 100
+    frames, by_values = [], []
+    for i, r in enumerate(rows):
+        regs = [fill_doses(x, area) for x in gen.propose(None, fill_doses(r.current, area), n=10, seed=i)]
+        frames.append(batched.DrawJob(X=r.frame(), regimens=regs, current=r.measured_under, seed=i))
+        by_values.append(batched.DrawJob(X=None, values=r.values, regimens=regs, current=r.measured_under, seed=i))
+    for a, b in zip(batched.sample_batch(model, by_values, S), batched.sample_batch(model, frames, S)):
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])

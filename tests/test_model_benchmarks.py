@@ -70,3 +70,9 @@ def test_calibration_benchmark_tiny(tmp_path):
     for r in res:
         assert 0 <= r["coverage90"] <= 1 and 0 <= r["ece_p_target"] <= 1 and r["pairs"] > 0
         assert r["value_oracle"] <= r["value_model"] + 1e-9 and r["value_oracle"] <= r["value_xgb"] + 1e-9
+
+
+@pytest.mark.slow
+def test_sampler_speed_benchmark_tiny():
+    out = _run("sampler_speed.py", "--patients", "8", "--batch", "4", "--reps", "1")
+    assert "sampler (sample_batch" in out and "draws equal to it: yes" in out and "candidates" in out

@@ -155,6 +155,31 @@ class _Columns:
         return self.full().mean(axis=0)
 
 
+def _met(
+    a: Applicable,
+    regimens: Sequence[Regimen],
+    g: Guidelines,
+    p_goal: np.ndarray,
+    area: Area,
+    sigs: tuple[list[_Sig], list[Regimen], np.ndarray],
+) -> np.ndarray:
+    """Whether each regimen meets the indication; once per (drug, class) list where only that list matters (not a
+    goal, which reads the regimen's own draws, nor an intensity, which reads its doses)."""
+    ind = a.indication
+    if ind.kind == "goal" or (ind.kind not in ("avoid", "history") and ind.min_intensity is not None):
+        return np.array([_meets(a, reg, g, float(p_goal[j]), area) for j, reg in enumerate(regimens)], dtype=bool)
+    _, reps, at = sigs
+    return np.array([_meets(a, reg, g, 0.0, area) for reg in reps], dtype=bool)[at]
+
+
+def _indication_mean(met: np.ndarray, cost: float, num: int) -> np.ndarray:
+    """``np.broadcast_to(np.where(met, 0.0, cost), (num, n)).mean(axis=0)`` from its two values (the same sums)."""
+    if len(met) < 2:
+        return np.broadcast_to(np.where(met, 0.0, cost), (num, len(met))).mean(axis=0)
+    two = np.broadcast_to(np.array([0.0, cost]), (num, 2)).mean(axis=0)
+    return np.where(met, two[0], two[1])
+
+
 def _broadcast_mean(row: np.ndarray, num: int) -> np.ndarray:
     """``np.broadcast_to(row, (num, n)).mean(axis=0)``, summed once per distinct value (the same sums)."""
     if row.dtype != np.float64 or row.ndim != 1:
@@ -163,10 +188,13 @@ def _broadcast_mean(row: np.ndarray, num: int) -> np.ndarray:
     return _Columns(np.broadcast_to(bits.view(np.float64), (num, len(bits))), at).mean()
 
 
-def _signatures(regimens: Sequence[Regimen]) -> tuple[list[Regimen], np.ndarray]:
-    """One regimen per distinct (drug, class) list, and the position of each regimen's: every secondary outcome
-    depends on a regimen only through that list."""
-    first: dict[tuple[tuple[str, str | None], ...], int] = {}
+_Sig = tuple[tuple[str, str | None], ...]  # a regimen's (drug, class) list
+
+
+def _signatures(regimens: Sequence[Regimen]) -> tuple[list[_Sig], list[Regimen], np.ndarray]:
+    """The distinct (drug, class) lists of ``regimens``, a regimen with each, and the position of each regimen's:
+    every secondary outcome depends on a regimen only through that list."""
+    first: dict[_Sig, int] = {}
     reps: list[Regimen] = []
     at = np.empty(len(regimens), dtype=np.intp)
     for j, reg in enumerate(regimens):
@@ -176,18 +204,33 @@ def _signatures(regimens: Sequence[Regimen]) -> tuple[list[Regimen], np.ndarray]
             k = first[sig] = len(reps)
             reps.append(reg)
         at[j] = k
-    return reps, at
+    return list(first), reps, at
+
+
+# per secondary outcome (and area): the effect indices of each (drug, class) list seen so far, for all patients
+_KNOWN: dict[int, tuple[SecondaryOutcome, Area, dict[_Sig, tuple[int, ...]]]] = {}
+_KNOWN_SIZE = 10_000  # lists per outcome before it starts again (bounded on any cohort)
 
 
 def _effect_sets(
-    so: SecondaryOutcome, area: Area, regimens: Sequence[Regimen], sigs: tuple[list[Regimen], np.ndarray]
+    so: SecondaryOutcome, area: Area, sigs: tuple[list[_Sig], list[Regimen], np.ndarray]
 ) -> tuple[list[tuple[int, ...]], np.ndarray]:
-    """The distinct sets of effect indices of ``regimens`` (first seen first) and, per regimen, the position of
+    """The distinct sets of effect indices of the regimens (first seen first) and, per regimen, the position of
     its set: many regimens share drugs, so each set is summed (and transformed) once."""
-    memo: dict[tuple[str, str | None], int | None] = {}
+    entry = _KNOWN.get(id(so))
+    if entry is None or entry[0] is not so or entry[1] is not area or len(entry[2]) >= _KNOWN_SIZE:
+        if len(_KNOWN) >= 64:
+            _KNOWN.clear()
+        entry = _KNOWN[id(so)] = (so, area, {})
+    known = entry[2]
     pos: dict[tuple[int, ...], int] = {}
-    reps, at = sigs
-    of_rep = np.array([pos.setdefault(tuple(_effect_index(so, area, r, memo)), len(pos)) for r in reps], dtype=np.intp)
+    keys, reps, at = sigs
+    of_rep = np.empty(len(reps), dtype=np.intp)
+    for k, (sig, reg) in enumerate(zip(keys, reps)):
+        idx = known.get(sig)
+        if idx is None:
+            idx = known[sig] = tuple(_effect_index(so, area, reg))
+        of_rep[k] = pos.setdefault(idx, len(pos))
     return list(pos), of_rep[at]
 
 
@@ -214,15 +257,20 @@ def secondary_draws(
 
 def _draw_effects(so: SecondaryOutcome, num: int, rng: np.random.Generator) -> np.ndarray:
     """(num, effects) joint draws of the outcome's effects (a change, or a log relative risk)."""
+    z = rng.standard_normal((len(so.effects), num)).T  # one call: the same numbers as one call per effect
     if so.kind == "change":
-        return np.stack([e.mean + e.sd * rng.standard_normal(num) for e in so.effects], axis=1)  # type: ignore[operator]
-    return np.stack([np.log(e.rr) + e.log_sd * rng.standard_normal(num) for e in so.effects], axis=1)  # type: ignore[arg-type]
+        loc = np.array([e.mean for e in so.effects], dtype=float)
+        scale = np.array([e.sd for e in so.effects], dtype=float)
+    else:
+        loc = np.array([np.log(e.rr) for e in so.effects], dtype=float)  # type: ignore[arg-type]
+        scale = np.array([e.log_sd for e in so.effects], dtype=float)
+    return np.add(loc, scale * z, order="C")  # loc + scale * z per effect and draw, (num, effects) in C order
 
 
 def _secondary_columns(
     so: SecondaryOutcome,
     area: Area,
-    sigs: tuple[list[Regimen], np.ndarray],
+    sigs: tuple[list[_Sig], list[Regimen], np.ndarray],
     ctx: PatientContext,
     g: Guidelines,
     num: int,
@@ -237,7 +285,7 @@ def _secondary_columns(
     def total(idx: tuple[int, ...]) -> np.ndarray:
         return eff[:, list(idx)].sum(axis=1) if idx else np.zeros(num)
 
-    sets, at = _effect_sets(so, area, sigs[0], sigs)
+    sets, at = _effect_sets(so, area, sigs)
     sums = np.stack([total(idx) for idx in sets], axis=1)
     if so.kind == "change":  # a change happens when the regimen changes: relative to the current regimen
         return _Columns(sums - total(tuple(_effect_index(so, area, current)))[:, None], at)
@@ -304,8 +352,8 @@ def utility_terms(
     num, n = pred_draws.shape
     terms: list[Term] = []
     weight: _Columns | None = None
+    sigs = _signatures(regimens)
     if guidelines is not None and ctx is not None:
-        sigs = _signatures(regimens)
         for so in guidelines.secondary_outcomes:
             w = float(secondary_weights.get(so.id, 0.0))
             if not regimens:  # nothing to rank (the effects are still drawn: the later outcomes' draws are the same)
@@ -327,7 +375,7 @@ def utility_terms(
         ind = a.indication
         p_goal = (pred_draws < ind.below).mean(axis=0) if ind.kind == "goal" else np.zeros(n)
         assert guidelines is not None
-        met[k] = [_meets(a, reg, guidelines, float(p_goal[j]), area) for j, reg in enumerate(regimens)]
+        met[k] = _met(a, regimens, guidelines, p_goal, area, sigs)
         key = ind.history if ind.kind == "history" else f"{ind.kind}_unmet"
         w = float(guideline_weights.get(key or "", 0.0))
         c = np.where(met[k], 0.0, -w)
@@ -340,7 +388,7 @@ def utility_terms(
                 draws,
                 (~met[k]).astype(float),
                 "indication",
-                _broadcast_mean(c, num),
+                _indication_mean(met[k], -w, num),
             )
         )
     for pid, (measure, label, per, w) in preferences.items():

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,7 @@ import torch
 
 from ..record import Regimen
 from . import draws as draws_mod
+from . import inputs
 from .spec import regimen_key
 
 __all__ = ["DrawJob", "sample_batch"]
@@ -36,13 +37,21 @@ __all__ = ["DrawJob", "sample_batch"]
 
 @dataclass(frozen=True)
 class DrawJob:
-    """One patient of a batch: a one-row feature frame, its regimens (known doses), the regimen the baseline
-    was measured under (None: untreated) and its seed (mean draws use ``seed``, predictive ``seed + 1``)."""
+    """One patient of a batch: a one-row feature frame (or its ``values``: read without a DataFrame where they
+    are plain numbers and labels), its regimens (known doses), the regimen the baseline was measured under
+    (None: untreated) and its seed (mean draws use ``seed``, predictive ``seed + 1``)."""
 
-    X: pd.DataFrame
+    X: pd.DataFrame | None
     regimens: Sequence[Regimen]
     current: Regimen | None
     seed: int
+    values: Mapping[str, Any] | None = None  # the row as column -> value (None missing), in place of X
+
+    def frame(self) -> pd.DataFrame:
+        """The feature row as a one-row frame (``X``, or built from ``values``)."""
+        if self.X is not None:
+            return self.X
+        return pd.DataFrame([{k: (np.nan if v is None else v) for k, v in (self.values or {}).items()}])
 
 
 def sample_batch(model: Any, jobs: Sequence[DrawJob], num_samples: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -74,17 +83,60 @@ def _sample(model: Any, jobs: Sequence[DrawJob], num_samples: int) -> list[tuple
         if w.current is not None:
             by_width.setdefault(w.cwidth, []).append(w.current)
     out: list[tuple[np.ndarray, np.ndarray]] = []
+    noise = _noise_for(model, par)
     for job, w in zip(jobs, wanted):
-        x_np, off_np, _ = model._matrix_dev(spec, job.X)
+        got = None if job.values is None else inputs.matrix_values(spec, job.values)
+        x_np, off_np = got if got is not None else model._matrix_dev(spec, job.frame())[:2]
         parts = _cache_for(model, par, Sn, w.width).take(spec, pr, p, w.keys, by_width[w.width])
         cur = None
         if w.current is not None:
             cur = _cache_for(model, par, Sn, w.cwidth).take(spec, pr, p, [w.current], by_width[w.cwidth])
         prep = _patient_prep(spec, p, Sn, job, parts, cur, (x_np, off_np))
-        mean = model._draw(prep, kind="mean", seed=job.seed).numpy()
-        pred = model._draw(prep, kind="predictive", seed=job.seed + 1).numpy()
-        out.append((mean, pred))
+        mean = draws_mod.draw(prep, kind="mean", seed=job.seed, noise=noise.get(prep, "mean", job.seed))
+        pred = draws_mod.draw(
+            prep, kind="predictive", seed=job.seed + 1, noise=noise.get(prep, "predictive", job.seed + 1)
+        )
+        out.append((mean.numpy(), pred.numpy()))
     return out
+
+
+class _Noise:
+    """The random terms of draws (:func:`~planner.model.draws.random_terms`) remembered per seed, kind and
+    shape for one model's parameter draws: patients planned with the same seed and as many regimens get the
+    same random numbers, so they are drawn once (at most ``MAX_BYTES`` held)."""
+
+    MAX_BYTES = 64 << 20
+
+    def __init__(self, par: dict[str, torch.Tensor]) -> None:
+        self.par = par
+        self.terms: dict[tuple[int, str, tuple[int, ...]], dict[str, Any]] = {}
+        self.bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, prep: dict[str, Any], kind: str, seed: int) -> dict[str, Any]:
+        key = (int(seed), kind, tuple(prep["mean"].shape))
+        with self._lock:
+            hit = self.terms.get(key)
+        if hit is None:
+            hit = draws_mod.random_terms(prep, kind=kind, seed=seed)
+            size = sum(v.numel() * v.element_size() for v in hit.values() if isinstance(v, torch.Tensor))
+            with self._lock:
+                if self.bytes + size > self.MAX_BYTES:  # full: start again
+                    self.terms, self.bytes = {}, 0
+                self.terms[key] = hit
+                self.bytes += size
+        return hit
+
+
+_NOISE: "weakref.WeakKeyDictionary[Any, _Noise]" = weakref.WeakKeyDictionary()
+
+
+def _noise_for(model: Any, par: dict[str, torch.Tensor]) -> _Noise:
+    with _LOCK:
+        n = _NOISE.get(model)
+        if n is None or n.par is not par:
+            n = _NOISE[model] = _Noise(par)
+        return n
 
 
 Key = tuple[tuple[str, float | None], ...]  # a regimen as the model encodes it (spec.regimen_key)
@@ -102,17 +154,37 @@ class _Wanted:
 
     @classmethod
     def of(cls, spec: Any, job: DrawJob) -> "_Wanted":
-        keys = [regimen_key(r, "regimens", i) for i, r in enumerate(job.regimens)]
+        keys = [_key_of(r, "regimens", i) for i, r in enumerate(job.regimens)]
         width = max([spec.max_drugs] + [len(spec.encoded(k, "regimens", i)) for i, k in enumerate(keys)])
         if job.current is None:
             return cls(keys, width, None, 0)
-        ck = regimen_key(job.current, "current", 0)
+        ck = _key_of(job.current, "current", 0)
         return cls(keys, width, ck, max(spec.max_drugs, len(spec.encoded(ck, "current", 0))))
+
+
+_KEYS: dict[int, tuple[Any, Key]] = {}  # id -> (regimen, key): the same Regimen objects recur across patients
+
+
+def _key_of(reg: Any, field_name: str, row: int) -> Key:
+    """``regimen_key`` of a regimen, remembered per object (held, so that its id is not reused; bounded)."""
+    hit = _KEYS.get(id(reg))
+    if hit is not None and hit[0] is reg:
+        return hit[1]
+    key = regimen_key(reg, field_name, row)
+    if isinstance(reg, Regimen):  # immutable; sets and lists of names are not remembered
+        if len(_KEYS) > 50_000:
+            _KEYS.clear()
+        _KEYS[id(reg)] = (reg, key)
+    return key
 
 
 def _alone(model: Any, job: DrawJob, Sn: int) -> tuple[np.ndarray, np.ndarray]:
     m3, p3 = model.sample_kinds(
-        job.X, list(job.regimens), Sn, seeds=[("mean", job.seed), ("predictive", job.seed + 1)], current=job.current
+        job.frame(),
+        list(job.regimens),
+        Sn,
+        seeds=[("mean", job.seed), ("predictive", job.seed + 1)],
+        current=job.current,
     )
     return m3, p3
 

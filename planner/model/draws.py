@@ -131,39 +131,66 @@ def assemble(
     return mean.permute(2, 1, 0).contiguous()
 
 
-def draw(prep: dict[str, Any], *, kind: str, seed: int) -> torch.Tensor:
+def draw(prep: dict[str, Any], *, kind: str, seed: int, noise: dict[str, Any] | None = None) -> torch.Tensor:
     """One kind's draws (S, n, R) in the outcome's unit from :func:`prepare`'s state, generator seeded by
-    ``seed``."""
+    ``seed``. ``noise``: :func:`random_terms` of this kind, seed and shape, when the caller already has them."""
     spec, mean = prep["spec"], prep["mean"]
     with torch.no_grad():
-        gen = torch.Generator().manual_seed(int(seed))
+        nz = random_terms(prep, kind=kind, seed=seed) if noise is None else noise
         if prep["het"]:
-            mean = mean + _response_deviation(prep, gen)
+            mean = mean + _response_deviation(prep, nz["Z"])
         if prep["dev_np"] is not None:
-            mean = mean + _basis_error(prep, gen)
-        nu = prep["p"]["nu"].to(torch.float64)
-        if spec.meas_sd is not None:
-            tau, change, scale = _level_split(spec, prep["p"], nu, gen)
-            mean = mean + (tau[:, None] * torch.randn((prep["Sn"], mean.shape[1]), generator=gen))[:, :, None]
-        else:
-            change, scale = None, prep["p"]["sigma"]
+            mean = mean + _basis_error(prep, nz["wts"])
+        if nz["level"] is not None:
+            mean = mean + nz["level"][:, :, None]
         if kind == "predictive":
-            if change is not None:  # the level's own change between the decision and the follow-up
-                mean = mean + (change[:, None] * torch.randn((prep["Sn"], mean.shape[1]), generator=gen))[:, :, None]
-            z = torch.randn(mean.shape, generator=gen, dtype=F32)
-            # a new measurement's noise: at least 2.5 degrees of freedom (finite variance), so that a
-            # prior draw of nu near 1 (Cauchy tails) cannot overflow, e.g. through exp on a log scale
-            nu_p = torch.clamp(nu, min=2.5)
-            chi = _gamma(nu_p / 2.0, mean.shape, gen)  # chi2(nu) / 2
-            t = z / torch.sqrt(torch.clamp(chi / (nu_p / 2.0)[:, None, None].to(F32), min=1e-6))
-            mean = mean + scale[:, None, None] * t
+            if nz["change"] is not None:  # the level's own change between the decision and the follow-up
+                mean = mean + nz["change"][:, :, None]
+            mean = mean + nz["t"]
         out = spec.y_loc + spec.y_scale * mean
         if spec.scale == "log":
             out = torch.exp(out)
     return out
 
 
-def _response_deviation(prep: dict[str, Any], gen: torch.Generator) -> torch.Tensor:
+def random_terms(prep: dict[str, Any], *, kind: str, seed: int) -> dict[str, Any]:
+    """Every random number of one kind's draws, from a generator seeded by ``seed``, in the order they are
+    drawn: the response deviations' standard normals ``Z`` (S, n, D+1), the basis' fold weights ``wts``, the
+    patient's own level ``level`` (S, n), and for ``kind="predictive"`` the level's change ``change`` (S, n) and
+    one measurement's t noise ``t`` (S, n, R). They depend on the seed, the parameter draws and the shape only,
+    never on the patient's features or regimens (the batched sampler remembers them)."""
+    spec, p, Sn = prep["spec"], prep["p"], prep["Sn"]
+    shape = tuple(prep["mean"].shape)
+    n = shape[1]
+    out: dict[str, Any] = {"Z": None, "wts": None, "level": None, "change": None, "t": None}
+    gen = torch.Generator().manual_seed(int(seed))
+    if prep["het"]:
+        Z = torch.randn((Sn, n, prep["D"] + 1), generator=gen)
+        Z[:, :, prep["D"]] = 0.0
+        out["Z"] = Z
+    if prep["dev_np"] is not None:
+        K = prep["dev_np"].shape[0]
+        out["wts"] = torch.randn((Sn, K), generator=gen) / math.sqrt(max(K - 1, 1))
+    nu = p["nu"].to(torch.float64)
+    if spec.meas_sd is not None:
+        tau, change, scale = _level_split(spec, p, nu, gen)
+        out["level"] = tau[:, None] * torch.randn((Sn, n), generator=gen)
+    else:
+        change, scale = None, p["sigma"]
+    if kind == "predictive":
+        if change is not None:
+            out["change"] = change[:, None] * torch.randn((Sn, n), generator=gen)
+        z = torch.randn(shape, generator=gen, dtype=F32)
+        # a new measurement's noise: at least 2.5 degrees of freedom (finite variance), so that a
+        # prior draw of nu near 1 (Cauchy tails) cannot overflow, e.g. through exp on a log scale
+        nu_p = torch.clamp(nu, min=2.5)
+        chi = _gamma(nu_p / 2.0, torch.Size(shape), gen)  # chi2(nu) / 2
+        t = z / torch.sqrt(torch.clamp(chi / (nu_p / 2.0)[:, None, None].to(F32), min=1e-6))
+        out["t"] = scale[:, None, None] * t
+    return out
+
+
+def _response_deviation(prep: dict[str, Any], Z: torch.Tensor) -> torch.Tensor:
     """The patient's own response to each drug (between-patient heterogeneity), shared by every regimen of the
     row: + for drugs started, - for drugs stopped (kept drugs cancel). (S, n, R).
 
@@ -171,9 +198,7 @@ def _response_deviation(prep: dict[str, Any], gen: torch.Generator) -> torch.Ten
     candidate and current regimens, ``drug`` (K, R) and ``cdrug`` (n, K) the slots' drugs: the sum over drugs
     of Z times a regimen's spread is a sum over its few slots of Z's row at the slot's drug, drugs first so
     that each gathered row is one contiguous block of draws."""
-    Sn, x, D, Gn, drug = prep["Sn"], prep["x"], prep["D"], prep["Gn"], prep["drug"]
-    Z = torch.randn((Sn, x.shape[0], D + 1), generator=gen)
-    Z[:, :, D] = 0.0
+    Sn, Gn, drug = prep["Sn"], prep["Gn"], prep["drug"]
     Zs = Z if prep["current"] is None else Z * (1 - prep["curmask"])
     Zt = Zs.permute(2, 1, 0).contiguous()  # (D+1, n, S)
     acc = Zt.index_select(0, drug[0]) * Gn[:, 0, None, :]  # (R, n, S)
@@ -188,14 +213,13 @@ def _response_deviation(prep: dict[str, Any], gen: torch.Generator) -> torch.Ten
     return out - torch.einsum("sik,ikr->sir", stop, keep)
 
 
-def _basis_error(prep: dict[str, Any], gen: torch.Generator) -> torch.Tensor:
+def _basis_error(prep: dict[str, Any], wts: torch.Tensor) -> torch.Tensor:
     """The learned basis is an estimate: each draw takes it at a Gaussian combination of its fold models'
     deviations (the full-data estimator's sampling SD, :mod:`planner.model.basis`), through this draw's
     coefficients (prognostic slope and every arm's interaction). (S, n, R)."""
-    spec, p, Sn, design, dev_np, new = (prep[k] for k in ("spec", "p", "Sn", "design", "dev_np", "new"))
+    spec, p, design, dev_np, new = (prep[k] for k in ("spec", "p", "design", "dev_np", "new"))
     beta, gamma = p["beta"], p["gamma"]
-    q, K = len(spec.basis), dev_np.shape[0]
-    wts = torch.randn((Sn, K), generator=gen) / math.sqrt(max(K - 1, 1))
+    q = len(spec.basis)
     delta = torch.einsum("sk,knq->snq", wts, torch.as_tensor(dev_np, dtype=F32))  # (S, n, q)
     prog = delta @ beta[:, -q:, None]  # (S, n, 1): same for every regimen
     Mq = torch.matmul(delta, gamma[:, :, -q:].transpose(1, 2))  # (S, n, C)

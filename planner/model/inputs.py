@@ -3,6 +3,8 @@ text one-hot), the standardized matrix and offset on the model scale, and the le
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -13,7 +15,16 @@ from ..errors import ConfigError, ModelError
 from ..record import Regimen
 from .spec import ModelSpec
 
-__all__ = ["check_frame", "feature_columns", "raw_features", "matrix", "matrix_dev", "to_model_scale", "base_names"]
+__all__ = [
+    "check_frame",
+    "feature_columns",
+    "raw_features",
+    "matrix",
+    "matrix_dev",
+    "matrix_values",
+    "to_model_scale",
+    "base_names",
+]
 
 
 def check_frame(X: Any, name: str = "X") -> pd.DataFrame:
@@ -160,6 +171,50 @@ def matrix_dev(
     else:
         off = np.zeros(n)
     return x, off / spec.y_scale, dev
+
+
+def matrix_values(spec: ModelSpec, values: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`matrix` of one row given as values (column -> number, label or None), without a DataFrame: the
+    same numbers as ``matrix(spec, <one-row frame of values>)`` for a model without a learned basis. None when
+    that frame would need pandas' judgement or raise (a value neither a number nor a label where a number is
+    wanted, a column missing, a baseline missing or out of range): the caller then takes the frame path."""
+    if spec.basis:
+        return None
+    lenient = spec.is_area and not spec.trained
+    raw = np.empty((1, len(spec.features)))
+    for i, f in enumerate(spec.features):
+        col, _, level = f.partition("=")
+        if level and col in spec.categories:
+            if col not in values:
+                return None
+            v = values[col]
+            raw[0, i] = 1.0 if isinstance(v, str) and v == level else 0.0
+        elif f in values:
+            v = values[f]
+            if v is None:
+                raw[0, i] = np.nan
+            elif isinstance(v, (int, float)) and not isinstance(v, bool):
+                raw[0, i] = float(v)
+            else:
+                return None
+        elif lenient and f != spec.baseline:
+            raw[0, i] = np.nan
+        else:
+            return None
+    if raw.shape[1]:
+        raw = np.where(np.isfinite(raw), raw, np.asarray(spec.feat_default))
+        x = (raw - np.asarray(spec.feat_loc)) / np.asarray(spec.feat_scale)
+    else:
+        x = raw
+    if spec.baseline is None:
+        return x, np.zeros(1) / spec.y_scale
+    b = values.get(spec.baseline)
+    if not isinstance(b, (int, float)) or isinstance(b, bool) or not math.isfinite(b):
+        return None
+    if spec.scale == "log" and b <= 0:
+        return None
+    off = to_model_scale(spec, np.array([float(b)]), f"X[{spec.baseline!r}]")
+    return x, off / spec.y_scale
 
 
 def to_model_scale(spec: ModelSpec, v: np.ndarray, where: str) -> np.ndarray:

@@ -68,7 +68,7 @@ def _draws_many(
 
         got = sample_batch(
             model,
-            [DrawJob(X=f.frame(), regimens=list(r), current=f.measured_under, seed=s) for f, r, s in jobs],
+            [DrawJob(X=None, values=f.values, regimens=list(r), current=f.measured_under, seed=s) for f, r, s in jobs],
             num_samples,
         )
         raw = [(m3[:, 0, :], p3[:, 0, :]) for m3, p3 in got]
