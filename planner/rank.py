@@ -434,6 +434,7 @@ def _plan(
         target=target,
         findings=findings,
         features=features,
+        rules=config.rules,
     )
     rank_without = scores.rank_without.get(i)
     text = " ".join([text, *explainer.sentences(statuses, trade, rank, rank_without)])
