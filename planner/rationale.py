@@ -86,7 +86,7 @@ def rationale(
                 )
     if mods:
         parts.append("Modifiers: " + "; ".join(mods) + ".")
-    rules = [f"{f.rule_id} ({f.action})" for f in findings if f.action in {"adjust_dose", "caution"}]
-    if rules:
-        parts.append("Rules: " + ", ".join(rules) + ".")
+    touched = [f"{f.rule_id} ({f.action})" for f in findings if f.action in {"adjust_dose", "caution"}]
+    if touched:
+        parts.append("Rules: " + ", ".join(touched) + ".")
     return " ".join(parts)

@@ -1,4 +1,4 @@
-"""The rationale writes units as the rules folder in use writes them (``--rules``' ``codes/units.yaml``)."""
+"""The rationale and trade-offs write units as the rules folder in use writes them (``--rules``' ``codes/units.yaml``)."""
 
 from __future__ import annotations
 
@@ -37,3 +37,6 @@ def test_rationale_uses_the_custom_rules_units_table(tmp_path):
         assert "millimetres of mercury" in c.rationale and "mmHg" not in c.rationale
         assert "mmHg" in p.rationale and "millimetres of mercury" not in p.rationale
         assert c.rationale.replace("millimetres of mercury", "mmHg") == p.rationale
+        units = {t.term: t.unit for t in c.tradeoffs}
+        assert units["outcome:shortfall"] == "millimetres of mercury"
+        assert {t.term: t.unit for t in p.tradeoffs}["outcome:shortfall"] == "mmHg"
