@@ -350,8 +350,11 @@ def measure(
         finally:
             alone.stop()
     base = {r["clients"]: r for r in rows if r["hook"].startswith("discovery")}
+    cores = os.cpu_count() or 1
     for r in rows:
         r["setup"] = f"{workers}x{planners}"
+        # the least mean latency this CPU cost allows with every core the service's alone (closed loop)
+        r["cpu_bound_ms"] = round(max(r["server_cpu_ms"], r["clients"] * r["server_cpu_ms"] / cores), 1)
         b = base.get(r["clients"])
         r["p99_vs_discovery"] = round(r["p99_ms"] / b["p99_ms"], 1) if b and b["p99_ms"] > 0 else None
         if r["clients"] == max(levels) and (r["hook"] in HOOKS or r["hook"] == "patient-view (new patients)"):
@@ -396,19 +399,21 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(
             f"{'hook':31} {'setup':>5} {'clients':>7} {'requests':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} "
-            f"{'p99/disc':>8} {'cpu ms/req':>10} {'client cpu':>10}  floor (p99<={FLOOR_MS:g} ms @ {top}, 0 errors)"
+            f"{'p99/disc':>8} {'cpu ms/req':>10} {'client cpu':>10} {'cpu-bound':>9}  floor (p99<={FLOOR_MS:g} ms @ {top}, 0 errors)"
         )
         for r in results:
             floor = "" if "floor_met" not in r else ("met" if r["floor_met"] else "NOT met")
             print(
                 f"{r['hook']:31} {r['setup']:>5} {r['clients']:>7} {r['requests']:>8} {r['p50_ms']:>8} "
                 f"{r['p99_ms']:>8} {r['errors']:>6} {str(r['p99_vs_discovery']):>8} {r['server_cpu_ms']:>10} "
-                f"{r['client_cpu_ms']:>10}  {floor}"
+                f"{r['client_cpu_ms']:>10} {r['cpu_bound_ms']:>9}  {floor}"
             )
         print(
             f"pool: {len(patients())} patients; load average before {load['before']}, after {load['after']}; "
             f"{os.cpu_count()} CPUs shared by the server, these clients and anything else running (numbers are "
-            "noisy); cpu ms/req: CPU time per request of the server's processes; client cpu: this load generator's."
+            "noisy); cpu ms/req: CPU time per request of the server's processes; client cpu: this load generator's; "
+            "cpu-bound: the least mean latency that CPU cost allows (clients x cpu ms/req / CPUs) with the CPUs the "
+            "service's alone."
         )
     return 1 if any(r["errors"] for r in results) else 0
 

@@ -239,7 +239,8 @@ class _Scores:
 
 
 def _order(utility: np.ndarray, candidates: Sequence[Regimen]) -> list[int]:
-    return sorted(range(len(candidates)), key=lambda i: (-round(float(utility[i]), 12), candidates[i].key()))
+    u = utility.tolist()  # the same floats as float(utility[i])
+    return sorted(range(len(candidates)), key=lambda i: (-round(u[i], 12), candidates[i].key()))
 
 
 def _score(
@@ -494,8 +495,12 @@ def _burden(
     cur = {d.ingredient: d.dose_mg_day for d in current.drugs}
     penalties = np.zeros(len(candidates))
     for i, (reg, fs) in enumerate(zip(candidates, findings)):
-        n_caution = sum(1 for f in fs if f.action == "caution")
-        n_adjust = sum(1 for f in fs if f.action == "adjust_dose")
+        n_caution = n_adjust = 0
+        for f in fs:
+            if f.action == "caution":
+                n_caution += 1
+            elif f.action == "adjust_dose":
+                n_adjust += 1
         n_change = 0
         for d in reg.drugs:
             if d.ingredient not in cur:

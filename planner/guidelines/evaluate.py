@@ -155,6 +155,31 @@ class _Columns:
         return self.full().mean(axis=0)
 
 
+def _met(
+    a: Applicable,
+    regimens: Sequence[Regimen],
+    g: Guidelines,
+    p_goal: np.ndarray,
+    area: Area,
+    sigs: tuple[list[_Sig], list[Regimen], np.ndarray],
+) -> np.ndarray:
+    """Whether each regimen meets the indication; once per (drug, class) list where only that list matters (not a
+    goal, which reads the regimen's own draws, nor an intensity, which reads its doses)."""
+    ind = a.indication
+    if ind.kind == "goal" or (ind.kind not in ("avoid", "history") and ind.min_intensity is not None):
+        return np.array([_meets(a, reg, g, float(p_goal[j]), area) for j, reg in enumerate(regimens)], dtype=bool)
+    _, reps, at = sigs
+    return np.array([_meets(a, reg, g, 0.0, area) for reg in reps], dtype=bool)[at]
+
+
+def _indication_mean(met: np.ndarray, cost: float, num: int) -> np.ndarray:
+    """``np.broadcast_to(np.where(met, 0.0, cost), (num, n)).mean(axis=0)`` from its two values (the same sums)."""
+    if len(met) < 2:
+        return np.broadcast_to(np.where(met, 0.0, cost), (num, len(met))).mean(axis=0)
+    two = np.broadcast_to(np.array([0.0, cost]), (num, 2)).mean(axis=0)
+    return np.where(met, two[0], two[1])
+
+
 def _broadcast_mean(row: np.ndarray, num: int) -> np.ndarray:
     """``np.broadcast_to(row, (num, n)).mean(axis=0)``, summed once per distinct value (the same sums)."""
     if row.dtype != np.float64 or row.ndim != 1:
@@ -327,8 +352,8 @@ def utility_terms(
     num, n = pred_draws.shape
     terms: list[Term] = []
     weight: _Columns | None = None
+    sigs = _signatures(regimens)
     if guidelines is not None and ctx is not None:
-        sigs = _signatures(regimens)
         for so in guidelines.secondary_outcomes:
             w = float(secondary_weights.get(so.id, 0.0))
             if not regimens:  # nothing to rank (the effects are still drawn: the later outcomes' draws are the same)
@@ -350,7 +375,7 @@ def utility_terms(
         ind = a.indication
         p_goal = (pred_draws < ind.below).mean(axis=0) if ind.kind == "goal" else np.zeros(n)
         assert guidelines is not None
-        met[k] = [_meets(a, reg, guidelines, float(p_goal[j]), area) for j, reg in enumerate(regimens)]
+        met[k] = _met(a, regimens, guidelines, p_goal, area, sigs)
         key = ind.history if ind.kind == "history" else f"{ind.kind}_unmet"
         w = float(guideline_weights.get(key or "", 0.0))
         c = np.where(met[k], 0.0, -w)
@@ -363,7 +388,7 @@ def utility_terms(
                 draws,
                 (~met[k]).astype(float),
                 "indication",
-                _broadcast_mean(c, num),
+                _indication_mean(met[k], -w, num),
             )
         )
     for pid, (measure, label, per, w) in preferences.items():

@@ -235,7 +235,8 @@ class RegimenParts:
             cols = torch.from_numpy(idx)
             t = self.t
             return {
-                "lin": t["lin"].index_select(0, cols),
+                "lin": t["lin"],  # the whole memory: read at "rows" (rows < n1 are never written again)
+                "rows": cols,
                 "gw": None if t["gw"] is None else t["gw"].index_select(0, cols),
                 "mask": None if t["mask"] is None else t["mask"][idx],
                 "drug": t["drug"][idx],
@@ -286,8 +287,8 @@ def _patient_prep(
     off = torch.as_tensor(matrix[1], dtype=f32)
     het = spec.heterogeneity is not None
     with torch.no_grad():
-        value = draws_mod.cross_value(parts["lin"], x)  # (R, 1, S)
-        old = None if cur is None else draws_mod.paired_value(cur["lin"], x)
+        value = draws_mod.cross_value(parts["lin"], x, parts["rows"])  # (R, 1, S)
+        old = None if cur is None else draws_mod.paired_value(cur["lin"], x, cur["rows"])
         mean = draws_mod.assemble(spec, p, x, off, value, old)
         Gc = curmask = cdrug = None
         if het and cur is not None:

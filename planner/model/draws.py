@@ -97,20 +97,33 @@ def regimen_parts(spec: ModelSpec, pr: Priors, p: dict[str, torch.Tensor], desig
     return {"lin": lin, "g": g, "gw": gw, "mask": mask}
 
 
-def cross_value(lin: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """E(R, x) of every row of ``x`` (n, p) under every regimen of ``lin`` (r, 1 + p, S): (r, n, S)."""
-    v = lin[:, None, 0, :]
-    for j in range(lin.shape[1] - 1):
-        v = v + x[None, :, j, None] * lin[:, None, 1 + j, :]
-    return v
+def cross_value(lin: torch.Tensor, x: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+    """E(R, x) of every row of ``x`` (n, p) under every regimen of ``lin`` (m, 1 + p, S), or only those at
+    ``rows`` (r,): (r, n, S). Each value is ``lin0 + sum_j x_j lin_j`` as one weighted sum of ``lin``'s rows
+    (``embedding_bag``: gathered and summed in one pass, the same sums whichever table holds the rows)."""
+    m, q, S = lin.shape
+    n = x.shape[0]
+    at = torch.arange(m) if rows is None else rows
+    r = at.shape[0]
+    if q == 1:
+        return lin.index_select(0, at)[:, None, 0, :]
+    idx = (at[:, None, None] * q + torch.arange(q)).expand(r, n, q).reshape(r * n, q)
+    w = torch.cat([torch.ones(n, 1, dtype=x.dtype), x], 1).expand(r, n, q).reshape(r * n, q)
+    out = torch.nn.functional.embedding_bag(idx, lin.view(m * q, S), per_sample_weights=w, mode="sum")
+    return out.view(r, n, S)
 
 
-def paired_value(lin: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """E(R_i, x_i) of row i under regimen i of ``lin`` (n, 1 + p, S): (n, S), as :func:`cross_value`'s sums."""
-    v = lin[:, 0, :]
-    for j in range(lin.shape[1] - 1):
-        v = v + x[:, j, None] * lin[:, 1 + j, :]
-    return v
+def paired_value(lin: torch.Tensor, x: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+    """E(R_i, x_i) of row i under regimen i of ``lin`` (n, 1 + p, S) (or its ``rows``, n): (n, S), the same
+    weighted sums as :func:`cross_value`'s."""
+    m, q, S = lin.shape
+    n = x.shape[0]
+    at = torch.arange(m) if rows is None else rows
+    if q == 1:
+        return lin.index_select(0, at)[:, 0, :]
+    idx = at[:, None] * q + torch.arange(q)
+    w = torch.cat([torch.ones(n, 1, dtype=x.dtype), x], 1)
+    return torch.nn.functional.embedding_bag(idx, lin.view(m * q, S), per_sample_weights=w, mode="sum")
 
 
 def assemble(

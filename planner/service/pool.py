@@ -11,6 +11,7 @@ the same cards (``tests/test_service_pool.py``). Each process exits when the ser
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import os
@@ -23,12 +24,19 @@ from typing import Any
 
 from ..record import PatientRecord
 
-__all__ = ["PlannerPool"]
+__all__ = ["PlannerPool", "freeze_heap"]
 
 log = logging.getLogger("planner.service")
 
 _PLANNER: Any = None
 _ARGS: tuple[int, int] = (3, 0)
+
+
+def freeze_heap() -> None:
+    """Everything loaded so far out of the garbage collector's view: a full collection no longer walks the
+    loaded planner (see :func:`planner.service.server.build`)."""
+    gc.collect()
+    gc.freeze()
 
 
 def _watch_parent(parent: int) -> None:
@@ -44,6 +52,7 @@ def _init(model: Path | None, rules: Path | None, num_samples: int | None, top: 
 
     _PLANNER = Planner.load(model=model, rules=rules, num_samples=num_samples)
     _ARGS = (top, seed)
+    freeze_heap()  # the loaded planner out of the collector's view (see planner.service.server.build)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
 
 
