@@ -105,3 +105,34 @@ def test_static_malloc_thresholds_of_a_dask_nanny_are_undone() -> None:
     )
     assert plain.stdout.strip() == "False"
     assert nanny.stdout.strip() == ("True" if sys.platform.startswith("linux") else "False")
+
+
+def test_race_and_ethnicity_come_from_the_us_core_extensions() -> None:
+    import orjson
+
+    from planner.cohort.rows import _demographics
+
+    base = "http://hl7.org/fhir/us/core/StructureDefinition/"
+    race = {
+        "url": base + "us-core-race",
+        "extension": [
+            {"url": "ombCategory", "valueCoding": {"code": "2106-3", "display": "White"}},
+            {"url": "text", "valueString": "White"},
+        ],
+    }
+    eth = {
+        "url": base + "us-core-ethnicity",
+        "extension": [{"url": "ombCategory", "valueCoding": {"code": "2186-5", "display": "Not Hispanic or Latino"}}],
+    }
+    with_ext = {"resourceType": "Patient", "id": "a", "extension": [race, eth]}
+    plain = {"resourceType": "Patient", "id": "b"}
+    bundle = {"resourceType": "Bundle", "entry": [{"resource": with_ext}, {"resource": plain}]}
+    got = _demographics(orjson.dumps(bundle))
+    assert got["a"] == {"race": "White", "ethnicity": "Not Hispanic or Latino"}
+    assert got["b"] == {"race": None, "ethnicity": None}
+    assert _demographics(orjson.dumps({"resourceType": "Bundle", "entry": [{"resource": plain}]})) == {}
+    # a URL spelled with a JSON \u escape is still found (the fast path only skips input that cannot hold one)
+    escaped = orjson.dumps(bundle).replace(b"us-core-race", b"us-core-r\\u0061ce")
+    assert _demographics(escaped)["a"]["race"] == "White"
+    ndjson = orjson.dumps(with_ext) + b"\n" + orjson.dumps(plain) + b"\n"
+    assert _demographics(ndjson)["a"]["race"] == "White"

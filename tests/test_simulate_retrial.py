@@ -4,6 +4,7 @@ planner reading the same failures from the records the simulators write."""
 from __future__ import annotations
 
 import collections
+import json
 
 import numpy as np
 import pytest
@@ -122,6 +123,13 @@ def test_the_planner_reads_the_simulated_failures_from_the_records(first, indep,
     for p, dj, kind, _ in first.latent["failures"]:
         flags[ids[p]].add((AREA.formulary[dj].ingredient, kind))
     first.write_fhir(str(tmp_path))  # through FHIR and the real ingest, not the simulator's own records
+    reasons = collections.Counter()
+    for f in sorted((tmp_path / "fhir").glob("*.json"))[:150]:
+        for e in json.loads(f.read_text())["entry"]:
+            r = e["resource"]
+            if r["resourceType"] == "MedicationRequest" and r["status"] == "stopped":
+                reasons[r.get("statusReason", {}).get("text")] += 1
+    assert reasons["adverse reaction"] and reasons["not effective"]  # the clinician's reason is written too
     a_first = _agreement(flags, read_records(str(tmp_path / "fhir")))
     d = indep.decisions
     flags = collections.defaultdict(set)

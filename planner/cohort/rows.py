@@ -70,6 +70,8 @@ def error_row(
 def _demographics(data: bytes) -> dict[str, dict[str, str | None]]:
     """Race and ethnicity (US Core extensions, text or OMB category display) per Patient id in raw input."""
     out: dict[str, dict[str, str | None]] = {}
+    if b"us-core-race" not in data and b"us-core-ethnicity" not in data and b"\\u" not in data:
+        return out  # neither extension's URL (nor a \u escape that could spell one): no second parse of the input
     try:
         docs = [orjson.loads(data)]
     except orjson.JSONDecodeError:

@@ -15,6 +15,7 @@ from .retrial import load_retrial
 from .truth import LATENT, RETRIAL, draw_truth, drug_effects
 
 _DAYS_PER_YEAR = 365.25
+_STOP_REASON = {"stop-adverse": "adverse reaction", "switch": "not effective"}  # MedicationRequest.statusReason
 
 ObsLog = dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]  # quantity -> (pid, day, value) parts
 
@@ -219,7 +220,7 @@ class SimRun:
         self.lvl = np.zeros((n, C), dtype=int)
         self.cur_eff = np.zeros(n)
         self.req = np.full((n, C), -1, dtype=int)  # open request index per slot
-        self.med_rows: list[list[Any]] = []  # [pid, drug, dose, start, end, status, end_written]
+        self.med_rows: list[list[Any]] = []  # [pid, drug, dose, start, end, status, end_written, stop_reason]
         self.dec: list[dict[str, np.ndarray]] = []
         self.obs_log: ObsLog = {self.area.outcome.quantity: []}
         for q in self.sim.quantities:
@@ -275,7 +276,7 @@ class SimRun:
                 rec[RETRIAL + entry.ingredient] = fac[:, j]
         self.dec.append(rec)
         new_eff = self.regimen_effect(rows, new_drug, new_lvl, vals)
-        self.write_requests(rows, new_drug, new_lvl, day)
+        self.write_requests(rows, new_drug, new_lvl, day, reason)
         # early adverse stops for new drugs / doses
         started = (new_drug >= 0) & ((new_drug != drug[rows]) | (new_lvl != lvl[rows]))
         p = np.where(started, self.early_stop[rows[:, None], np.maximum(new_drug, 0)], 0.0)
@@ -320,8 +321,11 @@ class SimRun:
             self.course_day[rows[begun], c] = day[begun]
             self.course_level[rows[begun], c] = level[begun]
 
-    def write_requests(self, rows: np.ndarray, new_drug: np.ndarray, new_lvl: np.ndarray, day: np.ndarray) -> None:
-        """Medication requests of a change: the changed slots' open requests end, the new ones open."""
+    def write_requests(
+        self, rows: np.ndarray, new_drug: np.ndarray, new_lvl: np.ndarray, day: np.ndarray, reason: np.ndarray
+    ) -> None:
+        """Medication requests of a change: the changed slots' open requests end (a stopped one with the
+        clinician's reason where there is one: an adverse stop, a switch for lack of effect), the new ones open."""
         drug, lvl, req, rng = self.drug, self.lvl, self.req, self.rng
         for r_i, i in enumerate(rows.tolist()):
             d_day = int(day[r_i])
@@ -339,10 +343,11 @@ class SimRun:
                     else:
                         row[5] = "stopped"
                         row[6] = True
+                        row[7] = _STOP_REASON.get(str(reason[r_i]))
                     req[i, c] = -1
                 if nd >= 0:
                     req[i, c] = len(self.med_rows)
-                    self.med_rows.append([i, int(nd), float(self.levels[nd][nl]), d_day, None, "active", False])
+                    self.med_rows.append([i, int(nd), float(self.levels[nd][nl]), d_day, None, "active", False, None])
 
     def process_pending(self, rows: np.ndarray) -> None:
         """Carry out the pending early adverse stops of ``rows``."""

@@ -212,6 +212,7 @@ class _Writer:
                         }
                     ],
                     "dispenseRequest": {"validityPeriod": validity, "numberOfRepeatsAllowed": 3},
+                    **({"statusReason": {"text": why}} if isinstance(why := r.get("stop_reason"), str) else {}),
                 }
             )
 

@@ -308,7 +308,8 @@ def _record_logs(sim: SimRun, obs: Obs, record_end: np.ndarray) -> SimLogs:
     conditions, genotype results and drug allergies."""
     area, n = sim.area, sim.n
     rng = np.random.default_rng([sim.seed, 15485863, n])
-    meds = pd.DataFrame(sim.med_rows, columns=["pid", "drug", "dose", "start", "end", "status", "end_written"])
+    cols = ["pid", "drug", "dose", "start", "end", "status", "end_written", "stop_reason"]
+    meds = pd.DataFrame(sim.med_rows, columns=cols)
     # cancelled orders: a drug not active that day, never active from it (no effect on intervals)
     cancel_pids = np.nonzero(rng.random(n) < area.simulation.cancelled_order_share)[0]
     extra = []
@@ -323,7 +324,7 @@ def _record_logs(sim: SimRun, obs: Obs, record_end: np.ndarray) -> SimLogs:
             later_same_day = (gj.start == cday).any()
             if active or later_same_day:
                 continue
-        extra.append([p, j, float(sim.levels[j][0]), cday, None, "cancelled", False])
+        extra.append([p, j, float(sim.levels[j][0]), cday, None, "cancelled", False, None])
     if extra:
         meds = pd.concat([meds, pd.DataFrame(extra, columns=meds.columns)], ignore_index=True)
     meds = meds.sort_values(["pid", "start", "drug"], kind="stable").reset_index(drop=True)

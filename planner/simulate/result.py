@@ -25,7 +25,7 @@ class SimLogs:
 
     # measurements: quantity -> (pid, day, value)
     obs: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
-    # medication requests: pid, drug index, dose, start day, end day (or nan), status, end written
+    # medication requests: pid, drug index, dose, start day, end day (or nan), status, end written, stop reason
     meds: pd.DataFrame
     # conditions: pid, code, display, onset day
     conditions: pd.DataFrame
