@@ -186,14 +186,18 @@ class GeneDrugKind(DrugKind):
         conv_by = self.rules.gd_inhibitors[d] & all_drugs
         eff = {g: self.effective(ctx, g, conv_by, d) for g in genes}
         values = self._values(d, eff)
-        members = {p: self.population_member(ctx, p, d, is_new) for p in self.rules.pops[d]}
-        declared = [p for p in members if p in ctx.declared_populations]
-        chosen = (
-            declared
-            or [p for p, m in members.items() if m is True]
-            or [p for p, m in members.items() if m is None]
-            or list(members)
-        )
+        pops = self.rules.pops[d]
+        if len(pops) == 1:  # one population: it is the one chosen whatever the patient's membership
+            chosen = list(pops)
+        else:
+            members = {p: self.population_member(ctx, p, d, is_new) for p in pops}
+            declared = [p for p in members if p in ctx.declared_populations]
+            chosen = (
+                declared
+                or [p for p, m in members.items() if m is True]
+                or [p for p, m in members.items() if m is None]
+                or list(members)
+            )
         matches = self.lookup(d, chosen, values)
         widened = False
         if not matches:
@@ -226,7 +230,11 @@ class GeneDrugKind(DrugKind):
             group = groups[locset]
             uncertain_pop = len({pop for _r, pop in group}) > 1
             # the most severe candidate (the first of equals); only its finding is built
-            best_rule = min((r for r, _ in group), key=lambda r: rule_severity(r, self.rules.strength_rank))
+            best_rule = (
+                group[0][0]
+                if len(group) == 1
+                else min((r for r, _ in group), key=lambda r: rule_severity(r, self.rules.strength_rank))
+            )
             best = self.finding(best_rule, d, eff, converted, ctx.current_names)
             if uncertain_pop or widened or len({r.id for r, _ in group}) > 1:
                 why = (
