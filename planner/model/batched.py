@@ -5,14 +5,16 @@ its seed. The result of every job is value for value what
 ``ResponseModel.sample_kinds(X, regimens, num_samples, seeds=[("mean", seed), ("predictive", seed + 1)],
 current=current)`` gives that patient alone, so a batch of one is one-at-a-time ``recommend``.
 
-What is shared. Everything of the expected outcome that depends only on a regimen and the parameter draws (the
-dose curve of every slot, the regimen's main effect, its weights on the effect modifiers, the response-spread of
-each drug) is computed once per *distinct* regimen of the batch (patients of one area share most of their
-candidates) and gathered for each patient. Those parts are elementwise, or reductions within one regimen, so a
-regimen's column is the same whichever other regimens are computed beside it. What depends on the patient (the
-modifiers at its features, the current regimen's effect, every random draw) is computed per patient in the
-same order as :meth:`ResponseModel._prepare` and :meth:`ResponseModel._draw`; the random draws use the
-patient's own generator seeded by its own seed (per-patient streams), through ``_draw`` itself.
+What is shared. Everything of the expected outcome that depends only on a regimen and the parameter draws (its
+effect as columns ``lin0 + sum_j x_j lin_j`` of :func:`~planner.model.model.regimen_columns`, the response
+spread of each slot, its drugs) is computed once per *distinct* regimen (patients of one area share most of their
+candidates), remembered per model and slot width, and read for each patient; the current regimen's too. Those
+parts are elementwise, or reductions within one regimen, so a regimen's columns are the same whichever other
+regimens are computed beside it. What depends on the patient (the modifiers at its features, its response
+deviations) is computed per patient with the same functions as :func:`~planner.model.draws.prepare` and
+:func:`~planner.model.draws.draw`. The random numbers (:func:`~planner.model.draws.random_terms`: the patient's
+own generator, seeded by its own seed) depend only on the seed, the parameter draws and the shape: they are
+remembered per (seed, kind, shape), so patients planned with one seed and as many regimens draw them once.
 """
 
 from __future__ import annotations
