@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -44,6 +45,7 @@ class Explainer:
     rank_of: Mapping[int, int]  # candidate index -> rank
     pred_draws: np.ndarray
     guidelines: Guidelines | None
+    rules: str | Path | None = None  # the rules folder in use (its codes/units.yaml writes the units)
 
     # ---- indications --------------------------------------------------------------------------------
     def statuses(self, j: int) -> tuple[IndicationStatus, ...]:
@@ -81,7 +83,7 @@ class Explainer:
         if ind.kind == "avoid":
             return f"not met: {ind.recommendation}; {self._others(k).replace('meets it', 'avoids it')}"
         if ind.kind == "history":
-            about = "; ".join(c.describe(unit_display(self.area.outcome.unit)) for c in a.courses)
+            about = "; ".join(c.describe(unit_display(self.area.outcome.unit, self.rules)) for c in a.courses)
             if ind.history == "response":
                 return (
                     f"meets {ind.label}: {about}"
@@ -115,7 +117,7 @@ class Explainer:
                 term="outcome:shortfall",
                 label=f"expected shortfall from the {o.quantity} target",
                 value=_r(shortfall, 3),
-                unit=unit_display(o.unit),
+                unit=unit_display(o.unit, self.rules),
                 utility=_r(shortfall_utility),
             ),
             Tradeoff(term="burden", label="drugs, changes, cautions and rule-adjusted doses", utility=_r(burden)),

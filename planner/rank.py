@@ -31,6 +31,7 @@ import numpy as np
 from . import explain
 from .areas import Area
 from .dosing import Prescribing, dosage, load_prescribing
+from .draw_stats import column_means, linear_quantiles
 from .errors import ConfigError, RuleError
 from .guidelines import PREFERENCE_MEASURES, Guidelines, PatientContext, UtilityTerms, load_guidelines, utility_terms
 from .rationale import rationale
@@ -349,9 +350,10 @@ def rank_plans(
         rank_of=sc.rank_of,
         pred_draws=pred_draws,
         guidelines=g,
+        rules=config.rules,
     )
     shown = sc.order[:top] if top is not None else sc.order
-    means = _column_means(mean_draws, shown)
+    means = column_means(mean_draws, shown)
     # intervals and quantiles only for the plans built (each column's quantile is its own: same values)
     bounds = _quantiles(mean_draws, pred_draws, shown, (1 - config.level) / 2, n)
     forms = load_prescribing(config.rules)
@@ -434,6 +436,7 @@ def _plan(
         target=target,
         findings=findings,
         features=features,
+        rules=config.rules,
     )
     rank_without = scores.rank_without.get(i)
     text = " ".join([text, *explainer.sentences(statuses, trade, rank, rank_without)])
@@ -454,18 +457,6 @@ def _plan(
     )
 
 
-def _column_means(draws: np.ndarray, shown: Sequence[int]) -> np.ndarray:
-    """``draws.mean(axis=0)`` at the ``shown`` columns (others NaN), with the same sums: numpy adds a C-order
-    2-D array's rows in turn, a single column pairwise, so the shown columns alone give it when both have more
-    than one column (or both one)."""
-    n = draws.shape[1]
-    if (len(shown) >= 2) != (n >= 2) or not draws.flags.c_contiguous:
-        return draws.mean(axis=0)
-    out = np.full(n, np.nan)
-    out[list(shown)] = np.take(draws, shown, axis=1).mean(axis=0)
-    return out
-
-
 def _quantiles(
     mean_draws: np.ndarray, pred_draws: np.ndarray, shown: Sequence[int], alpha: float, n: int
 ) -> tuple[np.ndarray, ...]:
@@ -473,11 +464,11 @@ def _quantiles(
     columns, as full-width arrays indexed by candidate (other columns NaN)."""
     idx = np.asarray(shown, dtype=int)
     full = [np.full(n, np.nan) for _ in range(4)] + [np.full((len(QUANTILE_LEVELS), n), np.nan)]
-    if idx.size:  # each column's draws contiguous (a faster partition; the same order statistics and weights)
+    if idx.size:  # each column's draws contiguous (a faster sort; the same order statistics and weights)
         m = np.ascontiguousarray(mean_draws[:, idx].T)
         p = np.ascontiguousarray(pred_draws[:, idx].T)
-        full[0][idx], full[1][idx] = np.quantile(m, [alpha, 1 - alpha], axis=1)
-        qp = np.quantile(p, [alpha, 1 - alpha, *QUANTILE_LEVELS], axis=1)
+        full[0][idx], full[1][idx] = linear_quantiles(m, [alpha, 1 - alpha])  # np.quantile's bits, one sort
+        qp = linear_quantiles(p, [alpha, 1 - alpha, *QUANTILE_LEVELS])
         full[2][idx], full[3][idx] = qp[0], qp[1]
         full[4][:, idx] = qp[2:]
     return tuple(full)

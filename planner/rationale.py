@@ -4,6 +4,7 @@ that touched it (the guideline and trade-off sentences come from :mod:`planner.e
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Mapping, Sequence
 
 from .areas import Area
@@ -15,14 +16,15 @@ from .units import rounded
 __all__ = ["rationale"]
 
 
-def _feature_text(area: Area, name: str, val: float, defaulted: bool) -> str:
-    """``bmi 31.2 kg/m²``, rounded and with the feature's unit; a value not measured says what stands in."""
+def _feature_text(area: Area, name: str, val: float, defaulted: bool, rules: str | Path | None = None) -> str:
+    """``bmi 31.2 kg/m²``, rounded and with the feature's unit (as ``rules``' units table writes it); a value not
+    measured says what stands in."""
     from .features.values import feature_units
 
     unit = feature_units(area).get(name, "")
     if unit == "1" and val in (0.0, 1.0):  # a condition present or absent
         return name.replace("_", " ") if val else "no " + name.replace("_", " ")
-    text = f"{name} {rounded(val, unit)}"
+    text = f"{name} {rounded(val, unit, rules)}"
     if not defaulted:
         return text
     # a baseline not recent is the last value on record (features/row.py); another quantity takes the default
@@ -41,12 +43,18 @@ def rationale(
     target: float,
     findings: Sequence[Finding],
     features: Mapping[str, float | str | None],
+    rules: str | Path | None = None,
 ) -> str:
+    """The plan's rationale text; units as ``rules``' ``codes/units.yaml`` writes them (default: the packaged rules)."""
     unit = area.outcome.unit
+
+    def r(x: float) -> str:
+        return rounded(x, unit, rules)
+
     parts = [
-        f"Predicted {area.outcome.quantity} {rounded(pred.mean, unit)} "
-        f"({int(round(pred.level * 100))}% interval {rounded(pred.lower, unit)} to {rounded(pred.upper, unit)})"
-        + (f" from {rounded(baseline, unit)}" if baseline is not None else "")
+        f"Predicted {area.outcome.quantity} {r(pred.mean)} "
+        f"({int(round(pred.level * 100))}% interval {r(pred.lower)} to {r(pred.upper)})"
+        + (f" from {r(baseline)}" if baseline is not None else "")
         + f"; P(target {'<' if area.outcome.direction == 'lower' else '>'} {target:g}) {p_target:.2f}."
     ]
     moves = [
@@ -74,11 +82,11 @@ def rationale(
                 direction = "larger" if (shift < 0) == (base_eff < 0) else "smaller"
                 mods.append(
                     f"{prior.label or d.drug_class}: {direction} effect expected with "
-                    + _feature_text(area, m.feature, float(val), features.get(m.feature + "_missing") == 1)
+                    + _feature_text(area, m.feature, float(val), features.get(m.feature + "_missing") == 1, rules)
                 )
     if mods:
         parts.append("Modifiers: " + "; ".join(mods) + ".")
-    rules = [f"{f.rule_id} ({f.action})" for f in findings if f.action in {"adjust_dose", "caution"}]
-    if rules:
-        parts.append("Rules: " + ", ".join(rules) + ".")
+    touched = [f"{f.rule_id} ({f.action})" for f in findings if f.action in {"adjust_dose", "caution"}]
+    if touched:
+        parts.append("Rules: " + ", ".join(touched) + ".")
     return " ".join(parts)

@@ -106,3 +106,41 @@ def test_ranking_benchmark_runs_ab() -> None:
     assert out.returncode == 0, out.stderr[-2000:]
     for figure in ("recommend_many", "rank_plans", "handoffs", "ratio", "load average"):
         assert figure in out.stdout
+
+
+@pytest.mark.parametrize("k,count", [(1, 1), (1, 2), (5, 1000), (3, 7), (8, 200), (2, 999)])
+def test_linear_quantiles_are_numpys_bit_for_bit(k: int, count: int) -> None:
+    from planner.draw_stats import linear_quantiles
+    from planner.rank import QUANTILE_LEVELS
+
+    rng = np.random.default_rng(k * 1000 + count)
+    for rows in (rng.normal(7.0, 1.5, (k, count)), np.round(rng.normal(130, 15, (k, count)), 1)):
+        for levels in ([0.05, 0.95], [0.05, 0.95, *QUANTILE_LEVELS], [0.0, 1.0, 0.5], [0.025, 0.975]):
+            got, want = linear_quantiles(rows, levels), np.quantile(rows, levels, axis=1)
+            assert got.shape == want.shape and np.array_equal(got.view(np.uint64), want.view(np.uint64))
+    with_nan = rng.normal(size=(3, 50))
+    with_nan[1, 7] = np.nan  # numpy's NaN rule: that row's quantiles are NaN, the others unchanged
+    assert np.array_equal(linear_quantiles(with_nan, [0.1, 0.9]), np.quantile(with_nan, [0.1, 0.9], axis=1), True)
+
+
+def test_utility_total_by_column_combination_is_the_per_term_sum_bit_for_bit() -> None:
+    from planner.guidelines.evaluate import Term, UtilityTerms, _added, _row_columns
+
+    rng = np.random.default_rng(7)
+    num, n = 300, 40
+    terms = []
+    for j, (m, kind) in enumerate([(6, "secondary"), (30, "secondary"), (0, "indication"), (3, "secondary"), (0, "p")]):
+        if m:
+            cols = _Columns(rng.standard_normal((num, m)) * 10.0 ** rng.integers(-3, 3), rng.integers(0, m, n))
+            terms.append(Term(f"t{j}", "t", "u", cols, np.zeros(n), kind))
+        else:
+            row = np.where(rng.random(n) < 0.5, 0.0, -0.4 * (j + 1))
+            terms.append(Term(f"t{j}", "t", "u", _row_columns(row, num), np.zeros(n), kind, row=row))
+            assert np.array_equal(terms[-1].columns.full(), np.broadcast_to(row, (num, n)))
+    u = UtilityTerms(terms=tuple(terms), applicable=(), met=np.zeros((0, n), dtype=bool))
+    want = _added([t.draws for t in terms])  # what adding each term's (S, n) draws in turn gives
+    got = u.total()
+    assert isinstance(got, np.ndarray) and isinstance(want, np.ndarray)
+    assert got.shape == (num, n) and np.array_equal(got.view(np.uint64), want.view(np.uint64))
+    some = u.total(kinds=frozenset({"p"}))
+    assert isinstance(some, np.ndarray) and np.array_equal(some, terms[-1].draws)

@@ -24,16 +24,49 @@ PREFERENCE_MEASURES = ("injectables", "weight_gain", "doses_per_day", "cost_tier
 
 
 @dataclasses.dataclass(frozen=True)
+class _Columns:
+    """(S, m) draws and the column of each of n regimens: regimens that share a column share all its values, so
+    every elementwise step runs once per distinct column and the (S, n) array is gathered only when needed."""
+
+    values: np.ndarray  # (S, m), C order
+    at: np.ndarray  # (n,) column of each regimen
+
+    def full(self) -> np.ndarray:
+        return np.take(self.values, self.at, axis=1)  # (S, n), C order (as np.stack built it)
+
+    def map(self, f: Callable[[np.ndarray], np.ndarray]) -> "_Columns":
+        return _Columns(f(self.values), self.at)
+
+    def scaled(self, factor: float) -> "_Columns":
+        return _Columns(factor * self.values, self.at)
+
+    def mean(self) -> np.ndarray:
+        """``full().mean(axis=0)`` with the same sums: numpy adds a C-order 2-D array's rows in turn, and sums
+        a single column pairwise, so the distinct columns give it exactly when both have one column or both more."""
+        if (self.values.shape[1] >= 2) == (len(self.at) >= 2):
+            return self.values.mean(axis=0)[self.at]
+        return self.full().mean(axis=0)
+
+
+@dataclasses.dataclass(frozen=True)
 class Term:
     """One utility term: its per-draw contribution (S, n) and the per-candidate value shown to the reader."""
 
     key: str  # "secondary:weight", "indication:t2d.sglt2i-heart-failure", "preference:avoid-injections"
     label: str
     unit: str
-    draws: np.ndarray  # (S, n) utility added (negative: a cost)
+    columns: _Columns  # the utility added per draw (negative: a cost) as distinct columns: see :attr:`draws`
     values: np.ndarray  # (n,) expected value of the measure (kg, risk, count, ...)
     kind: str  # "secondary" | "indication" | "preference"
     utility_mean: np.ndarray | None = None  # (n,) draws.mean(axis=0), when computed with the term (same sums)
+    row: np.ndarray | None = None  # (n,) the same utility in every draw (``draws`` is then a broadcast view)
+
+    @property
+    def draws(self) -> np.ndarray:
+        """(S, n) utility added per draw, gathered when asked for (the ranking adds :attr:`columns` itself)."""
+        if self.row is not None:
+            return np.broadcast_to(self.row, (self.columns.values.shape[0], len(self.row)))
+        return self.columns.full()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,16 +85,43 @@ class UtilityTerms:
     met: np.ndarray  # (k applicable, n) bool: candidate meets the indication
 
     def total(self, *, kinds: frozenset[str] | None = None) -> np.ndarray | float:
-        parts = [t.draws for t in self.terms if kinds is None or t.kind in kinds]
-        if len(parts) < 2:
-            return parts[0] if parts else 0.0
-        out = parts[0] + parts[1]  # then the rest added in place, in order
-        for p in parts[2:]:
-            if np.result_type(out, p) == out.dtype:
-                out += p
+        """The terms' draws added in order, (S, n) (0.0 without terms). Without ``kinds``, the sums run once per
+        distinct combination of the terms' columns and are gathered at the end: the same additions per element."""
+        chosen = [t for t in self.terms if kinds is None or t.kind in kinds]
+        if kinds is not None or len(chosen) < 2 or any(t.columns.values.dtype != np.float64 for t in chosen):
+            return _added([t.draws for t in chosen])
+        combos: dict[tuple[int, ...], int] = {}
+        inv = np.array(
+            [combos.setdefault(c, len(combos)) for c in zip(*(t.columns.at.tolist() for t in chosen))], dtype=np.intp
+        )
+        at = np.array(list(combos), dtype=np.intp).reshape(len(combos), len(chosen)).T
+        num, m = chosen[0].columns.values.shape[0], len(combos)
+        out = np.empty((num, m))
+        tmp = np.empty((num, m))
+        for k, t in enumerate(chosen):  # the same additions per element as (t0 + t1) + t2 + ... on (S, n)
+            if t.row is not None:
+                part: np.ndarray = t.columns.values[0, at[k]]  # (m,) added to every draw (as its broadcast view was)
             else:
-                out = out + p
-        return out
+                part = np.take(t.columns.values, at[k], axis=1, out=tmp if k else out)
+            if k == 0:
+                if t.row is not None:
+                    out[:] = part
+            else:
+                out += part
+        return out if m == len(inv) and (inv == np.arange(m)).all() else np.take(out, inv, axis=1)
+
+
+def _added(parts: Sequence[np.ndarray]) -> np.ndarray | float:
+    """``parts[0] + parts[1]``, then the rest added in place, in order (a part itself when alone; 0.0 for none)."""
+    if len(parts) < 2:
+        return parts[0] if parts else 0.0
+    out = parts[0] + parts[1]
+    for p in parts[2:]:
+        if np.result_type(out, p) == out.dtype:
+            out += p
+        else:
+            out = out + p
+    return out
 
 
 def applicable_indications(g: Guidelines | None, ctx: PatientContext) -> list[Applicable]:
@@ -130,31 +190,6 @@ def _effect_index(
     return out
 
 
-@dataclasses.dataclass(frozen=True)
-class _Columns:
-    """(S, m) draws and the column of each of n regimens: regimens that share a column share all its values, so
-    every elementwise step runs once per distinct column and the (S, n) array is gathered only when needed."""
-
-    values: np.ndarray  # (S, m), C order
-    at: np.ndarray  # (n,) column of each regimen
-
-    def full(self) -> np.ndarray:
-        return np.take(self.values, self.at, axis=1)  # (S, n), C order (as np.stack built it)
-
-    def map(self, f: Callable[[np.ndarray], np.ndarray]) -> "_Columns":
-        return _Columns(f(self.values), self.at)
-
-    def scaled(self, factor: float) -> "_Columns":
-        return _Columns(factor * self.values, self.at)
-
-    def mean(self) -> np.ndarray:
-        """``full().mean(axis=0)`` with the same sums: numpy adds a C-order 2-D array's rows in turn, and sums
-        a single column pairwise, so the distinct columns give it exactly when both have one column or both more."""
-        if (self.values.shape[1] >= 2) == (len(self.at) >= 2):
-            return self.values.mean(axis=0)[self.at]
-        return self.full().mean(axis=0)
-
-
 def _met(
     a: Applicable,
     regimens: Sequence[Regimen],
@@ -178,6 +213,12 @@ def _indication_mean(met: np.ndarray, cost: float, num: int) -> np.ndarray:
         return np.broadcast_to(np.where(met, 0.0, cost), (num, len(met))).mean(axis=0)
     two = np.broadcast_to(np.array([0.0, cost]), (num, 2)).mean(axis=0)
     return np.where(met, two[0], two[1])
+
+
+def _row_columns(row: np.ndarray, num: int) -> _Columns:
+    """The same ``row`` (n,) in each of ``num`` draws as distinct columns (by bits: -0.0 is not 0.0 here)."""
+    bits, at = np.unique(np.ascontiguousarray(row, dtype=np.float64).view(np.uint64), return_inverse=True)
+    return _Columns(np.broadcast_to(bits.view(np.float64), (num, len(bits))), at.reshape(-1).astype(np.intp))
 
 
 def _broadcast_mean(row: np.ndarray, num: int) -> np.ndarray:
@@ -368,7 +409,7 @@ def utility_terms(
                 counted = vals.map(lambda v: np.maximum(v, 0.0))  # a fall is no benefit here; a rise is still a harm
             cost = counted.scaled(-w)
             unit = so.unit if so.kind == "change" else f"risk, {so.horizon}"
-            terms.append(Term(f"secondary:{so.id}", so.label, unit, cost.full(), vals.mean(), "secondary", cost.mean()))
+            terms.append(Term(f"secondary:{so.id}", so.label, unit, cost, vals.mean(), "secondary", cost.mean()))
     applicable = applicable_indications(guidelines, ctx) if ctx is not None else []
     met = np.zeros((len(applicable), n), dtype=bool)
     for k, a in enumerate(applicable):
@@ -379,16 +420,16 @@ def utility_terms(
         key = ind.history if ind.kind == "history" else f"{ind.kind}_unmet"
         w = float(guideline_weights.get(key or "", 0.0))
         c = np.where(met[k], 0.0, -w)
-        draws = np.broadcast_to(c, (num, n))
         terms.append(
             Term(
                 f"indication:{ind.id}",
                 ind.label,
                 "unmet",
-                draws,
+                _row_columns(c, num),
                 (~met[k]).astype(float),
                 "indication",
                 _indication_mean(met[k], -w, num),
+                row=c,
             )
         )
     for pid, (measure, label, per, w) in preferences.items():
@@ -408,19 +449,19 @@ def _preference_term(
     num: int,
 ) -> Term:
     """A preference's term: a penalty of ``w`` per unit of its measure (per draw for weight gain)."""
-    n = len(regimens)
     if measure == "weight_gain" and weight is not None:
         gain = weight.map(lambda v: np.maximum(v, 0.0))
         cost = gain.scaled(-w)
-        return Term(f"preference:{pid}", label, per, cost.full(), gain.mean(), "preference", cost.mean())
+        return Term(f"preference:{pid}", label, per, cost, gain.mean(), "preference", cost.mean())
     vals = _preference_values(measure, regimens, forms, None)  # (1, n)
     row = -w * vals
     return Term(
         f"preference:{pid}",
         label,
         per,
-        np.broadcast_to(row, (num, n)),
+        _row_columns(row[0], num),
         vals.mean(axis=0),
         "preference",
         _broadcast_mean(row[0], num),
+        row=row[0],
     )
