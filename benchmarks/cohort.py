@@ -9,9 +9,15 @@ per patient (``--at current``, the record's own date), so that the figure is com
   its own (a planner remembers per-regimen parts of its work: the baseline's has seen every regimen by then);
 * ``planner cohort run`` with 1 process, 2 local processes, and a 2-worker dask.distributed LocalCluster
   (their steady rate: from the first finished batch to the last, so process start-up and model loading,
-  a few seconds a worker, are not counted; each process's per-regimen caches fill over its first few batches,
-  hence also the figures over the second half of the batches). The Dask LocalCluster's scheduler runs in this
-  process: its CPU is in the "parent" figure.
+  a few seconds a worker, are not counted). The Dask LocalCluster's scheduler runs in this process: its CPU is
+  in the "parent" figure.
+
+Every planner, the baseline's included, is warmed the same way before it plans (``Planner.warm``: ``--warm``
+simulated patients of a fixed seed of its own, not these patients; what ``planner cohort run`` does in each
+process by default), so the comparison is between warm planners. A warmed process still fills the caches for
+the regimens the warm-up did not meet over its first batches, hence also the figures over the second half of
+the batches. Use ``--n 1000`` (or more) for the README figure: with 200 patients two workers plan only three
+batches each and the steady window is a couple of batches.
 
 Each figure is printed with its ratio to the baseline; the 1 -> 2 worker speed-up; the peak resident memory of
 the process tree (sampled every 0.1 s). The machine is shared: run it more than once and read the ratios.
@@ -119,12 +125,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch", type=int, default=32, help="units per task / recommend_many batch")
     ap.add_argument("--skip-dask", action="store_true")
+    ap.add_argument(
+        "--warm",
+        type=int,
+        default=None,
+        help="simulated patients each planner is warmed with (default: planner.warm.WARM_N, as planner cohort run)",
+    )
     args = ap.parse_args(argv)
 
     from planner import Planner
     from planner.areas import load_area
     from planner.cohort import run_cohort
     from planner.simulate import simulate_cohort
+    from planner.warm import WARM_N, WARM_SEED
+
+    warm = WARM_N if args.warm is None else args.warm
 
     results: list[tuple[str, float, float, float]] = []  # path, patients/s, peak MiB, CPU ms per patient
     steady: dict[str, SteadyCpu] = {}  # path: CPU of parent and workers at each finished batch
@@ -134,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         simulate_cohort(load_area(args.area), args.n, seed=args.seed).write_fhir(str(sim))
         bundles = sorted((sim / "fhir").glob("*.json"))
         planner = Planner.load()
-        planner.recommend(bundles[0], area=args.area)  # warm: first-call caches (model draws, rules)
+        w = planner.warm(args.area, n=warm)  # the warm-up every path gets
+        planner.recommend(bundles[0], area=args.area)  # first-call caches (model draws, rules) when --warm 0
         with PeakMemory() as mem:
             t0 = time.perf_counter()
             first = [planner.recommend(b, area=args.area) for b in bundles]
@@ -144,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         # a fresh planner, warmed as the baseline's: its per-regimen caches start empty, as each cohort worker's
         # do (the baseline's planner has seen every regimen of these patients by now)
         planner = Planner.load()
+        planner.warm(args.area, n=warm)
         planner.recommend(bundles[0], area=args.area)
         with PeakMemory() as mem:
             t0 = time.perf_counter()
@@ -165,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                     workers=workers,
                     batch_size=args.batch,
                     on_batch=meter,
+                    warm=warm,
                 )
             # steady rate: after the first batch (worker start-up and model loading excluded)
             name = f"cohort run, {workers} local process{'es' if workers > 1 else ''}"
@@ -186,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
                         scheduler=cluster.scheduler_address,
                         batch_size=args.batch,
                         on_batch=meter,
+                        warm=warm,
                     )
             name = "cohort run, Dask LocalCluster 2 workers"
             results.append((name, s.steady_units_per_second, mem.peak, 1000 * mem.cpu / len(bundles)))
@@ -198,6 +217,10 @@ def main(argv: list[str] | None = None) -> int:
         "load average (1/5/15 min) at start {:.1f}/{:.1f}/{:.1f}, at end {:.1f}/{:.1f}/{:.1f}".format(
             *load0, *os.getloadavg()
         )
+    )
+    print(
+        f"warm-up of every planner: {warm} simulated {args.area} patients (seed {WARM_SEED}, not these patients); "
+        f"{w.seconds:.1f} s wall, {w.cpu_seconds:.1f} s CPU in this process"
     )
     print(f"{'path':<44} {'patients/s':>10} {'x baseline':>10} {'peak MiB':>9} {'CPU ms/pt':>9}")
     for name, rate, peak, cpu in results:

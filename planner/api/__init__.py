@@ -275,6 +275,15 @@ class Planner:
             self, sources, area=area, as_of=as_of, top=top, seed=seed, errors=errors, preferences=preferences
         )
 
+    def warm(self, area: str | Sequence[str] | None = None, *, n: int | None = None, seed: int = 0) -> Any:
+        """Fill the per-regimen caches by planning ``n`` simulated patients per area (``area``: an id, several,
+        or None: every area; ``seed``: the seed later calls will mostly use); no patient data, no audit entries;
+        the output of later calls is unchanged. Returns a :class:`planner.warm.WarmStats` (areas, patients,
+        seconds, CPU seconds). See :mod:`planner.warm`."""
+        from ..warm import WARM_N, warm_planner
+
+        return warm_planner(self, area, n=WARM_N if n is None else n, seed=seed)
+
     # ---- the pipeline: only wiring (each stage in planner.stages; hand-offs in planner.handoffs) -------------
     def _recommend(
         self, record: PatientRecord, area_id: str, *, top: int, seed: int, digest: str, preferences: Sequence[str] = ()

@@ -30,6 +30,14 @@ def run_cmd(
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same input and seed: same output).")] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Units (patients/files) per task.")] = 16,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
+    warm: Annotated[
+        bool,
+        typer.Option(
+            "--warm/--no-warm",
+            help="Each process warms its planner with simulated patients as it loads it (a few seconds; the "
+            "results are the same either way).",
+        ),
+    ] = True,
 ) -> None:
     """Plan every patient and decision point; write Parquet and DuckDB results."""
     from .run import run_cohort
@@ -47,6 +55,7 @@ def run_cmd(
         scheduler=scheduler,
         batch_size=batch_size,
         progress=not no_progress,
+        warm=warm,
     )
     typer.echo(
         f"{s.units} units ({s.done_before} done before, {s.planned_now} now, "

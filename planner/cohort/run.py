@@ -122,15 +122,24 @@ class RunSummary:
 
 # ---- the planner, once per process ---------------------------------------------------------------------
 _PLANNERS: dict[tuple[str | None, str | None], Any] = {}
+_WARMED: set[tuple[str | None, str | None, str]] = set()
 
 
-def _planner(model: str | None, rules: str | None) -> Any:
+def _planner(model: str | None, rules: str | None, warm: tuple[str, int, int] | None = None) -> Any:
+    """This process's planner; ``warm`` (area, n, seed): warmed with n simulated patients of the area first
+    (recommended with the run's seed), once per process (:mod:`planner.warm`; the output does not depend on it)."""
     key = (model, rules)
     if key not in _PLANNERS:
         from ..api import Planner
 
         _malloc_for_planning()
         _PLANNERS[key] = Planner.load(model=model, rules=rules)
+    if warm is not None and warm[1] > 0 and (model, rules, warm[0]) not in _WARMED:
+        from ..warm import warm_planner
+
+        with _batch_gc():
+            warm_planner(_PLANNERS[key], warm[0], n=warm[1], seed=warm[2])
+        _WARMED.add((model, rules, warm[0]))
     return _PLANNERS[key]
 
 
@@ -158,23 +167,26 @@ def _malloc_for_planning() -> bool:
     return bool(mallopt(-3, _MMAP_THRESHOLD) == 1 and mallopt(-1, _TRIM_THRESHOLD) == 1)
 
 
-def plan_batch(units: list[Unit], opts: dict[str, Any], model: str | None, rules: str | None) -> list[dict]:
-    """Rows of a batch of units (runs in a worker: local process or Dask worker)."""
-    planner = _planner(model, rules)
+def plan_batch(
+    units: list[Unit], opts: dict[str, Any], model: str | None, rules: str | None, warm: int = 0
+) -> list[dict]:
+    """Rows of a batch of units (runs in a worker: local process or Dask worker); ``warm``: simulated patients
+    to warm a fresh process's planner with before its first batch (0: none)."""
+    planner = _planner(model, rules, (opts["area"], warm, opts["seed"]))
     ro = RunOptions(**opts)
     with _batch_gc():
         return plan_units(planner, units, ro)
 
 
-def _load_planner(model: str | None, rules: str | None) -> None:
-    _planner(model, rules)
+def _load_planner(model: str | None, rules: str | None, warm: tuple[str, int, int] | None = None) -> None:
+    _planner(model, rules, warm)
 
 
-def _init_worker(model: str | None, rules: str | None) -> None:
+def _init_worker(model: str | None, rules: str | None, warm: tuple[str, int, int] | None = None) -> None:
     import torch
 
     torch.set_num_threads(1)  # one core per worker process
-    _planner(model, rules)
+    _planner(model, rules, warm)
 
 
 # ---- the garbage collector while a batch is planned -------------------------------------------------------
@@ -267,14 +279,18 @@ def run_cohort(
     progress: bool = False,
     max_units: int | None = None,
     on_batch: Callable[[int], None] | None = None,
+    warm: bool | int = True,
 ) -> RunSummary:
     """Plan every unit of ``source`` into ``out`` (see the module docstring). ``scheduler``: a Dask scheduler
     address or a ``distributed.Client``; else ``workers`` local processes (1: in this process).
-    ``max_units``: stop after planning that many units (the rest are left for a resumed run)."""
+    ``max_units``: stop after planning that many units (the rest are left for a resumed run).
+    ``warm``: each process warms its planner with simulated patients while loading it (True: ``WARM_N`` of
+    :mod:`planner.warm`; an int: that many; False/0: not); the rows do not depend on it."""
     if at not in AT_CHOICES:
         raise ConfigError("unknown decision points", field="--at", value=at, expected=" | ".join(AT_CHOICES))
     if workers < 1 or batch_size < 1:
         raise ConfigError("workers and batch size must be positive", field="--workers", value=workers)
+    warm_n = _warm_size(warm)
     from ..areas import list_areas
 
     if area not in list_areas(rules):
@@ -308,7 +324,7 @@ def run_cohort(
     t0 = time.perf_counter()
     counter = _Counter(total=total, done=len(done), errors=errors_before, progress=progress)
     try:
-        _dispatch(scheduler, workers, batches, opts, model_s, rules, parts, counter, on_batch)
+        _dispatch(scheduler, workers, batches, opts, model_s, rules, parts, counter, on_batch, warm_n)
     finally:
         counter.close()
     seconds = time.perf_counter() - t0
@@ -327,6 +343,15 @@ def run_cohort(
     )
 
 
+def _warm_size(warm: bool | int) -> int:
+    from ..warm import WARM_N
+
+    n = WARM_N if warm is True else int(warm)
+    if n < 0:
+        raise ConfigError("warm-up size must not be negative", field="warm", value=warm, expected="an integer >= 0")
+    return n
+
+
 def _dispatch(
     scheduler: Any,
     workers: int,
@@ -337,17 +362,19 @@ def _dispatch(
     parts: Path,
     counter: "_Counter",
     on_batch: Callable[[int], None] | None,
+    warm: int,
 ) -> None:
     """Plan every batch on the Dask scheduler, in local worker processes, or (one worker) in this process."""
     if scheduler is not None:
-        _run_dask(scheduler, batches, opts, model, rules, parts, counter, on_batch)
+        _run_dask(scheduler, batches, opts, model, rules, parts, counter, on_batch, warm)
     elif workers == 1:
+        _planner(model, rules, (opts["area"], warm, opts["seed"]))  # loading (and warming) is not a batch
         for batch in batches:
-            counter.add(_store(parts, batch, plan_batch(batch, opts, model, rules)))
+            counter.add(_store(parts, batch, plan_batch(batch, opts, model, rules, warm)))
             if on_batch:
                 on_batch(counter.planned)
     else:
-        _run_local(workers, batches, opts, model, rules, parts, counter, on_batch)
+        _run_local(workers, batches, opts, model, rules, parts, counter, on_batch, warm)
 
 
 def _take(it: Iterator[Unit], n: int) -> Iterator[Unit]:
@@ -382,14 +409,16 @@ def _run_local(
     parts: Path,
     counter: "_Counter",
     on_batch: Callable[[int], None] | None,
+    warm: int,
 ) -> None:
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")  # torch and fork do not mix
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(model, rules)) as pool:
+    init = (model, rules, (opts["area"], warm, opts["seed"]))  # each worker loads and warms its planner as it starts
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=init) as pool:
         inflight: dict[Future, list[Unit]] = {}
         for batch in batches:
-            inflight[pool.submit(plan_batch, batch, opts, model, rules)] = batch
+            inflight[pool.submit(plan_batch, batch, opts, model, rules, warm)] = batch
             if len(inflight) >= 2 * workers:  # bounded: at most two batches a worker in memory
                 _drain(inflight, parts, counter, on_batch, wait_all=False)
         while inflight:
@@ -416,6 +445,7 @@ def _run_dask(
     parts: Path,
     counter: "_Counter",
     on_batch: Callable[[int], None] | None,
+    warm: int,
 ) -> None:
     try:
         from distributed import Client, as_completed
@@ -426,13 +456,14 @@ def _run_dask(
     client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
     try:
         addresses = list(client.scheduler_info().get("workers", {}))
-        # every worker loads the planner now, all at once (a worker that joins later loads it on its first batch)
-        client.gather([client.submit(_load_planner, model, rules, workers=[a], pure=False) for a in addresses])
+        # every worker loads (and warms) the planner now, all at once (one that joins later: on its first batch)
+        ready = (opts["area"], warm, opts["seed"])
+        client.gather([client.submit(_load_planner, model, rules, ready, workers=[a], pure=False) for a in addresses])
         ac = as_completed()
         inflight: dict[Any, list[Unit]] = {}
         limit = 2 * max(1, len(addresses))
         for batch in batches:
-            fut = client.submit(plan_batch, batch, opts, model, rules, pure=False)
+            fut = client.submit(plan_batch, batch, opts, model, rules, warm, pure=False)
             inflight[fut] = batch
             ac.add(fut)
             while len(inflight) >= limit:
