@@ -23,6 +23,10 @@ from .units import unit_display
 __all__ = ["Explainer"]
 
 
+# built from plain str/float values only (the same fields and fields-set as Tradeoff(...); tests/test_rank_speed.py)
+_TO = Tradeoff.model_construct
+
+
 def _r(x: float, nd: int = 4) -> float:
     return float(round(float(x), nd))
 
@@ -106,24 +110,24 @@ class Explainer:
     ) -> tuple[Tradeoff, ...]:
         o = self.area.outcome
         out = [
-            Tradeoff(
+            _TO(
                 term="outcome:p_target",
                 label=f"P({o.quantity} reaches target)",
                 value=_r(p_target),
                 unit="probability",
                 utility=_r(w_target * p_target),
             ),
-            Tradeoff(
+            _TO(
                 term="outcome:shortfall",
                 label=f"expected shortfall from the {o.quantity} target",
                 value=_r(shortfall, 3),
                 unit=unit_display(o.unit, self.rules),
                 utility=_r(shortfall_utility),
             ),
-            Tradeoff(term="burden", label="drugs, changes, cautions and rule-adjusted doses", utility=_r(burden)),
+            _TO(term="burden", label="drugs, changes, cautions and rule-adjusted doses", utility=_r(burden)),
         ]
         for t, mean in zip(self.terms.terms, self._term_means):
-            out.append(Tradeoff(term=t.key, label=t.label, value=_r(t.values[j]), unit=t.unit, utility=_r(mean[j])))
+            out.append(_TO(term=t.key, label=t.label, value=_r(t.values[j]), unit=t.unit, utility=_r(mean[j])))
         return tuple(out)
 
     @functools.cached_property

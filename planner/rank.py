@@ -36,7 +36,7 @@ from .errors import ConfigError, RuleError
 from .guidelines import PREFERENCE_MEASURES, Guidelines, PatientContext, UtilityTerms, load_guidelines, utility_terms
 from .rationale import rationale
 from .recommendation import Plan, PlanDrug, Predicted
-from .record import DrugDose, Finding, PatientRecord, Regimen
+from .record import DrugDose, Finding, Findings, PatientRecord, Regimen
 from .rule_files import read_yaml, rules_dir
 
 if TYPE_CHECKING:
@@ -404,7 +404,7 @@ def _plan(
     if adjusted:
         drugs = tuple(pd.model_copy(update={"dose_adjusted_by": adjusted.get(pd.drug)}) for pd in drugs)
     lo, hi, obs_lo, obs_hi, qs = bounds
-    pred = Predicted(
+    pred = Predicted.model_construct(  # plain floats: what Predicted(...) holds, without re-validating them
         mean=_r(mean),
         lower=_r(lo[i]),
         upper=_r(hi[i]),
@@ -440,7 +440,7 @@ def _plan(
     )
     rank_without = scores.rank_without.get(i)
     text = " ".join([text, *explainer.sentences(statuses, trade, rank, rank_without)])
-    return Plan(
+    return Plan.model_construct(  # built models and plain values: what Plan(...) holds (tests/test_rank_speed.py)
         rank=rank,
         key=candidate.key(),
         regimen=drugs,
@@ -449,7 +449,7 @@ def _plan(
         p_target=_r(p_target, 4),
         p_best=_r(scores.p_best[i], 4),
         utility=_r(scores.utility_mean[i], 4),
-        findings=tuple(findings),
+        findings=Findings(findings),
         rationale=text,
         indications=statuses,
         tradeoffs=trade,

@@ -16,12 +16,25 @@ from .units import rounded
 __all__ = ["rationale"]
 
 
+# area -> its features' units (planner.features.values.feature_units), kept per area object (identity-checked)
+_UNITS: dict[int, tuple[Area, dict[str, str]]] = {}
+
+
+def _units_of(area: Area) -> dict[str, str]:
+    hit = _UNITS.get(id(area))
+    if hit is None or hit[0] is not area:
+        from .features.values import feature_units
+
+        if len(_UNITS) >= 64:
+            _UNITS.clear()
+        hit = _UNITS[id(area)] = (area, feature_units(area))
+    return hit[1]
+
+
 def _feature_text(area: Area, name: str, val: float, defaulted: bool, rules: str | Path | None = None) -> str:
     """``bmi 31.2 kg/m²``, rounded and with the feature's unit (as ``rules``' units table writes it); a value not
     measured says what stands in."""
-    from .features.values import feature_units
-
-    unit = feature_units(area).get(name, "")
+    unit = _units_of(area).get(name, "")
     if unit == "1" and val in (0.0, 1.0):  # a condition present or absent
         return name.replace("_", " ") if val else "no " + name.replace("_", " ")
     text = f"{name} {rounded(val, unit, rules)}"

@@ -144,3 +144,37 @@ def test_utility_total_by_column_combination_is_the_per_term_sum_bit_for_bit() -
     assert got.shape == (num, n) and np.array_equal(got.view(np.uint64), want.view(np.uint64))
     some = u.total(kinds=frozenset({"p"}))
     assert isinstance(some, np.ndarray) and np.array_equal(some, terms[-1].draws)
+
+
+def _twins(obj: object) -> int:
+    """Check every model in ``obj`` equals the model validated from its own fields (same values, value types and
+    fields-set); return how many were checked."""
+    from pydantic import BaseModel
+
+    if isinstance(obj, (tuple, list)):
+        return sum(_twins(o) for o in obj)
+    if not isinstance(obj, BaseModel):
+        return 0
+    given = {k: getattr(obj, k) for k in obj.model_fields_set}
+    twin = type(obj)(**given)
+    assert twin == obj and twin.model_fields_set == obj.model_fields_set, type(obj).__name__
+    for k in type(obj).model_fields:
+        assert type(getattr(twin, k)) is type(getattr(obj, k)), (type(obj).__name__, k)
+    assert twin.model_dump_json() == obj.model_dump_json()
+    return 1 + sum(_twins(getattr(obj, k)) for k in type(obj).model_fields)
+
+
+@pytest.mark.parametrize("prefer", [None, ["avoid-weight-gain", "fewest-pills"]])
+def test_plans_built_without_revalidation_equal_their_validated_twins(prefer: list[str] | None) -> None:
+    from planner import Planner
+    from planner.testing import BundleBuilder
+
+    b = BundleBuilder(patient_id="twin-t2d", birth_date="1962-03-01", sex="female", as_of="2024-06-01")
+    b.condition("44054006", display="Type 2 diabetes mellitus", onset="2016-01-01")
+    b.condition("84114007", display="Heart failure", onset="2021-01-01")
+    b.medication("metformin", dose_mg_day=1000, start="2019-01-01")
+    b.observation("hba1c", 8.4, date="2024-05-01")
+    b.observation("egfr", 55, date="2024-05-01")
+    rec = Planner.load(num_samples=200).recommend(b.record(), area="t2d", top=5, preferences=prefer)
+    assert rec.plans and any(p.tradeoffs for p in rec.plans)
+    assert _twins(rec.plans) >= len(rec.plans) * 3
