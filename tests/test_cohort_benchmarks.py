@@ -28,8 +28,9 @@ def _run(script: str, *args: str) -> str:
 
 @pytest.mark.slow
 def test_cohort_throughput_benchmark_tiny() -> None:
-    out = _run("cohort.py", "--n", "6", "--batch", "3", "--skip-dask")
+    out = _run("cohort.py", "--n", "6", "--batch", "3", "--skip-dask", "--warm", "3")
     for line in (
+        "warm-up of every planner: 3 simulated t2d patients",
         "one-at-a-time recommend (baseline)",
         "recommend_many, 1 process",
         "cohort run, 2 local processes",
