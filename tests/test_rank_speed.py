@@ -178,16 +178,3 @@ def test_plans_built_without_revalidation_equal_their_validated_twins(prefer: li
     rec = Planner.load(num_samples=200).recommend(b.record(), area="t2d", top=5, preferences=prefer)
     assert rec.plans and any(p.tradeoffs for p in rec.plans)
     assert _twins(rec.plans) >= len(rec.plans) * 3
-
-
-def test_effect_set_sums_are_numpys_row_sums_bit_for_bit() -> None:
-    from planner.guidelines.evaluate import set_sums
-
-    rng = np.random.default_rng(11)
-    for num, e in [(1000, 12), (200, 3), (7, 9), (1, 4)]:
-        eff = rng.standard_normal((num, e)) * np.exp(3 * rng.standard_normal((num, e)))
-        sets = [()] + [tuple(rng.choice(e, int(k), replace=False)) for k in rng.integers(1, min(e, 9) + 1, 40)]
-        want = np.stack([eff[:, list(i)].sum(axis=1) if i else np.zeros(num) for i in sets], axis=1)
-        got = set_sums(eff, sets)
-        assert got.flags.c_contiguous and np.array_equal(got.view(np.uint64), want.view(np.uint64))
-    assert set_sums(np.zeros((5, 0)), [(), ()]).shape == (5, 2)

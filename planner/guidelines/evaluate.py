@@ -308,24 +308,6 @@ def _draw_effects(so: SecondaryOutcome, num: int, rng: np.random.Generator) -> n
     return np.add(loc, scale * z, order="C")  # loc + scale * z per effect and draw, (num, effects) in C order
 
 
-def set_sums(eff: np.ndarray, sets: Sequence[tuple[int, ...]]) -> np.ndarray:
-    """(S, len(sets)): each set's effects added, ``np.stack([eff[:, list(i)].sum(axis=1) for i in sets], axis=1)``
-    for all sets at once: numpy adds the few columns of ``eff[:, idx]`` in turn (first, + second, + third, ...),
-    which is what this does, one position of every set at a time (tests/test_rank_speed.py checks the bits)."""
-    num = eff.shape[0]
-    if not sets:
-        return np.zeros((num, 0))
-    if max(len(i) for i in sets) > 8:  # beyond what is checked: numpy's own sums
-        return np.stack([eff[:, list(i)].sum(axis=1) if i else np.zeros(num) for i in sets], axis=1)
-    first = np.array([i[0] if i else -1 for i in sets], dtype=np.intp)
-    out = np.take(eff, np.maximum(first, 0), axis=1) if eff.shape[1] else np.zeros((num, len(sets)))
-    out[:, first < 0] = 0.0
-    for k in range(1, max(len(i) for i in sets)):
-        cols = [j for j, i in enumerate(sets) if len(i) > k]
-        out[:, cols] += np.take(eff, [sets[j][k] for j in cols], axis=1)
-    return out
-
-
 def _secondary_columns(
     so: SecondaryOutcome,
     area: Area,
@@ -345,7 +327,7 @@ def _secondary_columns(
         return eff[:, list(idx)].sum(axis=1) if idx else np.zeros(num)
 
     sets, at = _effect_sets(so, area, sigs)
-    sums = set_sums(eff, sets)
+    sums = np.stack([total(idx) for idx in sets], axis=1)
     if so.kind == "change":  # a change happens when the regimen changes: relative to the current regimen
         return _Columns(sums - total(tuple(_effect_index(so, area, current)))[:, None], at)
     base = next(b.risk for b in so.baseline if ctx.matches(b.when, g))
