@@ -52,8 +52,6 @@ class RecommendBatcher:
         run: Callable[[list[PatientRecord]], list[Any]] | None = None,
     ) -> None:
         self.planner = planner
-        self.top = top
-        self.seed = seed
         self.window_s = window_s
         self.max_batch = max_batch
         self.parallel = max(1, parallel)

@@ -35,6 +35,9 @@ from .fhirdata import FHIR_ID, BadRequest
 __all__ = ["HookEngine", "Draft", "OrderScreen"]
 
 _CACHE_MAX = 512
+# the seed of every recommendation the service makes, in its own threads and in its planner processes alike
+# (same record, same cards: the per-record cache and tests/test_service_pool.py rely on it)
+SEED = 0
 
 
 @dataclass(frozen=True)
@@ -75,13 +78,18 @@ class HookEngine:
             from .pool import PlannerPool
 
             self.pool = PlannerPool(
-                config.planners, model=config.model, rules=config.rules, num_samples=config.num_samples, top=config.top
+                config.planners,
+                model=config.model,
+                rules=config.rules,
+                num_samples=config.num_samples,
+                top=config.top,
+                seed=SEED,
             )
             run = self.pool.plan
         self._batcher = RecommendBatcher(
             planner,
             top=config.top,
-            seed=0,
+            seed=SEED,
             window_s=config.batch_window_ms / 1000,
             max_batch=config.batch_max,
             parallel=config.planners or 1,
@@ -348,7 +356,7 @@ class HookEngine:
             if self.config.batch_window_ms or self.pool is not None:  # concurrent new patients planned together
                 recs = self._batcher.recommend_all(record, digest=key)
             else:
-                recs = self.planner.recommend_all(record, top=self.config.top, seed=0, input_digest=key)
+                recs = self.planner.recommend_all(record, top=self.config.top, seed=SEED, input_digest=key)
             with self._lock:
                 self._cache[key] = recs
                 while len(self._cache) > _CACHE_MAX:
