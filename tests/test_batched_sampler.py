@@ -164,3 +164,31 @@ def test_a_row_given_as_values_is_read_as_its_one_row_frame() -> None:
         by_values.append(batched.DrawJob(X=None, values=r.values, regimens=regs, current=r.measured_under, seed=i))
     for a, b in zip(batched.sample_batch(model, by_values, S), batched.sample_batch(model, frames, S)):
         assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def test_a_full_memory_keeps_the_batch_regimens(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the remembered regimens would pass the bound, those of the batch in hand are kept (moved, not
+    recomputed) and the others dropped; every draw is still the patient's one-at-a-time draw."""
+    model, jobs = _jobs("t2d", 8, seed=12)
+    S = 100
+    want = [_alone(model, j, S) for j in jobs]
+    batched.sample_batch(model, jobs[:4], S)
+    spec = model._state()[0]
+    width = max(batched._Wanted.of(spec, j).width for j in jobs[4:])
+    mem = batched._CACHES[model][(S, width)]
+    first = set(mem.rows)
+    wanted = [batched._Wanted.of(spec, j) for j in jobs[4:]]
+    later = {k for w in wanted for k in [*w.keys, w.current] if k is not None and (w.cwidth or width) == width}
+    later |= {k for w in wanted for k in w.keys}
+    assert first - later and later - first  # some regimens go, some are new
+    computed: list = []
+    add = batched.RegimenParts._add
+    monkeypatch.setattr(
+        batched.RegimenParts, "_add", lambda self, *a: (computed.extend(set(a[-1]) - self.rows.keys()), add(self, *a))
+    )
+    monkeypatch.setattr(batched, "MAX_REGIMENS", len(first | later) - 1)
+    got = batched.sample_batch(model, jobs[4:], S)
+    assert set(mem.rows) == later  # the batch's own regimens, the earlier ones it does not use dropped
+    assert not set(computed) & first  # those it kept were moved, not computed again
+    for (mean, pred), (m1, p1) in zip(got, want[4:]):
+        assert np.array_equal(mean, m1) and np.array_equal(pred, p1)
