@@ -41,6 +41,8 @@ class PatientContext:
     replaced: frozenset[str] | None  # formulary whose current drugs each regimen replaces (None: inferred)
     cache: dict = field(default_factory=dict)
     kept: dict = field(default_factory=dict)  # replaced set -> (current drugs it keeps, the same sorted)
+    slots: dict = field(default_factory=dict)  # the screen's per-(drug, dose) slots (:mod:`.screen`)
+    base: tuple | None = None  # the screen's kept current drugs of a regimen that replaces none (:mod:`.screen`)
     current_names: frozenset[str] = field(init=False, default=frozenset())
 
     def __post_init__(self) -> None:

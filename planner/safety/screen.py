@@ -69,6 +69,20 @@ class Screener:
             d: (*rules.drug_info.get(d, _NO_INFO), self.dose_use.get(d))
             for d in set(rules.drug_info) | set(self.dose_use)
         }
+        # the fast path's tables (:meth:`_fast`): a bit per drug any rule or formulary names; per drug, the bits
+        # of the drugs it links to (its genes' inhibitors, drug-drug partners, duplicate-class partners) and the
+        # current drugs a regimen of it replaces (its areas' formularies)
+        universe = sorted(named.union(rules.drug_areas, self.info))
+        self.bit: dict[str, int] = {d: 1 << i for i, d in enumerate(universe)}
+        self.links: dict[str, int] = {
+            d: self._mask(x for part in info[:3] if part for x in part) for d, info in self.info.items()
+        }
+        self.inh_mask = self._mask(rules.inhibitor_drugs)
+        self.stops: dict[str, frozenset[str]] = {d: rules.replaced_by((d,)) for d in rules.drug_areas}
+
+    def _mask(self, drugs: Iterable[str]) -> int:
+        bit = self.bit
+        return sum({bit[x] for x in drugs if x in bit})
 
     def plan_of(
         self,
@@ -138,6 +152,12 @@ class Screener:
         if hit is not None:
             return hit, plan
         if plan is None:
+            if not stopping:
+                fast = self._fast(ctx, kd, new_start)
+                if fast is not None:
+                    if len(cache) < 50_000:
+                        cache[key] = fast
+                    return fast, None
             plan = self.plan_of(ctx, kd, new_start, stopping)
         out = self.compose(ctx, plan)
         if len(out) > 1:
@@ -229,3 +249,93 @@ class Screener:
             if cur:
                 block = block + self.pairs.with_current(ctx, d, dose, cur)
         return block, bool(kept and dup_near is not None and not dup_near.isdisjoint(kept))
+
+    # ---- the fast path -------------------------------------------------------------------------------------
+    def _fast(
+        self, ctx: PatientContext, kd: tuple[tuple[str, float | None], ...], new_start: Iterable[str] | None
+    ) -> tuple[Finding, ...] | None:
+        """The sorted findings of ``kd`` when no drug of it links to another one (no gene inhibitor, drug-drug
+        partner or duplicate-class partner among them, no drug listed twice) and it replaces no current drug:
+        then its list is every regimen's list (the kept current drugs of :meth:`_base`) and its findings are its
+        drugs' units (as :meth:`compose` memoizes them), the current drugs its inhibitors phenoconvert and
+        duplicates with kept drugs, in :meth:`compose`'s order; None otherwise (:meth:`compose` then screens it).
+        Per drug and dose, a slot (:meth:`_slot`) holds what the drug brings: its bit, its links, its units."""
+        slots = ctx.slots
+        mask = links = 0
+        out: list[tuple[tuple, Finding]] = []
+        dups = missing = False
+        for pair in kd:
+            s = slots.get(pair)
+            if s is None:
+                s = slots[pair] = self._slot(ctx, pair)
+            bit = s[0]
+            if not bit or mask & bit:  # a drug the fast path does not take, or one listed twice
+                return None
+            mask |= bit
+            links |= s[1]
+            unit = s[4] if (s[2] if new_start is None else pair[0] in new_start) else s[3]
+            if unit is None:
+                missing = True
+            elif not missing:
+                out += unit[0]
+                dups = dups or unit[1]
+        if links & mask:
+            return None
+        base = ctx.base
+        if base is None:  # no drug (an empty regimen): set by the first slot otherwise
+            base = ctx.base = self._base(ctx)
+        plan: ScreenInput | None = None
+        if missing:
+            plan = self.plan_of(ctx, kd, new_start, ())
+            out, dups = self._fill(ctx, plan, kd)
+        if base[1] and mask & self.inh_mask:  # a regimen drug may phenoconvert a kept current drug
+            ce = base[2].get(mask & self.inh_mask)
+            if ce is None:
+                plan = plan or self.plan_of(ctx, kd, new_start, ())
+                ce = base[2][mask & self.inh_mask] = tuple(self.current.keyed_findings(ctx, plan))
+            out += ce
+        if dups:
+            out += self.duplicates.keyed_findings(ctx, plan or self.plan_of(ctx, kd, new_start, ()))
+        if len(out) > 1:
+            out.sort(key=key_of)
+        return tuple(map(finding_of, out))
+
+    def _slot(self, ctx: PatientContext, pair: tuple[str, float | None]) -> list:
+        """[bit (0: not for the fast path), links, started by default, unit when not started, unit when
+        started] of one drug and dose in ``ctx``: a drug the fast path takes is one that is not a kept current
+        drug and whose regimens replace no current drug (or the context's area says what they replace)."""
+        base = ctx.base
+        if base is None:
+            base = ctx.base = self._base(ctx)
+        d = pair[0]
+        bit = self.bit.get(d, 0)
+        if d in base[0] or (ctx.replaced is None and not self.stops.get(d, _EMPTY).isdisjoint(ctx.current_names)):
+            bit = 0
+        return [bit, self.links.get(d, 0), d not in ctx.current_names, None, None]
+
+    def _base(self, ctx: PatientContext) -> tuple[frozenset[str], tuple[str, ...], dict]:
+        """(the current drugs a regimen that replaces none of them keeps (the area's when ``ctx`` has one),
+        the same sorted, the memo of phenoconversion findings per set of regimen inhibitors)."""
+        kept = ctx.current_names if ctx.replaced is None else ctx.current_names.difference(ctx.replaced)
+        return kept, tuple(sorted(kept)), {}
+
+    def _fill(
+        self, ctx: PatientContext, plan: ScreenInput, kd: tuple[tuple[str, float | None], ...]
+    ) -> tuple[list[tuple[tuple, Finding]], bool]:
+        """The fast path's units of ``kd`` (built where missing, shared with :meth:`compose`'s memo)."""
+        out: list[tuple[tuple, Finding]] = []
+        dups = False
+        kept = plan.kept
+        for pair in kd:
+            d, dose = pair
+            _inh, ddi_near, dup_near, use = self.info.get(d, _NO_INFO4)
+            kdose = dose if use is True or (use is not None and dose is not None and dose > use) else None
+            start = d in plan.starts
+            ukey = ("unit", d, kdose, start, None, kept)
+            unit = ctx.cache.get(ukey)
+            if unit is None:
+                unit = ctx.cache[ukey] = self._unit(ctx, plan, d, dose, kdose, ddi_near, dup_near, kept)
+            ctx.slots[pair][3 + start] = unit
+            out += unit[0]
+            dups = dups or unit[1]
+        return out, dups

@@ -236,7 +236,11 @@ def load_config(path: str | Path | None, **overrides: Any) -> ServiceConfig:
     for key, (lo, hi) in _INT_KEYS.items():
         if key in doc:
             v = doc[key]
-            if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+            if not isinstance(v, int) or isinstance(v, bool):
+                raise ConfigError(
+                    "must be an integer", file=where, field=key, value=v, expected=f"an integer {lo}-{hi}"
+                )
+            if not lo <= v <= hi:
                 raise ConfigError("out of range", file=where, field=key, value=v, expected=f"an integer {lo}-{hi}")
             kw[key] = v
     servers = doc.get("allowed_fhir_servers") or []
@@ -245,7 +249,9 @@ def load_config(path: str | Path | None, **overrides: Any) -> ServiceConfig:
     kw["allowed_fhir_servers"] = tuple(_url(u, where, "allowed_fhir_servers").rstrip("/") for u in servers)
     if "fhir_timeout_s" in doc:
         v = doc["fhir_timeout_s"]
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v <= 60:
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            raise ConfigError("must be a number", file=where, field="fhir_timeout_s", value=v, expected="0-60 seconds")
+        if not 0 < v <= 60:
             raise ConfigError("out of range", file=where, field="fhir_timeout_s", value=v, expected="0-60 seconds")
         kw["fhir_timeout_s"] = float(v)
     kw.update(overrides)
