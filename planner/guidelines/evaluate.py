@@ -110,6 +110,8 @@ class Applicable:
     indication: Indication
     courses: tuple[Course, ...] = ()  # history: the courses behind it
     drugs: tuple[str, ...] = ()  # include: the drugs that meet it; history: the drugs at issue
+    level: tuple[float, float] | None = None  # stepwise: the latest outcome value and the patient's target
+    # (stepwise: ``drugs`` are the current regimen's; a plan's other drugs are what it starts)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,8 +160,10 @@ def _added(parts: Sequence[np.ndarray]) -> np.ndarray | float:
     return out
 
 
-def applicable_indications(g: Guidelines | None, ctx: PatientContext) -> list[Applicable]:
-    """The indications this patient has (first match per group; history ones when a course calls for them)."""
+def applicable_indications(g: Guidelines | None, ctx: PatientContext, area: Area | None = None) -> list[Applicable]:
+    """The indications this patient has (first match per group; history ones when a course calls for them;
+    stepwise ones, given the ``area``, while the latest outcome value is less than the combination gap from the
+    patient's target)."""
     if g is None:
         return []
     out: list[Applicable] = []
@@ -175,6 +179,13 @@ def applicable_indications(g: Guidelines | None, ctx: PatientContext) -> list[Ap
             if courses:
                 out.append(Applicable(ind, courses, tuple(sorted({c.ingredient for c in courses}))))
             continue
+        if ind.kind == "stepwise":
+            level = None if area is None else ctx.outcome_level(area)
+            if level is not None and ctx.matches(ind.when, g):
+                sign = 1.0 if area is not None and area.outcome.direction == "lower" else -1.0
+                if sign * (level[0] - level[1]) < (ind.combination_gap or 0.0):
+                    out.append(Applicable(ind, level=level))
+            continue
         if ctx.matches(ind.when, g):
             out.append(Applicable(ind, drugs=ind.drugs))
             if ind.group is not None:
@@ -186,6 +197,8 @@ def _meets(a: Applicable, reg: Regimen, g: Guidelines, p_goal: float, area: Area
     ind = a.indication
     if ind.kind == "goal":
         return p_goal >= 0.5
+    if ind.kind == "stepwise":
+        return len(set(reg.ingredients) - set(a.drugs)) <= (ind.max_new or 0)
     if ind.kind == "avoid":
         have = {d.drug_class or area.drug(d.ingredient).drug_class for d in reg.drugs}
         return not set(ind.classes) <= have
@@ -235,7 +248,7 @@ def _met(
     """Whether each regimen meets the indication; once per (drug, class) list where only that list matters (not a
     goal, which reads the regimen's own draws, nor an intensity, which reads its doses)."""
     ind = a.indication
-    if ind.kind == "goal" or (ind.kind not in ("avoid", "history") and ind.min_intensity is not None):
+    if ind.kind == "goal" or (ind.kind == "include" and ind.min_intensity is not None):
         return np.array([_meets(a, reg, g, float(p_goal[j]), area) for j, reg in enumerate(regimens)], dtype=bool)
     _, reps, at = sigs
     return np.array([_meets(a, reg, g, 0.0, area) for reg in reps], dtype=bool)[at]
@@ -496,7 +509,10 @@ def utility_terms(
             cost = counted.scaled(-w)
             unit = so.unit if so.kind == "change" else f"risk, {so.horizon}"
             terms.append(Term(f"secondary:{so.id}", so.label, unit, cost, None, "secondary", measure=vals))
-    applicable = applicable_indications(guidelines, ctx) if ctx is not None else []
+    applicable = [
+        dataclasses.replace(a, drugs=tuple(current.ingredients)) if a.indication.kind == "stepwise" else a
+        for a in (applicable_indications(guidelines, ctx, area) if ctx is not None else [])
+    ]
     met = np.zeros((len(applicable), n), dtype=bool)
     for k, a in enumerate(applicable):
         ind = a.indication
