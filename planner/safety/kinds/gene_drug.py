@@ -30,6 +30,14 @@ class GeneDrugKind(DrugKind):
         self.plain: dict[str, Finding] = {
             r.id: self._finding(r, r.drug, {}, [], frozenset()) for rs in rules.gene_drug.values() for r in rs
         }
+        # drugs whose rules are one population keyed on one set of genes (no allele): (the population, the genes,
+        # the rules by key), so that a patient with one value per gene is one look-up (:meth:`match`)
+        self.simple: dict[str, tuple[str, tuple[str, ...], dict]] = {}
+        for d, loci in rules.loci.items():
+            pops = rules.pops[d]
+            sets = rules.locisets.get((d, pops[0]), ()) if len(pops) == 1 else ()
+            if len(sets) == 1 and sets[0] == loci and all("*" not in loc for loc in loci):
+                self.simple[d] = (pops[0], loci, rules.gd_index.get((d, pops[0]), {}))
 
     # ---- phenotypes ----------------------------------------------------------------------------------------
     def phenotypes(self, record_or_context: PatientRecord | PatientContext) -> dict[str, GeneResult]:
@@ -42,6 +50,8 @@ class GeneDrugKind(DrugKind):
         base = ctx.genes.get(gene)
         if base is None:
             base = GeneResult(gene=gene, status=GeneStatus.NOT_TESTED, lookup=(NO_RESULT,))
+        if not drugs:  # no co-medication: nothing converts it
+            return base
         inh = self.rules.inhibitors.get(gene)
         if not inh:
             return base
@@ -185,6 +195,11 @@ class GeneDrugKind(DrugKind):
         genes = self.rules.genes_of[d]
         conv_by = self.rules.gd_inhibitors[d] & all_drugs
         eff = {g: self.effective(ctx, g, conv_by, d) for g in genes}
+        simple = self.simple.get(d)
+        if simple is not None:  # one population, one set of genes: one value per gene is one look-up
+            found = self._simple_match(ctx, d, eff, simple)
+            if found is not None:
+                return found
         values = self._values(d, eff)
         pops = self.rules.pops[d]
         if len(pops) == 1:  # one population: it is the one chosen whatever the patient's membership
@@ -248,6 +263,26 @@ class GeneDrugKind(DrugKind):
                     best, phenotype=f"{best.phenotype}; most severe of {len(group)} possible recommendations ({why})"
                 )
             bests.append((best_rule, best))
+        return tuple(bests), tuple(self._gaps(d, genes, eff, values, bests))
+
+    def _simple_match(
+        self, ctx: PatientContext, d: str, eff: dict[str, GeneResult], simple: tuple[str, tuple[str, ...], dict]
+    ) -> Matches | None:
+        """:meth:`match` for a drug of :attr:`simple` whose genes have one lookup value each and a rule for them
+        (what the general path gives then: that rule, no widening, no choice); None otherwise."""
+        _pop, genes, index = simple
+        vals = []
+        for g in genes:
+            lookup = eff[g].lookup
+            if len(lookup) != 1:
+                return None
+            vals.append(lookup[0])
+        rule = index.get(frozenset(zip(genes, vals)))
+        if rule is None:
+            return None
+        converted = sorted({x for g in genes for x in eff[g].phenoconverted_by})
+        bests = [(rule, self.finding(rule, d, eff, converted, ctx.current_names))]
+        values = {g: [v] for g, v in zip(genes, vals)}
         return tuple(bests), tuple(self._gaps(d, genes, eff, values, bests))
 
     def _gaps(
