@@ -30,6 +30,16 @@ class GeneDrugKind(DrugKind):
         self.plain: dict[str, Finding] = {
             r.id: self._finding(r, r.drug, {}, [], frozenset()) for rs in rules.gene_drug.values() for r in rs
         }
+        # a plain dose rule's finding when the regimen's dose already complies
+        self.plain_info: dict[int, Finding] = {
+            id(f): replace(f, action="info") for f in self.plain.values() if f.action == "adjust_dose"
+        }
+        # each gene-drug drug's data gap for a gene not tested (no phenotype), built once per rule set
+        self.untested: dict[tuple[str, str], Finding] = {
+            (d, g): self._gap(d, g, GeneResult(gene=g, status=GeneStatus.NOT_TESTED, lookup=(NO_RESULT,)))
+            for d, genes in rules.genes_of.items()
+            for g in genes
+        }
         # drugs whose rules are one population keyed on one set of genes (no allele): (the population, the genes,
         # the rules by key), so that a patient with one value per gene is one look-up (:meth:`match`)
         self.simple: dict[str, tuple[str, tuple[str, ...], dict]] = {}
@@ -168,7 +178,8 @@ class GeneDrugKind(DrugKind):
             adjusted = min(adjusted, rule.max_dose_mg_day)
         adjusted = round(adjusted, 4)
         if adjusted == dose:
-            return replace(f, action="info")
+            info = self.plain_info.get(id(f))  # a plain finding (held by the rule set: its id is its own)
+            return replace(f, action="info") if info is None else info
         return replace(f, adjusted_dose_mg_day=adjusted)
 
     def _values(self, d: str, eff: dict[str, GeneResult]) -> dict[str, list[str]]:
@@ -315,25 +326,29 @@ class GeneDrugKind(DrugKind):
             )
         if gaps and not any(f.action == "exclude" for _r, f in bests):
             for g in gaps:
-                st = eff[g].status
-                word = "reported with conflicting results" if st == GeneStatus.CONFLICT else GeneStatus(st).label
-                findings.append(
-                    new_finding(
-                        rule_id=f"gap.pgx.{g}",
-                        rule_version=self.rules.knowledge.version,
-                        kind="data-gap",
-                        action="caution",
-                        strength=None,
-                        message=fit(f"{g} is {word} while {d} has CPIC rules for it; treat the phenotype as unknown."),
-                        source=self.guideline(d),
-                        data_version=self.rules.knowledge.data_version,
-                        drugs=(d,),
-                        genes=(g,),
-                        phenotype=f"{g} {st}" + (f": {eff[g].phenotype}" if eff[g].phenotype else ""),
-                        target_drug=d,
-                    )
-                )
+                res = eff[g]
+                hit = self.untested.get((d, g)) if res.status == GeneStatus.NOT_TESTED and not res.phenotype else None
+                findings.append(hit or self._gap(d, g, res))
         return findings
+
+    def _gap(self, d: str, g: str, res: GeneResult) -> Finding:
+        """The data gap of ``d``'s gene ``g`` whose result is ``res`` (not tested, indeterminate or in conflict)."""
+        st = res.status
+        word = "reported with conflicting results" if st == GeneStatus.CONFLICT else GeneStatus(st).label
+        return new_finding(
+            rule_id=f"gap.pgx.{g}",
+            rule_version=self.rules.knowledge.version,
+            kind="data-gap",
+            action="caution",
+            strength=None,
+            message=fit(f"{g} is {word} while {d} has CPIC rules for it; treat the phenotype as unknown."),
+            source=self.guideline(d),
+            data_version=self.rules.knowledge.data_version,
+            drugs=(d,),
+            genes=(g,),
+            phenotype=f"{g} {st}" + (f": {res.phenotype}" if res.phenotype else ""),
+            target_drug=d,
+        )
 
     def lookup(
         self, d: str, pops: list[str], values: dict[str, list[str]]
