@@ -23,11 +23,12 @@ def column_means(draws: np.ndarray, shown: Sequence[int]) -> np.ndarray:
 
 
 def linear_quantiles(rows: np.ndarray, levels: Sequence[float]) -> np.ndarray:
-    """``np.quantile(rows, levels, axis=1)`` (method "linear") for a 2-D float array: one sort per row, then
+    """``np.quantile(rows, levels, axis=1)`` (method "linear") for a 2-D float64 or float32 array: one sort per row, then
     numpy's own steps (virtual index ``(N - 1) q``, its floor and the next order statistic, clipped at the ends,
     and its interpolation ``a + (b - a) t``, or ``b - (b - a)(1 - t)`` from ``t >= 0.5``), so the same bits.
-    A row holding NaN goes to numpy itself (its NaN rules)."""
-    if rows.ndim != 2 or rows.dtype != np.float64 or rows.shape[1] == 0:
+    Float32 rows go through the same promotions as numpy's (``b - a`` in float32, times the float64 weights: a
+    float64 result). A row holding NaN goes to numpy itself (its NaN rules)."""
+    if rows.ndim != 2 or rows.dtype not in (np.float64, np.float32) or rows.shape[1] == 0:
         return np.asarray(np.quantile(rows, levels, axis=1))
     ordered = np.sort(rows, axis=1)
     if np.isnan(ordered[:, -1]).any():

@@ -57,8 +57,8 @@ class Explainer:
         for k, a in enumerate(self.terms.applicable):
             met = bool(self.terms.met[k, j])
             ind = a.indication
-            if ind.kind == "avoid" and met:
-                continue  # a combination to avoid is only worth saying when a plan has it
+            if ind.kind in ("avoid", "stepwise") and met:
+                continue  # a combination to avoid, or too many new drugs at once, only worth saying when a plan has it
             out.append(
                 IndicationStatus(
                     id=ind.id,
@@ -86,6 +86,8 @@ class Explainer:
             return f"meets {ind.label}: {head}" if met else f"not met: {ind.recommendation}; {head}; {self._others(k)}"
         if ind.kind == "avoid":
             return f"not met: {ind.recommendation}; {self._others(k).replace('meets it', 'avoids it')}"
+        if ind.kind == "stepwise":
+            return f"not met: {ind.recommendation}; {self._stepwise(a, j)}; {self._others(k)}"
         if ind.kind == "history":
             about = "; ".join(c.describe(unit_display(self.area.outcome.unit, self.rules)) for c in a.courses)
             if ind.history == "response":
@@ -103,6 +105,17 @@ class Explainer:
             else f"none of {', '.join(ind.drugs)}"
         )
         return f"not met: {ind.recommendation}; this plan has {need}; {self._others(k)}"
+
+    def _stepwise(self, a: Applicable, j: int) -> str:
+        """What the plan starts (``a.drugs``: the current regimen's) and how far the latest value is from the target."""
+        new = sorted(set(self.regimens[j].ingredients) - set(a.drugs))
+        value, target = a.level or (float("nan"), float("nan"))
+        unit = unit_display(self.area.outcome.unit, self.rules)
+        u = f" {unit}" if unit and not unit.startswith("{") else ""
+        return (
+            f"this plan starts {len(new)} ({', '.join(new)}) at {self.area.outcome.quantity} {value:g}{u}, "
+            f"{abs(value - target):.1f} from the target {target:g}"
+        )
 
     # ---- trade-offs ---------------------------------------------------------------------------------
     def tradeoffs(

@@ -164,3 +164,74 @@ def test_a_row_given_as_values_is_read_as_its_one_row_frame() -> None:
         by_values.append(batched.DrawJob(X=None, values=r.values, regimens=regs, current=r.measured_under, seed=i))
     for a, b in zip(batched.sample_batch(model, by_values, S), batched.sample_batch(model, frames, S)):
         assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def test_a_full_memory_keeps_the_batch_regimens(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the remembered regimens would pass the bound, those of the batch in hand are kept (moved, not
+    recomputed) and the others dropped; every draw is still the patient's one-at-a-time draw."""
+    model, jobs = _jobs("t2d", 8, seed=12)
+    S = 100
+    want = [_alone(model, j, S) for j in jobs]
+    batched.sample_batch(model, jobs[:4], S)
+    spec = model._state()[0]
+    width = max(batched._Wanted.of(spec, j).width for j in jobs[4:])
+    mem = batched._CACHES[model][(S, width)]
+    first = set(mem.rows)
+    wanted = [batched._Wanted.of(spec, j) for j in jobs[4:]]
+    later = {k for w in wanted for k in [*w.keys, w.current] if k is not None and (w.cwidth or width) == width}
+    later |= {k for w in wanted for k in w.keys}
+    assert first - later and later - first  # some regimens go, some are new
+    computed: list = []
+    add = batched.RegimenParts._add
+    monkeypatch.setattr(
+        batched.RegimenParts, "_add", lambda self, *a: (computed.extend(set(a[-1]) - self.rows.keys()), add(self, *a))
+    )
+    monkeypatch.setattr(batched, "MAX_REGIMENS", len(first | later) - 1)
+    got = batched.sample_batch(model, jobs[4:], S)
+    assert set(mem.rows) == later  # the batch's own regimens, the earlier ones it does not use dropped
+    assert not set(computed) & first  # those it kept were moved, not computed again
+    for (mean, pred), (m1, p1) in zip(got, want[4:]):
+        assert np.array_equal(mean, m1) and np.array_equal(pred, p1)
+
+
+def _columns_slot_by_slot(pr, par, d):
+    """``regimen_columns`` computed on every (draw, regimen, slot) directly: the reference."""
+    import torch
+
+    from planner.model.model import _take, dose_curve
+
+    zero = torch.zeros(par["drug_eff"].shape[:-1] + (1,), dtype=d.g.dtype)
+    ed50 = _take(torch.cat([par["ed50"], torch.ones_like(zero)], -1), d.cls)
+    g = dose_curve(pr.kind[d.cls], ed50, d.g)
+    wg = d.mask * par["rho"][..., None, None] ** d.rank * g
+    main = (
+        _take(torch.cat([par["drug_eff"], zero], -1), d.drug)
+        + _take(torch.cat([par["slope"], zero], -1), d.cls) * d.log2r
+    )
+    eff = (wg * main).sum(-1)
+    wp = wg * torch.cat([pr.potency.to(d.g.dtype), torch.zeros(1)])[d.drug]
+    cols = [eff - (wp * _take(torch.cat([par["gamma_off"], zero], -1), d.cls)).sum(-1)]
+    for j in range(pr.p):
+        cols.append((wp * _take(torch.cat([par["gamma"][..., j], zero], -1), d.cls)).sum(-1))
+    return torch.stack(cols, 0).permute(2, 0, 1).contiguous(), g
+
+
+@pytest.mark.parametrize("width", [3, 4, 6])
+def test_regimen_columns_per_distinct_slot_are_the_slot_by_slot_values(width: int) -> None:
+    """Slot terms are computed once per distinct slot and summed per regimen: bit for bit the values of the
+    computation on every slot, for designs of 3 and 4 slots (sums added in order) and wider (torch's sum)."""
+    import torch
+
+    from planner.model.model import Slots, regimen_columns
+
+    model, jobs = _jobs("t2d", 6, seed=14)
+    spec, draws = model._state()
+    par = {k: v[:150] for k, v in model._fast(spec, draws).items()}
+    pr = model._priors_cache[1]
+    regs = [r for j in jobs for r in j.regimens] + [j.current for j in jobs if j.current is not None]
+    design = spec.design_of([spec.encoded(batched._key_of(r, "regimens", 0), "regimens", 0) for r in regs], width=width)
+    d = Slots.of(design, torch.float32)
+    lin, g = regimen_columns(pr, par, d)
+    ref_lin, ref_g = _columns_slot_by_slot(pr, par, d)
+    assert lin.shape == (len(regs), 1 + pr.p, 150) and g.shape == (150, len(regs), max(width, spec.max_drugs))
+    assert torch.equal(lin, ref_lin) and torch.equal(g, ref_g)

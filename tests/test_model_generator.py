@@ -176,3 +176,54 @@ def test_move_distribution_is_the_generative_story_and_values_propose_as_a_frame
         with pytest.raises(ModelError) as want:
             g.propose(pd.DataFrame([bad]), met, n=3)
         assert str(got.value) == str(want.value)
+
+
+def _moves_by_definition(g: RegimenGenerator, current) -> list[tuple]:
+    """Every single move by its definition: each kind's results built as a dict of drug -> level, sorted, kept
+    when it is not the current regimen and the combination limits allow it (continue first)."""
+    st = g._struct()
+    cur = dict(current)
+    out = [("continue", -1, -1, current)]
+
+    def put(kind, drug, level, items):
+        key = tuple(sorted(items.items()))
+        if key != current and g._allowed(key, st):
+            out.append((kind, drug, level, key))
+
+    nd = len(st["drugs"])
+    if len(cur) < st["max_drugs"]:
+        for d in (d for d in range(nd) if d not in cur):
+            for li in range(len(st["levels"][d])):
+                put("add", d, li, {**cur, d: li})
+    cur_cls = {st["cls"][d] for d in cur}
+    for d0, l0 in current:
+        rest = {k: v for k, v in cur.items() if k != d0}
+        for d in (d for d in range(nd) if d not in cur):
+            same = st["cls"][d] == st["cls"][d0]
+            if same or st["cls"][d] not in cur_cls:
+                for li in range(len(st["levels"][d])):
+                    put("switch_within" if same else "switch_between", d, li, {**rest, d: li})
+        if l0 + 1 < len(st["levels"][d0]):
+            put("dose_up", d0, l0 + 1, {**cur, d0: l0 + 1})
+        if l0 > 0:
+            put("dose_down", d0, l0 - 1, {**cur, d0: l0 - 1})
+        put("stop", d0, -1, rest)
+    return out
+
+
+@pytest.mark.parametrize("area_id", ["t2d", "hypertension", "depression"])
+def test_moves_are_every_single_move_in_order(area_id):
+    """``moves`` (keys built by insertion, limits checked once per drug) gives the definition's list, in its
+    order, from the empty regimen, every one-drug regimen, and regimens wider than ``max_drugs``."""
+    g = RegimenGenerator.from_area(load_area(area_id))
+    st = g._struct()
+    nd = len(st["drugs"])
+    rng = np.random.default_rng(0)
+    starts = [()] + [((d, li),) for d in range(nd) for li in range(len(st["levels"][d]))]
+    for _ in range(60):
+        ds = sorted(rng.choice(nd, size=int(rng.integers(2, st["max_drugs"] + 2)), replace=False).tolist())
+        starts.append(tuple((d, int(rng.integers(len(st["levels"][d])))) for d in ds))
+    for cur in starts:
+        got = g.moves(cur)
+        assert [tuple(m) for m in got] == _moves_by_definition(g, cur), cur
+        assert all(type(m.result) is tuple for m in got)

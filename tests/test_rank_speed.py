@@ -114,13 +114,32 @@ def test_linear_quantiles_are_numpys_bit_for_bit(k: int, count: int) -> None:
     from planner.rank import QUANTILE_LEVELS
 
     rng = np.random.default_rng(k * 1000 + count)
-    for rows in (rng.normal(7.0, 1.5, (k, count)), np.round(rng.normal(130, 15, (k, count)), 1)):
+    given = [rng.normal(7.0, 1.5, (k, count)), np.round(rng.normal(130, 15, (k, count)), 1)]
+    for rows in [*given, *(r.astype(np.float32) for r in given)]:  # the sampler's draws are float32
         for levels in ([0.05, 0.95], [0.05, 0.95, *QUANTILE_LEVELS], [0.0, 1.0, 0.5], [0.025, 0.975]):
             got, want = linear_quantiles(rows, levels), np.quantile(rows, levels, axis=1)
             assert got.shape == want.shape and np.array_equal(got.view(np.uint64), want.view(np.uint64))
     with_nan = rng.normal(size=(3, 50))
     with_nan[1, 7] = np.nan  # numpy's NaN rule: that row's quantiles are NaN, the others unchanged
     assert np.array_equal(linear_quantiles(with_nan, [0.1, 0.9]), np.quantile(with_nan, [0.1, 0.9], axis=1), True)
+
+
+@pytest.mark.parametrize("num", [1, 7, 1000])
+def test_effect_set_sums_are_numpys_row_sums_bit_for_bit(num: int) -> None:
+    from planner.guidelines.evaluate import _set_sums
+
+    rng = np.random.default_rng(num)
+    n_eff = 12
+    z = rng.standard_normal((n_eff, num))
+    loc, scale = rng.normal(0, 2, n_eff), np.exp(2 * rng.standard_normal(n_eff))
+    eff = np.add(loc, scale * z.T, order="C")  # (num, effects): how the draws were laid out before
+    rows = z * scale[:, None] + loc[:, None]  # (effects, num): how _draw_effects lays them out now
+    assert np.array_equal(rows.T.view(np.uint64), eff.view(np.uint64))
+    sets = [(), (3,), (0, 1), (4, 2, 9), (1, 1), tuple(range(n_eff)), (11, 0, 5, 7, 2, 8, 6, 3, 10)]
+    got = _set_sums(rows, sets)
+    for j, idx in enumerate(sets):
+        want = eff[:, list(idx)].sum(axis=1) if idx else np.zeros(num)
+        assert np.array_equal(got[j].view(np.uint64), want.view(np.uint64)), idx
 
 
 def test_utility_total_by_column_combination_is_the_per_term_sum_bit_for_bit() -> None:

@@ -132,6 +132,14 @@ class PatientContext:
             return False
         return True
 
+    def outcome_level(self, area: Area) -> tuple[float, float] | None:
+        """The latest outcome value (recent, else the last on record) and the patient's target; None without one."""
+        from ..features.row import target_for
+
+        o = area.outcome
+        m = self.record.latest(o.quantity, within_days=o.baseline_window_days) or self.record.latest(o.quantity)
+        return None if m is None else (m.value, target_for(area, self.record)[0])
+
     def matches(self, when: When, g: Guidelines) -> bool:
         """Any alternative whose criteria all hold (an empty ``when`` matches everyone)."""
         return not when or any(all(self.holds(c, g) for c in alt) for alt in when)

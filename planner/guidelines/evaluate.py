@@ -8,6 +8,7 @@ trade-offs. The weights are ``rules/ranking.yaml``'s; the priors and indications
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -30,6 +31,11 @@ class _Columns:
 
     values: np.ndarray  # (S, m), C order
     at: np.ndarray  # (n,) column of each regimen
+
+    @functools.cached_property
+    def rows(self) -> np.ndarray:
+        """(m, S): each column's draws contiguous (gathering whole rows is far cheaper than columns)."""
+        return np.ascontiguousarray(self.values.T)
 
     def full(self) -> np.ndarray:
         return np.take(self.values, self.at, axis=1)  # (S, n), C order (as np.stack built it)
@@ -76,6 +82,8 @@ class Applicable:
     indication: Indication
     courses: tuple[Course, ...] = ()  # history: the courses behind it
     drugs: tuple[str, ...] = ()  # include: the drugs that meet it; history: the drugs at issue
+    level: tuple[float, float] | None = None  # stepwise: the latest outcome value and the patient's target
+    # (stepwise: ``drugs`` are the current regimen's; a plan's other drugs are what it starts)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +94,8 @@ class UtilityTerms:
 
     def total(self, *, kinds: frozenset[str] | None = None) -> np.ndarray | float:
         """The terms' draws added in order, (S, n) (0.0 without terms). Without ``kinds``, the sums run once per
-        distinct combination of the terms' columns and are gathered at the end: the same additions per element."""
+        distinct combination of the terms' columns and are gathered at the end: the same additions per element
+        (then a transposed view: each candidate's draws contiguous)."""
         chosen = [t for t in self.terms if kinds is None or t.kind in kinds]
         if kinds is not None or len(chosen) < 2 or any(t.columns.values.dtype != np.float64 for t in chosen):
             return _added([t.draws for t in chosen])
@@ -96,19 +105,18 @@ class UtilityTerms:
         )
         at = np.array(list(combos), dtype=np.intp).reshape(len(combos), len(chosen)).T
         num, m = chosen[0].columns.values.shape[0], len(combos)
-        out = np.empty((num, m))
-        tmp = np.empty((num, m))
+        out: np.ndarray | None = None  # (combination, draw): whole rows gathered and added (the same sums)
         for k, t in enumerate(chosen):  # the same additions per element as (t0 + t1) + t2 + ... on (S, n)
             if t.row is not None:
-                part: np.ndarray = t.columns.values[0, at[k]]  # (m,) added to every draw (as its broadcast view was)
+                part = t.columns.values[0, at[k]][:, None]  # added to every draw (as its broadcast view was)
             else:
-                part = np.take(t.columns.values, at[k], axis=1, out=tmp if k else out)
-            if k == 0:
-                if t.row is not None:
-                    out[:] = part
+                part = t.columns.rows[at[k]]
+            if out is None:
+                out = part if t.row is None else np.repeat(part, num, axis=1)
             else:
                 out += part
-        return out if m == len(inv) and (inv == np.arange(m)).all() else np.take(out, inv, axis=1)
+        assert out is not None
+        return (out if m == len(inv) and (inv == np.arange(m)).all() else out[inv]).T
 
 
 def _added(parts: Sequence[np.ndarray]) -> np.ndarray | float:
@@ -124,8 +132,10 @@ def _added(parts: Sequence[np.ndarray]) -> np.ndarray | float:
     return out
 
 
-def applicable_indications(g: Guidelines | None, ctx: PatientContext) -> list[Applicable]:
-    """The indications this patient has (first match per group; history ones when a course calls for them)."""
+def applicable_indications(g: Guidelines | None, ctx: PatientContext, area: Area | None = None) -> list[Applicable]:
+    """The indications this patient has (first match per group; history ones when a course calls for them;
+    stepwise ones, given the ``area``, while the latest outcome value is less than the combination gap from the
+    patient's target)."""
     if g is None:
         return []
     out: list[Applicable] = []
@@ -141,6 +151,13 @@ def applicable_indications(g: Guidelines | None, ctx: PatientContext) -> list[Ap
             if courses:
                 out.append(Applicable(ind, courses, tuple(sorted({c.ingredient for c in courses}))))
             continue
+        if ind.kind == "stepwise":
+            level = None if area is None else ctx.outcome_level(area)
+            if level is not None and ctx.matches(ind.when, g):
+                sign = 1.0 if area is not None and area.outcome.direction == "lower" else -1.0
+                if sign * (level[0] - level[1]) < (ind.combination_gap or 0.0):
+                    out.append(Applicable(ind, level=level))
+            continue
         if ctx.matches(ind.when, g):
             out.append(Applicable(ind, drugs=ind.drugs))
             if ind.group is not None:
@@ -152,6 +169,8 @@ def _meets(a: Applicable, reg: Regimen, g: Guidelines, p_goal: float, area: Area
     ind = a.indication
     if ind.kind == "goal":
         return p_goal >= 0.5
+    if ind.kind == "stepwise":
+        return len(set(reg.ingredients) - set(a.drugs)) <= (ind.max_new or 0)
     if ind.kind == "avoid":
         have = {d.drug_class or area.drug(d.ingredient).drug_class for d in reg.drugs}
         return not set(ind.classes) <= have
@@ -201,7 +220,7 @@ def _met(
     """Whether each regimen meets the indication; once per (drug, class) list where only that list matters (not a
     goal, which reads the regimen's own draws, nor an intensity, which reads its doses)."""
     ind = a.indication
-    if ind.kind == "goal" or (ind.kind not in ("avoid", "history") and ind.min_intensity is not None):
+    if ind.kind == "goal" or (ind.kind == "include" and ind.min_intensity is not None):
         return np.array([_meets(a, reg, g, float(p_goal[j]), area) for j, reg in enumerate(regimens)], dtype=bool)
     _, reps, at = sigs
     return np.array([_meets(a, reg, g, 0.0, area) for reg in reps], dtype=bool)[at]
@@ -297,15 +316,29 @@ def secondary_draws(
 
 
 def _draw_effects(so: SecondaryOutcome, num: int, rng: np.random.Generator) -> np.ndarray:
-    """(num, effects) joint draws of the outcome's effects (a change, or a log relative risk)."""
-    z = rng.standard_normal((len(so.effects), num)).T  # one call: the same numbers as one call per effect
+    """(effects, num) joint draws of the outcome's effects (a change, or a log relative risk): each effect's
+    draws contiguous (one call: the same numbers as one call per effect)."""
+    z = rng.standard_normal((len(so.effects), num))
     if so.kind == "change":
         loc = np.array([e.mean for e in so.effects], dtype=float)
         scale = np.array([e.sd for e in so.effects], dtype=float)
     else:
         loc = np.array([np.log(e.rr) for e in so.effects], dtype=float)  # type: ignore[arg-type]
         scale = np.array([e.log_sd for e in so.effects], dtype=float)
-    return np.add(loc, scale * z, order="C")  # loc + scale * z per effect and draw, (num, effects) in C order
+    z *= scale[:, None]
+    z += loc[:, None]  # loc + scale * z per effect and draw
+    return z
+
+
+def _set_sums(eff: np.ndarray, sets: Sequence[tuple[int, ...]]) -> np.ndarray:
+    """(sets, num): each set's effects added in turn from 0.0, as numpy's row sum of the gathered (num, k) columns
+    adds them (``eff[:, idx].sum(axis=1)`` on the (num, effects) draws; tests/test_rank_speed.py)."""
+    out = np.zeros((len(sets), eff.shape[1]))
+    for j, idx in enumerate(sets):
+        row = out[j]
+        for i in idx:
+            row += eff[i]
+    return out
 
 
 def _secondary_columns(
@@ -320,33 +353,38 @@ def _secondary_columns(
     outcome_draws: np.ndarray | None,
 ) -> _Columns:
     """:func:`secondary_draws` as distinct columns: one per effect set, and one per regimen the intensity rule
-    raises (those depend on the regimen's own outcome draws)."""
+    raises (those depend on the regimen's own outcome draws). Computed a column per row, then transposed."""
     eff = _draw_effects(so, num, rng)
-
-    def total(idx: tuple[int, ...]) -> np.ndarray:
-        return eff[:, list(idx)].sum(axis=1) if idx else np.zeros(num)
-
     sets, at = _effect_sets(so, area, sigs)
-    sums = np.stack([total(idx) for idx in sets], axis=1)
+    sums = _set_sums(eff, sets)
     if so.kind == "change":  # a change happens when the regimen changes: relative to the current regimen
-        return _Columns(sums - total(tuple(_effect_index(so, area, current)))[:, None], at)
+        sums -= _set_sums(eff, [tuple(_effect_index(so, area, current))])
+        return _Columns(np.ascontiguousarray(sums.T), at)
     base = next(b.risk for b in so.baseline if ctx.matches(b.when, g))
-    out = np.minimum(base * np.exp(sums), 1.0)
+    out = np.exp(sums)
+    out *= base
+    np.minimum(out, 1.0, out=out)
     if so.intensity is None or outcome_draws is None:
-        return _Columns(out, at)
+        return _Columns(np.ascontiguousarray(out.T), at)
     cols = np.flatnonzero(np.array([any(so.effects[i].by_intensity for i in idx) for idx in sets])[at])
     if not cols.size:
-        return _Columns(out, at)
-    sign = 1.0 if area.outcome.direction == "lower" else -1.0
-    deep = sign * (so.intensity.below - outcome_draws[:, cols])
+        return _Columns(np.ascontiguousarray(out.T), at)
+    deep = so.intensity.below - outcome_draws.T[cols]  # (cols, num)
+    if area.outcome.direction != "lower":
+        np.negative(deep, out=deep)  # sign * (below - Y), sign -1: the same bits
     if not so.intensity.two_sided:
-        deep = np.maximum(deep, 0.0)
-    shifted = sums[:, at[cols]] + so.intensity.log_rr_per_unit * deep
+        np.maximum(deep, 0.0, out=deep)
+    deep *= so.intensity.log_rr_per_unit
+    shifted = sums[at[cols]]
+    shifted += deep
     if so.intensity.two_sided:  # less of the drugs' excess above the reference level, never below baseline
-        shifted = np.maximum(shifted, 0.0)
+        np.maximum(shifted, 0.0, out=shifted)
+    np.exp(shifted, out=shifted)
+    shifted *= base
+    np.minimum(shifted, 1.0, out=shifted)
     raised = at.copy()
-    raised[cols] = out.shape[1] + np.arange(cols.size)
-    return _Columns(np.concatenate([out, np.minimum(base * np.exp(shifted), 1.0)], axis=1), raised)
+    raised[cols] = out.shape[0] + np.arange(cols.size)
+    return _Columns(np.ascontiguousarray(np.concatenate([out, shifted], axis=0).T), raised)
 
 
 def _preference_values(
@@ -410,7 +448,10 @@ def utility_terms(
             cost = counted.scaled(-w)
             unit = so.unit if so.kind == "change" else f"risk, {so.horizon}"
             terms.append(Term(f"secondary:{so.id}", so.label, unit, cost, vals.mean(), "secondary", cost.mean()))
-    applicable = applicable_indications(guidelines, ctx) if ctx is not None else []
+    applicable = [
+        dataclasses.replace(a, drugs=tuple(current.ingredients)) if a.indication.kind == "stepwise" else a
+        for a in (applicable_indications(guidelines, ctx, area) if ctx is not None else [])
+    ]
     met = np.zeros((len(applicable), n), dtype=bool)
     for k, a in enumerate(applicable):
         ind = a.indication

@@ -3,7 +3,8 @@
 See the header of ``rules/guidelines/t2d.yaml`` for the format: named condition sets (SNOMED CT codes, ICD-10-CM
 prefixes), indications (``include``: the plan has one of the listed drugs, at a minimum statin intensity where
 given; ``goal``: the plan is expected to reach an outcome level; ``history``: what the patient tolerated or did
-not respond to before) and secondary outcomes with their trial priors (``change``: additive per drug;
+not respond to before; ``stepwise``: at most ``max_new`` new drugs at once unless the outcome is ``combination_gap``
+or more from the patient's target) and secondary outcomes with their trial priors (``change``: additive per drug;
 ``risk``: baseline risk x relative risks).
 """
 
@@ -63,7 +64,7 @@ When = tuple[tuple[Criterion, ...], ...]  # any of the alternatives, each all of
 
 class Indication(_M):
     id: str
-    kind: Literal["include", "goal", "history", "avoid"]
+    kind: Literal["include", "goal", "history", "avoid", "stepwise"]
     label: str
     recommendation: str  # one sentence: what the guideline recommends, for the rationale
     when: When = ()
@@ -73,6 +74,8 @@ class Indication(_M):
     below: float | None = None  # goal: outcome level to reach
     history: Literal["not_tolerated", "no_response", "response"] | None = None
     classes: tuple[str, ...] = ()  # avoid: a plan with a drug of every one of these classes does not meet it
+    max_new: int | None = Field(default=None, ge=1)  # stepwise: most drugs a plan may start at once
+    combination_gap: float | None = Field(default=None, gt=0)  # stepwise: from this far off the target, no limit
     strength: str = ""
     source: str
 
@@ -86,6 +89,8 @@ class Indication(_M):
             raise ValueError(f"indication {self.id!r}: kind history needs history")
         if self.kind == "avoid" and len(self.classes) < 2:
             raise ValueError(f"indication {self.id!r}: kind avoid needs two or more classes")
+        if self.kind == "stepwise" and (self.max_new is None or self.combination_gap is None):
+            raise ValueError(f"indication {self.id!r}: kind stepwise needs max_new and combination_gap")
         if self.kind in ("include", "goal") and not self.when:
             raise ValueError(f"indication {self.id!r}: needs when")
         return self

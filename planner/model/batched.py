@@ -191,7 +191,9 @@ def _alone(model: Any, job: DrawJob, Sn: int) -> tuple[np.ndarray, np.ndarray]:
     return m3, p3
 
 
-MAX_REGIMENS = 4096  # distinct regimens remembered per model and slot width (about 45 KB each at 1000 draws)
+# distinct regimens remembered per model and slot width (about 28 KB each at 1000 draws, t2d: 230 MB when full;
+# the memory's capacity is capped at the bound, so its peak is what 4096 regimens with doubling capacity took)
+MAX_REGIMENS = 8192
 _CACHES: "weakref.WeakKeyDictionary[Any, dict[tuple[int, int], RegimenParts]]" = weakref.WeakKeyDictionary()
 
 
@@ -229,9 +231,11 @@ class RegimenParts:
             if any(k not in self.rows for k in keys):
                 todo = batch
                 missing = set(todo) - self.rows.keys()
-                if len(self.rows) + len(missing) > MAX_REGIMENS:  # full: start again (the values do not change)
-                    self.rows, self.t = {}, {}
-                    todo = keys
+                if len(self.rows) + len(missing) > MAX_REGIMENS:  # full: keep the batch's rows, drop the rest
+                    self._keep(set(batch))
+                    if len(self.rows) + len(missing) > MAX_REGIMENS:  # still full: start again with this job's
+                        self.rows, self.t = {}, {}
+                        todo = keys
                 self._add(spec, pr, p, todo)
             idx = np.fromiter((self.rows[k] for k in keys), dtype=np.int64, count=len(keys))
             cols = torch.from_numpy(idx)
@@ -243,6 +247,20 @@ class RegimenParts:
                 "mask": None if t["mask"] is None else t["mask"][idx],
                 "drug": t["drug"][idx],
             }
+
+    def _keep(self, wanted: set[Key]) -> None:
+        """Keep only the remembered regimens among ``wanted`` (moved to the first rows, values unchanged): a full
+        memory drops the regimens the batch in hand does not use rather than all of them."""
+        kept = [k for k in self.rows if k in wanted]
+        idx = np.fromiter((self.rows[k] for k in kept), dtype=np.int64, count=len(kept))
+        cols = torch.from_numpy(idx)
+        self.t = {
+            name: None
+            if held is None
+            else (held.index_select(0, cols) if isinstance(held, torch.Tensor) else held[idx])
+            for name, held in self.t.items()
+        }
+        self.rows = {k: i for i, k in enumerate(kept)}
 
     def _add(self, spec: Any, pr: Any, p: dict[str, torch.Tensor], keys: list[Key]) -> None:
         new: list[Key] = []
@@ -260,8 +278,8 @@ class RegimenParts:
             if value is None:
                 self.t[name] = None
                 continue
-            if held is None or held.shape[0] < n1:  # room for twice as many (amortized appends)
-                shape = (max(2 * n1, 64), *value.shape[1:])
+            if held is None or held.shape[0] < n1:  # room for twice as many (amortized appends), at most the bound
+                shape = (max(min(2 * n1, MAX_REGIMENS), n1, 64), *value.shape[1:])
                 grown = (
                     torch.empty(shape, dtype=value.dtype)
                     if isinstance(value, torch.Tensor)

@@ -212,22 +212,33 @@ class RegimenGenerator(BaseEstimator):
             if key != current and self._allowed(key, st):
                 out.append(Move(kind, drug, level, key))
 
+        def put_levels(kind: str, drug: int, others: Key) -> None:
+            """``put`` of ``others`` (sorted, without ``drug``) plus ``drug`` at each of its levels: the keys are
+            ``others`` with ``(drug, level)`` inserted in order, and the combination limits depend only on the
+            classes, the same at every level, so they are checked once."""
+            at = 0
+            while at < len(others) and others[at][0] < drug:
+                at += 1
+            head, tail = others[:at], others[at:]
+            keys = [(*head, (drug, li), *tail) for li in range(len(st["levels"][drug]))]
+            if keys and self._allowed(keys[0], st):
+                out.extend(Move(kind, drug, li, key) for li, key in enumerate(keys) if key != current)
+
         if len(cur) < st["max_drugs"]:
+            base = tuple(sorted(cur.items()))
             for d in range(nd):
-                if d in cur:
-                    continue
-                for li in range(len(st["levels"][d])):
-                    put("add", d, li, {**cur, d: li})
+                if d not in cur:
+                    put_levels("add", d, base)
         for d0, l0 in current:
             rest = {k: v for k, v in cur.items() if k != d0}
+            others = tuple(sorted(rest.items()))
             for d in range(nd):
                 if d in cur:
                     continue
                 same = st["cls"][d] == st["cls"][d0]
                 if not same and st["cls"][d] in cur_cls:
                     continue
-                for li in range(len(st["levels"][d])):
-                    put("switch_within" if same else "switch_between", d, li, {**rest, d: li})
+                put_levels("switch_within" if same else "switch_between", d, others)
             if l0 + 1 < len(st["levels"][d0]):
                 put("dose_up", d0, l0 + 1, {**cur, d0: l0 + 1})
             if l0 > 0:

@@ -326,24 +326,52 @@ def regimen_columns(pr: Priors, par: Mapping[str, torch.Tensor], d: "Slots") -> 
     such that ``E(R, x) = lin[:, 0] + sum_j x_j lin[:, 1 + j]`` (the modifier terms summed over the regimen's
     slots first: the same sum as ``regimen_effect``'s, in another order), and the slots' dose curves ``g``
     (S, r, K). Every value is elementwise or a sum within one regimen, so a regimen's columns are the same
-    whichever regimens are computed beside it (the batched sampler remembers them per regimen)."""
+    whichever regimens are computed beside it (the batched sampler remembers them per regimen).
+
+    The elementwise terms of a slot depend only on the slot (drug, class, dose ratio, rank, sign): they are
+    computed once per distinct slot (regimens share most of theirs), gathered into their (S, r, K) places and
+    summed over each regimen's slots as before, so every value is the one the slot-by-slot computation gives."""
+    flat = [t.reshape(-1) for t in d]
+    rows = np.stack([t.numpy().astype(np.float64) for t in flat], 1)
+    _, first, inv = np.unique(rows, axis=0, return_index=True, return_inverse=True)
+    at = torch.from_numpy(first)
+    u = Slots(*(t.index_select(0, at)[:, None] for t in flat))  # (u, 1): one regimen per distinct slot
     dt = d.g.dtype
     zero = torch.zeros(par["drug_eff"].shape[:-1] + (1,), dtype=dt)
-    ed50 = _take(torch.cat([par["ed50"], torch.ones_like(zero)], -1), d.cls)
-    g = dose_curve(pr.kind[d.cls], ed50, d.g)  # (S, r, K)
-    wg = d.mask * par["rho"][..., None, None] ** d.rank * g
+    ed50 = _take(torch.cat([par["ed50"], torch.ones_like(zero)], -1), u.cls)
+    g = dose_curve(pr.kind[u.cls], ed50, u.g)  # (S, u, 1)
+    wg = u.mask * par["rho"][..., None, None] ** u.rank * g
     main = (
-        _take(torch.cat([par["drug_eff"], zero], -1), d.drug)
-        + _take(torch.cat([par["slope"], zero], -1), d.cls) * d.log2r
+        _take(torch.cat([par["drug_eff"], zero], -1), u.drug)
+        + _take(torch.cat([par["slope"], zero], -1), u.cls) * u.log2r
     )
-    eff = (wg * main).sum(-1)  # (S, r)
+    idx = torch.from_numpy(inv.reshape(-1))
+    shape = d.g.shape
+
+    def placed(t: torch.Tensor) -> torch.Tensor:  # (S, u, 1) per slot -> (S, r, K) at every slot of a regimen
+        return t[..., 0].index_select(-1, idx).reshape(t.shape[:-2] + shape)
+
+    eff = _slot_sum(placed(wg * main))  # (S, r)
     cols = [eff]
     if pr.p:
-        wp = wg * torch.cat([pr.potency.to(dt), torch.zeros(1, dtype=dt)])[d.drug]  # (S, r, K)
-        cols = [eff - (wp * _take(torch.cat([par["gamma_off"], zero], -1), d.cls)).sum(-1)]
+        wp = wg * torch.cat([pr.potency.to(dt), torch.zeros(1, dtype=dt)])[u.drug]  # (S, u, 1)
+        cols = [eff - _slot_sum(placed(wp * _take(torch.cat([par["gamma_off"], zero], -1), u.cls)))]
         for j in range(pr.p):
-            cols.append((wp * _take(torch.cat([par["gamma"][..., j], zero], -1), d.cls)).sum(-1))
-    return torch.stack(cols, 0).permute(2, 0, 1).contiguous(), g
+            cols.append(_slot_sum(placed(wp * _take(torch.cat([par["gamma"][..., j], zero], -1), u.cls))))
+    return torch.stack(cols, 0).permute(2, 0, 1).contiguous(), placed(g)
+
+
+def _slot_sum(t: torch.Tensor) -> torch.Tensor:
+    """``t.sum(-1)`` over a regimen's slots. Up to 4 slots torch's CPU sum adds them one after another, so the
+    same additions in order give the same values (tests/test_batched_sampler.py checks it) in a third of the
+    time; wider designs use ``sum`` itself."""
+    K = t.shape[-1]
+    if K > 4:
+        return t.sum(-1)
+    out = t[..., 0]
+    for k in range(1, K):
+        out = out + t[..., k]
+    return out
 
 
 def batch_mean(pr: Priors, par: Mapping[str, torch.Tensor], b: Batch) -> tuple[torch.Tensor, torch.Tensor]:
