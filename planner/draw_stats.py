@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["column_means", "linear_quantiles"]
+__all__ = ["column_means", "linear_quantiles", "winners_by_draw"]
 
 
 def column_means(draws: np.ndarray, shown: Sequence[int]) -> np.ndarray:
@@ -51,3 +51,19 @@ def linear_quantiles(rows: np.ndarray, levels: Sequence[float]) -> np.ndarray:
     out = a + diff * t
     np.subtract(b, diff * (1 - t), out=out, where=t >= 0.5)
     return out
+
+
+def winners_by_draw(util_draws: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """The candidate with the highest utility in each draw; a tie goes to the higher-ranked (``order``: best
+    first). The first maximum of each draw is the winner wherever it is the only one; the draws with a tie (or a
+    NaN) are decided in rank order, as ``order[argmax(util_draws[:, order])]`` decides every draw."""
+    first = util_draws.argmax(axis=1)
+    rows = np.arange(len(first))
+    top = util_draws[rows, first]
+    util_draws[rows, first] = -np.inf  # the best of the others (the array is put back as it was)
+    alone = util_draws[rows, util_draws.argmax(axis=1)] < top
+    util_draws[rows, first] = top
+    if not alone.all():
+        again = np.flatnonzero(~alone)
+        first[again] = order[np.argmax(np.take(util_draws[again], order, axis=1), axis=1)]
+    return first

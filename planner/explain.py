@@ -15,6 +15,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .areas import Area
+from .construct import constructor
 from .guidelines import Applicable, Guidelines, UtilityTerms
 from .recommendation import IndicationStatus, Tradeoff
 from .record import Regimen
@@ -23,8 +24,10 @@ from .units import unit_display
 __all__ = ["Explainer"]
 
 
-# built from plain str/float values only (the same fields and fields-set as Tradeoff(...); tests/test_rank_speed.py)
-_TO = Tradeoff.model_construct
+# built from plain str/float/bool values only (the same fields and fields-set as Tradeoff(...) and
+# IndicationStatus(...); tests/test_rank_speed.py)
+_TO = constructor(Tradeoff)
+_IS = constructor(IndicationStatus)
 
 
 def _r(x: float, nd: int = 4) -> float:
@@ -50,6 +53,7 @@ class Explainer:
     pred_draws: np.ndarray
     guidelines: Guidelines | None
     rules: str | Path | None = None  # the rules folder in use (its codes/units.yaml writes the units)
+    shown: Sequence[int] | None = None  # the candidates that become plans (None: all)
 
     # ---- indications --------------------------------------------------------------------------------
     def statuses(self, j: int) -> tuple[IndicationStatus, ...]:
@@ -60,7 +64,7 @@ class Explainer:
             if ind.kind in ("avoid", "stepwise") and met:
                 continue  # a combination to avoid, or too many new drugs at once, only worth saying when a plan has it
             out.append(
-                IndicationStatus(
+                _IS(
                     id=ind.id,
                     label=ind.label,
                     met=met,
@@ -72,10 +76,19 @@ class Explainer:
         return tuple(out)
 
     def _others(self, k: int) -> str:
-        ranks = sorted(self.rank_of[i] for i in range(len(self.regimens)) if self.terms.met[k, i])
-        if not ranks:
-            return "no screened candidate meets it"
-        return f"plan {ranks[0]} meets it"
+        said = self._said.get(k)
+        if said is None:  # the same for every plan: worked out once per indication
+            ranks = [self.rank_of[i] for i in np.flatnonzero(self.terms.met[k]).tolist()]
+            said = self._said[k] = f"plan {min(ranks)} meets it" if ranks else "no screened candidate meets it"
+        return said
+
+    @functools.cached_property
+    def _said(self) -> dict[int, str]:
+        return {}
+
+    @functools.cached_property
+    def _unit(self) -> str:
+        return unit_display(self.area.outcome.unit, self.rules)
 
     def _message(self, k: int, a: Applicable, j: int, met: bool) -> str:
         ind = a.indication
@@ -136,19 +149,28 @@ class Explainer:
                 term="outcome:shortfall",
                 label=f"expected shortfall from the {o.quantity} target",
                 value=_r(shortfall, 3),
-                unit=unit_display(o.unit, self.rules),
+                unit=self._unit,
                 utility=_r(shortfall_utility),
             ),
             _TO(term="burden", label="drugs, changes, cautions and rule-adjusted doses", utility=_r(burden)),
         ]
-        for t, mean in zip(self.terms.terms, self._term_means):
-            out.append(_TO(term=t.key, label=t.label, value=_r(t.values[j]), unit=t.unit, utility=_r(mean[j])))
+        for t, value, mean in zip(self.terms.terms, self._term_values, self._term_means):
+            out.append(_TO(term=t.key, label=t.label, value=_r(value[j]), unit=t.unit, utility=_r(mean[j])))
         return tuple(out)
 
     @functools.cached_property
+    def _term_values(self) -> list[np.ndarray]:
+        """Each term's expected value per candidate, at least for the plans shown (computed once for all)."""
+        return [t.values_at(self._shown) for t in self.terms.terms]
+
+    @functools.cached_property
     def _term_means(self) -> list[np.ndarray]:
-        """Each term's mean utility per candidate (computed once for all plans)."""
-        return [t.draws.mean(axis=0) if t.utility_mean is None else t.utility_mean for t in self.terms.terms]
+        """Each term's mean utility per candidate, at least for the plans shown (computed once for all)."""
+        return [t.utility_at(self._shown) for t in self.terms.terms]
+
+    @property
+    def _shown(self) -> Sequence[int]:
+        return range(len(self.regimens)) if self.shown is None else self.shown
 
     # ---- rationale ----------------------------------------------------------------------------------
     def sentences(

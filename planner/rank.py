@@ -30,8 +30,9 @@ import numpy as np
 
 from . import explain
 from .areas import Area
+from .construct import constructor
 from .dosing import Prescribing, dosage, load_prescribing
-from .draw_stats import column_means, linear_quantiles
+from .draw_stats import column_means, linear_quantiles, winners_by_draw
 from .errors import ConfigError, RuleError
 from .guidelines import PREFERENCE_MEASURES, Guidelines, PatientContext, UtilityTerms, load_guidelines, utility_terms
 from .rationale import rationale
@@ -46,6 +47,7 @@ __all__ = ["PreferenceSpec", "RankingConfig", "describe_changes", "rank", "rank_
 
 QUANTILE_LEVELS = tuple(round(0.05 * k, 2) for k in range(1, 20))
 _SECONDARY_STREAM = 16  # random stream of the secondary-outcome prior draws (seeded with the recommendation seed)
+_PLAN, _PREDICTED = constructor(Plan), constructor(Predicted)  # model_construct, with less work per plan
 
 
 @dataclass(frozen=True)
@@ -240,8 +242,8 @@ class _Scores:
 
 
 def _order(utility: np.ndarray, candidates: Sequence[Regimen]) -> list[int]:
-    u = utility.tolist()  # the same floats as float(utility[i])
-    return sorted(range(len(candidates)), key=lambda i: (-round(u[i], 12), candidates[i].key()))
+    keys = [(-round(u, 12), c.key()) for u, c in zip(utility.tolist(), candidates)]  # the floats of float(utility[i])
+    return sorted(range(len(candidates)), key=keys.__getitem__)
 
 
 def _score(
@@ -280,7 +282,7 @@ def _score(
     util_draws += extra.total()
     utility_mean = util_draws.mean(axis=0)
     order = _order(utility_mean, candidates)
-    winners = np.asarray(order)[np.argmax(np.take(util_draws, order, axis=1), axis=1)]  # ties: the higher-ranked
+    winners = winners_by_draw(util_draws, np.asarray(order))
     rank_without: dict[int, int] = {}
     if prefs:
         plain = utility_mean - np.asarray(extra.total(kinds=frozenset({"preference"}))).mean(axis=0)
@@ -343,6 +345,7 @@ def rank_plans(
         seed=seed,
         guidelines=g,
     )
+    shown = sc.order[:top] if top is not None else sc.order
     explainer = explain.Explainer(
         area=area,
         terms=sc.extra,
@@ -351,8 +354,8 @@ def rank_plans(
         pred_draws=pred_draws,
         guidelines=g,
         rules=config.rules,
+        shown=shown,
     )
-    shown = sc.order[:top] if top is not None else sc.order
     means = column_means(mean_draws, shown)
     # intervals and quantiles only for the plans built (each column's quantile is its own: same values)
     bounds = _quantiles(mean_draws, pred_draws, shown, (1 - config.level) / 2, n)
@@ -404,7 +407,7 @@ def _plan(
     if adjusted:
         drugs = tuple(pd.model_copy(update={"dose_adjusted_by": adjusted.get(pd.drug)}) for pd in drugs)
     lo, hi, obs_lo, obs_hi, qs = bounds
-    pred = Predicted.model_construct(  # plain floats: what Predicted(...) holds, without re-validating them
+    pred = _PREDICTED(  # plain floats: what Predicted(...) holds, without re-validating them
         mean=_r(mean),
         lower=_r(lo[i]),
         upper=_r(hi[i]),
@@ -412,7 +415,7 @@ def _plan(
         obs_lower=_r(obs_lo[i]),
         obs_upper=_r(obs_hi[i]),
         change_from_baseline=None if baseline is None else _r(mean - baseline),
-        quantiles=tuple(_r(q) for q in qs[:, i]),
+        quantiles=tuple([_r(q) for q in qs[:, i].tolist()]),
     )
     p_target = float(scores.p_target[i])
     shortfall = float(scores.shortfall[:, i].mean())
@@ -440,7 +443,7 @@ def _plan(
     )
     rank_without = scores.rank_without.get(i)
     text = " ".join([text, *explainer.sentences(statuses, trade, rank, rank_without)])
-    return Plan.model_construct(  # built models and plain values: what Plan(...) holds (tests/test_rank_speed.py)
+    return _PLAN(  # built models and plain values: what Plan(...) holds (tests/test_rank_speed.py)
         rank=rank,
         key=candidate.key(),
         regimen=drugs,
@@ -484,8 +487,9 @@ def _burden(
     the labelled drugs themselves are built only for the plans reported. A change is what :func:`_changes`
     labels other than "continue" (an add, switch or dose change: the class is not needed to count it), or a stop."""
     cur = {d.ingredient: d.dose_mg_day for d in current.drugs}
-    penalties = np.zeros(len(candidates))
-    for i, (reg, fs) in enumerate(zip(candidates, findings)):
+    w_caution, w_adjust, w_drug, w_change = w["caution"], w["adjusted_dose"], w["drug"], w["change"]
+    out = []
+    for reg, fs in zip(candidates, findings):
         n_caution = n_adjust = 0
         for f in fs:
             if f.action == "caution":
@@ -500,15 +504,11 @@ def _burden(
             before = cur[d.ingredient]
             if not (before is None or d.dose_mg_day is None or math.isclose(before, d.dose_mg_day, rel_tol=1e-6)):
                 n_change += 1  # a dose change
-        kept = {d.ingredient for d in reg.drugs}
-        n_change += sum(1 for d in current.drugs if d.ingredient not in kept)  # stops
-        penalties[i] = (
-            w["caution"] * n_caution
-            + w["adjusted_dose"] * n_adjust
-            + w["drug"] * len(reg.drugs)
-            + w["change"] * n_change
-        )
-    return penalties
+        if cur:
+            kept = {d.ingredient for d in reg.drugs}
+            n_change += sum(1 for d in current.drugs if d.ingredient not in kept)  # stops
+        out.append(w_caution * n_caution + w_adjust * n_adjust + w_drug * len(reg.drugs) + w_change * n_change)
+    return np.array(out, dtype=float)
 
 
 def extra_guidelines(area: Area, config: RankingConfig, record: PatientRecord | None) -> Guidelines | None:

@@ -11,7 +11,7 @@ from .areas import Area
 from .dosing import dose_text
 from .recommendation import PlanDrug, Predicted
 from .record import Finding
-from .units import rounded
+from .units import one_decimal, rounded, with_unit
 
 __all__ = ["rationale"]
 
@@ -60,9 +60,10 @@ def rationale(
 ) -> str:
     """The plan's rationale text; units as ``rules``' ``codes/units.yaml`` writes them (default: the packaged rules)."""
     unit = area.outcome.unit
+    written = with_unit("\0", unit, rules)  # rounded(x, unit, rules) with the value in place of "\0" (looked up once)
 
     def r(x: float) -> str:
-        return rounded(x, unit, rules)
+        return written.replace("\0", one_decimal(x))
 
     parts = [
         f"Predicted {area.outcome.quantity} {r(pred.mean)} "

@@ -37,6 +37,9 @@ def test_columns_mean_is_the_full_arrays_mean_bit_for_bit(m: int, n: int) -> Non
     assert np.array_equal(cols.full(), full)
     assert np.array_equal(cols.mean(), full.mean(axis=0))
     assert np.array_equal(cols.scaled(-0.3).mean(), (-0.3 * full).mean(axis=0))
+    for some in ([0], [n - 1, 0], list(range(0, n, 3)), list(range(n))):  # a few plans' means: the same bits
+        got = cols.mean_at(some)
+        assert np.array_equal(got[some].view(np.uint64), full.mean(axis=0)[some].view(np.uint64))
 
 
 @pytest.mark.parametrize("row", [[0.0, -0.5, 0.0, -0.5], [-0.15], [0.0, -0.0, -0.1], [-0.06, -0.12, -0.18, -0.06, 0.0]])
@@ -197,3 +200,25 @@ def test_plans_built_without_revalidation_equal_their_validated_twins(prefer: li
     rec = Planner.load(num_samples=200).recommend(b.record(), area="t2d", top=5, preferences=prefer)
     assert rec.plans and any(p.tradeoffs for p in rec.plans)
     assert _twins(rec.plans) >= len(rec.plans) * 3
+
+
+def test_winners_by_draw_are_the_rank_ordered_argmax_ties_nan_and_infinities_included() -> None:
+    from planner.draw_stats import winners_by_draw
+
+    rng = np.random.default_rng(3)
+    for trial in range(300):
+        num, n = int(rng.integers(1, 50)), int(rng.integers(1, 30))
+        u = np.round(rng.normal(size=(num, n)), int(rng.integers(0, 3)))  # rounded: many ties
+        if trial % 5 == 0:
+            u[rng.random((num, n)) < 0.05] = np.nan
+        if trial % 7 == 0:
+            u[:] = 1.0
+        if trial % 11 == 0:
+            u[rng.random((num, n)) < 0.2] = -np.inf
+        if trial % 13 == 0:
+            u[rng.random((num, n)) < 0.2] = np.inf
+        order = rng.permutation(n)
+        before = u.copy()
+        want = order[np.argmax(np.take(u, order, axis=1), axis=1)]
+        assert np.array_equal(winners_by_draw(u, order), want), trial
+        assert np.array_equal(u, before, equal_nan=True)  # put back as it was

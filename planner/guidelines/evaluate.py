@@ -53,6 +53,18 @@ class _Columns:
             return self.values.mean(axis=0)[self.at]
         return self.full().mean(axis=0)
 
+    def mean_at(self, idx: Sequence[int]) -> np.ndarray:
+        """:meth:`mean` at the regimens ``idx`` (others NaN), with the same sums: with two regimens or more each
+        regimen's is its column's sum row by row, which the columns needed give (two at least: one alone would
+        be summed pairwise)."""
+        if len(self.at) < 2 or not len(idx) or not self.values.flags.c_contiguous:
+            return self.mean()
+        need = np.unique(self.at[np.asarray(idx, dtype=np.intp)])
+        cols = need if len(need) >= 2 else np.repeat(need, 2)
+        out = np.full(self.values.shape[1], np.nan)
+        out[cols] = np.take(self.values, cols, axis=1).mean(axis=0)
+        return out[self.at]
+
 
 @dataclasses.dataclass(frozen=True)
 class Term:
@@ -62,10 +74,26 @@ class Term:
     label: str
     unit: str
     columns: _Columns  # the utility added per draw (negative: a cost) as distinct columns: see :attr:`draws`
-    values: np.ndarray  # (n,) expected value of the measure (kg, risk, count, ...)
+    values: np.ndarray | None  # (n,) expected value of the measure (kg, risk, count, ...); None: see ``measure``
     kind: str  # "secondary" | "indication" | "preference"
     utility_mean: np.ndarray | None = None  # (n,) draws.mean(axis=0), when computed with the term (same sums)
     row: np.ndarray | None = None  # (n,) the same utility in every draw (``draws`` is then a broadcast view)
+    measure: _Columns | None = None  # the measure's draws, when ``values`` is left to :meth:`values_at`
+
+    def values_at(self, idx: Sequence[int]) -> np.ndarray:
+        """(n,) :attr:`values`, computed at least at the regimens ``idx`` (the others may be NaN)."""
+        if self.values is not None:
+            return self.values
+        assert self.measure is not None
+        return self.measure.mean_at(idx)
+
+    def utility_at(self, idx: Sequence[int]) -> np.ndarray:
+        """(n,) ``draws.mean(axis=0)``, computed at least at the regimens ``idx`` (the others may be NaN)."""
+        if self.utility_mean is not None:
+            return self.utility_mean
+        if self.row is not None:
+            return self.draws.mean(axis=0)
+        return self.columns.mean_at(idx)
 
     @property
     def draws(self) -> np.ndarray:
@@ -265,18 +293,26 @@ def _indication_mean(met: np.ndarray, cost: float, num: int) -> np.ndarray:
     return np.where(met, two[0], two[1])
 
 
+def _distinct(row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values of a float64 ``row`` by bits (-0.0 is not 0.0 here), first seen first, and the
+    position of each element's (a row holds a few distinct values: a dict beats a sort)."""
+    first: dict[int, int] = {}
+    at = np.array([first.setdefault(b, len(first)) for b in row.view(np.uint64).tolist()], dtype=np.intp)
+    return np.array(list(first), dtype=np.uint64).view(np.float64), at
+
+
 def _row_columns(row: np.ndarray, num: int) -> _Columns:
     """The same ``row`` (n,) in each of ``num`` draws as distinct columns (by bits: -0.0 is not 0.0 here)."""
-    bits, at = np.unique(np.ascontiguousarray(row, dtype=np.float64).view(np.uint64), return_inverse=True)
-    return _Columns(np.broadcast_to(bits.view(np.float64), (num, len(bits))), at.reshape(-1).astype(np.intp))
+    values, at = _distinct(np.ascontiguousarray(row, dtype=np.float64))
+    return _Columns(np.broadcast_to(values, (num, len(values))), at)
 
 
 def _broadcast_mean(row: np.ndarray, num: int) -> np.ndarray:
     """``np.broadcast_to(row, (num, n)).mean(axis=0)``, summed once per distinct value (the same sums)."""
     if row.dtype != np.float64 or row.ndim != 1:
         return np.broadcast_to(row, (num, *row.shape[-1:])).mean(axis=0)
-    bits, at = np.unique(np.ascontiguousarray(row).view(np.uint64), return_inverse=True)  # -0.0 is not 0.0 here
-    return _Columns(np.broadcast_to(bits.view(np.float64), (num, len(bits))), at).mean()
+    values, at = _distinct(np.ascontiguousarray(row))
+    return _Columns(np.broadcast_to(values, (num, len(values))), at).mean()
 
 
 _Sig = tuple[tuple[str, str | None], ...]  # a regimen's (drug, class) list
@@ -350,15 +386,39 @@ def _draw_effects(so: SecondaryOutcome, num: int, rng: np.random.Generator) -> n
     """(effects, num) joint draws of the outcome's effects (a change, or a log relative risk): each effect's
     draws contiguous (one call: the same numbers as one call per effect)."""
     z = rng.standard_normal((len(so.effects), num))
-    if so.kind == "change":
-        loc = np.array([e.mean for e in so.effects], dtype=float)
-        scale = np.array([e.sd for e in so.effects], dtype=float)
-    else:
-        loc = np.array([np.log(e.rr) for e in so.effects], dtype=float)  # type: ignore[arg-type]
-        scale = np.array([e.log_sd for e in so.effects], dtype=float)
-    z *= scale[:, None]
-    z += loc[:, None]  # loc + scale * z per effect and draw
+    loc, scale = _priors(so)
+    z *= scale
+    z += loc  # loc + scale * z per effect and draw
     return z
+
+
+# per outcome (identity-checked): its effects' prior locations and scales, and which effects go by intensity
+_PRIORS: dict[int, tuple[SecondaryOutcome, np.ndarray, np.ndarray, frozenset[int]]] = {}
+
+
+def _priors(so: SecondaryOutcome) -> tuple[np.ndarray, np.ndarray]:
+    """(effects, 1) location and scale of each effect's prior (a change, or a log relative risk)."""
+    hit = _prior_entry(so)
+    return hit[1], hit[2]
+
+
+def _prior_entry(so: SecondaryOutcome) -> tuple[SecondaryOutcome, np.ndarray, np.ndarray, frozenset[int]]:
+    hit = _PRIORS.get(id(so))
+    if hit is None or hit[0] is not so:
+        if so.kind == "change":
+            loc = np.array([e.mean for e in so.effects], dtype=float)
+            scale = np.array([e.sd for e in so.effects], dtype=float)
+        else:
+            loc = np.array([np.log(e.rr) for e in so.effects], dtype=float)  # type: ignore[arg-type]
+            scale = np.array([e.log_sd for e in so.effects], dtype=float)
+        if len(_PRIORS) >= 64:
+            _PRIORS.clear()
+        loc, scale = loc[:, None], scale[:, None]
+        loc.setflags(write=False)
+        scale.setflags(write=False)
+        by_intensity = frozenset(i for i, e in enumerate(so.effects) if e.by_intensity)
+        hit = _PRIORS[id(so)] = (so, loc, scale, by_intensity)
+    return hit
 
 
 def _set_sums(eff: np.ndarray, sets: Sequence[tuple[int, ...]]) -> np.ndarray:
@@ -397,7 +457,8 @@ def _secondary_columns(
     np.minimum(out, 1.0, out=out)
     if so.intensity is None or outcome_draws is None:
         return _Columns(np.ascontiguousarray(out.T), at)
-    cols = np.flatnonzero(np.array([any(so.effects[i].by_intensity for i in idx) for idx in sets])[at])
+    by_intensity = _prior_entry(so)[3]
+    cols = np.flatnonzero(np.array([not by_intensity.isdisjoint(idx) for idx in sets], dtype=bool)[at])
     if not cols.size:
         return _Columns(np.ascontiguousarray(out.T), at)
     deep = so.intensity.below - outcome_draws.T[cols]  # (cols, num)
@@ -478,7 +539,7 @@ def utility_terms(
                 counted = vals.map(lambda v: np.maximum(v, 0.0))  # a fall is no benefit here; a rise is still a harm
             cost = counted.scaled(-w)
             unit = so.unit if so.kind == "change" else f"risk, {so.horizon}"
-            terms.append(Term(f"secondary:{so.id}", so.label, unit, cost, vals.mean(), "secondary", cost.mean()))
+            terms.append(Term(f"secondary:{so.id}", so.label, unit, cost, None, "secondary", measure=vals))
     applicable = [
         dataclasses.replace(a, drugs=tuple(current.ingredients)) if a.indication.kind == "stepwise" else a
         for a in (applicable_indications(guidelines, ctx, area) if ctx is not None else [])
@@ -524,7 +585,7 @@ def _preference_term(
     if measure == "weight_gain" and weight is not None:
         gain = weight.map(lambda v: np.maximum(v, 0.0))
         cost = gain.scaled(-w)
-        return Term(f"preference:{pid}", label, per, cost, gain.mean(), "preference", cost.mean())
+        return Term(f"preference:{pid}", label, per, cost, None, "preference", measure=gain)
     vals = _preference_values(measure, regimens, forms, None)  # (1, n)
     row = -w * vals
     return Term(

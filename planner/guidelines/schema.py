@@ -313,9 +313,20 @@ def _load(path: str) -> Guidelines:
         ) from None
 
 
+# (rules folder, area id) -> (the area object they were checked against, the guidelines): asked twice a patient
+_CHECKED: dict[tuple[str, str], tuple[Area, Guidelines]] = {}
+
+
 def load_guidelines(area: Area, rules: str | Path | None = None) -> Guidelines | None:
-    """The area's guideline file, validated against the area; None when the area has none."""
-    path = rules_dir(rules) / "guidelines" / f"{area.id}.yaml"
+    """The area's guideline file, validated against the area; None when the area has none. A found file is
+    remembered per rules folder (``rules``, else ``$PLANNER_RULES_DIR``, else the packaged one, resolved on every
+    call) and area object (another version of the area is checked again)."""
+    folder = rules_dir(rules)
+    key = (str(folder), area.id)
+    hit = _CHECKED.get(key)
+    if hit is not None and hit[0] is area:
+        return hit[1]
+    path = folder / "guidelines" / f"{area.id}.yaml"
     if not path.is_file():
         return None
     g = _load(str(path))
@@ -323,4 +334,7 @@ def load_guidelines(area: Area, rules: str | Path | None = None) -> Guidelines |
         raise RuleError(
             "guideline file is for another area", file=str(path), field="area", value=g.area, expected=area.id
         )
-    return g.check_area(area, str(path))
+    got = g.check_area(area, str(path))
+    if len(_CHECKED) < 256:
+        _CHECKED[key] = (area, got)
+    return got
