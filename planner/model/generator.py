@@ -212,33 +212,41 @@ class RegimenGenerator(BaseEstimator):
             if key != current and self._allowed(key, st):
                 out.append(Move(kind, drug, level, key))
 
-        def put_levels(kind: str, drug: int, others: Key) -> None:
+        def put_levels(kind: str, drug: int, others: Key, ok: dict[int, bool]) -> None:
             """``put`` of ``others`` (sorted, without ``drug``) plus ``drug`` at each of its levels: the keys are
             ``others`` with ``(drug, level)`` inserted in order, and the combination limits depend only on the
-            classes, the same at every level, so they are checked once."""
+            classes, the same at every level and for every drug of a class (``ok``: the answers for ``others``
+            by the added drug's class), so they are checked once per class."""
+            n = len(st["levels"][drug])
+            if not n:
+                return
             at = 0
             while at < len(others) and others[at][0] < drug:
                 at += 1
             head, tail = others[:at], others[at:]
-            keys = [(*head, (drug, li), *tail) for li in range(len(st["levels"][drug]))]
-            if keys and self._allowed(keys[0], st):
+            keys = [(*head, (drug, li), *tail) for li in range(n)]
+            c = st["cls"][drug]
+            allowed = ok.get(c)
+            if allowed is None:
+                allowed = ok[c] = self._allowed(keys[0], st)
+            if allowed:
                 out.extend(Move(kind, drug, li, key) for li, key in enumerate(keys) if key != current)
 
         if len(cur) < st["max_drugs"]:
-            base = tuple(sorted(cur.items()))
+            base, ok = tuple(sorted(cur.items())), {}
             for d in range(nd):
                 if d not in cur:
-                    put_levels("add", d, base)
+                    put_levels("add", d, base, ok)
         for d0, l0 in current:
             rest = {k: v for k, v in cur.items() if k != d0}
-            others = tuple(sorted(rest.items()))
+            others, ok = tuple(sorted(rest.items())), {}
             for d in range(nd):
                 if d in cur:
                     continue
                 same = st["cls"][d] == st["cls"][d0]
                 if not same and st["cls"][d] in cur_cls:
                     continue
-                put_levels("switch_within" if same else "switch_between", d, others)
+                put_levels("switch_within" if same else "switch_between", d, others, ok)
             if l0 + 1 < len(st["levels"][d0]):
                 put("dose_up", d0, l0 + 1, {**cur, d0: l0 + 1})
             if l0 > 0:
@@ -381,11 +389,12 @@ class RegimenGenerator(BaseEstimator):
         kind_at = np.array([pos[m.kind] for m in mv], dtype=np.int64)
         w = np.ones(len(mv))
         wsum = np.ones(len(mv))
+        dwl, lwl = dw.tolist(), lw.tolist()  # Python floats: the same float64 products, without numpy scalars
         for k, idx in by_kind.items():
             if k == "continue":
                 continue
             kk = _K[k]
-            wk = np.array([dw[kk, mv[i].drug] * (lw[kk, mv[i].level] if mv[i].level >= 0 else 1.0) for i in idx])
+            wk = np.array([dwl[kk][mv[i][1]] * (lwl[kk][mv[i][2]] if mv[i][2] >= 0 else 1.0) for i in idx])
             w[idx] = wk
             wsum[idx] = wk.sum()
         table = {"avail": avail, "kind_at": kind_at, "w": w, "wsum": wsum}
