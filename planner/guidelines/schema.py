@@ -73,6 +73,10 @@ class Indication(_M):
     min_intensity: str | None = None  # include: statin intensity level (guideline intensity table)
     below: float | None = None  # goal: outcome level to reach
     history: Literal["not_tolerated", "no_response", "response"] | None = None
+    # history no_response: a plan that keeps a CURRENT drug without response and adds another drug, the two
+    # including one of adjunct_drugs, meets it once the patient has had adjunct_after_trials adequate trials
+    adjunct_drugs: tuple[str, ...] = ()
+    adjunct_after_trials: int | None = Field(default=None, ge=1)
     classes: tuple[str, ...] = ()  # avoid: a plan with a drug of every one of these classes does not meet it
     max_new: int | None = Field(default=None, ge=1)  # stepwise: most drugs a plan may start at once
     combination_gap: float | None = Field(default=None, gt=0)  # stepwise: from this far off the target, no limit
@@ -183,6 +187,9 @@ class HistoryRules(_M):
     non_response_fall: float = Field(ge=0, le=1)
     baseline_window_days: int = Field(gt=0)
     assess_after_days: int = Field(gt=0)
+    # a course whose order was stopped with one of these reasons (MedicationRequest.statusReason: a code, or a
+    # word in its display or text) is not tolerated, however long it ran
+    adverse_stop_reasons: tuple[str, ...] = ()
     source: str
 
 
@@ -254,7 +261,7 @@ class Guidelines(_M):
         """Every drug and class named exists in the area's formulary (errors name the file)."""
         names, classes = set(area.drug_names), set(area.class_ids)
         for ind in self.indications:
-            for d in ind.drugs:
+            for d in (*ind.drugs, *ind.adjunct_drugs):
                 if d not in names:
                     raise RuleError(
                         "indication names a drug outside the formulary",
