@@ -39,6 +39,9 @@ _K = {k: i for i, k in enumerate(MOVE_KINDS)}
 Key = tuple[tuple[int, int], ...]  # sorted (drug index, level index)
 
 
+_move = tuple.__new__  # Move(...) without the Python-level __new__ (moves() makes thousands)
+
+
 class Move(tuple):
     """A single move: ``(kind, target drug index or -1, level index or -1, resulting key)``."""
 
@@ -230,7 +233,7 @@ class RegimenGenerator(BaseEstimator):
             if allowed is None:
                 allowed = ok[c] = self._allowed(keys[0], st)
             if allowed:
-                out.extend(Move(kind, drug, li, key) for li, key in enumerate(keys) if key != current)
+                out.extend(_move(Move, (kind, drug, li, key)) for li, key in enumerate(keys) if key != current)
 
         if len(cur) < st["max_drugs"]:
             base, ok = tuple(sorted(cur.items())), {}
@@ -383,10 +386,10 @@ class RegimenGenerator(BaseEstimator):
         mv = self.moves(current)
         by_kind: dict[str, list[int]] = {}
         for i, m in enumerate(mv):
-            by_kind.setdefault(m.kind, []).append(i)
+            by_kind.setdefault(m[0], []).append(i)  # m[0]: the kind (tuple access, no property)
         avail = [k for k in MOVE_KINDS if k in by_kind or k == "other"]
         pos = {k: i for i, k in enumerate(avail)}
-        kind_at = np.array([pos[m.kind] for m in mv], dtype=np.int64)
+        kind_at = np.array([pos[m[0]] for m in mv], dtype=np.int64)
         w = np.ones(len(mv))
         wsum = np.ones(len(mv))
         dwl, lwl = dw.tolist(), lw.tolist()  # Python floats: the same float64 products, without numpy scalars
@@ -398,7 +401,7 @@ class RegimenGenerator(BaseEstimator):
             w[idx] = wk
             wsum[idx] = wk.sum()
         table = {"avail": avail, "kind_at": kind_at, "w": w, "wsum": wsum}
-        table["nonc"] = np.array([m.kind != "continue" for m in mv], dtype=float)
+        table["nonc"] = np.array([m[0] != "continue" for m in mv], dtype=float)
         if len(tables) > 20_000:
             tables.clear()
         tables[tkey] = (mv, table)
@@ -521,7 +524,21 @@ class RegimenGenerator(BaseEstimator):
                 kp = self._kind_probs(frame, [cur])[0]
             else:
                 kp = self._kind_probs_z(z, [cur])[0]
-        return [self.regimen_of(k) for k in self._propose_keys(kp, cur, n, seed)]
+        return self._regimens_of(self._propose_keys(kp, cur, n, seed))
+
+    def _regimens_of(self, keys: list[Key]) -> list[Regimen]:
+        """:meth:`regimen_of` of each key (the area structure and memory looked up once)."""
+        st = self._struct()
+        memo = st.setdefault("regimens", {})
+        out = []
+        for key in keys:
+            hit = memo.get(key)
+            if hit is None:
+                if len(memo) > 50_000:
+                    memo.clear()
+                hit = memo[key] = self._regimen_of(key, st)
+            out.append(hit)
+        return out
 
     def _propose_keys(self, kp: np.ndarray, cur: Key, n: int, seed: int) -> list[Key]:
         mv, pr = self.move_distribution(kp, cur)
@@ -530,7 +547,7 @@ class RegimenGenerator(BaseEstimator):
         keys: list[Key] = []
         seen: set[Key] = set()
         for j in order:
-            r = mv[j].result
+            r = mv[j][3]  # the move's result
             if r not in seen:
                 seen.add(r)
                 keys.append(r)
