@@ -109,6 +109,8 @@ class Explainer:
                     if met
                     else f"not met: {ind.recommendation} ({about}); {self._others(k)}"
                 )
+            if met and names & set(a.drugs):  # kept with an adjunct added (adjunct_to)
+                return f"meets {ind.label}: an adjunct added after {ind.adjunct_after_trials} or more trials ({about})"
             return f"meets {ind.label} ({about})" if met else f"not met: re-tries {about}; {self._others(k)}"
         if met:
             return f"meets {ind.label} ({', '.join(sorted(names & set(ind.drugs)))})"

@@ -116,6 +116,8 @@ class Medication(Frozen):
     as_needed: bool = False
     dose_assumed: bool = False  # dose_mg_day rests on an assumption (one unit per dose, ...): a DataWarning says which
     dose_range_mg_day: tuple[float, float] | None = None  # from doseRange: (low, high); dose_mg_day is then None
+    # statusReason (why it was stopped): each coding's code and the lower-case display and text, as given
+    status_reason: tuple[str, ...] = ()
 
     def is_active(self, on: dt.date) -> bool:
         # voided, cancelled, draft, not-taken and do-not-perform orders are never current, whatever the dates say

@@ -133,11 +133,13 @@ class BundleBuilder:
         status: str = "active",
         statement: bool = False,
         times_per_day: int = 1,
+        status_reason: str | None = None,
     ) -> str:
         """A MedicationRequest (or MedicationStatement) for an ingredient name or RxCUI.
 
         With ``dose_mg_day`` the dosage says ``dose_mg_day / times_per_day`` mg, ``times_per_day`` times a day,
         so ingest derives exactly ``dose_mg_day``; without it there is no dosage (ingest warns).
+        ``status_reason``: the text of ``statusReason`` (why it was stopped).
         """
         ing = self._ingredient(drug)
         rid = self._id("med")
@@ -182,6 +184,8 @@ class BundleBuilder:
                 res["dosageInstruction"] = dosage
             if end is not None:
                 res["dispenseRequest"] = {"validityPeriod": {**({"start": _d(start)} if start else {}), "end": _d(end)}}
+        if status_reason is not None:
+            res["statusReason"] = [{"text": status_reason}] if statement else {"text": status_reason}
         self._resources.append(res)
         return rid
 

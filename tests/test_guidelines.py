@@ -276,6 +276,62 @@ def test_depression_history_is_read_from_the_medication_record():
     assert ids == {"dep.avoid-not-tolerated", "dep.avoid-no-response", "dep.prefer-prior-response"}
 
 
+def test_a_stop_for_an_adverse_effect_on_the_order_is_not_tolerated_however_long_the_course(planner):
+    """MedicationRequest.statusReason: escitalopram stopped after 63 days "due to side effects" is a drug not
+    tolerated (the 28-day rule alone would read it by its PHQ-9 values); the same stop without a reason is not."""
+    area = load_area("depression")
+    g = load_guidelines(area)
+
+    def record(reason):
+        b = BundleBuilder(patient_id="dep-ae", birth_date="1980-01-01", sex="female", as_of=AS_OF)
+        b.condition("370143000", display="Major depressive disorder", onset="2019-01-01")
+        b.observation("phq9", 18, date="2023-02-25")
+        b.medication("escitalopram", 10, start="2023-03-01", end="2023-05-03", status="stopped", status_reason=reason)
+        b.observation("phq9", 12, date="2023-04-20")
+        b.observation("phq9", 16, date="2024-05-20")
+        return b.record()
+
+    stopped = PatientContext.from_record(record("Stopped due to side effects"), area, g).courses
+    assert [(c.ingredient, c.outcome, c.recorded_adverse) for c in stopped] == [("escitalopram", "not_tolerated", True)]
+    plain = PatientContext.from_record(record(None), area, g).courses
+    assert [c.outcome for c in plain] == ["partial"]  # 18 -> 12 over 9 weeks: read from the PHQ-9 values
+    rec = planner.recommend(record("Stopped due to side effects"), area="depression", top=40)
+    assert "escitalopram" not in _drugs(rec.plans[0])
+    retry = next(p for p in rec.plans if "escitalopram" in _drugs(p))
+    assert "re-tries escitalopram stopped after 63 days (recorded as stopped for an adverse effect)" in retry.rationale
+
+
+def test_after_two_trials_an_adjunct_to_the_drug_without_response_meets_the_guideline(planner):
+    """CANMAT 2016: switch after a first trial without response; after two or more trials adding an adjunct
+    (bupropion, mirtazapine) to the tolerated drug taken now is the other option."""
+
+    def record(past_trial: bool):
+        b = BundleBuilder(patient_id="dep-adj", birth_date="1980-01-01", sex="female", as_of=AS_OF)
+        b.condition("370143000", display="Major depressive disorder", onset="2019-01-01")
+        if past_trial:
+            b.observation("phq9", 18, date="2022-12-20")
+            b.medication("fluoxetine", 20, start="2023-01-01", end="2023-04-01", status="completed")
+            b.observation("phq9", 17, date="2023-03-25")
+        b.observation("phq9", 17, date="2024-02-25")
+        b.medication("sertraline", 100, start="2024-03-01")
+        b.observation("phq9", 16, date="2024-05-20")
+        return b.record()
+
+    def plans(rec, drugs):
+        return [p for p in rec.plans if _drugs(p) == drugs]
+
+    two = planner.recommend(record(True), area="depression", top=80)
+    add = plans(two, {"sertraline", "mirtazapine"}) + plans(two, {"sertraline", "bupropion"})
+    assert add
+    for p in add:
+        s = _status(p, "dep.avoid-no-response")
+        assert s.met and "an adjunct added after 2 or more trials" in s.message
+    assert all(not _status(p, "dep.avoid-no-response").met for p in plans(two, {"sertraline"}))
+    assert all(not _status(p, "dep.avoid-no-response").met for p in plans(two, {"sertraline", "escitalopram"}))
+    one = planner.recommend(record(False), area="depression", top=80)  # a first trial: switch
+    assert all(not _status(p, "dep.avoid-no-response").met for p in one.plans if "sertraline" in _drugs(p))
+
+
 def test_depression_prefers_what_worked_and_does_not_retry_what_failed(planner):
     rec = planner.recommend(_depression_history().record(), area="depression", top=40)
     top = rec.plans[0]

@@ -266,7 +266,7 @@ def _point_row(
         "n_plans": len(rec.plans),
         "n_excluded": len(rec.excluded),
         "candidates": rec.provenance.candidates_considered,
-        "plans_json": _json([orjson.loads(p.model_dump_json()) for p in rec.plans]),
+        "plans_json": _json([p.model_dump(mode="json") for p in rec.plans]),  # the JSON form, not parsed back
         "data_gaps": _json(sorted({g.code for g in rec.data_gaps})),
         "n_current_findings": len(rec.current_findings),
         "current_findings_json": _json(_finding_counts(rec.current_findings)),

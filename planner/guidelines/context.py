@@ -28,12 +28,14 @@ class Course:
     outcome: Outcome
     before: float | None = None  # outcome measure at the start (PHQ-9)
     after: float | None = None  # latest on the drug, at least assess_after_days in
+    recorded_adverse: bool = False  # stopped with an adverse-effect reason on the order (statusReason)
 
     def describe(self, unit: str = "") -> str:
         span = f"{self.days} days" if self.days < 70 else f"{round(self.days / 7)} weeks"
         now = " so far" if self.end is None else ""
         if self.outcome == "not_tolerated":
-            return f"{self.ingredient} stopped after {span} (possible intolerance)"
+            why = "recorded as stopped for an adverse effect" if self.recorded_adverse else "possible intolerance"
+            return f"{self.ingredient} stopped after {span} ({why})"
         if self.before is not None and self.after is not None:
             u = f" {unit}" if unit and not unit.startswith("{") else ""  # a unit as read (planner.units); raw {x}: none
             word = {"no_response": "no response", "response": "response", "partial": "partial response"}.get(
@@ -73,6 +75,8 @@ def _classify(
 ) -> Course:
     stop = end or record.as_of
     days = (stop - start).days
+    if end is not None and _stopped_for(record, ingredient, end, rules.adverse_stop_reasons):
+        return Course(ingredient, start, end, days, "not_tolerated", recorded_adverse=True)
     if end is not None and days < rules.early_stop_days:
         return Course(ingredient, start, end, days, "not_tolerated")
     q = area.outcome.quantity
@@ -92,6 +96,18 @@ def _classify(
     else:
         outcome = "partial" if days >= rules.adequate_trial_days else "unknown"
     return Course(ingredient, start, end, days, outcome, before=b, after=a)
+
+
+def _stopped_for(record: PatientRecord, ingredient: str, end: dt.date, reasons: tuple[str, ...]) -> bool:
+    """Whether an order of ``ingredient`` ending on ``end`` gives one of ``reasons`` (a code, or a word in the
+    reason's display or text)."""
+    if not reasons:
+        return False
+    return any(
+        m.ingredient == ingredient and m.end == end and any(r == x or r in x for x in m.status_reason for r in reasons)
+        for m in record.medications
+        if m.status_reason
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -54,6 +54,9 @@ class Applicable:
     courses: tuple[Course, ...] = ()  # history: the courses behind it
     drugs: tuple[str, ...] = ()  # include: the drugs that meet it; history: the drugs at issue
     level: tuple[float, float] | None = None  # stepwise: the latest outcome value and the patient's target
+    # history no_response with adjunct_drugs: the drugs taken now, when the patient has had enough adequate
+    # trials for an adjunct to be an option (empty otherwise)
+    adjunct_base: tuple[str, ...] = ()
     # (stepwise: ``drugs`` are the current regimen's; a plan's other drugs are what it starts)
 
 
@@ -127,7 +130,11 @@ def applicable_indications(g: Guidelines | None, ctx: PatientContext, area: Area
                 bad = {c.ingredient for c in ctx.courses if c.outcome in ("not_tolerated", "no_response")}
                 courses = tuple(c for c in courses if c.ingredient not in bad)
             if courses:
-                out.append(Applicable(ind, courses, tuple(sorted({c.ingredient for c in courses}))))
+                out.append(
+                    Applicable(
+                        ind, courses, tuple(sorted({c.ingredient for c in courses})), adjunct_base=_base(ind, g, ctx)
+                    )
+                )
             continue
         if ind.kind == "stepwise":
             level = None if area is None else ctx.outcome_level(area)
@@ -143,6 +150,30 @@ def applicable_indications(g: Guidelines | None, ctx: PatientContext, area: Area
     return out
 
 
+def _base(ind: Indication, g: Guidelines, ctx: PatientContext) -> tuple[str, ...]:
+    """The drugs taken now, when an adjunct to one without response is an option: the patient has had at
+    least ``adjunct_after_trials`` courses of an adequate trial's length (CANMAT 2016); () otherwise."""
+    if not ind.adjunct_drugs or ind.adjunct_after_trials is None or g.history is None:
+        return ()
+    trials = sum(1 for c in ctx.courses if c.days >= g.history.adequate_trial_days)
+    if trials < ind.adjunct_after_trials:
+        return ()
+    return tuple(sorted({c.ingredient for c in ctx.courses if c.end is None}))
+
+
+def adjunct_to(a: Applicable, reg: Regimen) -> bool:
+    """Whether ``reg`` keeps a current drug without response and adds another, one of the two an adjunct."""
+    names = set(reg.ingredients)
+    hit = names & set(a.drugs)
+    added = names - set(a.adjunct_base)
+    return (
+        bool(hit and a.adjunct_base)
+        and hit <= set(a.adjunct_base)
+        and bool(added)
+        and bool(names & set(a.indication.adjunct_drugs))
+    )
+
+
 def _meets(a: Applicable, reg: Regimen, g: Guidelines, p_goal: float, area: Area) -> bool:
     ind = a.indication
     if ind.kind == "goal":
@@ -155,7 +186,7 @@ def _meets(a: Applicable, reg: Regimen, g: Guidelines, p_goal: float, area: Area
     names = set(reg.ingredients)
     if ind.kind == "history":
         hit = bool(names & set(a.drugs))
-        return hit if ind.history == "response" else not hit
+        return hit if ind.history == "response" else not hit or adjunct_to(a, reg)
     if ind.min_intensity is None:
         return bool(names & set(ind.drugs))
     table = g.intensity

@@ -73,6 +73,10 @@ class Indication(_M):
     min_intensity: str | None = None  # include: statin intensity level (guideline intensity table)
     below: float | None = None  # goal: outcome level to reach
     history: Literal["not_tolerated", "no_response", "response"] | None = None
+    # history no_response: a plan that keeps a CURRENT drug without response and adds another drug, the two
+    # including one of adjunct_drugs, meets it once the patient has had adjunct_after_trials adequate trials
+    adjunct_drugs: tuple[str, ...] = ()
+    adjunct_after_trials: int | None = Field(default=None, ge=1)
     classes: tuple[str, ...] = ()  # avoid: a plan with a drug of every one of these classes does not meet it
     max_new: int | None = Field(default=None, ge=1)  # stepwise: most drugs a plan may start at once
     combination_gap: float | None = Field(default=None, gt=0)  # stepwise: from this far off the target, no limit
@@ -183,6 +187,9 @@ class HistoryRules(_M):
     non_response_fall: float = Field(ge=0, le=1)
     baseline_window_days: int = Field(gt=0)
     assess_after_days: int = Field(gt=0)
+    # a course whose order was stopped with one of these reasons (MedicationRequest.statusReason: a code, or a
+    # word in its display or text) is not tolerated, however long it ran
+    adverse_stop_reasons: tuple[str, ...] = ()
     source: str
 
 
@@ -254,7 +261,7 @@ class Guidelines(_M):
         """Every drug and class named exists in the area's formulary (errors name the file)."""
         names, classes = set(area.drug_names), set(area.class_ids)
         for ind in self.indications:
-            for d in ind.drugs:
+            for d in (*ind.drugs, *ind.adjunct_drugs):
                 if d not in names:
                     raise RuleError(
                         "indication names a drug outside the formulary",
@@ -306,9 +313,20 @@ def _load(path: str) -> Guidelines:
         ) from None
 
 
+# (rules folder, area id) -> (the area object they were checked against, the guidelines): asked twice a patient
+_CHECKED: dict[tuple[str, str], tuple[Area, Guidelines]] = {}
+
+
 def load_guidelines(area: Area, rules: str | Path | None = None) -> Guidelines | None:
-    """The area's guideline file, validated against the area; None when the area has none."""
-    path = rules_dir(rules) / "guidelines" / f"{area.id}.yaml"
+    """The area's guideline file, validated against the area; None when the area has none. A found file is
+    remembered per rules folder (``rules``, else ``$PLANNER_RULES_DIR``, else the packaged one, resolved on every
+    call) and area object (another version of the area is checked again)."""
+    folder = rules_dir(rules)
+    key = (str(folder), area.id)
+    hit = _CHECKED.get(key)
+    if hit is not None and hit[0] is area:
+        return hit[1]
+    path = folder / "guidelines" / f"{area.id}.yaml"
     if not path.is_file():
         return None
     g = _load(str(path))
@@ -316,4 +334,7 @@ def load_guidelines(area: Area, rules: str | Path | None = None) -> Guidelines |
         raise RuleError(
             "guideline file is for another area", file=str(path), field="area", value=g.area, expected=area.id
         )
-    return g.check_area(area, str(path))
+    got = g.check_area(area, str(path))
+    if len(_CHECKED) < 256:
+        _CHECKED[key] = (area, got)
+    return got

@@ -211,6 +211,7 @@ class Resource(_S):
     dispenseRequest: DispenseRequest | None = None
     dateAsserted: str | None = None
     dosage: list[Dosage] = []
+    statusReason: Raw = Raw(b"")  # one CodeableConcept on a MedicationRequest, a list on a MedicationStatement
     ingredient: list[Ingredient] = []
     contained: list["Resource"] = []  # e.g. a Medication referenced as "#med1"
 
@@ -263,5 +264,6 @@ READ_TYPES = frozenset(
 RESOURCE_DECODER = msgspec.json.Decoder(Resource)
 OBSERVATION_HEAD_DECODER = msgspec.json.Decoder(ObservationHead)
 CATEGORY_DECODER = msgspec.json.Decoder(list[str])
+STATUS_REASON_DECODER = msgspec.json.Decoder(CodeableConcept | list[CodeableConcept])
 HEAD_DECODER = msgspec.json.Decoder(Head)
 BUNDLE_DECODER = msgspec.json.Decoder(BundleHead)

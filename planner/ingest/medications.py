@@ -18,6 +18,8 @@ import math
 import re
 from typing import Any, Callable
 
+import msgspec
+
 from ..errors import FhirError
 from ..record import Medication
 from . import fhir_types as ft
@@ -268,6 +270,27 @@ def _dates(res: Any, *, rref: str, file: str | None, ctx: Context) -> tuple[Any,
     return start, end, dosages, intent, res.resourceType
 
 
+def _status_reason(res: Any, rref: str, b: Builder) -> tuple[str, ...]:
+    """The codes and the lower-case displays and text of ``statusReason`` (one CodeableConcept on a
+    MedicationRequest, a list on a MedicationStatement); one that cannot be read is a warning, not an error."""
+    if not len(res.statusReason):
+        return ()
+    try:
+        reason = ft.STATUS_REASON_DECODER.decode(res.statusReason)
+    except msgspec.ValidationError:
+        b.warn(
+            "status-reason-unreadable", "statusReason is not a CodeableConcept; not read", rref, field="statusReason"
+        )
+        return ()
+    out: list[str] = []
+    for cc in reason if isinstance(reason, list) else [reason]:
+        for c in cc.coding or ():
+            out += [x for x in (c.code, (c.display or "").strip().lower()) if x]
+        if cc.text and cc.text.strip():
+            out.append(cc.text.strip().lower())
+    return tuple(dict.fromkeys(out))
+
+
 def read_medication(
     res: Any, *, rref: str, file: str | None, ctx: Context, lookup: Callable[[str], Any], b: Builder
 ) -> None:
@@ -299,6 +322,7 @@ def read_medication(
         start=start,
         end=end,
         do_not_perform=bool(res.doNotPerform),
+        status_reason=_status_reason(res, rref, b),
     )
     if not ingredients:
         b.warn(

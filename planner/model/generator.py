@@ -39,6 +39,9 @@ _K = {k: i for i, k in enumerate(MOVE_KINDS)}
 Key = tuple[tuple[int, int], ...]  # sorted (drug index, level index)
 
 
+_move = tuple.__new__  # Move(...) without the Python-level __new__ (moves() makes thousands)
+
+
 class Move(tuple):
     """A single move: ``(kind, target drug index or -1, level index or -1, resulting key)``."""
 
@@ -51,6 +54,30 @@ class Move(tuple):
     drug = property(lambda self: self[1])
     level = property(lambda self: self[2])
     result = property(lambda self: self[3])
+
+
+class _Choice:
+    """``rng.choice(len(p), p=p)`` for one probability vector drawn from many times: numpy's own steps (the
+    cumulative sum normalised by its last value, one ``rng.random()`` per draw, ``searchsorted(side="right")``),
+    so the same index and the same random stream, without validating ``p`` again on every draw. A vector numpy
+    would refuse (NaN, negative, not summing to 1) is drawn from by ``rng.choice`` itself, with its error."""
+
+    __slots__ = ("p", "cdf")
+
+    def __init__(self, p: np.ndarray) -> None:
+        self.p = p
+        ok = p.ndim == 1 and p.size > 0 and bool(np.isfinite(p).all()) and not bool((p < 0).any())
+        ok = ok and abs(float(p.sum()) - 1.0) <= math.sqrt(float(np.finfo(np.float64).eps)) / 2
+        cdf = None
+        if ok:
+            cdf = np.asarray(p, dtype=np.float64).cumsum()
+            cdf /= cdf[-1]
+        self.cdf = cdf
+
+    def draw(self, rng: np.random.Generator) -> int:
+        if self.cdf is None:
+            return int(rng.choice(len(self.p), p=self.p))
+        return int(self.cdf.searchsorted(rng.random(), side="right"))
 
 
 class RegimenGenerator(BaseEstimator):
@@ -212,33 +239,41 @@ class RegimenGenerator(BaseEstimator):
             if key != current and self._allowed(key, st):
                 out.append(Move(kind, drug, level, key))
 
-        def put_levels(kind: str, drug: int, others: Key) -> None:
+        def put_levels(kind: str, drug: int, others: Key, ok: dict[int, bool]) -> None:
             """``put`` of ``others`` (sorted, without ``drug``) plus ``drug`` at each of its levels: the keys are
             ``others`` with ``(drug, level)`` inserted in order, and the combination limits depend only on the
-            classes, the same at every level, so they are checked once."""
+            classes, the same at every level and for every drug of a class (``ok``: the answers for ``others``
+            by the added drug's class), so they are checked once per class."""
+            n = len(st["levels"][drug])
+            if not n:
+                return
             at = 0
             while at < len(others) and others[at][0] < drug:
                 at += 1
             head, tail = others[:at], others[at:]
-            keys = [(*head, (drug, li), *tail) for li in range(len(st["levels"][drug]))]
-            if keys and self._allowed(keys[0], st):
-                out.extend(Move(kind, drug, li, key) for li, key in enumerate(keys) if key != current)
+            keys = [(*head, (drug, li), *tail) for li in range(n)]
+            c = st["cls"][drug]
+            allowed = ok.get(c)
+            if allowed is None:
+                allowed = ok[c] = self._allowed(keys[0], st)
+            if allowed:
+                out.extend(_move(Move, (kind, drug, li, key)) for li, key in enumerate(keys) if key != current)
 
         if len(cur) < st["max_drugs"]:
-            base = tuple(sorted(cur.items()))
+            base, ok = tuple(sorted(cur.items())), {}
             for d in range(nd):
                 if d not in cur:
-                    put_levels("add", d, base)
+                    put_levels("add", d, base, ok)
         for d0, l0 in current:
             rest = {k: v for k, v in cur.items() if k != d0}
-            others = tuple(sorted(rest.items()))
+            others, ok = tuple(sorted(rest.items())), {}
             for d in range(nd):
                 if d in cur:
                     continue
                 same = st["cls"][d] == st["cls"][d0]
                 if not same and st["cls"][d] in cur_cls:
                     continue
-                put_levels("switch_within" if same else "switch_between", d, others)
+                put_levels("switch_within" if same else "switch_between", d, others, ok)
             if l0 + 1 < len(st["levels"][d0]):
                 put("dose_up", d0, l0 + 1, {**cur, d0: l0 + 1})
             if l0 > 0:
@@ -375,21 +410,22 @@ class RegimenGenerator(BaseEstimator):
         mv = self.moves(current)
         by_kind: dict[str, list[int]] = {}
         for i, m in enumerate(mv):
-            by_kind.setdefault(m.kind, []).append(i)
+            by_kind.setdefault(m[0], []).append(i)  # m[0]: the kind (tuple access, no property)
         avail = [k for k in MOVE_KINDS if k in by_kind or k == "other"]
         pos = {k: i for i, k in enumerate(avail)}
-        kind_at = np.array([pos[m.kind] for m in mv], dtype=np.int64)
+        kind_at = np.array([pos[m[0]] for m in mv], dtype=np.int64)
         w = np.ones(len(mv))
         wsum = np.ones(len(mv))
+        dwl, lwl = dw.tolist(), lw.tolist()  # Python floats: the same float64 products, without numpy scalars
         for k, idx in by_kind.items():
             if k == "continue":
                 continue
             kk = _K[k]
-            wk = np.array([dw[kk, mv[i].drug] * (lw[kk, mv[i].level] if mv[i].level >= 0 else 1.0) for i in idx])
+            wk = np.array([dwl[kk][mv[i][1]] * (lwl[kk][mv[i][2]] if mv[i][2] >= 0 else 1.0) for i in idx])
             w[idx] = wk
             wsum[idx] = wk.sum()
         table = {"avail": avail, "kind_at": kind_at, "w": w, "wsum": wsum}
-        table["nonc"] = np.array([m.kind != "continue" for m in mv], dtype=float)
+        table["nonc"] = np.array([m[0] != "continue" for m in mv], dtype=float)
         if len(tables) > 20_000:
             tables.clear()
         tables[tkey] = (mv, table)
@@ -512,7 +548,21 @@ class RegimenGenerator(BaseEstimator):
                 kp = self._kind_probs(frame, [cur])[0]
             else:
                 kp = self._kind_probs_z(z, [cur])[0]
-        return [self.regimen_of(k) for k in self._propose_keys(kp, cur, n, seed)]
+        return self._regimens_of(self._propose_keys(kp, cur, n, seed))
+
+    def _regimens_of(self, keys: list[Key]) -> list[Regimen]:
+        """:meth:`regimen_of` of each key (the area structure and memory looked up once)."""
+        st = self._struct()
+        memo = st.setdefault("regimens", {})
+        out = []
+        for key in keys:
+            hit = memo.get(key)
+            if hit is None:
+                if len(memo) > 50_000:
+                    memo.clear()
+                hit = memo[key] = self._regimen_of(key, st)
+            out.append(hit)
+        return out
 
     def _propose_keys(self, kp: np.ndarray, cur: Key, n: int, seed: int) -> list[Key]:
         mv, pr = self.move_distribution(kp, cur)
@@ -520,8 +570,8 @@ class RegimenGenerator(BaseEstimator):
         order = np.lexsort((np.arange(len(mv)), -pr[:-1], nonc))  # continue first, then most probable, stable
         keys: list[Key] = []
         seen: set[Key] = set()
-        for j in order:
-            r = mv[j].result
+        for j in order.tolist():
+            r = mv[j][3]  # the move's result
             if r not in seen:
                 seen.add(r)
                 keys.append(r)
@@ -530,23 +580,24 @@ class RegimenGenerator(BaseEstimator):
         w1 = pr[:-1] * nonc
         if w1.sum() <= 0:
             return keys
-        p1 = w1 / w1.sum()
-        seconds: dict[Key, tuple[list[Move], np.ndarray]] = {}  # moves from a first move's result, asked once
-        for u in draws:  # single-move draws add nothing new; a draw of kind "other" takes two moves
-            if u >= pr[-1]:
+        p1 = _Choice(w1 / w1.sum())
+        other = pr[-1]
+        seconds: dict[Key, tuple[list[Move], _Choice]] = {}  # moves from a first move's result, asked once
+        for u in draws.tolist():  # single-move draws add nothing new; a draw of kind "other" takes two moves
+            if u >= other:
                 continue
-            first = mv[rng.choice(len(mv), p=p1)]
-            if first.result not in seconds:
-                mv2, pr2 = self.move_distribution(kp, first.result)
-                w2 = pr2[:-1] * self._move_table(first.result, *self._weights())[1]["nonc"]
-                seconds[first.result] = mv2, (w2 / w2.sum() if w2.sum() > 0 else w2)
-            mv2, p2 = seconds[first.result]
-            if p2.sum() <= 0:
+            first = mv[p1.draw(rng)]
+            if first[3] not in seconds:
+                mv2, pr2 = self.move_distribution(kp, first[3])
+                w2 = pr2[:-1] * self._move_table(first[3], *self._weights())[1]["nonc"]
+                seconds[first[3]] = mv2, _Choice(w2 / w2.sum() if w2.sum() > 0 else w2)
+            mv2, p2 = seconds[first[3]]
+            if p2.p.sum() <= 0:
                 continue
-            second = mv2[rng.choice(len(mv2), p=p2)]
-            if second.result not in seen:
-                seen.add(second.result)
-                keys.append(second.result)
+            second = mv2[p2.draw(rng)][3]
+            if second not in seen:
+                seen.add(second)
+                keys.append(second)
         return keys
 
     def _is_fitted(self) -> bool:

@@ -7,6 +7,12 @@ the inhibitors present; then the list kinds (current drugs a regimen drug phenoc
 duplicate therapy, only when some drug links to another one present). Findings are returned sorted (most
 severe action first, then kind, rule id, drugs); results are memoized per regimen inside the context, so
 screening the ~200 candidates of one patient costs little more than the distinct drugs among them.
+
+The fast path (:meth:`Screener._fast`): a regimen that replaces no current drug keeps the context's current
+drugs, so its list needs no building; per drug and dose, a slot of the context holds the drug's bit, the bits of
+the drugs it links to (compiled per rule set) and its units, and a regimen whose drugs link to none of each
+other is its slots' units concatenated (with the phenoconversion findings of its inhibitors on the kept drugs,
+memoized per set of inhibitors). The findings are those :meth:`Screener.compose` gives, in its order.
 """
 
 from __future__ import annotations
@@ -279,26 +285,49 @@ class Screener:
             elif not missing:
                 out += unit[0]
                 dups = dups or unit[1]
-        if links & mask:
-            return None
         base = ctx.base
         if base is None:  # no drug (an empty regimen): set by the first slot otherwise
             base = ctx.base = self._base(ctx)
         plan: ScreenInput | None = None
+        if links & mask:  # drugs that link to each other: every kind of the list, as :meth:`compose` gathers it
+            out = self.compose(ctx, self._plan(ctx, kd, new_start, base))
+            if len(out) > 1:
+                out.sort(key=key_of)
+            return tuple(map(finding_of, out))
         if missing:
-            plan = self.plan_of(ctx, kd, new_start, ())
+            plan = self._plan(ctx, kd, new_start, base)
             out, dups = self._fill(ctx, plan, kd)
         if base[1] and mask & self.inh_mask:  # a regimen drug may phenoconvert a kept current drug
             ce = base[2].get(mask & self.inh_mask)
             if ce is None:
-                plan = plan or self.plan_of(ctx, kd, new_start, ())
+                plan = plan or self._plan(ctx, kd, new_start, base)
                 ce = base[2][mask & self.inh_mask] = tuple(self.current.keyed_findings(ctx, plan))
             out += ce
         if dups:
-            out += self.duplicates.keyed_findings(ctx, plan or self.plan_of(ctx, kd, new_start, ()))
+            out += self.duplicates.keyed_findings(ctx, plan or self._plan(ctx, kd, new_start, base))
         if len(out) > 1:
             out.sort(key=key_of)
         return tuple(map(finding_of, out))
+
+    def _plan(
+        self,
+        ctx: PatientContext,
+        kd: tuple[tuple[str, float | None], ...],
+        new_start: Iterable[str] | None,
+        base: tuple[frozenset[str], tuple[str, ...], dict],
+    ) -> ScreenInput:
+        """:meth:`plan_of` of a regimen of the fast path: it keeps the current drugs of :meth:`_base`."""
+        ings = tuple([x for x, _ in kd])
+        ing_set = frozenset(ings)
+        current = ctx.current_names
+        if new_start is not None:
+            starts = frozenset(new_start)
+        else:
+            starts = ing_set if current.isdisjoint(ing_set) else ing_set.difference(current)
+        kept, others = base[0], base[1]
+        if not others:
+            return _input(ScreenInput, (kd, ings, ing_set, (), ing_set, starts, _EMPTY))
+        return _input(ScreenInput, (kd, ings, ing_set, others, ing_set.union(kept), starts, kept))
 
     def _slot(self, ctx: PatientContext, pair: tuple[str, float | None]) -> list:
         """[bit (0: not for the fast path), links, started by default, unit when not started, unit when

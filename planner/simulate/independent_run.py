@@ -22,6 +22,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["run_patients"]
 
+_STOP_REASON = {"stop-adverse": "adverse reaction"}  # MedicationRequest.statusReason.text of a stopped order
+
 EPOCH = dt.date(2015, 1, 1)  # day 0 of this simulator's calendar (index dates are days after it)
 
 
@@ -161,7 +163,14 @@ class _Patient:
         before, after = regimen_of(self.area, self.regimen), regimen_of(self.area, new)
         for d, (dose, start) in list(self.med_ids.items()):
             if new.get(d) != dose:
-                self.b.medication(self.area.formulary[d].ingredient, dose, start=self.date(start), end=self.date(day))
+                why = _STOP_REASON.get(reason) if d not in new else None  # the reason for a stop, on its order
+                self.b.medication(
+                    self.area.formulary[d].ingredient,
+                    dose,
+                    start=self.date(start),
+                    end=self.date(day),
+                    status_reason=why,
+                )
                 del self.med_ids[d]
         for d, dose in new.items():
             if d not in self.med_ids:

@@ -30,6 +30,24 @@ class GeneDrugKind(DrugKind):
         self.plain: dict[str, Finding] = {
             r.id: self._finding(r, r.drug, {}, [], frozenset()) for rs in rules.gene_drug.values() for r in rs
         }
+        # a plain dose rule's finding when the regimen's dose already complies
+        self.plain_info: dict[int, Finding] = {
+            id(f): replace(f, action="info") for f in self.plain.values() if f.action == "adjust_dose"
+        }
+        # each gene-drug drug's data gap for a gene not tested (no phenotype), built once per rule set
+        self.untested: dict[tuple[str, str], Finding] = {
+            (d, g): self._gap(d, g, GeneResult(gene=g, status=GeneStatus.NOT_TESTED, lookup=(NO_RESULT,)))
+            for d, genes in rules.genes_of.items()
+            for g in genes
+        }
+        # drugs whose rules are one population keyed on one set of genes (no allele): (the population, the genes,
+        # the rules by key), so that a patient with one value per gene is one look-up (:meth:`match`)
+        self.simple: dict[str, tuple[str, tuple[str, ...], dict]] = {}
+        for d, loci in rules.loci.items():
+            pops = rules.pops[d]
+            sets = rules.locisets.get((d, pops[0]), ()) if len(pops) == 1 else ()
+            if len(sets) == 1 and sets[0] == loci and all("*" not in loc for loc in loci):
+                self.simple[d] = (pops[0], loci, rules.gd_index.get((d, pops[0]), {}))
 
     # ---- phenotypes ----------------------------------------------------------------------------------------
     def phenotypes(self, record_or_context: PatientRecord | PatientContext) -> dict[str, GeneResult]:
@@ -42,6 +60,8 @@ class GeneDrugKind(DrugKind):
         base = ctx.genes.get(gene)
         if base is None:
             base = GeneResult(gene=gene, status=GeneStatus.NOT_TESTED, lookup=(NO_RESULT,))
+        if not drugs:  # no co-medication: nothing converts it
+            return base
         inh = self.rules.inhibitors.get(gene)
         if not inh:
             return base
@@ -158,7 +178,8 @@ class GeneDrugKind(DrugKind):
             adjusted = min(adjusted, rule.max_dose_mg_day)
         adjusted = round(adjusted, 4)
         if adjusted == dose:
-            return replace(f, action="info")
+            info = self.plain_info.get(id(f))  # a plain finding (held by the rule set: its id is its own)
+            return replace(f, action="info") if info is None else info
         return replace(f, adjusted_dose_mg_day=adjusted)
 
     def _values(self, d: str, eff: dict[str, GeneResult]) -> dict[str, list[str]]:
@@ -185,6 +206,11 @@ class GeneDrugKind(DrugKind):
         genes = self.rules.genes_of[d]
         conv_by = self.rules.gd_inhibitors[d] & all_drugs
         eff = {g: self.effective(ctx, g, conv_by, d) for g in genes}
+        simple = self.simple.get(d)
+        if simple is not None:  # one population, one set of genes: one value per gene is one look-up
+            found = self._simple_match(ctx, d, eff, simple)
+            if found is not None:
+                return found
         values = self._values(d, eff)
         pops = self.rules.pops[d]
         if len(pops) == 1:  # one population: it is the one chosen whatever the patient's membership
@@ -250,6 +276,26 @@ class GeneDrugKind(DrugKind):
             bests.append((best_rule, best))
         return tuple(bests), tuple(self._gaps(d, genes, eff, values, bests))
 
+    def _simple_match(
+        self, ctx: PatientContext, d: str, eff: dict[str, GeneResult], simple: tuple[str, tuple[str, ...], dict]
+    ) -> Matches | None:
+        """:meth:`match` for a drug of :attr:`simple` whose genes have one lookup value each and a rule for them
+        (what the general path gives then: that rule, no widening, no choice); None otherwise."""
+        _pop, genes, index = simple
+        vals = []
+        for g in genes:
+            lookup = eff[g].lookup
+            if len(lookup) != 1:
+                return None
+            vals.append(lookup[0])
+        rule = index.get(frozenset(zip(genes, vals)))
+        if rule is None:
+            return None
+        converted = sorted({x for g in genes for x in eff[g].phenoconverted_by})
+        bests = [(rule, self.finding(rule, d, eff, converted, ctx.current_names))]
+        values = {g: [v] for g, v in zip(genes, vals)}
+        return tuple(bests), tuple(self._gaps(d, genes, eff, values, bests))
+
     def _gaps(
         self,
         d: str,
@@ -280,25 +326,29 @@ class GeneDrugKind(DrugKind):
             )
         if gaps and not any(f.action == "exclude" for _r, f in bests):
             for g in gaps:
-                st = eff[g].status
-                word = "reported with conflicting results" if st == GeneStatus.CONFLICT else GeneStatus(st).label
-                findings.append(
-                    new_finding(
-                        rule_id=f"gap.pgx.{g}",
-                        rule_version=self.rules.knowledge.version,
-                        kind="data-gap",
-                        action="caution",
-                        strength=None,
-                        message=fit(f"{g} is {word} while {d} has CPIC rules for it; treat the phenotype as unknown."),
-                        source=self.guideline(d),
-                        data_version=self.rules.knowledge.data_version,
-                        drugs=(d,),
-                        genes=(g,),
-                        phenotype=f"{g} {st}" + (f": {eff[g].phenotype}" if eff[g].phenotype else ""),
-                        target_drug=d,
-                    )
-                )
+                res = eff[g]
+                hit = self.untested.get((d, g)) if res.status == GeneStatus.NOT_TESTED and not res.phenotype else None
+                findings.append(hit or self._gap(d, g, res))
         return findings
+
+    def _gap(self, d: str, g: str, res: GeneResult) -> Finding:
+        """The data gap of ``d``'s gene ``g`` whose result is ``res`` (not tested, indeterminate or in conflict)."""
+        st = res.status
+        word = "reported with conflicting results" if st == GeneStatus.CONFLICT else GeneStatus(st).label
+        return new_finding(
+            rule_id=f"gap.pgx.{g}",
+            rule_version=self.rules.knowledge.version,
+            kind="data-gap",
+            action="caution",
+            strength=None,
+            message=fit(f"{g} is {word} while {d} has CPIC rules for it; treat the phenotype as unknown."),
+            source=self.guideline(d),
+            data_version=self.rules.knowledge.data_version,
+            drugs=(d,),
+            genes=(g,),
+            phenotype=f"{g} {st}" + (f": {res.phenotype}" if res.phenotype else ""),
+            target_drug=d,
+        )
 
     def lookup(
         self, d: str, pops: list[str], values: dict[str, list[str]]

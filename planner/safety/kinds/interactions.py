@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ...record import Finding
 from ..context import PatientContext
-from ..findings import added, fit, keyed, new_finding, replace
+from ..findings import fit, keyed, new_finding, replace
 from ..loader import RuleData
 from ..schema import DdiRule
 from . import ScreenInput
@@ -52,6 +52,18 @@ class InteractionKind:
                     plan_adds=(),
                 )
                 out.setdefault((x, y), []).append((rule, da, db, target, base))
+        # the finding of each entry as a patient's current drugs make it (which of its drugs the plan adds: both,
+        # only ``a`` (``b`` is current), only ``b``, neither), built once per rule set
+        self.variants: dict[int, tuple[Finding, Finding, Finding, Finding]] = {
+            id(f): (
+                replace(f, plan_adds=tuple(sorted((da, db)))),
+                replace(f, plan_adds=(da,)),
+                replace(f, plan_adds=(db,)),
+                f,
+            )
+            for entries in out.values()
+            for _rule, da, db, _t, f in entries
+        }
         return {k: tuple(v) for k, v in out.items()}
 
     def findings(self, ctx: PatientContext, plan: ScreenInput) -> list[Finding]:
@@ -117,16 +129,15 @@ class InteractionKind:
         out: list[Finding] = []
         doses = {x: dx, y: dy}
         current = ctx.current_names
+        variants = self.variants
         for rule, da, db, target, f in self.by_pair.get((x, y), ()):
-            update: dict = {}
+            # ``f`` with the drugs the plan adds (``added((da, db), current)``), then its dose cap applied
+            f = variants[id(f)][(da in current) * 2 + (db in current)]
             if rule.action == "adjust_dose" and rule.max_dose_mg_day is not None:
                 dose = doses.get(target or "")
                 if dose is not None:
                     adjusted = min(dose, rule.max_dose_mg_day)
-                    update = {"action": "info"} if adjusted == dose else {"adjusted_dose_mg_day": adjusted}
-            plan_adds = added((da, db), current)
-            if plan_adds:
-                update["plan_adds"] = plan_adds
-            out.append(replace(f, **update) if update else f)
+                    f = replace(f, action="info") if adjusted == dose else replace(f, adjusted_dose_mg_day=adjusted)
+            out.append(f)
         ctx.cache[("pair", x, y, dx, dy)] = out
         return out
