@@ -232,7 +232,7 @@ def test_moves_are_every_single_move_in_order(area_id):
 def test_choice_draws_what_numpy_choice_draws():
     """Proposals draw moves through ``_Choice``: the same indices and the same random stream as
     ``rng.choice(len(p), p=p)``; a vector numpy refuses gets numpy's own error."""
-    from planner.model.generator import _Choice
+    from planner.model.choice import Choice as _Choice
 
     for seed in range(40):
         for n in (1, 7, 90):
