@@ -272,3 +272,28 @@ def test_screening_stage_objects_equal_their_validated_twins():
         left.adjusted_by == {}
         and left.adjusted_by is not built(ScreenedRegimen, proposed=regs[0], regimen=regs[0]).adjusted_by
     )
+
+
+def test_gene_drug_one_lookup_equals_the_general_match():
+    """A drug whose CPIC rules are one population keyed on one set of genes is matched by one look-up when the
+    patient has one value per gene (``GeneDrugKind.simple``): it must give what the general match gives
+    (population choice, value combinations, widening, groups, data gaps), phenoconverted or not."""
+    rs = RuleSet.load()
+    general = RuleSet(Path(rs.root), rs.rules_version)
+    general.gene_drug_kind.simple = {}
+    drugs = sorted(rs.gene_drug_kind.simple)
+    inhibitors = sorted(rs.inhibitor_drugs)
+    rng = random.Random(21)
+    n = 0
+    for p in range(40):
+        rec = generated(rs, rng, p)
+        mine, theirs = rs.prepare(rec), general.prepare(rec)
+        for d in rng.sample(drugs, 25):
+            beside = frozenset(rng.sample(inhibitors, rng.randint(0, 2)))
+            is_new = rng.random() < 0.5
+            got = rs.gene_drug_kind.match(mine, d, beside, is_new)
+            want = general.gene_drug_kind.match(theirs, d, beside, is_new)
+            assert [(r.id, f.model_dump()) for r, f in got[0]] == [(r.id, f.model_dump()) for r, f in want[0]], d
+            assert [f.model_dump() for f in got[1]] == [f.model_dump() for f in want[1]], d
+            n += len(got[0])
+    assert n > 200

@@ -31,12 +31,16 @@ from sklearn.base import BaseEstimator
 from ..areas import Area, load_area
 from ..errors import ModelError
 from ..record import DrugDose, Regimen
+from .choice import Choice as _Choice
 
 __all__ = ["RegimenGenerator", "MOVE_KINDS", "Move"]
 
 MOVE_KINDS = ("continue", "add", "switch_within", "switch_between", "dose_up", "dose_down", "stop", "other")
 _K = {k: i for i, k in enumerate(MOVE_KINDS)}
 Key = tuple[tuple[int, int], ...]  # sorted (drug index, level index)
+
+
+_move = tuple.__new__  # Move(...) without the Python-level __new__ (moves() makes thousands)
 
 
 class Move(tuple):
@@ -230,7 +234,7 @@ class RegimenGenerator(BaseEstimator):
             if allowed is None:
                 allowed = ok[c] = self._allowed(keys[0], st)
             if allowed:
-                out.extend(Move(kind, drug, li, key) for li, key in enumerate(keys) if key != current)
+                out.extend(_move(Move, (kind, drug, li, key)) for li, key in enumerate(keys) if key != current)
 
         if len(cur) < st["max_drugs"]:
             base, ok = tuple(sorted(cur.items())), {}
@@ -383,10 +387,10 @@ class RegimenGenerator(BaseEstimator):
         mv = self.moves(current)
         by_kind: dict[str, list[int]] = {}
         for i, m in enumerate(mv):
-            by_kind.setdefault(m.kind, []).append(i)
+            by_kind.setdefault(m[0], []).append(i)  # m[0]: the kind (tuple access, no property)
         avail = [k for k in MOVE_KINDS if k in by_kind or k == "other"]
         pos = {k: i for i, k in enumerate(avail)}
-        kind_at = np.array([pos[m.kind] for m in mv], dtype=np.int64)
+        kind_at = np.array([pos[m[0]] for m in mv], dtype=np.int64)
         w = np.ones(len(mv))
         wsum = np.ones(len(mv))
         dwl, lwl = dw.tolist(), lw.tolist()  # Python floats: the same float64 products, without numpy scalars
@@ -398,7 +402,7 @@ class RegimenGenerator(BaseEstimator):
             w[idx] = wk
             wsum[idx] = wk.sum()
         table = {"avail": avail, "kind_at": kind_at, "w": w, "wsum": wsum}
-        table["nonc"] = np.array([m.kind != "continue" for m in mv], dtype=float)
+        table["nonc"] = np.array([m[0] != "continue" for m in mv], dtype=float)
         if len(tables) > 20_000:
             tables.clear()
         tables[tkey] = (mv, table)
@@ -521,7 +525,21 @@ class RegimenGenerator(BaseEstimator):
                 kp = self._kind_probs(frame, [cur])[0]
             else:
                 kp = self._kind_probs_z(z, [cur])[0]
-        return [self.regimen_of(k) for k in self._propose_keys(kp, cur, n, seed)]
+        return self._regimens_of(self._propose_keys(kp, cur, n, seed))
+
+    def _regimens_of(self, keys: list[Key]) -> list[Regimen]:
+        """:meth:`regimen_of` of each key (the area structure and memory looked up once)."""
+        st = self._struct()
+        memo = st.setdefault("regimens", {})
+        out = []
+        for key in keys:
+            hit = memo.get(key)
+            if hit is None:
+                if len(memo) > 50_000:
+                    memo.clear()
+                hit = memo[key] = self._regimen_of(key, st)
+            out.append(hit)
+        return out
 
     def _propose_keys(self, kp: np.ndarray, cur: Key, n: int, seed: int) -> list[Key]:
         mv, pr = self.move_distribution(kp, cur)
@@ -529,8 +547,8 @@ class RegimenGenerator(BaseEstimator):
         order = np.lexsort((np.arange(len(mv)), -pr[:-1], nonc))  # continue first, then most probable, stable
         keys: list[Key] = []
         seen: set[Key] = set()
-        for j in order:
-            r = mv[j].result
+        for j in order.tolist():
+            r = mv[j][3]  # the move's result
             if r not in seen:
                 seen.add(r)
                 keys.append(r)
@@ -539,23 +557,24 @@ class RegimenGenerator(BaseEstimator):
         w1 = pr[:-1] * nonc
         if w1.sum() <= 0:
             return keys
-        p1 = w1 / w1.sum()
-        seconds: dict[Key, tuple[list[Move], np.ndarray]] = {}  # moves from a first move's result, asked once
-        for u in draws:  # single-move draws add nothing new; a draw of kind "other" takes two moves
-            if u >= pr[-1]:
+        p1 = _Choice(w1 / w1.sum())
+        other = pr[-1]
+        seconds: dict[Key, tuple[list[Move], _Choice]] = {}  # moves from a first move's result, asked once
+        for u in draws.tolist():  # single-move draws add nothing new; a draw of kind "other" takes two moves
+            if u >= other:
                 continue
-            first = mv[rng.choice(len(mv), p=p1)]
-            if first.result not in seconds:
-                mv2, pr2 = self.move_distribution(kp, first.result)
-                w2 = pr2[:-1] * self._move_table(first.result, *self._weights())[1]["nonc"]
-                seconds[first.result] = mv2, (w2 / w2.sum() if w2.sum() > 0 else w2)
-            mv2, p2 = seconds[first.result]
-            if p2.sum() <= 0:
+            first = mv[p1.draw(rng)]
+            if first[3] not in seconds:
+                mv2, pr2 = self.move_distribution(kp, first[3])
+                w2 = pr2[:-1] * self._move_table(first[3], *self._weights())[1]["nonc"]
+                seconds[first[3]] = mv2, _Choice(w2 / w2.sum() if w2.sum() > 0 else w2)
+            mv2, p2 = seconds[first[3]]
+            if p2.p.sum() <= 0:
                 continue
-            second = mv2[rng.choice(len(mv2), p=p2)]
-            if second.result not in seen:
-                seen.add(second.result)
-                keys.append(second.result)
+            second = mv2[p2.draw(rng)][3]
+            if second not in seen:
+                seen.add(second)
+                keys.append(second)
         return keys
 
     def _is_fitted(self) -> bool:

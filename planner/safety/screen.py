@@ -7,6 +7,12 @@ the inhibitors present; then the list kinds (current drugs a regimen drug phenoc
 duplicate therapy, only when some drug links to another one present). Findings are returned sorted (most
 severe action first, then kind, rule id, drugs); results are memoized per regimen inside the context, so
 screening the ~200 candidates of one patient costs little more than the distinct drugs among them.
+
+The fast path (:meth:`Screener._fast`): a regimen that replaces no current drug keeps the context's current
+drugs, so its list needs no building; per drug and dose, a slot of the context holds the drug's bit, the bits of
+the drugs it links to (compiled per rule set) and its units, and a regimen whose drugs link to none of each
+other is its slots' units concatenated (with the phenoconversion findings of its inhibitors on the kept drugs,
+memoized per set of inhibitors). The findings are those :meth:`Screener.compose` gives, in its order.
 """
 
 from __future__ import annotations
