@@ -54,6 +54,8 @@ class Explainer:
     guidelines: Guidelines | None
     rules: str | Path | None = None  # the rules folder in use (its codes/units.yaml writes the units)
     shown: Sequence[int] | None = None  # the candidates that become plans (None: all)
+    # the rationale's effect-modifier sentences per drug class, as worked out for this patient's plans
+    modifiers: dict[str, list[str]] = dataclasses.field(default_factory=dict)
 
     # ---- indications --------------------------------------------------------------------------------
     def statuses(self, j: int) -> tuple[IndicationStatus, ...]:

@@ -443,6 +443,7 @@ def _plan(
         findings=findings,
         features=features,
         rules=config.rules,
+        modifiers=explainer.modifiers,
     )
     rank_without = scores.rank_without.get(i)
     text = " ".join([text, *explainer.sentences(statuses, trade, rank, rank_without)])
