@@ -362,8 +362,15 @@ class Screener:
         ing = frozenset((d,))
         plan = _input(
             ScreenInput,
-            (((d, dose),), (d,), ing, others, ing.union(kept) if others else ing, ing if start else _EMPTY,
-             kept if others else _EMPTY),
+            (
+                ((d, dose),),
+                (d,),
+                ing,
+                others,
+                ing.union(kept) if others else ing,
+                ing if start else _EMPTY,
+                kept if others else _EMPTY,
+            ),
         )
         ukey = ("unit", d, kdose, start, None, plan.kept)
         unit = ctx.cache.get(ukey)
@@ -469,7 +476,9 @@ class Screener:
             f.action == "exclude"
             or f.action == "adjust_dose"
             and f.adjusted_dose_mg_day is not None
-            and (f.target_drug != d and f.target_drug not in kept or f.target_drug == d and f.adjusted_dose_mg_day < cur)
+            and (
+                f.target_drug != d and f.target_drug not in kept or f.target_drug == d and f.adjusted_dose_mg_day < cur
+            )
             for _k, f in unit2
         )
         a = s[5 + start] = (cur, extra, settled)

@@ -414,7 +414,9 @@ class GeneDrugKind(DrugKind):
             extra = f" Phenotype set by {', '.join(converted)} (CYP inhibitor)."
             msg = msg + extra if len(msg + extra) <= 140 else fit(f"{msg.rstrip('.')}; due to {', '.join(converted)}.")
             plain = self.plain.get(rule.id) if d == rule.drug else None
-            if plain is not None and plain.target_drug == d:  # the rule's plain finding with what the inhibitors change (the same fields set)
+            if (
+                plain is not None and plain.target_drug == d
+            ):  # the rule's plain finding with what the inhibitors change (the same fields set)
                 return replace(
                     plain,
                     message=msg,
