@@ -54,6 +54,8 @@ class Explainer:
     guidelines: Guidelines | None
     rules: str | Path | None = None  # the rules folder in use (its codes/units.yaml writes the units)
     shown: Sequence[int] | None = None  # the candidates that become plans (None: all)
+    # the rationale's effect-modifier sentences per drug class, as worked out for this patient's plans
+    modifiers: dict[str, list[str]] = dataclasses.field(default_factory=dict)
 
     # ---- indications --------------------------------------------------------------------------------
     def statuses(self, j: int) -> tuple[IndicationStatus, ...]:
@@ -154,19 +156,14 @@ class Explainer:
             ),
             _TO(term="burden", label="drugs, changes, cautions and rule-adjusted doses", utility=_r(burden)),
         ]
-        for t, value, mean in zip(self.terms.terms, self._term_values, self._term_means):
+        for t, value, mean in zip(self.terms.terms, *self._term_stats):
             out.append(_TO(term=t.key, label=t.label, value=_r(value[j]), unit=t.unit, utility=_r(mean[j])))
         return tuple(out)
 
     @functools.cached_property
-    def _term_values(self) -> list[np.ndarray]:
-        """Each term's expected value per candidate, at least for the plans shown (computed once for all)."""
-        return [t.values_at(self._shown) for t in self.terms.terms]
-
-    @functools.cached_property
-    def _term_means(self) -> list[np.ndarray]:
-        """Each term's mean utility per candidate, at least for the plans shown (computed once for all)."""
-        return [t.utility_at(self._shown) for t in self.terms.terms]
+    def _term_stats(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Each term's expected value and mean utility per candidate, at least for the plans shown (once for all)."""
+        return self.terms.means_at(self._shown)
 
     @property
     def _shown(self) -> Sequence[int]:

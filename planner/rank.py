@@ -239,6 +239,7 @@ class _Scores:
     p_best: np.ndarray  # (n,)
     rank_of: dict[int, int]
     rank_without: dict[int, int]  # rank without the preference terms (only with preferences)
+    scale: float  # the area's utility scale (RankingConfig.scale_for)
 
 
 def _order(utility: np.ndarray, candidates: Sequence[Regimen]) -> list[int]:
@@ -276,7 +277,8 @@ def _score(
     # primary - penalties + extra terms, each step in place (the same operations in the same order)
     util_draws = w["p_target"] * reached
     part = w["improvement"] * shortfall
-    part /= config.scale_for(area)
+    scale = config.scale_for(area)
+    part /= scale
     util_draws -= part
     util_draws -= penalties[None, :]
     util_draws += extra.total()
@@ -298,6 +300,7 @@ def _score(
         p_best=np.bincount(winners, minlength=n) / util_draws.shape[0],
         rank_of={i: r for r, i in enumerate(order, start=1)},
         rank_without=rank_without,
+        scale=scale,
     )
 
 
@@ -426,7 +429,7 @@ def _plan(
         p_target=p_target,
         w_target=w["p_target"],
         shortfall=shortfall,
-        shortfall_utility=float(-w["improvement"] * shortfall / config.scale_for(area)),
+        shortfall_utility=float(-w["improvement"] * shortfall / scores.scale),
         burden=float(-scores.penalties[i]),
     )
     text = rationale(
@@ -440,6 +443,7 @@ def _plan(
         findings=findings,
         features=features,
         rules=config.rules,
+        modifiers=explainer.modifiers,
     )
     rank_without = scores.rank_without.get(i)
     text = " ".join([text, *explainer.sentences(statuses, trade, rank, rank_without)])

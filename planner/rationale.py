@@ -45,6 +45,28 @@ def _feature_text(area: Area, name: str, val: float, defaulted: bool, rules: str
     return text + (" (the last value on record, not recent)" if stale else " (not measured: population default)")
 
 
+def _modifiers(
+    area: Area, klass: str, features: Mapping[str, float | str | None], rules: str | Path | None
+) -> list[str]:
+    """What the patient's features say about the effect of drug class ``klass`` (a sentence per modifier that
+    moves it by 15% or more)."""
+    out: list[str] = []
+    prior = area.class_prior(klass)
+    base_eff = prior.effect_on_scale()
+    for m in prior.modifiers:
+        val = features.get(m.feature)
+        if not isinstance(val, (int, float)) or isinstance(val, bool) or math.isnan(float(val)):
+            continue
+        shift = m.per_unit * (float(val) - m.center)
+        if abs(shift) >= 0.15 * abs(base_eff):
+            direction = "larger" if (shift < 0) == (base_eff < 0) else "smaller"
+            out.append(
+                f"{prior.label or klass}: {direction} effect expected with "
+                + _feature_text(area, m.feature, float(val), features.get(m.feature + "_missing") == 1, rules)
+            )
+    return out
+
+
 def rationale(
     *,
     area: Area,
@@ -57,8 +79,11 @@ def rationale(
     findings: Sequence[Finding],
     features: Mapping[str, float | str | None],
     rules: str | Path | None = None,
+    modifiers: dict[str, list[str]] | None = None,
 ) -> str:
-    """The plan's rationale text; units as ``rules``' ``codes/units.yaml`` writes them (default: the packaged rules)."""
+    """The plan's rationale text; units as ``rules``' ``codes/units.yaml`` writes them (default: the packaged rules).
+    ``modifiers``: the effect-modifier sentences already said per drug class for this patient (the same area,
+    features and rules: every plan of a patient says the same of a class), filled as they are worked out."""
     unit = area.outcome.unit
     written = with_unit("\0", unit, rules)  # rounded(x, unit, rules) with the value in place of "\0" (looked up once)
 
@@ -85,19 +110,12 @@ def rationale(
         if not d.drug_class or d.drug_class in seen:
             continue
         seen.add(d.drug_class)
-        prior = area.class_prior(d.drug_class)
-        base_eff = prior.effect_on_scale()
-        for m in prior.modifiers:
-            val = features.get(m.feature)
-            if not isinstance(val, (int, float)) or isinstance(val, bool) or math.isnan(float(val)):
-                continue
-            shift = m.per_unit * (float(val) - m.center)
-            if abs(shift) >= 0.15 * abs(base_eff):
-                direction = "larger" if (shift < 0) == (base_eff < 0) else "smaller"
-                mods.append(
-                    f"{prior.label or d.drug_class}: {direction} effect expected with "
-                    + _feature_text(area, m.feature, float(val), features.get(m.feature + "_missing") == 1, rules)
-                )
+        said = None if modifiers is None else modifiers.get(d.drug_class)
+        if said is None:
+            said = _modifiers(area, d.drug_class, features, rules)
+            if modifiers is not None:
+                modifiers[d.drug_class] = said
+        mods.extend(said)
     if mods:
         parts.append("Modifiers: " + "; ".join(mods) + ".")
     touched = [f"{f.rule_id} ({f.action})" for f in findings if f.action in {"adjust_dose", "caution"}]

@@ -227,3 +227,22 @@ def test_moves_are_every_single_move_in_order(area_id):
         got = g.moves(cur)
         assert [tuple(m) for m in got] == _moves_by_definition(g, cur), cur
         assert all(type(m.result) is tuple for m in got)
+
+
+def test_choice_draws_what_numpy_choice_draws():
+    """Proposals draw moves through ``_Choice``: the same indices and the same random stream as
+    ``rng.choice(len(p), p=p)``; a vector numpy refuses gets numpy's own error."""
+    from planner.model.choice import Choice as _Choice
+
+    for seed in range(40):
+        for n in (1, 7, 90):
+            p = np.random.default_rng(seed + 100).random(n) ** 3
+            p /= p.sum()
+            a, b = np.random.default_rng(seed), np.random.default_rng(seed)
+            c = _Choice(p)
+            assert c.cdf is not None
+            assert [int(a.choice(n, p=p)) for _ in range(30)] == [c.draw(b) for _ in range(30)]
+            assert a.random() == b.random()
+    for bad in (np.array([0.5, np.nan]), np.array([0.7, 0.7]), np.array([1.5, -0.5])):
+        with pytest.raises(ValueError, match="[Pp]robabilities"):
+            _Choice(bad).draw(np.random.default_rng(0))

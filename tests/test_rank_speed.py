@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from planner.guidelines.evaluate import _broadcast_mean, _Columns
+from planner.guidelines.evaluate import _broadcast_mean, _Columns, _means_at
 from planner.record import DrugDose, Regimen
 from planner.safety.findings import replace
 
@@ -37,9 +37,13 @@ def test_columns_mean_is_the_full_arrays_mean_bit_for_bit(m: int, n: int) -> Non
     assert np.array_equal(cols.full(), full)
     assert np.array_equal(cols.mean(), full.mean(axis=0))
     assert np.array_equal(cols.scaled(-0.3).mean(), (-0.3 * full).mean(axis=0))
+    one = _Columns(values[:, :1].copy(), np.zeros(n, dtype=np.intp))  # a single distinct column
     for some in ([0], [n - 1, 0], list(range(0, n, 3)), list(range(n))):  # a few plans' means: the same bits
         got = cols.mean_at(some)
         assert np.array_equal(got[some].view(np.uint64), full.mean(axis=0)[some].view(np.uint64))
+        together = _means_at([cols, one, cols.scaled(-0.3)], some)  # all in one reduction
+        for c, mean in zip([cols, one, cols.scaled(-0.3)], together):
+            assert np.array_equal(mean[some].view(np.uint64), c.full().mean(axis=0)[some].view(np.uint64))
 
 
 @pytest.mark.parametrize("row", [[0.0, -0.5, 0.0, -0.5], [-0.15], [0.0, -0.0, -0.1], [-0.06, -0.12, -0.18, -0.06, 0.0]])

@@ -366,7 +366,10 @@ def _dispatch(
 ) -> None:
     """Plan every batch on the Dask scheduler, in local worker processes, or (one worker) in this process."""
     if scheduler is not None:
-        _run_dask(scheduler, batches, opts, model, rules, parts, counter, on_batch, warm)
+        from .on_dask import Fns, run_dask
+
+        fns = Fns(plan_batch, _load_planner, _store)
+        run_dask(scheduler, batches, opts, model, rules, parts, counter, on_batch, warm, fns)
     elif workers == 1:
         _planner(model, rules, (opts["area"], warm, opts["seed"]))  # loading (and warming) is not a batch
         for batch in batches:
@@ -434,55 +437,6 @@ def _drain(
         counter.add(_store(parts, batch, fut.result()))
         if on_batch:
             on_batch(counter.planned)
-
-
-def _run_dask(
-    scheduler: Any,
-    batches: Iterator[list[Unit]],
-    opts: dict,
-    model: str | None,
-    rules: str | None,
-    parts: Path,
-    counter: "_Counter",
-    on_batch: Callable[[int], None] | None,
-    warm: int,
-) -> None:
-    try:
-        from distributed import Client, as_completed
-    except ImportError:  # pragma: no cover - the dask extra is part of dev
-        raise ConfigError(
-            "dask.distributed is not installed", field="--scheduler", expected="pip install 'planner[dask]'"
-        ) from None
-    client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
-    try:
-        addresses = list(client.scheduler_info().get("workers", {}))
-        # every worker loads (and warms) the planner now, all at once (one that joins later: on its first batch)
-        ready = (opts["area"], warm, opts["seed"])
-        client.gather([client.submit(_load_planner, model, rules, ready, workers=[a], pure=False) for a in addresses])
-        ac = as_completed()
-        inflight: dict[Any, list[Unit]] = {}
-        limit = 2 * max(1, len(addresses))
-        for batch in batches:
-            fut = client.submit(plan_batch, batch, opts, model, rules, warm, pure=False)
-            inflight[fut] = batch
-            ac.add(fut)
-            while len(inflight) >= limit:
-                _collect(next(ac), inflight, parts, counter, on_batch)
-        for fut in ac:
-            _collect(fut, inflight, parts, counter, on_batch)
-    finally:
-        if client is not scheduler:
-            client.close()
-
-
-def _collect(
-    fut: Any, inflight: dict, parts: Path, counter: "_Counter", on_batch: Callable[[int], None] | None
-) -> None:
-    batch = inflight.pop(fut)
-    counter.add(_store(parts, batch, fut.result()))
-    fut.release()
-    if on_batch:
-        on_batch(counter.planned)
 
 
 class _Counter:

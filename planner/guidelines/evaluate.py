@@ -8,62 +8,20 @@ trade-offs. The weights are ``rules/ranking.yaml``'s; the priors and indications
 from __future__ import annotations
 
 import dataclasses
-import functools
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from ..areas import Area
 from ..dosing import Prescribing
 from ..record import Regimen
+from .columns import _added, _broadcast_mean, _Columns, _means_at, _row_columns
 from .context import Course, PatientContext
 from .schema import Guidelines, Indication, SecondaryOutcome
 
 __all__ = ["Term", "Applicable", "UtilityTerms", "applicable_indications", "utility_terms", "PREFERENCE_MEASURES"]
 
 PREFERENCE_MEASURES = ("injectables", "weight_gain", "doses_per_day", "cost_tier")
-
-
-@dataclasses.dataclass(frozen=True)
-class _Columns:
-    """(S, m) draws and the column of each of n regimens: regimens that share a column share all its values, so
-    every elementwise step runs once per distinct column and the (S, n) array is gathered only when needed."""
-
-    values: np.ndarray  # (S, m), C order
-    at: np.ndarray  # (n,) column of each regimen
-
-    @functools.cached_property
-    def rows(self) -> np.ndarray:
-        """(m, S): each column's draws contiguous (gathering whole rows is far cheaper than columns)."""
-        return np.ascontiguousarray(self.values.T)
-
-    def full(self) -> np.ndarray:
-        return np.take(self.values, self.at, axis=1)  # (S, n), C order (as np.stack built it)
-
-    def map(self, f: Callable[[np.ndarray], np.ndarray]) -> "_Columns":
-        return _Columns(f(self.values), self.at)
-
-    def scaled(self, factor: float) -> "_Columns":
-        return _Columns(factor * self.values, self.at)
-
-    def mean(self) -> np.ndarray:
-        """``full().mean(axis=0)`` with the same sums: numpy adds a C-order 2-D array's rows in turn, and sums
-        a single column pairwise, so the distinct columns give it exactly when both have one column or both more."""
-        if (self.values.shape[1] >= 2) == (len(self.at) >= 2):
-            return self.values.mean(axis=0)[self.at]
-        return self.full().mean(axis=0)
-
-    def mean_at(self, idx: Sequence[int]) -> np.ndarray:
-        """:meth:`mean` at the regimens ``idx`` (others NaN), with the same sums: with two regimens or more each
-        regimen's is its column's sum row by row, which the columns needed give (two at least: one alone would
-        be summed pairwise)."""
-        if len(self.at) < 2 or not len(idx) or not self.values.flags.c_contiguous:
-            return self.mean()
-        need = np.unique(self.at[np.asarray(idx, dtype=np.intp)])
-        cols = need if len(need) >= 2 else np.repeat(need, 2)
-        out = np.full(self.values.shape[1], np.nan)
-        out[cols] = np.take(self.values, cols, axis=1).mean(axis=0)
-        return out[self.at]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,22 +36,7 @@ class Term:
     kind: str  # "secondary" | "indication" | "preference"
     utility_mean: np.ndarray | None = None  # (n,) draws.mean(axis=0), when computed with the term (same sums)
     row: np.ndarray | None = None  # (n,) the same utility in every draw (``draws`` is then a broadcast view)
-    measure: _Columns | None = None  # the measure's draws, when ``values`` is left to :meth:`values_at`
-
-    def values_at(self, idx: Sequence[int]) -> np.ndarray:
-        """(n,) :attr:`values`, computed at least at the regimens ``idx`` (the others may be NaN)."""
-        if self.values is not None:
-            return self.values
-        assert self.measure is not None
-        return self.measure.mean_at(idx)
-
-    def utility_at(self, idx: Sequence[int]) -> np.ndarray:
-        """(n,) ``draws.mean(axis=0)``, computed at least at the regimens ``idx`` (the others may be NaN)."""
-        if self.utility_mean is not None:
-            return self.utility_mean
-        if self.row is not None:
-            return self.draws.mean(axis=0)
-        return self.columns.mean_at(idx)
+    measure: _Columns | None = None  # the measure's draws, when ``values`` is left to UtilityTerms.means_at
 
     @property
     def draws(self) -> np.ndarray:
@@ -123,6 +66,26 @@ class UtilityTerms:
     applicable: tuple[Applicable, ...]
     met: np.ndarray  # (k applicable, n) bool: candidate meets the indication
 
+    def means_at(self, idx: Sequence[int]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Each term's (n,) expected value and mean utility (``draws.mean(axis=0)``), at least at the regimens
+        ``idx`` (the others may be NaN); those left to be computed, in one reduction (the same sums)."""
+        lazy: list[_Columns] = []
+        for t in self.terms:
+            if t.values is None:
+                assert t.measure is not None
+                lazy.append(t.measure)
+            if t.utility_mean is None and t.row is None:
+                lazy.append(t.columns)
+        got = iter(_means_at(lazy, idx))
+        values, means = [], []
+        for t in self.terms:
+            values.append(next(got) if t.values is None else t.values)
+            if t.utility_mean is not None:
+                means.append(t.utility_mean)
+            else:
+                means.append(t.draws.mean(axis=0) if t.row is not None else next(got))
+        return values, means
+
     def total(self, *, kinds: frozenset[str] | None = None) -> np.ndarray | float:
         """The terms' draws added in order, (S, n) (0.0 without terms). Without ``kinds``, the sums run once per
         distinct combination of the terms' columns and are gathered at the end: the same additions per element
@@ -148,19 +111,6 @@ class UtilityTerms:
                 out += part
         assert out is not None
         return (out if m == len(inv) and (inv == np.arange(m)).all() else out[inv]).T
-
-
-def _added(parts: Sequence[np.ndarray]) -> np.ndarray | float:
-    """``parts[0] + parts[1]``, then the rest added in place, in order (a part itself when alone; 0.0 for none)."""
-    if len(parts) < 2:
-        return parts[0] if parts else 0.0
-    out = parts[0] + parts[1]
-    for p in parts[2:]:
-        if np.result_type(out, p) == out.dtype:
-            out += p
-        else:
-            out = out + p
-    return out
 
 
 def applicable_indications(g: Guidelines | None, ctx: PatientContext, area: Area | None = None) -> list[Applicable]:
@@ -291,28 +241,6 @@ def _indication_mean(met: np.ndarray, cost: float, num: int) -> np.ndarray:
         return np.broadcast_to(np.where(met, 0.0, cost), (num, len(met))).mean(axis=0)
     two = np.broadcast_to(np.array([0.0, cost]), (num, 2)).mean(axis=0)
     return np.where(met, two[0], two[1])
-
-
-def _distinct(row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct values of a float64 ``row`` by bits (-0.0 is not 0.0 here), first seen first, and the
-    position of each element's (a row holds a few distinct values: a dict beats a sort)."""
-    first: dict[int, int] = {}
-    at = np.array([first.setdefault(b, len(first)) for b in row.view(np.uint64).tolist()], dtype=np.intp)
-    return np.array(list(first), dtype=np.uint64).view(np.float64), at
-
-
-def _row_columns(row: np.ndarray, num: int) -> _Columns:
-    """The same ``row`` (n,) in each of ``num`` draws as distinct columns (by bits: -0.0 is not 0.0 here)."""
-    values, at = _distinct(np.ascontiguousarray(row, dtype=np.float64))
-    return _Columns(np.broadcast_to(values, (num, len(values))), at)
-
-
-def _broadcast_mean(row: np.ndarray, num: int) -> np.ndarray:
-    """``np.broadcast_to(row, (num, n)).mean(axis=0)``, summed once per distinct value (the same sums)."""
-    if row.dtype != np.float64 or row.ndim != 1:
-        return np.broadcast_to(row, (num, *row.shape[-1:])).mean(axis=0)
-    values, at = _distinct(np.ascontiguousarray(row))
-    return _Columns(np.broadcast_to(values, (num, len(values))), at).mean()
 
 
 _Sig = tuple[tuple[str, str | None], ...]  # a regimen's (drug, class) list
@@ -450,17 +378,17 @@ def _secondary_columns(
     sums = _set_sums(eff, sets)
     if so.kind == "change":  # a change happens when the regimen changes: relative to the current regimen
         sums -= _set_sums(eff, [tuple(_effect_index(so, area, current))])
-        return _Columns(np.ascontiguousarray(sums.T), at)
+        return _Columns.of_rows(sums, at)
     base = next(b.risk for b in so.baseline if ctx.matches(b.when, g))
     out = np.exp(sums)
     out *= base
     np.minimum(out, 1.0, out=out)
     if so.intensity is None or outcome_draws is None:
-        return _Columns(np.ascontiguousarray(out.T), at)
+        return _Columns.of_rows(out, at)
     by_intensity = _prior_entry(so)[3]
     cols = np.flatnonzero(np.array([not by_intensity.isdisjoint(idx) for idx in sets], dtype=bool)[at])
     if not cols.size:
-        return _Columns(np.ascontiguousarray(out.T), at)
+        return _Columns.of_rows(out, at)
     deep = so.intensity.below - outcome_draws.T[cols]  # (cols, num)
     if area.outcome.direction != "lower":
         np.negative(deep, out=deep)  # sign * (below - Y), sign -1: the same bits
@@ -476,7 +404,7 @@ def _secondary_columns(
     np.minimum(shifted, 1.0, out=shifted)
     raised = at.copy()
     raised[cols] = out.shape[0] + np.arange(cols.size)
-    return _Columns(np.ascontiguousarray(np.concatenate([out, shifted], axis=0).T), raised)
+    return _Columns.of_rows(np.concatenate([out, shifted], axis=0), raised)
 
 
 def _preference_values(

@@ -31,6 +31,7 @@ from sklearn.base import BaseEstimator
 from ..areas import Area, load_area
 from ..errors import ModelError
 from ..record import DrugDose, Regimen
+from .choice import Choice as _Choice
 
 __all__ = ["RegimenGenerator", "MOVE_KINDS", "Move"]
 
@@ -546,7 +547,7 @@ class RegimenGenerator(BaseEstimator):
         order = np.lexsort((np.arange(len(mv)), -pr[:-1], nonc))  # continue first, then most probable, stable
         keys: list[Key] = []
         seen: set[Key] = set()
-        for j in order:
+        for j in order.tolist():
             r = mv[j][3]  # the move's result
             if r not in seen:
                 seen.add(r)
@@ -556,23 +557,24 @@ class RegimenGenerator(BaseEstimator):
         w1 = pr[:-1] * nonc
         if w1.sum() <= 0:
             return keys
-        p1 = w1 / w1.sum()
-        seconds: dict[Key, tuple[list[Move], np.ndarray]] = {}  # moves from a first move's result, asked once
-        for u in draws:  # single-move draws add nothing new; a draw of kind "other" takes two moves
-            if u >= pr[-1]:
+        p1 = _Choice(w1 / w1.sum())
+        other = pr[-1]
+        seconds: dict[Key, tuple[list[Move], _Choice]] = {}  # moves from a first move's result, asked once
+        for u in draws.tolist():  # single-move draws add nothing new; a draw of kind "other" takes two moves
+            if u >= other:
                 continue
-            first = mv[rng.choice(len(mv), p=p1)]
-            if first.result not in seconds:
-                mv2, pr2 = self.move_distribution(kp, first.result)
-                w2 = pr2[:-1] * self._move_table(first.result, *self._weights())[1]["nonc"]
-                seconds[first.result] = mv2, (w2 / w2.sum() if w2.sum() > 0 else w2)
-            mv2, p2 = seconds[first.result]
-            if p2.sum() <= 0:
+            first = mv[p1.draw(rng)]
+            if first[3] not in seconds:
+                mv2, pr2 = self.move_distribution(kp, first[3])
+                w2 = pr2[:-1] * self._move_table(first[3], *self._weights())[1]["nonc"]
+                seconds[first[3]] = mv2, _Choice(w2 / w2.sum() if w2.sum() > 0 else w2)
+            mv2, p2 = seconds[first[3]]
+            if p2.p.sum() <= 0:
                 continue
-            second = mv2[rng.choice(len(mv2), p=p2)]
-            if second.result not in seen:
-                seen.add(second.result)
-                keys.append(second.result)
+            second = mv2[p2.draw(rng)][3]
+            if second not in seen:
+                seen.add(second)
+                keys.append(second)
         return keys
 
     def _is_fitted(self) -> bool:
