@@ -37,6 +37,9 @@ _FIELDS = tuple(Finding.model_fields)
 _FIELD_SET = frozenset(_FIELDS)
 _DEFAULTS = {k: f.default for k, f in Finding.model_fields.items() if not f.is_required()}
 _REQUIRED = frozenset(k for k, f in Finding.model_fields.items() if f.is_required())
+# every field in the model's order, with its default (None for a required field: always given, then replaced):
+# a new finding's dict is this one updated with the given fields (updating keeps the order)
+_TEMPLATE = {k: _DEFAULTS.get(k) for k in _FIELDS}
 
 key_of = operator.itemgetter(0)  # (sort key, finding) -> sort key
 finding_of = operator.itemgetter(1)
@@ -96,12 +99,13 @@ def new_finding(**fields: Any) -> Finding:
     that every finding the screen gives equals its validated twin, field types included."""
     if not (_FIELD_SET.issuperset(fields) and _REQUIRED.issubset(fields)):
         return Finding(**fields)  # let the model name the unknown or missing field
-    d = {k: fields[k] if k in fields else _DEFAULTS[k] for k in _FIELDS}
-    new = object.__new__(Finding)
-    _set(new, "__dict__", d)
-    _set(new, "__pydantic_extra__", None)
-    _set(new, "__pydantic_fields_set__", set(fields))
-    _set(new, "__pydantic_private__", None)
+    new = _new(Finding)
+    d = new.__dict__  # the instance dict is set directly (a frozen model refuses only attribute assignment)
+    d.update(_TEMPLATE)
+    d.update(fields)
+    _set_extra(new, None)
+    _set_fields_set(new, set(fields))
+    _set_private(new, None)
     return new
 
 

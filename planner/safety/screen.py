@@ -21,7 +21,7 @@ from typing import Iterable
 
 from ..record import Finding, Regimen
 from .context import PatientContext
-from .findings import finding_of, key_of, keyed
+from .findings import finding_of, key_of, keyed, replace
 from .kinds import DrugKind, ScreenInput
 from .kinds.current_effects import CurrentEffectKind
 from .kinds.duplicates import DuplicateKind
@@ -33,6 +33,7 @@ __all__ = ["Screener"]
 _NO_INFO: tuple[None, None, None] = (None, None, None)
 _NO_INFO4: tuple[None, None, None, None] = (None, None, None, None)
 _EMPTY: frozenset[str] = frozenset()
+_SAME = ()  # an :meth:`Screener._adjust` record: the unit leaves the drug's dose as it is
 _input = tuple.__new__  # ScreenInput from its six fields without the NamedTuple keyword __new__ (hot loop)
 
 
@@ -269,7 +270,7 @@ class Screener:
         slots = ctx.slots
         mask = links = 0
         out: list[tuple[tuple, Finding]] = []
-        dups = missing = False
+        missing = False
         for pair in kd:
             s = slots.get(pair)
             if s is None:
@@ -283,28 +284,28 @@ class Screener:
             if unit is None:
                 missing = True
             elif not missing:
-                out += unit[0]
-                dups = dups or unit[1]
+                out += unit
         base = ctx.base
         if base is None:  # no drug (an empty regimen): set by the first slot otherwise
             base = ctx.base = self._base(ctx)
-        plan: ScreenInput | None = None
         if links & mask:  # drugs that link to each other: every kind of the list, as :meth:`compose` gathers it
             out = self.compose(ctx, self._plan(ctx, kd, new_start, base))
             if len(out) > 1:
                 out.sort(key=key_of)
             return tuple(map(finding_of, out))
-        if missing:
-            plan = self._plan(ctx, kd, new_start, base)
-            out, dups = self._fill(ctx, plan, kd)
+        if missing:  # build the units the slots lack (no other drug of the regimen changes them)
+            out = []
+            for pair in kd:
+                s = slots[pair]
+                start = s[2] if new_start is None else pair[0] in new_start
+                unit = s[3 + start]
+                out += self._fill(ctx, s, pair, start) if unit is None else unit
         if base[1] and mask & self.inh_mask:  # a regimen drug may phenoconvert a kept current drug
             ce = base[2].get(mask & self.inh_mask)
             if ce is None:
-                plan = plan or self._plan(ctx, kd, new_start, base)
+                plan = self._plan(ctx, kd, new_start, base)
                 ce = base[2][mask & self.inh_mask] = tuple(self.current.keyed_findings(ctx, plan))
             out += ce
-        if dups:
-            out += self.duplicates.keyed_findings(ctx, plan or self._plan(ctx, kd, new_start, base))
         if len(out) > 1:
             out.sort(key=key_of)
         return tuple(map(finding_of, out))
@@ -331,7 +332,7 @@ class Screener:
 
     def _slot(self, ctx: PatientContext, pair: tuple[str, float | None]) -> list:
         """[bit (0: not for the fast path), links, started by default, unit when not started, unit when
-        started] of one drug and dose in ``ctx``: a drug the fast path takes is one that is not a kept current
+        started, then :meth:`_adjust`'s record of each unit] of one drug and dose in ``ctx``: a drug the fast path takes is one that is not a kept current
         drug and whose regimens replace no current drug (or the context's area says what they replace)."""
         base = ctx.base
         if base is None:
@@ -340,7 +341,7 @@ class Screener:
         bit = self.bit.get(d, 0)
         if d in base[0] or (ctx.replaced is None and not self.stops.get(d, _EMPTY).isdisjoint(ctx.current_names)):
             bit = 0
-        return [bit, self.links.get(d, 0), d not in ctx.current_names, None, None]
+        return [bit, self.links.get(d, 0), d not in ctx.current_names, None, None, None, None]
 
     def _base(self, ctx: PatientContext) -> tuple[frozenset[str], tuple[str, ...], dict]:
         """(the current drugs a regimen that replaces none of them keeps (the area's when ``ctx`` has one),
@@ -348,23 +349,137 @@ class Screener:
         kept = ctx.current_names if ctx.replaced is None else ctx.current_names.difference(ctx.replaced)
         return kept, tuple(sorted(kept)), {}
 
-    def _fill(
-        self, ctx: PatientContext, plan: ScreenInput, kd: tuple[tuple[str, float | None], ...]
-    ) -> tuple[list[tuple[tuple, Finding]], bool]:
-        """The fast path's units of ``kd`` (built where missing, shared with :meth:`compose`'s memo)."""
-        out: list[tuple[tuple, Finding]] = []
-        dups = False
-        kept = plan.kept
-        for pair in kd:
-            d, dose = pair
-            _inh, ddi_near, dup_near, use = self.info.get(d, _NO_INFO4)
-            kdose = dose if use is True or (use is not None and dose is not None and dose > use) else None
-            start = d in plan.starts
-            ukey = ("unit", d, kdose, start, None, kept)
-            unit = ctx.cache.get(ukey)
-            if unit is None:
-                unit = ctx.cache[ukey] = self._unit(ctx, plan, d, dose, kdose, ddi_near, dup_near, kept)
-            ctx.slots[pair][3 + start] = unit
-            out += unit[0]
-            dups = dups or unit[1]
-        return out, dups
+    def _fill(self, ctx: PatientContext, s: list, pair: tuple[str, float | None], start: bool) -> tuple:
+        """The fast path's findings of one slot (``start``: the drug is started), kept in it: the drug's unit (as
+        :meth:`compose` memoizes it) and its duplicates with kept drugs. On the fast path no other drug of the
+        regimen changes them (none inhibits its genes, pairs or shares a class with it), so they are those of
+        the drug alone beside the kept current drugs; :meth:`_fast` sorts the findings of all its slots."""
+        d, dose = pair
+        base = ctx.base if ctx.base is not None else self._base(ctx)
+        kept, others = base[0], base[1]
+        _inh, ddi_near, dup_near, use = self.info.get(d, _NO_INFO4)
+        kdose = dose if use is True or (use is not None and dose is not None and dose > use) else None
+        ing = frozenset((d,))
+        plan = _input(
+            ScreenInput,
+            (
+                ((d, dose),),
+                (d,),
+                ing,
+                others,
+                ing.union(kept) if others else ing,
+                ing if start else _EMPTY,
+                kept if others else _EMPTY,
+            ),
+        )
+        ukey = ("unit", d, kdose, start, None, plan.kept)
+        unit = ctx.cache.get(ukey)
+        if unit is None:
+            unit = ctx.cache[ukey] = self._unit(ctx, plan, d, dose, kdose, ddi_near, dup_near, plan.kept)
+        found = unit[0] + tuple(self.duplicates.keyed_findings(ctx, plan)) if unit[1] else unit[0]
+        s[3 + start] = found
+        return found
+
+    # ---- the fast path of a dose-adjusted regimen ------------------------------------------------------------
+    def adjusted(
+        self,
+        ctx: PatientContext,
+        regimen: Regimen,
+        kd: tuple[tuple[str, float | None], ...],
+        starts: frozenset[str] | None,
+        found: tuple[Finding, ...],
+    ) -> tuple[Regimen, tuple[Finding, ...]] | None:
+        """(the regimen after its dose adjustments, its findings merged with the adjusted plan's) for a regimen
+        of the fast path whose findings ``found`` adjust and exclude nothing, as the verdict's general path gives
+        them; None when that path must answer (a drug not on the fast path, drugs linked to each other, a unit
+        not built yet, an adjusted plan that does not settle, drugs out of order).
+
+        Why per drug: on the fast path every finding that can change a regimen drug's dose is in that drug's
+        unit (the other units, the phenoconversion findings of kept drugs and duplicate therapy target other
+        drugs or carry no dose), and the adjusted plan is the same list with other doses, so its findings are the
+        regimen's with the changed drugs' units at their new doses; what those units add is per (drug, dose,
+        start), kept in the slot (:meth:`_adjust`)."""
+        slots = ctx.slots
+        mask = links = 0
+        drugs: list | None = None
+        extras: list[tuple[tuple, Finding]] = []
+        for i, pair in enumerate(kd):
+            s = slots.get(pair)
+            if s is None or not s[0] or mask & s[0]:
+                return None
+            mask |= s[0]
+            links |= s[1]
+            start = s[2] if starts is None else pair[0] in starts
+            a = s[5 + start]
+            if a is None:
+                a = self._adjust(ctx, s, pair, start)
+                if a is None:
+                    return None
+            if a is _SAME:
+                continue
+            if a[2] is False:  # the adjusted dose's unit adjusts or excludes again: the general path says
+                return None
+            if drugs is None:
+                drugs = list(regimen.drugs)
+            drugs[i] = replace(drugs[i], dose_mg_day=a[0])
+            extras += a[1]
+        if links & mask:
+            return None
+        if drugs is None:
+            return regimen, found
+        ings = [x for x, _ in kd]
+        if ings != sorted(ings):
+            return None
+        final = replace(regimen, drugs=tuple(drugs))
+        if not extras:
+            return final, found
+        keys = {(f.rule_id, f.target_drug, f.action) for f in found}
+        more = [kf for kf in extras if (kf[1].rule_id, kf[1].target_drug, kf[1].action) not in keys]
+        if len(more) > 1:
+            more.sort(key=key_of)
+        return final, found + tuple(map(finding_of, more))
+
+    def _adjust(self, ctx: PatientContext, s: list, pair: tuple[str, float | None], start: bool) -> tuple | None:
+        """What drug ``pair[0]``'s unit (``start``) does to its dose ``pair[1]``, kept in its slot: ``_SAME`` (no
+        change) or (the new dose, the findings of the unit at the new dose whose rule, target and action the
+        unit lacks, whether that unit leaves the new dose as it is); None while a unit is not built yet."""
+        unit = s[3 + start]
+        if unit is None:
+            return None
+        d, cur = pair
+        kept = ctx.base[0] if ctx.base is not None else _EMPTY
+        changed = False
+        for _k, f in unit:  # apply_findings on this drug's findings (none excludes: the caller checked)
+            adj = f.adjusted_dose_mg_day
+            if f.action == "adjust_dose" and adj is not None:
+                if f.target_drug != d:
+                    if f.target_drug in kept:  # a kept current drug's dose: not the regimen's
+                        continue
+                    a = s[5 + start] = (cur, (), False)  # another regimen drug's dose: the general path
+                    return a
+                if cur is None or adj < cur:
+                    cur, changed = adj, True
+        if not changed:
+            s[5 + start] = _SAME
+            return _SAME
+        pair2 = (d, cur)
+        s2 = ctx.slots.get(pair2)
+        if s2 is None:
+            s2 = ctx.slots[pair2] = self._slot(ctx, pair2)
+        unit2 = s2[3 + start]
+        if unit2 is None:
+            unit2 = self._fill(ctx, s2, pair2, start)
+        had = {(f.rule_id, f.target_drug, f.action) for _k, f in unit}
+        extra = tuple([kf for kf in unit2 if (kf[1].rule_id, kf[1].target_drug, kf[1].action) not in had])
+        # the adjusted plan settles when nothing of the new unit excludes or changes a regimen dose again
+        settled = not any(
+            f.action == "exclude"
+            or f.action == "adjust_dose"
+            and f.adjusted_dose_mg_day is not None
+            and (
+                f.target_drug != d and f.target_drug not in kept or f.target_drug == d and f.adjusted_dose_mg_day < cur
+            )
+            for _k, f in unit2
+        )
+        a = s[5 + start] = (cur, extra, settled)
+        return a

@@ -75,6 +75,9 @@ def verdict(screener: Any, ctx: PatientContext, regimen: Regimen, starts: frozen
         return _screened(regimen, regimen, found, {})
     if found[0].action == "exclude":  # what apply_findings would say: excluded, nothing adjusted
         return _screened(regimen, None, found, {})
+    fast = screener.adjusted(ctx, regimen, kd, starts, found)  # a regimen of the fast path: per drug
+    if fast is not None:
+        return _screened(regimen, fast[0], fast[1], _adjusted_by(fast[1]))
     final = apply_findings(regimen, found)  # it reads only the acting findings
     if final is regimen:  # no dose changes: the findings are the regimen's
         return _screened(regimen, regimen, found, _adjusted_by(found))

@@ -40,6 +40,11 @@ class GeneDrugKind(DrugKind):
             for d, genes in rules.genes_of.items()
             for g in genes
         }
+        # per activity-score gene, the score any score x 0 gives (a strong inhibitor's factor) and its phenotype
+        kn = rules.knowledge
+        self.zero: dict[str, tuple[str, str]] = {
+            g: (format_score(0.0), kn.bin_of(g, format_score(0.0))) for g in kn.as_genes
+        }
         # drugs whose rules are one population keyed on one set of genes (no allele): (the population, the genes,
         # the rules by key), so that a patient with one value per gene is one look-up (:meth:`match`)
         self.simple: dict[str, tuple[str, tuple[str, ...], dict]] = {}
@@ -65,10 +70,19 @@ class GeneDrugKind(DrugKind):
         inh = self.rules.inhibitors.get(gene)
         if not inh:
             return base
-        strong = sorted(d for d in drugs if d != subject and inh.get(d) == "strong")
-        moderate = sorted(d for d in drugs if d != subject and inh.get(d) == "moderate")
+        strong: list[str] = []
+        moderate: list[str] = []
+        for d in drugs:
+            level = inh.get(d)
+            if level is not None and d != subject:
+                if level == "strong":
+                    strong.append(d)
+                elif level == "moderate":
+                    moderate.append(d)
         if not strong and not moderate:
             return base
+        strong.sort()
+        moderate.sort()
         key = ("pheno", gene, tuple(strong), tuple(moderate))
         hit = ctx.cache.get(key)
         if hit is not None:
@@ -79,8 +93,15 @@ class GeneDrugKind(DrugKind):
         if kn.is_activity_gene(gene):
             spec = kn.as_genes[gene]
             factor = spec.factors[level]  # genes.yaml inhibitor_factor (CYP2D6: strong 0, moderate 0.5)
-            if factor == 0:
-                vals = [format_score(0.0)]  # any score x 0: poor, whether or not the gene was tested
+            if factor == 0:  # any score x 0: poor, whether or not the gene was tested (score and bin per rule set)
+                zero, phen = self.zero[gene]
+                res = replace(
+                    base, lookup=(zero,), activity_score=zero, phenotype=phen or base.phenotype, phenoconverted_by=by
+                )
+                if base.status == GeneStatus.NOT_TESTED and moderate and not strong:
+                    res = base  # a moderate inhibitor says nothing about an untested gene
+                ctx.cache[key] = res
+                return res
             else:
                 vals = []
                 for v in base.lookup:
@@ -392,6 +413,17 @@ class GeneDrugKind(DrugKind):
         if converted:
             extra = f" Phenotype set by {', '.join(converted)} (CYP inhibitor)."
             msg = msg + extra if len(msg + extra) <= 140 else fit(f"{msg.rstrip('.')}; due to {', '.join(converted)}.")
+            plain = self.plain.get(rule.id) if d == rule.drug else None
+            if (
+                plain is not None and plain.target_drug == d
+            ):  # the rule's plain finding with what the inhibitors change (the same fields set)
+                return replace(
+                    plain,
+                    message=msg,
+                    drugs=tuple(sorted({d, *converted})),
+                    phenotype=pheno,
+                    plan_adds=added((d, *converted), current),
+                )
         return new_finding(
             rule_id=rule.id,
             rule_version=rule.version,
