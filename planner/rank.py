@@ -243,7 +243,11 @@ class _Scores:
 
 
 def _order(utility: np.ndarray, candidates: Sequence[Regimen]) -> list[int]:
-    keys = [(-round(u, 12), c.key()) for u, c in zip(utility.tolist(), candidates)]  # the floats of float(utility[i])
+    """Candidates best first: by utility rounded to 12 decimals, ties by key (no tie: the rounded utility alone)."""
+    r = [-round(u, 12) for u in utility.tolist()]  # the floats of float(utility[i])
+    if len(set(r)) == len(r) and all(x == x for x in r):  # distinct and no NaN: the key never decides
+        return sorted(range(len(candidates)), key=r.__getitem__)
+    keys = [(x, c.key()) for x, c in zip(r, candidates)]
     return sorted(range(len(candidates)), key=keys.__getitem__)
 
 
