@@ -495,6 +495,7 @@ def _burden(
     the labelled drugs themselves are built only for the plans reported. A change is what :func:`_changes`
     labels other than "continue" (an add, switch or dose change: the class is not needed to count it), or a stop."""
     cur = {d.ingredient: d.dose_mg_day for d in current.drugs}
+    cur_ings = current.ingredients
     w_caution, w_adjust, w_drug, w_change = w["caution"], w["adjusted_dose"], w["drug"], w["change"]
     out = []
     for reg, fs in zip(candidates, findings):
@@ -512,9 +513,9 @@ def _burden(
             before = cur[d.ingredient]
             if not (before is None or d.dose_mg_day is None or math.isclose(before, d.dose_mg_day, rel_tol=1e-6)):
                 n_change += 1  # a dose change
-        if cur:
-            kept = {d.ingredient for d in reg.drugs}
-            n_change += sum(1 for d in current.drugs if d.ingredient not in kept)  # stops
+        if cur_ings:
+            kept = reg.ingredients
+            n_change += sum(1 for i in cur_ings if i not in kept)  # stops
         out.append(w_caution * n_caution + w_adjust * n_adjust + w_drug * len(reg.drugs) + w_change * n_change)
     return np.array(out, dtype=float)
 
