@@ -455,8 +455,8 @@ class Screener:
                 if f.target_drug != d:
                     if f.target_drug in kept:  # a kept current drug's dose: not the regimen's
                         continue
-                    a = s[5 + start] = (cur, (), False)  # another regimen drug's dose: the general path
-                    return a
+                    s[5 + start] = general = (cur, (), False)  # another regimen drug's dose: the general path
+                    return general
                 if cur is None or adj < cur:
                     cur, changed = adj, True
         if not changed:
@@ -481,5 +481,5 @@ class Screener:
             )
             for _k, f in unit2
         )
-        a = s[5 + start] = (cur, extra, settled)
-        return a
+        s[5 + start] = record = (cur, extra, settled)
+        return record
