@@ -30,7 +30,7 @@ import numpy as np
 
 from . import explain
 from .areas import Area
-from .construct import constructor
+from .construct import constructor, plan_drug
 from .dosing import Prescribing, dosage, load_prescribing
 from .draw_stats import column_means, linear_quantiles, winners_by_draw
 from .errors import ConfigError, RuleError
@@ -164,7 +164,7 @@ def describe_changes(
     a known dose carries its dose as prescribed (:func:`planner.dosing.dosage`, from ``rules``)."""
     labels, gone = _changes(current, candidate, area)
     out = tuple(
-        PlanDrug(
+        plan_drug(
             drug=d.ingredient,
             rxnorm=d.rxcui,
             drug_class=klass,
@@ -176,7 +176,7 @@ def describe_changes(
         for d, klass, change, prev in labels
     )
     stopped = tuple(
-        PlanDrug(
+        plan_drug(
             drug=d.ingredient,
             rxnorm=d.rxcui,
             drug_class=d.drug_class or _class_of(area, d.ingredient),
@@ -243,7 +243,11 @@ class _Scores:
 
 
 def _order(utility: np.ndarray, candidates: Sequence[Regimen]) -> list[int]:
-    keys = [(-round(u, 12), c.key()) for u, c in zip(utility.tolist(), candidates)]  # the floats of float(utility[i])
+    """Candidates best first: by utility rounded to 12 decimals, ties by key (no tie: the rounded utility alone)."""
+    r = [-round(u, 12) for u in utility.tolist()]  # the floats of float(utility[i])
+    if len(set(r)) == len(r) and all(x == x for x in r):  # distinct and no NaN: the key never decides
+        return sorted(range(len(candidates)), key=r.__getitem__)
+    keys = [(x, c.key()) for x, c in zip(r, candidates)]
     return sorted(range(len(candidates)), key=keys.__getitem__)
 
 

@@ -45,7 +45,10 @@ def regimen_of(area: Area, drugs: "dict[str, float | None] | list[tuple[str, flo
 
 def fill_doses(regimen: Regimen, area: Area) -> Regimen:
     """The regimen with each unknown dose set to the drug's reference dose in ``area`` (for prediction only)."""
-    if all(d.dose_mg_day is not None for d in regimen.drugs):
+    for d in regimen.drugs:  # a plain loop: asked for every candidate of every patient
+        if d.dose_mg_day is None:
+            break
+    else:
         return regimen
     return Regimen.of(
         [

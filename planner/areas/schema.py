@@ -365,7 +365,7 @@ class Area(_M):
             return False
         if system and "icd" in system.lower():
             c = code.replace(".", "").upper()
-            return any(c.startswith(p.replace(".", "").upper()) for p in self.condition_icd10_prefixes)
+            return c.startswith(_normalized(tuple(self.condition_icd10_prefixes), False))
         return code in self.condition_codes
 
 
@@ -375,7 +375,14 @@ def code_matches(code: str, patterns: "tuple[str, ...] | list[str]") -> bool:
     if code in patterns:
         return True
     c = code.replace(".", "").upper()
-    return any(p[:1].isalpha() and c.startswith(p.replace(".", "").upper()) for p in patterns)
+    return c.startswith(_normalized(tuple(patterns), True))
+
+
+@functools.lru_cache(maxsize=1024)
+def _normalized(patterns: tuple[str, ...], icd_only: bool) -> tuple[str, ...]:
+    """The prefixes as matched (dots dropped, upper case; ``icd_only``: only those starting with a letter), once
+    per pattern list: features, targets and areas match every condition of a patient against them."""
+    return tuple(p.replace(".", "").upper() for p in patterns if not icd_only or p[:1].isalpha())
 
 
 def _areas_folder(rules: str | Path | None = None) -> Path:
