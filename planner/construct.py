@@ -9,11 +9,12 @@ validation would hold (tests/test_rank_speed.py checks the built plans against t
 
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+import functools
+from typing import Any, Callable, TypeVar, get_args
 
 from pydantic import BaseModel
 
-__all__ = ["constructor"]
+__all__ = ["constructor", "plan_drug"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -60,3 +61,36 @@ def constructor(cls: type[M]) -> Callable[..., M]:
         return m
 
     return build
+
+
+def plan_drug(**values: Any) -> Any:
+    """``PlanDrug(**values)``, built without re-validating when every value already has the type validation
+    would give it (a str, a float or None, one of the changes, a Dosage or None): the same model either way."""
+    build, changes, fields, dosage_type = _plan_drug_parts()
+    if (
+        type(values.get("drug")) is str
+        and type(values.get("rxnorm")) is str
+        and type(values.get("drug_class")) in _STR_OR_NONE
+        and type(values.get("dose_mg_day")) in _FLOAT_OR_NONE
+        and type(values.get("previous_dose_mg_day")) in _FLOAT_OR_NONE
+        and type(values.get("dose_adjusted_by")) in _STR_OR_NONE
+        and values.get("change") in changes
+        and type(values.get("dosage")) in (type(None), dosage_type)
+        and values.keys() <= fields
+    ):
+        return build(**values)
+    from .recommendation import PlanDrug
+
+    return PlanDrug(**values)
+
+
+_STR_OR_NONE = (str, type(None))
+_FLOAT_OR_NONE = (float, type(None))
+
+
+@functools.lru_cache(maxsize=1)
+def _plan_drug_parts() -> tuple[Callable[..., Any], frozenset[str], frozenset[str], type]:
+    from .dosing import Dosage
+    from .recommendation import Change, PlanDrug
+
+    return constructor(PlanDrug), frozenset(get_args(Change)), frozenset(PlanDrug.model_fields), Dosage

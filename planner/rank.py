@@ -30,7 +30,7 @@ import numpy as np
 
 from . import explain
 from .areas import Area
-from .construct import constructor
+from .construct import constructor, plan_drug
 from .dosing import Prescribing, dosage, load_prescribing
 from .draw_stats import column_means, linear_quantiles, winners_by_draw
 from .errors import ConfigError, RuleError
@@ -164,7 +164,7 @@ def describe_changes(
     a known dose carries its dose as prescribed (:func:`planner.dosing.dosage`, from ``rules``)."""
     labels, gone = _changes(current, candidate, area)
     out = tuple(
-        PlanDrug(
+        plan_drug(
             drug=d.ingredient,
             rxnorm=d.rxcui,
             drug_class=klass,
@@ -176,7 +176,7 @@ def describe_changes(
         for d, klass, change, prev in labels
     )
     stopped = tuple(
-        PlanDrug(
+        plan_drug(
             drug=d.ingredient,
             rxnorm=d.rxcui,
             drug_class=d.drug_class or _class_of(area, d.ingredient),

@@ -241,3 +241,24 @@ def test_order_is_by_rounded_utility_then_key_ties_and_nan_included() -> None:
         cands = [regs[j] for j in rng.permutation(40)[:n]]
         want = sorted(range(n), key=lambda i: (-round(float(u[i]), 12), cands[i].key()))
         assert _order(u, cands) == want, trial
+
+
+def test_plan_drug_built_without_validation_is_the_validated_model() -> None:
+    from planner.construct import plan_drug
+    from planner.dosing import dosage
+    from planner.recommendation import PlanDrug
+
+    cases = [
+        dict(drug="metformin", rxnorm="6809", drug_class="biguanide", dose_mg_day=1000.0, change="continue"),
+        dict(drug="metformin", rxnorm="6809", dose_mg_day=2000.0, change="dose-change", previous_dose_mg_day=1000.0),
+        dict(drug="glipizide", rxnorm="4821", drug_class=None, dose_mg_day=None, change="stop"),
+        dict(drug="metformin", rxnorm="6809", dose_mg_day=1000.0, change="add", dosage=dosage("metformin", 1000.0)),
+    ]
+    for values in cases:
+        got, want = plan_drug(**values), PlanDrug(**values)
+        assert got == want and got.model_fields_set == want.model_fields_set
+        assert got.model_dump_json() == want.model_dump_json()
+    coerced = plan_drug(drug="metformin", rxnorm="6809", dose_mg_day=1000, change="add")  # an int: validated
+    assert type(coerced.dose_mg_day) is float
+    with pytest.raises(ValueError):
+        plan_drug(drug="metformin", rxnorm="6809", change="double")  # an unknown change still fails
