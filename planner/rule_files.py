@@ -23,7 +23,7 @@ import yaml
 from .errors import RuleError
 from .pins import sha256_file, verify_file
 
-__all__ = ["default_rules_dir", "rules_dir", "read_yaml", "read_csv", "sha256_file"]
+__all__ = ["default_rules_dir", "rules_dir", "folder_key", "read_yaml", "read_csv", "sha256_file"]
 
 _ENV = "PLANNER_RULES_DIR"
 
@@ -52,6 +52,12 @@ def rules_dir(path: str | os.PathLike[str] | None = None) -> Path:
     if not p.is_dir():
         raise RuleError("rules folder not found", field="rules", value=str(p), expected="an existing folder")
     return p
+
+
+def folder_key(folder: Path) -> str:
+    """A rules folder as a cache key: absolute (a relative folder is resolved, so a changed working directory
+    is another folder)."""
+    return str(folder if folder.is_absolute() else folder.resolve())
 
 
 if TYPE_CHECKING:

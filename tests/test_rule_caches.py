@@ -40,3 +40,19 @@ def test_areas_and_guidelines_follow_the_rules_folder(copy: Path, monkeypatch: p
     assert load_area("t2d") is packaged and load_area("lipids").id == "lipids"
     got = load_guidelines(packaged)
     assert got is not None and got.area == "t2d"
+
+
+def test_a_relative_rules_folder_is_the_one_under_the_working_directory(
+    copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same relative ``rules`` from two working directories names two folders: each its own areas."""
+    other = tmp_path / "elsewhere" / "rules"
+    shutil.copytree(copy, other)
+    shutil.copy(default_rules_dir() / "areas" / "lipids.yaml", other / "areas" / "lipids.yaml")
+    monkeypatch.chdir(copy.parent)
+    here = load_area("t2d", "rules")
+    with pytest.raises(AreaError, match="unknown area"):
+        load_area("lipids", "rules")
+    monkeypatch.chdir(other.parent)
+    assert load_area("t2d", "rules") is not here  # read from the other folder's file
+    assert load_area("lipids", "rules").id == "lipids"

@@ -155,6 +155,42 @@ def test_benchmark_patient_prepared_equals_naive():
         assert as_data(screen_plan(ctx, reg, rules=rs)) == as_data(screen_plan(rec, reg, rules=fresh)), reg.key()
 
 
+def test_adjusted_fast_path_equals_the_general_path():
+    """A dose-adjusted regimen of the fast path takes its verdict from its slots (``Screener.adjusted``); with
+    that path switched off the verdict is apply_findings + a re-screen + a merge: both must give the same
+    verdict (findings in order, final regimen and its fields-set, ``adjusted_by``), with and without
+    ``new_start``, and the slot path must have answered for many of them."""
+    rs = RuleSet.load()
+    general = RuleSet(Path(rs.root), rs.rules_version)
+    general._screener.adjusted = lambda *a: None  # type: ignore[method-assign]
+    taken = 0
+    real = rs._screener.adjusted
+
+    def counted(*a):
+        nonlocal taken
+        out = real(*a)
+        taken += out is not None
+        return out
+
+    rs._screener.adjusted = counted  # type: ignore[method-assign]
+    rng = random.Random(21)
+    adjusted = 0
+    for p in range(80):
+        rec = generated(rs, rng, p)
+        ctx, ctx_g = rs.prepare(rec), general.prepare(rec)
+        for i, reg in enumerate(candidates(rng, 40)):
+            starts = None if i % 2 else [d.ingredient for d in reg.drugs if d.ingredient not in ctx.current]
+            v = screen_plan(ctx, reg, rules=rs, new_start=starts)
+            g = screen_plan(ctx_g, reg, rules=general, new_start=starts)
+            assert as_data(v) == as_data(g) and v.findings == g.findings, (rec.patient_id, reg.key())
+            if v.final is not None:
+                assert v.final == g.final and v.final.__pydantic_fields_set__ == g.final.__pydantic_fields_set__
+                for a, b in zip(v.final.drugs, g.final.drugs):
+                    assert a.__pydantic_fields_set__ == b.__pydantic_fields_set__
+            adjusted += bool(v.adjusted_by)
+    assert adjusted > 100 and taken > 60, (adjusted, taken)
+
+
 def test_adjusted_regimen_keeps_every_drug_field():
     rs = RuleSet.load()
     rec = PatientRecord(
@@ -297,3 +333,44 @@ def test_gene_drug_one_lookup_equals_the_general_match():
             assert [f.model_dump() for f in got[1]] == [f.model_dump() for f in want[1]], d
             n += len(got[0])
     assert n > 200
+
+
+def test_findings_built_once_per_rule_set_equal_those_built_when_screened():
+    """Findings the rule kinds build at load instead of per patient must equal what building them when screened
+    gives, fields-set, field order and field types included: duplicate therapy per pair of class members (each
+    plan-adds variant), a phenoconverted CPIC finding made from the rule's plain one, allergy cross-reactivity
+    looked up per group and drug."""
+    from planner.safety.findings import added, sort_key
+    from planner.safety.kinds.allergy import AllergyKind
+    from planner.safety.kinds.gene_drug import GeneDrugKind
+
+    rs = RuleSet.load()
+    dup = rs._screener.duplicates
+    for (c, pair, x), variants in dup.pairs.items():
+        for current, (key, f) in zip(({}, {pair[1]}, {pair[0]}, set(pair)), variants):
+            want = dup._finding(c, pair, x, added(pair, frozenset(current)))
+            _same_model(f, want)
+            assert list(f.__dict__) == list(want.__dict__) and key == sort_key(want)
+    gd = next(k for k in rs._screener.drug_kinds if isinstance(k, GeneDrugKind))
+    rng = random.Random(5)
+    inhibitors = sorted(rs.inhibitor_drugs)
+    rules = [r for rs_ in rs.gene_drug.values() for r in rs_]
+    for rule in rng.sample(rules, 300):
+        converted = sorted(rng.sample(inhibitors, rng.randint(1, 2)))
+        eff = {
+            g: gd.effective(rs.prepare(generated(rs, rng, 0)), g, frozenset(converted), rule.drug) for g in rule.genes
+        }
+        current = frozenset(rng.sample([rule.drug, *converted], rng.randint(0, 1)))
+        got = gd._finding(rule, rule.drug, eff, converted, current)
+        plain, gd.plain = gd.plain, {}  # the same finding built field by field
+        try:
+            want = gd._finding(rule, rule.drug, eff, converted, current)
+        finally:
+            gd.plain = plain
+        _same_model(got, want)
+        assert list(got.__dict__) == list(want.__dict__)
+    allergy = next(k for k in rs._screener.drug_kinds if isinstance(k, AllergyKind))
+    for g, cross in rs.allergy_cross.items():
+        for d, classes in rs.drug_classes.items():
+            scan = next(((act, c) for c, act in cross.items() if c in classes), None)
+            assert allergy.cross_of[g].get(d) == scan, (g, d)

@@ -32,7 +32,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import AreaError
-from ..rule_files import read_yaml, rules_dir
+from ..rule_files import folder_key, read_yaml, rules_dir
 
 
 class _M(BaseModel):
@@ -413,7 +413,7 @@ _FOUND: dict[tuple[str, str], Area] = {}  # (area id, rules folder) -> area: pla
 def load_area(area_id: str, rules: str | Path | None = None) -> Area:
     """Load and validate one area (cached per id and rules folder: ``rules``, else ``$PLANNER_RULES_DIR``, else
     the packaged one, resolved on every call). Unknown ids raise :class:`AreaError` listing the known ones."""
-    key = (area_id, str(rules_dir(rules)))
+    key = (area_id, folder_key(rules_dir(rules)))
     hit = _FOUND.get(key)
     if hit is not None:
         return hit

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ..areas import Area
 from ..errors import RuleError
-from ..rule_files import read_yaml, rules_dir
+from ..rule_files import folder_key, read_yaml, rules_dir
 
 __all__ = [
     "Criterion",
@@ -322,7 +322,7 @@ def load_guidelines(area: Area, rules: str | Path | None = None) -> Guidelines |
     remembered per rules folder (``rules``, else ``$PLANNER_RULES_DIR``, else the packaged one, resolved on every
     call) and area object (another version of the area is checked again)."""
     folder = rules_dir(rules)
-    key = (str(folder), area.id)
+    key = (folder_key(folder), area.id)
     hit = _CHECKED.get(key)
     if hit is not None and hit[0] is area:
         return hit[1]

@@ -402,11 +402,13 @@ class Screener:
         slots = ctx.slots
         mask = links = 0
         drugs: list | None = None
-        extras: list[tuple[tuple, Finding]] = []
+        extras: list[tuple[tuple, tuple[tuple, Finding]]] = []
+        prev = ""
         for i, pair in enumerate(kd):
             s = slots.get(pair)
-            if s is None or not s[0] or mask & s[0]:
+            if s is None or not s[0] or mask & s[0] or pair[0] < prev:  # (out of order: apply_findings sorts)
                 return None
+            prev = pair[0]
             mask |= s[0]
             links |= s[1]
             start = s[2] if starts is None else pair[0] in starts
@@ -427,14 +429,11 @@ class Screener:
             return None
         if drugs is None:
             return regimen, found
-        ings = [x for x, _ in kd]
-        if ings != sorted(ings):
-            return None
         final = replace(regimen, drugs=tuple(drugs))
         if not extras:
             return final, found
         keys = {(f.rule_id, f.target_drug, f.action) for f in found}
-        more = [kf for kf in extras if (kf[1].rule_id, kf[1].target_drug, kf[1].action) not in keys]
+        more = [kf for k, kf in extras if k not in keys]
         if len(more) > 1:
             more.sort(key=key_of)
         return final, found + tuple(map(finding_of, more))
@@ -442,7 +441,8 @@ class Screener:
     def _adjust(self, ctx: PatientContext, s: list, pair: tuple[str, float | None], start: bool) -> tuple | None:
         """What drug ``pair[0]``'s unit (``start``) does to its dose ``pair[1]``, kept in its slot: ``_SAME`` (no
         change) or (the new dose, the findings of the unit at the new dose whose rule, target and action the
-        unit lacks, whether that unit leaves the new dose as it is); None while a unit is not built yet."""
+        unit lacks, each with that key, whether that unit leaves the new dose as it is); None while a unit is not
+        built yet."""
         unit = s[3 + start]
         if unit is None:
             return None
@@ -455,8 +455,8 @@ class Screener:
                 if f.target_drug != d:
                     if f.target_drug in kept:  # a kept current drug's dose: not the regimen's
                         continue
-                    a = s[5 + start] = (cur, (), False)  # another regimen drug's dose: the general path
-                    return a
+                    s[5 + start] = general = (cur, (), False)  # another regimen drug's dose: the general path
+                    return general
                 if cur is None or adj < cur:
                     cur, changed = adj, True
         if not changed:
@@ -470,7 +470,7 @@ class Screener:
         if unit2 is None:
             unit2 = self._fill(ctx, s2, pair2, start)
         had = {(f.rule_id, f.target_drug, f.action) for _k, f in unit}
-        extra = tuple([kf for kf in unit2 if (kf[1].rule_id, kf[1].target_drug, kf[1].action) not in had])
+        extra = tuple([(k, kf) for kf in unit2 if (k := (kf[1].rule_id, kf[1].target_drug, kf[1].action)) not in had])
         # the adjusted plan settles when nothing of the new unit excludes or changes a regimen dose again
         settled = not any(
             f.action == "exclude"
@@ -481,5 +481,5 @@ class Screener:
             )
             for _k, f in unit2
         )
-        a = s[5 + start] = (cur, extra, settled)
-        return a
+        s[5 + start] = record = (cur, extra, settled)
+        return record

@@ -18,6 +18,17 @@ class AllergyKind(DrugKind):
 
     def __init__(self, rules: RuleData) -> None:
         self.rules = rules
+        # per allergy group, per drug of a class the group cross-reacts with: (action, class), the first of the
+        # group's cross-reactive classes (in file order) the drug is in; built once per rule set
+        self.cross_of: dict[str, dict[str, tuple[ActionName, str]]] = {}
+        for g, cross in rules.allergy_cross.items():
+            of: dict[str, tuple[ActionName, str]] = {}
+            for d, classes in rules.drug_classes.items():
+                for c, act in cross.items():
+                    if c in classes:
+                        of[d] = (act, c)
+                        break
+            self.cross_of[g] = of
 
     def drug_findings(self, ctx: PatientContext, plan: ScreenInput, drug: str, dose: float | None) -> list[Finding]:
         key = ("allergy", drug)
@@ -33,11 +44,10 @@ class AllergyKind(DrugKind):
         for g in sorted(groups):
             if d in r.allergy_members[g]:
                 return "class", "exclude", g
-        classes = r.drug_classes.get(d, frozenset())
         for g in sorted(groups):
-            for c, act in r.allergy_cross[g].items():
-                if c in classes:
-                    return "cross", act, c
+            hit = self.cross_of[g].get(d)
+            if hit is not None:
+                return "cross", hit[0], hit[1]
         return None, None, ""
 
     def _findings(self, ctx: PatientContext, d: str) -> list[Finding]:

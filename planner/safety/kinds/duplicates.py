@@ -3,13 +3,18 @@ and the area formularies' classes) anywhere in the list a regimen leaves."""
 
 from __future__ import annotations
 
+import itertools
+from typing import Sequence
+
 from ...record import Finding
 from ..context import PatientContext
-from ..findings import added, fit, keyed, new_finding
+from ..findings import added, fit, keyed, new_finding, replace
 from ..loader import RuleData
 from . import ScreenInput
 
 __all__ = ["DuplicateKind"]
+
+Keyed = tuple[tuple, Finding]
 
 
 class DuplicateKind:
@@ -17,6 +22,17 @@ class DuplicateKind:
 
     def __init__(self, rules: RuleData) -> None:
         self.rules = rules
+        # per class, pair of its members (sorted) and member the finding targets: the (sort key, finding) for
+        # each of which of the two drugs the plan adds (both, the first, the second, neither), built once per
+        # rule set; a class present with three or more members is built when screened
+        self.pairs: dict[tuple[str, tuple[str, ...], str], tuple[Keyed, Keyed, Keyed, Keyed]] = {}
+        for c in sorted({c for cs in rules.dup_classes.values() for c in cs}):
+            for pair in itertools.combinations(sorted(rules.class_members[c]), 2):
+                for x in pair:
+                    f = self._finding(c, pair, x, ())
+                    a, b = pair
+                    variants = (replace(f, plan_adds=pair), replace(f, plan_adds=(a,)), replace(f, plan_adds=(b,)), f)
+                    self.pairs[(c, pair, x)] = keyed(variants)  # type: ignore[assignment]
 
     def findings(self, ctx: PatientContext, plan: ScreenInput) -> list[Finding]:
         return [f for _k, f in self.keyed_findings(ctx, plan)]
@@ -25,6 +41,7 @@ class DuplicateKind:
         r = self.rules
         out: list[tuple[tuple, Finding]] = []
         seen: set[str] = set()
+        current = ctx.current_names
         for x in plan.ingredients:
             for c in r.dup_classes.get(x, ()):
                 if c in seen:
@@ -32,28 +49,32 @@ class DuplicateKind:
                 present = r.class_members[c] & plan.all_drugs
                 if len(present) < 2:
                     continue
-                members = sorted(present)
+                members = tuple(sorted(present))
                 seen.add(c)
-                dkey = ("dup", c, tuple(members), x)
+                built = self.pairs.get((c, members, x)) if len(members) == 2 else None
+                if built is not None:
+                    out.append(built[(members[0] in current) * 2 + (members[1] in current)])
+                    continue
+                dkey = ("dup", c, members, x)
                 hit = ctx.cache.get(dkey)
                 if hit is None:
-                    spec = r.classes[c]
-                    hit = ctx.cache[dkey] = keyed(
-                        [
-                            new_finding(
-                                rule_id=f"duplicate.{c}",
-                                rule_version=r.classes_version,
-                                kind="duplicate-therapy",
-                                action=spec.duplicate or "caution",
-                                strength="duplicate therapy",
-                                message=fit(f"{' and '.join(members)} are both {spec.label}: use one drug of a class."),
-                                source="rules/drugs/classes.yaml (therapeutic duplication); " + r.classes_source,
-                                data_version=None,
-                                drugs=tuple(members),
-                                target_drug=x,
-                                plan_adds=added(members, ctx.current_names),
-                            )
-                        ]
-                    )[0]
+                    hit = ctx.cache[dkey] = keyed([self._finding(c, members, x, added(members, current))])[0]
                 out.append(hit)
         return out
+
+    def _finding(self, c: str, members: Sequence[str], x: str, plan_adds: tuple[str, ...]) -> Finding:
+        r = self.rules
+        spec = r.classes[c]
+        return new_finding(
+            rule_id=f"duplicate.{c}",
+            rule_version=r.classes_version,
+            kind="duplicate-therapy",
+            action=spec.duplicate or "caution",
+            strength="duplicate therapy",
+            message=fit(f"{' and '.join(members)} are both {spec.label}: use one drug of a class."),
+            source="rules/drugs/classes.yaml (therapeutic duplication); " + r.classes_source,
+            data_version=None,
+            drugs=tuple(members),
+            target_drug=x,
+            plan_adds=plan_adds,
+        )
