@@ -146,7 +146,7 @@ def plan_units(planner: Any, units: Iterable[Any], opts: RunOptions) -> list[dic
             try:
                 if isinstance(rec, Exception):
                     raise rec
-                rows.append(_point_row(base, view, ep, item.area, rec, scored))
+                rows.append(_point_row(base, view, ep, item.area, rec, scored, planner.ruleset.knowledge))
             except Exception as exc:  # noqa: BLE001 - a failing decision point is an error row; the others go on
                 rows.append(error_row(item.unit, exc, patient_id=view.patient_id, area=opts.area, point=base["point"]))
     return rows
@@ -247,11 +247,11 @@ def _record_points(
 
 
 def _point_row(
-    base: dict[str, Any], view: PatientRecord, ep: Any, area: Any, rec: Any, scored: tuple[Any, Any]
+    base: dict[str, Any], view: PatientRecord, ep: Any, area: Any, rec: Any, scored: tuple[Any, Any], knowledge: Any
 ) -> dict[str, Any]:
     from ..features import features_at
 
-    feats = features_at(view, area, view.as_of)
+    feats = features_at(view, area, view.as_of, knowledge=knowledge)  # the PGx knowledge of the planner's rules
     row: dict[str, Any] = {
         **base,
         "status": "ok" if rec.plans else "no-plan",
