@@ -279,7 +279,10 @@ def _score(
     penalties = _burden(current, candidates, findings, w)
     extra = _extra_terms(area, current, candidates, config, record, prefs, pred_draws, mean_draws, seed, guidelines)
     # primary - penalties + extra terms, each step in place (the same operations in the same order)
-    util_draws = w["p_target"] * reached
+    hit = reached.astype(np.float64)  # 1.0 or 0.0: what ``w * reached`` multiplies (a faster cast than the ufunc's)
+    p_target = hit.mean(axis=0)  # counts of 0/1 are exact in any order: reached.mean(axis=0)'s bits
+    hit *= w["p_target"]
+    util_draws = hit
     part = w["improvement"] * shortfall
     scale = config.scale_for(area)
     part /= scale
@@ -295,7 +298,7 @@ def _score(
         rank_without = {i: r for r, i in enumerate(_order(plain, candidates), start=1)}
     return _Scores(
         reached=reached,
-        p_target=reached.mean(axis=0),
+        p_target=p_target,
         shortfall=shortfall,
         penalties=penalties,
         extra=extra,
@@ -367,10 +370,12 @@ def rank_plans(
     # intervals and quantiles only for the plans built (each column's quantile is its own: same values)
     bounds = _quantiles(mean_draws, pred_draws, shown, (1 - config.level) / 2, n)
     forms = load_prescribing(config.rules)
+    shortfalls = _shown_means(sc.shortfall, shown)
     return [
         _plan(
             i,
             rank,
+            shortfall=shortfalls[i],
             area=area,
             current=current,
             candidate=candidates[i],
@@ -399,6 +404,7 @@ def _plan(
     candidate: Regimen,
     findings: Sequence[Finding],
     mean: float,
+    shortfall: float,
     bounds: tuple[np.ndarray, ...],
     baseline: float | None,
     target: float,
@@ -425,7 +431,6 @@ def _plan(
         quantiles=tuple([_r(q) for q in qs[:, i].tolist()]),
     )
     p_target = float(scores.p_target[i])
-    shortfall = float(scores.shortfall[:, i].mean())
     w = config.weights
     statuses = explainer.statuses(i)
     trade = explainer.tradeoffs(
@@ -466,6 +471,15 @@ def _plan(
         tradeoffs=trade,
         rank_without_preferences=rank_without,
     )
+
+
+def _shown_means(draws: np.ndarray, shown: Sequence[int]) -> dict[int, float]:
+    """``float(draws[:, i].mean())`` for each ``shown`` column, with the same sums: a column alone is summed
+    pairwise, as is each row of the shown columns made contiguous (one reduction for all)."""
+    if not len(shown):
+        return {}
+    idx = np.asarray(shown, dtype=np.intp)
+    return dict(zip(shown, np.ascontiguousarray(draws[:, idx].T).mean(axis=1).tolist()))
 
 
 def _quantiles(
