@@ -32,7 +32,7 @@ from . import explain
 from .areas import Area
 from .construct import constructor, plan_drug
 from .dosing import Prescribing, dosage, load_prescribing
-from .draw_stats import column_means, linear_quantiles, winners_by_draw
+from .draw_stats import column_means, shown_intervals, shown_means, winners_by_draw
 from .errors import ConfigError, RuleError
 from .guidelines import PREFERENCE_MEASURES, Guidelines, PatientContext, UtilityTerms, load_guidelines, utility_terms
 from .rationale import rationale
@@ -366,11 +366,9 @@ def rank_plans(
         rules=config.rules,
         shown=shown,
     )
-    means = column_means(mean_draws, shown)
-    # intervals and quantiles only for the plans built (each column's quantile is its own: same values)
-    bounds = _quantiles(mean_draws, pred_draws, shown, (1 - config.level) / 2, n)
+    means, shortfalls = column_means(mean_draws, shown), shown_means(sc.shortfall, shown)  # the plans built only
+    bounds = shown_intervals(mean_draws, pred_draws, shown, (1 - config.level) / 2, QUANTILE_LEVELS)
     forms = load_prescribing(config.rules)
-    shortfalls = _shown_means(sc.shortfall, shown)
     return [
         _plan(
             i,
@@ -471,32 +469,6 @@ def _plan(
         tradeoffs=trade,
         rank_without_preferences=rank_without,
     )
-
-
-def _shown_means(draws: np.ndarray, shown: Sequence[int]) -> dict[int, float]:
-    """``float(draws[:, i].mean())`` for each ``shown`` column, with the same sums: a column alone is summed
-    pairwise, as is each row of the shown columns made contiguous (one reduction for all)."""
-    if not len(shown):
-        return {}
-    idx = np.asarray(shown, dtype=np.intp)
-    return dict(zip(shown, np.ascontiguousarray(draws[:, idx].T).mean(axis=1).tolist()))
-
-
-def _quantiles(
-    mean_draws: np.ndarray, pred_draws: np.ndarray, shown: Sequence[int], alpha: float, n: int
-) -> tuple[np.ndarray, ...]:
-    """Central intervals of the mean and predictive draws and the predictive quantiles of the ``shown``
-    columns, as full-width arrays indexed by candidate (other columns NaN)."""
-    idx = np.asarray(shown, dtype=int)
-    full = [np.full(n, np.nan) for _ in range(4)] + [np.full((len(QUANTILE_LEVELS), n), np.nan)]
-    if idx.size:  # each column's draws contiguous (a faster sort; the same order statistics and weights)
-        m = np.ascontiguousarray(mean_draws[:, idx].T)
-        p = np.ascontiguousarray(pred_draws[:, idx].T)
-        full[0][idx], full[1][idx] = linear_quantiles(m, [alpha, 1 - alpha])  # np.quantile's bits, one sort
-        qp = linear_quantiles(p, [alpha, 1 - alpha, *QUANTILE_LEVELS])
-        full[2][idx], full[3][idx] = qp[0], qp[1]
-        full[4][:, idx] = qp[2:]
-    return tuple(full)
 
 
 def _burden(
