@@ -374,3 +374,49 @@ def test_findings_built_once_per_rule_set_equal_those_built_when_screened():
         for d, classes in rs.drug_classes.items():
             scan = next(((act, c) for c, act in cross.items() if c in classes), None)
             assert allergy.cross_of[g].get(d) == scan, (g, d)
+
+
+def test_screening_stage_equals_screen_plan_per_candidate():
+    """The stage takes each verdict from ``RuleSet.verdicts`` (starts left to the screen's default when the
+    features' current drugs are the context's) and each gene's status for the needed genes only: it must give
+    what ``screen_plan`` with the explicit starts and ``rules.phenotypes`` give, candidate by candidate."""
+    from planner import stages
+    from planner.handoffs import CandidateSet
+    from planner.status import GeneStatus
+
+    rs = RuleSet.load()
+    rng = random.Random(8)
+    checked = adjusted = 0
+    for area_id in ("depression", "t2d"):
+        area = load_area(area_id)
+        regs = enumerate_regimens(area, doses="all", max_drugs=2)
+        for p in range(8):
+            rec = generated(rs, rng, p)
+            row = stages.feature_row(rec, area, knowledge=rs.knowledge)
+            cands = CandidateSet(
+                features=row, candidates=tuple(rng.sample(regs, 40)), generator="test", seed=0, requested=40
+            )
+            sc = stages.screen_candidates(cands, rec, area=area, rules=rs)
+            ctx = rs.prepare(rec, area=area_id)
+            current = set(row.current.ingredients)
+            kept, excluded = {}, {}
+            for cand in cands.candidates:
+                ps = rs.screen_plan(
+                    ctx, cand, new_start=[d.ingredient for d in cand.drugs if d.ingredient not in current]
+                )
+                if ps.final is None:
+                    excluded[cand.key()] = (cand, ps.exclusions)
+                else:
+                    kept.setdefault(ps.final.key(), (cand, ps.final, ps.findings, ps.adjusted_by))
+            assert [(k.proposed, k.regimen, k.findings, k.adjusted_by) for k in sc.kept] == list(kept.values())
+            assert [(e.regimen, e.findings) for e in sc.excluded] == [excluded[k] for k in sorted(excluded)]
+            phenos = rs.phenotypes(ctx)
+            for g in sc.genes:
+                want = phenos[g.gene].status if g.gene in phenos else GeneStatus.NOT_TESTED
+                assert g.status == GeneStatus(want) and list(g.drugs) == sorted(g.drugs)
+                assert set(g.drugs) == {
+                    d.ingredient for c in cands.candidates for d in c.drugs if g.gene in rs.genes_for(d.ingredient)
+                }
+            checked += len(cands.candidates)
+            adjusted += sum(1 for k in sc.kept if k.adjusted_by)
+    assert checked == 640 and adjusted > 0 and any(sc.genes)

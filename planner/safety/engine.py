@@ -14,7 +14,7 @@ import datetime as dt
 import functools
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from ..manifest import verify
 from ..record import DrugDose, Finding, PatientRecord, Regimen
@@ -33,7 +33,7 @@ from .kinds.max_dose import MaxDoseKind
 from .loader import RuleData
 from .phenotype import GeneResult
 from .screen import Screener
-from .verdict import PlanScreen, verdict
+from .verdict import PlanScreen, verdict, verdict_parts
 
 __all__ = ["RuleSet", "PatientContext", "apply_findings", "sort_findings"]
 
@@ -60,6 +60,7 @@ class RuleSet:
         pairs, dups = InteractionKind(self.data), DuplicateKind(self.data)
         self.kinds: tuple[RuleKind, ...] = (*drug_kinds, current, pairs, dups)
         self._screener = Screener(self.data, drug_kinds, current, pairs, dups)
+        self._genes_needed: dict[frozenset[str], tuple[tuple[str, tuple[str, ...]], ...]] = {}
 
     def __getattr__(self, name: str) -> Any:  # rule data read through (rs.gene_drug, rs.ddi, rs.usual_dose, ...)
         if name.startswith("__") or name == "data":
@@ -76,6 +77,27 @@ class RuleSet:
     def genes_for(self, ingredient: str) -> tuple[str, ...]:
         """Genes with CPIC rules for a drug (for data-gap reporting)."""
         return self.data.genes_for(ingredient)
+
+    def genes_needed(self, ingredients: frozenset[str]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """(gene, the sorted ingredients of ``ingredients`` with CPIC rules for it) for every such gene, sorted:
+        rule data alone, memoized per ingredient set (at most 4,096 sets; a patient's candidates share few)."""
+        got = self._genes_needed.get(ingredients)
+        if got is None:
+            needed: dict[str, set[str]] = {}
+            for ing in ingredients:
+                for g in self.data.genes_for(ing):
+                    needed.setdefault(g, set()).add(ing)
+            got = tuple([(g, tuple(sorted(needed[g]))) for g in sorted(needed)])
+            if len(self._genes_needed) < 4096:
+                self._genes_needed[ingredients] = got
+        return got
+
+    def verdicts(self) -> Callable[[PatientContext, Regimen, frozenset[str] | None], tuple]:
+        """``f(ctx, regimen, starts)``: :meth:`screen_plan`'s verdict on a prepared context as (the regimen after
+        its dose adjustments or None when excluded, its findings, drug -> adjusting rule id) without the
+        :class:`PlanScreen` (:func:`~planner.safety.verdict.verdict_parts`); ``starts`` None: the regimen drugs
+        the patient does not take now, as ``new_start=None``. For the screening stage's per-candidate loop."""
+        return functools.partial(verdict_parts, self._screener)
 
     def named_drugs(self) -> frozenset[str]:
         """Every ingredient some rule names."""

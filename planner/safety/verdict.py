@@ -11,7 +11,7 @@ from ..record import Finding, Regimen
 from .context import PatientContext
 from .findings import apply_findings
 
-__all__ = ["PlanScreen", "merge_findings", "verdict"]
+__all__ = ["PlanScreen", "exclusions_of", "merge_findings", "verdict", "verdict_parts"]
 
 _ACTING = frozenset({"exclude", "adjust_dose"})
 
@@ -32,7 +32,7 @@ class PlanScreen:
     @property
     def exclusions(self) -> tuple[Finding, ...]:
         """The findings that exclude the regimen (all findings if it was excluded as unstable)."""
-        return tuple(f for f in self.findings if f.action == "exclude") or (self.findings if self.excluded else ())
+        return exclusions_of(self.findings, self.final is None)
 
 
 def merge_findings(a: Sequence[Finding], b: Sequence[Finding]) -> list[Finding]:
@@ -56,9 +56,19 @@ def _screened(
 
 def verdict(screener: Any, ctx: PatientContext, regimen: Regimen, starts: frozenset[str] | None) -> PlanScreen:
     """Screen ``regimen`` in ``ctx`` with ``screener`` (:class:`~planner.safety.screen.Screener`); apply its
-    dose adjustments and screen the adjusted plan again (excluded when the adjustments do not settle). The
-    adjusted plan is the regimen's list with other doses: screened as that list (its memoized units for the
-    drugs whose dose did not change are looked up, those of the changed doses computed)."""
+    dose adjustments and screen the adjusted plan again (excluded when the adjustments do not settle): the
+    :class:`PlanScreen` of :func:`verdict_parts`."""
+    final, findings, adjusted_by = verdict_parts(screener, ctx, regimen, starts)
+    return _screened(regimen, final, findings, adjusted_by)
+
+
+def verdict_parts(
+    screener: Any, ctx: PatientContext, regimen: Regimen, starts: frozenset[str] | None
+) -> tuple[Regimen | None, tuple[Finding, ...], dict[str, str]]:
+    """(the regimen after its dose adjustments, None when excluded; its findings; drug -> rule id that adjusted
+    its dose, a new dict) of :func:`verdict`, without the :class:`PlanScreen` (the screening stage builds its
+    hand-off from them). The adjusted plan is the regimen's list with other doses: screened as that list (its
+    memoized units for the drugs whose dose did not change are looked up, those of the changed doses computed)."""
     kd = tuple([(d.ingredient, d.dose_mg_day) for d in regimen.drugs])
     cache = ctx.cache  # ``screen_kd``'s memo and fast path, inline (one call per candidate)
     key = kd if starts is None else (kd, starts)
@@ -72,25 +82,30 @@ def verdict(screener: Any, ctx: PatientContext, regimen: Regimen, starts: frozen
             cache[key] = found
     # findings come most severe action first: the first one says whether anything excludes or adjusts
     if not found or found[0].action not in _ACTING:  # nothing excludes or adjusts: the regimen stands
-        return _screened(regimen, regimen, found, {})
+        return regimen, found, {}
     if found[0].action == "exclude":  # what apply_findings would say: excluded, nothing adjusted
-        return _screened(regimen, None, found, {})
+        return None, found, {}
     fast = screener.adjusted(ctx, regimen, kd, starts, found)  # a regimen of the fast path: per drug
     if fast is not None:
-        return _screened(regimen, fast[0], fast[1], _adjusted_by(fast[1]))
+        return fast[0], fast[1], _adjusted_by(fast[1])
     final = apply_findings(regimen, found)  # it reads only the acting findings
     if final is regimen:  # no dose changes: the findings are the regimen's
-        return _screened(regimen, regimen, found, _adjusted_by(found))
+        return regimen, found, _adjusted_by(found)
     if final is None:  # pragma: no cover - found[0] adjusts, so nothing excludes
-        return _screened(regimen, None, found, {})
+        return None, found, {}
     kd2 = tuple([(d.ingredient, d.dose_mg_day) for d in final.drugs])
     again, _ = screener.screen_kd(ctx, kd2, starts, (), None if plan is None else screener.with_doses(plan, kd2))
     # findings come most severe first: none acting means apply_findings would return ``final`` itself
     redo = apply_findings(final, again) if again and again[0].action in _ACTING else final
     findings = tuple(merge_findings(found, again))
     if redo is not final and (redo is None or redo.key() != final.key()):
-        return _screened(regimen, None, findings, {})
-    return _screened(regimen, final, findings, _adjusted_by(findings))
+        return None, findings, {}
+    return final, findings, _adjusted_by(findings)
+
+
+def exclusions_of(findings: tuple[Finding, ...], excluded: bool) -> tuple[Finding, ...]:
+    """The findings that exclude a regimen (all its findings if it was excluded as unstable)."""
+    return tuple(f for f in findings if f.action == "exclude") or (findings if excluded else ())
 
 
 def _adjusted_by(findings: Sequence[Finding]) -> dict[str, str]:

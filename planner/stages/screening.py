@@ -1,8 +1,9 @@
 """The screening stage: ``CandidateSet -> ScreenedCandidates``.
 
 Each candidate is screened as the whole medication list it leaves the patient on, through the safety layer's
-public ``RuleSet.screen_plan`` (what :func:`planner.safety.screen_plan` calls: screen, apply dose adjustments, screen the adjusted regimen again;
-excluded when a rule excludes it or the adjustment does not settle). Kept regimens are de-duplicated by their
+verdict (``RuleSet.verdicts``: what ``RuleSet.screen_plan`` and :func:`planner.safety.screen_plan` give, without
+their ``PlanScreen``: screen, apply dose adjustments, screen the adjusted regimen again; excluded when a rule
+excludes it or the adjustment does not settle). Kept regimens are de-duplicated by their
 final key (the first candidate that reached it wins), excluded ones by their own key. The stage also screens
 the current medications and records the test status of every gene a candidate's drugs have rules for.
 """
@@ -15,7 +16,8 @@ from ..handoffs import CandidateSet, ExcludedCandidate, GeneNeed, ScreenedCandid
 from ..record import PatientRecord
 from ..safety import RuleSet
 from ..safety.context import PatientContext
-from ..safety.findings import built
+from ..safety.findings import built, made
+from ..safety.verdict import exclusions_of
 from ..status import GeneStatus
 
 __all__ = ["screen_candidates"]
@@ -35,22 +37,21 @@ def screen_candidates(
         )
     ctx = rules.prepare(record, on=record.as_of, area=area.id)
     current = frozenset(f.current.ingredients)
+    # the drugs a candidate starts are those not taken now: when the features' current drugs are the context's,
+    # that is the screen's default (starts None), the same findings without a set per candidate
+    same = current == ctx.current_names
+    judge = rules.verdicts()
     kept: dict[str, ScreenedRegimen] = {}
     excluded: list[tuple[str, ExcludedCandidate]] = []
     for cand in candidates.candidates:
-        ps = rules.screen_plan(ctx, cand, new_start=[d.ingredient for d in cand.drugs if d.ingredient not in current])
-        if ps.final is None:  # candidates are unique by key (CandidateSet): no excluded key repeats
-            excluded.append((cand.key(), built(ExcludedCandidate, regimen=cand, findings=ps.exclusions)))
+        starts = None if same else frozenset([d.ingredient for d in cand.drugs if d.ingredient not in current])
+        final, findings, adjusted_by = judge(ctx, cand, starts)
+        if final is None:  # candidates are unique by key (CandidateSet): no excluded key repeats
+            excluded.append((cand.key(), made(ExcludedCandidate, regimen=cand, findings=exclusions_of(findings, True))))
             continue
-        key = ps.final.key()
+        key = final.key()
         if key not in kept:
-            kept[key] = built(
-                ScreenedRegimen,
-                proposed=cand,
-                regimen=ps.final,
-                findings=ps.findings,
-                adjusted_by=dict(ps.adjusted_by),
-            )
+            kept[key] = made(ScreenedRegimen, proposed=cand, regimen=final, findings=findings, adjusted_by=adjusted_by)
     excluded.sort(key=lambda e: e[0])
     return built(
         ScreenedCandidates,
@@ -64,15 +65,13 @@ def screen_candidates(
 
 
 def _gene_needs(candidates: CandidateSet, ctx: PatientContext, rules: RuleSet) -> tuple[GeneNeed, ...]:
-    ingredients = {d.ingredient for cand in candidates.candidates for d in cand.drugs}
-    needed: dict[str, set[str]] = {}
-    for ing in ingredients:
-        for g in rules.genes_for(ing):
-            needed.setdefault(g, set()).add(ing)
-    phenos = rules.phenotypes(ctx)
+    """Each gene some candidate drug has rules for, with its status after phenoconversion by the current drugs
+    (``rules.phenotypes``'s, computed for these genes only); a gene without a result is not tested."""
+    needs = rules.genes_needed(frozenset([d.ingredient for cand in candidates.candidates for d in cand.drugs]))
+    effective = rules.gene_drug_kind.effective
+    drugs = frozenset(ctx.current)
     out = []
-    for gene in sorted(needed):
-        res = phenos.get(gene)
-        status = GeneStatus.NOT_TESTED if res is None else GeneStatus(res.status)
-        out.append(built(GeneNeed, gene=gene, status=status, drugs=tuple(sorted(needed[gene]))))
+    for gene, ings in needs:
+        status = GeneStatus(effective(ctx, gene, drugs, "").status) if gene in ctx.genes else GeneStatus.NOT_TESTED
+        out.append(made(GeneNeed, gene=gene, status=status, drugs=ings))
     return tuple(out)
