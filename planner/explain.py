@@ -19,7 +19,7 @@ from .construct import constructor
 from .guidelines import Applicable, Guidelines, UtilityTerms
 from .recommendation import IndicationStatus, Tradeoff
 from .record import Regimen
-from .units import unit_display
+from .units import unit_display, with_unit
 
 __all__ = ["Explainer"]
 
@@ -127,11 +127,11 @@ class Explainer:
         """What the plan starts (``a.drugs``: the current regimen's) and how far the latest value is from the target."""
         new = sorted(set(self.regimens[j].ingredients) - set(a.drugs))
         value, target = a.level or (float("nan"), float("nan"))
-        unit = unit_display(self.area.outcome.unit, self.rules)
-        u = f" {unit}" if unit and not unit.startswith("{") else ""
+        ucum = self.area.outcome.unit
         return (
-            f"this plan starts {len(new)} ({', '.join(new)}) at {self.area.outcome.quantity} {value:g}{u}, "
-            f"{abs(value - target):.1f} from the target {target:g}"
+            f"this plan starts {len(new)} ({', '.join(new)}) at {self.area.outcome.quantity} "
+            f"{with_unit(f'{value:g}', ucum, self.rules)}, "
+            f"{abs(value - target):.1f} from the target {with_unit(f'{target:g}', ucum, self.rules)}"
         )
 
     # ---- trade-offs ---------------------------------------------------------------------------------

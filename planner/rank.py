@@ -32,7 +32,7 @@ from . import explain
 from .areas import Area
 from .construct import constructor, plan_drug
 from .dosing import Prescribing, dosage, load_prescribing
-from .draw_stats import column_means, linear_quantiles, winners_by_draw
+from .draw_stats import column_means, shown_intervals, shown_means, winners_by_draw
 from .errors import ConfigError, RuleError
 from .guidelines import PREFERENCE_MEASURES, Guidelines, PatientContext, UtilityTerms, load_guidelines, utility_terms
 from .rationale import rationale
@@ -279,7 +279,10 @@ def _score(
     penalties = _burden(current, candidates, findings, w)
     extra = _extra_terms(area, current, candidates, config, record, prefs, pred_draws, mean_draws, seed, guidelines)
     # primary - penalties + extra terms, each step in place (the same operations in the same order)
-    util_draws = w["p_target"] * reached
+    hit = reached.astype(np.float64)  # 1.0 or 0.0: what ``w * reached`` multiplies (a faster cast than the ufunc's)
+    p_target = hit.mean(axis=0)  # counts of 0/1 are exact in any order: reached.mean(axis=0)'s bits
+    hit *= w["p_target"]
+    util_draws = hit
     part = w["improvement"] * shortfall
     scale = config.scale_for(area)
     part /= scale
@@ -295,7 +298,7 @@ def _score(
         rank_without = {i: r for r, i in enumerate(_order(plain, candidates), start=1)}
     return _Scores(
         reached=reached,
-        p_target=reached.mean(axis=0),
+        p_target=p_target,
         shortfall=shortfall,
         penalties=penalties,
         extra=extra,
@@ -363,14 +366,14 @@ def rank_plans(
         rules=config.rules,
         shown=shown,
     )
-    means = column_means(mean_draws, shown)
-    # intervals and quantiles only for the plans built (each column's quantile is its own: same values)
-    bounds = _quantiles(mean_draws, pred_draws, shown, (1 - config.level) / 2, n)
+    means, shortfalls = column_means(mean_draws, shown), shown_means(sc.shortfall, shown)  # the plans built only
+    bounds = shown_intervals(mean_draws, pred_draws, shown, (1 - config.level) / 2, QUANTILE_LEVELS)
     forms = load_prescribing(config.rules)
     return [
         _plan(
             i,
             rank,
+            shortfall=shortfalls[i],
             area=area,
             current=current,
             candidate=candidates[i],
@@ -399,6 +402,7 @@ def _plan(
     candidate: Regimen,
     findings: Sequence[Finding],
     mean: float,
+    shortfall: float,
     bounds: tuple[np.ndarray, ...],
     baseline: float | None,
     target: float,
@@ -425,7 +429,6 @@ def _plan(
         quantiles=tuple([_r(q) for q in qs[:, i].tolist()]),
     )
     p_target = float(scores.p_target[i])
-    shortfall = float(scores.shortfall[:, i].mean())
     w = config.weights
     statuses = explainer.statuses(i)
     trade = explainer.tradeoffs(
@@ -466,23 +469,6 @@ def _plan(
         tradeoffs=trade,
         rank_without_preferences=rank_without,
     )
-
-
-def _quantiles(
-    mean_draws: np.ndarray, pred_draws: np.ndarray, shown: Sequence[int], alpha: float, n: int
-) -> tuple[np.ndarray, ...]:
-    """Central intervals of the mean and predictive draws and the predictive quantiles of the ``shown``
-    columns, as full-width arrays indexed by candidate (other columns NaN)."""
-    idx = np.asarray(shown, dtype=int)
-    full = [np.full(n, np.nan) for _ in range(4)] + [np.full((len(QUANTILE_LEVELS), n), np.nan)]
-    if idx.size:  # each column's draws contiguous (a faster sort; the same order statistics and weights)
-        m = np.ascontiguousarray(mean_draws[:, idx].T)
-        p = np.ascontiguousarray(pred_draws[:, idx].T)
-        full[0][idx], full[1][idx] = linear_quantiles(m, [alpha, 1 - alpha])  # np.quantile's bits, one sort
-        qp = linear_quantiles(p, [alpha, 1 - alpha, *QUANTILE_LEVELS])
-        full[2][idx], full[3][idx] = qp[0], qp[1]
-        full[4][:, idx] = qp[2:]
-    return tuple(full)
 
 
 def _burden(

@@ -147,7 +147,7 @@ def test_t2d_one_new_drug_at_a_time_below_1_5_points_above_goal(planner):
     for p in two:
         s = _status(p, "t2d.stepwise-intensification")
         assert not s.met and "one new glucose-lowering drug at a time" in s.label
-        assert "0.8 from the target 7" in s.message and "Guideline indication not met" in p.rationale
+        assert "7.8%, 0.8 from the target 7%" in s.message and "Guideline indication not met" in p.rationale
     # 2.4 points above goal: a combination may be considered, the rule does not apply
     high = planner.recommend(_t2d("step-high", 9.4).record(), area="t2d", top=60)
     assert all(s.id != "t2d.stepwise-intensification" for p in high.plans for s in p.indications)

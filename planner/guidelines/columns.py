@@ -4,8 +4,6 @@ the few array steps the ranking takes on them with numpy's own sums: the same bi
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 from typing import Callable, Sequence
 
 import numpy as np
@@ -13,35 +11,63 @@ import numpy as np
 __all__: list[str] = []
 
 
-@dataclasses.dataclass(frozen=True)
 class _Columns:
     """(S, m) draws and the column of each of n regimens: regimens that share a column share all its values, so
-    every elementwise step runs once per distinct column and the (S, n) array is gathered only when needed."""
+    every elementwise step runs once per distinct column and the (S, n) array is gathered only when needed.
+    Built from the (S, m) :attr:`values` or from the (m, S) :attr:`rows`; the other layout is made when first
+    asked for (the same values: every step here is elementwise)."""
 
-    values: np.ndarray  # (S, m), C order
-    at: np.ndarray  # (n,) column of each regimen
+    __slots__ = ("_values", "_rows", "at")
 
-    @functools.cached_property
+    def __init__(self, values: np.ndarray | None, at: np.ndarray, rows: np.ndarray | None = None) -> None:
+        if values is None and rows is None:
+            raise ValueError("_Columns needs values or rows")
+        self._values, self._rows, self.at = values, rows, at  # at: (n,) column of each regimen
+
+    @property
+    def values(self) -> np.ndarray:
+        """(S, m), C order (made from the rows when built from them)."""
+        if self._values is None:
+            assert self._rows is not None
+            self._values = np.ascontiguousarray(self._rows.T)
+        return self._values
+
+    @property
     def rows(self) -> np.ndarray:
         """(m, S): each column's draws contiguous (gathering whole rows is far cheaper than columns)."""
-        return np.ascontiguousarray(self.values.T)
+        if self._rows is None:
+            assert self._values is not None
+            self._rows = np.ascontiguousarray(self._values.T)
+        return self._rows
+
+    @property
+    def num(self) -> int:
+        """S, the number of draws."""
+        return self._values.shape[0] if self._values is not None else self.rows.shape[1]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return (self._values if self._values is not None else self.rows).dtype
+
+    @property
+    def c_contiguous(self) -> bool:
+        """Whether :attr:`values` is (or, made from the rows, will be) C-ordered."""
+        return self._values is None or bool(self._values.flags.c_contiguous)
 
     def full(self) -> np.ndarray:
         return np.take(self.values, self.at, axis=1)  # (S, n), C order (as np.stack built it)
 
     @classmethod
     def of_rows(cls, rows: np.ndarray, at: np.ndarray) -> "_Columns":
-        """From the (m, S) rows (kept as :attr:`rows`)."""
-        out = cls(np.ascontiguousarray(rows.T), at)
-        out.__dict__["rows"] = rows
-        return out
+        """From the (m, S) rows (:attr:`values` made from them when asked for)."""
+        return cls(None, at, rows)
 
     def map(self, f: Callable[[np.ndarray], np.ndarray]) -> "_Columns":
-        """``f`` (elementwise) of every value; on the rows too where they are kept (the same values)."""
-        out = _Columns(f(self.values), self.at)
-        if "rows" in self.__dict__:
-            out.__dict__["rows"] = f(self.__dict__["rows"])
-        return out
+        """``f`` (elementwise) of every value: of the rows where they are kept (the values are then made from
+        them: the same values), else of the values."""
+        if self._rows is not None:
+            return _Columns(None, self.at, f(self._rows))
+        return _Columns(f(self.values), self.at)
 
     def scaled(self, factor: float) -> "_Columns":
         return self.map(lambda v: factor * v)
@@ -66,7 +92,7 @@ def _means_at(columns: Sequence[_Columns], idx: Sequence[int]) -> list[np.ndarra
     parts: list[tuple[int, list[int], np.ndarray]] = []
     pick = np.asarray(idx, dtype=np.intp)
     for k, c in enumerate(columns):
-        if len(c.at) < 2 or not pick.size or not c.values.flags.c_contiguous:
+        if len(c.at) < 2 or not pick.size or not c.c_contiguous:
             out[k] = c.mean()
             continue
         first: dict[int, int] = {}

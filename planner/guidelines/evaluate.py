@@ -42,7 +42,7 @@ class Term:
     def draws(self) -> np.ndarray:
         """(S, n) utility added per draw, gathered when asked for (the ranking adds :attr:`columns` itself)."""
         if self.row is not None:
-            return np.broadcast_to(self.row, (self.columns.values.shape[0], len(self.row)))
+            return np.broadcast_to(self.row, (self.columns.num, len(self.row)))
         return self.columns.full()
 
 
@@ -91,14 +91,14 @@ class UtilityTerms:
         distinct combination of the terms' columns and are gathered at the end: the same additions per element
         (then a transposed view: each candidate's draws contiguous)."""
         chosen = [t for t in self.terms if kinds is None or t.kind in kinds]
-        if kinds is not None or len(chosen) < 2 or any(t.columns.values.dtype != np.float64 for t in chosen):
+        if kinds is not None or len(chosen) < 2 or any(t.columns.dtype != np.float64 for t in chosen):
             return _added([t.draws for t in chosen])
         combos: dict[tuple[int, ...], int] = {}
         inv = np.array(
             [combos.setdefault(c, len(combos)) for c in zip(*(t.columns.at.tolist() for t in chosen))], dtype=np.intp
         )
         at = np.array(list(combos), dtype=np.intp).reshape(len(combos), len(chosen)).T
-        num, m = chosen[0].columns.values.shape[0], len(combos)
+        num, m = chosen[0].columns.num, len(combos)
         out: np.ndarray | None = None  # (combination, draw): whole rows gathered and added (the same sums)
         for k, t in enumerate(chosen):  # the same additions per element as (t0 + t1) + t2 + ... on (S, n)
             if t.row is not None:
