@@ -129,3 +129,45 @@ def test_call_options_are_part_of_the_memo(rs):
         want = dump(fresh.screen(fresh.prepare(patient()), r, **kwargs))
         assert dump(rs.screen(ctx, r, **kwargs)) == want
     assert dump(rs.screen(ctx, r)) != dump(rs.screen(ctx, r, stopping=["paroxetine", "omeprazole"]))
+
+
+def test_condition_sets_memo_equals_a_fresh_match():
+    """``match_conditions`` remembers, per rule data, the condition sets each condition's codings match: over
+    generated patients (conditions, ICD-10 and SNOMED codes, negated displays) it must give what matching every
+    coding afresh gives, and a second rule data (the memo is per rule data) the same."""
+    import sys
+
+    from planner.safety.context import _CONDITION_MEMO, _condition_sets, match_conditions
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_screen_fastpath import generated
+
+    other = fresh_rules(rs := RuleSet.load())
+    rng = random.Random(5)
+    hit = 0
+    for p in range(60):
+        rec = generated(rs, rng, p)
+        want: set[str] = set()
+        for c in rec.active_conditions(rec.as_of):
+            want |= _condition_sets(
+                rs.data, ((c.system, c.code, c.display), *[(x.system, x.code, x.display) for x in c.codings])
+            )
+        for data in (rs.data, other.data, rs.data):
+            assert match_conditions(data, rec, rec.as_of) == want
+        hit += bool(want)
+    assert hit > 10 and any(m[0] is other.data for m in _CONDITION_MEMO.values())
+    # conditions that differ only in display or system: the memo keys on every field the match reads
+    from planner.record import Condition
+
+    def conds(*cs: Condition) -> frozenset[str]:
+        rec = PatientRecord(patient_id="c", as_of=AS_OF, birth_date=dt.date(1970, 1, 1), conditions=cs)
+        return match_conditions(rs.data, rec, AS_OF)
+
+    text = Condition(code="X1", system="http://example.org/local", display="Chronic heart failure")
+    assert conds(text) == {"heart_failure"}
+    assert conds(text.model_copy(update={"display": "No heart failure"})) == frozenset()
+    assert conds(text.model_copy(update={"display": "Family history of heart failure"})) == frozenset()
+    icd = Condition(code="I50.9", system="http://hl7.org/fhir/sid/icd-10-cm")
+    assert conds(icd) == {"heart_failure"}
+    assert conds(icd.model_copy(update={"system": "http://snomed.info/sct"})) == frozenset()
+    assert conds(text.model_copy(update={"display": "No heart failure"}), icd) == {"heart_failure"}

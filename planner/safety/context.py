@@ -152,27 +152,50 @@ def match_allergies(data: RuleData, record: PatientRecord) -> list[tuple[str, st
 
 
 def match_conditions(data: RuleData, record: PatientRecord, on: dt.date) -> frozenset[str]:
+    """The condition sets the record's active conditions on ``on`` fall in: the union, over conditions, of the
+    sets each one's codings match (:func:`_condition_sets`, memoized per rule data and codings)."""
+    memo = _CONDITION_MEMO.get(id(data))
+    if memo is None or memo[0] is not data:
+        if len(_CONDITION_MEMO) >= 8:
+            _CONDITION_MEMO.clear()
+        memo = _CONDITION_MEMO[id(data)] = (data, {})
+    known = memo[1]
     hits: set[str] = set()
     for c in record.active_conditions(on):
-        codings = [(c.system, c.code, c.display)] + [(x.system, x.code, x.display) for x in c.codings]
-        for name, cs in data.condsets.items():
-            if name in hits:
-                continue
-            for system, code, display in codings:
-                sys_l = (system or "").lower()
-                if code:
-                    if "icd" not in sys_l and code in cs.snomed:
+        codings = ((c.system, c.code, c.display), *[(x.system, x.code, x.display) for x in c.codings])
+        got = known.get(codings)
+        if got is None:
+            got = _condition_sets(data, codings)
+            if len(known) < 4096:
+                known[codings] = got
+        hits.update(got)
+    return frozenset(hits)
+
+
+# per rule data (held, so its id is not reused while here): condition codings -> the condition sets they match
+_CONDITION_MEMO: dict[int, tuple[RuleData, dict[tuple, frozenset[str]]]] = {}
+
+
+def _condition_sets(data: RuleData, codings: tuple[tuple[str | None, str | None, str | None], ...]) -> frozenset[str]:
+    """The condition sets one condition's codings (system, code, display) match: a SNOMED code, an ICD-10
+    prefix, or a term of the set's display pattern not preceded by a negation."""
+    hits: set[str] = set()
+    for name, cs in data.condsets.items():
+        for system, code, display in codings:
+            sys_l = (system or "").lower()
+            if code:
+                if "icd" not in sys_l and code in cs.snomed:
+                    hits.add(name)
+                    break
+                if "snomed" not in sys_l:
+                    norm = code.replace(".", "").upper()
+                    if any(norm.startswith(p) for p in cs.icd10):
                         hits.add(name)
                         break
-                    if "snomed" not in sys_l:
-                        norm = code.replace(".", "").upper()
-                        if any(norm.startswith(p) for p in cs.icd10):
-                            hits.add(name)
-                            break
-                m = cs.terms.search(display) if display and cs.terms is not None else None
-                if m is not None and display:
-                    before = f" {display[: m.start()].lower()}"  # a negation counts only before the term
-                    if not any(n in before for n in data.negations + cs.negations):
-                        hits.add(name)
-                        break
+            m = cs.terms.search(display) if display and cs.terms is not None else None
+            if m is not None and display:
+                before = f" {display[: m.start()].lower()}"  # a negation counts only before the term
+                if not any(n in before for n in data.negations + cs.negations):
+                    hits.add(name)
+                    break
     return frozenset(hits)
