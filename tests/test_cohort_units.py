@@ -134,5 +134,8 @@ def test_race_and_ethnicity_come_from_the_us_core_extensions() -> None:
     # a URL spelled with a JSON \u escape is still found (the fast path only skips input that cannot hold one)
     escaped = orjson.dumps(bundle).replace(b"us-core-race", b"us-core-r\\u0061ce")
     assert _demographics(escaped)["a"]["race"] == "White"
+    no_prefix = orjson.dumps(bundle).replace(b"us-core-", b"\\u0075s-core-")  # no literal "us-core-" left
+    assert b"us-core-" not in no_prefix
+    assert _demographics(no_prefix)["a"] == {"race": "White", "ethnicity": "Not Hispanic or Latino"}
     ndjson = orjson.dumps(with_ext) + b"\n" + orjson.dumps(plain) + b"\n"
     assert _demographics(ndjson)["a"]["race"] == "White"

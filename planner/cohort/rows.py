@@ -70,8 +70,11 @@ def error_row(
 def _demographics(data: bytes) -> dict[str, dict[str, str | None]]:
     """Race and ethnicity (US Core extensions, text or OMB category display) per Patient id in raw input."""
     out: dict[str, dict[str, str | None]] = {}
-    if b"us-core-race" not in data and b"us-core-ethnicity" not in data and b"\\u" not in data:
-        return out  # neither extension's URL (nor a \u escape that could spell one): no second parse of the input
+    # neither extension's URL (nor a \u escape that could spell one): no second parse of the input. One scan for
+    # their common part and one for a backslash (a byte search) settle most inputs
+    names = b"us-core-" in data and (b"us-core-race" in data or b"us-core-ethnicity" in data)
+    if not names and not (b"\\" in data and b"\\u" in data):
+        return out
     try:
         docs = [orjson.loads(data)]
     except orjson.JSONDecodeError:

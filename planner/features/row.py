@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from ..areas import Area, fill_doses
 from ..handoffs import FeatureRow
 from ..ingest.quality import record_gaps
-from ..medication_intervals import regimen_on
+from ..medication_intervals import medication_intervals, regimen_at
 from ..record import PatientRecord
 from .values import feature_units, features_at
 
@@ -36,7 +36,8 @@ def feature_row(record: PatientRecord, area: Area, *, knowledge: GeneKnowledge |
     ``knowledge``: the PGx knowledge of the rules in use (``RuleSet.knowledge``; default: the default rules).
     When no outcome value is recent, the baseline column takes the last value on record (and says so)."""
     on = record.as_of
-    raw = features_at(record, area, on, knowledge=knowledge)
+    ivs = medication_intervals(record, area)  # once: the features' and the rows' regimens read the same intervals
+    raw = features_at(record, area, on, knowledge=knowledge, intervals=ivs)
     units = feature_units(area)
     if set(raw) != set(units):  # a bug in the featurizer, not bad input
         raise AssertionError(f"feature columns {sorted(set(raw) ^ set(units))} lack a value or a unit")
@@ -48,10 +49,10 @@ def feature_row(record: PatientRecord, area: Area, *, knowledge: GeneKnowledge |
     from_last = bool(baseline and values.get(baseline) is None and last is not None)
     if from_last and baseline and last is not None:
         values[baseline] = last.value  # predictions start from the last known value; a data gap says how old
-    current = regimen_on(record, area, on)
+    current = regimen_at(ivs, on)
     measured = recent or last
     # the baseline value carries the effect of the regimen active when it was measured
-    under = current if measured is None else regimen_on(record, area, measured.date - dt.timedelta(days=1))
+    under = current if measured is None else regimen_at(ivs, measured.date - dt.timedelta(days=1))
     target, label = target_for(area, record)
     labs_missing = tuple(
         f.name

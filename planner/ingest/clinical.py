@@ -85,7 +85,20 @@ def _unit_rule(
 ) -> tuple[UnitRule, str] | None:
     """The conversion rule of the quantity's unit (its UCUM code, else its unit text) and the unit used; None,
     with a warning, when code and text disagree; a UnitError for a unit the quantity does not accept."""
-    candidates = [u for u in (quantity.code, quantity.unit) if u is not None]
+    code, unit = quantity.code, quantity.unit
+    if code is not None and unit is not None:  # the usual case, in one pass: code first, then text
+        cs, us = code.strip(), unit.strip()
+        rc = q.accept.get(cs)
+        ru = rc if us == cs else q.accept.get(us)
+        if rc is not None and ru is not None and rc is not ru:  # the same rule: the same value
+            if abs(rc.apply(value) - ru.apply(value)) > 1e-9 * max(1.0, abs(value)):
+                _mismatch(q, q_code, quantity, field=field, rref=rref, b=b)
+                return None
+        if rc is not None:
+            return rc, cs
+        if ru is not None:
+            return ru, us
+    candidates = [u for u in (code, unit) if u is not None]
     if not candidates:
         if q.assume_missing_unit:
             b.warn("unit-missing", f"{q.label} (LOINC {q_code}) without a unit; {q.unit} assumed", rref)
@@ -93,18 +106,6 @@ def _unit_rule(
         else:
             candidates = [""]
     rule = None
-    if quantity.code is not None and quantity.unit is not None:
-        rc, ru = q.accept.get(quantity.code.strip()), q.accept.get(quantity.unit.strip())
-        if rc is not None and ru is not None and abs(rc.apply(value) - ru.apply(value)) > 1e-9 * max(1.0, abs(value)):
-            b.warn(
-                "unit-code-mismatch",
-                f"{q.label} (LOINC {q_code}) unit {quantity.unit!r} disagrees with its "
-                f"UCUM code {quantity.code!r}; not used (reported, not resolved)",
-                rref,
-                field=f"{field}.unit",
-                value=quantity.unit,
-            )
-            return None
     for u in candidates:
         rule = q.accept.get(u.strip())
         if rule is not None:
@@ -121,6 +122,17 @@ def _unit_rule(
             + (f" or one of {', '.join(repr(u) for u in q.accept if u != q.unit)}" if len(q.accept) > 1 else ""),
         )
     return rule, used
+
+
+def _mismatch(q: Quantity, q_code: str, quantity: ft.Quantity, *, field: str, rref: str, b: Builder) -> None:
+    b.warn(
+        "unit-code-mismatch",
+        f"{q.label} (LOINC {q_code}) unit {quantity.unit!r} disagrees with its "
+        f"UCUM code {quantity.code!r}; not used (reported, not resolved)",
+        rref,
+        field=f"{field}.unit",
+        value=quantity.unit,
+    )
 
 
 def _measure(

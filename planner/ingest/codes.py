@@ -67,6 +67,9 @@ def _norm_name(text: str) -> str:
     return " ".join(_WORD.findall(text.lower()))
 
 
+_IN_TEXT_MAX = 20_000  # distinct medication texts remembered per code tables
+
+
 @dataclasses.dataclass(frozen=True)
 class CodeTables:
     """All code tables ingest uses. Build with :func:`code_tables`."""
@@ -114,9 +117,22 @@ class CodeTables:
         return self.rxcui_to_ingredient.get(code) if code else None
 
     def ingredients_in_text(self, text: str | None) -> list[Ingredient]:
-        """Ingredients named in a display or text, in order, longest name first at each position."""
+        """Ingredients named in a display or text, in order, longest name first at each position (remembered per
+        text: the same product texts recur across records; the tables never change)."""
         if not text:
             return []
+        memo = self.__dict__.get("_in_text")
+        if memo is None:
+            memo = self.__dict__["_in_text"] = {}
+        got = memo.get(text)
+        if got is None:
+            got = tuple(self._ingredients_in_text(text))
+            if len(memo) >= _IN_TEXT_MAX:
+                memo.clear()
+            memo[text] = got
+        return list(got)
+
+    def _ingredients_in_text(self, text: str) -> list[Ingredient]:
         norm = _norm_name(text)
         words = norm.split()
         found: list[Ingredient] = []
