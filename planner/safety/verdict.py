@@ -70,16 +70,7 @@ def verdict_parts(
     hand-off from them). The adjusted plan is the regimen's list with other doses: screened as that list (its
     memoized units for the drugs whose dose did not change are looked up, those of the changed doses computed)."""
     kd = tuple([(d.ingredient, d.dose_mg_day) for d in regimen.drugs])
-    cache = ctx.cache  # ``screen_kd``'s memo and fast path, inline (one call per candidate)
-    key = kd if starts is None else (kd, starts)
-    found = cache.get(key)
-    plan = None
-    if found is None:
-        found = screener._fast(ctx, kd, starts)
-        if found is None:
-            found, plan = screener.screen_kd(ctx, kd, starts)
-        elif len(cache) < 50_000:
-            cache[key] = found
+    found, plan = screener.screen_kd(ctx, kd, starts)  # its memo, then its fast path, then the whole list
     # findings come most severe action first: the first one says whether anything excludes or adjusts
     if not found or found[0].action not in _ACTING:  # nothing excludes or adjusts: the regimen stands
         return regimen, found, {}
