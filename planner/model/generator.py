@@ -155,14 +155,7 @@ class RegimenGenerator(BaseEstimator):
 
     def regimen_of(self, key: Key) -> Regimen:
         """The regimen of a key (remembered: a Regimen is immutable)."""
-        st = self._struct()
-        memo = st.setdefault("regimens", {})
-        hit = memo.get(key)
-        if hit is None:
-            if len(memo) > 50_000:
-                memo.clear()
-            hit = memo[key] = self._regimen_of(key, st)
-        return hit
+        return self._regimens_of([key])[0]
 
     @staticmethod
     def _regimen_of(key: Key, st: dict[str, Any]) -> Regimen:
@@ -508,7 +501,7 @@ class RegimenGenerator(BaseEstimator):
             raise ModelError("propose takes one patient row", field="X_row", value=len(X_row), expected="1 row")
         cur = self.key_of(current, field="current")
         kp = self._kind_probs(X_row if self._is_fitted() else None, [cur])[0]
-        return [self.regimen_of(k) for k in self._propose_keys(kp, cur, n, seed)]
+        return self._regimens_of(self._propose_keys(kp, cur, n, seed))
 
     def propose_values(
         self, values: Mapping[str, float | str | None], current: Regimen, *, n: int = 50, seed: int = 0
