@@ -104,7 +104,7 @@ class Explainer:
         if ind.kind == "stepwise":
             return f"not met: {ind.recommendation}; {self._stepwise(a, j)}; {self._others(k)}"
         if ind.kind == "history":
-            about = "; ".join(c.describe(unit_display(self.area.outcome.unit, self.rules)) for c in a.courses)
+            about = "; ".join(c.describe(self._unit) for c in a.courses)
             if ind.history == "response":
                 return (
                     f"meets {ind.label}: {about}"

@@ -104,7 +104,7 @@ def _stopped_for(record: PatientRecord, ingredient: str, end: dt.date, reasons: 
     if not reasons:
         return False
     return any(
-        m.ingredient == ingredient and m.end == end and any(r == x or r in x for x in m.status_reason for r in reasons)
+        m.ingredient == ingredient and m.end == end and any(r in x for x in m.status_reason for r in reasons)
         for m in record.medications
         if m.status_reason
     )

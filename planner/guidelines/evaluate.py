@@ -314,7 +314,7 @@ def _draw_effects(so: SecondaryOutcome, num: int, rng: np.random.Generator) -> n
     """(effects, num) joint draws of the outcome's effects (a change, or a log relative risk): each effect's
     draws contiguous (one call: the same numbers as one call per effect)."""
     z = rng.standard_normal((len(so.effects), num))
-    loc, scale = _priors(so)
+    _, loc, scale, _ = _prior_entry(so)
     z *= scale
     z += loc  # loc + scale * z per effect and draw
     return z
@@ -324,13 +324,9 @@ def _draw_effects(so: SecondaryOutcome, num: int, rng: np.random.Generator) -> n
 _PRIORS: dict[int, tuple[SecondaryOutcome, np.ndarray, np.ndarray, frozenset[int]]] = {}
 
 
-def _priors(so: SecondaryOutcome) -> tuple[np.ndarray, np.ndarray]:
-    """(effects, 1) location and scale of each effect's prior (a change, or a log relative risk)."""
-    hit = _prior_entry(so)
-    return hit[1], hit[2]
-
-
 def _prior_entry(so: SecondaryOutcome) -> tuple[SecondaryOutcome, np.ndarray, np.ndarray, frozenset[int]]:
+    """The outcome, the (effects, 1) location and scale of each effect's prior (a change, or a log relative risk)
+    and the effects that go by intensity."""
     hit = _PRIORS.get(id(so))
     if hit is None or hit[0] is not so:
         if so.kind == "change":
