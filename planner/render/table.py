@@ -1,4 +1,5 @@
-"""Recommendation -> a rich terminal table (plans, excluded regimens, findings, data gaps)."""
+"""Recommendation -> a rich terminal table (plans, excluded regimens, findings, data gaps, data-quality
+warnings)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,23 @@ def _tradeoffs(p: Plan) -> str:
         lines.append(f"rank {p.rank_without_preferences} without preferences")
     lines.append(f"utility {p.utility:+.2f}")
     return "\n".join(lines)
+
+
+SHOWN = 15  # rows of a long list the table prints (the JSON holds them all)
+
+
+def _warnings(rec: Recommendation) -> Table:
+    """The record's data-quality warnings: code, resource and field, and why (as ``planner inspect`` lists them)."""
+    ws = rec.record_warnings
+    t = Table(title=f"Data-quality warnings in the record ({len(ws)})", show_lines=False)
+    for col in ("warning", "resource", "what"):
+        t.add_column(col)
+    for w in ws[:SHOWN]:
+        where = (w.resource or "-") + (f" {w.field}" if w.field else "")
+        t.add_row(Text(w.code), Text(where), Text(w.message))
+    if len(ws) > SHOWN:
+        t.add_row("...", f"{len(ws) - SHOWN} more", "use --format json, or planner inspect FILE")
+    return t
 
 
 def render_table(rec: Recommendation, *, width: int = 140) -> str:
@@ -94,12 +112,12 @@ def render_table(rec: Recommendation, *, width: int = 140) -> str:
         ex = Table(title=f"Excluded regimens ({len(rec.excluded)})", show_lines=False)
         ex.add_column("regimen")
         ex.add_column("why")
-        for e in rec.excluded[:15]:
+        for e in rec.excluded[:SHOWN]:
             ex.add_row(
                 Text(e.key), Text("; ".join(f"{f.rule_id}: {f.message}" for f in e.findings if f.action == "exclude"))
             )
-        if len(rec.excluded) > 15:
-            ex.add_row("...", f"{len(rec.excluded) - 15} more (use --format json)")
+        if len(rec.excluded) > SHOWN:
+            ex.add_row("...", f"{len(rec.excluded) - SHOWN} more (use --format json)")
         con.print(ex)
     if rec.current_findings:
         con.print("[bold]Findings on current medications[/bold]")
@@ -109,6 +127,8 @@ def render_table(rec: Recommendation, *, width: int = 140) -> str:
         con.print("[bold]Data gaps[/bold]")
         for g in rec.data_gaps:
             con.print(Text(f"  {g.message}" + (f" ({g.suggestion})" if g.suggestion else "")))
+    if rec.record_warnings:
+        con.print(_warnings(rec))
     p = rec.provenance
     con.print(
         Text(
