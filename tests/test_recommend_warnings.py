@@ -1,6 +1,7 @@
 """``planner recommend`` carries the record's data-quality warnings (what ``planner inspect`` lists): in the text
 table and in the JSON (``Recommendation.record_warnings``; the CDS Hooks plan card: tests/test_service.py), so a
-clinician reading only the recommendation learns that something in the record could not be read."""
+clinician reading only the recommendation learns that something in the record could not be read. ``planner check``
+lists them the same way (text table and JSON)."""
 
 from __future__ import annotations
 
@@ -35,11 +36,10 @@ def _patient(*, bad_reason: bool) -> dict:
     return doc
 
 
-def _cli(bundle: Path, *args: str) -> str:
+def _cli(bundle: Path, *args: str, command: str = "recommend") -> str:
+    opts = ["--as-of", AS_OF, "--seed", "1"] if command == "recommend" else []
     out = subprocess.run(
-        [sys.executable, "-m", "planner.cli", "recommend", str(bundle), "--as-of", AS_OF, "--seed", "1", *args],
-        capture_output=True,
-        text=True,
+        [sys.executable, "-m", "planner.cli", command, str(bundle), *opts, *args], capture_output=True, text=True
     )
     assert out.returncode == 0, out.stderr
     return out.stdout
@@ -71,6 +71,22 @@ def test_recommend_table_and_json_show_an_unreadable_status_reason(bundles) -> N
         }
     ]
     assert "side effects" not in json.dumps(doc["record_warnings"])  # the value stays on the record
+
+
+def test_check_table_and_json_list_the_warnings_as_recommend_does(bundles) -> None:
+    """``planner check`` (the safety report) lists the same data-quality warnings: in its JSON as
+    ``record_warnings`` (the very entries ``recommend`` gives), and in its text as the same table."""
+    doc = json.loads(_cli(bundles["bad"], "--format", "json", command="check"))
+    assert doc["record_warnings"] == json.loads(_cli(bundles["bad"], "--format", "json"))["record_warnings"]
+    assert [w["code"] for w in doc["record_warnings"]] == ["status-reason-unreadable"]
+    assert "side effects" not in json.dumps(doc["record_warnings"])
+    table = _cli(bundles["bad"], command="check")
+    assert "Data-quality warnings in the record (1)" in table
+    row = next(line for line in table.splitlines() if "status-reason-unreadable" in line)
+    assert "MedicationRequest/med-2 statusReason" in row and "not a CodeableConcept" in row
+    clean = _cli(bundles["clean"], command="check")
+    assert "Data-quality warnings" not in clean
+    assert json.loads(_cli(bundles["clean"], "--format", "json", command="check"))["record_warnings"] == []
 
 
 @pytest.fixture(scope="module")

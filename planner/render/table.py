@@ -13,6 +13,7 @@ from rich.text import Text
 from ..dosing import dose_text
 from ..recommendation import Plan, PlanDrug, Recommendation
 from ..units import num, one_decimal, unit_display, with_unit
+from ..warnings_table import SHOWN, warnings_table
 
 
 def _drugs(drugs: tuple[PlanDrug, ...], stopped: tuple[PlanDrug, ...] = ()) -> str:
@@ -45,23 +46,6 @@ def _tradeoffs(p: Plan) -> str:
         lines.append(f"rank {p.rank_without_preferences} without preferences")
     lines.append(f"utility {p.utility:+.2f}")
     return "\n".join(lines)
-
-
-SHOWN = 15  # rows of a long list the table prints (the JSON holds them all)
-
-
-def _warnings(rec: Recommendation) -> Table:
-    """The record's data-quality warnings: code, resource and field, and why (as ``planner inspect`` lists them)."""
-    ws = rec.record_warnings
-    t = Table(title=f"Data-quality warnings in the record ({len(ws)})", show_lines=False)
-    for col in ("warning", "resource", "what"):
-        t.add_column(col)
-    for w in ws[:SHOWN]:
-        where = (w.resource or "-") + (f" {w.field}" if w.field else "")
-        t.add_row(Text(w.code), Text(where), Text(w.message))
-    if len(ws) > SHOWN:
-        t.add_row("...", f"{len(ws) - SHOWN} more", "use --format json, or planner inspect FILE")
-    return t
 
 
 def render_table(rec: Recommendation, *, width: int = 140) -> str:
@@ -128,7 +112,7 @@ def render_table(rec: Recommendation, *, width: int = 140) -> str:
         for g in rec.data_gaps:
             con.print(Text(f"  {g.message}" + (f" ({g.suggestion})" if g.suggestion else "")))
     if rec.record_warnings:
-        con.print(_warnings(rec))
+        con.print(warnings_table(rec.record_warnings))
     p = rec.provenance
     con.print(
         Text(
