@@ -25,7 +25,7 @@ import pandas as pd
 from pydantic import PlainSerializer, PlainValidator, ValidationError, WithJsonSchema, model_validator
 
 from .errors import ConfigError
-from .recommendation import DataGap
+from .recommendation import DataGap, RecordWarning
 from .record import Finding, Frozen, Measurement, Regimen
 from .status import GeneStatus
 
@@ -169,6 +169,7 @@ class FeatureRow(Handoff):
     target_label: str
     labs_missing: tuple[str, ...] = ()  # names of the quantity features with no value within their lookback
     record_gaps: tuple[DataGap, ...] = ()  # the record's own gaps (planner.ingest.quality.record_gaps)
+    record_warnings: tuple[RecordWarning, ...] = ()  # its data-quality warnings (planner.ingest.quality)
     deceased: bool = False  # recorded as deceased: no plans are made
 
     @model_validator(mode="after")

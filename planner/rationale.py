@@ -1,19 +1,46 @@
 """A plan's rationale: the prediction, the changes with doses as prescribed, the effect modifiers and the rules
-that touched it (the guideline and trade-off sentences come from :mod:`planner.explain`)."""
+that touched it (the guideline and trade-off sentences come from :mod:`planner.explain`). Which modifiers are
+named is data (``rules/rationale.yaml``)."""
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
 from .areas import Area
 from .dosing import dose_text
+from .errors import RuleError
 from .recommendation import PlanDrug, Predicted
 from .record import Finding
+from .rule_files import read_yaml, rules_dir
 from .units import one_decimal, rounded, with_unit
 
-__all__ = ["rationale"]
+__all__ = ["rationale", "modifier_share"]
+
+
+def modifier_share(rules: str | Path | None = None) -> float:
+    """``modifiers.min_share_of_class_effect`` of ``rules/rationale.yaml``: a modifier is named when it moves the
+    class effect by at least this share of it (cached per ``rules`` and ``$PLANNER_RULES_DIR``)."""
+    return _share(None if rules is None else str(rules), os.environ.get("PLANNER_RULES_DIR"))
+
+
+@functools.lru_cache(maxsize=16)
+def _share(rules: str | None, env: str | None) -> float:  # env: part of the cache key only
+    path = rules_dir(rules) / "rationale.yaml"
+    raw = read_yaml(path)
+    value = (raw.get("modifiers") or {}).get("min_share_of_class_effect", ...) if isinstance(raw, dict) else ...
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise RuleError(
+            "invalid rationale setting",
+            file=str(path),
+            field="modifiers.min_share_of_class_effect",
+            value=value,
+            expected="a number in [0, 1): the share of a class's effect a modifier must move to be named",
+        )
+    return float(value)
 
 
 # area -> its features' units (planner.features.values.feature_units), kept per area object (identity-checked)
@@ -49,16 +76,17 @@ def _modifiers(
     area: Area, klass: str, features: Mapping[str, float | str | None], rules: str | Path | None
 ) -> list[str]:
     """What the patient's features say about the effect of drug class ``klass`` (a sentence per modifier that
-    moves it by 15% or more)."""
+    moves it by ``rules/rationale.yaml`` ``modifiers.min_share_of_class_effect`` of it or more)."""
     out: list[str] = []
     prior = area.class_prior(klass)
     base_eff = prior.effect_on_scale()
+    share = modifier_share(rules)
     for m in prior.modifiers:
         val = features.get(m.feature)
         if not isinstance(val, (int, float)) or isinstance(val, bool) or math.isnan(float(val)):
             continue
         shift = m.per_unit * (float(val) - m.center)
-        if abs(shift) >= 0.15 * abs(base_eff):
+        if abs(shift) >= share * abs(base_eff):
             direction = "larger" if (shift < 0) == (base_eff < 0) else "smaller"
             out.append(
                 f"{prior.label or klass}: {direction} effect expected with "

@@ -25,6 +25,7 @@ __all__ = [
     "Tradeoff",
     "ExcludedRegimen",
     "DataGap",
+    "RecordWarning",
     "Provenance",
     "Recommendation",
     "register_view",
@@ -136,6 +137,17 @@ class DataGap(Frozen):
     suggestion: str | None = None
 
 
+class RecordWarning(Frozen):
+    """A data-quality warning on the record (:class:`planner.record.DataWarning`) as ``planner inspect`` lists it:
+    something in the record that could not be used, or was used with an assumption. Only the code, the resource
+    reference, the field and the message travel (not the warning's value or date)."""
+
+    code: str  # e.g. "status-reason-unreadable", "resource-skipped", "pgx-unreadable"
+    message: str
+    resource: str | None = None  # "MedicationRequest/<id>", as the input named it
+    field: str | None = None  # e.g. "statusReason"
+
+
 class Provenance(Frozen):
     planner_version: str
     rules_version: str
@@ -157,6 +169,7 @@ class Recommendation(Frozen):
     excluded: tuple[ExcludedRegimen, ...] = ()
     current_findings: FindingTuple = Findings()  # held as record.Findings: renders as a table in Jupyter
     data_gaps: tuple[DataGap, ...] = ()
+    record_warnings: tuple[RecordWarning, ...] = ()  # the record's data-quality warnings (planner inspect lists them)
     preferences: tuple[str, ...] = ()  # patient preferences the ranking used (rules/ranking.yaml preferences)
     provenance: Provenance
 

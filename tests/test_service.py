@@ -689,3 +689,29 @@ def test_indicator_follows_action_and_strength_from_data():
         assert defs.indicator(row["action"], strength) == first["indicator"]
     assert defs.indicator("exclude", "Strong") == "critical" and defs.indicator("exclude", "Optional") == "warning"
     assert defs.indicator("exclude", None) == "critical" and defs.indicator("info", "Strong") == "info"
+
+
+def test_patient_view_plan_card_lists_the_records_data_quality_warnings(service, keys):
+    """A stopped order whose statusReason is a string (not a CodeableConcept): the plan card says the record holds
+    a data-quality warning naming the resource and the field; the same record without it gets no such lines."""
+    details = {}
+    for bad in (True, False):
+        pid = f"sr-{bad}"
+        doc = _t2d_bundle(pid)
+        if bad:
+            b = BundleBuilder(patient_id=pid)
+            b.medication("glipizide", 5, start="2025-02-01", end="2025-04-01", status="stopped")
+            order = next(e for e in b.build()["entry"] if e["resource"]["resourceType"] == "MedicationRequest")
+            order["resource"] |= {"id": "mr-sr", "statusReason": "hypoglycaemia"}
+            doc["entry"].append(order)
+        r = _post(service, keys, VIEW, hook_body("patient-view", pid, prefetch=prefetch_of(doc, pid)))
+        assert r.status_code == 200, r.text
+        plan = next(c for c in r.json()["cards"] if c["source"].get("topic", {}).get("code") == "t2d")
+        details[bad] = plan["detail"]
+    assert "Data-quality warnings in the record (1):" in details[True]
+    assert (
+        "- status-reason-unreadable: statusReason is not a CodeableConcept; not read (MedicationRequest/mr-sr "
+        "statusReason)" in details[True]
+    )
+    assert "hypoglycaemia" not in details[True]  # the value stays on the record
+    assert "Data-quality warnings" not in details[False]

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from ..areas import Area, fill_doses
 from ..handoffs import FeatureRow
-from ..ingest.quality import record_gaps
+from ..ingest.quality import record_gaps, record_warnings
 from ..medication_intervals import medication_intervals, regimen_at
 from ..record import PatientRecord
 from .values import feature_units, features_at
@@ -76,5 +76,6 @@ def feature_row(record: PatientRecord, area: Area, *, knowledge: GeneKnowledge |
         target_label=label,
         labs_missing=labs_missing,
         record_gaps=tuple(record_gaps(record, quantity=o.quantity)),
+        record_warnings=record_warnings(record),
         deceased=record.is_deceased,
     )

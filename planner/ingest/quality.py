@@ -1,4 +1,5 @@
-"""What a record's data quality means for a recommendation or a safety check: :class:`DataGap` s.
+"""What a record's data quality means for a recommendation or a safety check: :class:`DataGap` s, and the
+record's data-quality warnings as a recommendation carries them (:func:`record_warnings`).
 
 * an active medication that could not be resolved to an ingredient: it cannot be screened, so it is a gap in
   every ``recommend`` and ``check`` output, never silently dropped;
@@ -13,10 +14,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from ..recommendation import DataGap
+from ..recommendation import DataGap, RecordWarning
 from ..record import PatientRecord
 
-__all__ = ["record_gaps", "DECEASED"]
+__all__ = ["record_gaps", "record_warnings", "DECEASED"]
 
 DECEASED = "deceased"
 
@@ -98,3 +99,11 @@ def record_gaps(record: PatientRecord, *, on: dt.date | None = None, quantity: s
             )
         )
     return gaps
+
+
+def record_warnings(record: PatientRecord) -> tuple[RecordWarning, ...]:
+    """Every data-quality warning on the record, in its order, as a recommendation carries it: code, resource,
+    field and message (what ``planner inspect`` prints; the warning's value and date stay on the record)."""
+    return tuple(
+        RecordWarning(code=w.code, message=w.message, resource=w.resource, field=w.field) for w in record.warnings
+    )

@@ -1,4 +1,5 @@
-"""Recommendation -> a rich terminal table (plans, excluded regimens, findings, data gaps)."""
+"""Recommendation -> a rich terminal table (plans, excluded regimens, findings, data gaps, data-quality
+warnings)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from rich.text import Text
 from ..dosing import dose_text
 from ..recommendation import Plan, PlanDrug, Recommendation
 from ..units import num, one_decimal, unit_display, with_unit
+from ..warnings_table import SHOWN, warnings_table
 
 
 def _drugs(drugs: tuple[PlanDrug, ...], stopped: tuple[PlanDrug, ...] = ()) -> str:
@@ -94,12 +96,12 @@ def render_table(rec: Recommendation, *, width: int = 140) -> str:
         ex = Table(title=f"Excluded regimens ({len(rec.excluded)})", show_lines=False)
         ex.add_column("regimen")
         ex.add_column("why")
-        for e in rec.excluded[:15]:
+        for e in rec.excluded[:SHOWN]:
             ex.add_row(
                 Text(e.key), Text("; ".join(f"{f.rule_id}: {f.message}" for f in e.findings if f.action == "exclude"))
             )
-        if len(rec.excluded) > 15:
-            ex.add_row("...", f"{len(rec.excluded) - 15} more (use --format json)")
+        if len(rec.excluded) > SHOWN:
+            ex.add_row("...", f"{len(rec.excluded) - SHOWN} more (use --format json)")
         con.print(ex)
     if rec.current_findings:
         con.print("[bold]Findings on current medications[/bold]")
@@ -109,6 +111,8 @@ def render_table(rec: Recommendation, *, width: int = 140) -> str:
         con.print("[bold]Data gaps[/bold]")
         for g in rec.data_gaps:
             con.print(Text(f"  {g.message}" + (f" ({g.suggestion})" if g.suggestion else "")))
+    if rec.record_warnings:
+        con.print(warnings_table(rec.record_warnings))
     p = rec.provenance
     con.print(
         Text(

@@ -16,8 +16,9 @@ __all__ = ["register", "report", "render_report"]
 
 
 def report(record: PatientRecord, *, rules: Path | None = None) -> dict:
-    """The safety report of a record as a JSON-safe dict: genes, findings on current drugs, rules version."""
-    from ..ingest.quality import record_gaps
+    """The safety report of a record as a JSON-safe dict: genes, findings on current drugs, data gaps, the
+    record's data-quality warnings (as ``Recommendation.record_warnings`` carries them), rules version."""
+    from ..ingest.quality import record_gaps, record_warnings
     from . import RuleSet
 
     rs = RuleSet.load(rules)
@@ -45,6 +46,7 @@ def report(record: PatientRecord, *, rules: Path | None = None) -> dict:
         "untested_genes_for_current_drugs": gaps,
         "findings": [f.model_dump(mode="json", exclude_none=True) for f in findings],
         "data_gaps": [g.model_dump(mode="json", exclude_none=True) for g in record_gaps(record)],
+        "record_warnings": [w.model_dump(mode="json") for w in record_warnings(record)],
         "provenance": {"rules_version": rs.rules_version},
     }
 
@@ -106,6 +108,11 @@ def render_report(data: dict, *, width: int = 120) -> str:
         console.print("No findings.")
     for g in data.get("data_gaps", []):
         console.print(Text(f"Data gap: {g['message']}"))
+    if data.get("record_warnings"):
+        from ..recommendation import RecordWarning
+        from ..warnings_table import warnings_table
+
+        console.print(warnings_table([RecordWarning(**w) for w in data["record_warnings"]]))
     return console.export_text()
 
 

@@ -222,6 +222,8 @@ class CardFactory:
             lines += ["", f"{len(rec.excluded)} regimen(s) excluded by safety rules."]
         if rec.data_gaps:
             lines += ["", "Data gaps:"] + [f"- {g.message}" for g in rec.data_gaps]
+        if rec.record_warnings:
+            lines += ["", *_warning_lines(rec)]
         pv = rec.provenance
         lines += ["", f"planner {pv.planner_version}, rules {pv.rules_version}, model {pv.model}, seed {pv.seed}."]
         return self._issue(
@@ -241,6 +243,20 @@ class CardFactory:
             },
             f"plan:{rec.area}",
         )
+
+
+WARNINGS_SHOWN = 15  # a record's data-quality warnings a plan card lists (the rest: a count)
+
+
+def _warning_lines(rec: Recommendation) -> list[str]:
+    """The record's data-quality warnings, one markdown item each (code, why, resource and field)."""
+    ws = rec.record_warnings
+    lines = [f"Data-quality warnings in the record ({len(ws)}):"]
+    for w in ws[:WARNINGS_SHOWN]:
+        lines.append(f"- {w.code}: {w.message} ({w.resource or 'input'}{f' {w.field}' if w.field else ''})")
+    if len(ws) > WARNINGS_SHOWN:
+        lines.append(f"- and {len(ws) - WARNINGS_SHOWN} more (planner inspect lists them all)")
+    return lines
 
 
 def _drug_text(d: Any) -> str:

@@ -1,5 +1,5 @@
 """The report stage: ``Predictions -> Recommendation`` (rank the kept regimens, list the excluded ones with why,
-the data gaps and the provenance)."""
+the data gaps, the record's data-quality warnings and the provenance)."""
 
 from __future__ import annotations
 
@@ -64,6 +64,7 @@ def report(
         excluded=excluded,
         current_findings=s.current_findings,
         data_gaps=data_gaps(s, area=area, rules=gaps) + f.record_gaps,
+        record_warnings=f.record_warnings,
         preferences=tuple(preferences),
         provenance=Provenance(
             planner_version=__version__,
