@@ -138,6 +138,7 @@ def _rows_first(area_id: str, n: int, seed: int, template: Planner, *, n_train: 
     sign = 1.0 if area.outcome.direction == "lower" else -1.0
     g = load_guidelines(area)
     goals = {i.id for i in g.indications if i.kind == "goal"} if g is not None else set()  # reported, not counted
+    required = {i.id for i in g.indications if i.require} if g is not None else set()
     rows_out = []
     t = time.perf_counter()
     for pid, row in picks.iterrows():
@@ -150,11 +151,15 @@ def _rows_first(area_id: str, n: int, seed: int, template: Planner, *, n_train: 
         chosen = [_regimen(area, res[k].plans[0].regimen) for k in RANKINGS]
         y = cohort.expected_outcome([current, *chosen], truth)[0]
         target = res["guideline"].outcome.target
-        row_out: dict = {"indicated": bool(res["guideline"].plans[0].indications)}
+        row_out: dict = {
+            "indicated": bool(res["guideline"].plans[0].indications),
+            "required": any(s.id in required for s in res["guideline"].plans[0].indications),
+        }
         for k, yk in zip(RANKINGS, y[1:]):
             row_out[f"improve_{k}"] = sign * (y[0] - yk)
             row_out[f"toward_{k}"] = _toward(y[0], yk, target, sign)
             row_out[f"met_{k}"] = all(s.met for s in res[k].plans[0].indications if s.id not in goals)
+            row_out[f"met_required_{k}"] = all(s.met for s in res[k].plans[0].indications if s.id in required)
         rows_out.append(row_out)
     return rows_out, n_ep, "fitted" if model is not None else "prior", time.perf_counter() - t
 
@@ -216,6 +221,7 @@ def _rows_independent(area_id: str, n: int, seed: int, template: Planner, *, n_t
     sign = 1.0 if area.outcome.direction == "lower" else -1.0
     g = load_guidelines(area)
     goals = {i.id for i in g.indications if i.kind == "goal"} if g is not None else set()
+    required = {i.id for i in g.indications if i.require} if g is not None else set()
     rows_out = []
     t = time.perf_counter()
     for idx, row in picks.iterrows():
@@ -230,11 +236,15 @@ def _rows_independent(area_id: str, n: int, seed: int, template: Planner, *, n_t
         chosen = [_regimen(area, res[k].plans[0].regimen) for k in RANKINGS]
         y = cohort.expected_outcome(picks.loc[[idx]][["patient_id", "t0"]], [current, *chosen])[0]
         target = res["guideline"].outcome.target
-        row_out: dict = {"indicated": bool(res["guideline"].plans[0].indications)}
+        row_out: dict = {
+            "indicated": bool(res["guideline"].plans[0].indications),
+            "required": any(s.id in required for s in res["guideline"].plans[0].indications),
+        }
         for k, yk in zip(RANKINGS, y[1:]):
             row_out[f"improve_{k}"] = sign * (y[0] - yk)
             row_out[f"toward_{k}"] = _toward(y[0], yk, target, sign)
             row_out[f"met_{k}"] = all(s.met for s in res[k].plans[0].indications if s.id not in goals)
+            row_out[f"met_required_{k}"] = all(s.met for s in res[k].plans[0].indications if s.id in required)
         rows_out.append(row_out)
     return rows_out, n_ep, "fitted" if model is not None else "prior", time.perf_counter() - t
 
@@ -249,11 +259,14 @@ def _summary(area, rows_out: list[dict], **extra) -> dict:
         "unit": area.outcome.unit,
         "unit_display": unit_display(area.outcome.unit),
         "patients_with_indication": len(ind),
+        "patients_with_required": sum(1 for r in rows_out if r["required"]),
     }
     for k in RANKINGS:
         out[f"true_improvement_{k}"] = round(float(np.mean([r[f"improve_{k}"] for r in rows_out])), 4)
         out[f"toward_target_{k}"] = round(float(np.mean([r[f"toward_{k}"] for r in rows_out])), 4)
         out[f"indications_met_{k}"] = round(float(np.mean([r[f"met_{k}"] for r in ind])), 4) if ind else None
+        req = [r for r in rows_out if r["required"]]
+        out[f"required_met_{k}"] = round(float(np.mean([r[f"met_required_{k}"] for r in req])), 4) if req else None
     for k in RANKINGS[1:]:
         base, base_t = out["true_improvement_outcome"], out["toward_target_outcome"]
         out[f"ratio_{k}"] = round(out[f"true_improvement_{k}"] / base, 4) if base > 0 else None
@@ -322,10 +335,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("true improvement of the top plan over the current regimen (mean, outcome units); ratio to outcome-only;")
     print("'to target': improvement counted only down to the target; 'met': share of patients with an indication")
-    print("whose top plan meets every one (LDL-C goals excluded: they are reported in the plans, not required)")
+    print("whose top plan meets every one (LDL-C goals excluded: they are reported in the plans, not required);")
+    print("'required': the same for the indications marked require (rules/guidelines), among patients who have one")
     print(
         f"{'area':<13} {'n':>4} {'ranking':<12} {'improvement':>11} {'ratio':>6} {'95% CI':>12} {'to target':>9} "
-        f"{'ratio':>6} {'95% CI':>12} {'met':>5}"
+        f"{'ratio':>6} {'95% CI':>12} {'met':>5} {'required':>8}"
     )
     print("(95% CI: bootstrap over the held-out patients, paired; it is the sampling error of the ratio only)")
     seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [args.seed]
@@ -343,10 +357,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"{area_id:<13} {r['patients']:>4} {label:<12} {r[f'true_improvement_{k}']:>11.3f} "
                 f"{_fmt(r.get(f'ratio_{k}', 1.0)):>6} {_fmt_ci(r.get(f'ratio_ci_{k}')):>12} "
                 f"{r[f'toward_target_{k}']:>9.3f} {_fmt(r.get(f'toward_target_ratio_{k}', 1.0)):>6} "
-                f"{_fmt_ci(r.get(f'toward_target_ratio_ci_{k}')):>12} {_fmt(r[f'indications_met_{k}']):>5}"
+                f"{_fmt_ci(r.get(f'toward_target_ratio_ci_{k}')):>12} {_fmt(r[f'indications_met_{k}']):>5} "
+                f"{_fmt(r[f'required_met_{k}']):>8}"
             )
         print(
-            f"{'':<13} {'':>4} ({r['patients_with_indication']} with an indication; unit {r['unit_display']}; "
+            f"{'':<13} {'':>4} ({r['patients_with_indication']} with an indication, {r['patients_with_required']} with a required one; unit {r['unit_display']}; "
             f"share of the lost improvement past the target {_fmt(r.get('loss_past_target_share_guideline'))}; "
             f"{r['seconds']:.0f} s)"
         )

@@ -125,6 +125,37 @@ def test_t2d_ckd_by_egfr_gets_an_sglt2_inhibitor_and_not_below_egfr_20(planner):
     assert all(s.id != "t2d.sglt2i-ckd" for p in rec.plans for s in p.indications)  # eGFR < 20: no indication
 
 
+def test_a_required_indication_ranks_every_plan_that_meets_it_first(planner):
+    """ADA grade A, whatever the HbA1c (t2d guidelines 1.4.0 require): in heart failure and in CKD every plan
+    with the SGLT2 inhibitor ranks above every plan without one, whatever the other plan's P(target)."""
+    hf = _t2d("hf-req", 7.9)
+    hf.condition("84114007", display="Heart failure", onset="2021-01-01")
+    hf.observation("egfr", 70, date="2024-05-01")
+    ckd = _t2d("ckd-req", 7.9)
+    ckd.observation("egfr", 45, date="2024-05-01")
+    for b, ind in ((hf, "t2d.sglt2i-heart-failure"), (ckd, "t2d.sglt2i-ckd")):
+        rec = planner.recommend(b.record(), area="t2d", top=60)
+        met = [_status(p, ind).met for p in rec.plans]
+        assert True in met and False in met
+        assert met == sorted(met, reverse=True), ind  # all met, then all unmet
+        unmet = next(p for p in rec.plans if not _status(p, ind).met)
+        cost = next(t.utility for t in unmet.tradeoffs if t.term == f"indication:{ind}")
+        assert cost == pytest.approx(-3.0)
+
+
+def test_require_is_for_include_indications_only(tmp_path):
+    rules = tmp_path / "rules"
+    shutil.copytree(rules_dir(), rules)
+    p = rules / "guidelines" / "t2d.yaml"
+    p.write_text(p.read_text().replace("    max_new: 1\n", "    max_new: 1\n    require: true\n"))
+    from planner.manifest import main as pin
+
+    pin([str(rules)])
+    with pytest.raises(RuleError) as err:
+        load_guidelines(load_area("t2d"), rules=rules)
+    assert "require is for kind include only" in str(err.value) and "t2d.stepwise-intensification" in str(err.value)
+
+
 def test_no_indication_no_guideline_penalty(planner):
     """No comorbidity: only the combination to avoid and the stepwise rule (two new drugs 0.8 above goal) cost."""
     rec = planner.recommend(_t2d("plain", 7.8).record(), area="t2d", top=40)

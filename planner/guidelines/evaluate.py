@@ -485,8 +485,8 @@ def utility_terms(
         p_goal = (pred_draws < ind.below).mean(axis=0) if ind.kind == "goal" else np.zeros(n)
         assert guidelines is not None
         met[k] = _met(a, regimens, guidelines, p_goal, area, sigs)
-        key = ind.history if ind.kind == "history" else f"{ind.kind}_unmet"
-        w = float(guideline_weights.get(key or "", 0.0))
+        key = ind.history if ind.kind == "history" else "require_unmet" if ind.require else f"{ind.kind}_unmet"
+        w = float(guideline_weights.get(key or "", guideline_weights.get("include_unmet", 0.0) if ind.require else 0.0))
         c = np.where(met[k], 0.0, -w)
         terms.append(
             Term(

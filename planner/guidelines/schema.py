@@ -80,6 +80,9 @@ class Indication(_M):
     classes: tuple[str, ...] = ()  # avoid: a plan with a drug of every one of these classes does not meet it
     max_new: int | None = Field(default=None, ge=1)  # stepwise: most drugs a plan may start at once
     combination_gap: float | None = Field(default=None, gt=0)  # stepwise: from this far off the target, no limit
+    # include: a recommendation the guideline makes whatever the outcome (e.g. ADA grade A: an SGLT2 inhibitor in
+    # heart failure): an unmet one costs rules/ranking.yaml guideline.require_unmet instead of include_unmet
+    require: bool = False
     strength: str = ""
     source: str
 
@@ -95,6 +98,8 @@ class Indication(_M):
             raise ValueError(f"indication {self.id!r}: kind avoid needs two or more classes")
         if self.kind == "stepwise" and (self.max_new is None or self.combination_gap is None):
             raise ValueError(f"indication {self.id!r}: kind stepwise needs max_new and combination_gap")
+        if self.require and self.kind != "include":
+            raise ValueError(f"indication {self.id!r}: require is for kind include only")
         if self.kind in ("include", "goal") and not self.when:
             raise ValueError(f"indication {self.id!r}: needs when")
         return self
