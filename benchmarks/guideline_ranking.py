@@ -262,8 +262,30 @@ def _summary(area, rows_out: list[dict], **extra) -> dict:
         lost = out["true_improvement_outcome"] - out[f"true_improvement_{k}"]
         lost_t = base_t - out[f"toward_target_{k}"]
         out[f"loss_past_target_share_{k}"] = round((lost - lost_t) / lost, 4) if lost > 1e-9 else None
+        out[f"ratio_ci_{k}"] = _ratio_ci(rows_out, f"improve_{k}", "improve_outcome")
+        out[f"toward_target_ratio_ci_{k}"] = _ratio_ci(rows_out, f"toward_{k}", "toward_outcome")
     out.update({k: (round(v, 1) if isinstance(v, float) else v) for k, v in extra.items()})
     return out
+
+
+def _ratio_ci(rows_out: list[dict], num: str, den: str, *, draws: int = 2000, level: float = 0.95):
+    """Percentile bootstrap interval of mean(num) / mean(den) over patients (paired: one resample of patients
+    for both), so the printed ratio says how much of it the sample size could move. Fixed seed: same rows,
+    same interval."""
+    a = np.array([r[num] for r in rows_out], dtype=float)
+    b = np.array([r[den] for r in rows_out], dtype=float)
+    idx = np.random.default_rng(0).integers(0, len(a), size=(draws, len(a)))
+    den_m = b[idx].mean(axis=1)
+    ok = den_m > 0
+    if not ok.any():
+        return None
+    ratios = a[idx].mean(axis=1)[ok] / den_m[ok]
+    lo, hi = np.quantile(ratios, [(1 - level) / 2, (1 + level) / 2])
+    return [round(float(lo), 4), round(float(hi), 4)]
+
+
+def _fmt_ci(ci) -> str:
+    return "" if not ci else f"[{ci[0]:.2f}, {ci[1]:.2f}]"
 
 
 def _fmt(v) -> str:
@@ -302,9 +324,10 @@ def main(argv: list[str] | None = None) -> int:
     print("'to target': improvement counted only down to the target; 'met': share of patients with an indication")
     print("whose top plan meets every one (LDL-C goals excluded: they are reported in the plans, not required)")
     print(
-        f"{'area':<13} {'n':>4} {'ranking':<12} {'improvement':>11} {'ratio':>6} {'to target':>9} {'ratio':>6} "
-        f"{'met':>5}"
+        f"{'area':<13} {'n':>4} {'ranking':<12} {'improvement':>11} {'ratio':>6} {'95% CI':>12} {'to target':>9} "
+        f"{'ratio':>6} {'95% CI':>12} {'met':>5}"
     )
+    print("(95% CI: bootstrap over the held-out patients, paired; it is the sampling error of the ratio only)")
     seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [args.seed]
     print(f"seeds {','.join(map(str, seeds))} pooled ({args.n} held-out patients each)")
     for area_id in [a for a in args.areas.split(",") if a]:
@@ -318,8 +341,9 @@ def main(argv: list[str] | None = None) -> int:
             label = {"outcome": "outcome-only", "indications": "indications", "guideline": "guideline"}[k]
             print(
                 f"{area_id:<13} {r['patients']:>4} {label:<12} {r[f'true_improvement_{k}']:>11.3f} "
-                f"{_fmt(r.get(f'ratio_{k}', 1.0)):>6} {r[f'toward_target_{k}']:>9.3f} "
-                f"{_fmt(r.get(f'toward_target_ratio_{k}', 1.0)):>6} {_fmt(r[f'indications_met_{k}']):>5}"
+                f"{_fmt(r.get(f'ratio_{k}', 1.0)):>6} {_fmt_ci(r.get(f'ratio_ci_{k}')):>12} "
+                f"{r[f'toward_target_{k}']:>9.3f} {_fmt(r.get(f'toward_target_ratio_{k}', 1.0)):>6} "
+                f"{_fmt_ci(r.get(f'toward_target_ratio_ci_{k}')):>12} {_fmt(r[f'indications_met_{k}']):>5}"
             )
         print(
             f"{'':<13} {'':>4} ({r['patients_with_indication']} with an indication; unit {r['unit_display']}; "

@@ -34,7 +34,15 @@ from .construct import constructor, plan_drug
 from .dosing import Prescribing, dosage, load_prescribing
 from .draw_stats import column_means, shown_intervals, shown_means, winners_by_draw
 from .errors import ConfigError, RuleError
-from .guidelines import PREFERENCE_MEASURES, Guidelines, PatientContext, UtilityTerms, load_guidelines, utility_terms
+from .guidelines import (
+    PREFERENCE_MEASURES,
+    SECONDARY_MEASURE,
+    Guidelines,
+    PatientContext,
+    UtilityTerms,
+    load_guidelines,
+    utility_terms,
+)
 from .rationale import rationale
 from .recommendation import Plan, PlanDrug, Predicted
 from .record import DrugDose, Finding, Findings, PatientRecord, Regimen
@@ -56,7 +64,7 @@ class PreferenceSpec:
 
     id: str
     weight: float
-    measure: str  # one of planner.guidelines.PREFERENCE_MEASURES
+    measure: str  # one of planner.guidelines.PREFERENCE_MEASURES, or "secondary:<outcome id>"
     label: str
     per: str
 
@@ -110,13 +118,16 @@ class RankingConfig:
         if not 0.5 < cfg.level < 1 or cfg.num_samples < 100:
             raise RuleError("level must be in (0.5, 1) and num_samples >= 100", file=str(path))
         for p in prefs.values():
-            if p.measure not in PREFERENCE_MEASURES:
+            on_outcome = p.measure.startswith(SECONDARY_MEASURE) and len(p.measure) > len(SECONDARY_MEASURE)
+            if p.measure not in PREFERENCE_MEASURES and not on_outcome:
                 raise RuleError(
                     "unknown preference measure",
                     file=str(path),
                     field=f"preferences.{p.id}.measure",
                     value=p.measure,
-                    expected="one of " + ", ".join(PREFERENCE_MEASURES),
+                    expected="one of "
+                    + ", ".join(PREFERENCE_MEASURES)
+                    + f", or {SECONDARY_MEASURE}<secondary outcome id>",
                 )
         return cfg
 

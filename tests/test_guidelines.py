@@ -409,6 +409,37 @@ def test_preference_lowest_cost(planner):
         assert passed and _measure(p, term) < max(_measure(q, term) for q in passed)
 
 
+def _new_depression() -> BundleBuilder:
+    """A first episode, untreated: every antidepressant is open."""
+    b = BundleBuilder(patient_id="dep-new", birth_date="1985-01-01", sex="male", as_of=AS_OF)
+    b.condition("370143000", display="Major depressive disorder", onset="2024-04-01")
+    b.observation("phq9", 17, date="2024-05-20")
+    return b
+
+
+def test_sexual_dysfunction_is_shown_and_weighed_only_when_the_patient_asks(planner):
+    """No published disutility sets a default weight (rules/ranking.yaml): the risk is in every plan's trade-offs
+    at no cost; avoid-sexual-side-effects weighs it and moves plans with less of it up."""
+    term, pref = "secondary:sexual_dysfunction", "preference:avoid-sexual-side-effects"
+    base = planner.recommend(_new_depression().record(), area="depression", top=60)
+    risk = {p.key: _measure(p, term) for p in base.plans}
+    assert max(risk.values()) - min(risk.values()) > 0.2  # serotonergic plans carry more of it
+    assert all(next(t.utility for t in p.tradeoffs if t.term == term) == 0.0 for p in base.plans)
+    rec = planner.recommend(
+        _new_depression().record(), area="depression", top=60, preferences="avoid-sexual-side-effects"
+    )
+    assert rec.preferences == ("avoid-sexual-side-effects",) and _moved(rec)
+    assert any(risk[p.key] > 0.4 for p in base.plans[:5])  # an SSRI or SNRI among the first five
+    assert all(_measure(p, term) < 0.2 for p in rec.plans[:5])  # none with the patient's preference
+    assert "Preferences: avoid sexual side effects" in rec.plans[0].rationale
+    for p in rec.plans:  # the preference's cost is its weight times the plan's expected risk
+        cost = next(t.utility for t in p.tradeoffs if t.term == pref)
+        assert cost == pytest.approx(-0.75 * _measure(p, term), abs=2e-3)  # both rounded in the output
+    # an area without the outcome is not moved by it
+    t2d = planner.recommend(_mi_patient().record(), area="t2d", preferences="avoid-sexual-side-effects")
+    assert not _moved(t2d)
+
+
 def test_unknown_preference_is_a_clear_error(planner):
     with pytest.raises(ConfigError) as err:
         planner.recommend(_mi_patient().record(), area="t2d", preferences="avoid-needles")

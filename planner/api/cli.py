@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--prefer",
                 help="Patient preferences, comma-separated: avoid-injections, avoid-weight-gain, fewest-pills, "
-                "lowest-cost.",
+                "lowest-cost, avoid-sexual-side-effects (rules/ranking.yaml preferences).",
             ),
         ] = None,
     ) -> None:

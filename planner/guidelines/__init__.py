@@ -11,7 +11,15 @@ The ranking (:mod:`planner.rank`) adds these terms to the outcome utility with `
 
 from .candidates import add_indicated, indicated_candidates
 from .context import Course, PatientContext, medication_courses
-from .evaluate import PREFERENCE_MEASURES, Applicable, Term, UtilityTerms, applicable_indications, utility_terms
+from .evaluate import (
+    PREFERENCE_MEASURES,
+    SECONDARY_MEASURE,
+    Applicable,
+    Term,
+    UtilityTerms,
+    applicable_indications,
+    utility_terms,
+)
 from .schema import Guidelines, Indication, SecondaryOutcome, load_guidelines
 
 __all__ = [
@@ -21,6 +29,7 @@ __all__ = [
     "Guidelines",
     "Indication",
     "PREFERENCE_MEASURES",
+    "SECONDARY_MEASURE",
     "PatientContext",
     "SecondaryOutcome",
     "Term",

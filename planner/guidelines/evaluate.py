@@ -19,9 +19,18 @@ from .columns import _added, _broadcast_mean, _Columns, _means_at, _row_columns
 from .context import Course, PatientContext
 from .schema import Guidelines, Indication, SecondaryOutcome
 
-__all__ = ["Term", "Applicable", "UtilityTerms", "applicable_indications", "utility_terms", "PREFERENCE_MEASURES"]
+__all__ = [
+    "Term",
+    "Applicable",
+    "UtilityTerms",
+    "applicable_indications",
+    "utility_terms",
+    "PREFERENCE_MEASURES",
+    "SECONDARY_MEASURE",
+]
 
 PREFERENCE_MEASURES = ("injectables", "weight_gain", "doses_per_day", "cost_tier")
+SECONDARY_MEASURE = "secondary:"  # a preference on a secondary outcome's expected value: "secondary:<outcome id>"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -447,6 +456,7 @@ def utility_terms(
     num, n = pred_draws.shape
     terms: list[Term] = []
     weight: _Columns | None = None
+    secondary: dict[str, _Columns] = {}  # outcome id -> its values (what a "secondary:<id>" preference weighs)
     sigs = _signatures(regimens)
     if guidelines is not None and ctx is not None:
         for so in guidelines.secondary_outcomes:
@@ -458,6 +468,7 @@ def utility_terms(
                 vals = _secondary_columns(so, area, sigs, ctx, guidelines, num, rng, current, mean_draws)
             if so.id == "weight":
                 weight = vals
+            secondary[so.id] = vals
             counted = vals
             if so.kind == "change" and so.credit_fall_when and not ctx.matches(so.credit_fall_when, guidelines):
                 counted = vals.map(lambda v: np.maximum(v, 0.0))  # a fall is no benefit here; a rise is still a harm
@@ -490,8 +501,32 @@ def utility_terms(
             )
         )
     for pid, (measure, label, per, w) in preferences.items():
+        if measure.startswith(SECONDARY_MEASURE):
+            terms.append(_secondary_preference_term(pid, measure, label, per, w, secondary, n, num))
+            continue
         terms.append(_preference_term(pid, measure, label, per, w, regimens, forms, weight, num))
     return UtilityTerms(terms=tuple(terms), applicable=tuple(applicable), met=met)
+
+
+def _secondary_preference_term(
+    pid: str, measure: str, label: str, per: str, w: float, secondary: Mapping[str, _Columns], n: int, num: int
+) -> Term:
+    """A preference on a secondary outcome (e.g. the risk of sexual dysfunction): a penalty of ``w`` per unit of
+    its expected value, per draw. An area without that outcome gets a zero term (the preference does not apply)."""
+    vals = secondary.get(measure[len(SECONDARY_MEASURE) :])
+    if vals is None:
+        zero = np.zeros(n)
+        return Term(
+            f"preference:{pid}",
+            label,
+            per,
+            _row_columns(zero, num),
+            zero,
+            "preference",
+            _broadcast_mean(zero, num),
+            row=zero,
+        )
+    return Term(f"preference:{pid}", label, per, vals.scaled(-w), None, "preference", measure=vals)
 
 
 def _preference_term(
