@@ -32,6 +32,7 @@ from ..areas import Area, load_area
 from ..errors import ModelError
 from ..record import DrugDose, Regimen
 from .choice import Choice as _Choice
+from .inputs import raw_row
 
 __all__ = ["RegimenGenerator", "MOVE_KINDS", "Move"]
 
@@ -276,26 +277,9 @@ class RegimenGenerator(BaseEstimator):
     def _row_z(self, values: Mapping[str, float | str | None]) -> np.ndarray | None:
         """The standardized features (1, p) of one row of values, as :meth:`_design` reads a one-row frame of
         them; None when a value is not a plain number or label (the frame path then decides, with its errors)."""
-        cats = getattr(self, "categories_", {})
-        names = list(self.feature_names_in_)
-        raw = np.empty((1, len(names)))
-        for i, f in enumerate(names):
-            col, _, level = f.partition("=")
-            if level and col in cats:
-                if col not in values:
-                    return None
-                v = values[col]
-                raw[0, i] = 1.0 if isinstance(v, str) and v == level else 0.0
-                continue
-            if f not in values:
-                return None
-            v = values[f]
-            if v is None:
-                raw[0, i] = np.nan
-            elif type(v) is float or type(v) is int:
-                raw[0, i] = float(v)
-            else:
-                return None
+        raw = raw_row(list(self.feature_names_in_), getattr(self, "categories_", {}), values)
+        if raw is None:
+            return None
         return self._standardize(raw)
 
     @staticmethod
