@@ -407,20 +407,11 @@ def _load(path: str) -> Area:
         raise AreaError(err["msg"], file=path, field=loc, value=err.get("input", ...)) from None
 
 
-_FOUND: dict[tuple[str, str], Area] = {}  # (area id, rules folder) -> area: planning asks ~10 times a patient
-
-
 def load_area(area_id: str, rules: str | Path | None = None) -> Area:
-    """Load and validate one area (cached per id and rules folder: ``rules``, else ``$PLANNER_RULES_DIR``, else
-    the packaged one, resolved on every call). Unknown ids raise :class:`AreaError` listing the known ones."""
-    key = (area_id, folder_key(rules_dir(rules)))
-    hit = _FOUND.get(key)
-    if hit is not None:
-        return hit
-    path = Path(key[1]) / "areas" / f"{area_id}.yaml"
+    """Load and validate one area (cached per area file of the rules folder: ``rules``, else
+    ``$PLANNER_RULES_DIR``, else the packaged one, resolved on every call). Unknown ids raise :class:`AreaError`
+    listing the known ones."""
+    path = Path(folder_key(rules_dir(rules))) / "areas" / f"{area_id}.yaml"
     if not path.is_file():
         raise AreaError("unknown area", field="area", value=area_id, expected="one of " + ", ".join(list_areas(rules)))
-    area = _load(str(path))
-    if len(_FOUND) < 256:
-        _FOUND[key] = area
-    return area
+    return _load(str(path))

@@ -32,6 +32,7 @@ from ..areas import Area, load_area
 from ..errors import ModelError
 from ..record import DrugDose, Regimen
 from .choice import Choice as _Choice
+from .inputs import raw_row
 
 __all__ = ["RegimenGenerator", "MOVE_KINDS", "Move"]
 
@@ -276,26 +277,9 @@ class RegimenGenerator(BaseEstimator):
     def _row_z(self, values: Mapping[str, float | str | None]) -> np.ndarray | None:
         """The standardized features (1, p) of one row of values, as :meth:`_design` reads a one-row frame of
         them; None when a value is not a plain number or label (the frame path then decides, with its errors)."""
-        cats = getattr(self, "categories_", {})
-        names = list(self.feature_names_in_)
-        raw = np.empty((1, len(names)))
-        for i, f in enumerate(names):
-            col, _, level = f.partition("=")
-            if level and col in cats:
-                if col not in values:
-                    return None
-                v = values[col]
-                raw[0, i] = 1.0 if isinstance(v, str) and v == level else 0.0
-                continue
-            if f not in values:
-                return None
-            v = values[f]
-            if v is None:
-                raw[0, i] = np.nan
-            elif type(v) is float or type(v) is int:
-                raw[0, i] = float(v)
-            else:
-                return None
+        raw = raw_row(list(self.feature_names_in_), getattr(self, "categories_", {}), values)
+        if raw is None:
+            return None
         return self._standardize(raw)
 
     @staticmethod
@@ -343,6 +327,12 @@ class RegimenGenerator(BaseEstimator):
         """Moves from ``current`` and their probabilities (summing to 1 with ``P(other)``, returned last
         as the probability of the pseudo-move ``other``). Remembered per (kind probabilities, current,
         weights): an unfitted generator gives every patient the same kind probabilities."""
+        mv, probs, _nonc = self._distribution(kind_p, current)
+        return mv, probs.copy()
+
+    def _distribution(self, kind_p: np.ndarray, current: Key) -> tuple[list[Move], np.ndarray, np.ndarray]:
+        """:meth:`move_distribution` (the remembered probabilities themselves: read them, never write) and the
+        moves' not-``continue`` mask from the same move table: one weights look-up a current regimen for both."""
         dw, lw = self._weights()
         kp = np.asarray(kind_p, dtype=np.float64)
         key = (kp.shape, kp.tobytes(), current, dw.tobytes(), lw.tobytes())
@@ -351,21 +341,16 @@ class RegimenGenerator(BaseEstimator):
             cache = self._dist_cache = {}
         hit = cache.get(key)
         if hit is None:
-            hit = self._move_distribution(kind_p, current, dw, lw)
+            mv, t = self._move_table(current, dw, lw)
+            kpa = np.array([kind_p[_K[k]] for k in t["avail"]])
+            kpa = kpa / kpa.sum()
+            probs = np.empty(len(mv) + 1)
+            probs[:-1] = kpa[t["kind_at"]] * t["w"] / t["wsum"]  # P(kind) x the move's share of its kind
+            probs[-1] = kpa[-1]  # "other" is always available, last
+            hit = (mv, probs, t["nonc"])
             if len(cache) < 20_000:  # bounded on any cohort
                 cache[key] = hit
-        return hit[0], hit[1].copy()
-
-    def _move_distribution(
-        self, kind_p: np.ndarray, current: Key, dw: np.ndarray, lw: np.ndarray
-    ) -> tuple[list[Move], np.ndarray]:
-        mv, t = self._move_table(current, dw, lw)
-        kp = np.array([kind_p[_K[k]] for k in t["avail"]])
-        kp = kp / kp.sum()
-        probs = np.empty(len(mv) + 1)
-        probs[:-1] = kp[t["kind_at"]] * t["w"] / t["wsum"]  # P(kind) x the move's share of its kind
-        probs[-1] = kp[-1]  # "other" is always available, last
-        return mv, probs
+        return hit
 
     def _move_table(self, current: Key, dw: np.ndarray, lw: np.ndarray) -> tuple[list[Move], dict[str, Any]]:
         """What of :meth:`move_distribution` does not depend on the kind probabilities, per current regimen and
@@ -535,8 +520,7 @@ class RegimenGenerator(BaseEstimator):
         return out
 
     def _propose_keys(self, kp: np.ndarray, cur: Key, n: int, seed: int) -> list[Key]:
-        mv, pr = self.move_distribution(kp, cur)
-        nonc = self._move_table(cur, *self._weights())[1]["nonc"]
+        mv, pr, nonc = self._distribution(kp, cur)
         order = np.lexsort((np.arange(len(mv)), -pr[:-1], nonc))  # continue first, then most probable, stable
         keys: list[Key] = []
         seen: set[Key] = set()
@@ -558,8 +542,8 @@ class RegimenGenerator(BaseEstimator):
                 continue
             first = mv[p1.draw(rng)]
             if first[3] not in seconds:
-                mv2, pr2 = self.move_distribution(kp, first[3])
-                w2 = pr2[:-1] * self._move_table(first[3], *self._weights())[1]["nonc"]
+                mv2, pr2, nonc2 = self._distribution(kp, first[3])
+                w2 = pr2[:-1] * nonc2
                 seconds[first[3]] = mv2, _Choice(w2 / w2.sum() if w2.sum() > 0 else w2)
             mv2, p2 = seconds[first[3]]
             if p2.p.sum() <= 0:

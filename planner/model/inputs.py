@@ -4,7 +4,7 @@ text one-hot), the standardized matrix and offset on the model scale, and the le
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,7 @@ __all__ = [
     "matrix",
     "matrix_dev",
     "matrix_values",
+    "raw_row",
     "to_model_scale",
     "base_names",
 ]
@@ -180,27 +181,9 @@ def matrix_values(spec: ModelSpec, values: Mapping[str, Any]) -> tuple[np.ndarra
     wanted, a column missing, a baseline missing or out of range): the caller then takes the frame path."""
     if spec.basis:
         return None
-    lenient = spec.is_area and not spec.trained
-    raw = np.empty((1, len(spec.features)))
-    for i, f in enumerate(spec.features):
-        col, _, level = f.partition("=")
-        if level and col in spec.categories:
-            if col not in values:
-                return None
-            v = values[col]
-            raw[0, i] = 1.0 if isinstance(v, str) and v == level else 0.0
-        elif f in values:
-            v = values[f]
-            if v is None:
-                raw[0, i] = np.nan
-            elif isinstance(v, (int, float)) and not isinstance(v, bool):
-                raw[0, i] = float(v)
-            else:
-                return None
-        elif lenient and f != spec.baseline:
-            raw[0, i] = np.nan
-        else:
-            return None
+    raw = raw_row(spec.features, spec.categories, values, lenient=spec.is_area and not spec.trained, keep=spec.baseline)
+    if raw is None:
+        return None
     if raw.shape[1]:
         raw = np.where(np.isfinite(raw), raw, np.asarray(spec.feat_default))
         x = (raw - np.asarray(spec.feat_loc)) / np.asarray(spec.feat_scale)
@@ -215,6 +198,42 @@ def matrix_values(spec: ModelSpec, values: Mapping[str, Any]) -> tuple[np.ndarra
         return None
     off = to_model_scale(spec, np.array([float(b)]), f"X[{spec.baseline!r}]")
     return x, off / spec.y_scale
+
+
+def raw_row(
+    features: Sequence[str],
+    categories: Mapping[str, Any],
+    values: Mapping[str, Any],
+    *,
+    lenient: bool = False,
+    keep: str | None = None,
+) -> np.ndarray | None:
+    """The raw (1, p) row of one patient's values (column -> number, label or None) over ``features``, as the
+    frame path reads a one-row frame of them: ``col=level`` of a categorical ``col`` is 1.0 when the value is
+    that label (else 0.0), a number is itself, None is NaN. None when a value is neither a plain number nor a
+    label where a number is wanted, or a column is missing (``lenient``: a missing column other than ``keep``
+    is NaN): the caller then takes the frame path. Shared by :func:`matrix_values` and the candidate generator."""
+    raw = np.empty((1, len(features)))
+    for i, f in enumerate(features):
+        col, _, level = f.partition("=")
+        if level and col in categories:
+            if col not in values:
+                return None
+            v = values[col]
+            raw[0, i] = 1.0 if isinstance(v, str) and v == level else 0.0
+        elif f in values:
+            v = values[f]
+            if v is None:
+                raw[0, i] = np.nan
+            elif isinstance(v, (int, float)) and not isinstance(v, bool):
+                raw[0, i] = float(v)
+            else:
+                return None
+        elif lenient and f != keep:
+            raw[0, i] = np.nan
+        else:
+            return None
+    return raw
 
 
 def to_model_scale(spec: ModelSpec, v: np.ndarray, where: str) -> np.ndarray:

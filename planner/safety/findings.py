@@ -17,6 +17,7 @@ __all__ = [
     "sort_findings",
     "keyed",
     "added",
+    "plan_adds_forms",
     "fit",
     "apply_findings",
     "key_of",
@@ -139,6 +140,13 @@ def sort_findings(findings: Iterable[Finding]) -> list[Finding]:
 def added(drugs: Iterable[str], current: frozenset[str]) -> tuple[str, ...]:
     """The drugs of a finding that the screened regimen starts (none when screening the current list)."""
     return tuple(sorted({d for d in drugs if d not in current}))
+
+
+def plan_adds_forms(f: Finding, a: str, b: str) -> tuple[Finding, Finding, Finding, Finding]:
+    """A finding on two drugs ``a`` and ``b`` (``f``: its plan_adds empty) in the four forms of which of them the
+    plan adds: both (sorted), only ``a`` (``b`` is current), only ``b``, neither (``f`` itself); the form for a
+    patient is ``forms[(a in current) * 2 + (b in current)]``. Built once per rule set by the pair kinds."""
+    return (replace(f, plan_adds=tuple(sorted((a, b)))), replace(f, plan_adds=(a,)), replace(f, plan_adds=(b,)), f)
 
 
 def fit(text: str, limit: int = 140) -> str:

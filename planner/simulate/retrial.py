@@ -9,6 +9,7 @@ its own effect shape; this module only reads the file and turns per-drug failure
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -36,14 +37,23 @@ class Retrial:
         response gets ``same_drug_factor``, a class-mate of one ``same_class_factor`` (the smaller if both);
         with ``itt`` a drug not tolerated before also keeps only ``1 - restop_same_drug`` of its effect (the
         re-trials stopped again before the follow-up)."""
-        cls = np.array([d.drug_class for d in area.formulary], dtype=object)
-        same = cls[:, None] == cls[None, :]  # (D, D)
-        mate = no_response.astype(float) @ same.astype(float) > 0  # any drug of the class without response
+        same = _class_mates(tuple([d.drug_class for d in area.formulary]))
+        mate = no_response.astype(float) @ same > 0  # any drug of the class without response
         f = np.where(mate, self.same_class_factor, 1.0)
         f = np.where(no_response, np.minimum(f, self.same_drug_factor), f)
         if itt:
             f = np.where(not_tolerated, f * (1.0 - self.restop_same_drug), f)
         return f
+
+
+@functools.lru_cache(maxsize=64)
+def _class_mates(classes: tuple[str, ...]) -> np.ndarray:
+    """(D, D) 1.0 where two formulary drugs (by their classes, in formulary order) share a class, else 0.0; built
+    once per formulary (read-only: every :meth:`Retrial.factors` call of both simulators shares it)."""
+    cls = np.array(classes, dtype=object)
+    same = (cls[:, None] == cls[None, :]).astype(float)
+    same.setflags(write=False)
+    return same
 
 
 def load_retrial(area_id: str, rules: str | None = None) -> Retrial | None:

@@ -8,7 +8,7 @@ from typing import Sequence
 
 from ...record import Finding
 from ..context import PatientContext
-from ..findings import added, fit, keyed, new_finding, replace
+from ..findings import added, fit, keyed, new_finding, plan_adds_forms
 from ..loader import RuleData
 from . import ScreenInput
 
@@ -29,10 +29,8 @@ class DuplicateKind:
         for c in sorted({c for cs in rules.dup_classes.values() for c in cs}):
             for pair in itertools.combinations(sorted(rules.class_members[c]), 2):
                 for x in pair:
-                    f = self._finding(c, pair, x, ())
-                    a, b = pair
-                    variants = (replace(f, plan_adds=pair), replace(f, plan_adds=(a,)), replace(f, plan_adds=(b,)), f)
-                    self.pairs[(c, pair, x)] = keyed(variants)  # type: ignore[assignment]
+                    forms = plan_adds_forms(self._finding(c, pair, x, ()), *pair)
+                    self.pairs[(c, pair, x)] = keyed(forms)  # type: ignore[assignment]
 
     def findings(self, ctx: PatientContext, plan: ScreenInput) -> list[Finding]:
         return [f for _k, f in self.keyed_findings(ctx, plan)]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ...record import Finding
 from ..context import PatientContext
-from ..findings import fit, keyed, new_finding, replace
+from ..findings import fit, keyed, new_finding, plan_adds_forms, replace
 from ..loader import RuleData
 from ..schema import DdiRule
 from . import ScreenInput
@@ -55,14 +55,7 @@ class InteractionKind:
         # the finding of each entry as a patient's current drugs make it (which of its drugs the plan adds: both,
         # only ``a`` (``b`` is current), only ``b``, neither), built once per rule set
         self.variants: dict[int, tuple[Finding, Finding, Finding, Finding]] = {
-            id(f): (
-                replace(f, plan_adds=tuple(sorted((da, db)))),
-                replace(f, plan_adds=(da,)),
-                replace(f, plan_adds=(db,)),
-                f,
-            )
-            for entries in out.values()
-            for _rule, da, db, _t, f in entries
+            id(f): plan_adds_forms(f, da, db) for entries in out.values() for _rule, da, db, _t, f in entries
         }
         return {k: tuple(v) for k, v in out.items()}
 
