@@ -41,6 +41,7 @@ from .guidelines import (
     PatientContext,
     UtilityTerms,
     load_guidelines,
+    secondary_outcome_ids,
     utility_terms,
 )
 from .rationale import rationale
@@ -117,8 +118,10 @@ class RankingConfig:
             raise RuleError("missing weights", file=str(path), field="weights", value=sorted(missing))
         if not 0.5 < cfg.level < 1 or cfg.num_samples < 100:
             raise RuleError("level must be in (0.5, 1) and num_samples >= 100", file=str(path))
+        named = any(p.measure.startswith(SECONDARY_MEASURE) for p in prefs.values())
+        outcomes = secondary_outcome_ids(rules) if named else frozenset()  # the ids a "secondary:<id>" may name
         for p in prefs.values():
-            on_outcome = p.measure.startswith(SECONDARY_MEASURE) and len(p.measure) > len(SECONDARY_MEASURE)
+            on_outcome = p.measure.startswith(SECONDARY_MEASURE) and p.measure[len(SECONDARY_MEASURE) :] in outcomes
             if p.measure not in PREFERENCE_MEASURES and not on_outcome:
                 raise RuleError(
                     "unknown preference measure",
@@ -126,8 +129,8 @@ class RankingConfig:
                     field=f"preferences.{p.id}.measure",
                     value=p.measure,
                     expected="one of "
-                    + ", ".join(PREFERENCE_MEASURES)
-                    + f", or {SECONDARY_MEASURE}<secondary outcome id>",
+                    + ", ".join([*PREFERENCE_MEASURES, *(SECONDARY_MEASURE + i for i in sorted(outcomes))])
+                    + f" ({SECONDARY_MEASURE}<id of a secondary outcome in the guidelines>)",
                 )
         return cfg
 

@@ -478,6 +478,25 @@ def test_unknown_preference_is_a_clear_error(planner):
     assert "avoid-needles" in msg and "avoid-injections" in msg
 
 
+def test_a_preference_on_a_secondary_outcome_no_guideline_has_is_refused(tmp_path):
+    """A misspelt "secondary:<id>" would weigh nothing in every area while the output says the preference was
+    used: the rules folder is refused, naming the preference, the id and the outcomes its guidelines define."""
+    from planner.manifest import main as pin
+    from planner.rank import RankingConfig
+
+    root = tmp_path / "rules"
+    shutil.copytree(rules_dir(), root)
+    path = root / "ranking.yaml"
+    path.write_text(path.read_text().replace('"secondary:sexual_dysfunction"', '"secondary:sexual_dysfuntion"'))
+    pin([str(root)])
+    with pytest.raises(RuleError) as err:
+        RankingConfig.load(root)
+    msg = str(err.value)
+    assert "preferences.avoid-sexual-side-effects.measure" in msg and "secondary:sexual_dysfuntion" in msg
+    assert "secondary:sexual_dysfunction" in msg  # the ids the guidelines do define are listed
+    assert RankingConfig.load().preferences["avoid-sexual-side-effects"].measure == "secondary:sexual_dysfunction"
+
+
 def test_tradeoffs_add_up_to_the_utility_and_json_round_trips(planner):
     rec = planner.recommend(_mi_patient().record(), area="t2d", preferences="avoid-injections,lowest-cost")
     for p in rec.plans:

@@ -20,7 +20,7 @@ from .evaluate import (
     applicable_indications,
     utility_terms,
 )
-from .schema import Guidelines, Indication, SecondaryOutcome, load_guidelines
+from .schema import Guidelines, Indication, SecondaryOutcome, load_guidelines, secondary_outcome_ids
 
 __all__ = [
     "Applicable",
@@ -38,5 +38,6 @@ __all__ = [
     "indicated_candidates",
     "load_guidelines",
     "medication_courses",
+    "secondary_outcome_ids",
     "utility_terms",
 ]

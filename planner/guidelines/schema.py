@@ -30,6 +30,7 @@ __all__ = [
     "HistoryRules",
     "Guidelines",
     "load_guidelines",
+    "secondary_outcome_ids",
 ]
 
 
@@ -343,3 +344,14 @@ def load_guidelines(area: Area, rules: str | Path | None = None) -> Guidelines |
     if len(_CHECKED) < 256:
         _CHECKED[key] = (area, got)
     return got
+
+
+def secondary_outcome_ids(rules: str | Path | None = None) -> frozenset[str]:
+    """The ids of the secondary outcomes every guideline file of the rules folder defines (read, not validated:
+    each file is checked against its area when that area is planned)."""
+    ids: set[str] = set()
+    for path in sorted((rules_dir(rules) / "guidelines").glob("*.yaml")):
+        raw = read_yaml(path)
+        outcomes = raw.get("secondary_outcomes") if isinstance(raw, dict) else None
+        ids.update(str(so["id"]) for so in outcomes or () if isinstance(so, dict) and "id" in so)
+    return frozenset(ids)
