@@ -138,6 +138,7 @@ def _rows_first(area_id: str, n: int, seed: int, template: Planner, *, n_train: 
     sign = 1.0 if area.outcome.direction == "lower" else -1.0
     g = load_guidelines(area)
     goals = {i.id for i in g.indications if i.kind == "goal"} if g is not None else set()  # reported, not counted
+    scale = template.ranking.scale_for(area)
     required = {i.id for i in g.indications if i.require} if g is not None else set()
     rows_out = []
     t = time.perf_counter()
@@ -158,6 +159,7 @@ def _rows_first(area_id: str, n: int, seed: int, template: Planner, *, n_train: 
         for k, yk in zip(RANKINGS, y[1:]):
             row_out[f"improve_{k}"] = sign * (y[0] - yk)
             row_out[f"toward_{k}"] = _toward(y[0], yk, target, sign)
+            row_out[f"past_{k}"] = sign * (target - yk) > scale  # more than one meaningful difference past target
             row_out[f"met_{k}"] = all(s.met for s in res[k].plans[0].indications if s.id not in goals)
             row_out[f"met_required_{k}"] = all(s.met for s in res[k].plans[0].indications if s.id in required)
         rows_out.append(row_out)
@@ -221,6 +223,7 @@ def _rows_independent(area_id: str, n: int, seed: int, template: Planner, *, n_t
     sign = 1.0 if area.outcome.direction == "lower" else -1.0
     g = load_guidelines(area)
     goals = {i.id for i in g.indications if i.kind == "goal"} if g is not None else set()
+    scale = template.ranking.scale_for(area)
     required = {i.id for i in g.indications if i.require} if g is not None else set()
     rows_out = []
     t = time.perf_counter()
@@ -243,6 +246,7 @@ def _rows_independent(area_id: str, n: int, seed: int, template: Planner, *, n_t
         for k, yk in zip(RANKINGS, y[1:]):
             row_out[f"improve_{k}"] = sign * (y[0] - yk)
             row_out[f"toward_{k}"] = _toward(y[0], yk, target, sign)
+            row_out[f"past_{k}"] = sign * (target - yk) > scale  # more than one meaningful difference past target
             row_out[f"met_{k}"] = all(s.met for s in res[k].plans[0].indications if s.id not in goals)
             row_out[f"met_required_{k}"] = all(s.met for s in res[k].plans[0].indications if s.id in required)
         rows_out.append(row_out)
@@ -265,6 +269,7 @@ def _summary(area, rows_out: list[dict], **extra) -> dict:
         out[f"true_improvement_{k}"] = round(float(np.mean([r[f"improve_{k}"] for r in rows_out])), 4)
         out[f"toward_target_{k}"] = round(float(np.mean([r[f"toward_{k}"] for r in rows_out])), 4)
         out[f"indications_met_{k}"] = round(float(np.mean([r[f"met_{k}"] for r in ind])), 4) if ind else None
+        out[f"past_target_{k}"] = round(float(np.mean([r[f"past_{k}"] for r in rows_out])), 4)
         req = [r for r in rows_out if r["required"]]
         out[f"required_met_{k}"] = round(float(np.mean([r[f"met_required_{k}"] for r in req])), 4) if req else None
     for k in RANKINGS[1:]:
@@ -364,6 +369,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{'':<13} {'':>4} ({r['patients_with_indication']} with an indication, {r['patients_with_required']} with a required one; unit {r['unit_display']}; "
             f"share of the lost improvement past the target {_fmt(r.get('loss_past_target_share_guideline'))}; "
             f"{r['seconds']:.0f} s)"
+        )
+        scale = template.ranking.scale_for(load_area(area_id))
+        print(
+            f"{'':<13} {'':>4} (share of top plans whose true outcome lies more than {scale:g} {r['unit_display']} past "
+            "the target, one meaningful difference: "
+            + ", ".join(f"{k} {r[f'past_target_{k}']:.2f}" for k in RANKINGS)
+            + ")"
         )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

@@ -463,6 +463,7 @@ def test_sexual_dysfunction_is_shown_and_weighed_only_when_the_patient_asks(plan
     assert any(risk[p.key] > 0.4 for p in base.plans[:5])  # an SSRI or SNRI among the first five
     assert all(_measure(p, term) < 0.2 for p in rec.plans[:5])  # none with the patient's preference
     assert "Preferences: avoid sexual side effects" in rec.plans[0].rationale
+    assert "% (treatment course)" in rec.plans[0].rationale.split("Preferences:")[1]  # shown as a risk
     for p in rec.plans:  # the preference's cost is its weight times the plan's expected risk
         cost = next(t.utility for t in p.tradeoffs if t.term == pref)
         assert cost == pytest.approx(-0.75 * _measure(p, term), abs=2e-3)  # both rounded in the output
