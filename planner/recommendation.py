@@ -140,7 +140,9 @@ class DataGap(Frozen):
 class RecordWarning(Frozen):
     """A data-quality warning on the record (:class:`planner.record.DataWarning`) as ``planner inspect`` lists it:
     something in the record that could not be used, or was used with an assumption. Only the code, the resource
-    reference, the field and the message travel (not the warning's value or date)."""
+    reference, the field and the message travel (not the warning's value or date fields), but a few messages quote
+    the result themselves (``implausible-value``: its date and value; ``value-with-comparator``: its bound), so
+    these stay in the recommendation (output) and never enter the de-identified audit or a log."""
 
     code: str  # e.g. "status-reason-unreadable", "resource-skipped", "pgx-unreadable"
     message: str
