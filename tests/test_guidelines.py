@@ -498,6 +498,31 @@ def test_a_preference_on_a_secondary_outcome_no_guideline_has_is_refused(tmp_pat
     assert RankingConfig.load().preferences["avoid-sexual-side-effects"].measure == "secondary:sexual_dysfunction"
 
 
+def test_a_preference_on_a_change_outcome_weighs_its_rise_only(tmp_path):
+    """secondary:weight as a preference: a plan expected to lower weight pays nothing (no reward either), one
+    expected to raise it pays the weight per kg, as avoid-weight-gain does."""
+    from planner.manifest import main as pin
+
+    root = tmp_path / "rules"
+    shutil.copytree(rules_dir(), root)
+    path = root / "ranking.yaml"
+    raw = yaml.safe_load(path.read_text())
+    raw["preferences"]["avoid-weight-rise"] = {"weight": 0.1, "measure": "secondary:weight", "per": "kg"}
+    path.write_text(yaml.safe_dump(raw))
+    pin([str(root)])
+    rec = Planner.load(rules=root).recommend(
+        _t2d("high", 10.5).record(), area="t2d", top=300, preferences="avoid-weight-rise"
+    )
+    seen = set()
+    for p in rec.plans:
+        gain = _measure(p, "secondary:weight")
+        cost = next(t.utility for t in p.tradeoffs if t.term == "preference:avoid-weight-rise")
+        if abs(gain) >= 1.0:  # per draw: a plan near zero pays for its draws that rise
+            assert cost == pytest.approx(-0.1 * max(gain, 0.0), abs=0.02)
+            seen.add(gain > 0)
+    assert seen == {True, False}  # both kinds of plan were ranked
+
+
 def test_tradeoffs_add_up_to_the_utility_and_json_round_trips(planner):
     rec = planner.recommend(_mi_patient().record(), area="t2d", preferences="avoid-injections,lowest-cost")
     for p in rec.plans:

@@ -468,7 +468,9 @@ def utility_terms(
                 vals = _secondary_columns(so, area, sigs, ctx, guidelines, num, rng, current, mean_draws)
             if so.id == "weight":
                 weight = vals
-            secondary[so.id] = vals
+            # what a "secondary:<id>" preference weighs: a risk, or a change's rise only (the patient asks to
+            # avoid it; a fall is no reward, as with avoid-weight-gain)
+            secondary[so.id] = vals if so.kind == "risk" else vals.map(lambda v: np.maximum(v, 0.0))
             counted = vals
             if so.kind == "change" and so.credit_fall_when and not ctx.matches(so.credit_fall_when, guidelines):
                 counted = vals.map(lambda v: np.maximum(v, 0.0))  # a fall is no benefit here; a rise is still a harm
@@ -512,7 +514,7 @@ def _secondary_preference_term(
     pid: str, measure: str, label: str, per: str, w: float, secondary: Mapping[str, _Columns], n: int, num: int
 ) -> Term:
     """A preference on a secondary outcome (e.g. the risk of sexual dysfunction): a penalty of ``w`` per unit of
-    its expected value, per draw. An area without that outcome gets a zero term (the preference does not apply)."""
+    its expected value (a change: its rise), per draw. An area without that outcome gets a zero term (the preference does not apply)."""
     vals = secondary.get(measure[len(SECONDARY_MEASURE) :])
     if vals is None:
         zero = np.zeros(n)
