@@ -124,7 +124,8 @@ class Explainer:
         return f"not met: {ind.recommendation}; this plan has {need}; {self._others(k)}"
 
     def _stepwise(self, a: Applicable, j: int) -> str:
-        """What the plan starts (``a.drugs``: the current regimen's) and how far the latest value is from the target."""
+        """What the plan starts (``a.drugs``: the current regimen's, and with exempt_required the required drugs)
+        and how far the latest value is from the target."""
         new = sorted(set(self.regimens[j].ingredients) - set(a.drugs))
         value, target = a.level or (float("nan"), float("nan"))
         ucum = self.area.outcome.unit

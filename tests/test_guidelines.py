@@ -156,6 +156,30 @@ def test_require_is_for_include_indications_only(tmp_path):
     assert "require is for kind include only" in str(err.value) and "t2d.stepwise-intensification" in str(err.value)
 
 
+def test_t2d_at_goal_no_new_drug_unless_a_required_one(planner):
+    """Below the HbA1c goal (t2d guidelines 1.5.0): a plan that starts a glucose-lowering drug says so and pays
+    for it; a drug started for a required indication (SGLT2 inhibitor in heart failure) does not count."""
+    at_goal = "t2d.no-intensification-at-goal"
+    b = _t2d("goal", 6.2, born="1950-01-01")
+    b.medication("glipizide", dose_mg_day=20, start="2021-01-01", times_per_day=2)
+    rec = planner.recommend(b.record(), area="t2d", top=60)
+    assert not (_drugs(rec.plans[0]) - {"metformin", "glipizide"})  # the top plan starts nothing
+    starting = [p for p in rec.plans if _drugs(p) - {"metformin", "glipizide"}]
+    assert starting
+    for p in starting:
+        s = _status(p, at_goal)
+        assert not s.met and "this plan starts" in s.message and "Guideline indication not met" in p.rationale
+    hf = _t2d("goal-hf", 6.2)
+    hf.condition("84114007", display="Heart failure", onset="2021-01-01")
+    hf.observation("egfr", 70, date="2024-05-01")
+    rec = planner.recommend(hf.record(), area="t2d", top=60)
+    top = rec.plans[0]
+    assert _drugs(top) & SGLT2_HF and all(s.met for s in top.indications)
+    for p in rec.plans:  # only drugs besides the indicated one count
+        new = _drugs(p) - {"metformin"} - SGLT2_HF
+        assert any(s.id == at_goal and not s.met for s in p.indications) == bool(new)
+
+
 def test_no_indication_no_guideline_penalty(planner):
     """No comorbidity: only the combination to avoid and the stepwise rule (two new drugs 0.8 above goal) cost."""
     rec = planner.recommend(_t2d("plain", 7.8).record(), area="t2d", top=40)

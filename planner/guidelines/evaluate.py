@@ -477,9 +477,13 @@ def utility_terms(
             cost = counted.scaled(-w)
             unit = so.unit if so.kind == "change" else f"risk, {so.horizon}"
             terms.append(Term(f"secondary:{so.id}", so.label, unit, cost, None, "secondary", measure=vals))
+    found = applicable_indications(guidelines, ctx, area) if ctx is not None else []
+    required = tuple(d for a in found if a.indication.require for d in a.drugs)
     applicable = [
-        dataclasses.replace(a, drugs=tuple(current.ingredients)) if a.indication.kind == "stepwise" else a
-        for a in (applicable_indications(guidelines, ctx, area) if ctx is not None else [])
+        dataclasses.replace(a, drugs=tuple(current.ingredients) + (required if a.indication.exempt_required else ()))
+        if a.indication.kind == "stepwise"
+        else a
+        for a in found
     ]
     met = np.zeros((len(applicable), n), dtype=bool)
     for k, a in enumerate(applicable):

@@ -79,8 +79,11 @@ class Indication(_M):
     adjunct_drugs: tuple[str, ...] = ()
     adjunct_after_trials: int | None = Field(default=None, ge=1)
     classes: tuple[str, ...] = ()  # avoid: a plan with a drug of every one of these classes does not meet it
-    max_new: int | None = Field(default=None, ge=1)  # stepwise: most drugs a plan may start at once
-    combination_gap: float | None = Field(default=None, gt=0)  # stepwise: from this far off the target, no limit
+    max_new: int | None = Field(default=None, ge=0)  # stepwise: most drugs a plan may start at once
+    # stepwise: applies while the latest value is less than this far off the target (0: only below the target)
+    combination_gap: float | None = Field(default=None, ge=0)
+    # stepwise: a drug that meets an applicable required indication (started whatever the outcome) is not counted
+    exempt_required: bool = False
     # include: a recommendation the guideline makes whatever the outcome (e.g. ADA grade A: an SGLT2 inhibitor in
     # heart failure): an unmet one costs rules/ranking.yaml guideline.require_unmet instead of include_unmet
     require: bool = False
@@ -99,6 +102,8 @@ class Indication(_M):
             raise ValueError(f"indication {self.id!r}: kind avoid needs two or more classes")
         if self.kind == "stepwise" and (self.max_new is None or self.combination_gap is None):
             raise ValueError(f"indication {self.id!r}: kind stepwise needs max_new and combination_gap")
+        if self.exempt_required and self.kind != "stepwise":
+            raise ValueError(f"indication {self.id!r}: exempt_required is for kind stepwise only")
         if self.require and self.kind != "include":
             raise ValueError(f"indication {self.id!r}: require is for kind include only")
         if self.kind in ("include", "goal") and not self.when:
