@@ -103,6 +103,17 @@ class Explainer:
             return f"not met: {ind.recommendation}; {self._others(k).replace('meets it', 'avoids it')}"
         if ind.kind == "stepwise":
             return f"not met: {ind.recommendation}; {self._stepwise(a, j)}; {self._others(k)}"
+        if ind.kind == "deintensify":
+            value, target = a.level or (float("nan"), float("nan"))
+            ucum = self.area.outcome.unit
+            at = (
+                f"at {self.area.outcome.quantity} {with_unit(f'{value:g}', ucum, self.rules)}, "
+                f"{abs(value - target):.1f} from the target {with_unit(f'{target:g}', ucum, self.rules)}"
+            )
+            kept = ", ".join(a.drugs)
+            if met:
+                return f"meets {ind.label}: lowers or stops {kept} {at}"
+            return f"not met: {ind.recommendation}; this plan keeps {kept} at the same dose or more {at}; {self._others(k)}"
         if ind.kind == "history":
             about = "; ".join(c.describe(self._unit) for c in a.courses)
             if ind.history == "response":

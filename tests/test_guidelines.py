@@ -180,6 +180,29 @@ def test_t2d_at_goal_no_new_drug_unless_a_required_one(planner):
         assert any(s.id == at_goal and not s.met for s in p.indications) == bool(new)
 
 
+def test_t2d_older_adult_well_below_goal_on_a_sulfonylurea_gets_it_lowered(planner):
+    """t2d guidelines 1.6.0 (ADA 2024 section 13; Lipska 2015): 65 or older, HbA1c under 6.5% on a sulfonylurea
+    or insulin: the top plan lowers or stops it; a plan keeping the dose says so. Not at 49."""
+    ind = "t2d.deintensify-older-adult"
+    old = _t2d("deint", 5.6, born="1950-01-01")
+    old.medication("glipizide", dose_mg_day=20, start="2021-01-01", times_per_day=2)
+    rec = planner.recommend(old.record(), area="t2d", top=60)
+    top = (
+        next(d for d in rec.plans[0].regimen if d.drug == "glipizide") if "glipizide" in _drugs(rec.plans[0]) else None
+    )
+    assert top is None or top.dose_mg_day < 20
+    assert _status(rec.plans[0], ind).met
+    kept = [p for p in rec.plans if any(d.drug == "glipizide" and d.dose_mg_day >= 20 for d in p.regimen)]
+    assert kept
+    for p in kept:
+        s = _status(p, ind)
+        assert not s.met and "keeps glipizide" in s.message and "Guideline indication not met" in p.rationale
+    young = _t2d("deint-young", 5.6, born="1975-01-01")
+    young.medication("glipizide", dose_mg_day=20, start="2021-01-01", times_per_day=2)
+    rec = planner.recommend(young.record(), area="t2d", top=60)
+    assert all(s.id != ind for p in rec.plans for s in p.indications)
+
+
 def test_no_indication_no_guideline_penalty(planner):
     """No comorbidity: only the combination to avoid and the stepwise rule (two new drugs 0.8 above goal) cost."""
     rec = planner.recommend(_t2d("plain", 7.8).record(), area="t2d", top=40)

@@ -67,6 +67,8 @@ class Applicable:
     # trials for an adjunct to be an option (empty otherwise)
     adjunct_base: tuple[str, ...] = ()
     # (stepwise: ``drugs`` are the current regimen's; a plan's other drugs are what it starts)
+    # deintensify: the current drugs of the indication's classes and their doses (mg/day; None: unknown)
+    doses: tuple[tuple[str, float | None], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,6 +147,13 @@ def applicable_indications(g: Guidelines | None, ctx: PatientContext, area: Area
                     )
                 )
             continue
+        if ind.kind == "deintensify":
+            level = None if area is None else ctx.outcome_level(area)
+            if level is not None and ctx.matches(ind.when, g):
+                sign = 1.0 if area is not None and area.outcome.direction == "lower" else -1.0
+                if sign * (level[1] - level[0]) >= (ind.below_gap or 0.0):
+                    out.append(Applicable(ind, level=level))
+            continue
         if ind.kind == "stepwise":
             level = None if area is None else ctx.outcome_level(area)
             if level is not None and ctx.matches(ind.when, g):
@@ -189,6 +198,8 @@ def _meets(a: Applicable, reg: Regimen, g: Guidelines, p_goal: float, area: Area
         return p_goal >= 0.5
     if ind.kind == "stepwise":
         return len(set(reg.ingredients) - set(a.drugs)) <= (ind.max_new or 0)
+    if ind.kind == "deintensify":
+        return any(_lowered(reg, drug, dose) for drug, dose in a.doses)
     if ind.kind == "avoid":
         have = {d.drug_class or area.drug(d.ingredient).drug_class for d in reg.drugs}
         return not set(ind.classes) <= have
@@ -238,7 +249,7 @@ def _met(
     """Whether each regimen meets the indication; once per (drug, class) list where only that list matters (not a
     goal, which reads the regimen's own draws, nor an intensity, which reads its doses)."""
     ind = a.indication
-    if ind.kind == "goal" or (ind.kind == "include" and ind.min_intensity is not None):
+    if ind.kind in ("goal", "deintensify") or (ind.kind == "include" and ind.min_intensity is not None):
         return np.array([_meets(a, reg, g, float(p_goal[j]), area) for j, reg in enumerate(regimens)], dtype=bool)
     _, reps, at = sigs
     return np.array([_meets(a, reg, g, 0.0, area) for reg in reps], dtype=bool)[at]
@@ -477,7 +488,7 @@ def utility_terms(
             cost = counted.scaled(-w)
             unit = so.unit if so.kind == "change" else f"risk, {so.horizon}"
             terms.append(Term(f"secondary:{so.id}", so.label, unit, cost, None, "secondary", measure=vals))
-    found = applicable_indications(guidelines, ctx, area) if ctx is not None else []
+    found = _with_doses(applicable_indications(guidelines, ctx, area) if ctx is not None else [], current, area)
     required = tuple(d for a in found if a.indication.require for d in a.drugs)
     applicable = [
         dataclasses.replace(a, drugs=tuple(current.ingredients) + (required if a.indication.exempt_required else ()))
@@ -512,6 +523,30 @@ def utility_terms(
             continue
         terms.append(_preference_term(pid, measure, label, per, w, regimens, forms, weight, num))
     return UtilityTerms(terms=tuple(terms), applicable=tuple(applicable), met=met)
+
+
+def _lowered(reg: Regimen, drug: str, dose: float | None) -> bool:
+    """``reg`` stops ``drug`` or gives it below ``dose`` (an unknown dose, now or in the plan, is not lower)."""
+    planned = [d.dose_mg_day for d in reg.drugs if d.ingredient == drug]
+    return not planned or (dose is not None and planned[0] is not None and planned[0] < dose)
+
+
+def _with_doses(found: list[Applicable], current: Regimen, area: Area) -> list[Applicable]:
+    """Deintensify indications with the current drugs of their classes and doses; dropped when there are none."""
+    out = []
+    for a in found:
+        if a.indication.kind == "deintensify":
+            classes = set(a.indication.classes)
+            doses = tuple(
+                (d.ingredient, d.dose_mg_day)
+                for d in current.drugs
+                if (d.drug_class or area.drug(d.ingredient).drug_class) in classes
+            )
+            if not doses:
+                continue
+            a = dataclasses.replace(a, drugs=tuple(x for x, _ in doses), doses=doses)
+        out.append(a)
+    return out
 
 
 def _secondary_preference_term(

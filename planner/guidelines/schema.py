@@ -65,7 +65,7 @@ When = tuple[tuple[Criterion, ...], ...]  # any of the alternatives, each all of
 
 class Indication(_M):
     id: str
-    kind: Literal["include", "goal", "history", "avoid", "stepwise"]
+    kind: Literal["include", "goal", "history", "avoid", "stepwise", "deintensify"]
     label: str
     recommendation: str  # one sentence: what the guideline recommends, for the rationale
     when: When = ()
@@ -84,6 +84,9 @@ class Indication(_M):
     combination_gap: float | None = Field(default=None, ge=0)
     # stepwise: a drug that meets an applicable required indication (started whatever the outcome) is not counted
     exempt_required: bool = False
+    # deintensify: applies while the latest value is at least this far on the good side of the target and the
+    # patient takes a drug of ``classes``; a plan meets it when it stops one of them or lowers its dose
+    below_gap: float | None = Field(default=None, gt=0)
     # include: a recommendation the guideline makes whatever the outcome (e.g. ADA grade A: an SGLT2 inhibitor in
     # heart failure): an unmet one costs rules/ranking.yaml guideline.require_unmet instead of include_unmet
     require: bool = False
@@ -102,6 +105,8 @@ class Indication(_M):
             raise ValueError(f"indication {self.id!r}: kind avoid needs two or more classes")
         if self.kind == "stepwise" and (self.max_new is None or self.combination_gap is None):
             raise ValueError(f"indication {self.id!r}: kind stepwise needs max_new and combination_gap")
+        if self.kind == "deintensify" and (not self.classes or self.below_gap is None):
+            raise ValueError(f"indication {self.id!r}: kind deintensify needs classes and below_gap")
         if self.exempt_required and self.kind != "stepwise":
             raise ValueError(f"indication {self.id!r}: exempt_required is for kind stepwise only")
         if self.require and self.kind != "include":
