@@ -104,13 +104,7 @@ class Explainer:
         if ind.kind == "stepwise":
             return f"not met: {ind.recommendation}; {self._stepwise(a, j)}; {self._others(k)}"
         if ind.kind == "deintensify":
-            value, target = a.level or (float("nan"), float("nan"))
-            ucum = self.area.outcome.unit
-            at = (
-                f"at {self.area.outcome.quantity} {with_unit(f'{value:g}', ucum, self.rules)}, "
-                f"{abs(value - target):.1f} from the target {with_unit(f'{target:g}', ucum, self.rules)}"
-            )
-            kept = ", ".join(a.drugs)
+            at, kept = self._at_level(a), ", ".join(a.drugs)
             if met:
                 return f"meets {ind.label}: lowers or stops {kept} {at}"
             return f"not met: {ind.recommendation}; this plan keeps {kept} at the same dose or more {at}; {self._others(k)}"
@@ -138,11 +132,14 @@ class Explainer:
         """What the plan starts (``a.drugs``: the current regimen's, and with exempt_required the required drugs)
         and how far the latest value is from the target."""
         new = sorted(set(self.regimens[j].ingredients) - set(a.drugs))
+        return f"this plan starts {len(new)} ({', '.join(new)}) {self._at_level(a)}"
+
+    def _at_level(self, a: Applicable) -> str:
+        """The latest value and how far it is from the target, e.g. "at hba1c 7.6%, 0.6 from the target 7%"."""
         value, target = a.level or (float("nan"), float("nan"))
         ucum = self.area.outcome.unit
         return (
-            f"this plan starts {len(new)} ({', '.join(new)}) at {self.area.outcome.quantity} "
-            f"{with_unit(f'{value:g}', ucum, self.rules)}, "
+            f"at {self.area.outcome.quantity} {with_unit(f'{value:g}', ucum, self.rules)}, "
             f"{abs(value - target):.1f} from the target {with_unit(f'{target:g}', ucum, self.rules)}"
         )
 

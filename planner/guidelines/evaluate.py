@@ -132,6 +132,12 @@ def applicable_indications(g: Guidelines | None, ctx: PatientContext, area: Area
         return []
     out: list[Applicable] = []
     groups: set[str] = set()
+    # stepwise and deintensify rules read the latest value and the target (once for all of them): ``off`` is how far
+    # the value lies on the wrong side of the target (negative: better than it)
+    by_level = area is not None and any(i.kind in ("stepwise", "deintensify") for i in g.indications)
+    level = ctx.outcome_level(area) if by_level and area is not None else None
+    sign = 1.0 if area is not None and area.outcome.direction == "lower" else -1.0
+    off = 0.0 if level is None else (level[0] - level[1]) * sign
     for ind in g.indications:
         if ind.group is not None and ind.group in groups:
             continue
@@ -147,19 +153,11 @@ def applicable_indications(g: Guidelines | None, ctx: PatientContext, area: Area
                     )
                 )
             continue
-        if ind.kind == "deintensify":
-            level = None if area is None else ctx.outcome_level(area)
-            if level is not None and ctx.matches(ind.when, g):
-                sign = 1.0 if area is not None and area.outcome.direction == "lower" else -1.0
-                if sign * (level[1] - level[0]) >= (ind.below_gap or 0.0):
-                    out.append(Applicable(ind, level=level))
-            continue
-        if ind.kind == "stepwise":
-            level = None if area is None else ctx.outcome_level(area)
-            if level is not None and ctx.matches(ind.when, g):
-                sign = 1.0 if area is not None and area.outcome.direction == "lower" else -1.0
-                if sign * (level[0] - level[1]) < (ind.combination_gap or 0.0):
-                    out.append(Applicable(ind, level=level))
+        if ind.kind in ("stepwise", "deintensify"):
+            # stepwise: less than combination_gap off the target; deintensify: at least below_gap better than it
+            near = off < (ind.combination_gap or 0.0) if ind.kind == "stepwise" else -off >= (ind.below_gap or 0.0)
+            if level is not None and near and ctx.matches(ind.when, g):
+                out.append(Applicable(ind, level=level))
             continue
         if ctx.matches(ind.when, g):
             out.append(Applicable(ind, drugs=ind.drugs))
