@@ -13,7 +13,9 @@ from rich.text import Text
 from ..dosing import dose_text
 from ..recommendation import Plan, PlanDrug, Recommendation
 from ..units import num, one_decimal, unit_display, with_unit
-from ..warnings_table import SHOWN, warnings_table
+from ..warnings_table import warnings_table
+
+EXCLUDED_SHOWN = 15  # excluded regimens the table lists (the JSON holds them all)
 
 
 def _drugs(drugs: tuple[PlanDrug, ...], stopped: tuple[PlanDrug, ...] = ()) -> str:
@@ -96,12 +98,12 @@ def render_table(rec: Recommendation, *, width: int = 140) -> str:
         ex = Table(title=f"Excluded regimens ({len(rec.excluded)})", show_lines=False)
         ex.add_column("regimen")
         ex.add_column("why")
-        for e in rec.excluded[:SHOWN]:
+        for e in rec.excluded[:EXCLUDED_SHOWN]:
             ex.add_row(
                 Text(e.key), Text("; ".join(f"{f.rule_id}: {f.message}" for f in e.findings if f.action == "exclude"))
             )
-        if len(rec.excluded) > SHOWN:
-            ex.add_row("...", f"{len(rec.excluded) - SHOWN} more (use --format json)")
+        if len(rec.excluded) > EXCLUDED_SHOWN:
+            ex.add_row("...", f"{len(rec.excluded) - EXCLUDED_SHOWN} more (use --format json)")
         con.print(ex)
     if rec.current_findings:
         con.print("[bold]Findings on current medications[/bold]")

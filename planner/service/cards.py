@@ -18,6 +18,7 @@ from ..dosing import dosage, dose_text
 from ..recommendation import Recommendation
 from ..record import Finding
 from ..units import unit_display
+from ..warnings_table import SHOWN
 from .config import ServiceDefinitions
 
 __all__ = ["CardFactory", "fit_summary", "med_request", "dose_words"]
@@ -245,17 +246,14 @@ class CardFactory:
         )
 
 
-WARNINGS_SHOWN = 15  # a record's data-quality warnings a plan card lists (the rest: a count)
-
-
 def _warning_lines(rec: Recommendation) -> list[str]:
     """The record's data-quality warnings, one markdown item each (code, why, resource and field)."""
     ws = rec.record_warnings
     lines = [f"Data-quality warnings in the record ({len(ws)}):"]
-    for w in ws[:WARNINGS_SHOWN]:
+    for w in ws[:SHOWN]:
         lines.append(f"- {w.code}: {w.message} ({w.resource or 'input'}{f' {w.field}' if w.field else ''})")
-    if len(ws) > WARNINGS_SHOWN:
-        lines.append(f"- and {len(ws) - WARNINGS_SHOWN} more (planner inspect lists them all)")
+    if len(ws) > SHOWN:
+        lines.append(f"- and {len(ws) - SHOWN} more (planner inspect lists them all)")
     return lines
 
 
