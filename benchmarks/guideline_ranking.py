@@ -88,6 +88,33 @@ def _planners(template: Planner, area_id: str, model) -> dict[str, Planner]:
     }
 
 
+class _Scorer:
+    """One benchmark row from the three rankings' results and the true outcomes ``y`` (current regimen first,
+    then each ranking's top plan, in RANKINGS order)."""
+
+    def __init__(self, area, template: Planner) -> None:
+        g = load_guidelines(area)
+        self.sign = 1.0 if area.outcome.direction == "lower" else -1.0
+        self.goals = {i.id for i in g.indications if i.kind == "goal"} if g is not None else set()  # not counted
+        self.required = {i.id for i in g.indications if i.require} if g is not None else set()
+        self.scale = template.ranking.scale_for(area)
+
+    def __call__(self, res: dict, y) -> dict:
+        sign, target, top = self.sign, res["guideline"].outcome.target, res["guideline"].plans[0]
+        row: dict = {
+            "indicated": bool(top.indications),
+            "required": any(s.id in self.required for s in top.indications),
+        }
+        for k, yk in zip(RANKINGS, y[1:]):
+            ind = res[k].plans[0].indications
+            row[f"improve_{k}"] = sign * (y[0] - yk)
+            row[f"toward_{k}"] = _toward(y[0], yk, target, sign)
+            row[f"past_{k}"] = sign * (target - yk) > self.scale  # more than one meaningful difference past target
+            row[f"met_{k}"] = all(s.met for s in ind if s.id not in self.goals)
+            row[f"met_required_{k}"] = all(s.met for s in ind if s.id in self.required)
+        return row
+
+
 def _toward(cur: float, new: float, target: float, sign: float) -> float:
     """Improvement up to the target (none past it)."""
     return max(sign * (cur - (max(new, target) if sign > 0 else min(new, target))), 0.0)
@@ -135,11 +162,7 @@ def _rows_first(area_id: str, n: int, seed: int, template: Planner, *, n_train: 
         .groupby("patient_id", sort=True)
         .apply(lambda g: g.iloc[rng.integers(len(g))], include_groups=False)
     )
-    sign = 1.0 if area.outcome.direction == "lower" else -1.0
-    g = load_guidelines(area)
-    goals = {i.id for i in g.indications if i.kind == "goal"} if g is not None else set()  # reported, not counted
-    scale = template.ranking.scale_for(area)
-    required = {i.id for i in g.indications if i.require} if g is not None else set()
+    score = _Scorer(area, template)
     rows_out = []
     t = time.perf_counter()
     for pid, row in picks.iterrows():
@@ -151,18 +174,7 @@ def _rows_first(area_id: str, n: int, seed: int, template: Planner, *, n_train: 
         current = _regimen(area, res["guideline"].current_regimen)
         chosen = [_regimen(area, res[k].plans[0].regimen) for k in RANKINGS]
         y = cohort.expected_outcome([current, *chosen], truth)[0]
-        target = res["guideline"].outcome.target
-        row_out: dict = {
-            "indicated": bool(res["guideline"].plans[0].indications),
-            "required": any(s.id in required for s in res["guideline"].plans[0].indications),
-        }
-        for k, yk in zip(RANKINGS, y[1:]):
-            row_out[f"improve_{k}"] = sign * (y[0] - yk)
-            row_out[f"toward_{k}"] = _toward(y[0], yk, target, sign)
-            row_out[f"past_{k}"] = sign * (target - yk) > scale  # more than one meaningful difference past target
-            row_out[f"met_{k}"] = all(s.met for s in res[k].plans[0].indications if s.id not in goals)
-            row_out[f"met_required_{k}"] = all(s.met for s in res[k].plans[0].indications if s.id in required)
-        rows_out.append(row_out)
+        rows_out.append(score(res, y))
     return rows_out, n_ep, "fitted" if model is not None else "prior", time.perf_counter() - t
 
 
@@ -220,11 +232,7 @@ def _rows_independent(area_id: str, n: int, seed: int, template: Planner, *, n_t
         .apply(lambda g: g.iloc[rng.integers(len(g))], include_groups=False)
         .reset_index()
     )
-    sign = 1.0 if area.outcome.direction == "lower" else -1.0
-    g = load_guidelines(area)
-    goals = {i.id for i in g.indications if i.kind == "goal"} if g is not None else set()
-    scale = template.ranking.scale_for(area)
-    required = {i.id for i in g.indications if i.require} if g is not None else set()
+    score = _Scorer(area, template)
     rows_out = []
     t = time.perf_counter()
     for idx, row in picks.iterrows():
@@ -238,18 +246,7 @@ def _rows_independent(area_id: str, n: int, seed: int, template: Planner, *, n_t
         current = _regimen(area, res["guideline"].current_regimen)
         chosen = [_regimen(area, res[k].plans[0].regimen) for k in RANKINGS]
         y = cohort.expected_outcome(picks.loc[[idx]][["patient_id", "t0"]], [current, *chosen])[0]
-        target = res["guideline"].outcome.target
-        row_out: dict = {
-            "indicated": bool(res["guideline"].plans[0].indications),
-            "required": any(s.id in required for s in res["guideline"].plans[0].indications),
-        }
-        for k, yk in zip(RANKINGS, y[1:]):
-            row_out[f"improve_{k}"] = sign * (y[0] - yk)
-            row_out[f"toward_{k}"] = _toward(y[0], yk, target, sign)
-            row_out[f"past_{k}"] = sign * (target - yk) > scale  # more than one meaningful difference past target
-            row_out[f"met_{k}"] = all(s.met for s in res[k].plans[0].indications if s.id not in goals)
-            row_out[f"met_required_{k}"] = all(s.met for s in res[k].plans[0].indications if s.id in required)
-        rows_out.append(row_out)
+        rows_out.append(score(res, y))
     return rows_out, n_ep, "fitted" if model is not None else "prior", time.perf_counter() - t
 
 
